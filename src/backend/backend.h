@@ -1,0 +1,108 @@
+/* Back ends: where a volume's data lives (a local file or block device, an
+ * upstream NBD export, ...). Each kind is one `struct backend_ops`; layers
+ * stack by wrapping a `next` backend (the test-only fault layer does this).
+ *
+ * Contract for every op:
+ *   - returns 0 or a negative errno (-EIO, -ENOSPC, -EINVAL, -ENOTSUP, ...);
+ *   - a request lies within [0, size) (the volume layer checks bounds);
+ *   - ops are called concurrently from many threads on the same backend;
+ *     each implementation makes that safe (pread/pwrite are; the NBD back end
+ *     multiplexes commands over its connections);
+ *   - a write is complete (the storage acknowledged it) when the op returns
+ *     0; with BE_FUA it is also persistent;
+ *   - an op may block (it runs on a worker thread, never on the thread that
+ *     parses requests).
+ */
+#ifndef SHOAL_BACKEND_BACKEND_H
+#define SHOAL_BACKEND_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Flags for write/trim/zero. */
+#define BE_FUA       (1u << 0) /* persist before returning */
+#define BE_NO_HOLE   (1u << 1) /* zero: allocate, do not punch */
+#define BE_FAST_ZERO (1u << 2) /* zero: fail with -ENOTSUP unless cheap */
+
+/* Capabilities reported by a back end. */
+#define BE_CAN_FLUSH     (1u << 0)
+#define BE_CAN_FUA       (1u << 1) /* native FUA (else emulated with flush) */
+#define BE_CAN_TRIM      (1u << 2)
+#define BE_CAN_ZERO      (1u << 3) /* efficient zeroing (else written as data) */
+#define BE_CAN_FAST_ZERO (1u << 4)
+#define BE_CAN_EXTENTS   (1u << 5) /* can report holes / zero extents */
+#define BE_READONLY      (1u << 6) /* storage itself refuses writes */
+#define BE_CAN_MULTI_CONN (1u << 7)
+
+/* Extent flags, same meaning as NBD base:allocation. */
+#define BE_EXTENT_HOLE (1u << 0)
+#define BE_EXTENT_ZERO (1u << 1)
+
+/* Called by extents() for each consecutive extent, in order, starting at
+ * the requested offset. Return 0 to continue, non-zero to stop early. */
+typedef int (*backend_extent_fn)(void *opaque, uint64_t offset, uint64_t length, uint32_t flags);
+
+struct backend;
+
+/* How to open a back end (parsed from the command line / config). */
+struct backend_params {
+    const char *spec;   /* path, nbd://..., nbd+unix://... */
+    bool readonly;      /* open read-only */
+    bool direct;        /* file: O_DIRECT */
+    unsigned conns;     /* nbd: upstream connections (0 = default) */
+};
+
+struct backend_ops {
+    const char *name; /* "file", "nbd", "fault" */
+
+    /* Recognise a spec (e.g. "nbd://" prefix); NULL means "anything" (file). */
+    bool (*probe)(const char *spec);
+    /* Open; on success *out is a new backend with ops/name/size/caps filled. */
+    int (*open)(const struct backend_params *p, struct backend **out);
+    void (*close)(struct backend *be);
+
+    int (*pread)(struct backend *be, void *buf, uint32_t count, uint64_t offset);
+    int (*pwrite)(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                  uint32_t flags);
+    int (*flush)(struct backend *be);
+    /* Optional (NULL when the capability bit is clear). */
+    int (*trim)(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags);
+    int (*zero)(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags);
+    int (*extents)(struct backend *be, uint32_t count, uint64_t offset, backend_extent_fn fn,
+                   void *opaque);
+    /* Optional: a one-line human description for the dashboard/CLI. */
+    void (*describe)(struct backend *be, char *buf, size_t len);
+};
+
+/* Common header of every backend instance; implementations embed it first
+ * or allocate it with their private data behind `priv`. */
+struct backend {
+    const struct backend_ops *ops;
+    struct backend *next; /* layered back ends: the one below, else NULL */
+    void *priv;
+    uint64_t size;      /* bytes */
+    uint32_t caps;      /* BE_CAN_* */
+    uint32_t min_block; /* smallest I/O unit the storage accepts (1 = any) */
+    char *spec;         /* as given, for display */
+};
+
+/* Registry: pick the back end whose probe() accepts the spec (nbd URIs go to
+ * "nbd", fault: prefix to "fault", everything else to "file"). */
+int backend_open(const struct backend_params *p, struct backend **out);
+void backend_close(struct backend *be);
+
+/* Generic helpers built on the ops, used when a capability is missing:
+ * zero by writing zero buffers, FUA by write + flush. */
+int backend_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                   uint32_t flags);
+int backend_zero(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags);
+int backend_trim(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags);
+int backend_extents(struct backend *be, uint32_t count, uint64_t offset, backend_extent_fn fn,
+                    void *opaque);
+
+extern const struct backend_ops backend_file_ops;
+extern const struct backend_ops backend_nbd_ops;
+extern const struct backend_ops backend_fault_ops;
+
+#endif

@@ -1,0 +1,428 @@
+/* File back end: a volume's data in a regular (raw) file or a block device.
+ * All I/O is positional (pread/pwrite/fallocate/ioctl on one shared fd), so
+ * any number of worker threads can use it at once without locking. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+/* <linux/fs.h> has these too, but it clashes with glibc's RWF_* macros. */
+#ifndef BLKDISCARD
+#define BLKDISCARD _IO(0x12, 119)
+#endif
+#ifndef BLKZEROOUT
+#define BLKZEROOUT _IO(0x12, 127)
+#endif
+
+struct file_be {
+    struct backend be; /* first: be.priv points back at us */
+    int fd;
+    bool blk;      /* block device (ioctls) rather than a regular file */
+    bool direct;   /* O_DIRECT: every transfer aligned to be.min_block */
+    bool readonly; /* opened O_RDONLY */
+    uint32_t lbs;  /* block device: logical block size (BLKDISCARD/BLKZEROOUT unit) */
+    /* Learned at run time, so an unsupported call is tried once, not per I/O. */
+    atomic_bool no_zero_range;
+    atomic_bool no_punch;
+    atomic_bool no_rwf_dsync;
+};
+
+static struct file_be *to_file(struct backend *be)
+{
+    return be->priv;
+}
+
+/* errno -> negative errno, folding the "out of space" variants so the NBD
+ * front end can report ENOSPC (which guests treat specially). */
+static int map_errno(int e)
+{
+    switch (e) {
+    case EDQUOT:
+    case EFBIG:
+        return -ENOSPC;
+    case EBADF: /* a write on an fd that turned out to be read-only */
+        return -EPERM;
+    case 0:
+        return -EIO;
+    default:
+        return -e;
+    }
+}
+
+static bool misaligned(const struct file_be *f, const void *buf, uint32_t count, uint64_t offset)
+{
+    if (!f->direct)
+        return false;
+    uint64_t mask = f->be.min_block - 1;
+    return (((uintptr_t)buf | count | offset) & mask) != 0;
+}
+
+static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t offset)
+{
+    struct file_be *f = to_file(be);
+    if (misaligned(f, buf, count, offset))
+        return -EINVAL;
+    uint8_t *p = buf;
+    while (count > 0) {
+        ssize_t n = pread(f->fd, p, count, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return map_errno(errno);
+        }
+        /* The file ended before the size we saw at open (it was truncated
+         * behind our back): what is not there reads as zeros, like a hole.
+         * With O_DIRECT a partial block also means EOF, and asking again at
+         * the unaligned offset would fail. */
+        if (n == 0 || (f->direct && ((size_t)n & (be->min_block - 1)))) {
+            if (n > 0) {
+                p += n;
+                count -= (uint32_t)n;
+            }
+            memset(p, 0, count);
+            return 0;
+        }
+        p += n;
+        count -= (uint32_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int file_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                       uint32_t flags)
+{
+    struct file_be *f = to_file(be);
+    if (f->readonly)
+        return -EPERM;
+    if (misaligned(f, buf, count, offset))
+        return -EINVAL;
+    bool fua = flags & BE_FUA;
+    bool need_sync = false;
+    const uint8_t *p = buf;
+    while (count > 0) {
+        ssize_t n;
+        if (fua && !atomic_load_explicit(&f->no_rwf_dsync, memory_order_relaxed)) {
+            /* Per-write O_DSYNC: persists just this write, not the whole
+             * file's dirty pages as fdatasync would. */
+            struct iovec iov = {.iov_base = (void *)p, .iov_len = count};
+            n = pwritev2(f->fd, &iov, 1, (off_t)offset, RWF_DSYNC);
+            if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+                atomic_store(&f->no_rwf_dsync, true);
+                continue;
+            }
+        } else {
+            n = pwrite(f->fd, p, count, (off_t)offset);
+            need_sync = fua;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return map_errno(errno);
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        count -= (uint32_t)n;
+        offset += (uint64_t)n;
+    }
+    if (need_sync && fdatasync(f->fd) < 0)
+        return map_errno(errno);
+    return 0;
+}
+
+static int file_flush(struct backend *be)
+{
+    struct file_be *f = to_file(be);
+    if (fdatasync(f->fd) < 0)
+        return map_errno(errno);
+    return 0;
+}
+
+static int do_fallocate(int fd, int mode, uint64_t offset, uint32_t count)
+{
+    while (fallocate(fd, mode, (off_t)offset, (off_t)count) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+/* BLKDISCARD / BLKZEROOUT want logical-block-aligned ranges: shrink to the
+ * aligned middle. Returns false when nothing aligned is left. */
+static bool blk_align(uint64_t range[2], uint32_t count, uint64_t offset, uint32_t lbs)
+{
+    uint64_t start = (offset + lbs - 1) / lbs * lbs;
+    uint64_t end = (offset + count) / lbs * lbs;
+    if (start >= end)
+        return false;
+    range[0] = start;
+    range[1] = end - start;
+    return true;
+}
+
+static int sync_if_fua(struct file_be *f, uint32_t flags)
+{
+    if ((flags & BE_FUA) && fdatasync(f->fd) < 0)
+        return map_errno(errno);
+    return 0;
+}
+
+static int file_trim(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    struct file_be *f = to_file(be);
+    if (f->readonly)
+        return -EPERM;
+    int r;
+    if (f->blk) {
+        uint64_t range[2];
+        /* Partial blocks at the edges stay: trim is advisory. */
+        if (!blk_align(range, count, offset, f->lbs))
+            return 0;
+        r = ioctl(f->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+    } else {
+        if (atomic_load_explicit(&f->no_punch, memory_order_relaxed))
+            return 0;
+        r = do_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, count);
+        if (r == -EOPNOTSUPP)
+            atomic_store(&f->no_punch, true);
+    }
+    if (r == -EOPNOTSUPP)
+        return 0; /* nothing discarded, and that is allowed */
+    if (r < 0)
+        return map_errno(-r);
+    return sync_if_fua(f, flags);
+}
+
+static int file_zero_blk(struct file_be *f, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    /* The kernel may implement BLKZEROOUT by writing zeros: never "fast". */
+    if (flags & BE_FAST_ZERO)
+        return -ENOTSUP;
+    uint64_t range[2];
+    if (!blk_align(range, count, offset, f->lbs) || range[0] != offset || range[1] != count)
+        return -EOPNOTSUPP; /* unaligned: let backend_zero write the zeros */
+    /* BLKZEROOUT never unmaps, so it honours NO_HOLE as is. */
+    if (ioctl(f->fd, BLKZEROOUT, range) < 0)
+        return errno == EOPNOTSUPP ? -EOPNOTSUPP : map_errno(errno);
+    return sync_if_fua(f, flags);
+}
+
+static int file_zero(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    struct file_be *f = to_file(be);
+    if (f->readonly)
+        return -EPERM;
+    if (f->blk)
+        return file_zero_blk(f, count, offset, flags);
+
+    int r = -EOPNOTSUPP;
+    /* ZERO_RANGE keeps the blocks allocated (as unwritten extents), so it
+     * is right with or without NO_HOLE. */
+    if (!atomic_load_explicit(&f->no_zero_range, memory_order_relaxed)) {
+        r = do_fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, count);
+        if (r == -EOPNOTSUPP)
+            atomic_store(&f->no_zero_range, true);
+    }
+    if (r == -EOPNOTSUPP && !(flags & BE_NO_HOLE) &&
+        !atomic_load_explicit(&f->no_punch, memory_order_relaxed)) {
+        r = do_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, count);
+        if (r == -EOPNOTSUPP)
+            atomic_store(&f->no_punch, true);
+    }
+    if (r == -EOPNOTSUPP)
+        return (flags & BE_FAST_ZERO) ? -ENOTSUP : -EOPNOTSUPP;
+    if (r < 0)
+        return map_errno(-r);
+    return sync_if_fua(f, flags);
+}
+
+static int file_extents(struct backend *be, uint32_t count, uint64_t offset, backend_extent_fn fn,
+                        void *opaque)
+{
+    struct file_be *f = to_file(be);
+    uint64_t pos = offset, end = offset + count;
+    while (pos < end) {
+        /* lseek moves the shared file position, but nothing here uses it:
+         * all data I/O is positional. */
+        off_t data = lseek(f->fd, (off_t)pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) {
+                data = (off_t)end; /* no data after pos: a hole to the end */
+            } else if (errno == EINVAL || errno == EOPNOTSUPP) {
+                fn(opaque, pos, end - pos, 0);
+                return 0;
+            } else {
+                return map_errno(errno);
+            }
+        }
+        if ((uint64_t)data > pos) {
+            uint64_t hole_end = MIN((uint64_t)data, end);
+            if (fn(opaque, pos, hole_end - pos, BE_EXTENT_HOLE | BE_EXTENT_ZERO))
+                return 0;
+            pos = hole_end;
+            if (pos >= end)
+                break;
+        }
+        off_t hole = lseek(f->fd, (off_t)pos, SEEK_HOLE);
+        if (hole < 0) {
+            if (errno != ENXIO)
+                return map_errno(errno);
+            hole = (off_t)end; /* file shrank under us: call the rest a hole next round */
+        }
+        if ((uint64_t)hole <= pos)
+            hole = (off_t)end; /* should not happen; never loop forever */
+        uint64_t data_end = MIN((uint64_t)hole, end);
+        if (fn(opaque, pos, data_end - pos, 0))
+            return 0;
+        pos = data_end;
+    }
+    return 0;
+}
+
+static void file_describe(struct backend *be, char *buf, size_t len)
+{
+    struct file_be *f = to_file(be);
+    char sz[32];
+    snprintf(buf, len, "file %s (%s, %s%s%s)", be->spec, f->blk ? "block device" : "raw",
+             format_size(be->size, sz, sizeof(sz)), f->direct ? ", direct" : "",
+             f->readonly ? ", read-only" : "");
+}
+
+static void file_close(struct backend *be)
+{
+    if (!be)
+        return;
+    struct file_be *f = to_file(be);
+    if (f->fd >= 0)
+        close(f->fd);
+    free(be->spec);
+    free(f);
+}
+
+static int open_fd(const struct backend_params *p, bool *readonly)
+{
+    int extra = O_CLOEXEC | (p->direct ? O_DIRECT : 0);
+    if (!p->readonly) {
+        int fd = open(p->spec, O_RDWR | extra);
+        if (fd >= 0) {
+            *readonly = false;
+            return fd;
+        }
+        /* Not writable by us (permissions, read-only media or mount):
+         * serve it read-only rather than refusing it. */
+        if (errno != EACCES && errno != EROFS && errno != EPERM)
+            return -errno;
+        log_info(backend, "%s is not writable, opening read-only", p->spec);
+    }
+    int fd = open(p->spec, O_RDONLY | extra);
+    if (fd < 0)
+        return -errno;
+    *readonly = true;
+    return fd;
+}
+
+/* Caps that depend on the file system, found with harmless calls. */
+static void probe_file_caps(struct file_be *f, uint64_t size)
+{
+    f->be.caps |= BE_CAN_ZERO; /* file_zero falls back by itself if needed */
+    if (!f->readonly) {
+        /* Punching past EOF changes nothing but says whether the file
+         * system can punch; ZERO_RANGE has no such no-op form. */
+        int r = do_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, size, 4096);
+        if (r == 0)
+            f->be.caps |= BE_CAN_TRIM | BE_CAN_FAST_ZERO;
+        else
+            atomic_store(&f->no_punch, true);
+    }
+    if (lseek(f->fd, 0, SEEK_DATA) >= 0 || errno == ENXIO)
+        f->be.caps |= BE_CAN_EXTENTS;
+}
+
+static int file_open(const struct backend_params *p, struct backend **out)
+{
+    bool readonly = false;
+    _cleanup_close_ int fd = open_fd(p, &readonly);
+    if (fd < 0) {
+        log_error(backend, "open %s: %s", p->spec, strerror(-fd));
+        return fd;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    bool blk = S_ISBLK(st.st_mode);
+    if (!blk && !S_ISREG(st.st_mode)) {
+        log_error(backend, "%s is neither a regular file nor a block device", p->spec);
+        return -EINVAL;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint32_t lbs = 512;
+    if (blk) {
+        if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+            log_error(backend, "BLKGETSIZE64 %s: %m", p->spec);
+            return -errno;
+        }
+        int v = 0;
+        if (ioctl(fd, BLKSSZGET, &v) == 0 && v > 0)
+            lbs = (uint32_t)v;
+    }
+
+    _cleanup_free_ struct file_be *f = calloc(1, sizeof(*f));
+    _cleanup_free_ char *spec = strdup(p->spec);
+    if (!f || !spec)
+        return -ENOMEM;
+    f->blk = blk;
+    f->lbs = lbs;
+    f->direct = p->direct;
+    f->readonly = readonly;
+    f->be.ops = &backend_file_ops;
+    f->be.priv = f;
+    f->be.size = size;
+    /* O_DIRECT wants memory, offset and length aligned to the device's
+     * logical block; for files 4 KiB is safe on every common file system. */
+    f->be.min_block = p->direct ? (blk ? lbs : 4096) : 1;
+    f->be.caps = BE_CAN_FLUSH | BE_CAN_MULTI_CONN;
+    f->fd = fd;
+    if (readonly) {
+        f->be.caps |= BE_READONLY;
+    } else {
+        f->be.caps |= BE_CAN_FUA;
+        if (blk)
+            f->be.caps |= BE_CAN_TRIM | BE_CAN_ZERO;
+    }
+    if (!blk)
+        probe_file_caps(f, size);
+    if (readonly)
+        f->be.caps &= ~(BE_CAN_ZERO | BE_CAN_FAST_ZERO | BE_CAN_TRIM);
+
+    f->be.spec = TAKE_PTR(spec);
+    TAKE_FD(fd);
+    *out = &TAKE_PTR(f)->be;
+    return 0;
+}
+
+const struct backend_ops backend_file_ops = {
+    .name = "file",
+    .probe = NULL, /* anything the other kinds did not claim is a path */
+    .open = file_open,
+    .close = file_close,
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .flush = file_flush,
+    .trim = file_trim,
+    .zero = file_zero,
+    .extents = file_extents,
+    .describe = file_describe,
+};

@@ -1,0 +1,814 @@
+/* NBD back end: a volume's data in an upstream NBD export, reached with
+ * libnbd's asynchronous API.
+ *
+ * Many worker threads call the ops at once and each blocks until its own
+ * command is done. A synchronous libnbd call would hold the handle's lock for
+ * the whole round trip and serialise them, so instead every connection has a
+ * poller thread that drives the handle's state machine (poll on the socket
+ * plus an eventfd for wake-ups), and submitters queue commands with
+ * nbd_aio_*() and sleep until the command's callbacks say it is over.
+ *
+ * Locking, per connection (struct nbd_conn):
+ *   - c->lock protects h, gen, kill, stop and last_attempt_ns;
+ *   - submitters call nbd_aio_*() on c->h only while holding c->lock, and
+ *     only the poller closes a handle, after setting c->h to NULL under
+ *     c->lock; so a handle is never used after it is closed, and the poller
+ *     may use its own copy of h without the lock;
+ *   - order: c->lock, then libnbd's handle lock, then a waiter's lock (the
+ *     callbacks take the waiter's lock and run under the handle lock), so a
+ *     waiter never takes c->lock while holding its own lock.
+ *
+ * Failure: when a connection dies every command on it completes with an
+ * error; the next request for it reconnects (at most once a second). A
+ * request that takes longer than the timeout tears its connection down, which
+ * completes (fails) everything in flight on it, so nothing waits forever. */
+#include <errno.h>
+#include <inttypes.h>
+#include <libnbd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define NBD_DEFAULT_CONNS_MULTI 4
+#define NBD_MAX_CONNS           16
+#define NBD_DEFAULT_MAX_BLOCK   (32u << 20)
+/* libnbd refuses reads/writes above 64 MiB; stay well inside it. */
+#define NBD_CHUNK_CAP          (32u << 20)
+#define NBD_DEFAULT_TIMEOUT_MS 60000
+#define NBD_RECONNECT_NS       1000000000ull
+#define NBD_EXTENTS_PER_ROUND  128
+
+struct nbd_be;
+
+struct nbd_conn {
+    struct nbd_be *nb;
+    unsigned idx;
+    pthread_mutex_t lock;
+    struct nbd_handle *h; /* NULL while disconnected */
+    uint64_t gen;         /* bumped whenever h is replaced or dropped */
+    bool kill;            /* a request timed out: the poller drops h */
+    bool stop;            /* backend closing: the poller exits */
+    uint64_t last_attempt_ns;
+    int efd; /* eventfd that wakes the poller */
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct nbd_be {
+    struct backend be; /* first: be.priv points back at us */
+    char *export_name;
+    uint64_t timeout_ms;
+    uint32_t chunk; /* largest read/write/trim/zero sent as one command */
+    bool readonly;
+    bool can_flush, can_fua, can_trim, can_zero, can_fast_zero, can_extents, multi_conn;
+    atomic_uint rr; /* round-robin connection picker */
+    unsigned nconns;
+    struct nbd_conn *conns;
+};
+
+/* One request (possibly split into several commands on one connection),
+ * waited for on the submitter's stack. libnbd calls the completion callback
+ * and then the free callback exactly once per command, including when the
+ * command fails to be issued and when the handle is closed under it, so
+ * `pending` counting free calls always reaches zero. */
+struct nbd_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned pending;
+    int err; /* first error, positive errno */
+};
+
+/* Extents of one NBD_CMD_BLOCK_STATUS, clipped to the requested range. */
+struct extent_batch {
+    uint64_t end;
+    unsigned n;
+    struct {
+        uint64_t off, len;
+        uint32_t flags;
+    } e[NBD_EXTENTS_PER_ROUND];
+};
+
+enum nbd_cmd_kind { CMD_READ, CMD_WRITE, CMD_FLUSH, CMD_TRIM, CMD_ZERO, CMD_BLOCK_STATUS };
+
+struct nbd_req {
+    enum nbd_cmd_kind kind;
+    void *buf;
+    uint32_t count;
+    uint64_t offset;
+    uint32_t nbd_flags; /* LIBNBD_CMD_FLAG_* */
+    struct extent_batch *batch;
+};
+
+static pthread_once_t condattr_once = PTHREAD_ONCE_INIT;
+static pthread_condattr_t condattr_mono;
+
+static void condattr_init(void)
+{
+    pthread_condattr_init(&condattr_mono);
+    pthread_condattr_setclock(&condattr_mono, CLOCK_MONOTONIC);
+}
+
+static struct nbd_be *to_nbd(struct backend *be)
+{
+    return be->priv;
+}
+
+/* Errors a server reports for the command itself pass through; anything
+ * else (connection lost, shut down, protocol trouble) is an I/O error. */
+static int map_nbd_errno(int e)
+{
+    switch (e) {
+    case EPERM:
+    case EIO:
+    case ENOMEM:
+    case EINVAL:
+    case ENOSPC:
+    case EOVERFLOW:
+    case ENOTSUP:
+    case EROFS:
+        return -e;
+    case EDQUOT:
+    case EFBIG:
+        return -ENOSPC;
+    default:
+        return -EIO;
+    }
+}
+
+static void wake_poller(struct nbd_conn *c)
+{
+    uint64_t one = 1;
+    /* EAGAIN means the counter is already non-zero: a wake-up is pending. */
+    if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_error(backend, "nbd: eventfd write: %m");
+}
+
+/* ---- callbacks (run with libnbd's handle lock held, usually on the poller) */
+
+static int on_complete(void *user_data, int *error)
+{
+    struct nbd_wait *w = user_data;
+    if (*error) {
+        LOCK_GUARD(&w->lock);
+        if (!w->err)
+            w->err = *error;
+    }
+    return 1; /* retire the command now; nobody calls nbd_aio_command_completed */
+}
+
+static void on_free(void *user_data)
+{
+    struct nbd_wait *w = user_data;
+    pthread_mutex_lock(&w->lock);
+    if (--w->pending == 0)
+        pthread_cond_signal(&w->cond);
+    /* After this unlock the submitter may return: w is gone. */
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int on_extents(void *user_data, const char *metacontext, uint64_t offset, uint32_t *entries,
+                      size_t nr_entries, int *error)
+{
+    struct extent_batch *b = user_data;
+    if (*error || strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+        return 0;
+    uint64_t pos = offset;
+    for (size_t i = 0; i + 1 < nr_entries; i += 2) {
+        if (b->n == NBD_EXTENTS_PER_ROUND || pos >= b->end || entries[i] == 0)
+            break;
+        uint64_t len = MIN((uint64_t)entries[i], b->end - pos);
+        b->e[b->n].off = pos;
+        b->e[b->n].len = len;
+        b->e[b->n].flags = entries[i + 1] & (BE_EXTENT_HOLE | BE_EXTENT_ZERO);
+        b->n++;
+        pos += len;
+    }
+    return 0;
+}
+
+/* ---- connecting */
+
+/* Connect a fresh handle, giving up after the request timeout (a TCP peer
+ * that vanished could otherwise stall the handshake for minutes). */
+static int connect_handle(struct nbd_be *nb, struct nbd_handle **out)
+{
+    struct nbd_handle *h = nbd_create();
+    if (!h)
+        return -ENOMEM;
+    int err = 0;
+    /* Ask for allocation info up front: it can only be negotiated before
+     * the export is opened. Skip zeroing read buffers: a failed read is
+     * reported as an error and its buffer never leaves the daemon. */
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        nbd_set_pread_initialize(h, false) < 0 || nbd_aio_connect_uri(h, nb->be.spec) < 0) {
+        err = nbd_get_errno();
+        goto fail;
+    }
+    uint64_t deadline = now_ns() + nb->timeout_ms * 1000000ull;
+    while (!nbd_aio_is_ready(h)) {
+        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
+            err = nbd_get_errno();
+            goto fail;
+        }
+        uint64_t now = now_ns();
+        if (now >= deadline) {
+            err = ETIMEDOUT;
+            goto fail;
+        }
+        unsigned dir = nbd_aio_get_direction(h);
+        struct pollfd pfd = {.fd = nbd_aio_get_fd(h)};
+        if (dir & LIBNBD_AIO_DIRECTION_READ)
+            pfd.events |= POLLIN;
+        if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+            pfd.events |= POLLOUT;
+        int ms = (int)MIN((deadline - now) / 1000000ull + 1, 1000ull);
+        int n = poll(&pfd, 1, ms);
+        if (n < 0 && errno != EINTR) {
+            err = errno;
+            goto fail;
+        }
+        if (n <= 0)
+            continue;
+        int r = 0;
+        if ((pfd.revents & POLLOUT) ||
+            ((pfd.revents & (POLLHUP | POLLERR)) && (dir & LIBNBD_AIO_DIRECTION_WRITE)))
+            r = nbd_aio_notify_write(h);
+        if (r == 0 && ((pfd.revents & POLLIN) ||
+                       ((pfd.revents & (POLLHUP | POLLERR)) && (dir & LIBNBD_AIO_DIRECTION_READ))))
+            r = nbd_aio_notify_read(h);
+        if (r < 0) {
+            err = nbd_get_errno();
+            goto fail;
+        }
+    }
+    *out = h;
+    return 0;
+
+fail:
+    log_error(backend, "nbd: connect %s: %s", nb->be.spec,
+              err == ETIMEDOUT ? "timed out" : nbd_get_error());
+    nbd_close(h);
+    return -(err ? err : EIO);
+}
+
+/* Make sure c has a live handle. Caller holds c->lock. */
+static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
+{
+    if (c->h)
+        return c->kill ? -EIO : 0; /* being torn down: fail, do not queue behind it */
+    uint64_t now = now_ns();
+    if (now - c->last_attempt_ns < NBD_RECONNECT_NS)
+        return -EIO;
+    c->last_attempt_ns = now;
+    struct nbd_handle *h;
+    int r = connect_handle(nb, &h);
+    if (r < 0)
+        return -EIO;
+    int64_t size = nbd_get_size(h);
+    if (size < 0 || (uint64_t)size != nb->be.size) {
+        log_error(backend, "nbd: %s changed size on reconnect (%" PRId64 " != %" PRIu64 ")",
+                  nb->be.spec, size, nb->be.size);
+        nbd_close(h);
+        return -EIO;
+    }
+    log_info(backend, "nbd: %s: connection %u re-established", nb->be.spec, c->idx);
+    c->h = h;
+    c->gen++;
+    return 0;
+}
+
+/* ---- the poller */
+
+static void *poller_main(void *arg)
+{
+    struct nbd_conn *c = arg;
+    unsigned hup_spins = 0;
+    for (;;) {
+        struct nbd_handle *h, *drop = NULL;
+        bool timed_out = false;
+        pthread_mutex_lock(&c->lock);
+        if (c->stop) {
+            pthread_mutex_unlock(&c->lock);
+            break;
+        }
+        h = c->h;
+        if (h && (c->kill || nbd_aio_is_dead(h) || nbd_aio_is_closed(h))) {
+            drop = h;
+            timed_out = c->kill;
+            c->h = NULL;
+            c->kill = false;
+            c->gen++;
+        }
+        pthread_mutex_unlock(&c->lock);
+
+        if (drop) {
+            if (timed_out)
+                log_error(backend, "nbd: %s: connection %u timed out, dropping it", c->nb->be.spec,
+                          c->idx);
+            else
+                log_warn(backend, "nbd: %s: connection %u lost", c->nb->be.spec, c->idx);
+            /* Fails whatever is still in flight (their free callbacks run). */
+            nbd_close(drop);
+            hup_spins = 0;
+            continue;
+        }
+
+        struct pollfd pfd[2] = {{.fd = c->efd, .events = POLLIN}};
+        nfds_t n = 1;
+        unsigned dir = 0;
+        if (h) {
+            dir = nbd_aio_get_direction(h);
+            pfd[1].fd = nbd_aio_get_fd(h);
+            if (dir & LIBNBD_AIO_DIRECTION_READ)
+                pfd[1].events |= POLLIN;
+            if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+                pfd[1].events |= POLLOUT;
+            n = 2;
+        }
+        if (poll(pfd, n, -1) < 0) {
+            if (errno != EINTR)
+                log_error(backend, "nbd: poll: %m");
+            continue;
+        }
+        if (pfd[0].revents & POLLIN) {
+            uint64_t v;
+            if (read(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_error(backend, "nbd: eventfd read: %m");
+        }
+        if (n < 2 || !pfd[1].revents)
+            continue;
+        short ev = pfd[1].revents;
+        bool bad = ev & (POLLHUP | POLLERR | POLLNVAL);
+        int r = 0;
+        if ((ev & POLLOUT) || (bad && (dir & LIBNBD_AIO_DIRECTION_WRITE)))
+            r = nbd_aio_notify_write(h);
+        if (r == 0 && ((ev & POLLIN) || (bad && (dir & LIBNBD_AIO_DIRECTION_READ))))
+            r = nbd_aio_notify_read(h);
+        if (r < 0)
+            log_debug(backend, "nbd: connection %u: %s", c->idx, nbd_get_error());
+        /* A socket in error that libnbd does not turn into "dead" would make
+         * poll spin: give it a few rounds, then drop the connection. */
+        hup_spins = bad ? hup_spins + 1 : 0;
+        if (hup_spins > 100) {
+            LOCK_GUARD(&c->lock);
+            if (c->h == h)
+                c->kill = true;
+        }
+    }
+    return NULL;
+}
+
+/* ---- submitting */
+
+static int64_t issue(struct nbd_handle *h, const struct nbd_req *rq, void *buf, uint32_t count,
+                     uint64_t offset, struct nbd_wait *w)
+{
+    nbd_completion_callback cb = {.callback = on_complete, .user_data = w, .free = on_free};
+    switch (rq->kind) {
+    case CMD_READ:
+        return nbd_aio_pread(h, buf, count, offset, cb, rq->nbd_flags);
+    case CMD_WRITE:
+        return nbd_aio_pwrite(h, buf, count, offset, cb, rq->nbd_flags);
+    case CMD_FLUSH:
+        return nbd_aio_flush(h, cb, rq->nbd_flags);
+    case CMD_TRIM:
+        return nbd_aio_trim(h, count, offset, cb, rq->nbd_flags);
+    case CMD_ZERO:
+        return nbd_aio_zero(h, count, offset, cb, rq->nbd_flags);
+    case CMD_BLOCK_STATUS: {
+        nbd_extent_callback ecb = {.callback = on_extents, .user_data = rq->batch};
+        return nbd_aio_block_status(h, count, offset, ecb, cb, rq->nbd_flags);
+    }
+    }
+    return -1;
+}
+
+/* Queue all commands of rq on c (splitting big ranges); a command that
+ * cannot be queued records its error in w and stops the rest. Caller holds
+ * c->lock and has a live handle. */
+static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
+                          struct nbd_wait *w)
+{
+    bool splittable = rq->kind != CMD_FLUSH && rq->kind != CMD_BLOCK_STATUS;
+    uint32_t left = rq->count;
+    uint64_t off = rq->offset;
+    uint8_t *p = rq->buf;
+    do {
+        uint32_t n = splittable ? MIN(left, nb->chunk) : left;
+        pthread_mutex_lock(&w->lock);
+        w->pending++;
+        pthread_mutex_unlock(&w->lock);
+        if (issue(c->h, rq, p, n, off, w) < 0) {
+            /* libnbd already ran on_free for it. A handle that died since
+             * we looked refuses with EINVAL ("wrong state"): that is the
+             * lost connection, not a bad request. */
+            int e = nbd_get_errno();
+            if (!nbd_aio_is_ready(c->h) && !nbd_aio_is_processing(c->h))
+                e = EIO;
+            log_debug(backend, "nbd: %s: cannot queue command: %s", nb->be.spec, nbd_get_error());
+            LOCK_GUARD(&w->lock);
+            if (!w->err)
+                w->err = e ? e : EIO;
+            break;
+        }
+        left -= n;
+        off += n;
+        if (p)
+            p += n;
+    } while (left > 0);
+}
+
+static void timeout_to_abstime(uint64_t ms, struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    uint64_t ns = (uint64_t)ts->tv_nsec + (ms % 1000) * 1000000ull;
+    ts->tv_sec += (time_t)(ms / 1000 + ns / 1000000000ull);
+    ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
+/* Ask the poller to drop the handle the request went out on (if it is still
+ * the current one); closing it fails every command on it, ours included. */
+static void abort_conn(struct nbd_conn *c, uint64_t gen)
+{
+    {
+        LOCK_GUARD(&c->lock);
+        if (c->gen == gen && c->h)
+            c->kill = true;
+    }
+    wake_poller(c);
+}
+
+static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq)
+{
+    if (rq->count == 0 && rq->kind != CMD_FLUSH)
+        return 0; /* libnbd rejects empty commands; there is nothing to do */
+    struct nbd_wait w = {.pending = 0, .err = 0};
+    pthread_once(&condattr_once, condattr_init);
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, &condattr_mono);
+
+    int r = 0;
+    uint64_t gen = 0;
+    {
+        LOCK_GUARD(&c->lock);
+        r = ensure_connected_locked(nb, c);
+        if (r == 0) {
+            gen = c->gen;
+            submit_locked(nb, c, rq, &w);
+        }
+    }
+    if (r == 0) {
+        wake_poller(c);
+        struct timespec deadline;
+        timeout_to_abstime(nb->timeout_ms, &deadline);
+        bool timed_out = false;
+        pthread_mutex_lock(&w.lock);
+        while (w.pending > 0) {
+            if (timed_out) {
+                pthread_cond_wait(&w.cond, &w.lock);
+                continue;
+            }
+            if (pthread_cond_timedwait(&w.cond, &w.lock, &deadline) == ETIMEDOUT && w.pending > 0) {
+                timed_out = true;
+                /* Not under w.lock: c->lock comes first in the lock order. */
+                pthread_mutex_unlock(&w.lock);
+                log_error(backend, "nbd: %s: request timed out after %" PRIu64 " ms", nb->be.spec,
+                          nb->timeout_ms);
+                abort_conn(c, gen);
+                pthread_mutex_lock(&w.lock);
+            }
+        }
+        pthread_mutex_unlock(&w.lock);
+        if (timed_out)
+            r = -EIO;
+        else if (w.err)
+            r = map_nbd_errno(w.err);
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return r;
+}
+
+static struct nbd_conn *pick_conn(struct nbd_be *nb)
+{
+    unsigned i = atomic_fetch_add_explicit(&nb->rr, 1, memory_order_relaxed);
+    return &nb->conns[i % nb->nconns];
+}
+
+static int run(struct nbd_be *nb, const struct nbd_req *rq)
+{
+    return run_on_conn(nb, pick_conn(nb), rq);
+}
+
+/* ---- ops */
+
+static int nbd_be_flush(struct backend *be)
+{
+    struct nbd_be *nb = to_nbd(be);
+    if (!nb->can_flush)
+        return 0;
+    struct nbd_req rq = {.kind = CMD_FLUSH};
+    if (nb->multi_conn || nb->nconns == 1)
+        return run(nb, &rq);
+    /* Without multi-conn a flush only covers its own connection's writes. */
+    int err = 0;
+    for (unsigned i = 0; i < nb->nconns; i++) {
+        int r = run_on_conn(nb, &nb->conns[i], &rq);
+        if (r < 0 && !err)
+            err = r;
+    }
+    return err;
+}
+
+/* FUA goes on the wire when the server has it; otherwise (a caller that did
+ * not go through backend_pwrite) the command is followed by a flush. */
+static int run_fua(struct nbd_be *nb, struct nbd_req *rq, uint32_t flags)
+{
+    bool emulate = (flags & BE_FUA) && !nb->can_fua;
+    if ((flags & BE_FUA) && nb->can_fua)
+        rq->nbd_flags |= LIBNBD_CMD_FLAG_FUA;
+    int r = run(nb, rq);
+    if (r == 0 && emulate)
+        r = nbd_be_flush(&nb->be);
+    return r;
+}
+
+static int nbd_be_pread(struct backend *be, void *buf, uint32_t count, uint64_t offset)
+{
+    struct nbd_req rq = {.kind = CMD_READ, .buf = buf, .count = count, .offset = offset};
+    return run(to_nbd(be), &rq);
+}
+
+static int nbd_be_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                         uint32_t flags)
+{
+    struct nbd_be *nb = to_nbd(be);
+    if (nb->readonly)
+        return -EPERM;
+    struct nbd_req rq = {.kind = CMD_WRITE, .buf = (void *)buf, .count = count, .offset = offset};
+    return run_fua(nb, &rq, flags);
+}
+
+static int nbd_be_trim(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    struct nbd_be *nb = to_nbd(be);
+    if (nb->readonly)
+        return -EPERM;
+    if (!nb->can_trim)
+        return 0; /* advisory */
+    struct nbd_req rq = {.kind = CMD_TRIM, .count = count, .offset = offset};
+    return run_fua(nb, &rq, flags);
+}
+
+static int nbd_be_zero(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    struct nbd_be *nb = to_nbd(be);
+    if (nb->readonly)
+        return -EPERM;
+    if ((flags & BE_FAST_ZERO) && !nb->can_fast_zero)
+        return -ENOTSUP;
+    if (!nb->can_zero)
+        return -EOPNOTSUPP; /* backend_zero writes the zeros instead */
+    struct nbd_req rq = {.kind = CMD_ZERO, .count = count, .offset = offset};
+    if (flags & BE_NO_HOLE)
+        rq.nbd_flags |= LIBNBD_CMD_FLAG_NO_HOLE;
+    if (flags & BE_FAST_ZERO)
+        rq.nbd_flags |= LIBNBD_CMD_FLAG_FAST_ZERO;
+    /* A refused FAST_ZERO comes back as ENOTSUP, which map_nbd_errno keeps. */
+    return run_fua(nb, &rq, flags);
+}
+
+static int nbd_be_extents(struct backend *be, uint32_t count, uint64_t offset, backend_extent_fn fn,
+                          void *opaque)
+{
+    struct nbd_be *nb = to_nbd(be);
+    if (!nb->can_extents) {
+        fn(opaque, offset, count, 0);
+        return 0;
+    }
+    uint64_t pos = offset, end = offset + count;
+    struct extent_batch batch;
+    while (pos < end) {
+        batch.end = end;
+        batch.n = 0;
+        struct nbd_req rq = {.kind = CMD_BLOCK_STATUS,
+                             .count = (uint32_t)(end - pos),
+                             .offset = pos,
+                             .batch = &batch};
+        int r = run(nb, &rq);
+        if (r < 0)
+            return r;
+        if (batch.n == 0)
+            return -EIO; /* the server described nothing: do not loop forever */
+        for (unsigned i = 0; i < batch.n; i++)
+            if (fn(opaque, batch.e[i].off, batch.e[i].len, batch.e[i].flags))
+                return 0;
+        pos = batch.e[batch.n - 1].off + batch.e[batch.n - 1].len;
+    }
+    return 0;
+}
+
+static void nbd_be_describe(struct backend *be, char *buf, size_t len)
+{
+    struct nbd_be *nb = to_nbd(be);
+    char sz[32];
+    snprintf(buf, len, "nbd %s (upstream export '%s', %s)", be->spec,
+             nb->export_name ? nb->export_name : "", format_size(be->size, sz, sizeof(sz)));
+}
+
+static void nbd_be_close(struct backend *be)
+{
+    if (!be)
+        return;
+    struct nbd_be *nb = to_nbd(be);
+    for (unsigned i = 0; nb->conns && i < nb->nconns; i++) {
+        struct nbd_conn *c = &nb->conns[i];
+        if (c->thread_started) {
+            pthread_mutex_lock(&c->lock);
+            c->stop = true;
+            pthread_mutex_unlock(&c->lock);
+            wake_poller(c);
+            pthread_join(c->thread, NULL);
+        }
+        if (c->h) {
+            /* Polite but non-blocking: queue NBD_CMD_DISC, then hang up
+             * (nbd_shutdown would wait for a server that may be gone). */
+            if (nbd_aio_is_ready(c->h))
+                nbd_aio_disconnect(c->h, 0);
+            nbd_close(c->h);
+        }
+        if (c->efd >= 0)
+            close(c->efd);
+        pthread_mutex_destroy(&c->lock);
+    }
+    free(nb->conns);
+    free(nb->export_name);
+    free(be->spec);
+    free(nb);
+}
+
+static bool nbd_be_probe(const char *spec)
+{
+    static const char *const schemes[] = {"nbd://",       "nbds://",      "nbd+unix://",
+                                          "nbds+unix://", "nbd+vsock://", "nbds+vsock://"};
+    for (size_t i = 0; i < ARRAY_SIZE(schemes); i++)
+        if (strncmp(spec, schemes[i], strlen(schemes[i])) == 0)
+            return true;
+    return false;
+}
+
+static uint64_t timeout_from_env(void)
+{
+    const char *s = getenv("SHOAL_NBD_TIMEOUT_MS");
+    if (s && *s) {
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (*end == '\0' && v > 0)
+            return v;
+        log_warn(backend, "nbd: ignoring bad SHOAL_NBD_TIMEOUT_MS '%s'", s);
+    }
+    return NBD_DEFAULT_TIMEOUT_MS;
+}
+
+/* Read the export's properties from the first connection. */
+static int learn_export(struct nbd_be *nb, struct nbd_handle *h, const struct backend_params *p)
+{
+    int64_t size = nbd_get_size(h);
+    if (size < 0) {
+        log_error(backend, "nbd: %s: %s", nb->be.spec, nbd_get_error());
+        return -EIO;
+    }
+    nb->be.size = (uint64_t)size;
+    nb->readonly = p->readonly || nbd_is_read_only(h) == 1;
+    nb->can_flush = nbd_can_flush(h) == 1;
+    nb->can_fua = nbd_can_fua(h) == 1;
+    nb->can_trim = nbd_can_trim(h) == 1;
+    nb->can_zero = nbd_can_zero(h) == 1;
+    nb->can_fast_zero = nbd_can_fast_zero(h) == 1;
+    nb->can_extents = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    nb->multi_conn = nbd_can_multi_conn(h) == 1;
+    nb->export_name = nbd_get_export_name(h);
+
+    int64_t minb = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+    int64_t maxb = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+    uint32_t min_block = minb > 0 ? (uint32_t)minb : 1;
+    uint64_t chunk = maxb > 0 ? (uint64_t)maxb : NBD_DEFAULT_MAX_BLOCK;
+    chunk = MIN(chunk, NBD_CHUNK_CAP);
+    chunk -= chunk % min_block; /* split pieces stay aligned */
+    nb->chunk = chunk ? (uint32_t)chunk : min_block;
+    nb->be.min_block = min_block;
+
+    uint32_t caps = 0;
+    if (nb->readonly) {
+        caps |= BE_READONLY;
+    } else {
+        caps |= nb->can_fua ? BE_CAN_FUA : 0;
+        caps |= nb->can_trim ? BE_CAN_TRIM : 0;
+        caps |= nb->can_zero ? BE_CAN_ZERO : 0;
+        caps |= nb->can_zero && nb->can_fast_zero ? BE_CAN_FAST_ZERO : 0;
+    }
+    caps |= nb->can_flush ? BE_CAN_FLUSH : 0;
+    caps |= nb->can_extents ? BE_CAN_EXTENTS : 0;
+    caps |= nb->multi_conn ? BE_CAN_MULTI_CONN : 0;
+    nb->be.caps = caps;
+
+    unsigned k = p->conns ? p->conns : (nb->multi_conn ? NBD_DEFAULT_CONNS_MULTI : 1);
+    if (k > NBD_MAX_CONNS)
+        k = NBD_MAX_CONNS;
+    if (k > 1 && !nb->multi_conn)
+        log_warn(backend,
+                 "nbd: %s does not advertise multi-conn; using %u connections anyway "
+                 "(flushes go to all of them)",
+                 nb->be.spec, k);
+    nb->nconns = k;
+    return 0;
+}
+
+static int nbd_be_open(const struct backend_params *p, struct backend **out)
+{
+    struct nbd_be *nb = calloc(1, sizeof(*nb));
+    if (!nb)
+        return -ENOMEM;
+    nb->be.ops = &backend_nbd_ops;
+    nb->be.priv = nb;
+    nb->be.spec = strdup(p->spec);
+    nb->timeout_ms = timeout_from_env();
+    if (!nb->be.spec) {
+        free(nb);
+        return -ENOMEM;
+    }
+
+    struct nbd_handle *h0 = NULL;
+    int r = connect_handle(nb, &h0);
+    if (r < 0) {
+        nbd_be_close(&nb->be);
+        return r;
+    }
+    r = learn_export(nb, h0, p);
+    if (r == 0) {
+        nb->conns = calloc(nb->nconns, sizeof(*nb->conns));
+        if (!nb->conns)
+            r = -ENOMEM;
+    }
+    if (r < 0) {
+        nbd_close(h0);
+        nbd_be_close(&nb->be);
+        return r;
+    }
+    uint64_t now = now_ns();
+    for (unsigned i = 0; i < nb->nconns; i++) {
+        struct nbd_conn *c = &nb->conns[i];
+        c->nb = nb;
+        c->idx = i;
+        c->efd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        c->last_attempt_ns = now;
+    }
+    nb->conns[0].h = h0;
+    for (unsigned i = 0; i < nb->nconns && r == 0; i++) {
+        struct nbd_conn *c = &nb->conns[i];
+        if (!c->h)
+            r = connect_handle(nb, &c->h);
+        if (r == 0) {
+            c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (c->efd < 0)
+                r = -errno;
+        }
+        if (r == 0) {
+            r = -pthread_create(&c->thread, NULL, poller_main, c);
+            c->thread_started = r == 0;
+        }
+    }
+    if (r < 0) {
+        nbd_be_close(&nb->be);
+        return r;
+    }
+    log_info(backend, "nbd: %s: %" PRIu64 " bytes, %u connection(s), caps 0x%x, block %u..%u",
+             nb->be.spec, nb->be.size, nb->nconns, nb->be.caps, nb->be.min_block, nb->chunk);
+    *out = &nb->be;
+    return 0;
+}
+
+const struct backend_ops backend_nbd_ops = {
+    .name = "nbd",
+    .probe = nbd_be_probe,
+    .open = nbd_be_open,
+    .close = nbd_be_close,
+    .pread = nbd_be_pread,
+    .pwrite = nbd_be_pwrite,
+    .flush = nbd_be_flush,
+    .trim = nbd_be_trim,
+    .zero = nbd_be_zero,
+    .extents = nbd_be_extents,
+    .describe = nbd_be_describe,
+};

@@ -1,0 +1,176 @@
+/* libcurl-based client for shoalctl; see client.h. */
+#include "cli/client.h"
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+
+/* Responses are small JSON documents; /api/v1/stats grows with volumes
+ * but stays far below this. */
+#define MAX_RESPONSE (64u << 20)
+
+struct client {
+    CURL *curl;
+    char *base;
+    char *auth_header; /* "Authorization: Bearer ..." or NULL */
+};
+
+struct buf {
+    char *data;
+    size_t len;
+    bool overflow;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *opaque)
+{
+    struct buf *b = opaque;
+    size_t k = size * n;
+    if (b->len + k > MAX_RESPONSE) {
+        b->overflow = true;
+        return 0; /* aborts the transfer */
+    }
+    char *nd = realloc(b->data, b->len + k + 1);
+    if (!nd)
+        return 0;
+    memcpy(nd + b->len, ptr, k);
+    b->data = nd;
+    b->len += k;
+    b->data[b->len] = '\0';
+    return k;
+}
+
+struct client *client_new(const char *base_url, const char *token)
+{
+    struct client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->curl = curl_easy_init();
+    c->base = strdup(base_url);
+    if (token && asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0)
+        c->auth_header = NULL;
+    if (!c->curl || !c->base || (token && !c->auth_header)) {
+        client_free(c);
+        return NULL;
+    }
+    size_t n = strlen(c->base);
+    while (n > 0 && c->base[n - 1] == '/')
+        c->base[--n] = '\0';
+    return c;
+}
+
+void client_free(struct client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    free(c->base);
+    free(c->auth_header);
+    free(c);
+}
+
+char *client_escape(struct client *c, const char *segment)
+{
+    char *e = curl_easy_escape(c->curl, segment, 0);
+    if (!e)
+        return NULL;
+    char *copy = strdup(e); /* callers free() rather than curl_free() */
+    curl_free(e);
+    return copy;
+}
+
+/* The server's {"error": "..."} message, or the raw body's first line. */
+static void print_server_error(long status, const struct buf *b)
+{
+    json_t *j = b->data ? json_loads(b->data, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_object_get(j, "error"));
+    if (msg) {
+        fprintf(stderr, "shoalctl: %s (HTTP %ld)\n", msg, status);
+    } else if (b->data && b->len) {
+        size_t n = strcspn(b->data, "\r\n");
+        fprintf(stderr, "shoalctl: server error (HTTP %ld): %.*s\n", status,
+                (int)MIN(n, (size_t)200), b->data);
+    } else {
+        fprintf(stderr, "shoalctl: server error (HTTP %ld)\n", status);
+    }
+    json_decref(j);
+}
+
+int client_call(struct client *c, const char *method, const char *path, json_t *body, json_t **out)
+{
+    *out = NULL;
+    _cleanup_free_ char *url = NULL;
+    if (asprintf(&url, "%s%s", c->base, path) < 0) {
+        fprintf(stderr, "shoalctl: out of memory\n");
+        return EXIT_CONNECT;
+    }
+    _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct buf resp = {0};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    bool get = strcmp(method, "GET") == 0;
+
+    struct curl_slist *hdrs = NULL;
+    if (!get && c->auth_header)
+        hdrs = curl_slist_append(hdrs, c->auth_header);
+    if (payload)
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+    /* Adding a volume may wait for an upstream NBD server. */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
+    /* A local daemon must not be reached through $http_proxy. */
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "shoalctl");
+    if (payload) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    } else if (!get && strcmp(method, "DELETE") != 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+    }
+
+    CURLcode rc = curl_easy_perform(h);
+    curl_slist_free_all(hdrs);
+    if (rc != CURLE_OK) {
+        if (resp.overflow)
+            fprintf(stderr, "shoalctl: response from %s is too large\n", c->base);
+        else
+            fprintf(stderr, "shoalctl: cannot connect to %s: %s\n", c->base,
+                    errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        free(resp.data);
+        return resp.overflow ? EXIT_SERVER : EXIT_CONNECT;
+    }
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status > 299) {
+        print_server_error(status, &resp);
+        free(resp.data);
+        return EXIT_SERVER;
+    }
+    if (resp.len) {
+        json_error_t err;
+        *out = json_loadb(resp.data, resp.len, 0, &err);
+        if (!*out) {
+            fprintf(stderr, "shoalctl: the server sent invalid JSON: %s\n", err.text);
+            free(resp.data);
+            return EXIT_SERVER;
+        }
+    }
+    free(resp.data);
+    return EXIT_OK;
+}

@@ -1,0 +1,35 @@
+/* shoalctl's HTTP client: one libcurl handle (kept alive across the
+ * requests of `top` and `prefetch --wait`), JSON in and out, and the
+ * mapping of failures to shoalctl's exit codes. It prints the one-line
+ * error itself, so commands only pass the exit code on. */
+#ifndef SHOAL_CLI_CLIENT_H
+#define SHOAL_CLI_CLIENT_H
+
+#include <jansson.h>
+
+/* shoalctl exit codes (also documented in `shoalctl help`). */
+enum {
+    EXIT_OK = 0,
+    EXIT_USAGE = 1,   /* bad command line */
+    EXIT_SERVER = 2,  /* the server answered with an error */
+    EXIT_CONNECT = 3, /* the server could not be reached */
+};
+
+struct client;
+
+/* base_url: "http://host:port" (a trailing '/' is ignored); token may be
+ * NULL. NULL on allocation failure. */
+struct client *client_new(const char *base_url, const char *token);
+void client_free(struct client *c);
+
+/* Send a request. `body` (may be NULL) is serialised as JSON; the token is
+ * sent on every method except GET. On a 2xx answer returns EXIT_OK and
+ * *out is the parsed JSON (NULL when there is no body, e.g. 204).
+ * Otherwise prints "shoalctl: ..." to stderr and returns EXIT_SERVER or
+ * EXIT_CONNECT. */
+int client_call(struct client *c, const char *method, const char *path, json_t *body, json_t **out);
+
+/* "name" escaped for use as one path segment; free() the result. */
+char *client_escape(struct client *c, const char *segment);
+
+#endif

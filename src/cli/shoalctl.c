@@ -1,0 +1,690 @@
+/* shoalctl: the command-line client of shoald's management API.
+ *
+ *   shoalctl [--url URL] [--token-file FILE] COMMAND [ARGS] [FLAGS]
+ *
+ * It only speaks HTTP/JSON to the daemon (libcurl + jansson); it links no
+ * daemon code besides common/util.c.
+ *
+ * Exit codes (also printed by `shoalctl help`):
+ *   0  success
+ *   1  usage error (unknown command, bad argument, unreadable token file)
+ *   2  the server answered with an error (its message is printed)
+ *   3  the server could not be reached
+ * Errors go to stderr as one line starting with "shoalctl: ". */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/client.h"
+#include "cli/shoalctl.h"
+#include "cli/table.h"
+#include "common/cleanup.h"
+#include "common/util.h"
+
+#define DEFAULT_URL "http://127.0.0.1:10810"
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("shoalctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see 'shoalctl help')\n", stderr);
+}
+
+static void print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+/* Path segment for a volume name; NULL only when out of memory. */
+static char *volume_path(struct cli *cli, const char *prefix, const char *name, const char *suffix)
+{
+    _cleanup_free_ char *esc = client_escape(cli->client, name);
+    char *path = NULL;
+    if (!esc || asprintf(&path, "%s%s%s", prefix, esc, suffix) < 0)
+        return NULL;
+    return path;
+}
+
+/* Parse OFFSET LENGTH arguments (args[1], args[2]) into a JSON body. */
+static int range_body(struct cli *cli, json_t **body)
+{
+    *body = json_object();
+    if (cli->nargs == 1)
+        return EXIT_OK;
+    if (cli->nargs != 3) {
+        usage_error("give both OFFSET and LENGTH, or neither");
+        return EXIT_USAGE;
+    }
+    uint64_t off, len;
+    if (parse_size(cli->args[1], &off) < 0 || parse_size(cli->args[2], &len) < 0) {
+        usage_error("bad OFFSET or LENGTH \"%s %s\" (bytes, or with K/M/G/T)", cli->args[1],
+                    cli->args[2]);
+        return EXIT_USAGE;
+    }
+    json_object_set_new(*body, "offset", json_integer((json_int_t)off));
+    json_object_set_new(*body, "length", json_integer((json_int_t)len));
+    return EXIT_OK;
+}
+
+/* ---- stats ---- */
+
+/* Columns of the compact per-volume table: stat key and header. The full
+ * set of stats is in `shoalctl stats VOLUME` and --json. */
+static const struct {
+    const char *key, *header;
+    char align;
+} volume_columns[] = {
+    {"name", "NAME", 'l'},
+    {"size_bytes", "SIZE", 'r'},
+    {"read_ops", "READS", 'r'},
+    {"hit_ratio", "HIT%", 'r'},
+    {"read_bytes", "READ", 'r'},
+    {"read_hit_bytes", "HIT", 'r'},
+    {"read_miss_bytes", "MISS", 'r'},
+    {"write_ops", "WRITES", 'r'},
+    {"errors", "ERRORS", 'r'},
+    {"state", "STATE", 'l'},
+};
+
+static void cell_value(const char *key, json_t *val, char *buf, size_t len)
+{
+    /* Tables use short sizes ("1.5G") to stay narrow. */
+    if (json_is_integer(val) && strstr(key, "bytes"))
+        fmt_size_short((double)json_integer_value(val), buf, len);
+    else
+        fmt_stat(key, val, buf, len);
+}
+
+static void print_volume_table(json_t *vols)
+{
+    enum { NCOL = ARRAY_SIZE(volume_columns) };
+    const char *headers[NCOL];
+    char align[NCOL + 1];
+    for (size_t i = 0; i < NCOL; i++) {
+        headers[i] = volume_columns[i].header;
+        align[i] = volume_columns[i].align;
+    }
+    align[NCOL] = '\0';
+    struct table *t = table_new(NCOL, headers, align);
+    size_t idx;
+    json_t *v;
+    json_array_foreach(vols, idx, v)
+    {
+        char cells[NCOL][64];
+        const char *row[NCOL];
+        for (size_t i = 0; i < NCOL; i++) {
+            cell_value(volume_columns[i].key, json_object_get(v, volume_columns[i].key), cells[i],
+                       sizeof cells[i]);
+            row[i] = cells[i];
+        }
+        table_add(t, row);
+    }
+    table_print(t, stdout);
+    table_free(t);
+}
+
+static void print_latency(json_t *lat)
+{
+    const char *op;
+    json_t *o;
+    json_object_foreach(lat, op, o)
+    {
+        printf("  latency %-10s p50 %.1f us  p99 %.1f us  count %" JSON_INTEGER_FORMAT "\n", op,
+               json_number_value(json_object_get(o, "p50")),
+               json_number_value(json_object_get(o, "p99")),
+               json_integer_value(json_object_get(o, "count")));
+    }
+}
+
+/* Every key of an object, in the server's (descriptor) order. `align` is
+ * "lr" for numbers only, "ll" when there are strings among them. */
+static void print_object(json_t *obj, const char *align)
+{
+    struct table *t = table_new(2, NULL, align);
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val)
+    {
+        if (json_is_object(val) || json_is_array(val))
+            continue;
+        char buf[128];
+        fmt_stat(key, val, buf, sizeof buf);
+        char label[96];
+        snprintf(label, sizeof label, "  %s", key);
+        const char *row[] = {label, buf};
+        table_add(t, row);
+    }
+    table_print(t, stdout);
+    table_free(t);
+    json_t *lat = json_object_get(obj, "latency_us");
+    if (json_is_object(lat))
+        print_latency(lat);
+}
+
+static void format_uptime(uint64_t s, char *buf, size_t len)
+{
+    if (s >= 86400)
+        snprintf(buf, len, "%llud %lluh", (unsigned long long)(s / 86400),
+                 (unsigned long long)(s % 86400 / 3600));
+    else if (s >= 3600)
+        snprintf(buf, len, "%lluh %llum", (unsigned long long)(s / 3600),
+                 (unsigned long long)(s % 3600 / 60));
+    else
+        snprintf(buf, len, "%llum %llus", (unsigned long long)(s / 60),
+                 (unsigned long long)(s % 60));
+}
+
+static int cmd_stats(struct cli *cli)
+{
+    json_t *j = NULL;
+    int r;
+    if (cli->nargs == 1) {
+        _cleanup_free_ char *path = volume_path(cli, "/api/v1/stats/volumes/", cli->args[0], "");
+        r = path ? client_call(cli->client, "GET", path, NULL, &j) : EXIT_CONNECT;
+        if (r)
+            return r;
+        if (cli->flags & F_JSON) {
+            print_json(j);
+        } else {
+            printf("Volume %s\n", json_string_value(json_object_get(j, "name")));
+            print_object(j, "ll");
+        }
+        json_decref(j);
+        return EXIT_OK;
+    }
+    r = client_call(cli->client, "GET", "/api/v1/stats", NULL, &j);
+    if (r)
+        return r;
+    if (cli->flags & F_JSON) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    char up[32];
+    format_uptime((uint64_t)json_integer_value(json_object_get(j, "uptime_seconds")), up,
+                  sizeof up);
+    printf("shoald %s, up %s\n\nCache\n", json_string_value(json_object_get(j, "version")), up);
+    print_object(json_object_get(j, "cache"), "lr");
+    json_t *vols = json_object_get(j, "volumes");
+    printf("\nVolumes (%zu)\n", json_array_size(vols));
+    if (json_array_size(vols))
+        print_volume_table(vols);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* ---- volumes ---- */
+
+static void volume_row(struct table *t, json_t *v)
+{
+    char size[32];
+    fmt_size_short((double)json_integer_value(json_object_get(v, "size_bytes")), size, sizeof size);
+    char conns[16];
+    snprintf(conns, sizeof conns, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(v, "connections")));
+    const char *row[] = {json_string_value(json_object_get(v, "name")),
+                         size,
+                         json_string_value(json_object_get(v, "state")),
+                         json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw",
+                         conns,
+                         json_string_value(json_object_get(v, "backend"))};
+    table_add(t, row);
+}
+
+static int cmd_volumes(struct cli *cli)
+{
+    json_t *j;
+    int r = client_call(cli->client, "GET", "/api/v1/volumes", NULL, &j);
+    if (r)
+        return r;
+    if (cli->flags & F_JSON) {
+        print_json(j);
+    } else {
+        static const char *const headers[] = {"NAME", "SIZE", "STATE", "MODE", "CONNS", "BACKEND"};
+        struct table *t = table_new(6, headers, "lrllrl");
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) volume_row(t, v);
+        table_print(t, stdout);
+        table_free(t);
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static void print_volume_line(const char *what, json_t *v)
+{
+    char size[32];
+    format_size((uint64_t)json_integer_value(json_object_get(v, "size_bytes")), size, sizeof size);
+    printf("%s %s: %s, %s, %s%s\n", what, json_string_value(json_object_get(v, "name")), size,
+           json_string_value(json_object_get(v, "backend")),
+           json_string_value(json_object_get(v, "state")),
+           json_is_true(json_object_get(v, "readonly")) ? ", read-only" : "");
+}
+
+static int cmd_volume_add(struct cli *cli)
+{
+    _cleanup_json_ json_t *body =
+        json_pack("{s:s, s:s, s:b, s:b}", "name", cli->args[0], "backing", cli->args[1], "readonly",
+                  !!(cli->flags & F_READONLY), "enabled", !(cli->flags & F_DISABLED));
+    if (!body) {
+        usage_error("NAME and BACKING must be valid UTF-8");
+        return EXIT_USAGE;
+    }
+    json_t *j;
+    int r = client_call(cli->client, "POST", "/api/v1/volumes", body, &j);
+    if (r)
+        return r;
+    print_volume_line("added volume", j);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_volume_remove(struct cli *cli)
+{
+    _cleanup_free_ char *path =
+        volume_path(cli, "/api/v1/volumes/", cli->args[0], cli->flags & F_FORCE ? "?force=1" : "");
+    json_t *j = NULL;
+    int r = path ? client_call(cli->client, "DELETE", path, NULL, &j) : EXIT_CONNECT;
+    json_decref(j);
+    if (r)
+        return r;
+    printf("removed volume %s\n", cli->args[0]);
+    return EXIT_OK;
+}
+
+static int set_enabled(struct cli *cli, const char *action)
+{
+    _cleanup_free_ char *path = volume_path(cli, "/api/v1/volumes/", cli->args[0], action);
+    json_t *j;
+    int r = path ? client_call(cli->client, "POST", path, NULL, &j) : EXIT_CONNECT;
+    if (r)
+        return r;
+    printf("volume %s: acceleration %s\n", cli->args[0],
+           json_string_value(json_object_get(j, "state")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_enable(struct cli *cli)
+{
+    return set_enabled(cli, "/enable");
+}
+
+static int cmd_disable(struct cli *cli)
+{
+    return set_enabled(cli, "/disable");
+}
+
+static int cmd_invalidate(struct cli *cli)
+{
+    _cleanup_json_ json_t *body = NULL;
+    int r = range_body(cli, &body);
+    if (r)
+        return r;
+    _cleanup_free_ char *path = volume_path(cli, "/api/v1/volumes/", cli->args[0], "/invalidate");
+    json_t *j;
+    r = path ? client_call(cli->client, "POST", path, body, &j) : EXIT_CONNECT;
+    if (r)
+        return r;
+    char len[32];
+    format_size((uint64_t)json_integer_value(json_object_get(j, "length")), len, sizeof len);
+    printf("invalidated %s: %s at offset %" JSON_INTEGER_FORMAT "\n", cli->args[0], len,
+           json_integer_value(json_object_get(j, "offset")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Poll the prefetch status until it stops; progress on a terminal. */
+static int prefetch_wait(struct cli *cli, const char *path)
+{
+    bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        json_t *st;
+        int r = client_call(cli->client, "GET", path, NULL, &st);
+        if (r)
+            return r;
+        uint64_t done = (uint64_t)json_integer_value(json_object_get(st, "done_bytes"));
+        uint64_t total = (uint64_t)json_integer_value(json_object_get(st, "length"));
+        bool running = json_is_true(json_object_get(st, "running"));
+        char d[32], t[32];
+        format_size(done, d, sizeof d);
+        format_size(total, t, sizeof t);
+        double pct = total ? 100.0 * (double)done / (double)total : 100.0;
+        if (tty) {
+            printf("\r\033[Kprefetch %s: %5.1f%% (%s of %s)", cli->args[0], pct, d, t);
+            fflush(stdout);
+        }
+        if (!running) {
+            const char *err = json_string_value(json_object_get(st, "error"));
+            if (tty)
+                putchar('\n');
+            if (err) {
+                fprintf(stderr, "shoalctl: prefetch of %s failed: %s\n", cli->args[0], err);
+                json_decref(st);
+                return EXIT_SERVER;
+            }
+            printf("prefetch of %s done: %s\n", cli->args[0], d);
+            json_decref(st);
+            return EXIT_OK;
+        }
+        json_decref(st);
+        sleep_ms(250);
+    }
+}
+
+static int cmd_prefetch(struct cli *cli)
+{
+    _cleanup_json_ json_t *body = NULL;
+    int r = range_body(cli, &body);
+    if (r)
+        return r;
+    _cleanup_free_ char *path = volume_path(cli, "/api/v1/volumes/", cli->args[0], "/prefetch");
+    json_t *j;
+    r = path ? client_call(cli->client, "POST", path, body, &j) : EXIT_CONNECT;
+    if (r)
+        return r;
+    char len[32];
+    format_size((uint64_t)json_integer_value(json_object_get(j, "length")), len, sizeof len);
+    printf("prefetch of %s started: %s at offset %" JSON_INTEGER_FORMAT "\n", cli->args[0], len,
+           json_integer_value(json_object_get(j, "offset")));
+    fflush(stdout);
+    json_decref(j);
+    return cli->flags & F_WAIT ? prefetch_wait(cli, path) : EXIT_OK;
+}
+
+static int cmd_cache_resize(struct cli *cli)
+{
+    uint64_t size;
+    if (parse_size(cli->args[0], &size) < 0) {
+        usage_error("bad SIZE \"%s\" (bytes, or with K/M/G/T)", cli->args[0]);
+        return EXIT_USAGE;
+    }
+    _cleanup_json_ json_t *body = json_pack("{s:I}", "size", (json_int_t)size);
+    json_t *j;
+    int r = client_call(cli->client, "POST", "/api/v1/cache/resize", body, &j);
+    if (r)
+        return r;
+    char cap[32], used[32];
+    fmt_stat("capacity_bytes", json_object_get(j, "capacity_bytes"), cap, sizeof cap);
+    fmt_stat("used_bytes", json_object_get(j, "used_bytes"), used, sizeof used);
+    printf("cache capacity: %s (used %s)\n", cap, used);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_version(struct cli *cli)
+{
+    printf("shoalctl %s\n", SHOAL_VERSION);
+    fflush(stdout);
+    json_t *j;
+    int r = client_call(cli->client, "GET", "/api/v1/stats", NULL, &j);
+    if (r)
+        return r;
+    char up[32];
+    format_uptime((uint64_t)json_integer_value(json_object_get(j, "uptime_seconds")), up,
+                  sizeof up);
+    printf("shoald %s at %s (up %s)\n", json_string_value(json_object_get(j, "version")), cli->url,
+           up);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* ---- command table ---- */
+
+struct command {
+    const char *word, *sub;
+    int (*fn)(struct cli *cli);
+    unsigned flags;
+    int min_args, max_args;
+    const char *usage;
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"stats", NULL, cmd_stats, F_JSON, 0, 1, "stats [VOLUME] [--json]",
+     "cache and per-volume statistics"},
+    {"volumes", NULL, cmd_volumes, F_JSON, 0, 0, "volumes [--json]", "list volumes"},
+    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED, 2, 2,
+     "volume add NAME BACKING [--readonly] [--disabled]",
+     "export BACKING (file, device, nbd://...) as NAME"},
+    {"volume", "remove", cmd_volume_remove, F_FORCE, 1, 1, "volume remove NAME [--force]",
+     "stop exporting NAME (--force drops connected clients)"},
+    {"enable", NULL, cmd_enable, 0, 1, 1, "enable NAME", "turn acceleration on"},
+    {"disable", NULL, cmd_disable, 0, 1, 1, "disable NAME",
+     "turn acceleration off (pass-through, drops cached blocks)"},
+    {"invalidate", NULL, cmd_invalidate, 0, 1, 3, "invalidate NAME [OFFSET LENGTH]",
+     "forget cached blocks after the storage changed behind shoal"},
+    {"prefetch", NULL, cmd_prefetch, F_WAIT, 1, 3, "prefetch NAME [OFFSET LENGTH] [--wait]",
+     "load a range (default: all) into RAM"},
+    {"cache", "resize", cmd_cache_resize, 0, 1, 1, "cache resize SIZE",
+     "change the RAM budget (e.g. 2G)"},
+    {"top", NULL, cmd_top, F_ONCE, 0, 0, "top [--once]",
+     "live per-volume IOPS, throughput and hit ratio (q quits)"},
+    {"version", NULL, cmd_version, 0, 0, 0, "version", "client and server versions"},
+    {"help", NULL, NULL, 0, 0, 0, "help", "this text"},
+};
+
+static void print_help(FILE *f)
+{
+    fprintf(f, "usage: shoalctl [--url URL] [--token-file FILE] COMMAND [ARGS]\n\nCommands:\n");
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+        fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].help);
+    fprintf(f,
+            "\nOptions:\n"
+            "  --url URL          management API (default: $SHOAL_URL, else %s)\n"
+            "  --token-file FILE  bearer token for changes (default: $SHOAL_TOKEN)\n"
+            "\nSizes take binary suffixes: 4096, 64K, 1.5G, 2T.\n"
+            "\nExit status:\n"
+            "  0  success\n"
+            "  1  usage error\n"
+            "  2  the server refused the request (its message is printed)\n"
+            "  3  cannot connect to the server\n",
+            DEFAULT_URL);
+}
+
+static const struct {
+    const char *name;
+    enum cli_flag flag;
+} flag_names[] = {
+    {"--json", F_JSON},   {"--readonly", F_READONLY}, {"--disabled", F_DISABLED},
+    {"--force", F_FORCE}, {"--wait", F_WAIT},         {"--once", F_ONCE},
+};
+
+struct parsed {
+    const char *url, *token_file;
+    unsigned flags;
+    const char *pos[CLI_MAX_ARGS + 2];
+    int npos;
+    bool help;
+};
+
+/* An option with a value: "--opt VALUE" or "--opt=VALUE". */
+static int take_value(int argc, char **argv, int *i, const char *opt, const char **out)
+{
+    size_t n = strlen(opt);
+    const char *a = argv[*i];
+    if (strncmp(a, opt, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *out = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        usage_error("%s needs a value", opt);
+        return -1;
+    }
+    *out = argv[++*i];
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, struct parsed *p)
+{
+    bool opts_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!opts_done && a[0] == '-' && a[1] != '\0') {
+            if (strcmp(a, "--") == 0) {
+                opts_done = true;
+                continue;
+            }
+            if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+                p->help = true;
+                continue;
+            }
+            int r = take_value(argc, argv, &i, "--url", &p->url);
+            if (r == 0)
+                r = take_value(argc, argv, &i, "--token-file", &p->token_file);
+            if (r < 0)
+                return -1;
+            if (r > 0)
+                continue;
+            bool known = false;
+            for (size_t k = 0; k < ARRAY_SIZE(flag_names); k++) {
+                if (strcmp(a, flag_names[k].name) == 0) {
+                    p->flags |= flag_names[k].flag;
+                    known = true;
+                }
+            }
+            if (!known) {
+                usage_error("unknown option %s", a);
+                return -1;
+            }
+            continue;
+        }
+        if (p->npos == (int)ARRAY_SIZE(p->pos)) {
+            usage_error("too many arguments");
+            return -1;
+        }
+        p->pos[p->npos++] = a;
+    }
+    return 0;
+}
+
+static const struct command *find_command(const struct parsed *p)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        const struct command *c = &commands[i];
+        if (strcmp(c->word, p->pos[0]) != 0)
+            continue;
+        if (!c->sub || (p->npos > 1 && strcmp(c->sub, p->pos[1]) == 0))
+            return c;
+    }
+    return NULL;
+}
+
+/* The token: --token-file wins over $SHOAL_TOKEN. NULL with *err set on a
+ * read error; NULL without error when there is none. */
+static char *load_token(const char *file, bool *err)
+{
+    *err = false;
+    if (!file) {
+        const char *env = getenv("SHOAL_TOKEN");
+        return env && *env ? strdup(env) : NULL;
+    }
+    _cleanup_fclose_ FILE *f = fopen(file, "re");
+    if (!f) {
+        fprintf(stderr, "shoalctl: cannot read token file %s: %s\n", file, strerror(errno));
+        *err = true;
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    char *s = buf;
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t len = strlen(s);
+    while (len &&
+           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' || s[len - 1] == '\r'))
+        s[--len] = '\0';
+    if (!len || strpbrk(s, "\r\n")) {
+        fprintf(stderr, "shoalctl: token file %s must hold one non-empty line\n", file);
+        *err = true;
+        return NULL;
+    }
+    return strdup(s);
+}
+
+int main(int argc, char **argv)
+{
+    struct parsed p = {0};
+    if (parse_args(argc, argv, &p) < 0)
+        return EXIT_USAGE;
+    if (p.help || (p.npos > 0 && strcmp(p.pos[0], "help") == 0)) {
+        print_help(stdout);
+        return EXIT_OK;
+    }
+    if (p.npos == 0) {
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    const struct command *cmd = find_command(&p);
+    if (!cmd) {
+        if (strcmp(p.pos[0], "volume") == 0 || strcmp(p.pos[0], "cache") == 0)
+            usage_error("%s: unknown or missing subcommand", p.pos[0]);
+        else
+            usage_error("unknown command \"%s\"", p.pos[0]);
+        return EXIT_USAGE;
+    }
+    if (p.flags & ~cmd->flags) {
+        for (size_t k = 0; k < ARRAY_SIZE(flag_names); k++)
+            if (p.flags & ~cmd->flags & flag_names[k].flag)
+                usage_error("%s does not apply to '%s'", flag_names[k].name, cmd->usage);
+        return EXIT_USAGE;
+    }
+    struct cli cli = {.flags = p.flags};
+    int first = cmd->sub ? 2 : 1;
+    cli.nargs = p.npos - first;
+    for (int i = 0; i < cli.nargs && i < CLI_MAX_ARGS; i++)
+        cli.args[i] = p.pos[first + i];
+    if (cli.nargs < cmd->min_args || cli.nargs > cmd->max_args) {
+        fprintf(stderr, "shoalctl: usage: shoalctl %s\n", cmd->usage);
+        return EXIT_USAGE;
+    }
+
+    cli.url = p.url ? p.url : getenv("SHOAL_URL");
+    if (!cli.url || !*cli.url)
+        cli.url = DEFAULT_URL;
+    bool token_err;
+    _cleanup_free_ char *token = load_token(p.token_file, &token_err);
+    if (token_err)
+        return EXIT_USAGE;
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "shoalctl: cannot initialise libcurl\n");
+        return EXIT_CONNECT;
+    }
+    cli.client = client_new(cli.url, token);
+    if (!cli.client) {
+        fprintf(stderr, "shoalctl: out of memory\n");
+        curl_global_cleanup();
+        return EXIT_CONNECT;
+    }
+    int r = cmd->fn(&cli);
+    client_free(cli.client);
+    curl_global_cleanup();
+    return r;
+}

@@ -1,0 +1,29 @@
+/* I/O buffer pool: request payload buffers without a malloc per I/O.
+ *
+ * Buffers come in power-of-two size classes from 4 KiB to 64 MiB, page
+ * aligned (O_DIRECT-safe). Freed buffers go back to a per-class free list
+ * and are reused; the pool only calls malloc to grow. Total memory handed out
+ * is capped (bufpool_init): when a request would exceed the cap, the caller
+ * waits until buffers come back, which applies back-pressure to clients
+ * instead of growing without bound.
+ *
+ * Lock rules: one mutex per class for the free lists, one for the budget.
+ */
+#ifndef SHOAL_COMMON_BUFPOOL_H
+#define SHOAL_COMMON_BUFPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* limit: most bytes outstanding + cached at once. */
+void bufpool_init(uint64_t limit);
+/* A buffer of at least len bytes (len <= 64 MiB), blocking while the
+ * budget is exhausted. NULL only if len is too big or memory is truly out. */
+void *bufpool_get(size_t len);
+void bufpool_put(void *buf, size_t len);
+/* Bytes currently allocated by the pool (in use + cached). */
+uint64_t bufpool_bytes(void);
+/* Free every cached buffer (shutdown, tests). */
+void bufpool_drain(void);
+
+#endif

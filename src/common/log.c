@@ -1,0 +1,107 @@
+/* Implementation of the one logger; see log.h. */
+#include "common/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+
+int log_levels[LOG_C__COUNT] = {
+#define X(name) [LOG_C_##name] = LOG_LVL_INFO,
+    SHOAL_LOG_COMPONENTS(X)
+#undef X
+};
+
+static const char *const component_names[LOG_C__COUNT] = {
+#define X(name) [LOG_C_##name] = #name,
+    SHOAL_LOG_COMPONENTS(X)
+#undef X
+};
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static bool use_syslog;
+static bool timestamps = true;
+
+void log_set_all(int level)
+{
+    for (int i = 0; i < LOG_C__COUNT; i++)
+        log_levels[i] = level;
+}
+
+static int parse_level(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(s, level_names[i]) == 0)
+            return i;
+    if (s[0] >= '0' && s[0] <= '3' && s[1] == '\0')
+        return s[0] - '0';
+    return -1;
+}
+
+int log_set_spec(const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec)
+        return -EINVAL;
+    int lvl = parse_level(eq + 1);
+    if (lvl < 0)
+        return -EINVAL;
+    size_t n = (size_t)(eq - spec);
+    if (n == 3 && strncmp(spec, "all", 3) == 0) {
+        log_set_all(lvl);
+        return 0;
+    }
+    for (int i = 0; i < LOG_C__COUNT; i++) {
+        if (strlen(component_names[i]) == n && strncmp(spec, component_names[i], n) == 0) {
+            log_levels[i] = lvl;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+void log_use_syslog(const char *ident)
+{
+    openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    use_syslog = true;
+}
+
+void log_set_timestamps(bool on)
+{
+    timestamps = on;
+}
+
+void log_msg(enum log_component c, enum log_level lvl, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    int saved = errno;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+
+    if (use_syslog) {
+        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+        syslog(prio[lvl], "%s: %s", component_names[c], msg);
+    } else {
+        char ts[32] = "";
+        if (timestamps) {
+            struct timespec now;
+            struct tm tm;
+            clock_gettime(CLOCK_REALTIME, &now);
+            localtime_r(&now.tv_sec, &tm);
+            size_t k = strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+            snprintf(ts + k, sizeof ts - k, ".%03ld ", now.tv_nsec / 1000000);
+        }
+        /* One fprintf per line keeps lines from different threads whole. */
+        fprintf(stderr, "%sshoald[%s] %s: %s\n", ts, component_names[c], level_names[lvl], msg);
+    }
+    errno = saved;
+}

@@ -1,0 +1,38 @@
+/* Stat descriptors: every statistic is declared once in an X-macro list
+ * (core/stats_list.h) and this header turns a list into a table of
+ * descriptors that the JSON, Prometheus and CLI renderers walk. Nothing here
+ * knows a stat's name. */
+#ifndef SHOAL_COMMON_STATS_H
+#define SHOAL_COMMON_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum stat_kind {
+    STAT_COUNTER, /* monotonic uint64 */
+    STAT_GAUGE,   /* instantaneous uint64 */
+    STAT_RATIO,   /* derived double 0..1 (or >= 1 for dedup), computed from other fields */
+};
+
+struct stat_desc {
+    const char *name; /* JSON key and Prometheus suffix */
+    enum stat_kind kind;
+    const char *unit; /* "bytes", "ops", "blocks", "ratio", ... */
+    const char *help;
+    size_t offset;    /* offset of the uint64_t / double field in the snapshot struct */
+};
+
+static inline uint64_t stat_u64(const void *snap, const struct stat_desc *d)
+{
+    return *(const uint64_t *)((const char *)snap + d->offset);
+}
+static inline double stat_f64(const void *snap, const struct stat_desc *d)
+{
+    return *(const double *)((const char *)snap + d->offset);
+}
+
+/* Relaxed atomic counter add, for the hot path. */
+#define STAT_ADD(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+#define STAT_LOAD(field)   __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+#endif

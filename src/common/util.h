@@ -1,0 +1,84 @@
+/* Small helpers every module needs: byte order, sizes, time, arithmetic.
+ * Nothing here allocates or locks. */
+#ifndef SHOAL_COMMON_UTIL_H
+#define SHOAL_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define likely(x)     __builtin_expect(!!(x), 1)
+#define unlikely(x)   __builtin_expect(!!(x), 0)
+#define MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+#define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
+#define IS_POW2(x)    ((x) != 0 && ((x) & ((x)-1)) == 0)
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Big-endian (network order) loads and stores on unaligned buffers. */
+static inline uint16_t get_be16(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return __builtin_bswap16(v);
+}
+static inline uint32_t get_be32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
+}
+static inline uint64_t get_be64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+static inline void put_be16(void *p, uint16_t v)
+{
+    v = __builtin_bswap16(v);
+    memcpy(p, &v, 2);
+}
+static inline void put_be32(void *p, uint32_t v)
+{
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, 4);
+}
+static inline void put_be64(void *p, uint64_t v)
+{
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+}
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t round_up_pow2_u64(uint64_t x)
+{
+    if (x <= 1)
+        return 1;
+    return 1ull << (64 - __builtin_clzll(x - 1));
+}
+
+/* True when `len` bytes at `p` are all zero. Fast path for 4 KiB blocks. */
+bool buf_is_zero(const void *p, size_t len);
+
+/* Parse "123", "64K", "1.5G", "2T" (binary units, optional trailing B or iB).
+ * Returns 0 and the byte count, or -EINVAL / -ERANGE. */
+int parse_size(const char *s, uint64_t *out);
+
+/* Parse a duration: "10" (seconds), "500ms", "2s", "1m". Returns 0 or -EINVAL. */
+int parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Human-readable size into buf ("1.5 GiB"). Returns buf. */
+char *format_size(uint64_t bytes, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,32 @@
+/* Worker pool: a fixed set of threads running submitted work items in FIFO
+ * order. Used for everything that may block on a back end, so the threads
+ * that parse requests never wait on storage.
+ *
+ * Each worker owns a scratch object (made by the pool's scratch_new) handed
+ * to every item it runs: per-thread state too large for a request.
+ *
+ * Lock rules: one mutex + condvar guards the queue; items run unlocked. */
+#ifndef SHOAL_COMMON_WORKQ_H
+#define SHOAL_COMMON_WORKQ_H
+
+struct work {
+    void (*fn)(struct work *w, void *scratch);
+    struct work *next;
+};
+
+struct workq;
+
+struct workq_config {
+    unsigned threads;
+    void *(*scratch_new)(void);
+    void (*scratch_free)(void *);
+    const char *name; /* thread name prefix (<= 10 chars) */
+};
+
+int workq_create(const struct workq_config *cfg, struct workq **out);
+void workq_submit(struct workq *q, struct work *w);
+/* Runs everything queued, then stops and joins the threads. */
+void workq_destroy(struct workq *q);
+unsigned workq_queued(struct workq *q);
+
+#endif

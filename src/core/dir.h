@@ -1,0 +1,128 @@
+/* Per-volume directory: volume block number -> content reference, plus the
+ * race counters that keep the cache from ever holding stale data.
+ *
+ * Shape: DIR_STRIPES independent stripes; a block belongs to stripe
+ * ((blk >> DIR_GROUP_SHIFT) & (DIR_STRIPES-1)), so eight neighbouring blocks
+ * share a stripe and neighbouring groups do not. Each stripe has a mutex, a
+ * sequence counter and its own open-addressing table that grows on demand,
+ * so memory follows the number of cached blocks, not the volume size.
+ * Readers take the stripe mutex for a probe (tens of nanoseconds; no lock is
+ * shared by different stripes, so there is no global lock on the hit path).
+ *
+ * A cell's value is a 64-bit word: (generation << 32 | store index), the
+ * constant DIR_ZERO for "known all-zero, no RAM", or 0 for empty. Cells whose
+ * content was evicted go stale (see store.h) and are dropped lazily: on
+ * lookup, and before a table grows.
+ *
+ * THE RACE RULE (no stale read). A read miss fetches a block from the back
+ * end and wants to cache it; a write to that block may complete in between,
+ * and caching the old data would serve it forever. Every stripe has a
+ * sequence number `seq`; every change of a stripe's cells by a write, trim,
+ * zero, invalidate or disable bumps it. The protocol:
+ *
+ *   write:  begin  (before the back end)  bump seq, clear cell, keep ticket=seq
+ *           end    (after the back end answered, BEFORE the client is told)
+ *                  clean = (seq == ticket); bump seq; clear cell; ticket=seq
+ *           install(after the reply, optional) only if clean, via install_if
+ *   read:   ticket = seq BEFORE asking the back end; after the data came back
+ *           (and the reply went out) install_if(ticket)
+ *   install_if(ticket, val): set the cell only if seq == ticket (and the cell
+ *           is empty or stale); never bumps.
+ *
+ * Why it holds:
+ *  - A fetch that started before a write's begin holds an older ticket: it
+ *    cannot install after the begin.
+ *  - A fetch that started between begin and end may carry old or new data
+ *    (the write is in flight, both are allowed answers) and may install it,
+ *    but end clears the cell and bumps seq before the write is acknowledged,
+ *    so nothing fetched during the write survives past its acknowledgement.
+ *  - A write installs its own data only if no other write/trim/invalidate
+ *    touched the stripe between its begin and its end (clean) and none since
+ *    its end (install_if). Two overlapping writes therefore never install:
+ *    the cache never guesses which one the back end applied last.
+ *  - A failed write ends like any other (clear), so its block is refetched.
+ * Stripes are shared by 8 blocks: unrelated neighbours can make a result
+ * spuriously unclean, which only costs a missed insert.
+ *
+ * Lock rules: stripe->lock guards the stripe's table, seq and counters. No
+ * other lock is taken while holding it, except the lock-free store_ref_live.
+ * References to drop are returned to the caller, who calls store_unref after
+ * the stripe lock is released.
+ */
+#ifndef SHOAL_CORE_DIR_H
+#define SHOAL_CORE_DIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/store.h"
+
+#define DIR_STRIPES      1024u
+#define DIR_GROUP_SHIFT  3
+#define DIR_ZERO         UINT64_MAX
+#define DIR_MAX_BLOCKS   (UINT64_C(1) << 42) /* 16 PiB volumes */
+
+struct dir;
+struct store;
+
+static inline uint64_t dir_val(struct store_ref r)
+{
+    return ((uint64_t)r.gen << 32) | r.idx;
+}
+static inline struct store_ref dir_ref(uint64_t v)
+{
+    return (struct store_ref){(uint32_t)v, (uint32_t)(v >> 32)};
+}
+static inline bool dir_val_is_ref(uint64_t v)
+{
+    return v != 0 && v != DIR_ZERO;
+}
+static inline uint32_t dir_stripe_of(uint64_t blk)
+{
+    return (uint32_t)((blk >> DIR_GROUP_SHIFT) & (DIR_STRIPES - 1));
+}
+
+int dir_create(struct store *st, uint64_t nblocks, struct dir **out);
+/* Drops every reference the directory holds. No I/O may be running. */
+void dir_destroy(struct dir *d);
+
+/* Current value of a block's cell (0 if none). */
+uint64_t dir_lookup(struct dir *d, uint64_t blk);
+/* Remove the cell if it still holds `val` (found stale by the caller). */
+void dir_drop_stale(struct dir *d, uint64_t blk, uint64_t val);
+
+/* Race rule: see above. A request's tickets live in a `struct dir_tickets`
+ * (in the worker's scratch: too big for a request), one per stripe. A stripe
+ * that some other change touched between two of this request's own steps
+ * is marked dirty and nothing of this request is installed in it. */
+struct dir_tickets {
+    uint32_t t[DIR_STRIPES];
+    uint64_t touched[DIR_STRIPES / 64];
+    uint64_t dirty[DIR_STRIPES / 64];
+};
+/* Forget all tickets (call once per request; clears 256 bytes). */
+void dir_tickets_reset(struct dir_tickets *tk);
+/* Read side: take the ticket for blk before fetching it. */
+void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk);
+/* Write side (write, trim, zero): begin before the back end, end after it
+ * answered and before the reply. end returns true if the block may still
+ * be installed (nothing else touched its stripe since our begin). */
+/* Both return the value they removed from the cell (0 if none); the caller
+ * drops it with store_unref when dir_val_is_ref() (stale refs are ignored). */
+uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk);
+uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool *clean);
+/* Install val (a store reference or DIR_ZERO) if the stripe is not dirty for
+ * this request, seq still equals our ticket, and the cell is empty or stale.
+ * Returns true if installed; otherwise the caller drops its reference. */
+bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t val);
+
+/* Clear cells for blocks [first, first+n), bumping the seq of every stripe
+ * concerned (invalidate, disable). Drops the references itself. */
+void dir_invalidate(struct dir *d, uint64_t first, uint64_t n);
+
+/* Counters. */
+uint64_t dir_cells(struct dir *d);       /* cells in use (including stale) */
+uint64_t dir_zero_cells(struct dir *d);  /* cells holding DIR_ZERO */
+uint64_t dir_metadata_bytes(struct dir *d);
+
+#endif

@@ -1,0 +1,130 @@
+/* The engine: one content store shared by all volumes, and the registry of
+ * volumes (name -> volume). Front ends find volumes here; management adds,
+ * removes, enables, disables, invalidates and resizes through here.
+ *
+ * Lock rules: the registry is guarded by engine->lock (a rwlock: lookups take
+ * it shared, add/remove exclusive). Volumes are refcounted: a lookup returns
+ * a reference the caller drops with volume_put(); a removed volume stays
+ * alive until its last connection drops it. No I/O path takes engine->lock. */
+#ifndef SHOAL_CORE_ENGINE_H
+#define SHOAL_CORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "common/histogram.h"
+#include "common/stats.h"
+#include "core/stats_list.h"
+
+struct engine;
+struct volume;
+struct store;
+
+struct engine_config {
+    uint64_t cache_bytes;    /* --cache-size */
+    const char *policy;      /* eviction policy name ("s3fifo" default, "lru") */
+};
+
+int engine_create(const struct engine_config *cfg, struct engine **out);
+void engine_destroy(struct engine *e); /* all volumes must be removed or unreferenced */
+
+struct store *engine_store(struct engine *e);
+
+/* Volume configuration (command line NAME=BACKING, config [volume NAME], API). */
+struct volume_config {
+    const char *name;
+    struct backend_params backend;
+    bool readonly;      /* export read-only */
+    bool disabled;      /* start in pass-through */
+};
+
+/* Validate a volume name: 1..255 bytes of [A-Za-z0-9._-], not starting with '.'. */
+bool volume_name_valid(const char *name);
+
+/* Open the back end and register. -EEXIST if the name is taken, -EINVAL for a
+ * bad name, or the back end's error. */
+int engine_add_volume(struct engine *e, const struct volume_config *cfg);
+/* Unregister. -ENOENT; -EBUSY when clients are connected and !force (with
+ * force, connected clients get ESHUTDOWN on further requests and are dropped). */
+int engine_remove_volume(struct engine *e, const char *name, bool force);
+
+/* Reference to a volume by name ("" = the first volume added), or NULL. */
+struct volume *engine_get_volume(struct engine *e, const char *name);
+void volume_get(struct volume *v);
+void volume_put(struct volume *v);
+
+/* Call fn for each registered volume (holding a reference during the call,
+ * not the registry lock). Stops when fn returns non-zero and returns it. */
+int engine_for_each_volume(struct engine *e, int (*fn)(struct volume *v, void *opaque),
+                           void *opaque);
+unsigned engine_volume_count(struct engine *e);
+
+/* Live control. */
+int engine_resize_cache(struct engine *e, uint64_t bytes);
+
+/* ---- volume accessors ---- */
+const char *volume_name(const struct volume *v);
+uint64_t volume_size(const struct volume *v);
+bool volume_readonly(const struct volume *v);
+bool volume_enabled(const struct volume *v);
+struct backend *volume_backend(const struct volume *v);
+/* Human description of the back end ("file /var/lib/x.img", "nbd nbd://h/e"). */
+void volume_describe_backend(const struct volume *v, char *buf, size_t len);
+
+/* Acceleration on/off. Disabling drops the volume's cached blocks and
+ * serves every request from the back end; clients stay connected. */
+int volume_set_enabled(struct volume *v, bool on);
+/* Forget cached blocks in [offset, offset+length) (length 0 = to the end),
+ * after an out-of-band change to the back end. Safe against in-flight reads:
+ * a read that fetched old data before the invalidate will not cache it. */
+int volume_invalidate(struct volume *v, uint64_t offset, uint64_t length);
+
+/* Prefetch progress (shared by NBD_CMD_CACHE and the management prefetch). */
+struct prefetch_status {
+    bool running;
+    uint64_t offset, length; /* range being prefetched */
+    uint64_t done_bytes;
+    int error;               /* last error (negative errno) or 0 */
+};
+/* Start an asynchronous prefetch of a range into RAM; -EBUSY if one runs. */
+int volume_prefetch_start(struct volume *v, uint64_t offset, uint64_t length);
+void volume_prefetch_status(struct volume *v, struct prefetch_status *out);
+
+/* Connection accounting (front ends call these). */
+void volume_conn_attach(struct volume *v);
+void volume_conn_detach(struct volume *v);
+unsigned volume_connections(const struct volume *v);
+/* True once the volume was removed with force: front ends stop serving it. */
+bool volume_defunct(const struct volume *v);
+
+/* ---- statistics: snapshots rendered by mgmt from the lists ---- */
+struct volume_snapshot {
+#define X(name, kind, unit, help) uint64_t name;
+    VOLUME_COUNTERS(X) VOLUME_GAUGES(X)
+#undef X
+#define X(name, kind, unit, help) double name;
+    VOLUME_RATIOS(X)
+#undef X
+    struct histogram_snap lat_read_hit, lat_read_miss, lat_write;
+};
+
+struct cache_snapshot {
+#define X(name, kind, unit, help) uint64_t name;
+    CACHE_GAUGES(X)
+#undef X
+#define X(name, kind, unit, help) double name;
+    CACHE_RATIOS(X)
+#undef X
+};
+
+void volume_snapshot(struct volume *v, struct volume_snapshot *out);
+void cache_snapshot(struct engine *e, struct cache_snapshot *out);
+
+/* Descriptor tables generated from the lists (for renderers). */
+extern const struct stat_desc volume_stat_descs[];
+extern const unsigned volume_stat_count;
+extern const struct stat_desc cache_stat_descs[];
+extern const unsigned cache_stat_count;
+
+#endif

@@ -1,0 +1,49 @@
+/* Content fingerprints: SHA-256 of a 4 KiB cache block (OpenSSL libcrypto,
+ * which uses the SHA-NI / AVX2 code paths when the CPU has them).
+ *
+ * Two blocks with the same fingerprint are treated as the same content:
+ * dedup never compares bytes. At 2^-128 collision odds for any realistic
+ * number of blocks this is safer than the DRAM holding the data.
+ *
+ * The all-zero block is recognised before hashing and never stored. */
+#ifndef SHOAL_CORE_FINGERPRINT_H
+#define SHOAL_CORE_FINGERPRINT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FP_SIZE 32
+
+struct fp {
+    uint8_t b[FP_SIZE];
+};
+
+/* Hash one BLOCK_SIZE block. Thread-safe, no allocation after the first call
+ * on each thread (a per-thread digest context is reused). Returns 0 or -EIO. */
+int fp_compute(const void *block, struct fp *out);
+
+/* Hash an arbitrary buffer (used by tests and the cluster tier's verify). */
+int fp_compute_len(const void *buf, size_t len, struct fp *out);
+
+/* First 8 bytes as an integer: well-mixed, used for table indexing. */
+static inline uint64_t fp_hash64(const struct fp *f)
+{
+    uint64_t h;
+    memcpy(&h, f->b, sizeof h);
+    return h;
+}
+
+static inline bool fp_equal(const struct fp *a, const struct fp *b)
+{
+    return memcmp(a->b, b->b, FP_SIZE) == 0;
+}
+
+/* Lower-case hex into out (2*FP_SIZE+1 bytes). */
+void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1]);
+
+/* Release this thread's digest context (optional; called at thread exit by
+ * long-lived pools to keep leak checkers quiet). */
+void fp_thread_cleanup(void);
+
+#endif

@@ -1,0 +1,61 @@
+/* THE list of shoal's statistics. Add a stat here and it appears in
+ * GET /api/v1/stats, /metrics and `shoalctl stats` without touching them.
+ * X(name, kind, unit, help). Ratios are derived in the snapshot functions
+ * (volume_snapshot / cache_snapshot) and listed here so they render too. */
+#ifndef SHOAL_CORE_STATS_LIST_H
+#define SHOAL_CORE_STATS_LIST_H
+
+/* Per-volume counters, kept as relaxed atomics in struct volume. */
+#define VOLUME_COUNTERS(X)                                                                         \
+    X(read_ops, STAT_COUNTER, "ops", "Read requests")                                              \
+    X(read_bytes, STAT_COUNTER, "bytes", "Bytes read by clients")                                  \
+    X(read_hit_bytes, STAT_COUNTER, "bytes", "Read bytes served from RAM")                         \
+    X(read_miss_bytes, STAT_COUNTER, "bytes", "Read bytes fetched from the back end")              \
+    X(write_ops, STAT_COUNTER, "ops", "Write requests")                                            \
+    X(write_bytes, STAT_COUNTER, "bytes", "Bytes written by clients")                              \
+    X(trim_ops, STAT_COUNTER, "ops", "Trim requests")                                              \
+    X(trim_bytes, STAT_COUNTER, "bytes", "Bytes trimmed")                                          \
+    X(zero_ops, STAT_COUNTER, "ops", "Write-zeroes requests")                                      \
+    X(zero_bytes, STAT_COUNTER, "bytes", "Bytes zeroed")                                           \
+    X(flush_ops, STAT_COUNTER, "ops", "Flush requests")                                            \
+    X(cache_ops, STAT_COUNTER, "ops", "Prefetch (NBD_CMD_CACHE) requests")                         \
+    X(block_status_ops, STAT_COUNTER, "ops", "Block status requests")                              \
+    X(errors, STAT_COUNTER, "ops", "Requests answered with an error")                              \
+    X(backend_read_ops, STAT_COUNTER, "ops", "Reads sent to the back end")                         \
+    X(backend_read_bytes, STAT_COUNTER, "bytes", "Bytes read from the back end")                   \
+    X(backend_errors, STAT_COUNTER, "ops", "Back end operations that failed")                      \
+    X(insert_races, STAT_COUNTER, "blocks",                                                        \
+      "Fetched blocks not cached because a write or invalidate raced them")
+
+/* Per-volume gauges and ratios computed at snapshot time. */
+#define VOLUME_GAUGES(X)                                                                           \
+    X(size_bytes, STAT_GAUGE, "bytes", "Volume size")                                              \
+    X(connections, STAT_GAUGE, "connections", "Connected clients")                                 \
+    X(enabled, STAT_GAUGE, "bool", "1 when acceleration is on, 0 in pass-through")                 \
+    X(cached_blocks, STAT_GAUGE, "blocks", "Directory entries (blocks of this volume in RAM)")     \
+    X(zero_blocks, STAT_GAUGE, "blocks", "Blocks known to be all zero (cost no RAM)")
+
+#define VOLUME_RATIOS(X)                                                                           \
+    X(hit_ratio, STAT_RATIO, "ratio", "Share of read bytes served from RAM")                       \
+    X(offload_ratio, STAT_RATIO, "ratio", "Share of read bytes that did not reach the back end")
+
+/* Cache-wide (content store) figures. */
+#define CACHE_GAUGES(X)                                                                            \
+    X(capacity_bytes, STAT_GAUGE, "bytes", "RAM budget for cached content (--cache-size)")         \
+    X(used_bytes, STAT_GAUGE, "bytes", "RAM holding cached content")                               \
+    X(unique_blocks, STAT_GAUGE, "blocks", "Distinct 4 KiB contents held")                         \
+    X(logical_blocks, STAT_GAUGE, "blocks", "Volume blocks that map to held contents")             \
+    X(zero_blocks, STAT_GAUGE, "blocks", "Volume blocks mapped to the all-zero constant")          \
+    X(logical_bytes, STAT_GAUGE, "bytes", "Effective cache size: logical bytes served from RAM")   \
+    X(metadata_bytes, STAT_GAUGE, "bytes", "Memory for cache metadata (entries, tables, directories)") \
+    X(evictions, STAT_COUNTER, "blocks", "Contents evicted to make room")                          \
+    X(inserts, STAT_COUNTER, "blocks", "Contents added")                                           \
+    X(dedup_hits, STAT_COUNTER, "blocks", "Blocks that found their content already held")         \
+    X(insert_failures, STAT_COUNTER, "blocks", "Blocks not cached for lack of room or references")
+
+#define CACHE_RATIOS(X)                                                                            \
+    X(dedup_ratio, STAT_RATIO, "ratio", "logical_blocks / unique_blocks")                          \
+    X(metadata_bytes_per_block, STAT_RATIO, "bytes", "metadata_bytes / unique_blocks")             \
+    X(fill_ratio, STAT_RATIO, "ratio", "used_bytes / capacity_bytes")
+
+#endif

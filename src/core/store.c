@@ -1,0 +1,445 @@
+/* Content store implementation; see store.h for the model and lock rules. */
+#include "core/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/block.h"
+#include "core/evict.h"
+
+#define MIN_BUCKETS 16u
+/* Aim for shards of at least this many blocks so each has a useful queue. */
+#define BLOCKS_PER_SHARD_MIN 1024u
+#define MAX_SHARDS 64u
+
+struct shard {
+    pthread_mutex_t lock;
+    uint32_t base;      /* global index of local entry 0 */
+    uint32_t max;       /* reserved entries */
+    uint32_t limit;     /* capacity in entries */
+    uint32_t used;      /* live entries */
+    uint32_t hwm;       /* local entries [0, hwm) have been touched */
+    uint32_t free_head; /* global index; chain through hnext */
+    uint32_t *buckets;
+    uint32_t bucket_mask;
+    uint64_t logical; /* sum of references */
+    uint64_t evictions, inserts, dedup_hits, insert_failures;
+    void *pstate;
+} __attribute__((aligned(64)));
+
+struct store {
+    struct store_entry *entries;
+    size_t entries_len;
+    uint8_t *data;
+    size_t data_len;
+    uint32_t nshards;
+    unsigned shard_bits;
+    uint32_t per_shard;
+    struct shard *shards;
+    const struct evict_ops *policy;
+    uint64_t capacity_blocks;
+    uint64_t max_blocks;
+    pthread_mutex_t resize_lock;
+};
+
+static inline struct shard *shard_of_fp(struct store *s, const struct fp *fp)
+{
+    if (s->shard_bits == 0)
+        return &s->shards[0];
+    return &s->shards[fp_hash64(fp) >> (64 - s->shard_bits)];
+}
+
+static inline struct shard *shard_of_idx(struct store *s, uint32_t idx)
+{
+    return &s->shards[idx / s->per_shard];
+}
+
+static inline uint8_t *slot_data(struct store *s, uint32_t idx)
+{
+    return s->data + (size_t)idx * BLOCK_SIZE;
+}
+
+static inline uint32_t load_gen(const struct store_entry *e)
+{
+    return __atomic_load_n(&e->gen, __ATOMIC_ACQUIRE);
+}
+
+static inline void store_gen(struct store_entry *e, uint32_t gen)
+{
+    __atomic_store_n(&e->gen, gen, __ATOMIC_RELEASE);
+}
+
+/* ---- hash table (chained through store_entry.hnext) ---- */
+
+static uint32_t hash_find_locked(struct store *s, struct shard *sh, const struct fp *fp)
+{
+    uint32_t idx = sh->buckets[fp_hash64(fp) & sh->bucket_mask];
+    while (idx != STORE_NONE) {
+        if (fp_equal(&s->entries[idx].fp, fp))
+            return idx;
+        idx = s->entries[idx].hnext;
+    }
+    return STORE_NONE;
+}
+
+static void hash_insert_locked(struct store *s, struct shard *sh, uint32_t idx)
+{
+    uint32_t *b = &sh->buckets[fp_hash64(&s->entries[idx].fp) & sh->bucket_mask];
+    s->entries[idx].hnext = *b;
+    *b = idx;
+}
+
+static void hash_remove_locked(struct store *s, struct shard *sh, uint32_t idx)
+{
+    uint32_t *p = &sh->buckets[fp_hash64(&s->entries[idx].fp) & sh->bucket_mask];
+    while (*p != STORE_NONE) {
+        if (*p == idx) {
+            *p = s->entries[idx].hnext;
+            return;
+        }
+        p = &s->entries[*p].hnext;
+    }
+}
+
+static int buckets_resize_locked(struct store *s, struct shard *sh, uint32_t want)
+{
+    uint32_t n = (uint32_t)round_up_pow2_u64(MAX(want, MIN_BUCKETS));
+    if (sh->buckets && n == sh->bucket_mask + 1)
+        return 0;
+    uint32_t *nb = malloc((size_t)n * sizeof *nb);
+    if (!nb)
+        return -ENOMEM;
+    memset(nb, 0xff, (size_t)n * sizeof *nb);
+    uint32_t *old = sh->buckets;
+    uint32_t old_n = old ? sh->bucket_mask + 1 : 0;
+    sh->buckets = nb;
+    sh->bucket_mask = n - 1;
+    for (uint32_t i = 0; i < old_n; i++) {
+        uint32_t idx = old[i];
+        while (idx != STORE_NONE) {
+            uint32_t next = s->entries[idx].hnext;
+            hash_insert_locked(s, sh, idx);
+            idx = next;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+/* ---- entry lifecycle ---- */
+
+/* Unlink a live entry everywhere but the policy and make its slot free.
+ * Every reference to it goes stale here. */
+static void entry_free_locked(struct store *s, struct shard *sh, uint32_t idx)
+{
+    struct store_entry *e = &s->entries[idx];
+    hash_remove_locked(s, sh, idx);
+    sh->logical -= entry_refs(e);
+    e->refs = 0;
+    uint32_t g = e->gen + 1;
+    store_gen(e, g ? g : 1);
+    e->hnext = sh->free_head;
+    sh->free_head = idx;
+    sh->used--;
+}
+
+static uint32_t slot_alloc_locked(struct store *s, struct shard *sh)
+{
+    if (sh->free_head != STORE_NONE) {
+        uint32_t idx = sh->free_head;
+        sh->free_head = s->entries[idx].hnext;
+        return idx;
+    }
+    if (sh->hwm < sh->limit) {
+        uint32_t idx = sh->base + sh->hwm++;
+        /* Fresh pages read as gen 0; real generations start at 1. Pages that
+         * were touched before a shrink keep their generation. */
+        if (s->entries[idx].gen == 0)
+            store_gen(&s->entries[idx], 1);
+        return idx;
+    }
+    uint32_t victim = s->policy->evict_locked(sh->pstate);
+    if (victim == STORE_NONE)
+        return STORE_NONE;
+    entry_free_locked(s, sh, victim);
+    sh->evictions++;
+    /* Take it straight back off the free list. */
+    sh->free_head = s->entries[victim].hnext;
+    return victim;
+}
+
+int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
+                        struct store_ref *ref)
+{
+    struct shard *sh = shard_of_fp(s, fp);
+    LOCK_GUARD(&sh->lock);
+
+    uint32_t idx = hash_find_locked(s, sh, fp);
+    if (idx != STORE_NONE) {
+        struct store_entry *e = &s->entries[idx];
+        if (entry_refs(e) >= STORE_REFS_MAX) {
+            sh->insert_failures++;
+            return -EOVERFLOW;
+        }
+        e->refs++;
+        sh->logical++;
+        sh->dedup_hits++;
+        *ref = (struct store_ref){idx, e->gen};
+        return 0;
+    }
+    idx = slot_alloc_locked(s, sh);
+    if (idx == STORE_NONE) {
+        sh->insert_failures++;
+        return -ENOSPC;
+    }
+    struct store_entry *e = &s->entries[idx];
+    memcpy(slot_data(s, idx), data, BLOCK_SIZE);
+    e->fp = *fp;
+    e->refs = 1;
+    hash_insert_locked(s, sh, idx);
+    s->policy->insert_locked(sh->pstate, idx);
+    sh->used++;
+    sh->inserts++;
+    sh->logical++;
+    *ref = (struct store_ref){idx, e->gen};
+    return 0;
+}
+
+void store_unref(struct store *s, struct store_ref ref)
+{
+    if (ref.idx >= s->nshards * s->per_shard)
+        return;
+    struct shard *sh = shard_of_idx(s, ref.idx);
+    LOCK_GUARD(&sh->lock);
+    struct store_entry *e = &s->entries[ref.idx];
+    if (e->gen != ref.gen || entry_refs(e) == 0)
+        return; /* stale: the entry was evicted or reused since */
+    e->refs--;
+    sh->logical--;
+    if (entry_refs(e) == 0) {
+        s->policy->remove_locked(sh->pstate, ref.idx);
+        entry_free_locked(s, sh, ref.idx);
+    }
+}
+
+int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len)
+{
+    if (ref.idx >= s->nshards * s->per_shard || off + len > BLOCK_SIZE)
+        return -ENOENT;
+    struct shard *sh = shard_of_idx(s, ref.idx);
+    LOCK_GUARD(&sh->lock);
+    struct store_entry *e = &s->entries[ref.idx];
+    if (e->gen != ref.gen || entry_refs(e) == 0)
+        return -ENOENT;
+    memcpy(dst, slot_data(s, ref.idx) + off, len);
+    s->policy->hit_locked(sh->pstate, ref.idx);
+    return 0;
+}
+
+bool store_ref_live(const struct store *s, struct store_ref ref)
+{
+    if (ref.idx >= s->nshards * s->per_shard)
+        return false;
+    return load_gen(&s->entries[ref.idx]) == ref.gen;
+}
+
+/* ---- sizing ---- */
+
+static uint32_t shard_limit(uint64_t blocks, uint32_t nshards, uint32_t i)
+{
+    return (uint32_t)(blocks / nshards + (i < blocks % nshards ? 1 : 0));
+}
+
+static void shard_shrink_locked(struct store *s, struct shard *sh, uint32_t limit)
+{
+    while (sh->used > limit) {
+        uint32_t victim = s->policy->evict_locked(sh->pstate);
+        if (victim == STORE_NONE)
+            break;
+        entry_free_locked(s, sh, victim);
+        sh->evictions++;
+    }
+    /* Entries above the new limit must go even if the policy kept them. */
+    for (uint32_t i = limit; i < sh->hwm; i++) {
+        uint32_t idx = sh->base + i;
+        if (entry_refs(&s->entries[idx]) != 0) {
+            s->policy->remove_locked(sh->pstate, idx);
+            entry_free_locked(s, sh, idx);
+            sh->evictions++;
+        }
+    }
+    uint32_t old_hwm = sh->hwm;
+    if (sh->hwm > limit)
+        sh->hwm = limit;
+    /* Rebuild the free list from the slots that remain. */
+    sh->free_head = STORE_NONE;
+    for (uint32_t i = sh->hwm; i-- > 0;) {
+        uint32_t idx = sh->base + i;
+        if (entry_refs(&s->entries[idx]) == 0) {
+            s->entries[idx].hnext = sh->free_head;
+            sh->free_head = idx;
+        }
+    }
+    if (old_hwm > sh->hwm)
+        madvise(slot_data(s, sh->base + sh->hwm), (size_t)(old_hwm - sh->hwm) * BLOCK_SIZE,
+                MADV_DONTNEED);
+}
+
+int store_resize(struct store *s, uint64_t capacity)
+{
+    uint64_t blocks = capacity / BLOCK_SIZE;
+    if (blocks == 0 || blocks > s->max_blocks)
+        return -EINVAL;
+    LOCK_GUARD(&s->resize_lock);
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        uint32_t limit = shard_limit(blocks, s->nshards, i);
+        LOCK_GUARD(&sh->lock);
+        if (limit < sh->limit)
+            shard_shrink_locked(s, sh, limit);
+        int r = buckets_resize_locked(s, sh, limit);
+        if (r < 0 && limit > sh->limit)
+            return r; /* keep the old size: the table would overload */
+        sh->limit = limit;
+        s->policy->resize_locked(sh->pstate, limit);
+    }
+    s->capacity_blocks = blocks;
+    log_info(store, "cache capacity now %llu blocks", (unsigned long long)blocks);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy,
+                 struct store **out)
+{
+    uint64_t blocks = capacity / BLOCK_SIZE;
+    uint64_t max_blocks = MAX(max, capacity) / BLOCK_SIZE;
+    if (blocks == 0)
+        return -EINVAL;
+    if (!policy)
+        policy = &evict_s3fifo_ops;
+
+    uint32_t nshards = 1;
+    while (nshards < MAX_SHARDS && blocks / (nshards * 2) >= BLOCKS_PER_SHARD_MIN)
+        nshards *= 2;
+    uint64_t per = DIV_ROUND_UP(max_blocks, nshards);
+    if (per * nshards >= UINT32_MAX - 1)
+        return -EINVAL; /* beyond 16 TiB of content */
+
+    struct store *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->policy = policy;
+    s->nshards = nshards;
+    s->shard_bits = (unsigned)__builtin_ctz(nshards);
+    s->per_shard = (uint32_t)per;
+    s->capacity_blocks = blocks;
+    s->max_blocks = max_blocks;
+    pthread_mutex_init(&s->resize_lock, NULL);
+
+    s->entries_len = (size_t)per * nshards * sizeof(struct store_entry);
+    s->data_len = (size_t)per * nshards * BLOCK_SIZE;
+    s->entries = mmap(NULL, s->entries_len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    s->data = mmap(NULL, s->data_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    s->shards = aligned_alloc(64, sizeof(struct shard) * nshards);
+    if (s->entries == MAP_FAILED || s->data == MAP_FAILED || !s->shards) {
+        if (s->entries == MAP_FAILED)
+            s->entries = NULL;
+        if (s->data == MAP_FAILED)
+            s->data = NULL;
+        store_destroy(s);
+        return -ENOMEM;
+    }
+    memset(s->shards, 0, sizeof(struct shard) * nshards);
+    for (uint32_t i = 0; i < nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        pthread_mutex_init(&sh->lock, NULL);
+        sh->base = i * s->per_shard;
+        sh->max = s->per_shard;
+        sh->limit = shard_limit(blocks, nshards, i);
+        sh->free_head = STORE_NONE;
+        sh->pstate = calloc(1, policy->state_size);
+        int r = sh->pstate ? 0 : -ENOMEM;
+        if (r == 0)
+            r = buckets_resize_locked(s, sh, sh->limit);
+        if (r == 0)
+            r = policy->init_locked(sh->pstate, s->entries, sh->limit, sh->max);
+        if (r < 0) {
+            s->nshards = i + 1;
+            store_destroy(s);
+            return r;
+        }
+    }
+    log_info(store, "content store: %llu blocks (%u shards, policy %s, max %llu blocks)",
+             (unsigned long long)blocks, nshards, policy->name, (unsigned long long)max_blocks);
+    *out = s;
+    return 0;
+}
+
+void store_destroy(struct store *s)
+{
+    if (!s)
+        return;
+    if (s->shards) {
+        for (uint32_t i = 0; i < s->nshards; i++) {
+            struct shard *sh = &s->shards[i];
+            if (sh->pstate) {
+                s->policy->fini_locked(sh->pstate);
+                free(sh->pstate);
+            }
+            free(sh->buckets);
+            pthread_mutex_destroy(&sh->lock);
+        }
+        free(s->shards);
+    }
+    if (s->entries)
+        munmap(s->entries, s->entries_len);
+    if (s->data)
+        munmap(s->data, s->data_len);
+    pthread_mutex_destroy(&s->resize_lock);
+    free(s);
+}
+
+void store_get_stats(struct store *s, struct store_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->capacity_blocks = s->capacity_blocks;
+    out->metadata_bytes = sizeof *s + sizeof(struct shard) * s->nshards;
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        LOCK_GUARD(&sh->lock);
+        out->unique_blocks += sh->used;
+        out->logical_blocks += sh->logical;
+        out->evictions += sh->evictions;
+        out->inserts += sh->inserts;
+        out->dedup_hits += sh->dedup_hits;
+        out->insert_failures += sh->insert_failures;
+        out->metadata_bytes += (uint64_t)sh->hwm * sizeof(struct store_entry) +
+                               ((uint64_t)sh->bucket_mask + 1) * sizeof(uint32_t) +
+                               s->policy->metadata_bytes_locked(sh->pstate);
+    }
+}
+
+uint64_t store_capacity_bytes(const struct store *s)
+{
+    return s->capacity_blocks * BLOCK_SIZE;
+}
+
+uint64_t store_max_bytes(const struct store *s)
+{
+    return s->max_blocks * BLOCK_SIZE;
+}
+
+const char *store_policy_name(const struct store *s)
+{
+    return s->policy->name;
+}

@@ -1,0 +1,120 @@
+/* Content store: fingerprint -> one 4 KiB block in RAM, shared by every
+ * volume. Each distinct content is held once; volume directories point at it
+ * with (index, generation) references and the store counts those references
+ * so it can report logical vs unique blocks and free content nobody maps.
+ *
+ * Memory: the data area (one BLOCK_SIZE slot per entry) and the entry array
+ * are reserved up front with mmap(MAP_NORESERVE) for the largest size the
+ * cache may be resized to, and touched lazily, so RSS follows use and the
+ * I/O path never allocates.
+ *
+ * Sharding: entries are split into a power-of-two number of shards by
+ * fingerprint; each shard has its own lock, hash table, free list and
+ * eviction policy state. Shard s owns entry indexes [s*per_shard, ...).
+ *
+ * References: a `struct store_ref` is (idx, gen). Freeing an entry (eviction,
+ * last reference dropped) bumps its generation, so every outstanding ref to
+ * it goes stale at once without the store knowing who holds them; a stale
+ * ref reads as a miss. Generations never go back to an old value (entry
+ * pages are never returned to the kernel), so a stale ref cannot come back
+ * to life.
+ *
+ * Lock rules:
+ *   - shard->lock guards everything in the shard, including the entries'
+ *     fields and their data slots; store_read copies under it.
+ *   - entry.gen is also read without the lock (store_ref_live) with an
+ *     acquire load; it is written under the lock with release stores.
+ *   - The store never calls out while holding a shard lock, and callers
+ *     must not hold a directory stripe lock when calling functions that
+ *     take a shard lock, except store_ref_live (lock-free).
+ */
+#ifndef SHOAL_CORE_STORE_H
+#define SHOAL_CORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/fingerprint.h"
+
+#define STORE_NONE UINT32_MAX
+
+struct store;
+struct evict_ops;
+
+struct store_ref {
+    uint32_t idx;
+    uint32_t gen; /* never 0 for a real reference */
+};
+
+/* One cached content. 52 bytes; its data lives at data + idx * BLOCK_SIZE. */
+struct store_entry {
+    struct fp fp;
+    uint32_t gen;    /* incarnation; bumped when freed */
+    uint32_t hnext;  /* hash chain / free list link */
+    uint32_t prev;   /* eviction policy links (owned by the policy) */
+    uint32_t next;
+    uint32_t refs;   /* low 24 bits: directory references; high 8: policy bits */
+};
+
+#define STORE_REFS_MAX   ((1u << 24) - 1)
+#define STORE_REFS_MASK  STORE_REFS_MAX
+#define STORE_PBITS_SHIFT 24
+
+static inline uint32_t entry_refs(const struct store_entry *e)
+{
+    return e->refs & STORE_REFS_MASK;
+}
+static inline uint32_t entry_pbits(const struct store_entry *e)
+{
+    return e->refs >> STORE_PBITS_SHIFT;
+}
+static inline void entry_set_pbits(struct store_entry *e, uint32_t bits)
+{
+    e->refs = (e->refs & STORE_REFS_MASK) | (bits << STORE_PBITS_SHIFT);
+}
+
+struct store_stats {
+    uint64_t capacity_blocks;
+    uint64_t unique_blocks;
+    uint64_t logical_blocks;
+    uint64_t metadata_bytes;
+    uint64_t evictions;
+    uint64_t inserts;
+    uint64_t dedup_hits;
+    uint64_t insert_failures;
+};
+
+/* capacity: bytes of content RAM now; max: the most it may grow to with
+ * store_resize (0 = capacity). policy: NULL for the default (S3-FIFO). */
+int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy,
+                 struct store **out);
+void store_destroy(struct store *s);
+
+/* Find the content with this fingerprint or insert `data` (BLOCK_SIZE bytes)
+ * under it, evicting if needed, and take one directory reference on it.
+ * Returns 0 and *ref, -ENOSPC when the cache has no capacity, or -EOVERFLOW
+ * when the content already has STORE_REFS_MAX references. */
+int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
+                        struct store_ref *ref);
+
+/* Drop a directory reference. Stale refs are ignored. The entry is freed when
+ * its last reference goes (nobody can read it any more). */
+void store_unref(struct store *s, struct store_ref ref);
+
+/* Copy [off, off+len) of the block into dst if ref is still live, and tell
+ * the eviction policy it was used. 0 or -ENOENT (stale: treat as a miss). */
+int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len);
+
+/* Lock-free staleness check (may race: a live answer can go stale later). */
+bool store_ref_live(const struct store *s, struct store_ref ref);
+
+/* Change the capacity (bytes, at most the max given at creation): shrinking
+ * evicts. 0, -EINVAL (above max or not a whole number of blocks >= 1 block). */
+int store_resize(struct store *s, uint64_t capacity);
+
+void store_get_stats(struct store *s, struct store_stats *out);
+uint64_t store_capacity_bytes(const struct store *s);
+uint64_t store_max_bytes(const struct store *s);
+const char *store_policy_name(const struct store *s);
+
+#endif

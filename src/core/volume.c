@@ -1,0 +1,470 @@
+/* The volume data path: reads served from RAM or fetched and cached, writes
+ * through to the back end with the directory kept coherent by the race rule
+ * (core/dir.h). See core/volume_io.h for the two-step contract with front
+ * ends (back end work, then finish after the reply). */
+#include "core/volume.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/block.h"
+#include "core/dir.h"
+#include "core/fingerprint.h"
+#include "core/store.h"
+#include "core/volume_io.h"
+
+/* Largest span a request may cover: the NBD maximum payload plus the two
+ * partial blocks at its ends. */
+#define SPAN_BLOCKS_MAX (((32u << 20) >> BLOCK_SHIFT) + 2)
+#define PREFETCH_CHUNK  (1u << 20)
+
+struct vol_scratch {
+    struct dir_tickets tk;
+    uint64_t todo[DIV_ROUND_UP(SPAN_BLOCKS_MAX, 64)]; /* blocks to install in finish */
+    uint8_t tail[BLOCK_SIZE];                           /* zero-padded last block */
+    void *prefetch_buf;                                 /* allocated on first use */
+};
+
+struct vol_scratch *vol_scratch_new(void)
+{
+    return calloc(1, sizeof(struct vol_scratch));
+}
+
+void vol_scratch_free(struct vol_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->prefetch_buf);
+    free(s);
+}
+
+static inline void todo_set(struct vol_scratch *s, uint32_t i)
+{
+    s->todo[i / 64] |= 1ull << (i % 64);
+}
+
+static void todo_clear(struct vol_scratch *s, uint32_t nb)
+{
+    memset(s->todo, 0, DIV_ROUND_UP(nb, 64) * sizeof(uint64_t));
+}
+
+static inline bool enabled(const struct volume *v)
+{
+    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE);
+}
+
+/* Bytes of [off, off+len) that fall in block blk. */
+static inline void block_overlap(uint64_t blk, uint64_t off, uint64_t len, uint32_t *lo,
+                                 uint32_t *n)
+{
+    uint64_t bs = block_start(blk), be = bs + BLOCK_SIZE;
+    uint64_t s = MAX(bs, off), e = MIN(be, off + len);
+    *lo = (uint32_t)(s - bs);
+    *n = (uint32_t)(e - s);
+}
+
+int vol_check_range(const struct volume *v, uint64_t offset, uint64_t length, int past_end_err)
+{
+    if (offset + length < offset)
+        return -EOVERFLOW;
+    if (offset > v->size || length > v->size - offset)
+        return past_end_err;
+    return 0;
+}
+
+void vol_count_error(struct volume *v)
+{
+    STAT_ADD(v->c.errors, 1);
+}
+
+/* ---- reads ---- */
+
+static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b)
+{
+    uint64_t off = block_start(a);
+    uint64_t end = MIN(block_start(b + 1), v->size);
+    int r = v->be->ops->pread(v->be, dst, (uint32_t)(end - off), off);
+    STAT_ADD(v->c.backend_read_ops, 1);
+    if (r < 0) {
+        STAT_ADD(v->c.backend_errors, 1);
+        return r;
+    }
+    STAT_ADD(v->c.backend_read_bytes, end - off);
+    /* The last block of an odd-sized volume reads as zero padding beyond the
+     * end, so its fingerprint is that of the padded block. */
+    if (end < block_start(b + 1))
+        memset(dst + (end - off), 0, (size_t)(block_start(b + 1) - end));
+    return 0;
+}
+
+static int read_passthrough(struct volume *v, struct vol_req *r)
+{
+    uint8_t *dst = (uint8_t *)r->buf + (r->offset & BLOCK_MASK);
+    int ret = v->be->ops->pread(v->be, dst, r->length, r->offset);
+    STAT_ADD(v->c.backend_read_ops, 1);
+    if (ret < 0) {
+        STAT_ADD(v->c.backend_errors, 1);
+        return ret;
+    }
+    STAT_ADD(v->c.backend_read_bytes, r->length);
+    return 0;
+}
+
+int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
+{
+    r->op = VOL_OP_READ;
+    r->status = 0;
+    r->hit = 0;
+    r->scratch = NULL;
+    if (r->length == 0)
+        return 0;
+    bool nowait = r->flags & VOL_NOWAIT;
+    if (!enabled(v)) {
+        if (nowait)
+            return -EAGAIN;
+        r->op = VOL_OP_NONE;
+        STAT_ADD(v->c.read_ops, 1);
+        STAT_ADD(v->c.read_bytes, r->length);
+        STAT_ADD(v->c.read_miss_bytes, r->length);
+        r->status = read_passthrough(v, r);
+        return r->status;
+    }
+
+    uint64_t first = block_of(r->offset);
+    uint64_t last = block_of(r->offset + r->length - 1);
+    uint32_t nb = (uint32_t)(last - first + 1);
+    uint8_t *buf = r->buf;
+    uint64_t miss_bytes = 0;
+    bool any_miss = false;
+
+    for (uint32_t i = 0; i < nb; i++) {
+        uint64_t blk = first + i;
+        uint32_t lo, n;
+        block_overlap(blk, r->offset, r->length, &lo, &n);
+        uint64_t val = dir_lookup(v->dir, blk);
+        if (val == DIR_ZERO) {
+            memset(buf + (size_t)i * BLOCK_SIZE + lo, 0, n);
+            continue;
+        }
+        if (val) {
+            if (store_read(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n) == 0)
+                continue;
+            dir_drop_stale(v->dir, blk, val);
+        }
+        if (nowait)
+            return -EAGAIN;
+        if (!any_miss) {
+            any_miss = true;
+            todo_clear(scratch, nb);
+            dir_tickets_reset(&scratch->tk);
+        }
+        todo_set(scratch, i);
+        miss_bytes += n;
+    }
+
+    STAT_ADD(v->c.read_ops, 1);
+    STAT_ADD(v->c.read_bytes, r->length);
+    STAT_ADD(v->c.read_hit_bytes, r->length - miss_bytes);
+    if (!any_miss) {
+        r->hit = 1;
+        return 0;
+    }
+    STAT_ADD(v->c.read_miss_bytes, miss_bytes);
+    r->scratch = scratch;
+
+    /* Tickets first, for every block we will fetch, then the back end. */
+    for (uint32_t i = 0; i < nb; i++)
+        if (scratch->todo[i / 64] >> (i % 64) & 1)
+            dir_read_ticket(v->dir, first + i, &scratch->tk);
+
+    for (uint32_t i = 0; i < nb;) {
+        if (!(scratch->todo[i / 64] >> (i % 64) & 1)) {
+            i++;
+            continue;
+        }
+        uint32_t j = i;
+        while (j + 1 < nb && (scratch->todo[(j + 1) / 64] >> ((j + 1) % 64) & 1))
+            j++;
+        int ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j);
+        if (ret < 0) {
+            r->status = ret;
+            return ret;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* Fingerprint a block and map blk to it, unless the race rule says no. */
+static void install_block(struct volume *v, uint64_t blk, const uint8_t *data,
+                          struct dir_tickets *tk)
+{
+    if (buf_is_zero(data, BLOCK_SIZE)) {
+        if (!dir_install(v->dir, blk, tk, DIR_ZERO))
+            STAT_ADD(v->c.insert_races, 1);
+        return;
+    }
+    struct fp fp;
+    struct store_ref ref;
+    if (fp_compute(data, &fp) < 0)
+        return;
+    if (store_get_or_insert(v->store, &fp, data, &ref) < 0)
+        return; /* no room or too many references: stays a miss */
+    if (!dir_install(v->dir, blk, tk, dir_val(ref))) {
+        STAT_ADD(v->c.insert_races, 1);
+        store_unref(v->store, ref);
+    }
+}
+
+static void finish_read(struct volume *v, struct vol_req *r)
+{
+    struct vol_scratch *s = r->scratch;
+    if (!s || r->status != 0 || !enabled(v))
+        return;
+    uint64_t first = block_of(r->offset);
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    for (uint32_t i = 0; i < nb; i++)
+        if (s->todo[i / 64] >> (i % 64) & 1)
+            install_block(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk);
+}
+
+/* ---- writes, trims, zeroes ---- */
+
+static void drop(struct volume *v, uint64_t val)
+{
+    if (dir_val_is_ref(val))
+        store_unref(v->store, dir_ref(val));
+}
+
+static void begin_range(struct volume *v, uint64_t first, uint32_t nb, struct vol_scratch *s)
+{
+    dir_tickets_reset(&s->tk);
+    todo_clear(s, nb);
+    for (uint32_t i = 0; i < nb; i++)
+        drop(v, dir_write_begin(v->dir, first + i, &s->tk));
+}
+
+/* End every block; mark the clean ones that the request fully covers (or
+ * covers to the end of the volume) for installation in finish. */
+static void end_range(struct volume *v, struct vol_req *r, uint64_t first, uint32_t nb,
+                      bool may_install)
+{
+    struct vol_scratch *s = r->scratch;
+    uint64_t end = r->offset + r->length;
+    for (uint32_t i = 0; i < nb; i++) {
+        uint64_t blk = first + i;
+        bool clean;
+        drop(v, dir_write_end(v->dir, blk, &s->tk, &clean));
+        if (!clean || !may_install)
+            continue;
+        uint64_t bs = block_start(blk);
+        bool covered = bs >= r->offset && (bs + BLOCK_SIZE <= end || end == v->size);
+        if (covered)
+            todo_set(s, i);
+    }
+}
+
+typedef int (*be_op_fn)(struct volume *v, struct vol_req *r);
+
+/* The common shape of everything that changes data. */
+static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
+                  be_op_fn fn)
+{
+    r->op = op;
+    r->status = 0;
+    r->scratch = s;
+    r->hit = 0;
+    if (v->readonly)
+        return r->status = -EPERM;
+    if (r->length == 0) {
+        r->op = VOL_OP_NONE;
+        return 0;
+    }
+    uint64_t first = block_of(r->offset);
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    begin_range(v, first, nb, s);
+    r->status = fn(v, r);
+    if (r->status < 0)
+        STAT_ADD(v->c.backend_errors, 1);
+    /* Only writes and zeroes know the new content; a trim leaves it to the
+     * back end. Installing is pointless while disabled. */
+    bool may_install = r->status == 0 && op != VOL_OP_TRIM && enabled(v);
+    end_range(v, r, first, nb, may_install);
+    return r->status;
+}
+
+static int be_write(struct volume *v, struct vol_req *r)
+{
+    return backend_pwrite(v->be, r->buf, r->length, r->offset,
+                          (r->flags & VOL_FUA) ? BE_FUA : 0);
+}
+
+static int be_trim(struct volume *v, struct vol_req *r)
+{
+    return backend_trim(v->be, r->length, r->offset, (r->flags & VOL_FUA) ? BE_FUA : 0);
+}
+
+static int be_zero(struct volume *v, struct vol_req *r)
+{
+    uint32_t f = 0;
+    if (r->flags & VOL_FUA)
+        f |= BE_FUA;
+    if (r->flags & VOL_NO_HOLE)
+        f |= BE_NO_HOLE;
+    if (r->flags & VOL_FAST_ZERO)
+        f |= BE_FAST_ZERO;
+    return backend_zero(v->be, r->length, r->offset, f);
+}
+
+int vol_write(struct volume *v, struct vol_req *r, struct vol_scratch *s)
+{
+    STAT_ADD(v->c.write_ops, 1);
+    STAT_ADD(v->c.write_bytes, r->length);
+    return change(v, r, s, VOL_OP_WRITE, be_write);
+}
+
+int vol_trim(struct volume *v, struct vol_req *r, struct vol_scratch *s)
+{
+    STAT_ADD(v->c.trim_ops, 1);
+    STAT_ADD(v->c.trim_bytes, r->length);
+    return change(v, r, s, VOL_OP_TRIM, be_trim);
+}
+
+int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *s)
+{
+    STAT_ADD(v->c.zero_ops, 1);
+    STAT_ADD(v->c.zero_bytes, r->length);
+    return change(v, r, s, VOL_OP_ZERO, be_zero);
+}
+
+static void finish_change(struct volume *v, struct vol_req *r)
+{
+    struct vol_scratch *s = r->scratch;
+    if (r->status != 0 || r->op == VOL_OP_TRIM)
+        return;
+    uint64_t first = block_of(r->offset);
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    for (uint32_t i = 0; i < nb; i++) {
+        if (!(s->todo[i / 64] >> (i % 64) & 1))
+            continue;
+        uint64_t blk = first + i;
+        if (r->op == VOL_OP_ZERO) {
+            if (!dir_install(v->dir, blk, &s->tk, DIR_ZERO))
+                STAT_ADD(v->c.insert_races, 1);
+            continue;
+        }
+        const uint8_t *data = (const uint8_t *)r->buf + (block_start(blk) - r->offset);
+        if (block_start(blk) + BLOCK_SIZE > r->offset + r->length) {
+            /* Tail of an odd-sized volume: pad with zeros like a fetch would. */
+            size_t n = (size_t)(r->offset + r->length - block_start(blk));
+            memcpy(s->tail, data, n);
+            memset(s->tail + n, 0, BLOCK_SIZE - n);
+            data = s->tail;
+        }
+        install_block(v, blk, data, &s->tk);
+    }
+}
+
+void vol_req_finish(struct volume *v, struct vol_req *r)
+{
+    switch (r->op) {
+    case VOL_OP_READ:
+        finish_read(v, r);
+        if (r->start_ns)
+            hist_record(r->hit ? &v->lat_read_hit : &v->lat_read_miss, now_ns() - r->start_ns);
+        break;
+    case VOL_OP_WRITE:
+        finish_change(v, r);
+        if (r->start_ns)
+            hist_record(&v->lat_write, now_ns() - r->start_ns);
+        break;
+    case VOL_OP_ZERO:
+    case VOL_OP_TRIM:
+        finish_change(v, r);
+        break;
+    case VOL_OP_NONE:
+        break;
+    }
+    r->op = VOL_OP_NONE;
+    r->scratch = NULL;
+}
+
+/* ---- the rest ---- */
+
+int vol_flush(struct volume *v)
+{
+    STAT_ADD(v->c.flush_ops, 1);
+    if (!(v->be->caps & BE_CAN_FLUSH))
+        return 0;
+    int r = v->be->ops->flush(v->be);
+    if (r < 0)
+        STAT_ADD(v->c.backend_errors, 1);
+    return r;
+}
+
+int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_scratch *s)
+{
+    STAT_ADD(v->c.cache_ops, 1);
+    if (!enabled(v))
+        return 0; /* nothing to warm; NBD_CMD_CACHE is advisory */
+    if (!s->prefetch_buf) {
+        s->prefetch_buf = aligned_alloc(BLOCK_SIZE, PREFETCH_CHUNK);
+        if (!s->prefetch_buf)
+            return -ENOMEM;
+    }
+    /* Whole blocks only: a prefetch is for the cache, not for a reply. */
+    uint64_t pos = offset & ~BLOCK_MASK;
+    uint64_t end = MIN(offset + length, v->size);
+    while (pos < end) {
+        uint32_t n = (uint32_t)MIN((uint64_t)PREFETCH_CHUNK, end - pos);
+        uint64_t first = block_of(pos);
+        uint32_t nb = (uint32_t)(block_of(pos + n - 1) - first + 1);
+        bool any = false;
+        todo_clear(s, nb);
+        dir_tickets_reset(&s->tk);
+        for (uint32_t i = 0; i < nb; i++) {
+            uint64_t val = dir_lookup(v->dir, first + i);
+            if (val == DIR_ZERO || (val && store_ref_live(v->store, dir_ref(val))))
+                continue;
+            todo_set(s, i);
+            dir_read_ticket(v->dir, first + i, &s->tk);
+            any = true;
+        }
+        if (any) {
+            struct vol_req r = {.offset = pos, .length = n, .buf = s->prefetch_buf};
+            for (uint32_t i = 0; i < nb;) {
+                if (!(s->todo[i / 64] >> (i % 64) & 1)) {
+                    i++;
+                    continue;
+                }
+                uint32_t j = i;
+                while (j + 1 < nb && (s->todo[(j + 1) / 64] >> ((j + 1) % 64) & 1))
+                    j++;
+                int ret = fetch_run(v, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE,
+                                    first + i, first + j);
+                if (ret < 0)
+                    return ret;
+                i = j + 1;
+            }
+            r.op = VOL_OP_READ;
+            r.scratch = s;
+            finish_read(v, &r);
+        }
+        pos += n;
+    }
+    return 0;
+}
+
+int vol_extents(struct volume *v, uint64_t offset, uint32_t length, backend_extent_fn fn,
+                void *opaque)
+{
+    STAT_ADD(v->c.block_status_ops, 1);
+    int r = backend_extents(v->be, length, offset, fn, opaque);
+    if (r < 0)
+        STAT_ADD(v->c.backend_errors, 1);
+    return r;
+}

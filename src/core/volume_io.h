@@ -1,0 +1,92 @@
+/* The data path a front end drives: read, write, trim, zero, flush, prefetch
+ * and extents on a volume, with the cache in between.
+ *
+ * Each request is described by a `struct vol_req` the front end owns. Ops
+ * that change or fetch data run in two steps:
+ *
+ *   vol_xxx()         does the back end work; when it returns 0 the front end
+ *                     may send the reply (for writes: the back end has
+ *                     acknowledged; for reads: req->buf holds the data)
+ *   vol_req_finish()  afterwards updates the cache (fingerprints and inserts
+ *                     what was fetched or written, drops what a partial or
+ *                     failed write covered). It MUST be called exactly once for
+ *                     every request that went through a vol_xxx() call, on
+ *                     success or error, so the directory's race counters stay
+ *                     balanced; it keeps SHA-256 off the reply's latency.
+ *
+ * Reads: req->buf must cover the block-aligned span of the request,
+ * vol_read_span(off, len) bytes; the data for [off, off+len) is returned at
+ * req->buf + (off & BLOCK_MASK). That lets misses be fetched as whole blocks
+ * straight into the reply buffer.
+ *
+ * Hit path: vol_read() with VOL_NOWAIT never touches the back end. It
+ * returns -EAGAIN if any block is not in RAM; the front end then hands the
+ * request to a worker thread and calls vol_read() again without NOWAIT.
+ */
+#ifndef SHOAL_CORE_VOLUME_IO_H
+#define SHOAL_CORE_VOLUME_IO_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/block.h"
+
+struct volume;
+
+#define VOL_FUA       (1u << 0)
+#define VOL_NO_HOLE   (1u << 1)
+#define VOL_FAST_ZERO (1u << 2)
+#define VOL_NOWAIT    (1u << 3)
+
+enum vol_op { VOL_OP_NONE = 0, VOL_OP_READ, VOL_OP_WRITE, VOL_OP_TRIM, VOL_OP_ZERO };
+
+/* Per-thread scratch for the finish step (race tickets and the fetched-block
+ * map). Workers own one each; it is too large for a request. */
+struct vol_scratch;
+struct vol_scratch *vol_scratch_new(void);
+void vol_scratch_free(struct vol_scratch *s);
+
+struct vol_req {
+    uint64_t offset;
+    uint32_t length;
+    uint32_t flags; /* VOL_* */
+    void *buf;      /* read: aligned span buffer; write: payload */
+    /* filled by the core for vol_req_finish */
+    enum vol_op op;
+    int status;          /* result of the back end step */
+    uint64_t start_ns;   /* for latency histograms */
+    struct vol_scratch *scratch;
+    uint8_t hit;         /* read served entirely from RAM */
+};
+
+static inline uint64_t vol_read_span(uint64_t off, uint32_t len)
+{
+    uint64_t first = off & ~BLOCK_MASK;
+    uint64_t end = (off + len + BLOCK_MASK) & ~BLOCK_MASK;
+    return len ? end - first : 0;
+}
+
+/* All return 0 or a negative errno; range errors are the caller's job
+ * (vol_check_range). `scratch` may be NULL only with VOL_NOWAIT. */
+int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
+int vol_write(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
+int vol_trim(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
+int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
+void vol_req_finish(struct volume *v, struct vol_req *r);
+
+int vol_flush(struct volume *v);
+/* NBD_CMD_CACHE: fetch the range into RAM (synchronously, in chunks). */
+int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_scratch *scratch);
+/* Block status over the back end, clipped to the request. */
+int vol_extents(struct volume *v, uint64_t offset, uint32_t length, backend_extent_fn fn,
+                void *opaque);
+
+/* Bounds check: 0, or -EINVAL / -ENOSPC (beyond the end, as NBD wants it for
+ * reads vs writes) / -EOVERFLOW (offset+length wraps). */
+int vol_check_range(const struct volume *v, uint64_t offset, uint64_t length, int past_end_err);
+
+/* Count an error reply against the volume (protocol-level refusals too). */
+void vol_count_error(struct volume *v);
+void vol_count_op(struct volume *v, int nbd_cmd_kind, uint64_t bytes);
+
+#endif

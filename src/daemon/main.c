@@ -1,0 +1,247 @@
+/* shoald: parse settings, start the engine, the volumes, the NBD front end
+ * and the management server, then wait for SIGTERM/SIGINT and stop them in
+ * reverse order. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/bufpool.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine.h"
+#include "daemon/options.h"
+#include "frontend/frontend.h"
+#include "frontend/nbd/server.h"
+#include "mgmt/mgmt.h"
+
+static int read_token(const char *file, char **out)
+{
+    _cleanup_fclose_ FILE *f = fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "shoald: cannot read --http-token-file '%s': %s\n", file, strerror(errno));
+        return -1;
+    }
+    char buf[512];
+    if (!fgets(buf, sizeof buf, f)) {
+        fprintf(stderr, "shoald: --http-token-file '%s' is empty\n", file);
+        return -1;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (strlen(buf) < 8) {
+        fprintf(stderr, "shoald: token in '%s' is too short (want at least 8 characters)\n",
+                file);
+        return -1;
+    }
+    *out = strdup(buf);
+    return *out ? 0 : -1;
+}
+
+/* Fork; the parent waits on a pipe until the child is ready (or failed), so
+ * `shoald ... && nbdinfo ...` works. Returns the write end in the child. */
+static int daemonize(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        perror("shoald: pipe");
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("shoald: fork");
+        exit(1);
+    }
+    if (pid > 0) {
+        close(p[1]);
+        char status = 1;
+        if (read(p[0], &status, 1) != 1)
+            status = 1;
+        _exit(status);
+    }
+    close(p[0]);
+    setsid();
+    if (chdir("/") < 0) {
+        /* Not fatal: relative paths were resolved before. */
+    }
+    return p[1];
+}
+
+static void ready(int notify_fd, bool foreground)
+{
+    if (notify_fd < 0)
+        return;
+    if (!foreground) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(nul, 2);
+            if (nul > 2)
+                close(nul);
+        }
+    }
+    char ok = 0;
+    if (write(notify_fd, &ok, 1) != 1) {
+        /* The parent is gone; nothing to tell. */
+    }
+    close(notify_fd);
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon_options *o = calloc(1, sizeof *o);
+    if (!o)
+        return 1;
+    int pr = options_parse(argc, argv, o);
+    if (pr != 0) {
+        options_free(o);
+        free(o);
+        return pr > 0 ? 0 : 1;
+    }
+    if (o->verbosity > 0)
+        for (int i = 0; i < LOG_C__COUNT; i++)
+            if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
+                log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
+
+    char *token = NULL;
+    if (o->http_token_file && read_token(o->http_token_file, &token) < 0)
+        return 1;
+    if (strcmp(o->http, "off") != 0 && !mgmt_listen_is_loopback(o->http) && !token) {
+        fprintf(stderr,
+                "shoald: refusing to serve the management API on non-loopback address '%s' "
+                "without --http-token-file\n",
+                o->http);
+        return 1;
+    }
+
+    /* Absolute paths before a daemon's chdir("/"). */
+    char *abs_specs[MAX_VOLUMES] = {0};
+    for (unsigned i = 0; i < o->nvolumes; i++) {
+        const char *spec = o->volumes[i].backend.spec;
+        if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0 && spec[0] != '/') {
+            abs_specs[i] = realpath(spec, NULL);
+            if (!abs_specs[i]) {
+                fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
+                        spec, strerror(errno));
+                return 1;
+            }
+            o->volumes[i].backend.spec = abs_specs[i];
+        }
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    /* Blocked before any thread exists, so only sigwait below sees them. */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    int notify_fd = -1;
+    if (!o->foreground)
+        notify_fd = daemonize();
+
+    bufpool_init(o->io_memory);
+    struct engine_config ec = {.cache_bytes = o->cache_bytes, .policy = o->policy};
+    struct engine *engine = NULL;
+    int r = engine_create(&ec, &engine);
+    if (r < 0) {
+        fprintf(stderr, "shoald: cannot create the cache (%s): %s\n",
+                o->policy ? o->policy : "s3fifo", strerror(-r));
+        return 1;
+    }
+    for (unsigned i = 0; i < o->nvolumes; i++) {
+        r = engine_add_volume(engine, &o->volumes[i]);
+        if (r < 0) {
+            fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
+                    o->volumes[i].backend.spec, strerror(-r));
+            return 1;
+        }
+    }
+
+    struct nbd_config ncfg = {
+        .handshake_timeout_ms = (int)o->handshake_timeout_ms,
+        .readonly = o->readonly,
+        .tls = o->tls,
+        .tls_certificates = o->tls_certificates,
+        .tls_psk = o->tls_psk,
+        .allow = o->allow,
+        .nallow = o->nallow,
+    };
+    struct frontend_config fcfg = {
+        .listen = o->listen,
+        .nlisten = o->nlisten,
+        .max_connections = o->max_connections,
+        .workers = o->threads,
+        .proto = &ncfg,
+    };
+    const struct frontend_ops *fe = &frontend_nbd_ops;
+    void *fe_state = NULL;
+    r = fe->start(engine, &fcfg, &fe_state);
+    if (r < 0) {
+        fprintf(stderr, "shoald: cannot start the %s server: %s\n", fe->name, strerror(-r));
+        return 1;
+    }
+
+    struct mgmt *mgmt = NULL;
+    if (strcmp(o->http, "off") != 0) {
+        struct mgmt_config mc = {.listen = o->http, .token = token};
+        r = mgmt_start(engine, &mc, &mgmt);
+        if (r < 0) {
+            fprintf(stderr, "shoald: cannot start the management API on %s: %s\n", o->http,
+                    strerror(-r));
+            return 1;
+        }
+    }
+
+    if (o->pid_file) {
+        FILE *pf = fopen(o->pid_file, "w");
+        if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0) {
+            fprintf(stderr, "shoald: cannot write pid file '%s': %s\n", o->pid_file,
+                    strerror(errno));
+            return 1;
+        }
+        fclose(pf);
+    }
+
+    char sz[32];
+    log_info(main, "shoald %s ready: %u volume(s), cache %s, policy %s", SHOAL_VERSION,
+             engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz),
+             o->policy ? o->policy : "s3fifo");
+    if (!o->foreground)
+        log_use_syslog("shoald");
+    ready(notify_fd, o->foreground);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_info(main, "SIGHUP ignored (reconfigure through the API)");
+            continue;
+        }
+        log_info(main, "%s: shutting down", strsignal(sig));
+        break;
+    }
+
+    fe->stop(fe_state);
+    mgmt_stop(mgmt);
+    engine_destroy(engine);
+    bufpool_drain();
+    if (o->pid_file)
+        unlink(o->pid_file);
+    for (unsigned i = 0; i < o->nvolumes; i++)
+        free(abs_specs[i]);
+    free(token);
+    options_free(o);
+    free(o);
+    log_info(main, "stopped");
+    return 0;
+}

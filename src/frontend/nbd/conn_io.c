@@ -1,0 +1,200 @@
+/* Plain socket transport for NBD connections, and the read-exactly /
+ * write-exactly helpers every transport shares (see conn_io.h). */
+#include "frontend/nbd/conn_io.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+/* Per sendmsg() call; larger vectors go out in several calls, so no
+ * allocation is needed to track progress through a caller's const iov. */
+#define SEND_IOV_WINDOW 64
+
+/* Wait for `events` on fd. timeout_ms <= 0 waits forever. Returns 0 when
+ * ready (or on error/hangup: the following recv/send reports it),
+ * -ETIMEDOUT, or -errno. */
+static int wait_fd(int fd, short events, int timeout_ms)
+{
+    uint64_t deadline = timeout_ms > 0 ? now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    for (;;) {
+        int wait = -1;
+        if (timeout_ms > 0) {
+            uint64_t now = now_ns();
+            if (now >= deadline)
+                return -ETIMEDOUT;
+            /* Round up so we never spin on a sub-millisecond remainder. */
+            wait = (int)DIV_ROUND_UP(deadline - now, 1000000u);
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, wait);
+        if (r > 0)
+            return 0;
+        if (r == 0)
+            continue; /* the deadline check above turns this into -ETIMEDOUT */
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (;;) {
+        /* With a timeout, poll first: SO_RCVTIMEO would also work but is
+         * per-socket state the transmission phase would have to undo. */
+        if (io->timeout_ms > 0) {
+            int r = wait_fd(io->fd, POLLIN, io->timeout_ms);
+            if (r < 0)
+                return r;
+        }
+        ssize_t n = recv(io->fd, buf, len, io->timeout_ms > 0 ? MSG_DONTWAIT : 0);
+        if (n < 0 && errno == ENOTSOCK)
+            n = read(io->fd, buf, len); /* pipes in tools and harnesses */
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* Spurious wakeup, or a non-blocking fd without a timeout. */
+            if (io->timeout_ms <= 0) {
+                int r = wait_fd(io->fd, POLLIN, 0);
+                if (r < 0)
+                    return r;
+            }
+            continue;
+        }
+        return -errno;
+    }
+}
+
+static ssize_t send_some(int fd, struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+    /* MSG_NOSIGNAL: a vanished peer must give -EPIPE on this connection,
+     * not a process-wide SIGPIPE. */
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK)
+        n = writev(fd, iov, iovcnt);
+    return n;
+}
+
+static int plain_sendv(struct conn_io *io, const struct iovec *iov, int iovcnt)
+{
+    int i = 0;      /* first entry of iov not yet fully sent */
+    size_t off = 0; /* bytes of iov[i] already sent */
+
+    for (;;) {
+        while (i < iovcnt && off == iov[i].iov_len) {
+            i++;
+            off = 0;
+        }
+        if (i == iovcnt)
+            return 0;
+
+        struct iovec win[SEND_IOV_WINDOW];
+        int n = 0;
+        for (int j = i; j < iovcnt && n < SEND_IOV_WINDOW; j++) {
+            size_t skip = j == i ? off : 0;
+            if (iov[j].iov_len == skip)
+                continue;
+            win[n].iov_base = (char *)iov[j].iov_base + skip;
+            win[n].iov_len = iov[j].iov_len - skip;
+            n++;
+        }
+        ssize_t w = send_some(io->fd, win, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int r = wait_fd(io->fd, POLLOUT, 0);
+                if (r < 0)
+                    return r;
+                continue;
+            }
+            return -errno;
+        }
+        /* Advance (i, off) by w bytes over the caller's vector. */
+        size_t left = (size_t)w;
+        while (left > 0) {
+            size_t room = iov[i].iov_len - off;
+            if (left < room) {
+                off += left;
+                left = 0;
+            } else {
+                left -= room;
+                i++;
+                off = 0;
+            }
+        }
+    }
+}
+
+static size_t plain_pending(struct conn_io *io)
+{
+    (void)io;
+    return 0; /* the kernel buffers; nothing is held in user space */
+}
+
+static void plain_close(struct conn_io *io)
+{
+    if (io->fd >= 0)
+        close(io->fd);
+    io->fd = -1;
+}
+
+static const struct conn_io_ops plain_ops = {
+    .name = "plain",
+    .recv = plain_recv,
+    .sendv = plain_sendv,
+    .pending = plain_pending,
+    .close = plain_close,
+};
+
+void conn_io_init_plain(struct conn_io *io, int fd)
+{
+    *io = (struct conn_io){.ops = &plain_ops, .fd = fd};
+}
+
+int conn_io_read_full(struct conn_io *io, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = io->ops->recv(io, p, len);
+        if (n == 0)
+            return -ECONNRESET;
+        if (n < 0)
+            return (int)n;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int conn_io_write_full(struct conn_io *io, const void *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return io->ops->sendv(io, &iov, 1);
+}
+
+int conn_io_writev_full(struct conn_io *io, const struct iovec *iov, int iovcnt)
+{
+    return io->ops->sendv(io, iov, iovcnt);
+}
+
+int conn_io_discard(struct conn_io *io, size_t len)
+{
+    char sink[4096];
+    while (len > 0) {
+        size_t chunk = MIN(len, sizeof sink);
+        int r = conn_io_read_full(io, sink, chunk);
+        if (r < 0)
+            return r;
+        len -= chunk;
+    }
+    return 0;
+}

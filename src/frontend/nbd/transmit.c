@@ -1,0 +1,657 @@
+/* NBD transmission phase; see transmit.h for threads and lock rules. */
+#include "frontend/nbd/transmit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "common/bufpool.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/workq.h"
+#include "core/engine.h"
+#include "core/volume_io.h"
+#include "frontend/nbd/proto.h"
+
+#define RBUF_SIZE        (64u * 1024)
+#define BATCH_MAX        32
+#define MAX_EXTENTS      1024
+/* Oversized write payloads up to this size are read and dropped so the
+ * stream stays in sync and the client gets EINVAL; larger ones end the
+ * connection (nobody legitimate sends them). */
+#define DISCARD_MAX      (64u << 20)
+
+struct nbd_conn;
+
+struct nbd_req {
+    struct work work;
+    struct nbd_conn *c;
+    uint64_t handle;
+    uint64_t offset;
+    uint32_t length;
+    uint16_t cmd;
+    uint16_t flags;
+    uint32_t err; /* NBD wire error, 0 = success */
+    void *buf;
+    size_t buflen;
+    uint32_t nextents; /* block status descriptors in buf */
+    struct vol_req vr;
+    uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8 + 6 + 64];
+    struct nbd_req *next;
+};
+
+struct nbd_conn {
+    const struct nbd_transmit_ctx *ctx;
+    struct conn_io *io;
+    struct volume *v;
+    const struct nbd_handshake_result *hs;
+
+    pthread_mutex_t send_lock;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned inflight;
+    struct nbd_req *free;
+    bool broken; /* a send failed: the connection is going down */
+
+    uint8_t *rbuf;
+    size_t rstart, rend;
+
+    struct nbd_req *batch_head, *batch_tail;
+    unsigned batch_n;
+
+    struct nbd_req reqs[NBD_MAX_INFLIGHT];
+};
+
+uint32_t nbd_errno_to_wire(int err)
+{
+    switch (err) {
+    case 0:
+        return 0;
+    case EPERM:
+    case EROFS:
+        return NBD_EPERM;
+    case ENOMEM:
+        return NBD_ENOMEM;
+    case EINVAL:
+        return NBD_EINVAL;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return NBD_ENOSPC;
+    case EOVERFLOW:
+        return NBD_EOVERFLOW;
+    case ENOTSUP:
+        return NBD_ENOTSUP;
+    case ESHUTDOWN:
+        return NBD_ESHUTDOWN;
+    default:
+        return NBD_EIO;
+    }
+}
+
+static const char *wire_error_text(uint32_t e)
+{
+    switch (e) {
+    case NBD_EPERM:
+        return "operation not permitted";
+    case NBD_ENOMEM:
+        return "out of memory";
+    case NBD_EINVAL:
+        return "invalid request";
+    case NBD_ENOSPC:
+        return "no space (request beyond the end of the export?)";
+    case NBD_EOVERFLOW:
+        return "value too large";
+    case NBD_ENOTSUP:
+        return "operation not supported";
+    case NBD_ESHUTDOWN:
+        return "server is shutting down";
+    default:
+        return "input/output error";
+    }
+}
+
+/* ---- request slots ---- */
+
+static struct nbd_req *req_get(struct nbd_conn *c)
+{
+    LOCK_GUARD(&c->lock);
+    while (!c->free)
+        pthread_cond_wait(&c->cond, &c->lock);
+    struct nbd_req *r = c->free;
+    c->free = r->next;
+    c->inflight++;
+    memset(&r->vr, 0, sizeof r->vr);
+    r->next = NULL;
+    r->buf = NULL;
+    r->buflen = 0;
+    r->err = 0;
+    r->nextents = 0;
+    return r;
+}
+
+static void req_release(struct nbd_req *r)
+{
+    struct nbd_conn *c = r->c;
+    if (r->buf)
+        bufpool_put(r->buf, r->buflen);
+    r->buf = NULL;
+    LOCK_GUARD(&c->lock);
+    r->next = c->free;
+    c->free = r;
+    c->inflight--;
+    pthread_cond_broadcast(&c->cond);
+}
+
+static bool have_free_slot(struct nbd_conn *c)
+{
+    LOCK_GUARD(&c->lock);
+    return c->free != NULL;
+}
+
+/* ---- replies ---- */
+
+/* Build the reply for r into r->hdr and iov (1-2 entries). */
+static int build_reply(struct nbd_req *r, struct iovec *iov)
+{
+    struct nbd_conn *c = r->c;
+    uint8_t *h = r->hdr;
+    bool structured = c->hs->structured;
+
+    if (!structured) {
+        put_be32(h, NBD_SIMPLE_REPLY_MAGIC);
+        put_be32(h + 4, r->err);
+        put_be64(h + 8, r->handle);
+        iov[0] = (struct iovec){h, NBD_SIMPLE_REPLY_SIZE};
+        if (r->cmd == NBD_CMD_READ && r->err == 0 && r->length) {
+            iov[1] = (struct iovec){(uint8_t *)r->buf + (r->offset & BLOCK_MASK), r->length};
+            return 2;
+        }
+        return 1;
+    }
+
+    put_be32(h, NBD_STRUCTURED_REPLY_MAGIC);
+    put_be16(h + 4, NBD_REPLY_FLAG_DONE);
+    put_be64(h + 8, r->handle);
+    if (r->err) {
+        const char *msg = wire_error_text(r->err);
+        uint16_t mlen = (uint16_t)strlen(msg);
+        put_be16(h + 6, NBD_REPLY_TYPE_ERROR);
+        put_be32(h + 16, 6u + mlen);
+        put_be32(h + 20, r->err);
+        put_be16(h + 24, mlen);
+        memcpy(h + 26, msg, mlen);
+        iov[0] = (struct iovec){h, 26u + mlen};
+        return 1;
+    }
+    switch (r->cmd) {
+    case NBD_CMD_READ:
+        if (r->length == 0)
+            break;
+        put_be16(h + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+        put_be32(h + 16, 8u + r->length);
+        put_be64(h + 20, r->offset);
+        iov[0] = (struct iovec){h, 28};
+        iov[1] = (struct iovec){(uint8_t *)r->buf + (r->offset & BLOCK_MASK), r->length};
+        return 2;
+    case NBD_CMD_BLOCK_STATUS:
+        put_be16(h + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
+        put_be32(h + 16, 4u + 8u * r->nextents);
+        put_be32(h + 20, NBD_BASE_ALLOCATION_ID);
+        iov[0] = (struct iovec){h, 24};
+        iov[1] = (struct iovec){r->buf, 8u * r->nextents};
+        return 2;
+    default:
+        break;
+    }
+    put_be16(h + 6, NBD_REPLY_TYPE_NONE);
+    put_be32(h + 16, 0);
+    iov[0] = (struct iovec){h, NBD_STRUCTURED_REPLY_SIZE};
+    return 1;
+}
+
+static void mark_broken(struct nbd_conn *c, int err)
+{
+    if (!__atomic_exchange_n(&c->broken, true, __ATOMIC_ACQ_REL)) {
+        log_debug(nbd, "connection broken while sending: %s", strerror(-err));
+        /* Wake the reader so the connection winds down. */
+        shutdown(c->io->fd, SHUT_RDWR);
+    }
+}
+
+static void send_iov_locked(struct nbd_conn *c, struct iovec *iov, int n)
+{
+    if (__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE))
+        return;
+    int r = conn_io_writev_full(c->io, iov, n);
+    if (r < 0)
+        mark_broken(c, r);
+}
+
+static void complete(struct nbd_req *r)
+{
+    struct nbd_conn *c = r->c;
+    if (r->err)
+        vol_count_error(c->v);
+    vol_req_finish(c->v, &r->vr);
+    req_release(r);
+}
+
+/* Reply now (workers). */
+static void reply_now(struct nbd_req *r)
+{
+    struct iovec iov[2];
+    int n = build_reply(r, iov);
+    {
+        LOCK_GUARD(&r->c->send_lock);
+        send_iov_locked(r->c, iov, n);
+    }
+    complete(r);
+}
+
+/* Queue a reply for the reader's next flush (hits and early errors). */
+static void reply_later(struct nbd_req *r)
+{
+    struct nbd_conn *c = r->c;
+    r->next = NULL;
+    if (c->batch_tail)
+        c->batch_tail->next = r;
+    else
+        c->batch_head = r;
+    c->batch_tail = r;
+    c->batch_n++;
+}
+
+static void flush_batch(struct nbd_conn *c)
+{
+    if (!c->batch_head)
+        return;
+    struct iovec iov[BATCH_MAX * 2 + 2];
+    int n = 0;
+    for (struct nbd_req *r = c->batch_head; r; r = r->next)
+        n += build_reply(r, iov + n);
+    {
+        LOCK_GUARD(&c->send_lock);
+        send_iov_locked(c, iov, n);
+    }
+    struct nbd_req *r = c->batch_head;
+    c->batch_head = c->batch_tail = NULL;
+    c->batch_n = 0;
+    while (r) {
+        struct nbd_req *next = r->next;
+        complete(r);
+        r = next;
+    }
+}
+
+/* ---- block status ---- */
+
+struct extent_acc {
+    struct nbd_req *r;
+    uint64_t end;  /* of the request */
+    uint64_t next; /* next offset expected */
+    uint32_t max;
+};
+
+static int add_extent(void *opaque, uint64_t off, uint64_t len, uint32_t flags)
+{
+    struct extent_acc *a = opaque;
+    struct nbd_req *r = a->r;
+    uint8_t *d = r->buf;
+    if (off != a->next || len == 0)
+        return 1; /* not contiguous: stop, report what we have */
+    if (off + len > a->end)
+        len = a->end - off;
+    uint32_t st = 0;
+    if (flags & BE_EXTENT_HOLE)
+        st |= NBD_STATE_HOLE;
+    if (flags & BE_EXTENT_ZERO)
+        st |= NBD_STATE_ZERO;
+    while (len > 0) {
+        uint32_t piece = len > 0xfffff000u ? 0xfffff000u : (uint32_t)len;
+        if (r->nextents > 0 && get_be32(d + 8 * (r->nextents - 1) + 4) == st &&
+            (uint64_t)get_be32(d + 8 * (r->nextents - 1)) + piece <= 0xfffff000u) {
+            uint8_t *last = d + 8 * (r->nextents - 1);
+            put_be32(last, get_be32(last) + piece);
+        } else {
+            if (r->nextents == a->max)
+                return 1;
+            put_be32(d + 8 * r->nextents, piece);
+            put_be32(d + 8 * r->nextents + 4, st);
+            r->nextents++;
+        }
+        len -= piece;
+        a->next += piece;
+    }
+    return a->next >= a->end;
+}
+
+static int do_block_status(struct nbd_req *r)
+{
+    r->buflen = 8u * MAX_EXTENTS;
+    r->buf = bufpool_get(r->buflen);
+    if (!r->buf)
+        return -ENOMEM;
+    struct extent_acc a = {
+        .r = r,
+        .end = r->offset + r->length,
+        .next = r->offset,
+        .max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS,
+    };
+    int ret = vol_extents(r->c->v, r->offset, r->length, add_extent, &a);
+    if (ret < 0)
+        return ret;
+    if (r->nextents == 0) {
+        /* Nothing reported: "allocated, contents unknown" is always true. */
+        put_be32(r->buf, r->length);
+        put_be32((uint8_t *)r->buf + 4, 0);
+        r->nextents = 1;
+    }
+    return 0;
+}
+
+/* ---- workers ---- */
+
+static void req_run(struct work *w, void *scratch)
+{
+    struct nbd_req *r = container_of(w, struct nbd_req, work);
+    struct volume *v = r->c->v;
+    int ret = 0;
+    switch (r->cmd) {
+    case NBD_CMD_READ:
+        r->vr.flags &= ~VOL_NOWAIT;
+        ret = vol_read(v, &r->vr, scratch);
+        break;
+    case NBD_CMD_WRITE:
+        ret = vol_write(v, &r->vr, scratch);
+        break;
+    case NBD_CMD_TRIM:
+        ret = vol_trim(v, &r->vr, scratch);
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        ret = vol_zero(v, &r->vr, scratch);
+        break;
+    case NBD_CMD_FLUSH:
+        ret = vol_flush(v);
+        break;
+    case NBD_CMD_CACHE:
+        ret = vol_prefetch(v, r->offset, r->length, scratch);
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        ret = do_block_status(r);
+        break;
+    }
+    r->err = nbd_errno_to_wire(-ret);
+    reply_now(r);
+}
+
+/* ---- request validation ---- */
+
+static uint16_t allowed_flags(uint16_t cmd, bool structured)
+{
+    switch (cmd) {
+    case NBD_CMD_READ:
+        return NBD_CMD_FLAG_FUA | (structured ? NBD_CMD_FLAG_DF : 0);
+    case NBD_CMD_WRITE:
+    case NBD_CMD_FLUSH:
+    case NBD_CMD_TRIM:
+    case NBD_CMD_CACHE:
+        return NBD_CMD_FLAG_FUA;
+    case NBD_CMD_WRITE_ZEROES:
+        return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+    case NBD_CMD_BLOCK_STATUS:
+        return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+    default:
+        return 0;
+    }
+}
+
+/* Validate a parsed request; 0 or a positive errno for the reply. */
+static int validate(struct nbd_conn *c, const struct nbd_req *r)
+{
+    struct volume *v = c->v;
+    const struct nbd_handshake_result *hs = c->hs;
+    switch (r->cmd) {
+    case NBD_CMD_READ:
+    case NBD_CMD_WRITE:
+    case NBD_CMD_FLUSH:
+    case NBD_CMD_TRIM:
+    case NBD_CMD_CACHE:
+    case NBD_CMD_WRITE_ZEROES:
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        if (!hs->base_allocation)
+            return EINVAL;
+        break;
+    default:
+        return EINVAL;
+    }
+    if (r->flags & ~allowed_flags(r->cmd, hs->structured))
+        return EINVAL;
+    if (r->cmd == NBD_CMD_FLUSH)
+        return (r->offset || r->length) ? EINVAL : 0;
+    if ((r->cmd == NBD_CMD_READ || r->cmd == NBD_CMD_WRITE) && r->length > NBD_MAX_PAYLOAD)
+        return EINVAL;
+    if (r->cmd == NBD_CMD_BLOCK_STATUS && r->length == 0)
+        return EINVAL;
+    bool writes = r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_TRIM ||
+                  r->cmd == NBD_CMD_WRITE_ZEROES;
+    if (writes && (hs->tflags & NBD_FLAG_READ_ONLY))
+        return EPERM;
+    int past_end = (r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_WRITE_ZEROES) ? -ENOSPC : -EINVAL;
+    int ret = vol_check_range(v, r->offset, r->length, past_end);
+    if (ret < 0)
+        return -ret == EOVERFLOW ? EINVAL : -ret;
+    uint32_t align = hs->info.min_block;
+    if (align > 1 && ((r->offset | r->length) & (align - 1)) &&
+        r->offset + r->length != volume_size(v))
+        return EINVAL;
+    if ((r->flags & NBD_CMD_FLAG_FAST_ZERO) && !(hs->tflags & NBD_FLAG_SEND_FAST_ZERO))
+        return EINVAL;
+    return 0;
+}
+
+static uint32_t vol_flags(uint16_t f)
+{
+    uint32_t vf = 0;
+    if (f & NBD_CMD_FLAG_FUA)
+        vf |= VOL_FUA;
+    if (f & NBD_CMD_FLAG_NO_HOLE)
+        vf |= VOL_NO_HOLE;
+    if (f & NBD_CMD_FLAG_FAST_ZERO)
+        vf |= VOL_FAST_ZERO;
+    return vf;
+}
+
+/* ---- input ---- */
+
+static void compact(struct nbd_conn *c)
+{
+    if (c->rstart == c->rend) {
+        c->rstart = c->rend = 0;
+    } else if (c->rstart > 0) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+        c->rend -= c->rstart;
+        c->rstart = 0;
+    }
+}
+
+/* Read at least `need` buffered bytes. 0, 1 on EOF at a message boundary,
+ * or -errno. Flushes pending replies before it may block. */
+static int fill(struct nbd_conn *c, size_t need)
+{
+    while (c->rend - c->rstart < need) {
+        compact(c);
+        flush_batch(c);
+        ssize_t n = c->io->ops->recv(c->io, c->rbuf + c->rend, RBUF_SIZE - c->rend);
+        if (n == 0)
+            return c->rend == c->rstart ? 1 : -ECONNRESET;
+        if (n < 0)
+            return (int)n;
+        c->rend += (size_t)n;
+    }
+    return 0;
+}
+
+/* Move `len` payload bytes into dst (NULL: discard), using what is buffered
+ * first and reading the rest straight from the socket. */
+static int take_payload(struct nbd_conn *c, uint8_t *dst, size_t len)
+{
+    size_t have = MIN(len, c->rend - c->rstart);
+    if (dst)
+        memcpy(dst, c->rbuf + c->rstart, have);
+    c->rstart += have;
+    len -= have;
+    if (len == 0)
+        return 0;
+    flush_batch(c);
+    return dst ? conn_io_read_full(c->io, dst + have, len) : conn_io_discard(c->io, len);
+}
+
+static void wait_idle(struct nbd_conn *c)
+{
+    LOCK_GUARD(&c->lock);
+    while (c->inflight > 0)
+        pthread_cond_wait(&c->cond, &c->lock);
+}
+
+/* Handle one request whose header was just parsed. Returns 0 to go on, 1 to
+ * end the connection cleanly (DISC), or -errno to drop it. */
+static int handle_request(struct nbd_conn *c, struct nbd_req *r)
+{
+    int err = validate(c, r);
+    if (!err && volume_defunct(c->v))
+        err = ESHUTDOWN;
+    if (!err && c->ctx->stopping && *c->ctx->stopping)
+        err = ESHUTDOWN;
+
+    if (r->cmd == NBD_CMD_WRITE) {
+        if (err) {
+            if (r->length > DISCARD_MAX) {
+                log_warn(nbd, "write payload of %u bytes refused: closing", r->length);
+                return -EPROTO;
+            }
+            int ret = take_payload(c, NULL, r->length);
+            if (ret < 0)
+                return ret;
+        } else {
+            r->buflen = r->length ? r->length : 1;
+            r->buf = bufpool_get(r->buflen);
+            if (!r->buf)
+                return -ENOMEM;
+            int ret = take_payload(c, r->buf, r->length);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    if (err) {
+        r->err = nbd_errno_to_wire(err);
+        reply_later(r);
+        return 0;
+    }
+
+    r->vr.offset = r->offset;
+    r->vr.length = r->length;
+    r->vr.flags = vol_flags(r->flags);
+    r->vr.buf = r->buf;
+    r->vr.start_ns = now_ns();
+
+    if (r->cmd == NBD_CMD_READ) {
+        r->buflen = r->length ? vol_read_span(r->offset, r->length) : 1;
+        r->buf = bufpool_get(r->buflen);
+        if (!r->buf)
+            return -ENOMEM;
+        r->vr.buf = r->buf;
+        r->vr.flags |= VOL_NOWAIT;
+        int ret = vol_read(c->v, &r->vr, NULL);
+        if (ret == 0) {
+            reply_later(r); /* served from RAM on this thread */
+            return 0;
+        }
+    }
+    workq_submit(c->ctx->wq, &r->work);
+    return 0;
+}
+
+int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct volume *v,
+                 const struct nbd_handshake_result *hs)
+{
+    struct nbd_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->rbuf = malloc(RBUF_SIZE);
+    if (!c->rbuf) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->ctx = ctx;
+    c->io = io;
+    c->v = v;
+    c->hs = hs;
+    pthread_mutex_init(&c->send_lock, NULL);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    for (int i = NBD_MAX_INFLIGHT - 1; i >= 0; i--) {
+        c->reqs[i].c = c;
+        c->reqs[i].work.fn = req_run;
+        c->reqs[i].next = c->free;
+        c->free = &c->reqs[i];
+    }
+
+    int ret = 0;
+    for (;;) {
+        if (__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE)) {
+            ret = -EPIPE;
+            break;
+        }
+        int f = fill(c, NBD_REQUEST_SIZE);
+        if (f != 0) {
+            ret = f > 0 ? 0 : f;
+            break;
+        }
+        const uint8_t *h = c->rbuf + c->rstart;
+        if (get_be32(h) != NBD_REQUEST_MAGIC) {
+            log_warn(nbd, "bad request magic 0x%08x: closing", get_be32(h));
+            ret = -EPROTO;
+            break;
+        }
+        uint16_t flags = get_be16(h + 4);
+        uint16_t cmd = get_be16(h + 6);
+        uint64_t handle = get_be64(h + 8);
+        uint64_t offset = get_be64(h + 16);
+        uint32_t length = get_be32(h + 24);
+        c->rstart += NBD_REQUEST_SIZE;
+
+        if (cmd == NBD_CMD_DISC) {
+            log_debug(nbd, "client disconnect");
+            break;
+        }
+        if (!have_free_slot(c))
+            flush_batch(c); /* our own batch may hold the slots we wait for */
+        struct nbd_req *r = req_get(c);
+        r->handle = handle;
+        r->cmd = cmd;
+        r->flags = flags;
+        r->offset = offset;
+        r->length = length;
+        int hr = handle_request(c, r);
+        if (hr < 0) {
+            req_release(r);
+            ret = hr;
+            break;
+        }
+        if (c->batch_n >= BATCH_MAX)
+            flush_batch(c);
+    }
+    flush_batch(c);
+    wait_idle(c);
+    pthread_mutex_destroy(&c->send_lock);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c->rbuf);
+    free(c);
+    return ret;
+}

@@ -1,0 +1,154 @@
+/* Internals shared by the management server's files: the server object, the
+ * transport-neutral request/reply pair that route handlers work on, and the
+ * renderers. Only http.c talks to libmicrohttpd; handlers fill a
+ * `struct mgmt_reply` and never see the connection, so they stay small and
+ * testable.
+ *
+ * Threads: every connection runs on its own thread (see http.c). Nothing in
+ * `struct mgmt` changes after mgmt_start, so handlers read it without locks;
+ * all shared state lives in the engine, behind its own locks. */
+#ifndef SHOAL_MGMT_MGMT_INTERNAL_H
+#define SHOAL_MGMT_MGMT_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/engine.h"
+
+/* Request bodies larger than this are refused with 413: the API only takes
+ * small JSON documents. */
+#define MGMT_MAX_BODY (64u * 1024)
+
+struct MHD_Daemon;
+
+struct mgmt {
+    struct engine *engine;
+    struct MHD_Daemon *daemon;
+    char *token; /* NULL = mutating calls are open */
+    size_t token_len;
+    unsigned port;
+    uint64_t start_ns;
+    bool running; /* atomic: MHD_start_daemon returned (see mhd_logger) */
+};
+
+enum mgmt_method {
+    MGMT_GET = 1u << 0, /* HEAD is routed as GET; the server drops the body */
+    MGMT_POST = 1u << 1,
+    MGMT_DELETE = 1u << 2,
+    MGMT_PUT = 1u << 3,
+    MGMT_PATCH = 1u << 4,
+    MGMT_OTHER = 1u << 5,
+};
+
+/* Longest volume name the engine accepts (volume_name_valid). */
+#define MGMT_NAME_MAX 255
+
+struct mgmt_req {
+    enum mgmt_method method;
+    const char *path; /* decoded path, without the query */
+    const char *body; /* NUL-terminated copy of the body, or NULL */
+    size_t body_len;
+    char name[MGMT_NAME_MAX + 1]; /* the path's "*" segment, if the route has one */
+    /* Query argument lookup (implemented by the transport); NULL if absent,
+     * "" if present without a value. */
+    const char *(*query)(const struct mgmt_req *req, const char *key);
+    void *transport; /* opaque to handlers */
+};
+
+struct mgmt_reply {
+    unsigned status;
+    char *body; /* malloc'ed, owned by the reply (may be NULL for 204) */
+    size_t len;
+    const char *content_type; /* static string */
+    char allow[64];           /* "Allow" header for 405, or "" */
+    char location[300];       /* "Location" header for 201, or "" */
+};
+
+/* Scope-bound releases for the types handlers juggle. */
+static inline void mgmt_volume_putp(struct volume **v)
+{
+    if (*v)
+        volume_put(*v);
+}
+static inline void mgmt_json_decrefp(json_t **j)
+{
+    json_decref(*j);
+}
+#define _cleanup_volume_ __attribute__((cleanup(mgmt_volume_putp)))
+#define _cleanup_json_   __attribute__((cleanup(mgmt_json_decrefp)))
+
+/* ---- replies (reply.c) ---- */
+/* Serialise `obj` (reference stolen) as the JSON reply body. */
+void reply_json(struct mgmt_reply *rep, unsigned status, json_t *obj);
+/* {"error": "..."} with a printf-style message. */
+void reply_error(struct mgmt_reply *rep, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Take ownership of a malloc'ed text buffer. */
+void reply_text(struct mgmt_reply *rep, unsigned status, const char *content_type, char *buf,
+                size_t len);
+void reply_empty(struct mgmt_reply *rep, unsigned status);
+void reply_free(struct mgmt_reply *rep);
+
+/* json_string() that never fails on bytes that are not UTF-8 (paths are
+ * bytes): such strings are rendered with '?' in place of the bad bytes. */
+json_t *json_string_lossy(const char *s);
+/* An unsigned counter as a JSON integer (json_int_t is signed). */
+json_t *json_u64(uint64_t v);
+/* A ratio or other derived figure; NaN and infinities render as 0. */
+json_t *json_ratio(double v);
+
+/* ---- stat collection (snap.c) ---- */
+/* Everything mgmt renders about one volume, copied while the engine held a
+ * reference, so rendering needs no lock and no volume. */
+struct mgmt_vol {
+    char name[MGMT_NAME_MAX + 1];
+    char backend[512];
+    bool readonly;
+    bool enabled;
+    unsigned connections;
+    struct volume_snapshot snap;
+};
+
+struct mgmt_snap {
+    struct cache_snapshot cache;
+    struct mgmt_vol *vols;
+    size_t nvols;
+};
+
+/* Snapshot the cache and every volume. 0 or -ENOMEM. */
+int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out);
+void mgmt_snap_free(struct mgmt_snap *s);
+/* Fill one volume's record from a live volume. */
+void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out);
+
+/* ---- renderers ---- */
+/* render_json.c */
+json_t *render_cache_json(const struct cache_snapshot *c);
+json_t *render_volume_stats_json(const struct mgmt_vol *v);
+json_t *render_volume_json(const struct mgmt_vol *v); /* the short form of /volumes */
+json_t *render_stats_json(const struct mgmt *m, const struct mgmt_snap *s);
+json_t *render_prefetch_json(const struct prefetch_status *st);
+/* render_prom.c: Prometheus text format 0.0.4. 0 or -ENOMEM. */
+int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **buf, size_t *len);
+#define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* ---- routes (api.c) ---- */
+/* Route a request to its handler and fill the reply (always filled). */
+void api_dispatch(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep);
+
+/* ---- static pages (static.c) ---- */
+/* Serve "/", "/dashboard" and "/dashboard/..."; kept apart so the real
+ * dashboard can replace it. */
+void static_serve(const char *path, struct mgmt_reply *rep);
+
+/* ---- auth (auth.c) ---- */
+/* True when the Authorization header value carries the configured token
+ * (or no token is configured). Compares in constant time. */
+bool auth_check(const struct mgmt *m, const char *authorization);
+
+/* Seconds since mgmt_start. */
+uint64_t mgmt_uptime_seconds(const struct mgmt *m);
+
+#endif

@@ -1,0 +1,94 @@
+/* JSON renderings of the stats and of volumes. Stat keys come from the
+ * descriptor tables (core/stats_list.h), so a stat added there shows up here
+ * without a change; only identity fields (name, backend, state, ...) and the
+ * latency summaries are named in this file. */
+#include <string.h>
+
+#include "mgmt/mgmt_internal.h"
+
+/* Add every stat of a descriptor table to `obj`, reading `snap`. */
+static void add_stats(json_t *obj, const struct stat_desc *descs, unsigned n, const void *snap)
+{
+    for (unsigned i = 0; i < n; i++) {
+        const struct stat_desc *d = &descs[i];
+        json_t *val =
+            d->kind == STAT_RATIO ? json_ratio(stat_f64(snap, d)) : json_u64(stat_u64(snap, d));
+        json_object_set_new(obj, d->name, val);
+    }
+}
+
+json_t *render_cache_json(const struct cache_snapshot *c)
+{
+    json_t *obj = json_object();
+    if (obj)
+        add_stats(obj, cache_stat_descs, cache_stat_count, c);
+    return obj;
+}
+
+static json_t *latency_json(const struct histogram_snap *h)
+{
+    double mean_us = h->count ? (double)h->sum_ns / (double)h->count / 1000.0 : 0;
+    return json_pack("{s:o, s:o, s:o, s:o, s:o}", "p50", json_ratio(hist_quantile_us(h, 0.50)),
+                     "p90", json_ratio(hist_quantile_us(h, 0.90)), "p99",
+                     json_ratio(hist_quantile_us(h, 0.99)), "mean", json_ratio(mean_us), "count",
+                     json_u64(h->count));
+}
+
+/* Identity fields shared by both volume renderings. */
+static json_t *volume_head(const struct mgmt_vol *v)
+{
+    return json_pack("{s:o, s:o, s:s, s:b}", "name", json_string_lossy(v->name), "backend",
+                     json_string_lossy(v->backend), "state", v->enabled ? "enabled" : "disabled",
+                     "readonly", v->readonly);
+}
+
+json_t *render_volume_stats_json(const struct mgmt_vol *v)
+{
+    json_t *obj = volume_head(v);
+    if (!obj)
+        return NULL;
+    add_stats(obj, volume_stat_descs, volume_stat_count, &v->snap);
+    json_t *lat =
+        json_pack("{s:o, s:o, s:o}", "read_hit", latency_json(&v->snap.lat_read_hit), "read_miss",
+                  latency_json(&v->snap.lat_read_miss), "write", latency_json(&v->snap.lat_write));
+    if (!lat || json_object_set_new(obj, "latency_us", lat) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+json_t *render_volume_json(const struct mgmt_vol *v)
+{
+    json_t *obj = volume_head(v);
+    if (!obj)
+        return NULL;
+    json_object_set_new(obj, "size_bytes", json_u64(v->snap.size_bytes));
+    json_object_set_new(obj, "enabled", json_boolean(v->enabled));
+    json_object_set_new(obj, "connections", json_integer(v->connections));
+    return obj;
+}
+
+json_t *render_stats_json(const struct mgmt *m, const struct mgmt_snap *s)
+{
+    json_t *vols = json_array();
+    if (!vols)
+        return NULL;
+    for (size_t i = 0; i < s->nvols; i++) {
+        json_t *v = render_volume_stats_json(&s->vols[i]);
+        if (!v || json_array_append_new(vols, v) < 0) {
+            json_decref(vols);
+            return NULL;
+        }
+    }
+    return json_pack("{s:o, s:o, s:o, s:s}", "cache", render_cache_json(&s->cache), "volumes", vols,
+                     "uptime_seconds", json_u64(mgmt_uptime_seconds(m)), "version", SHOAL_VERSION);
+}
+
+json_t *render_prefetch_json(const struct prefetch_status *st)
+{
+    json_t *err = st->error ? json_string(strerror(-st->error)) : json_null();
+    return json_pack("{s:b, s:o, s:o, s:o, s:o, s:i}", "running", st->running, "offset",
+                     json_u64(st->offset), "length", json_u64(st->length), "done_bytes",
+                     json_u64(st->done_bytes), "error", err, "errno", -st->error);
+}

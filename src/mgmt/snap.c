@@ -1,0 +1,64 @@
+/* Stat collection for the renderers: one pass over the engine that copies
+ * the cache snapshot and every volume's snapshot and identity, so JSON and
+ * Prometheus render from plain data and hold no volume reference while
+ * formatting. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mgmt/mgmt_internal.h"
+
+void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", volume_name(v));
+    volume_describe_backend(v, out->backend, sizeof out->backend);
+    out->backend[sizeof out->backend - 1] = '\0';
+    out->readonly = volume_readonly(v);
+    out->enabled = volume_enabled(v);
+    out->connections = volume_connections(v);
+    volume_snapshot(v, &out->snap);
+}
+
+struct collect {
+    struct mgmt_vol *vols;
+    size_t n, cap;
+};
+
+static int collect_one(struct volume *v, void *opaque)
+{
+    struct collect *c = opaque;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 8;
+        struct mgmt_vol *nv = realloc(c->vols, cap * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        c->vols = nv;
+        c->cap = cap;
+    }
+    mgmt_vol_fill(v, &c->vols[c->n++]);
+    return 0;
+}
+
+int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out)
+{
+    memset(out, 0, sizeof *out);
+    cache_snapshot(m->engine, &out->cache);
+    struct collect c = {0};
+    int r = engine_for_each_volume(m->engine, collect_one, &c);
+    if (r < 0) {
+        free(c.vols);
+        return r;
+    }
+    out->vols = c.vols;
+    out->nvols = c.n;
+    return 0;
+}
+
+void mgmt_snap_free(struct mgmt_snap *s)
+{
+    free(s->vols);
+    s->vols = NULL;
+    s->nvols = 0;
+}

@@ -1,0 +1,581 @@
+/* Unit tests for the NBD back end against a real nbdkit started by the test:
+ * the data path, splitting, concurrency, read-only exports, and what happens
+ * when the upstream dies, hangs or comes back. Skipped without nbdkit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backend/backend.h"
+#include "common/util.h"
+
+#define MAX_ARGS 16
+
+struct fixture {
+    char dir[64];
+    char sock[96];
+    char file[128];
+    char pidfile[128];
+    char uri[256];
+    pid_t pid;
+    const char *args[MAX_ARGS]; /* nbdkit arguments after -U SOCK */
+};
+
+static bool have_nbdkit(void)
+{
+    return system("nbdkit --version >/dev/null 2>&1") == 0;
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/shoal-be-nbd-XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->sock, sizeof(fx->sock), "%s/nbd.sock", fx->dir);
+    snprintf(fx->file, sizeof(fx->file), "%s/disk.img", fx->dir);
+    snprintf(fx->pidfile, sizeof(fx->pidfile), "%s/nbdkit.pid", fx->dir);
+    snprintf(fx->uri, sizeof(fx->uri), "nbd+unix:///?socket=%s", fx->sock);
+    fx->pid = -1;
+    /* Bound every wait in these tests, even if something regresses. */
+    setenv("SHOAL_NBD_TIMEOUT_MS", "10000", 1);
+    *state = fx;
+    return 0;
+}
+
+static void stop_nbdkit(struct fixture *fx, int sig)
+{
+    if (fx->pid <= 0)
+        return;
+    kill(fx->pid, sig);
+    waitpid(fx->pid, NULL, 0);
+    fx->pid = -1;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    if (fx->pid > 0) {
+        kill(fx->pid, SIGCONT);
+        stop_nbdkit(fx, SIGKILL);
+    }
+    unlink(fx->sock);
+    unlink(fx->file);
+    unlink(fx->pidfile);
+    rmdir(fx->dir);
+    free(fx);
+    unsetenv("SHOAL_NBD_TIMEOUT_MS");
+    return 0;
+}
+
+/* Start nbdkit on fx->sock with fx->args and wait until it accepts: it
+ * writes the pid file once the socket is listening. */
+static void start_nbdkit(struct fixture *fx)
+{
+    unlink(fx->sock); /* left behind by a SIGKILLed nbdkit */
+    unlink(fx->pidfile);
+    const char *argv[MAX_ARGS + 8];
+    int n = 0;
+    argv[n++] = "nbdkit";
+    argv[n++] = "-f";
+    argv[n++] = "--exit-with-parent";
+    argv[n++] = "-P";
+    argv[n++] = fx->pidfile;
+    argv[n++] = "-U";
+    argv[n++] = fx->sock;
+    for (int i = 0; fx->args[i]; i++)
+        argv[n++] = fx->args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execvp("nbdkit", (char *const *)argv);
+        _exit(127);
+    }
+    fx->pid = pid;
+    for (int i = 0; i < 1000; i++) {
+        if (access(fx->pidfile, F_OK) == 0)
+            return;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fx->pid = -1;
+            fail_msg("nbdkit exited early (status %d)", status);
+        }
+        usleep(10000);
+    }
+    fail_msg("nbdkit did not start listening on %s", fx->sock);
+}
+
+static void make_file(const char *path, uint64_t size)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    close(fd);
+}
+
+static struct backend *open_nbd(struct fixture *fx, unsigned conns)
+{
+    struct backend_params p = {.spec = fx->uri, .conns = conns};
+    struct backend *be = NULL;
+    assert_int_equal(backend_open(&p, &be), 0);
+    assert_non_null(be);
+    assert_string_equal(be->ops->name, "nbd");
+    return be;
+}
+
+static void fill_pattern(uint8_t *buf, size_t len, uint64_t seed)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)((seed * 131 + i) * 2654435761u >> 11);
+}
+
+#define REQUIRE_NBDKIT()                                                                           \
+    do {                                                                                           \
+        if (!have_nbdkit())                                                                        \
+            skip();                                                                                \
+    } while (0)
+
+/* ---- extents helpers */
+
+struct extent_log {
+    unsigned n;
+    uint64_t off[256], len[256];
+    uint32_t flags[256];
+};
+
+static int log_extent(void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+    struct extent_log *l = opaque;
+    assert_true(l->n < 256);
+    l->off[l->n] = offset;
+    l->len[l->n] = length;
+    l->flags[l->n] = flags;
+    l->n++;
+    return 0;
+}
+
+static uint32_t flags_at(const struct extent_log *l, uint64_t at)
+{
+    for (unsigned i = 0; i < l->n; i++)
+        if (at >= l->off[i] && at < l->off[i] + l->len[i])
+            return l->flags[i];
+    fail_msg("offset %llu not covered", (unsigned long long)at);
+    return 0;
+}
+
+/* ---- tests */
+
+static void test_basic(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    const char *args[] = {"memory", "64M", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+
+    struct backend *be = open_nbd(fx, 0);
+    assert_int_equal(be->size, 64 << 20);
+    assert_int_equal(be->min_block, 1);
+    uint32_t want = BE_CAN_FLUSH | BE_CAN_FUA | BE_CAN_TRIM | BE_CAN_ZERO | BE_CAN_FAST_ZERO |
+                    BE_CAN_EXTENTS | BE_CAN_MULTI_CONN;
+    assert_int_equal(be->caps & want, want);
+    assert_false(be->caps & BE_READONLY);
+    char desc[512];
+    be->ops->describe(be, desc, sizeof(desc));
+    assert_non_null(strstr(desc, "nbd nbd+unix://"));
+    assert_non_null(strstr(desc, "64.0 MiB"));
+
+    static uint8_t w[1 << 20], r[1 << 20];
+    /* Unaligned read/write round trip. */
+    fill_pattern(w, sizeof(w), 1);
+    assert_int_equal(be->ops->pwrite(be, w, 77777, 12345, 0), 0);
+    assert_int_equal(be->ops->pread(be, r, 77777, 12345), 0);
+    assert_memory_equal(w, r, 77777);
+    /* FUA write, then flush. */
+    fill_pattern(w, sizeof(w), 2);
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 3 << 20, BE_FUA), 0);
+    assert_int_equal(be->ops->flush(be), 0);
+    assert_int_equal(be->ops->pread(be, r, sizeof(r), 3 << 20), 0);
+    assert_memory_equal(w, r, sizeof(r));
+    /* Zero, with and without NO_HOLE, and fast. */
+    assert_int_equal(backend_zero(be, 4096, (3 << 20) + 100, 0), 0);
+    assert_int_equal(backend_zero(be, 8192, (3 << 20) + 65536, BE_NO_HOLE), 0);
+    assert_int_equal(backend_zero(be, 4096, (3 << 20) + 200000, BE_FAST_ZERO | BE_FUA), 0);
+    assert_int_equal(be->ops->pread(be, r, sizeof(r), 3 << 20), 0);
+    assert_true(buf_is_zero(r + 100, 4096));
+    assert_int_equal(r[99], w[99]);
+    assert_int_equal(r[100 + 4096], w[100 + 4096]);
+    assert_true(buf_is_zero(r + 65536, 8192));
+    assert_true(buf_is_zero(r + 200000, 4096));
+    assert_memory_equal(r + 300000, w + 300000, 1000);
+    /* Trim: the memory plugin really discards, so it reads back zeros. */
+    assert_int_equal(backend_trim(be, 64 << 10, (3 << 20) + (512 << 10), 0), 0);
+    assert_int_equal(be->ops->pread(be, r, 64 << 10, (3 << 20) + (512 << 10)), 0);
+    assert_true(buf_is_zero(r, 64 << 10));
+
+    /* Extents: never-written memory is a hole, written memory is data. */
+    struct extent_log l = {0};
+    assert_int_equal(backend_extents(be, 16 << 20, 0, log_extent, &l), 0);
+    assert_true(l.n >= 2);
+    assert_int_equal(l.off[0], 0);
+    uint64_t pos = 0;
+    for (unsigned i = 0; i < l.n; i++) {
+        assert_int_equal(l.off[i], pos);
+        pos += l.len[i];
+    }
+    assert_int_equal(pos, 16 << 20);
+    assert_int_equal(flags_at(&l, 3 << 20) & BE_EXTENT_HOLE, 0);
+    assert_true(flags_at(&l, 10 << 20) & BE_EXTENT_HOLE);
+    backend_close(be);
+}
+
+static void test_split_and_min_block(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    /* The server refuses anything over 64 KiB or not 512-aligned. */
+    const char *args[] = {"--filter=blocksize-policy",
+                          "memory",
+                          "16M",
+                          "blocksize-minimum=512",
+                          "blocksize-preferred=4096",
+                          "blocksize-maximum=65536",
+                          "blocksize-error-policy=error",
+                          NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+
+    struct backend *be = open_nbd(fx, 1);
+    assert_int_equal(be->min_block, 512);
+    static uint8_t w[3 << 20], r[3 << 20];
+    fill_pattern(w, sizeof(w), 5);
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 1 << 20, BE_FUA), 0);
+    assert_int_equal(be->ops->pread(be, r, sizeof(r), 1 << 20), 0);
+    assert_memory_equal(w, r, sizeof(r));
+    assert_int_equal(backend_zero(be, 1 << 20, 1 << 20, 0), 0);
+    assert_int_equal(be->ops->pread(be, r, 1 << 20, 1 << 20), 0);
+    assert_true(buf_is_zero(r, 1 << 20));
+    assert_int_equal(backend_trim(be, 1 << 20, 2 << 20, 0), 0);
+    /* Unaligned requests are the caller's job; they fail, never hang. */
+    assert_int_equal(be->ops->pread(be, r, 100, 0), -EINVAL);
+    backend_close(be);
+}
+
+struct worker {
+    struct backend *be;
+    unsigned id;
+    int failures;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *wk = arg;
+    const uint64_t region = 1 << 20, base = (uint64_t)wk->id * region;
+    uint8_t *w = malloc(region), *r = malloc(region);
+    unsigned seed = wk->id * 7919 + 1;
+    for (unsigned it = 0; it < 150 && w && r; it++) {
+        uint32_t len = 1 + (uint32_t)(rand_r(&seed) % (256 << 10));
+        uint64_t off = (uint64_t)rand_r(&seed) % (region - len);
+        fill_pattern(w, len, wk->id * 100000 + it);
+        if (backend_pwrite(wk->be, w, len, base + off, (it % 10 == 0) ? BE_FUA : 0) < 0 ||
+            wk->be->ops->pread(wk->be, r, len, base + off) < 0 || memcmp(w, r, len) != 0)
+            wk->failures++;
+    }
+    free(w);
+    free(r);
+    return NULL;
+}
+
+static void test_concurrency(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    const char *args[] = {"memory", "16M", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+
+    struct backend *be = open_nbd(fx, 0);
+    pthread_t th[8];
+    struct worker wk[8];
+    for (unsigned i = 0; i < 8; i++) {
+        wk[i] = (struct worker){.be = be, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &wk[i]), 0);
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(wk[i].failures, 0);
+    }
+    backend_close(be);
+}
+
+static void test_readonly(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    const char *args[] = {"-r", "memory", "1M", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+
+    struct backend *be = open_nbd(fx, 0);
+    assert_true(be->caps & BE_READONLY);
+    uint8_t b[4096];
+    assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), 0);
+    assert_int_equal(be->ops->pwrite(be, b, sizeof(b), 0, 0), -EPERM);
+    assert_int_equal(backend_zero(be, 4096, 0, 0), -EPERM);
+    backend_close(be);
+}
+
+static void test_connect_failure(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    struct backend_params p = {.spec = fx->uri};
+    struct backend *be = NULL;
+    uint64_t t0 = now_ns();
+    assert_true(backend_open(&p, &be) < 0);
+    assert_null(be);
+    assert_true(now_ns() - t0 < 5000000000ull);
+}
+
+struct bg_read {
+    struct backend *be;
+    int result;
+    uint64_t elapsed_ns;
+};
+
+static void *bg_read_main(void *arg)
+{
+    struct bg_read *b = arg;
+    uint8_t buf[4096];
+    uint64_t t0 = now_ns();
+    b->result = b->be->ops->pread(b->be, buf, sizeof(buf), 0);
+    b->elapsed_ns = now_ns() - t0;
+    return NULL;
+}
+
+/* Commands from different threads overlap on one connection: with a 300 ms
+ * read delay, 8 concurrent reads take about 300 ms, not 8 x 300 ms. */
+static void test_not_serialised(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    const char *args[] = {"--filter=delay", "memory", "1M", "rdelay=300ms", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+    struct backend *be = open_nbd(fx, 1);
+    pthread_t th[8];
+    struct bg_read bg[8];
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < 8; i++) {
+        bg[i] = (struct bg_read){.be = be};
+        assert_int_equal(pthread_create(&th[i], NULL, bg_read_main, &bg[i]), 0);
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(bg[i].result, 0);
+        assert_true(bg[i].elapsed_ns >= 300000000ull);
+    }
+    assert_true(now_ns() - t0 < 1500000000ull);
+    backend_close(be);
+}
+
+static void test_reconnect(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    make_file(fx->file, 4 << 20);
+    /* Reads take 3 s, so one is surely in flight when the server dies. */
+    const char *args[] = {"--filter=delay", "file", fx->file, "rdelay=3", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+
+    struct backend *be = open_nbd(fx, 2);
+    uint8_t w[8192], r[8192];
+    fill_pattern(w, sizeof(w), 77);
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 0, BE_FUA), 0);
+
+    struct bg_read bg = {.be = be};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_read_main, &bg), 0);
+    usleep(300000);
+    stop_nbdkit(fx, SIGKILL);
+    pthread_join(th, NULL);
+    assert_int_equal(bg.result, -EIO);
+    assert_true(bg.elapsed_ns < 2500000000ull); /* failed, did not wait for the reply */
+
+    /* With the server gone, requests fail promptly on every connection. */
+    for (int i = 0; i < 4; i++) {
+        uint64_t t0 = now_ns();
+        assert_int_equal(be->ops->pread(be, r, sizeof(r), 0), -EIO);
+        assert_true(now_ns() - t0 < 3000000000ull);
+    }
+
+    /* The server comes back (without the delay); after the 1 s reconnect
+     * throttle the next request reconnects and sees the data. */
+    const char *args2[] = {"file", fx->file, NULL};
+    memset(fx->args, 0, sizeof(fx->args));
+    memcpy(fx->args, args2, sizeof(args2));
+    start_nbdkit(fx);
+    usleep(1100000);
+    for (int i = 0; i < 2; i++) { /* both connections */
+        memset(r, 0, sizeof(r));
+        assert_int_equal(be->ops->pread(be, r, sizeof(r), 0), 0);
+        assert_memory_equal(w, r, sizeof(r));
+    }
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 65536, 0), 0);
+    backend_close(be);
+}
+
+struct hammer {
+    struct backend *be;
+    unsigned id;
+    atomic_bool *stop;
+    unsigned ok, eio, other;
+};
+
+static void *hammer_main(void *arg)
+{
+    struct hammer *hm = arg;
+    static __thread uint8_t buf[64 << 10];
+    unsigned seed = hm->id + 1;
+    while (!atomic_load(hm->stop)) {
+        uint64_t off = (uint64_t)(rand_r(&seed) % 64) * sizeof(buf);
+        int r = (rand_r(&seed) & 1) ? hm->be->ops->pread(hm->be, buf, sizeof(buf), off)
+                                    : backend_pwrite(hm->be, buf, sizeof(buf), off, 0);
+        if (r == 0)
+            hm->ok++;
+        else if (r == -EIO)
+            hm->eio++;
+        else
+            hm->other++;
+    }
+    return NULL;
+}
+
+/* The upstream dies under load: every request still returns (0 or -EIO),
+ * and the back end recovers once the server is back. */
+static void test_kill_under_load(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    make_file(fx->file, 4 << 20);
+    const char *args[] = {"file", fx->file, NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+    struct backend *be = open_nbd(fx, 4);
+
+    atomic_bool stop = false;
+    pthread_t th[8];
+    struct hammer hm[8];
+    for (unsigned i = 0; i < 8; i++) {
+        hm[i] = (struct hammer){.be = be, .id = i, .stop = &stop};
+        assert_int_equal(pthread_create(&th[i], NULL, hammer_main, &hm[i]), 0);
+    }
+    usleep(300000);
+    stop_nbdkit(fx, SIGKILL);
+    usleep(300000);
+    uint64_t t0 = now_ns();
+    atomic_store(&stop, true);
+    unsigned ok = 0, eio = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(hm[i].other, 0);
+        ok += hm[i].ok;
+        eio += hm[i].eio;
+    }
+    assert_true(now_ns() - t0 < 3000000000ull); /* nobody was stuck */
+    assert_true(ok > 0);
+    assert_true(eio > 0);
+
+    start_nbdkit(fx);
+    usleep(1100000);
+    uint8_t b[4096];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), 0);
+    backend_close(be);
+}
+
+static void test_timeout(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    const char *args[] = {"memory", "1M", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+    setenv("SHOAL_NBD_TIMEOUT_MS", "1000", 1);
+    struct backend *be = open_nbd(fx, 1);
+
+    /* A server that stops answering: the request gives up after ~1 s. */
+    kill(fx->pid, SIGSTOP);
+    int status;
+    assert_int_equal(waitpid(fx->pid, &status, WUNTRACED), fx->pid);
+    assert_true(WIFSTOPPED(status));
+    uint8_t b[4096];
+    uint64_t t0 = now_ns();
+    assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), -EIO);
+    uint64_t el = now_ns() - t0;
+    assert_true(el >= 900000000ull);
+    assert_true(el < 5000000000ull);
+
+    /* It wakes up; the dropped connection is re-established. */
+    kill(fx->pid, SIGCONT);
+    usleep(1100000);
+    assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), 0);
+    backend_close(be);
+}
+
+static void test_fault_over_nbd(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    const char *args[] = {"memory", "1M", NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+    char spec[400];
+    /* The inner spec has colons of its own. */
+    snprintf(spec, sizeof(spec), "fault:rerror=1,error=ENOSPC:%s", fx->uri);
+    struct backend_params p = {.spec = spec};
+    struct backend *be = NULL;
+    assert_int_equal(backend_open(&p, &be), 0);
+    assert_string_equal(be->next->ops->name, "nbd");
+    uint8_t b[512] = {0};
+    assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), -ENOSPC);
+    assert_int_equal(be->ops->pwrite(be, b, sizeof(b), 0, 0), 0);
+    backend_close(be);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_and_min_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_serialised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_over_nbd, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

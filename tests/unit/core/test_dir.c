@@ -1,0 +1,234 @@
+/* Directory: lookups, growth, stale cells, invalidation, and the race rule
+ * step by step (see core/dir.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/block.h"
+#include "core/dir.h"
+#include "core/fingerprint.h"
+#include "core/store.h"
+
+struct fix {
+    struct store *st;
+    struct dir *d;
+    struct dir_tickets *tk, *tk2;
+};
+
+static int setup(void **state)
+{
+    struct fix *f = calloc(1, sizeof *f);
+    store_create(4096 * BLOCK_SIZE, 0, NULL, &f->st);
+    dir_create(f->st, 1u << 30, &f->d);
+    f->tk = calloc(1, sizeof *f->tk);
+    f->tk2 = calloc(1, sizeof *f->tk2);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fix *f = *state;
+    dir_destroy(f->d);
+    store_destroy(f->st);
+    free(f->tk);
+    free(f->tk2);
+    free(f);
+    return 0;
+}
+
+static uint64_t content(struct fix *f, uint32_t seed)
+{
+    uint8_t b[BLOCK_SIZE];
+    memset(b, (int)seed, sizeof b);
+    memcpy(b, &seed, sizeof seed);
+    struct fp fp;
+    struct store_ref r;
+    fp_compute(b, &fp);
+    assert_int_equal(store_get_or_insert(f->st, &fp, b, &r), 0);
+    return dir_val(r);
+}
+
+static void test_install_lookup(void **state)
+{
+    struct fix *f = *state;
+    dir_tickets_reset(f->tk);
+    for (uint64_t b = 0; b < 3000; b++)
+        dir_read_ticket(f->d, b * 7919, f->tk);
+    for (uint64_t b = 0; b < 3000; b++) {
+        uint64_t v = b % 3 ? content(f, (uint32_t)b) : DIR_ZERO;
+        assert_true(dir_install(f->d, b * 7919, f->tk, v));
+    }
+    for (uint64_t b = 0; b < 3000; b++) {
+        uint64_t v = dir_lookup(f->d, b * 7919);
+        if (b % 3 == 0)
+            assert_true(v == DIR_ZERO);
+        else
+            assert_true(dir_val_is_ref(v));
+    }
+    assert_int_equal(dir_lookup(f->d, 1), 0);
+    assert_int_equal(dir_cells(f->d), 3000);
+    assert_int_equal(dir_zero_cells(f->d), 1000);
+    assert_true(dir_metadata_bytes(f->d) > 3000 * 12);
+    /* A second install on an occupied cell is refused (keeps the first). */
+    assert_false(dir_install(f->d, 7919, f->tk, DIR_ZERO));
+}
+
+static void test_read_raced_by_write(void **state)
+{
+    struct fix *f = *state;
+    const uint64_t blk = 42;
+    /* Reader takes its ticket, then a write begins and ends. */
+    dir_tickets_reset(f->tk);
+    dir_read_ticket(f->d, blk, f->tk);
+    dir_tickets_reset(f->tk2);
+    dir_write_begin(f->d, blk, f->tk2);
+    bool clean;
+    dir_write_end(f->d, blk, f->tk2, &clean);
+    assert_true(clean);
+    uint64_t old = content(f, 1);
+    assert_false(dir_install(f->d, blk, f->tk, old)); /* stale data refused */
+    store_unref(f->st, dir_ref(old));
+    uint64_t fresh = content(f, 2);
+    assert_true(dir_install(f->d, blk, f->tk2, fresh)); /* the write's own data */
+    assert_int_equal(dir_lookup(f->d, blk), fresh);
+}
+
+static void test_read_during_write_is_cleared(void **state)
+{
+    struct fix *f = *state;
+    const uint64_t blk = 77;
+    dir_tickets_reset(f->tk2);
+    dir_write_begin(f->d, blk, f->tk2);
+    /* A read starting during the write may install... */
+    dir_tickets_reset(f->tk);
+    dir_read_ticket(f->d, blk, f->tk);
+    assert_true(dir_install(f->d, blk, f->tk, content(f, 3)));
+    /* ...but the write's end removes it before the write is acknowledged. */
+    bool clean;
+    uint64_t removed = dir_write_end(f->d, blk, f->tk2, &clean);
+    assert_true(dir_val_is_ref(removed));
+    store_unref(f->st, dir_ref(removed));
+    assert_int_equal(dir_lookup(f->d, blk), 0);
+    /* The write was not clean: someone touched the stripe meanwhile? No:
+     * a read install does not bump, so the write is still clean. */
+    assert_true(clean);
+}
+
+static void test_overlapping_writes_install_nothing(void **state)
+{
+    struct fix *f = *state;
+    const uint64_t blk = 1234;
+    bool c1, c2;
+    dir_tickets_reset(f->tk);
+    dir_tickets_reset(f->tk2);
+    dir_write_begin(f->d, blk, f->tk);  /* W1 */
+    dir_write_begin(f->d, blk, f->tk2); /* W2 */
+    dir_write_end(f->d, blk, f->tk2, &c2);
+    dir_write_end(f->d, blk, f->tk, &c1);
+    assert_false(c1); /* W2 began inside W1 */
+    /* W2 saw nothing between its begin and end, but W1's end came after:
+     * its install must fail. */
+    uint64_t v = content(f, 9);
+    if (c2)
+        assert_false(dir_install(f->d, blk, f->tk2, v));
+    store_unref(f->st, dir_ref(v));
+    assert_int_equal(dir_lookup(f->d, blk), 0);
+}
+
+static void test_same_stripe_foreign_change_marks_dirty(void **state)
+{
+    struct fix *f = *state;
+    /* Blocks 8 and 9 share a stripe. Our request writes both; a foreign
+     * write to block 8 slips between our two begins. */
+    bool c;
+    dir_tickets_reset(f->tk);
+    dir_tickets_reset(f->tk2);
+    dir_write_begin(f->d, 8, f->tk);
+    dir_write_begin(f->d, 8, f->tk2); /* foreign */
+    dir_write_begin(f->d, 9, f->tk);
+    dir_write_end(f->d, 8, f->tk2, &c);
+    dir_write_end(f->d, 8, f->tk, &c);
+    assert_false(c);
+    dir_write_end(f->d, 9, f->tk, &c);
+    assert_false(c);
+    uint64_t v = content(f, 11);
+    assert_false(dir_install(f->d, 8, f->tk, v));
+    assert_false(dir_install(f->d, 9, f->tk, v));
+    store_unref(f->st, dir_ref(v));
+}
+
+static void test_invalidate_small_and_large(void **state)
+{
+    struct fix *f = *state;
+    dir_tickets_reset(f->tk);
+    const uint64_t n = 20000;
+    for (uint64_t b = 0; b < n; b++)
+        dir_read_ticket(f->d, b, f->tk);
+    for (uint64_t b = 0; b < n; b++)
+        assert_true(dir_install(f->d, b, f->tk, DIR_ZERO));
+    dir_invalidate(f->d, 100, 10); /* small path */
+    for (uint64_t b = 95; b < 115; b++)
+        assert_int_equal(dir_lookup(f->d, b) == 0, b >= 100 && b < 110);
+    dir_invalidate(f->d, 5000, 12000); /* large path: walks the tables */
+    for (uint64_t b = 0; b < n; b++) {
+        bool gone = (b >= 100 && b < 110) || (b >= 5000 && b < 17000);
+        assert_int_equal(dir_lookup(f->d, b) == 0, gone);
+    }
+    assert_int_equal(dir_cells(f->d), n - 10 - 12000);
+    /* Any install with an old ticket now fails. */
+    assert_false(dir_install(f->d, 6000, f->tk, DIR_ZERO));
+    dir_invalidate(f->d, 0, 1u << 30);
+    assert_int_equal(dir_cells(f->d), 0);
+}
+
+static void test_stale_cells_dropped(void **state)
+{
+    struct fix *f = *state;
+    /* Fill far beyond the store's capacity: cells of evicted contents go
+     * stale; the tables purge them instead of growing without bound. */
+    for (uint32_t round = 0; round < 8; round++) {
+        dir_tickets_reset(f->tk);
+        for (uint64_t b = 0; b < 4096; b++)
+            dir_read_ticket(f->d, round * 4096 + b, f->tk);
+        for (uint64_t b = 0; b < 4096; b++) {
+            uint64_t v = content(f, round * 4096 + (uint32_t)b + 100);
+            if (!dir_install(f->d, round * 4096 + b, f->tk, v))
+                store_unref(f->st, dir_ref(v));
+        }
+    }
+    struct store_stats st;
+    store_get_stats(f->st, &st);
+    assert_true(st.unique_blocks <= 4096);
+    assert_true(dir_cells(f->d) < 8 * 4096); /* some stale cells were purged */
+    /* Every live cell reads back; stale cells report stale. */
+    unsigned live = 0;
+    for (uint64_t b = 0; b < 8 * 4096; b++) {
+        uint64_t v = dir_lookup(f->d, b);
+        if (v && store_ref_live(f->st, dir_ref(v)))
+            live++;
+    }
+    assert_true(live > 0 && live <= 4096);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_install_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_raced_by_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_during_write_is_cleared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlapping_writes_install_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_stripe_foreign_change_marks_dirty, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_invalidate_small_and_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_cells_dropped, setup, teardown),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    fp_thread_cleanup();
+    return r;
+}

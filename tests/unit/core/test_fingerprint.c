@@ -1,0 +1,82 @@
+/* Fingerprints: SHA-256 against known vectors, hex rendering, thread use. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <string.h>
+
+#include "core/block.h"
+#include "core/fingerprint.h"
+
+static void test_known_vectors(void **state)
+{
+    (void)state;
+    struct fp f;
+    char hex[2 * FP_SIZE + 1];
+    assert_int_equal(fp_compute_len("abc", 3, &f), 0);
+    fp_to_hex(&f, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+    static uint8_t zero[BLOCK_SIZE];
+    assert_int_equal(fp_compute(zero, &f), 0);
+    fp_to_hex(&f, hex);
+    assert_string_equal(hex, "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7");
+}
+
+static void test_distinct_blocks_differ(void **state)
+{
+    (void)state;
+    static uint8_t a[BLOCK_SIZE], b[BLOCK_SIZE];
+    memset(a, 0x11, sizeof a);
+    memcpy(b, a, sizeof b);
+    b[BLOCK_SIZE - 1] ^= 1;
+    struct fp fa, fb, fa2;
+    assert_int_equal(fp_compute(a, &fa), 0);
+    assert_int_equal(fp_compute(b, &fb), 0);
+    assert_int_equal(fp_compute(a, &fa2), 0);
+    assert_false(fp_equal(&fa, &fb));
+    assert_true(fp_equal(&fa, &fa2));
+}
+
+static void *hash_many(void *arg)
+{
+    uint8_t blk[BLOCK_SIZE];
+    struct fp ref, f;
+    memset(blk, (int)(uintptr_t)arg, sizeof blk);
+    fp_compute(blk, &ref);
+    for (int i = 0; i < 2000; i++) {
+        fp_compute(blk, &f);
+        if (!fp_equal(&f, &ref))
+            return (void *)1;
+    }
+    fp_thread_cleanup();
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    for (uintptr_t i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, hash_many, (void *)i);
+    for (int i = 0; i < 4; i++) {
+        void *ret;
+        pthread_join(t[i], &ret);
+        assert_null(ret);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_known_vectors),
+        cmocka_unit_test(test_distinct_blocks_differ),
+        cmocka_unit_test(test_threads),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    fp_thread_cleanup();
+    return r;
+}

@@ -1,0 +1,455 @@
+/* The volume data path over an in-memory fake back end that can pause a
+ * fetch and inject errors: hits and misses, write-through, partial writes,
+ * zero/trim, odd sizes, dedup across volumes, disable/invalidate, and the
+ * race rule with a real thread interleaving. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "core/block.h"
+#include "core/engine.h"
+#include "core/fingerprint.h"
+#include "core/volume.h"
+#include "core/volume_io.h"
+
+/* ---- fake back end ---- */
+
+struct fake {
+    struct backend be;
+    uint8_t *data;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    /* Pause: a pread covering pause_off copies its data, then waits until
+     * released, as if the reply were still on the wire. */
+    int pause_armed, paused, released;
+    uint64_t pause_off;
+    int fail_reads, fail_writes;
+    unsigned preads, pwrites;
+};
+
+static int fk_pread(struct backend *be, void *buf, uint32_t n, uint64_t off)
+{
+    struct fake *f = be->priv;
+    pthread_mutex_lock(&f->lock);
+    f->preads++;
+    if (f->fail_reads) {
+        pthread_mutex_unlock(&f->lock);
+        return -EIO;
+    }
+    memcpy(buf, f->data + off, n);
+    if (f->pause_armed && off <= f->pause_off && f->pause_off < off + n) {
+        f->pause_armed = 0;
+        f->paused = 1;
+        pthread_cond_broadcast(&f->cond);
+        while (!f->released)
+            pthread_cond_wait(&f->cond, &f->lock);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+static int fk_pwrite(struct backend *be, const void *buf, uint32_t n, uint64_t off, uint32_t fl)
+{
+    (void)fl;
+    struct fake *f = be->priv;
+    pthread_mutex_lock(&f->lock);
+    f->pwrites++;
+    int r = f->fail_writes ? -EIO : 0;
+    if (!r)
+        memcpy(f->data + off, buf, n);
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+static int fk_flush(struct backend *be)
+{
+    (void)be;
+    return 0;
+}
+
+static int fk_zero(struct backend *be, uint32_t n, uint64_t off, uint32_t fl)
+{
+    (void)fl;
+    struct fake *f = be->priv;
+    pthread_mutex_lock(&f->lock);
+    memset(f->data + off, 0, n);
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+static int fk_trim(struct backend *be, uint32_t n, uint64_t off, uint32_t fl)
+{
+    /* A trim that leaves garbage: the cache must not assume zeros. */
+    (void)fl;
+    struct fake *f = be->priv;
+    pthread_mutex_lock(&f->lock);
+    memset(f->data + off, 0xEE, n);
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+static void fk_close(struct backend *be)
+{
+    struct fake *f = be->priv;
+    free(f->data);
+    pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->cond);
+    free(f);
+}
+
+static const struct backend_ops fake_ops = {
+    .name = "fake",
+    .pread = fk_pread,
+    .pwrite = fk_pwrite,
+    .flush = fk_flush,
+    .trim = fk_trim,
+    .zero = fk_zero,
+    .close = fk_close,
+};
+
+static struct fake *fake_new(uint64_t size, uint8_t fill_seed)
+{
+    struct fake *f = calloc(1, sizeof *f);
+    f->data = malloc(size);
+    for (uint64_t i = 0; i < size; i++)
+        f->data[i] = (uint8_t)(i / BLOCK_SIZE * 31 + fill_seed + (i % 251));
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    f->be.ops = &fake_ops;
+    f->be.priv = f;
+    f->be.size = size;
+    f->be.caps = BE_CAN_FLUSH | BE_CAN_FUA | BE_CAN_TRIM | BE_CAN_ZERO;
+    f->be.min_block = 1;
+    return f;
+}
+
+/* ---- fixture ---- */
+
+struct fix {
+    struct engine *e;
+    struct volume *v;
+    struct fake *f;
+    struct vol_scratch *s;
+};
+
+static struct volume *add(struct engine *e, const char *name, struct fake *f)
+{
+    struct volume_config cfg = {.name = name};
+    assert_int_equal(engine_add_volume_backend(e, &cfg, &f->be), 0);
+    return engine_get_volume(e, name);
+}
+
+static int setup(void **state)
+{
+    struct fix *x = calloc(1, sizeof *x);
+    struct engine_config ec = {.cache_bytes = 16u << 20};
+    assert_int_equal(engine_create(&ec, &x->e), 0);
+    x->f = fake_new(4u << 20, 0);
+    x->v = add(x->e, "vol", x->f);
+    x->s = vol_scratch_new();
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fix *x = *state;
+    volume_put(x->v);
+    engine_destroy(x->e);
+    vol_scratch_free(x->s);
+    free(x);
+    return 0;
+}
+
+/* Read [off, off+len) through the cache into out (full two-step cycle). */
+static int rd(struct fix *x, struct volume *v, uint64_t off, uint32_t len, uint8_t *out,
+              bool *hit)
+{
+    size_t span = vol_read_span(off, len);
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, span ? span : BLOCK_SIZE);
+    struct vol_req r = {.offset = off, .length = len, .buf = buf, .flags = VOL_NOWAIT};
+    int ret = vol_read(v, &r, NULL);
+    if (hit)
+        *hit = ret == 0;
+    if (ret == -EAGAIN) {
+        r.flags = 0;
+        ret = vol_read(v, &r, x->s);
+    }
+    if (ret == 0)
+        memcpy(out, buf + (off & BLOCK_MASK), len);
+    vol_req_finish(v, &r);
+    free(buf);
+    return ret;
+}
+
+static int wr(struct fix *x, struct volume *v, uint64_t off, uint32_t len, const uint8_t *data)
+{
+    struct vol_req r = {.offset = off, .length = len, .buf = (void *)data};
+    int ret = vol_write(v, &r, x->s);
+    vol_req_finish(v, &r);
+    return ret;
+}
+
+static void check_matches_backend(struct fix *x, uint64_t off, uint32_t len)
+{
+    uint8_t *got = malloc(len);
+    assert_int_equal(rd(x, x->v, off, len, got, NULL), 0);
+    assert_memory_equal(got, x->f->data + off, len);
+    free(got);
+}
+
+/* ---- tests ---- */
+
+static void test_miss_then_hit(void **state)
+{
+    struct fix *x = *state;
+    uint8_t buf[3 * BLOCK_SIZE];
+    bool hit;
+    assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
+    assert_false(hit);
+    assert_memory_equal(buf, x->f->data + 100, 9000);
+    unsigned before = x->f->preads;
+    assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(x->f->preads, before);
+    assert_memory_equal(buf, x->f->data + 100, 9000);
+    struct volume_snapshot vs;
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.read_ops, 2);
+    assert_int_equal(vs.read_bytes, 18000);
+    assert_int_equal(vs.read_hit_bytes, 9000);
+    assert_int_equal(vs.read_miss_bytes, 9000);
+}
+
+static void test_write_through_and_partial(void **state)
+{
+    struct fix *x = *state;
+    uint8_t data[2 * BLOCK_SIZE];
+    memset(data, 0xA5, sizeof data);
+    check_matches_backend(x, 0, 4 * BLOCK_SIZE); /* warm */
+    /* Full blocks 1..2 written: installed; reads hit and see new data. */
+    assert_int_equal(wr(x, x->v, BLOCK_SIZE, 2 * BLOCK_SIZE, data), 0);
+    assert_memory_equal(x->f->data + BLOCK_SIZE, data, 2 * BLOCK_SIZE);
+    uint8_t got[2 * BLOCK_SIZE];
+    bool hit;
+    assert_int_equal(rd(x, x->v, BLOCK_SIZE, 2 * BLOCK_SIZE, got, &hit), 0);
+    assert_true(hit);
+    assert_memory_equal(got, data, sizeof got);
+    /* Unaligned partial write over cached blocks 0..1 */
+    uint8_t p[100];
+    memset(p, 0x3C, sizeof p);
+    assert_int_equal(wr(x, x->v, BLOCK_SIZE - 50, 100, p), 0);
+    check_matches_backend(x, 0, 4 * BLOCK_SIZE);
+}
+
+static void test_zero_and_trim(void **state)
+{
+    struct fix *x = *state;
+    check_matches_backend(x, 0, 8 * BLOCK_SIZE);
+    struct vol_req z = {.offset = BLOCK_SIZE, .length = 3 * BLOCK_SIZE};
+    assert_int_equal(vol_zero(x->v, &z, x->s), 0);
+    vol_req_finish(x->v, &z);
+    check_matches_backend(x, 0, 8 * BLOCK_SIZE);
+    struct volume_snapshot vs;
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.zero_blocks, 3);
+    struct vol_req t = {.offset = 5 * BLOCK_SIZE, .length = 2 * BLOCK_SIZE};
+    assert_int_equal(vol_trim(x->v, &t, x->s), 0);
+    vol_req_finish(x->v, &t);
+    check_matches_backend(x, 0, 8 * BLOCK_SIZE); /* sees the 0xEE, not old data */
+}
+
+static void test_backend_errors_cache_nothing(void **state)
+{
+    struct fix *x = *state;
+    uint8_t buf[BLOCK_SIZE];
+    x->f->fail_reads = 1;
+    assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, buf, NULL), -EIO);
+    x->f->fail_reads = 0;
+    bool hit;
+    assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit); /* nothing was cached by the failed read */
+    /* A failed write invalidates the block it covered. */
+    uint8_t d[BLOCK_SIZE];
+    memset(d, 7, sizeof d);
+    x->f->fail_writes = 1;
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, d), -EIO);
+    x->f->fail_writes = 0;
+    assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
+    assert_memory_equal(buf, x->f->data, BLOCK_SIZE);
+}
+
+struct racer {
+    struct fix *x;
+    uint8_t out[BLOCK_SIZE];
+    int ret;
+};
+
+static void *race_reader(void *arg)
+{
+    struct racer *rc = arg;
+    struct vol_scratch *s = vol_scratch_new();
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
+    struct vol_req r = {.offset = 0, .length = BLOCK_SIZE, .buf = buf};
+    rc->ret = vol_read(rc->x->v, &r, s);
+    memcpy(rc->out, buf, BLOCK_SIZE);
+    vol_req_finish(rc->x->v, &r);
+    free(buf);
+    vol_scratch_free(s);
+    return NULL;
+}
+
+/* A read miss fetches block 0 (old data) and stalls before caching it; a
+ * write to block 0 completes meanwhile; the read then finishes. The old data
+ * must not be cached: later reads return the write's data. With a full-block
+ * write the write's own install also guards the cell, so the partial-write
+ * variant (which installs nothing) is the one that proves the ticket check. */
+static void race_read_miss_vs_write(struct fix *x, uint32_t wlen)
+{
+    struct fake *f = x->f;
+    uint8_t old[BLOCK_SIZE], fresh[BLOCK_SIZE], want[BLOCK_SIZE];
+    memcpy(old, f->data, BLOCK_SIZE);
+    memset(fresh, 0x5A, sizeof fresh);
+    memcpy(want, old, BLOCK_SIZE);
+    memcpy(want, fresh, wlen);
+
+    pthread_mutex_lock(&f->lock);
+    f->pause_armed = 1;
+    f->pause_off = 0;
+    f->released = 0;
+    f->paused = 0;
+    pthread_mutex_unlock(&f->lock);
+
+    struct racer rc = {.x = x};
+    pthread_t t;
+    pthread_create(&t, NULL, race_reader, &rc);
+    pthread_mutex_lock(&f->lock);
+    while (!f->paused)
+        pthread_cond_wait(&f->cond, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+
+    assert_int_equal(wr(x, x->v, 0, wlen, fresh), 0); /* acknowledged */
+
+    pthread_mutex_lock(&f->lock);
+    f->released = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(t, NULL);
+    assert_int_equal(rc.ret, 0);
+    assert_memory_equal(rc.out, old, BLOCK_SIZE); /* concurrent: old is allowed */
+
+    uint8_t got[BLOCK_SIZE];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, got, NULL), 0);
+        assert_memory_equal(got, want, BLOCK_SIZE);
+    }
+    struct volume_snapshot vs;
+    volume_snapshot(x->v, &vs);
+    assert_true(vs.insert_races >= 1);
+}
+
+static void test_race_read_miss_vs_full_write(void **state)
+{
+    race_read_miss_vs_write(*state, BLOCK_SIZE);
+}
+
+static void test_race_read_miss_vs_partial_write(void **state)
+{
+    race_read_miss_vs_write(*state, 100);
+}
+
+static void test_odd_size_tail(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f = fake_new(3 * BLOCK_SIZE + 1000, 9);
+    struct volume *v = add(x->e, "odd", f);
+    uint8_t buf[1000 + BLOCK_SIZE];
+    assert_int_equal(rd(x, v, 2 * BLOCK_SIZE + 500, BLOCK_SIZE + 500, buf, NULL), 0);
+    assert_memory_equal(buf, f->data + 2 * BLOCK_SIZE + 500, BLOCK_SIZE + 500);
+    bool hit;
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE, 1000, buf, &hit), 0);
+    assert_true(hit);
+    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE, 1000);
+    /* A write to the end of the volume covers the tail block: cached. */
+    uint8_t d[1000];
+    memset(d, 0x77, sizeof d);
+    assert_int_equal(wr(x, v, 3 * BLOCK_SIZE, 1000, d), 0);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE, 1000, buf, &hit), 0);
+    assert_true(hit);
+    assert_memory_equal(buf, d, 1000);
+    assert_int_equal(vol_check_range(v, 3 * BLOCK_SIZE, 1001, -EINVAL), -EINVAL);
+    assert_int_equal(vol_check_range(v, UINT64_MAX, 2, -EINVAL), -EOVERFLOW);
+    volume_put(v);
+}
+
+static void test_dedup_across_volumes(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f2 = fake_new(4u << 20, 0); /* same content as "vol" */
+    struct volume *v2 = add(x->e, "clone", f2);
+    uint8_t *buf = malloc(4u << 20);
+    assert_int_equal(rd(x, x->v, 0, 4u << 20, buf, NULL), 0);
+    assert_int_equal(rd(x, v2, 0, 4u << 20, buf, NULL), 0);
+    struct cache_snapshot cs;
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.logical_blocks, 2 * 1024);
+    /* The fake's pattern repeats, so distinct contents are fewer than
+     * blocks; what matters: the clone added no new content. */
+    assert_true(cs.dedup_ratio >= 2.0);
+    uint64_t unique = cs.unique_blocks;
+    assert_int_equal(rd(x, v2, 0, 4u << 20, buf, NULL), 0);
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.unique_blocks, unique);
+    free(buf);
+    volume_put(v2);
+}
+
+static void test_disable_enable_invalidate(void **state)
+{
+    struct fix *x = *state;
+    uint8_t buf[BLOCK_SIZE];
+    bool hit;
+    check_matches_backend(x, 0, 16 * BLOCK_SIZE);
+    assert_int_equal(volume_set_enabled(x->v, false), 0);
+    assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
+    struct volume_snapshot vs;
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.cached_blocks, 0);
+    /* Writes while disabled go through and are not cached. */
+    memset(buf, 0x42, sizeof buf);
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, buf), 0);
+    assert_int_equal(volume_set_enabled(x->v, true), 0);
+    check_matches_backend(x, 0, 16 * BLOCK_SIZE);
+    /* Out-of-band change, then invalidate: the cache follows. */
+    memset(x->f->data + 2 * BLOCK_SIZE, 0x99, BLOCK_SIZE);
+    assert_int_equal(volume_invalidate(x->v, 2 * BLOCK_SIZE, BLOCK_SIZE), 0);
+    check_matches_backend(x, 0, 16 * BLOCK_SIZE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_miss_then_hit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_through_and_partial, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_and_trim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backend_errors_cache_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_read_miss_vs_full_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_read_miss_vs_partial_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_odd_size_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disable_enable_invalidate, setup, teardown),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    fp_thread_cleanup();
+    return r;
+}
