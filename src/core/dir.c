@@ -238,6 +238,22 @@ uint64_t dir_lookup(struct dir *d, uint64_t blk)
     return c ? cell_val(c) : 0;
 }
 
+void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out)
+{
+    const uint64_t gmask = (1u << DIR_GROUP_SHIFT) - 1;
+    for (uint32_t i = 0; i < n;) {
+        uint64_t blk = first + i;
+        uint32_t run = (uint32_t)MIN((uint64_t)(n - i), gmask + 1 - (blk & gmask));
+        struct stripe *s = &d->stripes[dir_stripe_of(blk)];
+        LOCK_GUARD(&s->lock);
+        for (uint32_t k = 0; k < run; k++) {
+            struct dir_cell *c = find_locked(s, key_of(blk + k));
+            out[i + k] = c ? cell_val(c) : 0;
+        }
+        i += run;
+    }
+}
+
 void dir_drop_stale(struct dir *d, uint64_t blk, uint64_t val)
 {
     struct stripe *s = &d->stripes[dir_stripe_of(blk)];

@@ -88,6 +88,8 @@ void dir_destroy(struct dir *d);
 
 /* Current value of a block's cell (0 if none). */
 uint64_t dir_lookup(struct dir *d, uint64_t blk);
+/* Values of blocks [first, first+n) into out[]: one lock per 8-block group. */
+void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out);
 /* Remove the cell if it still holds `val` (found stale by the caller). */
 void dir_drop_stale(struct dir *d, uint64_t blk, uint64_t val);
 

@@ -33,9 +33,16 @@ struct shard {
     void *pstate;
 } __attribute__((aligned(64)));
 
+/* pins[] word: count of pins in the low bits; PIN_DEAD set when the entry
+ * died while pinned, so the last unpin releases the slot. */
+#define PIN_DEAD  0x80000000u
+#define PIN_COUNT 0x7fffffffu
+
 struct store {
     struct store_entry *entries;
     size_t entries_len;
+    uint32_t *pins;
+    size_t pins_len;
     uint8_t *data;
     size_t data_len;
     uint32_t nshards;
@@ -134,9 +141,20 @@ static int buckets_resize_locked(struct store *s, struct shard *sh, uint32_t wan
 
 /* ---- entry lifecycle ---- */
 
-/* Unlink a live entry everywhere but the policy and make its slot free.
- * Every reference to it goes stale here. */
-static void entry_free_locked(struct store *s, struct shard *sh, uint32_t idx)
+/* Put a dead entry's slot on the free list (unless a shrink left it beyond
+ * the shard's limit: then it just stays unused). */
+static void slot_release_locked(struct store *s, struct shard *sh, uint32_t idx)
+{
+    if (idx - sh->base >= sh->hwm)
+        return;
+    s->entries[idx].hnext = sh->free_head;
+    sh->free_head = idx;
+}
+
+/* Unlink a live entry everywhere but the policy. Every reference to it goes
+ * stale here; its slot is released now, or by the last unpin. Returns true
+ * if the slot was released. */
+static bool entry_kill_locked(struct store *s, struct shard *sh, uint32_t idx)
 {
     struct store_entry *e = &s->entries[idx];
     hash_remove_locked(s, sh, idx);
@@ -144,34 +162,42 @@ static void entry_free_locked(struct store *s, struct shard *sh, uint32_t idx)
     e->refs = 0;
     uint32_t g = e->gen + 1;
     store_gen(e, g ? g : 1);
-    e->hnext = sh->free_head;
-    sh->free_head = idx;
     sh->used--;
+    uint32_t old = __atomic_fetch_or(&s->pins[idx], PIN_DEAD, __ATOMIC_ACQ_REL);
+    if (old & PIN_COUNT)
+        return false; /* the last store_unpin releases it */
+    __atomic_store_n(&s->pins[idx], 0, __ATOMIC_RELAXED);
+    slot_release_locked(s, sh, idx);
+    return true;
 }
+
+/* Victims tried per allocation: pinned ones die but free no slot yet. */
+#define ALLOC_TRIES 64
 
 static uint32_t slot_alloc_locked(struct store *s, struct shard *sh)
 {
-    if (sh->free_head != STORE_NONE) {
-        uint32_t idx = sh->free_head;
-        sh->free_head = s->entries[idx].hnext;
-        return idx;
+    for (int tries = 0;; tries++) {
+        if (sh->free_head != STORE_NONE) {
+            uint32_t idx = sh->free_head;
+            sh->free_head = s->entries[idx].hnext;
+            return idx;
+        }
+        if (sh->hwm < sh->limit) {
+            uint32_t idx = sh->base + sh->hwm++;
+            /* Fresh pages read as gen 0; real generations start at 1. Pages
+             * touched before a shrink keep their generation. */
+            if (s->entries[idx].gen == 0)
+                store_gen(&s->entries[idx], 1);
+            return idx;
+        }
+        if (tries == ALLOC_TRIES)
+            return STORE_NONE;
+        uint32_t victim = s->policy->evict_locked(sh->pstate);
+        if (victim == STORE_NONE)
+            return STORE_NONE;
+        entry_kill_locked(s, sh, victim);
+        sh->evictions++;
     }
-    if (sh->hwm < sh->limit) {
-        uint32_t idx = sh->base + sh->hwm++;
-        /* Fresh pages read as gen 0; real generations start at 1. Pages that
-         * were touched before a shrink keep their generation. */
-        if (s->entries[idx].gen == 0)
-            store_gen(&s->entries[idx], 1);
-        return idx;
-    }
-    uint32_t victim = s->policy->evict_locked(sh->pstate);
-    if (victim == STORE_NONE)
-        return STORE_NONE;
-    entry_free_locked(s, sh, victim);
-    sh->evictions++;
-    /* Take it straight back off the free list. */
-    sh->free_head = s->entries[victim].hnext;
-    return victim;
 }
 
 int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
@@ -224,8 +250,35 @@ void store_unref(struct store *s, struct store_ref ref)
     sh->logical--;
     if (entry_refs(e) == 0) {
         s->policy->remove_locked(sh->pstate, ref.idx);
-        entry_free_locked(s, sh, ref.idx);
+        entry_kill_locked(s, sh, ref.idx);
     }
+}
+
+int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
+{
+    if (ref.idx >= s->nshards * s->per_shard)
+        return -ENOENT;
+    struct shard *sh = shard_of_idx(s, ref.idx);
+    LOCK_GUARD(&sh->lock);
+    struct store_entry *e = &s->entries[ref.idx];
+    if (e->gen != ref.gen || entry_refs(e) == 0)
+        return -ENOENT;
+    __atomic_fetch_add(&s->pins[ref.idx], 1, __ATOMIC_ACQ_REL);
+    s->policy->hit_locked(sh->pstate, ref.idx);
+    *data = slot_data(s, ref.idx);
+    return 0;
+}
+
+void store_unpin(struct store *s, uint32_t idx)
+{
+    uint32_t v = __atomic_sub_fetch(&s->pins[idx], 1, __ATOMIC_ACQ_REL);
+    if (v != PIN_DEAD)
+        return;
+    /* The entry died while we held it: we release its slot. */
+    struct shard *sh = shard_of_idx(s, idx);
+    LOCK_GUARD(&sh->lock);
+    __atomic_store_n(&s->pins[idx], 0, __ATOMIC_RELAXED);
+    slot_release_locked(s, sh, idx);
 }
 
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len)
@@ -262,7 +315,7 @@ static void shard_shrink_locked(struct store *s, struct shard *sh, uint32_t limi
         uint32_t victim = s->policy->evict_locked(sh->pstate);
         if (victim == STORE_NONE)
             break;
-        entry_free_locked(s, sh, victim);
+        entry_kill_locked(s, sh, victim);
         sh->evictions++;
     }
     /* Entries above the new limit must go even if the policy kept them. */
@@ -270,18 +323,20 @@ static void shard_shrink_locked(struct store *s, struct shard *sh, uint32_t limi
         uint32_t idx = sh->base + i;
         if (entry_refs(&s->entries[idx]) != 0) {
             s->policy->remove_locked(sh->pstate, idx);
-            entry_free_locked(s, sh, idx);
+            entry_kill_locked(s, sh, idx);
             sh->evictions++;
         }
     }
     uint32_t old_hwm = sh->hwm;
     if (sh->hwm > limit)
         sh->hwm = limit;
-    /* Rebuild the free list from the slots that remain. */
+    /* Rebuild the free list from the slots that remain (pinned dead slots
+     * are released by their last unpin). */
     sh->free_head = STORE_NONE;
     for (uint32_t i = sh->hwm; i-- > 0;) {
         uint32_t idx = sh->base + i;
-        if (entry_refs(&s->entries[idx]) == 0) {
+        if (entry_refs(&s->entries[idx]) == 0 &&
+            !(__atomic_load_n(&s->pins[idx], __ATOMIC_ACQUIRE) & PIN_COUNT)) {
             s->entries[idx].hnext = sh->free_head;
             sh->free_head = idx;
         }
@@ -348,12 +403,18 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
     s->data_len = (size_t)per * nshards * BLOCK_SIZE;
     s->entries = mmap(NULL, s->entries_len, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    s->pins_len = (size_t)per * nshards * sizeof(uint32_t);
+    s->pins = mmap(NULL, s->pins_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     s->data = mmap(NULL, s->data_len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     s->shards = aligned_alloc(64, sizeof(struct shard) * nshards);
-    if (s->entries == MAP_FAILED || s->data == MAP_FAILED || !s->shards) {
+    if (s->entries == MAP_FAILED || s->data == MAP_FAILED || s->pins == MAP_FAILED ||
+        !s->shards) {
         if (s->entries == MAP_FAILED)
             s->entries = NULL;
+        if (s->pins == MAP_FAILED)
+            s->pins = NULL;
         if (s->data == MAP_FAILED)
             s->data = NULL;
         store_destroy(s);
@@ -403,6 +464,8 @@ void store_destroy(struct store *s)
     }
     if (s->entries)
         munmap(s->entries, s->entries_len);
+    if (s->pins)
+        munmap(s->pins, s->pins_len);
     if (s->data)
         munmap(s->data, s->data_len);
     pthread_mutex_destroy(&s->resize_lock);
@@ -423,7 +486,7 @@ void store_get_stats(struct store *s, struct store_stats *out)
         out->inserts += sh->inserts;
         out->dedup_hits += sh->dedup_hits;
         out->insert_failures += sh->insert_failures;
-        out->metadata_bytes += (uint64_t)sh->hwm * sizeof(struct store_entry) +
+        out->metadata_bytes += (uint64_t)sh->hwm * (sizeof(struct store_entry) + sizeof(uint32_t)) +
                                ((uint64_t)sh->bucket_mask + 1) * sizeof(uint32_t) +
                                s->policy->metadata_bytes_locked(sh->pstate);
     }

@@ -19,9 +19,19 @@
  * pages are never returned to the kernel), so a stale ref cannot come back
  * to life.
  *
+ * Pins (zero-copy replies): store_pin hands out a pointer to a live entry's
+ * data slot and counts a pin; the slot is not reused until store_unpin drops
+ * the last pin, even if the content is evicted or unreferenced meanwhile
+ * (its references go stale at once; only the memory waits). A front end
+ * pins the blocks of a RAM hit, writev()s the reply straight from them and
+ * unpins after the send, so a hit costs no memcpy in user space.
+ *
  * Lock rules:
  *   - shard->lock guards everything in the shard, including the entries'
  *     fields and their data slots; store_read copies under it.
+ *   - pins[] are atomics: pinned under the lock (after the liveness check),
+ *     unpinned without it; the unpin that releases a dead entry's slot takes
+ *     the lock.
  *   - entry.gen is also read without the lock (store_ref_live) with an
  *     acquire load; it is written under the lock with release stores.
  *   - The store never calls out while holding a shard lock, and callers
@@ -104,6 +114,12 @@ void store_unref(struct store *s, struct store_ref ref);
 /* Copy [off, off+len) of the block into dst if ref is still live, and tell
  * the eviction policy it was used. 0 or -ENOENT (stale: treat as a miss). */
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len);
+
+/* Pin a live entry and return a pointer to its BLOCK_SIZE bytes (valid and
+ * unchanging until store_unpin(ref.idx)). Counts as a use for the eviction
+ * policy. 0 or -ENOENT (stale). */
+int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
+void store_unpin(struct store *s, uint32_t idx);
 
 /* Lock-free staleness check (may race: a live answer can go stale later). */
 bool store_ref_live(const struct store *s, struct store_ref ref);

@@ -27,6 +27,7 @@
 #define SHOAL_CORE_VOLUME_IO_H
 
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "backend/backend.h"
 #include "core/block.h"
@@ -57,7 +58,12 @@ struct vol_req {
     uint64_t start_ns;   /* for latency histograms */
     struct vol_scratch *scratch;
     uint8_t hit;         /* read served entirely from RAM */
+    uint32_t *pins;      /* zero-copy hit: pinned store entries to release */
+    uint32_t npins;
 };
+
+/* Zero-copy RAM hits cover at most this many blocks (1 MiB). */
+#define VOL_ZC_MAX_BLOCKS 256
 
 static inline uint64_t vol_read_span(uint64_t off, uint32_t len)
 {
@@ -65,6 +71,16 @@ static inline uint64_t vol_read_span(uint64_t off, uint32_t len)
     uint64_t end = (off + len + BLOCK_MASK) & ~BLOCK_MASK;
     return len ? end - first : 0;
 }
+
+/* Zero-copy hit: if every block of the request is in RAM, pin them and
+ * describe the data as iovecs pointing into the cache (zero blocks point at a
+ * shared zero page), in order, covering exactly [offset, offset+length).
+ * iov and pins need VOL_ZC_MAX_BLOCKS entries each and must stay valid until
+ * vol_req_finish(), which unpins. Returns 0 and *niov, or -EAGAIN when a
+ * block is not in RAM, the request is too large, or caching is off; never
+ * touches the back end. r->buf is not used. */
+int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t *pins,
+                unsigned *niov);
 
 /* All return 0 or a negative errno; range errors are the caller's job
  * (vol_check_range). `scratch` may be NULL only with VOL_NOWAIT. */

@@ -18,6 +18,15 @@
 
 #define RBUF_SIZE        (64u * 1024)
 #define BATCH_MAX        32
+/* A batch is flushed once its replies carry this much data: beyond it,
+ * holding replies back only adds latency. */
+#define BATCH_BYTES      (256u * 1024)
+/* Zero-copy hits of up to this many blocks keep their iovecs in the request;
+ * larger ones borrow an array from the buffer pool. */
+#define ZC_INLINE        4
+#define ZC_ARRAY_BYTES   (VOL_ZC_MAX_BLOCKS * (sizeof(struct iovec) + sizeof(uint32_t)))
+/* iovecs gathered per writev when flushing a batch. */
+#define FLUSH_IOV        1024
 #define MAX_EXTENTS      1024
 /* Oversized write payloads up to this size are read and dropped so the
  * stream stays in sync and the client gets EINVAL; larger ones end the
@@ -39,6 +48,13 @@ struct nbd_req {
     size_t buflen;
     uint32_t nextents; /* block status descriptors in buf */
     struct vol_req vr;
+    /* zero-copy hit: reply data described by zc_iov (pointing into the cache) */
+    struct iovec *zc_iov;
+    uint32_t *zc_pins;
+    unsigned zc_niov;
+    void *zc_array; /* pool buffer holding zc_iov/zc_pins when not inline */
+    struct iovec iov_inline[ZC_INLINE];
+    uint32_t pins_inline[ZC_INLINE];
     uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8 + 6 + 64];
     struct nbd_req *next;
 };
@@ -61,6 +77,7 @@ struct nbd_conn {
 
     struct nbd_req *batch_head, *batch_tail;
     unsigned batch_n;
+    size_t batch_bytes;
 
     struct nbd_req reqs[NBD_MAX_INFLIGHT];
 };
@@ -130,6 +147,8 @@ static struct nbd_req *req_get(struct nbd_conn *c)
     r->buflen = 0;
     r->err = 0;
     r->nextents = 0;
+    r->zc_niov = 0;
+    r->zc_array = NULL;
     return r;
 }
 
@@ -138,7 +157,10 @@ static void req_release(struct nbd_req *r)
     struct nbd_conn *c = r->c;
     if (r->buf)
         bufpool_put(r->buf, r->buflen);
+    if (r->zc_array)
+        bufpool_put(r->zc_array, ZC_ARRAY_BYTES);
     r->buf = NULL;
+    r->zc_array = NULL;
     LOCK_GUARD(&c->lock);
     r->next = c->free;
     c->free = r;
@@ -154,7 +176,24 @@ static bool have_free_slot(struct nbd_conn *c)
 
 /* ---- replies ---- */
 
-/* Build the reply for r into r->hdr and iov (1-2 entries). */
+/* Iovecs a reply needs at most. */
+static unsigned reply_iovs(const struct nbd_req *r)
+{
+    return 1 + (r->zc_niov ? r->zc_niov : 1);
+}
+
+/* Append the read payload: the zero-copy iovecs, or the buffer. */
+static int read_payload(struct nbd_req *r, struct iovec *iov)
+{
+    if (r->zc_niov) {
+        memcpy(iov, r->zc_iov, r->zc_niov * sizeof *iov);
+        return (int)r->zc_niov;
+    }
+    iov[0] = (struct iovec){(uint8_t *)r->buf + (r->offset & BLOCK_MASK), r->length};
+    return 1;
+}
+
+/* Build the reply for r into r->hdr and iov (at most reply_iovs(r) entries). */
 static int build_reply(struct nbd_req *r, struct iovec *iov)
 {
     struct nbd_conn *c = r->c;
@@ -166,10 +205,8 @@ static int build_reply(struct nbd_req *r, struct iovec *iov)
         put_be32(h + 4, r->err);
         put_be64(h + 8, r->handle);
         iov[0] = (struct iovec){h, NBD_SIMPLE_REPLY_SIZE};
-        if (r->cmd == NBD_CMD_READ && r->err == 0 && r->length) {
-            iov[1] = (struct iovec){(uint8_t *)r->buf + (r->offset & BLOCK_MASK), r->length};
-            return 2;
-        }
+        if (r->cmd == NBD_CMD_READ && r->err == 0 && r->length)
+            return 1 + read_payload(r, iov + 1);
         return 1;
     }
 
@@ -195,8 +232,7 @@ static int build_reply(struct nbd_req *r, struct iovec *iov)
         put_be32(h + 16, 8u + r->length);
         put_be64(h + 20, r->offset);
         iov[0] = (struct iovec){h, 28};
-        iov[1] = (struct iovec){(uint8_t *)r->buf + (r->offset & BLOCK_MASK), r->length};
-        return 2;
+        return 1 + read_payload(r, iov + 1);
     case NBD_CMD_BLOCK_STATUS:
         put_be16(h + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
         put_be32(h + 16, 4u + 8u * r->nextents);
@@ -240,7 +276,7 @@ static void complete(struct nbd_req *r)
     req_release(r);
 }
 
-/* Reply now (workers). */
+/* Reply now (workers: never zero-copy, so two iovecs suffice). */
 static void reply_now(struct nbd_req *r)
 {
     struct iovec iov[2];
@@ -263,23 +299,33 @@ static void reply_later(struct nbd_req *r)
         c->batch_head = r;
     c->batch_tail = r;
     c->batch_n++;
+    if (r->cmd == NBD_CMD_READ && !r->err)
+        c->batch_bytes += r->length;
 }
 
 static void flush_batch(struct nbd_conn *c)
 {
     if (!c->batch_head)
         return;
-    struct iovec iov[BATCH_MAX * 2 + 2];
+    struct iovec iov[FLUSH_IOV];
     int n = 0;
-    for (struct nbd_req *r = c->batch_head; r; r = r->next)
-        n += build_reply(r, iov + n);
     {
+        /* One lock hold for the whole batch; gather up to FLUSH_IOV iovecs
+         * per writev. */
         LOCK_GUARD(&c->send_lock);
+        for (struct nbd_req *r = c->batch_head; r; r = r->next) {
+            if (n + (int)reply_iovs(r) > FLUSH_IOV) {
+                send_iov_locked(c, iov, n);
+                n = 0;
+            }
+            n += build_reply(r, iov + n);
+        }
         send_iov_locked(c, iov, n);
     }
     struct nbd_req *r = c->batch_head;
     c->batch_head = c->batch_tail = NULL;
     c->batch_n = 0;
+    c->batch_bytes = 0;
     while (r) {
         struct nbd_req *next = r->next;
         complete(r);
@@ -511,6 +557,36 @@ static int take_payload(struct nbd_conn *c, uint8_t *dst, size_t len)
     return dst ? conn_io_read_full(c->io, dst + have, len) : conn_io_discard(c->io, len);
 }
 
+/* The hit path: pin the blocks and reply from the cache's memory. */
+static int try_zero_copy_hit(struct nbd_conn *c, struct nbd_req *r)
+{
+    uint64_t nb = r->length ? vol_read_span(r->offset, r->length) / BLOCK_SIZE : 0;
+    if (nb == 0 || nb > VOL_ZC_MAX_BLOCKS)
+        return -EAGAIN;
+    if (nb <= ZC_INLINE) {
+        r->zc_iov = r->iov_inline;
+        r->zc_pins = r->pins_inline;
+    } else {
+        r->zc_array = bufpool_get(ZC_ARRAY_BYTES);
+        if (!r->zc_array)
+            return -EAGAIN;
+        r->zc_iov = r->zc_array;
+        r->zc_pins = (uint32_t *)((uint8_t *)r->zc_array +
+                                  VOL_ZC_MAX_BLOCKS * sizeof(struct iovec));
+    }
+    unsigned niov = 0;
+    int ret = vol_read_zc(c->v, &r->vr, r->zc_iov, r->zc_pins, &niov);
+    if (ret == 0) {
+        r->zc_niov = niov;
+        return 0;
+    }
+    if (r->zc_array) {
+        bufpool_put(r->zc_array, ZC_ARRAY_BYTES);
+        r->zc_array = NULL;
+    }
+    return ret;
+}
+
 static void wait_idle(struct nbd_conn *c)
 {
     LOCK_GUARD(&c->lock);
@@ -560,17 +636,16 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
     r->vr.start_ns = now_ns();
 
     if (r->cmd == NBD_CMD_READ) {
+        if (try_zero_copy_hit(c, r) == 0) {
+            reply_later(r); /* served from RAM, straight from the cache */
+            return 0;
+        }
         r->buflen = r->length ? vol_read_span(r->offset, r->length) : 1;
         r->buf = bufpool_get(r->buflen);
         if (!r->buf)
             return -ENOMEM;
         r->vr.buf = r->buf;
-        r->vr.flags |= VOL_NOWAIT;
-        int ret = vol_read(c->v, &r->vr, NULL);
-        if (ret == 0) {
-            reply_later(r); /* served from RAM on this thread */
-            return 0;
-        }
+        r->vr.flags &= ~VOL_NOWAIT;
     }
     workq_submit(c->ctx->wq, &r->work);
     return 0;
@@ -643,7 +718,7 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
             ret = hr;
             break;
         }
-        if (c->batch_n >= BATCH_MAX)
+        if (c->batch_n >= BATCH_MAX || c->batch_bytes >= BATCH_BYTES)
             flush_batch(c);
     }
     flush_batch(c);
