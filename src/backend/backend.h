@@ -63,6 +63,11 @@ struct backend_ops {
     void (*close)(struct backend *be);
 
     int (*pread)(struct backend *be, void *buf, uint32_t count, uint64_t offset);
+    /* Optional: like pread but never blocks: -EAGAIN if the data is not
+     * immediately available (e.g. not in the page cache). Lets a front end
+     * serve such misses on its own thread instead of handing them to a
+     * worker. */
+    int (*pread_nowait)(struct backend *be, void *buf, uint32_t count, uint64_t offset);
     int (*pwrite)(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
                   uint32_t flags);
     int (*flush)(struct backend *be);

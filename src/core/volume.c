@@ -135,11 +135,16 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     return 0;
 }
 
-static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b)
+/* Fetch blocks [a, b] from the back end into dst. With nowait, use the back
+ * end's non-blocking read (-EAGAIN when it would block). */
+static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, bool nowait)
 {
     uint64_t off = block_start(a);
     uint64_t end = MIN(block_start(b + 1), v->size);
-    int r = v->be->ops->pread(v->be, dst, (uint32_t)(end - off), off);
+    int r = nowait ? v->be->ops->pread_nowait(v->be, dst, (uint32_t)(end - off), off)
+                   : v->be->ops->pread(v->be, dst, (uint32_t)(end - off), off);
+    if (r == -EAGAIN && nowait)
+        return r;
     STAT_ADD(v->c.backend_read_ops, 1);
     if (r < 0) {
         STAT_ADD(v->c.backend_errors, 1);
@@ -164,6 +169,11 @@ static int read_passthrough(struct volume *v, struct vol_req *r)
     }
     STAT_ADD(v->c.backend_read_bytes, r->length);
     return 0;
+}
+
+static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
+{
+    return (s->todo[i / 64] >> (i % 64)) & 1;
 }
 
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
@@ -193,6 +203,8 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     uint8_t *buf = r->buf;
     uint64_t miss_bytes = 0;
     bool any_miss = false;
+    /* Without a non-blocking back end read, a miss ends a NOWAIT attempt. */
+    bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait);
 
     uint64_t vals[LOOKUP_WINDOW];
     for (uint32_t i = 0; i < nb; i++) {
@@ -211,7 +223,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
                 continue;
             dir_drop_stale(v->dir, blk, val);
         }
-        if (nowait)
+        if (!can_fetch)
             return -EAGAIN;
         if (!any_miss) {
             any_miss = true;
@@ -222,37 +234,36 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         miss_bytes += n;
     }
 
+    if (any_miss) {
+        /* Tickets first, for every block we will fetch, then the back end. */
+        for (uint32_t i = 0; i < nb; i++)
+            if (todo_test(scratch, i))
+                dir_read_ticket(v->dir, first + i, &scratch->tk);
+        for (uint32_t i = 0; i < nb;) {
+            if (!todo_test(scratch, i)) {
+                i++;
+                continue;
+            }
+            uint32_t j = i;
+            while (j + 1 < nb && todo_test(scratch, j + 1))
+                j++;
+            int ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
+            if (ret == -EAGAIN && nowait)
+                return ret; /* retried on a worker; nothing counted yet */
+            if (ret < 0) {
+                r->status = ret;
+                break;
+            }
+            i = j + 1;
+        }
+        r->scratch = scratch;
+    }
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
     STAT_ADD(v->c.read_hit_bytes, r->length - miss_bytes);
-    if (!any_miss) {
-        r->hit = 1;
-        return 0;
-    }
     STAT_ADD(v->c.read_miss_bytes, miss_bytes);
-    r->scratch = scratch;
-
-    /* Tickets first, for every block we will fetch, then the back end. */
-    for (uint32_t i = 0; i < nb; i++)
-        if (scratch->todo[i / 64] >> (i % 64) & 1)
-            dir_read_ticket(v->dir, first + i, &scratch->tk);
-
-    for (uint32_t i = 0; i < nb;) {
-        if (!(scratch->todo[i / 64] >> (i % 64) & 1)) {
-            i++;
-            continue;
-        }
-        uint32_t j = i;
-        while (j + 1 < nb && (scratch->todo[(j + 1) / 64] >> ((j + 1) % 64) & 1))
-            j++;
-        int ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j);
-        if (ret < 0) {
-            r->status = ret;
-            return ret;
-        }
-        i = j + 1;
-    }
-    return 0;
+    r->hit = !any_miss;
+    return r->status;
 }
 
 /* Fingerprint a block and map blk to it, unless the race rule says no. */
@@ -504,7 +515,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
                 while (j + 1 < nb && (s->todo[(j + 1) / 64] >> ((j + 1) % 64) & 1))
                     j++;
                 int ret = fetch_run(v, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE,
-                                    first + i, first + j);
+                                    first + i, first + j, false);
                 if (ret < 0)
                     return ret;
                 i = j + 1;

@@ -101,6 +101,35 @@ static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t of
     return 0;
 }
 
+/* Page-cache hits only (RWF_NOWAIT): anything that would wait for the disk
+ * comes back as -EAGAIN and is retried with file_pread on a worker. */
+static int file_pread_nowait(struct backend *be, void *buf, uint32_t count, uint64_t offset)
+{
+    struct file_be *f = to_file(be);
+    if (f->direct)
+        return -EAGAIN; /* O_DIRECT always goes to the device */
+    uint8_t *p = buf;
+    while (count > 0) {
+        struct iovec iov = {p, count};
+        ssize_t n = preadv2(f->fd, &iov, 1, (off_t)offset, RWF_NOWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EOPNOTSUPP || errno == EINVAL)
+                return -EAGAIN;
+            return map_errno(errno);
+        }
+        if (n == 0) {
+            memset(p, 0, count); /* truncated behind our back: zeros */
+            return 0;
+        }
+        p += n;
+        count -= (uint32_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
 static int file_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
                        uint32_t flags)
 {
@@ -419,6 +448,7 @@ const struct backend_ops backend_file_ops = {
     .open = file_open,
     .close = file_close,
     .pread = file_pread,
+    .pread_nowait = file_pread_nowait,
     .pwrite = file_pwrite,
     .flush = file_flush,
     .trim = file_trim,

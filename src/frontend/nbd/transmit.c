@@ -27,6 +27,10 @@
 #define ZC_ARRAY_BYTES   (VOL_ZC_MAX_BLOCKS * (sizeof(struct iovec) + sizeof(uint32_t)))
 /* iovecs gathered per writev when flushing a batch. */
 #define FLUSH_IOV        1024
+/* Misses up to this size whose data the back end has at hand (page cache)
+ * are served on the reader thread: a hand-off to a worker costs more than
+ * the read. Larger ones go to workers, where hashing runs in parallel. */
+#define INLINE_MISS_MAX  (64u * 1024)
 #define MAX_EXTENTS      1024
 /* Oversized write payloads up to this size are read and dropped so the
  * stream stays in sync and the client gets EINVAL; larger ones end the
@@ -74,6 +78,7 @@ struct nbd_conn {
 
     uint8_t *rbuf;
     size_t rstart, rend;
+    struct vol_scratch *scratch; /* the reader's own, for inline misses */
 
     struct nbd_req *batch_head, *batch_tail;
     unsigned batch_n;
@@ -587,6 +592,27 @@ static int try_zero_copy_hit(struct nbd_conn *c, struct nbd_req *r)
     return ret;
 }
 
+/* A miss the back end can answer without blocking: serve it here. The
+ * reply goes out at once, and finish (which hashes and caches the fetched
+ * blocks with the reader's scratch) runs right after it, before any other
+ * request can use that scratch. */
+static int try_inline_miss(struct nbd_conn *c, struct nbd_req *r)
+{
+    if (!c->scratch) {
+        c->scratch = vol_scratch_new();
+        if (!c->scratch)
+            return -EAGAIN;
+    }
+    r->vr.flags |= VOL_NOWAIT;
+    int ret = vol_read(c->v, &r->vr, c->scratch);
+    if (ret == -EAGAIN)
+        return ret;
+    r->err = nbd_errno_to_wire(-ret);
+    reply_later(r);
+    flush_batch(c);
+    return 0;
+}
+
 static void wait_idle(struct nbd_conn *c)
 {
     LOCK_GUARD(&c->lock);
@@ -645,6 +671,8 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
         if (!r->buf)
             return -ENOMEM;
         r->vr.buf = r->buf;
+        if (r->length <= INLINE_MISS_MAX && try_inline_miss(c, r) == 0)
+            return 0;
         r->vr.flags &= ~VOL_NOWAIT;
     }
     workq_submit(c->ctx->wq, &r->work);
@@ -723,6 +751,7 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     }
     flush_batch(c);
     wait_idle(c);
+    vol_scratch_free(c->scratch);
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
