@@ -160,6 +160,15 @@ static uint32_t count_live_locked(struct dir *d, struct stripe *s)
     return live;
 }
 
+/* Smallest table holding n cells at no more than 70% load. */
+static uint32_t fit_size(uint32_t n)
+{
+    uint32_t size = MIN_CELLS;
+    while ((uint64_t)n * 10 > (uint64_t)size * 7)
+        size *= 2;
+    return size;
+}
+
 /* Make room for one more cell: grow at 3/4 load, after dropping stale cells. */
 static int reserve_locked(struct dir *d, struct stripe *s)
 {
@@ -169,10 +178,7 @@ static int reserve_locked(struct dir *d, struct stripe *s)
     if ((s->count + 1) * 4 <= size * 3)
         return 0;
     uint32_t live = count_live_locked(d, s);
-    uint32_t want = size;
-    while ((live + 1) * 2 > want)
-        want *= 2;
-    return rebuild_locked(d, s, want);
+    return rebuild_locked(d, s, fit_size(live + 1));
 }
 
 static void maybe_shrink_locked(struct dir *d, struct stripe *s)
@@ -424,6 +430,33 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
         }
         if (again)
             si--; /* redo this stripe */
+    }
+}
+
+void dir_purge(struct dir *d)
+{
+    for (uint32_t si = 0; si < DIR_STRIPES; si++) {
+        struct stripe *s = &d->stripes[si];
+        LOCK_GUARD(&s->lock);
+        if (!s->cells)
+            continue;
+        uint32_t live = count_live_locked(d, s);
+        if (live == s->count && fit_size(live) >= s->mask + 1)
+            continue;
+        if (live == 0) {
+            /* Drop the whole table. */
+            for (uint32_t i = 0; i <= s->mask; i++)
+                if (s->cells[i].key)
+                    account(d, s, &s->cells[i], -1);
+            __atomic_fetch_sub(&d->table_bytes, ((uint64_t)s->mask + 1) * sizeof *s->cells,
+                               __ATOMIC_RELAXED);
+            free(s->cells);
+            s->cells = NULL;
+            s->mask = 0;
+            s->count = 0;
+            continue;
+        }
+        (void)rebuild_locked(d, s, fit_size(live));
     }
 }
 

@@ -122,6 +122,9 @@ bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t v
  * concerned (invalidate, disable). Drops the references itself. */
 void dir_invalidate(struct dir *d, uint64_t first, uint64_t n);
 
+/* Drop stale cells and shrink tables to fit (maintenance, after evictions). */
+void dir_purge(struct dir *d);
+
 /* Counters. */
 uint64_t dir_cells(struct dir *d);       /* cells in use (including stale) */
 uint64_t dir_zero_cells(struct dir *d);  /* cells holding DIR_ZERO */

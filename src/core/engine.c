@@ -25,7 +25,53 @@ struct engine {
     pthread_rwlock_t lock;
     struct volume *head; /* registry in insertion order */
     unsigned count;
+
+    /* Maintenance thread: purges directory cells whose content was evicted. */
+    pthread_t maint;
+    bool maint_running;
+    pthread_mutex_t maint_lock;
+    pthread_cond_t maint_cond;
+    bool stopping;
 };
+
+#define MAINT_PERIOD_MS 1000
+
+static int purge_volume(struct volume *v, void *opaque)
+{
+    (void)opaque;
+    dir_purge(v->dir);
+    return 0;
+}
+
+/* Evicted contents leave stale cells in directories; tables drop them when
+ * they would grow, but a directory that stops growing would keep them. Once
+ * an eighth of the cache has been evicted since the last pass, purge. */
+static void *maint_main(void *arg)
+{
+    struct engine *e = arg;
+    uint64_t last_evictions = 0;
+    pthread_mutex_lock(&e->maint_lock);
+    while (!e->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)MAINT_PERIOD_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&e->maint_cond, &e->maint_lock, &ts);
+        if (e->stopping)
+            break;
+        pthread_mutex_unlock(&e->maint_lock);
+        struct store_stats ss;
+        store_get_stats(e->store, &ss);
+        if (ss.evictions - last_evictions >= MAX(ss.capacity_blocks / 8, 1)) {
+            last_evictions = ss.evictions;
+            engine_for_each_volume(e, purge_volume, NULL);
+        }
+        pthread_mutex_lock(&e->maint_lock);
+    }
+    pthread_mutex_unlock(&e->maint_lock);
+    return NULL;
+}
 
 /* ---- descriptor tables, generated from the one list ---- */
 
@@ -66,6 +112,10 @@ int engine_create(const struct engine_config *cfg, struct engine **out)
         free(e);
         return r;
     }
+    pthread_mutex_init(&e->maint_lock, NULL);
+    pthread_cond_init(&e->maint_cond, NULL);
+    if (pthread_create(&e->maint, NULL, maint_main, e) == 0)
+        e->maint_running = true;
     *out = e;
     return 0;
 }
@@ -74,6 +124,15 @@ void engine_destroy(struct engine *e)
 {
     if (!e)
         return;
+    if (e->maint_running) {
+        pthread_mutex_lock(&e->maint_lock);
+        e->stopping = true;
+        pthread_cond_signal(&e->maint_cond);
+        pthread_mutex_unlock(&e->maint_lock);
+        pthread_join(e->maint, NULL);
+    }
+    pthread_mutex_destroy(&e->maint_lock);
+    pthread_cond_destroy(&e->maint_cond);
     struct volume *v = e->head;
     while (v) {
         struct volume *next = v->next;

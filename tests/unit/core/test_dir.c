@@ -214,6 +214,15 @@ static void test_stale_cells_dropped(void **state)
             live++;
     }
     assert_true(live > 0 && live <= 4096);
+    /* A purge drops every stale cell and shrinks the tables. */
+    uint64_t bytes_before = dir_metadata_bytes(f->d);
+    dir_purge(f->d);
+    assert_int_equal(dir_cells(f->d), live);
+    assert_true(dir_metadata_bytes(f->d) < bytes_before);
+    for (uint64_t b = 0; b < 8 * 4096; b++) {
+        uint64_t v = dir_lookup(f->d, b);
+        assert_true(v == 0 || store_ref_live(f->st, dir_ref(v)));
+    }
 }
 
 int main(void)
