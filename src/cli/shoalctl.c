@@ -136,15 +136,27 @@ static void print_volume_table(json_t *vols)
     table_free(t);
 }
 
+/* A latency in microseconds, in the unit that keeps it short. */
+static void fmt_latency(double us, char *buf, size_t len)
+{
+    if (us < 1000)
+        snprintf(buf, len, "%.1f us", us);
+    else if (us < 1e6)
+        snprintf(buf, len, "%.2f ms", us / 1e3);
+    else
+        snprintf(buf, len, "%.2f s", us / 1e6);
+}
+
 static void print_latency(json_t *lat)
 {
     const char *op;
     json_t *o;
     json_object_foreach(lat, op, o)
     {
-        printf("  latency %-10s p50 %.1f us  p99 %.1f us  count %" JSON_INTEGER_FORMAT "\n", op,
-               json_number_value(json_object_get(o, "p50")),
-               json_number_value(json_object_get(o, "p99")),
+        char p50[32], p99[32];
+        fmt_latency(json_number_value(json_object_get(o, "p50")), p50, sizeof p50);
+        fmt_latency(json_number_value(json_object_get(o, "p99")), p99, sizeof p99);
+        printf("  latency %-10s p50 %-10s p99 %-10s count %" JSON_INTEGER_FORMAT "\n", op, p50, p99,
                json_integer_value(json_object_get(o, "count")));
     }
 }
@@ -288,7 +300,10 @@ static int cmd_volume_add(struct cli *cli)
     int r = client_call(cli->client, "POST", "/api/v1/volumes", body, &j);
     if (r)
         return r;
-    print_volume_line("added volume", j);
+    if (cli->flags & F_JSON)
+        print_json(j);
+    else
+        print_volume_line("added volume", j);
     json_decref(j);
     return EXIT_OK;
 }
@@ -302,7 +317,14 @@ static int cmd_volume_remove(struct cli *cli)
     json_decref(j);
     if (r)
         return r;
-    printf("removed volume %s\n", cli->args[0]);
+    if (cli->flags & F_JSON) {
+        /* The server answers 204 without a body: say what happened. */
+        _cleanup_json_ json_t *o = json_pack("{s:s, s:b, s:b}", "name", cli->args[0], "removed", 1,
+                                             "forced", !!(cli->flags & F_FORCE));
+        print_json(o);
+    } else {
+        printf("removed volume %s\n", cli->args[0]);
+    }
     return EXIT_OK;
 }
 
@@ -313,8 +335,11 @@ static int set_enabled(struct cli *cli, const char *action)
     int r = path ? client_call(cli->client, "POST", path, NULL, &j) : EXIT_CONNECT;
     if (r)
         return r;
-    printf("volume %s: acceleration %s\n", cli->args[0],
-           json_string_value(json_object_get(j, "state")));
+    if (cli->flags & F_JSON)
+        print_json(j);
+    else
+        printf("volume %s: acceleration %s\n", cli->args[0],
+               json_string_value(json_object_get(j, "state")));
     json_decref(j);
     return EXIT_OK;
 }
@@ -340,6 +365,11 @@ static int cmd_invalidate(struct cli *cli)
     r = path ? client_call(cli->client, "POST", path, body, &j) : EXIT_CONNECT;
     if (r)
         return r;
+    if (cli->flags & F_JSON) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
     char len[32];
     format_size((uint64_t)json_integer_value(json_object_get(j, "length")), len, sizeof len);
     printf("invalidated %s: %s at offset %" JSON_INTEGER_FORMAT "\n", cli->args[0], len,
@@ -355,10 +385,12 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
-/* Poll the prefetch status until it stops; progress on a terminal. */
+/* Poll the prefetch status until it stops; progress on a terminal. With
+ * --json, the final status is the only output. */
 static int prefetch_wait(struct cli *cli, const char *path)
 {
-    bool tty = isatty(STDOUT_FILENO);
+    bool json = cli->flags & F_JSON;
+    bool tty = !json && isatty(STDOUT_FILENO);
     for (;;) {
         json_t *st;
         int r = client_call(cli->client, "GET", path, NULL, &st);
@@ -379,12 +411,15 @@ static int prefetch_wait(struct cli *cli, const char *path)
             const char *err = json_string_value(json_object_get(st, "error"));
             if (tty)
                 putchar('\n');
+            if (json)
+                print_json(st);
             if (err) {
                 fprintf(stderr, "shoalctl: prefetch of %s failed: %s\n", cli->args[0], err);
                 json_decref(st);
                 return EXIT_SERVER;
             }
-            printf("prefetch of %s done: %s\n", cli->args[0], d);
+            if (!json)
+                printf("prefetch of %s done: %s\n", cli->args[0], d);
             json_decref(st);
             return EXIT_OK;
         }
@@ -404,10 +439,15 @@ static int cmd_prefetch(struct cli *cli)
     r = path ? client_call(cli->client, "POST", path, body, &j) : EXIT_CONNECT;
     if (r)
         return r;
-    char len[32];
-    format_size((uint64_t)json_integer_value(json_object_get(j, "length")), len, sizeof len);
-    printf("prefetch of %s started: %s at offset %" JSON_INTEGER_FORMAT "\n", cli->args[0], len,
-           json_integer_value(json_object_get(j, "offset")));
+    if (cli->flags & F_JSON) {
+        if (!(cli->flags & F_WAIT))
+            print_json(j);
+    } else {
+        char len[32];
+        format_size((uint64_t)json_integer_value(json_object_get(j, "length")), len, sizeof len);
+        printf("prefetch of %s started: %s at offset %" JSON_INTEGER_FORMAT "\n", cli->args[0], len,
+               json_integer_value(json_object_get(j, "offset")));
+    }
     fflush(stdout);
     json_decref(j);
     return cli->flags & F_WAIT ? prefetch_wait(cli, path) : EXIT_OK;
@@ -425,6 +465,11 @@ static int cmd_cache_resize(struct cli *cli)
     int r = client_call(cli->client, "POST", "/api/v1/cache/resize", body, &j);
     if (r)
         return r;
+    if (cli->flags & F_JSON) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
     char cap[32], used[32];
     fmt_stat("capacity_bytes", json_object_get(j, "capacity_bytes"), cap, sizeof cap);
     fmt_stat("used_bytes", json_object_get(j, "used_bytes"), used, sizeof used);
@@ -435,12 +480,24 @@ static int cmd_cache_resize(struct cli *cli)
 
 static int cmd_version(struct cli *cli)
 {
-    printf("shoalctl %s\n", SHOAL_VERSION);
-    fflush(stdout);
+    bool json = cli->flags & F_JSON;
+    if (!json) {
+        printf("shoalctl %s\n", SHOAL_VERSION);
+        fflush(stdout);
+    }
     json_t *j;
     int r = client_call(cli->client, "GET", "/api/v1/stats", NULL, &j);
     if (r)
         return r;
+    if (json) {
+        _cleanup_json_ json_t *o =
+            json_pack("{s:s, s:O, s:s, s:O}", "shoalctl", SHOAL_VERSION, "shoald",
+                      json_object_get(j, "version"), "url", cli->url, "uptime_seconds",
+                      json_object_get(j, "uptime_seconds"));
+        print_json(o);
+        json_decref(j);
+        return EXIT_OK;
+    }
     char up[32];
     format_uptime((uint64_t)json_integer_value(json_object_get(j, "uptime_seconds")), up,
                   sizeof up);
@@ -465,23 +522,23 @@ static const struct command commands[] = {
     {"stats", NULL, cmd_stats, F_JSON, 0, 1, "stats [VOLUME] [--json]",
      "cache and per-volume statistics"},
     {"volumes", NULL, cmd_volumes, F_JSON, 0, 0, "volumes [--json]", "list volumes"},
-    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED, 2, 2,
+    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_JSON, 2, 2,
      "volume add NAME BACKING [--readonly] [--disabled]",
      "export BACKING (file, device, nbd://...) as NAME"},
-    {"volume", "remove", cmd_volume_remove, F_FORCE, 1, 1, "volume remove NAME [--force]",
+    {"volume", "remove", cmd_volume_remove, F_FORCE | F_JSON, 1, 1, "volume remove NAME [--force]",
      "stop exporting NAME (--force drops connected clients)"},
-    {"enable", NULL, cmd_enable, 0, 1, 1, "enable NAME", "turn acceleration on"},
-    {"disable", NULL, cmd_disable, 0, 1, 1, "disable NAME",
+    {"enable", NULL, cmd_enable, F_JSON, 1, 1, "enable NAME", "turn acceleration on"},
+    {"disable", NULL, cmd_disable, F_JSON, 1, 1, "disable NAME",
      "turn acceleration off (pass-through, drops cached blocks)"},
-    {"invalidate", NULL, cmd_invalidate, 0, 1, 3, "invalidate NAME [OFFSET LENGTH]",
+    {"invalidate", NULL, cmd_invalidate, F_JSON, 1, 3, "invalidate NAME [OFFSET LENGTH]",
      "forget cached blocks after the storage changed behind shoal"},
-    {"prefetch", NULL, cmd_prefetch, F_WAIT, 1, 3, "prefetch NAME [OFFSET LENGTH] [--wait]",
-     "load a range (default: all) into RAM"},
-    {"cache", "resize", cmd_cache_resize, 0, 1, 1, "cache resize SIZE",
+    {"prefetch", NULL, cmd_prefetch, F_WAIT | F_JSON, 1, 3,
+     "prefetch NAME [OFFSET LENGTH] [--wait]", "load a range (default: all) into RAM"},
+    {"cache", "resize", cmd_cache_resize, F_JSON, 1, 1, "cache resize SIZE",
      "change the RAM budget (e.g. 2G)"},
     {"top", NULL, cmd_top, F_ONCE, 0, 0, "top [--once]",
      "live per-volume IOPS, throughput and hit ratio (q quits)"},
-    {"version", NULL, cmd_version, 0, 0, 0, "version", "client and server versions"},
+    {"version", NULL, cmd_version, F_JSON, 0, 0, "version", "client and server versions"},
     {"help", NULL, NULL, 0, 0, 0, "help", "this text"},
 };
 
@@ -494,6 +551,8 @@ static void print_help(FILE *f)
             "\nOptions:\n"
             "  --url URL          management API (default: $SHOAL_URL, else %s)\n"
             "  --token-file FILE  bearer token for changes (default: $SHOAL_TOKEN)\n"
+            "  --json             print the server's answer as JSON, for scripts (every\n"
+            "                     command but top and help)\n"
             "\nSizes take binary suffixes: 4096, 64K, 1.5G, 2T.\n"
             "\nExit status:\n"
             "  0  success\n"

@@ -211,6 +211,9 @@ void volume_free(struct volume *v)
 {
     if (!v)
         return;
+    /* The prefetch thread uses the volume without a reference of its own:
+     * stop it before anything it touches goes away. */
+    __atomic_store_n(&v->pf_stop, 1, __ATOMIC_RELEASE);
     if (v->pf_joinable)
         pthread_join(v->pf_thread, NULL);
     dir_destroy(v->dir);
@@ -463,7 +466,7 @@ static void *prefetch_main(void *arg)
     }
     int err = s ? 0 : -ENOMEM;
     const uint64_t step = 16u << 20;
-    for (uint64_t done = 0; err == 0 && done < len && !volume_defunct(v);) {
+    for (uint64_t done = 0; err == 0 && done < len;) {
         uint64_t n = MIN(step, len - done);
         err = vol_prefetch(v, off + done, n, s);
         done += n;
@@ -476,8 +479,7 @@ static void *prefetch_main(void *arg)
         v->pf.running = false;
         v->pf.error = err;
     }
-    log_info(core, "volume %s: prefetch done (%s)", v->name, err ? strerror(-err) : "ok");
-    volume_put(v);
+    log_info(core, "volume %s: prefetch %s", v->name, err ? strerror(-err) : "done");
     return NULL;
 }
 
@@ -495,11 +497,9 @@ int volume_prefetch_start(struct volume *v, uint64_t offset, uint64_t length)
         v->pf_joinable = false;
     }
     v->pf = (struct prefetch_status){.running = true, .offset = offset, .length = length};
-    volume_get(v);
     int r = pthread_create(&v->pf_thread, NULL, prefetch_main, v);
     if (r != 0) {
         v->pf.running = false;
-        volume_put(v);
         return -r;
     }
     v->pf_joinable = true;

@@ -10,11 +10,19 @@
 static EVP_MD *sha256_md;
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
 static __thread EVP_MD_CTX *tl_ctx;
+/* Frees a thread's context when the thread exits, whoever created it. */
+static pthread_key_t ctx_key;
+
+static void ctx_destroy(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void md_init(void)
 {
     /* Fetch once: EVP_sha256() would look the implementation up per call. */
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    pthread_key_create(&ctx_key, ctx_destroy);
 }
 
 int fp_compute_len(const void *buf, size_t len, struct fp *out)
@@ -26,6 +34,7 @@ int fp_compute_len(const void *buf, size_t len, struct fp *out)
         tl_ctx = EVP_MD_CTX_new();
         if (!tl_ctx)
             return -ENOMEM;
+        pthread_setspecific(ctx_key, tl_ctx);
     }
     unsigned int n = 0;
     if (EVP_DigestInit_ex2(tl_ctx, sha256_md, NULL) != 1 ||
@@ -52,6 +61,9 @@ void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1])
 
 void fp_thread_cleanup(void)
 {
+    if (!tl_ctx)
+        return;
+    pthread_setspecific(ctx_key, NULL);
     EVP_MD_CTX_free(tl_ctx);
     tl_ctx = NULL;
 }

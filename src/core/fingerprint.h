@@ -42,8 +42,9 @@ static inline bool fp_equal(const struct fp *a, const struct fp *b)
 /* Lower-case hex into out (2*FP_SIZE+1 bytes). */
 void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1]);
 
-/* Release this thread's digest context (optional; called at thread exit by
- * long-lived pools to keep leak checkers quiet). */
+/* Release this thread's digest context now. Optional: a thread's context is
+ * freed automatically when the thread exits; the main thread calls this
+ * before exit to keep leak checkers quiet. */
 void fp_thread_cleanup(void);
 
 #endif

@@ -490,6 +490,9 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
     uint64_t pos = offset & ~BLOCK_MASK;
     uint64_t end = MIN(offset + length, v->size);
     while (pos < end) {
+        /* A removed volume stops warming at once (per 1 MiB chunk). */
+        if (volume_defunct(v) || __atomic_load_n(&v->pf_stop, __ATOMIC_ACQUIRE))
+            return -ESHUTDOWN;
         uint32_t n = (uint32_t)MIN((uint64_t)PREFETCH_CHUNK, end - pos);
         uint64_t first = block_of(pos);
         uint32_t nb = (uint32_t)(block_of(pos + n - 1) - first + 1);

@@ -44,6 +44,7 @@ struct volume {
     struct prefetch_status pf;
     pthread_t pf_thread;
     bool pf_joinable;
+    int pf_stop; /* atomic: volume_free asks the prefetch thread to stop */
 };
 
 /* Open a volume over an already opened back end (takes ownership of be,

@@ -98,8 +98,20 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct mgmt_reply
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, rep->location);
     if (rep->status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"shoal\"");
-    /* Stats are live; a cached copy would mislead. */
+    /* Stats are live; a cached copy would mislead. The dashboard's files
+     * are small and change with the binary: not caching them either keeps
+     * an upgraded daemon from running next to an old page. */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (rep->page) {
+        /* The page loads only its own files and talks only to this
+         * server; no inline script, no framing by another site. */
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    }
     enum MHD_Result ret = MHD_queue_response(conn, rep->status, resp);
     MHD_destroy_response(resp);
     reply_free(rep);
@@ -163,6 +175,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                                        MHD_HTTP_HEADER_AUTHORIZATION))) {
             log_warn(mgmt, "%s %s refused: missing or wrong bearer token", method, url);
             reply_error(&rep, 401, "a valid \"Authorization: Bearer TOKEN\" header is required");
+            return answer_early(conn, p, &rep);
+        }
+        const char *why =
+            mm == MGMT_GET
+                ? NULL
+                : auth_browser_refusal(
+                      m, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
+                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site"));
+        if (why) {
+            log_warn(mgmt, "%s %s refused: %s", method, url, why);
+            reply_error(&rep, 403, "%s", why);
             return answer_early(conn, p, &rep);
         }
         const char *cl =

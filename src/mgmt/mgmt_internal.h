@@ -64,6 +64,7 @@ struct mgmt_reply {
     const char *content_type; /* static string */
     char allow[64];           /* "Allow" header for 405, or "" */
     char location[300];       /* "Location" header for 201, or "" */
+    bool page;                /* a dashboard file: send the browser-hardening headers */
 };
 
 /* Scope-bound releases for the types handlers juggle. */
@@ -139,14 +140,18 @@ int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **bu
 void api_dispatch(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep);
 
 /* ---- static pages (static.c) ---- */
-/* Serve "/", "/dashboard" and "/dashboard/..."; kept apart so the real
- * dashboard can replace it. */
+/* Serve the dashboard: "/", "/dashboard" and "/dashboard/FILE". */
 void static_serve(const char *path, struct mgmt_reply *rep);
 
 /* ---- auth (auth.c) ---- */
 /* True when the Authorization header value carries the configured token
  * (or no token is configured). Compares in constant time. */
 bool auth_check(const struct mgmt *m, const char *authorization);
+/* Why a mutating request that came through a browser must be refused (a
+ * message for the 403), or NULL. Arguments are the Host, Origin and
+ * Sec-Fetch-Site headers, each NULL when absent. */
+const char *auth_browser_refusal(const struct mgmt *m, const char *host, const char *origin,
+                                 const char *fetch_site);
 
 /* Seconds since mgmt_start. */
 uint64_t mgmt_uptime_seconds(const struct mgmt *m);

@@ -25,13 +25,24 @@ json_t *render_cache_json(const struct cache_snapshot *c)
     return obj;
 }
 
+/* Percentiles since start, plus the raw bucket counts (bucket i: latency
+ * below 2^i us, the last one open-ended): a client that keeps two samples
+ * gets the percentiles of the interval between them from the differences,
+ * which is what the dashboard charts. */
 static json_t *latency_json(const struct histogram_snap *h)
 {
     double mean_us = h->count ? (double)h->sum_ns / (double)h->count / 1000.0 : 0;
-    return json_pack("{s:o, s:o, s:o, s:o, s:o}", "p50", json_ratio(hist_quantile_us(h, 0.50)),
+    json_t *buckets = json_array();
+    for (int i = 0; buckets && i < HIST_BUCKETS; i++) {
+        if (json_array_append_new(buckets, json_u64(h->buckets[i])) < 0) {
+            json_decref(buckets);
+            buckets = NULL;
+        }
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "p50", json_ratio(hist_quantile_us(h, 0.50)),
                      "p90", json_ratio(hist_quantile_us(h, 0.90)), "p99",
                      json_ratio(hist_quantile_us(h, 0.99)), "mean", json_ratio(mean_us), "count",
-                     json_u64(h->count));
+                     json_u64(h->count), "buckets", buckets);
 }
 
 /* Identity fields shared by both volume renderings. */

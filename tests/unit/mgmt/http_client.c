@@ -66,6 +66,13 @@ static size_t on_read(char *buf, size_t size, size_t n, void *opaque)
     return k;
 }
 
+static __thread const char *const *extra_headers;
+
+void http_set_headers(const char *const *headers)
+{
+    extra_headers = headers;
+}
+
 void http_req(unsigned port, const char *method, const char *path, const char *body,
               size_t body_len, const char *token, int chunked, struct http_resp *r)
 {
@@ -100,6 +107,8 @@ void http_req(unsigned port, const char *method, const char *path, const char *b
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
     }
+    for (const char *const *h = extra_headers; h && *h; h++)
+        hdrs = curl_slist_append(hdrs, *h);
     /* No "Expect: 100-continue" round trip. */
     hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);

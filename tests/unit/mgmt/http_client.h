@@ -21,5 +21,8 @@ struct http_resp {
 void http_req(unsigned port, const char *method, const char *path, const char *body,
               size_t body_len, const char *token, int chunked, struct http_resp *r);
 void http_resp_free(struct http_resp *r);
+/* Extra request headers ("Name: value", NULL-terminated) for the following
+ * requests of this thread; NULL for none. */
+void http_set_headers(const char *const *headers);
 
 #endif

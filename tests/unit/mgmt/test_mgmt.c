@@ -22,6 +22,7 @@
 #include "fake_engine.h"
 #include "http_client.h"
 #include "mgmt/mgmt.h"
+#include "mgmt/mgmt_internal.h" /* auth_browser_refusal, struct mgmt */
 
 #define TOKEN "s3cret-token"
 
@@ -202,6 +203,77 @@ static void test_no_token_server(void **state)
     assert_int_equal(calls().set_enabled, 1);
 }
 
+/* Changes through a browser: only from the server's own page; without a
+ * token only to a loopback Host (DNS rebinding). Reads stay open. */
+static void test_browser_rules(void **state)
+{
+    (void)state;
+    struct mgmt with = {.token = (char *)"t0123456789", .token_len = 11};
+    struct mgmt without = {0};
+    static const struct {
+        bool token;
+        const char *host, *origin, *site;
+        bool refused;
+    } cases[] = {
+        {true, "127.0.0.1:10810", NULL, NULL, false},
+        {true, "127.0.0.1:10810", "http://127.0.0.1:10810", "same-origin", false},
+        {true, "127.0.0.1:10810", "http://127.0.0.1:10810", NULL, false},
+        {true, "shoal.example:443", "https://shoal.example:443", "same-origin", false},
+        {true, "127.0.0.1:10810", NULL, "none", false},
+        {true, "127.0.0.1:10810", "http://evil.example", NULL, true},
+        {true, "127.0.0.1:10810", "http://127.0.0.1:10811", NULL, true},
+        {true, "127.0.0.1:10810", "null", NULL, true},
+        {true, "127.0.0.1:10810", NULL, "cross-site", true},
+        {true, "127.0.0.1:10810", NULL, "same-site", true},
+        {true, NULL, "http://127.0.0.1:10810", NULL, true},
+        {true, "rebound.example:10810", "http://rebound.example:10810", "same-origin", false},
+        {false, "rebound.example:10810", "http://rebound.example:10810", "same-origin", true},
+        {false, "rebound.example:10810", NULL, NULL, true},
+        {false, "127.0.0.1:10810", NULL, NULL, false},
+        {false, "127.0.0.1", NULL, NULL, false},
+        {false, "127.1.2.3:80", NULL, NULL, false},
+        {false, "localhost:10810", "http://localhost:10810", "same-origin", false},
+        {false, "[::1]:10810", "http://[::1]:10810", "same-origin", false},
+        {false, "[::1]", NULL, NULL, false},
+        {false, "10.0.0.1:10810", NULL, NULL, true},
+        {false, "localhost.evil.example:10810", NULL, NULL, true},
+        {false, NULL, NULL, NULL, false}, /* HTTP/1.0 without Host: not a browser */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *why = auth_browser_refusal(cases[i].token ? &with : &without, cases[i].host,
+                                               cases[i].origin, cases[i].site);
+        if ((why != NULL) != cases[i].refused)
+            fail_msg("case %zu (host %s, origin %s, site %s): %s", i, cases[i].host,
+                     cases[i].origin, cases[i].site, why ? why : "accepted");
+    }
+
+    /* Through the server (which has a token). */
+    struct http_resp r;
+    static const char *const evil[] = {"Origin: http://evil.example", NULL};
+    http_set_headers(evil);
+    req("POST", "/api/v1/volumes/vm1/disable", NULL, TOKEN, &r);
+    assert_error(&r, 403);
+    http_resp_free(&r);
+    assert_int_equal(calls().set_enabled, 0);
+    req("GET", "/api/v1/volumes/vm1", NULL, NULL, &r);
+    assert_status(&r, 200);
+    http_resp_free(&r);
+    static const char *const cross[] = {"Sec-Fetch-Site: cross-site", NULL};
+    http_set_headers(cross);
+    req("DELETE", "/api/v1/volumes/vm1", NULL, TOKEN, &r);
+    assert_error(&r, 403);
+    http_resp_free(&r);
+    char own[80];
+    snprintf(own, sizeof own, "Origin: http://127.0.0.1:%u", port);
+    const char *const same[] = {own, "Sec-Fetch-Site: same-origin", NULL};
+    http_set_headers(same);
+    req("POST", "/api/v1/volumes/vm1/disable", NULL, TOKEN, &r);
+    assert_status(&r, 200);
+    http_resp_free(&r);
+    http_set_headers(NULL);
+    assert_int_equal(calls().set_enabled, 1);
+}
+
 static void test_ipv6(void **state)
 {
     (void)state;
@@ -251,6 +323,19 @@ static void check_latency(json_t *vol)
         assert_true(json_is_number(json_object_get(o, "p50")));
         assert_true(json_is_number(json_object_get(o, "p99")));
         assert_true(json_is_integer(json_object_get(o, "count")));
+        /* Raw buckets (for interval percentiles): they add up to count. */
+        json_t *b = json_object_get(o, "buckets");
+        assert_true(json_is_array(b));
+        assert_int_equal(json_array_size(b), HIST_BUCKETS);
+        json_int_t sum = 0;
+        size_t k;
+        json_t *x;
+        json_array_foreach(b, k, x)
+        {
+            assert_true(json_is_integer(x));
+            sum += json_integer_value(x);
+        }
+        assert_int_equal(sum, json_integer_value(json_object_get(o, "count")));
     }
 }
 
@@ -529,7 +614,9 @@ static void test_methods_and_paths(void **state)
                                           "/api/v1/volumes/vm1/x",
                                           "/api/v1/volumes//enable",
                                           "/metricsx",
-                                          "/dashboard/app.js"};
+                                          "/dashboard/nope.js",
+                                          "/dashboard/app.js/x",
+                                          "/dashboard/assets.h"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         req("GET", unknown[i], NULL, NULL, &r);
         if (r.status != 404)
@@ -545,6 +632,46 @@ static void test_methods_and_paths(void **state)
     http_resp_free(&r);
     req("GET", "/dashboard", NULL, NULL, &r);
     assert_status(&r, 200);
+    http_resp_free(&r);
+}
+
+/* The dashboard's files are compiled in and served with their types. */
+static void test_dashboard(void **state)
+{
+    (void)state;
+    struct http_resp r;
+    static const struct {
+        const char *path, *type, *needle;
+    } files[] = {
+        {"/", "text/html; charset=utf-8", "/dashboard/app.js"},
+        {"/dashboard", "text/html; charset=utf-8", "/dashboard/style.css"},
+        {"/dashboard/", "text/html; charset=utf-8", "scope-select"},
+        {"/dashboard/index.html", "text/html; charset=utf-8", "volumes-body"},
+        {"/dashboard/app.js", "text/javascript; charset=utf-8", "/api/v1/stats"},
+        {"/dashboard/style.css", "text/css; charset=utf-8", "--accent"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        req("GET", files[i].path, NULL, NULL, &r);
+        if (r.status != 200)
+            fail_msg("%s -> %ld", files[i].path, r.status);
+        assert_string_equal(r.content_type, files[i].type);
+        assert_true(r.len > 100);
+        assert_int_equal(strlen(r.body), r.len); /* text, no stray NUL */
+        if (!strstr(r.body, files[i].needle))
+            fail_msg("%s lacks \"%s\"", files[i].path, files[i].needle);
+        http_resp_free(&r);
+    }
+    /* HEAD is answered like GET, without a body. */
+    req("HEAD", "/dashboard/app.js", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type, "text/javascript; charset=utf-8");
+    http_resp_free(&r);
+    /* Files are not writable. */
+    req("POST", "/dashboard/app.js", "{}", TOKEN, &r);
+    assert_error(&r, 405);
+    http_resp_free(&r);
+    req("DELETE", "/dashboard/style.css", NULL, TOKEN, &r);
+    assert_error(&r, 405);
     http_resp_free(&r);
 }
 
@@ -940,7 +1067,7 @@ int main(void)
         T(test_methods_and_paths), T(test_body_limit),     T(test_volume_add),
         T(test_volume_remove),     T(test_enable_disable), T(test_invalidate),
         T(test_prefetch),          T(test_resize),         T(test_garbage),
-        T(test_concurrent),
+        T(test_concurrent),        T(test_dashboard),      T(test_browser_rules),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

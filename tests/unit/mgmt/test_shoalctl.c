@@ -322,13 +322,75 @@ static void test_exit_codes(void **state)
     expect(rc, 0, out, "Commands:");
 }
 
+/* Parse a command's whole output as JSON (it must be nothing else). */
+static json_t *run_json(const char *fmt_args)
+{
+    char *out;
+    int rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "%s", fmt_args);
+    if (rc != 0) {
+        fprintf(stderr, "%s: exit %d\n%s\n", fmt_args, rc, out);
+        fail();
+    }
+    json_error_t err;
+    json_t *j = json_loads(out, 0, &err);
+    if (!j) {
+        fprintf(stderr, "%s: not JSON (%s):\n%s\n", fmt_args, err.text, out);
+        fail();
+    }
+    free(out);
+    return j;
+}
+
+/* --json on every command that changes something: scripts get the
+ * server's answer, and nothing else on stdout. */
+static void test_json_everywhere(void **state)
+{
+    (void)state;
+    json_t *j = run_json("volume add vm9 /srv/vm9.img --readonly --json");
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "vm9");
+    assert_true(json_is_true(json_object_get(j, "readonly")));
+    json_decref(j);
+    j = run_json("disable vm9 --json");
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "disabled");
+    json_decref(j);
+    j = run_json("enable vm9 --json");
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "enabled");
+    json_decref(j);
+    j = run_json("invalidate vm1 4K 8K --json");
+    assert_int_equal(json_integer_value(json_object_get(j, "offset")), 4096);
+    assert_int_equal(json_integer_value(json_object_get(j, "length")), 8192);
+    json_decref(j);
+    j = run_json("prefetch vm1 0 1M --wait --json");
+    assert_true(json_is_false(json_object_get(j, "running")));
+    assert_int_equal(json_integer_value(json_object_get(j, "done_bytes")), 1 << 20);
+    json_decref(j);
+    j = run_json("cache resize 2G --json");
+    assert_int_equal(json_integer_value(json_object_get(j, "capacity_bytes")), 2ll << 30);
+    json_decref(j);
+    j = run_json("volume remove vm9 --json");
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "vm9");
+    assert_true(json_is_true(json_object_get(j, "removed")));
+    assert_true(json_is_false(json_object_get(j, "forced")));
+    json_decref(j);
+    j = run_json("version --json");
+    assert_string_equal(json_string_value(json_object_get(j, "shoalctl")), SHOAL_VERSION);
+    assert_true(json_is_integer(json_object_get(j, "uptime_seconds")));
+    json_decref(j);
+    /* Errors stay on stderr with the usual exit codes. */
+    char *out;
+    int rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "enable nope --json");
+    expect(rc, 2, out, "shoalctl: ");
+    rc = run(NULL, false, &out, "top --json");
+    expect(rc, 1, out, "--json does not apply");
+}
+
 #define T(fn) cmocka_unit_test_setup(fn, setup)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_stats),   T(test_volumes),     T(test_volume_add_remove),
-        T(test_control), T(test_top_version), T(test_exit_codes),
+        T(test_stats),       T(test_volumes),    T(test_volume_add_remove), T(test_control),
+        T(test_top_version), T(test_exit_codes), T(test_json_everywhere),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
