@@ -7,6 +7,8 @@
 #include "backend/backend.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -26,8 +28,24 @@ static const struct backend_ops *const registry[] = {
 #define ZERO_BUF_SIZE (1u << 20)
 static uint8_t zero_buf[ZERO_BUF_SIZE] __attribute__((aligned(4096)));
 
+static __thread char open_error[256];
+
+const char *backend_open_error(void)
+{
+    return open_error;
+}
+
+void backend_set_open_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(open_error, sizeof open_error, fmt, ap);
+    va_end(ap);
+}
+
 int backend_open(const struct backend_params *p, struct backend **out)
 {
+    open_error[0] = '\0';
     if (!p || !p->spec || !*p->spec || !out)
         return -EINVAL;
     *out = NULL;
@@ -37,8 +55,11 @@ int backend_open(const struct backend_params *p, struct backend **out)
             continue;
         int r = ops->open(p, out);
         if (r < 0) {
-            log_error(backend, "cannot open %s back end '%s': %s", ops->name, p->spec,
-                      strerror(-r));
+            /* The caller reports the failure (with backend_open_error()). */
+            if (!open_error[0])
+                backend_set_open_error("%s", strerror(-r));
+            log_debug(backend, "cannot open %s back end '%s': %s", ops->name, p->spec,
+                      open_error);
             *out = NULL;
             return r;
         }

@@ -97,6 +97,13 @@ struct backend {
 int backend_open(const struct backend_params *p, struct backend **out);
 void backend_close(struct backend *be);
 
+/* Why the last backend_open on this thread failed, in words ("No such file
+ * or directory", "connection refused by the upstream server", ...), so the
+ * caller can report it in one message. Empty after a success. */
+const char *backend_open_error(void);
+/* For back end implementations: record that detail while opening. */
+void backend_set_open_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Generic helpers built on the ops, used when a capability is missing:
  * zero by writing zero buffers, FUA by write + flush. */
 int backend_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,

@@ -200,7 +200,9 @@ int volume_open(struct engine *e, struct store *st, const struct volume_config *
     struct backend *be;
     int r = backend_open(&bp, &be);
     if (r < 0) {
-        log_error(core, "volume %s: cannot open back end '%s': %s", cfg->name, bp.spec,
+        /* The caller reports it (one line on the command line, a JSON error
+         * through the API). */
+        log_debug(core, "volume %s: cannot open back end '%s': %s", cfg->name, bp.spec,
                   strerror(-r));
         return r;
     }

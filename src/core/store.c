@@ -440,7 +440,7 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
             return r;
         }
     }
-    log_info(store, "content store: %llu blocks (%u shards, policy %s, max %llu blocks)",
+    log_debug(store, "content store: %llu blocks (%u shards, policy %s, max %llu blocks)",
              (unsigned long long)blocks, nshards, policy->name, (unsigned long long)max_blocks);
     *out = s;
     return 0;

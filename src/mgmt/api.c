@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -338,7 +339,8 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     if (r < 0) {
         /* Whatever the back end said (missing file, refused connection...)
          * is the client's to fix, hence 400 rather than 5xx. */
-        reply_error(rep, 400, "cannot open back end %s: %s", backing, strerror(-r));
+        const char *why = backend_open_error();
+        reply_error(rep, 400, "cannot open back end %s: %s", backing, why[0] ? why : strerror(-r));
         return;
     }
     log_info(mgmt, "volume %s added (%s%s%s)", name, backing, readonly ? ", read-only" : "",

@@ -385,7 +385,7 @@ static int file_open(const struct backend_params *p, struct backend **out)
     bool readonly = false;
     _cleanup_close_ int fd = open_fd(p, &readonly);
     if (fd < 0) {
-        log_error(backend, "open %s: %s", p->spec, strerror(-fd));
+        backend_set_open_error("%s", strerror(-fd));
         return fd;
     }
     struct stat st;
@@ -393,15 +393,16 @@ static int file_open(const struct backend_params *p, struct backend **out)
         return -errno;
     bool blk = S_ISBLK(st.st_mode);
     if (!blk && !S_ISREG(st.st_mode)) {
-        log_error(backend, "%s is neither a regular file nor a block device", p->spec);
+        backend_set_open_error("not a regular file or block device");
         return -EINVAL;
     }
     uint64_t size = (uint64_t)st.st_size;
     uint32_t lbs = 512;
     if (blk) {
         if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
-            log_error(backend, "BLKGETSIZE64 %s: %m", p->spec);
-            return -errno;
+            int e = errno;
+            backend_set_open_error("cannot get the device size: %s", strerror(e));
+            return -e;
         }
         int v = 0;
         if (ioctl(fd, BLKSSZGET, &v) == 0 && v > 0)

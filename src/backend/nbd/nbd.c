@@ -255,8 +255,10 @@ static int connect_handle(struct nbd_be *nb, struct nbd_handle **out)
     return 0;
 
 fail:
-    log_error(backend, "nbd: connect %s: %s", nb->be.spec,
-              err == ETIMEDOUT ? "timed out" : nbd_get_error());
+    /* At open the caller reports it; later it is a reconnect worth a log. */
+    backend_set_open_error("%s", err == ETIMEDOUT ? "connect timed out" : nbd_get_error());
+    if (nb->be.size)
+        log_error(backend, "nbd: connect %s: %s", nb->be.spec, backend_open_error());
     nbd_close(h);
     return -(err ? err : EIO);
 }
@@ -685,7 +687,7 @@ static int learn_export(struct nbd_be *nb, struct nbd_handle *h, const struct ba
 {
     int64_t size = nbd_get_size(h);
     if (size < 0) {
-        log_error(backend, "nbd: %s: %s", nb->be.spec, nbd_get_error());
+        backend_set_open_error("%s", nbd_get_error());
         return -EIO;
     }
     nb->be.size = (uint64_t)size;
