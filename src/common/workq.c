@@ -15,9 +15,11 @@ struct workq {
     pthread_cond_t cond;
     struct work *head, *tail;
     unsigned queued;
+    unsigned idle; /* workers waiting for work */
     bool stopping;
     unsigned nthreads;
-    pthread_t *threads;
+    unsigned max;
+    pthread_t *threads; /* max entries */
     struct workq_config cfg;
 };
 
@@ -29,8 +31,11 @@ static void *worker_main(void *arg)
         struct work *w;
         {
             LOCK_GUARD(&q->lock);
-            while (!q->head && !q->stopping)
+            while (!q->head && !q->stopping) {
+                q->idle++;
                 pthread_cond_wait(&q->cond, &q->lock);
+                q->idle--;
+            }
             if (!q->head)
                 break;
             w = q->head;
@@ -47,36 +52,51 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Start one more worker. Caller holds q->lock (or is the only user). */
+static int spawn_locked(struct workq *q)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    unsigned i = q->nthreads;
+    int r = pthread_create(&q->threads[i], &attr, worker_main, q);
+    pthread_attr_destroy(&attr);
+    if (r != 0)
+        return -r;
+    char name[16];
+    snprintf(name, sizeof name, "%.10s/%u", q->cfg.name ? q->cfg.name : "worker", i % 1000);
+    pthread_setname_np(q->threads[i], name);
+    q->nthreads = i + 1;
+    return 0;
+}
+
 int workq_create(const struct workq_config *cfg, struct workq **out)
 {
     struct workq *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
     q->cfg = *cfg;
-    q->threads = calloc(cfg->threads, sizeof *q->threads);
+    q->max = cfg->max_threads ? cfg->max_threads : 8 * cfg->threads;
+    if (q->max < cfg->threads)
+        q->max = cfg->threads;
+    q->threads = calloc(q->max, sizeof *q->threads);
     if (!q->threads) {
         free(q);
         return -ENOMEM;
     }
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->cond, NULL);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
     for (unsigned i = 0; i < cfg->threads; i++) {
-        int r = pthread_create(&q->threads[i], &attr, worker_main, q);
-        if (r != 0) {
-            pthread_attr_destroy(&attr);
-            q->nthreads = i;
-            workq_destroy(q);
-            return -r;
+        int r;
+        {
+            LOCK_GUARD(&q->lock);
+            r = spawn_locked(q);
         }
-        char name[16];
-        snprintf(name, sizeof name, "%.10s/%u", cfg->name ? cfg->name : "worker", i % 1000);
-        pthread_setname_np(q->threads[i], name);
-        q->nthreads = i + 1;
+        if (r < 0) {
+            workq_destroy(q);
+            return r;
+        }
     }
-    pthread_attr_destroy(&attr);
     *out = q;
     return 0;
 }
@@ -91,6 +111,9 @@ void workq_submit(struct workq *q, struct work *w)
         q->head = w;
     q->tail = w;
     q->queued++;
+    /* Everyone busy (some perhaps stuck on a slow back end): add a worker. */
+    if (q->idle == 0 && q->nthreads < q->max && spawn_locked(q) < 0)
+        log_warn(main, "cannot add a worker thread (%u running)", q->nthreads);
     pthread_cond_signal(&q->cond);
 }
 
@@ -109,6 +132,12 @@ void workq_destroy(struct workq *q)
     pthread_cond_destroy(&q->cond);
     free(q->threads);
     free(q);
+}
+
+unsigned workq_threads(struct workq *q)
+{
+    LOCK_GUARD(&q->lock);
+    return q->nthreads;
 }
 
 unsigned workq_queued(struct workq *q)

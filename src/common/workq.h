@@ -1,6 +1,11 @@
-/* Worker pool: a fixed set of threads running submitted work items in FIFO
- * order. Used for everything that may block on a back end, so the threads
- * that parse requests never wait on storage.
+/* Worker pool: threads running submitted work items in FIFO order. Used for
+ * everything that may block on a back end, so the threads that parse
+ * requests never wait on storage.
+ *
+ * The pool starts with `threads` workers and grows, up to `max_threads`,
+ * whenever work is queued while no worker is idle: one slow or hung back end
+ * must not take every worker and stall volumes on healthy storage. Workers
+ * added this way stay until the pool is destroyed (bounded by max_threads).
  *
  * Each worker owns a scratch object (made by the pool's scratch_new) handed
  * to every item it runs: per-thread state too large for a request.
@@ -17,7 +22,8 @@ struct work {
 struct workq;
 
 struct workq_config {
-    unsigned threads;
+    unsigned threads;     /* started at creation */
+    unsigned max_threads; /* growth limit (0: 8 x threads) */
     void *(*scratch_new)(void);
     void (*scratch_free)(void *);
     const char *name; /* thread name prefix (<= 10 chars) */
@@ -28,5 +34,6 @@ void workq_submit(struct workq *q, struct work *w);
 /* Runs everything queued, then stops and joins the threads. */
 void workq_destroy(struct workq *q);
 unsigned workq_queued(struct workq *q);
+unsigned workq_threads(struct workq *q);
 
 #endif

@@ -364,7 +364,7 @@ int store_resize(struct store *s, uint64_t capacity)
         sh->limit = limit;
         s->policy->resize_locked(sh->pstate, limit);
     }
-    s->capacity_blocks = blocks;
+    __atomic_store_n(&s->capacity_blocks, blocks, __ATOMIC_RELAXED);
     log_info(store, "cache capacity now %llu blocks", (unsigned long long)blocks);
     return 0;
 }
@@ -475,7 +475,7 @@ void store_destroy(struct store *s)
 void store_get_stats(struct store *s, struct store_stats *out)
 {
     memset(out, 0, sizeof *out);
-    out->capacity_blocks = s->capacity_blocks;
+    out->capacity_blocks = __atomic_load_n(&s->capacity_blocks, __ATOMIC_RELAXED);
     out->metadata_bytes = sizeof *s + sizeof(struct shard) * s->nshards;
     for (uint32_t i = 0; i < s->nshards; i++) {
         struct shard *sh = &s->shards[i];
@@ -494,7 +494,7 @@ void store_get_stats(struct store *s, struct store_stats *out)
 
 uint64_t store_capacity_bytes(const struct store *s)
 {
-    return s->capacity_blocks * BLOCK_SIZE;
+    return __atomic_load_n(&s->capacity_blocks, __ATOMIC_RELAXED) * BLOCK_SIZE;
 }
 
 uint64_t store_max_bytes(const struct store *s)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "common/bufpool.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -41,6 +42,21 @@ static int read_token(const char *file, char **out)
     }
     *out = strdup(buf);
     return *out ? 0 : -1;
+}
+
+/* path made absolute against the current directory (the file need not
+ * exist yet). NULL on allocation failure. */
+static char *absolute_path(const char *path)
+{
+    if (path[0] == '/')
+        return strdup(path);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        return strdup(path);
+    char *out = NULL;
+    if (asprintf(&out, "%s/%s", cwd, path) < 0)
+        return NULL;
+    return out;
 }
 
 /* Fork; the parent waits on a pipe until the child is ready (or failed), so
@@ -120,18 +136,31 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Absolute paths before a daemon's chdir("/"). */
+    /* Absolute paths before a daemon's chdir("/"), and an early check that
+     * backing files exist, so a typo gets one line and nothing starts. */
     char *abs_specs[MAX_VOLUMES] = {0};
     for (unsigned i = 0; i < o->nvolumes; i++) {
         const char *spec = o->volumes[i].backend.spec;
-        if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0 && spec[0] != '/') {
+        if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0) {
             abs_specs[i] = realpath(spec, NULL);
-            if (!abs_specs[i]) {
+            if (!abs_specs[i] || access(abs_specs[i], R_OK) != 0) {
                 fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
                         spec, strerror(errno));
                 return 1;
             }
             o->volumes[i].backend.spec = abs_specs[i];
+        }
+    }
+    char *abs_pid = o->pid_file ? absolute_path(o->pid_file) : NULL;
+    if (abs_pid)
+        o->pid_file = abs_pid;
+    char *abs_listen[MAX_LISTEN] = {0};
+    for (unsigned i = 0; i < o->nlisten; i++) {
+        if (strncmp(o->listen[i], "unix:", 5) == 0 && o->listen[i][5] != '/') {
+            char *p = absolute_path(o->listen[i] + 5);
+            if (p && asprintf(&abs_listen[i], "unix:%s", p) > 0)
+                o->listen[i] = abs_listen[i];
+            free(p);
         }
     }
 
@@ -160,8 +189,9 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < o->nvolumes; i++) {
         r = engine_add_volume(engine, &o->volumes[i]);
         if (r < 0) {
+            const char *why = backend_open_error();
             fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
-                    o->volumes[i].backend.spec, strerror(-r));
+                    o->volumes[i].backend.spec, why[0] ? why : strerror(-r));
             return 1;
         }
     }
@@ -172,6 +202,7 @@ int main(int argc, char **argv)
         .tls = o->tls,
         .tls_certificates = o->tls_certificates,
         .tls_psk = o->tls_psk,
+        .tls_verify_peer = o->tls_verify_peer,
         .allow = o->allow,
         .nallow = o->nallow,
     };
@@ -239,6 +270,9 @@ int main(int argc, char **argv)
         unlink(o->pid_file);
     for (unsigned i = 0; i < o->nvolumes; i++)
         free(abs_specs[i]);
+    for (unsigned i = 0; i < o->nlisten; i++)
+        free(abs_listen[i]);
+    free(abs_pid);
     free(token);
     options_free(o);
     free(o);

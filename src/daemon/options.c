@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,15 @@ static void usage(FILE *f)
             "      --io-memory SIZE              cap on request buffers (default 512M)\n"
             "      --direct                      open file back ends with O_DIRECT\n"
             "      --pid-file FILE               write the daemon's pid\n"
+            "      --tls off|on|require          NBD over TLS (STARTTLS): off (default),\n"
+            "                                    offered, or required of every client\n"
+            "      --tls-certificates DIR        x509: DIR/server-cert.pem, server-key.pem\n"
+            "                                    (+ ca-cert.pem, ca-crl.pem)\n"
+            "      --tls-psk FILE                PSK: username:hexkey lines (psktool)\n"
+            "      --tls-verify-peer             x509: require client certificates signed\n"
+            "                                    by DIR/ca-cert.pem\n"
+            "      --allow ADDR[/PREFIX]|unix    accept NBD clients only from these\n"
+            "                                    addresses (repeatable; default: all)\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
             DEFAULT_LISTEN, DEFAULT_HTTP);
@@ -88,6 +98,7 @@ enum {
     OPT_TLS,
     OPT_TLS_CERTS,
     OPT_TLS_PSK,
+    OPT_TLS_VERIFY_PEER,
     OPT_ALLOW,
 };
 
@@ -112,6 +123,7 @@ static const struct option long_opts[] = {
     {"tls", required_argument, NULL, OPT_TLS},
     {"tls-certificates", required_argument, NULL, OPT_TLS_CERTS},
     {"tls-psk", required_argument, NULL, OPT_TLS_PSK},
+    {"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER},
     {"allow", required_argument, NULL, OPT_ALLOW},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -188,6 +200,14 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
             char h[256], p[16];
             if (nbd_parse_hostport(val, h, sizeof h, p, sizeof p) < 0)
                 return bad("listen address", val, "want ADDR:PORT, [IPv6]:PORT or unix:PATH");
+            /* Resolve now, so a bad host is reported before anything starts. */
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                                     .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+            struct addrinfo *res = NULL;
+            int g = getaddrinfo(h[0] ? h : NULL, p, &hints, &res);
+            if (g != 0)
+                return bad("listen address", val, gai_strerror(g));
+            freeaddrinfo(res);
         } else if (!val[5]) {
             return bad("listen address", val, "empty unix socket path");
         }
@@ -268,6 +288,14 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         return 0;
     case OPT_TLS_PSK:
         o->tls_psk = val;
+        return 0;
+    case OPT_TLS_VERIFY_PEER:
+        if (from_file) {
+            if (parse_bool(val, &o->tls_verify_peer) < 0)
+                return bad("tls-verify-peer", val, "want true or false");
+        } else {
+            o->tls_verify_peer = true;
+        }
         return 0;
     case OPT_ALLOW:
         if (o->nallow == ARRAY_SIZE(o->allow))
@@ -407,7 +435,7 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
     o->io_memory = DEFAULT_IO_MEMORY;
     o->http = DEFAULT_HTTP;
     o->handshake_timeout_ms = 10000;
-    const char *shortopts = "+l:m:c:rfvD:hV";
+    const char *shortopts = ":l:m:c:rfvD:hV";
 
     /* Pass 1: the config file, so the command line can override it. */
     opterr = 0;
@@ -419,8 +447,8 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
     }
     unsigned file_listeners = o->nlisten;
 
-    /* Pass 2: everything else. */
-    opterr = 1;
+    /* Pass 2: everything else. Our own messages, one line each. */
+    opterr = 0;
     optind = 0;
     bool cli_listen = false;
     while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
@@ -440,7 +468,15 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             o->verbosity++;
             break;
         case '?':
-            fprintf(stderr, "shoald: try 'shoald --help'\n");
+            if (optopt)
+                fprintf(stderr, "shoald: unknown option '-%c' (try 'shoald --help')\n", optopt);
+            else
+                fprintf(stderr, "shoald: unknown option '%s' (try 'shoald --help')\n",
+                        argv[optind - 1]);
+            return -1;
+        case ':':
+            fprintf(stderr, "shoald: option '%s' needs a value (try 'shoald --help')\n",
+                    argv[optind - 1]);
             return -1;
         case 'l':
             /* Listeners given on the command line replace the file's. */

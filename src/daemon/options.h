@@ -31,6 +31,7 @@ struct daemon_options {
     enum nbd_tls_mode tls;
     const char *tls_certificates;
     const char *tls_psk;
+    bool tls_verify_peer;
     const char *allow[64];
     unsigned nallow;
     int verbosity;

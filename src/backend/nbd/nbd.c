@@ -58,6 +58,7 @@ struct nbd_conn {
     uint64_t gen;         /* bumped whenever h is replaced or dropped */
     bool kill;            /* a request timed out: the poller drops h */
     bool stop;            /* backend closing: the poller exits */
+    bool connecting;      /* a submitter is reconnecting (without c->lock held) */
     uint64_t last_attempt_ns;
     int efd; /* eventfd that wakes the poller */
     pthread_t thread;
@@ -77,15 +78,20 @@ struct nbd_be {
 };
 
 /* One request (possibly split into several commands on one connection),
- * waited for on the submitter's stack. libnbd calls the completion callback
- * and then the free callback exactly once per command, including when the
- * command fails to be issued and when the handle is closed under it, so
- * `pending` counting free calls always reaches zero. */
+ * waited for on the submitter's stack. libnbd calls the free callback exactly
+ * once per command, including when the command fails to be issued and when
+ * the handle is closed under it, so `pending` counting free calls always
+ * reaches zero. The completion callback, though, is NOT called for commands
+ * still in flight when nbd_close() tears a live handle down (our timeout
+ * path): such a command was freed without completing, and must count as
+ * failed — never as a read that filled the buffer or a write that landed. */
 struct nbd_wait {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned pending;
-    int err; /* first error, positive errno */
+    unsigned issued;    /* commands handed to libnbd */
+    unsigned completed; /* completion callbacks seen */
+    int err;            /* first error, positive errno */
 };
 
 /* Extents of one NBD_CMD_BLOCK_STATUS, clipped to the requested range. */
@@ -158,11 +164,10 @@ static void wake_poller(struct nbd_conn *c)
 static int on_complete(void *user_data, int *error)
 {
     struct nbd_wait *w = user_data;
-    if (*error) {
-        LOCK_GUARD(&w->lock);
-        if (!w->err)
-            w->err = *error;
-    }
+    LOCK_GUARD(&w->lock);
+    w->completed++;
+    if (*error && !w->err)
+        w->err = *error;
     return 1; /* retire the command now; nobody calls nbd_aio_command_completed */
 }
 
@@ -263,25 +268,32 @@ fail:
     return -(err ? err : EIO);
 }
 
-/* Make sure c has a live handle. Caller holds c->lock. */
+/* Make sure c has a live handle. Caller holds c->lock; it is dropped while
+ * connecting (which can take up to the request timeout), and requests that
+ * find a reconnect in progress fail at once instead of queueing behind it. */
 static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
 {
     if (c->h)
         return c->kill ? -EIO : 0; /* being torn down: fail, do not queue behind it */
     uint64_t now = now_ns();
-    if (now - c->last_attempt_ns < NBD_RECONNECT_NS)
+    if (c->connecting || now - c->last_attempt_ns < NBD_RECONNECT_NS)
         return -EIO;
     c->last_attempt_ns = now;
+    c->connecting = true;
+    pthread_mutex_unlock(&c->lock);
     struct nbd_handle *h;
     int r = connect_handle(nb, &h);
+    int64_t size = r == 0 ? nbd_get_size(h) : -1;
+    pthread_mutex_lock(&c->lock);
+    c->connecting = false;
     if (r < 0)
         return -EIO;
-    int64_t size = nbd_get_size(h);
-    if (size < 0 || (uint64_t)size != nb->be.size) {
-        log_error(backend, "nbd: %s changed size on reconnect (%" PRId64 " != %" PRIu64 ")",
-                  nb->be.spec, size, nb->be.size);
+    if (size < 0 || (uint64_t)size != nb->be.size || c->stop || c->h) {
+        if (!c->stop && !c->h)
+            log_error(backend, "nbd: %s changed size on reconnect (%" PRId64 " != %" PRIu64 ")",
+                      nb->be.spec, size, nb->be.size);
         nbd_close(h);
-        return -EIO;
+        return c->h && !c->kill ? 0 : -EIO;
     }
     log_info(backend, "nbd: %s: connection %u re-established", nb->be.spec, c->idx);
     c->h = h;
@@ -410,7 +422,12 @@ static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nb
         pthread_mutex_lock(&w->lock);
         w->pending++;
         pthread_mutex_unlock(&w->lock);
-        if (issue(c->h, rq, p, n, off, w) < 0) {
+        int64_t cookie = issue(c->h, rq, p, n, off, w);
+        if (cookie >= 0) {
+            LOCK_GUARD(&w->lock);
+            w->issued++;
+        }
+        if (cookie < 0) {
             /* libnbd already ran on_free for it. A handle that died since
              * we looked refuses with EINVAL ("wrong state"): that is the
              * lost connection, not a bad request. */
@@ -490,9 +507,10 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
                 pthread_mutex_lock(&w.lock);
             }
         }
+        bool incomplete = w.completed < w.issued;
         pthread_mutex_unlock(&w.lock);
-        if (timed_out)
-            r = -EIO;
+        if (timed_out || incomplete)
+            r = -EIO; /* some command never completed: its data is not there */
         else if (w.err)
             r = map_nbd_errno(w.err);
     }

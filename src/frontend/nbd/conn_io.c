@@ -47,12 +47,15 @@ static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
     for (;;) {
         /* With a timeout, poll first: SO_RCVTIMEO would also work but is
          * per-socket state the transmission phase would have to undo. */
-        if (io->timeout_ms > 0) {
-            int r = wait_fd(io->fd, POLLIN, io->timeout_ms);
+        int tmo = conn_io_wait_budget(io);
+        if (tmo < 0)
+            return -ETIMEDOUT;
+        if (tmo > 0) {
+            int r = wait_fd(io->fd, POLLIN, tmo);
             if (r < 0)
                 return r;
         }
-        ssize_t n = recv(io->fd, buf, len, io->timeout_ms > 0 ? MSG_DONTWAIT : 0);
+        ssize_t n = recv(io->fd, buf, len, tmo > 0 ? MSG_DONTWAIT : 0);
         if (n < 0 && errno == ENOTSOCK)
             n = read(io->fd, buf, len); /* pipes in tools and harnesses */
         if (n >= 0)
@@ -61,7 +64,7 @@ static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             /* Spurious wakeup, or a non-blocking fd without a timeout. */
-            if (io->timeout_ms <= 0) {
+            if (tmo == 0) {
                 int r = wait_fd(io->fd, POLLIN, 0);
                 if (r < 0)
                     return r;

@@ -12,6 +12,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "common/util.h"
+
 struct conn_io;
 
 struct conn_io_ops {
@@ -30,7 +32,24 @@ struct conn_io {
     int fd;
     void *tls;            /* TLS session when ops is the TLS transport */
     int timeout_ms;       /* recv timeout while waiting for data; <=0: none */
+    uint64_t deadline_ns; /* CLOCK_MONOTONIC end of the whole phase (handshake); 0: none */
 };
+
+/* How long the next wait for data may take, in ms: the per-wait timeout
+ * capped by the deadline; 0 = unbounded; -1 = the deadline has passed. */
+static inline int conn_io_wait_budget(const struct conn_io *io)
+{
+    int tmo = io->timeout_ms > 0 ? io->timeout_ms : 0;
+    if (!io->deadline_ns)
+        return tmo;
+    uint64_t now = now_ns();
+    if (now >= io->deadline_ns)
+        return -1;
+    uint64_t left = (io->deadline_ns - now + 999999u) / 1000000u;
+    if (left > INT32_MAX)
+        left = INT32_MAX;
+    return (tmo == 0 || (int)left < tmo) ? (int)left : tmo;
+}
 
 /* Plain socket transport on fd (the io does not own fd until close()). */
 void conn_io_init_plain(struct conn_io *io, int fd);

@@ -90,7 +90,7 @@ static const char *opt_name(uint32_t opt)
 
 static bool shutting_down(const struct hs *h)
 {
-    return h->cfg->shutting_down && *h->cfg->shutting_down;
+    return h->cfg->shutting_down && __atomic_load_n(h->cfg->shutting_down, __ATOMIC_ACQUIRE);
 }
 
 /* ---- replies ---- */

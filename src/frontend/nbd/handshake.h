@@ -52,7 +52,7 @@ struct nbd_handshake_cfg {
     int (*starttls)(struct conn_io *io, void *opaque);
     void *starttls_opaque;
     /* Refuse new options with NBD_REP_ERR_SHUTDOWN (checked per option). */
-    const volatile int *shutting_down;
+    const int *shutting_down; /* read atomically */
 };
 
 struct nbd_handshake_result {

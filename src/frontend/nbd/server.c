@@ -23,7 +23,9 @@
 #include "common/workq.h"
 #include "core/engine.h"
 #include "core/volume_io.h"
+#include "frontend/nbd/allow.h"
 #include "frontend/nbd/proto.h"
+#include "frontend/nbd/tls.h"
 #include "frontend/nbd/transmit.h"
 
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
@@ -49,7 +51,9 @@ struct nbd_server {
     unsigned max_connections;
     struct workq *wq;
     struct nbd_transmit_ctx tctx;
-    volatile int stopping;
+    int stopping; /* atomic */
+    struct nbd_tls *tls;    /* credentials when ncfg.tls != NBD_TLS_OFF */
+    struct nbd_allow allow; /* --allow; empty: every client */
 
     struct listener *listeners;
     unsigned nlisteners;
@@ -125,15 +129,20 @@ static int exp_list(void *opaque, int (*emit)(void *ctx, const char *name, const
 
 /* ---- connections ---- */
 
-static void conn_track(struct nbd_server *s, struct conn_entry *ce)
+static void conn_track_locked(struct nbd_server *s, struct conn_entry *ce)
 {
-    LOCK_GUARD(&s->lock);
     ce->prev = NULL;
     ce->next = s->conns;
     if (s->conns)
         s->conns->prev = ce;
     s->conns = ce;
     s->nconns++;
+}
+
+static void conn_track(struct nbd_server *s, struct conn_entry *ce)
+{
+    LOCK_GUARD(&s->lock);
+    conn_track_locked(s, ce);
 }
 
 static void conn_untrack(struct nbd_server *s, struct conn_entry *ce)
@@ -149,14 +158,21 @@ static void conn_untrack(struct nbd_server *s, struct conn_entry *ce)
     pthread_cond_broadcast(&s->cond);
 }
 
-void nbd_serve_connection(struct nbd_server *s, int fd)
+static bool stopping(struct nbd_server *s)
 {
-    struct conn_entry ce = {.fd = fd};
-    conn_track(s, &ce);
+    return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);
+}
 
+/* Serve a connection already counted in s->conns; untracks it at the end. */
+static void serve_tracked(struct nbd_server *s, struct conn_entry *ce)
+{
+    int fd = ce->fd;
     struct conn_io io;
     conn_io_init_plain(&io, fd);
+    /* The whole handshake must finish in time, not just each wait: a client
+     * trickling a byte at a time must not hold a slot forever. */
     io.timeout_ms = s->ncfg.handshake_timeout_ms;
+    io.deadline_ns = now_ns() + (uint64_t)s->ncfg.handshake_timeout_ms * 1000000u;
 
     struct nbd_exports exports = {
         .opaque = s,
@@ -165,7 +181,9 @@ void nbd_serve_connection(struct nbd_server *s, int fd)
         .list = exp_list,
     };
     struct nbd_handshake_cfg hcfg = {
-        .tls = NBD_TLS_OFF,
+        .tls = s->tls ? s->ncfg.tls : NBD_TLS_OFF,
+        .starttls = s->tls ? nbd_tls_starttls : NULL,
+        .starttls_opaque = s->tls,
         .shutting_down = &s->stopping,
     };
     struct nbd_handshake_result *hs = calloc(1, sizeof *hs);
@@ -176,6 +194,7 @@ void nbd_serve_connection(struct nbd_server *s, int fd)
                   volume_name(v), hs->structured, hs->base_allocation);
         volume_conn_attach(v);
         io.timeout_ms = 0; /* idle clients may stay connected */
+        io.deadline_ns = 0;
         r = nbd_transmit(&s->tctx, &io, v, hs);
         volume_conn_detach(v);
         if (r < 0 && r != -ECONNRESET && r != -EPIPE)
@@ -185,43 +204,54 @@ void nbd_serve_connection(struct nbd_server *s, int fd)
         log_debug(nbd, "handshake failed: %s", strerror(-r));
     }
     free(hs);
-    conn_untrack(s, &ce);
+    conn_untrack(s, ce);
     io.ops->close(&io);
+}
+
+void nbd_serve_connection(struct nbd_server *s, int fd)
+{
+    struct conn_entry ce = {.fd = fd};
+    conn_track(s, &ce);
+    serve_tracked(s, &ce);
 }
 
 struct conn_start {
     struct nbd_server *srv;
-    int fd;
+    struct conn_entry ce;
 };
 
 static void *conn_main(void *arg)
 {
-    struct conn_start cs = *(struct conn_start *)arg;
-    free(arg);
-    nbd_serve_connection(cs.srv, cs.fd);
+    struct conn_start *cs = arg;
+    serve_tracked(cs->srv, &cs->ce);
+    free(cs);
     return NULL;
 }
 
 static void spawn_connection(struct nbd_server *s, int fd)
 {
-    {
-        LOCK_GUARD(&s->lock);
-        if (s->nconns >= s->max_connections) {
-            s->refused++;
-            if (s->refused % 1000 == 1)
-                log_warn(nbd, "connection limit (%u) reached: refusing clients",
-                         s->max_connections);
-            close(fd);
-            return;
-        }
-    }
     struct conn_start *cs = malloc(sizeof *cs);
     if (!cs) {
         close(fd);
         return;
     }
     cs->srv = s;
-    cs->fd = fd;
+    cs->ce = (struct conn_entry){.fd = fd};
+    {
+        /* Count the connection before its thread exists, so a burst of
+         * clients cannot overshoot the limit. */
+        LOCK_GUARD(&s->lock);
+        if (s->nconns >= s->max_connections) {
+            s->refused++;
+            if (s->refused % 1000 == 1)
+                log_warn(nbd, "connection limit (%u) reached: refusing clients",
+                         s->max_connections);
+            free(cs);
+            close(fd);
+            return;
+        }
+        conn_track_locked(s, &cs->ce);
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, CONN_STACK);
@@ -231,6 +261,7 @@ static void spawn_connection(struct nbd_server *s, int fd)
     pthread_attr_destroy(&attr);
     if (r != 0) {
         log_warn(nbd, "cannot start a connection thread: %s", strerror(r));
+        conn_untrack(s, &cs->ce);
         free(cs);
         close(fd);
     }
@@ -240,10 +271,12 @@ static void *accept_main(void *arg)
 {
     struct listener *l = arg;
     struct nbd_server *s = l->srv;
-    while (!s->stopping) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    while (!stopping(s)) {
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peerlen, SOCK_CLOEXEC);
         if (fd < 0) {
-            if (s->stopping)
+            if (stopping(s))
                 break;
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -255,6 +288,17 @@ static void *accept_main(void *arg)
             if (errno == EINVAL || errno == EBADF)
                 break; /* listener shut down */
             log_warn(nbd, "accept: %s", strerror(errno));
+            continue;
+        }
+        /* Access list first: a refused client gets no byte, not even the
+         * greeting. */
+        if (!nbd_allow_match(&s->allow, (struct sockaddr *)&peer, peerlen)) {
+            if (log_enabled(nbd, LOG_LVL_DEBUG)) {
+                char who[INET6_ADDRSTRLEN + 8];
+                nbd_allow_format_peer((struct sockaddr *)&peer, peerlen, who, sizeof who);
+                log_debug(nbd, "client %s not in --allow list: closed", who);
+            }
+            close(fd);
             continue;
         }
         int one = 1;
@@ -392,10 +436,23 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
         s->ncfg = *(const struct nbd_config *)cfg->proto;
     if (s->ncfg.handshake_timeout_ms <= 0)
         s->ncfg.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    if (s->ncfg.tls != NBD_TLS_OFF) {
-        log_error(nbd, "TLS is not available in this build yet");
+    int r = nbd_allow_parse(s->ncfg.allow, s->ncfg.nallow, &s->allow);
+    if (r < 0) {
         free(s);
-        return -ENOTSUP;
+        return r;
+    }
+    if (s->ncfg.tls != NBD_TLS_OFF) {
+        struct nbd_tls_config tc = {
+            .certificates_dir = s->ncfg.tls_certificates,
+            .psk_file = s->ncfg.tls_psk,
+            .verify_peer = s->ncfg.tls_verify_peer,
+        };
+        r = nbd_tls_load(&tc, &s->tls);
+        if (r < 0) {
+            nbd_allow_free(&s->allow);
+            free(s);
+            return r;
+        }
     }
     s->max_connections = cfg->max_connections ? cfg->max_connections : DEFAULT_MAX_CONNECTIONS;
     pthread_mutex_init(&s->lock, NULL);
@@ -407,8 +464,10 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
         .scratch_free = scratch_free,
         .name = "nbd-io",
     };
-    int r = workq_create(&wc, &s->wq);
+    r = workq_create(&wc, &s->wq);
     if (r < 0) {
+        nbd_tls_free(s->tls);
+        nbd_allow_free(&s->allow);
         free(s);
         return r;
     }
@@ -447,7 +506,7 @@ void nbd_server_stop(struct nbd_server *s)
 {
     if (!s)
         return;
-    s->stopping = 1;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < s->nlisteners; i++) {
         struct listener *l = &s->listeners[i];
         if (l->fd >= 0) {
@@ -470,6 +529,8 @@ void nbd_server_stop(struct nbd_server *s)
             pthread_cond_wait(&s->cond, &s->lock);
     }
     workq_destroy(s->wq);
+    nbd_tls_free(s->tls);
+    nbd_allow_free(&s->allow);
     free(s->listeners);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);

@@ -20,7 +20,8 @@ struct nbd_config {
     enum nbd_tls_mode tls;
     const char *tls_certificates; /* directory with ca-cert.pem, server-cert.pem, server-key.pem */
     const char *tls_psk;       /* PSK file (username:hexkey lines) */
-    const char *const *allow;  /* client address prefixes allowed (NULL: all) */
+    bool tls_verify_peer;      /* x509: require a client certificate signed by ca-cert.pem */
+    const char *const *allow;  /* client addresses allowed (see allow.h; none: all) */
     unsigned nallow;
 };
 

@@ -627,7 +627,7 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
     int err = validate(c, r);
     if (!err && volume_defunct(c->v))
         err = ESHUTDOWN;
-    if (!err && c->ctx->stopping && *c->ctx->stopping)
+    if (!err && c->ctx->stopping && __atomic_load_n(c->ctx->stopping, __ATOMIC_ACQUIRE))
         err = ESHUTDOWN;
 
     if (r->cmd == NBD_CMD_WRITE) {

@@ -26,7 +26,7 @@ struct workq;
 
 struct nbd_transmit_ctx {
     struct workq *wq;
-    const volatile int *stopping; /* server shutting down */
+    const int *stopping; /* server shutting down; read atomically */
 };
 
 /* Serve requests until the client disconnects, the connection fails, or

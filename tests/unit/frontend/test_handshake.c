@@ -99,7 +99,7 @@ struct srv {
     struct nbd_exports exports;
     struct nbd_handshake_cfg cfg;
     struct nbd_handshake_result res;
-    volatile int stopping;
+    int stopping; /* read atomically by the handshake */
     int starttls_calls;
     int starttls_ret;
     int ret;
@@ -1276,7 +1276,7 @@ static void test_shutting_down(void **state)
 {
     (void)state;
     struct srv *s = srv_new(NBD_TLS_OFF);
-    s->stopping = 1;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     srv_start(s);
     c_greet(s, FIXED_NZ);
     c_go(s, NBD_OPT_GO, "a", NULL, 0);
@@ -1290,7 +1290,7 @@ static void test_shutting_down(void **state)
     srv_free(s);
 
     s = srv_new(NBD_TLS_OFF);
-    s->stopping = 1;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     srv_start(s);
     c_greet(s, FIXED_NZ);
     c_opt(s, NBD_OPT_EXPORT_NAME, "a", 1);

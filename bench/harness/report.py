@@ -1,0 +1,286 @@
+"""Results of a run: the JSON file, the PNG chart (gnuplot) and the Markdown
+tables that go into bench/README.md."""
+import json
+import os
+import re
+import subprocess
+
+from common import MiB
+
+# Short labels for the chart's x axis.
+LABELS = {
+    "s1.qd1_lat_vs_memory": "1: QD1 lat / memory",
+    "s1.qd32_iops_vs_memory": "1: QD32 IOPS / memory",
+    "s1.qd32_iops_vs_cache": "1: QD32 IOPS / nbdkit cache",
+    "s1.qd1_lat_vs_cache": "1: QD1 lat / nbdkit cache",
+    "s1.qd1_lat_vs_nbdkit_file": "1: QD1 lat / nbdkit file",
+    "s1.qd32_iops_vs_nbdkit_file": "1: QD32 IOPS / nbdkit file",
+    "s1.qd1_lat_vs_qemu_nbd": "1: QD1 lat / qemu-nbd",
+    "s1.qd32_iops_vs_qemu_nbd": "1: QD32 IOPS / qemu-nbd",
+    "s2.seq_bw_vs_memory": "2: 1M seq / memory",
+    "s2.seq_bw_vs_cache": "2: 1M seq / nbdkit cache",
+    "s3.hit_lat_vs_array_1ms": "3: hit lat / 1ms array",
+    "s3.hit_lat_vs_array_200us": "3: hit lat / 200us array",
+    "s3.cold_pass_vs_array_1ms": "3: cold pass / 1ms array",
+    "s3.cold_pass_vs_array_200us": "3: cold pass / 200us array",
+    "s4.cold_throughput_vs_nbdkit_file": "4: cold MB/s / nbdkit file",
+    "s4.cold_throughput_vs_qemu_nbd": "4: cold MB/s / qemu-nbd",
+    "s5.second_storm_hit_ratio": "5: storm-2 hit ratio",
+    "s5.second_storm_speedup_vs_cache": "5: storm-2 speed-up vs cache",
+    "s5.first_storm_speedup_vs_cache": "5: storm-1 speed-up vs cache",
+    "s5.second_storm_offload_cache": "5: nbdkit cache storm-2 offload",
+    "s5.dedup_ratio": "5: dedup ratio",
+    "s6.write_lat_vs_array": "6: write lat / array",
+    "s6.read_hit_ratio": "6: read hit ratio",
+    "s6.read_lat_vs_array": "6: read lat / array",
+    "s7.fingerprint_vs_openssl": "7: SHA-256 / openssl speed",
+    "s7.memcpy_vs_fingerprint": "7: memcpy / SHA-256",
+    "s7.rss_vs_cache_size": "7: RSS / cache size",
+}
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.3f" % v
+
+
+def verdict(r):
+    if r["target"] is None:
+        return "info"
+    return "**met**" if r["pass"] else "**NOT met**"
+
+
+def target_text(r):
+    t = r["target"]
+    if t is None:
+        return ("lower is better" if r["better"] == "lower" else "higher is better")
+    v = t["value"]
+    vs = "1/15 (%.4f)" % v if abs(v - 1 / 15) < 1e-9 else fmt(v)
+    return "%s %s" % ("≤" if t["op"] == "<=" else "≥", vs)
+
+
+def ratio_table(doc):
+    lines = ["| # | ratio | measured | target | |", "|---|---|---|---|---|"]
+    for r in doc["ratios"]:
+        lines.append("| %d | %s | %s | %s | %s |" % (r["scenario"], r["what"], fmt(r["value"]),
+                                                   target_text(r), verdict(r)))
+    return "\n".join(lines)
+
+
+def raw_table(doc):
+    """A few raw medians, for scale (absolute numbers of this machine and this
+    run; only the ratios are meant to be compared between runs)."""
+    res = doc["results"]
+    rows = []
+    s1 = res.get("s1_hit_path", {}).get("median")
+    if s1:
+        for s, v in s1["qd1"].items():
+            rows.append(("1", "%s QD1 4K random read, mean latency" % s,
+                         "%.1f us" % v["lat_mean_us"]))
+        for s, v in s1["qd32"].items():
+            rows.append(("1", "%s QD32 4K random read" % s, "%.0f IOPS" % v["iops"]))
+    s2 = res.get("s2_sequential", {}).get("median")
+    if s2:
+        for s, v in s2.items():
+            rows.append(("2", "%s 1 MiB sequential read QD4" % s, "%.0f MB/s" % (v["bw_bytes"] / 1e6)))
+    s3 = res.get("s3_slow_array")
+    if s3:
+        for d, v in s3.items():
+            m, c = v["qd1_lat_median"], v["cold_pass_median"]
+            rows.append(("3", "%s array QD1 4K read, mean latency: shoal hit / array" % d,
+                         "%.1f us / %.1f us" % (m["shoal"], m["array"])))
+            rows.append(("3", "%s array whole-image pass: shoal cold / array" % d,
+                         "%.2f s / %.2f s" % (c["shoal-cold"], c["array"])))
+    s4 = res.get("s4_miss_path", {}).get("median")
+    if s4:
+        rows.append(("4", "cold whole-image pass: " + ", ".join(s4),
+                     " / ".join("%.0f" % v for v in s4.values()) + " MB/s"))
+    s5 = res.get("s5_boot_storm")
+    if s5:
+        m, c = s5["median"], s5["config"]
+        rows.append(("5", "storm: %d clones of a %d MiB image (%d MiB used), %d reads / %.1f MiB "
+                     "per boot, QD%d, RAM %d MiB" % (
+                         c["clones"], c["gold_image_bytes"] // MiB, c["gold_used_bytes"] // MiB,
+                         c["reads_per_boot"], c["bytes_per_boot"] / MiB, c["queue_depth"],
+                         c["ram_bytes"] // MiB), ""))
+        rows.append(("5", "first storm wall time: shoal / nbdkit cache",
+                     "%.2f s / %.2f s" % (m["shoal"]["first_wall"], m["nbdkit-cache"]["first_wall"])))
+        rows.append(("5", "second storm wall time: shoal / nbdkit cache",
+                     "%.2f s / %.2f s" % (m["shoal"]["second_wall"],
+                                          m["nbdkit-cache"]["second_wall"])))
+        rows.append(("5", "shoal hit ratio, first / second storm",
+                     "%s / %s" % (fmt(m["shoal"]["first_hit_ratio"]),
+                                  fmt(m["shoal"]["second_hit_ratio"]))))
+        rows.append(("5", "bytes kept off the arrays, second storm: shoal / nbdkit cache",
+                     "%s / %s" % (fmt(m["shoal"]["second_offload"]),
+                                  fmt(m["nbdkit-cache"]["second_offload"]))))
+    s6 = res.get("s6_write_mix", {}).get("median")
+    if s6:
+        rows.append(("6", "70/30 mix write latency: shoal / array",
+                     "%.0f us / %.0f us" % (s6["shoal"]["write_lat_mean_us"],
+                                            s6["array"]["write_lat_mean_us"])))
+        rows.append(("6", "70/30 mix read latency: shoal / array",
+                     "%.0f us / %.0f us" % (s6["shoal"]["read_lat_mean_us"],
+                                            s6["array"]["read_lat_mean_us"])))
+    s7 = res.get("s7_costs")
+    if s7:
+        m = s7["median"]
+        rows.append(("7", "SHA-256 of 4 KiB blocks per core: shoal fp_compute / openssl speed",
+                     "%.0f / %.0f MB/s" % (m["fp-speed"], m["openssl"] or 0)))
+        rows.append(("7", "memcpy of 4 KiB blocks per core", "%.0f MB/s" % m["memcpy"]))
+        md = s7["metadata"]
+        rows.append(("7", "metadata per cached block (%d blocks held)" % md["unique_blocks"],
+                     "%.1f bytes" % md["metadata_bytes_per_block"]))
+        for x in s7["rss"]:
+            rows.append(("7", "shoald RSS with --cache-size %d MiB: idle / filled (%d MiB held)"
+                         % (x["cache_size"] // MiB, x["used_bytes"] // MiB),
+                         "%.1f / %.1f MiB" % (x["rss_idle"] / MiB, x["rss_filled"] / MiB)))
+    lines = ["| # | measurement (medians) | value |", "|---|---|---|"]
+    lines += ["| %s | %s | %s |" % r for r in rows]
+    return "\n".join(lines)
+
+
+def summary_md(doc):
+    t = [r for r in doc["ratios"] if r["target"] is not None]
+    met = [r for r in t if r["pass"]]
+    m = doc["machine"]
+    head = ("Run of %s (commit `%s`%s), %s mode, %s, %s cores, %.1f GiB RAM, load average "
+            "%.1f at start / %.1f at end; %d repetitions per measurement, medians; took %.0f s."
+            % (doc["date"], doc["commit"], ", with uncommitted changes" if doc["dirty"] else "",
+               doc["mode"], m["cpu"], m["cores"], m["mem_gib"], m["load_start"], m["load_end"],
+               doc["config"]["reps"], doc["runtime_seconds"]))
+    lines = [head, "", "Targets met: **%d of %d**." % (len(met), len(t))]
+    notmet = [r for r in t if not r["pass"]]
+    if notmet:
+        lines.append("Not met: " + "; ".join("%s (%s, target %s)" % (r["what"], fmt(r["value"]),
+                                                                     target_text(r))
+                                             for r in notmet) + ".")
+    if doc.get("errors"):
+        lines.append("Errors: " + "; ".join(doc["errors"]))
+    return "\n".join(lines)
+
+
+def write_json(doc, path):
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+
+
+def chart(doc, png, workdir):
+    """Bar chart of the ratios (log scale, bars from parity 1.0 to the value;
+    green = target met, red = not met, grey = informational; black dash =
+    target), and the boot storm's hit ratio over time. Returns None or an
+    error string."""
+    bars = os.path.join(workdir, "chart-ratios.dat")
+    n = 0
+    with open(bars, "w") as f:
+        for r in doc["ratios"]:
+            v = r["value"]
+            if v is None or v <= 0 or r["id"] == "s7.metadata_bytes_per_block":
+                continue
+            color = 0x9e9e9e if r["target"] is None else (0x2e7d32 if r["pass"] else 0xc62828)
+            arrow = "↓" if r["better"] == "lower" else "↑"
+            label = LABELS.get(r["id"], r["id"]) + " " + arrow
+            f.write('%d "%s" %g %g %g %d\n' % (n, label, v, min(v, 1.0), max(v, 1.0), color))
+            n += 1
+    targets = os.path.join(workdir, "chart-targets.dat")
+    with open(targets, "w") as f:
+        i = 0
+        for r in doc["ratios"]:
+            v = r["value"]
+            if v is None or v <= 0 or r["id"] == "s7.metadata_bytes_per_block":
+                continue
+            if r["target"]:
+                f.write("%d %g\n" % (i, r["target"]["value"]))
+            i += 1
+    ts = doc["results"].get("s5_boot_storm", {}).get("timeseries")
+    series = {}
+    if ts:
+        for k in ("shoal_hit_ratio", "shoal_array_offload", "nbdkit_cache_array_offload"):
+            p = os.path.join(workdir, "chart-%s.dat" % k)
+            with open(p, "w") as f:
+                for storm in ts[k]:  # a blank line breaks the line between storms
+                    for t, v in storm:
+                        f.write("%g %g\n" % (t, v))
+                    if not storm:  # keep the block: a point outside the plot
+                        f.write("-1 -1\n")
+                    f.write("\n\n")
+            series[k] = p
+    title = "shoal %s (%s mode, %s): ratios against peers measured in the same run" % (
+        doc["commit"], doc["mode"], doc["date"])
+    gp = ["set terminal pngcairo size 1500,1150 font 'DejaVu Sans,10'",
+          "set output '%s'" % png,
+          "set multiplot layout 2,1 title \"%s\"" % title.replace('"', "'"),
+          "set size 1,0.62", "set origin 0,0.36",
+          "set logscale y", "set grid ytics",
+          "set ylabel 'ratio (log scale; bars start at parity 1.0)'",
+          "set xtics rotate by -40 left font ',8' nomirror",
+          "set xrange [-0.7:%g]" % (n - 0.3),
+          "set bmargin 9",
+          "set key outside top center horizontal",
+          "plot '%s' using 1:3:($1-0.35):($1+0.35):4:5:6:xtic(2) with boxxyerror fs solid 0.8 "
+          "lc rgb variable notitle, "
+          "'' using 1:($3>=1?$3:1/0):(sprintf('%%.3g',$3)) with labels offset 0,0.7 font ',8' "
+          "notitle, "
+          "'' using 1:($3<1?$3:1/0):(sprintf('%%.3g',$3)) with labels offset 0,-0.7 font ',8' "
+          "notitle, "
+          "'%s' using 1:2 with points pt 7 ps 1.3 lc rgb 'black' title 'target', "
+          "keyentry with boxes fs solid 0.8 lc rgb '#2e7d32' title 'target met', "
+          "keyentry with boxes fs solid 0.8 lc rgb '#c62828' title 'target not met', "
+          "keyentry with boxes fs solid 0.8 lc rgb '#9e9e9e' "
+          "title 'no target (for information); arrow: which way is better', "
+          "1 with lines lc rgb '#555555' dt 2 notitle" % (bars, targets)]
+    if series:
+        gp += ["unset logscale y", "set size 1,0.36", "set origin 0,0",
+               "set xtics norotate font ',9'", "set bmargin 4", "set xrange [0:*]",
+               "set yrange [0:1.05]", "set xlabel 'seconds since the storm started'",
+               "set ylabel 'share of read bytes'", "set key inside right center vertical",
+               "set title 'VDI boot storm (last repetition)'"]
+        plots = []
+        for k, title, color, pt in (
+                ("shoal_hit_ratio", "shoal: hit ratio (daemon stats)", "#1565c0", 7),
+                ("nbdkit_cache_array_offload",
+                 "nbdkit cache: read bytes kept off the arrays", "#ef6c00", 5)):
+            if k not in series:
+                continue
+            for i, (dt, lw) in enumerate(((2, 1.5), (1, 3))):
+                plots.append("'%s' index %d using 1:2 with linespoints pt %d ps 0.8 lw %g dt %d "
+                             "lc rgb '%s' title '%s, storm %d'"
+                             % (series[k], i, pt, lw, dt, color, title, i + 1))
+        gp.append("plot " + ", ".join(plots))
+    gp.append("unset multiplot")
+    script = os.path.join(workdir, "chart.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(gp) + "\n")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        return "gnuplot failed: " + r.stderr.strip()[-500:]
+    return None
+
+
+BEGIN = "<!-- BEGIN RESULTS (written by bench/run) -->"
+END = "<!-- END RESULTS -->"
+
+
+def update_readme(readme, doc, png_rel, json_rel):
+    with open(readme) as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        return False
+    body = "\n\n".join([
+        summary_md(doc),
+        "Results file: [`%s`](%s); chart: [`%s`](%s)." % (json_rel, json_rel, png_rel, png_rel),
+        "![ratios and boot storm](%s)" % png_rel,
+        "### Ratios\n\n" + ratio_table(doc),
+        "### Raw medians (this machine, this run; for scale only)\n\n" + raw_table(doc),
+    ])
+    new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END),
+                 lambda m: BEGIN + "\n\n" + body + "\n\n" + END, text, flags=re.S)
+    with open(readme, "w") as f:
+        f.write(new)
+    return True

@@ -1,0 +1,45 @@
+/* Client access list for the NBD server (--allow): which peer addresses may
+ * connect. The server checks it right after accept(), before it sends a
+ * byte; a client that does not match is closed at once.
+ *
+ * An entry is one of
+ *   ADDR          an IPv4 or IPv6 address (one host)
+ *   ADDR/PREFIX   an IPv4 or IPv6 network in CIDR form ("10.0.0.0/8",
+ *                 "fd00::/8"; brackets around IPv6 are accepted)
+ *   unix, local   clients on a unix-domain socket listener
+ * With no entries every client is allowed. With entries, only matching
+ * clients are: unix-socket clients too must be listed ("unix"). A client
+ * reaching an IPv6 listener from an IPv4-mapped address (::ffff:a.b.c.d)
+ * matches IPv4 entries. Names are not resolved (no DNS at accept time).
+ *
+ * Read-only after parsing; matched from any accept thread without locks. */
+#ifndef SHOAL_FRONTEND_NBD_ALLOW_H
+#define SHOAL_FRONTEND_NBD_ALLOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct nbd_allow_rule {
+    int family;       /* AF_INET, AF_INET6 or AF_UNIX */
+    uint8_t addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    unsigned prefix;  /* significant leading bits */
+};
+
+struct nbd_allow {
+    struct nbd_allow_rule *rules;
+    unsigned n;
+};
+
+/* Parse entries. 0, or -EINVAL after logging the bad entry. */
+int nbd_allow_parse(const char *const *specs, unsigned n, struct nbd_allow *out);
+void nbd_allow_free(struct nbd_allow *a);
+
+/* True when the peer sa may connect (always when the list is empty). */
+bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa, socklen_t len);
+
+/* "1.2.3.4", "::1", "unix" for log messages. */
+void nbd_allow_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
+
+#endif

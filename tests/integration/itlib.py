@@ -1,0 +1,201 @@
+"""Helpers for shoal's Python integration tests (run by /usr/bin/python3,
+the interpreter python3-libnbd is installed for).
+
+The Python twin of lib.sh: a private temp dir, a shoald started in the
+foreground on a unix NBD socket and a free management port, readiness by
+polling, and a clean stop that requires exit status 0 on SIGTERM.
+"""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+SKIP = 77
+NAME = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+try:
+    import nbd  # noqa: F401  (python3-libnbd)
+except ImportError:
+    print(f"[{NAME}] SKIP: python3-libnbd is not importable by {sys.executable}")
+    sys.exit(SKIP)
+
+SHOALD = os.environ.get("SHOALD")
+if not SHOALD:
+    print("SHOALD must point at the shoald binary", file=sys.stderr)
+    sys.exit(1)
+
+TMP = tempfile.mkdtemp(prefix=f"shoal-it-{NAME}.",
+                       dir=os.environ.get("SHOAL_IT_TMP", "/tmp"))
+_daemons = []
+_failed = [False]
+
+
+def log(msg):
+    print(f"[{NAME}] {msg}", flush=True)
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Shoald:
+    """A shoald in the foreground: Shoald(["a=/path"], extra=["-r"])."""
+
+    count = 0
+
+    def __init__(self, volumes, extra=()):
+        n = Shoald.count
+        Shoald.count += 1
+        self.sock = os.path.join(TMP, f"nbd{n}.sock")
+        self.logpath = os.path.join(TMP, f"shoald{n}.log")
+        for _ in range(3):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            args = [SHOALD, "-f", "-l", "unix:" + self.sock,
+                    "--http", f"127.0.0.1:{self.port}", *extra, *volumes]
+            self.logf = open(self.logpath, "ab")
+            self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf,
+                                         stdin=subprocess.DEVNULL)
+            _daemons.append(self)
+            if self._wait_ready(30):
+                return
+            if self.proc.poll() is not None and b"already in use" in open(self.logpath, "rb").read():
+                continue
+            raise TestFailure(f"shoald did not become ready: {args}")
+        raise TestFailure("shoald did not start after 3 attempts")
+
+    def _wait_ready(self, secs):
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if os.path.exists(self.sock):
+                try:
+                    self.stats()
+                    return True
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        return False
+
+    def uri(self, vol):
+        return f"nbd+unix:///{vol}?socket={self.sock}"
+
+    def stats(self, path="/api/v1/stats"):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.load(r)
+
+    def vstats(self, vol):
+        for v in self.stats()["volumes"]:
+            if v["name"] == vol:
+                return v
+        raise TestFailure(f"volume {vol} not in /api/v1/stats")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        """Signal; require exit 0 within 10 s and no sanitizer report."""
+        check(self.alive(), f"shoald died early (status {self.proc.returncode})")
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure(f"shoald did not exit within 10 s of {sig.name}")
+        check(rc == 0, f"shoald exited with status {rc} after {sig.name}")
+        check_no_sanitizer_report(self.logpath)
+
+    def open(self, vol, meta=False):
+        """A connected libnbd handle for a volume."""
+        h = nbd.NBD()
+        if meta:
+            h.add_meta_context("base:allocation")
+        h.connect_uri(self.uri(vol))
+        return h
+
+
+def check_no_sanitizer_report(path):
+    with open(path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer"):
+        check(marker not in text, f"sanitizer report in {os.path.basename(path)}")
+
+
+def _cleanup():
+    for d in _daemons:
+        if d.proc.poll() is None:
+            d.proc.terminate()
+            try:
+                d.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait()
+    if _failed[0]:
+        for d in _daemons:
+            try:
+                lines = open(d.logpath, errors="replace").read().splitlines()[-40:]
+            except OSError:
+                continue
+            print(f"--- {os.path.basename(d.logpath)} (last 40 lines) ---", file=sys.stderr)
+            print("\n".join(lines), file=sys.stderr)
+        if os.environ.get("SHOAL_IT_KEEP") == "1":
+            print(f"[{NAME}] kept {TMP}", file=sys.stderr)
+            return
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def expect_error(fn, errnos, what):
+    """Run fn(); it must raise nbd.Error with errnum in errnos."""
+    try:
+        fn()
+    except nbd.Error as e:
+        check(e.errnum in errnos,
+              f"{what}: got errno {e.errnum} ({e.string}), expected one of {sorted(errnos)}")
+        return e
+    raise TestFailure(f"{what}: succeeded, expected an error")
+
+
+def make_file(path, size, data=None):
+    with open(path, "wb") as f:
+        if data is not None:
+            f.write(data)
+        f.truncate(size)
+    return path
+
+
+def run(main):
+    """Run a test's main(); map failures to exit 1 with a message."""
+    try:
+        main()
+    except TestFailure as e:
+        _failed[0] = True
+        print(f"[{NAME}] FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception:
+        _failed[0] = True
+        raise
+    log("PASS")

@@ -1,0 +1,315 @@
+# shellcheck shell=bash
+# Helpers for shoal's integration tests (sourced by every *.sh test here).
+#
+# Each test gets its own temp dir ($T), its own unix NBD socket and its own
+# management port, so the tests can run in parallel under `meson test`.
+# Daemons started with start_shoald are always stopped on exit (trap), and a
+# test fails if a daemon did not exit cleanly (status 0) on SIGTERM, which
+# is also how leaks and sanitizer reports in the ASan build surface.
+#
+# Environment (set by tests/integration/meson.build):
+#   SHOALD, SHOALCTL   paths of the binaries under test
+#   SRCDIR, BUILDDIR   source and build roots
+# Optional:
+#   SHOAL_IT_KEEP=1    keep the temp dir of a failed test
+#   SHOAL_IT_TMP=DIR   where temp dirs go (default /tmp; unix socket paths
+#                      must stay short)
+
+set -euo pipefail
+
+: "${SHOALD:?SHOALD must point at the shoald binary}"
+: "${SHOALCTL:?SHOALCTL must point at the shoalctl binary}"
+: "${SRCDIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+
+PY=/usr/bin/python3
+TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "${SHOAL_IT_TMP:-/tmp}/shoal-it-${TEST_NAME}.XXXXXX")
+export TMPDIR="$T"
+
+# pids of daemons and helpers started by this test
+declare -a _SHOAL_PIDS=()
+declare -a _HELPER_PIDS=()
+_FAILED=0
+
+log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
+
+fail() {
+    _FAILED=1
+    printf '[%s] FAIL: %s\n' "$TEST_NAME" "$*" >&2
+    exit 1
+}
+
+skip() {
+    printf '[%s] SKIP: %s\n' "$TEST_NAME" "$*"
+    exit 77
+}
+
+# need TOOL... : skip (77) when a client tool is not installed.
+need() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || skip "$t is not installed"
+    done
+}
+
+# nbdsh ARGS...: Debian's nbdsh runs `python3 -m nbd` from PATH, which may
+# be an interpreter without python3-libnbd; run it with Debian's instead.
+nbdsh() { "$PY" -m nbd "$@"; }
+
+need_python_nbd() {
+    [ -x "$PY" ] || skip "$PY is not installed"
+    "$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not importable by $PY"
+}
+
+_dump_logs() {
+    local f
+    for f in "$T"/shoald*.log; do
+        [ -s "$f" ] || continue
+        printf -- '--- %s (last 40 lines) ---\n' "$(basename "$f")" >&2
+        tail -n 40 "$f" >&2
+    done
+}
+
+_cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    local p
+    for p in "${_HELPER_PIDS[@]}"; do
+        _kill_tree "$p"
+    done
+    for p in "${_SHOAL_PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null
+            _wait_pid_gone "$p" 10 || kill -KILL "$p" 2>/dev/null
+        fi
+    done
+    wait 2>/dev/null
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+        _dump_logs
+        if [ "${SHOAL_IT_KEEP:-0}" = 1 ]; then
+            printf '[%s] kept %s\n' "$TEST_NAME" "$T" >&2
+            exit "$rc"
+        fi
+    fi
+    rm -rf "$T"
+    exit "$rc"
+}
+trap _cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# _kill_tree PID: SIGTERM a helper and everything it started (a helper that
+# outlives the test would keep meson's output pipe open).
+_kill_tree() {
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        _kill_tree "$c"
+    done
+    kill "$1" 2>/dev/null
+}
+
+# _wait_pid_gone PID SECONDS: poll until PID no longer exists.
+_wait_pid_gone() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while kill -0 "$pid" 2>/dev/null; do
+        # A zombie child counts as gone for kill -0 only after wait.
+        if [ -r "/proc/$pid/stat" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ]; then
+            return 0
+        fi
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# wait_for SECONDS CMD...: run CMD until it succeeds; fail after SECONDS.
+wait_for() {
+    local secs=$1
+    shift
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.1
+    done
+    return 0
+}
+
+# free_port: a TCP port the kernel reports free right now.
+free_port() {
+    "$PY" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# start_shoald [ARGS...] [NAME=BACKING...]
+# Starts `shoald -f -l unix:$SOCK --http 127.0.0.1:$PORT ARGS...` in the
+# background and waits until both the NBD socket and the API answer.
+# Sets SOCK, HTTP_PORT, URL, SHOALD_PID, SHOALD_LOG. The instance number
+# (0, 1, ...) keeps several daemons of one test apart; NEXT_SOCK=PATH picks
+# the socket path of the next daemon instead.
+_SHOALD_N=0
+start_shoald() {
+    local n=$_SHOALD_N
+    _SHOALD_N=$((n + 1))
+    SOCK="${NEXT_SOCK:-$T/nbd$n.sock}"
+    NEXT_SOCK=""
+    SHOALD_LOG="$T/shoald$n.log"
+    for _ in 1 2 3; do
+        HTTP_PORT=$(free_port)
+        URL="http://127.0.0.1:$HTTP_PORT"
+        "$SHOALD" -f -l "unix:$SOCK" --http "127.0.0.1:$HTTP_PORT" "$@" >>"$SHOALD_LOG" 2>&1 &
+        SHOALD_PID=$!
+        _SHOAL_PIDS+=("$SHOALD_PID")
+        if _wait_ready "$SHOALD_PID" 30; then
+            return 0
+        fi
+        if ! kill -0 "$SHOALD_PID" 2>/dev/null && grep -qi 'address already in use' "$SHOALD_LOG"; then
+            log "port $HTTP_PORT was taken, retrying"
+            continue
+        fi
+        fail "shoald did not become ready (args: $*)"
+    done
+    fail "shoald did not start after 3 attempts"
+}
+
+_api_up() { curl -sf -o /dev/null --max-time 2 "$URL/api/v1/stats"; }
+
+_wait_ready() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null || true
+            return 1
+        fi
+        if [ -S "$SOCK" ] && _api_up; then
+            return 0
+        fi
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.05
+    done
+}
+
+# stop_shoald: stop the last started daemon (stop_daemon $SHOALD_PID TERM).
+stop_shoald() { stop_daemon "$SHOALD_PID" TERM; }
+
+# stop_daemon PID SIGNAL: signal a daemon started by start_shoald, require
+# exit status 0 within 10 s and no sanitizer report in its log.
+stop_daemon() {
+    local pid=$1 sig=$2 rc=0 deadline
+    kill -"$sig" "$pid" || fail "shoald $pid is not running"
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ]; then
+            break
+        fi
+        [ "$SECONDS" -ge "$deadline" ] && fail "shoald $pid did not exit within 10 s of SIG$sig"
+        sleep 0.05
+    done
+    wait "$pid" || rc=$?
+    [ "$rc" -eq 0 ] || fail "shoald exited with status $rc after SIG$sig"
+    check_no_sanitizer_report
+}
+
+check_no_sanitizer_report() {
+    local f
+    for f in "$T"/shoald*.log; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer' "$f"; then
+            fail "sanitizer report in $(basename "$f")"
+        fi
+    done
+}
+
+# uri VOLUME [SOCKET]: the NBD URI of a volume of the last started daemon.
+uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "${2:-$SOCK}"; }
+
+# api_get PATH: GET an API path of the last started daemon.
+api_get() { curl -sf --max-time 10 "$URL$1"; }
+# stats_json: GET /api/v1/stats.
+stats_json() { api_get /api/v1/stats; }
+
+# jstat EXPR: one value from /api/v1/stats through jq, e.g.
+#   jstat '.cache.unique_blocks'
+# vstat VOLUME KEY: one per-volume value, e.g. vstat a read_bytes
+jstat() { stats_json | jq -er "$1"; }
+vstat() { stats_json | jq -er --arg v "$1" ".volumes[] | select(.name==\$v) | .$2"; }
+
+# --- assertions ---------------------------------------------------------
+
+assert_eq() { [ "$1" = "$2" ] || fail "${3:-values differ}: got '$1', expected '$2'"; }
+
+# assert_num A OP B [MSG]: numeric (float) comparison with awk; OP is one
+# of < <= > >= == !=.
+assert_num() {
+    awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN {
+        if (a !~ /^-?[0-9.eE+-]+$/ || b !~ /^-?[0-9.eE+-]+$/) exit 1
+        a += 0; b += 0
+        if (op == "<") exit !(a < b); if (op == "<=") exit !(a <= b)
+        if (op == ">") exit !(a > b); if (op == ">=") exit !(a >= b)
+        if (op == "==") exit !(a == b); if (op == "!=") exit !(a != b)
+        exit 1 }' || fail "${4:-assertion}: $1 $2 $3 does not hold"
+}
+
+# assert_between X LO HI [MSG]
+assert_between() {
+    assert_num "$1" '>=' "$2" "${4:-value out of range}"
+    assert_num "$1" '<=' "$3" "${4:-value out of range}"
+}
+
+assert_same_file() {
+    cmp "$1" "$2" >/dev/null 2>&1 || fail "${3:-files differ}: $(cmp "$1" "$2" 2>&1 | head -1)"
+}
+
+# assert_bytes FILE OFFSET LENGTH BYTE: FILE holds LENGTH bytes of BYTE
+# (e.g. 0xab) at OFFSET.
+assert_bytes() {
+    local f=$1 off=$2 len=$3 got want
+    want=$(printf '%02x' "$4")
+    got=$(od -An -v -tx1 -j "$off" -N "$len" "$f" | tr ' ' '\n' | sed '/^$/d' | sort -u | tr '\n' ' ')
+    [ "$got" = "$want " ] || fail "$(basename "$f") at [$off, +$len) is not all 0x$want (holds: ${got:0:60})"
+    [ "$(($(stat -c %s "$f") - off))" -ge "$len" ] || fail "$(basename "$f") is shorter than $off + $len"
+}
+
+assert_contains() {
+    grep -qF -- "$2" <<<"$1" || fail "${3:-missing text}: '$2' not in: $(head -c 2000 <<<"$1")"
+}
+
+# --- images -------------------------------------------------------------
+
+# make_image FILE MIB: a raw image mixing random data, sparse holes and
+# written zeros, in eighths of its size (nbdinfo.sh relies on this layout):
+#   [0, 1/4)      random
+#   [1/4, 3/8)    hole (sparse)
+#   [3/8, 5/8)    random
+#   [5/8, 3/4)    zeros written to disk (allocated)
+#   [3/4, end)    random, with 4 KiB holes every 1 MiB
+make_image() {
+    local f=$1 mib=$2 q
+    rm -f "$f"
+    truncate -s "${mib}M" "$f"
+    local blocks=$((mib * 256)) # 4 KiB blocks in total
+    q=$((blocks / 8))           # one eighth, in 4 KiB blocks
+    dd if=/dev/urandom of="$f" bs=4k seek=0 count=$((2 * q)) conv=notrunc status=none
+    dd if=/dev/urandom of="$f" bs=4k seek=$((3 * q)) count=$((2 * q)) conv=notrunc status=none
+    dd if=/dev/zero of="$f" bs=4k seek=$((5 * q)) count=$q conv=notrunc status=none
+    dd if=/dev/urandom of="$f" bs=4k seek=$((6 * q)) count=$((2 * q)) conv=notrunc status=none
+    local m
+    for ((m = 6 * q / 256 + 1; m < mib; m++)); do
+        fallocate -p -o $((m * 1048576)) -l 4096 "$f"
+    done
+}
+
+# random_file FILE BYTES
+random_file() { head -c "$2" /dev/urandom >"$1"; }
+
+# file_size FILE
+file_size() { stat -c %s "$1"; }
+
+# bg CMD...: start a helper in the background, killed at exit. Sets BG_PID.
+bg() {
+    "$@" &
+    BG_PID=$!
+    _HELPER_PIDS+=("$BG_PID")
+}
