@@ -111,8 +111,11 @@ void workq_submit(struct workq *q, struct work *w)
         q->head = w;
     q->tail = w;
     q->queued++;
-    /* Everyone busy (some perhaps stuck on a slow back end): add a worker. */
-    if (q->idle == 0 && q->nthreads < q->max && spawn_locked(q) < 0)
+    /* More work waiting than idle workers to take it (some workers perhaps
+     * stuck on a slow back end): add one. Compare with queued, not just
+     * idle == 0, since a signalled worker stays counted idle until it
+     * wakes and a burst of submits would otherwise wait behind it. */
+    if (q->queued > q->idle && q->nthreads < q->max && spawn_locked(q) < 0)
         log_warn(main, "cannot add a worker thread (%u running)", q->nthreads);
     pthread_cond_signal(&q->cond);
 }

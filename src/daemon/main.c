@@ -36,8 +36,7 @@ static int read_token(const char *file, char **out)
     }
     buf[strcspn(buf, "\r\n")] = '\0';
     if (strlen(buf) < 8) {
-        fprintf(stderr, "shoald: token in '%s' is too short (want at least 8 characters)\n",
-                file);
+        fprintf(stderr, "shoald: token in '%s' is too short (want at least 8 characters)\n", file);
         return -1;
     }
     *out = strdup(buf);
@@ -213,11 +212,17 @@ int main(int argc, char **argv)
         .workers = o->threads,
         .proto = &ncfg,
     };
+    char fe_err[320] = "";
+    fcfg.err = fe_err;
+    fcfg.errlen = sizeof fe_err;
     const struct frontend_ops *fe = &frontend_nbd_ops;
     void *fe_state = NULL;
     r = fe->start(engine, &fcfg, &fe_state);
     if (r < 0) {
-        fprintf(stderr, "shoald: cannot start the %s server: %s\n", fe->name, strerror(-r));
+        if (fe_err[0])
+            fprintf(stderr, "shoald: %s\n", fe_err);
+        else
+            fprintf(stderr, "shoald: cannot start the %s server: %s\n", fe->name, strerror(-r));
         return 1;
     }
 

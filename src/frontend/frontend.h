@@ -6,6 +6,7 @@
 #define SHOAL_FRONTEND_FRONTEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct engine;
 
@@ -15,8 +16,13 @@ struct frontend_config {
     const char *const *listen; /* "ADDR:PORT", "[v6]:PORT" or "unix:PATH" */
     unsigned nlisten;
     unsigned max_connections;
-    unsigned workers;          /* threads for back end work */
+    unsigned workers; /* threads for back end work */
     const void *proto;
+    /* Optional: when start fails, one line saying what failed (e.g. which
+     * address could not be bound) goes here instead of to the log, so the
+     * daemon can exit with a single message. */
+    char *err;
+    size_t errlen;
 };
 
 struct frontend_ops {

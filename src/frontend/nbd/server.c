@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ struct nbd_server {
     unsigned max_connections;
     struct workq *wq;
     struct nbd_transmit_ctx tctx;
-    int stopping; /* atomic */
+    int stopping;           /* atomic */
     struct nbd_tls *tls;    /* credentials when ncfg.tls != NBD_TLS_OFF */
     struct nbd_allow allow; /* --allow; empty: every client */
 
@@ -70,9 +71,9 @@ struct nbd_server {
 static void fill_info(struct nbd_server *s, struct volume *v, struct nbd_export_info *info)
 {
     struct backend *be = volume_backend(v);
-    uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-                 NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_CACHE |
-                 NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_FAST_ZERO;
+    uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
+                 NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN |
+                 NBD_FLAG_SEND_FAST_ZERO;
     /* Every connection shares the one cache and writes go through before
      * they are acknowledged, so FLUSH/FUA are visible across connections:
      * CAN_MULTI_CONN holds. */
@@ -310,24 +311,42 @@ static void *accept_main(void *arg)
 
 /* ---- listeners ---- */
 
-static int listen_unix(const char *path, struct listener *l)
+/* Why starting failed: into the caller's buffer when it gave one, else the log. */
+__attribute__((format(printf, 2, 3))) static void start_error(const struct frontend_config *cfg,
+                                                              const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cfg->err && cfg->errlen)
+        snprintf(cfg->err, cfg->errlen, "%s", msg);
+    else
+        log_error(nbd, "%s", msg);
+}
+
+static int listen_unix(const struct frontend_config *cfg, const char *path, struct listener *l)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
-        log_error(nbd, "unix socket path too long: %s", path);
+        start_error(cfg, "unix socket path too long: %s", path);
         return -ENAMETOOLONG;
     }
     strcpy(sa.sun_path, path);
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) {
+        int e = errno;
+        start_error(cfg, "cannot listen on unix:%s: %s", path, strerror(e));
+        return -e;
+    }
     /* A stale socket from a previous run would make bind fail. */
     struct stat st;
     if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
         int e = errno;
-        log_error(nbd, "cannot listen on unix:%s: %s", path, strerror(e));
+        start_error(cfg, "cannot listen on unix:%s: %s", path, strerror(e));
         return -e;
     }
     l->fd = TAKE_FD(fd);
@@ -372,12 +391,12 @@ int nbd_parse_hostport(const char *spec, char *host, size_t hostlen, char *port,
     return 0;
 }
 
-static int listen_tcp(const char *spec, struct listener *l)
+static int listen_tcp(const struct frontend_config *cfg, const char *spec, struct listener *l)
 {
     char host[256], port[16];
     if (nbd_parse_hostport(spec, host, sizeof host, port, sizeof port) < 0) {
-        log_error(nbd, "invalid listen address '%s' (want ADDR:PORT, [IPv6]:PORT or unix:PATH)",
-                  spec);
+        start_error(cfg, "invalid listen address '%s' (want ADDR:PORT, [IPv6]:PORT or unix:PATH)",
+                    spec);
         return -EINVAL;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -386,7 +405,7 @@ static int listen_tcp(const char *spec, struct listener *l)
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (g != 0) {
-        log_error(nbd, "cannot resolve listen address '%s': %s", spec, gai_strerror(g));
+        start_error(cfg, "cannot resolve listen address '%s': %s", spec, gai_strerror(g));
         return -EINVAL;
     }
     int err = -EADDRNOTAVAIL;
@@ -408,7 +427,7 @@ static int listen_tcp(const char *spec, struct listener *l)
     }
     freeaddrinfo(res);
     if (err < 0)
-        log_error(nbd, "cannot listen on %s: %s", spec, strerror(-err));
+        start_error(cfg, "cannot listen on %s: %s", spec, strerror(-err));
     else
         log_info(nbd, "listening on %s", spec);
     return err;
@@ -484,7 +503,8 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
         l->fd = -1;
         l->srv = s;
         const char *spec = cfg->listen[i];
-        r = strncmp(spec, "unix:", 5) == 0 ? listen_unix(spec + 5, l) : listen_tcp(spec, l);
+        r = strncmp(spec, "unix:", 5) == 0 ? listen_unix(cfg, spec + 5, l)
+                                           : listen_tcp(cfg, spec, l);
         if (r < 0) {
             nbd_server_stop(s);
             return r;

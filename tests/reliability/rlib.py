@@ -1,0 +1,331 @@
+"""Helpers for shoal's reliability tests (torture, crash, faults), run by
+/usr/bin/python3: python3-libnbd is installed for Debian's interpreter,
+not for a python3 that may come first on PATH.
+
+What it gives a test:
+  - a private temp dir (TMP) removed at exit (kept with SHOAL_REL_KEEP=1 when
+    the test failed);
+  - daemons (shoald, nbdkit) started as our own children and always stopped
+    at exit, by pid (SIGTERM/SIGINT of the test also runs the cleanup);
+  - the management API (api_post / api_get) and readiness polling;
+  - skip (exit 77) only when a tool is truly missing.
+"""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+SKIP = 77
+NAME = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+
+def log(msg):
+    print(f"[{NAME}] {msg}", flush=True)
+
+
+def skip(msg):
+    print(f"[{NAME}] SKIP: {msg}", flush=True)
+    sys.exit(SKIP)
+
+
+try:
+    import nbd  # noqa: F401  (python3-libnbd)
+except ImportError:
+    skip(f"python3-libnbd is not importable by {sys.executable}")
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def need(*tools):
+    for t in tools:
+        if shutil.which(t) is None:
+            skip(f"{t} is not installed")
+
+
+def shoald_path():
+    p = os.environ.get("SHOALD")
+    if not p:
+        here = os.path.dirname(os.path.abspath(__file__))
+        for b in ("build-rel", "build"):
+            cand = os.path.join(here, "..", "..", b, "src", "shoald")
+            if os.access(cand, os.X_OK):
+                p = os.path.abspath(cand)
+                break
+    if not p or not os.access(p, os.X_OK):
+        print(f"[{NAME}] SHOALD must point at the shoald binary", file=sys.stderr)
+        sys.exit(1)
+    return p
+
+
+TMP = tempfile.mkdtemp(prefix=f"shoal-rel-{NAME}.", dir=os.environ.get("SHOAL_REL_TMP", "/tmp"))
+_procs = []  # every child we started: (Popen, what)
+_failed = [False]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_proc(p, grace=5.0):
+    if p.poll() is not None:
+        return
+    try:
+        p.terminate()
+        p.wait(grace)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _cleanup():
+    for p, _ in reversed(_procs):
+        _stop_proc(p)
+    if os.environ.get("SHOAL_REL_KEEP") == "always":
+        print(f"[{NAME}] kept {TMP}", file=sys.stderr)
+        return
+    if _failed[0]:
+        for f in sorted(os.listdir(TMP)) if os.path.isdir(TMP) else []:
+            if f.endswith(".log"):
+                try:
+                    lines = open(os.path.join(TMP, f), errors="replace").read().splitlines()[-30:]
+                except OSError:
+                    continue
+                print(f"--- {f} (last 30 lines) ---", file=sys.stderr)
+                print("\n".join(lines), file=sys.stderr)
+        if os.environ.get("SHOAL_REL_KEEP") == "1":
+            print(f"[{NAME}] kept {TMP}", file=sys.stderr)
+            return
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def _on_signal(signum, _frame):
+    _failed[0] = True
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def _connectable(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Shoald:
+    """shoald in the foreground on a unix socket with a free API port."""
+
+    count = 0
+
+    def __init__(self, volumes, extra=(), sock=None, env=None, cache="4M"):
+        n = Shoald.count
+        Shoald.count += 1
+        self.sock = sock or os.path.join(TMP, f"nbd{n}.sock")
+        self.logpath = os.path.join(TMP, f"shoald{n}.log")
+        self.args_volumes = list(volumes)
+        for _ in range(3):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            args = [shoald_path(), "-f", "-l", "unix:" + self.sock, "--http",
+                    f"127.0.0.1:{self.port}", "-m", cache, *extra, *volumes]
+            logf = open(self.logpath, "ab")
+            e = dict(os.environ)
+            if env:
+                e.update(env)
+            self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                         env=e)
+            logf.close()
+            _procs.append((self.proc, "shoald"))
+            if self._wait_ready(30):
+                return
+            if self.proc.poll() is not None and b"already in use" in open(self.logpath, "rb").read():
+                continue
+            raise TestFailure(f"shoald did not become ready: {' '.join(args)}")
+        raise TestFailure("shoald did not start after 3 attempts")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def _wait_ready(self, secs):
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if os.path.exists(self.sock) and _connectable(self.sock):
+                try:
+                    self.api_get("/api/v1/stats")
+                    return True
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        return False
+
+    def uri(self, vol):
+        return f"nbd+unix:///{vol}?socket={self.sock}"
+
+    def api_get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.load(r)
+
+    def api_post(self, path, body=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        req = urllib.request.Request(self.url + path, data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def stats(self):
+        return self.api_get("/api/v1/stats")
+
+    def vstats(self, vol):
+        for v in self.stats()["volumes"]:
+            if v["name"] == vol:
+                return v
+        raise TestFailure(f"volume {vol} not in /api/v1/stats")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout=10):
+        """SIGTERM; require exit 0 in time and no sanitizer report."""
+        check(self.alive(), f"shoald died early (status {self.proc.returncode})")
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure(f"shoald did not exit within {timeout} s of SIGTERM")
+        check(rc == 0, f"shoald exited with status {rc} after SIGTERM")
+        check_no_sanitizer_report(self.logpath)
+
+    def open(self, vol, name=None):
+        h = nbd.NBD()
+        if name:
+            h.set_handle_name(name)
+        h.connect_uri(self.uri(vol))
+        return h
+
+
+def check_no_sanitizer_report(path):
+    with open(path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer"):
+        check(marker not in text, f"sanitizer report in {os.path.basename(path)}")
+
+
+class Nbdkit:
+    """nbdkit serving on a unix socket: Nbdkit(sock, ["file", path], filters=[...])."""
+
+    count = 0
+
+    def __init__(self, sock, plugin_args, filters=(), env=None, tag=None):
+        n = Nbdkit.count
+        Nbdkit.count += 1
+        self.sock = sock
+        self.logpath = os.path.join(TMP, f"nbdkit{n}{'-' + tag if tag else ''}.log")
+        self.args = ["nbdkit", "-f", "--exit-with-parent", "-U", sock]
+        for f in filters:
+            self.args.append(f"--filter={f}")
+        self.args += list(plugin_args)
+        self.env = env
+        self.start()
+
+    def start(self):
+        try:
+            os.unlink(self.sock)
+        except FileNotFoundError:
+            pass
+        logf = open(self.logpath, "ab")
+        e = dict(os.environ)
+        if self.env:
+            e.update(self.env)
+        self.proc = subprocess.Popen(self.args, stdout=logf, stderr=logf,
+                                     stdin=subprocess.DEVNULL, env=e)
+        logf.close()
+        _procs.append((self.proc, "nbdkit"))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise TestFailure(f"nbdkit exited at start: {' '.join(self.args)}")
+            if os.path.exists(self.sock):
+                try:
+                    h = nbd.NBD()
+                    h.connect_uri(self.uri())
+                    h.shutdown()
+                    return
+                except nbd.Error:
+                    pass
+            time.sleep(0.02)
+        raise TestFailure(f"nbdkit did not come up: {' '.join(self.args)}")
+
+    def uri(self, export=""):
+        return f"nbd+unix:///{export}?socket={self.sock}"
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run(main):
+    """Run a test's main(); map failures to exit 1 with a message."""
+    try:
+        rc = main()
+    except TestFailure as e:
+        _failed[0] = True
+        print(f"[{NAME}] FAIL: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except SystemExit as e:
+        if e.code not in (0, None, SKIP):
+            _failed[0] = True
+        raise
+    except BaseException:
+        _failed[0] = True
+        raise
+    if rc:
+        _failed[0] = True
+        sys.exit(rc)
+    log("PASS")
