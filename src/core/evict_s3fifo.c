@@ -39,11 +39,12 @@ struct s3fifo {
     uint32_t ghost_mask;
 };
 
-static uint64_t ghost_hash(const struct fp *fp)
+/* The key's top bits choose the store shard, so they are nearly constant
+ * within one policy instance: mix before taking the slot (bits 16..) and
+ * the tag (bits 48..63). */
+static uint64_t ghost_hash(const struct store_key *k)
 {
-    uint64_t h;
-    memcpy(&h, fp->b + 8, sizeof h); /* bytes 0..7 pick shard and bucket */
-    return h;
+    return k->h * 0x9e3779b97f4a7c15ull;
 }
 
 static uint16_t ghost_tag(uint64_t h)
@@ -51,17 +52,17 @@ static uint16_t ghost_tag(uint64_t h)
     return (uint16_t)((h >> 48) | 1);
 }
 
-static void ghost_add(struct s3fifo *s, const struct fp *fp)
+static void ghost_add(struct s3fifo *s, const struct store_key *k)
 {
-    uint64_t h = ghost_hash(fp);
-    s->ghost[h & s->ghost_mask] = ghost_tag(h);
+    uint64_t h = ghost_hash(k);
+    s->ghost[(h >> 16) & s->ghost_mask] = ghost_tag(h);
 }
 
 /* Test and remove. */
-static int ghost_take(struct s3fifo *s, const struct fp *fp)
+static int ghost_take(struct s3fifo *s, const struct store_key *k)
 {
-    uint64_t h = ghost_hash(fp);
-    uint16_t *slot = &s->ghost[h & s->ghost_mask];
+    uint64_t h = ghost_hash(k);
+    uint16_t *slot = &s->ghost[(h >> 16) & s->ghost_mask];
     if (*slot != ghost_tag(h))
         return 0;
     *slot = 0;
@@ -119,7 +120,7 @@ static void s3_insert_locked(void *st, uint32_t idx)
 {
     struct s3fifo *s = st;
     struct store_entry *en = &s->e[idx];
-    if (ghost_take(s, &en->fp)) {
+    if (ghost_take(s, &en->key)) {
         entry_set_pbits(en, IN_MAIN);
         evict_list_push_tail(&s->main, s->e, idx);
     } else {
@@ -157,7 +158,7 @@ static uint32_t s3_evict_locked(void *st)
                 evict_list_push_tail(&s->main, s->e, idx);
                 continue;
             }
-            ghost_add(s, &en->fp);
+            ghost_add(s, &en->key);
             return idx;
         }
         if (s->main.len == 0)

@@ -1,9 +1,10 @@
 /* Content fingerprints: SHA-256 of a 4 KiB cache block (OpenSSL libcrypto,
  * which uses the SHA-NI / AVX2 code paths when the CPU has them).
  *
- * Two blocks with the same fingerprint are treated as the same content:
- * dedup never compares bytes. At 2^-128 collision odds for any realistic
- * number of blocks this is safer than the DRAM holding the data.
+ * The content store indexes blocks by the first 128 bits and confirms a
+ * match by comparing the bytes (store.h), so dedup never depends on the
+ * hash being collision-free; the full 256 bits are what a cluster peer
+ * would be asked for.
  *
  * The all-zero block is recognised before hashing and never stored. */
 #ifndef SHOAL_CORE_FINGERPRINT_H

@@ -43,6 +43,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/fingerprint.h"
 
@@ -56,18 +57,35 @@ struct store_ref {
     uint32_t gen; /* never 0 for a real reference */
 };
 
-/* One cached content. 52 bytes; its data lives at data + idx * BLOCK_SIZE. */
-struct store_entry {
-    struct fp fp;
-    uint32_t gen;    /* incarnation; bumped when freed */
-    uint32_t hnext;  /* hash chain / free list link */
-    uint32_t prev;   /* eviction policy links (owned by the policy) */
-    uint32_t next;
-    uint32_t refs;   /* low 24 bits: directory references; high 8: policy bits */
+/* The part of a fingerprint an entry keeps: its first 64 bits. A lookup
+ * that matches them confirms with a byte compare of the stored block, so
+ * dedup is exact whatever the hash does (a false key match costs one
+ * memcmp, at odds of about 2^-64 per lookup), and 24 bytes per cached block
+ * are saved. The full SHA-256 is computed on the way in (fingerprint.h); the
+ * cluster tier, which needs it on the wire, recomputes it from the data. */
+struct store_key {
+    uint64_t h;
 };
 
-#define STORE_REFS_MAX   ((1u << 24) - 1)
-#define STORE_REFS_MASK  STORE_REFS_MAX
+static inline struct store_key store_key_of(const struct fp *f)
+{
+    struct store_key k;
+    memcpy(&k.h, f->b, sizeof k.h);
+    return k;
+}
+
+/* One cached content. 28 bytes; its data lives at data + idx * BLOCK_SIZE. */
+struct store_entry {
+    struct store_key key;
+    uint32_t gen;   /* incarnation; bumped when freed */
+    uint32_t hnext; /* hash chain / free list link */
+    uint32_t prev;  /* eviction policy links (owned by the policy) */
+    uint32_t next;
+    uint32_t refs; /* low 24 bits: directory references; high 8: policy bits */
+};
+
+#define STORE_REFS_MAX    ((1u << 24) - 1)
+#define STORE_REFS_MASK   STORE_REFS_MAX
 #define STORE_PBITS_SHIFT 24
 
 static inline uint32_t entry_refs(const struct store_entry *e)
@@ -100,7 +118,8 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
                  struct store **out);
 void store_destroy(struct store *s);
 
-/* Find the content with this fingerprint or insert `data` (BLOCK_SIZE bytes)
+/* Find the content with this fingerprint (and these bytes: a key match is
+ * confirmed with a compare of the data) or insert `data` (BLOCK_SIZE bytes)
  * under it, evicting if needed, and take one directory reference on it.
  * Returns 0 and *ref, -ENOSPC when the cache has no capacity, or -EOVERFLOW
  * when the content already has STORE_REFS_MAX references. */

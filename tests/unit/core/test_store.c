@@ -72,6 +72,37 @@ static void test_insert_read_dedup(void **state)
     store_destroy(s);
 }
 
+/* Dedup is exact: two different blocks presented with the same fingerprint
+ * (a forced collision) stay two contents, each read back as itself, and a
+ * third copy of either finds its own. */
+static void test_key_collision_is_not_dedup(void **state)
+{
+    (void)state;
+    struct store *s;
+    assert_int_equal(store_create(64 * BLOCK_SIZE, 0, NULL, &s), 0);
+    uint8_t b1[BLOCK_SIZE], b2[BLOCK_SIZE], got[BLOCK_SIZE];
+    make_block(b1, 11);
+    make_block(b2, 12);
+    struct fp f;
+    fp_compute(b1, &f); /* used for both */
+    struct store_ref r1, r2, r3;
+    assert_int_equal(store_get_or_insert(s, &f, b1, &r1), 0);
+    assert_int_equal(store_get_or_insert(s, &f, b2, &r2), 0);
+    assert_int_not_equal(r1.idx, r2.idx);
+    assert_int_equal(store_read(s, r1, got, 0, BLOCK_SIZE), 0);
+    assert_memory_equal(got, b1, BLOCK_SIZE);
+    assert_int_equal(store_read(s, r2, got, 0, BLOCK_SIZE), 0);
+    assert_memory_equal(got, b2, BLOCK_SIZE);
+    assert_int_equal(store_get_or_insert(s, &f, b2, &r3), 0);
+    assert_int_equal(r3.idx, r2.idx);
+    struct store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.unique_blocks, 2);
+    assert_int_equal(st.logical_blocks, 3);
+    assert_int_equal(st.dedup_hits, 1);
+    store_destroy(s);
+}
+
 static void test_capacity_and_eviction(void **state)
 {
     (void)state;
@@ -243,6 +274,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_insert_read_dedup),
+        cmocka_unit_test(test_key_collision_is_not_dedup),
         cmocka_unit_test(test_capacity_and_eviction),
         cmocka_unit_test(test_stale_ref_never_revives),
         cmocka_unit_test(test_resize),
