@@ -61,6 +61,12 @@ struct nbd_conn {
     bool connecting;      /* a submitter is reconnecting (without c->lock held) */
     uint64_t last_attempt_ns;
     int efd; /* eventfd that wakes the poller */
+    /* The handle the poller last armed poll() for (set under lock). A
+     * submitter wakes the poller only if that is not the current handle or
+     * libnbd has bytes left to send; otherwise the poller is already
+     * waiting for the reply, and an eventfd round trip per request would
+     * only cost CPU and latency. */
+    struct nbd_handle *armed;
     pthread_t thread;
     bool thread_started;
 };
@@ -323,6 +329,7 @@ static void *poller_main(void *arg)
             c->kill = false;
             c->gen++;
         }
+        c->armed = drop ? NULL : h;
         pthread_mutex_unlock(&c->lock);
 
         if (drop) {
@@ -478,16 +485,20 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
 
     int r = 0;
     uint64_t gen = 0;
+    bool wake = true;
     {
         LOCK_GUARD(&c->lock);
         r = ensure_connected_locked(nb, c);
         if (r == 0) {
             gen = c->gen;
             submit_locked(nb, c, rq, &w);
+            wake = c->armed != c->h || c->h == NULL ||
+                   (nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE);
         }
     }
     if (r == 0) {
-        wake_poller(c);
+        if (wake)
+            wake_poller(c);
         struct timespec deadline;
         timeout_to_abstime(nb->timeout_ms, &deadline);
         bool timed_out = false;
