@@ -163,6 +163,8 @@ static int msr_line(struct trace *t, struct pos *p, char *line, bool *seen_recor
         return malformed(t, p, "bad Offset '%s'", f[4]);
     if (!parse_u64(f[5], &size))
         return malformed(t, p, "bad Size '%s'", f[5]);
+    if (size > TRACE_MAX_IO_LEN)
+        return malformed(t, p, "Size %llu too large", (unsigned long long)size);
     if (off > UINT64_MAX - size || ts > UINT64_MAX / 100)
         return malformed(t, p, "offset or timestamp out of range");
     if (p->o->disk && strcmp(p->o->disk, f[2]) != 0) {
@@ -242,6 +244,8 @@ static int blk_line(struct trace *t, struct pos *p, char *line)
     if (nt < 10 || !parse_u64(tok[7], &sector) || strcmp(tok[8], "+") != 0 ||
         !parse_u64(tok[9], &nsec))
         return malformed(t, p, "expected 'sector + nsectors' after '%s %s'", action, rwbs);
+    if (nsec > TRACE_MAX_IO_LEN >> 9)
+        return malformed(t, p, "%llu sectors: too large", (unsigned long long)nsec);
     if (sector > (UINT64_MAX >> 9) - nsec)
         return malformed(t, p, "sector out of range");
     if (p->o->disk && strcmp(p->o->disk, tok[0]) != 0) {

@@ -42,7 +42,8 @@ struct trace_opts {
     bool strict;          /* first malformed record fails the load */
     char blk_action;      /* blkparse action to keep: 'Q' (default) or 'C' */
     const char *disk;     /* msr: DiskNumber; blkparse: "maj,min"; NULL = all */
-    uint64_t limit;       /* keep at most this many records (0 = all) */
+    uint64_t limit;       /* stop at the line that brings the records to this many (0 = all);
+                             that line's pieces (TRACE_MAX_REC_LEN) may go past it */
     unsigned max_reports; /* malformed records reported one by one (rest counted) */
 };
 
@@ -62,6 +63,9 @@ struct trace {
 /* Records longer than this are split into several (libnbd caps a request
  * at 64 MiB; servers usually at 32 MiB). */
 #define TRACE_MAX_REC_LEN (8u << 20)
+/* A trace line asking for more than this is malformed: no real I/O is that
+ * large, and splitting a corrupt size like 2^60 would exhaust memory. */
+#define TRACE_MAX_IO_LEN (4ull << 30)
 
 const char *trace_format_name(enum trace_format f);
 /* "msr", "blkparse", "vscsi" or "auto"; -EINVAL otherwise. */

@@ -95,7 +95,10 @@ int parse_duration_ms(const char *s, uint64_t *out_ms)
         mult = 3600000;
     else
         return -EINVAL;
-    *out_ms = (uint64_t)(v * mult);
+    double ms = v * mult;
+    if (ms >= 18446744073709551615.0) /* 2^64: converting would be undefined */
+        return -ERANGE;
+    *out_ms = (uint64_t)ms;
     return 0;
 }
 

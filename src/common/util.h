@@ -75,7 +75,8 @@ bool buf_is_zero(const void *p, size_t len);
  * Returns 0 and the byte count, or -EINVAL / -ERANGE. */
 int parse_size(const char *s, uint64_t *out);
 
-/* Parse a duration: "10" (seconds), "500ms", "2s", "1m". Returns 0 or -EINVAL. */
+/* Parse a duration: "10" (seconds), "500ms", "2s", "1m". Returns 0, -EINVAL, or
+ * -ERANGE when the milliseconds do not fit in 64 bits. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 
 /* Human-readable size into buf ("1.5 GiB"). Returns buf. */

@@ -196,6 +196,10 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
     uint64_t u64;
     switch (key) {
     case 'l':
+        /* nbd_parse_hostport reads "" as the default port on every address:
+         * an empty value (an unset variable in a template) must not do that. */
+        if (!val[0])
+            return bad("listen address", val, "want ADDR:PORT, [IPv6]:PORT or unix:PATH");
         if (strncmp(val, "unix:", 5) != 0) {
             char h[256], p[16];
             if (nbd_parse_hostport(val, h, sizeof h, p, sizeof p) < 0)
@@ -420,7 +424,7 @@ static int load_config(struct daemon_options *o, const char *file)
         return -1;
     }
     for (unsigned i = 0; i < o->nvolumes; i++) {
-        if (!o->volumes[i].backend.spec) {
+        if (!o->volumes[i].backend.spec || !o->volumes[i].backend.spec[0]) {
             fprintf(stderr, "shoald: %s: [volume %s] has no backing\n", file, o->volumes[i].name);
             return -1;
         }

@@ -385,7 +385,7 @@ int nbd_parse_hostport(const char *spec, char *host, size_t hostlen, char *port,
     }
     const char *p = colon ? colon + 1 : "10809";
     size_t pl = strlen(p);
-    if (pl == 0 || pl >= portlen || strspn(p, "0123456789") != pl || atoi(p) > 65535)
+    if (pl == 0 || pl > 5 || pl >= portlen || strspn(p, "0123456789") != pl || atoi(p) > 65535)
         return -EINVAL;
     memcpy(port, p, pl + 1);
     return 0;
