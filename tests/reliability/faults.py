@@ -135,9 +135,7 @@ def aio_all(h, submits, limit):
         if time.time() - t0 > limit:
             n = sum(1 for r in res if r is None)
             raise TestFailure(f"{n} of {len(res)} requests still in flight after {limit} s (hang)")
-        d = h.aio_get_direction()
-        ev = (select.POLLIN if d & nbd.AIO_DIRECTION_READ else 0) | \
-            (select.POLLOUT if d & nbd.AIO_DIRECTION_WRITE else 0)
+        ev = rlib.aio_events(h)
         if not ev:
             time.sleep(0.01)
             continue
@@ -539,7 +537,7 @@ def parse(argv):
     p.add_argument("--random-ops", type=int, default=400)
     a = p.parse_args(argv)
     if a.seed is None:
-        a.seed = int(os.environ.get("SHOAL_SEED", time.time_ns() % 1000000007))
+        a.seed = rlib.default_seed()
     return a
 
 

@@ -77,6 +77,20 @@ _procs = []  # every child we started: (Popen, what)
 _failed = [False]
 
 
+def default_seed():
+    """SHOAL_SEED if set, else one from the clock (printed by the caller)."""
+    return int(os.environ.get("SHOAL_SEED", time.time_ns() % 1000000007))
+
+
+def aio_events(h):
+    """poll() events a libnbd handle waits for (0: nothing to wait on)."""
+    import nbd
+    import select
+    d = h.aio_get_direction()
+    return (select.POLLIN if d & nbd.AIO_DIRECTION_READ else 0) | \
+        (select.POLLOUT if d & nbd.AIO_DIRECTION_WRITE else 0)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

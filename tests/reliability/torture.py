@@ -692,12 +692,7 @@ class Torture:
         self.poller = select.poll()
         for c in self.conns:
             h = c.h
-            d = h.aio_get_direction()
-            ev = 0
-            if d & nbd.AIO_DIRECTION_READ:
-                ev |= select.POLLIN
-            if d & nbd.AIO_DIRECTION_WRITE:
-                ev |= select.POLLOUT
+            ev = rlib.aio_events(h)
             if ev:
                 fd = h.aio_get_fd()
                 fds[fd] = c
@@ -889,7 +884,7 @@ def parse(argv):
     p.add_argument("--no-evict-check", action="store_true")
     a = p.parse_args(argv)
     if a.seed is None:
-        a.seed = int(os.environ.get("SHOAL_SEED", time.time_ns() % 1000000007))
+        a.seed = rlib.default_seed()
     if a.ops is None:
         a.ops = 1000000 if a.long else 20000
     if a.vol_size is None:
