@@ -26,14 +26,15 @@
 #define BE_FAST_ZERO (1u << 2) /* zero: fail with -ENOTSUP unless cheap */
 
 /* Capabilities reported by a back end. */
-#define BE_CAN_FLUSH     (1u << 0)
-#define BE_CAN_FUA       (1u << 1) /* native FUA (else emulated with flush) */
-#define BE_CAN_TRIM      (1u << 2)
-#define BE_CAN_ZERO      (1u << 3) /* efficient zeroing (else written as data) */
-#define BE_CAN_FAST_ZERO (1u << 4)
-#define BE_CAN_EXTENTS   (1u << 5) /* can report holes / zero extents */
-#define BE_READONLY      (1u << 6) /* storage itself refuses writes */
+#define BE_CAN_FLUSH      (1u << 0)
+#define BE_CAN_FUA        (1u << 1) /* native FUA (else emulated with flush) */
+#define BE_CAN_TRIM       (1u << 2)
+#define BE_CAN_ZERO       (1u << 3) /* efficient zeroing (else written as data) */
+#define BE_CAN_FAST_ZERO  (1u << 4)
+#define BE_CAN_EXTENTS    (1u << 5) /* can report holes / zero extents */
+#define BE_READONLY       (1u << 6) /* storage itself refuses writes */
 #define BE_CAN_MULTI_CONN (1u << 7)
+#define BE_REMOTE         (1u << 8) /* across a network: each request pays a round trip */
 
 /* Extent flags, same meaning as NBD base:allocation. */
 #define BE_EXTENT_HOLE (1u << 0)
@@ -47,10 +48,10 @@ struct backend;
 
 /* How to open a back end (parsed from the command line / config). */
 struct backend_params {
-    const char *spec;   /* path, nbd://..., nbd+unix://... */
-    bool readonly;      /* open read-only */
-    bool direct;        /* file: O_DIRECT */
-    unsigned conns;     /* nbd: upstream connections (0 = default) */
+    const char *spec; /* path, nbd://..., nbd+unix://... */
+    bool readonly;    /* open read-only */
+    bool direct;      /* file: O_DIRECT */
+    unsigned conns;   /* nbd: upstream connections (0 = default) */
 };
 
 struct backend_ops {

@@ -181,6 +181,12 @@ int volume_open_backend(struct engine *e, struct store *st, const struct volume_
     v->size = be->size;
     v->nblocks = DIV_ROUND_UP(v->size, BLOCK_SIZE);
     v->readonly = cfg->readonly || (be->caps & BE_READONLY);
+    int64_t ra = cfg->readahead < 0    ? 0
+                 : cfg->readahead == 0 ? ((be->caps & BE_REMOTE) ? VOL_READAHEAD_REMOTE : 0)
+                                       : cfg->readahead;
+    ra = MIN(ra, (int64_t)VOL_READAHEAD_MAX);
+    /* Whole blocks, a power of two so windows align. */
+    v->ra_blocks = ra >= BLOCK_SIZE ? 1u << (31 - __builtin_clz((uint32_t)(ra / BLOCK_SIZE))) : 0;
     int r = dir_create(st, v->nblocks, &v->dir);
     if (r < 0) {
         log_error(core, "volume %s: too large (%llu bytes)", cfg->name,
@@ -289,8 +295,7 @@ int engine_add_volume(struct engine *e, const struct volume_config *cfg)
     return add_opened(e, v);
 }
 
-int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
-                              struct backend *be)
+int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg, struct backend *be)
 {
     if (!volume_name_valid(cfg->name) || name_taken(e, cfg->name)) {
         backend_close(be);

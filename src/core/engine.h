@@ -22,8 +22,8 @@ struct volume;
 struct store;
 
 struct engine_config {
-    uint64_t cache_bytes;    /* --cache-size */
-    const char *policy;      /* eviction policy name ("s3fifo" default, "lru") */
+    uint64_t cache_bytes; /* --cache-size */
+    const char *policy;   /* eviction policy name ("s3fifo" default, "lru") */
 };
 
 int engine_create(const struct engine_config *cfg, struct engine **out);
@@ -35,9 +35,16 @@ struct store *engine_store(struct engine *e);
 struct volume_config {
     const char *name;
     struct backend_params backend;
-    bool readonly;      /* export read-only */
-    bool disabled;      /* start in pass-through */
+    bool readonly; /* export read-only */
+    bool disabled; /* start in pass-through */
+    /* Miss read-ahead in bytes (see volume.h): 0 = the default for the back
+     * end (VOL_READAHEAD_REMOTE over the network, off for local files and
+     * devices), -1 = off. */
+    int32_t readahead;
 };
+
+#define VOL_READAHEAD_REMOTE (64 * 1024)
+#define VOL_READAHEAD_MAX    (256 * 1024)
 
 /* Validate a volume name: 1..255 bytes of [A-Za-z0-9._-], not starting with '.'. */
 bool volume_name_valid(const char *name);
@@ -85,7 +92,7 @@ struct prefetch_status {
     bool running;
     uint64_t offset, length; /* range being prefetched */
     uint64_t done_bytes;
-    int error;               /* last error (negative errno) or 0 */
+    int error; /* last error (negative errno) or 0 */
 };
 /* Start an asynchronous prefetch of a range into RAM; -EBUSY if one runs. */
 int volume_prefetch_start(struct volume *v, uint64_t offset, uint64_t length);
@@ -101,12 +108,14 @@ bool volume_defunct(const struct volume *v);
 /* ---- statistics: snapshots rendered by mgmt from the lists ---- */
 struct volume_snapshot {
 #define X(name, kind, unit, help) uint64_t name;
-    VOLUME_COUNTERS(X) VOLUME_GAUGES(X)
+    VOLUME_COUNTERS(X)
+    VOLUME_GAUGES(X)
 #undef X
 #define X(name, kind, unit, help) double name;
-    VOLUME_RATIOS(X)
+        VOLUME_RATIOS(X)
 #undef X
-    struct histogram_snap lat_read_hit, lat_read_miss, lat_write;
+            struct histogram_snap lat_read_hit,
+        lat_read_miss, lat_write;
 };
 
 struct cache_snapshot {

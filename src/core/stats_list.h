@@ -23,6 +23,7 @@
     X(errors, STAT_COUNTER, "ops", "Requests answered with an error")                              \
     X(backend_read_ops, STAT_COUNTER, "ops", "Reads sent to the back end")                         \
     X(backend_read_bytes, STAT_COUNTER, "bytes", "Bytes read from the back end")                   \
+    X(readahead_bytes, STAT_COUNTER, "bytes", "Bytes fetched around read misses (read-ahead)")     \
     X(backend_errors, STAT_COUNTER, "ops", "Back end operations that failed")                      \
     X(insert_races, STAT_COUNTER, "blocks",                                                        \
       "Fetched blocks not cached because a write or invalidate raced them")
@@ -47,10 +48,11 @@
     X(logical_blocks, STAT_GAUGE, "blocks", "Volume blocks that map to held contents")             \
     X(zero_blocks, STAT_GAUGE, "blocks", "Volume blocks mapped to the all-zero constant")          \
     X(logical_bytes, STAT_GAUGE, "bytes", "Effective cache size: logical bytes served from RAM")   \
-    X(metadata_bytes, STAT_GAUGE, "bytes", "Memory for cache metadata (entries, tables, directories)") \
+    X(metadata_bytes, STAT_GAUGE, "bytes",                                                         \
+      "Memory for cache metadata (entries, tables, directories)")                                  \
     X(evictions, STAT_COUNTER, "blocks", "Contents evicted to make room")                          \
     X(inserts, STAT_COUNTER, "blocks", "Contents added")                                           \
-    X(dedup_hits, STAT_COUNTER, "blocks", "Blocks that found their content already held")         \
+    X(dedup_hits, STAT_COUNTER, "blocks", "Blocks that found their content already held")          \
     X(insert_failures, STAT_COUNTER, "blocks", "Blocks not cached for lack of room or references")
 
 #define CACHE_RATIOS(X)                                                                            \

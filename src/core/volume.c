@@ -25,13 +25,25 @@
 struct vol_scratch {
     struct dir_tickets tk;
     uint64_t todo[DIV_ROUND_UP(SPAN_BLOCKS_MAX, 64)]; /* blocks to install in finish */
-    uint8_t tail[BLOCK_SIZE];                           /* zero-padded last block */
-    void *prefetch_buf;                                 /* allocated on first use */
+    uint8_t tail[BLOCK_SIZE];                         /* zero-padded last block */
+    void *prefetch_buf;                               /* allocated on first use */
+    /* Read-ahead (see read_ahead): when set, todo is relative to ra_first
+     * and finish installs from prefetch_buf instead of the request buffer. */
+    bool ra_active;
+    uint64_t ra_first;
+    uint32_t ra_nb;
 };
 
 struct vol_scratch *vol_scratch_new(void)
 {
     return calloc(1, sizeof(struct vol_scratch));
+}
+
+static int scratch_buf(struct vol_scratch *s)
+{
+    if (!s->prefetch_buf)
+        s->prefetch_buf = aligned_alloc(BLOCK_SIZE, PREFETCH_CHUNK);
+    return s->prefetch_buf ? 0 : -ENOMEM;
 }
 
 void vol_scratch_free(struct vol_scratch *s)
@@ -176,6 +188,78 @@ static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
     return (s->todo[i / 64] >> (i % 64)) & 1;
 }
 
+/* Miss read-ahead. A read that misses fetches, in the same single back end
+ * request, the uncached blocks around it up to the edges of its aligned
+ * window of v->ra_blocks blocks (a request crossing windows gets both), and
+ * caches them after the reply like its own blocks. Over a network back end
+ * a 64 KiB read costs about what a 4 KiB one does, and boots, file reads
+ * and clones touch neighbouring blocks soon after each other. The race rule
+ * is the read's: tickets for every fetched block before the fetch, install
+ * only if nothing changed since.
+ *
+ * Called with the request's misses in s->todo (relative to `first`) and
+ * the hits already in r->buf. Returns 1 when it did the fetch (misses
+ * copied into r->buf, s->todo/ra_* describe what to install), 0 when
+ * read-ahead does not apply (the caller fetches as usual), -EAGAIN or an
+ * error from the back end. */
+static int read_ahead(struct volume *v, struct vol_req *r, struct vol_scratch *s, uint64_t first,
+                      uint32_t nb, bool nowait)
+{
+    uint64_t ra = v->ra_blocks;
+    uint64_t wa = first & ~(ra - 1);
+    uint64_t wb = MIN((first + nb + ra - 1) & ~(ra - 1), v->nblocks);
+    uint32_t wnb = (uint32_t)(wb - wa);
+    if (wnb <= nb || (uint64_t)wnb * BLOCK_SIZE > PREFETCH_CHUNK || scratch_buf(s) < 0)
+        return 0;
+    /* The request's misses, window-relative; then the uncached neighbours. */
+    uint64_t miss[DIV_ROUND_UP(PREFETCH_CHUNK / BLOCK_SIZE, 64)] = {0};
+    uint32_t off = (uint32_t)(first - wa);
+    for (uint32_t i = 0; i < nb; i++)
+        if (todo_test(s, i))
+            miss[(off + i) / 64] |= 1ull << ((off + i) % 64);
+    todo_clear(s, wnb);
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (uint32_t i = 0; i < wnb; i++) {
+        bool want = (miss[i / 64] >> (i % 64)) & 1;
+        if (!want && (i < off || i >= off + nb)) {
+            uint64_t val = dir_lookup(v->dir, wa + i);
+            want = !(val == DIR_ZERO || (val && store_ref_live(v->store, dir_ref(val))));
+        }
+        if (!want)
+            continue;
+        todo_set(s, i);
+        dir_read_ticket(v->dir, wa + i, &s->tk);
+        lo = MIN(lo, i);
+        hi = i;
+    }
+    /* One request from the first to the last block wanted; cached blocks in
+     * between are fetched again but not installed. */
+    uint8_t *ra_buf = s->prefetch_buf;
+    int ret = fetch_run(v, ra_buf + (size_t)lo * BLOCK_SIZE, wa + lo, wa + hi, nowait);
+    if (ret < 0) {
+        if (!(ret == -EAGAIN && nowait)) {
+            todo_clear(s, wnb); /* nothing to install */
+            s->ra_active = false;
+        }
+        return ret;
+    }
+    uint64_t extra = 0;
+    for (uint32_t i = lo; i <= hi; i++) {
+        if (i >= off && i < off + nb) {
+            if ((miss[i / 64] >> (i % 64)) & 1)
+                memcpy((uint8_t *)r->buf + (size_t)(i - off) * BLOCK_SIZE,
+                       ra_buf + (size_t)i * BLOCK_SIZE, BLOCK_SIZE);
+        } else {
+            extra += BLOCK_SIZE;
+        }
+    }
+    STAT_ADD(v->c.readahead_bytes, extra);
+    s->ra_active = true;
+    s->ra_first = wa;
+    s->ra_nb = wnb;
+    return 1;
+}
+
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
 {
     r->op = VOL_OP_READ;
@@ -229,12 +313,23 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
             any_miss = true;
             todo_clear(scratch, nb);
             dir_tickets_reset(&scratch->tk);
+            scratch->ra_active = false;
         }
         todo_set(scratch, i);
         miss_bytes += n;
     }
 
-    if (any_miss) {
+    int ra = 0;
+    if (any_miss && v->ra_blocks && nb < v->ra_blocks) {
+        ra = read_ahead(v, r, scratch, first, nb, nowait);
+        if (ra == -EAGAIN && nowait)
+            return ra; /* retried on a worker; nothing counted yet */
+        if (ra < 0)
+            r->status = ra;
+        else if (ra == 1)
+            r->scratch = scratch;
+    }
+    if (any_miss && ra == 0) {
         /* Tickets first, for every block we will fetch, then the back end. */
         for (uint32_t i = 0; i < nb; i++)
             if (todo_test(scratch, i))
@@ -290,8 +385,19 @@ static void install_block(struct volume *v, uint64_t blk, const uint8_t *data,
 static void finish_read(struct volume *v, struct vol_req *r)
 {
     struct vol_scratch *s = r->scratch;
-    if (!s || r->status != 0 || !enabled(v))
+    if (!s)
         return;
+    bool ra = s->ra_active;
+    s->ra_active = false;
+    if (r->status != 0 || !enabled(v))
+        return;
+    if (ra) {
+        for (uint32_t i = 0; i < s->ra_nb; i++)
+            if (todo_test(s, i))
+                install_block(v, s->ra_first + i,
+                              (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE, &s->tk);
+        return;
+    }
     uint64_t first = block_of(r->offset);
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     for (uint32_t i = 0; i < nb; i++)
@@ -366,8 +472,7 @@ static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, en
 
 static int be_write(struct volume *v, struct vol_req *r)
 {
-    return backend_pwrite(v->be, r->buf, r->length, r->offset,
-                          (r->flags & VOL_FUA) ? BE_FUA : 0);
+    return backend_pwrite(v->be, r->buf, r->length, r->offset, (r->flags & VOL_FUA) ? BE_FUA : 0);
 }
 
 static int be_trim(struct volume *v, struct vol_req *r)
@@ -481,11 +586,8 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
     STAT_ADD(v->c.cache_ops, 1);
     if (!enabled(v))
         return 0; /* nothing to warm; NBD_CMD_CACHE is advisory */
-    if (!s->prefetch_buf) {
-        s->prefetch_buf = aligned_alloc(BLOCK_SIZE, PREFETCH_CHUNK);
-        if (!s->prefetch_buf)
-            return -ENOMEM;
-    }
+    if (scratch_buf(s) < 0)
+        return -ENOMEM;
     /* Whole blocks only: a prefetch is for the cache, not for a reply. */
     uint64_t pos = offset & ~BLOCK_MASK;
     uint64_t end = MIN(offset + length, v->size);
@@ -525,6 +627,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
             }
             r.op = VOL_OP_READ;
             r.scratch = s;
+            s->ra_active = false;
             finish_read(v, &r);
         }
         pos += n;

@@ -30,10 +30,11 @@ struct volume {
     uint64_t size;
     uint64_t nblocks;
     bool readonly;
-    int enabled;        /* atomic: acceleration on */
-    int defunct;        /* atomic: removed with force */
-    unsigned refs;      /* atomic */
-    unsigned conns;     /* atomic */
+    uint32_t ra_blocks;  /* miss read-ahead window in blocks (0: off), power of 2 */
+    int enabled;         /* atomic: acceleration on */
+    int defunct;         /* atomic: removed with force */
+    unsigned refs;       /* atomic */
+    unsigned conns;      /* atomic */
     struct volume *next; /* registry list, under engine->lock */
 
     struct vol_counters c; /* relaxed atomics */

@@ -12,14 +12,15 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "core/block.h"
 #include "core/evict.h"
 #include "frontend/nbd/server.h"
 #include "mgmt/mgmt.h"
 
-#define DEFAULT_LISTEN     "127.0.0.1:10809"
-#define DEFAULT_HTTP       "127.0.0.1:10810"
-#define DEFAULT_CACHE      (1ull << 30)
-#define DEFAULT_IO_MEMORY  (512ull << 20)
+#define DEFAULT_LISTEN    "127.0.0.1:10809"
+#define DEFAULT_HTTP      "127.0.0.1:10810"
+#define DEFAULT_CACHE     (1ull << 30)
+#define DEFAULT_IO_MEMORY (512ull << 20)
 
 /* Strings duplicated from the config file, freed by options_free. */
 static char **owned;
@@ -70,6 +71,9 @@ static void usage(FILE *f)
             "                                    handshake in time (default 10s)\n"
             "      --io-memory SIZE              cap on request buffers (default 512M)\n"
             "      --direct                      open file back ends with O_DIRECT\n"
+            "      --readahead SIZE|off          on a read miss, also fetch the uncached\n"
+            "                                    blocks of its aligned SIZE window (default\n"
+            "                                    64K for NBD back ends, off for files)\n"
             "      --pid-file FILE               write the daemon's pid\n"
             "      --tls off|on|require          NBD over TLS (STARTTLS): off (default),\n"
             "                                    offered, or required of every client\n"
@@ -100,6 +104,7 @@ enum {
     OPT_TLS_PSK,
     OPT_TLS_VERIFY_PEER,
     OPT_ALLOW,
+    OPT_READAHEAD,
 };
 
 static const struct option long_opts[] = {
@@ -119,6 +124,7 @@ static const struct option long_opts[] = {
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
     {"io-memory", required_argument, NULL, OPT_IO_MEMORY},
     {"direct", no_argument, NULL, OPT_DIRECT},
+    {"readahead", required_argument, NULL, OPT_READAHEAD},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
     {"tls", required_argument, NULL, OPT_TLS},
     {"tls-certificates", required_argument, NULL, OPT_TLS_CERTS},
@@ -173,7 +179,8 @@ static struct volume_config *find_volume(struct daemon_options *o, const char *n
 static struct volume_config *new_volume(struct daemon_options *o, const char *name)
 {
     if (!volume_name_valid(name)) {
-        bad("volume name", name, "use 1-255 characters from A-Z a-z 0-9 . _ - (not starting with .)");
+        bad("volume name", name,
+            "use 1-255 characters from A-Z a-z 0-9 . _ - (not starting with .)");
         return NULL;
     }
     if (find_volume(o, name)) {
@@ -191,6 +198,20 @@ static struct volume_config *new_volume(struct daemon_options *o, const char *na
 }
 
 /* One setting, from either source. Returns 0 or -1 (message printed). */
+/* "off"/"0" -> -1 (off); a size from 4K to 256K -> bytes. */
+static int parse_readahead(const char *val, int32_t *out)
+{
+    uint64_t n;
+    if (!strcmp(val, "off") || !strcmp(val, "0")) {
+        *out = -1;
+        return 0;
+    }
+    if (parse_size(val, &n) < 0 || n < BLOCK_SIZE || n > VOL_READAHEAD_MAX)
+        return -EINVAL;
+    *out = (int32_t)n;
+    return 0;
+}
+
 static int set_option(struct daemon_options *o, int key, const char *val, bool from_file)
 {
     uint64_t u64;
@@ -261,6 +282,10 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (!evict_find(val))
             return bad("eviction policy", val, "want s3fifo or lru");
         o->policy = val;
+        return 0;
+    case OPT_READAHEAD:
+        if (parse_readahead(val, &o->readahead) < 0)
+            return bad("readahead", val, "want off or a size from 4K to 256K");
         return 0;
     case OPT_THREADS:
         if (parse_uint(val, 1, 1024, &o->threads) < 0)
@@ -389,6 +414,12 @@ static int config_handler(void *user, const char *section, const char *name, con
                 return 0;
             }
             v->backend.direct = b;
+        } else if (!strcmp(name, "readahead")) {
+            if (parse_readahead(val, &v->readahead) < 0) {
+                bad("readahead", val, "want off or a size from 4K to 256K");
+                c->failed = 1;
+                return 0;
+            }
         } else if (!strcmp(name, "connections")) {
             if (parse_uint(val, 1, 64, &v->backend.conns) < 0) {
                 bad("connections", val, "want 1..64");
@@ -513,6 +544,8 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             o->volumes[i].readonly = true;
         if (o->direct)
             o->volumes[i].backend.direct = true;
+        if (o->readahead && !o->volumes[i].readahead)
+            o->volumes[i].readahead = o->readahead;
     }
     if (o->nlisten == 0)
         o->listen[o->nlisten++] = DEFAULT_LISTEN;

@@ -16,7 +16,7 @@
 struct daemon_options {
     const char *listen[MAX_LISTEN];
     unsigned nlisten;
-    const char *http;           /* "off" disables */
+    const char *http; /* "off" disables */
     const char *http_token_file;
     uint64_t cache_bytes;
     uint64_t io_memory;
@@ -24,6 +24,7 @@ struct daemon_options {
     bool readonly;
     bool foreground;
     bool direct;
+    int32_t readahead; /* volume_config.readahead for volumes without their own */
     unsigned threads;
     unsigned max_connections;
     uint64_t handshake_timeout_ms;

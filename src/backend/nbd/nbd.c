@@ -739,7 +739,7 @@ static int learn_export(struct nbd_be *nb, struct nbd_handle *h, const struct ba
     nb->chunk = chunk ? (uint32_t)chunk : min_block;
     nb->be.min_block = min_block;
 
-    uint32_t caps = 0;
+    uint32_t caps = BE_REMOTE;
     if (nb->readonly) {
         caps |= BE_READONLY;
     } else {

@@ -170,8 +170,7 @@ static int teardown(void **state)
 }
 
 /* Read [off, off+len) through the cache into out (full two-step cycle). */
-static int rd(struct fix *x, struct volume *v, uint64_t off, uint32_t len, uint8_t *out,
-              bool *hit)
+static int rd(struct fix *x, struct volume *v, uint64_t off, uint32_t len, uint8_t *out, bool *hit)
 {
     size_t span = vol_read_span(off, len);
     uint8_t *buf = aligned_alloc(BLOCK_SIZE, span ? span : BLOCK_SIZE);
@@ -367,6 +366,87 @@ static void test_race_read_miss_vs_partial_write(void **state)
     race_read_miss_vs_write(*state, 100);
 }
 
+/* Read-ahead: a 100-byte miss in block 5 of a volume with a 64 KiB window
+ * fetches blocks 0..15 in one back end read; the neighbours then hit. A
+ * request crossing into the next window fetches that one too. */
+static void test_readahead_window(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f = fake_new(1u << 20, 9);
+    struct volume_config cfg = {.name = "ra", .readahead = 65536};
+    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
+    struct volume *v = engine_get_volume(x->e, "ra");
+    uint8_t buf[2 * BLOCK_SIZE];
+    bool hit;
+    assert_int_equal(rd(x, v, 5 * BLOCK_SIZE + 10, 100, buf, &hit), 0);
+    assert_false(hit);
+    assert_memory_equal(buf, f->data + 5 * BLOCK_SIZE + 10, 100);
+    assert_int_equal(f->preads, 1);
+    struct volume_snapshot vs;
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_bytes, 15 * BLOCK_SIZE);
+    assert_int_equal(vs.backend_read_bytes, 16 * BLOCK_SIZE);
+    assert_int_equal(vs.read_miss_bytes, 100);
+    for (uint64_t b = 0; b < 16; b++) {
+        assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+        assert_true(hit);
+        assert_memory_equal(buf, f->data + b * BLOCK_SIZE, BLOCK_SIZE);
+    }
+    assert_int_equal(f->preads, 1);
+    /* Blocks 15-16: 15 is cached, 16 starts the next window (16..31). */
+    assert_int_equal(rd(x, v, 15 * BLOCK_SIZE, 2 * BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
+    assert_memory_equal(buf, f->data + 15 * BLOCK_SIZE, 2 * BLOCK_SIZE);
+    assert_int_equal(f->preads, 2);
+    assert_int_equal(rd(x, v, 31 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(f->preads, 2);
+    volume_put(v);
+}
+
+/* The race rule covers read-ahead blocks: a fetch that brought block 3
+ * along (for a read of block 1) stalls; a partial write to block 3
+ * completes; the stale copy of block 3 must not be cached. */
+static void test_readahead_race(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f = fake_new(1u << 20, 3);
+    struct volume_config cfg = {.name = "ra", .readahead = 65536};
+    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
+    struct volume *v = engine_get_volume(x->e, "ra");
+    uint8_t want[BLOCK_SIZE], fresh[100], got[BLOCK_SIZE];
+    memcpy(want, f->data + 3 * BLOCK_SIZE, BLOCK_SIZE);
+    memset(fresh, 0xA7, sizeof fresh);
+    memcpy(want, fresh, sizeof fresh);
+
+    pthread_mutex_lock(&f->lock);
+    f->pause_armed = 1;
+    f->pause_off = 3 * BLOCK_SIZE;
+    pthread_mutex_unlock(&f->lock);
+    struct fix rx = *x;
+    rx.v = v;
+    rx.f = f;
+    struct racer rc = {.x = &rx};
+    pthread_t t;
+    pthread_create(&t, NULL, race_reader, &rc); /* reads block 0: fetches 0..15 */
+    pthread_mutex_lock(&f->lock);
+    while (!f->paused)
+        pthread_cond_wait(&f->cond, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+    assert_int_equal(wr(x, v, 3 * BLOCK_SIZE, sizeof fresh, fresh), 0);
+    pthread_mutex_lock(&f->lock);
+    f->released = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(t, NULL);
+    assert_int_equal(rc.ret, 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rd(x, v, 3 * BLOCK_SIZE, BLOCK_SIZE, got, NULL), 0);
+        assert_memory_equal(got, want, BLOCK_SIZE);
+    }
+    volume_put(v);
+}
+
 static void test_odd_size_tail(void **state)
 {
     struct fix *x = *state;
@@ -446,6 +526,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_full_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_odd_size_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readahead_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readahead_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_enable_invalidate, setup, teardown),
     };
