@@ -366,16 +366,24 @@ static void test_race_read_miss_vs_partial_write(void **state)
     race_read_miss_vs_write(*state, 100);
 }
 
+/* A second volume "ra" over a fresh fake back end, with a 64 KiB read-ahead. */
+static struct volume *add_ra(struct fix *x, uint8_t seed, struct fake **fo)
+{
+    struct fake *f = fake_new(1u << 20, seed);
+    struct volume_config cfg = {.name = "ra", .readahead = 65536};
+    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
+    *fo = f;
+    return engine_get_volume(x->e, "ra");
+}
+
 /* Read-ahead: a 100-byte miss in block 5 of a volume with a 64 KiB window
  * fetches blocks 0..15 in one back end read; the neighbours then hit. A
  * request crossing into the next window fetches that one too. */
 static void test_readahead_window(void **state)
 {
     struct fix *x = *state;
-    struct fake *f = fake_new(1u << 20, 9);
-    struct volume_config cfg = {.name = "ra", .readahead = 65536};
-    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
-    struct volume *v = engine_get_volume(x->e, "ra");
+    struct fake *f;
+    struct volume *v = add_ra(x, 9, &f);
     uint8_t buf[2 * BLOCK_SIZE];
     bool hit;
     assert_int_equal(rd(x, v, 5 * BLOCK_SIZE + 10, 100, buf, &hit), 0);
@@ -405,15 +413,13 @@ static void test_readahead_window(void **state)
 }
 
 /* The race rule covers read-ahead blocks: a fetch that brought block 3
- * along (for a read of block 1) stalls; a partial write to block 3
+ * along (for a read of block 0) stalls; a partial write to block 3
  * completes; the stale copy of block 3 must not be cached. */
 static void test_readahead_race(void **state)
 {
     struct fix *x = *state;
-    struct fake *f = fake_new(1u << 20, 3);
-    struct volume_config cfg = {.name = "ra", .readahead = 65536};
-    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
-    struct volume *v = engine_get_volume(x->e, "ra");
+    struct fake *f;
+    struct volume *v = add_ra(x, 3, &f);
     uint8_t want[BLOCK_SIZE], fresh[100], got[BLOCK_SIZE];
     memcpy(want, f->data + 3 * BLOCK_SIZE, BLOCK_SIZE);
     memset(fresh, 0xA7, sizeof fresh);
