@@ -92,8 +92,8 @@ static void access_id(struct sim *m, unsigned id)
 enum workload { W_ZIPF, W_ZIPF_SCAN, W_LOOP, W_STORM, W__COUNT };
 static const char *const wname[] = {"zipf", "zipf+scan", "loop", "storm"};
 
-static double run(const struct evict_ops *pol, enum workload w, unsigned cache,
-                  uint64_t accesses, uint64_t seed)
+static double run(const struct evict_ops *pol, enum workload w, unsigned cache, uint64_t accesses,
+                  uint64_t seed)
 {
     struct sim m = {0};
     const unsigned hot = 8192, cold = 65536, boot = 6000, priv = 300, clones = 16;

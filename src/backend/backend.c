@@ -58,8 +58,7 @@ int backend_open(const struct backend_params *p, struct backend **out)
             /* The caller reports the failure (with backend_open_error()). */
             if (!open_error[0])
                 backend_set_open_error("%s", strerror(-r));
-            log_debug(backend, "cannot open %s back end '%s': %s", ops->name, p->spec,
-                      open_error);
+            log_debug(backend, "cannot open %s back end '%s': %s", ops->name, p->spec, open_error);
             *out = NULL;
             return r;
         }

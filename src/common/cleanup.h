@@ -38,7 +38,7 @@ static inline void cleanup_unlockp(pthread_mutex_t **m)
 
 /* Hold `mutex` until the end of the enclosing scope. */
 #define LOCK_GUARD(mutex)                                                                          \
-    __attribute__((cleanup(cleanup_unlockp), unused)) pthread_mutex_t *CLEANUP_CONCAT(                     \
+    __attribute__((cleanup(cleanup_unlockp), unused)) pthread_mutex_t *CLEANUP_CONCAT(             \
         lock_guard_, __LINE__) = (pthread_mutex_lock(mutex), (mutex))
 
 /* Hand ownership out of a cleanup variable (returns the value, clears the variable). */

@@ -19,7 +19,7 @@ struct stat_desc {
     enum stat_kind kind;
     const char *unit; /* "bytes", "ops", "blocks", "ratio", ... */
     const char *help;
-    size_t offset;    /* offset of the uint64_t / double field in the snapshot struct */
+    size_t offset; /* offset of the uint64_t / double field in the snapshot struct */
 };
 
 static inline uint64_t stat_u64(const void *snap, const struct stat_desc *d)

@@ -9,13 +9,13 @@
 #include <string.h>
 #include <time.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define likely(x)     __builtin_expect(!!(x), 1)
-#define unlikely(x)   __builtin_expect(!!(x), 0)
-#define MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+#define ARRAY_SIZE(a)      (sizeof(a) / sizeof((a)[0]))
+#define likely(x)          __builtin_expect(!!(x), 1)
+#define unlikely(x)        __builtin_expect(!!(x), 0)
+#define MIN(a, b)          ((a) < (b) ? (a) : (b))
+#define MAX(a, b)          ((a) > (b) ? (a) : (b))
 #define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
-#define IS_POW2(x)    ((x) != 0 && ((x) & ((x)-1)) == 0)
+#define IS_POW2(x)         ((x) != 0 && ((x) & ((x)-1)) == 0)
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 

@@ -57,10 +57,10 @@
 
 #include "core/store.h"
 
-#define DIR_STRIPES      1024u
-#define DIR_GROUP_SHIFT  3
-#define DIR_ZERO         UINT64_MAX
-#define DIR_MAX_BLOCKS   (UINT64_C(1) << 42) /* 16 PiB volumes */
+#define DIR_STRIPES     1024u
+#define DIR_GROUP_SHIFT 3
+#define DIR_ZERO        UINT64_MAX
+#define DIR_MAX_BLOCKS  (UINT64_C(1) << 42) /* 16 PiB volumes */
 
 struct dir;
 struct store;
@@ -126,8 +126,8 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n);
 void dir_purge(struct dir *d);
 
 /* Counters. */
-uint64_t dir_cells(struct dir *d);       /* cells in use (including stale) */
-uint64_t dir_zero_cells(struct dir *d);  /* cells holding DIR_ZERO */
+uint64_t dir_cells(struct dir *d);      /* cells in use (including stale) */
+uint64_t dir_zero_cells(struct dir *d); /* cells holding DIR_ZERO */
 uint64_t dir_metadata_bytes(struct dir *d);
 
 #endif

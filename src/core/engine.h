@@ -106,17 +106,18 @@ unsigned volume_connections(const struct volume *v);
 bool volume_defunct(const struct volume *v);
 
 /* ---- statistics: snapshots rendered by mgmt from the lists ---- */
+/* clang-format off: the X-macro lists end without ';', which it misreads */
 struct volume_snapshot {
 #define X(name, kind, unit, help) uint64_t name;
     VOLUME_COUNTERS(X)
     VOLUME_GAUGES(X)
 #undef X
 #define X(name, kind, unit, help) double name;
-        VOLUME_RATIOS(X)
+    VOLUME_RATIOS(X)
 #undef X
-            struct histogram_snap lat_read_hit,
-        lat_read_miss, lat_write;
+    struct histogram_snap lat_read_hit, lat_read_miss, lat_write;
 };
+/* clang-format on */
 
 struct cache_snapshot {
 #define X(name, kind, unit, help) uint64_t name;

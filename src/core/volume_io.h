@@ -54,11 +54,11 @@ struct vol_req {
     void *buf;      /* read: aligned span buffer; write: payload */
     /* filled by the core for vol_req_finish */
     enum vol_op op;
-    int status;          /* result of the back end step */
-    uint64_t start_ns;   /* for latency histograms */
+    int status;        /* result of the back end step */
+    uint64_t start_ns; /* for latency histograms */
     struct vol_scratch *scratch;
-    uint8_t hit;         /* read served entirely from RAM */
-    uint32_t *pins;      /* zero-copy hit: pinned store entries to release */
+    uint8_t hit;    /* read served entirely from RAM */
+    uint32_t *pins; /* zero-copy hit: pinned store entries to release */
     uint32_t npins;
 };
 

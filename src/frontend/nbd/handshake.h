@@ -18,9 +18,9 @@
 /* What the server tells a client about one export. */
 struct nbd_export_info {
     uint64_t size;
-    uint16_t tflags;      /* transmission flags, without NBD_FLAG_SEND_DF (added when
-                             structured replies are negotiated) */
-    uint32_t min_block;   /* block size constraints */
+    uint16_t tflags;    /* transmission flags, without NBD_FLAG_SEND_DF (added when
+                           structured replies are negotiated) */
+    uint32_t min_block; /* block size constraints */
     uint32_t pref_block;
     uint32_t max_block;
     const char *description; /* may be NULL */
@@ -40,9 +40,9 @@ struct nbd_exports {
 };
 
 enum nbd_tls_mode {
-    NBD_TLS_OFF = 0,  /* STARTTLS refused with NBD_REP_ERR_POLICY */
-    NBD_TLS_ON,       /* offered, optional */
-    NBD_TLS_REQUIRE,  /* every option but STARTTLS/ABORT gets NBD_REP_ERR_TLS_REQD */
+    NBD_TLS_OFF = 0, /* STARTTLS refused with NBD_REP_ERR_POLICY */
+    NBD_TLS_ON,      /* offered, optional */
+    NBD_TLS_REQUIRE, /* every option but STARTTLS/ABORT gets NBD_REP_ERR_TLS_REQD */
 };
 
 struct nbd_handshake_cfg {
@@ -56,12 +56,12 @@ struct nbd_handshake_cfg {
 };
 
 struct nbd_handshake_result {
-    void *handle;          /* export reference from exports->get() */
+    void *handle; /* export reference from exports->get() */
     char name[NBD_MAX_NAME_BUF];
     struct nbd_export_info info;
-    uint16_t tflags;       /* as sent to the client (DF included if structured) */
-    bool structured;       /* NBD_OPT_STRUCTURED_REPLY acknowledged */
-    bool base_allocation;  /* base:allocation selected for this export */
+    uint16_t tflags;      /* as sent to the client (DF included if structured) */
+    bool structured;      /* NBD_OPT_STRUCTURED_REPLY acknowledged */
+    bool base_allocation; /* base:allocation selected for this export */
     bool no_zeroes;
     bool tls_active;
 };

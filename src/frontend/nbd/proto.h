@@ -8,9 +8,9 @@
 #define NBD_DEFAULT_PORT 10809
 
 /* Handshake */
-#define NBD_MAGIC        UINT64_C(0x4e42444d41474943) /* "NBDMAGIC" */
-#define NBD_IHAVEOPT     UINT64_C(0x49484156454F5054) /* "IHAVEOPT" */
-#define NBD_REP_MAGIC    UINT64_C(0x0003e889045565a9)
+#define NBD_MAGIC     UINT64_C(0x4e42444d41474943) /* "NBDMAGIC" */
+#define NBD_IHAVEOPT  UINT64_C(0x49484156454F5054) /* "IHAVEOPT" */
+#define NBD_REP_MAGIC UINT64_C(0x0003e889045565a9)
 
 /* Handshake flags (server) */
 #define NBD_FLAG_FIXED_NEWSTYLE (1u << 0)
@@ -33,11 +33,11 @@
 #define NBD_OPT_EXTENDED_HEADERS  11
 
 /* Option replies */
-#define NBD_REP_ACK          1u
-#define NBD_REP_SERVER       2u
-#define NBD_REP_INFO         3u
-#define NBD_REP_META_CONTEXT 4u
-#define NBD_REP_FLAG_ERROR   (1u << 31)
+#define NBD_REP_ACK                 1u
+#define NBD_REP_SERVER              2u
+#define NBD_REP_INFO                3u
+#define NBD_REP_META_CONTEXT        4u
+#define NBD_REP_FLAG_ERROR          (1u << 31)
 #define NBD_REP_ERR_UNSUP           (NBD_REP_FLAG_ERROR | 1u)
 #define NBD_REP_ERR_POLICY          (NBD_REP_FLAG_ERROR | 2u)
 #define NBD_REP_ERR_INVALID         (NBD_REP_FLAG_ERROR | 3u)
@@ -69,12 +69,12 @@
 #define NBD_FLAG_SEND_FAST_ZERO    (1u << 11)
 
 /* Transmission */
-#define NBD_REQUEST_MAGIC    UINT32_C(0x25609513)
-#define NBD_SIMPLE_REPLY_MAGIC UINT32_C(0x67446698)
+#define NBD_REQUEST_MAGIC          UINT32_C(0x25609513)
+#define NBD_SIMPLE_REPLY_MAGIC     UINT32_C(0x67446698)
 #define NBD_STRUCTURED_REPLY_MAGIC UINT32_C(0x668e33ef)
-#define NBD_REQUEST_SIZE     28
-#define NBD_SIMPLE_REPLY_SIZE 16
-#define NBD_STRUCTURED_REPLY_SIZE 20
+#define NBD_REQUEST_SIZE           28
+#define NBD_SIMPLE_REPLY_SIZE      16
+#define NBD_STRUCTURED_REPLY_SIZE  20
 
 #define NBD_CMD_READ         0
 #define NBD_CMD_WRITE        1
@@ -115,11 +115,11 @@
 #define NBD_ESHUTDOWN 108
 
 /* Our limits. */
-#define NBD_MAX_STRING       4096            /* names, per the protocol */
-#define NBD_MAX_NAME_BUF     (NBD_MAX_STRING + 1)
-#define NBD_MAX_OPTION_LEN   (64u * 1024)    /* larger options are refused */
-#define NBD_MAX_PAYLOAD      (32u << 20)     /* advertised maximum block size */
-#define NBD_PREFERRED_BLOCK  4096u
-#define NBD_BASE_ALLOCATION_ID 1u            /* our context id for base:allocation */
+#define NBD_MAX_STRING         4096 /* names, per the protocol */
+#define NBD_MAX_NAME_BUF       (NBD_MAX_STRING + 1)
+#define NBD_MAX_OPTION_LEN     (64u * 1024) /* larger options are refused */
+#define NBD_MAX_PAYLOAD        (32u << 20)  /* advertised maximum block size */
+#define NBD_PREFERRED_BLOCK    4096u
+#define NBD_BASE_ALLOCATION_ID 1u /* our context id for base:allocation */
 
 #endif

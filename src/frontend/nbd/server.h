@@ -15,20 +15,19 @@
 
 /* NBD-specific settings (frontend_config.proto). */
 struct nbd_config {
-    int handshake_timeout_ms;  /* default 10 s */
-    bool readonly;             /* export every volume read-only */
+    int handshake_timeout_ms; /* default 10 s */
+    bool readonly;            /* export every volume read-only */
     enum nbd_tls_mode tls;
     const char *tls_certificates; /* directory with ca-cert.pem, server-cert.pem, server-key.pem */
-    const char *tls_psk;       /* PSK file (username:hexkey lines) */
-    bool tls_verify_peer;      /* x509: require a client certificate signed by ca-cert.pem */
-    const char *const *allow;  /* client addresses allowed (see allow.h; none: all) */
+    const char *tls_psk;          /* PSK file (username:hexkey lines) */
+    bool tls_verify_peer;         /* x509: require a client certificate signed by ca-cert.pem */
+    const char *const *allow;     /* client addresses allowed (see allow.h; none: all) */
     unsigned nallow;
 };
 
 struct nbd_server;
 
-int nbd_server_start(struct engine *e, const struct frontend_config *cfg,
-                     struct nbd_server **out);
+int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct nbd_server **out);
 void nbd_server_stop(struct nbd_server *s);
 unsigned nbd_server_connections(struct nbd_server *s);
 

@@ -16,26 +16,26 @@
 #include "core/volume_io.h"
 #include "frontend/nbd/proto.h"
 
-#define RBUF_SIZE        (64u * 1024)
-#define BATCH_MAX        32
+#define RBUF_SIZE (64u * 1024)
+#define BATCH_MAX 32
 /* A batch is flushed once its replies carry this much data: beyond it,
  * holding replies back only adds latency. */
-#define BATCH_BYTES      (256u * 1024)
+#define BATCH_BYTES (256u * 1024)
 /* Zero-copy hits of up to this many blocks keep their iovecs in the request;
  * larger ones borrow an array from the buffer pool. */
-#define ZC_INLINE        4
-#define ZC_ARRAY_BYTES   (VOL_ZC_MAX_BLOCKS * (sizeof(struct iovec) + sizeof(uint32_t)))
+#define ZC_INLINE      4
+#define ZC_ARRAY_BYTES (VOL_ZC_MAX_BLOCKS * (sizeof(struct iovec) + sizeof(uint32_t)))
 /* iovecs gathered per writev when flushing a batch. */
-#define FLUSH_IOV        1024
+#define FLUSH_IOV 1024
 /* Misses up to this size whose data the back end has at hand (page cache)
  * are served on the reader thread: a hand-off to a worker costs more than
  * the read. Larger ones go to workers, where hashing runs in parallel. */
-#define INLINE_MISS_MAX  (64u * 1024)
-#define MAX_EXTENTS      1024
+#define INLINE_MISS_MAX (64u * 1024)
+#define MAX_EXTENTS     1024
 /* Oversized write payloads up to this size are read and dropped so the
  * stream stays in sync and the client gets EINVAL; larger ones end the
  * connection (nobody legitimate sends them). */
-#define DISCARD_MAX      (64u << 20)
+#define DISCARD_MAX (64u << 20)
 
 struct nbd_conn;
 
@@ -488,8 +488,8 @@ static int validate(struct nbd_conn *c, const struct nbd_req *r)
         return EINVAL;
     if (r->cmd == NBD_CMD_BLOCK_STATUS && r->length == 0)
         return EINVAL;
-    bool writes = r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_TRIM ||
-                  r->cmd == NBD_CMD_WRITE_ZEROES;
+    bool writes =
+        r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_TRIM || r->cmd == NBD_CMD_WRITE_ZEROES;
     if (writes && (hs->tflags & NBD_FLAG_READ_ONLY))
         return EPERM;
     int past_end = (r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_WRITE_ZEROES) ? -ENOSPC : -EINVAL;
@@ -576,8 +576,8 @@ static int try_zero_copy_hit(struct nbd_conn *c, struct nbd_req *r)
         if (!r->zc_array)
             return -EAGAIN;
         r->zc_iov = r->zc_array;
-        r->zc_pins = (uint32_t *)((uint8_t *)r->zc_array +
-                                  VOL_ZC_MAX_BLOCKS * sizeof(struct iovec));
+        r->zc_pins =
+            (uint32_t *)((uint8_t *)r->zc_array + VOL_ZC_MAX_BLOCKS * sizeof(struct iovec));
     }
     unsigned niov = 0;
     int ret = vol_read_zc(c->v, &r->vr, r->zc_iov, r->zc_pins, &niov);
