@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,9 @@ import time
 import urllib.request
 
 SKIP = 77
-NAME = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from shoaltest import (NAME, TestFailure, check, check_no_sanitizer_report,  # noqa: E402,F401
+                       free_port, log, stop_daemon)
 
 try:
     import nbd  # noqa: F401  (python3-libnbd)
@@ -35,25 +36,6 @@ TMP = tempfile.mkdtemp(prefix=f"shoal-it-{NAME}.",
                        dir=os.environ.get("SHOAL_IT_TMP", "/tmp"))
 _daemons = []
 _failed = [False]
-
-
-def log(msg):
-    print(f"[{NAME}] {msg}", flush=True)
-
-
-class TestFailure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise TestFailure(msg)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Shoald:
@@ -114,16 +96,7 @@ class Shoald:
 
     def stop(self, sig=signal.SIGTERM):
         """Signal; require exit 0 within 10 s and no sanitizer report."""
-        check(self.alive(), f"shoald died early (status {self.proc.returncode})")
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise TestFailure(f"shoald did not exit within 10 s of {sig.name}")
-        check(rc == 0, f"shoald exited with status {rc} after {sig.name}")
-        check_no_sanitizer_report(self.logpath)
+        stop_daemon(self.proc, self.logpath, sig)
 
     def open(self, vol, meta=False):
         """A connected libnbd handle for a volume."""
@@ -132,14 +105,6 @@ class Shoald:
             h.add_meta_context("base:allocation")
         h.connect_uri(self.uri(vol))
         return h
-
-
-def check_no_sanitizer_report(path):
-    with open(path, "rb") as f:
-        text = f.read().decode(errors="replace")
-    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "WARNING: ThreadSanitizer"):
-        check(marker not in text, f"sanitizer report in {os.path.basename(path)}")
 
 
 def _cleanup():

@@ -24,11 +24,9 @@ import urllib.error
 import urllib.request
 
 SKIP = 77
-NAME = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-
-
-def log(msg):
-    print(f"[{NAME}] {msg}", flush=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from shoaltest import (NAME, TestFailure, check, check_no_sanitizer_report,  # noqa: E402,F401
+                       free_port, log, stop_daemon)
 
 
 def skip(msg):
@@ -40,15 +38,6 @@ try:
     import nbd  # noqa: F401  (python3-libnbd)
 except ImportError:
     skip(f"python3-libnbd is not importable by {sys.executable}")
-
-
-class TestFailure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise TestFailure(msg)
 
 
 def need(*tools):
@@ -89,12 +78,6 @@ def aio_events(h):
     d = h.aio_get_direction()
     return (select.POLLIN if d & nbd.AIO_DIRECTION_READ else 0) | \
         (select.POLLOUT if d & nbd.AIO_DIRECTION_WRITE else 0)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop_proc(p, grace=5.0):
@@ -239,16 +222,7 @@ class Shoald:
 
     def stop(self, timeout=10):
         """SIGTERM; require exit 0 in time and no sanitizer report."""
-        check(self.alive(), f"shoald died early (status {self.proc.returncode})")
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise TestFailure(f"shoald did not exit within {timeout} s of SIGTERM")
-        check(rc == 0, f"shoald exited with status {rc} after SIGTERM")
-        check_no_sanitizer_report(self.logpath)
+        stop_daemon(self.proc, self.logpath, timeout=timeout)
 
     def open(self, vol, name=None):
         h = nbd.NBD()
@@ -256,14 +230,6 @@ class Shoald:
             h.set_handle_name(name)
         h.connect_uri(self.uri(vol))
         return h
-
-
-def check_no_sanitizer_report(path):
-    with open(path, "rb") as f:
-        text = f.read().decode(errors="replace")
-    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "WARNING: ThreadSanitizer"):
-        check(marker not in text, f"sanitizer report in {os.path.basename(path)}")
 
 
 class Nbdkit:
