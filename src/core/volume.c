@@ -59,6 +59,11 @@ static inline void todo_set(struct vol_scratch *s, uint32_t i)
     s->todo[i / 64] |= 1ull << (i % 64);
 }
 
+static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
+{
+    return (s->todo[i / 64] >> (i % 64)) & 1;
+}
+
 static void todo_clear(struct vol_scratch *s, uint32_t nb)
 {
     memset(s->todo, 0, DIV_ROUND_UP(nb, 64) * sizeof(uint64_t));
@@ -170,6 +175,33 @@ static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, boo
     return 0;
 }
 
+/* Fetch every run of blocks marked in s->todo (block i at first + i) into
+ * buf + i * BLOCK_SIZE, one back end request per run. */
+static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint64_t first,
+                      uint32_t nb, bool nowait)
+{
+    for (uint32_t i = 0; i < nb;) {
+        if (!todo_test(s, i)) {
+            i++;
+            continue;
+        }
+        uint32_t j = i;
+        while (j + 1 < nb && todo_test(s, j + 1))
+            j++;
+        int ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
+        if (ret < 0)
+            return ret;
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* A directory value that needs no fetch: a known zero block or live content. */
+static inline bool val_cached(struct volume *v, uint64_t val)
+{
+    return val == DIR_ZERO || (val && store_ref_live(v->store, dir_ref(val)));
+}
+
 static int read_passthrough(struct volume *v, struct vol_req *r)
 {
     uint8_t *dst = (uint8_t *)r->buf + (r->offset & BLOCK_MASK);
@@ -181,11 +213,6 @@ static int read_passthrough(struct volume *v, struct vol_req *r)
     }
     STAT_ADD(v->c.backend_read_bytes, r->length);
     return 0;
-}
-
-static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
-{
-    return (s->todo[i / 64] >> (i % 64)) & 1;
 }
 
 /* Miss read-ahead. A read that misses fetches, in the same single back end
@@ -223,7 +250,7 @@ static int read_ahead(struct volume *v, struct vol_req *r, struct vol_scratch *s
         bool want = (miss[i / 64] >> (i % 64)) & 1;
         if (!want && (i < off || i >= off + nb)) {
             uint64_t val = dir_lookup(v->dir, wa + i);
-            want = !(val == DIR_ZERO || (val && store_ref_live(v->store, dir_ref(val))));
+            want = !val_cached(v, val);
         }
         if (!want)
             continue;
@@ -334,23 +361,11 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         for (uint32_t i = 0; i < nb; i++)
             if (todo_test(scratch, i))
                 dir_read_ticket(v->dir, first + i, &scratch->tk);
-        for (uint32_t i = 0; i < nb;) {
-            if (!todo_test(scratch, i)) {
-                i++;
-                continue;
-            }
-            uint32_t j = i;
-            while (j + 1 < nb && todo_test(scratch, j + 1))
-                j++;
-            int ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
-            if (ret == -EAGAIN && nowait)
-                return ret; /* retried on a worker; nothing counted yet */
-            if (ret < 0) {
-                r->status = ret;
-                break;
-            }
-            i = j + 1;
-        }
+        int ret = fetch_todo(v, scratch, buf, first, nb, nowait);
+        if (ret == -EAGAIN && nowait)
+            return ret; /* retried on a worker; nothing counted yet */
+        if (ret < 0)
+            r->status = ret;
         r->scratch = scratch;
     }
     STAT_ADD(v->c.read_ops, 1);
@@ -401,7 +416,7 @@ static void finish_read(struct volume *v, struct vol_req *r)
     uint64_t first = block_of(r->offset);
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     for (uint32_t i = 0; i < nb; i++)
-        if (s->todo[i / 64] >> (i % 64) & 1)
+        if (todo_test(s, i))
             install_block(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk);
 }
 
@@ -521,7 +536,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
     uint64_t first = block_of(r->offset);
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     for (uint32_t i = 0; i < nb; i++) {
-        if (!(s->todo[i / 64] >> (i % 64) & 1))
+        if (!todo_test(s, i))
             continue;
         uint64_t blk = first + i;
         if (r->op == VOL_OP_ZERO) {
@@ -603,7 +618,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
         dir_tickets_reset(&s->tk);
         for (uint32_t i = 0; i < nb; i++) {
             uint64_t val = dir_lookup(v->dir, first + i);
-            if (val == DIR_ZERO || (val && store_ref_live(v->store, dir_ref(val))))
+            if (val_cached(v, val))
                 continue;
             todo_set(s, i);
             dir_read_ticket(v->dir, first + i, &s->tk);
@@ -611,20 +626,9 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
         }
         if (any) {
             struct vol_req r = {.offset = pos, .length = n, .buf = s->prefetch_buf};
-            for (uint32_t i = 0; i < nb;) {
-                if (!(s->todo[i / 64] >> (i % 64) & 1)) {
-                    i++;
-                    continue;
-                }
-                uint32_t j = i;
-                while (j + 1 < nb && (s->todo[(j + 1) / 64] >> ((j + 1) % 64) & 1))
-                    j++;
-                int ret = fetch_run(v, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE,
-                                    first + i, first + j, false);
-                if (ret < 0)
-                    return ret;
-                i = j + 1;
-            }
+            int ret = fetch_todo(v, s, s->prefetch_buf, first, nb, false);
+            if (ret < 0)
+                return ret;
             r.op = VOL_OP_READ;
             r.scratch = s;
             s->ra_active = false;
