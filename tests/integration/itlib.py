@@ -19,7 +19,7 @@ import urllib.request
 SKIP = 77
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from shoaltest import (NAME, TestFailure, check, check_no_sanitizer_report,  # noqa: E402,F401
-                       free_port, log, stop_daemon)
+                       free_port, log, print_log_tail, stop_daemon)
 
 try:
     import nbd  # noqa: F401  (python3-libnbd)
@@ -118,12 +118,7 @@ def _cleanup():
                 d.proc.wait()
     if _failed[0]:
         for d in _daemons:
-            try:
-                lines = open(d.logpath, errors="replace").read().splitlines()[-40:]
-            except OSError:
-                continue
-            print(f"--- {os.path.basename(d.logpath)} (last 40 lines) ---", file=sys.stderr)
-            print("\n".join(lines), file=sys.stderr)
+            print_log_tail(d.logpath, 40)
         if os.environ.get("SHOAL_IT_KEEP") == "1":
             print(f"[{NAME}] kept {TMP}", file=sys.stderr)
             return

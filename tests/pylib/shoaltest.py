@@ -41,6 +41,17 @@ def check_no_sanitizer_report(path):
         check(marker not in text, f"sanitizer report in {os.path.basename(path)}")
 
 
+def print_log_tail(path, n):
+    """After a failure: the last n lines of a daemon's log, on stderr."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()[-n:]
+    except OSError:
+        return
+    print(f"--- {os.path.basename(path)} (last {n} lines) ---", file=sys.stderr)
+    print("\n".join(lines), file=sys.stderr)
+
+
 def stop_daemon(proc, logpath, sig=signal.SIGTERM, timeout=10):
     """Signal a daemon we started; require exit 0 in time and a log without
     sanitizer reports."""

@@ -26,7 +26,7 @@ import urllib.request
 SKIP = 77
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from shoaltest import (NAME, TestFailure, check, check_no_sanitizer_report,  # noqa: E402,F401
-                       free_port, log, stop_daemon)
+                       free_port, log, print_log_tail, stop_daemon)
 
 
 def skip(msg):
@@ -102,12 +102,7 @@ def _cleanup():
     if _failed[0]:
         for f in sorted(os.listdir(TMP)) if os.path.isdir(TMP) else []:
             if f.endswith(".log"):
-                try:
-                    lines = open(os.path.join(TMP, f), errors="replace").read().splitlines()[-30:]
-                except OSError:
-                    continue
-                print(f"--- {f} (last 30 lines) ---", file=sys.stderr)
-                print("\n".join(lines), file=sys.stderr)
+                print_log_tail(os.path.join(TMP, f), 30)
         if os.environ.get("SHOAL_REL_KEEP") == "1":
             print(f"[{NAME}] kept {TMP}", file=sys.stderr)
             return
