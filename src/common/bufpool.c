@@ -35,6 +35,12 @@ void bufpool_init(uint64_t limit)
     pool.limit = limit;
 }
 
+uint64_t bufpool_limit(void)
+{
+    LOCK_GUARD(&pool.lock);
+    return pool.limit;
+}
+
 static int class_of(size_t len)
 {
     if (len <= (1u << MIN_SHIFT))

@@ -21,6 +21,8 @@ void bufpool_init(uint64_t limit);
  * budget is exhausted. NULL only if len is too big or memory is truly out. */
 void *bufpool_get(size_t len);
 void bufpool_put(void *buf, size_t len);
+/* The cap given to bufpool_init (front ends size per-client shares by it). */
+uint64_t bufpool_limit(void);
 /* Bytes currently allocated by the pool (in use + cached). */
 uint64_t bufpool_bytes(void);
 /* Free every cached buffer (shutdown, tests). */

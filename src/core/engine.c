@@ -538,8 +538,10 @@ void volume_snapshot(struct volume *v, struct volume_snapshot *out)
     out->cached_blocks = dir_cells(v->dir);
     out->zero_blocks = dir_zero_cells(v->dir);
     out->hit_ratio = ratio(out->read_hit_bytes, out->read_bytes);
-    double off = 1.0 - ratio(out->backend_read_bytes, out->read_bytes);
-    out->offload_ratio = out->read_bytes ? (off < 0 ? 0 : off) : 0;
+    /* Signed: read-ahead can fetch more from the array than clients asked
+     * for, and then the cache adds array traffic; that must show. */
+    out->offload_ratio =
+        out->read_bytes ? 1.0 - ratio(out->backend_read_bytes, out->read_bytes) : 0;
     hist_snapshot(&v->lat_read_hit, &out->lat_read_hit);
     hist_snapshot(&v->lat_read_miss, &out->lat_read_miss);
     hist_snapshot(&v->lat_write, &out->lat_write);

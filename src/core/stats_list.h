@@ -38,7 +38,7 @@
 
 #define VOLUME_RATIOS(X)                                                                           \
     X(hit_ratio, STAT_RATIO, "ratio", "Share of read bytes served from RAM")                       \
-    X(offload_ratio, STAT_RATIO, "ratio", "Share of read bytes that did not reach the back end")
+    X(offload_ratio, STAT_RATIO, "ratio", "1 - back end read bytes / client read bytes: the share of reads kept off the back end; negative when the cache (read-ahead) read more from it than clients asked for")
 
 /* Cache-wide (content store) figures. */
 #define CACHE_GAUGES(X)                                                                            \

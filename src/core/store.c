@@ -154,14 +154,22 @@ static int buckets_resize_locked(struct store *s, struct shard *sh, uint32_t wan
 
 /* ---- entry lifecycle ---- */
 
-/* Put a dead entry's slot on the free list (unless a shrink left it beyond
- * the shard's limit: then it just stays unused). */
+/* Put a dead entry's slot on the free list. A slot a shrink left beyond the
+ * shard's high-water mark is not reused; its page goes back to the kernel
+ * (the shrink could not do that while a reply still pinned it). */
 static void slot_release_locked(struct store *s, struct shard *sh, uint32_t idx)
 {
-    if (idx - sh->base >= sh->hwm)
+    if (idx - sh->base >= sh->hwm) {
+        madvise(slot_data(s, idx), BLOCK_SIZE, MADV_DONTNEED);
         return;
+    }
     s->entries[idx].hnext = sh->free_head;
     sh->free_head = idx;
+}
+
+static inline bool slot_pinned(struct store *s, uint32_t idx)
+{
+    return __atomic_load_n(&s->pins[idx], __ATOMIC_ACQUIRE) & PIN_COUNT;
 }
 
 /* Unlink a live entry everywhere but the policy. Every reference to it goes
@@ -195,8 +203,13 @@ static uint32_t slot_alloc_locked(struct store *s, struct shard *sh)
             sh->free_head = s->entries[idx].hnext;
             return idx;
         }
-        if (sh->hwm < sh->limit) {
+        while (sh->hwm < sh->limit) {
             uint32_t idx = sh->base + sh->hwm++;
+            /* A slot that died pinned beyond an earlier shrink's mark is
+             * still being sent: now below the mark, its last unpin puts it
+             * on the free list. */
+            if (slot_pinned(s, idx))
+                continue;
             /* Fresh pages read as gen 0; real generations start at 1. Pages
              * touched before a shrink keep their generation. */
             if (s->entries[idx].gen == 0)
@@ -285,13 +298,21 @@ int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
 
 void store_unpin(struct store *s, uint32_t idx)
 {
-    uint32_t v = __atomic_sub_fetch(&s->pins[idx], 1, __ATOMIC_ACQ_REL);
-    if (v != PIN_DEAD)
-        return;
-    /* The entry died while we held it: we release its slot. */
+    /* Lock-free unless this is the last pin of a dead entry. That one drops
+     * its pin under the shard lock: otherwise a shrink rebuilding the free
+     * list between our decrement and our release would see an unpinned
+     * dead slot, list it, and we would list it a second time (two contents
+     * sharing a slot). A dead entry gains no pins (store_pin checks the
+     * generation under the lock), so PIN_DEAD|1 stays ours. */
+    uint32_t v = __atomic_load_n(&s->pins[idx], __ATOMIC_ACQUIRE);
+    while (v != (PIN_DEAD | 1)) {
+        if (__atomic_compare_exchange_n(&s->pins[idx], &v, v - 1, true, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return;
+    }
     struct shard *sh = shard_of_idx(s, idx);
     LOCK_GUARD(&sh->lock);
-    __atomic_store_n(&s->pins[idx], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->pins[idx], 0, __ATOMIC_RELEASE);
     slot_release_locked(s, sh, idx);
 }
 
@@ -349,15 +370,22 @@ static void shard_shrink_locked(struct store *s, struct shard *sh, uint32_t limi
     sh->free_head = STORE_NONE;
     for (uint32_t i = sh->hwm; i-- > 0;) {
         uint32_t idx = sh->base + i;
-        if (entry_refs(&s->entries[idx]) == 0 &&
-            !(__atomic_load_n(&s->pins[idx], __ATOMIC_ACQUIRE) & PIN_COUNT)) {
+        if (entry_refs(&s->entries[idx]) == 0 && !slot_pinned(s, idx)) {
             s->entries[idx].hnext = sh->free_head;
             sh->free_head = idx;
         }
     }
-    if (old_hwm > sh->hwm)
-        madvise(slot_data(s, sh->base + sh->hwm), (size_t)(old_hwm - sh->hwm) * BLOCK_SIZE,
-                MADV_DONTNEED);
+    /* Return the pages beyond the new mark, except those a reply is still
+     * sending from (zero-copy): their data must stay intact until the last
+     * unpin, which returns the page then. */
+    uint32_t run = sh->hwm;
+    for (uint32_t i = sh->hwm; i <= old_hwm; i++) {
+        if (i < old_hwm && !slot_pinned(s, sh->base + i))
+            continue;
+        if (i > run)
+            madvise(slot_data(s, sh->base + run), (size_t)(i - run) * BLOCK_SIZE, MADV_DONTNEED);
+        run = i + 1;
+    }
 }
 
 int store_resize(struct store *s, uint64_t capacity)
@@ -483,6 +511,60 @@ void store_destroy(struct store *s)
         munmap(s->data, s->data_len);
     pthread_mutex_destroy(&s->resize_lock);
     free(s);
+}
+
+static int check_fail(uint32_t shard, const char *what, uint32_t idx)
+{
+    log_error(store, "store check: shard %u: %s (slot %u)", shard, what, idx);
+    return -EUCLEAN;
+}
+
+static int shard_check_locked(struct store *s, struct shard *sh, uint32_t si, uint8_t *seen)
+{
+    uint32_t live = 0;
+    for (uint32_t i = 0; i < sh->hwm; i++) {
+        uint32_t idx = sh->base + i;
+        if (entry_refs(&s->entries[idx]) == 0)
+            continue;
+        live++;
+        struct store_key k = s->entries[idx].key;
+        uint32_t j = sh->buckets[key_hash64(&k) & sh->bucket_mask];
+        while (j != STORE_NONE && j != idx)
+            j = s->entries[j].hnext;
+        if (j != idx)
+            return check_fail(si, "live entry not in its hash chain", idx);
+    }
+    if (live != sh->used)
+        return check_fail(si, "live count differs from the shard's", live);
+    for (uint32_t idx = sh->free_head, n = 0; idx != STORE_NONE; idx = s->entries[idx].hnext) {
+        if (idx - sh->base >= sh->hwm)
+            return check_fail(si, "free slot beyond the high-water mark", idx);
+        if (seen[idx - sh->base]++)
+            return check_fail(si, "slot on the free list twice", idx);
+        if (entry_refs(&s->entries[idx]) != 0)
+            return check_fail(si, "live entry on the free list", idx);
+        if (slot_pinned(s, idx))
+            return check_fail(si, "pinned slot on the free list", idx);
+        if (++n > sh->hwm)
+            return check_fail(si, "free list longer than the shard", idx);
+    }
+    return 0;
+}
+
+int store_check(struct store *s)
+{
+    uint8_t *seen = malloc(s->per_shard);
+    if (!seen)
+        return -ENOMEM;
+    int r = 0;
+    for (uint32_t i = 0; i < s->nshards && r == 0; i++) {
+        struct shard *sh = &s->shards[i];
+        memset(seen, 0, s->per_shard);
+        LOCK_GUARD(&sh->lock);
+        r = shard_check_locked(s, sh, i, seen);
+    }
+    free(seen);
+    return r;
 }
 
 void store_get_stats(struct store *s, struct store_stats *out)

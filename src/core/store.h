@@ -147,6 +147,13 @@ bool store_ref_live(const struct store *s, struct store_ref ref);
  * evicts. 0, -EINVAL (above max or not a whole number of blocks >= 1 block). */
 int store_resize(struct store *s, uint64_t capacity);
 
+/* Check the store's invariants (tests, fuzzing; O(capacity), takes every
+ * shard lock in turn): each free slot listed once, below its shard's mark,
+ * holding no live content and no pin; every live entry findable by its key;
+ * the live count matching the shard's. 0, or -EUCLEAN with the first
+ * violation logged. */
+int store_check(struct store *s);
+
 void store_get_stats(struct store *s, struct store_stats *out);
 uint64_t store_capacity_bytes(const struct store *s);
 uint64_t store_max_bytes(const struct store *s);

@@ -17,9 +17,11 @@
 #include "core/store.h"
 #include "core/volume_io.h"
 
-/* Largest span a request may cover: the NBD maximum payload plus the two
- * partial blocks at its ends. */
-#define SPAN_BLOCKS_MAX (((32u << 20) >> BLOCK_SHIFT) + 2)
+/* Largest span a read or write may cover: VOL_MAX_IO plus the two partial
+ * blocks at its ends. The per-block bookkeeping in the scratch (todo[]) is
+ * sized for it; trims and zeroes longer than that take the range path
+ * (change_range) instead, which needs no per-block state. */
+#define SPAN_BLOCKS_MAX ((VOL_MAX_IO >> BLOCK_SHIFT) + 2)
 #define PREFETCH_CHUNK  (1u << 20)
 
 struct vol_scratch {
@@ -296,6 +298,10 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     r->npins = 0;
     if (r->length == 0)
         return 0;
+    if (r->length > VOL_MAX_IO) {
+        r->op = VOL_OP_NONE;
+        return r->status = -EINVAL; /* front ends cap reads at VOL_MAX_IO */
+    }
     bool nowait = r->flags & VOL_NOWAIT;
     if (!enabled(v)) {
         if (nowait)
@@ -458,6 +464,27 @@ static void end_range(struct volume *v, struct vol_req *r, uint64_t first, uint3
 
 typedef int (*be_op_fn)(struct volume *v, struct vol_req *r);
 
+/* A trim or zero too long for the scratch's per-block state (up to the
+ * whole volume in one request). The race rule's write steps done for the
+ * whole range at once: dir_invalidate bumps every touched stripe's seq and
+ * clears the range's cells, before the back end (begin) and again after it
+ * answered, before the reply (end). A fetch that started earlier cannot
+ * install after the first; whatever a fetch installed while the back end
+ * worked is cleared by the second. Nothing is installed: later reads fetch
+ * the new content (cheaply, for trimmed or zeroed blocks). The cost is a
+ * walk over the cached cells, not over the range's blocks. */
+static int change_range(struct volume *v, struct vol_req *r, uint64_t first, uint64_t nb,
+                        be_op_fn fn)
+{
+    dir_invalidate(v->dir, first, nb);
+    r->status = fn(v, r);
+    if (r->status < 0)
+        STAT_ADD(v->c.backend_errors, 1);
+    dir_invalidate(v->dir, first, nb);
+    r->op = VOL_OP_NONE; /* nothing for vol_req_finish to install */
+    return r->status;
+}
+
 /* The common shape of everything that changes data. */
 static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
                   be_op_fn fn)
@@ -473,7 +500,15 @@ static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, en
         return 0;
     }
     uint64_t first = block_of(r->offset);
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    uint64_t nblocks = block_of(r->offset + r->length - 1) - first + 1;
+    if (nblocks > SPAN_BLOCKS_MAX || (op == VOL_OP_WRITE && r->length > VOL_MAX_IO)) {
+        if (op == VOL_OP_WRITE) {
+            r->op = VOL_OP_NONE;
+            return r->status = -EINVAL; /* front ends cap payloads at VOL_MAX_IO */
+        }
+        return change_range(v, r, first, nblocks, fn);
+    }
+    uint32_t nb = (uint32_t)nblocks;
     begin_range(v, first, nb, s);
     r->status = fn(v, r);
     if (r->status < 0)

@@ -9,10 +9,13 @@
  *                     acknowledged; for reads: req->buf holds the data)
  *   vol_req_finish()  afterwards updates the cache (fingerprints and inserts
  *                     what was fetched or written, drops what a partial or
- *                     failed write covered). It MUST be called exactly once for
- *                     every request that went through a vol_xxx() call, on
- *                     success or error, so the directory's race counters stay
- *                     balanced; it keeps SHA-256 off the reply's latency.
+ *                     failed write covered). It MUST be called for every
+ *                     request that went through a vol_xxx() call, on success
+ *                     or error, so the directory's race counters stay
+ *                     balanced, and before the scratch passed to vol_xxx() is
+ *                     used again; calling it again afterwards does nothing.
+ *                     Called after the reply it keeps SHA-256 off the reply's
+ *                     latency; called before, it is still correct.
  *
  * Reads: req->buf must cover the block-aligned span of the request,
  * vol_read_span(off, len) bytes; the data for [off, off+len) is returned at
@@ -61,6 +64,10 @@ struct vol_req {
     uint32_t *pins; /* zero-copy hit: pinned store entries to release */
     uint32_t npins;
 };
+
+/* Largest read or write (front ends refuse longer ones: NBD advertises it
+ * as its maximum block size). Trims and zeroes may cover the whole volume. */
+#define VOL_MAX_IO (32u << 20)
 
 /* Zero-copy RAM hits cover at most this many blocks (1 MiB). */
 #define VOL_ZC_MAX_BLOCKS 256

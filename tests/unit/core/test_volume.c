@@ -288,7 +288,7 @@ static void test_backend_errors_cache_nothing(void **state)
 }
 
 struct racer {
-    struct fix *x;
+    struct volume *v;
     uint8_t out[BLOCK_SIZE];
     int ret;
 };
@@ -299,12 +299,38 @@ static void *race_reader(void *arg)
     struct vol_scratch *s = vol_scratch_new();
     uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
     struct vol_req r = {.offset = 0, .length = BLOCK_SIZE, .buf = buf};
-    rc->ret = vol_read(rc->x->v, &r, s);
+    rc->ret = vol_read(rc->v, &r, s);
     memcpy(rc->out, buf, BLOCK_SIZE);
-    vol_req_finish(rc->x->v, &r);
+    vol_req_finish(rc->v, &r);
     free(buf);
     vol_scratch_free(s);
     return NULL;
+}
+
+/* Start a read miss of block 0 of rc->v (over f) that stalls after the back
+ * end read covering pause_off copied its data; returns once it is stalled. */
+static void race_start(struct racer *rc, struct fake *f, uint64_t pause_off, pthread_t *t)
+{
+    pthread_mutex_lock(&f->lock);
+    f->pause_armed = 1;
+    f->pause_off = pause_off;
+    f->released = 0;
+    f->paused = 0;
+    pthread_mutex_unlock(&f->lock);
+    pthread_create(t, NULL, race_reader, rc);
+    pthread_mutex_lock(&f->lock);
+    while (!f->paused)
+        pthread_cond_wait(&f->cond, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void race_release(struct fake *f, pthread_t t)
+{
+    pthread_mutex_lock(&f->lock);
+    f->released = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(t, NULL);
 }
 
 /* A read miss fetches block 0 (old data) and stalls before caching it; a
@@ -321,28 +347,11 @@ static void race_read_miss_vs_write(struct fix *x, uint32_t wlen)
     memcpy(want, old, BLOCK_SIZE);
     memcpy(want, fresh, wlen);
 
-    pthread_mutex_lock(&f->lock);
-    f->pause_armed = 1;
-    f->pause_off = 0;
-    f->released = 0;
-    f->paused = 0;
-    pthread_mutex_unlock(&f->lock);
-
-    struct racer rc = {.x = x};
+    struct racer rc = {.v = x->v};
     pthread_t t;
-    pthread_create(&t, NULL, race_reader, &rc);
-    pthread_mutex_lock(&f->lock);
-    while (!f->paused)
-        pthread_cond_wait(&f->cond, &f->lock);
-    pthread_mutex_unlock(&f->lock);
-
+    race_start(&rc, f, 0, &t);
     assert_int_equal(wr(x, x->v, 0, wlen, fresh), 0); /* acknowledged */
-
-    pthread_mutex_lock(&f->lock);
-    f->released = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-    pthread_join(t, NULL);
+    race_release(f, t);
     assert_int_equal(rc.ret, 0);
     assert_memory_equal(rc.out, old, BLOCK_SIZE); /* concurrent: old is allowed */
 
@@ -364,6 +373,112 @@ static void test_race_read_miss_vs_full_write(void **state)
 static void test_race_read_miss_vs_partial_write(void **state)
 {
     race_read_miss_vs_write(*state, 100);
+}
+
+/* ---- trims and zeroes longer than the largest read or write ---- */
+
+#define BIG_SIZE (48u << 20)
+
+static struct volume *add_big(struct fix *x, struct fake **fo)
+{
+    struct fake *f = fake_new(BIG_SIZE, 7);
+    struct volume_config cfg = {.name = "big"};
+    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
+    *fo = f;
+    return engine_get_volume(x->e, "big");
+}
+
+/* Read all of v through the cache in 1 MiB pieces and compare with f. */
+static void check_all(struct fix *x, struct volume *v, struct fake *f)
+{
+    const uint32_t chunk = 1u << 20;
+    uint8_t *got = malloc(chunk);
+    for (uint64_t off = 0; off < f->be.size; off += chunk) {
+        assert_int_equal(rd(x, v, off, chunk, got, NULL), 0);
+        assert_memory_equal(got, f->data + off, chunk);
+    }
+    free(got);
+}
+
+static int change_req(struct fix *x, struct volume *v,
+                      int (*fn)(struct volume *, struct vol_req *, struct vol_scratch *),
+                      uint64_t off, uint32_t len)
+{
+    struct vol_req r = {.offset = off, .length = len};
+    int ret = fn(v, &r, x->s);
+    vol_req_finish(v, &r);
+    return ret;
+}
+
+/* A guest's fstrim or mkfs sends trims and zeroes of any length up to the
+ * whole export; they once overflowed the per-block scratch. Warm data must
+ * not survive them (the fake's trim leaves 0xEE garbage, so a stale block
+ * would show), and blocks outside the range must stay cached. */
+static void test_large_trim_and_zero(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f;
+    struct volume *v = add_big(x, &f);
+    check_all(x, v, f); /* warm everything */
+    struct volume_snapshot vs;
+    volume_snapshot(v, &vs);
+    uint64_t cached = vs.cached_blocks;
+    assert_true(cached > 0);
+
+    /* Unaligned ends, 39 MiB long: partial blocks at both edges. */
+    assert_int_equal(change_req(x, v, vol_trim, (1u << 20) + 100, 39u << 20), 0);
+    check_all(x, v, f);
+    assert_int_equal(change_req(x, v, vol_zero, 3u << 20, 40u << 20), 0);
+    check_all(x, v, f);
+    /* The whole volume in one request. */
+    assert_int_equal(change_req(x, v, vol_trim, 0, BIG_SIZE), 0);
+    check_all(x, v, f);
+    assert_int_equal(change_req(x, v, vol_zero, 0, BIG_SIZE), 0);
+    check_all(x, v, f);
+    for (uint64_t i = 0; i < BIG_SIZE; i++)
+        if (f->data[i])
+            fail_msg("byte %llu not zero after zeroing the volume", (unsigned long long)i);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.trim_ops, 2);
+    assert_int_equal(vs.zero_ops, 2);
+
+    /* Reads and writes stay capped at VOL_MAX_IO; the core refuses longer. */
+    uint8_t *big = aligned_alloc(BLOCK_SIZE, VOL_MAX_IO + 2 * BLOCK_SIZE);
+    struct vol_req r = {.offset = 0, .length = VOL_MAX_IO + 1, .buf = big};
+    assert_int_equal(vol_read(v, &r, x->s), -EINVAL);
+    vol_req_finish(v, &r);
+    r = (struct vol_req){.offset = 0, .length = VOL_MAX_IO + 1, .buf = big};
+    assert_int_equal(vol_write(v, &r, x->s), -EINVAL);
+    vol_req_finish(v, &r);
+    free(big);
+    volume_put(v);
+}
+
+/* The race rule for the range path: a read miss that fetched old data
+ * before a whole-volume zero was acknowledged must not cache it. */
+static void test_race_read_miss_vs_large_zero(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f;
+    struct volume *v = add_big(x, &f);
+    uint8_t old[BLOCK_SIZE];
+    memcpy(old, f->data, BLOCK_SIZE);
+    struct racer rc = {.v = v};
+    pthread_t t;
+    race_start(&rc, f, 0, &t);
+    assert_int_equal(change_req(x, v, vol_zero, 0, BIG_SIZE), 0); /* acknowledged */
+    race_release(f, t);
+    assert_int_equal(rc.ret, 0);
+    assert_memory_equal(rc.out, old, BLOCK_SIZE); /* concurrent: old is allowed */
+    uint8_t got[BLOCK_SIZE], zero[BLOCK_SIZE] = {0};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rd(x, v, 0, BLOCK_SIZE, got, NULL), 0);
+        assert_memory_equal(got, zero, BLOCK_SIZE);
+    }
+    struct volume_snapshot vs;
+    volume_snapshot(v, &vs);
+    assert_true(vs.insert_races >= 1);
+    volume_put(v);
 }
 
 /* A second volume "ra" over a fresh fake back end, with a 64 KiB read-ahead. */
@@ -425,26 +540,11 @@ static void test_readahead_race(void **state)
     memset(fresh, 0xA7, sizeof fresh);
     memcpy(want, fresh, sizeof fresh);
 
-    pthread_mutex_lock(&f->lock);
-    f->pause_armed = 1;
-    f->pause_off = 3 * BLOCK_SIZE;
-    pthread_mutex_unlock(&f->lock);
-    struct fix rx = *x;
-    rx.v = v;
-    rx.f = f;
-    struct racer rc = {.x = &rx};
+    struct racer rc = {.v = v};
     pthread_t t;
-    pthread_create(&t, NULL, race_reader, &rc); /* reads block 0: fetches 0..15 */
-    pthread_mutex_lock(&f->lock);
-    while (!f->paused)
-        pthread_cond_wait(&f->cond, &f->lock);
-    pthread_mutex_unlock(&f->lock);
+    race_start(&rc, f, 3 * BLOCK_SIZE, &t); /* reads block 0: fetches 0..15 */
     assert_int_equal(wr(x, v, 3 * BLOCK_SIZE, sizeof fresh, fresh), 0);
-    pthread_mutex_lock(&f->lock);
-    f->released = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-    pthread_join(t, NULL);
+    race_release(f, t);
     assert_int_equal(rc.ret, 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(rd(x, v, 3 * BLOCK_SIZE, BLOCK_SIZE, got, NULL), 0);
@@ -532,6 +632,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_full_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_odd_size_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_trim_and_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_read_miss_vs_large_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
