@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,10 +15,7 @@
  * allocation is needed to track progress through a caller's const iov. */
 #define SEND_IOV_WINDOW 64
 
-/* Wait for `events` on fd. timeout_ms <= 0 waits forever. Returns 0 when
- * ready (or on error/hangup: the following recv/send reports it),
- * -ETIMEDOUT, or -errno. */
-static int wait_fd(int fd, short events, int timeout_ms)
+int conn_io_wait_fd(int fd, short events, int timeout_ms)
 {
     uint64_t deadline = timeout_ms > 0 ? now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
     for (;;) {
@@ -51,7 +49,7 @@ static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
         if (tmo < 0)
             return -ETIMEDOUT;
         if (tmo > 0) {
-            int r = wait_fd(io->fd, POLLIN, tmo);
+            int r = conn_io_wait_fd(io->fd, POLLIN, tmo);
             if (r < 0)
                 return r;
         }
@@ -65,7 +63,7 @@ static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             /* Spurious wakeup, or a non-blocking fd without a timeout. */
             if (tmo == 0) {
-                int r = wait_fd(io->fd, POLLIN, 0);
+                int r = conn_io_wait_fd(io->fd, POLLIN, 0);
                 if (r < 0)
                     return r;
             }
@@ -75,14 +73,16 @@ static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
     }
 }
 
+/* Never blocks: the sockets stay blocking for recv, so every send says
+ * MSG_DONTWAIT and waits (bounded) in poll instead. */
 static ssize_t send_some(int fd, struct iovec *iov, int iovcnt)
 {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
     /* MSG_NOSIGNAL: a vanished peer must give -EPIPE on this connection,
      * not a process-wide SIGPIPE. */
-    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == ENOTSOCK)
-        n = writev(fd, iov, iovcnt);
+        n = writev(fd, iov, iovcnt); /* pipes in tools and harnesses */
     return n;
 }
 
@@ -114,7 +114,8 @@ static int plain_sendv(struct conn_io *io, const struct iovec *iov, int iovcnt)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = wait_fd(io->fd, POLLOUT, 0);
+                int tmo = conn_io_send_budget(io);
+                int r = tmo < 0 ? -ETIMEDOUT : conn_io_wait_fd(io->fd, POLLOUT, tmo);
                 if (r < 0)
                     return r;
                 continue;
@@ -137,6 +138,48 @@ static int plain_sendv(struct conn_io *io, const struct iovec *iov, int iovcnt)
     }
 }
 
+static ssize_t plain_try_sendv(struct conn_io *io, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (;;) {
+        struct iovec win[SEND_IOV_WINDOW];
+        int n = MIN(iovcnt, SEND_IOV_WINDOW);
+        memcpy(win, iov, (size_t)n * sizeof *win);
+        ssize_t w = send_some(io->fd, win, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return (ssize_t)total;
+            return total ? (ssize_t)total : -errno;
+        }
+        total += (size_t)w;
+        /* Done when the window went out whole and it was all there was. */
+        size_t win_len = 0;
+        for (int j = 0; j < n; j++)
+            win_len += win[j].iov_len;
+        if ((size_t)w < win_len || n == iovcnt)
+            return (ssize_t)total;
+        iov += n;
+        iovcnt -= n;
+    }
+}
+
+void conn_io_iov_advance(struct iovec *iov, int *iovcnt, size_t skip)
+{
+    int i = 0;
+    while (i < *iovcnt && skip >= iov[i].iov_len) {
+        skip -= iov[i].iov_len;
+        i++;
+    }
+    if (i < *iovcnt) {
+        iov[i].iov_base = (char *)iov[i].iov_base + skip;
+        iov[i].iov_len -= skip;
+    }
+    memmove(iov, iov + i, (size_t)(*iovcnt - i) * sizeof *iov);
+    *iovcnt -= i;
+}
+
 static size_t plain_pending(struct conn_io *io)
 {
     (void)io;
@@ -154,6 +197,7 @@ static const struct conn_io_ops plain_ops = {
     .name = "plain",
     .recv = plain_recv,
     .sendv = plain_sendv,
+    .try_sendv = plain_try_sendv,
     .pending = plain_pending,
     .close = plain_close,
 };

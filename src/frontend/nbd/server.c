@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -33,6 +34,7 @@
 #define DEFAULT_MAX_CONNECTIONS      1024
 #define DEFAULT_WORKERS              32
 #define CONN_STACK                   (256 * 1024)
+#define STOP_GRACE_S                 5 /* for in-flight replies at shutdown */
 
 struct listener {
     int fd;
@@ -540,13 +542,24 @@ void nbd_server_stop(struct nbd_server *s)
         }
     }
     /* End every connection: the reader sees EOF, finishes in-flight
-     * requests (their replies are still sent) and exits. */
+     * requests (their replies are still sent) and exits. A client that
+     * does not read its replies would hold that up until the send
+     * timeout: after a grace period its sends are cut too. */
     {
         LOCK_GUARD(&s->lock);
         for (struct conn_entry *ce = s->conns; ce; ce = ce->next)
             shutdown(ce->fd, SHUT_RD);
-        while (s->nconns > 0)
-            pthread_cond_wait(&s->cond, &s->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += STOP_GRACE_S;
+        while (s->nconns > 0) {
+            if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT) {
+                for (struct conn_entry *ce = s->conns; ce; ce = ce->next)
+                    shutdown(ce->fd, SHUT_RDWR);
+                while (s->nconns > 0)
+                    pthread_cond_wait(&s->cond, &s->lock);
+            }
+        }
     }
     workq_destroy(s->wq);
     nbd_tls_free(s->tls);

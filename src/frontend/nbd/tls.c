@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <limits.h>
 #include <poll.h>
@@ -343,17 +342,26 @@ static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
     return r;
 }
 
+/* Sends wait for the peer at most the connection's send budget (the
+ * handshake's deadline, or the send timeout in transmission): a client that
+ * stops reading gets -ETIMEDOUT, not a thread blocked forever. */
 static ssize_t tls_vec_push(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
 {
     struct tls_conn *tc = p;
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     for (;;) {
         /* MSG_NOSIGNAL: a vanished client is -EPIPE, not SIGPIPE. */
-        ssize_t n = sendmsg(tc->io->fd, &msg, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(tc->io->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0)
             return n;
-        if (errno != EINTR)
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
             return cb_fail(&tc->werr, errno);
+        int tmo = conn_io_send_budget(tc->io);
+        int r = tmo < 0 ? -ETIMEDOUT : conn_io_wait_fd(tc->io->fd, POLLOUT, tmo);
+        if (r < 0)
+            return cb_fail(&tc->werr, -r);
     }
 }
 
@@ -492,11 +500,11 @@ static void tls_close(struct conn_io *io)
 {
     struct tls_conn *tc = io->tls;
     if (tc && tc->up && io->fd >= 0) {
-        /* close_notify, best effort: never block on a client that stopped
-         * reading, so the socket goes non-blocking first. */
-        int fl = fcntl(io->fd, F_GETFL);
-        if (fl >= 0 && fcntl(io->fd, F_SETFL, fl | O_NONBLOCK) == 0)
-            gnutls_bye(tc->session, GNUTLS_SHUT_WR);
+        /* close_notify, best effort: never wait for a client that stopped
+         * reading. A deadline already past makes the push give up at once
+         * when the socket buffer is full. */
+        io->deadline_ns = now_ns();
+        gnutls_bye(tc->session, GNUTLS_SHUT_WR);
     }
     tls_conn_free(tc);
     io->tls = NULL;

@@ -36,6 +36,8 @@
  * stream stays in sync and the client gets EINVAL; larger ones end the
  * connection (nobody legitimate sends them). */
 #define DISCARD_MAX (64u << 20)
+/* The sender sends, and runs the cache update of what it sent (hashing). */
+#define SENDER_STACK (256u * 1024)
 
 struct nbd_conn;
 
@@ -60,6 +62,7 @@ struct nbd_req {
     struct iovec iov_inline[ZC_INLINE];
     uint32_t pins_inline[ZC_INLINE];
     uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8 + 6 + 64];
+    size_t charge; /* bytes counted against the connection's budget */
     struct nbd_req *next;
 };
 
@@ -69,11 +72,24 @@ struct nbd_conn {
     struct volume *v;
     const struct nbd_handshake_result *hs;
 
+    /* Lock order: send_lock before lock. */
     pthread_mutex_t send_lock;
+    /* Under send_lock: a worker's reply the socket took only part of; it
+     * must be finished before anything else goes out. */
+    struct nbd_req *partial;
+    size_t partial_sent;
+
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;     /* a slot or budget was freed */
+    pthread_cond_t out_cond; /* work for the sender */
     unsigned inflight;
+    size_t held;   /* bytes charged by in-flight requests */
+    size_t budget; /* most bytes in flight before the reader stops reading */
     struct nbd_req *free;
+    struct nbd_req *outq_head, *outq_tail; /* replies for the sender */
+    bool out_kick;                         /* a partial reply waits */
+    bool sender_stop;
+    pthread_t sender;
     bool broken; /* a send failed: the connection is going down */
 
     uint8_t *rbuf;
@@ -167,6 +183,8 @@ static void req_release(struct nbd_req *r)
     r->buf = NULL;
     r->zc_array = NULL;
     LOCK_GUARD(&c->lock);
+    c->held -= r->charge;
+    r->charge = 0;
     r->next = c->free;
     c->free = r;
     c->inflight--;
@@ -177,6 +195,13 @@ static bool have_free_slot(struct nbd_conn *c)
 {
     LOCK_GUARD(&c->lock);
     return c->free != NULL;
+}
+
+/* A request may start when it fits the budget, or when nothing else is in
+ * flight (so one request of the largest size always can). */
+static bool budget_fits_locked(const struct nbd_conn *c, size_t bytes)
+{
+    return c->held == 0 || c->held + bytes <= c->budget;
 }
 
 /* ---- replies ---- */
@@ -257,7 +282,11 @@ static int build_reply(struct nbd_req *r, struct iovec *iov)
 static void mark_broken(struct nbd_conn *c, int err)
 {
     if (!__atomic_exchange_n(&c->broken, true, __ATOMIC_ACQ_REL)) {
-        log_debug(nbd, "connection broken while sending: %s", strerror(-err));
+        if (err == -ETIMEDOUT)
+            log_info(nbd, "client took no reply data for %d s: dropping the connection",
+                     c->io->send_timeout_ms / 1000);
+        else
+            log_debug(nbd, "connection broken while sending: %s", strerror(-err));
         /* Wake the reader so the connection winds down. */
         shutdown(c->io->fd, SHUT_RDWR);
     }
@@ -281,16 +310,136 @@ static void complete(struct nbd_req *r)
     req_release(r);
 }
 
-/* Reply now (workers: never zero-copy, so two iovecs suffice). */
-static void reply_now(struct nbd_req *r)
+/* Send the rest of a reply the non-blocking path left half sent. Returns
+ * the request (for the caller to complete once send_lock is released), or
+ * NULL if there was none. */
+static struct nbd_req *finish_partial_locked(struct nbd_conn *c)
 {
+    struct nbd_req *r = c->partial;
+    if (!r)
+        return NULL;
     struct iovec iov[2];
     int n = build_reply(r, iov);
+    conn_io_iov_advance(iov, &n, c->partial_sent);
+    send_iov_locked(c, iov, n);
+    c->partial = NULL;
+    c->partial_sent = 0;
+    return r;
+}
+
+/* Send the replies of a list in order, gathering up to FLUSH_IOV iovecs per
+ * writev (after any half-sent reply), then complete them. Blocks while the
+ * client does not read, up to the send timeout. */
+static void send_list(struct nbd_conn *c, struct nbd_req *list)
+{
+    struct iovec iov[FLUSH_IOV];
+    int n = 0;
+    struct nbd_req *done;
     {
-        LOCK_GUARD(&r->c->send_lock);
-        send_iov_locked(r->c, iov, n);
+        LOCK_GUARD(&c->send_lock);
+        done = finish_partial_locked(c);
+        for (struct nbd_req *r = list; r; r = r->next) {
+            if (n + (int)reply_iovs(r) > FLUSH_IOV) {
+                send_iov_locked(c, iov, n);
+                n = 0;
+            }
+            n += build_reply(r, iov + n);
+        }
+        if (n)
+            send_iov_locked(c, iov, n);
     }
-    complete(r);
+    if (done)
+        complete(done);
+    while (list) {
+        struct nbd_req *next = list->next;
+        complete(list);
+        list = next;
+    }
+}
+
+/* Hand a reply to the connection's sender thread. */
+static void queue_for_sender(struct nbd_req *r)
+{
+    struct nbd_conn *c = r->c;
+    LOCK_GUARD(&c->lock);
+    r->next = NULL;
+    if (c->outq_tail)
+        c->outq_tail->next = r;
+    else
+        c->outq_head = r;
+    c->outq_tail = r;
+    pthread_cond_signal(&c->out_cond);
+}
+
+/* A worker's reply. A worker never waits for the client: it sends what the
+ * socket takes at once, if nobody else is sending, and leaves the rest (or
+ * the whole reply) to the connection's sender thread. So a client that does
+ * not read its replies holds only its own requests and its own threads,
+ * never the shared worker pool.
+ *
+ * The cache update (vol_req_finish) uses the worker's scratch, which the
+ * worker reuses for its next request: when the reply is left to another
+ * thread, the update runs here first, before the request changes hands.
+ * (Installing before the reply is on the wire is allowed by the race rule:
+ * only latency prefers after.) */
+static void reply_from_worker(struct nbd_req *r)
+{
+    struct nbd_conn *c = r->c;
+    if (c->io->ops->try_sendv && pthread_mutex_trylock(&c->send_lock) == 0) {
+        if (!c->partial) {
+            if (!__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE)) {
+                struct iovec iov[2];
+                int n = build_reply(r, iov);
+                size_t total = 0;
+                for (int i = 0; i < n; i++)
+                    total += iov[i].iov_len;
+                ssize_t w = c->io->ops->try_sendv(c->io, iov, n);
+                if (w < 0) {
+                    mark_broken(c, (int)w);
+                } else if ((size_t)w < total) {
+                    /* Still under send_lock: nobody may complete r yet.
+                     * Once it is released, r (and then c) may be gone:
+                     * wake the sender first (lock order: send_lock, then
+                     * lock). */
+                    vol_req_finish(c->v, &r->vr);
+                    c->partial = r;
+                    c->partial_sent = (size_t)w;
+                    {
+                        LOCK_GUARD(&c->lock);
+                        c->out_kick = true;
+                        pthread_cond_signal(&c->out_cond);
+                    }
+                    pthread_mutex_unlock(&c->send_lock);
+                    return;
+                }
+            }
+            pthread_mutex_unlock(&c->send_lock);
+            complete(r);
+            return;
+        }
+        pthread_mutex_unlock(&c->send_lock);
+    }
+    vol_req_finish(c->v, &r->vr); /* a second call, in complete(), does nothing */
+    queue_for_sender(r);
+}
+
+static void *sender_main(void *arg)
+{
+    struct nbd_conn *c = arg;
+    for (;;) {
+        struct nbd_req *list;
+        {
+            LOCK_GUARD(&c->lock);
+            while (!c->outq_head && !c->out_kick && !c->sender_stop)
+                pthread_cond_wait(&c->out_cond, &c->lock);
+            if (!c->outq_head && !c->out_kick)
+                return NULL; /* stopping, nothing left */
+            list = c->outq_head;
+            c->outq_head = c->outq_tail = NULL;
+            c->out_kick = false;
+        }
+        send_list(c, list);
+    }
 }
 
 /* Queue a reply for the reader's next flush (hits and early errors). */
@@ -312,30 +461,11 @@ static void flush_batch(struct nbd_conn *c)
 {
     if (!c->batch_head)
         return;
-    struct iovec iov[FLUSH_IOV];
-    int n = 0;
-    {
-        /* One lock hold for the whole batch; gather up to FLUSH_IOV iovecs
-         * per writev. */
-        LOCK_GUARD(&c->send_lock);
-        for (struct nbd_req *r = c->batch_head; r; r = r->next) {
-            if (n + (int)reply_iovs(r) > FLUSH_IOV) {
-                send_iov_locked(c, iov, n);
-                n = 0;
-            }
-            n += build_reply(r, iov + n);
-        }
-        send_iov_locked(c, iov, n);
-    }
-    struct nbd_req *r = c->batch_head;
+    struct nbd_req *list = c->batch_head;
     c->batch_head = c->batch_tail = NULL;
     c->batch_n = 0;
     c->batch_bytes = 0;
-    while (r) {
-        struct nbd_req *next = r->next;
-        complete(r);
-        r = next;
-    }
+    send_list(c, list);
 }
 
 /* ---- block status ---- */
@@ -429,14 +559,17 @@ static void req_run(struct work *w, void *scratch)
         ret = vol_flush(v);
         break;
     case NBD_CMD_CACHE:
-        ret = vol_prefetch(v, r->offset, r->length, scratch);
+        /* Advisory: warm at most the largest read's worth, so one request
+         * cannot hold a shared worker for minutes (whole volumes are warmed
+         * in the background through the management API's prefetch). */
+        ret = vol_prefetch(v, r->offset, MIN(r->length, VOL_MAX_IO), scratch);
         break;
     case NBD_CMD_BLOCK_STATUS:
         ret = do_block_status(r);
         break;
     }
     r->err = nbd_errno_to_wire(-ret);
-    reply_now(r);
+    reply_from_worker(r);
 }
 
 /* ---- request validation ---- */
@@ -613,6 +746,44 @@ static int try_inline_miss(struct nbd_conn *c, struct nbd_req *r)
     return 0;
 }
 
+/* Bytes a request holds while in flight: its buffers, or for a RAM hit the
+ * cache slots its reply pins. */
+static size_t request_bytes(const struct nbd_req *r)
+{
+    switch (r->cmd) {
+    case NBD_CMD_READ:
+        return (size_t)vol_read_span(r->offset, r->length);
+    case NBD_CMD_WRITE:
+        return r->length;
+    case NBD_CMD_BLOCK_STATUS:
+        return 8u * MAX_EXTENTS;
+    default:
+        return 0;
+    }
+}
+
+/* Count r against the connection's budget, waiting (and so reading no more
+ * requests) while the client's earlier replies hold too much: a client that
+ * does not read its replies stops itself, not the server. */
+static void charge(struct nbd_conn *c, struct nbd_req *r)
+{
+    size_t bytes = request_bytes(r);
+    if (bytes == 0)
+        return;
+    bool fits;
+    {
+        LOCK_GUARD(&c->lock);
+        fits = budget_fits_locked(c, bytes);
+    }
+    if (!fits)
+        flush_batch(c); /* our own batch may hold what we wait for */
+    LOCK_GUARD(&c->lock);
+    while (!budget_fits_locked(c, bytes))
+        pthread_cond_wait(&c->cond, &c->lock);
+    c->held += bytes;
+    r->charge = bytes;
+}
+
 static void wait_idle(struct nbd_conn *c)
 {
     LOCK_GUARD(&c->lock);
@@ -630,6 +801,8 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
     if (!err && c->ctx->stopping && __atomic_load_n(c->ctx->stopping, __ATOMIC_ACQUIRE))
         err = ESHUTDOWN;
 
+    if (!err)
+        charge(c, r);
     if (r->cmd == NBD_CMD_WRITE) {
         if (err) {
             if (r->length > DISCARD_MAX) {
@@ -679,6 +852,17 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
     return 0;
 }
 
+/* Budget per connection: a share of the I/O buffer pool, so a few clients
+ * that stop reading cannot take all of it; never below one largest
+ * request (which may always run alone anyway). */
+static size_t conn_budget(const struct nbd_transmit_ctx *ctx)
+{
+    if (ctx->conn_budget)
+        return ctx->conn_budget;
+    uint64_t b = bufpool_limit() / 16;
+    return (size_t)MIN(MAX(b, (uint64_t)8 << 20), (uint64_t)256 << 20);
+}
+
 int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct volume *v,
                  const struct nbd_handshake_result *hs)
 {
@@ -694,17 +878,34 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     c->io = io;
     c->v = v;
     c->hs = hs;
+    c->budget = conn_budget(ctx);
+    io->send_timeout_ms = ctx->send_timeout_ms > 0 ? ctx->send_timeout_ms : NBD_SEND_TIMEOUT_MS;
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_cond_init(&c->out_cond, NULL);
     for (int i = NBD_MAX_INFLIGHT - 1; i >= 0; i--) {
         c->reqs[i].c = c;
         c->reqs[i].work.fn = req_run;
         c->reqs[i].next = c->free;
         c->free = &c->reqs[i];
     }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, SENDER_STACK);
+    int ret = -pthread_create(&c->sender, &attr, sender_main, c);
+    pthread_attr_destroy(&attr);
+    if (ret < 0) {
+        log_warn(nbd, "cannot start a sender thread: %s", strerror(-ret));
+        pthread_cond_destroy(&c->out_cond);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->send_lock);
+        free(c->rbuf);
+        free(c);
+        return ret;
+    }
 
-    int ret = 0;
     for (;;) {
         if (__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE)) {
             ret = -EPIPE;
@@ -750,11 +951,18 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
             flush_batch(c);
     }
     flush_batch(c);
-    wait_idle(c);
+    wait_idle(c); /* the sender sends (or drops, if broken) what is queued */
+    {
+        LOCK_GUARD(&c->lock);
+        c->sender_stop = true;
+        pthread_cond_signal(&c->out_cond);
+    }
+    pthread_join(c->sender, NULL);
     vol_scratch_free(c->scratch);
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->out_cond);
     free(c->rbuf);
     free(c);
     return ret;

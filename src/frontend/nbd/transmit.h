@@ -5,12 +5,21 @@
  *   - the connection's reader thread parses requests and answers RAM hits
  *     itself, batching their replies into one writev per burst of input;
  *   - everything that may touch the back end runs on the shared worker
- *     pool; a worker sends its own reply;
- *   - conn->send_lock serialises whole replies on the socket (a reply is
- *     one writev under the lock, so replies never interleave);
- *   - conn->lock + cond guard the request slots and the in-flight count
- *     (at most NBD_MAX_INFLIGHT per connection; the reader waits for a free
- *     slot, which pushes back on a client that pipelines too deep).
+ *     pool. A worker never waits for the client: if the send lock is free
+ *     it sends what the socket takes at once (non-blocking), and hands the
+ *     rest, or the whole reply, to the connection's sender thread;
+ *   - the sender thread sends queued replies, blocking while the client
+ *     does not read, for at most the send timeout (then the connection is
+ *     dropped);
+ *   - conn->send_lock serialises replies on the socket; a reply a worker
+ *     left half sent (conn->partial) is finished by the next holder before
+ *     anything else, so replies never interleave;
+ *   - conn->lock + cond guard the request slots, the in-flight count (at
+ *     most NBD_MAX_INFLIGHT) and the bytes in flight (the budget); the
+ *     reader waits for both before it reads the next request, which pushes
+ *     back on a client that pipelines too deep or stops reading replies:
+ *     it stalls itself, never the worker pool or other clients;
+ *   - conn->out_cond wakes the sender for the queue under conn->lock.
  * Replies may go out in any order (NBD allows it); a request's cache update
  * (vol_req_finish) runs after its reply is on the wire. */
 #ifndef SHOAL_FRONTEND_NBD_TRANSMIT_H
@@ -23,10 +32,14 @@ struct volume;
 struct workq;
 
 #define NBD_MAX_INFLIGHT 128
+/* How long a client may take no reply data before it is dropped. */
+#define NBD_SEND_TIMEOUT_MS 60000
 
 struct nbd_transmit_ctx {
     struct workq *wq;
     const int *stopping; /* server shutting down; read atomically */
+    int send_timeout_ms; /* 0: NBD_SEND_TIMEOUT_MS */
+    size_t conn_budget;  /* bytes in flight per connection; 0: a share of the buffer pool */
 };
 
 /* Serve requests until the client disconnects, the connection fails, or

@@ -94,6 +94,7 @@ struct srv {
     int cfd; /* the test's (client's) end */
     int sfd;
     int timeout_ms;
+    int deadline_ms; /* of the whole handshake, from the start; 0: none */
     pthread_t thread;
     struct fake fake;
     struct nbd_exports exports;
@@ -119,6 +120,8 @@ static void *srv_main(void *arg)
     struct conn_io io;
     conn_io_init_plain(&io, s->sfd);
     io.timeout_ms = s->timeout_ms;
+    if (s->deadline_ms)
+        io.deadline_ns = now_ns() + (uint64_t)s->deadline_ms * 1000000u;
     s->ret = nbd_handshake(&io, &s->exports, &s->cfg, &s->res);
     /* Like the daemon after a failure (and the transmission phase's end on
      * success): the client then sees EOF, which the tests check for. */
@@ -1425,6 +1428,98 @@ static void test_conn_io_timeout_and_eof(void **state)
     pair_close(&p);
 }
 
+/* A client that sends options and never reads the replies must not hold
+ * the handshake past its deadline: sends wait within it too (a flood of
+ * NBD_OPT_LIST once held a connection slot forever). */
+static void test_option_flood_without_reading(void **state)
+{
+    (void)state;
+    struct srv *s = srv_new(NBD_TLS_OFF);
+    s->deadline_ms = 300;
+    srv_start(s);
+    c_greet(s, FIXED_NZ);
+    uint64_t t0 = now_ns();
+    assert_int_equal(fcntl(s->cfd, F_SETFL, O_NONBLOCK), 0);
+    uint8_t h[16];
+    put_be64(h, NBD_IHAVEOPT);
+    put_be32(h + 8, NBD_OPT_LIST);
+    put_be32(h + 12, 0);
+    unsigned sent = 0;
+    while (now_ns() - t0 < 2000000000ull) {
+        ssize_t n = send(s->cfd, h, sizeof h, MSG_NOSIGNAL);
+        if (n == (ssize_t)sizeof h)
+            sent++;
+        else if (n < 0 && errno == EAGAIN)
+            usleep(1000); /* both buffers full: the server is stuck sending */
+        else
+            break; /* closed by the server */
+    }
+    assert_int_equal(srv_finish(s), -ETIMEDOUT);
+    uint64_t took = now_ns() - t0;
+    assert_true(sent > 100);           /* replies did fill the buffers */
+    assert_true(took < 1500000000ull); /* ended by the deadline, not by us */
+    srv_free(s);
+}
+
+/* Sends give up after the send budget when the peer takes no data. */
+static void test_conn_io_send_timeout(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    struct conn_io io;
+    conn_io_init_plain(&io, p.fd[0]);
+    io.send_timeout_ms = 50;
+    static uint8_t big[8u << 20];
+    uint64_t t0 = now_ns();
+    assert_int_equal(conn_io_write_full(&io, big, sizeof big), -ETIMEDOUT);
+    assert_true(now_ns() - t0 >= 40000000ull);
+    /* A deadline that has passed: at once. */
+    io.send_timeout_ms = 0;
+    io.deadline_ns = now_ns();
+    assert_int_equal(conn_io_write_full(&io, big, sizeof big), -ETIMEDOUT);
+    pair_close(&p);
+}
+
+/* try_sendv sends what fits and says how much; the rest resumes with
+ * conn_io_iov_advance, and the peer sees the bytes once, in order. */
+static void test_conn_io_try_sendv_resume(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    int sz = 4096;
+    setsockopt(p.fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    enum { N = 3, LEN = 300000 };
+    static uint8_t data[N * LEN];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + i / 251);
+    struct iovec iov[N];
+    for (int i = 0; i < N; i++)
+        iov[i] = (struct iovec){data + (size_t)i * LEN, LEN};
+    struct conn_io wio, rio;
+    conn_io_init_plain(&wio, p.fd[0]);
+    conn_io_init_plain(&rio, p.fd[1]);
+    ssize_t w = wio.ops->try_sendv(&wio, iov, N);
+    assert_true(w > 0 && (size_t)w < sizeof data); /* partial, and did not block */
+    int n = N;
+    conn_io_iov_advance(iov, &n, (size_t)w);
+    size_t left = 0;
+    for (int i = 0; i < n; i++)
+        left += iov[i].iov_len;
+    assert_int_equal(left, sizeof data - (size_t)w);
+    struct writer wr = {&wio, iov, n, 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, writer_main, &wr), 0);
+    uint8_t *got = malloc(sizeof data);
+    assert_int_equal(conn_io_read_full(&rio, got, sizeof data), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(wr.ret, 0);
+    assert_memory_equal(got, data, sizeof data);
+    free(got);
+    pair_close(&p);
+}
+
 static void test_conn_io_epipe(void **state)
 {
     (void)state;
@@ -1509,6 +1604,9 @@ int main(void)
         cmocka_unit_test(test_conn_io_writev_partial),
         cmocka_unit_test(test_conn_io_timeout_and_eof),
         cmocka_unit_test(test_conn_io_epipe),
+        cmocka_unit_test(test_conn_io_send_timeout),
+        cmocka_unit_test(test_conn_io_try_sendv_resume),
+        cmocka_unit_test(test_option_flood_without_reading),
         cmocka_unit_test(test_conn_io_pipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
