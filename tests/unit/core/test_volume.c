@@ -580,11 +580,14 @@ static void test_odd_size_tail(void **state)
 static void test_dedup_across_volumes(void **state)
 {
     struct fix *x = *state;
-    struct fake *f2 = fake_new(4u << 20, 0); /* same content as "vol" */
+    const uint32_t size = 4u << 20;
+    struct fake *f2 = fake_new(size, 0); /* same content as "vol" */
     struct volume *v2 = add(x->e, "clone", f2);
-    uint8_t *buf = malloc(4u << 20);
-    assert_int_equal(rd(x, x->v, 0, 4u << 20, buf, NULL), 0);
-    assert_int_equal(rd(x, v2, 0, 4u << 20, buf, NULL), 0);
+    uint8_t *buf = malloc(size);
+    assert_int_equal(rd(x, x->v, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, x->f->data, size);
+    assert_int_equal(rd(x, v2, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, f2->data, size);
     struct cache_snapshot cs;
     cache_snapshot(x->e, &cs);
     assert_int_equal(cs.logical_blocks, 2 * 1024);
@@ -592,9 +595,26 @@ static void test_dedup_across_volumes(void **state)
      * blocks; what matters: the clone added no new content. */
     assert_true(cs.dedup_ratio >= 2.0);
     uint64_t unique = cs.unique_blocks;
-    assert_int_equal(rd(x, v2, 0, 4u << 20, buf, NULL), 0);
+    /* Second pass: all hits, same bytes, no new content. */
+    unsigned preads = f2->preads;
+    bool hit;
+    assert_int_equal(rd(x, v2, 0, size, buf, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(f2->preads, preads);
+    assert_memory_equal(buf, f2->data, size);
     cache_snapshot(x->e, &cs);
     assert_int_equal(cs.unique_blocks, unique);
+
+    /* Shared content is never changed in place: writing the clone leaves
+     * the original's blocks (cached, deduplicated) as they were. */
+    uint8_t w[2 * BLOCK_SIZE];
+    memset(w, 0x6D, sizeof w);
+    assert_int_equal(wr(x, v2, 5 * BLOCK_SIZE, sizeof w, w), 0);
+    assert_int_equal(rd(x, x->v, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, x->f->data, size);
+    assert_int_equal(rd(x, v2, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, f2->data, size);
+    assert_memory_equal(buf + 5 * BLOCK_SIZE, w, sizeof w);
     free(buf);
     volume_put(v2);
 }
