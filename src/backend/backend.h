@@ -52,6 +52,13 @@ struct backend_params {
     bool readonly;    /* open read-only */
     bool direct;      /* file: O_DIRECT */
     unsigned conns;   /* nbd: upstream connections (0 = default) */
+    /* --backing-dir: NULL-terminated list of absolute, symlink-free
+     * directories. When set, a file or device must lie beneath one of them
+     * (opened with openat2 RESOLVE_BENEATH from the directory, so ".." and
+     * symlinks cannot leave it) and an nbd+unix socket must realpath()
+     * beneath one; a refusal is -EPERM with backend_open_error() naming the
+     * rule. NULL = any path. */
+    const char *const *backing_dirs;
 };
 
 struct backend_ops {

@@ -18,6 +18,8 @@ struct client {
     CURL *curl;
     char *base;
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
+    char *token_source;
+    char *cacert;
 };
 
 struct buf {
@@ -44,16 +46,19 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *opaque)
     return k;
 }
 
-struct client *client_new(const char *base_url, const char *token)
+struct client *client_new(const char *base_url, const struct client_options *o)
 {
     struct client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->curl = curl_easy_init();
     c->base = strdup(base_url);
-    if (token && asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0)
+    c->token_source = strdup(o->token_source ? o->token_source : "nowhere");
+    c->cacert = o->cacert ? strdup(o->cacert) : NULL;
+    if (o->token && asprintf(&c->auth_header, "Authorization: Bearer %s", o->token) < 0)
         c->auth_header = NULL;
-    if (!c->curl || !c->base || (token && !c->auth_header)) {
+    if (!c->curl || !c->base || !c->token_source || (o->cacert && !c->cacert) ||
+        (o->token && !c->auth_header)) {
         client_free(c);
         return NULL;
     }
@@ -71,6 +76,8 @@ void client_free(struct client *c)
         curl_easy_cleanup(c->curl);
     free(c->base);
     free(c->auth_header);
+    free(c->token_source);
+    free(c->cacert);
     free(c);
 }
 
@@ -115,7 +122,7 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
     bool get = strcmp(method, "GET") == 0;
 
     struct curl_slist *hdrs = NULL;
-    if (!get && c->auth_header)
+    if (c->auth_header)
         hdrs = curl_slist_append(hdrs, c->auth_header);
     if (payload)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
@@ -136,6 +143,11 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
     /* A local daemon must not be reached through $http_proxy. */
     curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
     curl_easy_setopt(h, CURLOPT_USERAGENT, "shoalctl");
+    /* The token must not follow a redirect to another host. */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (c->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
     if (payload) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
@@ -157,6 +169,20 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 401) {
+        if (c->auth_header)
+            fprintf(stderr,
+                    "shoalctl: the server refused the API token from %s (HTTP 401): it is not "
+                    "the one in shoald's --http-token-file\n",
+                    c->token_source);
+        else
+            fprintf(stderr,
+                    "shoalctl: the server needs the API token for this (HTTP 401), and none was "
+                    "found; looked at: %s\n",
+                    c->token_source);
+        free(resp.data);
+        return EXIT_SERVER;
+    }
     if (status < 200 || status > 299) {
         print_server_error(status, &resp);
         free(resp.data);

@@ -17,13 +17,23 @@ enum {
 
 struct client;
 
-/* base_url: "http://host:port" (a trailing '/' is ignored); token may be
- * NULL. NULL on allocation failure. */
-struct client *client_new(const char *base_url, const char *token);
+struct client_options {
+    const char *token; /* bearer token, or NULL */
+    /* Where the token came from, or every place looked at without finding
+     * one ("--token-file X", "$SHOAL_TOKEN", ...): the 401 message says it. */
+    const char *token_source;
+    const char *cacert; /* CA bundle to verify an https:// server, or NULL (system's) */
+};
+
+/* base_url: "http://host:port" or "https://host:port" (a trailing '/' is
+ * ignored). NULL on allocation failure. */
+struct client *client_new(const char *base_url, const struct client_options *opts);
 void client_free(struct client *c);
 
 /* Send a request. `body` (may be NULL) is serialised as JSON; the token is
- * sent on every method except GET. On a 2xx answer returns EXIT_OK and
+ * sent on every request (GETs show backing paths only with it). A 401
+ * gets one line saying a token is needed and where shoalctl looked for
+ * it. On a 2xx answer returns EXIT_OK and
  * *out is the parsed JSON (NULL when there is no body, e.g. 204).
  * Otherwise prints "shoalctl: ..." to stderr and returns EXIT_SERVER or
  * EXIT_CONNECT. */

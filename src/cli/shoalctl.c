@@ -1,6 +1,11 @@
 /* shoalctl: the command-line client of shoald's management API.
  *
- *   shoalctl [--url URL] [--token-file FILE] COMMAND [ARGS] [FLAGS]
+ *   shoalctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND [ARGS] [FLAGS]
+ *
+ * The API token comes from --token-file, else $SHOAL_TOKEN, else the first
+ * readable of the default files (the one shoald would use when run as this
+ * user, then /run/shoal/api-token: see mgmt/token.h). It is sent with every
+ * request: changes need it, and reads show backing paths only with it.
  *
  * It only speaks HTTP/JSON to the daemon (libcurl + jansson); it links no
  * daemon code besides common/util.c.
@@ -25,6 +30,7 @@
 #include "cli/table.h"
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "mgmt/token.h"
 
 #define DEFAULT_URL "http://127.0.0.1:10810"
 
@@ -240,6 +246,16 @@ static int cmd_stats(struct cli *cli)
 
 /* ---- volumes ---- */
 
+/* The back end's description, or why it is not shown. */
+static const char *backend_text(json_t *v)
+{
+    const char *b = json_string_value(json_object_get(v, "backend"));
+    if (b)
+        return b;
+    return json_is_true(json_object_get(v, "backend_hidden")) ? "(hidden: needs the API token)"
+                                                              : "-";
+}
+
 static void volume_row(struct table *t, json_t *v)
 {
     char size[32];
@@ -252,7 +268,7 @@ static void volume_row(struct table *t, json_t *v)
                          json_string_value(json_object_get(v, "state")),
                          json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw",
                          conns,
-                         json_string_value(json_object_get(v, "backend"))};
+                         backend_text(v)};
     table_add(t, row);
 }
 
@@ -282,8 +298,7 @@ static void print_volume_line(const char *what, json_t *v)
     char size[32];
     format_size((uint64_t)json_integer_value(json_object_get(v, "size_bytes")), size, sizeof size);
     printf("%s %s: %s, %s, %s%s\n", what, json_string_value(json_object_get(v, "name")), size,
-           json_string_value(json_object_get(v, "backend")),
-           json_string_value(json_object_get(v, "state")),
+           backend_text(v), json_string_value(json_object_get(v, "state")),
            json_is_true(json_object_get(v, "readonly")) ? ", read-only" : "");
 }
 
@@ -544,13 +559,19 @@ static const struct command commands[] = {
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "usage: shoalctl [--url URL] [--token-file FILE] COMMAND [ARGS]\n\nCommands:\n");
+    fprintf(f, "usage: shoalctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND [ARGS]\n"
+               "\nCommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].help);
     fprintf(f,
             "\nOptions:\n"
-            "  --url URL          management API (default: $SHOAL_URL, else %s)\n"
-            "  --token-file FILE  bearer token for changes (default: $SHOAL_TOKEN)\n"
+            "  --url URL          management API, http:// or https:// (default: $SHOAL_URL,\n"
+            "                     else %s)\n"
+            "  --token-file FILE  the API token (default: $SHOAL_TOKEN, else the first\n"
+            "                     readable of shoald's default file for this user and\n"
+            "                     %s); needed for changes and to see\n"
+            "                     backing paths\n"
+            "  --cacert FILE      CA certificate(s) to verify an https:// server\n"
             "  --json             print the server's answer as JSON, for scripts (every\n"
             "                     command but top and help)\n"
             "\nSizes take binary suffixes: 4096, 64K, 1.5G, 2T.\n"
@@ -559,7 +580,7 @@ static void print_help(FILE *f)
             "  1  usage error\n"
             "  2  the server refused the request (its message is printed)\n"
             "  3  cannot connect to the server\n",
-            DEFAULT_URL);
+            DEFAULT_URL, TOKEN_ROOT_PATH);
 }
 
 static const struct {
@@ -571,7 +592,7 @@ static const struct {
 };
 
 struct parsed {
-    const char *url, *token_file;
+    const char *url, *token_file, *cacert;
     unsigned flags;
     const char *pos[CLI_MAX_ARGS + 2];
     int npos;
@@ -616,6 +637,8 @@ static int parse_args(int argc, char **argv, struct parsed *p)
             int r = take_value(argc, argv, &i, "--url", &p->url);
             if (r == 0)
                 r = take_value(argc, argv, &i, "--token-file", &p->token_file);
+            if (r == 0)
+                r = take_value(argc, argv, &i, "--cacert", &p->cacert);
             if (r < 0)
                 return -1;
             if (r > 0)
@@ -654,37 +677,63 @@ static const struct command *find_command(const struct parsed *p)
     return NULL;
 }
 
-/* The token: --token-file wins over $SHOAL_TOKEN. NULL with *err set on a
- * read error; NULL without error when there is none. */
-static char *load_token(const char *file, bool *err)
+/* Append "what" to the list of places looked at (for the 401 message). */
+static void looked(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void looked(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t off = strlen(buf);
+    if (off && off + 2 < len) {
+        strcpy(buf + off, ", ");
+        off += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + off, len - off, fmt, ap);
+    va_end(ap);
+}
+
+/* The token: --token-file, else $SHOAL_TOKEN, else a readable default
+ * file. `source` says where it came from, or every place looked at. NULL
+ * with *err set when --token-file cannot be used; NULL without error when
+ * there is no token. */
+static char *load_token(const char *file, char *source, size_t srclen, bool *err)
 {
     *err = false;
-    if (!file) {
-        const char *env = getenv("SHOAL_TOKEN");
-        return env && *env ? strdup(env) : NULL;
+    source[0] = '\0';
+    char msg[512];
+    char *tok = NULL;
+    if (file) {
+        if (token_read(file, 0, &tok, msg, sizeof msg) < 0) {
+            fprintf(stderr, "shoalctl: %s\n", msg);
+            *err = true;
+            return NULL;
+        }
+        snprintf(source, srclen, "--token-file %s", file);
+        return tok;
     }
-    _cleanup_fclose_ FILE *f = fopen(file, "re");
-    if (!f) {
-        fprintf(stderr, "shoalctl: cannot read token file %s: %s\n", file, strerror(errno));
-        *err = true;
-        return NULL;
+    looked(source, srclen, "--token-file (not given)");
+    const char *env = getenv("SHOAL_TOKEN");
+    if (env && *env) {
+        snprintf(source, srclen, "$SHOAL_TOKEN");
+        return strdup(env);
     }
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    char *s = buf;
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-        s++;
-    size_t len = strlen(s);
-    while (len &&
-           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' || s[len - 1] == '\r'))
-        s[--len] = '\0';
-    if (!len || strpbrk(s, "\r\n")) {
-        fprintf(stderr, "shoalctl: token file %s must hold one non-empty line\n", file);
-        *err = true;
-        return NULL;
+    looked(source, srclen, "$SHOAL_TOKEN (unset)");
+    char def[4096];
+    const char *paths[2] = {NULL, TOKEN_ROOT_PATH};
+    if (token_default_path(def, sizeof def) == 0 && strcmp(def, TOKEN_ROOT_PATH) != 0)
+        paths[0] = def;
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        if (!paths[i])
+            continue;
+        int r = token_read(paths[i], 0, &tok, msg, sizeof msg);
+        if (r == 0) {
+            snprintf(source, srclen, "%s", paths[i]);
+            return tok;
+        }
+        looked(source, srclen, "%s (%s)", paths[i], strerror(-r));
     }
-    return strdup(s);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -728,7 +777,9 @@ int main(int argc, char **argv)
     if (!cli.url || !*cli.url)
         cli.url = DEFAULT_URL;
     bool token_err;
-    _cleanup_free_ char *token = load_token(p.token_file, &token_err);
+    char token_source[1024];
+    _cleanup_free_ char *token =
+        load_token(p.token_file, token_source, sizeof token_source, &token_err);
     if (token_err)
         return EXIT_USAGE;
 
@@ -736,7 +787,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "shoalctl: cannot initialise libcurl\n");
         return EXIT_CONNECT;
     }
-    cli.client = client_new(cli.url, token);
+    struct client_options copts = {
+        .token = token,
+        .token_source = token_source,
+        .cacert = p.cacert,
+    };
+    cli.client = client_new(cli.url, &copts);
     if (!cli.client) {
         fprintf(stderr, "shoalctl: out of memory\n");
         curl_global_cleanup();

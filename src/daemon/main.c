@@ -21,27 +21,7 @@
 #include "frontend/frontend.h"
 #include "frontend/nbd/server.h"
 #include "mgmt/mgmt.h"
-
-static int read_token(const char *file, char **out)
-{
-    _cleanup_fclose_ FILE *f = fopen(file, "r");
-    if (!f) {
-        fprintf(stderr, "shoald: cannot read --http-token-file '%s': %s\n", file, strerror(errno));
-        return -1;
-    }
-    char buf[512];
-    if (!fgets(buf, sizeof buf, f)) {
-        fprintf(stderr, "shoald: --http-token-file '%s' is empty\n", file);
-        return -1;
-    }
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if (strlen(buf) < 8) {
-        fprintf(stderr, "shoald: token in '%s' is too short (want at least 8 characters)\n", file);
-        return -1;
-    }
-    *out = strdup(buf);
-    return *out ? 0 : -1;
-}
+#include "mgmt/token.h"
 
 /* path made absolute against the current directory (the file need not
  * exist yet). NULL on allocation failure. */
@@ -56,6 +36,39 @@ static char *absolute_path(const char *path)
     if (asprintf(&out, "%s/%s", cwd, path) < 0)
         return NULL;
     return out;
+}
+
+/* The API token: read from the file, or created there when missing (see
+ * mgmt/token.h). A refusal is one line on stderr (still the terminal while
+ * a daemon starts). 0 or -1 after printing it. */
+static int load_token(const char *file, char **out)
+{
+    char def[4096];
+    if (!file) {
+        int r = token_default_path(def, sizeof def);
+        if (r < 0) {
+            fprintf(stderr,
+                    "shoald: no default place for the API token (%s); give --http-token-file "
+                    "FILE\n",
+                    strerror(-r));
+            return -1;
+        }
+        file = def;
+    }
+    char err[512] = "";
+    bool created = false;
+    int r = token_load_or_create(file, out, &created, err, sizeof err);
+    if (r < 0) {
+        fprintf(stderr, "shoald: %s\n", err[0] ? err : strerror(-r));
+        return -1;
+    }
+    /* A new token is news for whoever must pass it to shoalctl or curl. */
+    if (created)
+        log_info(main, "API token created in %s (changes need \"Authorization: Bearer\" with it)",
+                 file);
+    else
+        log_debug(main, "API token read from %s", file);
+    return 0;
 }
 
 /* Fork; the parent waits on a pipe until the child is ready (or failed), so
@@ -124,23 +137,23 @@ int main(int argc, char **argv)
             if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
                 log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
 
-    char *token = NULL;
-    if (o->http_token_file && read_token(o->http_token_file, &token) < 0)
-        return 1;
-    if (strcmp(o->http, "off") != 0 && !mgmt_listen_is_loopback(o->http) && !token) {
-        fprintf(stderr,
-                "shoald: refusing to serve the management API on non-loopback address '%s' "
-                "without --http-token-file\n",
-                o->http);
-        return 1;
-    }
-
     /* Absolute paths before a daemon's chdir("/"), and an early check that
      * backing files exist, so a typo gets one line and nothing starts. */
     char *abs_specs[MAX_VOLUMES] = {0};
     for (unsigned i = 0; i < o->nvolumes; i++) {
         const char *spec = o->volumes[i].backend.spec;
-        if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0) {
+        if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0 && o->nbacking_dirs) {
+            /* Spelled as given: the file back end checks the spelling
+             * against --backing-dir and lets the kernel resolve it beneath
+             * the directory (realpath here would follow the symlinks that
+             * the rule refuses). */
+            abs_specs[i] = absolute_path(spec);
+            if (!abs_specs[i]) {
+                fprintf(stderr, "shoald: out of memory\n");
+                return 1;
+            }
+            o->volumes[i].backend.spec = abs_specs[i];
+        } else if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0) {
             abs_specs[i] = realpath(spec, NULL);
             if (!abs_specs[i] || access(abs_specs[i], R_OK) != 0) {
                 fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
@@ -150,9 +163,22 @@ int main(int argc, char **argv)
             o->volumes[i].backend.spec = abs_specs[i];
         }
     }
-    char *abs_pid = o->pid_file ? absolute_path(o->pid_file) : NULL;
-    if (abs_pid)
-        o->pid_file = abs_pid;
+    /* The pid file, certificates and the token file are used after the
+     * daemon's chdir("/"). */
+    const char **later[] = {&o->pid_file, &o->http_tls_certificates, &o->tls_certificates,
+                            &o->tls_psk, &o->http_token_file};
+    char *abs_later[ARRAY_SIZE(later)] = {0};
+    for (size_t i = 0; i < ARRAY_SIZE(later); i++) {
+        abs_later[i] = *later[i] ? absolute_path(*later[i]) : NULL;
+        if (abs_later[i])
+            *later[i] = abs_later[i];
+    }
+
+    /* Before anything starts, so a bad token file is the only line. */
+    char *token = NULL;
+    if (strcmp(o->http, "off") != 0 && load_token(o->http_token_file, &token) < 0)
+        return 1;
+
     char *abs_listen[MAX_LISTEN] = {0};
     for (unsigned i = 0; i < o->nlisten; i++) {
         if (strncmp(o->listen[i], "unix:", 5) == 0 && o->listen[i][5] != '/') {
@@ -228,7 +254,12 @@ int main(int argc, char **argv)
 
     struct mgmt *mgmt = NULL;
     if (strcmp(o->http, "off") != 0) {
-        struct mgmt_config mc = {.listen = o->http, .token = token};
+        struct mgmt_config mc = {
+            .listen = o->http,
+            .token = token,
+            .tls_certificates = o->http_tls_certificates,
+            .backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL,
+        };
         r = mgmt_start(engine, &mc, &mgmt);
         if (r < 0) {
             fprintf(stderr, "shoald: cannot start the management API on %s: %s\n", o->http,
@@ -277,7 +308,10 @@ int main(int argc, char **argv)
         free(abs_specs[i]);
     for (unsigned i = 0; i < o->nlisten; i++)
         free(abs_listen[i]);
-    free(abs_pid);
+    for (size_t i = 0; i < ARRAY_SIZE(abs_later); i++)
+        free(abs_later[i]);
+    if (token)
+        explicit_bzero(token, strlen(token));
     free(token);
     options_free(o);
     free(o);

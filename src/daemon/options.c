@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -57,7 +58,13 @@ static void usage(FILE *f)
             "\n"
             "  -l, --listen ADDR:PORT|unix:PATH  NBD listener (default %s; repeatable)\n"
             "      --http ADDR:PORT|off          management API (default %s)\n"
-            "      --http-token-file FILE        bearer token required for API changes\n"
+            "      --http-token-file FILE        the API's bearer token, created (random, mode\n"
+            "                                    0600) if missing; default /run/shoal/api-token\n"
+            "                                    as root, else $XDG_RUNTIME_DIR/shoal/api-token\n"
+            "      --http-tls-certificates DIR   serve the API over HTTPS: DIR/server-cert.pem,\n"
+            "                                    server-key.pem\n"
+            "      --backing-dir DIR             file, device and nbd+unix socket back ends must\n"
+            "                                    lie beneath DIR (repeatable; default: anywhere)\n"
             "  -m, --cache-size SIZE             RAM for cached content, K/M/G (default 1G)\n"
             "  -c, --config FILE                 INI file: [shoald] settings, [volume NAME]\n"
             "  -r, --readonly                    export every volume read-only\n"
@@ -105,12 +112,16 @@ enum {
     OPT_TLS_VERIFY_PEER,
     OPT_ALLOW,
     OPT_READAHEAD,
+    OPT_HTTP_TLS_CERTS,
+    OPT_BACKING_DIR,
 };
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, 'l'},
     {"http", required_argument, NULL, OPT_HTTP},
     {"http-token-file", required_argument, NULL, OPT_HTTP_TOKEN},
+    {"http-tls-certificates", required_argument, NULL, OPT_HTTP_TLS_CERTS},
+    {"backing-dir", required_argument, NULL, OPT_BACKING_DIR},
     {"cache-size", required_argument, NULL, 'm'},
     {"config", required_argument, NULL, 'c'},
     {"readonly", no_argument, NULL, 'r'},
@@ -212,6 +223,32 @@ static int parse_readahead(const char *val, int32_t *out)
     return 0;
 }
 
+/* Resolved now, so volumes are checked against the directory's real path
+ * (file.c compares spelled paths with it) and a typo is one line. */
+static int add_backing_dir(struct daemon_options *o, const char *val)
+{
+    if (o->nbacking_dirs == MAX_BACKING_DIRS)
+        return bad("--backing-dir", val, "too many directories");
+    if (!val[0])
+        return bad("--backing-dir", val, "empty path");
+    char *real = realpath(val, NULL);
+    if (!real)
+        return bad("--backing-dir", val, strerror(errno));
+    struct stat st;
+    int r = stat(real, &st);
+    if (r < 0 || !S_ISDIR(st.st_mode)) {
+        free(real);
+        return bad("--backing-dir", val, "not a directory");
+    }
+    const char *kept = own(real);
+    free(real);
+    if (!kept)
+        return bad("--backing-dir", val, "out of memory");
+    o->backing_dirs[o->nbacking_dirs++] = kept;
+    o->backing_dirs[o->nbacking_dirs] = NULL;
+    return 0;
+}
+
 static int set_option(struct daemon_options *o, int key, const char *val, bool from_file)
 {
     uint64_t u64;
@@ -250,8 +287,17 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         o->http = val;
         return 0;
     case OPT_HTTP_TOKEN:
+        if (!val[0])
+            return bad("--http-token-file", val, "empty path");
         o->http_token_file = val;
         return 0;
+    case OPT_HTTP_TLS_CERTS:
+        if (!val[0])
+            return bad("--http-tls-certificates", val, "empty path");
+        o->http_tls_certificates = val;
+        return 0;
+    case OPT_BACKING_DIR:
+        return add_backing_dir(o, val);
     case 'm':
         if (parse_size(val, &u64) < 0 || u64 < 4096)
             return bad("cache size", val, "want a size like 512M or 2G (at least 4K)");
@@ -481,11 +527,12 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             return -1;
     }
     unsigned file_listeners = o->nlisten;
+    unsigned file_backing_dirs = o->nbacking_dirs;
 
     /* Pass 2: everything else. Our own messages, one line each. */
     opterr = 0;
     optind = 0;
-    bool cli_listen = false;
+    bool cli_listen = false, cli_backing = false;
     while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -523,6 +570,17 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             if (set_option(o, c, optarg, false) < 0)
                 return -1;
             break;
+        case OPT_BACKING_DIR:
+            /* Like listeners: the command line's list replaces the file's. */
+            if (!cli_backing) {
+                o->nbacking_dirs -= file_backing_dirs;
+                memmove(o->backing_dirs, o->backing_dirs + file_backing_dirs,
+                        (o->nbacking_dirs + 1) * sizeof o->backing_dirs[0]);
+                cli_backing = true;
+            }
+            if (set_option(o, c, optarg, false) < 0)
+                return -1;
+            break;
         default:
             if (set_option(o, c, optarg, false) < 0)
                 return -1;
@@ -546,6 +604,7 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             o->volumes[i].backend.direct = true;
         if (o->readahead && !o->volumes[i].readahead)
             o->volumes[i].readahead = o->readahead;
+        o->volumes[i].backend.backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL;
     }
     if (o->nlisten == 0)
         o->listen[o->nlisten++] = DEFAULT_LISTEN;

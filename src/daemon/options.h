@@ -10,14 +10,20 @@
 #include "core/engine.h"
 #include "frontend/nbd/handshake.h"
 
-#define MAX_LISTEN  16
-#define MAX_VOLUMES 4096
+#define MAX_LISTEN       16
+#define MAX_VOLUMES      4096
+#define MAX_BACKING_DIRS 16
 
 struct daemon_options {
     const char *listen[MAX_LISTEN];
     unsigned nlisten;
-    const char *http; /* "off" disables */
-    const char *http_token_file;
+    const char *http;                  /* "off" disables */
+    const char *http_token_file;       /* NULL: the default path (mgmt/token.h) */
+    const char *http_tls_certificates; /* HTTPS for the API, or NULL */
+    /* --backing-dir, resolved (realpath) and NULL-terminated; every
+     * volume's backend_params.backing_dirs points here when there is one. */
+    const char *backing_dirs[MAX_BACKING_DIRS + 1];
+    unsigned nbacking_dirs;
     uint64_t cache_bytes;
     uint64_t io_memory;
     const char *policy;

@@ -2,6 +2,8 @@
  * tests outside the project; see docs) and one handler per route. Handlers
  * read stats through snapshots and change things only through the engine's
  * control functions; engine errors map to HTTP statuses in errno_status().
+ * Auth happened before (handle.c); handlers only honour req->authorized by
+ * leaving backing paths out of what they show without it.
  *
  *   GET    /api/v1/stats                      cache + every volume's stats
  *   GET    /api/v1/stats/volumes/NAME         one volume's stats
@@ -174,10 +176,11 @@ static struct volume *path_volume(struct mgmt *m, const struct mgmt_req *req,
     return v;
 }
 
-static void reply_volume(struct mgmt_reply *rep, unsigned status, struct volume *v)
+static void reply_volume(const struct mgmt_req *req, struct mgmt_reply *rep, unsigned status,
+                         struct volume *v)
 {
     struct mgmt_vol mv;
-    mgmt_vol_fill(v, &mv);
+    mgmt_vol_fill(v, &mv, req->authorized);
     reply_json(rep, status, render_volume_json(&mv));
 }
 
@@ -185,9 +188,8 @@ static void reply_volume(struct mgmt_reply *rep, unsigned status, struct volume 
 
 static void h_stats(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
-    (void)req;
     struct mgmt_snap s;
-    int r = mgmt_snap_take(m, &s);
+    int r = mgmt_snap_take(m, &s, req->authorized);
     if (r < 0) {
         reply_error(rep, errno_status(r), "cannot collect stats: %s", strerror(-r));
         return;
@@ -202,7 +204,7 @@ static void h_stats_volume(struct mgmt *m, const struct mgmt_req *req, struct mg
     if (!v)
         return;
     struct mgmt_vol mv;
-    mgmt_vol_fill(v, &mv);
+    mgmt_vol_fill(v, &mv, req->authorized);
     reply_json(rep, 200, render_volume_stats_json(&mv));
 }
 
@@ -239,9 +241,8 @@ static void h_cache_resize(struct mgmt *m, const struct mgmt_req *req, struct mg
 
 static void h_metrics(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
-    (void)req;
     struct mgmt_snap s;
-    int r = mgmt_snap_take(m, &s);
+    int r = mgmt_snap_take(m, &s, req->authorized);
     if (r < 0) {
         reply_error(rep, errno_status(r), "cannot collect stats: %s", strerror(-r));
         return;
@@ -261,9 +262,8 @@ static void h_metrics(struct mgmt *m, const struct mgmt_req *req, struct mgmt_re
 
 static void h_volumes(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
-    (void)req;
     struct mgmt_snap s;
-    int r = mgmt_snap_take(m, &s);
+    int r = mgmt_snap_take(m, &s, req->authorized);
     if (r < 0) {
         reply_error(rep, errno_status(r), "cannot list volumes: %s", strerror(-r));
         return;
@@ -283,7 +283,7 @@ static void h_volume_get(struct mgmt *m, const struct mgmt_req *req, struct mgmt
 {
     _cleanup_volume_ struct volume *v = path_volume(m, req, rep);
     if (v)
-        reply_volume(rep, 200, v);
+        reply_volume(req, rep, 200, v);
 }
 
 static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
@@ -323,7 +323,8 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         .backend = {.spec = backing,
                     .readonly = readonly,
                     .direct = direct,
-                    .conns = (unsigned)conns},
+                    .conns = (unsigned)conns,
+                    .backing_dirs = (const char *const *)m->backing_dirs},
         .readonly = readonly,
         .disabled = !enabled,
     };
@@ -334,6 +335,12 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     }
     if (r == -EINVAL) {
         reply_error(rep, 400, "cannot add volume %s: invalid configuration", name);
+        return;
+    }
+    if (r == -EPERM) {
+        /* A back end outside --backing-dir: the rule, not the file, says no. */
+        const char *why = backend_open_error();
+        reply_error(rep, 403, "cannot add volume %s: %s", name, why[0] ? why : strerror(-r));
         return;
     }
     if (r < 0) {
@@ -352,7 +359,7 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         reply_error(rep, 404, "volume %s was removed concurrently", name);
         return;
     }
-    reply_volume(rep, 201, v);
+    reply_volume(req, rep, 201, v);
     snprintf(rep->location, sizeof rep->location, "/api/v1/volumes/%s", name);
 }
 
@@ -414,7 +421,7 @@ static void set_enabled(struct mgmt *m, const struct mgmt_req *req, struct mgmt_
         return;
     }
     log_info(mgmt, "volume %s %s", req->name, on ? "enabled" : "disabled");
-    reply_volume(rep, 200, v);
+    reply_volume(req, rep, 200, v);
 }
 
 static void h_enable(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)

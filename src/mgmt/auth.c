@@ -1,9 +1,7 @@
-/* Bearer-token check for mutating calls, and the browser rules that keep
- * other web sites from making changes through an admin's browser. The
- * token comparison takes the same time whatever prefix of the token a
- * guess gets right, so the token cannot be found byte by byte from
- * response times. */
-#include <stdio.h>
+/* Bearer-token check, and the browser rules that keep other web sites from
+ * making changes through an admin's browser. The token comparison takes the
+ * same time whatever prefix of the token a guess gets right, so the token
+ * cannot be found byte by byte from response times. */
 #include <string.h>
 #include <strings.h>
 
@@ -22,9 +20,9 @@ static bool token_equal(const char *want, size_t want_len, const char *got, size
 
 bool auth_check(const struct mgmt *m, const char *authorization)
 {
-    if (!m->token)
-        return true;
-    if (!authorization)
+    /* No token configured is a programming error (mgmt_start refuses it):
+     * it must not read as "everyone may". */
+    if (!m->token || !m->token_len || !authorization)
         return false;
     /* RFC 7235: the scheme is case-insensitive, then one or more spaces. */
     if (strncasecmp(authorization, "Bearer", 6) != 0 ||
@@ -40,14 +38,12 @@ bool auth_check(const struct mgmt *m, const char *authorization)
 }
 
 /* Browsers send POST with a text/plain body to any address without asking
- * first, and a DNS name of an attacker's page can be made to point at
- * 127.0.0.1. Both are refused here: a browser's change must come from a
- * page served by this server (Origin matches Host, Sec-Fetch-Site is not
- * cross-site), and without a token, where the API trusts everyone who can
- * reach the loopback address, the Host must be a loopback address too.
- * Clients that are not browsers (shoalctl, curl) send neither header. */
-const char *auth_browser_refusal(const struct mgmt *m, const char *host, const char *origin,
-                                 const char *fetch_site)
+ * first, and they would send a token only if a page of ours put it there.
+ * A browser's change must come from a page served by this server (Origin
+ * matches Host, Sec-Fetch-Site is not cross-site), so a stored token is
+ * never spent by another site's script. Clients that are not browsers
+ * (shoalctl, curl) send neither header. */
+const char *auth_browser_refusal(const char *host, const char *origin, const char *fetch_site)
 {
     if (fetch_site && strcmp(fetch_site, "same-origin") != 0 && strcmp(fetch_site, "none") != 0)
         return "cross-site request refused: changes are accepted only from this server's own "
@@ -56,15 +52,6 @@ const char *auth_browser_refusal(const struct mgmt *m, const char *host, const c
         const char *sep = strstr(origin, "://");
         if (!host || !sep || strcasecmp(sep + 3, host) != 0)
             return "cross-origin request refused: the Origin header does not match the Host";
-    }
-    if (!m->token && host) {
-        /* Host is "name[:port]"; the listen parser wants a port. */
-        char hp[300];
-        bool has_port = host[0] == '[' ? strstr(host, "]:") != NULL : strchr(host, ':') != NULL;
-        if (snprintf(hp, sizeof hp, "%s%s", host, has_port ? "" : ":80") >= (int)sizeof hp ||
-            !mgmt_listen_is_loopback(hp))
-            return "request refused: without a token, changes must be addressed to a loopback "
-                   "address (use http://127.0.0.1:PORT/ or localhost)";
     }
     return NULL;
 }

@@ -1,7 +1,9 @@
 /* The HTTP transport of the management server: libmicrohttpd glue. It
- * collects the request body (bounded), enforces the token on mutating
- * methods, hands a `struct mgmt_req` to api_dispatch() and turns the
- * `struct mgmt_reply` into an MHD response.
+ * collects the request body (bounded), hands a `struct mgmt_req` to
+ * mgmt_handle() (handle.c decides who may do what; mgmt_precheck runs as
+ * soon as the headers are in, so a refused request's body is never read)
+ * and turns the `struct mgmt_reply` into an MHD response. With a
+ * certificate directory it serves HTTPS (libmicrohttpd's GnuTLS support).
  *
  * Threading: MHD_USE_THREAD_PER_CONNECTION with an internal listening
  * thread. Handlers call engine control functions that may block for a long
@@ -14,6 +16,7 @@
  * numbers above FD_SETSIZE (a daemon with many NBD clients) still work. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -21,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -63,6 +68,11 @@ static enum mgmt_method parse_method(const char *method)
         if (strcmp(method, methods[i].name) == 0)
             return methods[i].m;
     return MGMT_OTHER;
+}
+
+static const char *header_value(const struct mgmt_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->transport, MHD_HEADER_KIND, name);
 }
 
 /* "?force" without a value reads as "" (present), not as absent. */
@@ -162,6 +172,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct mgmt_reply rep = {0};
     (void)version;
 
+    struct mgmt_req req = {
+        .method = parse_method(method),
+        .path = url,
+        .query = query_arg,
+        .header = header_value,
+        .transport = conn,
+    };
     if (!p) {
         /* First call: headers only. Refuse what we can before reading a
          * body. */
@@ -169,32 +186,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!p)
             return MHD_NO;
         *con_cls = p;
-        enum mgmt_method mm = parse_method(method);
-        if (mm != MGMT_GET &&
-            !auth_check(m, MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                       MHD_HTTP_HEADER_AUTHORIZATION))) {
-            log_warn(mgmt, "%s %s refused: missing or wrong bearer token", method, url);
-            reply_error(&rep, 401, "a valid \"Authorization: Bearer TOKEN\" header is required");
+        if (mgmt_precheck(m, &req, &rep))
             return answer_early(conn, p, &rep);
-        }
-        const char *why =
-            mm == MGMT_GET
-                ? NULL
-                : auth_browser_refusal(
-                      m, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
-                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
-                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site"));
-        if (why) {
-            log_warn(mgmt, "%s %s refused: %s", method, url, why);
-            reply_error(&rep, 403, "%s", why);
-            return answer_early(conn, p, &rep);
-        }
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > MGMT_MAX_BODY) {
-            reply_error(&rep, 413, "request body too large (limit %u bytes)", MGMT_MAX_BODY);
-            return answer_early(conn, p, &rep);
-        }
         return MHD_YES;
     }
 
@@ -212,15 +205,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_reply(conn, &rep);
     }
 
-    struct mgmt_req req = {
-        .method = parse_method(method),
-        .path = url,
-        .body = p->body,
-        .body_len = p->len,
-        .query = query_arg,
-        .transport = conn,
-    };
-    api_dispatch(m, &req, &rep);
+    req.body = p->body;
+    req.body_len = p->len;
+    mgmt_handle(m, &req, &rep);
     log_debug(mgmt, "%s %s -> %u", method, url, rep.status);
     return send_reply(conn, &rep);
 }
@@ -280,6 +267,98 @@ static int make_sockaddr(const char *host, unsigned port, struct sockaddr_storag
     return -EINVAL;
 }
 
+/* A whole PEM file, NUL-terminated as MHD wants it. */
+static int read_pem(const char *dir, const char *name, char **out, size_t *len)
+{
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return -ENOMEM;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int err = errno;
+        log_error(mgmt, "cannot read %s for the HTTPS management API: %s", path, strerror(err));
+        return -err;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (1 << 20)) {
+        log_error(mgmt,
+                  "cannot use %s for the HTTPS management API: not a PEM file of 1 MiB or less",
+                  path);
+        return -EINVAL;
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return -ENOMEM;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    buf[got] = '\0';
+    if (got != n) {
+        log_error(mgmt, "cannot read %s for the HTTPS management API: short read", path);
+        explicit_bzero(buf, n + 1);
+        free(buf);
+        return -EIO;
+    }
+    *out = buf;
+    *len = n + 1;
+    return 0;
+}
+
+static int load_tls(struct mgmt *m, const char *dir)
+{
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        log_error(mgmt, "this libmicrohttpd was built without TLS: cannot serve HTTPS");
+        return -ENOTSUP;
+    }
+    size_t cert_len;
+    int r = read_pem(dir, "server-cert.pem", &m->tls_cert, &cert_len);
+    if (r == 0)
+        r = read_pem(dir, "server-key.pem", &m->tls_key, &m->tls_key_len);
+    return r < 0 ? -EINVAL : 0;
+}
+
+static char **copy_dirs(const char *const *dirs)
+{
+    size_t n = 0;
+    while (dirs[n])
+        n++;
+    char **out = calloc(n + 1, sizeof *out);
+    for (size_t i = 0; out && i < n; i++) {
+        out[i] = strdup(dirs[i]);
+        if (!out[i]) {
+            for (size_t k = 0; k < i; k++)
+                free(out[k]);
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static void mgmt_free(struct mgmt *m)
+{
+    if (!m)
+        return;
+    if (m->token)
+        explicit_bzero(m->token, m->token_len);
+    free(m->token);
+    if (m->tls_key)
+        explicit_bzero(m->tls_key, m->tls_key_len);
+    free(m->tls_key);
+    free(m->tls_cert);
+    for (size_t i = 0; m->backing_dirs && m->backing_dirs[i]; i++)
+        free(m->backing_dirs[i]);
+    free(m->backing_dirs);
+    free(m);
+}
+
 int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **out)
 {
     *out = NULL;
@@ -296,34 +375,46 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
                   cfg->listen);
         return -EINVAL;
     }
-    bool has_token = cfg->token && cfg->token[0];
-    if (!has_token && !mgmt_listen_is_loopback(cfg->listen)) {
-        log_error(mgmt,
-                  "refusing to serve the management API on non-loopback address %s without a "
-                  "token: anyone who can reach it could change volumes; give a token "
-                  "(--http-token-file) or listen on 127.0.0.1",
-                  cfg->listen);
-        return -EPERM;
+    if (!cfg->token || !cfg->token[0]) {
+        log_error(mgmt, "the management API needs a token (none was given)");
+        return -EINVAL;
     }
     struct sockaddr_storage ss;
     bool v6;
     if (make_sockaddr(host, port, &ss, &v6) < 0)
         return -EINVAL;
 
-    _cleanup_free_ struct mgmt *m = calloc(1, sizeof *m);
+    struct mgmt *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
     m->engine = e;
     m->start_ns = now_ns();
-    if (has_token) {
-        m->token = strdup(cfg->token);
-        if (!m->token)
-            return -ENOMEM;
-        m->token_len = strlen(m->token);
+    m->token = strdup(cfg->token);
+    m->token_len = m->token ? strlen(m->token) : 0;
+    if (!m->token || (cfg->backing_dirs && !(m->backing_dirs = copy_dirs(cfg->backing_dirs)))) {
+        mgmt_free(m);
+        return -ENOMEM;
+    }
+    if (cfg->tls_certificates) {
+        int r = load_tls(m, cfg->tls_certificates);
+        if (r < 0) {
+            mgmt_free(m);
+            return r;
+        }
     }
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) |
+                     (m->tls_cert ? MHD_USE_TLS : 0);
+    /* Options that only apply over TLS go last: with plain HTTP the list
+     * ends before them. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, m->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, m->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (!m->tls_cert)
+        tls_opts[0].option = MHD_OPTION_END;
     errno = 0;
     /* The logger goes first so MHD routes every message through it. */
     m->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
@@ -331,19 +422,24 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
                                  (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)MGMT_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                                  (unsigned)MGMT_CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED,
-                                 on_completed, m, MHD_OPTION_END);
+                                 on_completed, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     __atomic_store_n(&m->running, true, __ATOMIC_RELEASE);
     if (!m->daemon) {
         int err = errno > 0 ? errno : EIO;
         log_error(mgmt, "cannot serve the management API on %s: %s", cfg->listen, strerror(err));
-        free(m->token);
+        mgmt_free(m);
         return -err;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
     m->port = info && info->port ? info->port : port;
-    log_info(mgmt, "management API on http://%s%s%s:%u/ (%s)", v6 ? "[" : "", host, v6 ? "]" : "",
-             m->port, m->token ? "token required for changes" : "no token, loopback only");
-    *out = TAKE_PTR(m);
+    log_info(mgmt, "management API on %s://%s%s%s:%u/ (token required for changes)",
+             m->tls_cert ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", m->port);
+    if (!m->tls_cert && !mgmt_listen_is_loopback(cfg->listen))
+        log_warn(mgmt,
+                 "the management API on %s is plain HTTP: the token travels in clear over the "
+                 "network (serve it over TLS with --http-tls-certificates)",
+                 cfg->listen);
+    *out = m;
     return 0;
 }
 
@@ -353,6 +449,5 @@ void mgmt_stop(struct mgmt *m)
         return;
     /* Joins the listening thread and every connection thread. */
     MHD_stop_daemon(m->daemon);
-    free(m->token);
-    free(m);
+    mgmt_free(m);
 }

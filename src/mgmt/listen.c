@@ -1,7 +1,8 @@
 /* The management listen address: "ADDR:PORT" with a numeric IPv4 address,
  * "[IPv6]:PORT", or "localhost:PORT". Host names other than localhost are
- * refused on purpose: the safety rule (no token => loopback only) must be
- * decidable from the string, without DNS. */
+ * refused on purpose: whether the address is loopback (plain HTTP elsewhere
+ * sends the token in clear, which mgmt_start warns about) must be decidable
+ * from the string, without DNS. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

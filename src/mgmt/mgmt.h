@@ -3,10 +3,12 @@
  * engine's snapshot functions and changes things only through the engine's
  * control functions, so it holds no lock of the data path.
  *
- * Safety: listens on loopback by default; mutating calls require
- * "Authorization: Bearer TOKEN" when a token is configured; starting on a
- * non-loopback address without a token is refused (mgmt_start returns
- * -EPERM with a message). */
+ * Safety (docs/security.md): a token is always configured. Every request
+ * other than GET/HEAD needs "Authorization: Bearer TOKEN", from any peer,
+ * loopback included; GETs are open but leave out volumes' backing paths
+ * unless they carry the token too. Volumes added through the API may be
+ * confined to backing directories. Listens on loopback by default; served
+ * elsewhere without TLS it warns that the token travels in clear. */
 #ifndef SHOAL_MGMT_MGMT_H
 #define SHOAL_MGMT_MGMT_H
 
@@ -17,7 +19,14 @@ struct mgmt;
 
 struct mgmt_config {
     const char *listen; /* "ADDR:PORT", "[v6]:PORT"; NULL or "off" = disabled */
-    const char *token;  /* bearer token for mutating calls, or NULL */
+    const char *token;  /* bearer token (required: NULL or "" is -EINVAL) */
+    /* HTTPS: DIR/server-cert.pem and DIR/server-key.pem (the layout of the
+     * NBD --tls-certificates); NULL serves plain HTTP. */
+    const char *tls_certificates;
+    /* NULL-terminated list of directories every file back end and unix
+     * socket added through the API must lie beneath (backend_params
+     * .backing_dirs); NULL = anywhere. Copied by mgmt_start. */
+    const char *const *backing_dirs;
 };
 
 /* Parse "ADDR:PORT" (IPv4, [IPv6], or "localhost"), without starting anything.
@@ -27,7 +36,8 @@ int mgmt_parse_listen(const char *listen, char *host, unsigned hostlen, unsigned
 bool mgmt_listen_is_loopback(const char *listen);
 
 /* Start serving. With listen NULL or "off", returns 0 and sets *out to NULL
- * (mgmt_stop(NULL) is a no-op). Port 0 binds an ephemeral port (tests). */
+ * (mgmt_stop(NULL) is a no-op). Port 0 binds an ephemeral port (tests).
+ * -EINVAL without a token or with an unusable certificate directory. */
 int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **out);
 void mgmt_stop(struct mgmt *m);
 /* The TCP port actually bound (differs from the configured one for port 0). */

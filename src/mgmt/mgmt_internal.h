@@ -26,8 +26,12 @@ struct MHD_Daemon;
 struct mgmt {
     struct engine *engine;
     struct MHD_Daemon *daemon;
-    char *token; /* NULL = mutating calls are open */
+    char *token; /* never NULL once started: see auth_check */
     size_t token_len;
+    char **backing_dirs; /* NULL-terminated, or NULL = anywhere */
+    char *tls_cert;      /* PEM, kept while MHD runs; NULL = plain HTTP */
+    char *tls_key;       /* PEM, wiped on stop */
+    size_t tls_key_len;
     unsigned port;
     uint64_t start_ns;
     bool running; /* atomic: MHD_start_daemon returned (see mhd_logger) */
@@ -54,6 +58,12 @@ struct mgmt_req {
     /* Query argument lookup (implemented by the transport); NULL if absent,
      * "" if present without a value. */
     const char *(*query)(const struct mgmt_req *req, const char *key);
+    /* Request header lookup by case-insensitive name (implemented by the
+     * transport); NULL if absent. Only mgmt_precheck reads headers. */
+    const char *(*header)(const struct mgmt_req *req, const char *name);
+    /* Set by mgmt_precheck: the request carries the API token. GET
+     * handlers show backing paths only when it is set. */
+    bool authorized;
     void *transport; /* opaque to handlers */
 };
 
@@ -105,7 +115,8 @@ json_t *json_ratio(double v);
  * reference, so rendering needs no lock and no volume. */
 struct mgmt_vol {
     char name[MGMT_NAME_MAX + 1];
-    char backend[512];
+    char backend[512];   /* "" when hidden */
+    bool backend_hidden; /* the request had no token: renderers leave it out */
     bool readonly;
     bool enabled;
     unsigned connections;
@@ -118,11 +129,13 @@ struct mgmt_snap {
     size_t nvols;
 };
 
-/* Snapshot the cache and every volume. 0 or -ENOMEM. */
-int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out);
+/* Snapshot the cache and every volume. 0 or -ENOMEM. Backing paths are
+ * copied only with `show_backend` (the request carried the token): a
+ * record without one cannot leak it through any renderer. */
+int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out, bool show_backend);
 void mgmt_snap_free(struct mgmt_snap *s);
 /* Fill one volume's record from a live volume. */
-void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out);
+void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend);
 
 /* ---- renderers ---- */
 /* render_json.c */
@@ -135,8 +148,21 @@ json_t *render_prefetch_json(const struct prefetch_status *st);
 int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **buf, size_t *len);
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* ---- the entry every transport calls (handle.c) ---- */
+/* The decisions that need only the headers: sets req->authorized; refuses
+ * a change without the token (401), a browser change from another site
+ * (403), a declared body over MGMT_MAX_BODY (413). Returns true when it
+ * filled `rep` with such a refusal. A transport may call it as soon as the
+ * headers are in, to refuse before reading a body; mgmt_handle calls it
+ * again, so no transport can skip it. */
+bool mgmt_precheck(const struct mgmt *m, struct mgmt_req *req, struct mgmt_reply *rep);
+/* Auth, then routing: mgmt_precheck, the body limit, api_dispatch. `rep`
+ * is always filled. */
+void mgmt_handle(struct mgmt *m, struct mgmt_req *req, struct mgmt_reply *rep);
+
 /* ---- routes (api.c) ---- */
-/* Route a request to its handler and fill the reply (always filled). */
+/* Route a request to its handler and fill the reply (always filled). Only
+ * mgmt_handle calls it: it does no auth of its own. */
 void api_dispatch(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep);
 
 /* ---- static pages (static.c) ---- */
@@ -144,14 +170,13 @@ void api_dispatch(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply 
 void static_serve(const char *path, struct mgmt_reply *rep);
 
 /* ---- auth (auth.c) ---- */
-/* True when the Authorization header value carries the configured token
- * (or no token is configured). Compares in constant time. */
+/* True when the Authorization header value carries the configured token.
+ * Compares in constant time. False when no token is configured. */
 bool auth_check(const struct mgmt *m, const char *authorization);
 /* Why a mutating request that came through a browser must be refused (a
  * message for the 403), or NULL. Arguments are the Host, Origin and
  * Sec-Fetch-Site headers, each NULL when absent. */
-const char *auth_browser_refusal(const struct mgmt *m, const char *host, const char *origin,
-                                 const char *fetch_site);
+const char *auth_browser_refusal(const char *host, const char *origin, const char *fetch_site);
 
 /* Seconds since mgmt_start. */
 uint64_t mgmt_uptime_seconds(const struct mgmt *m);

@@ -45,12 +45,20 @@ static json_t *latency_json(const struct histogram_snap *h)
                      json_u64(h->count), "buckets", buckets);
 }
 
-/* Identity fields shared by both volume renderings. */
+/* Identity fields shared by both volume renderings. A request without the
+ * token gets "backend_hidden": true and no "backend" (the back end's
+ * description names its file, device, socket or server). */
 static json_t *volume_head(const struct mgmt_vol *v)
 {
-    return json_pack("{s:o, s:o, s:s, s:b}", "name", json_string_lossy(v->name), "backend",
-                     json_string_lossy(v->backend), "state", v->enabled ? "enabled" : "disabled",
-                     "readonly", v->readonly);
+    json_t *obj = json_pack("{s:o, s:s, s:b, s:b}", "name", json_string_lossy(v->name), "state",
+                            v->enabled ? "enabled" : "disabled", "readonly", v->readonly,
+                            "backend_hidden", v->backend_hidden);
+    if (obj && !v->backend_hidden &&
+        json_object_set_new(obj, "backend", json_string_lossy(v->backend)) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 json_t *render_volume_stats_json(const struct mgmt_vol *v)

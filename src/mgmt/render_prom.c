@@ -4,7 +4,9 @@
  *     ratios are gauges;
  *   - volume stats are `shoal_volume_<stat>{volume="NAME"}`, cache stats are the
  *     unlabelled `shoal_cache_<stat>`;
- *   - latency is the histogram `shoal_volume_latency_seconds{volume,op}`.
+ *   - latency is the histogram `shoal_volume_latency_seconds{volume,op}`;
+ *   - `shoal_volume_info` carries the `backend` label (the backing path)
+ *     only for a scrape that sends the API token.
  * All samples of a family are written together after its HELP and TYPE,
  * as the format requires, so this walks stats in the outer loop and volumes
  * in the inner one. */
@@ -139,8 +141,11 @@ static void render_volume_info(FILE *f, const struct mgmt_snap *s)
         const struct mgmt_vol *v = &s->vols[k];
         fputs("shoal_volume_info{volume=\"", f);
         put_label_value(f, v->name);
-        fputs("\",backend=\"", f);
-        put_label_value(f, v->backend);
+        /* A scrape without the token gets no backend label at all. */
+        if (!v->backend_hidden) {
+            fputs("\",backend=\"", f);
+            put_label_value(f, v->backend);
+        }
         fprintf(f, "\",state=\"%s\",readonly=\"%s\"} 1\n", v->enabled ? "enabled" : "disabled",
                 v->readonly ? "true" : "false");
     }

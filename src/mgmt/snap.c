@@ -1,7 +1,8 @@
 /* Stat collection for the renderers: one pass over the engine that copies
  * the cache snapshot and every volume's snapshot and identity, so JSON and
  * Prometheus render from plain data and hold no volume reference while
- * formatting. */
+ * formatting. The one place that decides whether a backing path is copied
+ * at all (see mgmt_snap_take). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +10,15 @@
 
 #include "mgmt/mgmt_internal.h"
 
-void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out)
+void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
 {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", volume_name(v));
-    volume_describe_backend(v, out->backend, sizeof out->backend);
-    out->backend[sizeof out->backend - 1] = '\0';
+    out->backend_hidden = !show_backend;
+    if (show_backend) {
+        volume_describe_backend(v, out->backend, sizeof out->backend);
+        out->backend[sizeof out->backend - 1] = '\0';
+    }
     out->readonly = volume_readonly(v);
     out->enabled = volume_enabled(v);
     out->connections = volume_connections(v);
@@ -24,6 +28,7 @@ void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out)
 struct collect {
     struct mgmt_vol *vols;
     size_t n, cap;
+    bool show_backend;
 };
 
 static int collect_one(struct volume *v, void *opaque)
@@ -37,15 +42,15 @@ static int collect_one(struct volume *v, void *opaque)
         c->vols = nv;
         c->cap = cap;
     }
-    mgmt_vol_fill(v, &c->vols[c->n++]);
+    mgmt_vol_fill(v, &c->vols[c->n++], c->show_backend);
     return 0;
 }
 
-int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out)
+int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out, bool show_backend)
 {
     memset(out, 0, sizeof *out);
     cache_snapshot(m->engine, &out->cache);
-    struct collect c = {0};
+    struct collect c = {.show_backend = show_backend};
     int r = engine_for_each_volume(m->engine, collect_one, &c);
     if (r < 0) {
         free(c.vols);

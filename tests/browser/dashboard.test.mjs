@@ -7,6 +7,9 @@
 //     charts and numbers update every second;
 //   - the numbers match the API (exactly for sizes and capacity, within a
 //     tolerance for rates and ratios that move between two samples);
+//   - without the token the back ends are hidden (the page says so and no
+//     backing path reaches it); once given, the token goes with every
+//     request and the paths show;
 //   - the controls work and the API state follows: the first change asks
 //     for the token (401), then disable/enable a volume with its buttons,
 //     invalidate, prefetch with progress, cache resize, add a volume, an
@@ -206,6 +209,11 @@ async function main() {
   check(JSON.stringify(rows) === JSON.stringify(['gold', 'clone', 'scratch']), `volume rows: ${rows}`);
   log('page loaded: every section visible, 3 volume rows');
 
+  // No token yet: back ends hidden, and the page says why.
+  check(await page.isVisible('#backends-hidden'), 'no notice that back ends are hidden');
+  check((await page.textContent(`tr[data-volume="gold"] .backend`)) === 'hidden', 'gold back end not hidden');
+  check(!(await page.content()).includes(TMP), 'a backing path reached the page without the token');
+
   // ---- the charts and numbers update ----
   await sleep(4000);
   const chartState = () => page.$$eval('canvas', (cs) => cs.map((c) => ({
@@ -295,7 +303,8 @@ async function main() {
     check((await num(`${row} td[data-col="conns"]`)) === v.connections, `${v.name}: connections`);
     check((await num(`${row} td[data-col="mode"]`)) === (v.readonly ? 1 : 0), `${v.name}: mode`);
     check((await page.textContent(`${row} .badge`)) === v.state, `${v.name}: state`);
-    check((await page.getAttribute(`${row} .backend`, 'title')) === v.backend, `${v.name}: back end`);
+    check(v.backend_hidden === true && (await page.textContent(`${row} .backend`)) === 'hidden',
+      `${v.name}: back end (the test has no token yet)`);
     if (v.read_bytes) near(await num(`${row} td[data-col="hit"]`), v.hit_ratio, 0, 0.02, `${v.name}: hit ratio`);
   }
   // One volume in scope: its own latency figures.
@@ -324,6 +333,15 @@ async function main() {
     'the page to show gold disabled');
   check((await page.textContent(`${row('gold')} button[data-action="toggle"]`)) === 'Enable', 'toggle label');
   check(await page.evaluate(() => sessionStorage.getItem('shoal.token')) === TOKEN, 'token kept in sessionStorage');
+  // With the token every request carries it (GETs too), and the paths show.
+  const polled = await page.waitForRequest((r) => r.url().endsWith('/api/v1/stats'), { timeout: 5000 });
+  check(polled.headers().authorization === `Bearer ${TOKEN}`, 'the stats poll does not carry the token');
+  await waitFor(async () => ((await page.textContent(`${row('gold')} .backend`)) || '').includes('gold.img'), 5000,
+    'the page to show the back ends once the token is given');
+  check(!(await page.isVisible('#backends-hidden')), 'the hidden notice stays with the token');
+  for (const v of (await api('GET', '/api/v1/stats', undefined, TOKEN)).json.volumes) {
+    check((await page.getAttribute(`${row(v.name)} .backend`, 'title')) === v.backend, `${v.name}: back end`);
+  }
   // Pass-through while disabled: no new hits on gold.
   const h0 = (await stats()).volumes.find((v) => v.name === 'gold');
   await sleep(1500);

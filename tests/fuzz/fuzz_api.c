@@ -1,42 +1,52 @@
-/* libFuzzer target for the management API (src/mgmt/api.c: api_dispatch,
- * with auth.c's checks in front of it the way http.c calls them) on a
+/* libFuzzer target for the management API's one entry, mgmt_handle()
+ * (src/mgmt/handle.c: the token and browser checks, the body limit, then
+ * api.c's routes), the function the daemon's HTTP transport calls, on a
  * real engine: two small file-backed volumes in a temp dir,
  *   "a"  256 KiB, read-write      (TMP/a.img)
  *   "b"  64 KiB + 100, read-only  (TMP/b.img)
  * and TMP/c.img (128 KiB), not exported, for inputs that add a volume.
- * The cache is 1 MiB. No libmicrohttpd: the harness builds the struct mgmt
- * itself (api_dispatch never touches the daemon) and plays http.c's part.
+ * TMP is the server's --backing-dir; TMP/link-out is a symlink to
+ * /etc/hostname and "@/../" leads out of it, so the fuzzer can try to
+ * escape. The cache is 1 MiB. No libmicrohttpd: the harness builds the
+ * struct mgmt itself (mgmt_handle never touches the daemon) and plays the
+ * transport.
  *
  * Input (text, so seeds are readable), like an HTTP request:
  *   METHOD PATH[?QUERY]
- *   Header: value          Authorization, Host, Origin, Sec-Fetch-Site;
- *   ...                    "X-No-Token: 1" selects a server without a token
- *                          (else the token is "fuzz-token")
+ *   Header: value          any headers, looked up case-insensitively (the
+ *   ...                    first of a name wins); the token is "fuzz-token"
  *   (blank line)
  *   BODY                   each '@' stands for the temp dir: "@/c.img"
  * PATH and the query are %-decoded as libmicrohttpd does; the query's
- * arguments are KEY[=VALUE] separated by '&' (the first KEY wins). As in
- * http.c: a non-GET request needs the token (401), browser headers are
- * checked (403), a body over MGMT_MAX_BODY gets 413; then api_dispatch.
+ * arguments are KEY[=VALUE] separated by '&' (the first KEY wins).
  *
  * Side effects neutralised by the harness:
  *   - inputs that mention "nbd" anywhere (any case) are skipped: no
  *     network connects;
- *   - backend_open is wrapped (-Wl,--wrap): a volume can only be added
- *     with a backing under the temp dir (no "..", no fault: layer); any
- *     other spec fails with EACCES as an unreadable file would. That also
- *     covers specs the "nbd" filter cannot see (JSON \u escapes);
+ *   - backend_open is wrapped (-Wl,--wrap): a spec that does not start
+ *     with "TMP/" (any other path, a fault: layer) fails with EACCES as an
+ *     unreadable file would, so nothing outside TMP is named; specs under
+ *     TMP, ".." and the symlink included, go to the real back end and its
+ *     --backing-dir rule. That also covers specs the "nbd" filter cannot
+ *     see (JSON \u escapes);
  *   - engine_resize_cache is wrapped: sizes above 4 MiB are capped at 4 MiB
  *     (a real resize to gigabytes would allocate the tables for it).
- * State: after every request other than GET the harness waits for any
- * prefetch, removes every volume, re-adds "a" and "b" and sets the cache
- * back to 1 MiB, so each input starts from the same volumes (cache counters
- * and the cache's content carry over, as they do on a live server).
+ * State: after every request other than GET that got past auth the harness
+ * waits for any prefetch, removes every volume, re-adds "a" and "b" and
+ * sets the cache back to 1 MiB, so each input starts from the same volumes
+ * (cache counters and the cache's content carry over, as they do on a live
+ * server).
  *
- * Checks on every reply: a status in 100..599; a JSON body that parses
- * when the content type is application/json; for 4xx/5xx a JSON object with
- * an "error" string; an Allow header for 405, a Location for 201, no body
- * for 204. Anything else aborts.
+ * Checks on every reply (anything else aborts):
+ *   - a status in 100..599; a JSON body that parses when the content type
+ *     is application/json; for 4xx/5xx a JSON object with an "error"
+ *     string; an Allow header for 405, a Location for 201, no body for 204;
+ *   - auth: a request other than GET without "Authorization: Bearer
+ *     fuzz-token" (as RFC 7235 spells it) never gets a 2xx or 3xx; a reply
+ *     to a request without the token never contains the temp dir's path
+ *     (backing paths are hidden);
+ *   - --backing-dir: the API always passes it to the back end, and a back
+ *     end that opened resolves (realpath) inside the temp dir.
  *
  * The temp dir is removed at exit (not after a crash: it is small, under
  * $TMPDIR or /tmp, named shoal-fuzz-api.*). Set SHOAL_FUZZ_LOG=debug to see
@@ -58,6 +68,7 @@
 #include "common/util.h"
 #include "core/engine.h"
 #include "mgmt/mgmt_internal.h"
+#include "fuzz_log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -66,11 +77,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CACHE_MAX_BYTES (4u << 20)
 #define TOKEN           "fuzz-token"
 #define MAX_ARGS        16
+#define MAX_HEADERS     32
 
 static char tmpdir[64];
-static char path_a[128], path_b[128], path_c[128];
+static char path_a[128], path_b[128], path_c[128], path_link[128];
+static const char *backing_dirs[2] = {tmpdir, NULL};
 static struct engine *engine;
-static struct mgmt with_token, without_token;
+static struct mgmt server;
 static bool verbose; /* SHOAL_FUZZ_LOG: print each reply */
 
 /* ---- wrapped engine calls (see the -Wl,--wrap flags in meson.build) ---- */
@@ -80,10 +93,25 @@ int __wrap_backend_open(const struct backend_params *p, struct backend **out);
 int __real_engine_resize_cache(struct engine *e, uint64_t bytes);
 int __wrap_engine_resize_cache(struct engine *e, uint64_t bytes);
 
+/* ---- wrapped calls ---- */
+
 static bool spec_allowed(const char *spec)
 {
     size_t n = strlen(tmpdir);
-    return spec && strncmp(spec, tmpdir, n) == 0 && spec[n] == '/' && !strstr(spec, "..");
+    return spec && strncmp(spec, tmpdir, n) == 0 && spec[n] == '/';
+}
+
+/* The rule's oracle: whatever opened must really be inside the temp dir. */
+static void check_inside(const char *spec)
+{
+    char *real = realpath(spec, NULL);
+    size_t n = strlen(tmpdir);
+    if (!real || strncmp(real, tmpdir, n) != 0 || real[n] != '/') {
+        fprintf(stderr, "fuzz_api: %s opened, but it is %s: outside --backing-dir %s\n", spec,
+                real ? real : "(unresolvable)", tmpdir);
+        abort();
+    }
+    free(real);
 }
 
 int __wrap_backend_open(const struct backend_params *p, struct backend **out)
@@ -92,7 +120,14 @@ int __wrap_backend_open(const struct backend_params *p, struct backend **out)
         backend_set_open_error("%s", strerror(EACCES));
         return -EACCES;
     }
-    return __real_backend_open(p, out);
+    if (!p->backing_dirs || !p->backing_dirs[0] || strcmp(p->backing_dirs[0], tmpdir) != 0) {
+        fprintf(stderr, "fuzz_api: %s was opened without the --backing-dir rule\n", p->spec);
+        abort();
+    }
+    int r = __real_backend_open(p, out);
+    if (r == 0)
+        check_inside(p->spec);
+    return r;
 }
 
 int __wrap_engine_resize_cache(struct engine *e, uint64_t bytes)
@@ -120,11 +155,15 @@ static int make_image(const char *path, size_t size)
     return 0;
 }
 
+/* As shoald adds its command line's volumes: under the same --backing-dir. */
 static int add_base_volumes(void)
 {
-    struct volume_config a = {.name = "a", .backend = {.spec = path_a}};
+    struct volume_config a = {.name = "a",
+                              .backend = {.spec = path_a, .backing_dirs = backing_dirs}};
     struct volume_config b = {
-        .name = "b", .backend = {.spec = path_b, .readonly = true}, .readonly = true};
+        .name = "b",
+        .backend = {.spec = path_b, .readonly = true, .backing_dirs = backing_dirs},
+        .readonly = true};
     int r = engine_add_volume(engine, &a);
     return r < 0 ? r : engine_add_volume(engine, &b);
 }
@@ -134,6 +173,7 @@ static void cleanup_tmpdir(void)
     unlink(path_a);
     unlink(path_b);
     unlink(path_c);
+    unlink(path_link);
     rmdir(tmpdir);
 }
 
@@ -141,15 +181,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *lvl = getenv("SHOAL_FUZZ_LOG");
-    verbose = lvl != NULL;
-    if (lvl) {
-        char spec[64];
-        snprintf(spec, sizeof spec, "all=%s", lvl);
-        log_set_spec(spec);
-    } else {
-        log_set_all(-1);
-    }
+    verbose = fuzz_log_setup();
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/shoal-fuzz-api.XXXXXX",
              t && *t && strlen(t) < 32 ? t : "/tmp");
@@ -161,6 +193,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(path_a, sizeof path_a, "%s/a.img", tmpdir);
     snprintf(path_b, sizeof path_b, "%s/b.img", tmpdir);
     snprintf(path_c, sizeof path_c, "%s/c.img", tmpdir);
+    snprintf(path_link, sizeof path_link, "%s/link-out", tmpdir);
+    if (symlink("/etc/hostname", path_link) < 0) {
+        perror("fuzz_api: symlink");
+        abort();
+    }
     struct engine_config ec = {.cache_bytes = CACHE_BYTES};
     if (make_image(path_a, 256u << 10) < 0 || make_image(path_b, (64u << 10) + 100) < 0 ||
         make_image(path_c, 128u << 10) < 0 || engine_create(&ec, &engine) < 0 ||
@@ -168,13 +205,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_api: cannot create the engine or its volumes in %s\n", tmpdir);
         abort();
     }
-    with_token = (struct mgmt){.engine = engine,
-                               .token = strdup(TOKEN),
-                               .token_len = strlen(TOKEN),
-                               .start_ns = now_ns(),
-                               .running = true};
-    without_token = (struct mgmt){.engine = engine, .start_ns = now_ns(), .running = true};
-    if (!with_token.token)
+    server = (struct mgmt){.engine = engine,
+                           .token = strdup(TOKEN),
+                           .token_len = strlen(TOKEN),
+                           .backing_dirs = (char **)backing_dirs,
+                           .start_ns = now_ns(),
+                           .running = true};
+    if (!server.token)
         abort();
     return 0;
 }
@@ -227,8 +264,8 @@ static void reset_engine(void)
 
 struct request {
     char *method, *path, *query_string;
-    const char *authorization, *host, *origin, *fetch_site;
-    bool no_token;
+    const char *hdr_names[MAX_HEADERS], *hdr_values[MAX_HEADERS];
+    unsigned nhdrs;
     char *body;
     size_t body_len;
     char *keys[MAX_ARGS], *values[MAX_ARGS]; /* value NULL: "?key" */
@@ -258,6 +295,15 @@ static void unescape(char *s)
         }
     }
     *w = '\0';
+}
+
+static const char *header_value(const struct mgmt_req *req, const char *name)
+{
+    const struct request *rq = req->transport;
+    for (unsigned i = 0; i < rq->nhdrs; i++)
+        if (strcasecmp(rq->hdr_names[i], name) == 0)
+            return rq->hdr_values[i];
+    return NULL;
 }
 
 static const char *query_arg(const struct mgmt_req *req, const char *key)
@@ -333,16 +379,10 @@ static void parse_request(char *text, size_t size, struct request *rq)
         char *v = colon + 1;
         while (*v == ' ' || *v == '\t')
             v++;
-        if (!strcasecmp(line, "Authorization"))
-            rq->authorization = v;
-        else if (!strcasecmp(line, "Host"))
-            rq->host = v;
-        else if (!strcasecmp(line, "Origin"))
-            rq->origin = v;
-        else if (!strcasecmp(line, "Sec-Fetch-Site"))
-            rq->fetch_site = v;
-        else if (!strcasecmp(line, "X-No-Token"))
-            rq->no_token = true;
+        if (rq->nhdrs < MAX_HEADERS) {
+            rq->hdr_names[rq->nhdrs] = line;
+            rq->hdr_values[rq->nhdrs++] = v;
+        }
     }
     if (next < end) {
         rq->body = next;
@@ -439,6 +479,22 @@ static void check_reply(const struct mgmt_reply *rep)
     json_decref(j);
 }
 
+/* What auth_check accepts, written out again as the oracle: the scheme
+ * "Bearer" in any case, blanks, the token, optional trailing blanks. */
+static bool token_sent(const struct mgmt_req *req)
+{
+    const char *a = req->header(req, "Authorization");
+    if (!a || strncasecmp(a, "Bearer", 6) != 0 || (a[6] != ' ' && a[6] != '\t'))
+        return false;
+    a += 6;
+    while (*a == ' ' || *a == '\t')
+        a++;
+    size_t n = strlen(a);
+    while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+        n--;
+    return n == strlen(TOKEN) && memcmp(a, TOKEN, n) == 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* Skip anything that names an NBD back end, wherever it is. */
@@ -453,38 +509,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     parse_request(text, size, &rq);
     size_t body_len;
     char *body = expand_body(rq.body, rq.body_len, &body_len);
-    struct mgmt *m = rq.no_token ? &without_token : &with_token;
-    enum mgmt_method mm = method_of(rq.method);
 
-    /* What http.c does before and around api_dispatch. */
     struct mgmt_reply rep = {0};
-    const char *why = NULL;
-    bool dispatched = false;
-    if (mm != MGMT_GET && !auth_check(m, rq.authorization))
-        reply_error(&rep, 401, "a valid \"Authorization: Bearer TOKEN\" header is required");
-    else if (mm != MGMT_GET && (why = auth_browser_refusal(m, rq.host, rq.origin, rq.fetch_site)))
-        reply_error(&rep, 403, "%s", why);
-    else if (body_len > MGMT_MAX_BODY)
-        reply_error(&rep, 413, "request body too large (limit %u bytes)", MGMT_MAX_BODY);
-    else
-        dispatched = true;
-    if (dispatched) {
-        struct mgmt_req req = {
-            .method = mm,
-            .path = rq.path,
-            .body = body,
-            .body_len = body_len,
-            .query = query_arg,
-            .transport = &rq,
-        };
-        api_dispatch(m, &req, &rep);
-    }
+    struct mgmt_req req = {
+        .method = method_of(rq.method),
+        .path = rq.path,
+        .body = body,
+        .body_len = body_len,
+        .query = query_arg,
+        .header = header_value,
+        .transport = &rq,
+    };
+    mgmt_handle(&server, &req, &rep);
     if (verbose)
         fprintf(stderr, "fuzz_api: %s %s -> %u %.*s\n", rq.method, rq.path, rep.status,
                 (int)MIN(rep.len, 300u), rep.body ? rep.body : "");
     check_reply(&rep);
+    bool token = token_sent(&req);
+    CHECK(token == req.authorized, &rep);
+    if (req.method != MGMT_GET && !token)
+        CHECK(rep.status >= 400, &rep);
+    if (!token)
+        CHECK(!rep.body || !memmem(rep.body, rep.len, tmpdir, strlen(tmpdir)), &rep);
     reply_free(&rep);
-    if (dispatched && mm != MGMT_GET)
+    if (req.method != MGMT_GET && token)
         reset_engine();
     free(body);
     free(text);

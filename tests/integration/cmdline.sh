@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Command-line errors: shoald exits non-zero within 2 s with exactly one
-# line on stderr that names the bad value; --help and --version work; the
-# management API is refused on a non-loopback address without a token.
+# line on stderr that names the bad value; --help and --version work; an API
+# token file others could read or change is refused; --backing-dir refuses
+# back ends outside its directories (outside, "..", a symlink out), from the
+# command line and from the config file.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 truncate -s 1M "$T/a.img"
 port=$(free_port)
+# The token file the bad command lines use exists, so that the line saying
+# it was created does not come before their error.
+(umask 077 && echo "cmdline-test-token" >"$T/token")
 # Under ASan, memory still held when main() returns early on an error is
 # reported as a leak; that is not a bug, and the report would break the
 # one-line rule. Leak checking stays on for the daemons the other tests stop.
@@ -20,7 +25,8 @@ bad_cmdline() {
     local name=$1 needle=$2 rc=0 lines why=""
     shift 2
     rm -f "$T/s.sock"
-    timeout -k 1 2 "$SHOALD" -f -l "unix:$T/s.sock" --http "127.0.0.1:$port" "$@" \
+    timeout -k 1 2 "$SHOALD" -f -l "unix:$T/s.sock" --http "127.0.0.1:$port" \
+        --http-token-file "$T/token" "$@" \
         >"$T/out" 2>"$T/err" </dev/null || rc=$?
     lines=$(wc -l <"$T/err")
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -64,8 +70,44 @@ bad_cmdline "bad value in config" 12Q -c "$T/bad.ini"
 printf '[shoald]\nfrobnicate = 1\n' >"$T/bad2.ini"
 bad_cmdline "unknown config key" frobnicate -c "$T/bad2.ini"
 
-# The management API on a non-loopback address needs a token.
-bad_cmdline "--http 0.0.0.0 without a token" "0.0.0.0:$port" --http "0.0.0.0:$port" "a=$T/a.img"
+# The API token file: refused when others could read or change it, or when
+# its content is no token. Nothing listens afterwards.
+for mode in 644 604 620 602; do
+    printf 'a-long-enough-token\n' >"$T/loose-token"
+    chmod "$mode" "$T/loose-token"
+    bad_cmdline "token file mode $mode" "$T/loose-token" --http-token-file "$T/loose-token" "a=$T/a.img"
+done
+printf 'tok\n' >"$T/short-token"
+chmod 600 "$T/short-token"
+bad_cmdline "token too short" "too short" --http-token-file "$T/short-token" "a=$T/a.img"
+bad_cmdline "token file under a file" "$T/a.img" --http-token-file "$T/a.img/token" "a=$T/a.img"
+bad_cmdline "empty --http-token-file" --http-token-file --http-token-file= "a=$T/a.img"
+
+# --backing-dir: the directory must exist; every file back end must lie
+# beneath one (checked by the kernel while opening: no "..", no symlink out).
+mkdir -p "$T/d/sub" "$T/d2"
+truncate -s 1M "$T/d/in.img" "$T/d2/in2.img"
+ln -s "$T/a.img" "$T/d/link-out"
+ln -s ../a.img "$T/d/rel-out"
+bad_cmdline "missing --backing-dir" "$T/nodir" --backing-dir "$T/nodir" "a=$T/d/in.img"
+bad_cmdline "--backing-dir is a file" "not a directory" --backing-dir "$T/a.img" "a=$T/d/in.img"
+bad_cmdline "backing outside --backing-dir" "is not beneath" --backing-dir "$T/d" "a=$T/a.img"
+bad_cmdline "backing via .. out of --backing-dir" "leaves its directory" --backing-dir "$T/d" \
+    "a=$T/d/../a.img"
+bad_cmdline "backing via an absolute symlink out" "leaves its directory" --backing-dir "$T/d" \
+    "a=$T/d/link-out"
+bad_cmdline "backing via a relative symlink out" "leaves its directory" --backing-dir "$T/d" \
+    "a=$T/d/rel-out"
+bad_cmdline "/etc/shadow outside --backing-dir" "/etc/shadow" --backing-dir "$T/d" "a=/etc/shadow"
+bad_cmdline "nbd+unix socket outside --backing-dir" "--backing-dir" --backing-dir "$T/d" \
+    "a=nbd+unix:///?socket=$T/a.img"
+printf '[shoald]\nbacking-dir = %s\nbacking-dir = %s\n[volume a]\nbacking = %s\n' \
+    "$T/d" "$T/d2" "$T/a.img" >"$T/bd.ini"
+bad_cmdline "config: backing outside backing-dir" "is not beneath" -c "$T/bd.ini"
+# The command line's --backing-dir replaces the config file's.
+printf '[shoald]\nbacking-dir = %s\n[volume a]\nbacking = %s\n' "$T/d" "$T/d/in.img" >"$T/bd2.ini"
+bad_cmdline "command line --backing-dir replaces the file's" "is not beneath" -c "$T/bd2.ini" \
+    --backing-dir "$T/d2"
 
 # --help and --version: exit 0 on stdout.
 "$SHOALD" --help >"$T/help" 2>&1 || fail "shoald --help exited $?"
@@ -80,5 +122,14 @@ $(printf '  %s\n' "${problems[@]}")"
 # The good command line from the same pieces does start (so the errors
 # above came from the bad values, not from the harness).
 start_shoald -m 16M "a=$T/a.img"
+stop_shoald
+# --backing-dir from both sources, with paths beneath them (relative ones
+# too, "." and ".." that stay inside).
+printf '[shoald]\nbacking-dir = %s\nbacking-dir = %s\n[volume b]\nbacking = %s\n' \
+    "$T/d" "$T/d2" "$T/d2/in2.img" >"$T/bd3.ini"
+cd "$T/d"
+start_shoald -m 16M -c "$T/bd3.ini" "a=./sub/../in.img"
+cd - >/dev/null
+assert_eq "$(api_get /api/v1/volumes | jq -r 'map(.name) | sort | join(",")')" a,b "volumes beneath --backing-dir"
 stop_shoald
 log PASS

@@ -40,6 +40,7 @@ SIZE = 8 * MiB
 def post(d, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(d.url + path, data=data, method="POST")
+    req.add_header("Authorization", f"Bearer {d.token}")
     if data:
         req.add_header("Content-Type", "application/json")
     try:
@@ -333,7 +334,8 @@ def prefetch_lifetime():
         d = Shoald([f"slow=nbd+unix:///?socket={sock}"], extra=["-m", "64M"])
         post(d, "/api/v1/volumes/slow/prefetch")
         wait_until(lambda: d.stats("/api/v1/cache")["inserts"] > 0, 10, "the prefetch to insert")
-        req = urllib.request.Request(d.url + "/api/v1/volumes/slow", method="DELETE")
+        req = urllib.request.Request(d.url + "/api/v1/volumes/slow", method="DELETE",
+                                     headers={"Authorization": f"Bearer {d.token}"})
         with urllib.request.urlopen(req, timeout=10) as r:
             check(r.status == 204, f"DELETE slow: {r.status}")
         time.sleep(0.5)  # a request in flight may finish

@@ -13,7 +13,8 @@ sock=$T/d.sock
 pidfile=$T/shoald.pid
 
 rc=0
-"$SHOALD" -l "unix:$sock" --http "127.0.0.1:$port" --pid-file "$pidfile" -m 16M "a=$T/a.img" \
+"$SHOALD" -l "unix:$sock" --http "127.0.0.1:$port" --http-token-file "$T/token" \
+    --pid-file "$pidfile" -m 16M "a=$T/a.img" \
     >"$T/out" 2>"$T/err" </dev/null || rc=$?
 [ -s "$pidfile" ] && _SHOAL_PIDS+=("$(cat "$pidfile")")
 assert_eq "$rc" 0 "exit status of the daemonizing command ($(cat "$T/err"))"
@@ -40,7 +41,8 @@ _wait_pid_gone "$pid" 10 || fail "daemon $pid still running 10 s after SIGTERM"
 asan_saved=${ASAN_OPTIONS:-}
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 rc=0
-timeout 10 "$SHOALD" -l "unix:$sock" --http "127.0.0.1:$port" "a=$T/nonexistent.img" \
+timeout 10 "$SHOALD" -l "unix:$sock" --http "127.0.0.1:$port" --http-token-file "$T/token" \
+    "a=$T/nonexistent.img" \
     >"$T/out" 2>"$T/err" </dev/null || rc=$?
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
     fail "daemonizing with a missing backing file: status $rc"
@@ -53,7 +55,8 @@ s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.s
 _HELPER_PIDS+=("$!")
 wait_for 5 "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$busy_port"
 rc=0
-timeout 10 "$SHOALD" -l "unix:$sock" --http "127.0.0.1:$busy_port" --pid-file "$T/busy.pid" \
+timeout 10 "$SHOALD" -l "unix:$sock" --http "127.0.0.1:$busy_port" --http-token-file "$T/token" \
+    --pid-file "$T/busy.pid" \
     "a=$T/a.img" >"$T/out" 2>"$T/err" </dev/null || rc=$?
 [ -s "$T/busy.pid" ] && _SHOAL_PIDS+=("$(cat "$T/busy.pid")")
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
@@ -62,11 +65,13 @@ fi
 grep -qF "$busy_port" "$T/err" || fail "busy API port not reported on stderr: '$(cat "$T/err")'"
 export ASAN_OPTIONS=$asan_saved
 
-# A relative --pid-file and socket are relative to the directory shoald was
-# started in (as the backing file paths are), even though it chdirs to /.
+# A relative --pid-file, socket and --http-token-file are relative to the
+# directory shoald was started in (as the backing file paths are), even
+# though it chdirs to /.
 mkdir "$T/rel"
 rc=0
 (cd "$T/rel" && "$SHOALD" -l unix:rel.sock --http "127.0.0.1:$port" --pid-file rel.pid -m 16M \
+    --http-token-file rel.token \
     "a=../a.img" >"$T/out" 2>"$T/err" </dev/null) || rc=$?
 assert_eq "$rc" 0 "exit status with relative paths ($(cat "$T/err"))"
 problems=()
@@ -86,6 +91,8 @@ elif [ -S /rel.sock ]; then
 else
     problems+=("-l unix:rel.sock: no socket in $T/rel or /")
 fi
+[ -s "$T/rel/rel.token" ] || problems+=("--http-token-file rel.token was not created in $T/rel")
+[ -e /rel.token ] && problems+=("--http-token-file rel.token was created as /rel.token")
 kill -TERM "$pid"
 _wait_pid_gone "$pid" 10 || fail "daemon $pid still running 10 s after SIGTERM"
 [ "${#problems[@]}" -eq 0 ] || fail "relative paths: $(printf '%s; ' "${problems[@]}")"

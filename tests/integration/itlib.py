@@ -2,8 +2,9 @@
 the interpreter python3-libnbd is installed for).
 
 The Python twin of lib.sh: a private temp dir, a shoald started in the
-foreground on a unix NBD socket and a free management port, readiness by
-polling, and a clean stop that requires exit status 0 on SIGTERM.
+foreground on a unix NBD socket and a free management port, with its API
+token in TMP/token (the daemon creates it; every change needs it), readiness
+by polling, and a clean stop that requires exit status 0 on SIGTERM.
 """
 import atexit
 import json
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 SKIP = 77
@@ -39,7 +41,10 @@ _failed = [False]
 
 
 class Shoald:
-    """A shoald in the foreground: Shoald(["a=/path"], extra=["-r"])."""
+    """A shoald in the foreground: Shoald(["a=/path"], extra=["-r"]).
+
+    Its API token file is TMP/token unless extra names another
+    --http-token-file; stats() and api() send the token."""
 
     count = 0
 
@@ -48,11 +53,19 @@ class Shoald:
         Shoald.count += 1
         self.sock = os.path.join(TMP, f"nbd{n}.sock")
         self.logpath = os.path.join(TMP, f"shoald{n}.log")
+        extra = list(extra)
+        self.token_file = os.path.join(TMP, "token")
+        for i, a in enumerate(extra):
+            if a == "--http-token-file" and i + 1 < len(extra):
+                self.token_file = extra[i + 1]
+            elif a.startswith("--http-token-file="):
+                self.token_file = a.split("=", 1)[1]
         for _ in range(3):
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             args = [SHOALD, "-f", "-l", "unix:" + self.sock,
-                    "--http", f"127.0.0.1:{self.port}", *extra, *volumes]
+                    "--http", f"127.0.0.1:{self.port}", "--http-token-file", os.path.join(TMP, "token"),
+                    *extra, *volumes]
             self.logf = open(self.logpath, "ab")
             self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf,
                                          stdin=subprocess.DEVNULL)
@@ -81,9 +94,30 @@ class Shoald:
     def uri(self, vol):
         return f"nbd+unix:///{vol}?socket={self.sock}"
 
+    @property
+    def token(self):
+        """The API token (read from the file the daemon created)."""
+        with open(self.token_file) as f:
+            return f.read().strip()
+
     def stats(self, path="/api/v1/stats"):
-        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
+
+    def api(self, method, path, body=None, timeout=30):
+        """A change (or a GET) with the token. Returns the parsed JSON answer
+        (None for an empty one); raises TestFailure on an HTTP error."""
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                raw = r.read()
+        except urllib.error.HTTPError as e:
+            raise TestFailure(f"{method} {path}: {e.code} {e.read()[:300]!r}")
+        return json.loads(raw) if raw else None
 
     def vstats(self, vol):
         for v in self.stats()["volumes"]:

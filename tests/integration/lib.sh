@@ -144,22 +144,39 @@ print(s.getsockname()[1])'
 }
 
 # start_shoald [ARGS...] [NAME=BACKING...]
-# Starts `shoald -f -l unix:$SOCK --http 127.0.0.1:$PORT ARGS...` in the
-# background and waits until both the NBD socket and the API answer.
-# Sets SOCK, HTTP_PORT, URL, SHOALD_PID, SHOALD_LOG. The instance number
-# (0, 1, ...) keeps several daemons of one test apart; NEXT_SOCK=PATH picks
-# the socket path of the next daemon instead.
+# Starts `shoald -f -l unix:$SOCK --http 127.0.0.1:$PORT
+# --http-token-file $T/token ARGS...` in the background and waits until both
+# the NBD socket and the API answer. The daemon creates the token file (the
+# API needs the token for every change); an --http-token-file in ARGS wins.
+# With --http-tls-certificates DIR in ARGS the API is HTTPS, verified with
+# the CA in $HTTPS_CA (set it first). Sets SOCK, HTTP_PORT, URL,
+# API_TOKEN_FILE, SHOALD_PID, SHOALD_LOG. The instance number (0, 1, ...)
+# keeps several daemons of one test apart; NEXT_SOCK=PATH picks the socket
+# path of the next daemon instead.
 _SHOALD_N=0
 start_shoald() {
-    local n=$_SHOALD_N
+    local n=$_SHOALD_N a prev="" scheme=http
     _SHOALD_N=$((n + 1))
     SOCK="${NEXT_SOCK:-$T/nbd$n.sock}"
     NEXT_SOCK=""
     SHOALD_LOG="$T/shoald$n.log"
+    API_TOKEN_FILE="$T/token"
+    for a in "$@"; do
+        case $prev in
+        --http-token-file) API_TOKEN_FILE=$a ;;
+        --http-tls-certificates) scheme=https ;;
+        esac
+        case $a in
+        --http-token-file=*) API_TOKEN_FILE=${a#*=} ;;
+        --http-tls-certificates=*) scheme=https ;;
+        esac
+        prev=$a
+    done
     for _ in 1 2 3; do
         HTTP_PORT=$(free_port)
-        URL="http://127.0.0.1:$HTTP_PORT"
-        "$SHOALD" -f -l "unix:$SOCK" --http "127.0.0.1:$HTTP_PORT" "$@" >>"$SHOALD_LOG" 2>&1 &
+        URL="$scheme://127.0.0.1:$HTTP_PORT"
+        "$SHOALD" -f -l "unix:$SOCK" --http "127.0.0.1:$HTTP_PORT" --http-token-file "$T/token" \
+            "$@" >>"$SHOALD_LOG" 2>&1 &
         SHOALD_PID=$!
         _SHOAL_PIDS+=("$SHOALD_PID")
         if _wait_ready "$SHOALD_PID" 30; then
@@ -174,7 +191,15 @@ start_shoald() {
     fail "shoald did not start after 3 attempts"
 }
 
-_api_up() { curl -sf -o /dev/null --max-time 2 "$URL/api/v1/stats"; }
+# _curl ARGS...: curl for the last started daemon's API (its CA for https).
+_curl() {
+    if [[ $URL == https://* ]]; then
+        curl --cacert "${HTTPS_CA:?HTTPS_CA must name the CA of an https API}" "$@"
+    else
+        curl "$@"
+    fi
+}
+_api_up() { _curl -sf -o /dev/null --max-time 2 "$URL/api/v1/stats"; }
 
 _wait_ready() {
     local pid=$1 deadline=$((SECONDS + $2))
@@ -225,8 +250,33 @@ check_no_sanitizer_report() {
 # uri VOLUME [SOCKET]: the NBD URI of a volume of the last started daemon.
 uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "${2:-$SOCK}"; }
 
-# api_get PATH: GET an API path of the last started daemon.
-api_get() { curl -sf --max-time 10 "$URL$1"; }
+# auth_header: a file holding "Authorization: Bearer TOKEN" for curl -H @FILE
+# (the token stays out of argv, where ps would show it).
+auth_header() {
+    local f="$T/auth-header.$(basename "$API_TOKEN_FILE")"
+    if [ ! -s "$f" ] || [ "$f" -ot "$API_TOKEN_FILE" ]; then
+        (umask 077 && printf 'Authorization: Bearer %s\n' "$(cat "$API_TOKEN_FILE")" >"$f")
+    fi
+    printf '%s' "$f"
+}
+
+# api_get PATH: GET an API path of the last started daemon, with the token
+# (so backing paths are shown).
+api_get() { _curl -sf --max-time 10 -H @"$(auth_header)" "$URL$1"; }
+# api_call METHOD PATH [JSON]: a change through the API with the token;
+# prints the answer, fails (status 22) on an HTTP error.
+api_call() {
+    local data=()
+    [ $# -ge 3 ] && data=(-H 'Content-Type: application/json' --data-binary "$3")
+    [ "$1" = POST ] && [ $# -lt 3 ] && data=(--data-binary '')
+    _curl -sf --max-time 60 -X "$1" -H @"$(auth_header)" "${data[@]}" "$URL$2"
+}
+# ctl ARGS...: shoalctl against the last started daemon, with its token.
+ctl() {
+    local ca=()
+    [[ $URL == https://* ]] && ca=(--cacert "$HTTPS_CA")
+    "$SHOALCTL" --url "$URL" --token-file "$API_TOKEN_FILE" "${ca[@]}" "$@"
+}
 # stats_json: GET /api/v1/stats.
 stats_json() { api_get /api/v1/stats; }
 

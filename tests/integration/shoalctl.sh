@@ -2,8 +2,9 @@
 # shoalctl against the real daemon: the stats table, stats --json with the
 # keys the issue requires, volumes, per-volume stats; the control commands
 # (invalidate after an out-of-band change, prefetch, disable/enable, volume
-# add/remove, cache resize) checked by their effect; exit code 3 when the
-# daemon cannot be reached.
+# add/remove, cache resize) checked by their effect; the API token (found
+# by --token-file, $SHOAL_TOKEN; refused without: one line, exit 2; backing
+# paths hidden without); exit code 3 when the daemon cannot be reached.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need jq curl
@@ -14,7 +15,28 @@ start_shoald -m 64M "alpha=$T/alpha.img" "beta-2=$T/beta-2.img"
 if command -v nbdcopy >/dev/null; then
     nbdcopy "$(uri alpha)" null: || fail "nbdcopy out of alpha"
 fi
-ctl() { "$SHOALCTL" --url "$URL" "$@"; }
+# The token: a change without it is refused in one line (exit 2) and does
+# nothing; with it from $SHOAL_TOKEN it works; reads without it hide the
+# backing paths. (Without --token-file and $SHOAL_TOKEN, shoalctl may find
+# some other daemon's /run/shoal/api-token: refused all the same.)
+rc=0
+env -u SHOAL_TOKEN "$SHOALCTL" --url "$URL" disable alpha >"$T/out" 2>"$T/err" || rc=$?
+assert_contains "$(cat "$T/err")" "API token" "message of a change without the token"
+assert_eq "$(wc -l <"$T/err")" 1 "lines of the message of a change without the token"
+assert_eq "$rc" 2 "exit code of a change without the token"
+rc=0
+SHOAL_TOKEN=not-the-token "$SHOALCTL" --url "$URL" volume add x /etc/shadow >"$T/out" 2>"$T/err" || rc=$?
+assert_eq "$rc" 2 "exit code of a change with a wrong token"
+assert_contains "$(cat "$T/err")" 'refused the API token from $SHOAL_TOKEN (HTTP 401)' "wrong token message"
+assert_eq "$(vstat alpha enabled)" 1 "a refused disable changed the volume"
+assert_eq "$(jstat '.volumes | length')" 2 "a refused add changed the volumes"
+SHOAL_TOKEN=$(cat "$API_TOKEN_FILE") "$SHOALCTL" --url "$URL" disable alpha >/dev/null ||
+    fail "disable with the token from \$SHOAL_TOKEN"
+ctl enable alpha >/dev/null || fail "enable with --token-file"
+SHOAL_TOKEN=x "$SHOALCTL" --url "$URL" volumes >"$T/out" || fail "volumes without the token"
+assert_contains "$(cat "$T/out")" "(hidden: needs the API token)" "volumes without the token"
+grep -q "alpha.img" "$T/out" && fail "volumes without the token shows a backing path"
+assert_contains "$(ctl volumes)" "$T/alpha.img" "volumes with the token"
 
 # Table: both volume names, and a few cache figures.
 out=$(ctl stats) || fail "shoalctl stats exited $?"

@@ -1,8 +1,15 @@
 /* File back end: a volume's data in a regular (raw) file or a block device.
  * All I/O is positional (pread/pwrite/fallocate/ioctl on one shared fd), so
- * any number of worker threads can use it at once without locking. */
+ * any number of worker threads can use it at once without locking.
+ *
+ * With --backing-dir (backend_params.backing_dirs) the path is opened with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) from a descriptor of the
+ * directory it is spelled under: the kernel refuses "..", absolute symlinks
+ * and symlinks that lead outside during the one lookup that opens the
+ * file, so there is no window between a check and the open. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -341,24 +349,108 @@ static void file_close(struct backend *be)
     free(f);
 }
 
+/* The part of `path` below `dir` ("a/b.img" for "/srv/a/b.img" under
+ * "/srv"), or NULL when the path is not spelled beneath it. Directories are
+ * absolute and symlink-free (the daemon resolves them at start). */
+static const char *below(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (strncmp(path, dir, n) != 0)
+        return NULL;
+    const char *rest = path + n;
+    if (!(n == 1 && dir[0] == '/') && *rest != '/')
+        return NULL;
+    while (*rest == '/')
+        rest++;
+    return *rest ? rest : NULL;
+}
+
+static void refuse(const struct backend_params *p, const char *why)
+{
+    char dirs[200] = "";
+    size_t off = 0;
+    for (const char *const *d = p->backing_dirs; *d && off < sizeof dirs; d++) {
+        int n = snprintf(dirs + off, sizeof dirs - off, "%s%s", off ? ", " : "", *d);
+        if (n < 0)
+            break;
+        off += (size_t)n;
+    }
+    backend_set_open_error("refused by --backing-dir (%s): '%s' %s", dirs, p->spec, why);
+}
+
+/* Open p->spec beneath one of p->backing_dirs. An fd, or a negative errno:
+ * -EPERM (with the open error set) when the rule refuses the path. */
+static int open_beneath(const struct backend_params *p, int flags)
+{
+    int err = 0;
+    for (const char *const *d = p->backing_dirs; *d; d++) {
+        const char *rest = below(*d, p->spec);
+        if (!rest)
+            continue;
+        _cleanup_close_ int dfd = open(*d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+            err = -errno;
+            continue;
+        }
+        struct open_how how = {
+            .flags = (uint64_t)flags,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, dfd, rest, &how, sizeof how);
+        if (fd >= 0)
+            return (int)fd;
+        err = -errno;
+    }
+    switch (err) {
+    case 0:
+        refuse(p, "is not beneath any of them");
+        return -EPERM;
+    case -EXDEV:
+        refuse(p, "leaves its directory (through '..' or a symlink)");
+        return -EPERM;
+    case -ELOOP:
+        refuse(p, "goes through a /proc magic link or a symlink loop");
+        return -EPERM;
+    case -ENOSYS:
+        refuse(p, "cannot be checked: this kernel has no openat2 (Linux 5.6 or later needed)");
+        return -EPERM;
+    default:
+        /* A file's own EPERM (an immutable file opened for writing) reads
+         * as EACCES, so open_fd still falls back to read-only and -EPERM
+         * stays the rule's answer alone. */
+        return err == -EPERM ? -EACCES : err;
+    }
+}
+
+static int open_path(const struct backend_params *p, int flags)
+{
+    if (p->backing_dirs)
+        return open_beneath(p, flags);
+    int fd = open(p->spec, flags);
+    return fd < 0 ? -errno : fd;
+}
+
 static int open_fd(const struct backend_params *p, bool *readonly)
 {
     int extra = O_CLOEXEC | (p->direct ? O_DIRECT : 0);
     if (!p->readonly) {
-        int fd = open(p->spec, O_RDWR | extra);
+        int fd = open_path(p, O_RDWR | extra);
         if (fd >= 0) {
             *readonly = false;
             return fd;
         }
         /* Not writable by us (permissions, read-only media or mount):
-         * serve it read-only rather than refusing it. */
-        if (errno != EACCES && errno != EROFS && errno != EPERM)
-            return -errno;
+         * serve it read-only rather than refusing it. -EPERM from
+         * --backing-dir is a refusal, not a permission of the file. */
+        if (fd != -EACCES && fd != -EROFS && (fd != -EPERM || p->backing_dirs))
+            return fd;
         log_info(backend, "%s is not writable, opening read-only", p->spec);
     }
-    int fd = open(p->spec, O_RDONLY | extra);
+    int fd = open_path(p, O_RDONLY | extra);
     if (fd < 0)
-        return -errno;
+        return fd;
     *readonly = true;
     return fd;
 }
@@ -385,7 +477,8 @@ static int file_open(const struct backend_params *p, struct backend **out)
     bool readonly = false;
     _cleanup_close_ int fd = open_fd(p, &readonly);
     if (fd < 0) {
-        backend_set_open_error("%s", strerror(-fd));
+        if (fd != -EPERM || !p->backing_dirs)
+            backend_set_open_error("%s", strerror(-fd));
         return fd;
     }
     struct stat st;

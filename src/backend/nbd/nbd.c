@@ -698,6 +698,105 @@ static bool nbd_be_probe(const char *spec)
     return false;
 }
 
+/* ---- --backing-dir for unix sockets */
+
+static int hexdigit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* %XX-decode n bytes of a URI query part into a NUL-terminated copy, as
+ * libnbd does before it uses a key or a value. */
+static char *uri_unescape(const char *s, size_t n)
+{
+    char *out = malloc(n + 1), *w = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (s[i] == '%' && i + 2 < n && (h = hexdigit((unsigned char)s[i + 1])) >= 0 &&
+            (l = hexdigit((unsigned char)s[i + 2])) >= 0) {
+            *w++ = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            *w++ = s[i];
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+static bool path_beneath(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n == 1 && dir[0] == '/')
+        return path[0] == '/' && path[1] != '\0';
+    return strncmp(path, dir, n) == 0 && path[n] == '/' && path[n + 1] != '\0';
+}
+
+/* One socket= value: its realpath must lie beneath a --backing-dir. */
+static int check_socket(const struct backend_params *p, const char *sock)
+{
+    _cleanup_free_ char *real = realpath(sock, NULL);
+    if (!real) {
+        int e = errno;
+        backend_set_open_error("unix socket %s: %s", sock, strerror(e));
+        return -e;
+    }
+    for (const char *const *d = p->backing_dirs; *d; d++)
+        if (path_beneath(*d, real))
+            return 0;
+    backend_set_open_error("refused by --backing-dir: unix socket %s (%s) is not beneath any of "
+                           "the backing directories",
+                           sock, real);
+    return -EPERM;
+}
+
+/* With --backing-dir, an nbd+unix:// (or nbds+unix://) back end may only
+ * use sockets beneath the backing directories: a socket is a way into
+ * whatever serves it. Every socket= parameter is checked (whichever one
+ * libnbd picks). TCP and vsock back ends are not local paths and pass. */
+static int check_unix_socket(const struct backend_params *p)
+{
+    if (!p->backing_dirs ||
+        (strncmp(p->spec, "nbd+unix://", 11) != 0 && strncmp(p->spec, "nbds+unix://", 12) != 0))
+        return 0;
+    const char *q = strchr(p->spec, '?');
+    bool found = false;
+    while (q && *q && *q != '#') {
+        q++;
+        size_t n = strcspn(q, "&;#");
+        const char *eq = memchr(q, '=', n);
+        _cleanup_free_ char *key = uri_unescape(q, eq ? (size_t)(eq - q) : n);
+        if (!key)
+            return -ENOMEM;
+        if (eq && strcmp(key, "socket") == 0) {
+            _cleanup_free_ char *val = uri_unescape(eq + 1, n - (size_t)(eq + 1 - q));
+            if (!val)
+                return -ENOMEM;
+            int r = check_socket(p, val);
+            if (r < 0)
+                return r;
+            found = true;
+        }
+        q += n;
+    }
+    if (!found) {
+        backend_set_open_error("refused by --backing-dir: %s names no socket= path to check",
+                               p->spec);
+        return -EPERM;
+    }
+    return 0;
+}
+
 static uint64_t timeout_from_env(void)
 {
     const char *s = getenv("SHOAL_NBD_TIMEOUT_MS");
@@ -767,6 +866,9 @@ static int learn_export(struct nbd_be *nb, struct nbd_handle *h, const struct ba
 
 static int nbd_be_open(const struct backend_params *p, struct backend **out)
 {
+    int cr = check_unix_socket(p);
+    if (cr < 0)
+        return cr;
     struct nbd_be *nb = calloc(1, sizeof(*nb));
     if (!nb)
         return -ENOMEM;

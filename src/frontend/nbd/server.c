@@ -346,7 +346,12 @@ static int listen_unix(const struct frontend_config *cfg, const char *path, stru
     struct stat st;
     if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
+    /* Connecting needs write permission on the socket: owner and group
+     * only, whatever the umask, so other local users cannot reach the
+     * volumes (set before listen(), so nobody connects in between). Give
+     * qemu access through the daemon's group. */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(path, 0660) < 0 ||
+        listen(fd, SOMAXCONN) < 0) {
         int e = errno;
         start_error(cfg, "cannot listen on unix:%s: %s", path, strerror(e));
         return -e;

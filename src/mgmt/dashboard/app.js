@@ -134,8 +134,10 @@
       headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
     }
+    /* Every request, GETs too: the server shows back ends only to requests
+     * that carry the token. */
     const token = getToken();
-    if (method !== 'GET' && token) headers.Authorization = `Bearer ${token}`;
+    if (token) headers.Authorization = `Bearer ${token}`;
     let resp;
     try {
       resp = await fetch(path, opts);
@@ -369,7 +371,9 @@
       readBps: d.read_bytes / dt,
       writeBps: d.write_bytes / dt,
       hit: d.read_bytes ? Math.min(1, d.read_hit_bytes / d.read_bytes) : null,
-      offload: d.read_bytes ? Math.max(0, 1 - d.backend_read_bytes / d.read_bytes) : null,
+      /* Signed, like the API's offload_ratio: negative when the cache read
+       * more from the back end than clients asked for. */
+      offload: d.read_bytes ? 1 - d.backend_read_bytes / d.read_bytes : null,
     };
     for (const op of LAT_OPS) {
       m[`${op}_p50`] = quantileUs(d.lat[op], 0.5);
@@ -551,7 +555,11 @@
           ymax = Math.ceil((ymax * 1.05) / step) * step;
           for (let v = 0; v <= ymax + step / 2; v += step) ticks.push(v);
         } else {
-          for (let i = 0; i <= 4; i++) ticks.push((ymax * i) / 4);
+          /* A fixed top (ratios); the bottom drops below 0 for a negative
+           * offload (read-ahead fetching more than clients read). */
+          const lo = finite.length ? Math.min(...finite) : 0;
+          if (lo < 0) ymin = Math.floor(lo * 4) / 4;
+          for (let i = 0; i <= 4; i++) ticks.push(ymin + ((ymax - ymin) * i) / 4);
         }
         y = (v) => padT + ph - ((v - ymin) / (ymax - ymin)) * ph;
       }
@@ -784,7 +792,7 @@
       offload = vols[0].offload_ratio;
     } else {
       hit = readBytes ? sumKey(vols, 'read_hit_bytes') / readBytes : 0;
-      offload = readBytes ? Math.max(0, 1 - sumKey(vols, 'backend_read_bytes') / readBytes) : 0;
+      offload = readBytes ? 1 - sumKey(vols, 'backend_read_bytes') / readBytes : 0;
     }
     setText('v-hit', readBytes ? fmtPct(hit) : '–', hit);
     setText('v-offload', readBytes ? fmtPct(offload) : '–', offload);
@@ -958,8 +966,14 @@
       r.badge.className = `badge ${enabled ? 'on' : 'off'}`;
       r.badge.title = enabled ? 'cached in RAM' : 'pass-through to the back end';
       setText(r.cells.size, fmtBytes(v.size_bytes), v.size_bytes);
-      setText(r.backend, v.backend);
-      r.backend.title = v.backend;
+      if (v.backend_hidden) {
+        setText(r.backend, 'hidden');
+        r.backend.title = 'shown only with the API token (Token button)';
+      } else {
+        setText(r.backend, v.backend);
+        r.backend.title = v.backend;
+      }
+      r.backend.classList.toggle('hidden', !!v.backend_hidden);
       setText(r.cells.conns, String(v.connections), v.connections);
       setText(r.cells.mode, v.readonly ? 'ro' : 'rw', v.readonly ? 1 : 0);
       r.cells.mode.className = 'mode';
@@ -985,6 +999,14 @@
       }
     });
     for (const name of state.seenVolumes) if (!names.has(name)) state.seenVolumes.delete(name);
+    const hidden = stats.volumes.some((v) => v.backend_hidden);
+    $('backends-hidden').hidden = !hidden;
+    setText(
+      'backends-hidden-text',
+      getToken()
+        ? 'Back ends are hidden: the stored token was not accepted (it changes when shoald makes a new one).'
+        : 'Back ends are hidden: their paths are shown only to requests that carry the API token.',
+    );
     setText('vol-count', `(${stats.volumes.length})`);
     $('no-volumes').hidden = stats.volumes.length > 0;
     $('volumes').hidden = stats.volumes.length === 0;
@@ -1283,7 +1305,10 @@
         schedulePoll(0);
       }
     });
-    $('token-btn').addEventListener('click', () => askToken(''));
+    $('token-btn').addEventListener('click', () => askToken('').then(() => schedulePoll(0)));
+    $('backends-token').addEventListener('click', () =>
+      askToken('Back ends are shown only with the token.').then(() => schedulePoll(0)),
+    );
     /* Only the confirming button submits, so Enter in a field confirms. */
     for (const b of document.querySelectorAll('dialog [data-close]'))
       b.addEventListener('click', () => b.closest('dialog').close(b.dataset.close));

@@ -1,5 +1,6 @@
 /* Unit tests for the file back end, the back-end registry and the generic
- * helpers (FUA, zero, trim and extents emulation) in backend.c. */
+ * helpers (FUA, zero, trim and extents emulation) in backend.c, and the
+ * --backing-dir rule (file paths, and the nbd+unix socket check). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -9,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -432,6 +435,213 @@ static void test_block_device(void **state)
     backend_close(be);
 }
 
+/* ---- --backing-dir ---- */
+
+struct tree {
+    char root[64];        /* /tmp/shoal-be-bdir-XXXXXX */
+    char d[128], d2[128]; /* the backing directories: ROOT/d, ROOT/d2 */
+    char out[128];        /* ROOT/out: not a backing directory */
+};
+
+static void tree_path(char *buf, size_t len, const struct tree *t, const char *rel)
+{
+    snprintf(buf, len, "%s/%s", t->root, rel);
+}
+
+static void make_tree(struct tree *t)
+{
+    snprintf(t->root, sizeof t->root, "/tmp/shoal-be-bdir-XXXXXX");
+    assert_non_null(mkdtemp(t->root));
+    char p[256], q[256];
+    static const char *const dirs[] = {"d", "d/sub", "d2", "dx", "out"};
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        tree_path(p, sizeof p, t, dirs[i]);
+        assert_int_equal(mkdir(p, 0755), 0);
+    }
+    tree_path(t->d, sizeof t->d, t, "d");
+    tree_path(t->d2, sizeof t->d2, t, "d2");
+    tree_path(t->out, sizeof t->out, t, "out");
+    static const char *const files[] = {"d/inside.img", "d/sub/deep.img", "d2/other.img",
+                                        "dx/prefix.img", "out/outside.img"};
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        tree_path(p, sizeof p, t, files[i]);
+        make_file(p, 64 << 10);
+        /* Each file says which one it is in its first bytes. */
+        int fd = open(p, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, files[i], strlen(files[i]), 0), (ssize_t)strlen(files[i]));
+        close(fd);
+    }
+    /* Symlinks: out absolute, out relative, in relative, a loop, /proc. */
+    tree_path(q, sizeof q, t, "out/outside.img");
+    tree_path(p, sizeof p, t, "d/abs-out");
+    assert_int_equal(symlink(q, p), 0);
+    tree_path(p, sizeof p, t, "d/rel-out");
+    assert_int_equal(symlink("../out/outside.img", p), 0);
+    tree_path(p, sizeof p, t, "d/rel-in");
+    assert_int_equal(symlink("sub/deep.img", p), 0);
+    tree_path(p, sizeof p, t, "d/loop");
+    assert_int_equal(symlink("loop", p), 0);
+    tree_path(p, sizeof p, t, "d/proc");
+    assert_int_equal(symlink("/proc/self/root/etc/passwd", p), 0);
+    tree_path(p, sizeof p, t, "d/etc-passwd");
+    assert_int_equal(symlink("/etc/passwd", p), 0);
+}
+
+static void remove_tree(struct tree *t)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->root);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Open `spec` beneath the tree's backing directories; 0 or -errno. On
+ * success the file's first bytes must name `want`. */
+static int open_beneath_tree(const struct tree *t, const char *spec, const char *want,
+                             bool readonly)
+{
+    const char *dirs[] = {t->d, t->d2, NULL};
+    struct backend_params p = {.spec = spec, .readonly = readonly, .backing_dirs = dirs};
+    struct backend *be = NULL;
+    int r = backend_open(&p, &be);
+    if (r < 0) {
+        assert_null(be);
+        return r;
+    }
+    char buf[64] = "";
+    assert_int_equal(be->ops->pread(be, buf, (uint32_t)strlen(want), 0), 0);
+    if (memcmp(buf, want, strlen(want)) != 0)
+        fail_msg("%s opened a file holding \"%.*s\", not %s", spec, (int)strlen(want), buf, want);
+    backend_close(be);
+    return 0;
+}
+
+static void test_backing_dir(void **state)
+{
+    (void)state;
+    struct tree t;
+    make_tree(&t);
+    char spec[300];
+    static const struct {
+        const char *rel, *want; /* want NULL: refused by the rule */
+        const char *why;
+    } cases[] = {
+        {"d/inside.img", "d/inside.img", NULL},
+        {"d//sub/./deep.img", "d/sub/deep.img", NULL},
+        {"d/sub/../inside.img", "d/inside.img", NULL},
+        {"d/rel-in", "d/sub/deep.img", NULL},
+        {"d2/other.img", "d2/other.img", NULL},
+        {"d/../out/outside.img", NULL, "leaves its directory"},
+        {"d/sub/../../out/outside.img", NULL, "leaves its directory"},
+        {"d/../d2/other.img", NULL, "leaves its directory"},
+        {"d/abs-out", NULL, "leaves its directory"},
+        {"d/rel-out", NULL, "leaves its directory"},
+        {"d/etc-passwd", NULL, "leaves its directory"},
+        {"d/proc", NULL, "leaves its directory"},
+        {"d/loop", NULL, "magic link or a symlink loop"},
+        {"out/outside.img", NULL, "is not beneath any of them"},
+        {"dx/prefix.img", NULL, "is not beneath any of them"}, /* "d" is no prefix of "dx" */
+        {"d", NULL, "is not beneath any of them"},
+        {"d/", NULL, "is not beneath any of them"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        tree_path(spec, sizeof spec, &t, cases[i].rel);
+        for (int ro = 0; ro < 2; ro++) {
+            int r = open_beneath_tree(&t, spec, cases[i].want ? cases[i].want : "", ro);
+            if (cases[i].want && r != 0)
+                fail_msg("%s (%s): refused: %d %s", cases[i].rel, ro ? "ro" : "rw", r,
+                         backend_open_error());
+            if (!cases[i].want) {
+                if (r != -EPERM)
+                    fail_msg("%s (%s): got %d, want -EPERM", cases[i].rel, ro ? "ro" : "rw", r);
+                const char *why = backend_open_error();
+                if (!strstr(why, cases[i].why) || !strstr(why, "--backing-dir") ||
+                    !strstr(why, spec) || strchr(why, '\n'))
+                    fail_msg("%s: message \"%s\"", cases[i].rel, why);
+            }
+        }
+    }
+    /* Relative paths are not beneath anything. */
+    assert_int_equal(open_beneath_tree(&t, "d/inside.img", "", false), -EPERM);
+    /* A file that is not there is a plain error, not the rule's. */
+    tree_path(spec, sizeof spec, &t, "d/missing.img");
+    assert_int_equal(open_beneath_tree(&t, spec, "", false), -ENOENT);
+    /* The fault layer passes the rule down to the back end it wraps. */
+    char fspec[400];
+    snprintf(fspec, sizeof fspec, "fault:rdelay=0:%s/d/../out/outside.img", t.root);
+    assert_int_equal(open_beneath_tree(&t, fspec, "", false), -EPERM);
+    snprintf(fspec, sizeof fspec, "fault:rdelay=0:%s/d/inside.img", t.root);
+    assert_int_equal(open_beneath_tree(&t, fspec, "d/inside.img", false), 0);
+    /* Without a list every path opens, as before. */
+    tree_path(spec, sizeof spec, &t, "d/../out/outside.img");
+    struct backend *be = open_be(spec, true, false);
+    backend_close(be);
+    remove_tree(&t);
+}
+
+/* nbd+unix:// back ends: the socket's realpath must lie beneath a backing
+ * directory. Checked before anything connects, so no server is needed:
+ * an allowed socket with nobody listening fails with a connection error,
+ * a refused one with -EPERM. */
+static void test_backing_dir_socket(void **state)
+{
+    (void)state;
+    struct tree t;
+    make_tree(&t);
+    char in_sock[256], out_sock[256], link[256];
+    tree_path(in_sock, sizeof in_sock, &t, "d/s.sock");
+    tree_path(out_sock, sizeof out_sock, &t, "out/s.sock");
+    tree_path(link, sizeof link, &t, "d/link.sock");
+    for (int i = 0; i < 2; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        const char *path = i ? out_sock : in_sock;
+        assert_true(strlen(path) < sizeof sa.sun_path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        close(fd); /* the socket file stays; connecting is refused */
+    }
+    assert_int_equal(symlink(out_sock, link), 0);
+    setenv("SHOAL_NBD_TIMEOUT_MS", "2000", 1);
+
+    char spec[600];
+    static const struct {
+        const char *fmt;
+        bool refused;
+    } cases[] = {
+        {"nbd+unix:///?socket=%s/d/s.sock", false},
+        {"nbd+unix:///export?socket=%s/d/sub/../s.sock", false},
+        {"nbd+unix:///?socket=%s/out/s.sock", true},
+        {"nbd+unix:///?socket=%s/d/../out/s.sock", true},
+        {"nbd+unix:///?socket=%s/d/%%2e%%2e/out/s.sock", true},
+        {"nbd+unix:///?socket=%s/d/link.sock", true},
+        {"nbd+unix:///?%%73ocket=%s/out/s.sock", true},
+        {"nbd+unix:///?socket=%s/d/s.sock&socket=/etc/passwd", true},
+        {"nbds+unix:///?tls=on&socket=%s/out/s.sock", true},
+    };
+    const char *dirs[] = {t.d, NULL};
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        snprintf(spec, sizeof spec, cases[i].fmt, t.root);
+        struct backend_params p = {.spec = spec, .backing_dirs = dirs};
+        struct backend *be = NULL;
+        int r = backend_open(&p, &be);
+        assert_null(be);
+        if ((r == -EPERM) != cases[i].refused)
+            fail_msg("%s: %d (%s)", spec, r, backend_open_error());
+        if (cases[i].refused)
+            assert_non_null(strstr(backend_open_error(), "--backing-dir"));
+    }
+    /* A unix URI without a socket to check is refused; TCP is not a path. */
+    struct backend_params p = {.spec = "nbd+unix:///export", .backing_dirs = dirs};
+    struct backend *be = NULL;
+    assert_int_equal(backend_open(&p, &be), -EPERM);
+    p.spec = "nbd://127.0.0.1:1/x";
+    assert_true(backend_open(&p, &be) != -EPERM);
+    assert_null(be);
+    unsetenv("SHOAL_NBD_TIMEOUT_MS");
+    remove_tree(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +657,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct, setup, teardown),
         cmocka_unit_test(test_block_device),
+        cmocka_unit_test(test_backing_dir),
+        cmocka_unit_test(test_backing_dir_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

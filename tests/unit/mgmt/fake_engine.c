@@ -206,6 +206,12 @@ int engine_add_volume(struct engine *e, const struct volume_config *cfg)
     c->last_add.backend_readonly = cfg->backend.readonly;
     c->last_add.direct = cfg->backend.direct;
     c->last_add.conns = cfg->backend.conns;
+    c->last_add.backing_dirs[0] = '\0';
+    for (const char *const *d = cfg->backend.backing_dirs; d && *d; d++) {
+        size_t off = strlen(c->last_add.backing_dirs);
+        snprintf(c->last_add.backing_dirs + off, sizeof c->last_add.backing_dirs - off, "%s%s",
+                 off ? ":" : "", *d);
+    }
     int r = 0;
     if (!volume_name_valid(cfg->name))
         r = -EINVAL;
@@ -213,6 +219,8 @@ int engine_add_volume(struct engine *e, const struct volume_config *cfg)
         r = -EEXIST;
     else if (strncmp(cfg->backend.spec, "/nonexistent", 12) == 0)
         r = -ENOENT;
+    else if (strncmp(cfg->backend.spec, "/forbidden", 10) == 0)
+        r = -EPERM;
     if (r == 0) {
         char desc[256];
         snprintf(desc, sizeof desc, "file %s", cfg->backend.spec);

@@ -11,7 +11,9 @@
  *                 no reads (hit_ratio is NaN: renderers must cope)
  * Behaviour:
  *   add: -EEXIST for a taken name, -EINVAL for a bad name, -ENOENT when the
- *        spec starts with "/nonexistent", else a 64 MiB volume;
+ *        spec starts with "/nonexistent", -EPERM (what the back ends say
+ *        for a path outside --backing-dir) when it starts with
+ *        "/forbidden", else a 64 MiB volume;
  *   remove: -ENOENT, -EBUSY when clients are connected and !force;
  *   prefetch: each status call advances it by a quarter; until it is done
  *             a second start is -EBUSY;
@@ -30,6 +32,7 @@ struct fake_calls {
         char name[256], spec[256];
         bool readonly, disabled, backend_readonly, direct;
         unsigned conns;
+        char backing_dirs[256]; /* the backing_dirs list joined with ':' */
     } last_add;
     char remove_name[256];
     bool remove_force;

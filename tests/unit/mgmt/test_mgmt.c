@@ -1,6 +1,7 @@
-/* Management server tests: the HTTP API, /metrics and the safety rules,
- * against a fake engine (fake_engine.h) on 127.0.0.1 with an ephemeral
- * port. */
+/* Management server tests: the HTTP API, /metrics and the safety rules
+ * (a token for every change, backing paths only with the token, the
+ * transport-neutral entry mgmt_handle), against a fake engine
+ * (fake_engine.h) on 127.0.0.1 with an ephemeral port. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,7 +73,8 @@ static int group_setup(void **state)
     log_set_all(LOG_LVL_ERROR);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     eng = fake_engine_new();
-    struct mgmt_config cfg = {.listen = "127.0.0.1:0", .token = TOKEN};
+    static const char *const dirs[] = {"/srv/vms", "/data", NULL};
+    struct mgmt_config cfg = {.listen = "127.0.0.1:0", .token = TOKEN, .backing_dirs = dirs};
     int r = mgmt_start(eng, &cfg, &srv);
     if (r < 0)
         return -1;
@@ -156,18 +159,31 @@ static void test_loopback(void **state)
 static void test_start_rules(void **state)
 {
     (void)state;
+    /* A token is always required: there is no "open" mode, not even on
+     * loopback. */
     struct mgmt *m = (struct mgmt *)1;
-    struct mgmt_config cfg = {.listen = "0.0.0.0:0"};
-    assert_int_equal(mgmt_start(eng, &cfg, &m), -EPERM);
+    struct mgmt_config cfg = {.listen = "127.0.0.1:0"};
+    assert_int_equal(mgmt_start(eng, &cfg, &m), -EINVAL);
     assert_null(m);
     cfg.token = ""; /* an empty token is no token */
-    assert_int_equal(mgmt_start(eng, &cfg, &m), -EPERM);
+    assert_int_equal(mgmt_start(eng, &cfg, &m), -EINVAL);
+    cfg.listen = "0.0.0.0:0";
+    assert_int_equal(mgmt_start(eng, &cfg, &m), -EINVAL);
 
+    /* With a token any address is served (plain HTTP elsewhere than on
+     * loopback only warns). */
     cfg.token = "t";
     assert_int_equal(mgmt_start(eng, &cfg, &m), 0);
     assert_non_null(m);
     assert_true(mgmt_port(m) > 0);
     mgmt_stop(m);
+
+    /* HTTPS without usable certificates does not start. */
+    cfg = (struct mgmt_config){
+        .listen = "127.0.0.1:0", .token = "t", .tls_certificates = "/nonexistent/certs"};
+    m = (struct mgmt *)1;
+    assert_true(mgmt_start(eng, &cfg, &m) < 0);
+    assert_null(m);
 
     cfg = (struct mgmt_config){.listen = "off"};
     m = (struct mgmt *)1;
@@ -178,6 +194,7 @@ static void test_start_rules(void **state)
     assert_int_equal(mgmt_start(eng, &cfg, &m), 0);
     assert_null(m);
     cfg.listen = "nonsense";
+    cfg.token = "t";
     assert_int_equal(mgmt_start(eng, &cfg, &m), -EINVAL);
 
     /* The port is taken by the main test server. */
@@ -188,66 +205,67 @@ static void test_start_rules(void **state)
     assert_null(m);
 }
 
-static void test_no_token_server(void **state)
+/* Loopback is no credential: a second server on localhost refuses every
+ * change without the token, as the main one does. */
+static void test_loopback_needs_token(void **state)
 {
     (void)state;
     struct mgmt *m;
-    struct mgmt_config cfg = {.listen = "localhost:0"};
+    struct mgmt_config cfg = {.listen = "localhost:0", .token = "loopback-token"};
     assert_int_equal(mgmt_start(eng, &cfg, &m), 0);
     struct http_resp r;
     char body[] = "";
     http_req(mgmt_port(m), "POST", "/api/v1/volumes/vm1/disable", body, 0, NULL, 0, &r);
+    assert_error(&r, 401);
+    http_resp_free(&r);
+    const char *add = "{\"name\":\"x\",\"backing\":\"/etc/shadow\"}";
+    static const char *const local[] = {"Host: 127.0.0.1", NULL};
+    http_set_headers(local);
+    http_req(mgmt_port(m), "POST", "/api/v1/volumes", add, strlen(add), NULL, 0, &r);
+    http_set_headers(NULL);
+    assert_error(&r, 401);
+    http_resp_free(&r);
+    assert_int_equal(calls().set_enabled, 0);
+    assert_int_equal(calls().add, 0);
+    http_req(mgmt_port(m), "POST", "/api/v1/volumes/vm1/disable", body, 0, "loopback-token", 0, &r);
     assert_status(&r, 200);
     http_resp_free(&r);
     mgmt_stop(m);
     assert_int_equal(calls().set_enabled, 1);
 }
 
-/* Changes through a browser: only from the server's own page; without a
- * token only to a loopback Host (DNS rebinding). Reads stay open. */
+/* Changes through a browser: only from the server's own page. Reads stay
+ * open. */
 static void test_browser_rules(void **state)
 {
     (void)state;
-    struct mgmt with = {.token = (char *)"t0123456789", .token_len = 11};
-    struct mgmt without = {0};
     static const struct {
-        bool token;
         const char *host, *origin, *site;
         bool refused;
     } cases[] = {
-        {true, "127.0.0.1:10810", NULL, NULL, false},
-        {true, "127.0.0.1:10810", "http://127.0.0.1:10810", "same-origin", false},
-        {true, "127.0.0.1:10810", "http://127.0.0.1:10810", NULL, false},
-        {true, "shoal.example:443", "https://shoal.example:443", "same-origin", false},
-        {true, "127.0.0.1:10810", NULL, "none", false},
-        {true, "127.0.0.1:10810", "http://evil.example", NULL, true},
-        {true, "127.0.0.1:10810", "http://127.0.0.1:10811", NULL, true},
-        {true, "127.0.0.1:10810", "null", NULL, true},
-        {true, "127.0.0.1:10810", NULL, "cross-site", true},
-        {true, "127.0.0.1:10810", NULL, "same-site", true},
-        {true, NULL, "http://127.0.0.1:10810", NULL, true},
-        {true, "rebound.example:10810", "http://rebound.example:10810", "same-origin", false},
-        {false, "rebound.example:10810", "http://rebound.example:10810", "same-origin", true},
-        {false, "rebound.example:10810", NULL, NULL, true},
-        {false, "127.0.0.1:10810", NULL, NULL, false},
-        {false, "127.0.0.1", NULL, NULL, false},
-        {false, "127.1.2.3:80", NULL, NULL, false},
-        {false, "localhost:10810", "http://localhost:10810", "same-origin", false},
-        {false, "[::1]:10810", "http://[::1]:10810", "same-origin", false},
-        {false, "[::1]", NULL, NULL, false},
-        {false, "10.0.0.1:10810", NULL, NULL, true},
-        {false, "localhost.evil.example:10810", NULL, NULL, true},
-        {false, NULL, NULL, NULL, false}, /* HTTP/1.0 without Host: not a browser */
+        {"127.0.0.1:10810", NULL, NULL, false},
+        {"127.0.0.1:10810", "http://127.0.0.1:10810", "same-origin", false},
+        {"127.0.0.1:10810", "http://127.0.0.1:10810", NULL, false},
+        {"shoal.example:443", "https://shoal.example:443", "same-origin", false},
+        {"127.0.0.1:10810", NULL, "none", false},
+        {"127.0.0.1:10810", "http://evil.example", NULL, true},
+        {"127.0.0.1:10810", "http://127.0.0.1:10811", NULL, true},
+        {"127.0.0.1:10810", "null", NULL, true},
+        {"127.0.0.1:10810", NULL, "cross-site", true},
+        {"127.0.0.1:10810", NULL, "same-site", true},
+        {NULL, "http://127.0.0.1:10810", NULL, true},
+        {"rebound.example:10810", "http://rebound.example:10810", "same-origin", false},
+        {"10.0.0.1:10810", NULL, NULL, false}, /* the token decides, not the Host */
+        {NULL, NULL, NULL, false},             /* HTTP/1.0 without Host: not a browser */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *why = auth_browser_refusal(cases[i].token ? &with : &without, cases[i].host,
-                                               cases[i].origin, cases[i].site);
+        const char *why = auth_browser_refusal(cases[i].host, cases[i].origin, cases[i].site);
         if ((why != NULL) != cases[i].refused)
             fail_msg("case %zu (host %s, origin %s, site %s): %s", i, cases[i].host,
                      cases[i].origin, cases[i].site, why ? why : "accepted");
     }
 
-    /* Through the server (which has a token). */
+    /* Through the server. */
     struct http_resp r;
     static const char *const evil[] = {"Origin: http://evil.example", NULL};
     http_set_headers(evil);
@@ -278,7 +296,7 @@ static void test_ipv6(void **state)
 {
     (void)state;
     struct mgmt *m;
-    struct mgmt_config cfg = {.listen = "[::1]:0"};
+    struct mgmt_config cfg = {.listen = "[::1]:0", .token = TOKEN};
     int r = mgmt_start(eng, &cfg, &m);
     if (r < 0) {
         /* No IPv6 loopback in this sandbox. */
@@ -343,7 +361,7 @@ static void test_stats(void **state)
 {
     (void)state;
     struct http_resp r;
-    req("GET", "/api/v1/stats", NULL, NULL, &r);
+    req("GET", "/api/v1/stats", NULL, TOKEN, &r);
     assert_status(&r, 200);
     assert_string_equal(r.content_type, "application/json");
     assert_non_null(r.json);
@@ -436,19 +454,19 @@ static void test_volumes(void **state)
 {
     (void)state;
     struct http_resp r;
-    req("GET", "/api/v1/volumes", NULL, NULL, &r);
+    req("GET", "/api/v1/volumes", NULL, TOKEN, &r);
     assert_status(&r, 200);
     assert_true(json_is_array(r.json));
     assert_int_equal(json_array_size(r.json), 2);
     json_t *v = json_array_get(r.json, 0);
     assert_string_equal(json_string_value(json_object_get(v, "name")), "vm1");
-    static const char *const keys[] = {"name",  "size_bytes", "backend",
-                                       "state", "readonly",   "connections"};
+    static const char *const keys[] = {"name",     "size_bytes",  "backend",       "state",
+                                       "readonly", "connections", "backend_hidden"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(json_object_get(v, keys[i]));
     http_resp_free(&r);
 
-    req("GET", "/api/v1/volumes/gold.base-2", NULL, NULL, &r);
+    req("GET", "/api/v1/volumes/gold.base-2", NULL, TOKEN, &r);
     assert_status(&r, 200);
     assert_int_equal(json_integer_value(json_object_get(r.json, "size_bytes")), 256 << 20);
     assert_int_equal(json_integer_value(json_object_get(r.json, "connections")), 2);
@@ -494,7 +512,7 @@ static void test_metrics(void **state)
 {
     (void)state;
     struct http_resp r;
-    req("GET", "/metrics", NULL, NULL, &r);
+    req("GET", "/metrics", NULL, TOKEN, &r);
     assert_status(&r, 200);
     assert_string_equal(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
     const char *t = r.body;
@@ -1056,18 +1074,198 @@ static void test_concurrent(void **state)
     }
 }
 
+/* ---- backing paths: only for requests that carry the token ---- */
+
+/* Every GET that shows volumes: without the token (or with a wrong one) no
+ * backing path anywhere in the body and "backend_hidden": true; with it,
+ * the path. */
+static void test_redaction(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {"/api/v1/volumes", "/api/v1/volumes/vm1", "/api/v1/stats",
+                                        "/api/v1/stats/volumes/vm1", "/metrics"};
+    static const char *const tokens[] = {NULL, "wrong-token!", TOKEN};
+    for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++) {
+        bool shown = tokens[t] != NULL && strcmp(tokens[t], TOKEN) == 0;
+        for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+            struct http_resp r;
+            req("GET", paths[i], NULL, tokens[t], &r);
+            assert_status(&r, 200);
+            bool has_path = strstr(r.body, "/var/lib/shoal/vm1.img") != NULL;
+            bool has_nbd = strstr(r.body, "nbd://array") != NULL;
+            if (has_path != shown ||
+                (strcmp(paths[i], "/api/v1/volumes/vm1") != 0 &&
+                 strcmp(paths[i], "/api/v1/stats/volumes/vm1") != 0 && has_nbd != shown))
+                fail_msg("GET %s with %s: backing paths %s", paths[i],
+                         tokens[t] ? tokens[t] : "no token", shown ? "missing" : "shown");
+            if (strcmp(paths[i], "/metrics") == 0) {
+                assert_true((strstr(r.body, "backend=\"") != NULL) == shown);
+                assert_non_null(strstr(r.body, "shoal_volume_info{volume=\"vm1\""));
+            } else {
+                json_t *v = json_is_array(r.json) ? json_array_get(r.json, 0)
+                            : json_object_get(r.json, "volumes")
+                                ? json_array_get(json_object_get(r.json, "volumes"), 0)
+                                : r.json;
+                assert_true(json_is_boolean(json_object_get(v, "backend_hidden")));
+                assert_true(json_is_true(json_object_get(v, "backend_hidden")) == !shown);
+                assert_true((json_object_get(v, "backend") != NULL) == shown);
+            }
+            http_resp_free(&r);
+        }
+    }
+    /* A change's answer carries the token's authority: the path is shown. */
+    struct http_resp r;
+    req("POST", "/api/v1/volumes/vm1/disable", NULL, TOKEN, &r);
+    assert_status(&r, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "backend")),
+                        "file /var/lib/shoal/vm1.img");
+    http_resp_free(&r);
+}
+
+/* ---- the transport-neutral entry, without HTTP ---- */
+
+struct hdr {
+    const char *name, *value;
+};
+
+static const char *table_header(const struct mgmt_req *rq, const char *name)
+{
+    for (const struct hdr *h = rq->transport; h && h->name; h++)
+        if (strcasecmp(h->name, name) == 0)
+            return h->value;
+    return NULL;
+}
+
+static unsigned handle(struct mgmt *m, enum mgmt_method method, const char *path, const char *body,
+                       const struct hdr *hdrs, struct mgmt_reply *rep, bool *authorized)
+{
+    struct mgmt_req rq = {
+        .method = method,
+        .path = path,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .header = table_header,
+        .transport = (void *)hdrs,
+    };
+    memset(rep, 0, sizeof *rep);
+    mgmt_handle(m, &rq, rep);
+    if (authorized)
+        *authorized = rq.authorized;
+    return rep->status;
+}
+
+static void test_handle_entry(void **state)
+{
+    (void)state;
+    struct mgmt_reply rep;
+    bool authz;
+    const struct hdr none[] = {{NULL, NULL}};
+    const struct hdr good[] = {{"Authorization", "Bearer " TOKEN}, {NULL, NULL}};
+    const struct hdr lower[] = {{"authorization", "bearer \t " TOKEN " "}, {NULL, NULL}};
+    const struct hdr bad[] = {{"Authorization", "Bearer " TOKEN "0"}, {NULL, NULL}};
+    const struct hdr basic[] = {{"Authorization", "Basic " TOKEN}, {NULL, NULL}};
+    const struct hdr empty[] = {{"Authorization", "Bearer "}, {NULL, NULL}};
+    const struct hdr evil[] = {{"Authorization", "Bearer " TOKEN},
+                               {"Host", "127.0.0.1:1"},
+                               {"Origin", "http://evil.example"},
+                               {NULL, NULL}};
+    const struct hdr huge[] = {
+        {"Authorization", "Bearer " TOKEN}, {"Content-Length", "99999999"}, {NULL, NULL}};
+    const char *add = "{\"name\":\"x\",\"backing\":\"/etc/shadow\"}";
+
+    /* Every method but GET needs the token; the peer is not a factor
+     * (there is none here at all). */
+    static const enum mgmt_method changes[] = {MGMT_POST, MGMT_DELETE, MGMT_PUT, MGMT_PATCH,
+                                               MGMT_OTHER};
+    const struct hdr *refused[] = {none, bad, basic, empty};
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+            assert_int_equal(
+                handle(srv, changes[i], "/api/v1/volumes", add, refused[k], &rep, &authz), 401);
+            assert_false(authz);
+            reply_free(&rep);
+        }
+    }
+    assert_int_equal(calls().add, 0);
+    assert_int_equal(
+        handle(srv, MGMT_POST, "/api/v1/volumes/vm1/disable", NULL, lower, &rep, &authz), 200);
+    assert_true(authz);
+    reply_free(&rep);
+    assert_int_equal(handle(srv, MGMT_POST, "/api/v1/volumes/vm1/enable", NULL, evil, &rep, NULL),
+                     403);
+    reply_free(&rep);
+    assert_int_equal(handle(srv, MGMT_POST, "/api/v1/volumes", add, huge, &rep, NULL), 413);
+    reply_free(&rep);
+    assert_int_equal(calls().set_enabled, 1);
+
+    /* GETs: open, authorized only with the token. */
+    assert_int_equal(handle(srv, MGMT_GET, "/api/v1/volumes/vm1", NULL, none, &rep, &authz), 200);
+    assert_false(authz);
+    assert_null(strstr(rep.body, "vm1.img"));
+    reply_free(&rep);
+    assert_int_equal(handle(srv, MGMT_GET, "/api/v1/volumes/vm1", NULL, good, &rep, &authz), 200);
+    assert_true(authz);
+    assert_non_null(strstr(rep.body, "vm1.img"));
+    reply_free(&rep);
+
+    /* A server object without a token (which mgmt_start never makes)
+     * still refuses: no token is not "anything goes". */
+    struct mgmt bare = {.engine = eng};
+    assert_int_equal(
+        handle(&bare, MGMT_POST, "/api/v1/volumes/vm1/disable", NULL, empty, &rep, &authz), 401);
+    assert_false(authz);
+    reply_free(&rep);
+    assert_int_equal(handle(&bare, MGMT_GET, "/api/v1/volumes/vm1", NULL, good, &rep, &authz), 200);
+    assert_false(authz);
+    reply_free(&rep);
+
+    /* A transport without a header callback cannot authorize anything. */
+    struct mgmt_req rq = {.method = MGMT_POST, .path = "/api/v1/volumes/vm1/disable"};
+    memset(&rep, 0, sizeof rep);
+    mgmt_handle(srv, &rq, &rep);
+    assert_int_equal(rep.status, 401);
+    reply_free(&rep);
+    assert_int_equal(calls().set_enabled, 1);
+}
+
+/* The API hands its --backing-dir list to every volume it adds, and a
+ * refusal by that rule is a 403 naming the volume. */
+static void test_backing_dirs(void **state)
+{
+    (void)state;
+    struct http_resp r;
+    req("POST", "/api/v1/volumes", "{\"name\":\"vm5\",\"backing\":\"/srv/vms/vm5.img\"}", TOKEN,
+        &r);
+    assert_status(&r, 201);
+    http_resp_free(&r);
+    assert_string_equal(calls().last_add.backing_dirs, "/srv/vms:/data");
+    req("POST", "/api/v1/volumes", "{\"name\":\"vm6\",\"backing\":\"/forbidden/etc/shadow\"}",
+        TOKEN, &r);
+    assert_error(&r, 403);
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "vm6"));
+    http_resp_free(&r);
+    req("GET", "/api/v1/volumes/vm6", NULL, TOKEN, &r);
+    assert_error(&r, 404);
+    http_resp_free(&r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_parse_listen),      T(test_loopback),       T(test_start_rules),
-        T(test_no_token_server),   T(test_ipv6),           T(test_stats),
-        T(test_volumes),           T(test_metrics),        T(test_auth),
-        T(test_methods_and_paths), T(test_body_limit),     T(test_volume_add),
-        T(test_volume_remove),     T(test_enable_disable), T(test_invalidate),
-        T(test_prefetch),          T(test_resize),         T(test_garbage),
-        T(test_concurrent),        T(test_dashboard),      T(test_browser_rules),
+        T(test_parse_listen),  T(test_loopback),
+        T(test_start_rules),   T(test_loopback_needs_token),
+        T(test_ipv6),          T(test_stats),
+        T(test_volumes),       T(test_metrics),
+        T(test_auth),          T(test_methods_and_paths),
+        T(test_body_limit),    T(test_volume_add),
+        T(test_volume_remove), T(test_enable_disable),
+        T(test_invalidate),    T(test_prefetch),
+        T(test_resize),        T(test_garbage),
+        T(test_concurrent),    T(test_dashboard),
+        T(test_browser_rules), T(test_redaction),
+        T(test_handle_entry),  T(test_backing_dirs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

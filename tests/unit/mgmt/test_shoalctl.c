@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "fake_engine.h"
 #include "mgmt/mgmt.h"
+#include "mgmt/token.h"
 
 #define TOKEN "cli-token"
 
@@ -157,7 +158,16 @@ static void test_volumes(void **state)
 {
     (void)state;
     char *out;
-    int rc = run(NULL, false, &out, "volumes");
+    /* Without the token the back ends are hidden, with it they show. */
+    int rc = run("SHOAL_TOKEN=no", false, &out, "volumes");
+    assert_null(strstr(out, "vm1.img"));
+    expect(rc, 0, out, "(hidden: needs the API token)");
+    rc = run("SHOAL_TOKEN=no", false, &out, "stats --json");
+    assert_null(strstr(out, "vm1.img"));
+    expect(rc, 0, out, "\"backend_hidden\": true");
+    rc = run(NULL, false, &out, "--token-file %s volumes", token_file);
+    expect(rc, 0, out, "file /var/lib/shoal/vm1.img");
+    rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "volumes");
     assert_non_null(strstr(out, "NAME"));
     /* The newline in the back end's description must not break the table. */
     assert_null(strstr(out, "base\nsecond"));
@@ -175,7 +185,18 @@ static void test_volume_add_remove(void **state)
     (void)state;
     char *out;
     int rc = run(NULL, false, &out, "volume add vm7 /srv/vm7.img");
+    /* One line: a token is needed, and where shoalctl looked for one. */
+    assert_non_null(strstr(out, "API token"));
+    assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
+    if (!strstr(out, "refused the API token from " TOKEN_ROOT_PATH))
+        assert_non_null(strstr(out, "--token-file (not given), $SHOAL_TOKEN (unset)"));
     expect(rc, 2, out, "HTTP 401");
+    assert_int_equal(calls().add, 0);
+    rc = run("SHOAL_TOKEN=not-the-token", false, &out, "volume add vm7 /srv/vm7.img");
+    expect(rc, 2, out, "refused the API token from $SHOAL_TOKEN (HTTP 401)");
+    rc = run(NULL, false, &out, "--token-file %s volume add vm7 /etc/shadow --token-file /dev/null",
+             token_file);
+    expect(rc, 1, out, "token file /dev/null is empty");
     assert_int_equal(calls().add, 0);
 
     rc = run(NULL, false, &out, "--token-file %s volume add vm7 /srv/vm7.img --readonly --disabled",
