@@ -2,7 +2,11 @@
 # fio's nbd engine through shoald: a random read/write mix with crc32c
 # verification (two jobs, disjoint halves, queue depth 16); a random write
 # pass verified again warm, and cold after a restart on a read-only export;
-# and a read-only random read pass.
+# and a read-only random read pass. Exit codes are not data: each verify
+# pass must have read back every byte the write pass wrote (fio's JSON:
+# read io_bytes of each verify job == write io_bytes of the same write job,
+# error 0), and a pass over a deliberately corrupted backing file must fail
+# (the negative control: proof that the verify really compares data).
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need fio jq
@@ -40,14 +44,31 @@ assert_num "$read_io" '>' $((16 << 20)) "fio read/verified too little"
 common=(--rw=randwrite --bsrange=4k-64k --size=32M --offset_increment=32M --numjobs=2
     --iodepth=16 --verify=crc32c --verify_fatal=1 --randseed=1234)
 fio_json w "${common[@]}"
+
+# assert_verified NAME: every job of the verify_only run NAME read (and so
+# verified: verify_only reads only to compare) exactly the bytes the same
+# job of the write pass wrote, and reported no error.
+assert_verified() {
+    local name=$1 wrote got
+    wrote=$(jq -c '[.jobs[].write.io_bytes]' "$T/w.json.clean")
+    got=$(jq -c '[.jobs[].read.io_bytes]' "$T/$name.json.clean")
+    jq -e 'length == 2 and all(. > 0)' <<<"$wrote" >/dev/null || fail "write pass: wrote $wrote"
+    assert_eq "$got" "$wrote" "$name: bytes read and verified per job vs bytes written"
+    jq -e '[.jobs[].error] | all(. == 0)' "$T/$name.json.clean" >/dev/null ||
+        fail "$name: verify errors $(jq -c '[.jobs[].error]' "$T/$name.json.clean")"
+    log "$name: verified $got bytes per job (written: $wrote)"
+}
+
 # Verify from RAM (the blocks were cached on write or by the first verify).
 fio_json verify1 "${common[@]}" --verify_only
+assert_verified verify1
 stop_shoald
 
 # Cold: a new daemon, read-only export. The data must have been written
 # through to the file.
 start_shoald -r -m 128M "a=$T/a.img"
 fio_json verify2 "${common[@]}" --verify_only
+assert_verified verify2
 fio_json randread --rw=randread --bs=4k --size=64M --iodepth=32 --readonly \
     --time_based --runtime=3 --numjobs=2
 reads=$(jq '[.jobs[].read.total_ios] | add' "$T/randread.json.clean")
@@ -55,5 +76,21 @@ assert_num "$reads" '>' 1000 "randread pass did too little I/O"
 hit=$(vstat a hit_ratio)
 assert_num "$hit" '>' 0 "no hits in the read-only pass"
 assert_eq "$(vstat a errors)" 0 "error counter"
+stop_shoald
+
+# Negative control: corrupt one 4 KiB block the write pass wrote (job 0's
+# region is [0, 32M), every block of it written), restart cold: the same
+# verify_only pass must now fail.
+dd if=/dev/urandom of="$T/a.img" bs=4k seek=2000 count=1 conv=notrunc status=none
+start_shoald -r -m 128M "a=$T/a.img"
+rc=0
+(cd "$T" && fio --name=corrupt --ioengine=nbd --uri="$(uri a)" --output-format=json \
+    --output="$T/corrupt.json" "${common[@]}" --verify_only) >/dev/null 2>&1 || rc=$?
+sed -n '/^{/,$p' "$T/corrupt.json" >"$T/corrupt.json.clean"
+errs=$(jq -c '[.jobs[].error]' "$T/corrupt.json.clean" 2>/dev/null || echo '?')
+if [ "$rc" -eq 0 ] && jq -e 'all(. == 0)' <<<"$errs" >/dev/null 2>&1; then
+    fail "fio verify_only passed over a corrupted block: its verify proves nothing (errors $errs)"
+fi
+log "negative control: fio's verify caught the corrupted block (exit $rc, job errors $errs)"
 stop_shoald
 log PASS

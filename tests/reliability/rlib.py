@@ -7,12 +7,15 @@ What it gives a test:
     the test failed);
   - daemons (shoald, nbdkit) started as our own children and always stopped
     at exit, by pid (SIGTERM/SIGINT of the test also runs the cleanup);
-  - the management API (api_post / api_get) and readiness polling;
+  - the management API (api_post / api_get) and readiness polling; every
+    shoald gets --http-token-file with a token written here, and every API
+    call carries it (Authorization: Bearer);
   - skip (exit 77) only when a tool is truly missing.
 """
 import atexit
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,8 +28,8 @@ import urllib.request
 
 SKIP = 77
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from shoaltest import (NAME, TestFailure, check, check_no_sanitizer_report,  # noqa: E402,F401
-                       free_port, log, print_log_tail, stop_daemon)
+from shoaltest import (NAME, SANITIZER_MARKERS, TestFailure, check,  # noqa: E402,F401
+                       check_no_sanitizer_report, free_port, log, print_log_tail, stop_daemon)
 
 
 def skip(msg):
@@ -59,6 +62,39 @@ def shoald_path():
         print(f"[{NAME}] SHOALD must point at the shoald binary", file=sys.stderr)
         sys.exit(1)
     return p
+
+
+def punch_zeroes(directory=None):
+    """Does fallocate(PUNCH_HOLE) work, to the byte, on the file system of
+    directory (default TMP)? Both shoald's file back end and nbdkit's file
+    plugin trim with it, so a trim there reads back as zeros; where it does
+    not work, their trims keep the data."""
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    path = os.path.join(directory or TMP, ".punch-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\xff" * 16384)
+        os.fsync(fd)
+        if libc.fallocate(fd, 0x01 | 0x02, 100, 9000) != 0:  # KEEP_SIZE | PUNCH_HOLE
+            return False
+        got = os.pread(fd, 16384, 0)
+        return got == b"\xff" * 100 + bytes(9000) + b"\xff" * (16384 - 9100)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def sanitized():
+    """Is shoald built with ASan or TSan? (Time bounds are looser then.)"""
+    try:
+        with open(shoald_path(), "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data or b"__tsan_init" in data
 
 
 TMP = tempfile.mkdtemp(prefix=f"shoal-rel-{NAME}.", dir=os.environ.get("SHOAL_REL_TMP", "/tmp"))
@@ -133,6 +169,26 @@ def _connectable(path):
         s.close()
 
 
+def token_file():
+    """The API token of this test's daemons: TMP/token, mode 0600, written
+    once. shoald reads it (--http-token-file); api calls send it."""
+    path = os.path.join(TMP, "token")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(24) + "\n")
+    return path
+
+
+def api_token():
+    with open(token_file()) as f:
+        return f.read().strip()
+
+
+def auth_headers():
+    return {"Authorization": "Bearer " + api_token()}
+
+
 class Shoald:
     """shoald in the foreground on a unix socket with a free API port."""
 
@@ -144,11 +200,13 @@ class Shoald:
         self.sock = sock or os.path.join(TMP, f"nbd{n}.sock")
         self.logpath = os.path.join(TMP, f"shoald{n}.log")
         self.args_volumes = list(volumes)
+        self.headers = auth_headers()
         for _ in range(3):
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             args = [shoald_path(), "-f", "-l", "unix:" + self.sock, "--http",
-                    f"127.0.0.1:{self.port}", "-m", cache, *extra, *volumes]
+                    f"127.0.0.1:{self.port}", "--http-token-file", token_file(),
+                    "-m", cache, *extra, *volumes]
             logf = open(self.logpath, "ab")
             e = dict(os.environ)
             if env:
@@ -186,13 +244,14 @@ class Shoald:
         return f"nbd+unix:///{vol}?socket={self.sock}"
 
     def api_get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+        req = urllib.request.Request(self.url + path, headers=self.headers)
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
 
     def api_post(self, path, body=None):
         data = json.dumps(body).encode() if body is not None else b""
         req = urllib.request.Request(self.url + path, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **self.headers})
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.load(r)
@@ -211,13 +270,40 @@ class Shoald:
     def alive(self):
         return self.proc.poll() is None
 
+    def sanitizer_line(self):
+        """The first line of a sanitizer report in shoald's log, or ''."""
+        try:
+            with open(self.logpath, errors="replace") as f:
+                for line in f:
+                    if any(m in line for m in SANITIZER_MARKERS):
+                        return line.strip()
+        except OSError:
+            pass
+        return ""
+
+    def death_note(self, wait=2.0):
+        """'' while shoald runs; else its exit status and the first line of a
+        sanitizer report in its log, for failure messages. Called after a
+        failure: gives a daemon that is aborting `wait` s to finish dying."""
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            return ""
+        note = f"shoald exited with status {self.proc.returncode}"
+        line = self.sanitizer_line()
+        return note + (": " + line if line else "")
+
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
 
     def stop(self, timeout=10):
         """SIGTERM; require exit 0 in time and no sanitizer report."""
-        stop_daemon(self.proc, self.logpath, timeout=timeout)
+        try:
+            stop_daemon(self.proc, self.logpath, timeout=timeout)
+        except TestFailure as e:
+            line = self.sanitizer_line()
+            raise TestFailure(f"{e}: {line}" if line else str(e)) from None
 
     def open(self, vol, name=None):
         h = nbd.NBD()

@@ -6,9 +6,12 @@ A seeded random stream of NBD requests -- READ, WRITE (block-aligned and
 byte-unaligned, with and without FUA), TRIM, WRITE_ZEROES (plain, NO_HOLE,
 FUA, FAST_ZERO), FLUSH, CACHE -- goes out over several connections per volume
 with libnbd's asynchronous API, several requests in flight per connection,
-so requests of different connections really overlap in the daemon. Mixed in:
-live management calls (disable / enable / invalidate of a range or a whole
-volume) and connection churn. The volumes start from identical images (so
+so requests of different connections really overlap in the daemon. A small
+share of the trims and zeroes are huge: up to the whole export in one
+request. Mixed in: live management calls (disable / enable / invalidate of
+a range or a whole volume, cache resizes that shrink and grow the cache),
+connection churn, and connections that stop reading their replies for a
+few hundred requests (they keep queueing requests) while the others go on. The volumes start from identical images (so
 dedup links their blocks), the pool of 4 KiB blocks written is shared by
 all volumes, and the cache is far smaller than the data, so eviction never
 stops. The default set-up has two file-backed volumes and one upstream NBD
@@ -23,8 +26,12 @@ linearizable execution allows (an interval map of candidate "sources"):
     sent, or the value of any change that was in flight at some point while
     the read was (sent before the read completed, completed after it was
     sent);
-  - TRIM leaves the contents unspecified (NBD): its candidate matches any
-    value, until the first quiet read observes what the back end holds;
+  - TRIM: what the back end guarantees. Both back ends here (shoald's file
+    back end, nbdkit's file plugin) punch holes, exact to the byte, so where
+    the file system can punch (probed at start) a trim is a zero; where it
+    cannot, each byte keeps its previous value or becomes zero
+    (--trim-model prev-or-zero). --trim-model any is the NBD spec's floor:
+    anything, until the first quiet read observes what the back end holds;
   - a read that no change overlapped narrows the set to what it observed
     (a later read that disagrees is a flip-flop: a stale copy somewhere).
 Times are a logical clock over the client's own events (send, completion
@@ -61,6 +68,12 @@ BLOCK = 4096
 ZEROS = bytes(1 << 20)
 
 
+def parse_size(s):
+    s = str(s).strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(s[:-1]) * mult[s[-1]]) if s[-1] in mult else int(s)
+
+
 def zeros(n):
     return ZEROS[:n] if n <= len(ZEROS) else bytes(n)
 
@@ -69,8 +82,10 @@ def zeros(n):
 
 
 class Src:
-    """A possible origin of bytes: D(ata of a write), Z(ero), U(nknown: after
-    a trim), I(nitial image), O(bserved after a trim). byte(x) = buf[x-base]."""
+    """A possible origin of bytes: D(ata of a write), Z(ero: a zero, or a trim
+    on a back end that punches holes), U(nknown: after a trim, with
+    --trim-model any), I(nitial image), O(bserved after a U trim).
+    byte(x) = buf[x-base]."""
     __slots__ = ("kind", "buf", "base", "op", "done")
 
     def __init__(self, kind, op, buf=None, base=0, done=-1):
@@ -269,6 +284,10 @@ class Conn:
         self.depth = depth
         self.h = None
         self.inflight = 0
+        # a paused connection queues requests but nobody reads its replies
+        # (or sends what libnbd could not send at once) until op pause_end
+        self.pause_end = None
+        self.depth_before_pause = depth
 
 
 class Torture:
@@ -283,6 +302,7 @@ class Torture:
         self.maxinflight = 0
         self.aborted = False
         self.reenable_at = {}
+        self.cache_bytes = parse_size(args.cache)
 
     def tick(self):
         self.t += 1
@@ -327,6 +347,8 @@ class Torture:
                  "mixed": ["file" if i % 3 != 2 else "nbd" for i in range(a.volumes)]}[a.backend]
         if "nbd" in kinds:
             rlib.need("nbdkit")
+        if a.trim_model == "auto":
+            a.trim_model = "zero" if rlib.punch_zeroes() else "prev-or-zero"
         self.vols = []
         specs = []
         self.nbdkits = []
@@ -431,10 +453,14 @@ class Torture:
             return Op(idx, ci, v.name, "write", off, ln, flags, data=self.write_data(off, ln, aligned))
         if x < 70:
             off, ln = self.pick_range(v, r.random() < 0.5)
+            if r.random() < a.huge_pct / 100:
+                off, ln = self.huge_range(v)
             flags = r.choice([0, 0, nbd.CMD_FLAG_NO_HOLE, nbd.CMD_FLAG_FUA, nbd.CMD_FLAG_FAST_ZERO])
             return Op(idx, ci, v.name, "zero", off, ln, flags)
         if x < 76:
             off, ln = self.pick_range(v, r.random() < 0.6)
+            if r.random() < a.huge_pct / 100:
+                off, ln = self.huge_range(v)
             flags = nbd.CMD_FLAG_FUA if r.random() < 0.2 else 0
             return Op(idx, ci, v.name, "trim", off, ln, flags)
         if x < 81:
@@ -442,24 +468,50 @@ class Torture:
         if x < 86:
             off, ln = self.pick_range(v, r.random() < 0.5)
             return Op(idx, ci, v.name, "cache", off, ln)
-        if x < 100 - a.api_pct - 0.3:
+        if x < 100 - a.api_pct - 0.3 - a.pause_pct:
             aligned = r.random() < 0.5
             off, ln = self.pick_range(v, aligned)
             return Op(idx, ci, v.name, "read", off, ln)
+        if x < 100 - a.api_pct - 0.3:
+            # stop reading this connection's replies for a while; it keeps
+            # queueing requests (up to a deeper queue than usual)
+            if c.pause_end is None:
+                n = r.randint(200, 1200)
+                return Op(idx, ci, v.name, "pause", length=n, note=f"(for {n} ops)")
+            return Op(idx, ci, v.name, "flush")
         if x < 100 - a.api_pct:
             return Op(idx, ci, v.name, "reconnect")
         y = r.random()
         vi = r.randrange(len(self.vols))
         vn = self.vols[vi].name
-        if y < 0.3:
+        if y < 0.25:
             # pass-through for a while, then back on (an op scheduled ahead)
             if vn not in self.reenable_at:
                 self.reenable_at[vn] = idx + r.randint(10, 400)
                 return Op(idx, -1, vn, "disable")
+        if y < 0.45:
+            # a live cache resize: shrink below or grow above the configured
+            # size (cached content is dropped while requests are in flight)
+            size = max(4096, int(self.cache_bytes * r.choice([0.1, 0.25, 0.5, 1, 2, 4])) // 4096 * 4096)
+            return Op(idx, -1, "*", "resize", length=size, note=f"to {size} bytes")
         if y < 0.85:
             off, ln = self.pick_range(self.vols[vi], r.random() < 0.5)
             return Op(idx, -1, vn, "invalidate", off, ln)
         return Op(idx, -1, vn, "invalidate", 0, 0, note="(whole volume)")
+
+    def huge_range(self, v):
+        """A trim/zero of any length up to the whole export, in one request."""
+        r = self.rng
+        y = r.random()
+        self.stats["huge trim/zero"] += 1
+        if y < 0.4:
+            self.stats["whole-export trim/zero"] += 1
+            return 0, v.size
+        if y < 0.7:
+            off = r.randrange(0, v.size // BLOCK) * BLOCK
+        else:
+            off = r.randrange(0, v.size)
+        return off, r.randint(1, v.size - off)
 
     def next_op(self, idx):
         for vn, at in sorted(self.reenable_at.items()):
@@ -493,7 +545,7 @@ class Torture:
             if op.kind == "write":
                 assert len(op.data) == op.len
                 op.src = Src("D", op, memoryview(op.data), op.off)
-            elif op.kind == "zero":
+            elif op.kind == "zero" or self.a.trim_model != "any":
                 op.src = Src("Z", op)
             else:
                 op.src = Src("U", op)
@@ -565,8 +617,13 @@ class Torture:
             src = op.src
             src.done = op.done
             sent = op.sent
-            v.model.update(op.off, op.off + op.len,
-                           lambda a, b, old: (src,) + tuple(x for x in old if x.done > sent))
+            if op.kind == "trim" and self.a.trim_model == "prev-or-zero":
+                # the back end may keep each byte: every old candidate stays
+                v.model.update(op.off, op.off + op.len,
+                               lambda a, b, old: (src,) + old)
+            else:
+                v.model.update(op.off, op.off + op.len,
+                               lambda a, b, old: (src,) + tuple(x for x in old if x.done > sent))
             # the model (and reads still in flight) keep the Src and its
             # bytes as long as they need them; the op log must not
             op.data = None
@@ -652,7 +709,7 @@ class Torture:
         def touches(o):
             return o.off < blk + BLOCK and blk < o.off + o.len
 
-        ring = [o for o in self.ops_log if o.vol == v.name]
+        ring = [o for o in self.ops_log if o.vol == v.name or o.kind == "resize"]
         # The window: from the last change of this block sent before the
         # allowed values' ops (where an old value would come from) to now.
         t_from = min([c.op.sent for c in m.allowed if c.op is not None and c.op.sent is not None]
@@ -662,7 +719,8 @@ class Torture:
         rel = [o for o in ring
                if ((o.kind in CHANGES or o.kind in ("read", "cache")) and touches(o)
                    and (o.done is None or o.done >= t_start))
-               or (o.kind in ("disable", "enable", "reconnect") and (o.sent or 0) >= t_start)
+               or (o.kind in ("disable", "enable", "reconnect", "resize", "pause")
+                   and (o.sent or 0) >= t_start)
                or (o.kind == "invalidate" and (o.sent or 0) >= t_start
                    and (o.len == 0 or touches(o)))]
         for c in m.allowed:
@@ -691,6 +749,8 @@ class Torture:
         evs = {}
         self.poller = select.poll()
         for c in self.conns:
+            if c.pause_end is not None:
+                continue
             h = c.h
             ev = rlib.aio_events(h)
             if ev:
@@ -714,7 +774,21 @@ class Torture:
         if self.aborted:
             raise _Abort()
 
+    def pause(self, c, op, idx):
+        op.sent = self.tick()
+        c.pause_end = idx + op.len
+        c.depth_before_pause = c.depth
+        c.depth = max(c.depth, self.a.pause_depth)
+        op.done = self.tick()
+        self.stats["pause"] += 1
+
+    def unpause(self, c):
+        if c.pause_end is not None:
+            c.pause_end = None
+            c.depth = c.depth_before_pause
+
     def wait_conn_idle(self, c):
+        self.unpause(c)
         deadline = time.time() + self.a.op_timeout
         while c.inflight:
             self.pump(100)
@@ -722,6 +796,15 @@ class Torture:
                 raise TestFailure(f"conn{c.idx}: requests did not complete in {self.a.op_timeout} s")
 
     def api(self, op):
+        if op.kind == "resize":
+            op.sent = self.tick()
+            st, body = self.d.api_post("/api/v1/cache/resize", {"size": op.len})
+            op.done = self.tick()
+            self.stats["resize"] += 1
+            if st != 200:
+                self.failures.append(f"op #{op.idx}: API resize to {op.len} returned HTTP {st}: {body}")
+                raise _Abort()
+            return
         v = self.vol(op.vol)
         op.sent = self.tick()
         if op.kind in ("disable", "enable"):
@@ -743,12 +826,18 @@ class Torture:
         t0 = time.time()
         next_report = t0 + 30
         for idx in range(nops):
+            for c in self.conns:
+                if c.pause_end is not None and c.pause_end <= idx:
+                    self.unpause(c)
             op = self.next_op(idx)
             self.ops_log.append(op)
             if op.conn < 0:
                 self.api(op)
                 continue
             c = self.conns[op.conn]
+            if op.kind == "pause":
+                self.pause(c, op, idx)
+                continue
             if op.kind == "reconnect":
                 op.sent = self.tick()
                 self.wait_conn_idle(c)
@@ -760,6 +849,10 @@ class Torture:
                 op.done = self.tick()
                 self.stats["reconnect"] += 1
                 continue
+            if c.inflight >= c.depth:
+                # the loop cannot go on without this connection: it
+                # reads again
+                self.unpause(c)
             while c.inflight >= c.depth:
                 self.pump(100)
                 if time.time() - self.last_progress > self.a.op_timeout:
@@ -773,6 +866,8 @@ class Torture:
                 el = time.time() - t0
                 log(f"{idx + 1} ops sent in {el:.0f} s ({(idx + 1) / el:.0f}/s),"
                     f" intervals {sum(len(v.model.starts) for v in self.vols)}")
+        for c in self.conns:
+            self.unpause(c)
         deadline = time.time() + self.a.op_timeout
         while self.inflight:
             self.pump(100)
@@ -855,7 +950,8 @@ class Torture:
         out = ["--seed", str(a.seed), "--ops", str(a.ops), "--backend", a.backend,
                "--volumes", str(a.volumes), "--vol-size", str(a.vol_size), "--cache", a.cache,
                "--conns", str(a.conns), "--depth", str(a.depth), "--hot", str(a.hot),
-               "--api-pct", str(a.api_pct)]
+               "--api-pct", str(a.api_pct), "--huge-pct", str(a.huge_pct),
+               "--pause-pct", str(a.pause_pct), "--trim-model", a.trim_model]
         return out
 
 
@@ -871,13 +967,23 @@ def parse(argv):
     p.add_argument("--backend", choices=["mixed", "file", "nbd"], default="mixed")
     p.add_argument("--volumes", type=int, default=3)
     p.add_argument("--vol-size", type=int, default=None,
-                   help="bytes per volume (default 32 MiB + 2560: an odd-sized tail)")
+                   help="bytes per volume (default 40 MiB + 2560: an odd-sized tail; more than"
+                   " the 32 MiB an NBD read or write may carry, so a whole-export trim or zero"
+                   " is longer than any data request)")
     p.add_argument("--cache", default="1M", help="shoald -m (default 1M)")
     p.add_argument("--conns", type=int, default=3, help="connections per volume")
     p.add_argument("--hot", type=int, default=32 * 1024, help="bytes of the hot spot (default 32 KiB)")
     p.add_argument("--depth", type=int, default=12, help="max requests in flight per connection")
     p.add_argument("--threads", type=int, default=0, help="shoald --threads (default: its own)")
     p.add_argument("--api-pct", type=float, default=1.5, help="percent of ops that are API calls")
+    p.add_argument("--huge-pct", type=float, default=1.5,
+                   help="percent of trims and zeroes that are huge (up to the whole export)")
+    p.add_argument("--pause-pct", type=float, default=0.3,
+                   help="percent of ops that pause a connection's reading")
+    p.add_argument("--pause-depth", type=int, default=48,
+                   help="requests a paused connection may queue")
+    p.add_argument("--trim-model", choices=["auto", "zero", "prev-or-zero", "any"], default="auto",
+                   help="what a trim leaves (auto: zero where the file system punches holes)")
     p.add_argument("--op-timeout", type=float, default=60, help="seconds before a hang is declared")
     p.add_argument("--log-ring", type=int, default=100000, help="ops kept for failure reports")
     p.add_argument("--report-ops", type=int, default=80, help="ops printed per failure")
@@ -888,7 +994,7 @@ def parse(argv):
     if a.ops is None:
         a.ops = 1000000 if a.long else 20000
     if a.vol_size is None:
-        a.vol_size = (64 << 20 if a.long else 32 << 20) + 2560
+        a.vol_size = (64 << 20 if a.long else 40 << 20) + 2560
     return a
 
 

@@ -10,8 +10,22 @@
  *   seed=N                   random seed (default 1)
  *   file=PATH                fail only while PATH exists, so a test can switch
  *                            errors on and off (delays always apply)
+ *   ackfirst=DUR|never       LIE about writes, for negative controls of the
+ *                            crash tests: every write, zero and trim is
+ *                            acknowledged at once and applied DUR later by a
+ *                            background thread, in order ("never": dropped);
+ *                            FUA and FLUSH are acknowledged without waiting
+ *                            for them. Reads do not see queued writes. On a
+ *                            clean close the queue is applied; a kill -9
+ *                            loses it, which a crash checker must notice.
+ *   noflush=1                LIE about durability only: FLUSH is acknowledged
+ *                            without being passed on and FUA is dropped from
+ *                            writes, zeroes and trims (which are done at
+ *                            once): a back end with a volatile cache loses
+ *                            them in a crash (the other negative control).
  * The inner spec may itself contain colons (nbd URIs do); OPTIONS cannot. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +41,21 @@
 
 #define FAULT_PREFIX "fault:"
 
+/* ackfirst: a change acknowledged but not yet applied. Test-only, so a
+ * malloc per queued write is fine here (the data path rule is for shoald's
+ * own code). */
+enum lie_kind { LIE_WRITE, LIE_ZERO, LIE_TRIM };
+struct lie {
+    struct lie *next;
+    enum lie_kind kind;
+    uint32_t count, flags;
+    uint64_t offset;
+    uint64_t due_ns;
+    uint8_t data[]; /* LIE_WRITE: count bytes */
+};
+
+#define LIE_QUEUE_MAX (256ull << 20) /* queued bytes before writers wait */
+
 struct fault_be {
     struct backend be; /* first: be.priv points back at us */
     uint64_t rdelay_ns, wdelay_ns;
@@ -35,6 +64,19 @@ struct fault_be {
     uint64_t seed;
     char *file;
     char *options; /* for describe */
+
+    /* ackfirst */
+    bool noflush;    /* noflush=1 */
+    bool lie;        /* ackfirst given */
+    bool lie_never;  /* ackfirst=never: drop instead of applying */
+    uint64_t lie_ns; /* how long after the acknowledgement to apply */
+    pthread_t applier;
+    bool applier_running;
+    pthread_mutex_t lie_lock; /* the queue, its byte count, stopping */
+    pthread_cond_t lie_cond;  /* queue changed, or stop */
+    struct lie *head, *tail;
+    uint64_t queued_bytes;
+    bool stopping;
 };
 
 static const struct {
@@ -95,6 +137,113 @@ static void delay(uint64_t ns)
     }
 }
 
+/* ---- ackfirst: acknowledge now, apply later (or never) */
+
+static int lie_apply(struct fault_be *f, const struct lie *l)
+{
+    struct backend *next = f->be.next;
+    switch (l->kind) {
+    case LIE_WRITE:
+        return backend_pwrite(next, l->data, l->count, l->offset, l->flags);
+    case LIE_ZERO:
+        return backend_zero(next, l->count, l->offset, l->flags);
+    case LIE_TRIM:
+        return backend_trim(next, l->count, l->offset, l->flags);
+    }
+    return -EINVAL;
+}
+
+static void *lie_applier(void *arg)
+{
+    struct fault_be *f = arg;
+    pthread_mutex_lock(&f->lie_lock);
+    for (;;) {
+        struct lie *l = f->head;
+        if (!l) {
+            if (f->stopping)
+                break;
+            pthread_cond_wait(&f->lie_cond, &f->lie_lock);
+            continue;
+        }
+        uint64_t now = now_ns();
+        if (!f->stopping && now < l->due_ns) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t wait = l->due_ns - now;
+            uint64_t ns = (uint64_t)ts.tv_nsec + wait % 1000000000ull;
+            ts.tv_sec += (time_t)(wait / 1000000000ull + ns / 1000000000ull);
+            ts.tv_nsec = (long)(ns % 1000000000ull);
+            pthread_cond_timedwait(&f->lie_cond, &f->lie_lock, &ts);
+            continue;
+        }
+        f->head = l->next;
+        if (!f->head)
+            f->tail = NULL;
+        pthread_mutex_unlock(&f->lie_lock);
+        int r = lie_apply(f, l);
+        if (r < 0)
+            log_warn(backend, "fault: ackfirst: a write acknowledged earlier failed: %s",
+                     strerror(-r));
+        pthread_mutex_lock(&f->lie_lock);
+        f->queued_bytes -= l->kind == LIE_WRITE ? l->count : 0;
+        free(l);
+        pthread_cond_broadcast(&f->lie_cond);
+    }
+    pthread_mutex_unlock(&f->lie_lock);
+    return NULL;
+}
+
+/* Queue a change (or drop it, with ackfirst=never); 0 = "acknowledged". */
+static int lie_queue(struct fault_be *f, enum lie_kind kind, const void *buf, uint32_t count,
+                     uint64_t offset, uint32_t flags)
+{
+    if (f->lie_never)
+        return 0;
+    size_t extra = kind == LIE_WRITE ? count : 0;
+    struct lie *l = malloc(sizeof(*l) + extra);
+    if (!l)
+        return -ENOMEM;
+    *l = (struct lie){.kind = kind, .count = count, .flags = flags, .offset = offset};
+    if (extra)
+        memcpy(l->data, buf, extra);
+    LOCK_GUARD(&f->lie_lock);
+    while (f->queued_bytes + extra > LIE_QUEUE_MAX && f->head && !f->stopping)
+        pthread_cond_wait(&f->lie_cond, &f->lie_lock);
+    l->due_ns = now_ns() + f->lie_ns;
+    if (f->tail)
+        f->tail->next = l;
+    else
+        f->head = l;
+    f->tail = l;
+    f->queued_bytes += extra;
+    pthread_cond_broadcast(&f->lie_cond);
+    return 0;
+}
+
+static int lie_start(struct fault_be *f)
+{
+    if (f->lie_never)
+        return 0;
+    int r = pthread_create(&f->applier, NULL, lie_applier, f);
+    if (r != 0)
+        return -r;
+    f->applier_running = true;
+    return 0;
+}
+
+/* Clean close: apply what is queued, then stop the thread. */
+static void lie_stop(struct fault_be *f)
+{
+    if (!f->applier_running)
+        return;
+    pthread_mutex_lock(&f->lie_lock);
+    f->stopping = true;
+    pthread_cond_broadcast(&f->lie_cond);
+    pthread_mutex_unlock(&f->lie_lock);
+    pthread_join(f->applier, NULL);
+    f->applier_running = false;
+}
+
 /* ---- ops */
 
 static int fault_read_side(struct fault_be *f)
@@ -120,33 +269,51 @@ static int fault_pread(struct backend *be, void *buf, uint32_t count, uint64_t o
 static int fault_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
                         uint32_t flags)
 {
-    int r = fault_write_side(to_fault(be));
+    struct fault_be *f = to_fault(be);
+    int r = fault_write_side(f);
     if (r < 0)
         return r;
+    if (f->lie)
+        return lie_queue(f, LIE_WRITE, buf, count, offset, flags);
+    if (f->noflush)
+        flags &= ~BE_FUA;
     return backend_pwrite(be->next, buf, count, offset, flags);
 }
 
 static int fault_flush(struct backend *be)
 {
-    int r = fault_write_side(to_fault(be));
+    struct fault_be *f = to_fault(be);
+    int r = fault_write_side(f);
     if (r < 0)
         return r;
+    if (f->lie || f->noflush)
+        return 0; /* the lie: nothing is made durable */
     return be->next->ops->flush(be->next);
 }
 
 static int fault_trim(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags)
 {
-    int r = fault_write_side(to_fault(be));
+    struct fault_be *f = to_fault(be);
+    int r = fault_write_side(f);
     if (r < 0)
         return r;
+    if (f->lie)
+        return lie_queue(f, LIE_TRIM, NULL, count, offset, flags);
+    if (f->noflush)
+        flags &= ~BE_FUA;
     return backend_trim(be->next, count, offset, flags);
 }
 
 static int fault_zero(struct backend *be, uint32_t count, uint64_t offset, uint32_t flags)
 {
-    int r = fault_write_side(to_fault(be));
+    struct fault_be *f = to_fault(be);
+    int r = fault_write_side(f);
     if (r < 0)
         return r;
+    if (f->lie && !(flags & BE_FAST_ZERO)) /* a fast zero's refusal stays honest */
+        return lie_queue(f, LIE_ZERO, NULL, count, offset, flags);
+    if (f->noflush)
+        flags &= ~BE_FUA;
     return backend_zero(be->next, count, offset, flags);
 }
 
@@ -172,6 +339,13 @@ static void fault_close(struct backend *be)
     if (!be)
         return;
     struct fault_be *f = to_fault(be);
+    lie_stop(f);
+    for (struct lie *l = f->head, *n; l; l = n) {
+        n = l->next;
+        free(l);
+    }
+    pthread_cond_destroy(&f->lie_cond);
+    pthread_mutex_destroy(&f->lie_lock);
     backend_close(be->next);
     free(f->file);
     free(f->options);
@@ -251,6 +425,17 @@ static int parse_option(struct fault_be *f, char *opt)
         f->seed = strtoull(val, &end, 0);
         return (end == val || *end || errno) ? -EINVAL : 0;
     }
+    if (strcmp(key, "ackfirst") == 0) {
+        f->lie = true;
+        f->lie_never = strcmp(val, "never") == 0;
+        return f->lie_never ? 0 : parse_delay(val, &f->lie_ns);
+    }
+    if (strcmp(key, "noflush") == 0) {
+        if (strcmp(val, "1") != 0 && strcmp(val, "0") != 0)
+            return -EINVAL;
+        f->noflush = val[0] == '1';
+        return 0;
+    }
     if (strcmp(key, "file") == 0) {
         if (!*val)
             return -EINVAL;
@@ -296,6 +481,8 @@ static int fault_open(const struct backend_params *p, struct backend **out)
         return -ENOMEM;
     f->be.ops = &backend_fault_ops;
     f->be.priv = f;
+    pthread_mutex_init(&f->lie_lock, NULL);
+    pthread_cond_init(&f->lie_cond, NULL);
     f->error = EIO;
     f->seed = 1;
     f->options = strndup(opts, (size_t)(colon - opts));
@@ -306,9 +493,20 @@ static int fault_open(const struct backend_params *p, struct backend **out)
         inner.spec = colon + 1;
         r = backend_open(&inner, &f->be.next);
     }
+    if (r == 0 && f->noflush)
+        log_warn(backend,
+                 "fault(%s): FLUSH and FUA are dropped (noflush: a negative control for"
+                 " crash tests; never use it for data)",
+                 f->options);
+    if (r == 0 && f->lie) {
+        log_warn(backend,
+                 "fault(%s): writes are acknowledged before they are done (ackfirst:"
+                 " a negative control for crash tests; never use it for data)",
+                 f->options);
+        r = lie_start(f);
+    }
     if (r < 0) {
-        f->be.next = NULL;
-        fault_close(&f->be);
+        fault_close(&f->be); /* be.next: NULL unless opened (backend_open clears it) */
         return r;
     }
     struct backend *next = f->be.next;

@@ -1,6 +1,7 @@
 /* Unit tests for the test-only fault back end: spec parsing, layering over a
- * file, injected errors (always, by probability, switched by a file) and
- * injected delays. */
+ * file, injected errors (always, by probability, switched by a file),
+ * injected delays, and the ackfirst lie (acknowledge now, apply later or
+ * never) used as the crash tests' negative control. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -109,9 +110,9 @@ static void test_bad_specs(void **state)
 {
     struct fixture *fx = *state;
     char spec[512];
-    const char *bad[] = {"bogus=1",  "rerror=2",        "rerror=-0.1",
-                         "rerror=x", "rdelay=5parsecs", "error=EWHATEVER",
-                         "seed=abc", "rdelay",          "file="};
+    const char *bad[] = {"bogus=1",         "rerror=2",        "rerror=-0.1", "rerror=x",
+                         "rdelay=5parsecs", "error=EWHATEVER", "seed=abc",    "rdelay",
+                         "file=",           "ackfirst=soon",   "ackfirst=",   "noflush=yes"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         snprintf(spec, sizeof(spec), "fault:%s:%s", bad[i], fx->path);
         struct backend_params p = {.spec = spec};
@@ -221,6 +222,90 @@ static void test_delay(void **state)
     backend_close(be);
 }
 
+/* The inner file's bytes, read past the fault layer. */
+static void read_inner(struct fixture *fx, void *buf, size_t len, off_t off)
+{
+    int fd = open(fx->path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, len, off), (ssize_t)len);
+    close(fd);
+}
+
+static void test_ackfirst_later(void **state)
+{
+    struct fixture *fx = *state;
+    struct backend *be = open_fault(fx, "ackfirst=300ms");
+    uint8_t w[8192], r[8192];
+    memset(w, 0xa5, sizeof(w));
+    uint64_t t0 = now_ns();
+    /* Acknowledged at once, FUA and flush included, but not done yet. */
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 4096, BE_FUA), 0);
+    assert_int_equal(backend_zero(be, 4096, 65536, 0), 0);
+    assert_int_equal(be->ops->flush(be), 0);
+    assert_true(now_ns() - t0 < 200000000ull);
+    read_inner(fx, r, sizeof(r), 4096);
+    assert_true(buf_is_zero(r, sizeof(r)));
+    /* ... then applied, in order, after the delay. */
+    for (int i = 0; i < 300; i++) {
+        read_inner(fx, r, sizeof(r), 4096);
+        if (r[0] == 0xa5)
+            break;
+        usleep(10000);
+    }
+    assert_true(now_ns() - t0 >= 300000000ull);
+    assert_memory_equal(r, w, sizeof(w));
+    backend_close(be);
+
+    /* A clean close applies what is still queued. */
+    be = open_fault(fx, "ackfirst=100s");
+    memset(w, 0x3c, sizeof(w));
+    assert_int_equal(be->ops->pwrite(be, w, sizeof(w), 0, 0), 0);
+    read_inner(fx, r, sizeof(r), 0);
+    assert_true(buf_is_zero(r, 4096)); /* [0, 4096) was never written */
+    backend_close(be);
+    read_inner(fx, r, sizeof(r), 0);
+    assert_memory_equal(r, w, sizeof(w));
+}
+
+static void test_ackfirst_never(void **state)
+{
+    struct fixture *fx = *state;
+    struct backend *be = open_fault(fx, "ackfirst=never");
+    uint8_t w[4096], r[4096];
+    memset(w, 0x77, sizeof(w));
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 0, BE_FUA), 0);
+    assert_int_equal(be->ops->flush(be), 0);
+    backend_close(be);
+    read_inner(fx, r, sizeof(r), 0);
+    assert_true(buf_is_zero(r, sizeof(r)));
+}
+
+/* noflush: writes are done at once, but FLUSH never reaches the inner back
+ * end and FUA is dropped. Seen through an inner fault layer that fails
+ * every flush while the switch file exists: the outer one must not pass
+ * flushes on. */
+static void test_noflush(void **state)
+{
+    struct fixture *fx = *state;
+    snprintf(fx->spec, sizeof(fx->spec), "fault:noflush=1:fault:werror=1,file=%s:%s", fx->switch_,
+             fx->path);
+    struct backend_params p = {.spec = fx->spec};
+    struct backend *be = NULL;
+    assert_int_equal(backend_open(&p, &be), 0);
+    uint8_t w[4096], r[4096];
+    memset(w, 0x42, sizeof(w));
+    assert_int_equal(backend_pwrite(be, w, sizeof(w), 0, BE_FUA), 0);
+    read_inner(fx, r, sizeof(r), 0);
+    assert_memory_equal(r, w, sizeof(w)); /* done at once */
+    int fd = open(fx->switch_, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(be->ops->flush(be), 0);                /* never passed on */
+    assert_int_equal(be->next->ops->flush(be->next), -EIO); /* it would fail */
+    unlink(fx->switch_);
+    backend_close(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +317,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_switch_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ackfirst_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ackfirst_never, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_noflush, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
