@@ -1,4 +1,5 @@
 """Shared bits: the run's configuration, medians, the ratio table."""
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,9 @@ MODES = {
         "ramp": 0.5,
         "data_size": 512 * MiB,
         "slow_size": 256 * MiB,
-        "delays": ["1ms", "200us"],
+        # nbdkit 1.32's delay filter has whole-millisecond resolution (see
+        # peers._delay_arg): a sub-millisecond array cannot be made with it.
+        "delays": ["1ms"],
         "extra_peers": True,
         "clones": 16,
         "gold_data": 240 * MiB,
@@ -48,6 +51,31 @@ _T0 = time.monotonic()
 
 def say(msg):
     print("[%6.1fs] %s" % (time.monotonic() - _T0, msg), file=sys.stderr, flush=True)
+
+
+def loadavg():
+    """The machine's load average now: {"1m", "5m", "15m"} from /proc/loadavg
+    (os.getloadavg elsewhere), and "running" ("R/T": runnable / all
+    scheduling entities) when the kernel says. Every run records it at the
+    start and end of each scenario, so a result states the load it was
+    measured under."""
+    try:
+        with open("/proc/loadavg") as f:
+            p = f.read().split()
+        return {"1m": float(p[0]), "5m": float(p[1]), "15m": float(p[2]), "running": p[3]}
+    except (OSError, IndexError, ValueError):
+        a = os.getloadavg()
+        return {"1m": a[0], "5m": a[1], "15m": a[2]}
+
+
+def share_kept_off(backend_bytes, client_bytes):
+    """1 - backend bytes / client bytes: the share of the clients' reads that
+    did not reach the array. Signed: negative when the array served more
+    than the clients read (read-ahead, a cache that reads whole blocks); never
+    clamped. None when the clients read nothing."""
+    if not client_bytes:
+        return None
+    return 1 - backend_bytes / client_bytes
 
 
 def median(xs):

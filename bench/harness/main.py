@@ -3,6 +3,7 @@ one run; writes bench/results/<date>-<commit>[-quick].json and .png and, for
 full runs, the tables in bench/README.md. See bench/README.md."""
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -11,13 +12,15 @@ import sys
 import time
 import traceback
 
+# No __pycache__ next to the sources (it was once committed by mistake).
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import costs  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
 import storm  # noqa: E402
-from common import MODES, Ratios, say  # noqa: E402
+from common import MODES, Ratios, loadavg, say  # noqa: E402
 from procs import BenchError, Procs, install_signal_handlers  # noqa: E402
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,9 +66,10 @@ def machine():
             mem = int(f.readline().split()[1]) * 1024
     except OSError:
         mem = 0
+    la = loadavg()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem / 2**30,
-        "kernel": platform.release(), "load_start": os.getloadavg()[0],
+        "kernel": platform.release(), "load_start": la["1m"], "loadavg_start": la,
         "versions": {
             "nbdkit": sh(["nbdkit", "--version"]),
             "qemu-nbd": sh(["qemu-nbd", "--version"]).splitlines()[0:1],
@@ -108,7 +112,14 @@ def main():
     ap.add_argument("--update-readme", dest="readme", action="store_true", default=None,
                     help="write the tables into bench/README.md (default: full runs only)")
     ap.add_argument("--no-update-readme", dest="readme", action="store_false")
+    ap.add_argument("--render", metavar="RESULTS.json",
+                    help="run nothing: print the report of an earlier results file (older "
+                         "files are read with today's definitions, e.g. signed offload "
+                         "recomputed from their raw byte counts); with --update-readme, "
+                         "also write its tables into bench/README.md")
     args = ap.parse_args()
+    if args.render:
+        return render(args.render, bool(args.readme))
 
     missing = [t for t in TOOLS if not shutil.which(t)]
     if missing:
@@ -146,8 +157,14 @@ def main():
         say("bench: %s mode, commit %s%s, work dir %s" % (mode, commit, " (dirty)" if dirty else "",
                                                           procs.dir))
 
+        load = []
+
         def step(name, fn, *a):
-            """Run one scenario; a failure is recorded and the run goes on."""
+            """Run one scenario; a failure is recorded and the run goes on.
+            The load average at its start and end goes into the results."""
+            entry = {"step": name, "start": loadavg()}
+            t = time.monotonic()
+            say("bench: %s: load average %s" % (name, report.fmt_load(entry["start"])))
             try:
                 fn(*a)
             except BenchError as e:
@@ -156,6 +173,10 @@ def main():
             except Exception as e:  # a bug in the harness: say where, go on
                 traceback.print_exc()
                 errors.append("%s: %s: %s" % (name, type(e).__name__, e))
+            finally:
+                entry["end"] = loadavg()
+                entry["seconds"] = round(time.monotonic() - t, 1)
+                load.append(entry)
 
         if only & {1, 2, 3, 4, 6, 7}:
             rig = scenarios.Rig(ctx)
@@ -176,17 +197,18 @@ def main():
             step("scenario 7", costs.scenario7_costs, ctx, procs.path("data.img"),
                  ctx.cfg["data_size"])
 
-        mach["load_end"] = os.getloadavg()[0]
+        la = loadavg()
+        mach["load_end"], mach["loadavg_end"] = la["1m"], la
         now = datetime.datetime.now(datetime.timezone.utc)
         doc = {
-            "schema": 1, "date": now.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+            "schema": report.SCHEMA, "date": now.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
             "dirty": dirty, "mode": mode, "scenarios_run": sorted(only),
             "runtime_seconds": round(time.monotonic() - t_start, 1), "machine": mach,
             "config": ctx.cfg,
             "ratios": sorted(ctx.ratios.items, key=lambda r: r["scenario"]),
             "targets": {"met": sum(1 for r in ctx.ratios.targets() if r["pass"]),
                         "total": len(ctx.ratios.targets())},
-            "results": ctx.results, "errors": errors,
+            "results": ctx.results, "load": load, "errors": errors,
         }
         os.makedirs(args.out, exist_ok=True)
         stem = "%s-%s%s" % (now.strftime("%Y-%m-%d"), commit, "" if mode == "full" else "-quick")
@@ -196,11 +218,7 @@ def main():
         err = report.chart(doc, ppath, procs.dir) if shutil.which("gnuplot") else "no gnuplot"
         if err:
             say("bench: no chart: %s" % err)
-        print(report.summary_md(doc))
-        print()
-        print(report.ratio_table(doc))
-        print()
-        print(report.raw_table(doc))
+        print_report(doc)
         print("\nresults: %s%s" % (jpath, "" if err else "\nchart:   " + ppath))
         readme = args.readme if args.readme is not None else (mode == "full" and only ==
                                                               set(range(1, 8)))
@@ -224,6 +242,34 @@ def main():
         if procs:
             procs.close()
         say("bench: done in %.0f s" % (time.monotonic() - t_start))
+
+
+def print_report(doc):
+    """The summary and the ratio, raw and load tables of a results doc."""
+    print("\n\n".join([report.summary_md(doc), report.ratio_table(doc),
+                       report.raw_table(doc), report.load_table(doc)]))
+
+
+def render(path, readme):
+    """bench/run --render FILE: the report of an earlier run, read with
+    today's definitions (report.upgrade)."""
+    try:
+        with open(path) as f:
+            doc = report.upgrade(json.load(f))
+    except (OSError, ValueError) as e:
+        print("bench/run: cannot read %s: %s" % (path, e), file=sys.stderr)
+        return 2
+    print_report(doc)
+    if readme:
+        rel_dir = os.path.relpath(os.path.dirname(os.path.abspath(path)), BENCH)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        png = os.path.join(rel_dir, stem + ".png")
+        if not os.path.exists(os.path.join(BENCH, png)):
+            png = None
+        if report.update_readme(os.path.join(BENCH, "README.md"), doc, png,
+                                os.path.join(rel_dir, stem + ".json")):
+            say("bench: updated bench/README.md from %s" % path)
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@
   shoald                        volumes over files or upstream NBD exports
 """
 import json
+import os
+import re
 import urllib.request
 
 from procs import BenchError, free_port
@@ -49,10 +51,15 @@ def nbdkit_file(procs, name, path):
 
 
 def _delay_arg(delay):
-    """nbdkit's delay filter takes seconds or NNms (fractions allowed): "200us"
-    becomes "0.2ms"."""
-    if delay.endswith("us"):
-        return "%gms" % (float(delay[:-2]) / 1000)
+    """The delay filter's argument for "1ms", "2ms", "1s" ... nbdkit 1.32's
+    delay filter (Debian 12) takes whole seconds or whole milliseconds: it
+    reads "NNms" with %d, so "0.2ms" silently means no delay at all (the
+    "200us array" of the runs before this check was an undelayed nbdkit
+    file). A delay it cannot express is refused instead."""
+    m = re.fullmatch(r"(\d+)(ms|s)?", delay)
+    if not m:
+        raise BenchError("array delay %r: nbdkit's delay filter takes whole seconds or whole "
+                         "milliseconds (e.g. 1ms, 2ms, 1s)" % delay)
     return delay
 
 
@@ -86,15 +93,21 @@ def qemu_nbd(procs, name, path):
 
 
 class Shoald(Server):
-    """shoald with named volumes; the management API on a free port."""
+    """shoald with named volumes; the management API on a free port, with a
+    bearer token of our own (API changes need one: invalidate, resize)."""
 
     def __init__(self, procs, name, shoald_bin, volumes, cache_size, extra=(), threads=0):
         sock = procs.sock_path(name)
+        self.token = os.urandom(32).hex()
+        self.token_file = procs.path(name + "-api-token")
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token + "\n")
         last = None
         for _ in range(3):  # the picked port can be taken before shoald binds it
             self.port = free_port()
             argv = [shoald_bin, "-f", "-l", "unix:" + sock, "--http", "127.0.0.1:%d" % self.port,
-                    "-m", str(cache_size)] + list(extra)
+                    "--http-token-file", self.token_file, "-m", str(cache_size)] + list(extra)
             if threads:
                 argv += ["--threads", str(threads)]
             argv += ["%s=%s" % (v, b) for v, b in volumes.items()]
@@ -116,7 +129,8 @@ class Shoald(Server):
     def _req(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.api + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + self.token})
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read() or b"null")
 

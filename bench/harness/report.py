@@ -1,11 +1,19 @@
 """Results of a run: the JSON file, the PNG chart (gnuplot) and the Markdown
-tables that go into bench/README.md."""
+tables that go into bench/README.md.
+
+Schema 2 (this harness): the machine's load average (1, 5 and 15 minutes)
+at the start and end of the run (machine.loadavg_start / loadavg_end) and
+of every scenario (load[]), and the boot storm's "share of read bytes kept
+off the arrays" signed (1 - array bytes / client bytes; schema 1 clamped it
+at 0). upgrade() reads a schema 1 file with today's definitions."""
 import json
 import os
 import re
 import subprocess
 
-from common import MiB
+from common import MiB, median, share_kept_off
+
+SCHEMA = 2
 
 # Short labels for the chart's x axis.
 LABELS = {
@@ -29,6 +37,9 @@ LABELS = {
     "s5.second_storm_speedup_vs_cache": "5: storm-2 speed-up vs cache",
     "s5.first_storm_speedup_vs_cache": "5: storm-1 speed-up vs cache",
     "s5.second_storm_offload_cache": "5: nbdkit cache storm-2 offload",
+    "s5.first_storm_offload_cache": "5: nbdkit cache storm-1 offload",
+    "s5.first_storm_offload_shoal": "5: shoal storm-1 offload",
+    "s5.second_storm_offload_shoal": "5: shoal storm-2 offload",
     "s5.dedup_ratio": "5: dedup ratio",
     "s6.write_lat_vs_array": "6: write lat / array",
     "s6.read_hit_ratio": "6: read hit ratio",
@@ -116,9 +127,19 @@ def raw_table(doc):
         rows.append(("5", "shoal hit ratio, first / second storm",
                      "%s / %s" % (fmt(m["shoal"]["first_hit_ratio"]),
                                   fmt(m["shoal"]["second_hit_ratio"]))))
-        rows.append(("5", "bytes kept off the arrays, second storm: shoal / nbdkit cache",
-                     "%s / %s" % (fmt(m["shoal"]["second_offload"]),
-                                  fmt(m["nbdkit-cache"]["second_offload"]))))
+        for k, storm in (("first", "first"), ("second", "second")):
+            rows.append(("5", "share of read bytes kept off the arrays (1 - array bytes / client "
+                         "bytes, signed), %s storm: shoal / nbdkit cache" % storm,
+                         "%s / %s" % (fmt(m["shoal"][k + "_offload"]),
+                                      fmt(m["nbdkit-cache"][k + "_offload"]))))
+        arr = _storm_bytes(s5)
+        if arr:
+            for k in ("first", "second"):
+                rows.append(("5", "bytes read from the arrays / by the clients, %s storm" % k,
+                             "shoal %.2f / %.2f GB; nbdkit cache %.2f / %.2f GB" % (
+                                 arr["shoal"][k][0] / 1e9, arr["shoal"][k][1] / 1e9,
+                                 arr["nbdkit-cache"][k][0] / 1e9,
+                                 arr["nbdkit-cache"][k][1] / 1e9)))
     s6 = res.get("s6_write_mix", {}).get("median")
     if s6:
         rows.append(("6", "70/30 mix write latency: shoal / array",
@@ -145,15 +166,35 @@ def raw_table(doc):
     return "\n".join(lines)
 
 
+def fmt_load(la):
+    """"1.2 / 3.4 / 5.6" (1, 5, 15 minutes) from a loadavg() dict; a bare
+    number (schema 1 recorded only the 1-minute figure) as "1.2 (1 min)"."""
+    if la is None:
+        return "not recorded"
+    if isinstance(la, (int, float)):
+        return "%.1f (1 min)" % la
+    return "%.1f / %.1f / %.1f" % (la["1m"], la["5m"], la["15m"])
+
+
+def _run_load(m, which):
+    return m.get("loadavg_" + which, m.get("load_" + which))
+
+
 def summary_md(doc):
     t = [r for r in doc["ratios"] if r["target"] is not None]
     met = [r for r in t if r["pass"]]
     m = doc["machine"]
-    head = ("Run of %s (commit `%s`%s), %s mode, %s, %s cores, %.1f GiB RAM, load average "
-            "%.1f at start / %.1f at end; %d repetitions per measurement, medians; took %.0f s."
+    la0, la1 = _run_load(m, "start"), _run_load(m, "end")
+    if isinstance(la0, dict):
+        load = "load average (1 / 5 / 15 min) %s at start, %s at end" % (fmt_load(la0),
+                                                                          fmt_load(la1))
+    else:
+        load = "load average (1 min only) %.1f at start, %.1f at end" % (la0, la1)
+    head = ("Run of %s (commit `%s`%s), %s mode, %s, %s cores, %.1f GiB RAM; %s; %d repetitions "
+            "per measurement, medians; took %.0f s."
             % (doc["date"], doc["commit"], ", with uncommitted changes" if doc["dirty"] else "",
-               doc["mode"], m["cpu"], m["cores"], m["mem_gib"], m["load_start"], m["load_end"],
-               doc["config"]["reps"], doc["runtime_seconds"]))
+               doc["mode"], m["cpu"], m["cores"], m["mem_gib"], load, doc["config"]["reps"],
+               doc["runtime_seconds"]))
     lines = [head, "", "Targets met: **%d of %d**." % (len(met), len(t))]
     notmet = [r for r in t if not r["pass"]]
     if notmet:
@@ -162,7 +203,85 @@ def summary_md(doc):
                                              for r in notmet) + ".")
     if doc.get("errors"):
         lines.append("Errors: " + "; ".join(doc["errors"]))
+    if doc.get("upgraded"):
+        lines.append("Read with today's definitions: " + doc["upgraded"])
     return "\n".join(lines)
+
+
+def load_table(doc):
+    """The load average at the start and end of each scenario (the run's own
+    servers and clients count too; a high start means other work)."""
+    lines = ["| scenario | load average at start (1 / 5 / 15 min) | at end | took |",
+             "|---|---|---|---|"]
+    for e in doc.get("load") or []:
+        lines.append("| %s | %s | %s | %.0f s |" % (e["step"], fmt_load(e["start"]),
+                                                   fmt_load(e["end"]), e["seconds"]))
+    if len(lines) == 2:
+        m = doc["machine"]
+        lines.append("| (whole run; per-scenario load not recorded by this harness version) "
+                     "| %s | %s | %.0f s |" % (fmt_load(_run_load(m, "start")),
+                                              fmt_load(_run_load(m, "end")),
+                                              doc["runtime_seconds"]))
+    return "\n".join(lines)
+
+
+def _storm_bytes(s5):
+    """Median (array bytes, client bytes) per system and storm, from the raw
+    repetitions."""
+    out = {}
+    for system, runs in s5.get("raw", {}).items():
+        out[system] = {}
+        for k in ("first", "second"):
+            ab = [r[k].get("array_bytes") for r in runs]
+            cb = [r[k].get("client_bytes") for r in runs]
+            if None in ab or None in cb or not ab:
+                return None
+            out[system][k] = (median(ab), median(cb))
+    return out if out else None
+
+
+def upgrade(doc):
+    """Read a results file of an older schema with today's definitions. Schema
+    1 clamped the storm's "share of read bytes kept off the arrays" at 0; its
+    raw repetitions keep array_bytes and client_bytes, so the signed shares
+    (and their medians and ratios) are recomputed from them. Schema 1 has
+    the load average only as two 1-minute figures; nothing can add the rest.
+    The file itself is not changed."""
+    if doc.get("schema", 1) >= SCHEMA:
+        return doc
+    notes = []
+    s5 = doc.get("results", {}).get("s5_boot_storm")
+    if s5 and s5.get("raw"):
+        for system, runs in s5["raw"].items():
+            for r in runs:
+                for k in ("first", "second"):
+                    st = r[k]
+                    if "array_bytes" in st and "client_bytes" in st:
+                        st["offload"] = share_kept_off(st["array_bytes"], st["client_bytes"])
+            med = s5["median"][system]
+            for k in ("first", "second"):
+                med[k + "_offload"] = median([r[k]["offload"] for r in runs])
+        m = s5["median"]
+        doc["ratios"] = [r for r in doc["ratios"] if not r["id"].startswith(
+            ("s5.second_storm_offload", "s5.first_storm_offload"))]
+        for rid, system, k in (("s5.second_storm_offload_cache", "nbdkit-cache", "second"),
+                               ("s5.first_storm_offload_cache", "nbdkit-cache", "first"),
+                               ("s5.first_storm_offload_shoal", "shoal", "first"),
+                               ("s5.second_storm_offload_shoal", "shoal", "second")):
+            who = "nbdkit cache" if system == "nbdkit-cache" else "shoal"
+            doc["ratios"].append({
+                "id": rid, "scenario": 5,
+                "what": "%s: share of read bytes kept off the arrays, %s storm" % (who, k),
+                "value": m[system][k + "_offload"], "better": "higher", "target": None,
+                "pass": None, "peer": None, "note": None})
+        doc["ratios"].sort(key=lambda r: r["scenario"])
+        notes.append("the boot storm's shares of read bytes kept off the arrays are recomputed "
+                     "signed from the file's raw array_bytes and client_bytes (the file, "
+                     "schema 1, stores them clamped at 0)")
+    notes.append("the load average is the file's two 1-minute figures (schema 1 has no "
+                 "5- and 15-minute figures and no per-scenario load)")
+    doc["upgraded"] = "; ".join(notes) + "."
+    return doc
 
 
 def write_json(doc, path):
@@ -178,10 +297,17 @@ def chart(doc, png, workdir):
     error string."""
     bars = os.path.join(workdir, "chart-ratios.dat")
     n = 0
+    # A log scale cannot show a value <= 0 (a share of read bytes kept off
+    # the arrays can be 0 or negative): those are named under the bars.
+    off_scale = []
     with open(bars, "w") as f:
         for r in doc["ratios"]:
             v = r["value"]
-            if v is None or v <= 0 or r["id"] == "s7.metadata_bytes_per_block":
+            if r["id"] == "s7.metadata_bytes_per_block":
+                continue
+            if v is None or v <= 0:
+                if v is not None:
+                    off_scale.append("%s = %s" % (LABELS.get(r["id"], r["id"]), fmt(v)))
                 continue
             color = 0x9e9e9e if r["target"] is None else (0x2e7d32 if r["pass"] else 0xc62828)
             arrow = "↓" if r["better"] == "lower" else "↑"
@@ -222,6 +348,8 @@ def chart(doc, png, workdir):
           "set xtics rotate by -40 left font ',8' nomirror",
           "set xrange [-0.7:%g]" % (n - 0.3),
           "set bmargin 9",
+          ("set label 1 \"not on the log scale (<= 0): %s\" at screen 0.01, screen 0.375 "
+           "font ',9'" % "; ".join(off_scale).replace('"', "'")) if off_scale else "unset label 1",
           "set key outside top center horizontal",
           "plot '%s' using 1:3:($1-0.35):($1+0.35):4:5:6:xtic(2) with boxxyerror fs solid 0.8 "
           "lc rgb variable notitle, "
@@ -236,22 +364,30 @@ def chart(doc, png, workdir):
           "title 'no target (for information); arrow: which way is better', "
           "1 with lines lc rgb '#555555' dt 2 notitle" % (bars, targets)]
     if series:
-        gp += ["unset logscale y", "set size 1,0.36", "set origin 0,0",
+        # Shares are signed (below 0: the arrays served more than the
+        # clients read in that half second), so the axis reaches down to the
+        # lowest value; the grey line is 0.
+        lowest = min([0.0] + [v for k in series for storm in ts[k] for _, v in storm])
+        gp += ["unset logscale y", "unset label 1", "set size 1,0.36", "set origin 0,0",
                "set xtics norotate font ',9'", "set bmargin 4", "set xrange [0:*]",
-               "set yrange [0:1.05]", "set xlabel 'seconds since the storm started'",
-               "set ylabel 'share of read bytes'", "set key inside right center vertical",
-               "set title 'VDI boot storm (last repetition)'"]
+               "set yrange [%g:1.05]" % (lowest - 0.05 if lowest < 0 else 0),
+               "set xlabel 'seconds since that storm started'",
+               "set ylabel 'share of read bytes'", "set key outside right center vertical font ',8'",
+               "set title 'VDI boot storm (last repetition): storm 1 dashed, storm 2 solid'"]
         plots = []
         for k, title, color, pt in (
                 ("shoal_hit_ratio", "shoal: hit ratio (daemon stats)", "#1565c0", 7),
+                ("shoal_array_offload",
+                 "shoal: 1 - array bytes / client bytes", "#7c5cc4", 9),
                 ("nbdkit_cache_array_offload",
-                 "nbdkit cache: read bytes kept off the arrays", "#ef6c00", 5)):
+                 "nbdkit cache: 1 - array bytes / client bytes", "#ef6c00", 5)):
             if k not in series:
                 continue
             for i, (dt, lw) in enumerate(((2, 1.5), (1, 3))):
                 plots.append("'%s' index %d using 1:2 with linespoints pt %d ps 0.8 lw %g dt %d "
                              "lc rgb '%s' title '%s, storm %d'"
                              % (series[k], i, pt, lw, dt, color, title, i + 1))
+        plots.append("0 with lines lc rgb '#9e9e9e' notitle")
         gp.append("plot " + ", ".join(plots))
     gp.append("unset multiplot")
     script = os.path.join(workdir, "chart.gp")
@@ -268,17 +404,23 @@ END = "<!-- END RESULTS -->"
 
 
 def update_readme(readme, doc, png_rel, json_rel):
+    """Write the run's tables between the BEGIN/END markers of bench/README.md.
+    png_rel may be None (no chart)."""
     with open(readme) as f:
         text = f.read()
     if BEGIN not in text or END not in text:
         return False
-    body = "\n\n".join([
-        summary_md(doc),
-        "Results file: [`%s`](%s); chart: [`%s`](%s)." % (json_rel, json_rel, png_rel, png_rel),
-        "![ratios and boot storm](%s)" % png_rel,
+    files = "Results file: [`%s`](%s)" % (json_rel, json_rel)
+    files += ("; chart: [`%s`](%s)." % (png_rel, png_rel)) if png_rel else "; no chart."
+    parts = [summary_md(doc), files]
+    if png_rel:
+        parts.append("![ratios and boot storm](%s)" % png_rel)
+    parts += [
         "### Ratios\n\n" + ratio_table(doc),
         "### Raw medians (this machine, this run; for scale only)\n\n" + raw_table(doc),
-    ])
+        "### Load average per scenario\n\n" + load_table(doc),
+    ]
+    body = "\n\n".join(parts)
     new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END),
                  lambda m: BEGIN + "\n\n" + body + "\n\n" + END, text, flags=re.S)
     with open(readme, "w") as f:

@@ -24,7 +24,11 @@ Measured: the wall time of each storm (start of the first replay to the end
 of the last), shoal's hit ratio from its stats deltas (and sampled every
 0.5 s for the chart), and for both systems the share of the clients' read
 bytes that did not reach the arrays (from the arrays' logs and the
-replayers' progress files) in 0.5 s buckets.
+replayers' progress files), per storm and in 0.5 s buckets. That share is
+signed, 1 - array bytes / client bytes, never clamped: it is negative when
+the arrays served more than the clients read (shoal's miss read-ahead
+fetching neighbours nobody asked for, nbdkit's cache filter reading whole
+64 KiB blocks for 4 KiB requests).
 """
 import datetime
 import os
@@ -33,7 +37,7 @@ import time
 import clients
 import images
 import peers
-from common import MiB, median, rotate, say
+from common import MiB, median, rotate, say, share_kept_off
 
 SAMPLE = 0.5
 
@@ -92,7 +96,9 @@ def _cum_at(series, t):
 
 
 def _offload_series(t0, t1, progress, array_reads, origin):
-    """Buckets of SAMPLE seconds over [t0, t1]: 1 - array bytes / client bytes."""
+    """Buckets of SAMPLE seconds over [t0, t1]: 1 - array bytes / client bytes
+    (signed; a bucket can be far below 0 when the array's replies for
+    read-ahead land in it and the clients' bytes in the next)."""
     out = []
     lo = t0
     while lo < t1 - 1e-6:
@@ -100,7 +106,7 @@ def _offload_series(t0, t1, progress, array_reads, origin):
         client = sum(_cum_at(p, hi) - _cum_at(p, lo) for p in progress)
         array = sum(b for t, b in array_reads if lo <= t < hi)
         if client > 0:
-            out.append((round(hi - origin, 3), max(0.0, min(1.0, 1 - array / client))))
+            out.append((round(hi - origin, 3), share_kept_off(array, client)))
         lo = hi
     return out
 
@@ -173,8 +179,7 @@ class Storm:
         if shoal:
             d = {k: samples[-1][1][k] - samples[0][1][k] for k in samples[0][1]}
             out["hit_ratio"] = d["read_hit_bytes"] / d["read_bytes"] if d["read_bytes"] else None
-            out["daemon_offload"] = (1 - d["backend_read_bytes"] / d["read_bytes"]
-                                     if d["read_bytes"] else None)
+            out["daemon_offload"] = share_kept_off(d["backend_read_bytes"], d["read_bytes"])
             out["daemon_reads"] = d["read_ops"]
             out["daemon_backend_reads"] = d["backend_read_ops"]
         return out
@@ -188,7 +193,7 @@ class Storm:
             origin = s["t0"]  # each storm's series runs from its own start
             ab = sum(b for t, b in reads if s["t0"] <= t <= s["t1"] + 0.05)
             s["array_bytes"] = ab
-            s["offload"] = max(0.0, 1 - ab / s["client_bytes"]) if s["client_bytes"] else None
+            s["offload"] = share_kept_off(ab, s["client_bytes"])
             s["offload_series"] = _offload_series(s["t0"], s["t1"], s["progress"], reads, origin)
             if s["samples"]:
                 series = []
@@ -308,9 +313,20 @@ def scenario5_storm(ctx):
     r.add("s5.first_storm_speedup_vs_cache", 5, "first (cold) storm: nbdkit cache wall time / shoal's",
           med["nbdkit-cache"]["first_wall"] / med["shoal"]["first_wall"], "higher",
           peer="nbdkit cache")
+    # The share of the clients' read bytes that never reached the arrays,
+    # signed (negative: the arrays served more than the clients read).
     r.add("s5.second_storm_offload_cache", 5,
           "nbdkit cache: share of read bytes kept off the arrays, second storm",
           med["nbdkit-cache"]["second_offload"], "higher", peer=None)
+    r.add("s5.first_storm_offload_cache", 5,
+          "nbdkit cache: share of read bytes kept off the arrays, first storm",
+          med["nbdkit-cache"]["first_offload"], "higher", peer=None)
+    r.add("s5.first_storm_offload_shoal", 5,
+          "shoal: share of read bytes kept off the arrays, first storm",
+          med["shoal"]["first_offload"], "higher", peer=None)
+    r.add("s5.second_storm_offload_shoal", 5,
+          "shoal: share of read bytes kept off the arrays, second storm",
+          med["shoal"]["second_offload"], "higher", peer=None)
     r.add("s5.dedup_ratio", 5, "shoal's dedup ratio after the storms (logical / unique blocks)",
           med["shoal"]["dedup_ratio"], "higher", peer=None)
     if not complete:

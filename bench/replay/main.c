@@ -303,8 +303,9 @@ static void delta(const struct api_vol_stats *a, const struct api_vol_stats *b,
 #undef D
     double rb = (double)out->d.read_bytes;
     out->hit_ratio = rb > 0 ? (double)out->d.read_hit_bytes / rb : 0;
-    double off = rb > 0 ? 1.0 - (double)out->d.backend_read_bytes / rb : 0;
-    out->offload_ratio = off < 0 ? 0 : off;
+    /* Signed, like the daemon's: negative when read-ahead fetched more from
+     * the back end than the replay read. */
+    out->offload_ratio = rb > 0 ? 1.0 - (double)out->d.backend_read_bytes / rb : 0;
 }
 
 /* ---- output ---- */

@@ -193,11 +193,18 @@ class Daemon:
     def __init__(self, d, image, cache="64M"):
         self.sock = os.path.join(d, "nbd.sock")
         self.log = open(os.path.join(d, "shoald.log"), "w")
+        # API changes need the bearer token: our own, in a 0600 file.
+        self.token = os.urandom(32).hex()
+        self.token_file = os.path.join(d, "api-token")
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token + "\n")
         for _ in range(3):
             self.port = free_port()
             self.p = subprocess.Popen(
                 [SHOALD, "-f", "-l", "unix:" + self.sock, "--http", "127.0.0.1:%d" % self.port,
-                 "-m", cache, "vol=" + image], stdout=self.log, stderr=subprocess.STDOUT)
+                 "--http-token-file", self.token_file, "-m", cache, "vol=" + image],
+                stdout=self.log, stderr=subprocess.STDOUT)
             if self.wait_ready():
                 return
             self.stop()
@@ -242,7 +249,7 @@ def test_replay(d):
         f.write(random.Random(1).randbytes(size))
     dm = Daemon(d, image)
     try:
-        api = ["--stats-url", dm.url, "--volume", "vol"]
+        api = ["--stats-url", dm.url, "--volume", "vol", "--token-file", dm.token_file]
         # 256 distinct blocks, each read 4 times: 3 of 4 reads hit at QD1.
         rng = random.Random(2)
         blocks = rng.sample(range(size // BLK), 256)
@@ -316,7 +323,8 @@ def test_replay(d):
         p2 = run([p, dm.uri, "-q", "1", "--sizes", "1M,4M"] + api, expect=0)
         check("miss-ratio curve" in p2.stdout and "miss ratio" in p2.stdout, "--sizes text output")
         with socket.create_connection(("127.0.0.1", dm.port)) as s:
-            s.sendall(b"GET /api/v1/cache HTTP/1.0\r\n\r\n")
+            s.sendall(b"GET /api/v1/cache HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n"
+                      % dm.token.encode())
             body = b""
             while True:
                 b = s.recv(65536)

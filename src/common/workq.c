@@ -10,6 +10,15 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 
+/* A worker's scratch is made by spawn_locked and kept here, so it stays
+ * reachable from the pool (leak checkers that run while a new thread is
+ * starting would otherwise see it as lost) and is freed in one place. */
+struct worker {
+    struct workq *q;
+    void *scratch;
+    pthread_t thread;
+};
+
 struct workq {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -19,14 +28,15 @@ struct workq {
     bool stopping;
     unsigned nthreads;
     unsigned max;
-    pthread_t *threads; /* max entries */
+    struct worker *workers; /* max entries */
     struct workq_config cfg;
 };
 
 static void *worker_main(void *arg)
 {
-    struct workq *q = arg;
-    void *scratch = q->cfg.scratch_new ? q->cfg.scratch_new() : NULL;
+    struct worker *wk = arg;
+    struct workq *q = wk->q;
+    void *scratch = wk->scratch;
     for (;;) {
         struct work *w;
         {
@@ -47,8 +57,6 @@ static void *worker_main(void *arg)
         w->next = NULL;
         w->fn(w, scratch);
     }
-    if (q->cfg.scratch_free)
-        q->cfg.scratch_free(scratch);
     return NULL;
 }
 
@@ -59,13 +67,24 @@ static int spawn_locked(struct workq *q)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     unsigned i = q->nthreads;
-    int r = pthread_create(&q->threads[i], &attr, worker_main, q);
+    struct worker *wk = &q->workers[i];
+    wk->q = q;
+    wk->scratch = q->cfg.scratch_new ? q->cfg.scratch_new() : NULL;
+    if (q->cfg.scratch_new && !wk->scratch) {
+        pthread_attr_destroy(&attr);
+        return -ENOMEM;
+    }
+    int r = pthread_create(&wk->thread, &attr, worker_main, wk);
     pthread_attr_destroy(&attr);
-    if (r != 0)
+    if (r != 0) {
+        if (q->cfg.scratch_free)
+            q->cfg.scratch_free(wk->scratch);
+        wk->scratch = NULL;
         return -r;
+    }
     char name[16];
     snprintf(name, sizeof name, "%.10s/%u", q->cfg.name ? q->cfg.name : "worker", i % 1000);
-    pthread_setname_np(q->threads[i], name);
+    pthread_setname_np(wk->thread, name);
     q->nthreads = i + 1;
     return 0;
 }
@@ -79,8 +98,8 @@ int workq_create(const struct workq_config *cfg, struct workq **out)
     q->max = cfg->max_threads ? cfg->max_threads : 8 * cfg->threads;
     if (q->max < cfg->threads)
         q->max = cfg->threads;
-    q->threads = calloc(q->max, sizeof *q->threads);
-    if (!q->threads) {
+    q->workers = calloc(q->max, sizeof *q->workers);
+    if (!q->workers) {
         free(q);
         return -ENOMEM;
     }
@@ -129,11 +148,14 @@ void workq_destroy(struct workq *q)
         q->stopping = true;
         pthread_cond_broadcast(&q->cond);
     }
-    for (unsigned i = 0; i < q->nthreads; i++)
-        pthread_join(q->threads[i], NULL);
+    for (unsigned i = 0; i < q->nthreads; i++) {
+        pthread_join(q->workers[i].thread, NULL);
+        if (q->cfg.scratch_free)
+            q->cfg.scratch_free(q->workers[i].scratch);
+    }
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
-    free(q->threads);
+    free(q->workers);
     free(q);
 }
 

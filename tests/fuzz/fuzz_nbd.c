@@ -1,7 +1,7 @@
 /* libFuzzer targets for the NBD front end: each input is what a client
  * sends, fed through a socketpair into the real server code path
  * (nbd_serve_connection: handshake, then the transmission loop, the
- * worker pool, the volume layer, the cache and a file back end).
+ * worker pool, the volume layer, the cache and the back ends).
  *
  *   fuzz_nbd           the input starts right after the server's greeting
  *                      (client flags, options, then maybe requests);
@@ -9,41 +9,59 @@
  *                      SET_META_CONTEXT base:allocation, GO "fuzz") is sent
  *                      first, so the input is all transmission requests.
  *
- * Exports: "fuzz" (1 MiB read-write, the default "" too) and "ro" (a
- * read-only export whose size is not a multiple of 4 KiB). Both live in
- * memfds; the cache (512 KiB) is smaller than the data so inputs also
- * evict. State (cached blocks, written data) carries over between inputs,
- * as it does between a real server's clients.
+ * Exports (sizes also in craft_seeds.py and make_corpus.sh):
+ *   "fuzz"    (also the default "") 5 GiB + 1 MiB + 1000 bytes on the
+ *             sparse memory back end (sparse_be.c), every capability, 64 KiB
+ *             read-ahead. Larger than any 32-bit length, so every length
+ *             check in the transmission code is reachable: READ/WRITE past
+ *             the 32 MiB cap, TRIM/WRITE_ZEROES/CACHE/BLOCK_STATUS of up to
+ *             4 GiB inside the export, past its end, and offset+length
+ *             wrapping 2^64; odd-sized, so the tail block is reachable too.
+ *   "blk512"  40 MiB + 1536 bytes, sparse, min block 512 (unaligned requests
+ *             are refused except at the end), no native FUA, trim, zero or
+ *             extents: the generic fallbacks in backend.c run (zero by
+ *             writing, FUA by flush); 256 KiB read-ahead.
+ *   "small"   1 MiB + 1234 bytes, read-write, a file back end on a memfd.
+ *   "ro"      64 KiB + 100 bytes, read-only, a file back end on a memfd.
+ * The sparse volumes keep at most 64 / 16 MiB of written data (more fails
+ * with ENOSPC, an ordinary back end error), so long runs stay bounded, and
+ * requests over untouched ranges cost no memory. The cache (512 KiB) is
+ * smaller than the data, so inputs also evict. State (cached blocks,
+ * written data) carries over between inputs, as it does between a real
+ * server's clients.
  *
- * A helper thread plays the client: it writes the input, shuts down its
- * sending side and reads (and drops) everything the server sends until
- * the server closes, so neither side can block the other.
+ * A helper thread plays the client (fuzz_client.c): it writes the input,
+ * shuts down its sending side and reads (and drops) everything the server
+ * sends until the server closes, so neither side can block the other.
  *
  * Set SHOAL_FUZZ_LOG=debug to see the daemon's log while reproducing. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/bufpool.h"
 #include "common/log.h"
 #include "core/engine.h"
+#include "core/volume.h"
 #include "frontend/frontend.h"
 #include "frontend/nbd/proto.h"
 #include "frontend/nbd/server.h"
+#include "fuzz_client.h"
+#include "fuzz_log.h"
+#include "sparse_be.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define VOL_SIZE    (1u << 20)
+#define BIG_SIZE    ((UINT64_C(5) << 30) + (1u << 20) + 1000)
+#define B512_SIZE   ((40u << 20) + 3 * 512)
+#define SMALL_SIZE  ((1u << 20) + 1234)
 #define RO_SIZE     (64u * 1024 + 100)
 #define CACHE_BYTES (512u * 1024)
 
@@ -62,16 +80,55 @@ static int add_memfd_volume(const char *name, size_t size, bool readonly)
         if (pwrite(fd, blk, sizeof blk, (off_t)off) != (ssize_t)sizeof blk)
             return -errno;
     }
-    static char paths[2][64];
-    static int n;
-    char *path = paths[n++ % 2];
-    snprintf(path, sizeof paths[0], "/proc/self/fd/%d", fd); /* fd stays open */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd); /* fd stays open */
     struct volume_config vc = {
         .name = name,
         .backend = {.spec = path, .readonly = readonly},
         .readonly = readonly,
     };
     return engine_add_volume(engine, &vc);
+}
+
+static int add_sparse_volume(const char *name, const struct sparse_be_config *sc, int32_t readahead)
+{
+    struct backend *be;
+    int r = sparse_be_new(sc, &be);
+    if (r < 0)
+        return r;
+    struct volume_config vc = {
+        .name = name,
+        .backend = {.spec = be->spec},
+        .readahead = readahead,
+    };
+    return engine_add_volume_backend(engine, &vc, be);
+}
+
+static int add_volumes(void)
+{
+    const struct sparse_be_config big = {
+        .size = BIG_SIZE,
+        .pattern_bytes = 8u << 20,
+        .max_bytes = 64u << 20,
+        .caps = BE_CAN_FLUSH | BE_CAN_FUA | BE_CAN_TRIM | BE_CAN_ZERO | BE_CAN_FAST_ZERO |
+                BE_CAN_EXTENTS | BE_CAN_MULTI_CONN,
+        .min_block = 1,
+    };
+    const struct sparse_be_config b512 = {
+        .size = B512_SIZE,
+        .pattern_bytes = 1u << 20,
+        .max_bytes = 16u << 20,
+        .caps = BE_CAN_FLUSH,
+        .min_block = 512,
+    };
+    int r = add_sparse_volume("fuzz", &big, 64 * 1024);
+    if (r == 0)
+        r = add_sparse_volume("blk512", &b512, 256 * 1024);
+    if (r == 0)
+        r = add_memfd_volume("small", SMALL_SIZE, false);
+    if (r == 0)
+        r = add_memfd_volume("ro", RO_SIZE, true);
+    return r;
 }
 
 /* At exit, stop the server and join its worker threads before the leak
@@ -91,18 +148,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
-    const char *lvl = getenv("SHOAL_FUZZ_LOG");
-    if (lvl) {
-        char spec[64];
-        snprintf(spec, sizeof spec, "all=%s", lvl);
-        log_set_spec(spec);
-    } else {
-        log_set_all(-1); /* malformed input is logged at warn: too noisy */
-    }
+    fuzz_log_setup();
     bufpool_init(64u << 20);
     struct engine_config ec = {.cache_bytes = CACHE_BYTES};
-    if (engine_create(&ec, &engine) < 0 || add_memfd_volume("fuzz", VOL_SIZE, false) < 0 ||
-        add_memfd_volume("ro", RO_SIZE, true) < 0) {
+    if (engine_create(&ec, &engine) < 0 || add_volumes() < 0) {
         fprintf(stderr, "fuzz: cannot create the engine or its volumes\n");
         abort();
     }
@@ -114,79 +163,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     atexit(stop_all);
     return 0;
-}
-
-/* ---- the client side ---- */
-
-struct client {
-    int fd;
-    const uint8_t *prefix;
-    size_t prefix_len;
-    const uint8_t *data;
-    size_t len;
-};
-
-/* Send prefix then data without blocking on a server that is itself
- * blocked sending; read and drop whatever comes back until EOF. */
-static void *client_main(void *arg)
-{
-    struct client *c = arg;
-    size_t sent = 0, total = c->prefix_len + c->len;
-    bool wr_open = true;
-    if (total == 0) {
-        shutdown(c->fd, SHUT_WR);
-        wr_open = false;
-    }
-    for (;;) {
-        struct pollfd p = {.fd = c->fd, .events = POLLIN | (wr_open ? POLLOUT : 0)};
-        if (poll(&p, 1, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            char sink[65536];
-            ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-                break; /* the server closed the connection */
-        }
-        if (wr_open && (p.revents & (POLLOUT | POLLERR))) {
-            const uint8_t *src;
-            size_t avail;
-            if (sent < c->prefix_len) {
-                src = c->prefix + sent;
-                avail = c->prefix_len - sent;
-            } else {
-                src = c->data + (sent - c->prefix_len);
-                avail = total - sent;
-            }
-            ssize_t n = send(c->fd, src, avail, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n > 0)
-                sent += (size_t)n;
-            else if (n < 0 && errno != EAGAIN && errno != EINTR)
-                sent = total; /* the server stopped reading: done writing */
-            if (sent == total) {
-                shutdown(c->fd, SHUT_WR);
-                wr_open = false;
-            }
-        }
-    }
-    close(c->fd);
-    return NULL;
-}
-
-static void serve(const uint8_t *prefix, size_t prefix_len, const uint8_t *data, size_t len)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        abort();
-    struct client c = {
-        .fd = sv[1], .prefix = prefix, .prefix_len = prefix_len, .data = data, .len = len};
-    pthread_t t;
-    if (pthread_create(&t, NULL, client_main, &c) != 0)
-        abort();
-    nbd_serve_connection(server, sv[0]); /* closes sv[0] */
-    pthread_join(t, NULL);
 }
 
 #ifdef FUZZ_TRANSMIT
@@ -206,13 +182,13 @@ static const uint8_t canned[] = {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    serve(canned, sizeof canned, data, size);
+    fuzz_serve(server, canned, sizeof canned, data, size);
     return 0;
 }
 #else
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    serve(NULL, 0, data, size);
+    fuzz_serve(server, NULL, 0, data, size);
     return 0;
 }
 #endif

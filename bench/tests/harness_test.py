@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""Tests for bench/run's harness code that needs no servers (about 1 s):
+
+  - the storm's "share of read bytes kept off the arrays" is signed:
+    1 - array bytes / client bytes, negative when the arrays served more
+    than the clients read, None when the clients read nothing;
+  - the load average is read with its 1, 5 and 15 minute figures, and the
+    report prints it for the run and for each scenario;
+  - a schema 1 results file (clamped shares, 1-minute load only) is read
+    with today's definitions: the shares recomputed signed from its raw
+    byte counts, the ratios replaced, a note saying so;
+  - the committed results files in bench/results/ all render;
+  - nbdkit's delay filter is only given delays it can express (whole
+    milliseconds): "200us" is refused, not turned into no delay;
+  - the README's results block is written with and without a chart.
+
+Standard library only.
+"""
+import copy
+import json
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.dirname(HERE)
+# No __pycache__ next to the sources (it was once committed by mistake).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(BENCH, "harness"))
+
+import common  # noqa: E402
+import peers  # noqa: E402
+import report  # noqa: E402
+from procs import BenchError  # noqa: E402
+
+FAILS = []
+
+
+def check(cond, what):
+    print("%s: %s" % ("ok" if cond else "FAIL", what))
+    if not cond:
+        FAILS.append(what)
+
+
+def schema1_doc():
+    """A minimal schema 1 results file with a boot storm (the shape of
+    2026-11-24-bfcfab0-storm.json): the shares clamped at 0."""
+    def storm(array, client, wall):
+        return {"wall": wall, "client_bytes": client, "array_bytes": array,
+                "offload": max(0.0, 1 - array / client)}
+    raw = {
+        "shoal": [{"first": storm(2_800_000_000, 2_500_000_000, 8.0),
+                   "second": storm(0, 2_500_000_000, 1.0)} for _ in range(3)],
+        "nbdkit-cache": [{"first": storm(2_600_000_000, 2_500_000_000, 5.6),
+                          "second": storm(2_590_000_000, 2_500_000_000, 6.1)}
+                         for _ in range(3)],
+    }
+    med = {s: {"first_wall": raw[s][0]["first"]["wall"],
+               "second_wall": raw[s][0]["second"]["wall"],
+               "first_offload": raw[s][0]["first"]["offload"],
+               "second_offload": raw[s][0]["second"]["offload"]} for s in raw}
+    med["shoal"].update(first_hit_ratio=0.285, second_hit_ratio=1.0, dedup_ratio=12.0)
+    return {
+        "schema": 1, "date": "2026-11-24 20:45 UTC", "commit": "abc1234", "dirty": False,
+        "mode": "full", "scenarios_run": [5], "runtime_seconds": 174.4,
+        "machine": {"cpu": "test", "cores": 2, "mem_gib": 4.0, "load_start": 7.26,
+                    "load_end": 13.6},
+        "config": {"reps": 3},
+        "ratios": [{"id": "s5.second_storm_offload_cache", "scenario": 5,
+                    "what": "nbdkit cache: share of read bytes kept off the arrays, second storm",
+                    "value": 0.0, "better": "higher", "target": None, "pass": None,
+                    "peer": None, "note": None}],
+        "targets": {"met": 0, "total": 0},
+        "results": {"s5_boot_storm": {
+            "config": {"clones": 16, "gold_image_bytes": 331350016,
+                       "gold_used_bytes": 286236672, "reads_per_boot": 3618,
+                       "bytes_per_boot": 156569600, "queue_depth": 4, "ram_bytes": 497025024},
+            "raw": raw, "median": med}},
+        "errors": [],
+    }
+
+
+def test_share():
+    check(common.share_kept_off(0, 100) == 1.0, "nothing from the array: share 1")
+    check(abs(common.share_kept_off(112, 100) + 0.12) < 1e-12,
+          "array served more than the clients read: negative share, not clamped")
+    check(common.share_kept_off(100, 0) is None, "no client bytes: no share")
+
+
+def test_load():
+    la = common.loadavg()
+    check(all(isinstance(la[k], float) for k in ("1m", "5m", "15m")),
+          "loadavg() has the 1, 5 and 15 minute figures")
+    check(report.fmt_load({"1m": 1.25, "5m": 3.5, "15m": 12.0}) == "1.2 / 3.5 / 12.0",
+          "load printed as 1 / 5 / 15 min")
+    check(report.fmt_load(7.26) == "7.3 (1 min)", "a schema 1 load is said to be 1 minute")
+    doc = report.upgrade(schema1_doc())
+    doc.update(schema=2, load=[{"step": "scenario 5", "start": la, "end": la, "seconds": 12.3}])
+    doc["machine"].update(loadavg_start=la, loadavg_end=la)
+    t = report.load_table(doc)
+    check("| scenario 5 | %s | %s | 12 s |" % (report.fmt_load(la), report.fmt_load(la)) in t,
+          "load table has a row per scenario")
+    check(report.fmt_load(la) in report.summary_md(doc), "summary states the run's load")
+
+
+def test_upgrade():
+    old = schema1_doc()
+    doc = report.upgrade(copy.deepcopy(old))
+    check(old["results"]["s5_boot_storm"]["median"]["shoal"]["first_offload"] == 0.0,
+          "the schema 1 fixture is clamped")
+    m = doc["results"]["s5_boot_storm"]["median"]
+    check(abs(m["shoal"]["first_offload"] - (1 - 2.8 / 2.5)) < 1e-9,
+          "shoal's first-storm share recomputed signed (-0.12)")
+    check(abs(m["nbdkit-cache"]["second_offload"] - (1 - 2.59 / 2.5)) < 1e-9,
+          "nbdkit cache's second-storm share recomputed signed (-0.036)")
+    ids = {r["id"]: r for r in doc["ratios"]}
+    check(ids["s5.second_storm_offload_cache"]["value"] < 0, "the ratio row is signed too")
+    check(all(k in ids for k in ("s5.first_storm_offload_shoal", "s5.second_storm_offload_shoal",
+                                 "s5.first_storm_offload_cache")),
+          "both systems' shares for both storms are listed")
+    check("recomputed signed" in report.summary_md(doc), "the summary says it was recomputed")
+    check("-0.120" in report.ratio_table(doc), "the ratio table prints the negative share")
+    check("-0.120 / -0.040" in report.raw_table(doc), "the raw table prints both shares")
+    check(report.upgrade(doc) is doc, "a current file is left alone")
+
+
+def test_committed():
+    d = os.path.join(BENCH, "results")
+    files = sorted(f for f in os.listdir(d) if f.endswith(".json")) if os.path.isdir(d) else []
+    for f in files:
+        try:
+            with open(os.path.join(d, f)) as fh:
+                doc = report.upgrade(json.load(fh))
+            text = "\n".join([report.summary_md(doc), report.ratio_table(doc),
+                              report.raw_table(doc), report.load_table(doc)])
+            ok = "load average" in text
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            ok = False
+            print("   %s: %s: %s" % (f, type(e).__name__, e))
+        check(ok, "results/%s renders" % f)
+
+
+def test_delay():
+    check(peers._delay_arg("1ms") == "1ms" and peers._delay_arg("2") == "2",
+          "whole milliseconds and seconds pass")
+    for bad in ("200us", "0.2ms", "1.5ms"):
+        try:
+            peers._delay_arg(bad)
+            check(False, "%s refused" % bad)
+        except BenchError:
+            check(True, "%s refused (nbdkit 1.32 would read it as no delay)" % bad)
+
+
+def test_readme():
+    doc = report.upgrade(schema1_doc())
+    with tempfile.TemporaryDirectory() as t:
+        p = os.path.join(t, "README.md")
+        for png in ("results/x.png", None):
+            with open(p, "w") as f:
+                f.write("head\n%s\nold\n%s\ntail\n" % (report.BEGIN, report.END))
+            check(report.update_readme(p, doc, png, "results/x.json"),
+                  "README block written (chart %s)" % png)
+            text = open(p).read()
+            check("old" not in text and "results/x.json" in text and "tail" in text
+                  and ("![" in text) == (png is not None),
+                  "README block replaced, chart link only with a chart (%s)" % png)
+
+
+def main():
+    for t in (test_share, test_load, test_upgrade, test_committed, test_delay, test_readme):
+        t()
+    if FAILS:
+        print("%d check(s) failed" % len(FAILS))
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
