@@ -15,7 +15,10 @@
 #include "common/log.h"
 #include "common/util.h"
 
-/* Probed in order; the file back end accepts anything, so it comes last. */
+/* Probed in order; the file back end accepts anything, so it comes last.
+ * "fault" is the test-only layer, or in a build without it the entry that
+ * refuses fault: specs: meson picks fault.c or absent.c, so this list is the
+ * same in every build. */
 static const struct backend_ops *const registry[] = {
     &backend_fault_ops,
     &backend_nbd_ops,

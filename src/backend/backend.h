@@ -1,6 +1,7 @@
 /* Back ends: where a volume's data lives (a local file or block device, an
  * upstream NBD export, ...). Each kind is one `struct backend_ops`; layers
- * stack by wrapping a `next` backend (the test-only fault layer does this).
+ * stack by wrapping a `next` backend (the fault layer does this: a test-only
+ * back end, built only with meson -Dfault_backend=true).
  *
  * Contract for every op:
  *   - returns 0 or a negative errno (-EIO, -ENOSPC, -EINVAL, -ENOTSUP, ...);
@@ -10,8 +11,11 @@
  *     multiplexes commands over its connections);
  *   - a write is complete (the storage acknowledged it) when the op returns
  *     0; with BE_FUA it is also persistent;
- *   - an op may block (it runs on a worker thread, never on the thread that
- *     parses requests).
+ *   - an op may block: it runs on a thread that may wait (a worker, the
+ *     prefetch thread; open, close and describe on the thread that adds,
+ *     removes or shows the volume). The exception is pread_nowait, which
+ *     is called on the thread that parses a connection's requests, so that
+ *     a page-cache hit needs no hand-off to a worker: it must never block.
  */
 #ifndef SHOAL_BACKEND_BACKEND_H
 #define SHOAL_BACKEND_BACKEND_H
@@ -101,7 +105,9 @@ struct backend {
 };
 
 /* Registry: pick the back end whose probe() accepts the spec (nbd URIs go to
- * "nbd", fault: prefix to "fault", everything else to "file"). */
+ * "nbd", fault: prefix to "fault", everything else to "file"). Without
+ * -Dfault_backend, "fault" refuses every spec with -ENOTSUP and a one-line
+ * backend_open_error() (fault/absent.c). */
 int backend_open(const struct backend_params *p, struct backend **out);
 void backend_close(struct backend *be);
 

@@ -61,9 +61,12 @@ static json_t *find_volume(json_t *stats, const char *name)
 }
 
 /* Rate of a counter between two samples; false when it cannot be known
- * (no previous sample, or the counter went back: volume re-added). */
+ * (no previous sample, or the counter went back: volume re-added). *out is
+ * always set (0 when false): gcc -O3 cannot see that callers read it only
+ * after a true, and warns. */
 static bool rate(json_t *prev, json_t *cur, const char *key, double secs, double *out)
 {
+    *out = 0;
     if (!prev || secs <= 0)
         return false;
     uint64_t a = counter(prev, key), b = counter(cur, key);

@@ -2,12 +2,15 @@
  *
  * Buffers come in power-of-two size classes from 4 KiB to 64 MiB, page
  * aligned (O_DIRECT-safe). Freed buffers go back to a per-class free list
- * and are reused; the pool only calls malloc to grow. Total memory handed out
- * is capped (bufpool_init): when a request would exceed the cap, the caller
- * waits until buffers come back, which applies back-pressure to clients
- * instead of growing without bound.
+ * and are reused; the pool only allocates to grow. Memory allocated (handed
+ * out + cached) is capped (bufpool_init): when a request would exceed the
+ * cap, cached buffers of every class are freed first, then the caller waits
+ * until buffers come back, which applies back-pressure to clients instead of
+ * growing without bound. One buffer bigger than the whole cap is served when
+ * the pool holds nothing else, so a big request cannot wait forever.
  *
- * Lock rules: one mutex per class for the free lists, one for the budget.
+ * Lock rules: one mutex (and its condvar, for the waiters) guards the free
+ * lists and the budget.
  */
 #ifndef SHOAL_COMMON_BUFPOOL_H
 #define SHOAL_COMMON_BUFPOOL_H

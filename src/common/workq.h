@@ -2,10 +2,11 @@
  * everything that may block on a back end, so the threads that parse
  * requests never wait on storage.
  *
- * The pool starts with `threads` workers and grows, up to `max_threads`,
- * whenever work is queued while no worker is idle: one slow or hung back end
- * must not take every worker and stall volumes on healthy storage. Workers
- * added this way stay until the pool is destroyed (bounded by max_threads).
+ * The pool starts with `threads` workers and grows by one, up to
+ * `max_threads`, whenever a submit leaves more items queued than workers
+ * idle: one slow or hung back end must not take every worker and stall
+ * volumes on healthy storage. Workers added this way stay until the pool is
+ * destroyed (bounded by max_threads).
  *
  * Each worker owns a scratch object (made by the pool's scratch_new) handed
  * to every item it runs: per-thread state too large for a request.

@@ -1,6 +1,9 @@
 /* Fault back end (tests only): a layer over another back end that adds
  * latency and fails requests at random, to exercise error paths and timing
  * in the volume layer and the NBD front end without real broken hardware.
+ * Since ackfirst and noflush below lie about writes, it is compiled only
+ * with meson -Dfault_backend=true (scripts/build, scripts/fuzz and CI set
+ * it); other builds have absent.c in its place, which refuses fault: specs.
  *
  * Spec: "fault:OPTIONS:INNER_SPEC", OPTIONS a comma list of
  *   rdelay=DUR, wdelay=DUR   delay reads / writes (write, flush, trim, zero);
