@@ -19,6 +19,13 @@ struct dir_cell {
     uint32_t gen;
 };
 
+/* A remembered block: its content's key, kept after the content left the
+ * local store (24 bytes; see dir.h). */
+struct dir_rcell {
+    uint32_t key; /* 0 = empty */
+    struct fpkey fp;
+};
+
 struct stripe {
     pthread_mutex_t lock;
     uint32_t seq;
@@ -28,12 +35,27 @@ struct stripe {
     struct dir_cell *cells;
 } __attribute__((aligned(64)));
 
+/* A stripe's remembered table, under the stripe's lock. Kept apart from the
+ * stripe (allocated with the first remembered block), so a directory that
+ * never remembers pays 8 bytes for them. */
+struct rtable {
+    uint32_t count;
+    uint32_t size;
+    struct dir_rcell *cells;
+};
+
 struct dir {
     struct store *store;
+    struct dir_budget *budget;
     uint64_t nblocks;
-    uint64_t cells_total; /* atomic */
-    uint64_t zeros_total; /* atomic */
-    uint64_t table_bytes; /* atomic */
+    uint64_t cells_total;   /* atomic */
+    uint64_t zeros_total;   /* atomic */
+    uint64_t table_bytes;   /* atomic */
+    uint64_t rcells_total;  /* atomic */
+    uint64_t rtable_bytes;  /* atomic, with the rtables array */
+    struct rtable *rtables; /* DIR_STRIPES, or NULL; set once under rt_lock */
+    pthread_mutex_t rt_lock;
+    uint32_t purge_cursor; /* next stripe whose remembered table a full budget drops */
     struct stripe stripes[DIR_STRIPES];
 };
 
@@ -76,19 +98,67 @@ static inline bool stale_locked(struct dir *d, const struct dir_cell *c)
     return v != DIR_ZERO && !store_ref_live(d->store, dir_ref(v));
 }
 
-/* ---- open addressing with linear probing ---- */
+/* ---- open addressing with linear probing ----
+ *
+ * Both tables (local cells, remembered cells) use the same code: cells of
+ * csize bytes whose first 4 bytes are the key (0 = empty). The helpers are
+ * inline and called with constant sizes, so each table gets its own
+ * specialised copy. */
+
+static inline uint32_t *oa_key(void *cells, size_t csize, uint32_t i)
+{
+    return (uint32_t *)((char *)cells + (size_t)i * csize);
+}
+
+static inline void *oa_find(void *cells, uint32_t size, size_t csize, uint32_t key)
+{
+    if (!cells)
+        return NULL;
+    for (uint32_t i = home(key, size);; i = next_slot(i, size)) {
+        uint32_t *k = oa_key(cells, csize, i);
+        if (*k == key)
+            return k;
+        if (*k == 0)
+            return NULL;
+    }
+}
+
+/* Backward-shift deletion of cell i keeps probe chains intact without
+ * tombstones. */
+static inline void oa_remove(void *cells, uint32_t size, size_t csize, uint32_t i)
+{
+    for (;;) {
+        *oa_key(cells, csize, i) = 0;
+        uint32_t j = i;
+        for (;;) {
+            j = next_slot(j, size);
+            uint32_t kj = *oa_key(cells, csize, j);
+            if (kj == 0)
+                return;
+            uint32_t h = home(kj, size);
+            /* Move j back to i if its home is not in (i, j] cyclically. */
+            if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
+                break;
+        }
+        memcpy(oa_key(cells, csize, i), oa_key(cells, csize, j), csize);
+        i = j;
+    }
+}
+
+static inline void oa_place(void *cells, uint32_t size, size_t csize, const void *cell)
+{
+    uint32_t key = *(const uint32_t *)cell;
+    for (uint32_t i = home(key, size);; i = next_slot(i, size)) {
+        if (*oa_key(cells, csize, i) == 0) {
+            memcpy(oa_key(cells, csize, i), cell, csize);
+            return;
+        }
+    }
+}
 
 static struct dir_cell *find_locked(struct stripe *s, uint32_t key)
 {
-    if (!s->cells)
-        return NULL;
-    for (uint32_t i = home(key, s->size);; i = next_slot(i, s->size)) {
-        struct dir_cell *c = &s->cells[i];
-        if (c->key == key)
-            return c;
-        if (c->key == 0)
-            return NULL;
-    }
+    return oa_find(s->cells, s->size, sizeof *s->cells, key);
 }
 
 static void account(struct dir *d, struct stripe *s, const struct dir_cell *c, int sign)
@@ -100,37 +170,16 @@ static void account(struct dir *d, struct stripe *s, const struct dir_cell *c, i
     }
 }
 
-/* Backward-shift deletion keeps probe chains intact without tombstones. */
 static void remove_cell_locked(struct dir *d, struct stripe *s, struct dir_cell *c)
 {
     account(d, s, c, -1);
     s->count--;
-    uint32_t i = (uint32_t)(c - s->cells);
-    for (;;) {
-        s->cells[i].key = 0;
-        uint32_t j = i;
-        for (;;) {
-            j = next_slot(j, s->size);
-            if (s->cells[j].key == 0)
-                return;
-            uint32_t h = home(s->cells[j].key, s->size);
-            /* Move j back to i if its home is not in (i, j] cyclically. */
-            if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
-                break;
-        }
-        s->cells[i] = s->cells[j];
-        i = j;
-    }
+    oa_remove(s->cells, s->size, sizeof *s->cells, (uint32_t)(c - s->cells));
 }
 
 static void place_locked(struct stripe *s, const struct dir_cell *c)
 {
-    for (uint32_t i = home(c->key, s->size);; i = next_slot(i, s->size)) {
-        if (s->cells[i].key == 0) {
-            s->cells[i] = *c;
-            return;
-        }
-    }
+    oa_place(s->cells, s->size, sizeof *s->cells, c);
 }
 
 /* Rebuild into a table of `n` cells, dropping stale cells on the way. */
@@ -168,18 +217,18 @@ static uint32_t count_live_locked(struct dir *d, struct stripe *s)
     return live;
 }
 
-/* A table for n cells at 60% load: room to grow to the 85% limit (about
- * 1.4x) before the next rebuild, so rebuilds stay amortised O(1). */
+/* A table for n cells at 70% load: room to grow to the 85% limit (about
+ * 1.2x) before the next rebuild, so rebuilds stay amortised O(1). */
 static uint32_t fit_size(uint32_t n)
 {
-    uint64_t size = ((uint64_t)n * 10 + 5) / 6;
+    uint64_t size = ((uint64_t)n * 10 + 6) / 7;
     return size < MIN_CELLS ? MIN_CELLS : (uint32_t)MIN(size, UINT32_MAX);
 }
 
 /* Make room for one more cell: grow at 85% load, after dropping stale
  * cells. Cells are 12 bytes in one array, so the longer linear probes of a
- * fuller table stay within a few cache lines; the load range (40-85%) keeps
- * the directory's share of the per-block metadata near 20 bytes. */
+ * fuller table stay within a few cache lines; the load range (50-85%) keeps
+ * the directory's share of the per-block metadata near 16 bytes. */
 static int reserve_locked(struct dir *d, struct stripe *s)
 {
     if (!s->cells)
@@ -211,9 +260,148 @@ static uint64_t clear_locked(struct dir *d, struct stripe *s, uint32_t key)
     return v;
 }
 
+static inline bool bit_test(const uint64_t *m, uint32_t i)
+{
+    return (m[i / 64] >> (i % 64)) & 1;
+}
+static inline void bit_set(uint64_t *m, uint32_t i)
+{
+    m[i / 64] |= 1ull << (i % 64);
+}
+
+/* ---- remembered cells ---- */
+
+void dir_budget_init(struct dir_budget *b, uint64_t max_blocks)
+{
+    b->max = max_blocks;
+    b->used = 0;
+}
+
+static bool budget_take(struct dir_budget *b)
+{
+    if (!b)
+        return false;
+    uint64_t u = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+    do {
+        if (u >= b->max)
+            return false;
+    } while (!__atomic_compare_exchange_n(&b->used, &u, u + 1, true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return true;
+}
+
+static void budget_give(struct dir_budget *b, uint64_t n)
+{
+    if (b && n)
+        __atomic_fetch_sub(&b->used, n, __ATOMIC_RELAXED);
+}
+
+static inline struct rtable *rtables_get(struct dir *d)
+{
+    return __atomic_load_n(&d->rtables, __ATOMIC_ACQUIRE);
+}
+
+/* The stripe's remembered table (allocating the array on first use when
+ * create), or NULL. */
+static struct rtable *rtable_of(struct dir *d, uint32_t si, bool create)
+{
+    struct rtable *rt = rtables_get(d);
+    if (!rt && create) {
+        LOCK_GUARD(&d->rt_lock);
+        rt = d->rtables;
+        if (!rt) {
+            rt = calloc(DIR_STRIPES, sizeof *rt);
+            if (!rt)
+                return NULL;
+            __atomic_fetch_add(&d->rtable_bytes, DIR_STRIPES * sizeof *rt, __ATOMIC_RELAXED);
+            __atomic_store_n(&d->rtables, rt, __ATOMIC_RELEASE);
+        }
+    }
+    return rt ? &rt[si] : NULL;
+}
+
+static struct dir_rcell *rfind_locked(struct rtable *t, uint32_t key)
+{
+    return t ? oa_find(t->cells, t->size, sizeof *t->cells, key) : NULL;
+}
+
+static void rremove_locked(struct dir *d, struct rtable *t, struct dir_rcell *c)
+{
+    oa_remove(t->cells, t->size, sizeof *t->cells, (uint32_t)(c - t->cells));
+    t->count--;
+    __atomic_fetch_sub(&d->rcells_total, 1, __ATOMIC_RELAXED);
+    budget_give(d->budget, 1);
+}
+
+/* Forget blk's remembered key, if any. */
+static void rclear_locked(struct dir *d, uint32_t si, uint32_t key)
+{
+    struct rtable *t = rtable_of(d, si, false);
+    struct dir_rcell *c = rfind_locked(t, key);
+    if (c)
+        rremove_locked(d, t, c);
+}
+
+/* Drop a whole remembered table (budget full: make room, oldest stripes'
+ * first in rotation). */
+static void rdrop_all_locked(struct dir *d, struct rtable *t)
+{
+    if (!t || !t->cells)
+        return;
+    __atomic_fetch_sub(&d->rcells_total, t->count, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&d->rtable_bytes, (uint64_t)t->size * sizeof *t->cells, __ATOMIC_RELAXED);
+    budget_give(d->budget, t->count);
+    free(t->cells);
+    t->cells = NULL;
+    t->count = t->size = 0;
+}
+
+static int rrebuild_locked(struct dir *d, struct rtable *t, uint32_t n)
+{
+    struct dir_rcell *nc = calloc(n, sizeof *nc);
+    if (!nc)
+        return -ENOMEM;
+    for (uint32_t i = 0; t->cells && i < t->size; i++)
+        if (t->cells[i].key)
+            oa_place(nc, n, sizeof *nc, &t->cells[i]);
+    free(t->cells);
+    __atomic_fetch_add(&d->rtable_bytes, ((uint64_t)n - t->size) * sizeof *nc, __ATOMIC_RELAXED);
+    t->cells = nc;
+    t->size = n;
+    return 0;
+}
+
+/* Remember blk's content key (the caller found no local cell for it). The
+ * remembered table runs fuller than the local one (grows at 90%, to 75%):
+ * its cells are twice as big and only misses probe it. */
+static void rremember_locked(struct dir *d, uint32_t si, uint32_t key, const struct fpkey *fp)
+{
+    struct rtable *t = rtable_of(d, si, true);
+    if (!t)
+        return;
+    struct dir_rcell *c = rfind_locked(t, key);
+    if (c) {
+        c->fp = *fp;
+        return;
+    }
+    if (!budget_take(d->budget))
+        return;
+    if (!t->cells || (uint64_t)(t->count + 1) * 10 > (uint64_t)t->size * 9) {
+        uint64_t n = MAX((uint64_t)(t->count + 1) * 4 / 3 + 1, MIN_CELLS);
+        if (rrebuild_locked(d, t, (uint32_t)MIN(n, UINT32_MAX)) < 0) {
+            budget_give(d->budget, 1);
+            return;
+        }
+    }
+    struct dir_rcell nc = {.key = key, .fp = *fp};
+    oa_place(t->cells, t->size, sizeof *t->cells, &nc);
+    t->count++;
+    __atomic_fetch_add(&d->rcells_total, 1, __ATOMIC_RELAXED);
+}
+
 /* ---- public API ---- */
 
-int dir_create(struct store *st, uint64_t nblocks, struct dir **out)
+int dir_create(struct store *st, uint64_t nblocks, struct dir_budget *budget, struct dir **out)
 {
     if (nblocks > DIR_MAX_BLOCKS)
         return -EFBIG;
@@ -222,7 +410,9 @@ int dir_create(struct store *st, uint64_t nblocks, struct dir **out)
         return -ENOMEM;
     memset(d, 0, sizeof *d);
     d->store = st;
+    d->budget = budget;
     d->nblocks = nblocks;
+    pthread_mutex_init(&d->rt_lock, NULL);
     for (uint32_t i = 0; i < DIR_STRIPES; i++)
         pthread_mutex_init(&d->stripes[i].lock, NULL);
     *out = d;
@@ -233,6 +423,7 @@ void dir_destroy(struct dir *d)
 {
     if (!d)
         return;
+    struct rtable *rt = rtables_get(d);
     for (uint32_t i = 0; i < DIR_STRIPES; i++) {
         struct stripe *s = &d->stripes[i];
         for (uint32_t j = 0; s->cells && j < s->size; j++) {
@@ -241,17 +432,31 @@ void dir_destroy(struct dir *d)
                 store_unref(d->store, dir_ref(v));
         }
         free(s->cells);
+        if (rt)
+            rdrop_all_locked(d, &rt[i]);
         pthread_mutex_destroy(&s->lock);
     }
+    free(rt);
+    pthread_mutex_destroy(&d->rt_lock);
     free(d);
+}
+
+/* The value dir_lookup reports for blk: its local cell, else DIR_REMEMBERED
+ * if its key is remembered, else 0. */
+static uint64_t lookup_locked(struct dir *d, struct stripe *s, uint32_t si, uint32_t key)
+{
+    struct dir_cell *c = find_locked(s, key);
+    if (c)
+        return cell_val(c);
+    return rfind_locked(rtable_of(d, si, false), key) ? DIR_REMEMBERED : 0;
 }
 
 uint64_t dir_lookup(struct dir *d, uint64_t blk)
 {
-    struct stripe *s = &d->stripes[dir_stripe_of(blk)];
+    uint32_t si = dir_stripe_of(blk);
+    struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
-    struct dir_cell *c = find_locked(s, key_of(blk));
-    return c ? cell_val(c) : 0;
+    return lookup_locked(d, s, si, key_of(blk));
 }
 
 void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out)
@@ -260,38 +465,56 @@ void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out)
     for (uint32_t i = 0; i < n;) {
         uint64_t blk = first + i;
         uint32_t run = (uint32_t)MIN((uint64_t)(n - i), gmask + 1 - (blk & gmask));
-        struct stripe *s = &d->stripes[dir_stripe_of(blk)];
+        uint32_t si = dir_stripe_of(blk);
+        struct stripe *s = &d->stripes[si];
         LOCK_GUARD(&s->lock);
-        for (uint32_t k = 0; k < run; k++) {
-            struct dir_cell *c = find_locked(s, key_of(blk + k));
-            out[i + k] = c ? cell_val(c) : 0;
-        }
+        for (uint32_t k = 0; k < run; k++)
+            out[i + k] = lookup_locked(d, s, si, key_of(blk + k));
         i += run;
     }
 }
 
-void dir_drop_stale(struct dir *d, uint64_t blk, uint64_t val)
+bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *tk, struct fpkey *fp)
 {
-    struct stripe *s = &d->stripes[dir_stripe_of(blk)];
+    uint32_t si = dir_stripe_of(blk);
+    struct stripe *s = &d->stripes[si];
+    uint32_t key = key_of(blk);
+    if (!bit_test(tk->touched, si) || bit_test(tk->dirty, si))
+        return false;
+    uint64_t stale;
+    {
+        LOCK_GUARD(&s->lock);
+        if (tk->t[si] != s->seq)
+            return false; /* changed since the ticket: the back end decides */
+        struct dir_rcell *rc = rfind_locked(rtable_of(d, si, false), key);
+        if (rc) {
+            *fp = rc->fp;
+            return true;
+        }
+        struct dir_cell *c = find_locked(s, key);
+        if (!c || !stale_locked(d, c))
+            return false; /* nothing known (or live again) */
+        stale = cell_val(c);
+    }
+    /* The content was evicted: ask the store's eviction log for its key
+     * (not under the stripe lock: see the lock rules), then turn the cell
+     * into a remembered one, or drop it if the key is forgotten, unless
+     * something changed meanwhile. */
+    bool known = store_evicted_key(d->store, dir_ref(stale), fp);
     LOCK_GUARD(&s->lock);
-    struct dir_cell *c = find_locked(s, key_of(blk));
-    if (c && cell_val(c) == val)
+    struct dir_cell *c = find_locked(s, key);
+    if (c && cell_val(c) == stale) {
         remove_cell_locked(d, s, c);
+        if (known)
+            rremember_locked(d, si, key, fp);
+    }
+    return known && tk->t[si] == s->seq;
 }
 
 void dir_tickets_reset(struct dir_tickets *tk)
 {
     memset(tk->touched, 0, sizeof tk->touched);
     memset(tk->dirty, 0, sizeof tk->dirty);
-}
-
-static inline bool bit_test(const uint64_t *m, uint32_t i)
-{
-    return (m[i / 64] >> (i % 64)) & 1;
-}
-static inline void bit_set(uint64_t *m, uint32_t i)
-{
-    m[i / 64] |= 1ull << (i % 64);
 }
 
 void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk)
@@ -311,6 +534,7 @@ uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
     uint64_t old = clear_locked(d, s, key_of(blk));
+    rclear_locked(d, si, key_of(blk));
     if (bit_test(tk->touched, si) && tk->t[si] != s->seq)
         bit_set(tk->dirty, si);
     s->seq++;
@@ -326,6 +550,7 @@ uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool
     LOCK_GUARD(&s->lock);
     bool ok = bit_test(tk->touched, si) && !bit_test(tk->dirty, si) && tk->t[si] == s->seq;
     uint64_t old = clear_locked(d, s, key_of(blk));
+    rclear_locked(d, si, key_of(blk));
     s->seq++;
     if (ok)
         tk->t[si] = s->seq;
@@ -359,7 +584,39 @@ bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t v
     place_locked(s, &nc);
     s->count++;
     account(d, s, &nc, +1);
+    rclear_locked(d, si, key); /* held locally again */
     return true;
+}
+
+/* Forget the remembered keys of blocks [first, end) in stripe si: rebuild
+ * the table without them (forgetting everything is the fallback). */
+static void rclear_range_locked(struct dir *d, uint32_t si, uint64_t first, uint64_t end)
+{
+    struct rtable *t = rtable_of(d, si, false);
+    if (!t || !t->cells)
+        return;
+    struct dir_rcell *nc = calloc(t->size, sizeof *nc);
+    if (!nc) {
+        rdrop_all_locked(d, t);
+        return;
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint32_t k = t->cells[i].key;
+        if (!k)
+            continue;
+        uint64_t b = blk_of(k, si);
+        if (b >= first && b < end)
+            continue;
+        oa_place(nc, t->size, sizeof *nc, &t->cells[i]);
+        kept++;
+    }
+    uint32_t gone = t->count - kept;
+    __atomic_fetch_sub(&d->rcells_total, gone, __ATOMIC_RELAXED);
+    budget_give(d->budget, gone);
+    free(t->cells);
+    t->cells = nc;
+    t->count = kept;
 }
 
 /* Small batch of references to drop once the stripe lock is released. */
@@ -381,6 +638,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
             {
                 LOCK_GUARD(&s->lock);
                 old = clear_locked(d, s, key_of(b));
+                rclear_locked(d, dir_stripe_of(b), key_of(b));
                 s->seq++;
             }
             if (dir_val_is_ref(old))
@@ -419,8 +677,10 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
                      * are revisited on the next pass if needed. */
                     remove_cell_locked(d, s, c);
                 }
-                if (!again)
+                if (!again) {
                     maybe_shrink_locked(d, s);
+                    rclear_range_locked(d, si, first, end);
+                }
             }
             for (unsigned k = 0; k < ndrop; k++)
                 store_unref(d->store, dir_ref(drop[k]));
@@ -443,8 +703,66 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
     }
 }
 
+/* Stale cells converted per lock hold: the store is asked for their keys
+ * with the stripe lock released (lock rules). */
+#define REMEMBER_BATCH 64
+
+/* Turn stale cells of stripe si whose content's key the store's eviction
+ * log still holds into remembered cells. Best effort: a cell the scan skips
+ * (moved by a removal) waits for the next purge. */
+static void remember_stale(struct dir *d, uint32_t si)
+{
+    struct stripe *s = &d->stripes[si];
+    uint32_t pos = 0;
+    for (;;) {
+        uint32_t keys[REMEMBER_BATCH];
+        uint64_t vals[REMEMBER_BATCH];
+        struct fpkey fps[REMEMBER_BATCH];
+        unsigned n = 0;
+        {
+            LOCK_GUARD(&s->lock);
+            for (; pos < s->size && n < REMEMBER_BATCH; pos++) {
+                struct dir_cell *c = &s->cells[pos];
+                if (c->key && stale_locked(d, c)) {
+                    keys[n] = c->key;
+                    vals[n++] = cell_val(c);
+                }
+            }
+        }
+        if (n == 0)
+            return;
+        bool known[REMEMBER_BATCH];
+        for (unsigned i = 0; i < n; i++)
+            known[i] = store_evicted_key(d->store, dir_ref(vals[i]), &fps[i]);
+        {
+            LOCK_GUARD(&s->lock);
+            for (unsigned i = 0; i < n; i++) {
+                struct dir_cell *c = find_locked(s, keys[i]);
+                if (!known[i] || !c || cell_val(c) != vals[i])
+                    continue;
+                remove_cell_locked(d, s, c);
+                rremember_locked(d, si, keys[i], &fps[i]);
+            }
+        }
+        if (n < REMEMBER_BATCH)
+            return;
+    }
+}
+
 void dir_purge(struct dir *d)
 {
+    if (d->budget) {
+        /* A full budget makes room for what was evicted since: forget one
+         * stripe's remembered blocks per purge, in rotation. */
+        if (__atomic_load_n(&d->budget->used, __ATOMIC_RELAXED) >= d->budget->max &&
+            rtables_get(d)) {
+            uint32_t si = d->purge_cursor++ % DIR_STRIPES;
+            LOCK_GUARD(&d->stripes[si].lock);
+            rdrop_all_locked(d, rtable_of(d, si, false));
+        }
+        for (uint32_t si = 0; si < DIR_STRIPES; si++)
+            remember_stale(d, si);
+    }
     for (uint32_t si = 0; si < DIR_STRIPES; si++) {
         struct stripe *s = &d->stripes[si];
         LOCK_GUARD(&s->lock);
@@ -485,4 +803,14 @@ uint64_t dir_zero_cells(struct dir *d)
 uint64_t dir_metadata_bytes(struct dir *d)
 {
     return sizeof *d + __atomic_load_n(&d->table_bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t dir_remembered(struct dir *d)
+{
+    return __atomic_load_n(&d->rcells_total, __ATOMIC_RELAXED);
+}
+
+uint64_t dir_remembered_bytes(struct dir *d)
+{
+    return __atomic_load_n(&d->rtable_bytes, __ATOMIC_RELAXED);
 }

@@ -11,8 +11,21 @@
  *
  * A cell's value is a 64-bit word: (generation << 32 | store index), the
  * constant DIR_ZERO for "known all-zero, no RAM", or 0 for empty. Cells whose
- * content was evicted go stale (see store.h) and are dropped lazily: on
- * lookup, and before a table grows.
+ * content was evicted go stale (see store.h).
+ *
+ * REMEMBERED BLOCKS. A block whose content left the local store keeps the
+ * content's key (160 bits of SHA-256, fingerprint.h) in a second table of
+ * its stripe, so a later miss can ask the other tiers for that content by
+ * key before the back end. A stale cell becomes a remembered one when the
+ * store's eviction log still knows the evicted content's key: on a read
+ * miss (dir_read_ticket_key) and in the maintenance purge; otherwise it is
+ * dropped. dir_lookup reports a remembered block as DIR_REMEMBERED.
+ * Remembering is bounded by a budget shared by all volumes (struct
+ * dir_budget): when it is full no new block is remembered, and each purge
+ * forgets one stripe's remembered blocks to make room. A remembered key is
+ * the block's content as long as the key stays: every write, trim, zero,
+ * invalidate and disable clears it exactly like a local cell, under the same
+ * race rule.
  *
  * THE RACE RULE (no stale read). A read miss fetches a block from the back
  * end and wants to cache it; a write to that block may complete in between,
@@ -44,10 +57,13 @@
  * Stripes are shared by 8 blocks: unrelated neighbours can make a result
  * spuriously unclean, which only costs a missed insert.
  *
- * Lock rules: stripe->lock guards the stripe's table, seq and counters. No
- * other lock is taken while holding it, except the lock-free store_ref_live.
- * References to drop are returned to the caller, who calls store_unref after
- * the stripe lock is released.
+ * Lock rules: stripe->lock guards the stripe's tables (local and
+ * remembered), seq and counters. No other lock is taken while holding it,
+ * except the lock-free store_ref_live and dir->rt_lock (which only
+ * allocates the remembered tables' array, once, and takes nothing else).
+ * References to drop are returned to the caller, who calls store_unref
+ * after the stripe lock is released; the store's eviction log is asked with
+ * the stripe lock released too.
  */
 #ifndef SHOAL_CORE_DIR_H
 #define SHOAL_CORE_DIR_H
@@ -60,6 +76,7 @@
 #define DIR_STRIPES     1024u
 #define DIR_GROUP_SHIFT 3
 #define DIR_ZERO        UINT64_MAX
+#define DIR_REMEMBERED  (UINT64_MAX - 1)    /* dir_lookup: no local cell, key remembered */
 #define DIR_MAX_BLOCKS  (UINT64_C(1) << 42) /* 16 PiB volumes */
 
 struct dir;
@@ -75,23 +92,30 @@ static inline struct store_ref dir_ref(uint64_t v)
 }
 static inline bool dir_val_is_ref(uint64_t v)
 {
-    return v != 0 && v != DIR_ZERO;
+    return v != 0 && v != DIR_ZERO && v != DIR_REMEMBERED;
 }
 static inline uint32_t dir_stripe_of(uint64_t blk)
 {
     return (uint32_t)((blk >> DIR_GROUP_SHIFT) & (DIR_STRIPES - 1));
 }
 
-int dir_create(struct store *st, uint64_t nblocks, struct dir **out);
+/* How many blocks the directories of an engine may remember together. */
+struct dir_budget {
+    uint64_t max;
+    uint64_t used; /* atomic */
+};
+void dir_budget_init(struct dir_budget *b, uint64_t max_blocks);
+
+/* budget: shared by the engine's directories; NULL: remember nothing. */
+int dir_create(struct store *st, uint64_t nblocks, struct dir_budget *budget, struct dir **out);
 /* Drops every reference the directory holds. No I/O may be running. */
 void dir_destroy(struct dir *d);
 
-/* Current value of a block's cell (0 if none). */
+/* Current value of a block's cell: a store reference, DIR_ZERO,
+ * DIR_REMEMBERED, or 0 if nothing is known. */
 uint64_t dir_lookup(struct dir *d, uint64_t blk);
 /* Values of blocks [first, first+n) into out[]: one lock per 8-block group. */
 void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out);
-/* Remove the cell if it still holds `val` (found stale by the caller). */
-void dir_drop_stale(struct dir *d, uint64_t blk, uint64_t val);
 
 /* Race rule: see above. A request's tickets live in a `struct dir_tickets`
  * (in the worker's scratch: too big for a request), one per stripe. A stripe
@@ -106,6 +130,15 @@ struct dir_tickets {
 void dir_tickets_reset(struct dir_tickets *tk);
 /* Read side: take the ticket for blk before fetching it. */
 void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk);
+/* After the read's tickets are taken (all of them: a ticket taken later in
+ * the same stripe would cover this answer too), the key of blk's content if
+ * it is remembered, or can still be learnt from the store's eviction log
+ * for a stale cell (which then becomes remembered), and nothing changed the
+ * stripe since the ticket: true and *fp. A copy found by that key anywhere
+ * is then blk's content as of the ticket, and dir_install with the same
+ * tickets caches it only if that still holds. */
+bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *tk,
+                        struct fpkey *fp);
 /* Write side (write, trim, zero): begin before the back end, end after it
  * answered and before the reply. end returns true if the block may still
  * be installed (nothing else touched its stripe since our begin). */
@@ -122,12 +155,16 @@ bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t v
  * concerned (invalidate, disable). Drops the references itself. */
 void dir_invalidate(struct dir *d, uint64_t first, uint64_t n);
 
-/* Drop stale cells and shrink tables to fit (maintenance, after evictions). */
+/* Maintenance, after evictions: remember the stale cells whose content's
+ * key the store still knows, drop the others, shrink tables to fit; with
+ * the budget full, forget one stripe's remembered blocks first. */
 void dir_purge(struct dir *d);
 
 /* Counters. */
-uint64_t dir_cells(struct dir *d);      /* cells in use (including stale) */
-uint64_t dir_zero_cells(struct dir *d); /* cells holding DIR_ZERO */
-uint64_t dir_metadata_bytes(struct dir *d);
+uint64_t dir_cells(struct dir *d);            /* cells in use (including stale) */
+uint64_t dir_zero_cells(struct dir *d);       /* cells holding DIR_ZERO */
+uint64_t dir_metadata_bytes(struct dir *d);   /* without the remembered tables */
+uint64_t dir_remembered(struct dir *d);       /* remembered blocks */
+uint64_t dir_remembered_bytes(struct dir *d); /* memory of the remembered tables */
 
 #endif

@@ -17,11 +17,15 @@
 #include "core/dir.h"
 #include "core/evict.h"
 #include "core/store.h"
+#include "core/tier.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 
 struct engine {
     struct store *store;
+    struct dir_budget budget; /* remembered blocks, all volumes */
+    struct tier **tiers;      /* owned; asked in order after the store */
+    unsigned ntiers;
     pthread_rwlock_t lock;
     struct volume *head; /* registry in insertion order */
     unsigned count;
@@ -34,7 +38,7 @@ struct engine {
     bool stopping;
 };
 
-#define MAINT_PERIOD_MS 1000
+#define MAINT_PERIOD_MS 100 /* a check is one pass over the shard locks */
 
 static int purge_volume(struct volume *v, void *opaque)
 {
@@ -43,9 +47,10 @@ static int purge_volume(struct volume *v, void *opaque)
     return 0;
 }
 
-/* Evicted contents leave stale cells in directories; tables drop them when
- * they would grow, but a directory that stops growing would keep them. Once
- * an eighth of the cache has been evicted since the last pass, purge. */
+/* Evicted contents leave stale cells in directories. The purge turns them
+ * into remembered blocks while the store's eviction log (a sixteenth of the
+ * cache's turnover) still knows their keys, and drops the rest; so it runs
+ * once a thirty-second of the cache has been evicted since the last pass. */
 static void *maint_main(void *arg)
 {
     struct engine *e = arg;
@@ -63,7 +68,7 @@ static void *maint_main(void *arg)
         pthread_mutex_unlock(&e->maint_lock);
         struct store_stats ss;
         store_get_stats(e->store, &ss);
-        if (ss.evictions - last_evictions >= MAX(ss.capacity_blocks / 8, 1)) {
+        if (ss.evictions - last_evictions >= MAX(ss.capacity_blocks / 32, 1)) {
             last_evictions = ss.evictions;
             engine_for_each_volume(e, purge_volume, NULL);
         }
@@ -112,6 +117,22 @@ int engine_create(const struct engine_config *cfg, struct engine **out)
         free(e);
         return r;
     }
+    dir_budget_init(&e->budget, cfg->remember_blocks
+                                    ? cfg->remember_blocks
+                                    : ENGINE_REMEMBER_PER_BLOCK * (cfg->cache_bytes / BLOCK_SIZE));
+    /* Nothing to remember: evictions need not hash their victims. */
+    store_set_eviction_log(e->store, e->budget.max > 0);
+    if (cfg->ntiers) {
+        e->tiers = calloc(cfg->ntiers, sizeof *e->tiers);
+        if (!e->tiers) {
+            store_destroy(e->store);
+            pthread_rwlock_destroy(&e->lock);
+            free(e);
+            return -ENOMEM;
+        }
+        memcpy(e->tiers, cfg->tiers, cfg->ntiers * sizeof *e->tiers);
+        e->ntiers = cfg->ntiers;
+    }
     pthread_mutex_init(&e->maint_lock, NULL);
     pthread_cond_init(&e->maint_cond, NULL);
     if (pthread_create(&e->maint, NULL, maint_main, e) == 0)
@@ -139,6 +160,9 @@ void engine_destroy(struct engine *e)
         volume_put(v);
         v = next;
     }
+    for (unsigned i = 0; i < e->ntiers; i++)
+        tier_close(e->tiers[i]);
+    free(e->tiers);
     store_destroy(e->store);
     pthread_rwlock_destroy(&e->lock);
     free(e);
@@ -187,7 +211,9 @@ int volume_open_backend(struct engine *e, struct store *st, const struct volume_
     ra = MIN(ra, (int64_t)VOL_READAHEAD_MAX);
     /* Whole blocks, a power of two so windows align. */
     v->ra_blocks = ra >= BLOCK_SIZE ? 1u << (31 - __builtin_clz((uint32_t)(ra / BLOCK_SIZE))) : 0;
-    int r = dir_create(st, v->nblocks, &v->dir);
+    v->tiers = e ? e->tiers : NULL;
+    v->ntiers = e ? e->ntiers : 0;
+    int r = dir_create(st, v->nblocks, e ? &e->budget : NULL, &v->dir);
     if (r < 0) {
         log_error(core, "volume %s: too large (%llu bytes)", cfg->name,
                   (unsigned long long)v->size);
@@ -404,6 +430,12 @@ struct backend *volume_backend(const struct volume *v)
 {
     return v->be;
 }
+void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
+{
+    out->min = v->be->min_block > 1 ? v->be->min_block : 1;
+    out->preferred = MAX(BLOCK_SIZE, out->min);
+    out->max = VOL_MAX_IO;
+}
 
 void volume_describe_backend(const struct volume *v, char *buf, size_t len)
 {
@@ -537,6 +569,7 @@ void volume_snapshot(struct volume *v, struct volume_snapshot *out)
     out->enabled = volume_enabled(v);
     out->cached_blocks = dir_cells(v->dir);
     out->zero_blocks = dir_zero_cells(v->dir);
+    out->remembered_blocks = dir_remembered(v->dir);
     out->hit_ratio = ratio(out->read_hit_bytes, out->read_bytes);
     /* Signed: read-ahead can fetch more from the array than clients asked
      * for, and then the cache adds array traffic; that must show. */
@@ -550,6 +583,7 @@ void volume_snapshot(struct volume *v, struct volume_snapshot *out)
 struct meta_acc {
     uint64_t dir_bytes;
     uint64_t zero_blocks;
+    uint64_t remembered, remembered_bytes;
 };
 
 static int add_volume_meta(struct volume *v, void *opaque)
@@ -557,6 +591,8 @@ static int add_volume_meta(struct volume *v, void *opaque)
     struct meta_acc *m = opaque;
     m->dir_bytes += dir_metadata_bytes(v->dir);
     m->zero_blocks += dir_zero_cells(v->dir);
+    m->remembered += dir_remembered(v->dir);
+    m->remembered_bytes += dir_remembered_bytes(v->dir);
     return 0;
 }
 
@@ -573,12 +609,26 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->logical_blocks = ss.logical_blocks;
     out->zero_blocks = m.zero_blocks;
     out->logical_bytes = (ss.logical_blocks + m.zero_blocks) * BLOCK_SIZE;
-    out->metadata_bytes = ss.metadata_bytes + m.dir_bytes + sizeof *e;
+    uint64_t local_meta = ss.metadata_bytes + m.dir_bytes + sizeof *e;
+    out->metadata_bytes = local_meta + m.remembered_bytes;
+    out->directory_remembered_blocks = m.remembered;
+    out->remembered_limit_blocks = e->budget.max;
+    out->remembered_metadata_bytes = m.remembered_bytes;
+    for (unsigned i = 0; i < e->ntiers; i++) {
+        const struct tier_counters *c = &e->tiers[i]->c;
+        out->tier_lookups += STAT_LOAD(c->lookups);
+        out->tier_hits += STAT_LOAD(c->hits);
+        out->tier_corrupt += STAT_LOAD(c->corrupt);
+        out->tier_timeouts += STAT_LOAD(c->timeouts);
+        out->tier_errors += STAT_LOAD(c->errors);
+        out->tier_puts += STAT_LOAD(c->puts);
+    }
     out->evictions = ss.evictions;
     out->inserts = ss.inserts;
     out->dedup_hits = ss.dedup_hits;
     out->insert_failures = ss.insert_failures;
     out->dedup_ratio = ratio(ss.logical_blocks, ss.unique_blocks);
-    out->metadata_bytes_per_block = ratio(out->metadata_bytes, ss.unique_blocks);
+    out->metadata_bytes_per_block = ratio(local_meta, ss.unique_blocks);
+    out->remembered_bytes_per_block = ratio(m.remembered_bytes, m.remembered);
     out->fill_ratio = ratio(out->used_bytes, out->capacity_bytes);
 }

@@ -21,10 +21,22 @@ struct engine;
 struct volume;
 struct store;
 
+struct tier;
+
 struct engine_config {
     uint64_t cache_bytes; /* --cache-size */
     const char *policy;   /* eviction policy name ("s3fifo" default, "lru") */
+    /* Blocks whose content left RAM that the directories may remember by
+     * key, all volumes together (0: ENGINE_REMEMBER_PER_BLOCK per cache
+     * block; each costs about 32 bytes). */
+    uint64_t remember_blocks;
+    /* Tiers asked by key after the local store, in order (the engine takes
+     * ownership and closes them). */
+    struct tier *const *tiers;
+    unsigned ntiers;
 };
+
+#define ENGINE_REMEMBER_PER_BLOCK 4
 
 int engine_create(const struct engine_config *cfg, struct engine **out);
 void engine_destroy(struct engine *e); /* all volumes must be removed or unreferenced */
@@ -76,6 +88,14 @@ uint64_t volume_size(const struct volume *v);
 bool volume_readonly(const struct volume *v);
 bool volume_enabled(const struct volume *v);
 struct backend *volume_backend(const struct volume *v);
+/* Block size constraints for front ends to advertise and enforce: min is
+ * the smallest I/O unit the back end accepts (1: any), preferred the size
+ * that spares read-modify-write (the cache block, or min if larger), max the
+ * largest read or write (VOL_MAX_IO). */
+struct vol_block_limits {
+    uint32_t min, preferred, max;
+};
+void volume_block_limits(const struct volume *v, struct vol_block_limits *out);
 /* Human description of the back end ("file /var/lib/x.img", "nbd nbd://h/e"). */
 void volume_describe_backend(const struct volume *v, char *buf, size_t len);
 

@@ -42,9 +42,9 @@ struct s3fifo {
 /* The key's top bits choose the store shard, so they are nearly constant
  * within one policy instance: mix before taking the slot (bits 16..) and
  * the tag (bits 48..63). */
-static uint64_t ghost_hash(const struct store_key *k)
+static uint64_t ghost_hash(uint64_t key)
 {
-    return k->h * 0x9e3779b97f4a7c15ull;
+    return key * 0x9e3779b97f4a7c15ull;
 }
 
 static uint16_t ghost_tag(uint64_t h)
@@ -52,15 +52,23 @@ static uint16_t ghost_tag(uint64_t h)
     return (uint16_t)((h >> 48) | 1);
 }
 
-static void ghost_add(struct s3fifo *s, const struct store_key *k)
+static int s3_alloc_ghost(struct s3fifo *s, uint32_t capacity);
+
+/* The ghost table is allocated at the first eviction: a cache that never
+ * fills never pays for it (without memory it is simply not kept). */
+static void ghost_add(struct s3fifo *s, uint64_t k)
 {
+    if (!s->ghost && s3_alloc_ghost(s, s->capacity) < 0)
+        return;
     uint64_t h = ghost_hash(k);
     s->ghost[(h >> 16) & s->ghost_mask] = ghost_tag(h);
 }
 
 /* Test and remove. */
-static int ghost_take(struct s3fifo *s, const struct store_key *k)
+static int ghost_take(struct s3fifo *s, uint64_t k)
 {
+    if (!s->ghost)
+        return 0;
     uint64_t h = ghost_hash(k);
     uint16_t *slot = &s->ghost[(h >> 16) & s->ghost_mask];
     if (*slot != ghost_tag(h))
@@ -98,7 +106,7 @@ static int s3_init_locked(void *st, struct store_entry *entries, uint32_t capaci
     evict_list_init(&s->small);
     evict_list_init(&s->main);
     s3_set_capacity(s, capacity);
-    return s3_alloc_ghost(s, capacity);
+    return 0;
 }
 
 static void s3_fini_locked(void *st)
@@ -113,14 +121,15 @@ static void s3_resize_locked(void *st, uint32_t capacity)
     struct s3fifo *s = st;
     s3_set_capacity(s, capacity);
     /* Keep the old ghost if a new one cannot be had: it is only a hint. */
-    (void)s3_alloc_ghost(s, capacity);
+    if (s->ghost)
+        (void)s3_alloc_ghost(s, capacity);
 }
 
 static void s3_insert_locked(void *st, uint32_t idx)
 {
     struct s3fifo *s = st;
     struct store_entry *en = &s->e[idx];
-    if (ghost_take(s, &en->key)) {
+    if (ghost_take(s, en->key)) {
         entry_set_pbits(en, IN_MAIN);
         evict_list_push_tail(&s->main, s->e, idx);
     } else {
@@ -158,7 +167,7 @@ static uint32_t s3_evict_locked(void *st)
                 evict_list_push_tail(&s->main, s->e, idx);
                 continue;
             }
-            ghost_add(s, &en->key);
+            ghost_add(s, en->key);
             return idx;
         }
         if (s->main.len == 0)
@@ -178,7 +187,7 @@ static uint32_t s3_evict_locked(void *st)
 static size_t s3_metadata_bytes_locked(void *st)
 {
     struct s3fifo *s = st;
-    return sizeof *s + ((size_t)s->ghost_mask + 1) * sizeof(uint16_t);
+    return sizeof *s + (s->ghost ? ((size_t)s->ghost_mask + 1) * sizeof(uint16_t) : 0);
 }
 
 const struct evict_ops evict_s3fifo_ops = {

@@ -49,6 +49,15 @@ int fp_compute(const void *block, struct fp *out)
     return fp_compute_len(block, BLOCK_SIZE, out);
 }
 
+bool fpkey_verify(const struct fpkey *k, const void *block)
+{
+    struct fp f;
+    if (fp_compute(block, &f) < 0)
+        return false;
+    struct fpkey got = fpkey_of(&f);
+    return fpkey_equal(&got, k);
+}
+
 void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1])
 {
     static const char hex[] = "0123456789abcdef";

@@ -26,7 +26,12 @@
     X(readahead_bytes, STAT_COUNTER, "bytes", "Bytes fetched around read misses (read-ahead)")     \
     X(backend_errors, STAT_COUNTER, "ops", "Back end operations that failed")                      \
     X(insert_races, STAT_COUNTER, "blocks",                                                        \
-      "Fetched blocks not cached because a write or invalidate raced them")
+      "Fetched blocks not cached because a write or invalidate raced them")                        \
+    X(key_hit_blocks, STAT_COUNTER, "blocks",                                                      \
+      "Read misses found by their remembered key in RAM (another volume brought the content "      \
+      "back)")                                                                                     \
+    X(tier_hit_blocks, STAT_COUNTER, "blocks",                                                     \
+      "Read misses served by a tier (by remembered key, checked) instead of the back end")
 
 /* Per-volume gauges and ratios computed at snapshot time. */
 #define VOLUME_GAUGES(X)                                                                           \
@@ -34,11 +39,15 @@
     X(connections, STAT_GAUGE, "connections", "Connected clients")                                 \
     X(enabled, STAT_GAUGE, "bool", "1 when acceleration is on, 0 in pass-through")                 \
     X(cached_blocks, STAT_GAUGE, "blocks", "Directory entries (blocks of this volume in RAM)")     \
-    X(zero_blocks, STAT_GAUGE, "blocks", "Blocks known to be all zero (cost no RAM)")
+    X(zero_blocks, STAT_GAUGE, "blocks", "Blocks known to be all zero (cost no RAM)")              \
+    X(remembered_blocks, STAT_GAUGE, "blocks",                                                     \
+      "Blocks whose content left RAM but whose key the directory remembers")
 
 #define VOLUME_RATIOS(X)                                                                           \
     X(hit_ratio, STAT_RATIO, "ratio", "Share of read bytes served from RAM")                       \
-    X(offload_ratio, STAT_RATIO, "ratio", "1 - back end read bytes / client read bytes: the share of reads kept off the back end; negative when the cache (read-ahead) read more from it than clients asked for")
+    X(offload_ratio, STAT_RATIO, "ratio",                                                          \
+      "1 - back end read bytes / client read bytes: the share of reads kept off the back end; "    \
+      "negative when the cache (read-ahead) read more from it than clients asked for")
 
 /* Cache-wide (content store) figures. */
 #define CACHE_GAUGES(X)                                                                            \
@@ -49,7 +58,17 @@
     X(zero_blocks, STAT_GAUGE, "blocks", "Volume blocks mapped to the all-zero constant")          \
     X(logical_bytes, STAT_GAUGE, "bytes", "Effective cache size: logical bytes served from RAM")   \
     X(metadata_bytes, STAT_GAUGE, "bytes",                                                         \
-      "Memory for cache metadata (entries, tables, directories)")                                  \
+      "Memory for cache metadata (entries, tables, directories), remembered blocks included")      \
+    X(directory_remembered_blocks, STAT_GAUGE, "blocks",                                           \
+      "Blocks, all volumes, whose content left RAM but whose key is remembered")                   \
+    X(remembered_limit_blocks, STAT_GAUGE, "blocks", "Most blocks the directories may remember")   \
+    X(remembered_metadata_bytes, STAT_GAUGE, "bytes", "Memory for remembered blocks")              \
+    X(tier_lookups, STAT_COUNTER, "lookups", "Batched lookups sent to tiers")                      \
+    X(tier_hits, STAT_COUNTER, "blocks", "Blocks tiers returned that matched their key")           \
+    X(tier_corrupt, STAT_COUNTER, "blocks", "Blocks tiers returned that did not match their key")  \
+    X(tier_timeouts, STAT_COUNTER, "lookups", "Tier lookups given up after the tier's timeout")    \
+    X(tier_errors, STAT_COUNTER, "lookups", "Tier lookups that failed")                            \
+    X(tier_puts, STAT_COUNTER, "blocks", "Blocks offered to tiers after a back end read")          \
     X(evictions, STAT_COUNTER, "blocks", "Contents evicted to make room")                          \
     X(inserts, STAT_COUNTER, "blocks", "Contents added")                                           \
     X(dedup_hits, STAT_COUNTER, "blocks", "Blocks that found their content already held")          \
@@ -57,7 +76,10 @@
 
 #define CACHE_RATIOS(X)                                                                            \
     X(dedup_ratio, STAT_RATIO, "ratio", "logical_blocks / unique_blocks")                          \
-    X(metadata_bytes_per_block, STAT_RATIO, "bytes", "metadata_bytes / unique_blocks")             \
+    X(metadata_bytes_per_block, STAT_RATIO, "bytes",                                               \
+      "(metadata_bytes - remembered_metadata_bytes) / unique_blocks: per locally cached block")    \
+    X(remembered_bytes_per_block, STAT_RATIO, "bytes",                                             \
+      "remembered_metadata_bytes / directory_remembered_blocks")                                   \
     X(fill_ratio, STAT_RATIO, "ratio", "used_bytes / capacity_bytes")
 
 #endif

@@ -31,17 +31,41 @@ struct shard {
     uint64_t logical; /* sum of references */
     uint64_t evictions, inserts, dedup_hits, insert_failures;
     void *pstate;
+    /* The keys of the shard's most recent evictions (evlog_*). */
+    struct evrec *ev;
+    uint32_t *ev_index; /* 4-way buckets by slot hash: ring position + 1, 0 = none */
+    uint32_t ev_bits;   /* the ring holds 1 << ev_bits, the index twice that */
+    uint32_t ev_next;
 } __attribute__((aligned(64)));
 
-/* pins[] word: count of pins in the low bits; PIN_DEAD set when the entry
- * died while pinned, so the last unpin releases the slot. */
-#define PIN_DEAD  0x80000000u
-#define PIN_COUNT 0x7fffffffu
+/* One eviction: the slot, the generation its references carry, the key. */
+struct evrec {
+    uint32_t idx;
+    uint32_t gen;
+    struct fpkey key;
+};
+
+/* Ring size: a sixteenth of the shard's capacity (at least 256), so a
+ * stale directory cell can still learn its content's key for about the
+ * next sixteenth of the cache's turnover; the engine's purge runs twice as
+ * often (engine.c).
+ * The index has twice as many cells as the ring, in buckets of 4, so a
+ * record is lost to an index collision only when 5 recent evictions hash
+ * to one bucket. */
+#define EVLOG_MIN_BITS 8
+#define EVLOG_WAYS     4
+
+/* pins[] word (16 bits a slot): count of pins in the low bits; PIN_DEAD
+ * set when the entry died while pinned, so the last unpin releases the
+ * slot. A slot pinned PIN_COUNT times refuses more (store_pin: -EBUSY; the
+ * reader copies instead). */
+#define PIN_DEAD  0x8000u
+#define PIN_COUNT 0x7fffu
 
 struct store {
     struct store_entry *entries;
     size_t entries_len;
-    uint32_t *pins;
+    uint16_t *pins;
     size_t pins_len;
     uint8_t *data;
     size_t data_len;
@@ -52,20 +76,17 @@ struct store {
     const struct evict_ops *policy;
     uint64_t capacity_blocks;
     uint64_t max_blocks;
+    bool evlog_on; /* atomic */
     pthread_mutex_t resize_lock;
 };
 
-/* The key picks the shard (top bits) and the bucket (low bits). */
-static inline uint64_t key_hash64(const struct store_key *k)
-{
-    return k->h;
-}
-
-static inline struct shard *shard_of_key(struct store *s, const struct store_key *k)
+/* The entry's 64-bit key picks the shard (top bits) and the bucket (low
+ * bits). */
+static inline struct shard *shard_of_key(struct store *s, uint64_t k)
 {
     if (s->shard_bits == 0)
         return &s->shards[0];
-    return &s->shards[key_hash64(k) >> (64 - s->shard_bits)];
+    return &s->shards[k >> (64 - s->shard_bits)];
 }
 
 static inline struct shard *shard_of_idx(struct store *s, uint32_t idx)
@@ -90,15 +111,18 @@ static inline void store_gen(struct store_entry *e, uint32_t gen)
 
 /* ---- hash table (chained through store_entry.hnext) ---- */
 
-/* The entry holding exactly these bytes. The key (64 bits of SHA-256)
- * finds it; the byte compare makes a false match impossible rather than
- * merely unlikely, and costs a 4 KiB memcmp only when the keys agree. */
-static uint32_t hash_find_locked(struct store *s, struct shard *sh, const struct store_key *k,
-                                 const void *data)
+/* The entry holding exactly these bytes (data), or with this whole key
+ * (full, a remembered block's: its data is rehashed to compare all 160
+ * bits). The 64-bit key narrows the search; the byte compare makes a false
+ * dedup match impossible rather than merely unlikely, and costs a 4 KiB
+ * memcmp only when the keys agree. */
+static uint32_t hash_find_locked(struct store *s, struct shard *sh, uint64_t k, const void *data,
+                                 const struct fpkey *full)
 {
-    uint32_t idx = sh->buckets[key_hash64(k) & sh->bucket_mask];
+    uint32_t idx = sh->buckets[k & sh->bucket_mask];
     while (idx != STORE_NONE) {
-        if (s->entries[idx].key.h == k->h && memcmp(slot_data(s, idx), data, BLOCK_SIZE) == 0)
+        if (s->entries[idx].key == k && (data ? memcmp(slot_data(s, idx), data, BLOCK_SIZE) == 0
+                                              : fpkey_verify(full, slot_data(s, idx))))
             return idx;
         idx = s->entries[idx].hnext;
     }
@@ -107,14 +131,14 @@ static uint32_t hash_find_locked(struct store *s, struct shard *sh, const struct
 
 static void hash_insert_locked(struct store *s, struct shard *sh, uint32_t idx)
 {
-    uint32_t *b = &sh->buckets[key_hash64(&s->entries[idx].key) & sh->bucket_mask];
+    uint32_t *b = &sh->buckets[s->entries[idx].key & sh->bucket_mask];
     s->entries[idx].hnext = *b;
     *b = idx;
 }
 
 static void hash_remove_locked(struct store *s, struct shard *sh, uint32_t idx)
 {
-    uint32_t *p = &sh->buckets[key_hash64(&s->entries[idx].key) & sh->bucket_mask];
+    uint32_t *p = &sh->buckets[s->entries[idx].key & sh->bucket_mask];
     while (*p != STORE_NONE) {
         if (*p == idx) {
             *p = s->entries[idx].hnext;
@@ -124,12 +148,13 @@ static void hash_remove_locked(struct store *s, struct shard *sh, uint32_t idx)
     }
 }
 
-/* One bucket per 1–2 entries of capacity (`want`): chains stay short (the
- * table is only walked on a miss's insert, never on a hit) and buckets
- * cost 2–4 bytes per cached block instead of 4–8. */
+/* Buckets grow with the entries held (doubled at 4 entries a bucket), not
+ * sized for the shard's capacity, so a cache that is partly full pays for
+ * what it holds. Chains of 2-4 are cheap here: the table is walked on
+ * inserts and finds by key, never on a hit. 1-2 bytes per cached block. */
 static int buckets_resize_locked(struct store *s, struct shard *sh, uint32_t want)
 {
-    uint32_t n = (uint32_t)round_up_pow2_u64(MAX(want / 2, MIN_BUCKETS));
+    uint32_t n = (uint32_t)round_up_pow2_u64(MAX(want / 4, MIN_BUCKETS));
     if (sh->buckets && n == sh->bucket_mask + 1)
         return 0;
     uint32_t *nb = malloc((size_t)n * sizeof *nb);
@@ -184,12 +209,102 @@ static bool entry_kill_locked(struct store *s, struct shard *sh, uint32_t idx)
     uint32_t g = e->gen + 1;
     store_gen(e, g ? g : 1);
     sh->used--;
-    uint32_t old = __atomic_fetch_or(&s->pins[idx], PIN_DEAD, __ATOMIC_ACQ_REL);
+    uint16_t old = __atomic_fetch_or(&s->pins[idx], (uint16_t)PIN_DEAD, __ATOMIC_ACQ_REL);
     if (old & PIN_COUNT)
         return false; /* the last store_unpin releases it */
     __atomic_store_n(&s->pins[idx], 0, __ATOMIC_RELAXED);
     slot_release_locked(s, sh, idx);
     return true;
+}
+
+/* ---- eviction log (store_evicted_key) ---- */
+
+/* The first index cell of idx's bucket (ev_bits - 1 bits of bucket
+ * number: 2 << ev_bits cells / 4 ways). */
+static inline uint32_t *evlog_bucket(const struct shard *sh, uint32_t idx)
+{
+    uint32_t b = (uint32_t)(idx * 2654435761u) >> (32 - (sh->ev_bits - 1));
+    return &sh->ev_index[b * EVLOG_WAYS];
+}
+
+/* Allocated at the first eviction: a cache that never fills never pays. A
+ * failed allocation only means evicted blocks are forgotten. */
+static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, const struct fpkey *key)
+{
+    if (!sh->ev) {
+        uint32_t bits = EVLOG_MIN_BITS;
+        while (bits < 30 && (1u << bits) < sh->limit / 16)
+            bits++;
+        sh->ev = calloc((size_t)1 << bits, sizeof *sh->ev);
+        sh->ev_index = calloc((size_t)2 << bits, sizeof *sh->ev_index);
+        if (!sh->ev || !sh->ev_index) {
+            free(sh->ev);
+            free(sh->ev_index);
+            sh->ev = NULL;
+            sh->ev_index = NULL;
+            return;
+        }
+        sh->ev_bits = bits;
+    }
+    uint32_t mask = (1u << sh->ev_bits) - 1;
+    uint32_t pos = sh->ev_next++ & mask;
+    struct evrec *r = &sh->ev[pos];
+    if (r->gen) {
+        /* Overwriting the oldest record: unindex it. */
+        uint32_t *b = evlog_bucket(sh, r->idx);
+        for (unsigned w = 0; w < EVLOG_WAYS; w++)
+            if (b[w] == pos + 1)
+                b[w] = 0;
+    }
+    *r = (struct evrec){idx, gen, *key};
+    /* An empty way, else the oldest record's (the ring position furthest
+     * behind the next one). */
+    uint32_t *b = evlog_bucket(sh, idx);
+    unsigned victim = 0;
+    uint32_t oldest_age = 0;
+    for (unsigned w = 0; w < EVLOG_WAYS; w++) {
+        if (b[w] == 0) {
+            victim = w;
+            break;
+        }
+        uint32_t age = (pos - (b[w] - 1)) & mask;
+        if (age > oldest_age) {
+            oldest_age = age;
+            victim = w;
+        }
+    }
+    b[victim] = pos + 1;
+}
+
+static bool evlog_find_locked(const struct shard *sh, uint32_t idx, uint32_t gen, struct fpkey *key)
+{
+    if (!sh->ev)
+        return false;
+    const uint32_t *b = evlog_bucket(sh, idx);
+    for (unsigned w = 0; w < EVLOG_WAYS; w++) {
+        uint32_t p = b[w];
+        if (p && sh->ev[p - 1].idx == idx && sh->ev[p - 1].gen == gen) {
+            *key = sh->ev[p - 1].key;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A victim of eviction (not of its last unref: nobody maps that one). Its
+ * whole key is recomputed from its data (still intact: the slot is reused
+ * only after this) for the eviction log. */
+static void evict_kill_locked(struct store *s, struct shard *sh, uint32_t idx)
+{
+    struct store_entry *e = &s->entries[idx];
+    struct fp fp;
+    if (__atomic_load_n(&s->evlog_on, __ATOMIC_RELAXED) &&
+        fp_compute(slot_data(s, idx), &fp) == 0) {
+        struct fpkey key = fpkey_of(&fp);
+        evlog_push_locked(sh, idx, e->gen, &key);
+    }
+    entry_kill_locked(s, sh, idx);
+    sh->evictions++;
 }
 
 /* Victims tried per allocation: pinned ones die but free no slot yet. */
@@ -221,31 +336,43 @@ static uint32_t slot_alloc_locked(struct store *s, struct shard *sh)
         uint32_t victim = s->policy->evict_locked(sh->pstate);
         if (victim == STORE_NONE)
             return STORE_NONE;
-        entry_kill_locked(s, sh, victim);
-        sh->evictions++;
+        evict_kill_locked(s, sh, victim);
     }
+}
+
+/* One more directory reference on a held content (a dedup match). */
+static int ref_existing_locked(struct store *s, struct shard *sh, uint32_t idx,
+                               struct store_ref *ref)
+{
+    struct store_entry *e = &s->entries[idx];
+    if (entry_refs(e) >= STORE_REFS_MAX) {
+        sh->insert_failures++;
+        return -EOVERFLOW;
+    }
+    e->refs++;
+    sh->logical++;
+    sh->dedup_hits++;
+    *ref = (struct store_ref){idx, e->gen};
+    return 0;
 }
 
 int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
                         struct store_ref *ref)
 {
-    struct store_key key = store_key_of(fp);
-    struct shard *sh = shard_of_key(s, &key);
+    struct fpkey key = fpkey_of(fp);
+    return store_get_or_insert_key(s, &key, data, ref);
+}
+
+int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const void *data,
+                            struct store_ref *ref)
+{
+    uint64_t key = fpkey_hash64(keyp);
+    struct shard *sh = shard_of_key(s, key);
     LOCK_GUARD(&sh->lock);
 
-    uint32_t idx = hash_find_locked(s, sh, &key, data);
-    if (idx != STORE_NONE) {
-        struct store_entry *e = &s->entries[idx];
-        if (entry_refs(e) >= STORE_REFS_MAX) {
-            sh->insert_failures++;
-            return -EOVERFLOW;
-        }
-        e->refs++;
-        sh->logical++;
-        sh->dedup_hits++;
-        *ref = (struct store_ref){idx, e->gen};
-        return 0;
-    }
+    uint32_t idx = hash_find_locked(s, sh, key, data, NULL);
+    if (idx != STORE_NONE)
+        return ref_existing_locked(s, sh, idx, ref);
     idx = slot_alloc_locked(s, sh);
     if (idx == STORE_NONE) {
         sh->insert_failures++;
@@ -256,12 +383,42 @@ int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
     e->key = key;
     e->refs = 1;
     hash_insert_locked(s, sh, idx);
+    if (sh->used + 1 > 4 * (sh->bucket_mask + 1)) /* load 4: double (else longer chains) */
+        (void)buckets_resize_locked(s, sh, 8 * (sh->bucket_mask + 1));
     s->policy->insert_locked(sh->pstate, idx);
     sh->used++;
     sh->inserts++;
     sh->logical++;
     *ref = (struct store_ref){idx, e->gen};
     return 0;
+}
+
+int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref)
+{
+    uint64_t k = fpkey_hash64(key);
+    struct shard *sh = shard_of_key(s, k);
+    LOCK_GUARD(&sh->lock);
+    uint32_t idx = hash_find_locked(s, sh, k, NULL, key);
+    if (idx == STORE_NONE)
+        return -ENOENT;
+    int r = ref_existing_locked(s, sh, idx, ref);
+    if (r == 0)
+        s->policy->hit_locked(sh->pstate, idx); /* a use: it was asked for */
+    return r;
+}
+
+void store_set_eviction_log(struct store *s, bool on)
+{
+    __atomic_store_n(&s->evlog_on, on, __ATOMIC_RELAXED);
+}
+
+bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)
+{
+    if (ref.idx >= s->nshards * s->per_shard)
+        return false;
+    struct shard *sh = shard_of_idx(s, ref.idx);
+    LOCK_GUARD(&sh->lock);
+    return evlog_find_locked(sh, ref.idx, ref.gen, key);
 }
 
 void store_unref(struct store *s, struct store_ref ref)
@@ -290,7 +447,9 @@ int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
     struct store_entry *e = &s->entries[ref.idx];
     if (e->gen != ref.gen || entry_refs(e) == 0)
         return -ENOENT;
-    __atomic_fetch_add(&s->pins[ref.idx], 1, __ATOMIC_ACQ_REL);
+    if ((__atomic_load_n(&s->pins[ref.idx], __ATOMIC_ACQUIRE) & PIN_COUNT) == PIN_COUNT)
+        return -EBUSY;
+    __atomic_fetch_add(&s->pins[ref.idx], (uint16_t)1, __ATOMIC_ACQ_REL);
     s->policy->hit_locked(sh->pstate, ref.idx);
     *data = slot_data(s, ref.idx);
     return 0;
@@ -304,10 +463,10 @@ void store_unpin(struct store *s, uint32_t idx)
      * dead slot, list it, and we would list it a second time (two contents
      * sharing a slot). A dead entry gains no pins (store_pin checks the
      * generation under the lock), so PIN_DEAD|1 stays ours. */
-    uint32_t v = __atomic_load_n(&s->pins[idx], __ATOMIC_ACQUIRE);
+    uint16_t v = __atomic_load_n(&s->pins[idx], __ATOMIC_ACQUIRE);
     while (v != (PIN_DEAD | 1)) {
-        if (__atomic_compare_exchange_n(&s->pins[idx], &v, v - 1, true, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
+        if (__atomic_compare_exchange_n(&s->pins[idx], &v, (uint16_t)(v - 1), true,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             return;
     }
     struct shard *sh = shard_of_idx(s, idx);
@@ -350,16 +509,14 @@ static void shard_shrink_locked(struct store *s, struct shard *sh, uint32_t limi
         uint32_t victim = s->policy->evict_locked(sh->pstate);
         if (victim == STORE_NONE)
             break;
-        entry_kill_locked(s, sh, victim);
-        sh->evictions++;
+        evict_kill_locked(s, sh, victim);
     }
     /* Entries above the new limit must go even if the policy kept them. */
     for (uint32_t i = limit; i < sh->hwm; i++) {
         uint32_t idx = sh->base + i;
         if (entry_refs(&s->entries[idx]) != 0) {
             s->policy->remove_locked(sh->pstate, idx);
-            entry_kill_locked(s, sh, idx);
-            sh->evictions++;
+            evict_kill_locked(s, sh, idx);
         }
     }
     uint32_t old_hwm = sh->hwm;
@@ -398,11 +555,12 @@ int store_resize(struct store *s, uint64_t capacity)
         struct shard *sh = &s->shards[i];
         uint32_t limit = shard_limit(blocks, s->nshards, i);
         LOCK_GUARD(&sh->lock);
-        if (limit < sh->limit)
+        if (limit < sh->limit) {
             shard_shrink_locked(s, sh, limit);
-        int r = buckets_resize_locked(s, sh, limit);
-        if (r < 0 && limit > sh->limit)
-            return r; /* keep the old size: the table would overload */
+            /* Buckets grow with use; after a shrink, give back the excess. */
+            if (sh->bucket_mask + 1 > MAX(sh->used, MIN_BUCKETS))
+                (void)buckets_resize_locked(s, sh, 2 * sh->used);
+        }
         sh->limit = limit;
         s->policy->resize_locked(sh->pstate, limit);
     }
@@ -439,13 +597,14 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
     s->per_shard = (uint32_t)per;
     s->capacity_blocks = blocks;
     s->max_blocks = max_blocks;
+    s->evlog_on = true;
     pthread_mutex_init(&s->resize_lock, NULL);
 
     s->entries_len = (size_t)per * nshards * sizeof(struct store_entry);
     s->data_len = (size_t)per * nshards * BLOCK_SIZE;
     s->entries = mmap(NULL, s->entries_len, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    s->pins_len = (size_t)per * nshards * sizeof(uint32_t);
+    s->pins_len = (size_t)per * nshards * sizeof *s->pins;
     s->pins = mmap(NULL, s->pins_len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     s->data = mmap(NULL, s->data_len, PROT_READ | PROT_WRITE,
@@ -472,7 +631,7 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
         sh->pstate = calloc(1, policy->state_size);
         int r = sh->pstate ? 0 : -ENOMEM;
         if (r == 0)
-            r = buckets_resize_locked(s, sh, sh->limit);
+            r = buckets_resize_locked(s, sh, 0);
         if (r == 0)
             r = policy->init_locked(sh->pstate, s->entries, sh->limit, sh->max);
         if (r < 0) {
@@ -499,6 +658,8 @@ void store_destroy(struct store *s)
                 free(sh->pstate);
             }
             free(sh->buckets);
+            free(sh->ev);
+            free(sh->ev_index);
             pthread_mutex_destroy(&sh->lock);
         }
         free(s->shards);
@@ -527,8 +688,7 @@ static int shard_check_locked(struct store *s, struct shard *sh, uint32_t si, ui
         if (entry_refs(&s->entries[idx]) == 0)
             continue;
         live++;
-        struct store_key k = s->entries[idx].key;
-        uint32_t j = sh->buckets[key_hash64(&k) & sh->bucket_mask];
+        uint32_t j = sh->buckets[s->entries[idx].key & sh->bucket_mask];
         while (j != STORE_NONE && j != idx)
             j = s->entries[j].hnext;
         if (j != idx)
@@ -581,9 +741,12 @@ void store_get_stats(struct store *s, struct store_stats *out)
         out->inserts += sh->inserts;
         out->dedup_hits += sh->dedup_hits;
         out->insert_failures += sh->insert_failures;
-        out->metadata_bytes += (uint64_t)sh->hwm * (sizeof(struct store_entry) + sizeof(uint32_t)) +
+        out->metadata_bytes += (uint64_t)sh->hwm * (sizeof(struct store_entry) + sizeof *s->pins) +
                                ((uint64_t)sh->bucket_mask + 1) * sizeof(uint32_t) +
                                s->policy->metadata_bytes_locked(sh->pstate);
+        if (sh->ev)
+            out->metadata_bytes +=
+                ((uint64_t)1 << sh->ev_bits) * (sizeof *sh->ev + 2 * sizeof *sh->ev_index);
     }
 }
 

@@ -57,26 +57,15 @@ struct store_ref {
     uint32_t gen; /* never 0 for a real reference */
 };
 
-/* The part of a fingerprint an entry keeps: its first 64 bits. A lookup
- * that matches them confirms with a byte compare of the stored block, so
- * dedup is exact whatever the hash does (a false key match costs one
- * memcmp, at odds of about 2^-64 per lookup), and 24 bytes per cached block
- * are saved. The full SHA-256 is computed on the way in (fingerprint.h); the
- * cluster tier, which needs it on the wire, recomputes it from the data. */
-struct store_key {
-    uint64_t h;
-};
-
-static inline struct store_key store_key_of(const struct fp *f)
-{
-    struct store_key k;
-    memcpy(&k.h, f->b, sizeof k.h);
-    return k;
-}
-
-/* One cached content. 28 bytes; its data lives at data + idx * BLOCK_SIZE. */
+/* One cached content. 28 bytes; its data lives at data + idx * BLOCK_SIZE.
+ * It keeps 64 bits of its key (fingerprint.h) to be found by: a dedup
+ * match is confirmed by comparing the bytes, a lookup by a remembered key
+ * by rehashing the data and comparing all 160 bits (store_find), and an
+ * evicted content's whole key is recomputed from its data for the eviction
+ * log. 12 bytes a block cheaper than keeping the whole key, for a hash per
+ * eviction and per find. */
 struct store_entry {
-    struct store_key key;
+    uint64_t key;   /* fpkey_hash64 of the content's key */
     uint32_t gen;   /* incarnation; bumped when freed */
     uint32_t hnext; /* hash chain / free list link */
     uint32_t prev;  /* eviction policy links (owned by the policy) */
@@ -125,6 +114,26 @@ void store_destroy(struct store *s);
  * when the content already has STORE_REFS_MAX references. */
 int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
                         struct store_ref *ref);
+/* The same with the content's key (fingerprint.h) rather than its whole
+ * SHA-256. */
+int store_get_or_insert_key(struct store *s, const struct fpkey *key, const void *data,
+                            struct store_ref *ref);
+
+/* Find the content with this key (no bytes to compare: the key is 160 bits
+ * of its SHA-256, see fingerprint.h) and take one directory reference on
+ * it. 0 and *ref, or -ENOENT when it is not held. */
+int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref);
+
+/* The key of the content a stale reference pointed at, if the store still
+ * remembers it: evicted contents' keys are kept in a bounded per-shard log
+ * (the most recent evictions), so the directory can remember the blocks
+ * whose content left RAM. true and *key, or false (forgotten, or the ref
+ * was never evicted: freed because nobody mapped it). */
+/* Keep the eviction log (default on)? Off, evictions cost no hashing and
+ * store_evicted_key always answers false (the engine turns it off when
+ * nothing may be remembered). */
+void store_set_eviction_log(struct store *s, bool on);
+bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key);
 
 /* Drop a directory reference. Stale refs are ignored. The entry is freed when
  * its last reference goes (nobody can read it any more). */
@@ -136,7 +145,8 @@ int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, u
 
 /* Pin a live entry and return a pointer to its BLOCK_SIZE bytes (valid and
  * unchanging until store_unpin(ref.idx)). Counts as a use for the eviction
- * policy. 0 or -ENOENT (stale). */
+ * policy. 0, -ENOENT (stale) or -EBUSY (pinned too often at once: copy it
+ * with store_read instead). */
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
 void store_unpin(struct store *s, uint32_t idx);
 

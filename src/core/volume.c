@@ -14,31 +14,19 @@
 #include "core/block.h"
 #include "core/dir.h"
 #include "core/fingerprint.h"
+#include "core/install.h"
+#include "core/scratch.h"
 #include "core/store.h"
+#include "core/tier.h"
+#include "core/vol_key.h"
 #include "core/volume_io.h"
-
-/* Largest span a read or write may cover: VOL_MAX_IO plus the two partial
- * blocks at its ends. The per-block bookkeeping in the scratch (todo[]) is
- * sized for it; trims and zeroes longer than that take the range path
- * (change_range) instead, which needs no per-block state. */
-#define SPAN_BLOCKS_MAX ((VOL_MAX_IO >> BLOCK_SHIFT) + 2)
-#define PREFETCH_CHUNK  (1u << 20)
-
-struct vol_scratch {
-    struct dir_tickets tk;
-    uint64_t todo[DIV_ROUND_UP(SPAN_BLOCKS_MAX, 64)]; /* blocks to install in finish */
-    uint8_t tail[BLOCK_SIZE];                         /* zero-padded last block */
-    void *prefetch_buf;                               /* allocated on first use */
-    /* Read-ahead (see read_ahead): when set, todo is relative to ra_first
-     * and finish installs from prefetch_buf instead of the request buffer. */
-    bool ra_active;
-    uint64_t ra_first;
-    uint32_t ra_nb;
-};
 
 struct vol_scratch *vol_scratch_new(void)
 {
-    return calloc(1, sizeof(struct vol_scratch));
+    struct vol_scratch *s = calloc(1, sizeof(struct vol_scratch));
+    if (s)
+        tier_req_init(&s->treq);
+    return s;
 }
 
 static int scratch_buf(struct vol_scratch *s)
@@ -52,23 +40,24 @@ void vol_scratch_free(struct vol_scratch *s)
 {
     if (!s)
         return;
+    tier_req_destroy(&s->treq);
     free(s->prefetch_buf);
     free(s);
 }
 
 static inline void todo_set(struct vol_scratch *s, uint32_t i)
 {
-    s->todo[i / 64] |= 1ull << (i % 64);
+    bit_on(s->todo, i);
 }
 
 static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
 {
-    return (s->todo[i / 64] >> (i % 64)) & 1;
+    return bit_is(s->todo, i);
 }
 
 static void todo_clear(struct vol_scratch *s, uint32_t nb)
 {
-    memset(s->todo, 0, DIV_ROUND_UP(nb, 64) * sizeof(uint64_t));
+    bits_clear(s->todo, nb);
 }
 
 static inline bool enabled(const struct volume *v)
@@ -130,11 +119,10 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         const uint8_t *p;
         if (vals[i] == DIR_ZERO) {
             p = zero_block;
-        } else if (vals[i] && store_pin(v->store, dir_ref(vals[i]), &p) == 0) {
+        } else if (dir_val_is_ref(vals[i]) && store_pin(v->store, dir_ref(vals[i]), &p) == 0) {
             pins[np++] = (uint32_t)vals[i];
         } else {
-            if (vals[i])
-                dir_drop_stale(v->dir, first + i, vals[i]);
+            /* A miss (the worker's vol_read may still find it by key). */
             for (uint32_t k = 0; k < np; k++)
                 store_unpin(v->store, pins[k]);
             return -EAGAIN;
@@ -201,7 +189,7 @@ static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uin
 /* A directory value that needs no fetch: a known zero block or live content. */
 static inline bool val_cached(struct volume *v, uint64_t val)
 {
-    return val == DIR_ZERO || (val && store_ref_live(v->store, dir_ref(val)));
+    return val == DIR_ZERO || (dir_val_is_ref(val) && store_ref_live(v->store, dir_ref(val)));
 }
 
 static int read_passthrough(struct volume *v, struct vol_req *r)
@@ -223,70 +211,112 @@ static int read_passthrough(struct volume *v, struct vol_req *r)
  * caches them after the reply like its own blocks. Over a network back end
  * a 64 KiB read costs about what a 4 KiB one does, and boots, file reads
  * and clones touch neighbouring blocks soon after each other. The race rule
- * is the read's: tickets for every fetched block before the fetch, install
- * only if nothing changed since.
+ * is the read's: tickets for every fetched block before anything is
+ * fetched, install only if nothing changed since.
  *
- * Called with the request's misses in s->todo (relative to `first`) and
- * the hits already in r->buf. Returns 1 when it did the fetch (misses
- * copied into r->buf, s->todo/ra_* describe what to install), 0 when
- * read-ahead does not apply (the caller fetches as usual), -EAGAIN or an
- * error from the back end. */
-static int read_ahead(struct volume *v, struct vol_req *r, struct vol_scratch *s, uint64_t first,
-                      uint32_t nb, bool nowait)
+ * ra_plan, called with the request's misses in s->todo (relative to
+ * `first`), widens todo to the window (window-relative from then on,
+ * s->ra_active) with the uncached neighbours. Returns false when read-ahead
+ * does not apply. */
+static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uint32_t nb)
 {
     uint64_t ra = v->ra_blocks;
     uint64_t wa = first & ~(ra - 1);
     uint64_t wb = MIN((first + nb + ra - 1) & ~(ra - 1), v->nblocks);
     uint32_t wnb = (uint32_t)(wb - wa);
     if (wnb <= nb || (uint64_t)wnb * BLOCK_SIZE > PREFETCH_CHUNK || scratch_buf(s) < 0)
-        return 0;
-    /* The request's misses, window-relative; then the uncached neighbours. */
-    uint64_t miss[DIV_ROUND_UP(PREFETCH_CHUNK / BLOCK_SIZE, 64)] = {0};
+        return false;
+    uint64_t miss[BITMAP_WORDS(PREFETCH_CHUNK / BLOCK_SIZE)] = {0};
     uint32_t off = (uint32_t)(first - wa);
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            miss[(off + i) / 64] |= 1ull << ((off + i) % 64);
+            bit_on(miss, off + i);
     todo_clear(s, wnb);
+    for (uint32_t i = 0; i < wnb; i++) {
+        bool want = bit_is(miss, i);
+        if (!want && (i < off || i >= off + nb))
+            want = !val_cached(v, dir_lookup(v->dir, wa + i));
+        if (want)
+            todo_set(s, i);
+    }
+    s->ra_active = true;
+    s->ra_first = wa;
+    s->ra_nb = wnb;
+    return true;
+}
+
+/* The read-ahead fetch: one back end request from the first to the last
+ * block still wanted (cached or key-served blocks in between are fetched
+ * again but neither installed nor copied), then the request's own blocks
+ * copied into r->buf. */
+static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, uint64_t first,
+                    uint32_t nb, bool nowait)
+{
+    uint32_t wnb = s->ra_nb, off = (uint32_t)(first - s->ra_first);
     uint32_t lo = UINT32_MAX, hi = 0;
     for (uint32_t i = 0; i < wnb; i++) {
-        bool want = (miss[i / 64] >> (i % 64)) & 1;
-        if (!want && (i < off || i >= off + nb)) {
-            uint64_t val = dir_lookup(v->dir, wa + i);
-            want = !val_cached(v, val);
+        if (todo_test(s, i)) {
+            lo = MIN(lo, i);
+            hi = i;
         }
-        if (!want)
-            continue;
-        todo_set(s, i);
-        dir_read_ticket(v->dir, wa + i, &s->tk);
-        lo = MIN(lo, i);
-        hi = i;
     }
-    /* One request from the first to the last block wanted; cached blocks in
-     * between are fetched again but not installed. */
+    if (lo == UINT32_MAX)
+        return 0; /* everything came by key */
     uint8_t *ra_buf = s->prefetch_buf;
-    int ret = fetch_run(v, ra_buf + (size_t)lo * BLOCK_SIZE, wa + lo, wa + hi, nowait);
-    if (ret < 0) {
-        if (!(ret == -EAGAIN && nowait)) {
-            todo_clear(s, wnb); /* nothing to install */
-            s->ra_active = false;
-        }
+    int ret =
+        fetch_run(v, ra_buf + (size_t)lo * BLOCK_SIZE, s->ra_first + lo, s->ra_first + hi, nowait);
+    if (ret < 0)
         return ret;
-    }
     uint64_t extra = 0;
     for (uint32_t i = lo; i <= hi; i++) {
         if (i >= off && i < off + nb) {
-            if ((miss[i / 64] >> (i % 64)) & 1)
+            if (todo_test(s, i))
                 memcpy((uint8_t *)r->buf + (size_t)(i - off) * BLOCK_SIZE,
                        ra_buf + (size_t)i * BLOCK_SIZE, BLOCK_SIZE);
-        } else {
+        } else if (todo_test(s, i)) {
             extra += BLOCK_SIZE;
         }
     }
     STAT_ADD(v->c.readahead_bytes, extra);
-    s->ra_active = true;
-    s->ra_first = wa;
-    s->ra_nb = wnb;
-    return 1;
+    return 0;
+}
+
+/* The misses of a read (in s->todo, request-relative): take every ticket
+ * first, then get what the local store and the tiers have by key, then the
+ * rest from the back end. Returns 0, -EAGAIN (nowait: retry on a worker,
+ * nothing kept) or the back end's error; *by_key: bytes of the request that
+ * came by key. */
+static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *s, uint64_t first,
+                       uint32_t nb, bool any_keyed, bool nowait, uint64_t *by_key)
+{
+    *by_key = 0;
+    s->ra_active = false;
+    s->nkeyed = 0;
+    if (v->ra_blocks && nb < v->ra_blocks)
+        ra_plan(v, s, first, nb);
+    uint32_t n = s->ra_active ? s->ra_nb : nb;
+    uint64_t base = s->ra_active ? s->ra_first : first;
+    for (uint32_t i = 0; i < n; i++)
+        if (todo_test(s, i))
+            dir_read_ticket(v->dir, base + i, &s->tk);
+    if (any_keyed) {
+        uint64_t key_blocks, tier_blocks;
+        int ret = vol_key_resolve(v, s, r->buf, first, nb, nowait, &key_blocks, &tier_blocks);
+        if (ret < 0)
+            return ret;
+        STAT_ADD(v->c.key_hit_blocks, key_blocks);
+        STAT_ADD(v->c.tier_hit_blocks, tier_blocks);
+        for (unsigned k = 0; k < s->nkeyed; k++) {
+            uint32_t lo, len;
+            block_overlap(first + s->kd[k].pos, r->offset, r->length, &lo, &len);
+            *by_key += len;
+        }
+    }
+    int ret = s->ra_active ? ra_fetch(v, r, s, first, nb, nowait)
+                           : fetch_todo(v, s, r->buf, first, nb, nowait);
+    if (ret < 0 && nowait && ret == -EAGAIN)
+        vol_key_finish(v, s, r->buf, first, false); /* retried on a worker */
+    return ret;
 }
 
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
@@ -319,7 +349,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     uint32_t nb = (uint32_t)(last - first + 1);
     uint8_t *buf = r->buf;
     uint64_t miss_bytes = 0;
-    bool any_miss = false;
+    bool any_miss = false, any_keyed = false;
     /* Without a non-blocking back end read, a miss ends a NOWAIT attempt. */
     bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait);
 
@@ -335,44 +365,35 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
             memset(buf + (size_t)i * BLOCK_SIZE + lo, 0, n);
             continue;
         }
-        if (val) {
-            if (store_read(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n) == 0)
-                continue;
-            dir_drop_stale(v->dir, blk, val);
-        }
+        if (dir_val_is_ref(val) &&
+            store_read(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n) == 0)
+            continue;
         if (!can_fetch)
             return -EAGAIN;
         if (!any_miss) {
             any_miss = true;
             todo_clear(scratch, nb);
+            bits_clear(scratch->keyed, nb);
             dir_tickets_reset(&scratch->tk);
-            scratch->ra_active = false;
         }
         todo_set(scratch, i);
+        /* Remembered, or evicted (its key may still be known). */
+        if (val) {
+            bit_on(scratch->keyed, i);
+            any_keyed = true;
+        }
         miss_bytes += n;
     }
 
-    int ra = 0;
-    if (any_miss && v->ra_blocks && nb < v->ra_blocks) {
-        ra = read_ahead(v, r, scratch, first, nb, nowait);
-        if (ra == -EAGAIN && nowait)
-            return ra; /* retried on a worker; nothing counted yet */
-        if (ra < 0)
-            r->status = ra;
-        else if (ra == 1)
-            r->scratch = scratch;
-    }
-    if (any_miss && ra == 0) {
-        /* Tickets first, for every block we will fetch, then the back end. */
-        for (uint32_t i = 0; i < nb; i++)
-            if (todo_test(scratch, i))
-                dir_read_ticket(v->dir, first + i, &scratch->tk);
-        int ret = fetch_todo(v, scratch, buf, first, nb, nowait);
+    if (any_miss) {
+        uint64_t by_key;
+        int ret = read_misses(v, r, scratch, first, nb, any_keyed, nowait, &by_key);
         if (ret == -EAGAIN && nowait)
             return ret; /* retried on a worker; nothing counted yet */
         if (ret < 0)
             r->status = ret;
         r->scratch = scratch;
+        miss_bytes -= by_key;
     }
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
@@ -382,27 +403,6 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     return r->status;
 }
 
-/* Fingerprint a block and map blk to it, unless the race rule says no. */
-static void install_block(struct volume *v, uint64_t blk, const uint8_t *data,
-                          struct dir_tickets *tk)
-{
-    if (buf_is_zero(data, BLOCK_SIZE)) {
-        if (!dir_install(v->dir, blk, tk, DIR_ZERO))
-            STAT_ADD(v->c.insert_races, 1);
-        return;
-    }
-    struct fp fp;
-    struct store_ref ref;
-    if (fp_compute(data, &fp) < 0)
-        return;
-    if (store_get_or_insert(v->store, &fp, data, &ref) < 0)
-        return; /* no room or too many references: stays a miss */
-    if (!dir_install(v->dir, blk, tk, dir_val(ref))) {
-        STAT_ADD(v->c.insert_races, 1);
-        store_unref(v->store, ref);
-    }
-}
-
 static void finish_read(struct volume *v, struct vol_req *r)
 {
     struct vol_scratch *s = r->scratch;
@@ -410,20 +410,22 @@ static void finish_read(struct volume *v, struct vol_req *r)
         return;
     bool ra = s->ra_active;
     s->ra_active = false;
-    if (r->status != 0 || !enabled(v))
+    uint64_t first = block_of(r->offset);
+    bool ok = r->status == 0 && enabled(v);
+    vol_key_finish(v, s, r->buf, first, ok);
+    if (!ok)
         return;
     if (ra) {
         for (uint32_t i = 0; i < s->ra_nb; i++)
             if (todo_test(s, i))
-                install_block(v, s->ra_first + i,
-                              (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE, &s->tk);
+                vol_install(v, s->ra_first + i, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE,
+                            &s->tk, true);
         return;
     }
-    uint64_t first = block_of(r->offset);
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            install_block(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk);
+            vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk, true);
 }
 
 /* ---- writes, trims, zeroes ---- */
@@ -587,7 +589,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
             memset(s->tail + n, 0, BLOCK_SIZE - n);
             data = s->tail;
         }
-        install_block(v, blk, data, &s->tk);
+        vol_install(v, blk, data, &s->tk, false);
     }
 }
 
@@ -667,6 +669,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
             r.op = VOL_OP_READ;
             r.scratch = s;
             s->ra_active = false;
+            s->nkeyed = 0;
             finish_read(v, &r);
         }
         pos += n;

@@ -30,7 +30,9 @@ struct volume {
     uint64_t size;
     uint64_t nblocks;
     bool readonly;
-    uint32_t ra_blocks;  /* miss read-ahead window in blocks (0: off), power of 2 */
+    uint32_t ra_blocks;        /* miss read-ahead window in blocks (0: off), power of 2 */
+    struct tier *const *tiers; /* the engine's, asked by key after the store */
+    unsigned ntiers;
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */
     unsigned refs;       /* atomic */

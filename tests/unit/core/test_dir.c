@@ -16,6 +16,7 @@
 
 struct fix {
     struct store *st;
+    struct dir_budget budget;
     struct dir *d;
     struct dir_tickets *tk, *tk2;
 };
@@ -24,7 +25,8 @@ static int setup(void **state)
 {
     struct fix *f = calloc(1, sizeof *f);
     store_create(4096 * BLOCK_SIZE, 0, NULL, &f->st);
-    dir_create(f->st, 1u << 30, &f->d);
+    dir_budget_init(&f->budget, 1u << 20);
+    dir_create(f->st, 1u << 30, &f->budget, &f->d);
     f->tk = calloc(1, sizeof *f->tk);
     f->tk2 = calloc(1, sizeof *f->tk2);
     *state = f;
@@ -214,15 +216,119 @@ static void test_stale_cells_dropped(void **state)
             live++;
     }
     assert_true(live > 0 && live <= 4096);
-    /* A purge drops every stale cell and shrinks the tables. */
+    /* A purge turns stale cells the eviction log still knows into
+     * remembered blocks, drops the others and shrinks the tables. */
     uint64_t bytes_before = dir_metadata_bytes(f->d);
     dir_purge(f->d);
     assert_int_equal(dir_cells(f->d), live);
     assert_true(dir_metadata_bytes(f->d) < bytes_before);
+    assert_true(dir_remembered(f->d) > 0);
+    assert_true(dir_remembered(f->d) <= 8 * 4096 - live);
+    unsigned remembered = 0;
     for (uint64_t b = 0; b < 8 * 4096; b++) {
         uint64_t v = dir_lookup(f->d, b);
+        if (v == DIR_REMEMBERED) {
+            remembered++;
+            continue;
+        }
         assert_true(v == 0 || store_ref_live(f->st, dir_ref(v)));
     }
+    assert_int_equal(remembered, dir_remembered(f->d));
+}
+
+static struct fpkey key_of_seed(uint32_t seed)
+{
+    uint8_t b[BLOCK_SIZE];
+    memset(b, (int)seed, sizeof b);
+    memcpy(b, &seed, sizeof seed);
+    struct fp fp;
+    fp_compute(b, &fp);
+    return fpkey_of(&fp);
+}
+
+/* Evict what the directory maps (inserted first: the oldest) by filling
+ * the store (4096 blocks) with a little more than its capacity of other
+ * contents: few enough evictions that the store's eviction log (an eighth
+ * of each shard) still holds the first ones. */
+#define EVICT_FILL (4096 + 300)
+static void evict_all(struct fix *f)
+{
+    static uint64_t held[EVICT_FILL];
+    for (uint32_t i = 0; i < EVICT_FILL; i++)
+        held[i] = content(f, 1000000 + i); /* referenced: only eviction frees them */
+    for (uint32_t i = 0; i < EVICT_FILL; i++)
+        store_unref(f->st, dir_ref(held[i]));
+}
+
+static void install_seed(struct fix *f, uint64_t blk, uint32_t seed)
+{
+    dir_tickets_reset(f->tk);
+    dir_read_ticket(f->d, blk, f->tk);
+    assert_true(dir_install(f->d, blk, f->tk, content(f, seed)));
+}
+
+/* A block whose content was evicted keeps the content's key (learnt from
+ * the store's eviction log on the read path), until a write, trim or
+ * invalidate of the block. */
+static void test_remembered_keys(void **state)
+{
+    struct fix *f = *state;
+    install_seed(f, 5, 77);
+    install_seed(f, 6, 78);
+    install_seed(f, 100000, 79);
+    evict_all(f);
+    uint64_t v = dir_lookup(f->d, 5);
+    assert_true(dir_val_is_ref(v) && !store_ref_live(f->st, dir_ref(v))); /* stale */
+
+    struct fpkey k, want = key_of_seed(77);
+    dir_tickets_reset(f->tk);
+    dir_read_ticket(f->d, 5, f->tk);
+    assert_true(dir_remembered_key(f->d, 5, f->tk, &k));
+    assert_true(fpkey_equal(&k, &want));
+    assert_int_equal(dir_lookup(f->d, 5), DIR_REMEMBERED);
+    assert_int_equal(dir_remembered(f->d), 1);
+    /* Again, now from the remembered table. */
+    assert_true(dir_remembered_key(f->d, 5, f->tk, &k));
+    assert_true(fpkey_equal(&k, &want));
+
+    /* A ticket older than a change answers nothing. */
+    dir_tickets_reset(f->tk);
+    dir_read_ticket(f->d, 6, f->tk);
+    dir_tickets_reset(f->tk2);
+    dir_write_begin(f->d, 7, f->tk2); /* same stripe as 6 */
+    assert_false(dir_remembered_key(f->d, 6, f->tk, &k));
+
+    /* A write forgets the key. */
+    dir_tickets_reset(f->tk2);
+    dir_write_begin(f->d, 5, f->tk2);
+    assert_int_equal(dir_lookup(f->d, 5), 0);
+    assert_int_equal(dir_remembered(f->d), 0);
+    bool clean;
+    dir_write_end(f->d, 5, f->tk2, &clean);
+
+    /* The purge remembers the rest; a large invalidate forgets them. */
+    dir_purge(f->d);
+    assert_int_equal(dir_lookup(f->d, 100000), DIR_REMEMBERED);
+    dir_invalidate(f->d, 0, 1u << 30);
+    assert_int_equal(dir_lookup(f->d, 100000), 0);
+    assert_int_equal(dir_remembered(f->d), 0);
+    assert_int_equal(f->budget.used, 0);
+}
+
+/* Remembering stops at the budget, shared by the directories using it. */
+static void test_remember_budget(void **state)
+{
+    struct fix *f = *state;
+    f->budget.max = 3;
+    for (uint64_t b = 0; b < 10; b++)
+        install_seed(f, b * 64, 500 + (uint32_t)b);
+    evict_all(f);
+    dir_purge(f->d);
+    assert_int_equal(dir_remembered(f->d), 3);
+    assert_int_equal(f->budget.used, 3);
+    /* Full: the next purge makes room by forgetting a stripe's worth. */
+    dir_purge(f->d);
+    assert_true(dir_remembered(f->d) <= 3);
 }
 
 int main(void)
@@ -236,6 +342,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_invalidate_small_and_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_cells_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remembered_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remember_budget, setup, teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     fp_thread_cleanup();

@@ -1,0 +1,41 @@
+/* See install.h. */
+#include "core/install.h"
+
+#include "common/stats.h"
+#include "common/util.h"
+#include "core/block.h"
+#include "core/dir.h"
+#include "core/fingerprint.h"
+#include "core/store.h"
+#include "core/tier.h"
+#include "core/volume.h"
+
+void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
+                       struct dir_tickets *tk)
+{
+    struct store_ref ref;
+    if (store_get_or_insert_key(v->store, fp, data, &ref) < 0)
+        return; /* no room or too many references: stays a miss */
+    if (!dir_install(v->dir, blk, tk, dir_val(ref))) {
+        STAT_ADD(v->c.insert_races, 1);
+        store_unref(v->store, ref);
+    }
+}
+
+void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
+                 bool offer_tiers)
+{
+    if (buf_is_zero(data, BLOCK_SIZE)) {
+        if (!dir_install(v->dir, blk, tk, DIR_ZERO))
+            STAT_ADD(v->c.insert_races, 1);
+        return;
+    }
+    struct fp full;
+    if (fp_compute(data, &full) < 0)
+        return;
+    struct fpkey fp = fpkey_of(&full);
+    vol_install_keyed(v, blk, data, &fp, tk);
+    if (offer_tiers)
+        for (unsigned t = 0; t < v->ntiers; t++)
+            tier_put(v->tiers[t], &fp, data);
+}

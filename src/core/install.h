@@ -1,0 +1,25 @@
+/* Caching one block's content for a volume block (core-internal, used by
+ * volume.c and vol_key.c): fingerprint, store, and map it in the directory
+ * unless the race rule says no. */
+#ifndef SHOAL_CORE_INSTALL_H
+#define SHOAL_CORE_INSTALL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct volume;
+struct dir_tickets;
+struct fpkey;
+
+/* data: BLOCK_SIZE bytes just read from the back end or written by a
+ * client. With offer_tiers, the content is also offered to the engine's
+ * tiers (what the back end returned, so other hosts find it). */
+void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
+                 bool offer_tiers);
+
+/* The same for content whose key is known and was checked against the data
+ * (a block a tier returned): no second hash. */
+void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
+                       struct dir_tickets *tk);
+
+#endif

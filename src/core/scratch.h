@@ -1,0 +1,83 @@
+/* A worker's scratch for the data path (core-internal: volume.c and
+ * vol_key.c): the race tickets and per-block bookkeeping of one request,
+ * too large to live in the request. A worker (or a connection's reader)
+ * owns one and reuses it; vol_req_finish releases it for the next request
+ * (volume_io.h). */
+#ifndef SHOAL_CORE_SCRATCH_H
+#define SHOAL_CORE_SCRATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "core/block.h"
+#include "core/dir.h"
+#include "core/tier.h"
+#include "core/volume_io.h"
+
+/* Largest span a read or write may cover: VOL_MAX_IO plus the two partial
+ * blocks at its ends. The per-block bookkeeping (todo[]) is sized for it;
+ * trims and zeroes longer than that take the range path (change_range in
+ * volume.c), which needs no per-block state. */
+#define SPAN_BLOCKS_MAX ((VOL_MAX_IO >> BLOCK_SHIFT) + 2)
+#define PREFETCH_CHUNK  (1u << 20)
+#define BITMAP_WORDS(n) DIV_ROUND_UP((n), 64)
+
+/* A block a read got by its key (vol_key.c): from the local store (a
+ * reference taken, to install) or from a tier (data in the request buffer,
+ * verified against the key). */
+struct vol_keyed {
+    uint32_t pos;    /* block index in the request */
+    uint64_t ref;    /* store reference (dir_val) held, or 0: from a tier */
+    struct fpkey fp; /* its key */
+};
+
+struct vol_scratch {
+    struct dir_tickets tk;
+    uint64_t todo[BITMAP_WORDS(SPAN_BLOCKS_MAX)];  /* blocks to fetch / install in finish */
+    uint64_t keyed[BITMAP_WORDS(SPAN_BLOCKS_MAX)]; /* misses the directory knows a key for */
+    uint8_t tail[BLOCK_SIZE];                      /* zero-padded last block */
+    void *prefetch_buf;                            /* allocated on first use */
+    /* Read-ahead (see ra_plan): when set, todo is relative to ra_first
+     * and finish installs from prefetch_buf instead of the request buffer. */
+    bool ra_active;
+    uint64_t ra_first;
+    uint32_t ra_nb;
+    /* Blocks served by key, installed in finish (vol_key.c). */
+    unsigned nkeyed;
+    struct vol_keyed kd[TIER_BATCH_MAX];
+    /* One tier lookup's batch. */
+    struct tier_req treq;
+    struct fpkey tkeys[TIER_BATCH_MAX];
+    uint8_t *tbufs[TIER_BATCH_MAX];
+    uint32_t tkd[TIER_BATCH_MAX]; /* index in kd[] of each batch entry */
+};
+
+static inline void bit_on(uint64_t *m, uint32_t i)
+{
+    m[i / 64] |= 1ull << (i % 64);
+}
+
+static inline void bit_off(uint64_t *m, uint32_t i)
+{
+    m[i / 64] &= ~(1ull << (i % 64));
+}
+
+static inline bool bit_is(const uint64_t *m, uint32_t i)
+{
+    return (m[i / 64] >> (i % 64)) & 1;
+}
+
+static inline void bits_clear(uint64_t *m, uint32_t n)
+{
+    memset(m, 0, BITMAP_WORDS(n) * sizeof(uint64_t));
+}
+
+/* todo index of request block i (read-ahead makes todo window-relative). */
+static inline uint32_t todo_pos(const struct vol_scratch *s, uint64_t first, uint32_t i)
+{
+    return s->ra_active ? (uint32_t)(first - s->ra_first) + i : i;
+}
+
+#endif

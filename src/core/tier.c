@@ -1,0 +1,121 @@
+/* The core's side of a tier lookup: wait with a deadline, cancel on
+ * timeout, verify what came back. See tier.h. */
+#include "core/tier.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/stats.h"
+#include "common/util.h"
+#include "core/block.h"
+
+void tier_req_init(struct tier_req *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void tier_req_destroy(struct tier_req *r)
+{
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+}
+
+void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
+{
+    LOCK_GUARD(&r->lock);
+    if (!r->open || i >= r->n)
+        return;
+    memcpy(r->bufs[i], block, BLOCK_SIZE);
+    r->found[i / 64] |= 1ull << (i % 64);
+}
+
+void tier_req_done(struct tier_req *r, int status)
+{
+    LOCK_GUARD(&r->lock);
+    if (!r->open)
+        return;
+    r->open = false;
+    r->done = true;
+    r->status = status;
+    pthread_cond_signal(&r->cond);
+}
+
+static void deadline_after(uint32_t ms, struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    uint64_t ns = (uint64_t)ts->tv_nsec + (uint64_t)(ms % 1000) * 1000000u;
+    ts->tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
+    ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
+int tier_lookup(struct tier *t, struct tier_req *r)
+{
+    if (r->n == 0 || r->n > TIER_BATCH_MAX)
+        return -EINVAL;
+    {
+        LOCK_GUARD(&r->lock);
+        memset(r->found, 0, sizeof r->found);
+        r->status = 0;
+        r->done = false;
+        r->open = true;
+    }
+    STAT_ADD(t->c.lookups, 1);
+    STAT_ADD(t->c.keys, r->n);
+    t->ops->lookup(t, r);
+
+    struct timespec until;
+    deadline_after(t->timeout_ms, &until);
+    bool timed_out = false;
+    {
+        LOCK_GUARD(&r->lock);
+        while (!r->done && !timed_out)
+            timed_out = pthread_cond_timedwait(&r->cond, &r->lock, &until) == ETIMEDOUT;
+        if (!r->done)
+            r->open = false; /* later deliveries are ignored */
+    }
+    if (timed_out) {
+        /* After cancel the tier no longer touches r; blocks it delivered
+         * before that are whole (copied under the lock) and still usable. */
+        t->ops->cancel(t, r);
+        STAT_ADD(t->c.timeouts, 1);
+    }
+    LOCK_GUARD(&r->lock);
+    if (r->done && r->status < 0) {
+        STAT_ADD(t->c.errors, 1);
+        memset(r->found, 0, sizeof r->found);
+        return r->status;
+    }
+    int usable = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        if (!tier_req_found(r, i))
+            continue;
+        if (!fpkey_verify(&r->keys[i], r->bufs[i])) {
+            r->found[i / 64] &= ~(1ull << (i % 64));
+            STAT_ADD(t->c.corrupt, 1);
+            continue;
+        }
+        usable++;
+    }
+    STAT_ADD(t->c.hits, (uint64_t)usable);
+    return usable ? usable : (timed_out ? -ETIMEDOUT : 0);
+}
+
+void tier_put(struct tier *t, const struct fpkey *key, const void *block)
+{
+    STAT_ADD(t->c.puts, 1);
+    t->ops->put(t, key, block);
+}
+
+void tier_close(struct tier *t)
+{
+    if (t)
+        t->ops->close(t);
+}

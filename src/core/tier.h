@@ -1,0 +1,113 @@
+/* Tiers: places other than the local store that may hold a content, asked
+ * by key (160 bits of its SHA-256, fingerprint.h) when a read misses RAM and
+ * the directory remembers the block's key. Each kind is one `struct
+ * tier_ops` (the cluster's memcached tier, the test tier); the engine keeps
+ * them in order and the read path asks them after the local store (tier 0)
+ * and before the back end.
+ *
+ * The miss path, per request (core/volume.c):
+ *   local store by key -> tiers in order, one batched lookup each -> back end
+ * and after the reply, what came from the back end is offered to every tier
+ * (put).
+ *
+ * Contract of a tier (what the core relies on):
+ *   - lookup is asynchronous: it may answer from its own threads. For each
+ *     key it holds it calls tier_req_deliver (copying the block), then
+ *     tier_req_done exactly once, unless cancelled first;
+ *   - cancel: the core stopped waiting (the tier's timeout passed). When
+ *     cancel returns, the tier never touches that request again;
+ *   - a tier may lie or rot: every delivered block is checked against its
+ *     key before use (a mismatch counts as corrupt and is a miss), so a
+ *     tier can cost time, never correctness;
+ *   - put and forget are best effort and must not block the caller for
+ *     long (queue, or drop);
+ *   - every op may run on many threads at once.
+ *
+ * Lock rules: tier_req.lock guards the request's results and state; a tier
+ * takes it (through tier_req_deliver/done) and may hold its own locks while
+ * doing so, so the core never calls a tier op while holding a request's
+ * lock. */
+#ifndef SHOAL_CORE_TIER_H
+#define SHOAL_CORE_TIER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/fingerprint.h"
+
+/* Keys per lookup (a request's remembered blocks beyond this go to the back
+ * end). */
+#define TIER_BATCH_MAX 256
+
+struct tier;
+
+/* One batched lookup. Lives in a worker's scratch and is reused. */
+struct tier_req {
+    /* set by the caller before tier_lookup */
+    const struct fpkey *keys;
+    uint8_t *const *bufs; /* n buffers of BLOCK_SIZE */
+    unsigned n;
+    /* results: under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t found[TIER_BATCH_MAX / 64];
+    int status;
+    bool done;
+    bool open; /* accepting deliveries (false once done or cancelled) */
+};
+
+void tier_req_init(struct tier_req *r);
+void tier_req_destroy(struct tier_req *r);
+
+/* Tier side: key i was found; copy its BLOCK_SIZE bytes into the request. */
+void tier_req_deliver(struct tier_req *r, unsigned i, const void *block);
+/* Tier side: the lookup is over (status 0, or a negative errno). */
+void tier_req_done(struct tier_req *r, int status);
+
+static inline bool tier_req_found(const struct tier_req *r, unsigned i)
+{
+    return (r->found[i / 64] >> (i % 64)) & 1;
+}
+
+struct tier_ops {
+    const char *name;
+    void (*lookup)(struct tier *t, struct tier_req *r);
+    void (*cancel)(struct tier *t, struct tier_req *r);
+    void (*put)(struct tier *t, const struct fpkey *key, const void *block);
+    void (*forget)(struct tier *t, const struct fpkey *key);
+    void (*close)(struct tier *t);
+};
+
+/* Per-tier counters (relaxed atomics). */
+struct tier_counters {
+    uint64_t lookups;  /* batched lookups */
+    uint64_t keys;     /* keys asked for */
+    uint64_t hits;     /* blocks delivered and verified */
+    uint64_t corrupt;  /* blocks delivered that did not match their key */
+    uint64_t timeouts; /* lookups given up after timeout_ms */
+    uint64_t errors;   /* lookups that failed */
+    uint64_t puts;
+};
+
+struct tier {
+    const struct tier_ops *ops;
+    void *priv;
+    char name[32];
+    uint32_t timeout_ms; /* longest the read path waits for one lookup */
+    struct tier_counters c;
+};
+
+/* Look r->keys up in t, waiting at most t->timeout_ms; then check every
+ * delivered block against its key (clearing the found bit of a corrupt
+ * one). Returns the number of usable blocks (tier_req_found), or -ETIMEDOUT
+ * / a negative errno with none. Never a client error: callers treat
+ * anything but a found block as a miss. */
+int tier_lookup(struct tier *t, struct tier_req *r);
+
+/* Offer content to a tier (after the reply). */
+void tier_put(struct tier *t, const struct fpkey *key, const void *block);
+
+void tier_close(struct tier *t);
+
+#endif

@@ -1,0 +1,127 @@
+/* Reads by key: a miss whose content's key the directory remembers is
+ * looked for in the local store first (another volume may have brought the
+ * same content back) and then in the tiers, in order, before the back end.
+ * See vol_key.h. */
+#include "core/vol_key.h"
+
+#include <errno.h>
+
+#include "common/stats.h"
+#include "core/dir.h"
+#include "core/install.h"
+#include "core/scratch.h"
+#include "core/store.h"
+#include "core/tier.h"
+#include "core/volume.h"
+
+/* Drop what a resolve found (no install). */
+static void release_found(struct volume *v, struct vol_scratch *s)
+{
+    for (unsigned k = 0; k < s->nkeyed; k++)
+        if (s->kd[k].ref)
+            store_unref(v->store, dir_ref(s->kd[k].ref));
+    s->nkeyed = 0;
+}
+
+/* Ask the tiers, in order, for the entries kd[from..] (all from a tier:
+ * ref 0). Found ones are marked by setting their pos' todo bit off; returns
+ * how many were found. */
+static unsigned ask_tiers(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint64_t first,
+                          unsigned from)
+{
+    unsigned found = 0;
+    for (unsigned t = 0; t < v->ntiers; t++) {
+        unsigned n = 0;
+        for (unsigned k = from; k < s->nkeyed; k++) {
+            struct vol_keyed *kd = &s->kd[k];
+            if (!bit_is(s->todo, todo_pos(s, first, kd->pos)))
+                continue; /* found in an earlier tier */
+            s->tkeys[n] = kd->fp;
+            s->tbufs[n] = buf + (size_t)kd->pos * BLOCK_SIZE;
+            s->tkd[n++] = k;
+        }
+        if (n == 0)
+            break;
+        s->treq.keys = s->tkeys;
+        s->treq.bufs = s->tbufs;
+        s->treq.n = n;
+        if (tier_lookup(v->tiers[t], &s->treq) <= 0)
+            continue;
+        for (unsigned j = 0; j < n; j++) {
+            if (!tier_req_found(&s->treq, j))
+                continue;
+            bit_off(s->todo, todo_pos(s, first, s->kd[s->tkd[j]].pos));
+            found++;
+        }
+    }
+    return found;
+}
+
+int vol_key_resolve(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint64_t first,
+                    uint32_t nb, bool nowait, uint64_t *key_blocks, uint64_t *tier_blocks)
+{
+    s->nkeyed = 0;
+    *key_blocks = *tier_blocks = 0;
+    unsigned tier_from = TIER_BATCH_MAX; /* first kd[] entry left for the tiers */
+    for (uint32_t i = 0; i < nb && s->nkeyed < TIER_BATCH_MAX; i++) {
+        if (!bit_is(s->keyed, i) || !bit_is(s->todo, todo_pos(s, first, i)))
+            continue;
+        struct fpkey fp;
+        if (!dir_remembered_key(v->dir, first + i, &s->tk, &fp))
+            continue;
+        struct store_ref ref;
+        if (store_find(v->store, &fp, &ref) == 0) {
+            if (store_read(v->store, ref, buf + (size_t)i * BLOCK_SIZE, 0, BLOCK_SIZE) == 0) {
+                s->kd[s->nkeyed++] = (struct vol_keyed){.pos = i, .ref = dir_val(ref), .fp = fp};
+                bit_off(s->todo, todo_pos(s, first, i));
+                (*key_blocks)++;
+                continue;
+            }
+            store_unref(v->store, ref); /* evicted in between */
+        }
+        if (v->ntiers == 0)
+            continue;
+        if (nowait) {
+            /* A tier may take its timeout: not on the reader's thread. */
+            release_found(v, s);
+            return -EAGAIN;
+        }
+        /* Local finds come first in kd[]; tier candidates after them. */
+        if (tier_from == TIER_BATCH_MAX)
+            tier_from = s->nkeyed;
+        s->kd[s->nkeyed++] = (struct vol_keyed){.pos = i, .ref = 0, .fp = fp};
+    }
+    if (tier_from == TIER_BATCH_MAX)
+        return 0;
+    /* Local finds may follow tier candidates in kd[]: keep them in place,
+     * ask the tiers for the ref-less ones, then drop the ones not found. */
+    *tier_blocks = ask_tiers(v, s, buf, first, tier_from);
+    unsigned w = 0;
+    for (unsigned k = 0; k < s->nkeyed; k++) {
+        struct vol_keyed *kd = &s->kd[k];
+        if (kd->ref || !bit_is(s->todo, todo_pos(s, first, kd->pos)))
+            s->kd[w++] = *kd;
+    }
+    s->nkeyed = w;
+    return 0;
+}
+
+void vol_key_finish(struct volume *v, struct vol_scratch *s, const uint8_t *buf, uint64_t first,
+                    bool install)
+{
+    for (unsigned k = 0; k < s->nkeyed; k++) {
+        struct vol_keyed *kd = &s->kd[k];
+        uint64_t blk = first + kd->pos;
+        if (kd->ref) {
+            if (install && dir_install(v->dir, blk, &s->tk, kd->ref))
+                continue;
+            if (install)
+                STAT_ADD(v->c.insert_races, 1);
+            store_unref(v->store, dir_ref(kd->ref));
+            continue;
+        }
+        if (install)
+            vol_install_keyed(v, blk, buf + (size_t)kd->pos * BLOCK_SIZE, &kd->fp, &s->tk);
+    }
+    s->nkeyed = 0;
+}

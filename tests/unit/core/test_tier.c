@@ -1,0 +1,320 @@
+/* The tier seam with a test tier (tier_fake.c): a block evicted from RAM
+ * comes back from tier 1 by its remembered key without a back end read; a
+ * corrupt copy is rejected, counted and read from the back end; a failing
+ * or hanging tier turns into misses after its timeout, never into a client
+ * error; a content another volume brought back is found by key in RAM; and
+ * the race rule holds for blocks served by key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "core/block.h"
+#include "core/engine.h"
+#include "core/volume.h"
+#include "core/volume_io.h"
+#include "fake_be.h"
+#include "tier_fake.h"
+
+#define CACHE_BLOCKS 256
+#define VOL_BLOCKS   1024
+#define FIRST_READ   300 /* blocks read before going back: some 44 evicted */
+
+struct fix {
+    struct engine *e;
+    struct volume *v;
+    struct fake *f;
+    struct tier_fake_ctl ctl;
+    struct vol_scratch *s;
+    uint64_t race_blk;
+};
+
+/* Blocks of the fake all distinct (its pattern repeats every 256). */
+static void make_distinct(struct fake *f, uint32_t salt)
+{
+    for (uint64_t b = 0; b < f->be.size / BLOCK_SIZE; b++) {
+        uint64_t tag = b * 2654435761u + salt;
+        memcpy(f->data + b * BLOCK_SIZE, &tag, sizeof tag);
+    }
+}
+
+static struct volume *add(struct engine *e, const char *name, struct fake *f)
+{
+    struct volume_config cfg = {.name = name, .readahead = -1};
+    assert_int_equal(engine_add_volume_backend(e, &cfg, &f->be), 0);
+    return engine_get_volume(e, name);
+}
+
+static struct fix *fix_new(bool with_tier, uint32_t timeout_ms)
+{
+    struct fix *x = calloc(1, sizeof *x);
+    struct tier *t = with_tier ? tier_fake_new(&x->ctl, timeout_ms) : NULL;
+    struct engine_config ec = {.cache_bytes = CACHE_BLOCKS * BLOCK_SIZE,
+                               .tiers = with_tier ? &t : NULL,
+                               .ntiers = with_tier ? 1 : 0};
+    assert_int_equal(engine_create(&ec, &x->e), 0);
+    x->f = fake_new(VOL_BLOCKS * BLOCK_SIZE, 0);
+    make_distinct(x->f, 1);
+    x->v = add(x->e, "vol", x->f);
+    x->s = vol_scratch_new();
+    return x;
+}
+
+static void fix_free(struct fix *x)
+{
+    volume_put(x->v);
+    engine_destroy(x->e);
+    vol_scratch_free(x->s);
+    free(x);
+}
+
+static int rd(struct fix *x, struct volume *v, uint64_t off, uint32_t len, uint8_t *out)
+{
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, vol_read_span(off, len));
+    struct vol_req r = {.offset = off, .length = len, .buf = buf};
+    int ret = vol_read(v, &r, x->s);
+    if (ret == 0)
+        memcpy(out, buf + (off & BLOCK_MASK), len);
+    vol_req_finish(v, &r);
+    free(buf);
+    return ret;
+}
+
+/* Read blocks [a, b) one at a time and compare with the back end. */
+static void read_blocks(struct fix *x, uint64_t a, uint64_t b)
+{
+    uint8_t got[BLOCK_SIZE];
+    for (uint64_t blk = a; blk < b; blk++) {
+        assert_int_equal(rd(x, x->v, blk * BLOCK_SIZE, BLOCK_SIZE, got), 0);
+        assert_memory_equal(got, x->f->data + blk * BLOCK_SIZE, BLOCK_SIZE);
+    }
+}
+
+static struct volume_snapshot snap(struct volume *v)
+{
+    struct volume_snapshot vs;
+    volume_snapshot(v, &vs);
+    return vs;
+}
+
+/* Is blk in RAM? (A zero-copy read never touches the back end or a tier.) */
+static bool in_ram(struct fix *x, uint64_t blk)
+{
+    struct iovec iov[1];
+    uint32_t pins[1];
+    unsigned niov;
+    struct vol_req r = {.offset = blk * BLOCK_SIZE, .length = BLOCK_SIZE};
+    bool hit = vol_read_zc(x->v, &r, iov, pins, &niov) == 0;
+    vol_req_finish(x->v, &r);
+    return hit;
+}
+
+/* Fill past the cache so some blocks are evicted; what the back end
+ * returned was offered to the tier. Returns the evicted blocks among the
+ * first 64 (in gone[], count returned; at least 10). */
+static unsigned warm_and_evict(struct fix *x, uint64_t *gone)
+{
+    read_blocks(x, 0, FIRST_READ);
+    assert_int_equal(x->ctl.puts, FIRST_READ);
+    unsigned n = 0;
+    for (uint64_t b = 0; b < 64; b++)
+        if (!in_ram(x, b))
+            gone[n++] = b;
+    assert_true(n >= 10);
+    return n;
+}
+
+static void read_list(struct fix *x, const uint64_t *blks, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        read_blocks(x, blks[i], blks[i] + 1);
+}
+
+static void test_evicted_block_comes_back_from_tier(void **state)
+{
+    (void)state;
+    struct fix *x = fix_new(true, 1000);
+    uint64_t gone[64];
+    unsigned n = warm_and_evict(x, gone);
+    unsigned preads = x->f->preads;
+    read_list(x, gone, n); /* evicted: remembered keys, served by the tier */
+    assert_int_equal(x->f->preads, preads);
+    struct volume_snapshot vs = snap(x->v);
+    assert_int_equal(vs.tier_hit_blocks, n);
+    struct cache_snapshot cs;
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.tier_hits, n);
+    assert_int_equal(cs.tier_corrupt, 0);
+    /* Cached again: the next read is a RAM hit. */
+    for (unsigned i = 0; i < n; i++)
+        assert_true(in_ram(x, gone[i]));
+    read_list(x, gone, n);
+    assert_int_equal(x->f->preads, preads);
+    assert_int_equal(snap(x->v).tier_hit_blocks, n);
+    fix_free(x);
+}
+
+static void test_corrupt_copy_rejected(void **state)
+{
+    (void)state;
+    struct fix *x = fix_new(true, 1000);
+    uint64_t gone[64];
+    unsigned n = warm_and_evict(x, gone);
+    __atomic_store_n(&x->ctl.mode, TIER_FAKE_CORRUPT, __ATOMIC_RELEASE);
+    unsigned preads = x->f->preads;
+    read_list(x, gone, n); /* compared with the back end inside */
+    assert_int_equal(x->f->preads, preads + n);
+    struct cache_snapshot cs;
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.tier_corrupt, n);
+    assert_int_equal(cs.tier_hits, 0);
+    assert_int_equal(snap(x->v).tier_hit_blocks, 0);
+    assert_int_equal(snap(x->v).errors, 0);
+    fix_free(x);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void test_failing_and_hanging_tier(void **state)
+{
+    (void)state;
+    struct fix *x = fix_new(true, 50);
+    uint64_t gone[64];
+    unsigned n = warm_and_evict(x, gone);
+    __atomic_store_n(&x->ctl.mode, TIER_FAKE_FAIL, __ATOMIC_RELEASE);
+    read_list(x, gone, 3);
+    struct cache_snapshot cs;
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.tier_errors, 3);
+
+    __atomic_store_n(&x->ctl.mode, TIER_FAKE_HANG, __ATOMIC_RELEASE);
+    uint64_t t0 = now_ms();
+    read_list(x, gone + 3, 3);
+    uint64_t took = now_ms() - t0;
+    assert_true(took >= 3 * 50);       /* each waited for the timeout... */
+    assert_true(took < 3 * 50 + 2000); /* ...and no longer */
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.tier_timeouts, 3);
+    assert_int_equal(snap(x->v).errors, 0);
+
+    /* A slow tier within its timeout still serves. */
+    __atomic_store_n(&x->ctl.mode, TIER_FAKE_OK, __ATOMIC_RELEASE);
+    x->ctl.delay_ms = 10;
+    unsigned preads = x->f->preads;
+    read_list(x, gone + 6, n - 6);
+    assert_int_equal(x->f->preads, preads);
+    fix_free(x);
+}
+
+/* Without tiers: a block whose content left RAM is found by key when
+ * another volume brought the same content back. */
+static void test_key_hit_in_ram(void **state)
+{
+    (void)state;
+    struct fix *x = fix_new(false, 0);
+    read_blocks(x, 0, FIRST_READ);
+    uint64_t gone[64];
+    unsigned n = 0;
+    for (uint64_t b = 0; b < 64 && n < 10; b++)
+        if (!in_ram(x, b))
+            gone[n++] = b;
+    assert_int_equal(n, 10);
+    struct fake *f2 = fake_new(VOL_BLOCKS * BLOCK_SIZE, 0);
+    make_distinct(f2, 1); /* same contents as vol */
+    struct volume *v2 = add(x->e, "clone", f2);
+    uint8_t got[BLOCK_SIZE];
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(rd(x, v2, gone[i] * BLOCK_SIZE, BLOCK_SIZE, got), 0);
+    unsigned preads = x->f->preads;
+    read_list(x, gone, n); /* vol finds them in RAM by key */
+    assert_int_equal(x->f->preads, preads);
+    assert_int_equal(snap(x->v).key_hit_blocks, n);
+    volume_put(v2);
+    engine_remove_volume(x->e, "clone", true);
+    fix_free(x);
+}
+
+/* The race rule for a block served by key: a read waiting on the tier
+ * while a write to the block is acknowledged may return the old data, but
+ * must not cache it. The write is partial, so it installs nothing itself:
+ * only the ticket check stands between the old copy and the cache (the
+ * test fails if dir_install skips it). */
+struct racer {
+    struct fix *x;
+    uint8_t out[BLOCK_SIZE];
+    int ret;
+};
+
+static void *race_reader(void *arg)
+{
+    struct racer *rc = arg;
+    struct vol_scratch *s = vol_scratch_new();
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
+    struct vol_req r = {.offset = rc->x->race_blk * BLOCK_SIZE, .length = BLOCK_SIZE, .buf = buf};
+    rc->ret = vol_read(rc->x->v, &r, s);
+    memcpy(rc->out, buf, BLOCK_SIZE);
+    vol_req_finish(rc->x->v, &r);
+    free(buf);
+    vol_scratch_free(s);
+    return NULL;
+}
+
+static void test_race_tier_read_vs_write(void **state)
+{
+    (void)state;
+    struct fix *x = fix_new(true, 2000);
+    uint64_t gone[64];
+    warm_and_evict(x, gone);
+    x->race_blk = gone[0];
+    uint64_t blk = gone[0];
+    uint8_t old[BLOCK_SIZE], fresh[100], want[BLOCK_SIZE];
+    memcpy(old, x->f->data + blk * BLOCK_SIZE, BLOCK_SIZE);
+    memset(fresh, 0x3C, sizeof fresh);
+    memcpy(want, old, BLOCK_SIZE);
+    memcpy(want, fresh, sizeof fresh);
+    x->ctl.delay_ms = 300;
+    unsigned lookups = x->ctl.lookups;
+    struct racer rc = {.x = x};
+    pthread_t t;
+    pthread_create(&t, NULL, race_reader, &rc);
+    while (__atomic_load_n(&x->ctl.lookups, __ATOMIC_ACQUIRE) == lookups)
+        ; /* the reader is waiting on the tier */
+    struct vol_req w = {.offset = blk * BLOCK_SIZE, .length = sizeof fresh, .buf = fresh};
+    assert_int_equal(vol_write(x->v, &w, x->s), 0); /* acknowledged */
+    vol_req_finish(x->v, &w);
+    pthread_join(t, NULL);
+    assert_int_equal(rc.ret, 0);
+    assert_memory_equal(rc.out, old, BLOCK_SIZE); /* concurrent: old is allowed */
+    x->ctl.delay_ms = 0;
+    uint8_t got[BLOCK_SIZE];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rd(x, x->v, blk * BLOCK_SIZE, BLOCK_SIZE, got), 0);
+        assert_memory_equal(got, want, BLOCK_SIZE);
+    }
+    fix_free(x);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_evicted_block_comes_back_from_tier),
+        cmocka_unit_test(test_corrupt_copy_rejected),
+        cmocka_unit_test(test_failing_and_hanging_tier),
+        cmocka_unit_test(test_key_hit_in_ram),
+        cmocka_unit_test(test_race_tier_read_vs_write),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
