@@ -19,6 +19,8 @@ enum log_level {
     X(core)                                                                                        \
     X(store)                                                                                       \
     X(dir)                                                                                         \
+    X(net)                                                                                         \
+    X(tls)                                                                                         \
     X(nbd)                                                                                         \
     X(backend)                                                                                     \
     X(mgmt)                                                                                        \

@@ -1,6 +1,6 @@
-/* shoald: parse settings, start the engine, the volumes, the NBD front end
- * and the management server, then wait for SIGTERM/SIGINT and stop them in
- * reverse order. */
+/* shoald: parse settings, start the engine, the volumes, the worker pool,
+ * every front end of the table (daemon/options.c) and the management
+ * server, then wait for SIGTERM/SIGINT and stop them in reverse order. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,10 +16,11 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/workq.h"
 #include "core/engine.h"
+#include "core/volume_io.h"
 #include "daemon/options.h"
 #include "frontend/frontend.h"
-#include "frontend/nbd/server.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/token.h"
 
@@ -36,6 +37,61 @@ static char *absolute_path(const char *path)
     if (asprintf(&out, "%s/%s", cwd, path) < 0)
         return NULL;
     return out;
+}
+
+/* Paths main made absolute, freed at exit. */
+struct made_paths {
+    char **v;
+    size_t n;
+};
+
+/* *path made absolute if it is not (prefix: kept in front, as "unix:"). */
+static void make_absolute(struct made_paths *m, const char **path, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (!*path || strncmp(*path, prefix, pl) != 0 || (*path)[pl] == '/')
+        return;
+    char *abs = absolute_path(*path + pl);
+    char *full = NULL;
+    if (abs && asprintf(&full, "%s%s", prefix, abs) < 0)
+        full = NULL;
+    free(abs);
+    char **v = full ? realloc(m->v, (m->n + 1) * sizeof *v) : NULL;
+    if (!v) {
+        free(full);
+        return; /* left relative: it still works in the foreground */
+    }
+    m->v = v;
+    m->v[m->n++] = full;
+    *path = full;
+}
+
+/* The paths of every front end's options (its certificate files, unix
+ * sockets) are used after the daemon's chdir("/"). */
+static void frontend_paths_absolute(struct daemon_options *o, struct made_paths *m)
+{
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        for (const struct frontend_option *opt = daemon_frontends[fe]->options; opt->name; opt++) {
+            void *field = (char *)o->frontend_opts[fe] + opt->offset;
+            if (opt->kind == FE_OPT_PATH) {
+                make_absolute(m, field, "");
+            } else if (opt->kind == FE_OPT_LISTEN) {
+                struct frontend_list *l = field;
+                for (unsigned i = 0; i < l->n; i++)
+                    make_absolute(m, &l->v[i], "unix:");
+            }
+        }
+    }
+}
+
+static void *scratch_new(void)
+{
+    return vol_scratch_new();
+}
+
+static void scratch_free(void *p)
+{
+    vol_scratch_free(p);
 }
 
 /* The API token: read from the file, or created there when missing (see
@@ -163,10 +219,9 @@ int main(int argc, char **argv)
             o->volumes[i].backend.spec = abs_specs[i];
         }
     }
-    /* The pid file, certificates and the token file are used after the
-     * daemon's chdir("/"). */
-    const char **later[] = {&o->pid_file, &o->http_tls_certificates, &o->tls_certificates,
-                            &o->tls_psk, &o->http_token_file};
+    /* The pid file, the API's certificates and the token file are used
+     * after the daemon's chdir("/"); so are the front ends' paths. */
+    const char **later[] = {&o->pid_file, &o->http_tls_certificates, &o->http_token_file};
     char *abs_later[ARRAY_SIZE(later)] = {0};
     for (size_t i = 0; i < ARRAY_SIZE(later); i++) {
         abs_later[i] = *later[i] ? absolute_path(*later[i]) : NULL;
@@ -179,15 +234,8 @@ int main(int argc, char **argv)
     if (strcmp(o->http, "off") != 0 && load_token(o->http_token_file, &token) < 0)
         return 1;
 
-    char *abs_listen[MAX_LISTEN] = {0};
-    for (unsigned i = 0; i < o->nlisten; i++) {
-        if (strncmp(o->listen[i], "unix:", 5) == 0 && o->listen[i][5] != '/') {
-            char *p = absolute_path(o->listen[i] + 5);
-            if (p && asprintf(&abs_listen[i], "unix:%s", p) > 0)
-                o->listen[i] = abs_listen[i];
-            free(p);
-        }
-    }
+    struct made_paths made = {0};
+    frontend_paths_absolute(o, &made);
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
@@ -221,35 +269,40 @@ int main(int argc, char **argv)
         }
     }
 
-    struct nbd_config ncfg = {
-        .handshake_timeout_ms = (int)o->handshake_timeout_ms,
-        .readonly = o->readonly,
-        .tls = o->tls,
-        .tls_certificates = o->tls_certificates,
-        .tls_psk = o->tls_psk,
-        .tls_verify_peer = o->tls_verify_peer,
-        .allow = o->allow,
-        .nallow = o->nallow,
+    /* One worker pool for the back end work of every front end: it
+     * outlives them all (they stop first) and goes before the engine. */
+    struct workq_config wc = {
+        .threads = o->threads,
+        .scratch_new = scratch_new,
+        .scratch_free = scratch_free,
+        .name = "worker",
     };
-    struct frontend_config fcfg = {
-        .listen = o->listen,
-        .nlisten = o->nlisten,
-        .max_connections = o->max_connections,
-        .workers = o->threads,
-        .proto = &ncfg,
-    };
-    char fe_err[320] = "";
-    fcfg.err = fe_err;
-    fcfg.errlen = sizeof fe_err;
-    const struct frontend_ops *fe = &frontend_nbd_ops;
-    void *fe_state = NULL;
-    r = fe->start(engine, &fcfg, &fe_state);
+    struct workq *pool = NULL;
+    r = workq_create(&wc, &pool);
     if (r < 0) {
-        if (fe_err[0])
-            fprintf(stderr, "shoald: %s\n", fe_err);
-        else
-            fprintf(stderr, "shoald: cannot start the %s server: %s\n", fe->name, strerror(-r));
+        fprintf(stderr, "shoald: cannot start the worker threads: %s\n", strerror(-r));
         return 1;
+    }
+
+    void *fe_state[MAX_FRONTENDS] = {0};
+    for (unsigned i = 0; i < daemon_nfrontends; i++) {
+        const struct frontend_ops *fe = daemon_frontends[i];
+        char fe_err[320] = "";
+        struct frontend_config fcfg = {
+            .wq = pool,
+            .readonly = o->readonly,
+            .opts = o->frontend_opts[i],
+            .err = fe_err,
+            .errlen = sizeof fe_err,
+        };
+        r = fe->start(engine, &fcfg, &fe_state[i]);
+        if (r < 0) {
+            if (fe_err[0])
+                fprintf(stderr, "shoald: %s\n", fe_err);
+            else
+                fprintf(stderr, "shoald: cannot start the %s server: %s\n", fe->name, strerror(-r));
+            return 1;
+        }
     }
 
     struct mgmt *mgmt = NULL;
@@ -298,16 +351,19 @@ int main(int argc, char **argv)
         break;
     }
 
-    fe->stop(fe_state);
+    for (unsigned i = daemon_nfrontends; i-- > 0;)
+        daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
+    workq_destroy(pool);
     engine_destroy(engine);
     bufpool_drain();
     if (o->pid_file)
         unlink(o->pid_file);
     for (unsigned i = 0; i < o->nvolumes; i++)
         free(abs_specs[i]);
-    for (unsigned i = 0; i < o->nlisten; i++)
-        free(abs_listen[i]);
+    for (size_t i = 0; i < made.n; i++)
+        free(made.v[i]);
+    free(made.v);
     for (size_t i = 0; i < ARRAY_SIZE(abs_later); i++)
         free(abs_later[i]);
     if (token)

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +14,27 @@
 #include "common/util.h"
 #include "core/block.h"
 #include "core/evict.h"
-#include "frontend/nbd/server.h"
+#include "frontend/netaddr.h"
 #include "mgmt/mgmt.h"
 
-#define DEFAULT_LISTEN    "127.0.0.1:10809"
 #define DEFAULT_HTTP      "127.0.0.1:10810"
 #define DEFAULT_CACHE     (1ull << 30)
 #define DEFAULT_IO_MEMORY (512ull << 20)
+#define DEFAULT_THREADS   32
+
+const struct frontend_ops *const daemon_frontends[] = {
+    &frontend_nbd_ops,
+};
+const unsigned daemon_nfrontends = ARRAY_SIZE(daemon_frontends);
+_Static_assert(ARRAY_SIZE(daemon_frontends) <= MAX_FRONTENDS, "raise MAX_FRONTENDS");
+
+/* getopt values of front-end options: FE_VAL_BASE + front end * 256 + index
+ * in its table (daemon options use characters and small enum values). */
+#define FE_VAL_BASE    0x10000
+#define FE_MAX_OPTS    256
+#define FE_VAL(fe, i)  (FE_VAL_BASE + (int)(fe)*FE_MAX_OPTS + (int)(i))
+#define LONG_OPTS_MAX  128
+#define SHORT_OPTS_MAX 64
 
 /* Strings duplicated from the config file, freed by options_free. */
 static char **owned;
@@ -39,12 +52,38 @@ static const char *own(const char *s)
 
 void options_free(struct daemon_options *opts)
 {
-    (void)opts;
+    for (unsigned i = 0; i < MAX_FRONTENDS; i++) {
+        free(opts->frontend_opts[i]);
+        opts->frontend_opts[i] = NULL;
+    }
     for (unsigned i = 0; i < nowned; i++)
         free(owned[i]);
     free(owned);
     owned = NULL;
     nowned = 0;
+}
+
+/* One option in --help: "  -X, --NAME ARG" then its help, lines aligned. */
+static void usage_line(FILE *f, char short_name, const char *name, const char *arg,
+                       const char *help)
+{
+    char left[128];
+    snprintf(left, sizeof left, "  %c%c%c --%s%s%s", short_name ? '-' : ' ',
+             short_name ? short_name : ' ', short_name ? ',' : ' ', name, arg ? " " : "",
+             arg ? arg : "");
+    if (strlen(left) > 34)
+        fprintf(f, "%s\n%36s", left, "");
+    else
+        fprintf(f, "%-36s", left);
+    for (const char *p = help; *p;) {
+        size_t n = strcspn(p, "\n");
+        fprintf(f, "%.*s\n", (int)n, p);
+        p += n;
+        if (*p) {
+            p++;
+            fprintf(f, "%36s", "");
+        }
+    }
 }
 
 static void usage(FILE *f)
@@ -56,7 +95,6 @@ static void usage(FILE *f)
             "BACKING is a file or block device path, nbd://host[:port]/export or\n"
             "nbd+unix:///export?socket=PATH.\n"
             "\n"
-            "  -l, --listen ADDR:PORT|unix:PATH  NBD listener (default %s; repeatable)\n"
             "      --http ADDR:PORT|off          management API (default %s)\n"
             "      --http-token-file FILE        the API's bearer token, created (random, mode\n"
             "                                    0600) if missing; default /run/shoal/api-token\n"
@@ -72,28 +110,23 @@ static void usage(FILE *f)
             "  -v, --verbose                     more logging (repeat for debug)\n"
             "  -D, --debug COMPONENT=LEVEL       per-component log level (error|warn|info|debug)\n"
             "      --policy s3fifo|lru           eviction policy (default s3fifo)\n"
-            "      --threads N                   worker threads for back end I/O (default 32)\n"
-            "      --max-connections N           NBD client limit (default 1024)\n"
-            "      --handshake-timeout DURATION  drop clients that do not finish the\n"
-            "                                    handshake in time (default 10s)\n"
+            "      --threads N                   worker threads for back end I/O, shared by\n"
+            "                                    every front end (default %d)\n"
             "      --io-memory SIZE              cap on request buffers (default 512M)\n"
             "      --direct                      open file back ends with O_DIRECT\n"
             "      --readahead SIZE|off          on a read miss, also fetch the uncached\n"
             "                                    blocks of its aligned SIZE window (default\n"
             "                                    64K for NBD back ends, off for files)\n"
             "      --pid-file FILE               write the daemon's pid\n"
-            "      --tls off|on|require          NBD over TLS (STARTTLS): off (default),\n"
-            "                                    offered, or required of every client\n"
-            "      --tls-certificates DIR        x509: DIR/server-cert.pem, server-key.pem\n"
-            "                                    (+ ca-cert.pem, ca-crl.pem)\n"
-            "      --tls-psk FILE                PSK: username:hexkey lines (psktool)\n"
-            "      --tls-verify-peer             x509: require client certificates signed\n"
-            "                                    by DIR/ca-cert.pem\n"
-            "      --allow ADDR[/PREFIX]|unix    accept NBD clients only from these\n"
-            "                                    addresses (repeatable; default: all)\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
-            DEFAULT_LISTEN, DEFAULT_HTTP);
+            DEFAULT_HTTP, DEFAULT_THREADS);
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        const struct frontend_ops *ops = daemon_frontends[fe];
+        fprintf(f, "\n%s (in a config file: [shoald] or [%s]):\n", ops->title, ops->section);
+        for (const struct frontend_option *opt = ops->options; opt->name; opt++)
+            usage_line(f, opt->short_name, opt->name, opt->arg, opt->help);
+    }
 }
 
 enum {
@@ -101,23 +134,17 @@ enum {
     OPT_HTTP_TOKEN,
     OPT_POLICY,
     OPT_THREADS,
-    OPT_MAXCONN,
-    OPT_HS_TIMEOUT,
     OPT_IO_MEMORY,
     OPT_DIRECT,
     OPT_PID_FILE,
-    OPT_TLS,
-    OPT_TLS_CERTS,
-    OPT_TLS_PSK,
-    OPT_TLS_VERIFY_PEER,
-    OPT_ALLOW,
     OPT_READAHEAD,
     OPT_HTTP_TLS_CERTS,
     OPT_BACKING_DIR,
 };
 
-static const struct option long_opts[] = {
-    {"listen", required_argument, NULL, 'l'},
+/* The daemon's own options; each front end's come from its table. */
+static const char daemon_shortopts[] = "m:c:rfvD:hV";
+static const struct option daemon_long_opts[] = {
     {"http", required_argument, NULL, OPT_HTTP},
     {"http-token-file", required_argument, NULL, OPT_HTTP_TOKEN},
     {"http-tls-certificates", required_argument, NULL, OPT_HTTP_TLS_CERTS},
@@ -131,17 +158,10 @@ static const struct option long_opts[] = {
     {"debug", required_argument, NULL, 'D'},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"threads", required_argument, NULL, OPT_THREADS},
-    {"max-connections", required_argument, NULL, OPT_MAXCONN},
-    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
     {"io-memory", required_argument, NULL, OPT_IO_MEMORY},
     {"direct", no_argument, NULL, OPT_DIRECT},
     {"readahead", required_argument, NULL, OPT_READAHEAD},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
-    {"tls", required_argument, NULL, OPT_TLS},
-    {"tls-certificates", required_argument, NULL, OPT_TLS_CERTS},
-    {"tls-psk", required_argument, NULL, OPT_TLS_PSK},
-    {"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER},
-    {"allow", required_argument, NULL, OPT_ALLOW},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -208,7 +228,6 @@ static struct volume_config *new_volume(struct daemon_options *o, const char *na
     return v;
 }
 
-/* One setting, from either source. Returns 0 or -1 (message printed). */
 /* "off"/"0" -> -1 (off); a size from 4K to 256K -> bytes. */
 static int parse_readahead(const char *val, int32_t *out)
 {
@@ -249,34 +268,24 @@ static int add_backing_dir(struct daemon_options *o, const char *val)
     return 0;
 }
 
+/* A switch: given on the command line, true or false in a file. */
+static int set_flag(bool *field, const char *what, const char *val, bool from_file)
+{
+    if (!from_file) {
+        *field = true;
+        return 0;
+    }
+    if (parse_bool(val, field) < 0)
+        return bad(what, val, "want true or false");
+    return 0;
+}
+
+/* One of the daemon's own settings, from either source. Returns 0 or -1
+ * (message printed). */
 static int set_option(struct daemon_options *o, int key, const char *val, bool from_file)
 {
     uint64_t u64;
     switch (key) {
-    case 'l':
-        /* nbd_parse_hostport reads "" as the default port on every address:
-         * an empty value (an unset variable in a template) must not do that. */
-        if (!val[0])
-            return bad("listen address", val, "want ADDR:PORT, [IPv6]:PORT or unix:PATH");
-        if (strncmp(val, "unix:", 5) != 0) {
-            char h[256], p[16];
-            if (nbd_parse_hostport(val, h, sizeof h, p, sizeof p) < 0)
-                return bad("listen address", val, "want ADDR:PORT, [IPv6]:PORT or unix:PATH");
-            /* Resolve now, so a bad host is reported before anything starts. */
-            struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                                     .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-            struct addrinfo *res = NULL;
-            int g = getaddrinfo(h[0] ? h : NULL, p, &hints, &res);
-            if (g != 0)
-                return bad("listen address", val, gai_strerror(g));
-            freeaddrinfo(res);
-        } else if (!val[5]) {
-            return bad("listen address", val, "empty unix socket path");
-        }
-        if (o->nlisten == MAX_LISTEN)
-            return bad("listen address", val, "too many listeners");
-        o->listen[o->nlisten++] = val;
-        return 0;
     case OPT_HTTP:
         if (strcmp(val, "off") != 0) {
             char h[256];
@@ -309,21 +318,9 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         o->io_memory = u64;
         return 0;
     case 'r':
-        if (from_file) {
-            if (parse_bool(val, &o->readonly) < 0)
-                return bad("readonly", val, "want true or false");
-        } else {
-            o->readonly = true;
-        }
-        return 0;
+        return set_flag(&o->readonly, "readonly", val, from_file);
     case OPT_DIRECT:
-        if (from_file) {
-            if (parse_bool(val, &o->direct) < 0)
-                return bad("direct", val, "want true or false");
-        } else {
-            o->direct = true;
-        }
-        return 0;
+        return set_flag(&o->direct, "direct", val, from_file);
     case OPT_POLICY:
         if (!evict_find(val))
             return bad("eviction policy", val, "want s3fifo or lru");
@@ -337,45 +334,8 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (parse_uint(val, 1, 1024, &o->threads) < 0)
             return bad("thread count", val, "want 1..1024");
         return 0;
-    case OPT_MAXCONN:
-        if (parse_uint(val, 1, 100000, &o->max_connections) < 0)
-            return bad("connection limit", val, "want 1..100000");
-        return 0;
-    case OPT_HS_TIMEOUT:
-        if (parse_duration_ms(val, &o->handshake_timeout_ms) < 0 || o->handshake_timeout_ms == 0)
-            return bad("handshake timeout", val, "want a duration like 10s or 500ms");
-        return 0;
     case OPT_PID_FILE:
         o->pid_file = val;
-        return 0;
-    case OPT_TLS:
-        if (!strcmp(val, "off"))
-            o->tls = NBD_TLS_OFF;
-        else if (!strcmp(val, "on"))
-            o->tls = NBD_TLS_ON;
-        else if (!strcmp(val, "require"))
-            o->tls = NBD_TLS_REQUIRE;
-        else
-            return bad("--tls mode", val, "want off, on or require");
-        return 0;
-    case OPT_TLS_CERTS:
-        o->tls_certificates = val;
-        return 0;
-    case OPT_TLS_PSK:
-        o->tls_psk = val;
-        return 0;
-    case OPT_TLS_VERIFY_PEER:
-        if (from_file) {
-            if (parse_bool(val, &o->tls_verify_peer) < 0)
-                return bad("tls-verify-peer", val, "want true or false");
-        } else {
-            o->tls_verify_peer = true;
-        }
-        return 0;
-    case OPT_ALLOW:
-        if (o->nallow == ARRAY_SIZE(o->allow))
-            return bad("--allow", val, "too many entries");
-        o->allow[o->nallow++] = val;
         return 0;
     case 'D':
         if (log_set_spec(val) < 0)
@@ -386,10 +346,140 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
     }
 }
 
-/* Map a config key to the option it stands for. */
+/* ---- front-end options (frontend/frontend.h) ---- */
+
+/* Whether the command line already dropped a FE_OPT_LISTEN option's values
+ * from the config file (its own replace them). */
+static bool cli_replaced[MAX_FRONTENDS][FE_MAX_OPTS];
+
+/* Option i of front end fe, from either source. Returns 0 or -1 (message
+ * printed). */
+static int set_frontend_option(struct daemon_options *o, unsigned fe, unsigned i, const char *val,
+                               bool from_file)
+{
+    const struct frontend_option *opt = &daemon_frontends[fe]->options[i];
+    void *field = (char *)o->frontend_opts[fe] + opt->offset;
+    const char *what = opt->what ? opt->what : opt->name;
+    struct frontend_list *list = field;
+    switch (opt->kind) {
+    case FE_OPT_STRING:
+    case FE_OPT_PATH:
+        *(const char **)field = val;
+        return 0;
+    case FE_OPT_FLAG:
+        return set_flag(field, what, val, from_file);
+    case FE_OPT_UINT:
+        if (parse_uint(val, opt->min, opt->max, field) < 0)
+            return bad(what, val, opt->want);
+        return 0;
+    case FE_OPT_DURATION: {
+        uint64_t ms;
+        if (parse_duration_ms(val, &ms) < 0 || ms == 0)
+            return bad(what, val, opt->want);
+        *(uint64_t *)field = ms;
+        return 0;
+    }
+    case FE_OPT_ENUM:
+        for (int k = 0; opt->names[k]; k++) {
+            if (strcmp(opt->names[k], val) == 0) {
+                *(int *)field = k;
+                return 0;
+            }
+        }
+        return bad(what, val, opt->want);
+    case FE_OPT_LISTEN: {
+        if (!from_file && !cli_replaced[fe][i]) {
+            list->n = 0;
+            cli_replaced[fe][i] = true;
+        }
+        /* Resolved now, so a bad host is reported before anything starts. */
+        const char *why = netaddr_check_listen(val, opt->port);
+        if (why)
+            return bad(what, val, why);
+        if (list->n == MIN(opt->max, FRONTEND_LIST_MAX))
+            return bad(what, val, "too many listeners");
+        list->v[list->n++] = val;
+        return 0;
+    }
+    case FE_OPT_LIST:
+        if (list->n == MIN(opt->max, FRONTEND_LIST_MAX))
+            return bad(what, val, "too many entries");
+        list->v[list->n++] = val;
+        return 0;
+    }
+    return -1;
+}
+
+/* A front-end option by its command-line name (fe_section < 0: any front
+ * end, as in [shoald]) or by its key in front end fe_section's own section. */
+static bool find_frontend_option(int fe_section, const char *name, unsigned *fe_out,
+                                 unsigned *i_out)
+{
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        if (fe_section >= 0 && fe != (unsigned)fe_section)
+            continue;
+        const struct frontend_option *opts = daemon_frontends[fe]->options;
+        for (unsigned i = 0; opts[i].name; i++) {
+            const char *k = fe_section >= 0 && opts[i].key ? opts[i].key : opts[i].name;
+            if (strcmp(k, name) == 0) {
+                *fe_out = fe;
+                *i_out = i;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* ---- getopt ---- */
+
+static struct option long_opts[LONG_OPTS_MAX];
+static char shortopts[SHORT_OPTS_MAX];
+
+/* The daemon's options, then every front end's. */
+static void build_getopt_tables(void)
+{
+    unsigned n = 0;
+    for (const struct option *d = daemon_long_opts; d->name; d++)
+        long_opts[n++] = *d;
+    size_t sl = (size_t)snprintf(shortopts, sizeof shortopts, ":%s", daemon_shortopts);
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        const struct frontend_option *opts = daemon_frontends[fe]->options;
+        for (unsigned i = 0; opts[i].name; i++) {
+            bool flag = opts[i].kind == FE_OPT_FLAG;
+            if (n + 1 < LONG_OPTS_MAX && i < FE_MAX_OPTS)
+                long_opts[n++] = (struct option){
+                    opts[i].name, flag ? no_argument : required_argument, NULL, FE_VAL(fe, i)};
+            if (opts[i].short_name && sl + 3 < sizeof shortopts) {
+                shortopts[sl++] = opts[i].short_name;
+                if (!flag)
+                    shortopts[sl++] = ':';
+                shortopts[sl] = '\0';
+            }
+        }
+    }
+    long_opts[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* A command-line option getopt returned as c. 0 or -1 (message printed). */
+static int set_from_cli(struct daemon_options *o, int c, const char *val)
+{
+    if (c >= FE_VAL_BASE)
+        return set_frontend_option(o, (unsigned)(c - FE_VAL_BASE) / FE_MAX_OPTS,
+                                   (unsigned)(c - FE_VAL_BASE) % FE_MAX_OPTS, val, false);
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        const struct frontend_option *opts = daemon_frontends[fe]->options;
+        for (unsigned i = 0; opts[i].name; i++)
+            if (opts[i].short_name && opts[i].short_name == c)
+                return set_frontend_option(o, fe, i, val, false);
+    }
+    return set_option(o, c, val, false);
+}
+
+/* Map a config key of [shoald] to the daemon option it stands for. */
 static int key_of_name(const char *name)
 {
-    for (const struct option *o = long_opts; o->name; o++)
+    for (const struct option *o = daemon_long_opts; o->name; o++)
         if (strcmp(o->name, name) == 0)
             return o->val;
     if (!strcmp(name, "cache_size"))
@@ -403,86 +493,104 @@ struct ini_ctx {
     int failed;
 };
 
+/* A key of [shoald] (or [global], or before any section): the daemon's
+ * options and every front end's, by their command-line names. */
+static int main_setting(struct ini_ctx *c, const char *section, const char *name, const char *val)
+{
+    int key = key_of_name(name);
+    unsigned fe, i;
+    if (!key && find_frontend_option(-1, name, &fe, &i))
+        return set_frontend_option(c->o, fe, i, val, true);
+    if (!key || key == 'c' || key == 'h' || key == 'V' || key == 'f' || key == 'v') {
+        fprintf(stderr, "shoald: %s: unknown setting '%s' in [%s]\n", c->file, name,
+                section[0] ? section : "shoald");
+        return -1;
+    }
+    return set_option(c->o, key, val, true);
+}
+
+/* A key of a front end's own section ([nbd]). */
+static int frontend_setting(struct ini_ctx *c, unsigned fe_section, const char *name,
+                            const char *val)
+{
+    unsigned fe, i;
+    if (!find_frontend_option((int)fe_section, name, &fe, &i)) {
+        fprintf(stderr, "shoald: %s: unknown setting '%s' in [%s]\n", c->file, name,
+                daemon_frontends[fe_section]->section);
+        return -1;
+    }
+    return set_frontend_option(c->o, fe, i, val, true);
+}
+
+/* A key of [volume NAME]. */
+static int volume_setting(struct ini_ctx *c, const char *vname, const char *name, const char *val)
+{
+    struct daemon_options *o = c->o;
+    struct volume_config *v = find_volume(o, vname);
+    if (!v) {
+        v = new_volume(o, own(vname));
+        if (!v)
+            return -1;
+    }
+    bool b;
+    if (!strcmp(name, "backing") || !strcmp(name, "path") || !strcmp(name, "uri")) {
+        v->backend.spec = val;
+    } else if (!strcmp(name, "readonly") || !strcmp(name, "read-only")) {
+        if (parse_bool(val, &b) < 0)
+            return bad("readonly", val, "want true or false");
+        v->readonly = b;
+    } else if (!strcmp(name, "enabled") || !strcmp(name, "accelerate")) {
+        if (parse_bool(val, &b) < 0)
+            return bad(name, val, "want true or false");
+        v->disabled = !b;
+    } else if (!strcmp(name, "direct")) {
+        if (parse_bool(val, &b) < 0)
+            return bad("direct", val, "want true or false");
+        v->backend.direct = b;
+    } else if (!strcmp(name, "readahead")) {
+        if (parse_readahead(val, &v->readahead) < 0)
+            return bad("readahead", val, "want off or a size from 4K to 256K");
+    } else if (!strcmp(name, "connections")) {
+        if (parse_uint(val, 1, 64, &v->backend.conns) < 0)
+            return bad("connections", val, "want 1..64");
+    } else {
+        fprintf(stderr, "shoald: %s: unknown setting '%s' in [volume %s]\n", c->file, name, vname);
+        return -1;
+    }
+    return 0;
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct ini_ctx *c = user;
-    struct daemon_options *o = c->o;
     if (c->failed)
         return 0;
     const char *val = own(value);
     if (!val)
         return 0;
+    int r;
     if (!strcmp(section, "") || !strcmp(section, "shoald") || !strcmp(section, "global")) {
-        int key = key_of_name(name);
-        if (!key || key == 'c' || key == 'h' || key == 'V' || key == 'f' || key == 'v') {
-            fprintf(stderr, "shoald: %s: unknown setting '%s' in [%s]\n", c->file, name,
-                    section[0] ? section : "shoald");
-            c->failed = 1;
-            return 0;
-        }
-        if (set_option(o, key, val, true) < 0)
-            c->failed = 1;
-        return 1;
-    }
-    if (!strncmp(section, "volume ", 7)) {
+        r = main_setting(c, section, name, val);
+    } else if (!strncmp(section, "volume ", 7)) {
         const char *vname = section + 7;
         while (*vname == ' ')
             vname++;
-        struct volume_config *v = find_volume(o, vname);
-        if (!v) {
-            v = new_volume(o, own(vname));
-            if (!v) {
-                c->failed = 1;
-                return 0;
-            }
-        }
-        bool b;
-        if (!strcmp(name, "backing") || !strcmp(name, "path") || !strcmp(name, "uri")) {
-            v->backend.spec = val;
-        } else if (!strcmp(name, "readonly") || !strcmp(name, "read-only")) {
-            if (parse_bool(val, &b) < 0) {
-                bad("readonly", val, "want true or false");
-                c->failed = 1;
-                return 0;
-            }
-            v->readonly = b;
-        } else if (!strcmp(name, "enabled") || !strcmp(name, "accelerate")) {
-            if (parse_bool(val, &b) < 0) {
-                bad(name, val, "want true or false");
-                c->failed = 1;
-                return 0;
-            }
-            v->disabled = !b;
-        } else if (!strcmp(name, "direct")) {
-            if (parse_bool(val, &b) < 0) {
-                bad("direct", val, "want true or false");
-                c->failed = 1;
-                return 0;
-            }
-            v->backend.direct = b;
-        } else if (!strcmp(name, "readahead")) {
-            if (parse_readahead(val, &v->readahead) < 0) {
-                bad("readahead", val, "want off or a size from 4K to 256K");
-                c->failed = 1;
-                return 0;
-            }
-        } else if (!strcmp(name, "connections")) {
-            if (parse_uint(val, 1, 64, &v->backend.conns) < 0) {
-                bad("connections", val, "want 1..64");
-                c->failed = 1;
-                return 0;
-            }
-        } else {
-            fprintf(stderr, "shoald: %s: unknown setting '%s' in [volume %s]\n", c->file, name,
-                    vname);
-            c->failed = 1;
-            return 0;
-        }
-        return 1;
+        r = volume_setting(c, vname, name, val);
+    } else {
+        r = -1;
+        unsigned fe = 0;
+        while (fe < daemon_nfrontends && strcmp(section, daemon_frontends[fe]->section) != 0)
+            fe++;
+        if (fe < daemon_nfrontends)
+            r = frontend_setting(c, fe, name, val);
+        else
+            fprintf(stderr, "shoald: %s: unknown section [%s]\n", c->file, section);
     }
-    fprintf(stderr, "shoald: %s: unknown section [%s]\n", c->file, section);
-    c->failed = 1;
-    return 0;
+    if (r < 0) {
+        c->failed = 1;
+        return 0;
+    }
+    return 1;
 }
 
 static int load_config(struct daemon_options *o, const char *file)
@@ -509,30 +617,37 @@ static int load_config(struct daemon_options *o, const char *file)
     return 0;
 }
 
-int options_parse(int argc, char **argv, struct daemon_options *o)
+/* Every default, before any source is read. 0 or -1 (message printed). */
+static int set_defaults(struct daemon_options *o)
 {
     memset(o, 0, sizeof *o);
     o->cache_bytes = DEFAULT_CACHE;
     o->io_memory = DEFAULT_IO_MEMORY;
     o->http = DEFAULT_HTTP;
-    o->handshake_timeout_ms = 10000;
-    const char *shortopts = ":l:m:c:rfvD:hV";
+    o->threads = DEFAULT_THREADS;
+    memset(cli_replaced, 0, sizeof cli_replaced);
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        const struct frontend_ops *ops = daemon_frontends[fe];
+        o->frontend_opts[fe] = calloc(1, ops->opts_size);
+        if (!o->frontend_opts[fe]) {
+            fprintf(stderr, "shoald: out of memory\n");
+            return -1;
+        }
+        if (ops->opts_init)
+            ops->opts_init(o->frontend_opts[fe]);
+    }
+    return 0;
+}
 
-    /* Pass 1: the config file, so the command line can override it. */
+/* Pass 2 over the command line: everything but --config. Our own
+ * messages, one line each. 0, 1 (--help, --version) or -1. */
+static int parse_command_line(int argc, char **argv, struct daemon_options *o)
+{
+    unsigned file_backing_dirs = o->nbacking_dirs;
+    bool cli_backing = false;
     opterr = 0;
     optind = 0;
     int c;
-    while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
-        if (c == 'c' && load_config(o, optarg) < 0)
-            return -1;
-    }
-    unsigned file_listeners = o->nlisten;
-    unsigned file_backing_dirs = o->nbacking_dirs;
-
-    /* Pass 2: everything else. Our own messages, one line each. */
-    opterr = 0;
-    optind = 0;
-    bool cli_listen = false, cli_backing = false;
     while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -549,27 +664,23 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
         case 'v':
             o->verbosity++;
             break;
-        case '?':
-            if (optopt)
+        case '?': {
+            /* optopt is set for an unknown short option, and for a long
+             * option that takes no value but was given one ("--direct=x"). */
+            const char *arg = argv[optind - 1], *eq = strchr(arg, '=');
+            if (optopt && strncmp(arg, "--", 2) == 0 && eq)
+                fprintf(stderr, "shoald: option '%.*s' takes no value (try 'shoald --help')\n",
+                        (int)(eq - arg), arg);
+            else if (optopt)
                 fprintf(stderr, "shoald: unknown option '-%c' (try 'shoald --help')\n", optopt);
             else
-                fprintf(stderr, "shoald: unknown option '%s' (try 'shoald --help')\n",
-                        argv[optind - 1]);
+                fprintf(stderr, "shoald: unknown option '%s' (try 'shoald --help')\n", arg);
             return -1;
+        }
         case ':':
             fprintf(stderr, "shoald: option '%s' needs a value (try 'shoald --help')\n",
                     argv[optind - 1]);
             return -1;
-        case 'l':
-            /* Listeners given on the command line replace the file's. */
-            if (!cli_listen) {
-                o->nlisten -= file_listeners;
-                memmove(o->listen, o->listen + file_listeners, o->nlisten * sizeof o->listen[0]);
-                cli_listen = true;
-            }
-            if (set_option(o, c, optarg, false) < 0)
-                return -1;
-            break;
         case OPT_BACKING_DIR:
             /* Like listeners: the command line's list replaces the file's. */
             if (!cli_backing) {
@@ -582,7 +693,7 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
                 return -1;
             break;
         default:
-            if (set_option(o, c, optarg, false) < 0)
+            if (set_from_cli(o, c, optarg) < 0)
                 return -1;
             break;
         }
@@ -597,6 +708,13 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             return -1;
         v->backend.spec = eq + 1;
     }
+    return 0;
+}
+
+/* After both sources: daemon-wide settings reach every volume, and each
+ * front end completes and checks its own. 0 or -1 (message printed). */
+static int finish(struct daemon_options *o)
+{
     for (unsigned i = 0; i < o->nvolumes; i++) {
         if (o->readonly)
             o->volumes[i].readonly = true;
@@ -606,12 +724,33 @@ int options_parse(int argc, char **argv, struct daemon_options *o)
             o->volumes[i].readahead = o->readahead;
         o->volumes[i].backend.backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL;
     }
-    if (o->nlisten == 0)
-        o->listen[o->nlisten++] = DEFAULT_LISTEN;
-    if (o->tls != NBD_TLS_OFF && !o->tls_certificates && !o->tls_psk) {
-        fprintf(stderr, "shoald: --tls=%s needs --tls-certificates DIR or --tls-psk FILE\n",
-                o->tls == NBD_TLS_ON ? "on" : "require");
-        return -1;
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        const struct frontend_ops *ops = daemon_frontends[fe];
+        char err[320] = "";
+        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err) < 0) {
+            fprintf(stderr, "shoald: %s\n", err[0] ? err : "invalid front end settings");
+            return -1;
+        }
     }
     return 0;
+}
+
+int options_parse(int argc, char **argv, struct daemon_options *o)
+{
+    if (set_defaults(o) < 0)
+        return -1;
+    build_getopt_tables();
+
+    /* Pass 1: the config file, so the command line can override it. */
+    opterr = 0;
+    optind = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
+        if (c == 'c' && load_config(o, optarg) < 0)
+            return -1;
+    }
+    int r = parse_command_line(argc, argv, o);
+    if (r != 0)
+        return r;
+    return finish(o);
 }

@@ -1,6 +1,12 @@
 /* shoald's settings: command line and INI config file parsed into one
  * struct, validated before anything starts, so a bad value gets a one-line
- * message naming it and nothing is half-started. */
+ * message naming it and nothing is half-started.
+ *
+ * The daemon's own settings are fields here; each front end's are an
+ * object of its own (frontend_opts[i] for daemon_frontends[i]), read
+ * through the front end's option table (frontend/frontend.h): on the
+ * command line as --NAME, in the config file as NAME in [shoald] or as KEY
+ * in the front end's own section ([nbd]). */
 #ifndef SHOAL_DAEMON_OPTIONS_H
 #define SHOAL_DAEMON_OPTIONS_H
 
@@ -8,15 +14,17 @@
 #include <stdint.h>
 
 #include "core/engine.h"
-#include "frontend/nbd/handshake.h"
+#include "frontend/frontend.h"
 
-#define MAX_LISTEN       16
 #define MAX_VOLUMES      4096
 #define MAX_BACKING_DIRS 16
+#define MAX_FRONTENDS    4
+
+/* The front ends shoald runs, in start order (stopped in reverse). */
+extern const struct frontend_ops *const daemon_frontends[];
+extern const unsigned daemon_nfrontends;
 
 struct daemon_options {
-    const char *listen[MAX_LISTEN];
-    unsigned nlisten;
     const char *http;                  /* "off" disables */
     const char *http_token_file;       /* NULL: the default path (mgmt/token.h) */
     const char *http_tls_certificates; /* HTTPS for the API, or NULL */
@@ -27,21 +35,17 @@ struct daemon_options {
     uint64_t cache_bytes;
     uint64_t io_memory;
     const char *policy;
-    bool readonly;
+    bool readonly; /* every volume, and every front end exports read-only */
     bool foreground;
     bool direct;
     int32_t readahead; /* volume_config.readahead for volumes without their own */
-    unsigned threads;
-    unsigned max_connections;
-    uint64_t handshake_timeout_ms;
+    unsigned threads;  /* the worker pool every front end shares */
     const char *pid_file;
-    enum nbd_tls_mode tls;
-    const char *tls_certificates;
-    const char *tls_psk;
-    bool tls_verify_peer;
-    const char *allow[64];
-    unsigned nallow;
     int verbosity;
+
+    /* Each front end's options, by its index in daemon_frontends
+     * (ops->opts_size bytes each, owned by these options). */
+    void *frontend_opts[MAX_FRONTENDS];
 
     struct volume_config volumes[MAX_VOLUMES];
     unsigned nvolumes;

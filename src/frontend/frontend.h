@@ -1,23 +1,71 @@
 /* Front ends speak a wire protocol to clients and turn requests into volume
- * ops (core/volume_io.h). One `struct frontend_ops` per protocol; the daemon
- * starts each configured front end with the engine and stops it at exit.
- * NBD is the first; iSCSI and NFS come later behind the same ops. */
+ * ops (core/volume_io.h). One `struct frontend_ops` per protocol, in its own
+ * folder (nbd/); what every protocol needs to be a TCP server (listeners,
+ * accept, connection limits, the access list, conn_io, TLS) is in this
+ * folder, shared.
+ *
+ * The daemon keeps a table of front ends (daemon/options.c). For each it
+ * reads the front end's options from the command line and the config file
+ * through the front end's option table (below), then starts it with the
+ * engine and the shared worker pool, and stops it at exit before the pool
+ * and the engine go. */
 #ifndef SHOAL_FRONTEND_FRONTEND_H
 #define SHOAL_FRONTEND_FRONTEND_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct engine;
+struct workq;
 
-/* Settings every front end understands; protocol-specific ones live in the
- * front end's own config struct, pointed to by `proto`. */
+/* ---- options ---- */
+
+/* A repeatable option's values (FE_OPT_LIST, FE_OPT_LISTEN). */
+#define FRONTEND_LIST_MAX 64
+struct frontend_list {
+    const char *v[FRONTEND_LIST_MAX];
+    unsigned n;
+};
+
+enum frontend_opt_kind {
+    FE_OPT_STRING,   /* const char *: any text */
+    FE_OPT_PATH,     /* const char *: a file or directory, made absolute by the daemon */
+    FE_OPT_FLAG,     /* bool: no value on the command line; true/false in a file */
+    FE_OPT_UINT,     /* unsigned in [min, max] */
+    FE_OPT_DURATION, /* uint64_t milliseconds, more than 0 ("10s", "500ms") */
+    FE_OPT_ENUM,     /* int: the index of the value in names[] */
+    FE_OPT_LIST,     /* struct frontend_list, up to max entries, appended to */
+    /* struct frontend_list of listen addresses (netaddr.h), up to max:
+     * checked and resolved while parsing; "unix:" paths made absolute by
+     * the daemon; the command line's addresses replace the file's. */
+    FE_OPT_LISTEN,
+};
+
+/* One option. On the command line it is --NAME (and -SHORT); in the
+ * config file it is NAME in [shoald] and KEY in the front end's own
+ * section. A bad value stops the daemon with one line:
+ * "invalid WHAT 'VALUE': WANT". */
+struct frontend_option {
+    const char *name;
+    const char *key; /* NULL: name */
+    char short_name; /* 0: none */
+    enum frontend_opt_kind kind;
+    size_t offset;            /* of the value in the front end's options */
+    unsigned min, max;        /* UINT: bounds; LIST, LISTEN: most entries */
+    const char *const *names; /* ENUM: the values, NULL-terminated */
+    const char *port;         /* LISTEN: the port of an address without one */
+    const char *what, *want;  /* errors; what NULL: the name */
+    const char *arg, *help;   /* --help: "ARG", lines separated by '\n' */
+};
+
+/* ---- a front end ---- */
+
+/* What the daemon gives a front end when it starts. */
 struct frontend_config {
-    const char *const *listen; /* "ADDR:PORT", "[v6]:PORT" or "unix:PATH" */
-    unsigned nlisten;
-    unsigned max_connections;
-    unsigned workers; /* threads for back end work */
-    const void *proto;
+    struct workq *wq; /* the daemon's worker pool, for work that may block on a back end */
+    bool readonly;    /* export every volume read-only (--readonly) */
+    const void *opts; /* the front end's options (ops->opts_size bytes) */
     /* Optional: when start fails, one line saying what failed (e.g. which
      * address could not be bound) goes here instead of to the log, so the
      * daemon can exit with a single message. */
@@ -26,9 +74,22 @@ struct frontend_config {
 };
 
 struct frontend_ops {
-    const char *name;
+    const char *name;  /* "nbd" */
+    const char *title; /* "NBD": headings in --help */
+    /* The config file section of its own ("nbd" reads [nbd]); its options
+     * are also keys of [shoald]. */
+    const char *section;
+    const struct frontend_option *options; /* ends with a NULL name */
+    size_t opts_size;
+    /* Defaults, before any option is read. */
+    void (*opts_init)(void *opts);
+    /* After every option was read: defaults that depend on what was given,
+     * and checks across options. 0, or -1 with one line in err. */
+    int (*opts_check)(void *opts, char *err, size_t errlen);
+
     int (*start)(struct engine *e, const struct frontend_config *cfg, void **state);
-    /* Stop accepting, end connections (in-flight requests finish), free. */
+    /* Stop accepting, end connections (in-flight requests finish), free.
+     * Returns only when nothing of the front end uses the pool any more. */
     void (*stop)(void *state);
     /* Live connection count, for stats. */
     unsigned (*connections)(void *state);

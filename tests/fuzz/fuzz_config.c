@@ -1,5 +1,6 @@
 /* libFuzzer target for shoald's command line and INI config file
- * (src/daemon/options.c: options_parse, then options_free).
+ * (src/daemon/options.c: options_parse, then options_free; the front ends'
+ * option tables, src/frontend/nbd/options.c, come from the library).
  *
  * Input (text, so seeds are readable): one argument per line, then
  * optionally a line "%%" followed by the config file's contents:
@@ -45,6 +46,7 @@
 
 #include "common/log.h"
 #include "daemon/options.h"
+#include "frontend/nbd/options.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -112,21 +114,31 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         }                                                                                          \
     } while (0)
 
+static const struct nbd_options *nbd_opts(const struct daemon_options *o)
+{
+    for (unsigned i = 0; i < daemon_nfrontends; i++)
+        if (daemon_frontends[i] == &frontend_nbd_ops)
+            return o->frontend_opts[i];
+    abort();
+}
+
 static void check_options(const struct daemon_options *o)
 {
-    CHECK(o->nlisten >= 1 && o->nlisten <= MAX_LISTEN);
-    for (unsigned i = 0; i < o->nlisten; i++)
-        CHECK(o->listen[i] && o->listen[i][0]);
+    const struct nbd_options *n = nbd_opts(o);
+    CHECK(n->listen.n >= 1 && n->listen.n <= NBD_MAX_LISTEN);
+    for (unsigned i = 0; i < n->listen.n; i++)
+        CHECK(n->listen.v[i] && n->listen.v[i][0]);
     CHECK(o->http && o->http[0]);
     CHECK(o->cache_bytes >= 4096);
     CHECK(o->io_memory >= (1u << 20));
-    CHECK(o->threads <= 1024);
-    CHECK(o->max_connections <= 100000);
-    CHECK(o->handshake_timeout_ms > 0);
-    CHECK(o->tls == NBD_TLS_OFF || o->tls_certificates || o->tls_psk);
-    CHECK(o->nallow <= 64);
-    for (unsigned i = 0; i < o->nallow; i++)
-        CHECK(o->allow[i]);
+    CHECK(o->threads >= 1 && o->threads <= 1024);
+    CHECK(n->max_connections <= 100000);
+    CHECK(n->handshake_timeout_ms > 0);
+    CHECK(n->tls == NBD_TLS_OFF || n->tls == NBD_TLS_ON || n->tls == NBD_TLS_REQUIRE);
+    CHECK(n->tls == NBD_TLS_OFF || n->tls_certificates || n->tls_psk);
+    CHECK(n->allow.n <= FRONTEND_LIST_MAX);
+    for (unsigned i = 0; i < n->allow.n; i++)
+        CHECK(n->allow.v[i]);
     CHECK(o->nvolumes <= MAX_VOLUMES);
     for (unsigned i = 0; i < o->nvolumes; i++) {
         const struct volume_config *v = &o->volumes[i];
@@ -140,14 +152,14 @@ static void check_options(const struct daemon_options *o)
     }
     /* Touch every string the daemon would use (ASan: nothing freed). */
     size_t sum = 0;
-    const char *strs[] = {o->http_token_file, o->policy, o->pid_file, o->tls_certificates,
-                          o->tls_psk};
+    const char *strs[] = {o->http_token_file, o->policy, o->pid_file, n->tls_certificates,
+                          n->tls_psk};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         sum += strs[i] ? strlen(strs[i]) : 0;
-    for (unsigned i = 0; i < o->nlisten; i++)
-        sum += strlen(o->listen[i]);
-    for (unsigned i = 0; i < o->nallow; i++)
-        sum += strlen(o->allow[i]);
+    for (unsigned i = 0; i < n->listen.n; i++)
+        sum += strlen(n->listen.v[i]);
+    for (unsigned i = 0; i < n->allow.n; i++)
+        sum += strlen(n->allow.v[i]);
     for (unsigned i = 0; i < o->nvolumes; i++)
         sum += strlen(o->volumes[i].name) + strlen(o->volumes[i].backend.spec);
     (void)sum;

@@ -1,8 +1,9 @@
 /* libFuzzer target for NBD over TLS: the input is the client side of a
  * connection to a server that requires TLS, fed through a socketpair into
  * the real server path (nbd_serve_connection: the NBD handshake, STARTTLS,
- * the GnuTLS server handshake in frontend/nbd/tls.c, then the TLS
- * transport under the rest of the handshake and the transmission phase).
+ * the GnuTLS server handshake in frontend/tls.c with the credentials of
+ * frontend/tls_creds.c, then the TLS transport under the rest of the
+ * handshake and the transmission phase).
  *
  * The first input byte picks the mode (byte & 3), the rest is the stream:
  *
@@ -12,7 +13,7 @@
  *      certificates (--tls-verify-peer), with TLS optional (--tls on), so
  *      options before STARTTLS are answered too;
  *   2  the same to a PSK server (--tls-psk, --tls require): PSK priorities
- *      and tls.c's identity lookup;
+ *      and tls_creds.c's identity lookup;
  *   3  a real TLS client: the harness sends client flags and STARTTLS,
  *      completes a GnuTLS PSK handshake (TLS 1.3, or 1.2 when byte & 4),
  *      then sends the rest of the input as plaintext inside TLS: options
@@ -51,6 +52,7 @@
 
 #include "common/bufpool.h"
 #include "common/log.h"
+#include "common/workq.h"
 #include "core/engine.h"
 #include "frontend/frontend.h"
 #include "frontend/nbd/server.h"
@@ -69,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 enum { MODE_X509, MODE_X509_VERIFY, MODE_PSK, MODE_CLIENT };
 
 static struct engine *engine;
+static struct workq *pool;            /* shared by the three servers, as in shoald */
 static struct nbd_server *servers[3]; /* by mode */
 static gnutls_psk_client_credentials_t client_psk;
 
@@ -104,14 +107,14 @@ static int write_file(const char *dir, const char *name, const char *text)
 static int start_server(enum nbd_tls_mode tls, const char *certs, const char *psk, bool verify_peer,
                         struct nbd_server **out)
 {
-    struct nbd_config nc = {
-        .handshake_timeout_ms = 5000,
-        .tls = tls,
-        .tls_certificates = certs,
-        .tls_psk = psk,
-        .tls_verify_peer = verify_peer,
-    };
-    struct frontend_config fc = {.nlisten = 0, .workers = 2, .proto = &nc};
+    struct nbd_options no;
+    nbd_options_init(&no); /* no listeners: connections come from fuzz_serve */
+    no.handshake_timeout_ms = 5000;
+    no.tls = tls;
+    no.tls_certificates = certs;
+    no.tls_psk = psk;
+    no.tls_verify_peer = verify_peer;
+    struct frontend_config fc = {.wq = pool, .opts = &no};
     return nbd_server_start(engine, &fc, out);
 }
 
@@ -147,14 +150,16 @@ static int start_servers(void)
     return r;
 }
 
-/* At exit, before the leak check: stop the servers (joining their workers),
- * then the engine; free the client's credentials. */
+/* At exit, before the leak check: stop the servers, then the pool (joining
+ * its workers), then the engine; free the client's credentials. */
 static void stop_all(void)
 {
     for (size_t i = 0; i < 3; i++) {
         nbd_server_stop(servers[i]);
         servers[i] = NULL;
     }
+    workq_destroy(pool);
+    pool = NULL;
     engine_destroy(engine);
     engine = NULL;
     if (client_psk)
@@ -174,6 +179,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz: cannot create the engine or its volume\n");
         abort();
     }
+    pool = fuzz_pool_create(2);
     int r = start_servers();
     if (r < 0) {
         fprintf(stderr, "fuzz: cannot start the TLS servers: %s\n", strerror(-r));

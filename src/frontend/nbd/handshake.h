@@ -4,15 +4,16 @@
  * The handshake knows nothing about volumes: it asks the daemon for exports
  * through `struct nbd_exports` callbacks, and reports the negotiated result.
  * It runs on the connection's own thread with blocking I/O through conn_io,
- * bounded by the io's timeout, and never allocates more than
- * NBD_MAX_OPTION_LEN per option. */
+ * bounded by the io's timeout and deadline. Memory is one NBD_MAX_OPTION_LEN
+ * buffer for the whole handshake: a longer option is read and thrown away
+ * (up to 1 MiB, answered NBD_REP_ERR_TOO_BIG) or ends the connection. */
 #ifndef SHOAL_FRONTEND_NBD_HANDSHAKE_H
 #define SHOAL_FRONTEND_NBD_HANDSHAKE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "frontend/nbd/conn_io.h"
+#include "frontend/conn_io.h"
 #include "frontend/nbd/proto.h"
 
 /* What the server tells a client about one export. */
@@ -42,7 +43,8 @@ struct nbd_exports {
 enum nbd_tls_mode {
     NBD_TLS_OFF = 0, /* STARTTLS refused with NBD_REP_ERR_POLICY */
     NBD_TLS_ON,      /* offered, optional */
-    NBD_TLS_REQUIRE, /* every option but STARTTLS/ABORT gets NBD_REP_ERR_TLS_REQD */
+    NBD_TLS_REQUIRE, /* every option but STARTTLS/ABORT gets NBD_REP_ERR_TLS_REQD
+                        (EXPORT_NAME, which has no error reply, closes) */
 };
 
 struct nbd_handshake_cfg {
@@ -51,7 +53,8 @@ struct nbd_handshake_cfg {
      * (the connection is then closed). NULL when tls == NBD_TLS_OFF. */
     int (*starttls)(struct conn_io *io, void *opaque);
     void *starttls_opaque;
-    /* Refuse new options with NBD_REP_ERR_SHUTDOWN (checked per option). */
+    /* Refuse new options with NBD_REP_ERR_SHUTDOWN (checked per option;
+     * EXPORT_NAME closes instead). */
     const int *shutting_down; /* read atomically */
 };
 
@@ -69,7 +72,7 @@ struct nbd_handshake_result {
 /* Run the handshake. Returns:
  *   0              transmission begins; res filled, res->handle referenced
  *   -ECONNABORTED  the client ended the session politely (NBD_OPT_ABORT, or
- *                  EOF between options)
+ *                  EOF before its flags or between options)
  *   other -errno   protocol violation or I/O error; close the connection */
 int nbd_handshake(struct conn_io *io, const struct nbd_exports *exports,
                   const struct nbd_handshake_cfg *cfg, struct nbd_handshake_result *res);

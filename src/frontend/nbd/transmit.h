@@ -4,10 +4,13 @@
  * Threads and locks of a connection:
  *   - the connection's reader thread parses requests and answers RAM hits
  *     itself, batching their replies into one writev per burst of input;
- *   - everything that may touch the back end runs on the shared worker
- *     pool. A worker never waits for the client: if the send lock is free
- *     it sends what the socket takes at once (non-blocking), and hands the
- *     rest, or the whole reply, to the connection's sender thread;
+ *     it also serves small misses the back end can answer without blocking
+ *     (pread_nowait: the page cache) and caches them;
+ *   - everything that may block on the back end (or a tier) runs on the
+ *     shared worker pool. A worker never waits for the client: if the send
+ *     lock is free it sends what the socket takes at once (non-blocking),
+ *     and hands the rest, or the whole reply, to the connection's sender
+ *     thread;
  *   - the sender thread sends queued replies, blocking while the client
  *     does not read, for at most the send timeout (then the connection is
  *     dropped);
@@ -20,12 +23,15 @@
  *     back on a client that pipelines too deep or stops reading replies:
  *     it stalls itself, never the worker pool or other clients;
  *   - conn->out_cond wakes the sender for the queue under conn->lock.
- * Replies may go out in any order (NBD allows it); a request's cache update
- * (vol_req_finish) runs after its reply is on the wire. */
+ * Replies may go out in any order (NBD allows it). A request's cache update
+ * (vol_req_finish) runs after its reply is on the wire, except for a
+ * worker's reply that the socket did not take at once: the worker updates
+ * the cache before handing the reply over (its scratch is not the sender's;
+ * the race rule allows either order). */
 #ifndef SHOAL_FRONTEND_NBD_TRANSMIT_H
 #define SHOAL_FRONTEND_NBD_TRANSMIT_H
 
-#include "frontend/nbd/conn_io.h"
+#include "frontend/conn_io.h"
 #include "frontend/nbd/handshake.h"
 
 struct volume;

@@ -1,6 +1,6 @@
-/* Plain socket transport for NBD connections, and the read-exactly /
+/* Plain socket transport for client connections, and the read-exactly /
  * write-exactly helpers every transport shares (see conn_io.h). */
-#include "frontend/nbd/conn_io.h"
+#include "frontend/conn_io.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
-/* Client access list (--allow). See allow.h. */
-#include "frontend/nbd/allow.h"
+/* Client access list. See allow.h. */
+#include "frontend/allow.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-
-static int parse_one(const char *spec, struct nbd_allow_rule *r)
+static int parse_one(const char *spec, struct allow_rule *r)
 {
     if (!strcmp(spec, "unix") || !strcmp(spec, "local")) {
-        *r = (struct nbd_allow_rule){.family = AF_UNIX};
+        *r = (struct allow_rule){.family = AF_UNIX};
         return 0;
     }
     char buf[INET6_ADDRSTRLEN + 8];
@@ -57,18 +55,17 @@ static int parse_one(const char *spec, struct nbd_allow_rule *r)
     return 0;
 }
 
-int nbd_allow_parse(const char *const *specs, unsigned n, struct nbd_allow *out)
+int allow_parse(const char *const *specs, unsigned n, struct allow_list *out, const char **bad)
 {
-    *out = (struct nbd_allow){0};
+    *out = (struct allow_list){0};
     if (n == 0)
         return 0;
-    struct nbd_allow_rule *rules = calloc(n, sizeof *rules);
+    struct allow_rule *rules = calloc(n, sizeof *rules);
     if (!rules)
         return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         if (parse_one(specs[i], &rules[i]) < 0) {
-            log_error(nbd, "invalid --allow '%s' (want an IPv4/IPv6 address, ADDR/PREFIX, or unix)",
-                      specs[i]);
+            *bad = specs[i];
             free(rules);
             return -EINVAL;
         }
@@ -78,10 +75,10 @@ int nbd_allow_parse(const char *const *specs, unsigned n, struct nbd_allow *out)
     return 0;
 }
 
-void nbd_allow_free(struct nbd_allow *a)
+void allow_free(struct allow_list *a)
 {
     free(a->rules);
-    *a = (struct nbd_allow){0};
+    *a = (struct allow_list){0};
 }
 
 static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
@@ -95,12 +92,12 @@ static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
     return (a[bytes] & mask) == (b[bytes] & mask);
 }
 
-static bool rule_match(const struct nbd_allow_rule *r, int family, const uint8_t *addr)
+static bool rule_match(const struct allow_rule *r, int family, const uint8_t *addr)
 {
     return r->family == family && (family == AF_UNIX || prefix_equal(r->addr, addr, r->prefix));
 }
 
-bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa, socklen_t len)
+bool allow_match(const struct allow_list *a, const struct sockaddr *sa, socklen_t len)
 {
     if (a->n == 0)
         return true;
@@ -130,7 +127,7 @@ bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa, sockl
     return false;
 }
 
-void nbd_allow_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen)
+void allow_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen)
 {
     const void *src = NULL;
     if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))

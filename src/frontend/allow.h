@@ -1,6 +1,7 @@
-/* Client access list for the NBD server (--allow): which peer addresses may
- * connect. The server checks it right after accept(), before it sends a
- * byte; a client that does not match is closed at once.
+/* Client access list (NBD's --allow; any front end's): which peer
+ * addresses may connect. The listener (listener.h) checks it right after
+ * accept(), before the protocol sends a byte; a client that does not match
+ * is closed at once.
  *
  * An entry is one of
  *   ADDR          an IPv4 or IPv6 address (one host)
@@ -13,33 +14,37 @@
  * matches IPv4 entries. Names are not resolved (no DNS at accept time).
  *
  * Read-only after parsing; matched from any accept thread without locks. */
-#ifndef SHOAL_FRONTEND_NBD_ALLOW_H
-#define SHOAL_FRONTEND_NBD_ALLOW_H
+#ifndef SHOAL_FRONTEND_ALLOW_H
+#define SHOAL_FRONTEND_ALLOW_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct nbd_allow_rule {
+struct allow_rule {
     int family;       /* AF_INET, AF_INET6 or AF_UNIX */
     uint8_t addr[16]; /* network byte order; 4 bytes used for AF_INET */
     unsigned prefix;  /* significant leading bits */
 };
 
-struct nbd_allow {
-    struct nbd_allow_rule *rules;
+struct allow_list {
+    struct allow_rule *rules;
     unsigned n;
 };
 
-/* Parse entries. 0, or -EINVAL after logging the bad entry. */
-int nbd_allow_parse(const char *const *specs, unsigned n, struct nbd_allow *out);
-void nbd_allow_free(struct nbd_allow *a);
+/* What an entry may be, for error messages. */
+#define ALLOW_SYNTAX "an IPv4/IPv6 address, ADDR/PREFIX, or unix"
+
+/* Parse entries. 0; -EINVAL with *bad set to the first invalid entry (the
+ * caller says which option it came from); -ENOMEM. */
+int allow_parse(const char *const *specs, unsigned n, struct allow_list *out, const char **bad);
+void allow_free(struct allow_list *a);
 
 /* True when the peer sa may connect (always when the list is empty). */
-bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa, socklen_t len);
+bool allow_match(const struct allow_list *a, const struct sockaddr *sa, socklen_t len);
 
 /* "1.2.3.4", "::1", "unix" for log messages. */
-void nbd_allow_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
+void allow_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
 
 #endif

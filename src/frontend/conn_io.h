@@ -1,18 +1,22 @@
-/* Byte transport under an NBD connection: a plain socket now, a GnuTLS
- * session after STARTTLS. The handshake and the transmission code only talk
- * to this, so TLS and the fuzz harness (a socketpair) plug in underneath.
+/* Byte transport under a client connection of any front end: a plain
+ * socket, or a GnuTLS session once the protocol upgraded it (tls.h). A
+ * front end's protocol code only talks to this, so TLS and the fuzz
+ * harnesses (a socketpair) plug in underneath. The listener (listener.h)
+ * creates one per accepted connection.
  *
  * Time limits: every wait for the peer is bounded. A wait to receive lasts
  * at most timeout_ms (0: no limit, for idle clients in transmission); a
  * wait to send lasts at most send_timeout_ms (0: timeout_ms), so a client
  * that stops reading cannot hold a thread forever; and with deadline_ns set
- * (the handshake) no wait of either kind goes past it, so a client cannot
- * stretch a phase by trickling bytes or by never reading our replies.
+ * (a login or handshake phase) no wait of either kind goes past it, so a
+ * client cannot stretch a phase by trickling bytes or by never reading our
+ * replies.
  *
  * Lock rules: reads happen on the connection's reader thread only; writes
- * from any thread must hold the connection's send lock (see transmit.h). */
-#ifndef SHOAL_FRONTEND_NBD_CONN_IO_H
-#define SHOAL_FRONTEND_NBD_CONN_IO_H
+ * from any thread must be serialised by the front end (NBD: the
+ * connection's send lock, see nbd/transmit.h). */
+#ifndef SHOAL_FRONTEND_CONN_IO_H
+#define SHOAL_FRONTEND_CONN_IO_H
 
 #include <stdbool.h>
 #include <stddef.h>

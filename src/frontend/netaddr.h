@@ -1,0 +1,34 @@
+/* Listen addresses as every front end spells them, and the listening
+ * sockets made from them:
+ *   ADDR:PORT, [IPv6]:PORT   one address (a name is resolved)
+ *   :PORT, PORT              every address
+ *   ADDR                     the front end's default port
+ *   unix:PATH                a unix-domain socket, mode 0660
+ * The daemon checks them while it reads its options, so a typo is one line
+ * before anything starts; the listener (listener.h) opens them. */
+#ifndef SHOAL_FRONTEND_NETADDR_H
+#define SHOAL_FRONTEND_NETADDR_H
+
+#include <stddef.h>
+
+/* What a listen address may be, for error messages. */
+#define NETADDR_SYNTAX "want ADDR:PORT, [IPv6]:PORT or unix:PATH"
+
+/* Split a TCP address into host ("" for every address) and port. 0 or
+ * -EINVAL (bare IPv6 without brackets, a bad port, too long). */
+int netaddr_parse_hostport(const char *spec, const char *default_port, char *host, size_t hostlen,
+                           char *port, size_t portlen);
+
+/* Check a listen address without opening anything (names are resolved):
+ * NULL when it is usable, else why not (static text, not to be freed). */
+const char *netaddr_check_listen(const char *spec, const char *default_port);
+
+/* Open a listening socket for spec. A unix socket is made with mode 0660
+ * whatever the umask (connecting needs write permission: owner and group
+ * only, so other local users cannot reach the volumes), replacing a stale
+ * socket file; *unix_path is then the path (malloc'd) to unlink at stop,
+ * else NULL. 0 and *fd, or -errno with one line saying what failed in err. */
+int netaddr_listen(const char *spec, const char *default_port, int *fd, char **unix_path, char *err,
+                   size_t errlen);
+
+#endif
