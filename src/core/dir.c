@@ -182,8 +182,10 @@ static void place_locked(struct stripe *s, const struct dir_cell *c)
     oa_place(s->cells, s->size, sizeof *s->cells, c);
 }
 
-/* Rebuild into a table of `n` cells, dropping stale cells on the way. */
-static int rebuild_locked(struct dir *d, struct stripe *s, uint32_t n)
+/* Rebuild into a table of `n` cells, dropping stale cells on the way
+ * unless keep_stale (they may still become remembered blocks: only
+ * remember_stale, which asked the store, decides to drop one then). */
+static int rebuild_locked(struct dir *d, struct stripe *s, uint32_t n, bool keep_stale)
 {
     struct dir_cell *nc = calloc(n, sizeof *nc);
     if (!nc)
@@ -196,7 +198,7 @@ static int rebuild_locked(struct dir *d, struct stripe *s, uint32_t n)
     for (uint32_t i = 0; i < old_n; i++) {
         if (old[i].key == 0)
             continue;
-        if (stale_locked(d, &old[i])) {
+        if (!keep_stale && stale_locked(d, &old[i])) {
             account(d, s, &old[i], -1);
             continue;
         }
@@ -232,12 +234,12 @@ static uint32_t fit_size(uint32_t n)
 static int reserve_locked(struct dir *d, struct stripe *s)
 {
     if (!s->cells)
-        return rebuild_locked(d, s, MIN_CELLS);
+        return rebuild_locked(d, s, MIN_CELLS, false);
     uint32_t size = s->size;
     if ((uint64_t)(s->count + 1) * 20 <= (uint64_t)size * 17)
         return 0;
     uint32_t live = count_live_locked(d, s);
-    return rebuild_locked(d, s, fit_size(live + 1));
+    return rebuild_locked(d, s, fit_size(live + 1), false);
 }
 
 static void maybe_shrink_locked(struct dir *d, struct stripe *s)
@@ -246,7 +248,7 @@ static void maybe_shrink_locked(struct dir *d, struct stripe *s)
         return;
     uint32_t size = s->size;
     if (size > 64 && s->count * 8 < size)
-        (void)rebuild_locked(d, s, size / 2);
+        (void)rebuild_locked(d, s, size / 2, d->budget != NULL);
 }
 
 /* Remove blk's cell; return its value (0 if none). */
@@ -708,8 +710,9 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
 #define REMEMBER_BATCH 64
 
 /* Turn stale cells of stripe si whose content's key the store's eviction
- * log still holds into remembered cells. Best effort: a cell the scan skips
- * (moved by a removal) waits for the next purge. */
+ * log still holds into remembered cells, and drop those it does not. Best
+ * effort: a cell the scan skips (moved by a removal) waits for the next
+ * purge. */
 static void remember_stale(struct dir *d, uint32_t si)
 {
     struct stripe *s = &d->stripes[si];
@@ -738,10 +741,11 @@ static void remember_stale(struct dir *d, uint32_t si)
             LOCK_GUARD(&s->lock);
             for (unsigned i = 0; i < n; i++) {
                 struct dir_cell *c = find_locked(s, keys[i]);
-                if (!known[i] || !c || cell_val(c) != vals[i])
+                if (!c || cell_val(c) != vals[i])
                     continue;
                 remove_cell_locked(d, s, c);
-                rremember_locked(d, si, keys[i], &fps[i]);
+                if (known[i])
+                    rremember_locked(d, si, keys[i], &fps[i]);
             }
         }
         if (n < REMEMBER_BATCH)
@@ -763,15 +767,19 @@ void dir_purge(struct dir *d)
         for (uint32_t si = 0; si < DIR_STRIPES; si++)
             remember_stale(d, si);
     }
+    /* Remembering, stale cells are left to remember_stale (above, or the
+     * next purge): one that went stale since it looked may still be
+     * remembered. Otherwise they are dropped here. */
+    bool keep_stale = d->budget != NULL;
     for (uint32_t si = 0; si < DIR_STRIPES; si++) {
         struct stripe *s = &d->stripes[si];
         LOCK_GUARD(&s->lock);
         if (!s->cells)
             continue;
-        uint32_t live = count_live_locked(d, s);
-        /* Rebuild to drop stale cells, or a table far too big for what
-         * it holds; otherwise leave it. */
-        if (live == s->count && s->size <= 2 * fit_size(live))
+        uint32_t live = keep_stale ? s->count : count_live_locked(d, s);
+        /* Rebuild to drop stale cells, or a table too big for what it
+         * holds (under about 47% full); otherwise leave it. */
+        if (live == s->count && s->size <= fit_size(live) + fit_size(live) / 2)
             continue;
         if (live == 0) {
             /* Drop the whole table. */
@@ -786,7 +794,7 @@ void dir_purge(struct dir *d)
             s->count = 0;
             continue;
         }
-        (void)rebuild_locked(d, s, fit_size(live));
+        (void)rebuild_locked(d, s, fit_size(live), keep_stale);
     }
 }
 

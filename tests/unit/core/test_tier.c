@@ -27,6 +27,9 @@
 #define CACHE_BLOCKS 256
 #define VOL_BLOCKS   1024
 #define FIRST_READ   300 /* blocks read before going back: some 44 evicted */
+/* A tier timeout no sanitizer build on a loaded machine reaches, for the
+ * tests that are not about timeouts. */
+#define SLOW_OK_MS 20000
 
 struct fix {
     struct engine *e;
@@ -34,6 +37,7 @@ struct fix {
     struct fake *f;
     struct tier_fake_ctl ctl;
     struct vol_scratch *s;
+    struct tier *tier;
     uint64_t race_blk;
 };
 
@@ -57,6 +61,7 @@ static struct fix *fix_new(bool with_tier, uint32_t timeout_ms)
 {
     struct fix *x = calloc(1, sizeof *x);
     struct tier *t = with_tier ? tier_fake_new(&x->ctl, timeout_ms) : NULL;
+    x->tier = t;
     struct engine_config ec = {.cache_bytes = CACHE_BLOCKS * BLOCK_SIZE,
                                .tiers = with_tier ? &t : NULL,
                                .ntiers = with_tier ? 1 : 0};
@@ -141,7 +146,7 @@ static void read_list(struct fix *x, const uint64_t *blks, unsigned n)
 static void test_evicted_block_comes_back_from_tier(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(true, 1000);
+    struct fix *x = fix_new(true, SLOW_OK_MS);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     unsigned preads = x->f->preads;
@@ -165,7 +170,7 @@ static void test_evicted_block_comes_back_from_tier(void **state)
 static void test_corrupt_copy_rejected(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(true, 1000);
+    struct fix *x = fix_new(true, SLOW_OK_MS);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     __atomic_store_n(&x->ctl.mode, TIER_FAKE_CORRUPT, __ATOMIC_RELEASE);
@@ -191,7 +196,7 @@ static uint64_t now_ms(void)
 static void test_failing_and_hanging_tier(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(true, 50);
+    struct fix *x = fix_new(true, SLOW_OK_MS);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     __atomic_store_n(&x->ctl.mode, TIER_FAKE_FAIL, __ATOMIC_RELEASE);
@@ -201,6 +206,7 @@ static void test_failing_and_hanging_tier(void **state)
     assert_int_equal(cs.tier_errors, 3);
 
     __atomic_store_n(&x->ctl.mode, TIER_FAKE_HANG, __ATOMIC_RELEASE);
+    x->tier->timeout_ms = 50;
     uint64_t t0 = now_ms();
     read_list(x, gone + 3, 3);
     uint64_t took = now_ms() - t0;
@@ -212,6 +218,7 @@ static void test_failing_and_hanging_tier(void **state)
 
     /* A slow tier within its timeout still serves. */
     __atomic_store_n(&x->ctl.mode, TIER_FAKE_OK, __ATOMIC_RELEASE);
+    x->tier->timeout_ms = SLOW_OK_MS;
     x->ctl.delay_ms = 10;
     unsigned preads = x->f->preads;
     read_list(x, gone + 6, n - 6);
@@ -275,7 +282,7 @@ static void *race_reader(void *arg)
 static void test_race_tier_read_vs_write(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(true, 2000);
+    struct fix *x = fix_new(true, SLOW_OK_MS);
     uint64_t gone[64];
     warm_and_evict(x, gone);
     x->race_blk = gone[0];
