@@ -61,6 +61,20 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Bitmaps of uint64_t words: bit i of m. */
+static inline bool bitmap_test(const uint64_t *m, uint32_t i)
+{
+    return (m[i / 64] >> (i % 64)) & 1;
+}
+static inline void bitmap_set(uint64_t *m, uint32_t i)
+{
+    m[i / 64] |= 1ull << (i % 64);
+}
+static inline void bitmap_clear(uint64_t *m, uint32_t i)
+{
+    m[i / 64] &= ~(1ull << (i % 64));
+}
+
 static inline uint64_t round_up_pow2_u64(uint64_t x)
 {
     if (x <= 1)

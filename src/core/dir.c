@@ -262,15 +262,6 @@ static uint64_t clear_locked(struct dir *d, struct stripe *s, uint32_t key)
     return v;
 }
 
-static inline bool bit_test(const uint64_t *m, uint32_t i)
-{
-    return (m[i / 64] >> (i % 64)) & 1;
-}
-static inline void bit_set(uint64_t *m, uint32_t i)
-{
-    m[i / 64] |= 1ull << (i % 64);
-}
-
 /* ---- remembered cells ---- */
 
 void dir_budget_init(struct dir_budget *b, uint64_t max_blocks)
@@ -481,7 +472,7 @@ bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *t
     uint32_t si = dir_stripe_of(blk);
     struct stripe *s = &d->stripes[si];
     uint32_t key = key_of(blk);
-    if (!bit_test(tk->touched, si) || bit_test(tk->dirty, si))
+    if (!bitmap_test(tk->touched, si) || bitmap_test(tk->dirty, si))
         return false;
     uint64_t stale;
     {
@@ -527,7 +518,7 @@ void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk)
     /* A read's later ticket is taken before any fetch starts, so a change
      * between two of its tickets is harmless: just keep the newest. */
     tk->t[si] = s->seq;
-    bit_set(tk->touched, si);
+    bitmap_set(tk->touched, si);
 }
 
 uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
@@ -537,11 +528,11 @@ uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
     LOCK_GUARD(&s->lock);
     uint64_t old = clear_locked(d, s, key_of(blk));
     rclear_locked(d, si, key_of(blk));
-    if (bit_test(tk->touched, si) && tk->t[si] != s->seq)
-        bit_set(tk->dirty, si);
+    if (bitmap_test(tk->touched, si) && tk->t[si] != s->seq)
+        bitmap_set(tk->dirty, si);
     s->seq++;
     tk->t[si] = s->seq;
-    bit_set(tk->touched, si);
+    bitmap_set(tk->touched, si);
     return old;
 }
 
@@ -550,14 +541,14 @@ uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool
     uint32_t si = dir_stripe_of(blk);
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
-    bool ok = bit_test(tk->touched, si) && !bit_test(tk->dirty, si) && tk->t[si] == s->seq;
+    bool ok = bitmap_test(tk->touched, si) && !bitmap_test(tk->dirty, si) && tk->t[si] == s->seq;
     uint64_t old = clear_locked(d, s, key_of(blk));
     rclear_locked(d, si, key_of(blk));
     s->seq++;
     if (ok)
         tk->t[si] = s->seq;
     else
-        bit_set(tk->dirty, si);
+        bitmap_set(tk->dirty, si);
     if (clean)
         *clean = ok;
     maybe_shrink_locked(d, s);
@@ -568,7 +559,7 @@ bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t v
 {
     uint32_t si = dir_stripe_of(blk);
     struct stripe *s = &d->stripes[si];
-    if (!bit_test(tk->touched, si) || bit_test(tk->dirty, si))
+    if (!bitmap_test(tk->touched, si) || bitmap_test(tk->dirty, si))
         return false;
     LOCK_GUARD(&s->lock);
     if (tk->t[si] != s->seq)

@@ -54,21 +54,6 @@ struct vol_scratch {
     uint32_t tkd[TIER_BATCH_MAX]; /* index in kd[] of each batch entry */
 };
 
-static inline void bit_on(uint64_t *m, uint32_t i)
-{
-    m[i / 64] |= 1ull << (i % 64);
-}
-
-static inline void bit_off(uint64_t *m, uint32_t i)
-{
-    m[i / 64] &= ~(1ull << (i % 64));
-}
-
-static inline bool bit_is(const uint64_t *m, uint32_t i)
-{
-    return (m[i / 64] >> (i % 64)) & 1;
-}
-
 static inline void bits_clear(uint64_t *m, uint32_t n)
 {
     memset(m, 0, BITMAP_WORDS(n) * sizeof(uint64_t));

@@ -129,11 +129,12 @@ int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref);
  * (the most recent evictions), so the directory can remember the blocks
  * whose content left RAM. true and *key, or false (forgotten, or the ref
  * was never evicted: freed because nobody mapped it). */
+bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key);
+
 /* Keep the eviction log (default on)? Off, evictions cost no hashing and
  * store_evicted_key always answers false (the engine turns it off when
  * nothing may be remembered). */
 void store_set_eviction_log(struct store *s, bool on);
-bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key);
 
 /* Drop a directory reference. Stale refs are ignored. The entry is freed when
  * its last reference goes (nobody can read it any more). */

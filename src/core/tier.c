@@ -34,7 +34,7 @@ void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
     if (!r->open || i >= r->n)
         return;
     memcpy(r->bufs[i], block, BLOCK_SIZE);
-    r->found[i / 64] |= 1ull << (i % 64);
+    bitmap_set(r->found, i);
 }
 
 void tier_req_done(struct tier_req *r, int status)
@@ -98,7 +98,7 @@ int tier_lookup(struct tier *t, struct tier_req *r)
         if (!tier_req_found(r, i))
             continue;
         if (!fpkey_verify(&r->keys[i], r->bufs[i])) {
-            r->found[i / 64] &= ~(1ull << (i % 64));
+            bitmap_clear(r->found, i);
             STAT_ADD(t->c.corrupt, 1);
             continue;
         }

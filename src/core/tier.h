@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/util.h"
 #include "core/fingerprint.h"
 
 /* Keys per lookup (a request's remembered blocks beyond this go to the back
@@ -67,7 +68,7 @@ void tier_req_done(struct tier_req *r, int status);
 
 static inline bool tier_req_found(const struct tier_req *r, unsigned i)
 {
-    return (r->found[i / 64] >> (i % 64)) & 1;
+    return bitmap_test(r->found, i);
 }
 
 struct tier_ops {

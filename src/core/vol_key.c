@@ -34,7 +34,7 @@ static unsigned ask_tiers(struct volume *v, struct vol_scratch *s, uint8_t *buf,
         unsigned n = 0;
         for (unsigned k = from; k < s->nkeyed; k++) {
             struct vol_keyed *kd = &s->kd[k];
-            if (!bit_is(s->todo, todo_pos(s, first, kd->pos)))
+            if (!bitmap_test(s->todo, todo_pos(s, first, kd->pos)))
                 continue; /* found in an earlier tier */
             s->tkeys[n] = kd->fp;
             s->tbufs[n] = buf + (size_t)kd->pos * BLOCK_SIZE;
@@ -50,7 +50,7 @@ static unsigned ask_tiers(struct volume *v, struct vol_scratch *s, uint8_t *buf,
         for (unsigned j = 0; j < n; j++) {
             if (!tier_req_found(&s->treq, j))
                 continue;
-            bit_off(s->todo, todo_pos(s, first, s->kd[s->tkd[j]].pos));
+            bitmap_clear(s->todo, todo_pos(s, first, s->kd[s->tkd[j]].pos));
             found++;
         }
     }
@@ -64,7 +64,7 @@ int vol_key_resolve(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint6
     *key_blocks = *tier_blocks = 0;
     unsigned tier_from = TIER_BATCH_MAX; /* first kd[] entry left for the tiers */
     for (uint32_t i = 0; i < nb && s->nkeyed < TIER_BATCH_MAX; i++) {
-        if (!bit_is(s->keyed, i) || !bit_is(s->todo, todo_pos(s, first, i)))
+        if (!bitmap_test(s->keyed, i) || !bitmap_test(s->todo, todo_pos(s, first, i)))
             continue;
         struct fpkey fp;
         if (!dir_remembered_key(v->dir, first + i, &s->tk, &fp))
@@ -73,7 +73,7 @@ int vol_key_resolve(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint6
         if (store_find(v->store, &fp, &ref) == 0) {
             if (store_read(v->store, ref, buf + (size_t)i * BLOCK_SIZE, 0, BLOCK_SIZE) == 0) {
                 s->kd[s->nkeyed++] = (struct vol_keyed){.pos = i, .ref = dir_val(ref), .fp = fp};
-                bit_off(s->todo, todo_pos(s, first, i));
+                bitmap_clear(s->todo, todo_pos(s, first, i));
                 (*key_blocks)++;
                 continue;
             }
@@ -86,7 +86,8 @@ int vol_key_resolve(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint6
             release_found(v, s);
             return -EAGAIN;
         }
-        /* Local finds come first in kd[]; tier candidates after them. */
+        /* The tiers are asked from the first candidate on (kd[] mixes
+         * both kinds after it). */
         if (tier_from == TIER_BATCH_MAX)
             tier_from = s->nkeyed;
         s->kd[s->nkeyed++] = (struct vol_keyed){.pos = i, .ref = 0, .fp = fp};
@@ -99,7 +100,7 @@ int vol_key_resolve(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint6
     unsigned w = 0;
     for (unsigned k = 0; k < s->nkeyed; k++) {
         struct vol_keyed *kd = &s->kd[k];
-        if (kd->ref || !bit_is(s->todo, todo_pos(s, first, kd->pos)))
+        if (kd->ref || !bitmap_test(s->todo, todo_pos(s, first, kd->pos)))
             s->kd[w++] = *kd;
     }
     s->nkeyed = w;

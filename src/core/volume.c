@@ -47,12 +47,12 @@ void vol_scratch_free(struct vol_scratch *s)
 
 static inline void todo_set(struct vol_scratch *s, uint32_t i)
 {
-    bit_on(s->todo, i);
+    bitmap_set(s->todo, i);
 }
 
 static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
 {
-    return bit_is(s->todo, i);
+    return bitmap_test(s->todo, i);
 }
 
 static void todo_clear(struct vol_scratch *s, uint32_t nb)
@@ -230,10 +230,10 @@ static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uin
     uint32_t off = (uint32_t)(first - wa);
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            bit_on(miss, off + i);
+            bitmap_set(miss, off + i);
     todo_clear(s, wnb);
     for (uint32_t i = 0; i < wnb; i++) {
-        bool want = bit_is(miss, i);
+        bool want = bitmap_test(miss, i);
         if (!want && (i < off || i >= off + nb))
             want = !val_cached(v, dir_lookup(v->dir, wa + i));
         if (want)
@@ -314,7 +314,7 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
     }
     int ret = s->ra_active ? ra_fetch(v, r, s, first, nb, nowait)
                            : fetch_todo(v, s, r->buf, first, nb, nowait);
-    if (ret < 0 && nowait && ret == -EAGAIN)
+    if (ret == -EAGAIN && nowait)
         vol_key_finish(v, s, r->buf, first, false); /* retried on a worker */
     return ret;
 }
@@ -379,7 +379,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         todo_set(scratch, i);
         /* Remembered, or evicted (its key may still be known). */
         if (val) {
-            bit_on(scratch->keyed, i);
+            bitmap_set(scratch->keyed, i);
             any_keyed = true;
         }
         miss_bytes += n;
