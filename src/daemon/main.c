@@ -198,7 +198,9 @@ int main(int argc, char **argv)
     char *abs_specs[MAX_VOLUMES] = {0};
     for (unsigned i = 0; i < o->nvolumes; i++) {
         const char *spec = o->volumes[i].backend.spec;
-        if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0 && o->nbacking_dirs) {
+        if (strstr(spec, "://") != NULL || strncmp(spec, "fault:", 6) == 0)
+            continue; /* not a path */
+        if (o->nbacking_dirs) {
             /* Spelled as given: the file back end checks the spelling
              * against --backing-dir and lets the kernel resolve it beneath
              * the directory (realpath here would follow the symlinks that
@@ -209,7 +211,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             o->volumes[i].backend.spec = abs_specs[i];
-        } else if (strstr(spec, "://") == NULL && strncmp(spec, "fault:", 6) != 0) {
+        } else {
             abs_specs[i] = realpath(spec, NULL);
             if (!abs_specs[i] || access(abs_specs[i], R_OK) != 0) {
                 fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
@@ -221,21 +223,16 @@ int main(int argc, char **argv)
     }
     /* The pid file, the API's certificates and the token file are used
      * after the daemon's chdir("/"); so are the front ends' paths. */
-    const char **later[] = {&o->pid_file, &o->http_tls_certificates, &o->http_token_file};
-    char *abs_later[ARRAY_SIZE(later)] = {0};
-    for (size_t i = 0; i < ARRAY_SIZE(later); i++) {
-        abs_later[i] = *later[i] ? absolute_path(*later[i]) : NULL;
-        if (abs_later[i])
-            *later[i] = abs_later[i];
-    }
+    struct made_paths made = {0};
+    make_absolute(&made, &o->pid_file, "");
+    make_absolute(&made, &o->http_tls_certificates, "");
+    make_absolute(&made, &o->http_token_file, "");
+    frontend_paths_absolute(o, &made);
 
     /* Before anything starts, so a bad token file is the only line. */
     char *token = NULL;
     if (strcmp(o->http, "off") != 0 && load_token(o->http_token_file, &token) < 0)
         return 1;
-
-    struct made_paths made = {0};
-    frontend_paths_absolute(o, &made);
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
@@ -364,8 +361,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < made.n; i++)
         free(made.v[i]);
     free(made.v);
-    for (size_t i = 0; i < ARRAY_SIZE(abs_later); i++)
-        free(abs_later[i]);
     if (token)
         explicit_bzero(token, strlen(token));
     free(token);
