@@ -148,10 +148,10 @@ static void test_loopback(void **state)
     assert_true(mgmt_listen_is_loopback("[::1]:1"));
     assert_true(mgmt_listen_is_loopback("[::ffff:127.0.0.1]:1"));
     assert_false(mgmt_listen_is_loopback("0.0.0.0:1"));
-    assert_false(mgmt_listen_is_loopback("10.0.0.1:1"));
+    assert_false(mgmt_listen_is_loopback("192.0.2.1:1"));
     assert_false(mgmt_listen_is_loopback("128.0.0.1:1"));
     assert_false(mgmt_listen_is_loopback("[::]:1"));
-    assert_false(mgmt_listen_is_loopback("[::ffff:10.0.0.1]:1"));
+    assert_false(mgmt_listen_is_loopback("[::ffff:192.0.2.1]:1"));
     assert_false(mgmt_listen_is_loopback("garbage"));
     assert_false(mgmt_listen_is_loopback(NULL));
 }
@@ -255,8 +255,8 @@ static void test_browser_rules(void **state)
         {"127.0.0.1:10810", NULL, "same-site", true},
         {NULL, "http://127.0.0.1:10810", NULL, true},
         {"rebound.example:10810", "http://rebound.example:10810", "same-origin", false},
-        {"10.0.0.1:10810", NULL, NULL, false}, /* the token decides, not the Host */
-        {NULL, NULL, NULL, false},             /* HTTP/1.0 without Host: not a browser */
+        {"192.0.2.1:10810", NULL, NULL, false}, /* the token decides, not the Host */
+        {NULL, NULL, NULL, false},              /* HTTP/1.0 without Host: not a browser */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *why = auth_browser_refusal(cases[i].host, cases[i].origin, cases[i].site);
