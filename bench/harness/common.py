@@ -24,6 +24,15 @@ MODES = {
         "storm_qd": 4,
         "rss_sizes": [64 * MiB, 128 * MiB],
         "shoald_threads": 0,       # --threads for shoald; 0 = the daemon's default
+        # scenario 8 (directory memory); the same in both modes, about 10 s
+        "dirmem_volume": 256 * MiB,        # the random volume of the full and partial cases
+        "dirmem_full_cache": 64 * MiB,     # full: --cache-size (the volume is read whole)
+        "dirmem_partial_cache": 256 * MiB,  # partial: --cache-size
+        "dirmem_partial_read": 70 * MiB,   # partial: bytes read (about 27% of the cache)
+        "dirmem_clone_image": 64 * MiB,    # dedup: the image every volume is a copy of
+        "dirmem_clones": 4,                # dedup: volumes (the image and its copies)
+        "dirmem_dedup_cache": 256 * MiB,   # dedup: --cache-size
+        "dirmem_settle": 2.5,              # seconds for the maintenance pass before the stats
     },
     "full": {
         "reps": 5,
@@ -43,6 +52,14 @@ MODES = {
         "storm_qd": 4,
         "rss_sizes": [64 * MiB, 256 * MiB, 512 * MiB],
         "shoald_threads": 0,
+        "dirmem_volume": 256 * MiB,
+        "dirmem_full_cache": 64 * MiB,
+        "dirmem_partial_cache": 256 * MiB,
+        "dirmem_partial_read": 70 * MiB,
+        "dirmem_clone_image": 64 * MiB,
+        "dirmem_clones": 4,
+        "dirmem_dedup_cache": 256 * MiB,
+        "dirmem_settle": 2.5,
     },
 }
 
@@ -92,19 +109,21 @@ def rotate(items, k):
 class Ratios:
     """The run's ratios: each one value, the peer it is against, which way
     is better, and the target it must meet (None for the informational
-    ones)."""
+    ones). A few are absolute figures rather than ratios (unit "bytes":
+    metadata per block); they have no peer and are not on the chart."""
 
     def __init__(self):
         self.items = []
 
-    def add(self, rid, scenario, what, value, better, op=None, target=None, peer=None, note=None):
+    def add(self, rid, scenario, what, value, better, op=None, target=None, peer=None, note=None,
+            unit=None):
         passed = None
         if op is not None and value is not None:
             passed = value <= target if op == "<=" else value >= target
         self.items.append({
             "id": rid, "scenario": scenario, "what": what, "value": value, "better": better,
             "target": None if op is None else {"op": op, "value": target},
-            "pass": passed, "peer": peer, "note": note,
+            "pass": passed, "peer": peer, "note": note, "unit": unit,
         })
 
     def targets(self):

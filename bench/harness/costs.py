@@ -78,7 +78,7 @@ def scenario7_costs(ctx, data_path, data_size):
     r.add("s7.metadata_bytes_per_block", 7,
           "metadata bytes per cached 4 KiB block (cache full)", meta["metadata_bytes_per_block"],
           "lower", peer=None, note="bytes, not a ratio; %.1f%% of the 4 KiB"
-          % (100 * meta["metadata_bytes_per_block"] / 4096))
+          % (100 * meta["metadata_bytes_per_block"] / 4096), unit="bytes")
     big = rss[-1]
     r.add("s7.rss_vs_cache_size", 7,
           "shoald RSS / --cache-size, cache filled (%d MiB)" % (big["cache_size"] // MiB),

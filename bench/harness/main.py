@@ -1,5 +1,5 @@
-"""bench/run: shoal against its peers, the VDI boot storm and the costs, in
-one run; writes bench/results/<date>-<commit>[-quick].json and .png and, for
+"""bench/run: shoal against its peers, the VDI boot storm, the costs and the
+directory memory, in one run; writes bench/results/<date>-<commit>[-quick].json and .png and, for
 full runs, the tables in bench/README.md. See bench/README.md."""
 import argparse
 import datetime
@@ -17,6 +17,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import costs  # noqa: E402
+import dirmem  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
 import storm  # noqa: E402
@@ -127,7 +128,7 @@ def main():
               "e2fsprogs openssl meson ninja-build)" % " ".join(missing), file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
-    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 8))
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 9))
     install_signal_handlers()
 
     t_start = time.monotonic()
@@ -196,6 +197,8 @@ def main():
         if 7 in only:
             step("scenario 7", costs.scenario7_costs, ctx, procs.path("data.img"),
                  ctx.cfg["data_size"])
+        if 8 in only:
+            step("scenario 8", dirmem.scenario8_directory_memory, ctx)
 
         la = loadavg()
         mach["load_end"], mach["loadavg_end"] = la["1m"], la
@@ -221,7 +224,7 @@ def main():
         print_report(doc)
         print("\nresults: %s%s" % (jpath, "" if err else "\nchart:   " + ppath))
         readme = args.readme if args.readme is not None else (mode == "full" and only ==
-                                                              set(range(1, 8)))
+                                                              set(range(1, 9)))
         if readme:
             rel = os.path.relpath(args.out, BENCH)
             if report.update_readme(os.path.join(BENCH, "README.md"), doc,

@@ -137,6 +137,12 @@ class Shoald(Server):
     def stats(self):
         return self._req("GET", "/api/v1/stats")
 
+    def cache_stats(self):
+        """GET /api/v1/cache: the content store's figures (capacity_bytes,
+        unique_blocks, metadata_bytes, metadata_bytes_per_block,
+        directory_remembered_blocks, remembered_bytes_per_block, ...)."""
+        return self._req("GET", "/api/v1/cache")
+
     def volume_stats(self, vol):
         return self._req("GET", "/api/v1/stats/volumes/" + vol)
 

@@ -47,7 +47,15 @@ LABELS = {
     "s7.fingerprint_vs_openssl": "7: SHA-256 / openssl speed",
     "s7.memcpy_vs_fingerprint": "7: memcpy / SHA-256",
     "s7.rss_vs_cache_size": "7: RSS / cache size",
+    "s8.dedup_ratio": "8: dedup ratio (copies)",
 }
+
+
+def is_bytes(r):
+    """An absolute byte figure (metadata per block), not a ratio: printed
+    with its unit, never on the chart's ratio scale. Files before the unit
+    field have one, scenario 7's metadata per block."""
+    return r.get("unit") == "bytes" or r["id"] == "s7.metadata_bytes_per_block"
 
 
 def fmt(v):
@@ -63,6 +71,8 @@ def fmt(v):
 def verdict(r):
     if r["target"] is None:
         return "info"
+    if r["value"] is None:
+        return "**not measured**"
     return "**met**" if r["pass"] else "**NOT met**"
 
 
@@ -72,13 +82,20 @@ def target_text(r):
         return ("lower is better" if r["better"] == "lower" else "higher is better")
     v = t["value"]
     vs = "1/15 (%.4f)" % v if abs(v - 1 / 15) < 1e-9 else fmt(v)
+    if is_bytes(r):
+        vs += " B"
     return "%s %s" % ("≤" if t["op"] == "<=" else "≥", vs)
+
+
+def fmt_value(r):
+    v = fmt(r["value"])
+    return v + " B" if is_bytes(r) and r["value"] is not None else v
 
 
 def ratio_table(doc):
     lines = ["| # | ratio | measured | target | |", "|---|---|---|---|---|"]
     for r in doc["ratios"]:
-        lines.append("| %d | %s | %s | %s | %s |" % (r["scenario"], r["what"], fmt(r["value"]),
+        lines.append("| %d | %s | %s | %s | %s |" % (r["scenario"], r["what"], fmt_value(r),
                                                    target_text(r), verdict(r)))
     return "\n".join(lines)
 
@@ -161,6 +178,24 @@ def raw_table(doc):
             rows.append(("7", "shoald RSS with --cache-size %d MiB: idle / filled (%d MiB held)"
                          % (x["cache_size"] // MiB, x["used_bytes"] // MiB),
                          "%.1f / %.1f MiB" % (x["rss_idle"] / MiB, x["rss_filled"] / MiB)))
+    s8 = res.get("s8_directory_memory")
+    if s8:
+        for k, c in s8["cases"].items():
+            x = c["cache"]
+            rows.append(("8", "%s: --cache-size %d MiB, %d volume(s), %d MiB read: %d blocks "
+                         "held (fill %.2f, dedup %.2f), %d evicted"
+                         % (k, c["cache_size"] // MiB, c["volumes"], c["read_bytes"] // MiB,
+                            x["unique_blocks"], x["fill_ratio"] or 0, x["dedup_ratio"] or 0,
+                            x["evictions"]),
+                         "%.1f B per cached block (%.2f MiB of metadata)"
+                         % (x["metadata_bytes_per_block"] or 0,
+                            (x["metadata_bytes"] - x["remembered_metadata_bytes"]) / MiB)))
+            if x["directory_remembered_blocks"]:
+                rows.append(("8", "%s: remembered-only blocks (limit %d)"
+                             % (k, x["remembered_limit_blocks"]),
+                             "%d at %.1f B each (%.2f MiB)"
+                             % (x["directory_remembered_blocks"], x["remembered_bytes_per_block"],
+                                x["remembered_metadata_bytes"] / MiB)))
     lines = ["| # | measurement (medians) | value |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % r for r in rows]
     return "\n".join(lines)
@@ -196,11 +231,15 @@ def summary_md(doc):
                doc["mode"], m["cpu"], m["cores"], m["mem_gib"], load, doc["config"]["reps"],
                doc["runtime_seconds"]))
     lines = [head, "", "Targets met: **%d of %d**." % (len(met), len(t))]
-    notmet = [r for r in t if not r["pass"]]
+    notmet = [r for r in t if not r["pass"] and r["value"] is not None]
     if notmet:
-        lines.append("Not met: " + "; ".join("%s (%s, target %s)" % (r["what"], fmt(r["value"]),
+        lines.append("Not met: " + "; ".join("%s (%s, target %s)" % (r["what"], fmt_value(r),
                                                                      target_text(r))
                                              for r in notmet) + ".")
+    unmeasured = [r for r in t if r["value"] is None]
+    if unmeasured:
+        lines.append("Not measured (counted as not met): " + "; ".join(
+            "%s (%s)" % (r["what"], r.get("note") or "no value") for r in unmeasured) + ".")
     if doc.get("errors"):
         lines.append("Errors: " + "; ".join(doc["errors"]))
     if doc.get("upgraded"):
@@ -297,13 +336,14 @@ def chart(doc, png, workdir):
     error string."""
     bars = os.path.join(workdir, "chart-ratios.dat")
     n = 0
+    above = below = ntargets = 0  # bars >= 1 and < 1, target points
     # A log scale cannot show a value <= 0 (a share of read bytes kept off
     # the arrays can be 0 or negative): those are named under the bars.
     off_scale = []
     with open(bars, "w") as f:
         for r in doc["ratios"]:
             v = r["value"]
-            if r["id"] == "s7.metadata_bytes_per_block":
+            if is_bytes(r):
                 continue
             if v is None or v <= 0:
                 if v is not None:
@@ -314,16 +354,23 @@ def chart(doc, png, workdir):
             label = LABELS.get(r["id"], r["id"]) + " " + arrow
             f.write('%d "%s" %g %g %g %d\n' % (n, label, v, min(v, 1.0), max(v, 1.0), color))
             n += 1
+            if v >= 1:
+                above += 1
+            else:
+                below += 1
     targets = os.path.join(workdir, "chart-targets.dat")
     with open(targets, "w") as f:
         i = 0
         for r in doc["ratios"]:
             v = r["value"]
-            if v is None or v <= 0 or r["id"] == "s7.metadata_bytes_per_block":
+            if v is None or v <= 0 or is_bytes(r):
                 continue
             if r["target"]:
                 f.write("%d %g\n" % (i, r["target"]["value"]))
+                ntargets += 1
             i += 1
+    if n == 0:
+        return "no ratios to chart (byte figures are not charted)"
     ts = doc["results"].get("s5_boot_storm", {}).get("timeseries")
     series = {}
     if ts:
@@ -351,18 +398,23 @@ def chart(doc, png, workdir):
           ("set label 1 \"not on the log scale (<= 0): %s\" at screen 0.01, screen 0.375 "
            "font ',9'" % "; ".join(off_scale).replace('"', "'")) if off_scale else "unset label 1",
           "set key outside top center horizontal",
-          "plot '%s' using 1:3:($1-0.35):($1+0.35):4:5:6:xtic(2) with boxxyerror fs solid 0.8 "
-          "lc rgb variable notitle, "
-          "'' using 1:($3>=1?$3:1/0):(sprintf('%%.3g',$3)) with labels offset 0,0.7 font ',8' "
-          "notitle, "
-          "'' using 1:($3<1?$3:1/0):(sprintf('%%.3g',$3)) with labels offset 0,-0.7 font ',8' "
-          "notitle, "
-          "'%s' using 1:2 with points pt 7 ps 1.3 lc rgb 'black' title 'target', "
-          "keyentry with boxes fs solid 0.8 lc rgb '#2e7d32' title 'target met', "
-          "keyentry with boxes fs solid 0.8 lc rgb '#c62828' title 'target not met', "
-          "keyentry with boxes fs solid 0.8 lc rgb '#9e9e9e' "
-          "title 'no target (for information); arrow: which way is better', "
-          "1 with lines lc rgb '#555555' dt 2 notitle" % (bars, targets)]
+          # gnuplot 5.4 crashes on a labels plot none of whose points is
+          # valid: the value labels above / below the bars and the target
+          # points are only plotted when there are some.
+          "plot " + ", ".join(
+              ["'%s' using 1:3:($1-0.35):($1+0.35):4:5:6:xtic(2) with boxxyerror fs solid 0.8 "
+               "lc rgb variable notitle" % bars]
+              + (["'' using 1:($3>=1?$3:1/0):(sprintf('%.3g',$3)) with labels offset 0,0.7 "
+                  "font ',8' notitle"] if above else [])
+              + (["'' using 1:($3<1?$3:1/0):(sprintf('%.3g',$3)) with labels offset 0,-0.7 "
+                  "font ',8' notitle"] if below else [])
+              + (["'%s' using 1:2 with points pt 7 ps 1.3 lc rgb 'black' title 'target'"
+                  % targets] if ntargets else [])
+              + ["keyentry with boxes fs solid 0.8 lc rgb '#2e7d32' title 'target met'",
+                 "keyentry with boxes fs solid 0.8 lc rgb '#c62828' title 'target not met'",
+                 "keyentry with boxes fs solid 0.8 lc rgb '#9e9e9e' "
+                 "title 'no target (for information); arrow: which way is better'",
+                 "1 with lines lc rgb '#555555' dt 2 notitle"])]
     if series:
         # Shares are signed (below 0: the arrays served more than the
         # clients read in that half second), so the axis reaches down to the

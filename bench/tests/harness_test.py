@@ -12,13 +12,17 @@
   - the committed results files in bench/results/ all render;
   - nbdkit's delay filter is only given delays it can express (whole
     milliseconds): "200us" is refused, not turned into no delay;
-  - the README's results block is written with and without a chart.
+  - the README's results block is written with and without a chart;
+  - scenario 8's byte figures (metadata per block) are marked met / not
+    met against their byte targets, printed with their unit, left off the
+    chart's ratio scale, and a figure with no value is "not measured".
 
 Standard library only.
 """
 import copy
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -166,8 +170,81 @@ def test_readme():
                   "README block replaced, chart link only with a chart (%s)" % png)
 
 
+def s8_doc():
+    """A minimal schema 2 results file with scenario 8 (directory memory)."""
+    def cache(unique, logical, meta, rem, rem_bytes, fill, evictions):
+        local = meta - rem_bytes
+        return {"capacity_bytes": 0, "unique_blocks": unique, "logical_blocks": logical,
+                "metadata_bytes": meta, "metadata_bytes_per_block": local / unique,
+                "directory_remembered_blocks": rem, "remembered_limit_blocks": 65536,
+                "remembered_metadata_bytes": rem_bytes,
+                "remembered_bytes_per_block": rem_bytes / rem if rem else 0,
+                "evictions": evictions, "fill_ratio": fill, "dedup_ratio": logical / unique}
+    cases = {
+        "full": cache(16384, 16384, 16384 * 60 + 7000 * 30, 7000, 7000 * 30, 1.0, 49152),
+        "partial": cache(17920, 17920, 17920 * 70, 0, 0, 0.27, 0),
+    }
+    la = common.loadavg()
+    doc = {"schema": 2, "date": "2026-12-05 00:00 UTC", "commit": "abc1234", "dirty": True,
+           "mode": "quick", "scenarios_run": [8], "runtime_seconds": 14.0,
+           "machine": {"cpu": "test", "cores": 2, "mem_gib": 4.0, "loadavg_start": la,
+                       "loadavg_end": la},
+           "config": {"reps": 3}, "load": [], "errors": [],
+           "results": {"s8_directory_memory": {"cases": {
+               k: {"cache_size": 64 * common.MiB, "volumes": 1, "read_bytes": 256 * common.MiB,
+                   "cache": c} for k, c in cases.items()}}}}
+    r = common.Ratios()
+    r.add("s8.full_metadata_per_block", 8, "full: per cached block",
+          cases["full"]["metadata_bytes_per_block"], "lower", "<=", 64, unit="bytes")
+    r.add("s8.full_remembered_per_block", 8, "full: per remembered block",
+          cases["full"]["remembered_bytes_per_block"], "lower", "<=", 32, unit="bytes")
+    r.add("s8.partial_metadata_per_block", 8, "partial: per cached block",
+          cases["partial"]["metadata_bytes_per_block"], "lower", "<=", 64, unit="bytes")
+    r.add("s8.partial_remembered_per_block", 8, "partial: per remembered block", None,
+          "lower", "<=", 32, unit="bytes", note="not measured: no block was remembered")
+    r.add("s8.dedup_ratio", 8, "dedup ratio", 4.0, "higher")
+    doc["ratios"] = r.items
+    doc["targets"] = {"met": sum(1 for x in r.targets() if x["pass"]),
+                      "total": len(r.targets())}
+    return doc
+
+
+def test_bytes():
+    doc = s8_doc()
+    ids = {r["id"]: r for r in doc["ratios"]}
+    check(ids["s8.full_metadata_per_block"]["pass"] is True
+          and ids["s8.full_remembered_per_block"]["pass"] is True,
+          "60 B <= 64 B and 30 B <= 32 B are met")
+    check(ids["s8.partial_metadata_per_block"]["pass"] is False, "70 B > 64 B is not met")
+    t = report.ratio_table(doc)
+    check("| 8 | full: per cached block | 60.0 B | ≤ 64.0 B | **met** |" in t,
+          "a byte figure is printed with its unit and its byte target")
+    check("| 8 | partial: per cached block | 70.0 B | ≤ 64.0 B | **NOT met** |" in t,
+          "a byte figure over its target is NOT met")
+    check("| **not measured** |" in t, "a figure with no value is not measured")
+    sm = report.summary_md(doc)
+    check("Targets met: **2 of 4**" in sm and "partial: per cached block (70.0 B" in sm
+          and "Not measured (counted as not met): partial: per remembered block" in sm,
+          "the summary counts and names them")
+    raw = report.raw_table(doc)
+    check("7000 at 30.0 B each" in raw and "60.0 B per cached block" in raw,
+          "the raw table has each case's blocks and bytes per block")
+    if not shutil.which("gnuplot"):
+        print("skip: no gnuplot, the chart is not checked")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        err = report.chart(doc, os.path.join(d, "x.png"), d)
+        with open(os.path.join(d, "chart-ratios.dat")) as f:
+            bars = f.read()
+        check("dedup ratio" in bars and "per cached block" not in bars,
+              "byte figures are left off the chart's ratio scale")
+        check(err is None, "the chart renders with only ratios >= 1 and no target on the "
+                           "scale (gnuplot crashed on an empty labels plot): %s" % err)
+
+
 def main():
-    for t in (test_share, test_load, test_upgrade, test_committed, test_delay, test_readme):
+    for t in (test_share, test_load, test_upgrade, test_committed, test_delay, test_readme,
+              test_bytes):
         t()
     if FAILS:
         print("%d check(s) failed" % len(FAILS))
