@@ -14,8 +14,9 @@
  *   - an op may block: it runs on a thread that may wait (a worker, the
  *     prefetch thread; open, close and describe on the thread that adds,
  *     removes or shows the volume). The exception is pread_nowait, which
- *     is called on the thread that parses a connection's requests, so that
- *     a page-cache hit needs no hand-off to a worker: it must never block.
+ *     the core's request path (core/submit.c) calls on the thread that
+ *     submits a request (a front end's parsing thread), so that a
+ *     page-cache hit needs no hand-off to a worker: it must never block.
  */
 #ifndef SHOAL_BACKEND_BACKEND_H
 #define SHOAL_BACKEND_BACKEND_H
@@ -76,9 +77,9 @@ struct backend_ops {
 
     int (*pread)(struct backend *be, void *buf, uint32_t count, uint64_t offset);
     /* Optional: like pread but never blocks: -EAGAIN if the data is not
-     * immediately available (e.g. not in the page cache). Lets a front end
-     * serve such misses on its own thread instead of handing them to a
-     * worker. */
+     * immediately available (e.g. not in the page cache). Lets the core
+     * serve such misses on the submitting thread instead of handing them
+     * to a worker. */
     int (*pread_nowait)(struct backend *be, void *buf, uint32_t count, uint64_t offset);
     int (*pwrite)(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
                   uint32_t flags);

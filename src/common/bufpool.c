@@ -66,7 +66,7 @@ static bool reclaim_locked(void)
     return any;
 }
 
-void *bufpool_get(size_t len)
+static void *get(size_t len, bool wait)
 {
     int c = class_of(len);
     if (c < 0)
@@ -91,8 +91,20 @@ void *bufpool_get(size_t len)
         }
         if (reclaim_locked())
             continue;
+        if (!wait)
+            return NULL;
         pthread_cond_wait(&pool.cond, &pool.lock);
     }
+}
+
+void *bufpool_get(size_t len)
+{
+    return get(len, true);
+}
+
+void *bufpool_try_get(size_t len)
+{
+    return get(len, false);
 }
 
 void bufpool_put(void *buf, size_t len)

@@ -23,6 +23,9 @@ void bufpool_init(uint64_t limit);
 /* A buffer of at least len bytes (len <= 64 MiB), blocking while the
  * budget is exhausted. NULL only if len is too big or memory is truly out. */
 void *bufpool_get(size_t len);
+/* The same without waiting: NULL when the budget is exhausted (for threads
+ * that must not block, e.g. one holding replies only it will send). */
+void *bufpool_try_get(size_t len);
 void bufpool_put(void *buf, size_t len);
 /* The cap given to bufpool_init (front ends size per-client shares by it). */
 uint64_t bufpool_limit(void);

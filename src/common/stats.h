@@ -32,6 +32,12 @@ static inline double stat_f64(const void *snap, const struct stat_desc *d)
 }
 
 /* Relaxed atomic counter add, for the hot path. */
+/* num / den, 0 when den is 0 (ratios of counters that may still be 0). */
+static inline double stat_ratio(uint64_t num, uint64_t den)
+{
+    return den ? (double)num / (double)den : 0.0;
+}
+
 #define STAT_ADD(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
 #define STAT_LOAD(field)   __atomic_load_n(&(field), __ATOMIC_RELAXED)
 

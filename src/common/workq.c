@@ -10,12 +10,8 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 
-/* A worker's scratch is made by spawn_locked and kept here, so it stays
- * reachable from the pool (leak checkers that run while a new thread is
- * starting would otherwise see it as lost) and is freed in one place. */
 struct worker {
     struct workq *q;
-    void *scratch;
     pthread_t thread;
 };
 
@@ -36,7 +32,6 @@ static void *worker_main(void *arg)
 {
     struct worker *wk = arg;
     struct workq *q = wk->q;
-    void *scratch = wk->scratch;
     for (;;) {
         struct work *w;
         {
@@ -55,7 +50,7 @@ static void *worker_main(void *arg)
             q->queued--;
         }
         w->next = NULL;
-        w->fn(w, scratch);
+        w->fn(w);
     }
     return NULL;
 }
@@ -69,19 +64,10 @@ static int spawn_locked(struct workq *q)
     unsigned i = q->nthreads;
     struct worker *wk = &q->workers[i];
     wk->q = q;
-    wk->scratch = q->cfg.scratch_new ? q->cfg.scratch_new() : NULL;
-    if (q->cfg.scratch_new && !wk->scratch) {
-        pthread_attr_destroy(&attr);
-        return -ENOMEM;
-    }
     int r = pthread_create(&wk->thread, &attr, worker_main, wk);
     pthread_attr_destroy(&attr);
-    if (r != 0) {
-        if (q->cfg.scratch_free)
-            q->cfg.scratch_free(wk->scratch);
-        wk->scratch = NULL;
+    if (r != 0)
         return -r;
-    }
     char name[16];
     snprintf(name, sizeof name, "%.10s/%u", q->cfg.name ? q->cfg.name : "worker", i % 1000);
     pthread_setname_np(wk->thread, name);
@@ -148,11 +134,8 @@ void workq_destroy(struct workq *q)
         q->stopping = true;
         pthread_cond_broadcast(&q->cond);
     }
-    for (unsigned i = 0; i < q->nthreads; i++) {
+    for (unsigned i = 0; i < q->nthreads; i++)
         pthread_join(q->workers[i].thread, NULL);
-        if (q->cfg.scratch_free)
-            q->cfg.scratch_free(q->workers[i].scratch);
-    }
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
     free(q->workers);

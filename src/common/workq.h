@@ -8,15 +8,12 @@
  * volumes on healthy storage. Workers added this way stay until the pool is
  * destroyed (bounded by max_threads).
  *
- * Each worker owns a scratch object (made by the pool's scratch_new) handed
- * to every item it runs: per-thread state too large for a request.
- *
  * Lock rules: one mutex + condvar guards the queue; items run unlocked. */
 #ifndef SHOAL_COMMON_WORKQ_H
 #define SHOAL_COMMON_WORKQ_H
 
 struct work {
-    void (*fn)(struct work *w, void *scratch);
+    void (*fn)(struct work *w);
     struct work *next;
 };
 
@@ -25,8 +22,6 @@ struct workq;
 struct workq_config {
     unsigned threads;     /* started at creation */
     unsigned max_threads; /* growth limit (0: 8 x threads) */
-    void *(*scratch_new)(void);
-    void (*scratch_free)(void *);
     const char *name; /* thread name prefix (<= 10 chars) */
 };
 

@@ -12,6 +12,9 @@
 #include "core/store.h"
 
 #define MIN_CELLS 8u
+/* Remembered tables start smaller: their cells are twice the size, and a
+ * stripe remembers a few blocks long before it remembers many. */
+#define MIN_RCELLS 4u
 
 struct dir_cell {
     uint32_t key; /* 0 = empty */
@@ -365,8 +368,10 @@ static int rrebuild_locked(struct dir *d, struct rtable *t, uint32_t n)
 }
 
 /* Remember blk's content key (the caller found no local cell for it). The
- * remembered table runs fuller than the local one (grows at 90%, to 75%):
- * its cells are twice as big and only misses probe it. */
+ * remembered table runs much fuller than the local one (grows at 95%, to
+ * 87%): its cells are twice as big, and only misses probe it, which then
+ * wait for a tier or the back end anyway, so a longer probe costs nothing
+ * that shows. */
 static void rremember_locked(struct dir *d, uint32_t si, uint32_t key, const struct fpkey *fp)
 {
     struct rtable *t = rtable_of(d, si, true);
@@ -379,8 +384,8 @@ static void rremember_locked(struct dir *d, uint32_t si, uint32_t key, const str
     }
     if (!budget_take(d->budget))
         return;
-    if (!t->cells || (uint64_t)(t->count + 1) * 10 > (uint64_t)t->size * 9) {
-        uint64_t n = MAX((uint64_t)(t->count + 1) * 4 / 3 + 1, MIN_CELLS);
+    if (!t->cells || (uint64_t)(t->count + 1) * 20 > (uint64_t)t->size * 19) {
+        uint64_t n = MAX((uint64_t)(t->count + 1) * 8 / 7 + 1, MIN_RCELLS);
         if (rrebuild_locked(d, t, (uint32_t)MIN(n, UINT32_MAX)) < 0) {
             budget_give(d->budget, 1);
             return;

@@ -1,5 +1,5 @@
-/* The engine: one content store shared by all volumes, and the registry of
- * volumes (name -> volume). Front ends find volumes here; management adds,
+/* The engine: one content store shared by all volumes, the tiers, the
+ * worker pool, and the registry of volumes (name -> volume). Front ends find volumes here; management adds,
  * removes, enables, disables, invalidates and resizes through here.
  *
  * Lock rules: the registry is guarded by engine->lock (a rwlock: lookups take
@@ -34,6 +34,11 @@ struct engine_config {
      * ownership and closes them). */
     struct tier *const *tiers;
     unsigned ntiers;
+    /* The worker pool for requests that may block on a back end or a tier
+     * (core/submit.h): started with `workers` threads, growing up to
+     * max_workers (0: 8 x workers) while requests queue. 0 workers: every
+     * request runs on the thread that submits it (tests, embedding). */
+    unsigned workers, max_workers;
 };
 
 #define ENGINE_REMEMBER_PER_BLOCK 4
@@ -87,7 +92,6 @@ const char *volume_name(const struct volume *v);
 uint64_t volume_size(const struct volume *v);
 bool volume_readonly(const struct volume *v);
 bool volume_enabled(const struct volume *v);
-struct backend *volume_backend(const struct volume *v);
 /* Block size constraints for front ends to advertise and enforce: min is
  * the smallest I/O unit the back end accepts (1: any), preferred the size
  * that spares read-modify-write (the cache block, or min if larger), max the
@@ -124,6 +128,8 @@ void volume_conn_detach(struct volume *v);
 unsigned volume_connections(const struct volume *v);
 /* True once the volume was removed with force: front ends stop serving it. */
 bool volume_defunct(const struct volume *v);
+/* Count an error reply against the volume (protocol-level refusals too). */
+void volume_count_error(struct volume *v);
 
 /* ---- statistics: snapshots rendered by mgmt from the lists ---- */
 /* clang-format off: the X-macro lists end without ';', which it misreads */

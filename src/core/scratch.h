@@ -1,8 +1,8 @@
-/* A worker's scratch for the data path (core-internal: volume.c and
+/* A thread's scratch for the data path (core-internal: volume.c and
  * vol_key.c): the race tickets and per-block bookkeeping of one request,
- * too large to live in the request. A worker (or a connection's reader)
- * owns one and reuses it; vol_req_finish releases it for the next request
- * (volume_io.h). */
+ * too large to live in the request. Every thread that runs requests owns
+ * one (submit.c keeps it per thread) and reuses it; vol_req_update releases
+ * it for the next request (volume_io.h). */
 #ifndef SHOAL_CORE_SCRATCH_H
 #define SHOAL_CORE_SCRATCH_H
 

@@ -121,7 +121,7 @@ static uint32_t hash_find_locked(struct store *s, struct shard *sh, uint64_t k, 
 {
     uint32_t idx = sh->buckets[k & sh->bucket_mask];
     while (idx != STORE_NONE) {
-        if (s->entries[idx].key == k && (data ? memcmp(slot_data(s, idx), data, BLOCK_SIZE) == 0
+        if (s->entries[idx].key == (uint32_t)k && (data ? memcmp(slot_data(s, idx), data, BLOCK_SIZE) == 0
                                               : fpkey_verify(full, slot_data(s, idx))))
             return idx;
         idx = s->entries[idx].hnext;
@@ -380,7 +380,7 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const voi
     }
     struct store_entry *e = &s->entries[idx];
     memcpy(slot_data(s, idx), data, BLOCK_SIZE);
-    e->key = key;
+    e->key = (uint32_t)key;
     e->refs = 1;
     hash_insert_locked(s, sh, idx);
     if (sh->used + 1 > 4 * (sh->bucket_mask + 1)) /* load 4: double (else longer chains) */

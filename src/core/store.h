@@ -57,21 +57,23 @@ struct store_ref {
     uint32_t gen; /* never 0 for a real reference */
 };
 
-/* One cached content. 28 bytes; its data lives at data + idx * BLOCK_SIZE.
- * It keeps 64 bits of its key (fingerprint.h) to be found by: a dedup
- * match is confirmed by comparing the bytes, a lookup by a remembered key
- * by rehashing the data and comparing all 160 bits (store_find), and an
- * evicted content's whole key is recomputed from its data for the eviction
- * log. 12 bytes a block cheaper than keeping the whole key, for a hash per
- * eviction and per find. */
+/* One cached content. 24 bytes; its data lives at data + idx * BLOCK_SIZE.
+ * It keeps only a 32-bit tag of its key (fingerprint.h), the low half of
+ * fpkey_hash64 (the high bits chose its shard): a tag match is a candidate,
+ * never a proof. A dedup match is confirmed by comparing the bytes, a
+ * lookup by a remembered key by rehashing the data and comparing all 160
+ * bits (store_find), and an evicted content's whole key is recomputed from
+ * its data for the eviction log. 16 bytes a block cheaper than keeping the
+ * whole key, for a hash per eviction and per find. */
 struct store_entry {
-    uint64_t key;   /* fpkey_hash64 of the content's key */
+    uint32_t key;   /* low 32 bits of fpkey_hash64 of the content's key */
     uint32_t gen;   /* incarnation; bumped when freed */
     uint32_t hnext; /* hash chain / free list link */
     uint32_t prev;  /* eviction policy links (owned by the policy) */
     uint32_t next;
     uint32_t refs; /* low 24 bits: directory references; high 8: policy bits */
 };
+_Static_assert(sizeof(struct store_entry) == 24, "a store entry is counted per cached block");
 
 #define STORE_REFS_MAX    ((1u << 24) - 1)
 #define STORE_REFS_MASK   STORE_REFS_MAX

@@ -84,11 +84,6 @@ int vol_check_range(const struct volume *v, uint64_t offset, uint64_t length, in
     return 0;
 }
 
-void vol_count_error(struct volume *v)
-{
-    STAT_ADD(v->c.errors, 1);
-}
-
 /* ---- reads ---- */
 
 /* Zero blocks in zero-copy replies all point here. */
@@ -101,6 +96,7 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
                 unsigned *niov)
 {
     r->op = VOL_OP_NONE;
+    r->updated = 0;
     r->pins = NULL;
     r->npins = 0;
     if (r->length == 0 || !enabled(v))
@@ -322,6 +318,7 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
 {
     r->op = VOL_OP_READ;
+    r->updated = 0;
     r->status = 0;
     r->hit = 0;
     r->scratch = NULL;
@@ -492,6 +489,7 @@ static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, en
                   be_op_fn fn)
 {
     r->op = op;
+    r->updated = 0;
     r->status = 0;
     r->scratch = s;
     r->hit = 0;
@@ -593,31 +591,52 @@ static void finish_change(struct volume *v, struct vol_req *r)
     }
 }
 
-void vol_req_finish(struct volume *v, struct vol_req *r)
+void vol_req_update(struct volume *v, struct vol_req *r)
 {
+    if (r->updated)
+        return;
+    r->updated = 1;
+    switch (r->op) {
+    case VOL_OP_READ:
+        finish_read(v, r);
+        break;
+    case VOL_OP_WRITE:
+    case VOL_OP_ZERO:
+    case VOL_OP_TRIM:
+        if (r->scratch)
+            finish_change(v, r);
+        break;
+    case VOL_OP_NONE:
+        break;
+    }
+    r->scratch = NULL;
+}
+
+void vol_req_release(struct volume *v, struct vol_req *r)
+{
+    uint64_t end = r->reply_ns ? r->reply_ns : now_ns();
     switch (r->op) {
     case VOL_OP_READ:
         for (uint32_t i = 0; i < r->npins; i++)
             store_unpin(v->store, r->pins[i]);
         r->npins = 0;
-        finish_read(v, r);
         if (r->start_ns)
-            hist_record(r->hit ? &v->lat_read_hit : &v->lat_read_miss, now_ns() - r->start_ns);
+            hist_record(r->hit ? &v->lat_read_hit : &v->lat_read_miss, end - r->start_ns);
         break;
     case VOL_OP_WRITE:
-        finish_change(v, r);
         if (r->start_ns)
-            hist_record(&v->lat_write, now_ns() - r->start_ns);
+            hist_record(&v->lat_write, end - r->start_ns);
         break;
-    case VOL_OP_ZERO:
-    case VOL_OP_TRIM:
-        finish_change(v, r);
-        break;
-    case VOL_OP_NONE:
+    default:
         break;
     }
     r->op = VOL_OP_NONE;
-    r->scratch = NULL;
+}
+
+void vol_req_finish(struct volume *v, struct vol_req *r)
+{
+    vol_req_update(v, r);
+    vol_req_release(v, r);
 }
 
 /* ---- the rest ---- */
@@ -645,7 +664,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
     uint64_t end = MIN(offset + length, v->size);
     while (pos < end) {
         /* A removed volume stops warming at once (per 1 MiB chunk). */
-        if (volume_defunct(v) || __atomic_load_n(&v->pf_stop, __ATOMIC_ACQUIRE))
+        if (vol_defunct(v) || __atomic_load_n(&v->pf_stop, __ATOMIC_ACQUIRE))
             return -ESHUTDOWN;
         uint32_t n = (uint32_t)MIN((uint64_t)PREFETCH_CHUNK, end - pos);
         uint64_t first = block_of(pos);
@@ -677,7 +696,10 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
     return 0;
 }
 
-int vol_extents(struct volume *v, uint64_t offset, uint32_t length, backend_extent_fn fn,
+_Static_assert(VOL_EXTENT_HOLE == BE_EXTENT_HOLE && VOL_EXTENT_ZERO == BE_EXTENT_ZERO,
+               "vol_extents passes the back end's flags through");
+
+int vol_extents(struct volume *v, uint64_t offset, uint32_t length, vol_extent_fn fn,
                 void *opaque)
 {
     STAT_ADD(v->c.block_status_ops, 1);

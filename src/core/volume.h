@@ -1,5 +1,8 @@
-/* Volume internals shared by the core's own files (engine.c, volume.c,
- * volume_ctl.c). Front ends and management use engine.h and volume_io.h. */
+/* Volume internals shared by the core's own files: the registry (engine.c)
+ * opens and drops volumes, volume_ctl.c is their lifecycle and live
+ * control, prefetch.c the background prefetch, volume.c the data path and
+ * submit.c the request path. Front ends use engine.h and submit.h;
+ * management engine.h. */
 #ifndef SHOAL_CORE_VOLUME_H
 #define SHOAL_CORE_VOLUME_H
 
@@ -11,9 +14,12 @@
 #include "core/engine.h"
 #include "core/stats_list.h"
 
-struct dir;
-struct store;
 struct backend;
+struct dir;
+struct dir_budget;
+struct store;
+struct tier;
+struct workq;
 
 struct vol_counters {
 #define X(name, kind, unit, help) uint64_t name;
@@ -23,7 +29,6 @@ struct vol_counters {
 
 struct volume {
     char name[256];
-    struct engine *engine;
     struct backend *be;
     struct dir *dir;
     struct store *store;
@@ -33,6 +38,7 @@ struct volume {
     uint32_t ra_blocks;        /* miss read-ahead window in blocks (0: off), power of 2 */
     struct tier *const *tiers; /* the engine's, asked by key after the store */
     unsigned ntiers;
+    struct workq *wq; /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */
     unsigned refs;       /* atomic */
@@ -50,16 +56,37 @@ struct volume {
     int pf_stop; /* atomic: volume_free asks the prefetch thread to stop */
 };
 
+/* What a volume shares with the others (the engine's). */
+struct vol_env {
+    struct store *store;
+    struct dir_budget *budget; /* remembered blocks, all volumes; may be NULL */
+    struct tier *const *tiers;
+    unsigned ntiers;
+    struct workq *wq;
+};
+
 /* Open a volume over an already opened back end (takes ownership of be,
- * closing it on failure). volume_open opens cfg->backend first. */
-int volume_open_backend(struct engine *e, struct store *st, const struct volume_config *cfg,
+ * closing it on failure). volume_open opens cfg->backend first. The
+ * volume starts with one reference. */
+int volume_open_backend(const struct vol_env *env, const struct volume_config *cfg,
                         struct backend *be, struct volume **out);
-int volume_open(struct engine *e, struct store *st, const struct volume_config *cfg,
-                struct volume **out);
+int volume_open(const struct vol_env *env, const struct volume_config *cfg, struct volume **out);
 /* Register a volume over an opened back end (embedding, tests). */
 int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
                               struct backend *be);
-/* Called when the last reference goes. */
-void volume_free(struct volume *v);
+
+/* Background prefetch (prefetch.c): stop it and wait for its thread; the
+ * last reference's volume_free calls it before anything goes away. */
+void volume_prefetch_stop(struct volume *v);
+
+static inline bool vol_defunct(const struct volume *v)
+{
+    return __atomic_load_n(&v->defunct, __ATOMIC_ACQUIRE);
+}
+
+static inline struct workq *vol_workq(const struct volume *v)
+{
+    return v->wq;
+}
 
 #endif

@@ -1,30 +1,37 @@
-/* The data path a front end drives: read, write, trim, zero, flush, prefetch
- * and extents on a volume, with the cache in between.
+/* The data path's steps on a volume: read, write, trim, zero, flush,
+ * prefetch and extents, with the cache in between. Front ends do not call
+ * these: they submit requests (core/submit.h), which drives these steps on
+ * the right thread. Core unit tests call them directly.
  *
- * Each request is described by a `struct vol_req` the front end owns. Ops
- * that change or fetch data run in two steps:
+ * Each request is described by a `struct vol_req`. Ops that change or fetch
+ * data run in two steps:
  *
- *   vol_xxx()         does the back end work; when it returns 0 the front end
- *                     may send the reply (for writes: the back end has
+ *   vol_xxx()         does the back end work; when it returns 0 the reply
+ *                     may go out (for writes: the back end has
  *                     acknowledged; for reads: req->buf holds the data)
  *   vol_req_finish()  afterwards updates the cache (fingerprints and inserts
  *                     what was fetched or written, drops what a partial or
- *                     failed write covered). It MUST be called for every
- *                     request that went through a vol_xxx() call, on success
- *                     or error, so the directory's race counters stay
- *                     balanced, and before the scratch passed to vol_xxx() is
- *                     used again; calling it again afterwards does nothing.
- *                     Called after the reply it keeps SHA-256 off the reply's
- *                     latency; called before, it is still correct.
+ *                     failed write covered), unpins a zero-copy hit and
+ *                     records latency. It MUST be called for every request
+ *                     that went through a vol_xxx() call, on success or
+ *                     error, so the directory's race counters stay
+ *                     balanced, and before the scratch passed to vol_xxx()
+ *                     is used again; calling it again does nothing. It is
+ *                     vol_req_update() (the cache update, which needs the
+ *                     scratch) then vol_req_release() (unpin, latency),
+ *                     which vol_submit runs at different times.
  *
  * Reads: req->buf must cover the block-aligned span of the request,
  * vol_read_span(off, len) bytes; the data for [off, off+len) is returned at
  * req->buf + (off & BLOCK_MASK). That lets misses be fetched as whole blocks
  * straight into the reply buffer.
  *
- * Hit path: vol_read() with VOL_NOWAIT never touches the back end. It
- * returns -EAGAIN if any block is not in RAM; the front end then hands the
- * request to a worker thread and calls vol_read() again without NOWAIT.
+ * VOL_NOWAIT: vol_read() neither blocks nor waits. It serves what RAM has,
+ * asks the back end only through its non-blocking read (pread_nowait, which
+ * succeeds only when the data is at hand, e.g. in the page cache) and the
+ * tiers only without waiting, and returns -EAGAIN, keeping nothing, when
+ * anything would block; the caller then retries without NOWAIT on a thread
+ * that may block.
  */
 #ifndef SHOAL_CORE_VOLUME_IO_H
 #define SHOAL_CORE_VOLUME_IO_H
@@ -32,7 +39,6 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "backend/backend.h"
 #include "core/block.h"
 
 struct volume;
@@ -43,6 +49,13 @@ struct volume;
 #define VOL_NOWAIT    (1u << 3)
 
 enum vol_op { VOL_OP_NONE = 0, VOL_OP_READ, VOL_OP_WRITE, VOL_OP_TRIM, VOL_OP_ZERO };
+
+/* Extent flags for vol_extents, as NBD base:allocation defines them. */
+#define VOL_EXTENT_HOLE (1u << 0)
+#define VOL_EXTENT_ZERO (1u << 1)
+/* Called for each consecutive extent, in order from the requested offset;
+ * return non-zero to stop. */
+typedef int (*vol_extent_fn)(void *opaque, uint64_t offset, uint64_t length, uint32_t flags);
 
 /* Per-thread scratch for the finish step (race tickets and the fetched-block
  * map). Workers own one each; it is too large for a request. */
@@ -59,8 +72,10 @@ struct vol_req {
     enum vol_op op;
     int status;        /* result of the back end step */
     uint64_t start_ns; /* for latency histograms */
+    uint64_t reply_ns; /* when the reply went out; 0: when released */
     struct vol_scratch *scratch;
-    uint8_t hit;    /* read served entirely from RAM */
+    uint8_t hit;     /* read served entirely from RAM */
+    uint8_t updated; /* vol_req_update ran */
     uint32_t *pins; /* zero-copy hit: pinned store entries to release */
     uint32_t npins;
 };
@@ -96,20 +111,19 @@ int vol_write(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
 int vol_trim(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
 int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
 void vol_req_finish(struct volume *v, struct vol_req *r);
+void vol_req_update(struct volume *v, struct vol_req *r);
+void vol_req_release(struct volume *v, struct vol_req *r);
 
 int vol_flush(struct volume *v);
-/* NBD_CMD_CACHE: fetch the range into RAM (synchronously, in chunks). */
+/* Warm a range into RAM, synchronously, in chunks (VOL_IO_CACHE requests
+ * and the background prefetch). */
 int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_scratch *scratch);
 /* Block status over the back end, clipped to the request. */
-int vol_extents(struct volume *v, uint64_t offset, uint32_t length, backend_extent_fn fn,
+int vol_extents(struct volume *v, uint64_t offset, uint32_t length, vol_extent_fn fn,
                 void *opaque);
 
 /* Bounds check: 0, or -EINVAL / -ENOSPC (beyond the end, as NBD wants it for
  * reads vs writes) / -EOVERFLOW (offset+length wraps). */
 int vol_check_range(const struct volume *v, uint64_t offset, uint64_t length, int past_end_err);
-
-/* Count an error reply against the volume (protocol-level refusals too). */
-void vol_count_error(struct volume *v);
-void vol_count_op(struct volume *v, int nbd_cmd_kind, uint64_t bytes);
 
 #endif

@@ -16,9 +16,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "common/workq.h"
 #include "core/engine.h"
-#include "core/volume_io.h"
 #include "daemon/options.h"
 #include "frontend/frontend.h"
 #include "mgmt/mgmt.h"
@@ -82,16 +80,6 @@ static void frontend_paths_absolute(struct daemon_options *o, struct made_paths 
             }
         }
     }
-}
-
-static void *scratch_new(void)
-{
-    return vol_scratch_new();
-}
-
-static void scratch_free(void *p)
-{
-    vol_scratch_free(p);
 }
 
 /* The API token: read from the file, or created there when missing (see
@@ -248,7 +236,13 @@ int main(int argc, char **argv)
         notify_fd = daemonize();
 
     bufpool_init(o->io_memory);
-    struct engine_config ec = {.cache_bytes = o->cache_bytes, .policy = o->policy};
+    /* One worker pool for the back end work of every front end: the
+     * engine's, started with it and stopped after the front ends. */
+    struct engine_config ec = {
+        .cache_bytes = o->cache_bytes,
+        .policy = o->policy,
+        .workers = o->threads,
+    };
     struct engine *engine = NULL;
     int r = engine_create(&ec, &engine);
     if (r < 0) {
@@ -266,27 +260,11 @@ int main(int argc, char **argv)
         }
     }
 
-    /* One worker pool for the back end work of every front end: it
-     * outlives them all (they stop first) and goes before the engine. */
-    struct workq_config wc = {
-        .threads = o->threads,
-        .scratch_new = scratch_new,
-        .scratch_free = scratch_free,
-        .name = "worker",
-    };
-    struct workq *pool = NULL;
-    r = workq_create(&wc, &pool);
-    if (r < 0) {
-        fprintf(stderr, "shoald: cannot start the worker threads: %s\n", strerror(-r));
-        return 1;
-    }
-
     void *fe_state[MAX_FRONTENDS] = {0};
     for (unsigned i = 0; i < daemon_nfrontends; i++) {
         const struct frontend_ops *fe = daemon_frontends[i];
         char fe_err[320] = "";
         struct frontend_config fcfg = {
-            .wq = pool,
             .readonly = o->readonly,
             .opts = o->frontend_opts[i],
             .err = fe_err,
@@ -351,7 +329,6 @@ int main(int argc, char **argv)
     for (unsigned i = daemon_nfrontends; i-- > 0;)
         daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
-    workq_destroy(pool);
     engine_destroy(engine);
     bufpool_drain();
     if (o->pid_file)

@@ -1,5 +1,5 @@
-/* Front ends speak a wire protocol to clients and turn requests into volume
- * ops (core/volume_io.h). One `struct frontend_ops` per protocol, in its own
+/* Front ends speak a wire protocol to clients and submit their requests to
+ * the core (core/submit.h): they parse, validate and encode, nothing else. One `struct frontend_ops` per protocol, in its own
  * folder (nbd/); what every protocol needs to be a TCP server (listeners,
  * accept, connection limits, the access list, conn_io, TLS) is in this
  * folder, shared.
@@ -7,8 +7,8 @@
  * The daemon keeps a table of front ends (daemon/options.c). For each it
  * reads the front end's options from the command line and the config file
  * through the front end's option table (below), then starts it with the
- * engine and the shared worker pool, and stops it at exit before the pool
- * and the engine go. */
+ * engine, and stops it at exit before the engine (and its worker pool)
+ * goes. */
 #ifndef SHOAL_FRONTEND_FRONTEND_H
 #define SHOAL_FRONTEND_FRONTEND_H
 
@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 struct engine;
-struct workq;
 
 /* ---- options ---- */
 
@@ -63,7 +62,6 @@ struct frontend_option {
 
 /* What the daemon gives a front end when it starts. */
 struct frontend_config {
-    struct workq *wq; /* the daemon's worker pool, for work that may block on a back end */
     bool readonly;    /* export every volume read-only (--readonly) */
     const void *opts; /* the front end's options (ops->opts_size bytes) */
     /* Optional: when start fails, one line saying what failed (e.g. which
@@ -89,7 +87,7 @@ struct frontend_ops {
 
     int (*start)(struct engine *e, const struct frontend_config *cfg, void **state);
     /* Stop accepting, end connections (in-flight requests finish), free.
-     * Returns only when nothing of the front end uses the pool any more. */
+     * Returns only when none of its requests is left in the core. */
     void (*stop)(void *state);
     /* Live connection count, for stats. */
     unsigned (*connections)(void *state);

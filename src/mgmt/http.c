@@ -44,11 +44,6 @@ struct pending {
     bool answered; /* a response was queued before the body was read */
 };
 
-uint64_t mgmt_uptime_seconds(const struct mgmt *m)
-{
-    return (now_ns() - m->start_ns) / 1000000000ull;
-}
-
 unsigned mgmt_port(const struct mgmt *m)
 {
     return m ? m->port : 0;

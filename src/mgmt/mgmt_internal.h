@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/util.h"
 #include "core/engine.h"
 
 /* Request bodies larger than this are refused with 413: the API only takes
@@ -178,7 +179,11 @@ bool auth_check(const struct mgmt *m, const char *authorization);
  * Sec-Fetch-Site headers, each NULL when absent. */
 const char *auth_browser_refusal(const char *host, const char *origin, const char *fetch_site);
 
-/* Seconds since mgmt_start. */
-uint64_t mgmt_uptime_seconds(const struct mgmt *m);
+/* Seconds since mgmt_start (inline: the renderers need it, and they must
+ * not call back into the HTTP server that calls them). */
+static inline uint64_t mgmt_uptime_seconds(const struct mgmt *m)
+{
+    return (now_ns() - m->start_ns) / 1000000000ull;
+}
 
 #endif

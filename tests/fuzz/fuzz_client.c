@@ -9,8 +9,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/workq.h"
-#include "core/volume_io.h"
 #include "frontend/nbd/server.h"
 
 struct client {
@@ -89,28 +87,4 @@ void fuzz_serve(struct nbd_server *server, const uint8_t *prefix, size_t prefix_
 {
     struct client c = {.prefix = prefix, .prefix_len = prefix_len, .data = data, .len = len};
     fuzz_serve_with(server, client_main, &c, &c.fd);
-}
-
-static void *scratch_new(void)
-{
-    return vol_scratch_new();
-}
-
-static void scratch_free(void *p)
-{
-    vol_scratch_free(p);
-}
-
-struct workq *fuzz_pool_create(unsigned threads)
-{
-    struct workq_config wc = {
-        .threads = threads,
-        .scratch_new = scratch_new,
-        .scratch_free = scratch_free,
-        .name = "worker",
-    };
-    struct workq *wq;
-    if (workq_create(&wc, &wq) < 0)
-        abort();
-    return wq;
 }

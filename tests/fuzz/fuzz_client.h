@@ -1,7 +1,7 @@
 /* The client side of the NBD fuzz targets: play a fuzz input as a client on
  * one end of a socketpair while the real server serves the other end, on
- * the calling thread, through nbd_serve_connection(). Also the worker pool
- * the daemon would give the servers. Shared by fuzz_nbd.c and fuzz_tls.c. */
+ * the calling thread, through nbd_serve_connection(). Shared by fuzz_nbd.c
+ * and fuzz_tls.c. */
 #ifndef SHOAL_TESTS_FUZZ_CLIENT_H
 #define SHOAL_TESTS_FUZZ_CLIENT_H
 
@@ -9,11 +9,6 @@
 #include <stdint.h>
 
 struct nbd_server;
-struct workq;
-
-/* A worker pool as shoald makes one (daemon/main.c): `threads` workers with
- * the core's per-thread scratch. Aborts on failure. */
-struct workq *fuzz_pool_create(unsigned threads);
 
 /* Serve one connection whose client sends prefix, then data, then shuts
  * down its sending side, reading (and dropping) everything the server

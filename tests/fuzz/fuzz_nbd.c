@@ -47,7 +47,6 @@
 
 #include "common/bufpool.h"
 #include "common/log.h"
-#include "common/workq.h"
 #include "core/engine.h"
 #include "core/volume.h"
 #include "frontend/frontend.h"
@@ -67,7 +66,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CACHE_BYTES (512u * 1024)
 
 static struct engine *engine;
-static struct workq *pool;
 static struct nbd_server *server;
 
 static int add_memfd_volume(const char *name, size_t size, bool readonly)
@@ -133,17 +131,15 @@ static int add_volumes(void)
     return r;
 }
 
-/* At exit, stop the server and join the pool's worker threads before the
- * leak check (registered after LeakSanitizer's own handler, so it runs
- * first): a worker still alive, or one the pool was just adding, would
- * otherwise be reported as leaking its per-thread scratch. The daemon's
- * order: front end, pool, engine. */
+/* At exit, stop the server, then the engine (joining its worker threads)
+ * before the leak check (registered after LeakSanitizer's own handler, so
+ * it runs first): a worker still alive, or one the pool was just adding,
+ * would otherwise be reported as leaking its per-thread scratch. The
+ * daemon's order: front end, engine. */
 static void stop_all(void)
 {
     nbd_server_stop(server);
     server = NULL;
-    workq_destroy(pool);
-    pool = NULL;
     engine_destroy(engine);
     engine = NULL;
 }
@@ -155,16 +151,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     signal(SIGPIPE, SIG_IGN);
     fuzz_log_setup();
     bufpool_init(64u << 20);
-    struct engine_config ec = {.cache_bytes = CACHE_BYTES};
+    struct engine_config ec = {.cache_bytes = CACHE_BYTES, .workers = 4};
     if (engine_create(&ec, &engine) < 0 || add_volumes() < 0) {
         fprintf(stderr, "fuzz: cannot create the engine or its volumes\n");
         abort();
     }
-    pool = fuzz_pool_create(4);
     struct nbd_options no;
     nbd_options_init(&no); /* no listeners: connections come from fuzz_serve */
     no.handshake_timeout_ms = 5000;
-    struct frontend_config fc = {.wq = pool, .opts = &no};
+    struct frontend_config fc = {.opts = &no};
     if (nbd_server_start(engine, &fc, &server) < 0) {
         fprintf(stderr, "fuzz: cannot start the NBD server\n");
         abort();

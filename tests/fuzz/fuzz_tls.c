@@ -52,7 +52,6 @@
 
 #include "common/bufpool.h"
 #include "common/log.h"
-#include "common/workq.h"
 #include "core/engine.h"
 #include "frontend/frontend.h"
 #include "frontend/nbd/server.h"
@@ -71,7 +70,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 enum { MODE_X509, MODE_X509_VERIFY, MODE_PSK, MODE_CLIENT };
 
 static struct engine *engine;
-static struct workq *pool;            /* shared by the three servers, as in shoald */
 static struct nbd_server *servers[3]; /* by mode */
 static gnutls_psk_client_credentials_t client_psk;
 
@@ -114,7 +112,7 @@ static int start_server(enum nbd_tls_mode tls, const char *certs, const char *ps
     no.tls_certificates = certs;
     no.tls_psk = psk;
     no.tls_verify_peer = verify_peer;
-    struct frontend_config fc = {.wq = pool, .opts = &no};
+    struct frontend_config fc = {.opts = &no};
     return nbd_server_start(engine, &fc, out);
 }
 
@@ -150,16 +148,14 @@ static int start_servers(void)
     return r;
 }
 
-/* At exit, before the leak check: stop the servers, then the pool (joining
- * its workers), then the engine; free the client's credentials. */
+/* At exit, before the leak check: stop the servers, then the engine
+ * (joining its workers); free the client's credentials. */
 static void stop_all(void)
 {
     for (size_t i = 0; i < 3; i++) {
         nbd_server_stop(servers[i]);
         servers[i] = NULL;
     }
-    workq_destroy(pool);
-    pool = NULL;
     engine_destroy(engine);
     engine = NULL;
     if (client_psk)
@@ -174,12 +170,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     signal(SIGPIPE, SIG_IGN);
     fuzz_log_setup();
     bufpool_init(16u << 20);
-    struct engine_config ec = {.cache_bytes = CACHE_BYTES};
+    /* Two workers, shared by the three servers as in shoald. */
+    struct engine_config ec = {.cache_bytes = CACHE_BYTES, .workers = 2};
     if (engine_create(&ec, &engine) < 0 || add_memfd_volume("fuzz", VOL_SIZE) < 0) {
         fprintf(stderr, "fuzz: cannot create the engine or its volume\n");
         abort();
     }
-    pool = fuzz_pool_create(2);
     int r = start_servers();
     if (r < 0) {
         fprintf(stderr, "fuzz: cannot start the TLS servers: %s\n", strerror(-r));

@@ -170,8 +170,6 @@ __attribute__((format(printf, 2, 3))) static void start_error(const struct front
 
 int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct nbd_server **out)
 {
-    if (!cfg->wq)
-        return -EINVAL;
     struct nbd_server *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
@@ -184,7 +182,6 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
     uint64_t hto = s->opts.handshake_timeout_ms;
     s->handshake_timeout_ms =
         hto == 0 ? NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS : (int)MIN(hto, (uint64_t)INT_MAX);
-    s->tctx.wq = cfg->wq;
 
     const char *bad = NULL;
     int r = allow_parse(s->opts.allow.v, s->opts.allow.n, &s->allow, &bad);

@@ -5,8 +5,8 @@
  *
  * Threads: the listener's (accept threads, one thread per connection that
  * runs the handshake, then the request loop); a sender thread per
- * connection (transmit.c); back end work runs on the daemon's worker pool
- * (frontend_config.wq), which the server never owns.
+ * connection (transmit.c); back end work runs on the engine's worker pool
+ * (core/submit.h).
  *
  * Lock rules: the server is read-only once started; a connection's locks
  * are described in transmit.h. */
@@ -19,7 +19,7 @@
 struct nbd_server;
 
 /* cfg->opts is a struct nbd_options (NULL: the defaults of
- * nbd_options_init, without listeners); cfg->wq is required. */
+ * nbd_options_init, without listeners). */
 int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct nbd_server **out);
 void nbd_server_stop(struct nbd_server *s);
 unsigned nbd_server_connections(struct nbd_server *s);

@@ -11,9 +11,8 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "common/workq.h"
 #include "core/engine.h"
-#include "core/volume_io.h"
+#include "core/submit.h"
 #include "frontend/nbd/proto.h"
 
 #define RBUF_SIZE (64u * 1024)
@@ -21,28 +20,29 @@
 /* A batch is flushed once its replies carry this much data: beyond it,
  * holding replies back only adds latency. */
 #define BATCH_BYTES (256u * 1024)
-/* Zero-copy hits of up to this many blocks keep their iovecs in the request;
- * larger ones borrow an array from the buffer pool. */
-#define ZC_INLINE      4
-#define ZC_ARRAY_BYTES (VOL_ZC_MAX_BLOCKS * (sizeof(struct iovec) + sizeof(uint32_t)))
 /* iovecs gathered per writev when flushing a batch. */
-#define FLUSH_IOV 1024
-/* Misses up to this size whose data the back end has at hand (page cache)
- * are served on the reader thread: a hand-off to a worker costs more than
- * the read. Larger ones go to workers, where hashing runs in parallel. */
-#define INLINE_MISS_MAX (64u * 1024)
-#define MAX_EXTENTS     1024
+#define FLUSH_IOV   1024
+#define MAX_EXTENTS 1024
 /* Oversized write payloads up to this size are read and dropped so the
  * stream stays in sync and the client gets EINVAL; larger ones end the
  * connection (nobody legitimate sends them). */
 #define DISCARD_MAX (64u << 20)
-/* The sender sends, and runs the cache update of what it sent (hashing). */
+/* The sender builds and sends replies and gives their requests back to the
+ * core (unpinning, freeing buffers); it never hashes. */
 #define SENDER_STACK (256u * 1024)
 
 struct nbd_conn;
+struct nbd_req;
+
+struct extent_acc {
+    struct nbd_req *r;
+    uint64_t end;  /* of the request */
+    uint64_t next; /* next offset expected */
+    uint32_t max;
+};
 
 struct nbd_req {
-    struct work work;
+    struct vol_io io;
     struct nbd_conn *c;
     uint64_t handle;
     uint64_t offset;
@@ -50,17 +50,11 @@ struct nbd_req {
     uint16_t cmd;
     uint16_t flags;
     uint32_t err; /* NBD wire error, 0 = success */
-    void *buf;
+    void *buf; /* write payload, or block status descriptors */
     size_t buflen;
     uint32_t nextents; /* block status descriptors in buf */
-    struct vol_req vr;
-    /* zero-copy hit: reply data described by zc_iov (pointing into the cache) */
-    struct iovec *zc_iov;
-    uint32_t *zc_pins;
-    unsigned zc_niov;
-    void *zc_array; /* pool buffer holding zc_iov/zc_pins when not inline */
-    struct iovec iov_inline[ZC_INLINE];
-    uint32_t pins_inline[ZC_INLINE];
+    struct extent_acc acc;
+    bool submitted; /* handed to the core: it calls end when done with it */
     uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8 + 6 + 64];
     size_t charge; /* bytes counted against the connection's budget */
     struct nbd_req *next;
@@ -94,7 +88,7 @@ struct nbd_conn {
 
     uint8_t *rbuf;
     size_t rstart, rend;
-    struct vol_scratch *scratch; /* the reader's own, for inline misses */
+    pthread_t reader; /* the thread running nbd_transmit */
 
     struct nbd_req *batch_head, *batch_tail;
     unsigned batch_n;
@@ -162,14 +156,12 @@ static struct nbd_req *req_get(struct nbd_conn *c)
     struct nbd_req *r = c->free;
     c->free = r->next;
     c->inflight++;
-    memset(&r->vr, 0, sizeof r->vr);
     r->next = NULL;
     r->buf = NULL;
     r->buflen = 0;
     r->err = 0;
     r->nextents = 0;
-    r->zc_niov = 0;
-    r->zc_array = NULL;
+    r->submitted = false;
     return r;
 }
 
@@ -178,10 +170,7 @@ static void req_release(struct nbd_req *r)
     struct nbd_conn *c = r->c;
     if (r->buf)
         bufpool_put(r->buf, r->buflen);
-    if (r->zc_array)
-        bufpool_put(r->zc_array, ZC_ARRAY_BYTES);
     r->buf = NULL;
-    r->zc_array = NULL;
     LOCK_GUARD(&c->lock);
     c->held -= r->charge;
     r->charge = 0;
@@ -209,18 +198,15 @@ static bool budget_fits_locked(const struct nbd_conn *c, size_t bytes)
 /* Iovecs a reply needs at most. */
 static unsigned reply_iovs(const struct nbd_req *r)
 {
-    return 1 + (r->zc_niov ? r->zc_niov : 1);
+    return 1 + (r->io.niov > 1 ? r->io.niov : 1);
 }
 
-/* Append the read payload: the zero-copy iovecs, or the buffer. */
+/* Append the read payload (the core's iovecs: into the cache for a RAM
+ * hit, else its buffer). */
 static int read_payload(struct nbd_req *r, struct iovec *iov)
 {
-    if (r->zc_niov) {
-        memcpy(iov, r->zc_iov, r->zc_niov * sizeof *iov);
-        return (int)r->zc_niov;
-    }
-    iov[0] = (struct iovec){(uint8_t *)r->buf + (r->offset & BLOCK_MASK), r->length};
-    return 1;
+    memcpy(iov, r->io.iov, r->io.niov * sizeof *iov);
+    return (int)r->io.niov;
 }
 
 /* Build the reply for r into r->hdr and iov (at most reply_iovs(r) entries). */
@@ -301,13 +287,16 @@ static void send_iov_locked(struct nbd_conn *c, struct iovec *iov, int n)
         mark_broken(c, r);
 }
 
+/* The reply is out (or dropped): a submitted request goes back to the
+ * core, which ends it (req_end) once it is done with it too. */
 static void complete(struct nbd_req *r)
 {
-    struct nbd_conn *c = r->c;
     if (r->err)
-        vol_count_error(c->v);
-    vol_req_finish(c->v, &r->vr);
-    req_release(r);
+        volume_count_error(r->c->v);
+    if (r->submitted)
+        vol_io_put(&r->io);
+    else
+        req_release(r);
 }
 
 /* Send the rest of a reply the non-blocking path left half sent. Returns
@@ -375,13 +364,7 @@ static void queue_for_sender(struct nbd_req *r)
  * socket takes at once, if nobody else is sending, and leaves the rest (or
  * the whole reply) to the connection's sender thread. So a client that does
  * not read its replies holds only its own requests and its own threads,
- * never the shared worker pool.
- *
- * The cache update (vol_req_finish) uses the worker's scratch, which the
- * worker reuses for its next request: when the reply is left to another
- * thread, the update runs here first, before the request changes hands.
- * (Installing before the reply is on the wire is allowed by the race rule:
- * only latency prefers after.) */
+ * never the shared worker pool. */
 static void reply_from_worker(struct nbd_req *r)
 {
     struct nbd_conn *c = r->c;
@@ -398,10 +381,9 @@ static void reply_from_worker(struct nbd_req *r)
                     mark_broken(c, (int)w);
                 } else if ((size_t)w < total) {
                     /* Still under send_lock: nobody may complete r yet.
-                     * Once it is released, r (and then c) may be gone:
-                     * wake the sender first (lock order: send_lock, then
+                     * Once it is released, r may be completed by the
+                     * sender: wake it first (lock order: send_lock, then
                      * lock). */
-                    vol_req_finish(c->v, &r->vr);
                     c->partial = r;
                     c->partial_sent = (size_t)w;
                     {
@@ -419,7 +401,6 @@ static void reply_from_worker(struct nbd_req *r)
         }
         pthread_mutex_unlock(&c->send_lock);
     }
-    vol_req_finish(c->v, &r->vr); /* a second call, in complete(), does nothing */
     queue_for_sender(r);
 }
 
@@ -470,13 +451,6 @@ static void flush_batch(struct nbd_conn *c)
 
 /* ---- block status ---- */
 
-struct extent_acc {
-    struct nbd_req *r;
-    uint64_t end;  /* of the request */
-    uint64_t next; /* next offset expected */
-    uint32_t max;
-};
-
 static int add_extent(void *opaque, uint64_t off, uint64_t len, uint32_t flags)
 {
     struct extent_acc *a = opaque;
@@ -487,9 +461,9 @@ static int add_extent(void *opaque, uint64_t off, uint64_t len, uint32_t flags)
     if (off + len > a->end)
         len = a->end - off;
     uint32_t st = 0;
-    if (flags & BE_EXTENT_HOLE)
+    if (flags & VOL_EXTENT_HOLE)
         st |= NBD_STATE_HOLE;
-    if (flags & BE_EXTENT_ZERO)
+    if (flags & VOL_EXTENT_ZERO)
         st |= NBD_STATE_ZERO;
     while (len > 0) {
         uint32_t piece = len > 0xfffff000u ? 0xfffff000u : (uint32_t)len;
@@ -510,66 +484,55 @@ static int add_extent(void *opaque, uint64_t off, uint64_t len, uint32_t flags)
     return a->next >= a->end;
 }
 
-static int do_block_status(struct nbd_req *r)
+/* Set up a block status request: the descriptor buffer and the
+ * accumulator the core's extent walk fills (on a worker). */
+static int block_status_setup(struct nbd_req *r)
 {
     r->buflen = 8u * MAX_EXTENTS;
     r->buf = bufpool_get(r->buflen);
     if (!r->buf)
         return -ENOMEM;
-    struct extent_acc a = {
+    r->acc = (struct extent_acc){
         .r = r,
         .end = r->offset + r->length,
         .next = r->offset,
         .max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS,
     };
-    int ret = vol_extents(r->c->v, r->offset, r->length, add_extent, &a);
-    if (ret < 0)
-        return ret;
-    if (r->nextents == 0) {
+    r->io.extent_fn = add_extent;
+    r->io.extent_opaque = &r->acc;
+    return 0;
+}
+
+/* ---- completion (core/submit.h) ---- */
+
+/* The core has the result: reply. On the reader thread (RAM hits, small
+ * misses served at once, refusals) the reply joins the batch, and a miss's
+ * batch goes out now, before the core hashes what it fetched; on a worker,
+ * the worker's reply path. */
+static void req_done(struct vol_io *io)
+{
+    struct nbd_req *r = container_of(io, struct nbd_req, io);
+    r->err = nbd_errno_to_wire(-io->status);
+    if (io->status == 0 && r->cmd == NBD_CMD_BLOCK_STATUS && r->nextents == 0) {
         /* Nothing reported: "allocated, contents unknown" is always true. */
         put_be32(r->buf, r->length);
         put_be32((uint8_t *)r->buf + 4, 0);
         r->nextents = 1;
     }
-    return 0;
+    struct nbd_conn *c = r->c;
+    if (pthread_equal(pthread_self(), c->reader)) {
+        reply_later(r);
+        if (!io->hit)
+            flush_batch(c);
+    } else {
+        reply_from_worker(r);
+    }
 }
 
-/* ---- workers ---- */
-
-static void req_run(struct work *w, void *scratch)
+/* The core is done with the request: the slot is free again. */
+static void req_end(struct vol_io *io)
 {
-    struct nbd_req *r = container_of(w, struct nbd_req, work);
-    struct volume *v = r->c->v;
-    int ret = 0;
-    switch (r->cmd) {
-    case NBD_CMD_READ:
-        r->vr.flags &= ~VOL_NOWAIT;
-        ret = vol_read(v, &r->vr, scratch);
-        break;
-    case NBD_CMD_WRITE:
-        ret = vol_write(v, &r->vr, scratch);
-        break;
-    case NBD_CMD_TRIM:
-        ret = vol_trim(v, &r->vr, scratch);
-        break;
-    case NBD_CMD_WRITE_ZEROES:
-        ret = vol_zero(v, &r->vr, scratch);
-        break;
-    case NBD_CMD_FLUSH:
-        ret = vol_flush(v);
-        break;
-    case NBD_CMD_CACHE:
-        /* Advisory: warm at most the largest read's worth, so one request
-         * cannot hold a shared worker for minutes (whole volumes are warmed
-         * in the background through the management API's prefetch). */
-        ret = vol_prefetch(v, r->offset, MIN(r->length, VOL_MAX_IO), scratch);
-        break;
-    case NBD_CMD_BLOCK_STATUS:
-        ret = do_block_status(r);
-        break;
-    }
-    r->err = nbd_errno_to_wire(-ret);
-    reply_from_worker(r);
+    req_release(container_of(io, struct nbd_req, io));
 }
 
 /* ---- request validation ---- */
@@ -638,6 +601,26 @@ static int validate(struct nbd_conn *c, const struct nbd_req *r)
     return 0;
 }
 
+static enum vol_io_op io_op(uint16_t cmd)
+{
+    switch (cmd) {
+    case NBD_CMD_READ:
+        return VOL_IO_READ;
+    case NBD_CMD_WRITE:
+        return VOL_IO_WRITE;
+    case NBD_CMD_TRIM:
+        return VOL_IO_TRIM;
+    case NBD_CMD_WRITE_ZEROES:
+        return VOL_IO_ZERO;
+    case NBD_CMD_FLUSH:
+        return VOL_IO_FLUSH;
+    case NBD_CMD_CACHE:
+        return VOL_IO_CACHE;
+    default: /* validate() let nothing else through */
+        return VOL_IO_EXTENTS;
+    }
+}
+
 static uint32_t vol_flags(uint16_t f)
 {
     uint32_t vf = 0;
@@ -695,59 +678,8 @@ static int take_payload(struct nbd_conn *c, uint8_t *dst, size_t len)
     return dst ? conn_io_read_full(c->io, dst + have, len) : conn_io_discard(c->io, len);
 }
 
-/* The hit path: pin the blocks and reply from the cache's memory. */
-static int try_zero_copy_hit(struct nbd_conn *c, struct nbd_req *r)
-{
-    uint64_t nb = r->length ? vol_read_span(r->offset, r->length) / BLOCK_SIZE : 0;
-    if (nb == 0 || nb > VOL_ZC_MAX_BLOCKS)
-        return -EAGAIN;
-    if (nb <= ZC_INLINE) {
-        r->zc_iov = r->iov_inline;
-        r->zc_pins = r->pins_inline;
-    } else {
-        r->zc_array = bufpool_get(ZC_ARRAY_BYTES);
-        if (!r->zc_array)
-            return -EAGAIN;
-        r->zc_iov = r->zc_array;
-        r->zc_pins =
-            (uint32_t *)((uint8_t *)r->zc_array + VOL_ZC_MAX_BLOCKS * sizeof(struct iovec));
-    }
-    unsigned niov = 0;
-    int ret = vol_read_zc(c->v, &r->vr, r->zc_iov, r->zc_pins, &niov);
-    if (ret == 0) {
-        r->zc_niov = niov;
-        return 0;
-    }
-    if (r->zc_array) {
-        bufpool_put(r->zc_array, ZC_ARRAY_BYTES);
-        r->zc_array = NULL;
-    }
-    return ret;
-}
-
-/* A miss the back end can answer without blocking: serve it here. The
- * reply goes out at once, and finish (which hashes and caches the fetched
- * blocks with the reader's scratch) runs right after it, before any other
- * request can use that scratch. */
-static int try_inline_miss(struct nbd_conn *c, struct nbd_req *r)
-{
-    if (!c->scratch) {
-        c->scratch = vol_scratch_new();
-        if (!c->scratch)
-            return -EAGAIN;
-    }
-    r->vr.flags |= VOL_NOWAIT;
-    int ret = vol_read(c->v, &r->vr, c->scratch);
-    if (ret == -EAGAIN)
-        return ret;
-    r->err = nbd_errno_to_wire(-ret);
-    reply_later(r);
-    flush_batch(c);
-    return 0;
-}
-
-/* Bytes a request holds while in flight: its buffers, or for a RAM hit the
- * cache slots its reply pins. */
+/* Bytes a request holds while in flight: its buffers (for a read, the
+ * core's span buffer), or for a RAM hit the cache slots its reply pins. */
 static size_t request_bytes(const struct nbd_req *r)
 {
     switch (r->cmd) {
@@ -828,27 +760,20 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
         return 0;
     }
 
-    r->vr.offset = r->offset;
-    r->vr.length = r->length;
-    r->vr.flags = vol_flags(r->flags);
-    r->vr.buf = r->buf;
-    r->vr.start_ns = now_ns();
-
-    if (r->cmd == NBD_CMD_READ) {
-        if (try_zero_copy_hit(c, r) == 0) {
-            reply_later(r); /* served from RAM, straight from the cache */
-            return 0;
-        }
-        r->buflen = r->length ? vol_read_span(r->offset, r->length) : 1;
-        r->buf = bufpool_get(r->buflen);
-        if (!r->buf)
-            return -ENOMEM;
-        r->vr.buf = r->buf;
-        if (r->length <= INLINE_MISS_MAX && try_inline_miss(c, r) == 0)
-            return 0;
-        r->vr.flags &= ~VOL_NOWAIT;
-    }
-    workq_submit(c->ctx->wq, &r->work);
+    r->io = (struct vol_io){
+        .v = c->v,
+        .op = io_op(r->cmd),
+        .flags = vol_flags(r->flags),
+        .offset = r->offset,
+        .length = r->length,
+        .payload = r->cmd == NBD_CMD_WRITE ? r->buf : NULL,
+        .done = req_done,
+        .end = req_end,
+    };
+    if (r->cmd == NBD_CMD_BLOCK_STATUS && block_status_setup(r) < 0)
+        return -ENOMEM;
+    r->submitted = true;
+    vol_submit(&r->io);
     return 0;
 }
 
@@ -878,6 +803,7 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     c->io = io;
     c->v = v;
     c->hs = hs;
+    c->reader = pthread_self();
     c->budget = conn_budget(ctx);
     io->send_timeout_ms = ctx->send_timeout_ms > 0 ? ctx->send_timeout_ms : NBD_SEND_TIMEOUT_MS;
     pthread_mutex_init(&c->send_lock, NULL);
@@ -886,7 +812,6 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     pthread_cond_init(&c->out_cond, NULL);
     for (int i = NBD_MAX_INFLIGHT - 1; i >= 0; i--) {
         c->reqs[i].c = c;
-        c->reqs[i].work.fn = req_run;
         c->reqs[i].next = c->free;
         c->free = &c->reqs[i];
     }
@@ -958,7 +883,6 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
         pthread_cond_signal(&c->out_cond);
     }
     pthread_join(c->sender, NULL);
-    vol_scratch_free(c->scratch);
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);

@@ -1,13 +1,15 @@
 /* NBD transmission phase for one connection: the request loop, request
- * validation, the RAM hit fast path, hand-off to workers, and replies.
+ * validation, and replies. Requests go to the core (core/submit.h), which
+ * decides where they run; this file only parses, validates and encodes.
  *
  * Threads and locks of a connection:
- *   - the connection's reader thread parses requests and answers RAM hits
- *     itself, batching their replies into one writev per burst of input;
- *     it also serves small misses the back end can answer without blocking
- *     (pread_nowait: the page cache) and caches them;
+ *   - the connection's reader thread parses requests and submits them; the
+ *     core answers RAM hits, and small misses the back end can answer
+ *     without blocking, on this thread (req_done): hits' replies are
+ *     batched into one writev per burst of input, a miss's batch is sent at
+ *     once;
  *   - everything that may block on the back end (or a tier) runs on the
- *     shared worker pool. A worker never waits for the client: if the send
+ *     engine's worker pool. A worker never waits for the client: if the send
  *     lock is free it sends what the socket takes at once (non-blocking),
  *     and hands the rest, or the whole reply, to the connection's sender
  *     thread;
@@ -23,11 +25,9 @@
  *     back on a client that pipelines too deep or stops reading replies:
  *     it stalls itself, never the worker pool or other clients;
  *   - conn->out_cond wakes the sender for the queue under conn->lock.
- * Replies may go out in any order (NBD allows it). A request's cache update
- * (vol_req_finish) runs after its reply is on the wire, except for a
- * worker's reply that the socket did not take at once: the worker updates
- * the cache before handing the reply over (its scratch is not the sender's;
- * the race rule allows either order). */
+ * Replies may go out in any order (NBD allows it). Once a reply is out,
+ * complete() gives the request back to the core (vol_io_put); the core's
+ * end callback frees the slot. */
 #ifndef SHOAL_FRONTEND_NBD_TRANSMIT_H
 #define SHOAL_FRONTEND_NBD_TRANSMIT_H
 
@@ -35,14 +35,12 @@
 #include "frontend/nbd/handshake.h"
 
 struct volume;
-struct workq;
 
 #define NBD_MAX_INFLIGHT 128
 /* How long a client may take no reply data before it is dropped. */
 #define NBD_SEND_TIMEOUT_MS 60000
 
 struct nbd_transmit_ctx {
-    struct workq *wq;
     const int *stopping; /* server shutting down; read atomically */
     int send_timeout_ms; /* 0: NBD_SEND_TIMEOUT_MS */
     size_t conn_budget;  /* bytes in flight per connection; 0: a share of the buffer pool */

@@ -11,20 +11,8 @@
 
 #include "common/util.h"
 
-/* Descriptor tables, generated from the list exactly as the engine does. */
-const struct stat_desc volume_stat_descs[] = {
-#define X(name, kind, unit, help) {#name, kind, unit, help, offsetof(struct volume_snapshot, name)},
-    VOLUME_COUNTERS(X) VOLUME_GAUGES(X) VOLUME_RATIOS(X)
-#undef X
-};
-const unsigned volume_stat_count = ARRAY_SIZE(volume_stat_descs);
-
-const struct stat_desc cache_stat_descs[] = {
-#define X(name, kind, unit, help) {#name, kind, unit, help, offsetof(struct cache_snapshot, name)},
-    CACHE_GAUGES(X) CACHE_RATIOS(X)
-#undef X
-};
-const unsigned cache_stat_count = ARRAY_SIZE(cache_stat_descs);
+/* The stat descriptor tables are the engine's own (src/core/stat_descs.c,
+ * linked in): the fake fills snapshots, the real tables render them. */
 
 struct volume {
     struct volume *next;
