@@ -3,8 +3,9 @@
  * its links in store_entry.prev/next and up to 8 bits in the entry's policy
  * bits, plus whatever per-shard state it declares in state_size.
  *
- * Lock rules: every hook is called with the shard lock held (all are
- * "_locked" by contract), so policies need no locking of their own.
+ * Lock rules: the "_locked" hooks are called with the shard lock held, so
+ * policies need no locking of their own; init and fini run while the store
+ * has one owner (store_create, store_destroy), when no lock is needed.
  *
  * Why S3-FIFO is the default: VM block traffic mixes a hot working set with
  * large one-pass scans (backups, `dd`, antivirus, image copies). LRU lets a
@@ -26,10 +27,10 @@ struct evict_ops {
 
     /* entries: the store's entry array (global indexes); capacity: the
      * shard's current capacity in entries, max: the most it can grow to. */
-    int (*init_locked)(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max);
-    void (*fini_locked)(void *st);
+    int (*init)(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max);
+    void (*fini)(void *st);
     void (*resize_locked)(void *st, uint32_t capacity);
-    /* A new entry holding fp was inserted at idx. */
+    /* A new entry was inserted at idx. */
     void (*insert_locked)(void *st, uint32_t idx);
     /* The entry at idx was read. */
     void (*hit_locked)(void *st, uint32_t idx);

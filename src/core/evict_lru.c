@@ -7,7 +7,7 @@ struct lru {
     struct evict_list list;
 };
 
-static int lru_init_locked(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max)
+static int lru_init(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max)
 {
     struct lru *l = st;
     (void)capacity;
@@ -17,7 +17,7 @@ static int lru_init_locked(void *st, struct store_entry *entries, uint32_t capac
     return 0;
 }
 
-static void lru_fini_locked(void *st)
+static void lru_fini(void *st)
 {
     (void)st;
 }
@@ -64,8 +64,8 @@ static size_t lru_metadata_bytes_locked(void *st)
 const struct evict_ops evict_lru_ops = {
     .name = "lru",
     .state_size = sizeof(struct lru),
-    .init_locked = lru_init_locked,
-    .fini_locked = lru_fini_locked,
+    .init = lru_init,
+    .fini = lru_fini,
     .resize_locked = lru_resize_locked,
     .insert_locked = lru_insert_locked,
     .hit_locked = lru_hit_locked,

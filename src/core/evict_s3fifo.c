@@ -97,7 +97,7 @@ static void s3_set_capacity(struct s3fifo *s, uint32_t capacity)
         s->small_target = 1;
 }
 
-static int s3_init_locked(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max)
+static int s3_init(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max)
 {
     struct s3fifo *s = st;
     (void)max;
@@ -109,7 +109,7 @@ static int s3_init_locked(void *st, struct store_entry *entries, uint32_t capaci
     return 0;
 }
 
-static void s3_fini_locked(void *st)
+static void s3_fini(void *st)
 {
     struct s3fifo *s = st;
     free(s->ghost);
@@ -193,8 +193,8 @@ static size_t s3_metadata_bytes_locked(void *st)
 const struct evict_ops evict_s3fifo_ops = {
     .name = "s3fifo",
     .state_size = sizeof(struct s3fifo),
-    .init_locked = s3_init_locked,
-    .fini_locked = s3_fini_locked,
+    .init = s3_init,
+    .fini = s3_fini,
     .resize_locked = s3_resize_locked,
     .insert_locked = s3_insert_locked,
     .hit_locked = s3_hit_locked,

@@ -633,7 +633,7 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
         if (r == 0)
             r = buckets_resize_locked(s, sh, 0);
         if (r == 0)
-            r = policy->init_locked(sh->pstate, s->entries, sh->limit, sh->max);
+            r = policy->init(sh->pstate, s->entries, sh->limit, sh->max);
         if (r < 0) {
             s->nshards = i + 1;
             store_destroy(s);
@@ -654,7 +654,7 @@ void store_destroy(struct store *s)
         for (uint32_t i = 0; i < s->nshards; i++) {
             struct shard *sh = &s->shards[i];
             if (sh->pstate) {
-                s->policy->fini_locked(sh->pstate);
+                s->policy->fini(sh->pstate);
                 free(sh->pstate);
             }
             free(sh->buckets);
