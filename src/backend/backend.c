@@ -31,7 +31,8 @@ static const struct backend_ops *const registry[] = {
 #define ZERO_BUF_SIZE (1u << 20)
 static uint8_t zero_buf[ZERO_BUF_SIZE] __attribute__((aligned(4096)));
 
-static __thread char open_error[256];
+/* Big enough for a path and the format refusal's hint (file.c). */
+static __thread char open_error[1024];
 
 const char *backend_open_error(void)
 {

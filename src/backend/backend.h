@@ -21,8 +21,10 @@
 #ifndef SHOAL_BACKEND_BACKEND_H
 #define SHOAL_BACKEND_BACKEND_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* Flags for write/trim/zero. */
@@ -51,12 +53,41 @@ typedef int (*backend_extent_fn)(void *opaque, uint64_t offset, uint64_t length,
 
 struct backend;
 
+/* What a file back end holds. shoal serves raw images only; a qcow2, qed,
+ * vmdk, vhdx, vdi, vhd or luks container opened as one would be exported as its
+ * container bytes, which a guest sees as garbage. AUTO (the default) opens
+ * the file as raw after checking it does not start with such a header, and
+ * refuses it (-EMEDIUMTYPE, backend_open_error() naming the format and the
+ * supported layout) when it does. RAW exports the bytes unchecked: for the
+ * rare raw disk whose guest wrote one of those headers at offset 0, and
+ * for a volume whose first block must not be read at open. */
+enum backend_format {
+    BACKEND_FORMAT_AUTO = 0,
+    BACKEND_FORMAT_RAW,
+};
+
+/* "auto" / "raw" -> *out; 0 or -EINVAL. Inline so the option parser and
+ * the API share it without linking the back ends. */
+static inline int backend_format_parse(const char *s, enum backend_format *out)
+{
+    if (!strcmp(s, "auto"))
+        *out = BACKEND_FORMAT_AUTO;
+    else if (!strcmp(s, "raw"))
+        *out = BACKEND_FORMAT_RAW;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 /* How to open a back end (parsed from the command line / config). */
 struct backend_params {
     const char *spec; /* path, nbd://..., nbd+unix://... */
     bool readonly;    /* open read-only */
     bool direct;      /* file: O_DIRECT */
     unsigned conns;   /* nbd: upstream connections (0 = default) */
+    /* file: see enum backend_format. nbd: ignored, the upstream server
+     * decides what its export holds. */
+    enum backend_format format;
     /* --backing-dir: NULL-terminated list of absolute, symlink-free
      * directories. When set, a file or device must lie beneath one of them
      * (opened with openat2 RESOLVE_BENEATH from the directory, so ".." and

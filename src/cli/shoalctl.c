@@ -311,6 +311,10 @@ static int cmd_volume_add(struct cli *cli)
         usage_error("NAME and BACKING must be valid UTF-8");
         return EXIT_USAGE;
     }
+    /* Sent only when asked for, so the server's default (auto) applies
+     * otherwise, and an older server is not sent a key it would refuse. */
+    if ((cli->flags & F_RAW) && json_object_set_new(body, "format", json_string("raw")) < 0)
+        return EXIT_USAGE;
     json_t *j;
     int r = client_call(cli->client, "POST", "/api/v1/volumes", body, &j);
     if (r)
@@ -537,9 +541,10 @@ static const struct command commands[] = {
     {"stats", NULL, cmd_stats, F_JSON, 0, 1, "stats [VOLUME] [--json]",
      "cache and per-volume statistics"},
     {"volumes", NULL, cmd_volumes, F_JSON, 0, 0, "volumes [--json]", "list volumes"},
-    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_JSON, 2, 2,
-     "volume add NAME BACKING [--readonly] [--disabled]",
-     "export BACKING (file, device, nbd://...) as NAME"},
+    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_RAW | F_JSON, 2, 2,
+     "volume add NAME BACKING [--readonly] [--disabled] [--raw]",
+     "export BACKING (file, device, nbd://...) as NAME; --raw: format=raw, serve a\n"
+     "      file that starts with a qcow2/vmdk/... header as its bytes"},
     {"volume", "remove", cmd_volume_remove, F_FORCE | F_JSON, 1, 1, "volume remove NAME [--force]",
      "stop exporting NAME (--force drops connected clients)"},
     {"enable", NULL, cmd_enable, F_JSON, 1, 1, "enable NAME", "turn acceleration on"},
@@ -589,6 +594,7 @@ static const struct {
 } flag_names[] = {
     {"--json", F_JSON},   {"--readonly", F_READONLY}, {"--disabled", F_DISABLED},
     {"--force", F_FORCE}, {"--wait", F_WAIT},         {"--once", F_ONCE},
+    {"--raw", F_RAW},
 };
 
 struct parsed {

@@ -23,6 +23,7 @@ enum cli_flag {
     F_FORCE = 1u << 3,
     F_WAIT = 1u << 4,
     F_ONCE = 1u << 5,
+    F_RAW = 1u << 6, /* volume add: format "raw" (no image header check) */
 };
 
 struct cli {

@@ -254,8 +254,13 @@ int main(int argc, char **argv)
         r = engine_add_volume(engine, &o->volumes[i]);
         if (r < 0) {
             const char *why = backend_open_error();
-            fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
-                    o->volumes[i].backend.spec, why[0] ? why : strerror(-r));
+            /* A refused image format: the back end's sentence already names
+             * the file, and says what to do instead. */
+            if (r == -EMEDIUMTYPE && why[0])
+                fprintf(stderr, "shoald: volume %s: %s\n", o->volumes[i].name, why);
+            else
+                fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
+                        o->volumes[i].backend.spec, why[0] ? why : strerror(-r));
             return 1;
         }
     }

@@ -89,11 +89,12 @@ static void usage_line(FILE *f, char short_name, const char *name, const char *a
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: shoald [options] NAME=BACKING [NAME=BACKING ...]\n"
+            "Usage: shoald [options] NAME=BACKING[,format=raw] [NAME=BACKING ...]\n"
             "\n"
             "A deduplicating, write-through RAM read cache for virtual disks, served over NBD.\n"
             "BACKING is a file or block device path, nbd://host[:port]/export or\n"
-            "nbd+unix:///export?socket=PATH.\n"
+            "nbd+unix:///export?socket=PATH. A file holds a raw image: one that starts with\n"
+            "a qcow2, qed, vmdk, vhdx, vdi, vhd or luks header is refused unless format=raw.\n"
             "\n"
             "      --http ADDR:PORT|off          management API (default %s)\n"
             "      --http-token-file FILE        the API's bearer token, created (random, mode\n"
@@ -550,6 +551,9 @@ static int volume_setting(struct ini_ctx *c, const char *vname, const char *name
     } else if (!strcmp(name, "readahead")) {
         if (parse_readahead(val, &v->readahead) < 0)
             return bad("readahead", val, "want off or a size from 4K to 256K");
+    } else if (!strcmp(name, "format")) {
+        if (backend_format_parse(val, &v->backend.format) < 0)
+            return bad("format", val, "want auto or raw");
     } else if (!strcmp(name, "connections")) {
         if (parse_uint(val, 1, 64, &v->backend.conns) < 0)
             return bad("connections", val, "want 1..64");
@@ -707,6 +711,18 @@ static int parse_command_line(int argc, char **argv, struct daemon_options *o)
         if (!v)
             return -1;
         v->backend.spec = eq + 1;
+        /* NAME=BACKING,format=raw|auto: the one per-volume key the command
+         * line takes, so an image refused as qcow2 & co. can still be
+         * served as bytes without a config file. Only a trailing
+         * ",format=" is taken off; any other comma stays in the path. */
+        char *fmt = strrchr(eq + 1, ',');
+        if (fmt && !strncmp(fmt, ",format=", 8)) {
+            if (backend_format_parse(fmt + 8, &v->backend.format) < 0)
+                return bad("format", fmt + 8, "want auto or raw");
+            *fmt = '\0';
+            if (!eq[1])
+                return bad("volume", argv[i], "want NAME=BACKING");
+        }
     }
     return 0;
 }

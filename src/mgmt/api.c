@@ -289,7 +289,7 @@ static void h_volume_get(struct mgmt *m, const struct mgmt_req *req, struct mgmt
 static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
     static const char *const keys[] = {"name",   "backing", "readonly", "enabled",
-                                       "direct", "conns",   NULL};
+                                       "direct", "conns",   "format",   NULL};
     _cleanup_json_ json_t *body = body_object(req, rep, false);
     if (!body || !only_keys(body, keys, rep))
         return;
@@ -308,6 +308,12 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         }
         conns = (uint64_t)json_integer_value(jc);
     }
+    enum backend_format format = BACKEND_FORMAT_AUTO;
+    json_t *jf = json_object_get(body, "format");
+    if (jf && (!json_is_string(jf) || backend_format_parse(json_string_value(jf), &format) < 0)) {
+        reply_error(rep, 400, "\"format\" must be \"auto\" or \"raw\"");
+        return;
+    }
     if (!volume_name_valid(name)) {
         reply_error(rep, 400,
                     "invalid volume name \"%s\": use 1-255 of A-Z a-z 0-9 . _ -, "
@@ -324,6 +330,7 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
                     .readonly = readonly,
                     .direct = direct,
                     .conns = (unsigned)conns,
+                    .format = format,
                     .backing_dirs = (const char *const *)m->backing_dirs},
         .readonly = readonly,
         .disabled = !enabled,
@@ -341,6 +348,13 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         /* A back end outside --backing-dir: the rule, not the file, says no. */
         const char *why = backend_open_error();
         reply_error(rep, 403, "cannot add volume %s: %s", name, why[0] ? why : strerror(-r));
+        return;
+    }
+    if (r == -EMEDIUMTYPE) {
+        /* An image in a format shoal does not serve: the back end's
+         * sentence names the file and what to do instead. */
+        const char *why = backend_open_error();
+        reply_error(rep, 400, "volume %s: %s", name, why[0] ? why : strerror(-r));
         return;
     }
     if (r < 0) {

@@ -71,7 +71,9 @@ void reply_json(struct mgmt_reply *rep, unsigned status, json_t *obj)
 
 void reply_error(struct mgmt_reply *rep, unsigned status, const char *fmt, ...)
 {
-    char msg[512];
+    /* Room for a back end's open error (up to 1 KiB: a path and the image
+     * format refusal's hint) behind "volume NAME: ". */
+    char msg[1400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

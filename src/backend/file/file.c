@@ -472,6 +472,110 @@ static void probe_file_caps(struct file_be *f, uint64_t size)
         f->be.caps |= BE_CAN_EXTENTS;
 }
 
+/* Container formats a raw export would serve as their own bytes, known by
+ * what they write at offset 0 (the same signatures qemu-img probes). */
+static const struct {
+    const char *format;
+    const char *magic;
+    size_t len;
+} image_magics[] = {
+    {"qcow2", "QFI\xfb", 4}, /* qcow v1 too; told apart below */
+    {"qed", "QED\0", 4},
+    {"vmdk", "KDMV", 4},                   /* sparse extent */
+    {"vmdk", "# Disk DescriptorFile", 21}, /* text descriptor */
+    {"vhdx", "vhdxfile", 8},
+    {"vhd", "conectix", 8}, /* dynamic VHD: a copy of the footer at 0 */
+    {"luks", "LUKS\xba\xbe", 6},
+};
+
+#define VDI_SIGNATURE_OFFSET 0x40
+#define VDI_SIGNATURE        0xbeda107fu
+#define VHD_FOOTER_SIZE      512
+
+/* The format whose header starts buf (len bytes read at offset 0), or NULL. */
+static const char *image_format_at_start(const uint8_t *buf, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(image_magics); i++) {
+        if (len >= image_magics[i].len &&
+            memcmp(buf, image_magics[i].magic, image_magics[i].len) == 0) {
+            /* Big-endian version after the magic: 1 is the old qcow. */
+            if (!strcmp(image_magics[i].format, "qcow2") && len >= 8 && buf[4] == 0 &&
+                buf[5] == 0 && buf[6] == 0 && buf[7] == 1)
+                return "qcow";
+            return image_magics[i].format;
+        }
+    }
+    /* VDI: a "<<< ..." text banner, then the signature, little-endian. */
+    if (len >= VDI_SIGNATURE_OFFSET + 4 && memcmp(buf, "<<< ", 4) == 0) {
+        const uint8_t *s = buf + VDI_SIGNATURE_OFFSET;
+        uint32_t sig =
+            (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
+        if (sig == VDI_SIGNATURE)
+            return "vdi";
+    }
+    return NULL;
+}
+
+/* One pread, retried on EINTR: the byte count, or a negative errno. A
+ * short count means EOF (regular files and devices return less only
+ * there); asking again would need an unaligned offset, which O_DIRECT
+ * refuses. */
+static ssize_t read_at(int fd, uint8_t *buf, size_t len, uint64_t offset)
+{
+    for (;;) {
+        ssize_t n = pread(fd, buf, len, (off_t)offset);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Refuse an image in a container format (format=auto): exporting its bytes
+ * as a raw disk would hand the guest the container, not the disk, and
+ * nothing would say so. Reads the first block and, for a fixed VHD (raw
+ * data followed by a footer), the last 512 bytes: two preads at open.
+ * The buffer and offsets are aligned to `align` so the same fd works with
+ * O_DIRECT. 0, -EMEDIUMTYPE (open error set), or the read's errno. */
+static int check_raw_image(int fd, const struct backend_params *p, uint64_t size, uint32_t align)
+{
+    if (size == 0)
+        return 0;
+    size_t blk = MAX(align, 4096u);
+    /* Two blocks, so a footer that straddles a block boundary (an O_DIRECT
+     * file whose size is not a multiple of 512) is read whole. */
+    _cleanup_free_ uint8_t *buf = NULL;
+    if (posix_memalign((void **)&buf, blk, 2 * blk) != 0)
+        return -ENOMEM;
+
+    ssize_t n = read_at(fd, buf, blk, 0);
+    const char *format = n >= 0 ? image_format_at_start(buf, (size_t)n) : NULL;
+    if (n >= 0 && !format && size >= VHD_FOOTER_SIZE) {
+        uint64_t footer = size - VHD_FOOTER_SIZE;
+        uint64_t start = footer / blk * blk;
+        n = read_at(fd, buf, 2 * blk, start);
+        if (n >= 0 && (uint64_t)n >= footer - start + 8 &&
+            memcmp(buf + (footer - start), "conectix", 8) == 0)
+            format = "vhd";
+    }
+    if (n < 0) {
+        backend_set_open_error("cannot read %s to check its image format: %s (format=raw skips "
+                               "the check)",
+                               p->spec, strerror((int)-n));
+        return (int)n;
+    }
+    if (!format)
+        return 0;
+    /* One line, saying what was found, what shoal supports instead, and
+     * how to serve the bytes anyway. */
+    backend_set_open_error("%s is a %s image; shoal serves raw images: serve the raw gold image "
+                           "through shoal and put each VM's qcow2 overlay on top (qemu-img "
+                           "create -f qcow2 -F raw -b 'nbd+unix:///gold?socket=/run/shoal.sock' "
+                           "vm1.qcow2), or set format=raw to export the file's bytes as they are",
+                           p->spec, format);
+    return -EMEDIUMTYPE;
+}
+
 static int file_open(const struct backend_params *p, struct backend **out)
 {
     bool readonly = false;
@@ -501,6 +605,14 @@ static int file_open(const struct backend_params *p, struct backend **out)
         if (ioctl(fd, BLKSSZGET, &v) == 0 && v > 0)
             lbs = (uint32_t)v;
     }
+    /* O_DIRECT wants memory, offset and length aligned to the device's
+     * logical block; for files 4 KiB is safe on every common file system. */
+    uint32_t min_block = p->direct ? (blk ? lbs : 4096) : 1;
+    if (p->format != BACKEND_FORMAT_RAW) {
+        int r = check_raw_image(fd, p, size, min_block);
+        if (r < 0)
+            return r;
+    }
 
     _cleanup_free_ struct file_be *f = calloc(1, sizeof(*f));
     _cleanup_free_ char *spec = strdup(p->spec);
@@ -513,9 +625,7 @@ static int file_open(const struct backend_params *p, struct backend **out)
     f->be.ops = &backend_file_ops;
     f->be.priv = f;
     f->be.size = size;
-    /* O_DIRECT wants memory, offset and length aligned to the device's
-     * logical block; for files 4 KiB is safe on every common file system. */
-    f->be.min_block = p->direct ? (blk ? lbs : 4096) : 1;
+    f->be.min_block = min_block;
     f->be.caps = BE_CAN_FLUSH | BE_CAN_MULTI_CONN;
     f->fd = fd;
     if (readonly) {
