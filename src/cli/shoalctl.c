@@ -1,6 +1,7 @@
 /* shoalctl: the command-line client of shoald's management API.
  *
  *   shoalctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND [ARGS] [FLAGS]
+ *   shoalctl --version
  *
  * The API token comes from --token-file, else $SHOAL_TOKEN, else the first
  * readable of the default files (the one shoald would use when run as this
@@ -302,10 +303,62 @@ static void print_volume_line(const char *what, json_t *v)
            json_is_true(json_object_get(v, "readonly")) ? ", read-only" : "");
 }
 
+/* A back end spec that names a URI ("nbd://...", "nbd+unix://...", any
+ * "scheme://") rather than a path. "fault:" (the test-only layer, whose
+ * inner spec follows its options) is passed on as given too. */
+static bool spec_is_uri(const char *spec)
+{
+    /* RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
+    static const char alpha[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    static const char scheme[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.";
+    if (strncmp(spec, "fault:", 6) == 0)
+        return true;
+    if (strspn(spec, alpha) == 0)
+        return false;
+    return strncmp(spec + strspn(spec, scheme), "://", 3) == 0;
+}
+
+/* The spec to send for BACKING: shoald opens a relative path against its
+ * own working directory (often "/" once daemonized), which is not what the
+ * user typed it against, so a relative path is made absolute here against
+ * shoalctl's. Joined, not realpath(): the file need not exist yet for the
+ * message to name it, and ".." then means what it meant in this directory
+ * (getcwd() has no symlinks). URIs and absolute paths go as given.
+ * 0 with *out malloc'ed, or -errno. */
+static int backing_spec(const char *spec, char **out)
+{
+    *out = NULL;
+    if (spec[0] == '/' || spec[0] == '\0' || spec_is_uri(spec)) {
+        *out = strdup(spec);
+        return *out ? 0 : -ENOMEM;
+    }
+    while (spec[0] == '.' && spec[1] == '/') {
+        spec += 2;
+        while (*spec == '/')
+            spec++;
+    }
+    _cleanup_free_ char *cwd = getcwd(NULL, 0);
+    if (!cwd)
+        return -errno;
+    if (asprintf(out, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, spec) < 0) {
+        *out = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 static int cmd_volume_add(struct cli *cli)
 {
+    _cleanup_free_ char *backing = NULL;
+    int r = backing_spec(cli->args[1], &backing);
+    if (r < 0) {
+        fprintf(stderr, "shoalctl: cannot make BACKING \"%s\" absolute: %s\n", cli->args[1],
+                strerror(-r));
+        return EXIT_USAGE;
+    }
     _cleanup_json_ json_t *body =
-        json_pack("{s:s, s:s, s:b, s:b}", "name", cli->args[0], "backing", cli->args[1], "readonly",
+        json_pack("{s:s, s:s, s:b, s:b}", "name", cli->args[0], "backing", backing, "readonly",
                   !!(cli->flags & F_READONLY), "enabled", !(cli->flags & F_DISABLED));
     if (!body) {
         usage_error("NAME and BACKING must be valid UTF-8");
@@ -316,7 +369,7 @@ static int cmd_volume_add(struct cli *cli)
     if ((cli->flags & F_RAW) && json_object_set_new(body, "format", json_string("raw")) < 0)
         return EXIT_USAGE;
     json_t *j;
-    int r = client_call(cli->client, "POST", "/api/v1/volumes", body, &j);
+    r = client_call(cli->client, "POST", "/api/v1/volumes", body, &j);
     if (r)
         return r;
     if (cli->flags & F_JSON)
@@ -543,8 +596,9 @@ static const struct command commands[] = {
     {"volumes", NULL, cmd_volumes, F_JSON, 0, 0, "volumes [--json]", "list volumes"},
     {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_RAW | F_JSON, 2, 2,
      "volume add NAME BACKING [--readonly] [--disabled] [--raw]",
-     "export BACKING (file, device, nbd://...) as NAME; --raw: format=raw, serve a\n"
-     "      file that starts with a qcow2/vmdk/... header as its bytes"},
+     "export BACKING (file, device, nbd://...) as NAME; a relative path is\n"
+     "      taken from this directory; --raw: format=raw, serve a file that\n"
+     "      starts with a qcow2/vmdk/... header as its bytes"},
     {"volume", "remove", cmd_volume_remove, F_FORCE | F_JSON, 1, 1, "volume remove NAME [--force]",
      "stop exporting NAME (--force drops connected clients)"},
     {"enable", NULL, cmd_enable, F_JSON, 1, 1, "enable NAME", "turn acceleration on"},
@@ -553,7 +607,8 @@ static const struct command commands[] = {
     {"invalidate", NULL, cmd_invalidate, F_JSON, 1, 3, "invalidate NAME [OFFSET LENGTH]",
      "forget cached blocks after the storage changed behind shoal"},
     {"prefetch", NULL, cmd_prefetch, F_WAIT | F_JSON, 1, 3,
-     "prefetch NAME [OFFSET LENGTH] [--wait]", "load a range (default: all) into RAM"},
+     "prefetch NAME [OFFSET LENGTH] [--wait]",
+     "load a range (default: all) into RAM (refused while acceleration is off)"},
     {"cache", "resize", cmd_cache_resize, F_JSON, 1, 1, "cache resize SIZE",
      "change the RAM budget (e.g. 2G)"},
     {"top", NULL, cmd_top, F_ONCE, 0, 0, "top [--once]",
@@ -565,6 +620,7 @@ static const struct command commands[] = {
 static void print_help(FILE *f)
 {
     fprintf(f, "usage: shoalctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND [ARGS]\n"
+               "       shoalctl --version\n"
                "\nCommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].help);
@@ -579,6 +635,7 @@ static void print_help(FILE *f)
             "  --cacert FILE      CA certificate(s) to verify an https:// server\n"
             "  --json             print the server's answer as JSON, for scripts (every\n"
             "                     command but top and help)\n"
+            "  -V, --version      print shoalctl's version and exit (no server needed)\n"
             "\nSizes take binary suffixes: 4096, 64K, 1.5G, 2T.\n"
             "\nExit status:\n"
             "  0  success\n"
@@ -602,7 +659,7 @@ struct parsed {
     unsigned flags;
     const char *pos[CLI_MAX_ARGS + 2];
     int npos;
-    bool help;
+    bool help, version;
 };
 
 /* An option with a value: "--opt VALUE" or "--opt=VALUE". */
@@ -638,6 +695,10 @@ static int parse_args(int argc, char **argv, struct parsed *p)
             }
             if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
                 p->help = true;
+                continue;
+            }
+            if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+                p->version = true;
                 continue;
             }
             int r = take_value(argc, argv, &i, "--url", &p->url);
@@ -749,6 +810,12 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     if (p.help || (p.npos > 0 && strcmp(p.pos[0], "help") == 0)) {
         print_help(stdout);
+        return EXIT_OK;
+    }
+    /* Like shoald -V: this binary's version only, without asking the server
+     * (that is `shoalctl version`), so it works with no daemon running. */
+    if (p.version) {
+        printf("shoalctl %s\n", SHOAL_VERSION);
         return EXIT_OK;
     }
     if (p.npos == 0) {

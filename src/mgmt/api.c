@@ -15,7 +15,7 @@
  *   DELETE /api/v1/volumes/NAME[?force=1]
  *   POST   /api/v1/volumes/NAME/enable|disable
  *   POST   /api/v1/volumes/NAME/invalidate    {"offset"?, "length"?}
- *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}
+ *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}; 409 when disabled
  *   GET    /api/v1/volumes/NAME/prefetch      progress
  *   GET    /metrics                           Prometheus
  *   GET    /, /dashboard                      browser (static.c)
@@ -502,6 +502,16 @@ static void h_prefetch_start(struct mgmt *m, const struct mgmt_req *req, struct 
         return;
     if (length == 0)
         length = volume_size(v) - offset;
+    /* A volume in pass-through caches nothing, so a prefetch would read the
+     * whole range and keep none of it, then report success: refuse it so
+     * the caller learns why nothing got faster. (A disable while one runs
+     * is not seen here: only the engine's prefetch loop could notice.) */
+    if (!volume_enabled(v)) {
+        reply_error(rep, 409,
+                    "volume %s: acceleration is off (pass-through): enable it before prefetching",
+                    req->name);
+        return;
+    }
     int r = volume_prefetch_start(v, offset, length);
     if (r == -EBUSY) {
         reply_error(rep, 409, "a prefetch is already running on %s", req->name);

@@ -6,13 +6,21 @@
 
 #include "mgmt/mgmt_internal.h"
 
-/* Add every stat of a descriptor table to `obj`, reading `snap`. */
+/* Add every stat of a descriptor table to `obj`, reading `snap`. A gauge
+ * whose unit is "bool" (a volume's `enabled`) is a JSON boolean here, as
+ * in the /volumes records, so one key has one type across the API; only
+ * Prometheus, which has no booleans, keeps it as 0/1 (render_prom.c). */
 static void add_stats(json_t *obj, const struct stat_desc *descs, unsigned n, const void *snap)
 {
     for (unsigned i = 0; i < n; i++) {
         const struct stat_desc *d = &descs[i];
-        json_t *val =
-            d->kind == STAT_RATIO ? json_ratio(stat_f64(snap, d)) : json_u64(stat_u64(snap, d));
+        json_t *val;
+        if (d->kind == STAT_RATIO)
+            val = json_ratio(stat_f64(snap, d));
+        else if (strcmp(d->unit, "bool") == 0)
+            val = json_boolean(stat_u64(snap, d) != 0);
+        else
+            val = json_u64(stat_u64(snap, d));
         json_object_set_new(obj, d->name, val);
     }
 }

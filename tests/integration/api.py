@@ -135,8 +135,10 @@ VOL_INT_KEYS = ["read_ops", "read_bytes", "read_hit_bytes", "read_miss_bytes", "
                 "write_bytes", "trim_ops", "trim_bytes", "zero_ops", "zero_bytes", "flush_ops",
                 "cache_ops", "block_status_ops", "errors", "backend_read_ops",
                 "backend_read_bytes", "backend_errors", "insert_races", "size_bytes",
-                "connections", "enabled", "cached_blocks", "zero_blocks"]
+                "connections", "cached_blocks", "zero_blocks"]
 VOL_NUM_KEYS = ["hit_ratio", "offload_ratio"]
+# Booleans in every JSON record (0/1 only in /metrics, which has no booleans).
+VOL_BOOL_KEYS = ["enabled"]
 
 
 def is_int(v):
@@ -157,7 +159,9 @@ def check_volume_stats(v):
         check(is_int(v.get(k)) and v[k] >= 0, f"{name}: {k} missing or not a count: {v.get(k)!r}")
     for k in VOL_NUM_KEYS:
         check(is_num(v.get(k)) and 0 <= v[k] <= 1, f"{name}: {k} missing or outside [0,1]")
-    check(v["enabled"] == (1 if v["state"] == "enabled" else 0), f"{name}: enabled vs state")
+    for k in VOL_BOOL_KEYS:
+        check(isinstance(v.get(k), bool), f"{name}: {k} missing or not a boolean: {v.get(k)!r}")
+    check(v["enabled"] is (v["state"] == "enabled"), f"{name}: enabled vs state")
     check(v["read_hit_bytes"] + v["read_miss_bytes"] == v["read_bytes"],
           f"{name}: read_hit_bytes + read_miss_bytes != read_bytes")
     if v["read_bytes"]:
@@ -260,7 +264,7 @@ def check_volume_record(v, name, size=None, readonly=None, state=None):
     check(v["name"] == name, f"volume record name {v['name']!r}")
     check(is_int(v["size_bytes"]) and is_int(v["connections"]), f"{name}: size/connections types")
     check(isinstance(v["readonly"], bool) and isinstance(v["enabled"], bool), f"{name}: bool types")
-    check(v["enabled"] == (v["state"] == "enabled"), f"{name}: enabled vs state")
+    check(v["enabled"] is (v["state"] == "enabled"), f"{name}: enabled vs state")
     if size is not None:
         check(v["size_bytes"] == size, f"{name}: size_bytes {v['size_bytes']} != {size}")
     if readonly is not None:
@@ -400,8 +404,14 @@ def test_enable_disable(d):
     r = expect(call(d, "POST", "/api/v1/volumes/gold/disable"), 200, "disable")
     check_volume_record(r.json, "gold", state="disabled")
     v = vol_stats(d, "gold")
-    check(v["state"] == "disabled" and v["enabled"] == 0, "stats after disable")
+    check(v["state"] == "disabled" and v["enabled"] is False, "stats after disable")
     check(v["cached_blocks"] == 0, f"disable kept {v['cached_blocks']} cached blocks")
+    # Pass-through caches nothing, so a prefetch would do nothing and say
+    # "done": refused instead, with nothing started.
+    r = expect(call(d, "POST", "/api/v1/volumes/gold/prefetch"), 409, "prefetch while disabled")
+    check(r.json == {"error": "volume gold: acceleration is off (pass-through): enable it before prefetching"},
+          f"prefetch while disabled answered {r.json}")
+    check(not get_json(d, "/api/v1/volumes/gold/prefetch")["running"], "a refused prefetch is running")
     hits = v["read_hit_bytes"]
     check(h.pread(MiB, 0) == pattern(MiB, "gold"), "read while disabled")
     check(h.pread(MiB, 0) == pattern(MiB, "gold"), "read while disabled")
@@ -636,7 +646,7 @@ def test_metrics(d):
     check(samples.get("shoal_cache_capacity_bytes") == c["capacity_bytes"], "shoal_cache_capacity_bytes vs JSON")
     check(types.get("shoal_cache_evictions_total") == "counter", "evictions is not a counter")
     check(types.get("shoal_volume_latency_seconds") == "histogram", "latency is not a histogram")
-    for k in VOL_INT_KEYS + VOL_NUM_KEYS:
+    for k in VOL_INT_KEYS + VOL_NUM_KEYS + VOL_BOOL_KEYS:
         fam = f"shoal_volume_{k}"
         check(fam in types or fam + "_total" in types, f"no metric family for volume stat {k}")
     for k in CACHE_INT_KEYS + CACHE_NUM_KEYS:
@@ -645,6 +655,8 @@ def test_metrics(d):
     for v in s["volumes"]:
         n = v["name"]
         check(samples.get(f'shoal_volume_size_bytes{{volume="{n}"}}') == v["size_bytes"], f"size of {n} in /metrics")
+        # The JSON boolean is a 0/1 gauge for Prometheus.
+        check(samples.get(f'shoal_volume_enabled{{volume="{n}"}}') == int(v["enabled"]), f"enabled of {n} in /metrics")
         for op in ("read_hit", "read_miss", "write"):
             key = f'shoal_volume_latency_seconds_bucket{{volume="{n}",op="{op}",le="+Inf"}}'
             check(key in samples, f"no +Inf bucket for {n}/{op}")

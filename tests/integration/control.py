@@ -191,7 +191,7 @@ def part1(d, path, model):
             # no read is half counted (pass-through counts read_bytes before
             # the back end answers).
             a = quiesced(gates, lambda: vstats(d))
-            check(a["state"] == "disabled" and a["enabled"] == 0, "stats state after disable")
+            check(a["state"] == "disabled" and a["enabled"] is False, "stats state after disable")
             time.sleep(1.0)
             b = quiesced(gates, lambda: vstats(d))
             check(b["read_bytes"] > a["read_bytes"], "clients did not read while disabled")

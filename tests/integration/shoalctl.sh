@@ -2,7 +2,8 @@
 # shoalctl against the real daemon: the stats table, stats --json with the
 # keys the issue requires, volumes, per-volume stats; the control commands
 # (invalidate after an out-of-band change, prefetch, disable/enable, volume
-# add/remove, cache resize) checked by their effect; the API token (found
+# add by a relative path/remove, cache resize) checked by their effect;
+# prefetch refused while disabled; `enabled` a JSON boolean; the API token (found
 # by --token-file, $SHOAL_TOKEN; refused without: one line, exit 2; backing
 # paths hidden without); exit code 3 when the daemon cannot be reached.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -28,7 +29,8 @@ rc=0
 SHOAL_TOKEN=not-the-token "$SHOALCTL" --url "$URL" volume add x /etc/shadow >"$T/out" 2>"$T/err" || rc=$?
 assert_eq "$rc" 2 "exit code of a change with a wrong token"
 assert_contains "$(cat "$T/err")" 'refused the API token from $SHOAL_TOKEN (HTTP 401)' "wrong token message"
-assert_eq "$(vstat alpha enabled)" 1 "a refused disable changed the volume"
+assert_eq "$(vstat alpha enabled)" true "a refused disable changed the volume"
+assert_eq "$(vstat alpha 'enabled | type')" boolean "type of enabled in stats --json"
 assert_eq "$(jstat '.volumes | length')" 2 "a refused add changed the volumes"
 SHOAL_TOKEN=$(cat "$API_TOKEN_FILE") "$SHOALCTL" --url "$URL" disable alpha >/dev/null ||
     fail "disable with the token from \$SHOAL_TOKEN"
@@ -131,7 +133,15 @@ if command -v nbdcopy >/dev/null && command -v qemu-io >/dev/null; then
 
     # disable: pass-through (no hits, nothing cached), data still right.
     ctl disable alpha >/dev/null || fail "shoalctl disable alpha"
-    assert_eq "$(vstat alpha enabled)" 0 "enabled after disable"
+    # (tostring: jq -e fails on a plain false.)
+    assert_eq "$(vstat alpha 'enabled | tostring')" false "enabled after disable"
+    # In pass-through a prefetch would cache nothing: refused, one line, exit 2.
+    rc=0
+    ctl prefetch alpha --wait >"$T/out" 2>"$T/err" || rc=$?
+    assert_eq "$rc" 2 "exit code of prefetch while disabled"
+    assert_eq "$(wc -l <"$T/err")" 1 "lines of the message of prefetch while disabled"
+    assert_contains "$(cat "$T/err")" "volume alpha: acceleration is off (pass-through)" \
+        "message of prefetch while disabled"
     h0=$(vstat alpha read_hit_bytes)
     nbdcopy --no-extents "$(uri alpha)" "$T/alpha.out" || fail "read while disabled"
     assert_same_file "$T/alpha.out" "$T/alpha.img" "read while disabled"
@@ -139,15 +149,20 @@ if command -v nbdcopy >/dev/null && command -v qemu-io >/dev/null; then
     qemu-io -f raw -c "write -P 0x42 0 64k" "$(uri alpha)" >/dev/null || fail "write while disabled"
     assert_bytes "$T/alpha.img" 0 65536 0x42
     ctl enable alpha >/dev/null || fail "shoalctl enable alpha"
-    assert_eq "$(vstat alpha enabled)" 1 "enabled after enable"
+    assert_eq "$(vstat alpha enabled)" true "enabled after enable"
     nbdcopy --no-extents "$(uri alpha)" null:
     nbdcopy --no-extents "$(uri alpha)" "$T/alpha.out2"
     assert_same_file "$T/alpha.out2" "$T/alpha.img" "read after enable"
     assert_num "$(vstat alpha read_hit_bytes)" '>' "$h0" "no hits after enable"
 
-    # volume add / remove at run time.
+    # volume add / remove at run time. A relative path is from shoalctl's
+    # directory ($T/sub), not shoald's (this script's): sent absolute.
     random_file "$T/gamma.img" $((1 << 20))
-    ctl volume add gamma "$T/gamma.img" >/dev/null || fail "shoalctl volume add gamma"
+    mkdir -p "$T/sub"
+    (cd "$T/sub" && ctl volume add gamma ../gamma.img >"$T/out") ||
+        fail "shoalctl volume add gamma ../gamma.img"
+    assert_contains "$(cat "$T/out")" "file $(cd "$T/sub" && pwd -P)/../gamma.img" \
+        "back end of a volume added by a relative path"
     nbdcopy "$(uri gamma)" "$T/gamma.out" || fail "read of an added volume"
     assert_same_file "$T/gamma.out" "$T/gamma.img" "read of an added volume"
     rc=0

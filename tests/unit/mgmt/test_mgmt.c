@@ -398,9 +398,13 @@ static void test_stats(void **state)
             fail_msg("volume.%s missing", volume_stat_descs[i].name);
         if (volume_stat_descs[i].kind == STAT_RATIO)
             assert_true(json_is_real(v));
+        else if (strcmp(volume_stat_descs[i].unit, "bool") == 0)
+            assert_true(json_is_boolean(v));
         else
             assert_true(json_is_integer(v));
     }
+    /* `enabled` is a boolean here as in /volumes (one key, one type). */
+    assert_true(json_is_true(json_object_get(vm1, "enabled")));
     static const char *const required_vol[] = {
         "name",      "size_bytes", "read_ops",    "read_bytes", "read_hit_bytes", "read_miss_bytes",
         "hit_ratio", "write_ops",  "write_bytes", "trim_ops",   "zero_ops",       "flush_ops",
@@ -424,6 +428,7 @@ static void test_stats(void **state)
     json_t *gold = find_volume(vols, "gold.base-2");
     assert_non_null(gold);
     assert_string_equal(json_string_value(json_object_get(gold, "state")), "disabled");
+    assert_true(json_is_false(json_object_get(gold, "enabled")));
     assert_true(json_is_true(json_object_get(gold, "readonly")));
     /* NaN (no reads) must still be valid JSON: rendered as 0. */
     assert_float_equal(json_real_value(json_object_get(gold, "hit_ratio")), 0, 0);
@@ -437,7 +442,12 @@ static void test_stats(void **state)
     assert_status(&r, 200);
     assert_string_equal(json_string_value(json_object_get(r.json, "name")), "vm1");
     assert_int_equal(json_integer_value(json_object_get(r.json, "write_ops")), 200);
+    assert_true(json_is_true(json_object_get(r.json, "enabled")));
     check_latency(r.json);
+    http_resp_free(&r);
+    req("GET", "/api/v1/stats/volumes/gold.base-2", NULL, NULL, &r);
+    assert_status(&r, 200);
+    assert_true(json_is_false(json_object_get(r.json, "enabled")));
     http_resp_free(&r);
 
     req("GET", "/api/v1/stats/volumes/nope", NULL, NULL, &r);
@@ -464,10 +474,14 @@ static void test_volumes(void **state)
                                        "readonly", "connections", "backend_hidden"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(json_object_get(v, keys[i]));
+    /* Booleans, as in the stats records. */
+    assert_true(json_is_true(json_object_get(v, "enabled")));
+    assert_true(json_is_false(json_object_get(json_array_get(r.json, 1), "enabled")));
     http_resp_free(&r);
 
     req("GET", "/api/v1/volumes/gold.base-2", NULL, TOKEN, &r);
     assert_status(&r, 200);
+    assert_true(json_is_false(json_object_get(r.json, "enabled")));
     assert_int_equal(json_integer_value(json_object_get(r.json, "size_bytes")), 256 << 20);
     assert_int_equal(json_integer_value(json_object_get(r.json, "connections")), 2);
     /* The backend description holds a quote, a backslash and a newline. */
@@ -524,6 +538,9 @@ static void test_metrics(void **state)
     assert_non_null(strstr(t, "# TYPE shoal_volume_hit_ratio gauge\n"));
     assert_non_null(strstr(t, "shoal_volume_hit_ratio{volume=\"vm1\"} 0.75\n"));
     assert_non_null(strstr(t, "shoal_volume_hit_ratio{volume=\"gold.base-2\"} NaN\n"));
+    /* Prometheus has no booleans: `enabled` stays 0/1 here. */
+    assert_non_null(strstr(t, "shoal_volume_enabled{volume=\"vm1\"} 1\n"));
+    assert_non_null(strstr(t, "shoal_volume_enabled{volume=\"gold.base-2\"} 0\n"));
     assert_non_null(strstr(t, "shoal_cache_capacity_bytes 1073741824\n"));
     assert_non_null(strstr(t, "# TYPE shoal_cache_evictions_total counter\n"));
     assert_non_null(strstr(t, "shoal_cache_dedup_ratio 3\n"));
@@ -940,11 +957,26 @@ static void test_prefetch(void **state)
     assert_true(json_is_null(json_object_get(r.json, "error")));
     http_resp_free(&r);
 
+    /* A disabled volume (pass-through) would cache nothing: refused in
+     * one line, and the engine is not asked. */
+    unsigned asked = calls().prefetch;
+    req("POST", "/api/v1/volumes/gold.base-2/prefetch", NULL, TOKEN, &r);
+    assert_error(&r, 409);
+    assert_string_equal(json_string_value(json_object_get(r.json, "error")),
+                        "volume gold.base-2: acceleration is off (pass-through): enable it "
+                        "before prefetching");
+    http_resp_free(&r);
+    assert_int_equal(calls().prefetch, asked);
+    req("POST", "/api/v1/volumes/gold.base-2/enable", NULL, TOKEN, &r);
+    assert_status(&r, 200);
+    http_resp_free(&r);
+
     /* Whole volume by default: the length is spelled out for the engine. */
     req("POST", "/api/v1/volumes/gold.base-2/prefetch", NULL, TOKEN, &r);
     assert_status(&r, 202);
     http_resp_free(&r);
     c = calls();
+    assert_int_equal(c.prefetch, asked + 1);
     assert_int_equal(c.prefetch_offset, 0);
     assert_int_equal(c.prefetch_length, 256 << 20);
 

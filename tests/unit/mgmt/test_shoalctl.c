@@ -28,6 +28,8 @@ static struct engine *eng;
 static struct mgmt *srv;
 static const char *shoalctl;
 static char token_file[] = "/tmp/shoalctl-test-token-XXXXXX";
+/* Working directory for the next run() calls; NULL = the test's own. */
+static const char *run_cwd;
 
 /* Run "shoalctl ARGS" (with --url unless `no_url`) with a clean
  * environment plus `env` (e.g. "SHOAL_TOKEN=x"). Returns the exit status;
@@ -44,8 +46,11 @@ static int run(const char *env, bool no_url, char **out, const char *fmt, ...)
     char url[64] = "";
     if (!no_url)
         snprintf(url, sizeof url, "--url http://127.0.0.1:%u", mgmt_port(srv));
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "env -u SHOAL_TOKEN -u SHOAL_URL %s '%s' %s %s 2>&1 </dev/null",
+    char cd[512] = "";
+    if (run_cwd)
+        snprintf(cd, sizeof cd, "cd '%s' && ", run_cwd);
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "%senv -u SHOAL_TOKEN -u SHOAL_URL %s '%s' %s %s 2>&1 </dev/null", cd,
              env ? env : "", shoalctl, url, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
@@ -121,6 +126,7 @@ static int setup(void **state)
 {
     (void)state;
     fake_engine_reset(eng);
+    run_cwd = NULL;
     return 0;
 }
 
@@ -225,6 +231,59 @@ static void test_volume_add_remove(void **state)
     assert_false(calls().remove_force);
 }
 
+/* Add volume NAME with BACKING from run_cwd; return the spec the engine got. */
+static const char *added_spec(const char *name, const char *backing)
+{
+    static struct fake_calls c;
+    char *out;
+    int rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "volume add %s '%s'", name, backing);
+    expect(rc, 0, out, "added volume");
+    c = calls();
+    assert_string_equal(c.last_add.name, name);
+    return c.last_add.spec;
+}
+
+/* A relative BACKING means a path from shoalctl's directory, not from
+ * shoald's: shoalctl sends it absolute. URIs and absolute paths go as
+ * typed. */
+static void test_volume_add_relative(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/shoalctl-cwd-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char *dir = realpath(tmpl, NULL); /* what getcwd() will say there */
+    assert_non_null(dir);
+    run_cwd = dir;
+    char want[4200];
+
+    snprintf(want, sizeof want, "%s/rel/disk.img", dir);
+    assert_string_equal(added_spec("r1", "rel/disk.img"), want);
+    snprintf(want, sizeof want, "%s/disk.img", dir);
+    assert_string_equal(added_spec("r2", "./disk.img"), want);
+    snprintf(want, sizeof want, "%s/../up.img", dir);
+    assert_string_equal(added_spec("r3", "../up.img"), want);
+    assert_string_equal(added_spec("r4", "/srv/abs.img"), "/srv/abs.img");
+    assert_string_equal(added_spec("r5", "nbd://example.org:10809/exp"),
+                        "nbd://example.org:10809/exp");
+    assert_string_equal(added_spec("r6", "nbd+unix:///exp?socket=rel.sock"),
+                        "nbd+unix:///exp?socket=rel.sock");
+    /* A file whose name has a colon is still a path. */
+    snprintf(want, sizeof want, "%s/a:b.img", dir);
+    assert_string_equal(added_spec("r7", "a:b.img"), want);
+    run_cwd = "/";
+    assert_string_equal(added_spec("r8", "top.img"), "/top.img");
+
+    /* What shoalctl prints is the daemon's view: the absolute path. */
+    run_cwd = dir;
+    char *out;
+    int rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "volume add r9 rel/x.img");
+    snprintf(want, sizeof want, "added volume r9: 64.0 MiB, file %s/rel/x.img, enabled", dir);
+    expect(rc, 0, out, want);
+    run_cwd = NULL;
+    rmdir(tmpl);
+    free(dir);
+}
+
 static void test_control(void **state)
 {
     (void)state;
@@ -264,6 +323,22 @@ static void test_control(void **state)
     rc = run(env, false, &out, "prefetch vm1");
     expect(rc, 2, out, "already running");
 
+    /* Prefetch on a volume in pass-through: refused in one line, exit 2,
+     * and nothing started (it would cache nothing and say "done"). */
+    unsigned asked = calls().prefetch;
+    rc = run(env, false, &out, "prefetch gold.base-2 --wait");
+    assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
+    expect(rc, 2, out,
+           "shoalctl: volume gold.base-2: acceleration is off (pass-through): enable it before "
+           "prefetching (HTTP 409)\n");
+    rc = run(env, false, &out, "prefetch gold.base-2 --json");
+    expect(rc, 2, out, "acceleration is off");
+    assert_int_equal(calls().prefetch, asked);
+    rc = run(env, false, &out, "enable gold.base-2");
+    expect(rc, 0, out, NULL);
+    rc = run(env, false, &out, "prefetch gold.base-2 --wait");
+    expect(rc, 0, out, "prefetch of gold.base-2 done: 256.0 MiB");
+
     rc = run(env, false, &out, "cache resize 1.5G");
     expect(rc, 0, out, "cache capacity: 1.5 GiB");
     assert_int_equal(calls().resize_bytes, 3ull << 29);
@@ -286,6 +361,15 @@ static void test_top_version(void **state)
 
     rc = run(NULL, false, &out, "version");
     expect(rc, 0, out, "shoalctl " SHOAL_VERSION);
+    /* --version / -V: this binary only, one line, no server needed. */
+    rc = run(NULL, true, &out, "--version");
+    assert_string_equal(out, "shoalctl " SHOAL_VERSION "\n");
+    expect(rc, 0, out, NULL);
+    rc = run(NULL, true, &out, "--url http://127.0.0.1:1 -V");
+    assert_string_equal(out, "shoalctl " SHOAL_VERSION "\n");
+    expect(rc, 0, out, NULL);
+    rc = run(NULL, false, &out, "--help");
+    expect(rc, 0, out, "--version");
 
     /* $SHOAL_URL replaces the default. */
     char env[64];
@@ -410,8 +494,14 @@ static void test_json_everywhere(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_stats),       T(test_volumes),    T(test_volume_add_remove), T(test_control),
-        T(test_top_version), T(test_exit_codes), T(test_json_everywhere),
+        T(test_stats),
+        T(test_volumes),
+        T(test_volume_add_remove),
+        T(test_control),
+        T(test_top_version),
+        T(test_exit_codes),
+        T(test_json_everywhere),
+        T(test_volume_add_relative),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
