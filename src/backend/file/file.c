@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/file/probe.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -472,50 +473,6 @@ static void probe_file_caps(struct file_be *f, uint64_t size)
         f->be.caps |= BE_CAN_EXTENTS;
 }
 
-/* Container formats a raw export would serve as their own bytes, known by
- * what they write at offset 0 (the same signatures qemu-img probes). */
-static const struct {
-    const char *format;
-    const char *magic;
-    size_t len;
-} image_magics[] = {
-    {"qcow2", "QFI\xfb", 4}, /* qcow v1 too; told apart below */
-    {"qed", "QED\0", 4},
-    {"vmdk", "KDMV", 4},                   /* sparse extent */
-    {"vmdk", "# Disk DescriptorFile", 21}, /* text descriptor */
-    {"vhdx", "vhdxfile", 8},
-    {"vhd", "conectix", 8}, /* dynamic VHD: a copy of the footer at 0 */
-    {"luks", "LUKS\xba\xbe", 6},
-};
-
-#define VDI_SIGNATURE_OFFSET 0x40
-#define VDI_SIGNATURE        0xbeda107fu
-#define VHD_FOOTER_SIZE      512
-
-/* The format whose header starts buf (len bytes read at offset 0), or NULL. */
-static const char *image_format_at_start(const uint8_t *buf, size_t len)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(image_magics); i++) {
-        if (len >= image_magics[i].len &&
-            memcmp(buf, image_magics[i].magic, image_magics[i].len) == 0) {
-            /* Big-endian version after the magic: 1 is the old qcow. */
-            if (!strcmp(image_magics[i].format, "qcow2") && len >= 8 && buf[4] == 0 &&
-                buf[5] == 0 && buf[6] == 0 && buf[7] == 1)
-                return "qcow";
-            return image_magics[i].format;
-        }
-    }
-    /* VDI: a "<<< ..." text banner, then the signature, little-endian. */
-    if (len >= VDI_SIGNATURE_OFFSET + 4 && memcmp(buf, "<<< ", 4) == 0) {
-        const uint8_t *s = buf + VDI_SIGNATURE_OFFSET;
-        uint32_t sig =
-            (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
-        if (sig == VDI_SIGNATURE)
-            return "vdi";
-    }
-    return NULL;
-}
-
 /* One pread, retried on EINTR: the byte count, or a negative errno. A
  * short count means EOF (regular files and devices return less only
  * there); asking again would need an unaligned offset, which O_DIRECT
@@ -549,13 +506,13 @@ static int check_raw_image(int fd, const struct backend_params *p, uint64_t size
         return -ENOMEM;
 
     ssize_t n = read_at(fd, buf, blk, 0);
-    const char *format = n >= 0 ? image_format_at_start(buf, (size_t)n) : NULL;
+    const char *format = n >= 0 ? image_probe_start(buf, (size_t)n) : NULL;
     if (n >= 0 && !format && size >= VHD_FOOTER_SIZE) {
         uint64_t footer = size - VHD_FOOTER_SIZE;
         uint64_t start = footer / blk * blk;
         n = read_at(fd, buf, 2 * blk, start);
         if (n >= 0 && (uint64_t)n >= footer - start + 8 &&
-            memcmp(buf + (footer - start), "conectix", 8) == 0)
+            image_probe_vhd_footer(buf + (footer - start)))
             format = "vhd";
     }
     if (n < 0) {
