@@ -21,34 +21,11 @@
 
 #include "backend/backend.h"
 #include "common/util.h"
-
-struct fixture {
-    char dir[64];
-    char path[128];
-};
+#include "tmpdir_fixture.h"
 
 static int setup(void **state)
 {
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    if (!fx)
-        return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/shoal-be-fmt-XXXXXX");
-    if (!mkdtemp(fx->dir)) {
-        free(fx);
-        return -1;
-    }
-    snprintf(fx->path, sizeof(fx->path), "%s/disk.img", fx->dir);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-    unlink(fx->path);
-    rmdir(fx->dir);
-    free(fx);
-    return 0;
+    return fixture_setup(state, "fmt");
 }
 
 /* A sparse file of `size` bytes with `len` bytes of `data` at `offset`. */
