@@ -19,4 +19,3 @@ const struct stat_desc cache_stat_descs[] = {
 #undef X
 };
 const unsigned cache_stat_count = ARRAY_SIZE(cache_stat_descs);
-

@@ -97,8 +97,8 @@ static void fail(struct vol_io *io, int err)
 static void read_result(struct vol_io *io)
 {
     if (io->status == 0 && io->length) {
-        io->priv.one = (struct iovec){(uint8_t *)io->priv.buf + (io->offset & BLOCK_MASK),
-                                      (size_t)io->length};
+        io->priv.one =
+            (struct iovec){(uint8_t *)io->priv.buf + (io->offset & BLOCK_MASK), (size_t)io->length};
         io->iov = &io->priv.one;
         io->niov = 1;
     }

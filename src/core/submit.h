@@ -85,8 +85,8 @@ struct vol_io {
     enum vol_io_op op;
     uint32_t flags; /* VOL_FUA, VOL_NO_HOLE, VOL_FAST_ZERO */
     uint64_t offset;
-    uint64_t length;   /* reads and writes: at most VOL_MAX_IO */
-    void *payload;     /* WRITE: length bytes, the front end's, read-only here */
+    uint64_t length;         /* reads and writes: at most VOL_MAX_IO */
+    void *payload;           /* WRITE: length bytes, the front end's, read-only here */
     vol_extent_fn extent_fn; /* EXTENTS: called on the worker */
     void *extent_opaque;
     vol_io_fn done;
@@ -94,8 +94,8 @@ struct vol_io {
     void *opaque; /* the front end's */
 
     /* The result, valid from done until vol_io_put. */
-    int status;               /* 0 or a negative errno */
-    const struct iovec *iov;  /* READ: exactly [offset, offset+length), in order */
+    int status;              /* 0 or a negative errno */
+    const struct iovec *iov; /* READ: exactly [offset, offset+length), in order */
     unsigned niov;
     /* READ: every block came from RAM, the back end was not asked. A front
      * end may hold such replies back a little to send several at once. */
@@ -105,10 +105,10 @@ struct vol_io {
     struct {
         struct work work;
         struct vol_req vr;
-        unsigned refs;   /* atomic: done's side and vol_io_put's side */
-        void *buf;       /* read span buffer (buffer pool) */
+        unsigned refs; /* atomic: done's side and vol_io_put's side */
+        void *buf;     /* read span buffer (buffer pool) */
         size_t buflen;
-        void *zc_array;  /* pool array for a large zero-copy hit */
+        void *zc_array; /* pool array for a large zero-copy hit */
         struct iovec one;
         struct iovec iov_inline[VOL_IO_INLINE_IOV];
         uint32_t pins_inline[VOL_IO_INLINE_IOV];

@@ -699,8 +699,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
 _Static_assert(VOL_EXTENT_HOLE == BE_EXTENT_HOLE && VOL_EXTENT_ZERO == BE_EXTENT_ZERO,
                "vol_extents passes the back end's flags through");
 
-int vol_extents(struct volume *v, uint64_t offset, uint32_t length, vol_extent_fn fn,
-                void *opaque)
+int vol_extents(struct volume *v, uint64_t offset, uint32_t length, vol_extent_fn fn, void *opaque)
 {
     STAT_ADD(v->c.block_status_ops, 1);
     int r = backend_extents(v->be, length, offset, fn, opaque);

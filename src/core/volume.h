@@ -38,7 +38,7 @@ struct volume {
     uint32_t ra_blocks;        /* miss read-ahead window in blocks (0: off), power of 2 */
     struct tier *const *tiers; /* the engine's, asked by key after the store */
     unsigned ntiers;
-    struct workq *wq; /* the engine's worker pool, or NULL: run on the caller */
+    struct workq *wq;    /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */
     unsigned refs;       /* atomic */

@@ -216,4 +216,3 @@ void volume_snapshot(struct volume *v, struct volume_snapshot *out)
     hist_snapshot(&v->lat_read_miss, &out->lat_read_miss);
     hist_snapshot(&v->lat_write, &out->lat_write);
 }
-

@@ -76,7 +76,7 @@ struct vol_req {
     struct vol_scratch *scratch;
     uint8_t hit;     /* read served entirely from RAM */
     uint8_t updated; /* vol_req_update ran */
-    uint32_t *pins; /* zero-copy hit: pinned store entries to release */
+    uint32_t *pins;  /* zero-copy hit: pinned store entries to release */
     uint32_t npins;
 };
 
@@ -119,8 +119,7 @@ int vol_flush(struct volume *v);
  * and the background prefetch). */
 int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_scratch *scratch);
 /* Block status over the back end, clipped to the request. */
-int vol_extents(struct volume *v, uint64_t offset, uint32_t length, vol_extent_fn fn,
-                void *opaque);
+int vol_extents(struct volume *v, uint64_t offset, uint32_t length, vol_extent_fn fn, void *opaque);
 
 /* Bounds check: 0, or -EINVAL / -ENOSPC (beyond the end, as NBD wants it for
  * reads vs writes) / -EOVERFLOW (offset+length wraps). */

@@ -50,7 +50,7 @@ struct nbd_req {
     uint16_t cmd;
     uint16_t flags;
     uint32_t err; /* NBD wire error, 0 = success */
-    void *buf; /* write payload, or block status descriptors */
+    void *buf;    /* write payload, or block status descriptors */
     size_t buflen;
     uint32_t nextents; /* block status descriptors in buf */
     struct extent_acc acc;
