@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -731,6 +732,16 @@ static int parse_command_line(int argc, char **argv, struct daemon_options *o)
  * front end completes and checks its own. 0 or -1 (message printed). */
 static int finish(struct daemon_options *o)
 {
+    /* A cache larger than the machine would start (its RAM is reserved as
+     * address space only) and then be killed by the OOM killer once full:
+     * refuse it now, with the figures. */
+    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    if (phys && o->cache_bytes > phys) {
+        char want[32], have[32];
+        fprintf(stderr, "shoald: cache size %s is more than this machine's RAM (%s)\n",
+                format_size(o->cache_bytes, want, sizeof want), format_size(phys, have, sizeof have));
+        return -1;
+    }
     for (unsigned i = 0; i < o->nvolumes; i++) {
         if (o->readonly)
             o->volumes[i].readonly = true;

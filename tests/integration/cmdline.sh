@@ -51,6 +51,10 @@ bad_cmdline() {
 bad_cmdline "bad --cache-size" 12X -m 12X "a=$T/a.img"
 bad_cmdline "bad --cache-size (long)" lots --cache-size lots "a=$T/a.img"
 bad_cmdline "negative --cache-size" -5M -m -5M "a=$T/a.img"
+# More cache than the machine has RAM (reserved lazily, so it would start
+# and be OOM-killed once full): refused with the figures.
+ram_k=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+bad_cmdline "--cache-size over RAM" "more than this machine's RAM" -m "$((ram_k * 2))K" "a=$T/a.img"
 bad_cmdline "bad --listen" nowhere -l nowhere "a=$T/a.img"
 bad_cmdline "bad --listen port" 127.0.0.1:99999 -l 127.0.0.1:99999 "a=$T/a.img"
 bad_cmdline "bad --http" 'localhost:' --http localhost: "a=$T/a.img"
