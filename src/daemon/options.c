@@ -739,7 +739,8 @@ static int finish(struct daemon_options *o)
     if (phys && o->cache_bytes > phys) {
         char want[32], have[32];
         fprintf(stderr, "shoald: cache size %s is more than this machine's RAM (%s)\n",
-                format_size(o->cache_bytes, want, sizeof want), format_size(phys, have, sizeof have));
+                format_size(o->cache_bytes, want, sizeof want),
+                format_size(phys, have, sizeof have));
         return -1;
     }
     for (unsigned i = 0; i < o->nvolumes; i++) {
