@@ -1,6 +1,6 @@
 /* The engine: one content store shared by all volumes, the tiers, the
- * worker pool, and the registry of volumes (name -> volume). Front ends find volumes here; management adds,
- * removes, enables, disables, invalidates and resizes through here.
+ * worker pool, and the registry of volumes (name -> volume). Front ends find volumes here;
+ * management adds, removes, enables, disables, invalidates and resizes through here.
  *
  * Lock rules: the registry is guarded by engine->lock (a rwlock: lookups take
  * it shared, add/remove exclusive). Volumes are refcounted: a lookup returns
@@ -116,7 +116,8 @@ struct prefetch_status {
     bool running;
     uint64_t offset, length; /* range being prefetched */
     uint64_t done_bytes;
-    int error; /* last error (negative errno) or 0 */
+    int error; /* last error (negative errno) or 0; -ECANCELED: the volume was
+                * disabled while it ran, so nothing (more) was cached */
 };
 /* Start an asynchronous prefetch of a range into RAM; -EBUSY if one runs. */
 int volume_prefetch_start(struct volume *v, uint64_t offset, uint64_t length);

@@ -30,13 +30,21 @@ static void *prefetch_main(void *arg)
         LOCK_GUARD(&v->pf_lock);
         v->pf.done_bytes = done;
     }
+    /* vol_prefetch warms nothing in pass-through (for NBD_CMD_CACHE that
+     * is fine: it is advisory); a management prefetch that ends while the
+     * volume is disabled did not do what it was asked, and says so. */
+    if (err == 0 && !volume_enabled(v))
+        err = -ECANCELED;
     vol_scratch_free(s);
     {
         LOCK_GUARD(&v->pf_lock);
         v->pf.running = false;
         v->pf.error = err;
     }
-    log_info(core, "volume %s: prefetch %s", v->name, err ? strerror(-err) : "done");
+    log_info(core, "volume %s: prefetch %s", v->name,
+             err == -ECANCELED ? "stopped: acceleration was turned off"
+             : err             ? strerror(-err)
+                               : "done");
     return NULL;
 }
 

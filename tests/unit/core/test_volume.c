@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/block.h"
@@ -212,6 +213,57 @@ static void race_start(struct racer *rc, struct fake *f, uint64_t pause_off, pth
     while (!f->paused)
         pthread_cond_wait(&f->cond, &f->lock);
     pthread_mutex_unlock(&f->lock);
+}
+
+/* A background prefetch that the volume's disable overtakes ends with
+ * -ECANCELED (it cached nothing more), not with success. The fake's pause
+ * holds the prefetch in its first back end read while the volume is
+ * disabled. */
+static void test_prefetch_disabled_midway(void **state)
+{
+    struct fix *x = *state;
+    pthread_mutex_lock(&x->f->lock);
+    x->f->pause_armed = 1;
+    x->f->pause_off = 0;
+    x->f->released = 0;
+    x->f->paused = 0;
+    pthread_mutex_unlock(&x->f->lock);
+    assert_int_equal(volume_prefetch_start(x->v, 0, 0), 0);
+    pthread_mutex_lock(&x->f->lock);
+    while (!x->f->paused)
+        pthread_cond_wait(&x->f->cond, &x->f->lock);
+    pthread_mutex_unlock(&x->f->lock);
+    assert_int_equal(volume_set_enabled(x->v, false), 0);
+    pthread_mutex_lock(&x->f->lock);
+    x->f->released = 1;
+    pthread_cond_broadcast(&x->f->cond);
+    pthread_mutex_unlock(&x->f->lock);
+    struct prefetch_status st;
+    for (int i = 0; i < 10000; i++) {
+        volume_prefetch_status(x->v, &st);
+        if (!st.running)
+            break;
+        usleep(1000);
+    }
+    assert_false(st.running);
+    assert_int_equal(st.error, -ECANCELED);
+    struct volume_snapshot snap;
+    volume_snapshot(x->v, &snap);
+    assert_int_equal(snap.cached_blocks, 0);
+
+    /* Enabled again, the same prefetch completes and caches the volume. */
+    assert_int_equal(volume_set_enabled(x->v, true), 0);
+    assert_int_equal(volume_prefetch_start(x->v, 0, 0), 0);
+    for (int i = 0; i < 10000; i++) {
+        volume_prefetch_status(x->v, &st);
+        if (!st.running)
+            break;
+        usleep(1000);
+    }
+    assert_false(st.running);
+    assert_int_equal(st.error, 0);
+    volume_snapshot(x->v, &snap);
+    assert_true(snap.cached_blocks > 0);
 }
 
 static void race_release(struct fake *f, pthread_t t)
@@ -548,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readahead_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_enable_invalidate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_disabled_midway, setup, teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     fp_thread_cleanup();
