@@ -22,7 +22,7 @@ struct workq;
 struct workq_config {
     unsigned threads;     /* started at creation */
     unsigned max_threads; /* growth limit (0: 8 x threads) */
-    const char *name; /* thread name prefix (<= 10 chars) */
+    const char *name;     /* thread name prefix (<= 10 chars) */
 };
 
 int workq_create(const struct workq_config *cfg, struct workq **out);

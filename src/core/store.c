@@ -113,7 +113,7 @@ static inline void store_gen(struct store_entry *e, uint32_t gen)
 
 /* The entry holding exactly these bytes (data), or with this whole key
  * (full, a remembered block's: its data is rehashed to compare all 160
- * bits). The 64-bit key narrows the search; the byte compare makes a false
+ * bits). The entry's 32-bit key tag narrows the search; the byte compare makes a false
  * dedup match impossible rather than merely unlikely, and costs a 4 KiB
  * memcmp only when the keys agree. */
 static uint32_t hash_find_locked(struct store *s, struct shard *sh, uint64_t k, const void *data,
@@ -121,8 +121,9 @@ static uint32_t hash_find_locked(struct store *s, struct shard *sh, uint64_t k, 
 {
     uint32_t idx = sh->buckets[k & sh->bucket_mask];
     while (idx != STORE_NONE) {
-        if (s->entries[idx].key == (uint32_t)k && (data ? memcmp(slot_data(s, idx), data, BLOCK_SIZE) == 0
-                                              : fpkey_verify(full, slot_data(s, idx))))
+        if (s->entries[idx].key == (uint32_t)k &&
+            (data ? memcmp(slot_data(s, idx), data, BLOCK_SIZE) == 0
+                  : fpkey_verify(full, slot_data(s, idx))))
             return idx;
         idx = s->entries[idx].hnext;
     }

@@ -60,11 +60,6 @@ static void todo_clear(struct vol_scratch *s, uint32_t nb)
     bits_clear(s->todo, nb);
 }
 
-static inline bool enabled(const struct volume *v)
-{
-    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE);
-}
-
 /* Bytes of [off, off+len) that fall in block blk. */
 static inline void block_overlap(uint64_t blk, uint64_t off, uint64_t len, uint32_t *lo,
                                  uint32_t *n)
@@ -99,7 +94,7 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     r->updated = 0;
     r->pins = NULL;
     r->npins = 0;
-    if (r->length == 0 || !enabled(v))
+    if (r->length == 0 || !vol_enabled(v))
         return -EAGAIN;
     uint64_t first = block_of(r->offset);
     uint64_t last = block_of(r->offset + r->length - 1);
@@ -330,7 +325,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         return r->status = -EINVAL; /* front ends cap reads at VOL_MAX_IO */
     }
     bool nowait = r->flags & VOL_NOWAIT;
-    if (!enabled(v)) {
+    if (!vol_enabled(v)) {
         if (nowait)
             return -EAGAIN;
         r->op = VOL_OP_NONE;
@@ -408,7 +403,7 @@ static void finish_read(struct volume *v, struct vol_req *r)
     bool ra = s->ra_active;
     s->ra_active = false;
     uint64_t first = block_of(r->offset);
-    bool ok = r->status == 0 && enabled(v);
+    bool ok = r->status == 0 && vol_enabled(v);
     vol_key_finish(v, s, r->buf, first, ok);
     if (!ok)
         return;
@@ -515,7 +510,7 @@ static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, en
         STAT_ADD(v->c.backend_errors, 1);
     /* Only writes and zeroes know the new content; a trim leaves it to the
      * back end. Installing is pointless while disabled. */
-    bool may_install = r->status == 0 && op != VOL_OP_TRIM && enabled(v);
+    bool may_install = r->status == 0 && op != VOL_OP_TRIM && vol_enabled(v);
     end_range(v, r, first, nb, may_install);
     return r->status;
 }
@@ -655,7 +650,7 @@ int vol_flush(struct volume *v)
 int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_scratch *s)
 {
     STAT_ADD(v->c.cache_ops, 1);
-    if (!enabled(v))
+    if (!vol_enabled(v))
         return 0; /* nothing to warm; NBD_CMD_CACHE is advisory */
     if (scratch_buf(s) < 0)
         return -ENOMEM;

@@ -79,6 +79,11 @@ int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
  * last reference's volume_free calls it before anything goes away. */
 void volume_prefetch_stop(struct volume *v);
 
+static inline bool vol_enabled(const struct volume *v)
+{
+    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE);
+}
+
 static inline bool vol_defunct(const struct volume *v)
 {
     return __atomic_load_n(&v->defunct, __ATOMIC_ACQUIRE);

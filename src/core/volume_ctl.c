@@ -125,7 +125,7 @@ bool volume_readonly(const struct volume *v)
 }
 bool volume_enabled(const struct volume *v)
 {
-    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE);
+    return vol_enabled(v);
 }
 void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
 {

@@ -1,8 +1,8 @@
 /* Front ends speak a wire protocol to clients and submit their requests to
- * the core (core/submit.h): they parse, validate and encode, nothing else. One `struct frontend_ops` per protocol, in its own
- * folder (nbd/); what every protocol needs to be a TCP server (listeners,
- * accept, connection limits, the access list, conn_io, TLS) is in this
- * folder, shared.
+ * the core (core/submit.h): they parse, validate and encode, nothing else.
+ * One `struct frontend_ops` per protocol, in its own folder (nbd/); what
+ * every protocol needs to be a TCP server (listeners, accept, connection
+ * limits, the access list, conn_io, TLS) is in this folder, shared.
  *
  * The daemon keeps a table of front ends (daemon/options.c). For each it
  * reads the front end's options from the command line and the config file

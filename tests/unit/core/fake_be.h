@@ -27,4 +27,10 @@ struct fake {
  * and two fakes with one seed are equal. */
 struct fake *fake_new(uint64_t size, uint8_t fill_seed);
 
+/* The pause: arm it for the next pread covering off; wait until a pread
+ * stalls there; let it go on. */
+void fake_pause(struct fake *f, uint64_t off);
+void fake_wait_paused(struct fake *f);
+void fake_release(struct fake *f);
+
 #endif

@@ -198,32 +198,6 @@ static uint8_t *fake_copy(struct fake *f, uint64_t off, uint64_t len)
     return p;
 }
 
-static void fake_pause(struct fake *f, uint64_t off)
-{
-    pthread_mutex_lock(&f->lock);
-    f->pause_armed = 1;
-    f->pause_off = off;
-    f->paused = 0;
-    f->released = 0;
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void fake_wait_paused(struct fake *f)
-{
-    pthread_mutex_lock(&f->lock);
-    while (!f->paused)
-        pthread_cond_wait(&f->cond, &f->lock);
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void fake_release(struct fake *f)
-{
-    pthread_mutex_lock(&f->lock);
-    f->released = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-}
-
 /* ---- fixture ---- */
 
 struct fix {

@@ -202,17 +202,9 @@ static void *race_reader(void *arg)
  * end read covering pause_off copied its data; returns once it is stalled. */
 static void race_start(struct racer *rc, struct fake *f, uint64_t pause_off, pthread_t *t)
 {
-    pthread_mutex_lock(&f->lock);
-    f->pause_armed = 1;
-    f->pause_off = pause_off;
-    f->released = 0;
-    f->paused = 0;
-    pthread_mutex_unlock(&f->lock);
+    fake_pause(f, pause_off);
     pthread_create(t, NULL, race_reader, rc);
-    pthread_mutex_lock(&f->lock);
-    while (!f->paused)
-        pthread_cond_wait(&f->cond, &f->lock);
-    pthread_mutex_unlock(&f->lock);
+    fake_wait_paused(f);
 }
 
 /* A background prefetch that the volume's disable overtakes ends with
@@ -222,22 +214,11 @@ static void race_start(struct racer *rc, struct fake *f, uint64_t pause_off, pth
 static void test_prefetch_disabled_midway(void **state)
 {
     struct fix *x = *state;
-    pthread_mutex_lock(&x->f->lock);
-    x->f->pause_armed = 1;
-    x->f->pause_off = 0;
-    x->f->released = 0;
-    x->f->paused = 0;
-    pthread_mutex_unlock(&x->f->lock);
+    fake_pause(x->f, 0);
     assert_int_equal(volume_prefetch_start(x->v, 0, 0), 0);
-    pthread_mutex_lock(&x->f->lock);
-    while (!x->f->paused)
-        pthread_cond_wait(&x->f->cond, &x->f->lock);
-    pthread_mutex_unlock(&x->f->lock);
+    fake_wait_paused(x->f);
     assert_int_equal(volume_set_enabled(x->v, false), 0);
-    pthread_mutex_lock(&x->f->lock);
-    x->f->released = 1;
-    pthread_cond_broadcast(&x->f->cond);
-    pthread_mutex_unlock(&x->f->lock);
+    fake_release(x->f);
     struct prefetch_status st;
     for (int i = 0; i < 10000; i++) {
         volume_prefetch_status(x->v, &st);
@@ -268,10 +249,7 @@ static void test_prefetch_disabled_midway(void **state)
 
 static void race_release(struct fake *f, pthread_t t)
 {
-    pthread_mutex_lock(&f->lock);
-    f->released = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
+    fake_release(f);
     pthread_join(t, NULL);
 }
 
