@@ -9,160 +9,13 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "core/dir_internal.h"
 #include "core/store.h"
 
 #define MIN_CELLS 8u
 /* Remembered tables start smaller: their cells are twice the size, and a
  * stripe remembers a few blocks long before it remembers many. */
 #define MIN_RCELLS 4u
-
-struct dir_cell {
-    uint32_t key; /* 0 = empty */
-    uint32_t idx;
-    uint32_t gen;
-};
-
-/* A remembered block: its content's key, kept after the content left the
- * local store (24 bytes; see dir.h). */
-struct dir_rcell {
-    uint32_t key; /* 0 = empty */
-    struct fpkey fp;
-};
-
-struct stripe {
-    pthread_mutex_t lock;
-    uint32_t seq;
-    uint32_t count;
-    uint32_t size; /* cells in the table (0 when cells == NULL) */
-    uint32_t zeros;
-    struct dir_cell *cells;
-} __attribute__((aligned(64)));
-
-/* A stripe's remembered table, under the stripe's lock. Kept apart from the
- * stripe (allocated with the first remembered block), so a directory that
- * never remembers pays 8 bytes for them. */
-struct rtable {
-    uint32_t count;
-    uint32_t size;
-    struct dir_rcell *cells;
-};
-
-struct dir {
-    struct store *store;
-    struct dir_budget *budget;
-    uint64_t nblocks;
-    uint64_t cells_total;   /* atomic */
-    uint64_t zeros_total;   /* atomic */
-    uint64_t table_bytes;   /* atomic */
-    uint64_t rcells_total;  /* atomic */
-    uint64_t rtable_bytes;  /* atomic, with the rtables array */
-    struct rtable *rtables; /* DIR_STRIPES, or NULL; set once under rt_lock */
-    pthread_mutex_t rt_lock;
-    uint32_t purge_cursor; /* next stripe whose remembered table a full budget drops */
-    struct stripe stripes[DIR_STRIPES];
-};
-
-/* ---- keys ---- */
-
-static inline uint32_t key_of(uint64_t blk)
-{
-    uint64_t g = blk >> DIR_GROUP_SHIFT;
-    return (uint32_t)((((g >> 10) << DIR_GROUP_SHIFT) | (blk & ((1u << DIR_GROUP_SHIFT) - 1))) + 1);
-}
-
-static inline uint64_t blk_of(uint32_t key, uint32_t stripe)
-{
-    uint64_t k = key - 1;
-    uint64_t g = ((k >> DIR_GROUP_SHIFT) << 10) | stripe;
-    return (g << DIR_GROUP_SHIFT) | (k & ((1u << DIR_GROUP_SHIFT) - 1));
-}
-
-/* Any table size works (no power of two needed, so tables grow by about
- * 1.4x rather than 2x and waste less): multiply-shift maps the mixed key
- * onto [0, size). */
-static inline uint32_t home(uint32_t key, uint32_t size)
-{
-    return (uint32_t)(((uint64_t)(key * 2654435761u) * size) >> 32);
-}
-
-static inline uint32_t next_slot(uint32_t i, uint32_t size)
-{
-    return i + 1 == size ? 0 : i + 1;
-}
-
-static inline uint64_t cell_val(const struct dir_cell *c)
-{
-    return ((uint64_t)c->gen << 32) | c->idx;
-}
-
-static inline bool stale_locked(struct dir *d, const struct dir_cell *c)
-{
-    uint64_t v = cell_val(c);
-    return v != DIR_ZERO && !store_ref_live(d->store, dir_ref(v));
-}
-
-/* ---- open addressing with linear probing ----
- *
- * Both tables (local cells, remembered cells) use the same code: cells of
- * csize bytes whose first 4 bytes are the key (0 = empty). The helpers are
- * inline and called with constant sizes, so each table gets its own
- * specialised copy. */
-
-static inline uint32_t *oa_key(void *cells, size_t csize, uint32_t i)
-{
-    return (uint32_t *)((char *)cells + (size_t)i * csize);
-}
-
-static inline void *oa_find(void *cells, uint32_t size, size_t csize, uint32_t key)
-{
-    if (!cells)
-        return NULL;
-    for (uint32_t i = home(key, size);; i = next_slot(i, size)) {
-        uint32_t *k = oa_key(cells, csize, i);
-        if (*k == key)
-            return k;
-        if (*k == 0)
-            return NULL;
-    }
-}
-
-/* Backward-shift deletion of cell i keeps probe chains intact without
- * tombstones. */
-static inline void oa_remove(void *cells, uint32_t size, size_t csize, uint32_t i)
-{
-    for (;;) {
-        *oa_key(cells, csize, i) = 0;
-        uint32_t j = i;
-        for (;;) {
-            j = next_slot(j, size);
-            uint32_t kj = *oa_key(cells, csize, j);
-            if (kj == 0)
-                return;
-            uint32_t h = home(kj, size);
-            /* Move j back to i if its home is not in (i, j] cyclically. */
-            if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
-                break;
-        }
-        memcpy(oa_key(cells, csize, i), oa_key(cells, csize, j), csize);
-        i = j;
-    }
-}
-
-static inline void oa_place(void *cells, uint32_t size, size_t csize, const void *cell)
-{
-    uint32_t key = *(const uint32_t *)cell;
-    for (uint32_t i = home(key, size);; i = next_slot(i, size)) {
-        if (*oa_key(cells, csize, i) == 0) {
-            memcpy(oa_key(cells, csize, i), cell, csize);
-            return;
-        }
-    }
-}
-
-static struct dir_cell *find_locked(struct stripe *s, uint32_t key)
-{
-    return oa_find(s->cells, s->size, sizeof *s->cells, key);
-}
 
 static void account(struct dir *d, struct stripe *s, const struct dir_cell *c, int sign)
 {
@@ -231,9 +84,14 @@ static uint32_t fit_size(uint32_t n)
 }
 
 /* Make room for one more cell: grow at 85% load, after dropping stale
- * cells. Cells are 12 bytes in one array, so the longer linear probes of a
- * fuller table stay within a few cache lines; the load range (50-85%) keeps
- * the directory's share of the per-block metadata near 16 bytes. */
+ * cells. Remembering, a few stale cells (up to a quarter of the table) are
+ * kept for remember_stale (dir_purge, after every thirty-second of the
+ * cache evicted), which asks the store for their keys: dropped here, they
+ * could not become remembered blocks. More than that means the purge is
+ * behind and the eviction log has likely forgotten them. Cells are 12
+ * bytes in one array, so the longer linear probes of a fuller table stay
+ * within a few cache lines; the load range (50-85%) keeps the directory's
+ * share of the per-block metadata near 16 bytes. */
 static int reserve_locked(struct dir *d, struct stripe *s)
 {
     if (!s->cells)
@@ -242,7 +100,8 @@ static int reserve_locked(struct dir *d, struct stripe *s)
     if ((uint64_t)(s->count + 1) * 20 <= (uint64_t)size * 17)
         return 0;
     uint32_t live = count_live_locked(d, s);
-    return rebuild_locked(d, s, fit_size(live + 1), false);
+    bool keep_stale = d->budget != NULL && (s->count - live) * 4 <= s->count;
+    return rebuild_locked(d, s, fit_size((keep_stale ? s->count : live) + 1), keep_stale);
 }
 
 static void maybe_shrink_locked(struct dir *d, struct stripe *s)
@@ -292,11 +151,6 @@ static void budget_give(struct dir_budget *b, uint64_t n)
         __atomic_fetch_sub(&b->used, n, __ATOMIC_RELAXED);
 }
 
-static inline struct rtable *rtables_get(struct dir *d)
-{
-    return __atomic_load_n(&d->rtables, __ATOMIC_ACQUIRE);
-}
-
 /* The stripe's remembered table (allocating the array on first use when
  * create), or NULL. */
 static struct rtable *rtable_of(struct dir *d, uint32_t si, bool create)
@@ -306,19 +160,14 @@ static struct rtable *rtable_of(struct dir *d, uint32_t si, bool create)
         LOCK_GUARD(&d->rt_lock);
         rt = d->rtables;
         if (!rt) {
-            rt = calloc(DIR_STRIPES, sizeof *rt);
+            rt = calloc(d->nstripes, sizeof *rt);
             if (!rt)
                 return NULL;
-            __atomic_fetch_add(&d->rtable_bytes, DIR_STRIPES * sizeof *rt, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&d->rtable_bytes, d->nstripes * sizeof *rt, __ATOMIC_RELAXED);
             __atomic_store_n(&d->rtables, rt, __ATOMIC_RELEASE);
         }
     }
     return rt ? &rt[si] : NULL;
-}
-
-static struct dir_rcell *rfind_locked(struct rtable *t, uint32_t key)
-{
-    return t ? oa_find(t->cells, t->size, sizeof *t->cells, key) : NULL;
 }
 
 static void rremove_locked(struct dir *d, struct rtable *t, struct dir_rcell *c)
@@ -332,10 +181,9 @@ static void rremove_locked(struct dir *d, struct rtable *t, struct dir_rcell *c)
 /* Forget blk's remembered key, if any. */
 static void rclear_locked(struct dir *d, uint32_t si, uint32_t key)
 {
-    struct rtable *t = rtable_of(d, si, false);
-    struct dir_rcell *c = rfind_locked(t, key);
+    struct dir_rcell *c = rfind_locked(d, si, key);
     if (c)
-        rremove_locked(d, t, c);
+        rremove_locked(d, rtable_of(d, si, false), c);
 }
 
 /* Drop a whole remembered table (budget full: make room, oldest stripes'
@@ -377,7 +225,7 @@ static void rremember_locked(struct dir *d, uint32_t si, uint32_t key, const str
     struct rtable *t = rtable_of(d, si, true);
     if (!t)
         return;
-    struct dir_rcell *c = rfind_locked(t, key);
+    struct dir_rcell *c = rfind_locked(d, si, key);
     if (c) {
         c->fp = *fp;
         return;
@@ -399,19 +247,36 @@ static void rremember_locked(struct dir *d, uint32_t si, uint32_t key, const str
 
 /* ---- public API ---- */
 
+/* Stripes: one per 64 blocks (256 KiB) of volume, 16 to DIR_STRIPES. A
+ * stripe is 64 bytes, so a small volume's fixed cost stays near one byte
+ * a block, and a large one still spreads its locks over DIR_STRIPES. */
+static uint32_t stripes_for(uint64_t nblocks)
+{
+    uint32_t n = 16;
+    while (n < DIR_STRIPES && (uint64_t)n * 64 < nblocks)
+        n *= 2;
+    return n;
+}
+
 int dir_create(struct store *st, uint64_t nblocks, struct dir_budget *budget, struct dir **out)
 {
     if (nblocks > DIR_MAX_BLOCKS)
         return -EFBIG;
-    struct dir *d = aligned_alloc(64, sizeof *d);
+    uint32_t ns = stripes_for(nblocks);
+    size_t bytes = sizeof(struct dir) + (size_t)ns * sizeof(struct stripe);
+    struct dir *d = aligned_alloc(64, bytes);
     if (!d)
         return -ENOMEM;
-    memset(d, 0, sizeof *d);
+    memset(d, 0, bytes);
     d->store = st;
     d->budget = budget;
     d->nblocks = nblocks;
+    d->nstripes = ns;
+    d->sshift = (uint32_t)__builtin_ctz(ns);
+    d->users = 1;
     pthread_mutex_init(&d->rt_lock, NULL);
-    for (uint32_t i = 0; i < DIR_STRIPES; i++)
+    pthread_rwlock_init(&d->deps_lock, NULL);
+    for (uint32_t i = 0; i < ns; i++)
         pthread_mutex_init(&d->stripes[i].lock, NULL);
     *out = d;
     return 0;
@@ -421,40 +286,71 @@ void dir_destroy(struct dir *d)
 {
     if (!d)
         return;
-    struct rtable *rt = rtables_get(d);
-    for (uint32_t i = 0; i < DIR_STRIPES; i++) {
-        struct stripe *s = &d->stripes[i];
-        for (uint32_t j = 0; s->cells && j < s->size; j++) {
-            uint64_t v = cell_val(&s->cells[j]);
-            if (s->cells[j].key && dir_val_is_ref(v))
+    if (d->base)
+        share_detach(d);
+    /* A base's dependents may still read its stripes: empty each one under
+     * its lock, drop the references with no lock held (lock rules). */
+    for (uint32_t si = 0; si < d->nstripes; si++) {
+        struct stripe *s = &d->stripes[si];
+        struct dir_cell *cells;
+        uint32_t size;
+        {
+            LOCK_GUARD(&s->lock);
+            cells = s->cells;
+            size = s->size;
+            s->cells = NULL;
+            s->size = s->count = s->zeros = 0;
+            struct rtable *rt = rtables_get(d);
+            if (rt)
+                rdrop_all_locked(d, &rt[si]);
+        }
+        for (uint32_t j = 0; j < size; j++) {
+            uint64_t v = cell_val(&cells[j]);
+            if (cells[j].key && dir_val_is_ref(v))
                 store_unref(d->store, dir_ref(v));
         }
-        free(s->cells);
-        if (rt)
-            rdrop_all_locked(d, &rt[i]);
-        pthread_mutex_destroy(&s->lock);
+        free(cells);
     }
-    free(rt);
-    pthread_mutex_destroy(&d->rt_lock);
-    free(d);
+    share_clear_all_deps(d);
+    dir_release(d);
+}
+
+/* A dependent's block with no cell of its own: the base's value if the
+ * block is shared (DIR_REMEMBERED if the base only remembers its key),
+ * else 0. Takes the base's stripe lock: the caller may hold its own. */
+static uint64_t base_lookup(struct dir *d, uint32_t si, uint64_t blk, uint32_t key)
+{
+    struct dir *b = d->base;
+    struct stripe *bs = &b->stripes[si];
+    LOCK_GUARD(&bs->lock);
+    if (!share_test_locked(d, si, blk))
+        return 0;
+    struct dir_cell *c = find_locked(bs, key);
+    if (c)
+        return cell_val(c);
+    return rfind_locked(b, si, key) ? DIR_REMEMBERED : 0;
 }
 
 /* The value dir_lookup reports for blk: its local cell, else DIR_REMEMBERED
- * if its key is remembered, else 0. */
-static uint64_t lookup_locked(struct dir *d, struct stripe *s, uint32_t si, uint32_t key)
+ * if its key is remembered, else what the base has for it when shared,
+ * else 0. */
+static uint64_t lookup_locked(struct dir *d, struct stripe *s, uint32_t si, uint64_t blk)
 {
+    uint32_t key = key_of(d, blk);
     struct dir_cell *c = find_locked(s, key);
     if (c)
         return cell_val(c);
-    return rfind_locked(rtable_of(d, si, false), key) ? DIR_REMEMBERED : 0;
+    if (rfind_locked(d, si, key))
+        return DIR_REMEMBERED;
+    return d->base ? base_lookup(d, si, blk, key) : 0;
 }
 
 uint64_t dir_lookup(struct dir *d, uint64_t blk)
 {
-    uint32_t si = dir_stripe_of(blk);
+    uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
-    return lookup_locked(d, s, si, key_of(blk));
+    return lookup_locked(d, s, si, blk);
 }
 
 void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out)
@@ -463,20 +359,35 @@ void dir_lookup_range(struct dir *d, uint64_t first, uint32_t n, uint64_t *out)
     for (uint32_t i = 0; i < n;) {
         uint64_t blk = first + i;
         uint32_t run = (uint32_t)MIN((uint64_t)(n - i), gmask + 1 - (blk & gmask));
-        uint32_t si = dir_stripe_of(blk);
+        uint32_t si = dir_si(d, blk);
         struct stripe *s = &d->stripes[si];
         LOCK_GUARD(&s->lock);
         for (uint32_t k = 0; k < run; k++)
-            out[i + k] = lookup_locked(d, s, si, key_of(blk + k));
+            out[i + k] = lookup_locked(d, s, si, blk + k);
         i += run;
     }
 }
 
+/* A dependent's block with no cell of its own, under its stripe lock: if
+ * shared, the key the base remembers for it (a stale base cell is left to
+ * the base's own miss or purge: then the back end answers). */
+static bool base_key(struct dir *d, uint32_t si, uint64_t blk, uint32_t key, struct fpkey *fp)
+{
+    struct dir *b = d->base;
+    LOCK_GUARD(&b->stripes[si].lock);
+    if (!share_test_locked(d, si, blk))
+        return false;
+    struct dir_rcell *rc = rfind_locked(b, si, key);
+    if (rc)
+        *fp = rc->fp;
+    return rc != NULL;
+}
+
 bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *tk, struct fpkey *fp)
 {
-    uint32_t si = dir_stripe_of(blk);
+    uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
-    uint32_t key = key_of(blk);
+    uint32_t key = key_of(d, blk);
     if (!bitmap_test(tk->touched, si) || bitmap_test(tk->dirty, si))
         return false;
     uint64_t stale;
@@ -484,12 +395,14 @@ bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *t
         LOCK_GUARD(&s->lock);
         if (tk->t[si] != s->seq)
             return false; /* changed since the ticket: the back end decides */
-        struct dir_rcell *rc = rfind_locked(rtable_of(d, si, false), key);
+        struct dir_rcell *rc = rfind_locked(d, si, key);
         if (rc) {
             *fp = rc->fp;
             return true;
         }
         struct dir_cell *c = find_locked(s, key);
+        if (!c && d->base)
+            return base_key(d, si, blk, key, fp);
         if (!c || !stale_locked(d, c))
             return false; /* nothing known (or live again) */
         stale = cell_val(c);
@@ -517,7 +430,7 @@ void dir_tickets_reset(struct dir_tickets *tk)
 
 void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk)
 {
-    uint32_t si = dir_stripe_of(blk);
+    uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
     /* A read's later ticket is taken before any fetch starts, so a change
@@ -526,13 +439,26 @@ void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk)
     bitmap_set(tk->touched, si);
 }
 
+/* Blocks [first, end) of stripe si changed (write, trim, zero,
+ * invalidate; the caller holds d's stripe lock): a dependent's stop being
+ * shared, and a base's stop being shared by every dependent. */
+static void unshare_locked(struct dir *d, uint32_t si, uint64_t first, uint64_t end)
+{
+    if (d->base) {
+        LOCK_GUARD(&d->base->stripes[si].lock);
+        share_clear_locked(d, si, first, end);
+    }
+    share_clear_deps_locked(d, si, first, end);
+}
+
 uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
 {
-    uint32_t si = dir_stripe_of(blk);
+    uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
-    uint64_t old = clear_locked(d, s, key_of(blk));
-    rclear_locked(d, si, key_of(blk));
+    uint64_t old = clear_locked(d, s, key_of(d, blk));
+    rclear_locked(d, si, key_of(d, blk));
+    unshare_locked(d, si, blk, blk + 1);
     if (bitmap_test(tk->touched, si) && tk->t[si] != s->seq)
         bitmap_set(tk->dirty, si);
     s->seq++;
@@ -543,12 +469,13 @@ uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
 
 uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool *clean)
 {
-    uint32_t si = dir_stripe_of(blk);
+    uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
     bool ok = bitmap_test(tk->touched, si) && !bitmap_test(tk->dirty, si) && tk->t[si] == s->seq;
-    uint64_t old = clear_locked(d, s, key_of(blk));
-    rclear_locked(d, si, key_of(blk));
+    uint64_t old = clear_locked(d, s, key_of(d, blk));
+    rclear_locked(d, si, key_of(d, blk));
+    unshare_locked(d, si, blk, blk + 1);
     s->seq++;
     if (ok)
         tk->t[si] = s->seq;
@@ -560,30 +487,57 @@ uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool
     return old;
 }
 
-bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t val)
+/* A dependent installing val for blk (its stripe lock held, tickets
+ * checked): DIR_SHARED if the base holds the very same value live (the
+ * block then shares the base's cell), DIR_REFUSED if blk is already
+ * shared with a live base cell, else DIR_HELD: the caller installs a cell
+ * of its own (and blk is no longer shared). */
+static int share_install(struct dir *d, uint32_t si, uint64_t blk, uint32_t key, uint64_t val)
 {
-    uint32_t si = dir_stripe_of(blk);
+    struct dir *b = d->base;
+    LOCK_GUARD(&b->stripes[si].lock);
+    struct dir_cell *bc = find_locked(&b->stripes[si], key);
+    bool live = bc && !stale_locked(b, bc);
+    if (live && share_test_locked(d, si, blk))
+        return DIR_REFUSED; /* cached through the base meanwhile */
+    if (live && cell_val(bc) == val && share_set_locked(d, si, blk, val == DIR_ZERO))
+        return DIR_SHARED;
+    share_clear_locked(d, si, blk, blk + 1);
+    return DIR_HELD;
+}
+
+int dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t val)
+{
+    uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
     if (!bitmap_test(tk->touched, si) || bitmap_test(tk->dirty, si))
-        return false;
+        return DIR_REFUSED;
     LOCK_GUARD(&s->lock);
     if (tk->t[si] != s->seq)
-        return false;
-    uint32_t key = key_of(blk);
+        return DIR_REFUSED;
+    uint32_t key = key_of(d, blk);
     struct dir_cell *c = find_locked(s, key);
     if (c) {
         if (!stale_locked(d, c))
-            return false; /* someone installed the same block meanwhile: keep it */
+            return DIR_REFUSED; /* someone installed the same block meanwhile: keep it */
         remove_cell_locked(d, s, c);
     }
+    if (d->base) {
+        int r = share_install(d, si, blk, key, val);
+        if (r != DIR_HELD) {
+            if (r == DIR_SHARED)
+                rclear_locked(d, si, key);
+            return r;
+        }
+    }
     if (reserve_locked(d, s) < 0)
-        return false;
+        return DIR_REFUSED;
     struct dir_cell nc = {.key = key, .idx = (uint32_t)val, .gen = (uint32_t)(val >> 32)};
     place_locked(s, &nc);
     s->count++;
     account(d, s, &nc, +1);
     rclear_locked(d, si, key); /* held locally again */
-    return true;
+    return DIR_HELD;
 }
 
 /* Forget the remembered keys of blocks [first, end) in stripe si: rebuild
@@ -603,7 +557,7 @@ static void rclear_range_locked(struct dir *d, uint32_t si, uint64_t first, uint
         uint32_t k = t->cells[i].key;
         if (!k)
             continue;
-        uint64_t b = blk_of(k, si);
+        uint64_t b = blk_of(d, k, si);
         if (b >= first && b < end)
             continue;
         oa_place(nc, t->size, sizeof *nc, &t->cells[i]);
@@ -628,15 +582,16 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
         n = d->nblocks - first;
     uint64_t end = first + n;
 
-    if (n <= (uint64_t)DIR_STRIPES << DIR_GROUP_SHIFT) {
+    if (n <= (uint64_t)d->nstripes << DIR_GROUP_SHIFT) {
         /* Small range: visit the blocks. */
         for (uint64_t b = first; b < end; b++) {
-            struct stripe *s = &d->stripes[dir_stripe_of(b)];
+            struct stripe *s = &d->stripes[dir_si(d, b)];
             uint64_t old;
             {
                 LOCK_GUARD(&s->lock);
-                old = clear_locked(d, s, key_of(b));
-                rclear_locked(d, dir_stripe_of(b), key_of(b));
+                old = clear_locked(d, s, key_of(d, b));
+                rclear_locked(d, dir_si(d, b), key_of(d, b));
+                unshare_locked(d, dir_si(d, b), b, b + 1);
                 s->seq++;
             }
             if (dir_val_is_ref(old))
@@ -645,7 +600,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
         return;
     }
     /* Large range: walk every stripe's table once. */
-    for (uint32_t si = 0; si < DIR_STRIPES; si++) {
+    for (uint32_t si = 0; si < d->nstripes; si++) {
         struct stripe *s = &d->stripes[si];
         uint64_t drop[DROP_BATCH];
         unsigned ndrop;
@@ -658,7 +613,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
                 s->seq++;
                 for (uint32_t i = 0; s->cells && i < s->size;) {
                     struct dir_cell *c = &s->cells[i];
-                    uint64_t b = c->key ? blk_of(c->key, si) : UINT64_MAX;
+                    uint64_t b = c->key ? blk_of(d, c->key, si) : UINT64_MAX;
                     if (c->key == 0 || b < first || b >= end) {
                         i++;
                         continue;
@@ -678,6 +633,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
                 if (!again) {
                     maybe_shrink_locked(d, s);
                     rclear_range_locked(d, si, first, end);
+                    unshare_locked(d, si, first, end);
                 }
             }
             for (unsigned k = 0; k < ndrop; k++)
@@ -690,7 +646,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
             for (uint32_t i = 0; s->cells && i < s->size; i++) {
                 struct dir_cell *c = &s->cells[i];
                 if (c->key) {
-                    uint64_t b = blk_of(c->key, si);
+                    uint64_t b = blk_of(d, c->key, si);
                     if (b >= first && b < end)
                         again = true;
                 }
@@ -756,18 +712,18 @@ void dir_purge(struct dir *d)
          * stripe's remembered blocks per purge, in rotation. */
         if (__atomic_load_n(&d->budget->used, __ATOMIC_RELAXED) >= d->budget->max &&
             rtables_get(d)) {
-            uint32_t si = d->purge_cursor++ % DIR_STRIPES;
+            uint32_t si = d->purge_cursor++ % d->nstripes;
             LOCK_GUARD(&d->stripes[si].lock);
             rdrop_all_locked(d, rtable_of(d, si, false));
         }
-        for (uint32_t si = 0; si < DIR_STRIPES; si++)
+        for (uint32_t si = 0; si < d->nstripes; si++)
             remember_stale(d, si);
     }
     /* Remembering, stale cells are left to remember_stale (above, or the
      * next purge): one that went stale since it looked may still be
      * remembered. Otherwise they are dropped here. */
     bool keep_stale = d->budget != NULL;
-    for (uint32_t si = 0; si < DIR_STRIPES; si++) {
+    for (uint32_t si = 0; si < d->nstripes; si++) {
         struct stripe *s = &d->stripes[si];
         LOCK_GUARD(&s->lock);
         if (!s->cells)
@@ -792,6 +748,8 @@ void dir_purge(struct dir *d)
         }
         (void)rebuild_locked(d, s, fit_size(live), keep_stale);
     }
+    if (d->base)
+        share_purge(d);
 }
 
 uint64_t dir_cells(struct dir *d)
@@ -806,7 +764,20 @@ uint64_t dir_zero_cells(struct dir *d)
 
 uint64_t dir_metadata_bytes(struct dir *d)
 {
-    return sizeof *d + __atomic_load_n(&d->table_bytes, __ATOMIC_RELAXED);
+    return sizeof *d + (uint64_t)d->nstripes * sizeof(struct stripe) +
+           __atomic_load_n(&d->table_bytes, __ATOMIC_RELAXED) +
+           __atomic_load_n(&d->stable_bytes, __ATOMIC_RELAXED) +
+           (uint64_t)d->deps_cap * sizeof *d->deps;
+}
+
+uint64_t dir_shared(struct dir *d)
+{
+    return __atomic_load_n(&d->shared_total, __ATOMIC_RELAXED);
+}
+
+uint64_t dir_shared_zeros(struct dir *d)
+{
+    return __atomic_load_n(&d->shared_zeros, __ATOMIC_RELAXED);
 }
 
 uint64_t dir_remembered(struct dir *d)

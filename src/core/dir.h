@@ -1,8 +1,9 @@
 /* Per-volume directory: volume block number -> content reference, plus the
  * race counters that keep the cache from ever holding stale data.
  *
- * Shape: DIR_STRIPES independent stripes; a block belongs to stripe
- * ((blk >> DIR_GROUP_SHIFT) & (DIR_STRIPES-1)), so eight neighbouring blocks
+ * Shape: a power of two of independent stripes (one per 64 blocks of
+ * volume, 16 to DIR_STRIPES); a block belongs to stripe
+ * ((blk >> DIR_GROUP_SHIFT) & (nstripes-1)), so eight neighbouring blocks
  * share a stripe and neighbouring groups do not. Each stripe has a mutex, a
  * sequence counter and its own open-addressing table that grows on demand,
  * so memory follows the number of cached blocks, not the volume size.
@@ -26,6 +27,26 @@
  * the block's content as long as the key stays: every write, trim, zero,
  * invalidate and disable clears it exactly like a local cell, under the same
  * race rule.
+ *
+ * SHARING (clones). Clones of one gold image hold the same content at the
+ * same block numbers; a cell each would cost every clone 12+ bytes per
+ * block for what the gold's directory already says. A directory may share
+ * with a base (dir_share: another directory of the same size, itself not
+ * a dependent; the engine picks the first volume of the same size). A
+ * dependent's block is SHARED when it is known to hold what the base's
+ * same block holds: one bit (8 bytes per group of 8 blocks). A lookup of
+ * a dependent's block without a cell of its own then answers the base's
+ * cell (or DIR_REMEMBERED if the base remembers its key). The bit is set
+ * only by an install whose value equals the base's live cell (the content
+ * store holds each content once, so equal values are equal bytes), under
+ * the race rule of the dependent's tickets; it is cleared by every change
+ * of the block on EITHER side (write, trim, zero, invalidate, disable:
+ * the base clears its dependents' bits), by an install of a cell of the
+ * dependent's own, and by the dependent's purge once the base knows
+ * nothing of the block any more (so shared blocks stay bounded by what the
+ * base caches and remembers). Unsharing is always safe: it only costs a
+ * miss. A base removed before its dependents unshares everything and
+ * stays allocated (empty) until the last dependent leaves.
  *
  * THE RACE RULE (no stale read). A read miss fetches a block from the back
  * end and wants to cache it; a write to that block may complete in between,
@@ -58,9 +79,15 @@
  * spuriously unclean, which only costs a missed insert.
  *
  * Lock rules: stripe->lock guards the stripe's tables (local and
- * remembered), seq and counters. No other lock is taken while holding it,
- * except the lock-free store_ref_live and dir->rt_lock (which only
- * allocates the remembered tables' array, once, and takes nothing else).
+ * remembered), seq and counters, and the shared bits of every dependent in
+ * that stripe (a dependent's bits are guarded by its BASE's stripe lock of
+ * the same index). While holding it, the only locks taken are the
+ * lock-free store_ref_live, dir->rt_lock (which only allocates the
+ * remembered tables' array, once, and takes nothing else) and, for a
+ * dependent, its base's lock of the same stripe: the order is always
+ * dependent stripe -> base stripe -> the base's deps_lock (its list of
+ * dependents, changed by dir_share and a dependent's destroy with no
+ * stripe lock held).
  * References to drop are returned to the caller, who calls store_unref
  * after the stripe lock is released; the store's eviction log is asked with
  * the stripe lock released too.
@@ -76,8 +103,9 @@
 #define DIR_STRIPES     1024u
 #define DIR_GROUP_SHIFT 3
 #define DIR_ZERO        UINT64_MAX
-#define DIR_REMEMBERED  (UINT64_MAX - 1)    /* dir_lookup: no local cell, key remembered */
-#define DIR_MAX_BLOCKS  (UINT64_C(1) << 42) /* 16 PiB volumes */
+#define DIR_REMEMBERED  (UINT64_MAX - 1) /* dir_lookup: no local cell, key remembered */
+/* 16 PiB volumes, less a group: the last block's key must stay below 2^32. */
+#define DIR_MAX_BLOCKS ((UINT64_C(1) << 42) - 8)
 
 struct dir;
 struct store;
@@ -94,10 +122,6 @@ static inline bool dir_val_is_ref(uint64_t v)
 {
     return v != 0 && v != DIR_ZERO && v != DIR_REMEMBERED;
 }
-static inline uint32_t dir_stripe_of(uint64_t blk)
-{
-    return (uint32_t)((blk >> DIR_GROUP_SHIFT) & (DIR_STRIPES - 1));
-}
 
 /* How many blocks the directories of an engine may remember together. */
 struct dir_budget {
@@ -108,7 +132,12 @@ void dir_budget_init(struct dir_budget *b, uint64_t max_blocks);
 
 /* budget: shared by the engine's directories; NULL: remember nothing. */
 int dir_create(struct store *st, uint64_t nblocks, struct dir_budget *budget, struct dir **out);
-/* Drops every reference the directory holds. No I/O may be running. */
+/* Share d's blocks with base (see SHARING): both of the same size, base
+ * not a dependent itself, d new (no I/O yet) and not a base. 0, -EINVAL
+ * (not a possible pair) or -ENOMEM. */
+int dir_share(struct dir *d, struct dir *base);
+/* Drops every reference the directory holds. No I/O may be running on it
+ * (a base's dependents may keep running). */
 void dir_destroy(struct dir *d);
 
 /* Current value of a block's cell: a store reference, DIR_ZERO,
@@ -148,8 +177,12 @@ uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk);
 uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool *clean);
 /* Install val (a store reference or DIR_ZERO) if the stripe is not dirty for
  * this request, seq still equals our ticket, and the cell is empty or stale.
- * Returns true if installed; otherwise the caller drops its reference. */
-bool dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t val);
+ * DIR_HELD: the directory keeps the caller's reference. DIR_SHARED: the
+ * block now shares its base's cell with the same value (installed; the
+ * caller drops its reference). DIR_REFUSED (0): not installed; the caller
+ * drops its reference. */
+enum { DIR_REFUSED = 0, DIR_HELD = 1, DIR_SHARED = 2 };
+int dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t val);
 
 /* Clear cells for blocks [first, first+n), bumping the seq of every stripe
  * concerned (invalidate, disable). Drops the references itself. */
@@ -157,13 +190,16 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n);
 
 /* Maintenance, after evictions: remember the stale cells whose content's
  * key the store still knows, drop the others, shrink tables to fit; with
- * the budget full, forget one stripe's remembered blocks first. */
+ * the budget full, forget one stripe's remembered blocks first; unshare
+ * the blocks the base knows nothing of any more. */
 void dir_purge(struct dir *d);
 
 /* Counters. */
 uint64_t dir_cells(struct dir *d);            /* cells in use (including stale) */
 uint64_t dir_zero_cells(struct dir *d);       /* cells holding DIR_ZERO */
 uint64_t dir_metadata_bytes(struct dir *d);   /* without the remembered tables */
+uint64_t dir_shared(struct dir *d);           /* blocks shared with the base */
+uint64_t dir_shared_zeros(struct dir *d);     /* ...of them all zeros */
 uint64_t dir_remembered(struct dir *d);       /* remembered blocks */
 uint64_t dir_remembered_bytes(struct dir *d); /* memory of the remembered tables */
 

@@ -197,6 +197,15 @@ static int add_opened(struct engine *e, struct volume *v)
         volume_put(v);
         return -EEXIST;
     }
+    /* Clones of one gold image have its size: share the directory with
+     * the first volume of the same size (dir.h, SHARING; blocks are shared
+     * only where their content is found equal, so an unrelated volume of
+     * that size just shares nothing). Not yet visible: no I/O on v. */
+    for (struct volume *b = e->head; b; b = b->next)
+        if (dir_share(v->dir, b->dir) == 0) {
+            log_debug(core, "volume %s: directory shares blocks with %s", v->name, b->name);
+            break;
+        }
     struct volume **pp = &e->head;
     while (*pp)
         pp = &(*pp)->next;
@@ -338,6 +347,7 @@ struct meta_acc {
     uint64_t dir_bytes;
     uint64_t zero_blocks;
     uint64_t remembered, remembered_bytes;
+    uint64_t shared;
 };
 
 static int add_volume_meta(struct volume *v, void *opaque)
@@ -347,6 +357,8 @@ static int add_volume_meta(struct volume *v, void *opaque)
     m->zero_blocks += dir_zero_cells(v->dir);
     m->remembered += dir_remembered(v->dir);
     m->remembered_bytes += dir_remembered_bytes(v->dir);
+    m->shared += dir_shared(v->dir) - dir_shared_zeros(v->dir);
+    m->zero_blocks += dir_shared_zeros(v->dir);
     return 0;
 }
 
@@ -360,9 +372,12 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->capacity_bytes = ss.capacity_blocks * BLOCK_SIZE;
     out->used_bytes = ss.unique_blocks * BLOCK_SIZE;
     out->unique_blocks = ss.unique_blocks;
-    out->logical_blocks = ss.logical_blocks;
+    /* A block a clone shares with its base holds no reference of its own
+     * (dir.h, SHARING) but is one more volume block mapped all the same. */
+    uint64_t logical = ss.logical_blocks + m.shared;
+    out->logical_blocks = logical;
     out->zero_blocks = m.zero_blocks;
-    out->logical_bytes = (ss.logical_blocks + m.zero_blocks) * BLOCK_SIZE;
+    out->logical_bytes = (logical + m.zero_blocks) * BLOCK_SIZE;
     uint64_t local_meta = ss.metadata_bytes + m.dir_bytes + sizeof *e;
     out->metadata_bytes = local_meta + m.remembered_bytes;
     out->directory_remembered_blocks = m.remembered;
@@ -381,7 +396,7 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->inserts = ss.inserts;
     out->dedup_hits = ss.dedup_hits;
     out->insert_failures = ss.insert_failures;
-    out->dedup_ratio = stat_ratio(ss.logical_blocks, ss.unique_blocks);
+    out->dedup_ratio = stat_ratio(logical, ss.unique_blocks);
     out->metadata_bytes_per_block = stat_ratio(local_meta, ss.unique_blocks);
     out->remembered_bytes_per_block = stat_ratio(m.remembered_bytes, m.remembered);
     out->fill_ratio = stat_ratio(out->used_bytes, out->capacity_bytes);

@@ -16,17 +16,18 @@ void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, cons
     struct store_ref ref;
     if (store_get_or_insert_key(v->store, fp, data, &ref) < 0)
         return; /* no room or too many references: stays a miss */
-    if (!dir_install(v->dir, blk, tk, dir_val(ref))) {
+    int r = dir_install(v->dir, blk, tk, dir_val(ref));
+    if (r == DIR_REFUSED)
         STAT_ADD(v->c.insert_races, 1);
+    if (r != DIR_HELD)
         store_unref(v->store, ref);
-    }
 }
 
 void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
                  bool offer_tiers)
 {
     if (buf_is_zero(data, BLOCK_SIZE)) {
-        if (!dir_install(v->dir, blk, tk, DIR_ZERO))
+        if (dir_install(v->dir, blk, tk, DIR_ZERO) == DIR_REFUSED)
             STAT_ADD(v->c.insert_races, 1);
         return;
     }

@@ -114,9 +114,10 @@ void vol_key_finish(struct volume *v, struct vol_scratch *s, const uint8_t *buf,
         struct vol_keyed *kd = &s->kd[k];
         uint64_t blk = first + kd->pos;
         if (kd->ref) {
-            if (install && dir_install(v->dir, blk, &s->tk, kd->ref))
+            int r = install ? dir_install(v->dir, blk, &s->tk, kd->ref) : DIR_REFUSED;
+            if (r == DIR_HELD)
                 continue;
-            if (install)
+            if (install && r == DIR_REFUSED)
                 STAT_ADD(v->c.insert_races, 1);
             store_unref(v->store, dir_ref(kd->ref));
             continue;

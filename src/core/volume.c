@@ -570,7 +570,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
             continue;
         uint64_t blk = first + i;
         if (r->op == VOL_OP_ZERO) {
-            if (!dir_install(v->dir, blk, &s->tk, DIR_ZERO))
+            if (dir_install(v->dir, blk, &s->tk, DIR_ZERO) == DIR_REFUSED)
                 STAT_ADD(v->c.insert_races, 1);
             continue;
         }

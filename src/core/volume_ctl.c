@@ -204,8 +204,8 @@ void volume_snapshot(struct volume *v, struct volume_snapshot *out)
     out->size_bytes = v->size;
     out->connections = volume_connections(v);
     out->enabled = volume_enabled(v);
-    out->cached_blocks = dir_cells(v->dir);
-    out->zero_blocks = dir_zero_cells(v->dir);
+    out->cached_blocks = dir_cells(v->dir) + dir_shared(v->dir);
+    out->zero_blocks = dir_zero_cells(v->dir) + dir_shared_zeros(v->dir);
     out->remembered_blocks = dir_remembered(v->dir);
     out->hit_ratio = stat_ratio(out->read_hit_bytes, out->read_bytes);
     /* Signed: read-ahead can fetch more from the array than clients asked

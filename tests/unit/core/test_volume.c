@@ -539,6 +539,71 @@ static void test_dedup_across_volumes(void **state)
     volume_put(v2);
 }
 
+/* A clone of the same size shares the original's directory cells for the
+ * blocks found equal (core/dir.h, SHARING): reads of the clone come from
+ * RAM without cells of its own, and any change on either side ends the
+ * sharing of that block, so neither ever reads the other's new data. */
+static void test_clone_shares_until_changed(void **state)
+{
+    struct fix *x = *state;
+    const uint32_t size = 4u << 20;
+    struct fake *f2 = fake_new(size, 0); /* same content as "vol" */
+    struct volume *v2 = add(x->e, "clone", f2);
+    uint8_t *buf = malloc(size);
+    assert_int_equal(rd(x, x->v, 0, size, buf, NULL), 0);
+    assert_int_equal(rd(x, v2, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, f2->data, size);
+    struct volume_snapshot vs;
+    volume_snapshot(v2, &vs);
+    assert_int_equal(vs.cached_blocks, 1024); /* all shared */
+    struct cache_snapshot cs;
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.logical_blocks, 2 * 1024);
+
+    /* The original changes: a write, a zero, a trim. The clone still reads
+     * its own bytes (its back end is untouched). */
+    uint8_t w[3 * BLOCK_SIZE];
+    memset(w, 0xA7, sizeof w);
+    assert_int_equal(wr(x, x->v, 10 * BLOCK_SIZE, sizeof w, w), 0);
+    assert_int_equal(change_req(x, x->v, vol_zero, 20 * BLOCK_SIZE, 2 * BLOCK_SIZE), 0);
+    assert_int_equal(change_req(x, x->v, vol_trim, 30 * BLOCK_SIZE, 64 * BLOCK_SIZE), 0);
+    assert_int_equal(rd(x, x->v, 0, size, buf, NULL), 0); /* caches the new data */
+    assert_memory_equal(buf, x->f->data, size);
+    assert_memory_equal(buf + 10 * BLOCK_SIZE, w, sizeof w);
+    unsigned preads = f2->preads;
+    assert_int_equal(rd(x, v2, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, f2->data, size);
+    assert_true(f2->preads > preads); /* the changed blocks came from its back end */
+    /* Then they are cached (of its own) and the rest is still shared. */
+    preads = f2->preads;
+    bool hit;
+    assert_int_equal(rd(x, v2, 0, size, buf, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(f2->preads, preads);
+    assert_memory_equal(buf, f2->data, size);
+
+    /* The clone changes: the original keeps its bytes. */
+    memset(w, 0x3C, sizeof w);
+    assert_int_equal(wr(x, v2, 50 * BLOCK_SIZE, sizeof w, w), 0);
+    assert_int_equal(rd(x, x->v, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, x->f->data, size);
+    assert_int_equal(rd(x, v2, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, f2->data, size);
+
+    /* The original goes away first: the clone goes on, from its back end
+     * where nothing is its own, with the right bytes. */
+    volume_put(x->v);
+    x->v = NULL;
+    assert_int_equal(engine_remove_volume(x->e, "vol", true), 0);
+    assert_int_equal(rd(x, v2, 0, size, buf, NULL), 0);
+    assert_memory_equal(buf, f2->data, size);
+    assert_int_equal(rd(x, v2, 0, size, buf, &hit), 0);
+    assert_true(hit);
+    assert_memory_equal(buf, f2->data, size);
+    free(buf);
+    volume_put(v2);
+}
+
 static void test_disable_enable_invalidate(void **state)
 {
     struct fix *x = *state;
@@ -577,6 +642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readahead_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clone_shares_until_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_enable_invalidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_disabled_midway, setup, teardown),
     };
