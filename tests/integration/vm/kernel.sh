@@ -39,28 +39,30 @@ flock -w 300 9 || die "timed out waiting for the lock on $cache"
 
 # A metapackage (linux-image-cloud-amd64) depends on the versioned image.
 real=$pkg
-dep=$(apt-cache depends --important "$pkg" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+dep=$(apt-cache depends --important "$pkg" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }' || true)
 [ -n "$dep" ] && real=$dep
 
 if [ -f "$cache/$real/ready" ]; then
     echo "$cache/$real"
     exit 0
 fi
-if ! apt-cache show "$real" >/dev/null 2>&1; then
-    # No package lists (offline, or apt-get update never ran): any kernel
-    # prepared earlier will do.
+# use_previous WHY: when apt cannot deliver (no package lists, no mirror),
+# a kernel prepared earlier will do; without one, fail with WHY.
+use_previous() {
+    local prev
     prev=$(find "$cache" -mindepth 2 -maxdepth 2 -name ready -printf '%h\n' 2>/dev/null | sort | tail -n 1)
-    [ -n "$prev" ] && {
-        echo "$prev"
-        exit 0
-    }
-    die "package $real is unknown to apt (run apt-get update first)"
-fi
+    [ -n "$prev" ] || die "$1"
+    echo "vm/kernel.sh: $1; using the kernel prepared earlier in $prev" >&2
+    echo "$prev"
+    exit 0
+}
+apt-cache show "$real" >/dev/null 2>&1 ||
+    use_previous "package $real is unknown to apt (run apt-get update first)"
 
 work=$(mktemp -d "$cache/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download "$real" >"$work/download.log" 2>&1) ||
-    die "apt-get download $real failed: $(tail -n 3 "$work/download.log")"
+    use_previous "apt-get download $real failed: $(tail -n 3 "$work/download.log" | tr '\n' ' ')"
 deb=$(find "$work" -maxdepth 1 -name '*.deb' | head -n 1)
 [ -n "$deb" ] || die "apt-get download $real left no .deb"
 dpkg-deb -x "$deb" "$work/x" || die "dpkg-deb -x $deb failed"
