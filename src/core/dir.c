@@ -19,11 +19,10 @@
 
 static void account(struct dir *d, struct stripe *s, const struct dir_cell *c, int sign)
 {
+    (void)s;
     __atomic_fetch_add(&d->cells_total, (uint64_t)(int64_t)sign, __ATOMIC_RELAXED);
-    if (cell_val(c) == DIR_ZERO) {
-        s->zeros += (uint32_t)sign;
+    if (cell_val(c) == DIR_ZERO)
         __atomic_fetch_add(&d->zeros_total, (uint64_t)(int64_t)sign, __ATOMIC_RELAXED);
-    }
 }
 
 static void remove_cell_locked(struct dir *d, struct stripe *s, struct dir_cell *c)
@@ -299,7 +298,7 @@ void dir_destroy(struct dir *d)
             cells = s->cells;
             size = s->size;
             s->cells = NULL;
-            s->size = s->count = s->zeros = 0;
+            s->size = s->count = 0;
             struct rtable *rt = rtables_get(d);
             if (rt)
                 rdrop_all_locked(d, &rt[si]);
@@ -393,7 +392,7 @@ bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *t
     uint64_t stale;
     {
         LOCK_GUARD(&s->lock);
-        if (tk->t[si] != s->seq)
+        if (!stripe_unchanged(s, tk->t[si], key))
             return false; /* changed since the ticket: the back end decides */
         struct dir_rcell *rc = rfind_locked(d, si, key);
         if (rc) {
@@ -419,7 +418,7 @@ bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *t
         if (known)
             rremember_locked(d, si, key, fp);
     }
-    return known && tk->t[si] == s->seq;
+    return known && stripe_unchanged(s, tk->t[si], key);
 }
 
 void dir_tickets_reset(struct dir_tickets *tk)
@@ -461,7 +460,7 @@ uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
     unshare_locked(d, si, blk, blk + 1);
     if (bitmap_test(tk->touched, si) && tk->t[si] != s->seq)
         bitmap_set(tk->dirty, si);
-    s->seq++;
+    stripe_bump(s, key_of(d, blk));
     tk->t[si] = s->seq;
     bitmap_set(tk->touched, si);
     return old;
@@ -476,7 +475,7 @@ uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool
     uint64_t old = clear_locked(d, s, key_of(d, blk));
     rclear_locked(d, si, key_of(d, blk));
     unshare_locked(d, si, blk, blk + 1);
-    s->seq++;
+    stripe_bump(s, key_of(d, blk));
     if (ok)
         tk->t[si] = s->seq;
     else
@@ -513,9 +512,9 @@ int dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t va
     if (!bitmap_test(tk->touched, si) || bitmap_test(tk->dirty, si))
         return DIR_REFUSED;
     LOCK_GUARD(&s->lock);
-    if (tk->t[si] != s->seq)
-        return DIR_REFUSED;
     uint32_t key = key_of(d, blk);
+    if (!stripe_unchanged(s, tk->t[si], key))
+        return DIR_REFUSED;
     struct dir_cell *c = find_locked(s, key);
     if (c) {
         if (!stale_locked(d, c))
@@ -592,7 +591,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
                 old = clear_locked(d, s, key_of(d, b));
                 rclear_locked(d, dir_si(d, b), key_of(d, b));
                 unshare_locked(d, dir_si(d, b), b, b + 1);
-                s->seq++;
+                stripe_bump(s, key_of(d, b));
             }
             if (dir_val_is_ref(old))
                 store_unref(d->store, dir_ref(old));
@@ -610,7 +609,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
             again = false;
             {
                 LOCK_GUARD(&s->lock);
-                s->seq++;
+                stripe_bump(s, RECENT_ALL);
                 for (uint32_t i = 0; s->cells && i < s->size;) {
                     struct dir_cell *c = &s->cells[i];
                     uint64_t b = c->key ? blk_of(d, c->key, si) : UINT64_MAX;

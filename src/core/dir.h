@@ -60,8 +60,12 @@
  *           install(after the reply, optional) only if clean, via install_if
  *   read:   ticket = seq BEFORE asking the back end; after the data came back
  *           (and the reply went out) install_if(ticket)
- *   install_if(ticket, val): set the cell only if seq == ticket (and the cell
- *           is empty or stale); never bumps.
+ *   install_if(ticket, val): set the cell only if nothing changed THIS
+ *           block since the ticket (and the cell is empty or stale); never
+ *           bumps. The stripe knows which block its latest run of changes
+ *           touched (stripe_bump in dir_internal.h): a neighbour's changes
+ *           since the ticket do not refuse the install, anything the stripe
+ *           cannot tell apart (older changes, two blocks, a range) does.
  *
  * Why it holds:
  *  - A fetch that started before a write's begin holds an older ticket: it
@@ -71,12 +75,17 @@
  *    but end clears the cell and bumps seq before the write is acknowledged,
  *    so nothing fetched during the write survives past its acknowledgement.
  *  - A write installs its own data only if no other write/trim/invalidate
- *    touched the stripe between its begin and its end (clean) and none since
- *    its end (install_if). Two overlapping writes therefore never install:
+ *    touched the stripe between its begin and its end (clean) and nothing
+ *    changed the block since its end (install_if). Two overlapping writes
+ *    of a block therefore never install:
  *    the cache never guesses which one the back end applied last.
  *  - A failed write ends like any other (clear), so its block is refetched.
- * Stripes are shared by 8 blocks: unrelated neighbours can make a result
- * spuriously unclean, which only costs a missed insert.
+ * A write's own steps (begin, end: `clean`) still compare the whole
+ * stripe's seq: an unrelated neighbour changed between them makes a write
+ * spuriously unclean, which only costs a missed insert. Installs only look
+ * at their block: at queue depth 1 a read's install runs after its reply,
+ * when the client's next request (often the next block) may already have
+ * changed the stripe.
  *
  * Lock rules: stripe->lock guards the stripe's tables (local and
  * remembered), seq and counters, and the shared bits of every dependent in

@@ -42,10 +42,38 @@ struct stripe {
     pthread_mutex_t lock;
     uint32_t seq;
     uint32_t count;
-    uint32_t size; /* cells in the table (0 when cells == NULL) */
-    uint32_t zeros;
+    uint32_t size;   /* cells in the table (0 when cells == NULL) */
+    uint32_t recent; /* the latest changes: see stripe_bump */
     struct dir_cell *cells;
 } __attribute__((aligned(64)));
+
+/* Which blocks the latest changes of a stripe touched, so an install can
+ * tell a change of its own block from a neighbour's (dir.h, the race
+ * rule): `recent` is (tag << 8 | run): the last `run` bumps of seq all
+ * changed blocks whose key has this 24-bit tag. A tag shared by two keys
+ * only makes an install look raced (refused), never the reverse; run 0
+ * (a range change, or more than 255 in a row) says nothing. */
+#define RECENT_ALL 0u
+
+static inline void stripe_bump(struct stripe *s, uint32_t key)
+{
+    uint32_t tag = key & 0xffffffu, run = s->recent & 0xffu;
+    if (key == RECENT_ALL)
+        s->recent = 0;
+    else if (run && run < 0xffu && (s->recent >> 8) == tag)
+        s->recent++;
+    else
+        s->recent = tag << 8 | 1u;
+    s->seq++;
+}
+
+/* Did nothing change the block with this key since ticket? (Only the
+ * latest run of changes is known: older ones count as changes.) */
+static inline bool stripe_unchanged(const struct stripe *s, uint32_t ticket, uint32_t key)
+{
+    uint32_t since = s->seq - ticket;
+    return since == 0 || (since <= (s->recent & 0xffu) && (s->recent >> 8) != (key & 0xffffffu));
+}
 
 /* A stripe's remembered table, under the stripe's lock. Kept apart from the
  * stripe (allocated with the first remembered block), so a directory that

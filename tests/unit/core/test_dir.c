@@ -165,6 +165,71 @@ static void test_same_stripe_foreign_change_marks_dirty(void **state)
     store_unref(f->st, dir_ref(v));
 }
 
+/* Installs are refused only for a change of their own block: the stripe
+ * knows which block its latest run of changes touched (a read miss at QD1
+ * is installed after its reply, when the client's next request, often to
+ * the next block, may already have changed the stripe). */
+static int read_install(struct fix *f, uint64_t blk, uint32_t seed, void (*between)(struct fix *))
+{
+    dir_tickets_reset(f->tk);
+    dir_read_ticket(f->d, blk, f->tk);
+    between(f);
+    uint64_t v = content(f, seed);
+    int r = dir_install(f->d, blk, f->tk, v);
+    if (r != DIR_HELD)
+        store_unref(f->st, dir_ref(v));
+    return r;
+}
+
+static void write_blk(struct fix *f, uint64_t blk)
+{
+    dir_tickets_reset(f->tk2);
+    bool clean;
+    dir_write_begin(f->d, blk, f->tk2);
+    uint64_t v = dir_write_end(f->d, blk, f->tk2, &clean);
+    if (dir_val_is_ref(v))
+        store_unref(f->st, dir_ref(v));
+}
+
+static void w17(struct fix *f)
+{
+    write_blk(f, 17);
+}
+static void w19_then_18(struct fix *f)
+{
+    write_blk(f, 19);
+    write_blk(f, 18);
+}
+static void w21_then_22(struct fix *f)
+{
+    write_blk(f, 21);
+    write_blk(f, 22);
+}
+static void far_range(struct fix *f)
+{
+    dir_invalidate(f->d, 1u << 20, 1u << 20); /* not block 20's range */
+}
+static void w21_300(struct fix *f)
+{
+    for (int i = 0; i < 300; i++)
+        write_blk(f, 21);
+}
+
+static void test_install_after_neighbour_change(void **state)
+{
+    struct fix *f = *state;
+    /* 16..23 are one group: one stripe. */
+    assert_int_equal(read_install(f, 16, 1600, w17), DIR_HELD);
+    assert_int_equal(read_install(f, 18, 1800, w19_then_18), DIR_REFUSED);
+    assert_int_equal(dir_lookup(f->d, 18), 0);
+    /* What the stripe cannot tell apart counts as a change (refused): two
+     * different blocks since the ticket, a range change, a long run. */
+    assert_int_equal(read_install(f, 20, 2000, w21_then_22), DIR_REFUSED);
+    assert_int_equal(read_install(f, 20, 2001, far_range), DIR_REFUSED);
+    assert_int_equal(read_install(f, 20, 2002, w21_300), DIR_REFUSED);
+    assert_int_equal(read_install(f, 20, 2003, w17), DIR_HELD);
+}
+
 static void test_invalidate_small_and_large(void **state)
 {
     struct fix *f = *state;
@@ -291,11 +356,17 @@ static void test_remembered_keys(void **state)
     assert_true(dir_remembered_key(f->d, 5, f->tk, &k));
     assert_true(fpkey_equal(&k, &want));
 
-    /* A ticket older than a change answers nothing. */
+    /* A change of a neighbour since the ticket does not matter... */
     dir_tickets_reset(f->tk);
     dir_read_ticket(f->d, 6, f->tk);
     dir_tickets_reset(f->tk2);
     dir_write_begin(f->d, 7, f->tk2); /* same stripe as 6 */
+    assert_true(dir_remembered_key(f->d, 6, f->tk, &k));
+    want = key_of_seed(78);
+    assert_true(fpkey_equal(&k, &want));
+    /* ...a change of the block itself does: a ticket older than it
+     * answers nothing. */
+    dir_write_begin(f->d, 6, f->tk2);
     assert_false(dir_remembered_key(f->d, 6, f->tk, &k));
 
     /* A write forgets the key. */
@@ -340,6 +411,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overlapping_writes_install_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_stripe_foreign_change_marks_dirty, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_install_after_neighbour_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalidate_small_and_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_cells_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remembered_keys, setup, teardown),
