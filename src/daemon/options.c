@@ -767,6 +767,12 @@ static int resolve_user(struct daemon_options *o)
         return bad("--user", o->user, "a user id without a passwd entry needs --group");
     if (o->uid == 0)
         return bad("--user", o->user, "is root: nothing to drop");
+    /* Found now rather than after every socket and volume is open. */
+    if (geteuid() != 0 && geteuid() != o->uid) {
+        fprintf(stderr, "shoald: --user %s needs shoald to start as root (it runs as uid %u)\n",
+                o->user, (unsigned)geteuid());
+        return -1;
+    }
     return 0;
 }
 

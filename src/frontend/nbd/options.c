@@ -88,7 +88,7 @@ const struct frontend_option nbd_option_table[] = {
      .kind = FE_OPT_STRING,
      .offset = OPT(socket_group),
      .arg = "GROUP",
-     .help = "group of unix: sockets, e.g. kvm or libvirt-qemu\n(default: shoald's)"},
+     .help = "group of unix: sockets, e.g. kvm or\nlibvirt-qemu (default: shoald's)"},
     {.name = NULL},
 };
 
