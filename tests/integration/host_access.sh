@@ -50,6 +50,12 @@ assert_eq "$(awk '/^Gid:/ {print $2, $3, $4, $5}' "$st")" \
     "$nobody_gid $nobody_gid $nobody_gid $nobody_gid" "real, effective, saved, fs gid"
 assert_eq "$(awk '/^Groups:/ {$1 = ""; print}' "$st" | tr ' ' '\n' | grep -c '^0$' || true)" 0 \
     "root's group among the supplementary groups"
+# Every thread, not just the first (the workers and listeners started as root).
+for t in /proc/"$SHOALD_PID"/task/*; do
+    assert_eq "$(awk '/^Uid:/ {print $2, $3, $4}' "$t/status")" \
+        "$NOBODY_UID $NOBODY_UID $NOBODY_UID" "uids of thread $(basename "$t")"
+done
+assert_num "$(ls /proc/"$SHOALD_PID"/task | wc -l)" '>' 2 "threads of shoald"
 assert_eq "$(awk '/^CapEff:/ {print $2}' "$st")" 0000000000000000 "effective capabilities"
 assert_eq "$(awk '/^CapPrm:/ {print $2}' "$st")" 0000000000000000 "permitted capabilities"
 assert_contains "$(cat "$SHOALD_LOG")" "running as user nobody (uid $NOBODY_UID" "log line"
@@ -125,6 +131,12 @@ refused "shoald: invalid --socket-mode '0689': want an octal mode like 0660" \
     --socket-mode 0689 vm="$T/vm.img"
 refused "shoald: invalid --socket-mode '4770'" --socket-mode 4770 vm="$T/vm.img"
 refused "shoald: invalid --user '0': is root" --user 0 vm="$T/vm.img"
+rc=0
+timeout -k 1 10 "$SHOALD" -f --http off -l 127.0.0.1:0 --socket-group nogroup vm="$T/vm.img" \
+    2>"$T/err" </dev/null || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "--socket-group without a unix listener: exit status $rc"
+assert_contains "$(cat "$T/err")" "shoald: --socket-group applies to unix: listeners, and --listen has none" \
+    "--socket-group without a unix listener"
 # The same keys in a config file.
 refused "shoald: invalid --socket-mode 'rw'" -c <(printf '[nbd]\nsocket-mode = rw\n') vm="$T/vm.img"
 # Not root: --user cannot be honoured, and shoald does not run on as is.

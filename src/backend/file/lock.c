@@ -22,9 +22,12 @@ enum { PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED, PERM_RESIZE, PERM
 static const char *const perm_names[PERM_COUNT] = {"consistent read", "write", "write unchanged",
                                                    "resize"};
 
+/* Which file: device and inode, or for a block device the device itself
+ * (two device nodes of one disk are one disk). */
 struct image_lock {
-    dev_t dev;
-    ino_t ino;
+    bool blk;
+    dev_t dev; /* st_dev, or a block device's st_rdev */
+    ino_t ino; /* 0 for a block device */
     bool readonly;
     char *spec;
     struct image_lock *next;
@@ -120,10 +123,19 @@ static void drop_ofd_locks(int fd)
 
 /* An export of the same file in this daemon that cannot live beside a new
  * one: one writer, or any number of readers. */
+static void file_id(const struct stat *st, struct image_lock *id)
+{
+    id->blk = S_ISBLK(st->st_mode);
+    id->dev = id->blk ? st->st_rdev : st->st_dev;
+    id->ino = id->blk ? 0 : st->st_ino;
+}
+
 static const struct image_lock *registry_conflict_locked(const struct stat *st, bool readonly)
 {
+    struct image_lock id;
+    file_id(st, &id);
     for (const struct image_lock *l = registry; l; l = l->next)
-        if (l->dev == st->st_dev && l->ino == st->st_ino && (!readonly || !l->readonly))
+        if (l->blk == id.blk && l->dev == id.dev && l->ino == id.ino && (!readonly || !l->readonly))
             return l;
     return NULL;
 }
@@ -159,8 +171,7 @@ int image_lock_take(int fd, const struct stat *st, bool readonly, const char *sp
         log_warn(backend, "%s: no OFD locks here (%s): QEMU and other shoalds are not kept off it",
                  spec, strerror(-r));
     }
-    l->dev = st->st_dev;
-    l->ino = st->st_ino;
+    file_id(st, l);
     l->readonly = readonly;
     l->spec = TAKE_PTR(copy);
     l->next = registry;

@@ -15,10 +15,11 @@
  * refuses write and resize. So any number of read-only users share an
  * image; a writer excludes every other user but `qemu-img -U`/`--force-share`.
  *
- * Within one shoald a registry of the open images (device + inode) says
- * the same in clearer words (naming the other export), and holds where
- * the file system has no OFD locks. Lock rule: the registry's own mutex,
- * taken only inside these functions. */
+ * Within one shoald a registry of the open images (device + inode; for a
+ * block device the device number, whatever node names it) says the same
+ * in clearer words (naming the other export), and holds where the file
+ * system has no OFD locks. Lock rule: the registry's own mutex, taken
+ * only inside these functions. */
 #ifndef SHOAL_BACKEND_FILE_LOCK_H
 #define SHOAL_BACKEND_FILE_LOCK_H
 

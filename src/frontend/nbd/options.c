@@ -2,6 +2,7 @@
 #include "frontend/nbd/options.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -131,6 +132,19 @@ int nbd_options_check(void *opts, char *err, size_t errlen)
         o->listen.v[o->listen.n++] = NBD_DEFAULT_LISTEN;
     if (resolve_unix_perms(o, err, errlen) < 0)
         return -1;
+    if (o->socket_mode || o->socket_owner || o->socket_group) {
+        /* Set on TCP listeners alone, they would do nothing: say so. */
+        bool any_unix = false;
+        for (unsigned i = 0; i < o->listen.n; i++)
+            any_unix |= strncmp(o->listen.v[i], "unix:", 5) == 0;
+        if (!any_unix) {
+            snprintf(err, errlen, "--socket-%s applies to unix: listeners, and --listen has none",
+                     o->socket_mode    ? "mode"
+                     : o->socket_owner ? "owner"
+                                       : "group");
+            return -1;
+        }
+    }
     if (o->tls != NBD_TLS_OFF && !o->tls_certificates && !o->tls_psk) {
         snprintf(err, errlen, "--tls=%s needs --tls-certificates DIR or --tls-psk FILE",
                  o->tls == NBD_TLS_ON ? "on" : "require");
