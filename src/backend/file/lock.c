@@ -121,8 +121,6 @@ static void drop_ofd_locks(int fd)
     fcntl(fd, F_OFD_SETLK, &fl);
 }
 
-/* An export of the same file in this daemon that cannot live beside a new
- * one: one writer, or any number of readers. */
 static void file_id(const struct stat *st, struct image_lock *id)
 {
     id->blk = S_ISBLK(st->st_mode);
@@ -130,6 +128,8 @@ static void file_id(const struct stat *st, struct image_lock *id)
     id->ino = id->blk ? 0 : st->st_ino;
 }
 
+/* An export of the same file in this daemon that cannot live beside a new
+ * one: one writer, or any number of readers. */
 static const struct image_lock *registry_conflict_locked(const struct stat *st, bool readonly)
 {
     struct image_lock id;
