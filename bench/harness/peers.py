@@ -85,8 +85,10 @@ def nbdkit_cache(procs, name, path, delay, cache_bytes, log_file=None):
 def qemu_nbd(procs, name, path):
     sock = procs.sock_path(name)
     # --shared: qemu-nbd serves one client at a time by default.
-    argv = ["qemu-nbd", "--persistent", "--shared=16", "--socket=" + sock, "--format=raw",
-            "--export-name=", path]
+    # --read-only: the rig's shoald serves the same file read-write, and
+    # each takes QEMU's image locks (a writer keeps every other user off).
+    argv = ["qemu-nbd", "--persistent", "--shared=16", "--read-only", "--socket=" + sock,
+            "--format=raw", "--export-name=", path]
     p = procs.start(name, argv)
     procs.wait_unix(p, sock)
     return Server(name, p, sock)

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "core/engine.h"
 #include "daemon/options.h"
+#include "daemon/privdrop.h"
 #include "frontend/frontend.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/token.h"
@@ -254,9 +255,9 @@ int main(int argc, char **argv)
         r = engine_add_volume(engine, &o->volumes[i]);
         if (r < 0) {
             const char *why = backend_open_error();
-            /* A refused image format: the back end's sentence already names
-             * the file, and says what to do instead. */
-            if (r == -EMEDIUMTYPE && why[0])
+            /* A refused image format, an image in use: the back end's
+             * sentence already names the file, and says what to do. */
+            if ((r == -EMEDIUMTYPE || r == -EBUSY) && why[0])
                 fprintf(stderr, "shoald: volume %s: %s\n", o->volumes[i].name, why);
             else
                 fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
@@ -311,6 +312,19 @@ int main(int argc, char **argv)
         fclose(pf);
     }
 
+    /* Last: every listener is bound, every volume open, the pid and token
+     * files written. */
+    if (o->uid != (uid_t)-1) {
+        char why[256];
+        r = privdrop(o->user, o->uid, o->gid, why, sizeof why);
+        if (r < 0) {
+            fprintf(stderr, "shoald: --user %s: %s\n", o->user, why);
+            return 1;
+        }
+        log_info(main, "running as user %s (uid %u, gid %u)", o->user, (unsigned)o->uid,
+                 (unsigned)o->gid);
+    }
+
     char sz[32];
     log_info(main, "shoald %s ready: %u volume(s), cache %s, policy %s", SHOAL_VERSION,
              engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz),
@@ -336,8 +350,8 @@ int main(int argc, char **argv)
     mgmt_stop(mgmt);
     engine_destroy(engine);
     bufpool_drain();
-    if (o->pid_file)
-        unlink(o->pid_file);
+    if (o->pid_file && unlink(o->pid_file) < 0 && errno != ENOENT)
+        log_warn(main, "cannot remove the pid file %s: %s", o->pid_file, strerror(errno));
     for (unsigned i = 0; i < o->nvolumes; i++)
         free(abs_specs[i]);
     for (size_t i = 0; i < made.n; i++)

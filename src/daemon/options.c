@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "common/ids.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/block.h"
@@ -120,6 +121,11 @@ static void usage(FILE *f)
             "                                    blocks of its aligned SIZE window (default\n"
             "                                    64K for NBD back ends, off for files)\n"
             "      --pid-file FILE               write the daemon's pid\n"
+            "      --user USER                   run as USER once listeners, volumes, pid and\n"
+            "                                    token files are open (volumes added later\n"
+            "                                    are opened as USER)\n"
+            "      --group GROUP                 with --user: run with this group instead of\n"
+            "                                    USER's primary group\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
             DEFAULT_HTTP, DEFAULT_THREADS);
@@ -142,6 +148,8 @@ enum {
     OPT_READAHEAD,
     OPT_HTTP_TLS_CERTS,
     OPT_BACKING_DIR,
+    OPT_USER,
+    OPT_GROUP,
 };
 
 /* The daemon's own options; each front end's come from its table. */
@@ -164,6 +172,8 @@ static const struct option daemon_long_opts[] = {
     {"direct", no_argument, NULL, OPT_DIRECT},
     {"readahead", required_argument, NULL, OPT_READAHEAD},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"user", required_argument, NULL, OPT_USER},
+    {"group", required_argument, NULL, OPT_GROUP},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -338,6 +348,12 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         return 0;
     case OPT_PID_FILE:
         o->pid_file = val;
+        return 0;
+    case OPT_USER:
+        o->user = val;
+        return 0;
+    case OPT_GROUP:
+        o->group = val;
         return 0;
     case 'D':
         if (log_set_spec(val) < 0)
@@ -728,6 +744,38 @@ static int parse_command_line(int argc, char **argv, struct daemon_options *o)
     return 0;
 }
 
+/* --user and --group to ids. 0 or -1 (message printed). */
+static int resolve_user(struct daemon_options *o)
+{
+    o->uid = (uid_t)-1;
+    o->gid = (gid_t)-1;
+    if (o->group && !o->user) {
+        fprintf(stderr, "shoald: --group needs --user\n");
+        return -1;
+    }
+    if (!o->user)
+        return 0;
+    int r = ids_lookup_user(o->user, &o->uid, &o->gid);
+    if (r < 0)
+        return bad("--user", o->user, r == -ENOENT ? "no such user" : strerror(-r));
+    if (o->group) {
+        r = ids_lookup_group(o->group, &o->gid);
+        if (r < 0)
+            return bad("--group", o->group, r == -ENOENT ? "no such group" : strerror(-r));
+    }
+    if (o->gid == (gid_t)-1)
+        return bad("--user", o->user, "a user id without a passwd entry needs --group");
+    if (o->uid == 0)
+        return bad("--user", o->user, "is root: nothing to drop");
+    /* Found now rather than after every socket and volume is open. */
+    if (geteuid() != 0 && geteuid() != o->uid) {
+        fprintf(stderr, "shoald: --user %s needs shoald to start as root (it runs as uid %u)\n",
+                o->user, (unsigned)geteuid());
+        return -1;
+    }
+    return 0;
+}
+
 /* After both sources: daemon-wide settings reach every volume, and each
  * front end completes and checks its own. 0 or -1 (message printed). */
 static int finish(struct daemon_options *o)
@@ -743,6 +791,8 @@ static int finish(struct daemon_options *o)
                 format_size(phys, have, sizeof have));
         return -1;
     }
+    if (resolve_user(o) < 0)
+        return -1;
     for (unsigned i = 0; i < o->nvolumes; i++) {
         if (o->readonly)
             o->volumes[i].readonly = true;

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/engine.h"
 #include "frontend/frontend.h"
@@ -42,6 +43,11 @@ struct daemon_options {
     unsigned threads;  /* the worker pool every front end shares */
     const char *pid_file;
     int verbosity;
+    /* --user/--group: whom to run as once everything privileged is open
+     * (privdrop.h); resolved while parsing, so a typo stops the start. */
+    const char *user, *group;
+    uid_t uid; /* (uid_t)-1: no --user */
+    gid_t gid; /* --group, else the user's primary group */
 
     /* Each front end's options, by its index in daemon_frontends
      * (ops->opts_size bytes each, owned by these options). */

@@ -225,8 +225,8 @@ int listener_start(const struct listener_config *cfg, struct listener **out)
         struct listen_sock *ls = &l->socks[i];
         ls->l = l;
         char msg[320];
-        int r = netaddr_listen(cfg->listen[i], cfg->default_port, &ls->fd, &ls->unix_path, msg,
-                               sizeof msg);
+        int r = netaddr_listen(cfg->listen[i], cfg->default_port, cfg->unix_perms, &ls->fd,
+                               &ls->unix_path, msg, sizeof msg);
         l->nsocks = i + 1;
         if (r < 0) {
             if (cfg->err && cfg->errlen)
@@ -262,7 +262,10 @@ void listener_stop(struct listener *l)
             close(ls->fd);
         }
         if (ls->unix_path) {
-            unlink(ls->unix_path);
+            /* After --user the directory may not be ours to change: the
+             * next start finds the socket stale and replaces it. */
+            if (unlink(ls->unix_path) < 0 && errno != ENOENT)
+                log_warn(net, "cannot remove unix:%s: %s", ls->unix_path, strerror(errno));
             free(ls->unix_path);
         }
     }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "frontend/conn_io.h"
+#include "frontend/netaddr.h"
 
 #define LISTENER_DEFAULT_MAX_CONNECTIONS 1024
 #define LISTENER_STOP_GRACE_S            5 /* for in-flight replies at stop */
@@ -45,7 +46,10 @@ struct listener_config {
      * through listener_serve_fd (tests, fuzzing). */
     const char *const *listen;
     unsigned nlisten;
-    const char *default_port;       /* for an address without one */
+    const char *default_port; /* for an address without one */
+    /* Mode, owner and group of every unix socket among them (netaddr.h);
+     * NULL: mode 0660, the daemon's user and group. */
+    const struct netaddr_unix_perms *unix_perms;
     unsigned max_connections;       /* 0: LISTENER_DEFAULT_MAX_CONNECTIONS */
     const struct allow_list *allow; /* NULL or empty: every client; outlives the listener */
     /* Serve one connection on the calling thread until it ends. */

@@ -79,7 +79,71 @@ const char *netaddr_check_listen(const char *spec, const char *default_port)
     return NULL;
 }
 
-static int listen_unix(const char *path, int *out, char **unix_path, char *err, size_t errlen)
+/* An existing socket file at path: 0 when it was stale (nothing listens;
+ * removed), else -errno with the reason in err and the file left alone. A
+ * non-blocking connect: a live server with a full backlog says EAGAIN
+ * rather than making us wait. */
+static int replace_stale(const char *path, const struct sockaddr_un *sa, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return 0; /* nothing there, or not a socket: bind says what is wrong */
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0 || errno == EAGAIN ||
+        errno == EINPROGRESS) {
+        snprintf(err, errlen,
+                 "cannot listen on unix:%s: a server answers on it (another shoald?); "
+                 "left as it is",
+                 path);
+        return -EADDRINUSE;
+    }
+    int e = errno;
+    if (e != ECONNREFUSED && e != ENOENT) {
+        snprintf(err, errlen,
+                 "cannot listen on unix:%s: cannot tell whether a server answers on it (%s); "
+                 "left as it is",
+                 path, strerror(e));
+        return -e;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        e = errno;
+        snprintf(err, errlen, "cannot replace the stale socket unix:%s: %s", path, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Mode and owner are set before listen(): until then a connect() is
+ * refused whatever the file's permissions, so no client ever gets in
+ * through the ones bind() left (the umask's). fchmod on a socket fd would
+ * change the socket's inode, not the file; lchown does not follow a
+ * symlink put in its place. 0 or -errno, *what naming the failed step. */
+static int perms_then_listen(int fd, const char *path, const struct netaddr_unix_perms *perms,
+                             const char **what)
+{
+    mode_t mode = perms ? perms->mode : NETADDR_UNIX_MODE;
+    uid_t uid = perms ? perms->uid : (uid_t)-1;
+    gid_t gid = perms ? perms->gid : (gid_t)-1;
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) < 0) {
+        *what = "chown: ";
+        return -errno;
+    }
+    if (chmod(path, mode) < 0) {
+        *what = "chmod: ";
+        return -errno;
+    }
+    if (listen(fd, SOMAXCONN) < 0)
+        return -errno;
+    return 0;
+}
+
+static int listen_unix(const char *path, const struct netaddr_unix_perms *perms, int *out,
+                       char **unix_path, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -93,17 +157,20 @@ static int listen_unix(const char *path, int *out, char **unix_path, char *err, 
         snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(e));
         return -e;
     }
-    /* A stale socket from a previous run would make bind fail. */
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    /* The mode is set before listen(), so nobody connects in between. Give
-     * qemu access through the daemon's group. */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(path, 0660) < 0 ||
-        listen(fd, SOMAXCONN) < 0) {
+    int r = replace_stale(path, &sa, err, errlen);
+    if (r < 0)
+        return r;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         int e = errno;
         snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(e));
         return -e;
+    }
+    const char *what = "";
+    r = perms_then_listen(fd, path, perms, &what);
+    if (r < 0) {
+        unlink(path);
+        snprintf(err, errlen, "cannot listen on unix:%s: %s%s", path, what, strerror(-r));
+        return r;
     }
     *unix_path = strdup(path);
     *out = TAKE_FD(fd);
@@ -150,12 +217,13 @@ static int listen_tcp(const char *spec, const char *default_port, int *out, char
     return r;
 }
 
-int netaddr_listen(const char *spec, const char *default_port, int *fd, char **unix_path, char *err,
+int netaddr_listen(const char *spec, const char *default_port,
+                   const struct netaddr_unix_perms *perms, int *fd, char **unix_path, char *err,
                    size_t errlen)
 {
     *fd = -1;
     *unix_path = NULL;
     if (is_unix(spec))
-        return listen_unix(spec + strlen(UNIX_PREFIX), fd, unix_path, err, errlen);
+        return listen_unix(spec + strlen(UNIX_PREFIX), perms, fd, unix_path, err, errlen);
     return listen_tcp(spec, default_port, fd, err, errlen);
 }

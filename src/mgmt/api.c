@@ -350,6 +350,13 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         reply_error(rep, 403, "cannot add volume %s: %s", name, why[0] ? why : strerror(-r));
         return;
     }
+    if (r == -EBUSY) {
+        /* The image is exported already, or another process (QEMU, a
+         * second shoald) holds it: the back end's sentence names both. */
+        const char *why = backend_open_error();
+        reply_error(rep, 409, "volume %s: %s", name, why[0] ? why : strerror(-r));
+        return;
+    }
     if (r == -EMEDIUMTYPE) {
         /* An image in a format shoal does not serve: the back end's
          * sentence names the file and what to do instead. */

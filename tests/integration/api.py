@@ -685,6 +685,8 @@ def test_auth():
         f.write(token + "\n")
     os.chmod(tf, 0o600)
     img = make_file(os.path.join(TMP, "auth.img"), MiB, pattern(MiB, "auth"))
+    # b's own file: a serves img read-write, and a file takes one such export.
+    img_b = make_file(os.path.join(TMP, "auth-b.img"), MiB, pattern(MiB, "authb"))
     d = Shoald([f"a={img}"], extra=["-m", "16M", "--http-token-file", tf])
     check(d.token == token, "the daemon did not use the token file it was given")
     # Reads are open.
@@ -693,7 +695,7 @@ def test_auth():
     muts = [("POST", "/api/v1/volumes/a/disable", None), ("POST", "/api/v1/volumes/a/enable", None),
             ("POST", "/api/v1/volumes/a/invalidate", None), ("POST", "/api/v1/volumes/a/prefetch", None),
             ("POST", "/api/v1/cache/resize", {"size": "8M"}),
-            ("POST", "/api/v1/volumes", {"name": "b", "backing": img}), ("DELETE", "/api/v1/volumes/a", None)]
+            ("POST", "/api/v1/volumes", {"name": "b", "backing": img_b}), ("DELETE", "/api/v1/volumes/a", None)]
     for method, path, body in muts:
         for tok, what in [(None, "no token"), ("wrong", "a wrong token"), (token + "x", "a longer token"),
                           (token[:-1], "a prefix of the token")]:

@@ -64,7 +64,10 @@ assert_eq "$rc" 2 "shoalctl volume add of a qcow2 file: exit status"
 grep -qF -- "${want/volume q:/volume q2:}" "$T/ctl.out" ||
     fail "shoalctl volume add q2: unexpected error: $(cat "$T/ctl.out")"
 log "shoalctl refused: $(cat "$T/ctl.out")"
-ctl volume add q2 "$T/disk.qcow2" --raw >"$T/ctl.out" 2>&1 ||
+# A copy: q serves disk.qcow2 read-write, and one file takes one
+# read-write export (image_lock.sh).
+cp "$T/disk.qcow2" "$T/disk2.qcow2"
+ctl volume add q2 "$T/disk2.qcow2" --raw >"$T/ctl.out" 2>&1 ||
     fail "shoalctl volume add --raw: $(cat "$T/ctl.out")"
 log "shoalctl --raw: $(cat "$T/ctl.out")"
 stop_shoald

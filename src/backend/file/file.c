@@ -6,7 +6,10 @@
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) from a descriptor of the
  * directory it is spelled under: the kernel refuses "..", absolute symlinks
  * and symlinks that lead outside during the one lookup that opens the
- * file, so there is no window between a check and the open. */
+ * file, so there is no window between a check and the open.
+ *
+ * The image is locked the way QEMU locks it (lock.h): one cache that may
+ * write it, in this daemon or any other process. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/file/lock.h"
 #include "backend/file/probe.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -42,6 +46,7 @@ struct file_be {
     bool direct;   /* O_DIRECT: every transfer aligned to be.min_block */
     bool readonly; /* opened O_RDONLY */
     uint32_t lbs;  /* block device: logical block size (BLKDISCARD/BLKZEROOUT unit) */
+    struct image_lock *lock;
     /* Learned at run time, so an unsupported call is tried once, not per I/O. */
     atomic_bool no_zero_range;
     atomic_bool no_punch;
@@ -345,7 +350,8 @@ static void file_close(struct backend *be)
         return;
     struct file_be *f = to_file(be);
     if (f->fd >= 0)
-        close(f->fd);
+        close(f->fd); /* drops the OFD locks */
+    image_lock_release(f->lock);
     free(be->spec);
     free(f);
 }
@@ -575,6 +581,11 @@ static int file_open(const struct backend_params *p, struct backend **out)
     _cleanup_free_ char *spec = strdup(p->spec);
     if (!f || !spec)
         return -ENOMEM;
+    /* Before anything is read into a cache: a writer elsewhere would make
+     * it stale. On a refusal fd closes here, and its locks with it. */
+    int r = image_lock_take(fd, &st, readonly, p->spec, &f->lock);
+    if (r < 0)
+        return r;
     f->blk = blk;
     f->lbs = lbs;
     f->direct = p->direct;

@@ -1,8 +1,12 @@
 /* The NBD front end's option table, defaults and checks. See options.h. */
 #include "frontend/nbd/options.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "common/ids.h"
 
 #define OPT(field) offsetof(struct nbd_options, field)
 
@@ -71,6 +75,21 @@ const struct frontend_option nbd_option_table[] = {
      .what = "--allow",
      .arg = "ADDR[/PREFIX]|unix",
      .help = "accept NBD clients only from these\naddresses (repeatable; default: all)"},
+    {.name = "socket-mode",
+     .kind = FE_OPT_STRING,
+     .offset = OPT(socket_mode),
+     .arg = "MODE",
+     .help = "mode of unix: sockets, octal (default 0660:\nowner and group may connect)"},
+    {.name = "socket-owner",
+     .kind = FE_OPT_STRING,
+     .offset = OPT(socket_owner),
+     .arg = "USER",
+     .help = "owner of unix: sockets (default: shoald's)"},
+    {.name = "socket-group",
+     .kind = FE_OPT_STRING,
+     .offset = OPT(socket_group),
+     .arg = "GROUP",
+     .help = "group of unix: sockets, e.g. kvm or\nlibvirt-qemu (default: shoald's)"},
     {.name = NULL},
 };
 
@@ -79,6 +98,31 @@ void nbd_options_init(void *opts)
     struct nbd_options *o = opts;
     memset(o, 0, sizeof *o);
     o->handshake_timeout_ms = NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    o->unix_perms =
+        (struct netaddr_unix_perms){.mode = NETADDR_UNIX_MODE, .uid = (uid_t)-1, .gid = (gid_t)-1};
+}
+
+/* --socket-mode, --socket-owner, --socket-group into o->unix_perms. */
+static int resolve_unix_perms(struct nbd_options *o, char *err, size_t errlen)
+{
+    gid_t primary;
+    int r;
+    if (o->socket_mode && ids_parse_mode(o->socket_mode, &o->unix_perms.mode) < 0) {
+        snprintf(err, errlen, "invalid --socket-mode '%s': want an octal mode like 0660",
+                 o->socket_mode);
+        return -1;
+    }
+    if (o->socket_owner && (r = ids_lookup_user(o->socket_owner, &o->unix_perms.uid, &primary))) {
+        snprintf(err, errlen, "invalid --socket-owner '%s': %s", o->socket_owner,
+                 r == -ENOENT ? "no such user" : strerror(-r));
+        return -1;
+    }
+    if (o->socket_group && (r = ids_lookup_group(o->socket_group, &o->unix_perms.gid))) {
+        snprintf(err, errlen, "invalid --socket-group '%s': %s", o->socket_group,
+                 r == -ENOENT ? "no such group" : strerror(-r));
+        return -1;
+    }
+    return 0;
 }
 
 int nbd_options_check(void *opts, char *err, size_t errlen)
@@ -86,6 +130,21 @@ int nbd_options_check(void *opts, char *err, size_t errlen)
     struct nbd_options *o = opts;
     if (o->listen.n == 0)
         o->listen.v[o->listen.n++] = NBD_DEFAULT_LISTEN;
+    if (resolve_unix_perms(o, err, errlen) < 0)
+        return -1;
+    if (o->socket_mode || o->socket_owner || o->socket_group) {
+        /* Set on TCP listeners alone, they would do nothing: say so. */
+        bool any_unix = false;
+        for (unsigned i = 0; i < o->listen.n; i++)
+            any_unix |= strncmp(o->listen.v[i], "unix:", 5) == 0;
+        if (!any_unix) {
+            snprintf(err, errlen, "--socket-%s applies to unix: listeners, and --listen has none",
+                     o->socket_mode    ? "mode"
+                     : o->socket_owner ? "owner"
+                                       : "group");
+            return -1;
+        }
+    }
     if (o->tls != NBD_TLS_OFF && !o->tls_certificates && !o->tls_psk) {
         snprintf(err, errlen, "--tls=%s needs --tls-certificates DIR or --tls-psk FILE",
                  o->tls == NBD_TLS_ON ? "on" : "require");

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "frontend/frontend.h"
+#include "frontend/netaddr.h"
 #include "frontend/nbd/handshake.h"
 #include "frontend/nbd/proto.h"
 
@@ -29,6 +30,13 @@ struct nbd_options {
     const char *tls_certificates; /* directory with ca-cert.pem, server-cert.pem, server-key.pem */
     const char *tls_psk;          /* PSK file (username:hexkey lines) */
     bool tls_verify_peer;         /* x509: require a client certificate signed by ca-cert.pem */
+    /* Unix listeners: --socket-mode (octal), --socket-owner USER,
+     * --socket-group GROUP as given; unix_perms is what they resolve to
+     * (in nbd_options_check, so an unknown user is one line at start). */
+    const char *socket_mode;
+    const char *socket_owner;
+    const char *socket_group;
+    struct netaddr_unix_perms unix_perms;
 };
 
 extern const struct frontend_option nbd_option_table[];

@@ -210,6 +210,7 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
         .listen = s->opts.listen.v,
         .nlisten = s->opts.listen.n,
         .default_port = NBD_DEFAULT_PORT_STR,
+        .unix_perms = &s->opts.unix_perms,
         .max_connections = s->opts.max_connections,
         .allow = &s->allow,
         .serve = serve,
