@@ -17,6 +17,7 @@ grep -qE '^ExecStart=/[^ ]+/shoald -f -c /[^ ]*/shoal/shoald\.conf$' "$UNIT" ||
 for line in Type=notify NotifyAccess=main RuntimeDirectory=shoal StateDirectory=shoal \
     ConfigurationDirectory=shoal CapabilityBoundingSet=CAP_DAC_OVERRIDE NoNewPrivileges=yes \
     ProtectSystem=strict ProtectHome=yes PrivateTmp=yes 'SystemCallFilter=@system-service' \
+    SyslogLevel=err \
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' WantedBy=multi-user.target; do
     grep -qxF "$line" "$UNIT" || fail "$line is not in the unit"
 done
