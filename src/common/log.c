@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 int log_levels[LOG_C__COUNT] = {
 #define X(name) [LOG_C_##name] = LOG_LVL_INFO,
@@ -27,6 +29,27 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 static bool use_syslog;
 static bool timestamps = true;
+
+/* syslog priorities by level; also the "<N>" prefix journald reads
+ * (sd-daemon.h's SD_ERR... are the same numbers). */
+static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+
+/* stderr is a journald stream: systemd sets $JOURNAL_STREAM to its
+ * "dev:ino" (systemd.exec(5)); compared with stderr itself, since a child
+ * whose stderr was redirected inherits the variable. journald adds the
+ * time and reads the priority from a "<N>" prefix. */
+static bool to_journal;
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+
+static void detect_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+        return;
+    to_journal = (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_set_all(int level)
 {
@@ -87,9 +110,11 @@ void log_msg(enum log_component c, enum log_level lvl, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
 
+    pthread_once(&journal_once, detect_journal);
     if (use_syslog) {
-        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
         syslog(prio[lvl], "%s: %s", component_names[c], msg);
+    } else if (to_journal) {
+        fprintf(stderr, "<%d>%s: %s\n", prio[lvl], component_names[c], msg);
     } else {
         char ts[32] = "";
         if (timestamps) {

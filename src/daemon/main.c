@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine.h"
+#include "daemon/notify.h"
 #include "daemon/options.h"
 #include "daemon/privdrop.h"
 #include "frontend/frontend.h"
@@ -332,16 +333,18 @@ int main(int argc, char **argv)
     if (!o->foreground)
         log_use_syslog("shoald");
     ready(notify_fd, o->foreground);
+    notify_ready("serving %u volume(s), cache %s", engine_volume_count(engine), sz);
 
     for (;;) {
         int sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
+        if (notify_wait_signal(&sigs, &sig) < 0)
             continue;
         if (sig == SIGHUP) {
             log_info(main, "SIGHUP ignored (reconfigure through the API)");
             continue;
         }
         log_info(main, "%s: shutting down", strsignal(sig));
+        notify_stopping("shutting down (%s)", strsignal(sig));
         break;
     }
 
