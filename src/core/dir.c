@@ -9,7 +9,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
-#include "core/dir_internal.h"
+#include "core/dir_cells.h"
 #include "core/store.h"
 
 #define MIN_CELLS 8u

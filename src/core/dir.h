@@ -107,30 +107,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/dir_val.h"
 #include "core/store.h"
-
-#define DIR_STRIPES     1024u
-#define DIR_GROUP_SHIFT 3
-#define DIR_ZERO        UINT64_MAX
-#define DIR_REMEMBERED  (UINT64_MAX - 1) /* dir_lookup: no local cell, key remembered */
-/* 16 PiB volumes, less a group: the last block's key must stay below 2^32. */
-#define DIR_MAX_BLOCKS ((UINT64_C(1) << 42) - 8)
 
 struct dir;
 struct store;
-
-static inline uint64_t dir_val(struct store_ref r)
-{
-    return ((uint64_t)r.gen << 32) | r.idx;
-}
-static inline struct store_ref dir_ref(uint64_t v)
-{
-    return (struct store_ref){(uint32_t)v, (uint32_t)(v >> 32)};
-}
-static inline bool dir_val_is_ref(uint64_t v)
-{
-    return v != 0 && v != DIR_ZERO && v != DIR_REMEMBERED;
-}
 
 /* How many blocks the directories of an engine may remember together. */
 struct dir_budget {
@@ -141,10 +122,6 @@ void dir_budget_init(struct dir_budget *b, uint64_t max_blocks);
 
 /* budget: shared by the engine's directories; NULL: remember nothing. */
 int dir_create(struct store *st, uint64_t nblocks, struct dir_budget *budget, struct dir **out);
-/* Share d's blocks with base (see SHARING): both of the same size, base
- * not a dependent itself, d new (no I/O yet) and not a base. 0, -EINVAL
- * (not a possible pair) or -ENOMEM. */
-int dir_share(struct dir *d, struct dir *base);
 /* Drops every reference the directory holds. No I/O may be running on it
  * (a base's dependents may keep running). */
 void dir_destroy(struct dir *d);

@@ -5,7 +5,8 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
-#include "core/dir_internal.h"
+#include "core/dir_cells.h"
+#include "core/dir_share.h"
 
 #define MIN_SCELLS 4u
 

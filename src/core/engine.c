@@ -18,6 +18,7 @@
 #include "common/workq.h"
 #include "core/block.h"
 #include "core/dir.h"
+#include "core/dir_share.h"
 #include "core/evict.h"
 #include "core/store.h"
 #include "core/tier.h"

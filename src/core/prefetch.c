@@ -33,7 +33,7 @@ static void *prefetch_main(void *arg)
     /* vol_prefetch warms nothing in pass-through (for NBD_CMD_CACHE that
      * is fine: it is advisory); a management prefetch that ends while the
      * volume is disabled did not do what it was asked, and says so. */
-    if (err == 0 && !volume_enabled(v))
+    if (err == 0 && !vol_enabled(v))
         err = -ECANCELED;
     vol_scratch_free(s);
     {

@@ -15,6 +15,7 @@
 
 #include "core/block.h"
 #include "core/dir.h"
+#include "core/dir_share.h"
 #include "core/fingerprint.h"
 #include "core/store.h"
 

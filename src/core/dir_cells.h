@@ -3,16 +3,18 @@
  * here, so neither file calls the other's functions back: dir.c calls
  * dir_share.c, never the reverse. See dir.h for the model and the lock
  * rules. */
-#ifndef SHOAL_CORE_DIR_INTERNAL_H
-#define SHOAL_CORE_DIR_INTERNAL_H
+#ifndef SHOAL_CORE_DIR_CELLS_H
+#define SHOAL_CORE_DIR_CELLS_H
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "core/dir.h"
+#include "core/dir_val.h"
 #include "core/store.h"
+
+struct dir_budget;
 
 struct dir_cell {
     uint32_t key; /* 0 = empty */
