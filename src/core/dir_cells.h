@@ -1,8 +1,8 @@
 /* Directory internals shared by dir.c (a volume's own cells) and
- * dir_share.c (blocks shared with a base volume). Only inline helpers
- * here, so neither file calls the other's functions back: dir.c calls
- * dir_share.c, never the reverse. See dir.h for the model and the lock
- * rules. */
+ * dir_share.c (blocks shared with a base volume): the layout, inline table
+ * helpers, and what dir.c calls in dir_share.c. dir.c calls dir_share.c,
+ * never the reverse (dir_share.c uses only what is defined here). See
+ * dir.h for the model and the lock rules. */
 #ifndef SHOAL_CORE_DIR_CELLS_H
 #define SHOAL_CORE_DIR_CELLS_H
 
