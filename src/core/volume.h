@@ -27,6 +27,8 @@ struct vol_counters {
 #undef X
 };
 
+#define VOL_RA_STREAMS 16
+
 struct volume {
     char name[256];
     struct backend *be;
@@ -35,8 +37,10 @@ struct volume {
     uint64_t size;
     uint64_t nblocks;
     bool readonly;
-    uint32_t ra_blocks;        /* miss read-ahead window in blocks (0: off), power of 2 */
-    struct tier *const *tiers; /* the engine's, asked by key after the store */
+    uint32_t ra_blocks;                  /* miss read-ahead window in blocks (0: off), power of 2 */
+    uint64_t ra_streams[VOL_RA_STREAMS]; /* atomics: where recent misses ended (volume.c) */
+    unsigned ra_next;                    /* atomic: the next stream slot to reuse */
+    struct tier *const *tiers;           /* the engine's, asked by key after the store */
     unsigned ntiers;
     struct workq *wq;    /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */

@@ -411,9 +411,12 @@ static struct volume *add_ra(struct fix *x, uint8_t seed, struct fake **fo)
     return engine_get_volume(x->e, "ra");
 }
 
-/* Read-ahead: a 100-byte miss in block 5 of a volume with a 64 KiB window
- * fetches blocks 0..15 in one back end read; the neighbours then hit. A
- * request crossing into the next window fetches that one too. */
+/* Read-ahead: the first miss of a stream fetches only itself (random
+ * reads must not pay windows); a miss that continues it (here a 100-byte
+ * read in block 5 after block 4) fetches the uncached rest of its aligned
+ * 64 KiB window (blocks 0..15) in one back end read, and the neighbours
+ * then hit. A request crossing into the next window fetches that one too;
+ * a miss far from every stream reads no more than itself. */
 static void test_readahead_window(void **state)
 {
     struct fix *x = *state;
@@ -421,29 +424,41 @@ static void test_readahead_window(void **state)
     struct volume *v = add_ra(x, 9, &f);
     uint8_t buf[2 * BLOCK_SIZE];
     bool hit;
+    struct volume_snapshot vs;
+    assert_int_equal(rd(x, v, 4 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_bytes, 0);
+    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
     assert_int_equal(rd(x, v, 5 * BLOCK_SIZE + 10, 100, buf, &hit), 0);
     assert_false(hit);
     assert_memory_equal(buf, f->data + 5 * BLOCK_SIZE + 10, 100);
-    assert_int_equal(f->preads, 1);
-    struct volume_snapshot vs;
+    assert_int_equal(f->preads, 2);
     volume_snapshot(v, &vs);
-    assert_int_equal(vs.readahead_bytes, 15 * BLOCK_SIZE);
-    assert_int_equal(vs.backend_read_bytes, 16 * BLOCK_SIZE);
-    assert_int_equal(vs.read_miss_bytes, 100);
+    assert_int_equal(vs.readahead_bytes, 14 * BLOCK_SIZE); /* 0..3, 6..15 */
+    assert_int_equal(vs.backend_read_bytes, 17 * BLOCK_SIZE);
     for (uint64_t b = 0; b < 16; b++) {
         assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
         assert_true(hit);
         assert_memory_equal(buf, f->data + b * BLOCK_SIZE, BLOCK_SIZE);
     }
-    assert_int_equal(f->preads, 1);
+    assert_int_equal(f->preads, 2);
     /* Blocks 15-16: 15 is cached, 16 starts the next window (16..31). */
     assert_int_equal(rd(x, v, 15 * BLOCK_SIZE, 2 * BLOCK_SIZE, buf, &hit), 0);
     assert_false(hit);
     assert_memory_equal(buf, f->data + 15 * BLOCK_SIZE, 2 * BLOCK_SIZE);
-    assert_int_equal(f->preads, 2);
+    assert_int_equal(f->preads, 3);
     assert_int_equal(rd(x, v, 31 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_true(hit);
-    assert_int_equal(f->preads, 2);
+    assert_int_equal(f->preads, 3);
+    /* Far from the stream: itself only. */
+    volume_snapshot(v, &vs);
+    uint64_t ra = vs.readahead_bytes;
+    assert_int_equal(rd(x, v, 200 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_memory_equal(buf, f->data + 200 * BLOCK_SIZE, BLOCK_SIZE);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_bytes, ra);
+    assert_false(rd(x, v, 201 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit) != 0 || hit);
     volume_put(v);
 }
 
@@ -462,6 +477,8 @@ static void test_readahead_race(void **state)
 
     struct racer rc = {.v = v};
     pthread_t t;
+    uint8_t one[BLOCK_SIZE];
+    assert_int_equal(rd(x, v, BLOCK_SIZE, BLOCK_SIZE, one, NULL), 0); /* opens a stream */
     race_start(&rc, f, 3 * BLOCK_SIZE, &t); /* reads block 0: fetches 0..15 */
     assert_int_equal(wr(x, v, 3 * BLOCK_SIZE, sizeof fresh, fresh), 0);
     race_release(f, t);
