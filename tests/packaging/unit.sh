@@ -29,6 +29,7 @@ done
     fail "the unit gives shoald root's powers: $(grep -E '^(Ambient|Capab|User|PrivateUsers)' "$UNIT")"
 # Every group the unit names is created by the sysusers.d file, unless the
 # base system always has it.
+# shellcheck disable=SC2013 # words: these settings are space-separated lists
 for g in $(sed -nE 's/^(Group|SupplementaryGroups)=//p' "$UNIT"); do
     grep -qE "^[ug] $g " "$SRCDIR/dist/sysusers.d/shoal.conf" ||
         fail "group $g of the unit is not in dist/sysusers.d/shoal.conf"
