@@ -11,8 +11,9 @@ source "$(dirname "$0")/../integration/lib.sh"
 COMPLETION="$SRCDIR/dist/completion/shoalctl"
 [ -f "$COMPLETION" ] || fail "$COMPLETION is missing"
 
-random_file "$T/a.img" $((1 << 20))
-start_shoald -m 16M "alpha=$T/a.img" "beta=$T/a.img" "gamma.1=$T/a.img"
+# One image each: shoald exports a file read-write only once.
+for f in a b g; do random_file "$T/$f.img" $((1 << 20)); done
+start_shoald -m 16M "alpha=$T/a.img" "beta=$T/b.img" "gamma.1=$T/g.img"
 touch "$T/token-other"
 
 # driver MODE LINE: print COMPREPLY (sorted, one per line) for LINE with

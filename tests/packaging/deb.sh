@@ -9,9 +9,14 @@
 #
 # Needs root (dpkg -i). Skipped when a shoal package is already installed
 # (this test does not replace someone's install).
+#
+# The unit's own setup is run too, without systemd (none runs here): the
+# installed shoald as the unit's User=, Group= and SupplementaryGroups=,
+# with no capability, gives its unix socket to group kvm, and a client in
+# kvm (as libvirt's QEMU is) connects while one outside it is refused.
 # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
 source "$(dirname "$0")/../integration/lib.sh"
-need dpkg-buildpackage dh lintian dpkg systemd-analyze man
+need dpkg-buildpackage dh lintian dpkg systemd-analyze man setpriv nbdinfo
 [ "$(id -u)" -eq 0 ] || skip "dpkg -i needs root"
 status=$(dpkg-query -W -f='${Status}' shoal 2>/dev/null || true)
 case $status in
@@ -23,10 +28,17 @@ user_existed=0
 getent passwd shoal >/dev/null && user_existed=1
 group_existed=0
 getent group shoal >/dev/null && group_existed=1
+kvm_existed=0
+getent group kvm >/dev/null && kvm_existed=1
 installed=0
 
 _pkg_cleanup() {
     local rc=$?
+    # A shoald still running as shoal would keep userdel from working.
+    local p
+    for p in "${_SHOAL_PIDS[@]}"; do
+        kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
     if [ "$installed" = 1 ]; then
         dpkg --purge shoal >>"$T/purge.log" 2>&1 || echo "deb: dpkg --purge shoal failed" >&2
     fi
@@ -35,6 +47,9 @@ _pkg_cleanup() {
     fi
     if [ "$group_existed" = 0 ] && getent group shoal >/dev/null; then
         groupdel shoal 2>/dev/null || true
+    fi
+    if [ "$kvm_existed" = 0 ] && getent group kvm >/dev/null; then
+        groupdel kvm 2>/dev/null || true
     fi
     return "$rc"
 }
@@ -100,6 +115,42 @@ fi
 # The installed binary runs with the installed libraries and config.
 SHOALD=/usr/bin/shoald start_shoald -c /etc/shoal/shoald.conf -m 16M
 stop_shoald
+
+# --- the unit's user and groups ------------------------------------------
+unit=/lib/systemd/system/shoald.service
+u=$(sed -nE 's/^User=//p' "$unit")
+g=$(sed -nE 's/^Group=//p' "$unit")
+sg=$(sed -nE 's/^SupplementaryGroups=//p' "$unit")
+assert_eq "$u:$g:$sg" shoal:shoal:kvm "the unit's User:Group:SupplementaryGroups"
+getent group kvm >/dev/null || fail "the kvm group the unit names does not exist after install"
+# What RuntimeDirectory= makes, and an image given to shoal; the other
+# users only traverse $T.
+chmod 0711 "$T"
+install -d -o shoal -g shoal -m 0755 "$T/xdg" "$T/xdg/shoal"
+install -d -o shoal -g shoal -m 0750 "$T/img"
+random_file "$T/img/gold.raw" $((1 << 20))
+chown shoal:shoal "$T/img/gold.raw"
+printf '[shoald]\nhttp = 127.0.0.1:%s\nlisten = unix:%s\nsocket-group = kvm\n[volume gold]\nbacking = %s\n' \
+    "$(free_port)" "$T/xdg/shoal/nbd.sock" "$T/img/gold.raw" >"$T/unit.conf"
+SHOALD_LOG="$T/shoald-unit.log"
+setpriv --reuid=shoal --regid=shoal --groups=kvm --inh-caps=-all --bounding-set=-all \
+    env XDG_RUNTIME_DIR="$T/xdg" /usr/bin/shoald -f -c "$T/unit.conf" -m 16M >"$SHOALD_LOG" 2>&1 &
+SHOALD_PID=$!
+_SHOAL_PIDS+=("$SHOALD_PID")
+wait_for 20 test -S "$T/xdg/shoal/nbd.sock" || fail "shoald as shoal did not start: $(tail -5 "$SHOALD_LOG")"
+assert_eq "$(stat -c '%U:%G %a' "$T/xdg/shoal/nbd.sock")" "shoal:kvm 660" "the socket of shoald run as the unit runs it"
+wait_for 10 test -s "$T/xdg/shoal/api-token" || fail "no token in \$XDG_RUNTIME_DIR/shoal: $(tail -5 "$SHOALD_LOG")"
+assert_eq "$(stat -c '%U %a' "$T/xdg/shoal/api-token")" "shoal 600" "the token of shoald run as the unit runs it"
+uri="nbd+unix:///gold?socket=$T/xdg/shoal/nbd.sock"
+out=$(setpriv --reuid=nobody --regid=nogroup --groups=kvm nbdinfo --size "$uri" 2>&1) ||
+    fail "a client in group kvm cannot connect: $out"
+assert_eq "$out" $((1 << 20)) "gold's size, read by a client in group kvm"
+if out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups nbdinfo --size "$uri" 2>&1); then
+    fail "a client outside group kvm connected: $out"
+fi
+assert_contains "$out" "Permission denied" "a client outside group kvm"
+stop_shoald
+log "as the unit runs it: socket shoal:kvm 0660, read by a client in kvm, refused to one outside"
 
 # --- purge ---------------------------------------------------------------
 dpkg --purge shoal >"$T/purge.log" 2>&1 || fail "dpkg --purge failed: $(tail -5 "$T/purge.log")"

@@ -7,9 +7,11 @@ datagram socket named by $NOTIFY_SOCKET.
 - with $WATCHDOG_USEC, WATCHDOG=1 arrives at about half the interval, and
   keeps arriving; without it, or with $WATCHDOG_PID naming another
   process, none does;
-- SIGTERM brings STOPPING=1 (with a STATUS=) before shoald exits 0.
+- SIGTERM brings STOPPING=1 (with a STATUS=) before shoald exits 0;
+- with --user (as root), READY=1 comes from the process that dropped root.
 """
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -34,6 +36,8 @@ class Manager:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
+        # Like systemd's: any process may send (shoald after --user too).
+        os.chmod(path, 0o666)
         self.msgs = []  # (monotonic time, {key: value})
 
     def poll(self, timeout):
@@ -53,17 +57,21 @@ class Manager:
             self.msgs.append((time.monotonic(), fields))
             new.append(fields)
 
-    def wait_for(self, key, timeout):
-        """The first new message holding key within timeout, else None."""
+    def wait_for(self, key, timeout, proc=None):
+        """The first new message holding key within timeout, else None
+        (at once if proc, the sender, has exited)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            if proc is not None and proc.poll() is not None:
+                self.poll(0.1)
+                return next((m for _, m in self.msgs if key in m), None)
             for m in self.poll(min(0.1, max(0.0, end - time.monotonic()))):
                 if key in m:
                     return m
         return None
 
 
-def start(n, env_extra, image):
+def start(n, env_extra, images, extra_args=()):
     sock = os.path.join(TMP, f"nbd{n}.sock")
     logpath = os.path.join(TMP, f"shoald{n}.log")
     mgr = Manager(os.path.join(TMP, f"notify{n}"))
@@ -76,7 +84,7 @@ def start(n, env_extra, image):
         proc = subprocess.Popen([SHOALD, "-f", "-m", "16M", "-l", f"unix:{sock}",
                                  "--http", f"127.0.0.1:{port}",
                                  "--http-token-file", os.path.join(TMP, "token"),
-                                 f"a={image}", f"b={image}"],
+                                 *extra_args, f"a={images[0]}", f"b={images[1]}"],
                                 stdout=lf, stderr=subprocess.STDOUT, env=env)
     return proc, mgr, sock, port, logpath
 
@@ -96,7 +104,8 @@ def nbd_greeting(sock):
 
 
 def check_ready(proc, mgr, sock, port):
-    m = mgr.wait_for("READY", 30)
+    m = mgr.wait_for("READY", 30, proc)
+    check(proc.poll() is None, f"shoald exited {proc.returncode} before READY=1")
     check(m is not None, f"no READY=1 within 30 s (messages: {mgr.msgs})")
     check(m["READY"] == "1", f"READY={m['READY']}")
     # Checked at once: READY=1 means every listener already answers.
@@ -130,12 +139,15 @@ def watchdog_times(mgr):
 
 
 def main():
-    image = os.path.join(TMP, "a.img")
-    with open(image, "wb") as f:
-        f.write(os.urandom(1 << 20))
+    # One image per volume: shoald exports a file read-write only once.
+    images = []
+    for name in ("a.img", "b.img"):
+        images.append(os.path.join(TMP, name))
+        with open(images[-1], "wb") as f:
+            f.write(os.urandom(1 << 20))
 
     # 1. No watchdog asked for: ready, status, stopping, no pings.
-    proc, mgr, sock, port, logpath = start(0, {}, image)
+    proc, mgr, sock, port, logpath = start(0, {}, images)
     try:
         check_ready(proc, mgr, sock, port)
         mgr.poll(1.0)
@@ -148,7 +160,7 @@ def main():
 
     # 2. WATCHDOG_USEC=400000: pings every ~0.2 s until it stops.
     usec = 400000
-    proc, mgr, sock, port, logpath = start(1, {"WATCHDOG_USEC": str(usec)}, image)
+    proc, mgr, sock, port, logpath = start(1, {"WATCHDOG_USEC": str(usec)}, images)
     try:
         check_ready(proc, mgr, sock, port)
         mgr.poll(2.0)
@@ -169,7 +181,7 @@ def main():
 
     # 3. $WATCHDOG_PID names another process: the watchdog is not ours.
     env = {"WATCHDOG_USEC": str(usec), "WATCHDOG_PID": str(os.getpid())}
-    proc, mgr, sock, port, logpath = start(2, env, image)
+    proc, mgr, sock, port, logpath = start(2, env, images)
     try:
         check_ready(proc, mgr, sock, port)
         mgr.poll(1.0)
@@ -179,6 +191,35 @@ def main():
         print_log_tail(logpath, 30)
         proc.kill()
         raise
+
+    # 4. Started as root with --user (root start, then the drop): READY=1
+    # comes after the drop, from the unprivileged process, which still
+    # reaches the manager's socket (systemd's is world-writable, as here).
+    if os.geteuid() != 0:
+        log("not root: the --user case is skipped")
+    else:
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            nobody = None
+        if nobody is None:
+            log("no user nobody: the --user case is skipped")
+        else:
+            os.chmod(TMP, 0o711)
+            # LeakSanitizer cannot trace a process that changed its uids.
+            asan = os.environ.get("ASAN_OPTIONS", "")
+            env = {"ASAN_OPTIONS": (asan + ":" if asan else "") + "detect_leaks=0"}
+            proc, mgr, sock, port, logpath = start(3, env, images, ("--user", "nobody"))
+            try:
+                check_ready(proc, mgr, sock, port)
+                with open(f"/proc/{proc.pid}/status") as f:
+                    uids = next(line.split()[1:] for line in f if line.startswith("Uid:"))
+                check(uids == [str(nobody.pw_uid)] * 4, f"uids at READY=1: {uids}")
+                check_stop(proc, mgr, logpath)
+            except BaseException:
+                print_log_tail(logpath, 30)
+                proc.kill()
+                raise
     log("PASS")
 
 

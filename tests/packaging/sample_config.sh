@@ -7,7 +7,10 @@
 #   - with every setting uncommented and its paths and ports moved into
 #     the test's directory, shoald starts with it too and serves what it
 #     describes: the gold file volume and the array volume over nbd+unix
-#     (an nbdkit memory export), the API over HTTPS, a pid file.
+#     (an nbdkit memory export), the API over HTTPS, a pid file, the unix
+#     socket's owner, group and mode; as root, the user and group it
+#     drops to (nobody and its group stand in for shoal and kvm, which a
+#     build machine lacks).
 # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
 source "$(dirname "$0")/../integration/lib.sh"
 need nbdkit nbdinfo certtool curl jq
@@ -42,12 +45,30 @@ stop_shoald
 
 # --- everything uncommented ----------------------------------------------
 mkdir -p "$T/etc/api-tls" "$T/lib/nbd" "$T/run"
+if [ "$(id -u)" -eq 0 ]; then
+    RUN_USER=nobody
+    id nobody >/dev/null 2>&1 || skip "no user nobody to stand in for shoal"
+    RUN_GROUP=$(id -gn nobody)
+    # LeakSanitizer cannot trace a process that changed its uids.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+else
+    RUN_USER=$(id -un)
+    RUN_GROUP=$(id -gn)
+fi
 NBD_PORT=$(free_port)
 API_PORT=$(free_port)
 sed -E -e 's/^#(\[volume [a-z]+\])$/\1/' -e 's/^#([a-z-]+ = )/\1/' \
     -e "s|/etc/shoal|$T/etc|g" -e "s|/var/lib/shoal|$T/lib|g" -e "s|/run/nbd|$T/lib/nbd|g" \
     -e "s|/run/shoal|$T/run|g" -e "s|:10809|:$NBD_PORT|" -e "s|:10810|:$API_PORT|" \
+    -e "s/^(user|socket-owner) = shoal\$/\1 = $RUN_USER/" \
+    -e "s/^(group|socket-group) = (shoal|kvm)\$/\1 = $RUN_GROUP/" \
     "$SAMPLE" >"$T/shoald.conf"
+if [ "$(id -u)" -ne 0 ]; then
+    # Only root can switch users: the drop is left out.
+    sed -i -E '/^(user|group) = /d' "$T/shoald.conf"
+fi
+grep -E '^(user|group|socket-owner|socket-group) = ' "$T/shoald.conf" | grep -vE " = ($RUN_USER|$RUN_GROUP)\$" &&
+    fail "a user or group the test did not replace"
 grep -E '^[a-z]' "$T/shoald.conf" | grep -E '=[ ]?/(etc|var|run)/' &&
     fail "a path the test did not move"
 log "uncommented: $(grep -cE '^[a-z-]+ = ' "$T/shoald.conf") settings, $(grep -c '^\[' "$T/shoald.conf") sections"
@@ -83,5 +104,9 @@ assert_contains "$(jq -r '.[] | select(.name == "gold") | .backend' <<<"$vols")"
 assert_eq "$(nbdinfo --size "$(uri gold)")" $((2 << 20)) "gold's size over the unix listener"
 assert_eq "$(nbdinfo --size "nbd://127.0.0.1:$NBD_PORT/array")" $((8 << 20)) "array's size over TCP"
 assert_eq "$(cat "$T/run/shoald.pid")" "$SHOALD_PID" "pid file"
+assert_eq "$(stat -c '%U:%G %a' "$SOCK")" "$RUN_USER:$RUN_GROUP 660" "the unix socket's owner, group and mode"
+uid=$(id -u "$RUN_USER")
+assert_eq "$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$SHOALD_PID/status")" \
+    "$uid $uid $uid $uid" "shoald's real, effective, saved and file uids"
 stop_shoald
 log PASS

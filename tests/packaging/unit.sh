@@ -4,7 +4,9 @@
 # the shoald under test, since the unit's own path is not installed here,
 # and --man=no since its man pages are not either; tests/packaging/deb.sh
 # verifies the installed unit with both), it has the settings shoald
-# relies on, and `systemd-analyze security` rates it 3.0 or better.
+# relies on (the shoal user, the kvm group for the sockets, no
+# capability; the groups it names are created by sysusers.d), and
+# `systemd-analyze security` rates it 3.0 or better.
 # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
 source "$(dirname "$0")/../integration/lib.sh"
 need systemd-analyze
@@ -15,11 +17,22 @@ UNIT="$BUILDDIR/dist/shoald.service"
 grep -qE '^ExecStart=/[^ ]+/shoald -f -c /[^ ]*/shoal/shoald\.conf$' "$UNIT" ||
     fail "unexpected ExecStart: $(grep ExecStart= "$UNIT")"
 for line in Type=notify NotifyAccess=main RuntimeDirectory=shoal StateDirectory=shoal \
-    ConfigurationDirectory=shoal CapabilityBoundingSet=CAP_DAC_OVERRIDE NoNewPrivileges=yes \
+    ConfigurationDirectory=shoal User=shoal Group=shoal SupplementaryGroups=kvm \
+    CapabilityBoundingSet= Environment=XDG_RUNTIME_DIR=/run NoNewPrivileges=yes \
     ProtectSystem=strict ProtectHome=yes PrivateTmp=yes 'SystemCallFilter=@system-service' \
     SyslogLevel=err \
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' WantedBy=multi-user.target; do
     grep -qxF "$line" "$UNIT" || fail "$line is not in the unit"
+done
+# Not root, and nothing of root's: no capability kept or granted.
+! grep -qE '^(AmbientCapabilities|CapabilityBoundingSet=.+|User=root|PrivateUsers=yes)' "$UNIT" ||
+    fail "the unit gives shoald root's powers: $(grep -E '^(Ambient|Capab|User|PrivateUsers)' "$UNIT")"
+# Every group the unit names is created by the sysusers.d file, unless the
+# base system always has it.
+# shellcheck disable=SC2013 # words: these settings are space-separated lists
+for g in $(sed -nE 's/^(Group|SupplementaryGroups)=//p' "$UNIT"); do
+    grep -qE "^[ug] $g " "$SRCDIR/dist/sysusers.d/shoal.conf" ||
+        fail "group $g of the unit is not in dist/sysusers.d/shoal.conf"
 done
 # SIGHUP does not reload yet (shoald logs "SIGHUP ignored").
 ! grep -q '^ExecReload=' "$UNIT" || fail "ExecReload= but shoald has no reload"
