@@ -80,11 +80,17 @@ static inline int backend_format_parse(const char *s, enum backend_format *out)
 }
 
 /* How to open a back end (parsed from the command line / config). */
+#define BACKEND_CONNECT_TIMEOUT_MS 10000
+
 struct backend_params {
     const char *spec; /* path, nbd://..., nbd+unix://... */
     bool readonly;    /* open read-only */
     bool direct;      /* file: O_DIRECT */
     unsigned conns;   /* nbd: upstream connections (0 = default) */
+    /* nbd: give up a connection attempt (connect and handshake) after this
+     * long; 0 = BACKEND_CONNECT_TIMEOUT_MS. A server that accepts and never
+     * answers otherwise holds startup or `volume add` that long. */
+    uint32_t connect_timeout_ms;
     /* file: see enum backend_format. nbd: ignored, the upstream server
      * decides what its export holds. */
     enum backend_format format;

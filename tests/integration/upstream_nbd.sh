@@ -70,5 +70,29 @@ nbdcopy "$(uri tcp)" "$T/tcp.out" || fail "nbdcopy out of tcp"
 assert_same_file "$T/tcp.out" "$T/tcp.src" "read of tcp through shoald"
 
 assert_eq "$(stats_json | jq '[.volumes[].errors] | add')" 0 "error counters"
+
+# An upstream that accepts and never answers (a hung server) costs a volume
+# add the connect timeout (10 s), with an error that says the handshake
+# hung; a port where nothing listens is refused at once. The daemon keeps
+# serving meanwhile.
+hport=$(free_port)
+bg "$PY" -c 'import socket,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", '"$hport"')); s.listen(8)
+conns=[]
+while True: conns.append(s.accept())'
+wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
+    fail "the silent listener did not start"
+t0=$(date +%s.%N)
+out=$(ctl volume add hung "nbd://127.0.0.1:$hport/" 2>&1) && fail "adding a hung upstream succeeded: $out"
+secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+log "volume add of a hung upstream: ${secs}s: $out"
+assert_contains "$out" "no NBD handshake within 10.0 s" "error for a hung upstream"
+assert_between "$secs" 9 30 "seconds before giving up on a hung upstream"
+nport=$(free_port)
+out=$(ctl volume add nothing "nbd://127.0.0.1:$nport/" 2>&1) && fail "adding a closed port succeeded: $out"
+assert_contains "$out" "refused" "error for a port where nothing listens"
+nbdcopy "$(uri tcp)" "$T/tcp.out3" || fail "nbdcopy out of tcp after the failed adds"
+assert_same_file "$T/tcp.out3" "$T/tcp.src" "read of tcp after the failed adds"
 stop_shoald
 log PASS

@@ -75,6 +75,7 @@ struct nbd_be {
     struct backend be; /* first: be.priv points back at us */
     char *export_name;
     uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
     uint32_t chunk; /* largest read/write/trim/zero sent as one command */
     bool readonly;
     bool can_flush, can_fua, can_trim, can_zero, can_fast_zero, can_extents, multi_conn;
@@ -209,8 +210,9 @@ static int on_extents(void *user_data, const char *metacontext, uint64_t offset,
 
 /* ---- connecting */
 
-/* Connect a fresh handle, giving up after the request timeout (a TCP peer
- * that vanished could otherwise stall the handshake for minutes). */
+/* Connect a fresh handle, giving up after the connect timeout (a TCP peer
+ * that vanished, or a server that accepts and never answers, could
+ * otherwise stall the handshake for minutes). */
 static int connect_handle(struct nbd_be *nb, struct nbd_handle **out)
 {
     struct nbd_handle *h = nbd_create();
@@ -225,7 +227,7 @@ static int connect_handle(struct nbd_be *nb, struct nbd_handle **out)
         err = nbd_get_errno();
         goto fail;
     }
-    uint64_t deadline = now_ns() + nb->timeout_ms * 1000000ull;
+    uint64_t deadline = now_ns() + nb->connect_timeout_ms * 1000000ull;
     while (!nbd_aio_is_ready(h)) {
         if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
             err = nbd_get_errno();
@@ -234,7 +236,15 @@ static int connect_handle(struct nbd_be *nb, struct nbd_handle **out)
         uint64_t now = now_ns();
         if (now >= deadline) {
             err = ETIMEDOUT;
-            goto fail;
+            /* Say which half hung: reaching the server, or its handshake. */
+            const char *st = nbd_connection_state(h);
+            bool reached = st && strncmp(st, "CONNECT", 7) != 0;
+            backend_set_open_error(
+                reached ? "connected, but no NBD handshake within %.1f s (server hung, or not an "
+                          "NBD server?)"
+                        : "no connection within %.1f s",
+                (double)nb->connect_timeout_ms / 1000.0);
+            goto fail_reported;
         }
         unsigned dir = nbd_aio_get_direction(h);
         struct pollfd pfd = {.fd = nbd_aio_get_fd(h)};
@@ -266,8 +276,9 @@ static int connect_handle(struct nbd_be *nb, struct nbd_handle **out)
     return 0;
 
 fail:
+    backend_set_open_error("%s", nbd_get_error());
+fail_reported:
     /* At open the caller reports it; later it is a reconnect worth a log. */
-    backend_set_open_error("%s", err == ETIMEDOUT ? "connect timed out" : nbd_get_error());
     if (nb->be.size)
         log_error(backend, "nbd: connect %s: %s", nb->be.spec, backend_open_error());
     nbd_close(h);
@@ -876,6 +887,8 @@ static int nbd_be_open(const struct backend_params *p, struct backend **out)
     nb->be.priv = nb;
     nb->be.spec = strdup(p->spec);
     nb->timeout_ms = timeout_from_env();
+    nb->connect_timeout_ms =
+        p->connect_timeout_ms ? p->connect_timeout_ms : BACKEND_CONNECT_TIMEOUT_MS;
     if (!nb->be.spec) {
         free(nb);
         return -ENOMEM;
