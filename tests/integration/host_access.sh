@@ -106,31 +106,18 @@ assert_eq "$(stat -c '%a %U %G' "$SOCK")" "660 root root" "default socket mode, 
 stop_shoald
 
 # ---- refusals: one line, nothing started -------------------------------------
-refused() { # WANT ARGS...
-    local want=$1 rc=0
-    shift
-    rm -f "$T/r.sock"
-    timeout -k 1 10 "$SHOALD" -f -l "unix:$T/r.sock" --http off "$@" >"$T/out" 2>"$T/err" \
-        </dev/null || rc=$?
-    case $rc in
-    0 | 124 | 137) fail "shoald $*: exit status $rc, want a refusal" ;;
-    esac
-    assert_eq "$(grep -c '^shoald: ' "$T/err")" 1 "error lines from shoald $*"
-    assert_contains "$(grep '^shoald: ' "$T/err")" "$want" "shoald $*"
-    log "refused: $(grep '^shoald: ' "$T/err")"
-}
-refused "shoald: invalid --user 'no-such-user-shoal': no such user" --user no-such-user-shoal vm="$T/vm.img"
-refused "shoald: --group needs --user" --group nogroup vm="$T/vm.img"
-refused "shoald: invalid --group 'no-such-group-shoal': no such group" --user nobody \
+assert_refused "shoald: invalid --user 'no-such-user-shoal': no such user" --user no-such-user-shoal vm="$T/vm.img"
+assert_refused "shoald: --group needs --user" --group nogroup vm="$T/vm.img"
+assert_refused "shoald: invalid --group 'no-such-group-shoal': no such group" --user nobody \
     --group no-such-group-shoal vm="$T/vm.img"
-refused "shoald: invalid --socket-group 'no-such-group-shoal': no such group" \
+assert_refused "shoald: invalid --socket-group 'no-such-group-shoal': no such group" \
     --socket-group no-such-group-shoal vm="$T/vm.img"
-refused "shoald: invalid --socket-owner 'no-such-user-shoal': no such user" \
+assert_refused "shoald: invalid --socket-owner 'no-such-user-shoal': no such user" \
     --socket-owner no-such-user-shoal vm="$T/vm.img"
-refused "shoald: invalid --socket-mode '0689': want an octal mode like 0660" \
+assert_refused "shoald: invalid --socket-mode '0689': want an octal mode like 0660" \
     --socket-mode 0689 vm="$T/vm.img"
-refused "shoald: invalid --socket-mode '4770'" --socket-mode 4770 vm="$T/vm.img"
-refused "shoald: invalid --user '0': is root" --user 0 vm="$T/vm.img"
+assert_refused "shoald: invalid --socket-mode '4770'" --socket-mode 4770 vm="$T/vm.img"
+assert_refused "shoald: invalid --user '0': is root" --user 0 vm="$T/vm.img"
 rc=0
 timeout -k 1 10 "$SHOALD" -f --http off -l 127.0.0.1:0 --socket-group nogroup vm="$T/vm.img" \
     2>"$T/err" </dev/null || rc=$?
@@ -138,7 +125,7 @@ timeout -k 1 10 "$SHOALD" -f --http off -l 127.0.0.1:0 --socket-group nogroup vm
 assert_contains "$(cat "$T/err")" "shoald: --socket-group applies to unix: listeners, and --listen has none" \
     "--socket-group without a unix listener"
 # The same keys in a config file.
-refused "shoald: invalid --socket-mode 'rw'" -c <(printf '[nbd]\nsocket-mode = rw\n') vm="$T/vm.img"
+assert_refused "shoald: invalid --socket-mode 'rw'" -c <(printf '[nbd]\nsocket-mode = rw\n') vm="$T/vm.img"
 # Not root: --user cannot be honoured, and shoald does not run on as is.
 mkdir "$T/u"
 chown $CLIENT "$T/u"

@@ -22,28 +22,12 @@ random_file "$T/q.img" $((4 << 20))
 cp "$T/a.img" "$T/a.orig"
 ln "$T/a.img" "$T/a-link.img"
 
-# refused WANT ARGS...: a shoald with ARGS (its own socket, no API) exits
-# non-zero within 10 s with WANT in its one error line on stderr (log
-# lines of the volumes opened before may come first).
-refused() {
-    local want=$1 rc=0
-    shift
-    rm -f "$T/r.sock"
-    timeout -k 1 10 "$SHOALD" -f -l "unix:$T/r.sock" --http off "$@" >"$T/out" 2>"$T/err" \
-        </dev/null || rc=$?
-    case $rc in
-    0 | 124 | 137) fail "shoald $*: exit status $rc, want a refusal" ;;
-    esac
-    assert_eq "$(grep -c '^shoald: ' "$T/err")" 1 "error lines on stderr from shoald $*"
-    assert_contains "$(grep '^shoald: ' "$T/err")" "$want" "shoald $*"
-    log "refused: $(grep '^shoald: ' "$T/err")"
-}
 
 # ---- the same file twice in one daemon, at start -------------------------
-refused "shoald: volume b: $T/a.img is already exported read-write by this shoald (as $T/a.img)" \
+assert_refused "shoald: volume b: $T/a.img is already exported read-write by this shoald (as $T/a.img)" \
     a="$T/a.img" b="$T/a.img"
-refused "is already exported read-write by this shoald" a="$T/a.img" b="$T/a-link.img"
-refused "is already exported read-only by this shoald" \
+assert_refused "is already exported read-write by this shoald" a="$T/a.img" b="$T/a-link.img"
+assert_refused "is already exported read-only by this shoald" \
     -c <(printf '[volume a]\nbacking = %s\nreadonly = true\n[volume b]\nbacking = %s\n' \
         "$T/a.img" "$T/a.img")
 
@@ -97,8 +81,8 @@ qemu-io -f raw -c 'write -P 0x22 64k 64k' "$(uri a2)" >/dev/null || fail "write 
 qemu-io -f raw -c 'read -P 0x22 64k 64k' "$(uri a2)" | grep -q 'read 65536/65536' || fail "read back a2"
 
 # ---- a second shoald ------------------------------------------------------
-refused "$T/a.img is in use by another process that does not share \"write\"" b="$T/a.img"
-refused "$T/a.img is open for \"write\" by another process" -r b="$T/a.img"
+assert_refused "$T/a.img is in use by another process that does not share \"write\"" b="$T/a.img"
+assert_refused "$T/a.img is open for \"write\" by another process" -r b="$T/a.img"
 
 # ---- the socket of a live daemon is left alone -----------------------------
 rc=0
@@ -125,8 +109,8 @@ stop_shoald
 bg qemu-io -f raw -c 'sleep 60000' "$T/q.img"
 ino=$(stat -c %i "$T/q.img")
 wait_for 20 grep -q ":$ino 100 101\$" /proc/locks || fail "qemu-io did not lock q.img: $(cat /proc/locks)"
-refused "shoald: volume q: $T/q.img is open for \"write\" by another process" q="$T/q.img"
-refused "shoald: volume q: $T/q.img is open for \"write\" by another process" -r q="$T/q.img"
+assert_refused "shoald: volume q: $T/q.img is open for \"write\" by another process" q="$T/q.img"
+assert_refused "shoald: volume q: $T/q.img is open for \"write\" by another process" -r q="$T/q.img"
 start_shoald g="$T/g.img"
 assert_eq "$(status POST /api/v1/volumes "{\"name\":\"q\",\"backing\":\"$T/q.img\"}")" 409 \
     "API: an image qemu-io writes"

@@ -326,6 +326,23 @@ assert_contains() {
     grep -qF -- "$2" <<<"$1" || fail "${3:-missing text}: '$2' not in: $(head -c 2000 <<<"$1")"
 }
 
+# assert_refused WANT ARGS...: a shoald with ARGS (its own socket, no API)
+# exits non-zero within 10 s with WANT in its one "shoald: " error line on
+# stderr (log lines of volumes opened before may come first).
+assert_refused() {
+    local want=$1 rc=0
+    shift
+    rm -f "$T/r.sock"
+    timeout -k 1 10 "$SHOALD" -f -l "unix:$T/r.sock" --http off "$@" >"$T/out" 2>"$T/err" \
+        </dev/null || rc=$?
+    case $rc in
+    0 | 124 | 137) fail "shoald $*: exit status $rc, want a refusal" ;;
+    esac
+    assert_eq "$(grep -c '^shoald: ' "$T/err")" 1 "error lines on stderr from shoald $*"
+    assert_contains "$(grep '^shoald: ' "$T/err")" "$want" "shoald $*"
+    log "refused: $(grep '^shoald: ' "$T/err")"
+}
+
 # --- images -------------------------------------------------------------
 
 # make_image FILE MIB: a raw image mixing random data, sparse holes and
