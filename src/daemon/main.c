@@ -178,10 +178,7 @@ int main(int argc, char **argv)
         free(o);
         return pr > 0 ? 0 : 1;
     }
-    if (o->verbosity > 0)
-        for (int i = 0; i < LOG_C__COUNT; i++)
-            if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
-                log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
+    options_apply_logging(o);
 
     /* Absolute paths before a daemon's chdir("/"), and an early check that
      * backing files exist, so a typo gets one line and nothing starts. */
