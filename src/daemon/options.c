@@ -129,7 +129,8 @@ static void usage(FILE *f)
             "      --backing-dir DIR             file, device and nbd+unix socket back ends must\n"
             "                                    lie beneath DIR (repeatable; default: anywhere)\n"
             "  -m, --cache-size SIZE             RAM for cached content, K/M/G (default 1G)\n"
-            "  -c, --config FILE                 INI file: [shoald] settings, [volume NAME]\n"
+            "  -c, --config FILE                 INI file: [shoald] settings, [volume NAME];\n"
+            "                                    SIGHUP or shoalctl reload re-reads it\n"
             "  -r, --readonly                    export every volume read-only\n"
             "  -f, --foreground                  do not daemonize; log to stderr\n"
             "  -v, --verbose                     more logging (repeat for debug)\n"
@@ -148,6 +149,9 @@ static void usage(FILE *f)
             "                                    are opened as USER)\n"
             "      --group GROUP                 with --user: run with this group instead of\n"
             "                                    USER's primary group\n"
+            "      --state-dir DIR|off           keep volume changes made through the API in\n"
+            "                                    DIR/state.json (default: $STATE_DIRECTORY,\n"
+            "                                    set by systemd, else none)\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
             DEFAULT_HTTP, DEFAULT_THREADS);
@@ -1079,4 +1083,38 @@ void options_apply_logging(const struct daemon_options *o)
         for (int i = 0; i < LOG_C__COUNT; i++)
             if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
                 log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
+}
+
+int options_resolve_spec(const struct daemon_options *o, const char *spec, char **out)
+{
+    *out = NULL;
+    if (strstr(spec, "://") != NULL || strncmp(spec, "fault:", 6) == 0) {
+        *out = strdup(spec);
+        return *out ? 0 : -ENOMEM;
+    }
+    char *abs = NULL;
+    if (spec[0] == '/' || !o->start_dir)
+        abs = strdup(spec);
+    else if (asprintf(&abs, "%s/%s", o->start_dir, spec) < 0)
+        abs = NULL;
+    if (!abs)
+        return -ENOMEM;
+    if (o->nbacking_dirs) {
+        /* Spelled as given: the file back end checks the spelling against
+         * --backing-dir and lets the kernel resolve it beneath the
+         * directory (realpath here would follow the symlinks the rule
+         * refuses). */
+        *out = abs;
+        return 0;
+    }
+    char *real = realpath(abs, NULL);
+    int e = errno;
+    free(abs);
+    if (!real || access(real, R_OK) != 0) {
+        e = real ? errno : e;
+        free(real);
+        return -e;
+    }
+    *out = real;
+    return 0;
 }

@@ -99,6 +99,11 @@ int options_parse(int argc, char **argv, struct daemon_options *opts);
  * (without "shoald: ") goes to err. Log levels are not touched. 0 or -1. */
 int options_reparse(int argc, char **argv, const struct daemon_options *running,
                     struct daemon_options *out, char *err, size_t errlen);
+/* A volume's backing spec as the daemon opens it, in *out (malloc'ed): a
+ * URI or fault: spec as is; a path made absolute against opts->start_dir,
+ * spelled as given under --backing-dir (the back end checks the spelling),
+ * else resolved (realpath) and checked readable. 0 or -errno. */
+int options_resolve_spec(const struct daemon_options *opts, const char *spec, char **out);
 /* Set every component's log level from the options: info, then each -D
  * spec in order, then -v. */
 void options_apply_logging(const struct daemon_options *opts);
