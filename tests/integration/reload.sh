@@ -10,7 +10,7 @@
 #   - a bad file changes nothing and its error is FILE:LINE, for shoalctl
 #     (exit 2) and for SIGHUP (the log);
 #   - volumes from the command line and from the API are kept;
-#   - without a config file, reload says so.
+#   - without a config file, reload says so; without the token it is 401.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need jq curl
@@ -60,6 +60,10 @@ reader=$!
 _HELPER_PIDS+=("$reader")
 wait_for 20 test -s "$T/passes"
 passes() { cat "$T/passes"; }
+
+# Reload is a change: without the token it is refused and does nothing.
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary '' "$URL/api/v1/reload")
+assert_eq "$code" 401 "POST /api/v1/reload without the token"
 
 # 1. SIGHUP: b dropped (idle: removed), n added, a disabled live, cache
 #    shrunk, threads changed (needs a restart).
