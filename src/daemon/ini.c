@@ -157,21 +157,29 @@ int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line
         snprintf(why, whylen, "%s", strerror(e));
         return -e;
     }
-    /* Not a FIFO or a device that never ends: the config is a file. */
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "not a regular file");
-        return -EINVAL;
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(why, whylen, "%s", strerror(EISDIR));
+        return -EISDIR;
     }
-    if ((uint64_t)st.st_size > INI_MAX_FILE) {
-        snprintf(why, whylen, "larger than %u MiB", INI_MAX_FILE >> 20);
-        return -EFBIG;
-    }
-    _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf)
-        return -ENOMEM;
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    /* Read to the end rather than st_size: a pipe (shoald -c <(...)) has
+     * none. The cap stops a device that never ends. */
+    size_t cap = 0, got = 0;
+    _cleanup_free_ char *buf = NULL;
+    for (;;) {
+        if (got > INI_MAX_FILE) {
+            snprintf(why, whylen, "larger than %u MiB", INI_MAX_FILE >> 20);
+            return -EFBIG;
+        }
+        if (got == cap) {
+            cap = cap ? cap * 2 : 64 * 1024;
+            if (cap > INI_MAX_FILE + 1)
+                cap = INI_MAX_FILE + 1;
+            char *n = realloc(buf, cap + 1);
+            if (!n)
+                return -ENOMEM;
+            buf = n;
+        }
+        ssize_t r = read(fd, buf + got, cap - got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -180,8 +188,8 @@ int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line
             return -e;
         }
         if (r == 0)
-            break; /* shrank meanwhile: parse what is there */
+            break;
         got += (size_t)r;
     }
-    return ini_parse_buffer(buf, got, fn, opaque, err_line, why, whylen);
+    return ini_parse_buffer(buf ? buf : "", got, fn, opaque, err_line, why, whylen);
 }

@@ -357,6 +357,8 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (parse_size(val, &u64) < 0 || u64 < 4096)
             return bad(o, "cache size", val, "want a size like 512M or 2G (at least 4K)");
         o->cache_bytes = u64;
+        o->cache_at.file = o->at_file;
+        o->cache_at.line = o->at_line;
         return 0;
     case OPT_IO_MEMORY:
         if (parse_size(val, &u64) < 0 || u64 < (1u << 20))
@@ -385,9 +387,13 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         return 0;
     case OPT_USER:
         o->user = val;
+        o->user_at.file = o->at_file;
+        o->user_at.line = o->at_line;
         return 0;
     case OPT_GROUP:
         o->group = val;
+        o->group_at.file = o->at_file;
+        o->group_at.line = o->at_line;
         return 0;
     case OPT_STATE_DIR:
         if (!val[0])
@@ -936,17 +942,25 @@ static int resolve_user(struct daemon_options *o)
 {
     o->uid = (uid_t)-1;
     o->gid = (gid_t)-1;
+    o->at_file = o->group_at.file;
+    o->at_line = o->group_at.line;
     if (o->group && !o->user)
         return fail(o, "--group needs --user");
     if (!o->user)
         return 0;
+    o->at_file = o->user_at.file;
+    o->at_line = o->user_at.line;
     int r = ids_lookup_user(o->user, &o->uid, &o->gid);
     if (r < 0)
         return bad(o, "--user", o->user, r == -ENOENT ? "no such user" : strerror(-r));
     if (o->group) {
+        o->at_file = o->group_at.file;
+        o->at_line = o->group_at.line;
         r = ids_lookup_group(o->group, &o->gid);
         if (r < 0)
             return bad(o, "--group", o->group, r == -ENOENT ? "no such group" : strerror(-r));
+        o->at_file = o->user_at.file;
+        o->at_line = o->user_at.line;
     }
     if (o->gid == (gid_t)-1)
         return bad(o, "--user", o->user, "a user id without a passwd entry needs --group");
@@ -956,6 +970,7 @@ static int resolve_user(struct daemon_options *o)
     if (geteuid() != 0 && geteuid() != o->uid)
         return fail(o, "--user %s needs shoald to start as root (it runs as uid %u)", o->user,
                     (unsigned)geteuid());
+    o->at_file = NULL;
     return 0;
 }
 
@@ -969,6 +984,8 @@ static int finish(struct daemon_options *o)
     uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
     if (phys && o->cache_bytes > phys) {
         char want[32], have[32];
+        o->at_file = o->cache_at.file;
+        o->at_line = o->cache_at.line;
         return fail(o, "cache size %s is more than this machine's RAM (%s)",
                     format_size(o->cache_bytes, want, sizeof want),
                     format_size(phys, have, sizeof have));

@@ -86,6 +86,12 @@ struct daemon_options {
     bool cli_replaced[MAX_FRONTENDS][FE_MAX_OPTS];
     const char *at_file; /* where the value being parsed is: FILE:LINE in errors */
     unsigned at_line;
+    /* Where the file set what finish() checks against the machine (cache
+     * size vs RAM, --user, --group): its errors name the line too. */
+    struct {
+        const char *file;
+        unsigned line;
+    } cache_at, user_at, group_at;
     char *error; /* the one-line error of a reparse, or NULL (printed) */
     size_t error_len;
 };

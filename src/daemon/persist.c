@@ -94,11 +94,21 @@ int persist_start_volumes(struct engine *e, struct daemon_options *o, struct sta
         if (in_options(o, api[i].name))
             continue; /* more than 64 such: the rest wait for the next start */
         api[i].backend.backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL;
-        int r = engine_add_volume(e, &api[i]);
+        /* As checked above: a relative path (curl may send one) from the
+         * directory shoald started in, not from "/" of a daemon. */
+        char *spec = NULL;
+        int r = options_resolve_spec(o, api[i].backend.spec, &spec);
+        struct volume_config c = api[i];
+        if (r == 0) {
+            c.backend.spec = spec;
+            r = engine_add_volume(e, &c);
+        }
         if (r < 0) {
             open_failed(prefix, &api[i], r);
+            free(spec);
             return -1;
         }
+        free(spec);
     }
     return 0;
 }

@@ -175,6 +175,14 @@ static void test_errors(void **state)
         "[shoald]\nlisten = 127.0.0.1:99999\n",
         "2: invalid listen address '127.0.0.1:99999': want ADDR:PORT, [IPv6]:PORT or unix:PATH");
     assert_error("\n\n[shoald\n", "3: section header without ']'");
+    /* Checked once both sources are in, still named by their line. */
+    assert_int_equal(parse("[shoald]\nthreads = 2\ncache-size = 1024T\n"), -1);
+    char want[1024];
+    snprintf(want, sizeof want, "%s:3: cache size 1.0 PiB is more than this machine's RAM (", path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_error("[shoald]\nuser = no-such-user-here\n",
+                 "2: invalid --user 'no-such-user-here': no such user");
+    assert_error("\ngroup = kvm\n", "2: --group needs --user");
     assert_error("[shoald]\ncache-size 1G\n", "2: want 'key = value' or '[section]'");
 }
 
