@@ -700,41 +700,42 @@ static const char *volume_key(const char *name)
     return NULL;
 }
 
-static int volume_setting(struct ini_ctx *c, const char *name, const char *val)
+/* given: the key as spelled; name: its canonical name. */
+static int volume_setting(struct ini_ctx *c, const char *given, const char *val)
 {
     struct daemon_options *o = c->o;
     struct volume_config *v = &o->volumes[c->vol];
-    const char *key = volume_key(name);
-    if (!key)
-        return fail(o, "unknown setting '%s' in [volume %s]", name, v->name);
+    const char *name = volume_key(given);
+    if (!name)
+        return fail(o, "unknown setting '%s' in [volume %s]", given, v->name);
     char id[300];
-    snprintf(id, sizeof id, "volume %s %s", v->name, key);
-    if (check_once(c, id, name, false) < 0)
+    snprintf(id, sizeof id, "volume %s %s", v->name, name);
+    if (check_once(c, id, given, false) < 0)
         return -1;
     bool b;
-    if (!strcmp(key, "backing")) {
+    if (!strcmp(name, "backing")) {
         if (!val[0])
             return bad(o, "backing", val, "empty");
         v->backend.spec = val;
-    } else if (!strcmp(key, "readonly")) {
+    } else if (!strcmp(name, "readonly")) {
         if (parse_bool(val, &b) < 0)
             return bad(o, "readonly", val, "want true or false");
         v->readonly = b;
-    } else if (!strcmp(key, "enabled")) {
+    } else if (!strcmp(name, "enabled")) {
         if (parse_bool(val, &b) < 0)
-            return bad(o, name, val, "want true or false");
+            return bad(o, given, val, "want true or false");
         v->disabled = !b;
-    } else if (!strcmp(key, "direct")) {
+    } else if (!strcmp(name, "direct")) {
         if (parse_bool(val, &b) < 0)
             return bad(o, "direct", val, "want true or false");
         v->backend.direct = b;
-    } else if (!strcmp(key, "readahead")) {
+    } else if (!strcmp(name, "readahead")) {
         if (parse_readahead(val, &v->readahead) < 0)
             return bad(o, "readahead", val, "want off or a size from 4K to 256K");
-    } else if (!strcmp(key, "format")) {
+    } else if (!strcmp(name, "format")) {
         if (backend_format_parse(val, &v->backend.format) < 0)
             return bad(o, "format", val, "want auto or raw");
-    } else {
+    } else if (!strcmp(name, "connections")) {
         if (parse_uint(val, 1, 64, &v->backend.conns) < 0)
             return bad(o, "connections", val, "want 1..64");
     }
