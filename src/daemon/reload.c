@@ -243,7 +243,13 @@ static void live_settings(struct reloader *r, const struct daemon_options *now, 
         format_size(r->cache_bytes, was, sizeof was);
         format_size(now->cache_bytes, want, sizeof want);
         int e = engine_resize_cache(r->engine, now->cache_bytes);
-        if (e < 0) {
+        if (e == -EINVAL) {
+            /* The store reserves its address space at start: growing past
+             * that takes a restart. */
+            say(rep->restart, LOG_LVL_WARN,
+                "cache-size %s -> %s: more than this run can grow to: applied at the next restart",
+                was, want);
+        } else if (e < 0) {
             say(rep->errors, LOG_LVL_ERROR, "cache-size %s -> %s: %s", was, want, strerror(-e));
         } else {
             say(rep->applied, LOG_LVL_INFO, "cache-size %s -> %s", was, want);
