@@ -550,6 +550,49 @@ static int cmd_cache_resize(struct cli *cli)
     return EXIT_OK;
 }
 
+/* The server's reload report, a line per item under its heading; exit 2
+ * when an item failed (the rest was applied). */
+static int cmd_reload(struct cli *cli)
+{
+    json_t *j;
+    int r = client_call(cli->client, "POST", "/api/v1/reload", NULL, &j);
+    if (r)
+        return r;
+    json_t *errors = json_object_get(j, "errors");
+    bool failed = json_array_size(errors) > 0;
+    if (cli->flags & F_JSON) {
+        print_json(j);
+        json_decref(j);
+        return failed ? EXIT_SERVER : EXIT_OK;
+    }
+    static const struct {
+        const char *key, *title;
+    } parts[] = {
+        {"applied", "applied"},
+        {"pending", "waiting (reload again later)"},
+        {"restart_needed", "needs a restart"},
+        {"errors", "failed"},
+    };
+    bool any = false;
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+        json_t *list = json_object_get(j, parts[i].key);
+        if (!json_array_size(list))
+            continue;
+        any = true;
+        printf("%s:\n", parts[i].title);
+        size_t k;
+        json_t *item;
+        json_array_foreach(list, k, item) printf("  %s\n", json_string_value(item));
+    }
+    if (!any)
+        printf("configuration reloaded: nothing changed\n");
+    json_decref(j);
+    if (failed)
+        fprintf(stderr, "shoalctl: reload: %zu change(s) failed (see above)\n",
+                json_array_size(errors));
+    return failed ? EXIT_SERVER : EXIT_OK;
+}
+
 static int cmd_version(struct cli *cli)
 {
     bool json = cli->flags & F_JSON;
@@ -613,6 +656,8 @@ static const struct command commands[] = {
      "change the RAM budget (e.g. 2G)"},
     {"top", NULL, cmd_top, F_ONCE, 0, 0, "top [--once]",
      "live per-volume IOPS, throughput and hit ratio (q quits)"},
+    {"reload", NULL, cmd_reload, F_JSON, 0, 0, "reload [--json]",
+     "re-read shoald's config file and apply it (as SIGHUP does)"},
     {"version", NULL, cmd_version, F_JSON, 0, 0, "version", "client and server versions"},
     {"help", NULL, NULL, 0, 0, 0, "help", "this text"},
 };

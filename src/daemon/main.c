@@ -19,7 +19,10 @@
 #include "core/engine.h"
 #include "daemon/notify.h"
 #include "daemon/options.h"
+#include "daemon/persist.h"
 #include "daemon/privdrop.h"
+#include "daemon/reload.h"
+#include "daemon/state.h"
 #include "frontend/frontend.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/token.h"
@@ -178,38 +181,20 @@ int main(int argc, char **argv)
         free(o);
         return pr > 0 ? 0 : 1;
     }
-    if (o->verbosity > 0)
-        for (int i = 0; i < LOG_C__COUNT; i++)
-            if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
-                log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
+    options_apply_logging(o);
 
     /* Absolute paths before a daemon's chdir("/"), and an early check that
      * backing files exist, so a typo gets one line and nothing starts. */
     char *abs_specs[MAX_VOLUMES] = {0};
     for (unsigned i = 0; i < o->nvolumes; i++) {
         const char *spec = o->volumes[i].backend.spec;
-        if (strstr(spec, "://") != NULL || strncmp(spec, "fault:", 6) == 0)
-            continue; /* not a path */
-        if (o->nbacking_dirs) {
-            /* Spelled as given: the file back end checks the spelling
-             * against --backing-dir and lets the kernel resolve it beneath
-             * the directory (realpath here would follow the symlinks that
-             * the rule refuses). */
-            abs_specs[i] = absolute_path(spec);
-            if (!abs_specs[i]) {
-                fprintf(stderr, "shoald: out of memory\n");
-                return 1;
-            }
-            o->volumes[i].backend.spec = abs_specs[i];
-        } else {
-            abs_specs[i] = realpath(spec, NULL);
-            if (!abs_specs[i] || access(abs_specs[i], R_OK) != 0) {
-                fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
-                        spec, strerror(errno));
-                return 1;
-            }
-            o->volumes[i].backend.spec = abs_specs[i];
+        int r = options_resolve_spec(o, spec, &abs_specs[i]);
+        if (r < 0) {
+            fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name, spec,
+                    strerror(-r));
+            return 1;
         }
+        o->volumes[i].backend.spec = abs_specs[i];
     }
     /* The pid file, the API's certificates and the token file are used
      * after the daemon's chdir("/"); so are the front ends' paths. */
@@ -223,6 +208,17 @@ int main(int argc, char **argv)
     char *token = NULL;
     if (strcmp(o->http, "off") != 0 && load_token(o->http_token_file, &token) < 0)
         return 1;
+
+    /* The state file (API changes) is read before any volume is added; a
+     * corrupt one stops the start rather than be overwritten later. */
+    const char *state_dir = state_dir_choose(o->state_dir);
+    make_absolute(&made, &state_dir, "");
+    struct state *state = NULL;
+    char state_err[1024] = "";
+    if (state_open(state_dir, &state, state_err, sizeof state_err) < 0) {
+        fprintf(stderr, "shoald: %s\n", state_err);
+        return 1;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
@@ -252,19 +248,13 @@ int main(int argc, char **argv)
                 o->policy ? o->policy : "s3fifo", strerror(-r));
         return 1;
     }
-    for (unsigned i = 0; i < o->nvolumes; i++) {
-        r = engine_add_volume(engine, &o->volumes[i]);
-        if (r < 0) {
-            const char *why = backend_open_error();
-            /* A refused image format, an image in use: the back end's
-             * sentence already names the file, and says what to do. */
-            if ((r == -EMEDIUMTYPE || r == -EBUSY) && why[0])
-                fprintf(stderr, "shoald: volume %s: %s\n", o->volumes[i].name, why);
-            else
-                fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name,
-                        o->volumes[i].backend.spec, why[0] ? why : strerror(-r));
-            return 1;
-        }
+    if (persist_start_volumes(engine, o, state) < 0)
+        return 1;
+    struct reloader *reloader = NULL;
+    char rl_err[1024] = "";
+    if (reloader_new(argc, argv, o, engine, state, &reloader, rl_err, sizeof rl_err) < 0) {
+        fprintf(stderr, "shoald: %s\n", rl_err);
+        return 1;
     }
 
     void *fe_state[MAX_FRONTENDS] = {0};
@@ -294,6 +284,7 @@ int main(int argc, char **argv)
             .token = token,
             .tls_certificates = o->http_tls_certificates,
             .backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL,
+            .hooks = persist_hooks(state, reloader),
         };
         r = mgmt_start(engine, &mc, &mgmt);
         if (r < 0) {
@@ -325,6 +316,14 @@ int main(int argc, char **argv)
         log_info(main, "running as user %s (uid %u, gid %u)", o->user, (unsigned)o->uid,
                  (unsigned)o->gid);
     }
+    if (state && access(state_dir, W_OK) < 0)
+        log_warn(main, "state dir %s is not writable (%s): API changes will not be saved",
+                 state_dir, strerror(errno));
+    if (state)
+        log_info(main, "API changes are kept in %s", state_file(state));
+    else
+        log_info(main, "no state dir: volume changes made through the API last until shoald "
+                       "stops (--state-dir DIR keeps them)");
 
     char sz[32];
     log_info(main, "shoald %s ready: %u volume(s), cache %s, policy %s", SHOAL_VERSION,
@@ -340,7 +339,12 @@ int main(int argc, char **argv)
         if (notify_wait_signal(&sigs, &sig) < 0)
             continue;
         if (sig == SIGHUP) {
-            log_info(main, "SIGHUP ignored (reconfigure through the API)");
+            /* reloader_run logs what it did, or why it changed nothing. */
+            json_t *report = NULL;
+            char err[1024] = "";
+            log_info(main, "SIGHUP: reloading the configuration");
+            reloader_run(reloader, &report, err, sizeof err);
+            json_decref(report);
             continue;
         }
         log_info(main, "%s: shutting down", strsignal(sig));
@@ -351,7 +355,9 @@ int main(int argc, char **argv)
     for (unsigned i = daemon_nfrontends; i-- > 0;)
         daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
+    reloader_free(reloader);
     engine_destroy(engine);
+    state_close(state);
     bufpool_drain();
     if (o->pid_file && unlink(o->pid_file) < 0 && errno != ENOENT)
         log_warn(main, "cannot remove the pid file %s: %s", o->pid_file, strerror(errno));

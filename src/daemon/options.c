@@ -3,7 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <ini.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "core/block.h"
 #include "core/evict.h"
+#include "daemon/ini.h"
 #include "frontend/netaddr.h"
 #include "mgmt/mgmt.h"
 
@@ -23,6 +24,7 @@
 #define DEFAULT_CACHE     (1ull << 30)
 #define DEFAULT_IO_MEMORY (512ull << 20)
 #define DEFAULT_THREADS   32
+#define VOLUME_NAME_MAX   255 /* volume_name_valid's limit */
 
 const struct frontend_ops *const daemon_frontends[] = {
     &frontend_nbd_ops,
@@ -33,23 +35,23 @@ _Static_assert(ARRAY_SIZE(daemon_frontends) <= MAX_FRONTENDS, "raise MAX_FRONTEN
 /* getopt values of front-end options: FE_VAL_BASE + front end * 256 + index
  * in its table (daemon options use characters and small enum values). */
 #define FE_VAL_BASE    0x10000
-#define FE_MAX_OPTS    256
 #define FE_VAL(fe, i)  (FE_VAL_BASE + (int)(fe)*FE_MAX_OPTS + (int)(i))
 #define LONG_OPTS_MAX  128
 #define SHORT_OPTS_MAX 64
 
-/* Strings duplicated from the config file, freed by options_free. */
-static char **owned;
-static unsigned nowned;
-
-static const char *own(const char *s)
+/* A copy of s that lives as long as the options, or NULL. Per options
+ * struct, so a reload's parse frees nothing the running daemon uses. */
+static const char *own(struct daemon_options *o, const char *s)
 {
-    char **n = realloc(owned, (nowned + 1) * sizeof *n);
-    if (!n)
+    char *copy = s ? strdup(s) : NULL;
+    char **n = copy ? realloc(o->owned, (o->nowned + 1) * sizeof *n) : NULL;
+    if (!n) {
+        free(copy);
         return NULL;
-    owned = n;
-    owned[nowned] = strdup(s);
-    return owned[nowned++];
+    }
+    o->owned = n;
+    o->owned[o->nowned++] = copy;
+    return copy;
 }
 
 void options_free(struct daemon_options *opts)
@@ -58,11 +60,31 @@ void options_free(struct daemon_options *opts)
         free(opts->frontend_opts[i]);
         opts->frontend_opts[i] = NULL;
     }
-    for (unsigned i = 0; i < nowned; i++)
-        free(owned[i]);
-    free(owned);
-    owned = NULL;
-    nowned = 0;
+    for (unsigned i = 0; i < opts->nowned; i++)
+        free(opts->owned[i]);
+    free(opts->owned);
+    opts->owned = NULL;
+    opts->nowned = 0;
+}
+
+/* The one-line error: "shoald: [FILE:LINE: ]message" on stderr, or into
+ * the reparse's buffer. Returns -1. */
+static int fail(struct daemon_options *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail(struct daemon_options *o, const char *fmt, ...)
+{
+    char msg[768], loc[320] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (o->at_file)
+        snprintf(loc, sizeof loc, "%s:%u: ", o->at_file, o->at_line);
+    if (o->error)
+        snprintf(o->error, o->error_len, "%s%s", loc, msg);
+    else
+        fprintf(stderr, "shoald: %s%s\n", loc, msg);
+    return -1;
 }
 
 /* One option in --help: "  -X, --NAME ARG" then its help, lines aligned. */
@@ -107,7 +129,8 @@ static void usage(FILE *f)
             "      --backing-dir DIR             file, device and nbd+unix socket back ends must\n"
             "                                    lie beneath DIR (repeatable; default: anywhere)\n"
             "  -m, --cache-size SIZE             RAM for cached content, K/M/G (default 1G)\n"
-            "  -c, --config FILE                 INI file: [shoald] settings, [volume NAME]\n"
+            "  -c, --config FILE                 INI file: [shoald] settings, [volume NAME];\n"
+            "                                    SIGHUP or shoalctl reload re-reads it\n"
             "  -r, --readonly                    export every volume read-only\n"
             "  -f, --foreground                  do not daemonize; log to stderr\n"
             "  -v, --verbose                     more logging (repeat for debug)\n"
@@ -126,6 +149,9 @@ static void usage(FILE *f)
             "                                    are opened as USER)\n"
             "      --group GROUP                 with --user: run with this group instead of\n"
             "                                    USER's primary group\n"
+            "      --state-dir DIR|off           keep volume changes made through the API in\n"
+            "                                    DIR/state.json (default: $STATE_DIRECTORY,\n"
+            "                                    set by systemd, else none)\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
             DEFAULT_HTTP, DEFAULT_THREADS);
@@ -150,6 +176,7 @@ enum {
     OPT_BACKING_DIR,
     OPT_USER,
     OPT_GROUP,
+    OPT_STATE_DIR,
 };
 
 /* The daemon's own options; each front end's come from its table. */
@@ -174,15 +201,15 @@ static const struct option daemon_long_opts[] = {
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
-static int bad(const char *what, const char *value, const char *why)
+static int bad(struct daemon_options *o, const char *what, const char *value, const char *why)
 {
-    fprintf(stderr, "shoald: invalid %s '%s'%s%s\n", what, value, why ? ": " : "", why ? why : "");
-    return -1;
+    return fail(o, "invalid %s '%s'%s%s", what, value, why ? ": " : "", why ? why : "");
 }
 
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
@@ -222,16 +249,22 @@ static struct volume_config *find_volume(struct daemon_options *o, const char *n
 static struct volume_config *new_volume(struct daemon_options *o, const char *name)
 {
     if (!volume_name_valid(name)) {
-        bad("volume name", name,
+        bad(o, "volume name", name,
             "use 1-255 characters from A-Z a-z 0-9 . _ - (not starting with .)");
         return NULL;
     }
-    if (find_volume(o, name)) {
-        bad("volume name", name, "defined twice");
+    struct volume_config *prev = find_volume(o, name);
+    if (prev) {
+        unsigned i = (unsigned)(prev - o->volumes);
+        if (o->volume_file[i])
+            fail(o, "volume %s is defined twice (first at %s:%u)", name, o->volume_file[i],
+                 o->volume_line[i]);
+        else
+            bad(o, "volume name", name, "defined twice");
         return NULL;
     }
     if (o->nvolumes == MAX_VOLUMES) {
-        bad("volume", name, "too many volumes");
+        bad(o, "volume", name, "too many volumes");
         return NULL;
     }
     struct volume_config *v = &o->volumes[o->nvolumes++];
@@ -259,37 +292,61 @@ static int parse_readahead(const char *val, int32_t *out)
 static int add_backing_dir(struct daemon_options *o, const char *val)
 {
     if (o->nbacking_dirs == MAX_BACKING_DIRS)
-        return bad("--backing-dir", val, "too many directories");
+        return bad(o, "--backing-dir", val, "too many directories");
     if (!val[0])
-        return bad("--backing-dir", val, "empty path");
+        return bad(o, "--backing-dir", val, "empty path");
     char *real = realpath(val, NULL);
     if (!real)
-        return bad("--backing-dir", val, strerror(errno));
+        return bad(o, "--backing-dir", val, strerror(errno));
     struct stat st;
     int r = stat(real, &st);
     if (r < 0 || !S_ISDIR(st.st_mode)) {
         free(real);
-        return bad("--backing-dir", val, "not a directory");
+        return bad(o, "--backing-dir", val, "not a directory");
     }
-    const char *kept = own(real);
+    const char *kept = own(o, real);
     free(real);
     if (!kept)
-        return bad("--backing-dir", val, "out of memory");
+        return bad(o, "--backing-dir", val, "out of memory");
     o->backing_dirs[o->nbacking_dirs++] = kept;
     o->backing_dirs[o->nbacking_dirs] = NULL;
     return 0;
 }
 
 /* A switch: given on the command line, true or false in a file. */
-static int set_flag(bool *field, const char *what, const char *val, bool from_file)
+static int set_flag(struct daemon_options *o, bool *field, const char *what, const char *val,
+                    bool from_file)
 {
     if (!from_file) {
         *field = true;
         return 0;
     }
     if (parse_bool(val, field) < 0)
-        return bad(what, val, "want true or false");
+        return bad(o, what, val, "want true or false");
     return 0;
+}
+
+/* What log_set_spec accepts: COMPONENT=LEVEL, COMPONENT a logger component
+ * or "all", LEVEL error|warn|info|debug (any case) or 0..3. */
+static bool debug_spec_valid(const char *spec)
+{
+    static const char *const components[] = {
+#define X(name) #name,
+        SHOAL_LOG_COMPONENTS(X)
+#undef X
+            "all",
+    };
+    static const char *const levels[] = {"error", "warn", "info", "debug", "0", "1", "2", "3"};
+    const char *eq = strchr(spec, '=');
+    if (!eq)
+        return false;
+    bool comp = false, lvl = false;
+    for (size_t i = 0; i < ARRAY_SIZE(components); i++)
+        comp |= strlen(components[i]) == (size_t)(eq - spec) &&
+                !strncmp(spec, components[i], (size_t)(eq - spec));
+    for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+        lvl |= !strcasecmp(eq + 1, levels[i]);
+    return comp && lvl;
 }
 
 /* One of the daemon's own settings, from either source. Returns 0 or -1
@@ -303,72 +360,86 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
             char h[256];
             unsigned port;
             if (mgmt_parse_listen(val, h, sizeof h, &port) < 0)
-                return bad("--http address", val, "want ADDR:PORT or off");
+                return bad(o, "--http address", val, "want ADDR:PORT or off");
         }
         o->http = val;
         return 0;
     case OPT_HTTP_TOKEN:
         if (!val[0])
-            return bad("--http-token-file", val, "empty path");
+            return bad(o, "--http-token-file", val, "empty path");
         o->http_token_file = val;
         return 0;
     case OPT_HTTP_TLS_CERTS:
         if (!val[0])
-            return bad("--http-tls-certificates", val, "empty path");
+            return bad(o, "--http-tls-certificates", val, "empty path");
         o->http_tls_certificates = val;
         return 0;
     case OPT_BACKING_DIR:
         return add_backing_dir(o, val);
     case 'm':
         if (parse_size(val, &u64) < 0 || u64 < 4096)
-            return bad("cache size", val, "want a size like 512M or 2G (at least 4K)");
+            return bad(o, "cache size", val, "want a size like 512M or 2G (at least 4K)");
         o->cache_bytes = u64;
+        o->cache_at.file = o->at_file;
+        o->cache_at.line = o->at_line;
         return 0;
     case OPT_IO_MEMORY:
         if (parse_size(val, &u64) < 0 || u64 < (1u << 20))
-            return bad("io memory", val, "want a size of at least 1M");
+            return bad(o, "io memory", val, "want a size of at least 1M");
         o->io_memory = u64;
         return 0;
     case 'r':
-        return set_flag(&o->readonly, "readonly", val, from_file);
+        return set_flag(o, &o->readonly, "readonly", val, from_file);
     case OPT_DIRECT:
-        return set_flag(&o->direct, "direct", val, from_file);
+        return set_flag(o, &o->direct, "direct", val, from_file);
     case OPT_POLICY:
         if (!evict_find(val))
-            return bad("eviction policy", val, "want s3fifo or lru");
+            return bad(o, "eviction policy", val, "want s3fifo or lru");
         o->policy = val;
         return 0;
     case OPT_READAHEAD:
         if (parse_readahead(val, &o->readahead) < 0)
-            return bad("readahead", val, "want off or a size from 4K to 256K");
+            return bad(o, "readahead", val, "want off or a size from 4K to 256K");
         return 0;
     case OPT_THREADS:
         if (parse_uint(val, 1, 1024, &o->threads) < 0)
-            return bad("thread count", val, "want 1..1024");
+            return bad(o, "thread count", val, "want 1..1024");
         return 0;
     case OPT_PID_FILE:
         o->pid_file = val;
         return 0;
     case OPT_USER:
         o->user = val;
+        o->user_at.file = o->at_file;
+        o->user_at.line = o->at_line;
         return 0;
     case OPT_GROUP:
         o->group = val;
+        o->group_at.file = o->at_file;
+        o->group_at.line = o->at_line;
         return 0;
-    case 'D':
-        if (log_set_spec(val) < 0)
-            return bad("debug setting", val, "want COMPONENT=LEVEL, e.g. nbd=debug");
+    case OPT_STATE_DIR:
+        if (!val[0])
+            return bad(o, "--state-dir", val, "empty path (off turns it off)");
+        o->state_dir = val;
         return 0;
+    case 'D': {
+        /* Only checked here: options_apply_logging sets the levels once
+         * the whole parse succeeded (a reload's parse runs beside live
+         * threads, which must not see a level come and go). */
+        if (!debug_spec_valid(val))
+            return bad(o, "debug setting", val, "want COMPONENT=LEVEL, e.g. nbd=debug");
+        if (o->ndebug_specs == MAX_DEBUG_SPECS)
+            return bad(o, "debug setting", val, "too many");
+        o->debug_specs[o->ndebug_specs++] = val;
+        return 0;
+    }
     default:
         return -1;
     }
 }
 
 /* ---- front-end options (frontend/frontend.h) ---- */
-
-/* Whether the command line already dropped a FE_OPT_LISTEN option's values
- * from the config file (its own replace them). */
-static bool cli_replaced[MAX_FRONTENDS][FE_MAX_OPTS];
 
 /* Option i of front end fe, from either source. Returns 0 or -1 (message
  * printed). */
@@ -385,15 +456,15 @@ static int set_frontend_option(struct daemon_options *o, unsigned fe, unsigned i
         *(const char **)field = val;
         return 0;
     case FE_OPT_FLAG:
-        return set_flag(field, what, val, from_file);
+        return set_flag(o, field, what, val, from_file);
     case FE_OPT_UINT:
         if (parse_uint(val, opt->min, opt->max, field) < 0)
-            return bad(what, val, opt->want);
+            return bad(o, what, val, opt->want);
         return 0;
     case FE_OPT_DURATION: {
         uint64_t ms;
         if (parse_duration_ms(val, &ms) < 0 || ms == 0)
-            return bad(what, val, opt->want);
+            return bad(o, what, val, opt->want);
         *(uint64_t *)field = ms;
         return 0;
     }
@@ -404,24 +475,24 @@ static int set_frontend_option(struct daemon_options *o, unsigned fe, unsigned i
                 return 0;
             }
         }
-        return bad(what, val, opt->want);
+        return bad(o, what, val, opt->want);
     case FE_OPT_LISTEN: {
-        if (!from_file && !cli_replaced[fe][i]) {
+        if (!from_file && !o->cli_replaced[fe][i]) {
             list->n = 0;
-            cli_replaced[fe][i] = true;
+            o->cli_replaced[fe][i] = true;
         }
         /* Resolved now, so a bad host is reported before anything starts. */
         const char *why = netaddr_check_listen(val, opt->port);
         if (why)
-            return bad(what, val, why);
+            return bad(o, what, val, why);
         if (list->n == MIN(opt->max, FRONTEND_LIST_MAX))
-            return bad(what, val, "too many listeners");
+            return bad(o, what, val, "too many listeners");
         list->v[list->n++] = val;
         return 0;
     }
     case FE_OPT_LIST:
         if (list->n == MIN(opt->max, FRONTEND_LIST_MAX))
-            return bad(what, val, "too many entries");
+            return bad(o, what, val, "too many entries");
         list->v[list->n++] = val;
         return 0;
     }
@@ -505,11 +576,70 @@ static int key_of_name(const char *name)
     return 0;
 }
 
+/* What a section is, once its header was read. */
+enum section_kind { SEC_MAIN, SEC_FRONTEND, SEC_VOLUME };
+
+/* A section header or a setting already read from this file: a second
+ * one is refused with both lines. */
+struct seen {
+    char *id;
+    unsigned line;
+};
+
 struct ini_ctx {
     struct daemon_options *o;
     const char *file;
-    int failed;
+    enum section_kind kind;
+    unsigned fe;  /* SEC_FRONTEND: its index */
+    unsigned vol; /* SEC_VOLUME: index in o->volumes */
+    struct seen *seen;
+    size_t nseen;
 };
+
+static void ctx_free(struct ini_ctx *c)
+{
+    for (size_t i = 0; i < c->nseen; i++)
+        free(c->seen[i].id);
+    free(c->seen);
+}
+
+/* Record id at line; the line it was first seen at if it was (0 if not,
+ * or when out of memory, which then fails the parse). */
+static unsigned seen_before(struct ini_ctx *c, const char *id, unsigned line, bool *oom)
+{
+    for (size_t i = 0; i < c->nseen; i++)
+        if (strcmp(c->seen[i].id, id) == 0)
+            return c->seen[i].line;
+    struct seen *n = realloc(c->seen, (c->nseen + 1) * sizeof *n);
+    char *copy = strdup(id);
+    if (!n || !copy) {
+        free(copy);
+        if (n)
+            c->seen = n;
+        *oom = true;
+        return 0;
+    }
+    c->seen = n;
+    c->seen[c->nseen++] = (struct seen){copy, line};
+    return 0;
+}
+
+/* A setting given twice in one file is a mistake (which one wins?), so it
+ * is refused; keys that build a list (listen, allow, backing-dir, debug)
+ * may repeat. id names the setting whatever its spelling or section
+ * (cache-size and cache_size, [shoald] listen and [nbd] listen). */
+static int check_once(struct ini_ctx *c, const char *id, const char *key, bool repeatable)
+{
+    if (repeatable)
+        return 0;
+    bool oom = false;
+    unsigned first = seen_before(c, id, c->o->at_line, &oom);
+    if (oom)
+        return fail(c->o, "out of memory");
+    if (first)
+        return fail(c->o, "'%s' is set twice (first on line %u)", key, first);
+    return 0;
+}
 
 /* A key of [shoald] (or [global], or before any section): the daemon's
  * options and every front end's, by their command-line names. */
@@ -517,152 +647,257 @@ static int main_setting(struct ini_ctx *c, const char *section, const char *name
 {
     int key = key_of_name(name);
     unsigned fe, i;
-    if (!key && find_frontend_option(-1, name, &fe, &i))
+    char id[32];
+    if (!key && find_frontend_option(-1, name, &fe, &i)) {
+        enum frontend_opt_kind k = daemon_frontends[fe]->options[i].kind;
+        snprintf(id, sizeof id, "fe %u.%u", fe, i);
+        if (check_once(c, id, name, k == FE_OPT_LISTEN || k == FE_OPT_LIST) < 0)
+            return -1;
         return set_frontend_option(c->o, fe, i, val, true);
-    if (!key || key == 'c' || key == 'h' || key == 'V' || key == 'f' || key == 'v') {
-        fprintf(stderr, "shoald: %s: unknown setting '%s' in [%s]\n", c->file, name,
-                section[0] ? section : "shoald");
-        return -1;
     }
+    if (!key || key == 'c' || key == 'h' || key == 'V' || key == 'f' || key == 'v')
+        return fail(c->o, "unknown setting '%s' in [%s]", name, section[0] ? section : "shoald");
+    snprintf(id, sizeof id, "opt %d", key);
+    if (check_once(c, id, name, key == OPT_BACKING_DIR || key == 'D') < 0)
+        return -1;
     return set_option(c->o, key, val, true);
 }
 
 /* A key of a front end's own section ([nbd]). */
-static int frontend_setting(struct ini_ctx *c, unsigned fe_section, const char *name,
-                            const char *val)
+static int frontend_setting(struct ini_ctx *c, const char *name, const char *val)
 {
     unsigned fe, i;
-    if (!find_frontend_option((int)fe_section, name, &fe, &i)) {
-        fprintf(stderr, "shoald: %s: unknown setting '%s' in [%s]\n", c->file, name,
-                daemon_frontends[fe_section]->section);
+    if (!find_frontend_option((int)c->fe, name, &fe, &i))
+        return fail(c->o, "unknown setting '%s' in [%s]", name, daemon_frontends[c->fe]->section);
+    enum frontend_opt_kind k = daemon_frontends[fe]->options[i].kind;
+    char id[32];
+    snprintf(id, sizeof id, "fe %u.%u", fe, i);
+    if (check_once(c, id, name, k == FE_OPT_LISTEN || k == FE_OPT_LIST) < 0)
         return -1;
-    }
     return set_frontend_option(c->o, fe, i, val, true);
 }
 
-/* A key of [volume NAME]. */
-static int volume_setting(struct ini_ctx *c, const char *vname, const char *name, const char *val)
+/* A key of [volume NAME]: its canonical name (aliases are one setting), or
+ * NULL for an unknown key. */
+static const char *volume_key(const char *name)
+{
+    static const char *const keys[][2] = {
+        {"backing", "backing"},
+        {"path", "backing"},
+        {"uri", "backing"},
+        {"readonly", "readonly"},
+        {"read-only", "readonly"},
+        {"enabled", "enabled"},
+        {"accelerate", "enabled"},
+        {"direct", "direct"},
+        {"readahead", "readahead"},
+        {"format", "format"},
+        {"connections", "connections"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+        if (!strcmp(name, keys[i][0]))
+            return keys[i][1];
+    return NULL;
+}
+
+/* given: the key as spelled; name: its canonical name. */
+static int volume_setting(struct ini_ctx *c, const char *given, const char *val)
 {
     struct daemon_options *o = c->o;
-    struct volume_config *v = find_volume(o, vname);
-    if (!v) {
-        v = new_volume(o, own(vname));
-        if (!v)
-            return -1;
-    }
+    struct volume_config *v = &o->volumes[c->vol];
+    const char *name = volume_key(given);
+    if (!name)
+        return fail(o, "unknown setting '%s' in [volume %s]", given, v->name);
+    char id[300];
+    snprintf(id, sizeof id, "volume %s %s", v->name, name);
+    if (check_once(c, id, given, false) < 0)
+        return -1;
     bool b;
-    if (!strcmp(name, "backing") || !strcmp(name, "path") || !strcmp(name, "uri")) {
+    if (!strcmp(name, "backing")) {
+        if (!val[0])
+            return bad(o, "backing", val, "empty");
         v->backend.spec = val;
-    } else if (!strcmp(name, "readonly") || !strcmp(name, "read-only")) {
+    } else if (!strcmp(name, "readonly")) {
         if (parse_bool(val, &b) < 0)
-            return bad("readonly", val, "want true or false");
+            return bad(o, "readonly", val, "want true or false");
         v->readonly = b;
-    } else if (!strcmp(name, "enabled") || !strcmp(name, "accelerate")) {
+    } else if (!strcmp(name, "enabled")) {
         if (parse_bool(val, &b) < 0)
-            return bad(name, val, "want true or false");
+            return bad(o, given, val, "want true or false");
         v->disabled = !b;
     } else if (!strcmp(name, "direct")) {
         if (parse_bool(val, &b) < 0)
-            return bad("direct", val, "want true or false");
+            return bad(o, "direct", val, "want true or false");
         v->backend.direct = b;
     } else if (!strcmp(name, "readahead")) {
         if (parse_readahead(val, &v->readahead) < 0)
-            return bad("readahead", val, "want off or a size from 4K to 256K");
+            return bad(o, "readahead", val, "want off or a size from 4K to 256K");
     } else if (!strcmp(name, "format")) {
         if (backend_format_parse(val, &v->backend.format) < 0)
-            return bad("format", val, "want auto or raw");
+            return bad(o, "format", val, "want auto or raw");
     } else if (!strcmp(name, "connections")) {
         if (parse_uint(val, 1, 64, &v->backend.conns) < 0)
-            return bad("connections", val, "want 1..64");
-    } else {
-        fprintf(stderr, "shoald: %s: unknown setting '%s' in [volume %s]\n", c->file, name, vname);
-        return -1;
+            return bad(o, "connections", val, "want 1..64");
     }
     return 0;
 }
 
-static int config_handler(void *user, const char *section, const char *name, const char *value)
+/* A section header: what its keys set. Each section may appear once. */
+static int section_start(struct ini_ctx *c, const char *section)
+{
+    struct daemon_options *o = c->o;
+    bool oom = false;
+    unsigned first = seen_before(c, section, o->at_line, &oom);
+    if (oom)
+        return fail(o, "out of memory");
+    if (first)
+        return fail(o, "[%s] appears twice (first on line %u)", section, first);
+    if (!strcmp(section, "shoald") || !strcmp(section, "global")) {
+        c->kind = SEC_MAIN;
+        return 0;
+    }
+    if (!strncmp(section, "volume ", 7)) {
+        const char *name = own(o, section + 7);
+        if (!name)
+            return fail(o, "out of memory");
+        struct volume_config *v = new_volume(o, name);
+        if (!v)
+            return -1;
+        c->kind = SEC_VOLUME;
+        c->vol = (unsigned)(v - o->volumes);
+        o->volume_file[c->vol] = c->file;
+        o->volume_line[c->vol] = o->at_line;
+        return 0;
+    }
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        if (!strcmp(section, daemon_frontends[fe]->section)) {
+            c->kind = SEC_FRONTEND;
+            c->fe = fe;
+            return 0;
+        }
+    }
+    if (!strcmp(section, "volume"))
+        return fail(o, "[volume] needs a name: [volume NAME]");
+    return fail(o, "unknown section [%s]", section);
+}
+
+static int config_entry(void *user, unsigned line, const char *section, const char *name,
+                        const char *value)
 {
     struct ini_ctx *c = user;
-    if (c->failed)
-        return 0;
-    const char *val = own(value);
+    c->o->at_line = line;
+    if (!name)
+        return section_start(c, section) < 0 ? -1 : 0;
+    const char *val = own(c->o, value);
     if (!val)
-        return 0;
-    int r;
-    if (!strcmp(section, "") || !strcmp(section, "shoald") || !strcmp(section, "global")) {
-        r = main_setting(c, section, name, val);
-    } else if (!strncmp(section, "volume ", 7)) {
-        const char *vname = section + 7;
-        while (*vname == ' ')
-            vname++;
-        r = volume_setting(c, vname, name, val);
-    } else {
-        r = -1;
-        unsigned fe = 0;
-        while (fe < daemon_nfrontends && strcmp(section, daemon_frontends[fe]->section) != 0)
-            fe++;
-        if (fe < daemon_nfrontends)
-            r = frontend_setting(c, fe, name, val);
-        else
-            fprintf(stderr, "shoald: %s: unknown section [%s]\n", c->file, section);
+        return fail(c->o, "out of memory");
+    switch (section[0] ? c->kind : SEC_MAIN) {
+    case SEC_MAIN:
+        return main_setting(c, section, name, val) < 0 ? -1 : 0;
+    case SEC_FRONTEND:
+        return frontend_setting(c, name, val) < 0 ? -1 : 0;
+    case SEC_VOLUME:
+        return volume_setting(c, name, val) < 0 ? -1 : 0;
     }
-    if (r < 0) {
-        c->failed = 1;
-        return 0;
-    }
-    return 1;
+    return -1;
 }
 
 static int load_config(struct daemon_options *o, const char *file)
 {
     struct ini_ctx c = {.o = o, .file = file};
-    int r = ini_parse(file, config_handler, &c);
-    if (c.failed)
-        return -1;
+    unsigned err_line = 0;
+    char why[256] = "";
+    unsigned first_vol = o->nvolumes;
+    o->at_file = file;
+    o->at_line = 0;
+    int r = ini_parse_file(file, config_entry, &c, &err_line, why, sizeof why);
+    ctx_free(&c);
+    if (r == 1)
+        return -1; /* a setting was refused: fail() said why */
     if (r < 0) {
-        fprintf(stderr, "shoald: cannot read config file '%s': %s\n", file,
-                r == -1 ? strerror(errno) : "out of memory");
-        return -1;
+        o->at_file = NULL;
+        if (err_line)
+            return fail(o, "%s:%u: %s", file, err_line, why);
+        return fail(o, "cannot read config file '%s': %s", file, why[0] ? why : strerror(-r));
     }
-    if (r > 0) {
-        fprintf(stderr, "shoald: %s: syntax error on line %d\n", file, r);
-        return -1;
-    }
-    for (unsigned i = 0; i < o->nvolumes; i++) {
-        if (!o->volumes[i].backend.spec || !o->volumes[i].backend.spec[0]) {
-            fprintf(stderr, "shoald: %s: [volume %s] has no backing\n", file, o->volumes[i].name);
-            return -1;
+    for (unsigned i = first_vol; i < o->nvolumes; i++) {
+        if (!o->volumes[i].backend.spec) {
+            o->at_line = o->volume_line[i];
+            return fail(o, "[volume %s] has no backing", o->volumes[i].name);
         }
     }
+    o->at_file = NULL;
+    o->nfile_volumes = o->nvolumes;
     return 0;
 }
 
-/* Every default, before any source is read. 0 or -1 (message printed). */
+/* Every default, before any source is read; the parser's own state too,
+ * except where errors go. 0 or -1 (message printed). */
 static int set_defaults(struct daemon_options *o)
 {
+    char *error = o->error;
+    size_t error_len = o->error_len;
     memset(o, 0, sizeof *o);
+    o->error = error;
+    o->error_len = error_len;
     o->cache_bytes = DEFAULT_CACHE;
     o->io_memory = DEFAULT_IO_MEMORY;
     o->http = DEFAULT_HTTP;
     o->threads = DEFAULT_THREADS;
-    memset(cli_replaced, 0, sizeof cli_replaced);
     for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
         const struct frontend_ops *ops = daemon_frontends[fe];
         o->frontend_opts[fe] = calloc(1, ops->opts_size);
-        if (!o->frontend_opts[fe]) {
-            fprintf(stderr, "shoald: out of memory\n");
-            return -1;
-        }
+        if (!o->frontend_opts[fe])
+            return fail(o, "out of memory");
         if (ops->opts_init)
             ops->opts_init(o->frontend_opts[fe]);
     }
     return 0;
 }
 
+/* NAME=BACKING[,format=raw|auto] from the command line. argv is left as
+ * given (ps and /proc/PID/cmdline show it): the name and a spec with its
+ * format cut off are copies. 0 or -1 (message printed). */
+static int cli_volume(struct daemon_options *o, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1])
+        return bad(o, "volume", arg, "want NAME=BACKING");
+    char name[VOLUME_NAME_MAX + 1];
+    size_t nlen = (size_t)(eq - arg);
+    if (nlen > VOLUME_NAME_MAX)
+        nlen = VOLUME_NAME_MAX; /* too long anyway: new_volume says so */
+    memcpy(name, arg, nlen);
+    name[nlen] = '\0';
+    const char *kept = own(o, name);
+    if (!kept)
+        return fail(o, "out of memory");
+    struct volume_config *v = new_volume(o, kept);
+    if (!v)
+        return -1;
+    v->backend.spec = eq + 1;
+    /* The one per-volume key the command line takes, so an image refused
+     * as qcow2 & co. can still be served as bytes without a config file.
+     * Only a trailing ",format=" is taken off; any other comma stays in
+     * the path. */
+    const char *fmt = strrchr(eq + 1, ',');
+    if (fmt && !strncmp(fmt, ",format=", 8)) {
+        if (backend_format_parse(fmt + 8, &v->backend.format) < 0)
+            return bad(o, "format", fmt + 8, "want auto or raw");
+        if (fmt == eq + 1)
+            return bad(o, "volume", arg, "want NAME=BACKING");
+        char *spec = strndup(eq + 1, (size_t)(fmt - (eq + 1)));
+        v->backend.spec = spec ? own(o, spec) : NULL;
+        free(spec);
+        if (!v->backend.spec)
+            return fail(o, "out of memory");
+    }
+    return 0;
+}
+
 /* Pass 2 over the command line: everything but --config. Our own
  * messages, one line each. 0, 1 (--help, --version) or -1. */
-static int parse_command_line(int argc, char **argv, struct daemon_options *o)
+static int parse_command_line(int argc, char **argv, struct daemon_options *o, bool quiet)
 {
     unsigned file_backing_dirs = o->nbacking_dirs;
     bool cli_backing = false;
@@ -672,10 +907,12 @@ static int parse_command_line(int argc, char **argv, struct daemon_options *o)
     while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
         switch (c) {
         case 'h':
-            usage(stdout);
+            if (!quiet)
+                usage(stdout);
             return 1;
         case 'V':
-            printf("shoald %s\n", SHOAL_VERSION);
+            if (!quiet)
+                printf("shoald %s\n", SHOAL_VERSION);
             return 1;
         case 'c':
             break;
@@ -690,18 +927,14 @@ static int parse_command_line(int argc, char **argv, struct daemon_options *o)
              * option that takes no value but was given one ("--direct=x"). */
             const char *arg = argv[optind - 1], *eq = strchr(arg, '=');
             if (optopt && strncmp(arg, "--", 2) == 0 && eq)
-                fprintf(stderr, "shoald: option '%.*s' takes no value (try 'shoald --help')\n",
-                        (int)(eq - arg), arg);
-            else if (optopt)
-                fprintf(stderr, "shoald: unknown option '-%c' (try 'shoald --help')\n", optopt);
-            else
-                fprintf(stderr, "shoald: unknown option '%s' (try 'shoald --help')\n", arg);
-            return -1;
+                return fail(o, "option '%.*s' takes no value (try 'shoald --help')",
+                            (int)(eq - arg), arg);
+            if (optopt)
+                return fail(o, "unknown option '-%c' (try 'shoald --help')", optopt);
+            return fail(o, "unknown option '%s' (try 'shoald --help')", arg);
         }
         case ':':
-            fprintf(stderr, "shoald: option '%s' needs a value (try 'shoald --help')\n",
-                    argv[optind - 1]);
-            return -1;
+            return fail(o, "option '%s' needs a value (try 'shoald --help')", argv[optind - 1]);
         case OPT_BACKING_DIR:
             /* Like listeners: the command line's list replaces the file's. */
             if (!cli_backing) {
@@ -719,28 +952,9 @@ static int parse_command_line(int argc, char **argv, struct daemon_options *o)
             break;
         }
     }
-    for (int i = optind; i < argc; i++) {
-        char *eq = strchr(argv[i], '=');
-        if (!eq || eq == argv[i] || !eq[1])
-            return bad("volume", argv[i], "want NAME=BACKING");
-        *eq = '\0';
-        struct volume_config *v = new_volume(o, argv[i]);
-        if (!v)
+    for (int i = optind; i < argc; i++)
+        if (cli_volume(o, argv[i]) < 0)
             return -1;
-        v->backend.spec = eq + 1;
-        /* NAME=BACKING,format=raw|auto: the one per-volume key the command
-         * line takes, so an image refused as qcow2 & co. can still be
-         * served as bytes without a config file. Only a trailing
-         * ",format=" is taken off; any other comma stays in the path. */
-        char *fmt = strrchr(eq + 1, ',');
-        if (fmt && !strncmp(fmt, ",format=", 8)) {
-            if (backend_format_parse(fmt + 8, &v->backend.format) < 0)
-                return bad("format", fmt + 8, "want auto or raw");
-            *fmt = '\0';
-            if (!eq[1])
-                return bad("volume", argv[i], "want NAME=BACKING");
-        }
-    }
     return 0;
 }
 
@@ -749,30 +963,35 @@ static int resolve_user(struct daemon_options *o)
 {
     o->uid = (uid_t)-1;
     o->gid = (gid_t)-1;
-    if (o->group && !o->user) {
-        fprintf(stderr, "shoald: --group needs --user\n");
-        return -1;
-    }
+    o->at_file = o->group_at.file;
+    o->at_line = o->group_at.line;
+    if (o->group && !o->user)
+        return fail(o, "--group needs --user");
     if (!o->user)
         return 0;
+    o->at_file = o->user_at.file;
+    o->at_line = o->user_at.line;
     int r = ids_lookup_user(o->user, &o->uid, &o->gid);
     if (r < 0)
-        return bad("--user", o->user, r == -ENOENT ? "no such user" : strerror(-r));
+        return bad(o, "--user", o->user, r == -ENOENT ? "no such user" : strerror(-r));
     if (o->group) {
+        o->at_file = o->group_at.file;
+        o->at_line = o->group_at.line;
         r = ids_lookup_group(o->group, &o->gid);
         if (r < 0)
-            return bad("--group", o->group, r == -ENOENT ? "no such group" : strerror(-r));
+            return bad(o, "--group", o->group, r == -ENOENT ? "no such group" : strerror(-r));
+        o->at_file = o->user_at.file;
+        o->at_line = o->user_at.line;
     }
     if (o->gid == (gid_t)-1)
-        return bad("--user", o->user, "a user id without a passwd entry needs --group");
+        return bad(o, "--user", o->user, "a user id without a passwd entry needs --group");
     if (o->uid == 0)
-        return bad("--user", o->user, "is root: nothing to drop");
+        return bad(o, "--user", o->user, "is root: nothing to drop");
     /* Found now rather than after every socket and volume is open. */
-    if (geteuid() != 0 && geteuid() != o->uid) {
-        fprintf(stderr, "shoald: --user %s needs shoald to start as root (it runs as uid %u)\n",
-                o->user, (unsigned)geteuid());
-        return -1;
-    }
+    if (geteuid() != 0 && geteuid() != o->uid)
+        return fail(o, "--user %s needs shoald to start as root (it runs as uid %u)", o->user,
+                    (unsigned)geteuid());
+    o->at_file = NULL;
     return 0;
 }
 
@@ -786,10 +1005,11 @@ static int finish(struct daemon_options *o)
     uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
     if (phys && o->cache_bytes > phys) {
         char want[32], have[32];
-        fprintf(stderr, "shoald: cache size %s is more than this machine's RAM (%s)\n",
-                format_size(o->cache_bytes, want, sizeof want),
-                format_size(phys, have, sizeof have));
-        return -1;
+        o->at_file = o->cache_at.file;
+        o->at_line = o->cache_at.line;
+        return fail(o, "cache size %s is more than this machine's RAM (%s)",
+                    format_size(o->cache_bytes, want, sizeof want),
+                    format_size(phys, have, sizeof have));
     }
     if (resolve_user(o) < 0)
         return -1;
@@ -805,30 +1025,134 @@ static int finish(struct daemon_options *o)
     for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
         const struct frontend_ops *ops = daemon_frontends[fe];
         char err[320] = "";
-        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err) < 0) {
-            fprintf(stderr, "shoald: %s\n", err[0] ? err : "invalid front end settings");
-            return -1;
-        }
+        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err) < 0)
+            return fail(o, "%s", err[0] ? err : "invalid front end settings");
     }
     return 0;
 }
 
-int options_parse(int argc, char **argv, struct daemon_options *o)
+/* -c FILE made absolute now, while the directory is the one it was given
+ * in: a reload reads it again after the daemon's chdir("/"). */
+static int add_config_file(struct daemon_options *o, const char *file)
+{
+    if (o->nconfig_files == MAX_CONFIGS)
+        return bad(o, "--config", file, "more than 4 config files");
+    if (!file[0])
+        return bad(o, "--config", file, "empty path");
+    char *abs = NULL;
+    if (file[0] == '/' || !o->start_dir)
+        abs = strdup(file);
+    else if (asprintf(&abs, "%s/%s", o->start_dir, file) < 0)
+        abs = NULL;
+    const char *kept = abs ? own(o, abs) : NULL;
+    free(abs);
+    if (!kept)
+        return fail(o, "out of memory");
+    o->config_files[o->nconfig_files++] = kept;
+    return 0;
+}
+
+/* Both sources into o. configs NULL: take the -c files from argv; else read
+ * these (a reload). 0, 1 (--help, --version) or -1 (message given). */
+static int parse_all(int argc, char **argv, struct daemon_options *o, const char *const *configs,
+                     unsigned nconfigs, const char *start_dir, bool quiet)
 {
     if (set_defaults(o) < 0)
         return -1;
     build_getopt_tables();
-
-    /* Pass 1: the config file, so the command line can override it. */
-    opterr = 0;
-    optind = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1) {
-        if (c == 'c' && load_config(o, optarg) < 0)
-            return -1;
+    if (start_dir) {
+        o->start_dir = own(o, start_dir);
+    } else {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd))
+            o->start_dir = own(o, cwd);
     }
-    int r = parse_command_line(argc, argv, o);
+
+    /* Pass 1: the config files, so the command line can override them. */
+    if (configs) {
+        for (unsigned i = 0; i < nconfigs; i++)
+            if (add_config_file(o, configs[i]) < 0)
+                return -1;
+    } else {
+        opterr = 0;
+        optind = 0;
+        int c;
+        while ((c = getopt_long(argc, argv, shortopts, long_opts, NULL)) != -1)
+            if (c == 'c' && add_config_file(o, optarg) < 0)
+                return -1;
+    }
+    for (unsigned i = 0; i < o->nconfig_files; i++)
+        if (load_config(o, o->config_files[i]) < 0)
+            return -1;
+    int r = parse_command_line(argc, argv, o, quiet);
     if (r != 0)
         return r;
     return finish(o);
+}
+
+int options_parse(int argc, char **argv, struct daemon_options *o)
+{
+    o->error = NULL;
+    return parse_all(argc, argv, o, NULL, 0, NULL, false);
+}
+
+int options_reparse(int argc, char **argv, const struct daemon_options *running,
+                    struct daemon_options *out, char *err, size_t errlen)
+{
+    out->error = err;
+    out->error_len = errlen;
+    err[0] = '\0';
+    int r = parse_all(argc, argv, out, running->config_files, running->nconfig_files,
+                      running->start_dir, true);
+    out->error = NULL;
+    if (r > 0) {
+        snprintf(err, errlen, "--help or --version on the command line");
+        return -1;
+    }
+    return r < 0 ? -1 : 0;
+}
+
+void options_apply_logging(const struct daemon_options *o)
+{
+    log_set_all(LOG_LVL_INFO);
+    for (unsigned i = 0; i < o->ndebug_specs; i++)
+        log_set_spec(o->debug_specs[i]);
+    if (o->verbosity > 0)
+        for (int i = 0; i < LOG_C__COUNT; i++)
+            if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
+                log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
+}
+
+int options_resolve_spec(const struct daemon_options *o, const char *spec, char **out)
+{
+    *out = NULL;
+    if (strstr(spec, "://") != NULL || strncmp(spec, "fault:", 6) == 0) {
+        *out = strdup(spec);
+        return *out ? 0 : -ENOMEM;
+    }
+    char *abs = NULL;
+    if (spec[0] == '/' || !o->start_dir)
+        abs = strdup(spec);
+    else if (asprintf(&abs, "%s/%s", o->start_dir, spec) < 0)
+        abs = NULL;
+    if (!abs)
+        return -ENOMEM;
+    if (o->nbacking_dirs) {
+        /* Spelled as given: the file back end checks the spelling against
+         * --backing-dir and lets the kernel resolve it beneath the
+         * directory (realpath here would follow the symlinks the rule
+         * refuses). */
+        *out = abs;
+        return 0;
+    }
+    char *real = realpath(abs, NULL);
+    int e = errno;
+    free(abs);
+    if (!real || access(real, R_OK) != 0) {
+        e = real ? errno : e;
+        free(real);
+        return -e;
+    }
+    *out = real;
+    return 0;
 }

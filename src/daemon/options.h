@@ -20,6 +20,9 @@
 #define MAX_VOLUMES      4096
 #define MAX_BACKING_DIRS 16
 #define MAX_FRONTENDS    4
+#define MAX_CONFIGS      4 /* -c given more than once: read in order */
+#define MAX_DEBUG_SPECS  32
+#define FE_MAX_OPTS      256
 
 /* The front ends shoald runs, in start order (stopped in reverse). */
 extern const struct frontend_ops *const daemon_frontends[];
@@ -43,6 +46,12 @@ struct daemon_options {
     unsigned threads;  /* the worker pool every front end shares */
     const char *pid_file;
     int verbosity;
+    /* -D and debug = ...: applied by options_apply_logging, not while
+     * parsing, so a file refused later in the parse changes no level. */
+    const char *debug_specs[MAX_DEBUG_SPECS];
+    unsigned ndebug_specs;
+    /* --state-dir as given ("off" or NULL: see daemon/state.h). */
+    const char *state_dir;
     /* --user/--group: whom to run as once everything privileged is open
      * (privdrop.h); resolved while parsing, so a typo stops the start. */
     const char *user, *group;
@@ -55,12 +64,55 @@ struct daemon_options {
 
     struct volume_config volumes[MAX_VOLUMES];
     unsigned nvolumes;
+    /* volumes[0 .. nfile_volumes) come from config files (their section
+     * header at volume_file[i]:volume_line[i]), the rest from the command
+     * line. */
+    unsigned nfile_volumes;
+    const char *volume_file[MAX_VOLUMES];
+    unsigned volume_line[MAX_VOLUMES];
+
+    /* The config files (-c), absolute, and the directory shoald started
+     * in: a reload reads the same files and resolves relative backing
+     * paths the same way after the daemon's chdir("/"). */
+    const char *config_files[MAX_CONFIGS];
+    unsigned nconfig_files;
+    const char *start_dir;
+
+    /* ---- the parser's own ---- */
+    char **owned; /* strings duplicated while parsing, freed by options_free */
+    unsigned nowned;
+    /* Whether the command line already dropped a list option's values
+     * from the config file (its own replace them). */
+    bool cli_replaced[MAX_FRONTENDS][FE_MAX_OPTS];
+    const char *at_file; /* where the value being parsed is: FILE:LINE in errors */
+    unsigned at_line;
+    /* Where the file set what finish() checks against the machine (cache
+     * size vs RAM, --user, --group): its errors name the line too. */
+    struct {
+        const char *file;
+        unsigned line;
+    } cache_at, user_at, group_at;
+    char *error; /* the one-line error of a reparse, or NULL (printed) */
+    size_t error_len;
 };
 
 /* Parse argv (and the --config file it names). Returns 0 to run, 1 when
  * --help/--version was handled (exit 0), or -1 after printing a one-line
  * error (exit 1). Strings point into argv or into storage owned by opts. */
 int options_parse(int argc, char **argv, struct daemon_options *opts);
+/* Parse again for a reload: the same command line, the config files and
+ * start directory of `running`. Nothing is printed: the one-line error
+ * (without "shoald: ") goes to err. Log levels are not touched. 0 or -1. */
+int options_reparse(int argc, char **argv, const struct daemon_options *running,
+                    struct daemon_options *out, char *err, size_t errlen);
+/* A volume's backing spec as the daemon opens it, in *out (malloc'ed): a
+ * URI or fault: spec as is; a path made absolute against opts->start_dir,
+ * spelled as given under --backing-dir (the back end checks the spelling),
+ * else resolved (realpath) and checked readable. 0 or -errno. */
+int options_resolve_spec(const struct daemon_options *opts, const char *spec, char **out);
+/* Set every component's log level from the options: info, then each -D
+ * spec in order, then -v. */
+void options_apply_logging(const struct daemon_options *opts);
 void options_free(struct daemon_options *opts);
 
 #endif

@@ -17,6 +17,7 @@
  *   POST   /api/v1/volumes/NAME/invalidate    {"offset"?, "length"?}
  *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}; 409 when disabled
  *   GET    /api/v1/volumes/NAME/prefetch      progress
+ *   POST   /api/v1/reload                     re-read the config file (daemon/reload.h)
  *   GET    /metrics                           Prometheus
  *   GET    /, /dashboard                      browser (static.c)
  */
@@ -260,6 +261,28 @@ static void h_metrics(struct mgmt *m, const struct mgmt_req *req, struct mgmt_re
 
 /* ---- volumes ---- */
 
+/* Tell the daemon (state file) about a change that succeeded. False after
+ * replacing the reply with a 500 saying the change will not survive a
+ * restart: it is live, but the caller must know it is not kept. */
+static bool persist(struct mgmt *m, enum mgmt_change_kind kind, const char *name,
+                    const struct volume_config *cfg, struct mgmt_reply *rep)
+{
+    if (!m->hooks.changed)
+        return true;
+    char err[512] = "";
+    int r = m->hooks.changed(m->hooks.opaque, kind, name, cfg, err, sizeof err);
+    if (r == 0)
+        return true;
+    log_error(mgmt, "volume %s: change not saved: %s", name, err[0] ? err : strerror(-r));
+    reply_free(rep);
+    memset(rep, 0, sizeof *rep);
+    reply_error(rep, 500,
+                "volume %s: done, but not saved in the state file (%s): it is lost at "
+                "restart",
+                name, err[0] ? err : strerror(-r));
+    return false;
+}
+
 static void h_volumes(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
     struct mgmt_snap s;
@@ -373,6 +396,8 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     }
     log_info(mgmt, "volume %s added (%s%s%s)", name, backing, readonly ? ", read-only" : "",
              enabled ? "" : ", disabled");
+    if (!persist(m, MGMT_VOLUME_ADDED, name, &vc, rep))
+        return;
 
     _cleanup_volume_ struct volume *v = engine_get_volume(m->engine, name);
     if (!v) {
@@ -427,7 +452,8 @@ static void h_volume_remove(struct mgmt *m, const struct mgmt_req *req, struct m
         return;
     }
     log_info(mgmt, "volume %s removed%s", req->name, force ? " (forced)" : "");
-    reply_empty(rep, 204);
+    if (persist(m, MGMT_VOLUME_REMOVED, req->name, NULL, rep))
+        reply_empty(rep, 204);
 }
 
 static void set_enabled(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep, bool on)
@@ -442,7 +468,8 @@ static void set_enabled(struct mgmt *m, const struct mgmt_req *req, struct mgmt_
         return;
     }
     log_info(mgmt, "volume %s %s", req->name, on ? "enabled" : "disabled");
-    reply_volume(req, rep, 200, v);
+    if (persist(m, on ? MGMT_VOLUME_ENABLED : MGMT_VOLUME_DISABLED, req->name, NULL, rep))
+        reply_volume(req, rep, 200, v);
 }
 
 static void h_enable(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
@@ -546,6 +573,30 @@ static void h_prefetch_status(struct mgmt *m, const struct mgmt_req *req, struct
     reply_json(rep, 200, render_prefetch_json(&st));
 }
 
+/* ---- reload ---- */
+
+/* The daemon re-reads its config file and reconciles volumes and
+ * settings; the reply is its report (what was applied, what waits for
+ * idle clients or a restart, what failed). A file with an error changes
+ * nothing: 400 with its FILE:LINE line. */
+static void h_reload(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
+{
+    (void)req;
+    if (!m->hooks.reload) {
+        reply_error(rep, 409, "this server cannot reload its configuration");
+        return;
+    }
+    char err[1024] = "";
+    json_t *report = NULL;
+    int r = m->hooks.reload(m->hooks.opaque, &report, err, sizeof err);
+    if (r < 0) {
+        unsigned status = r == -EINVAL ? 400 : r == -ENOENT ? 409 : errno_status(r);
+        reply_error(rep, status, "%s", err[0] ? err : strerror(-r));
+        return;
+    }
+    reply_json(rep, 200, report);
+}
+
 /* ---- routing ---- */
 
 struct route {
@@ -568,6 +619,7 @@ static const struct route routes[] = {
     {"/api/v1/volumes/*/invalidate", MGMT_POST, h_invalidate},
     {"/api/v1/volumes/*/prefetch", MGMT_POST, h_prefetch_start},
     {"/api/v1/volumes/*/prefetch", MGMT_GET, h_prefetch_status},
+    {"/api/v1/reload", MGMT_POST, h_reload},
     {"/metrics", MGMT_GET, h_metrics},
 };
 

@@ -384,6 +384,7 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
         return -ENOMEM;
     m->engine = e;
     m->start_ns = now_ns();
+    m->hooks = cfg->hooks;
     m->token = strdup(cfg->token);
     m->token_len = m->token ? strlen(m->token) : 0;
     if (!m->token || (cfg->backing_dirs && !(m->backing_dirs = copy_dirs(cfg->backing_dirs)))) {

@@ -13,9 +13,36 @@
 #define SHOAL_MGMT_MGMT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct engine;
 struct mgmt;
+struct json_t;
+struct volume_config;
+
+/* What changed through the API, for the daemon to persist (state file). */
+enum mgmt_change_kind {
+    MGMT_VOLUME_ADDED,
+    MGMT_VOLUME_REMOVED,
+    MGMT_VOLUME_ENABLED,
+    MGMT_VOLUME_DISABLED,
+};
+
+/* The daemon's side of the API; any may be NULL. Called from the server's
+ * threads, concurrently: each serialises its own work. */
+struct mgmt_hooks {
+    void *opaque;
+    /* After a change succeeded in the engine (cfg: ADDED only, else NULL).
+     * 0, or -errno with one line in err: the change stays live and the
+     * reply says it will not survive a restart. */
+    int (*changed)(void *opaque, enum mgmt_change_kind kind, const char *name,
+                   const struct volume_config *cfg, char *err, size_t errlen);
+    /* POST /api/v1/reload: re-read the config. 0 with *report (a JSON
+     * object, reference passed on) once applied; -errno with one line in
+     * err when nothing was changed (-EINVAL: the file is wrong,
+     * -ENOENT: no config file). */
+    int (*reload)(void *opaque, struct json_t **report, char *err, size_t errlen);
+};
 
 struct mgmt_config {
     const char *listen; /* "ADDR:PORT", "[v6]:PORT"; NULL or "off" = disabled */
@@ -27,6 +54,7 @@ struct mgmt_config {
      * socket added through the API must lie beneath (backend_params
      * .backing_dirs); NULL = anywhere. Copied by mgmt_start. */
     const char *const *backing_dirs;
+    struct mgmt_hooks hooks; /* copied */
 };
 
 /* Parse "ADDR:PORT" (IPv4, [IPv6], or "localhost"), without starting anything.

@@ -17,6 +17,7 @@
 
 #include "common/util.h"
 #include "core/engine.h"
+#include "mgmt/mgmt.h"
 
 /* Request bodies larger than this are refused with 413: the API only takes
  * small JSON documents. */
@@ -35,7 +36,8 @@ struct mgmt {
     size_t tls_key_len;
     unsigned port;
     uint64_t start_ns;
-    bool running; /* atomic: MHD_start_daemon returned (see mhd_logger) */
+    struct mgmt_hooks hooks; /* the daemon's (mgmt.h) */
+    bool running;            /* atomic: MHD_start_daemon returned (see mhd_logger) */
 };
 
 enum mgmt_method {

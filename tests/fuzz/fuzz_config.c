@@ -1,6 +1,8 @@
 /* libFuzzer target for shoald's command line and INI config file
- * (src/daemon/options.c: options_parse, then options_free; the front ends'
- * option tables, src/frontend/nbd/options.c, come from the library).
+ * (src/daemon/options.c over src/daemon/ini.c: options_parse, then, when
+ * it succeeded, options_reparse as a reload does, then options_free; the
+ * front ends' option tables, src/frontend/nbd/options.c, come from the
+ * library).
  *
  * Input (text, so seeds are readable): one argument per line, then
  * optionally a line "%%" followed by the config file's contents:
@@ -19,9 +21,9 @@
  * most 64 arguments. A NUL inside a line ends that argument.
  *
  * Side effects neutralised by the harness (linked with --wrap):
- *   - ini_parse opens only the harness's config file: any other -c path
- *     fails as a missing file would (ENOENT), so inputs cannot read
- *     /dev/zero, a FIFO or the user's files;
+ *   - ini_parse_file opens only the harness's config file: any other -c
+ *     path fails as a missing file would (ENOENT), so inputs cannot read
+ *     the user's files;
  *   - getaddrinfo (listen addresses are resolved while parsing) gets
  *     AI_NUMERICHOST, with "localhost" mapped to 127.0.0.1: no DNS;
  *   - -h/--help and -V/--version print to stdout and return 1 (options.c
@@ -32,7 +34,9 @@
  *
  * After a successful parse the harness checks the result against what
  * options.h and main.c rely on (bounds, defaults, one listener at least,
- * valid and unique volume names with a backing) and aborts otherwise. */
+ * valid and unique volume names with a backing, a FILE:LINE for each file
+ * volume) and aborts otherwise; a reload's parse of the same input must
+ * succeed with the same volumes. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdint.h>
@@ -42,9 +46,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <ini.h>
-
 #include "common/log.h"
+#include "daemon/ini.h"
 #include "daemon/options.h"
 #include "frontend/nbd/options.h"
 
@@ -57,24 +60,28 @@ static int cfg_fd = -1;
 static char cfg_path[64];
 static FILE *devnull;
 static bool quiet;
-static struct daemon_options opts; /* ~200 KiB: not on the stack */
+static struct daemon_options opts, again; /* ~500 KiB each: not on the stack */
 
 /* ---- wrapped library calls (see the -Wl,--wrap flags in meson.build) ---- */
 
-int __real_ini_parse(const char *filename, ini_handler handler, void *user);
-int __wrap_ini_parse(const char *filename, ini_handler handler, void *user);
+int __real_ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
+                          size_t whylen);
+int __wrap_ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
+                          size_t whylen);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res);
 int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res);
 
-int __wrap_ini_parse(const char *filename, ini_handler handler, void *user)
+int __wrap_ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
+                          size_t whylen)
 {
-    if (strcmp(filename, cfg_path) != 0) {
-        errno = ENOENT;
-        return -1; /* what inih returns when fopen fails */
+    if (strcmp(path, cfg_path) != 0) {
+        *err_line = 0;
+        snprintf(why, whylen, "%s", strerror(ENOENT));
+        return -ENOENT; /* what the reader returns for a missing file */
     }
-    return __real_ini_parse(filename, handler, user);
+    return __real_ini_parse_file(path, fn, opaque, err_line, why, whylen);
 }
 
 int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -149,7 +156,11 @@ static void check_options(const struct daemon_options *o)
         CHECK(!o->direct || v->backend.direct);
         for (unsigned j = 0; j < i; j++)
             CHECK(strcmp(o->volumes[j].name, v->name) != 0);
+        CHECK((i < o->nfile_volumes) == (o->volume_file[i] != NULL));
+        CHECK(i >= o->nfile_volumes || o->volume_line[i] >= 1);
     }
+    CHECK(o->nfile_volumes <= o->nvolumes);
+    CHECK(o->nconfig_files <= MAX_CONFIGS);
     /* Touch every string the daemon would use (ASan: nothing freed). */
     size_t sum = 0;
     const char *strs[] = {o->http_token_file, o->policy, o->pid_file, n->tls_certificates,
@@ -226,16 +237,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *owned[MAX_ARGS + 2];
     memcpy(owned, argv, (size_t)(argc + 1) * sizeof argv[0]);
 
-    FILE *out = stdout, *err = stderr;
+    FILE *out = stdout, *err_stream = stderr;
     stdout = devnull;
     if (quiet)
         stderr = devnull;
     int r = options_parse(argc, argv, &opts);
     stdout = out;
-    stderr = err;
+    stderr = err_stream;
     CHECK(r == 0 || r == 1 || r == -1);
-    if (r == 0)
+    if (r == 0) {
         check_options(&opts);
+        /* A reload of the same input: same result. */
+        char err[1024];
+        stdout = devnull;
+        if (quiet)
+            stderr = devnull;
+        int r2 = options_reparse(argc, argv, &opts, &again, err, sizeof err);
+        stdout = out;
+        stderr = err_stream;
+        if (r2 != 0)
+            fprintf(stderr, "fuzz_config: reparse failed: %s\n", err);
+        CHECK(r2 == 0);
+        check_options(&again);
+        CHECK(again.nvolumes == opts.nvolumes && again.nfile_volumes == opts.nfile_volumes);
+        for (unsigned i = 0; i < opts.nvolumes; i++)
+            CHECK(strcmp(again.volumes[i].name, opts.volumes[i].name) == 0);
+        options_free(&again);
+    }
     options_free(&opts);
     log_set_all(-1);
     for (int i = 0; i < argc; i++)

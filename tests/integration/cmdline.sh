@@ -73,6 +73,30 @@ printf '[shoald]\ncache-size = 12Q\n[volume a]\nbacking = %s\n' "$T/a.img" >"$T/
 bad_cmdline "bad value in config" 12Q -c "$T/bad.ini"
 printf '[shoald]\nfrobnicate = 1\n' >"$T/bad2.ini"
 bad_cmdline "unknown config key" frobnicate -c "$T/bad2.ini"
+# Every config error is "shoald: FILE:LINE: ..." (issue 14, item 4).
+bad_cmdline "config error names FILE:LINE" "shoald: $T/bad2.ini:2: unknown setting 'frobnicate'" \
+    -c "$T/bad2.ini"
+printf '[volume a]\nbacking = %s\n\n[volume a]\nbacking = %s\n' "$T/a.img" "$T/a.img" >"$T/dup.ini"
+bad_cmdline "duplicate [volume] section" "$T/dup.ini:4: [volume a] appears twice (first on line 1)" \
+    -c "$T/dup.ini"
+printf '[shoald]\ncache-size = 16M\n# a comment\ncache_size = 32M\n' >"$T/dupkey.ini"
+bad_cmdline "duplicate key (alias)" "$T/dupkey.ini:4: 'cache_size' is set twice (first on line 2)" \
+    -c "$T/dupkey.ini"
+printf '[nbd]\nmax-connections = 5\n[shoald]\nmax-connections = 6\n' >"$T/dupfe.ini"
+bad_cmdline "duplicate key across sections" "$T/dupfe.ini:4: 'max-connections' is set twice" \
+    -c "$T/dupfe.ini"
+printf '[volume a]\nbacking = %s\n[volume b]\nreadonly = yes\n' "$T/a.img" >"$T/noback.ini"
+bad_cmdline "[volume] without backing" "$T/noback.ini:3: [volume b] has no backing" -c "$T/noback.ini"
+printf '[shoald]\ncache-size 16M\n' >"$T/syntax.ini"
+bad_cmdline "config syntax error" "$T/syntax.ini:2: want 'key = value' or '[section]'" -c "$T/syntax.ini"
+printf '[shoald]\nthreads = 4\n[volume a\n' >"$T/syntax2.ini"
+bad_cmdline "unclosed section header" "$T/syntax2.ini:3: section header without ']'" -c "$T/syntax2.ini"
+printf '[shoald]\n[volume a]\nbacking = %s\nreadahead = 3K\n' "$T/a.img" >"$T/badval.ini"
+bad_cmdline "bad volume value" "$T/badval.ini:4: invalid readahead '3K'" -c "$T/badval.ini"
+printf '[volume a]\nbacking = %s\n' "$T/a.img" >"$T/one.ini"
+bad_cmdline "config and command line volume" "volume a is defined twice (first at $T/one.ini:1)" \
+    -c "$T/one.ini" "a=$T/a.img"
+bad_cmdline "empty --state-dir" "--state-dir" --state-dir= "a=$T/a.img"
 
 # The API token file: refused when others could read or change it, or when
 # its content is no token. Nothing listens afterwards.
@@ -126,6 +150,16 @@ $(printf '  %s\n' "${problems[@]}")"
 # The good command line from the same pieces does start (so the errors
 # above came from the bad values, not from the harness).
 start_shoald -m 16M "a=$T/a.img"
+stop_shoald
+# ps and /proc/PID/cmdline show the command line as given: splitting
+# NAME=BACKING[,format=raw] must not write into argv.
+truncate -s 1M "$T/b.img"
+start_shoald -m 16M "a=$T/a.img,format=raw" "b=$T/b.img"
+cmdline=$(tr '\0' '\n' <"/proc/$SHOALD_PID/cmdline")
+assert_contains "$cmdline" "a=$T/a.img,format=raw" "/proc/$SHOALD_PID/cmdline"
+assert_contains "$cmdline" "b=$T/b.img" "/proc/$SHOALD_PID/cmdline"
+assert_contains "$(ps -o args= -p "$SHOALD_PID")" "a=$T/a.img,format=raw b=$T/b.img" "ps"
+assert_eq "$(api_get /api/v1/volumes | jq -r 'map(.name) | sort | join(",")')" a,b "volumes a and b"
 stop_shoald
 # --backing-dir from both sources, with paths beneath them (relative ones
 # too, "." and ".." that stay inside).

@@ -1,0 +1,61 @@
+/* shoald's state file: the volume changes made through the API (added,
+ * removed, enabled, disabled), kept in DIR/state.json so they survive a
+ * restart. Loaded at start after the config file; rewritten whole on each
+ * change, atomically (temp file, fsync, rename, fsync of the directory),
+ * so a crash leaves the old file or the new one, never half of one.
+ *
+ * What it holds, by volume name:
+ *   "volumes": volumes added through the API, with their settings;
+ *   "removed": config-file or command-line volumes removed through the API
+ *              (not started again);
+ *   "enabled": enable/disable of config-file or command-line volumes.
+ * A config file edit that changes a volume's "enabled" (applied by a
+ * reload) wins over the API's choice for that volume.
+ *
+ * DIR is --state-dir (or state-dir in [shoald]); without it, $STATE_DIRECTORY
+ * (systemd's StateDirectory=); without either, no state file: API changes
+ * last until the daemon stops. "off" turns it off. DIR/state.lock keeps a
+ * second shoald off the same directory.
+ *
+ * Thread safety: every function takes the state's own lock; a NULL state
+ * (no state dir) makes each a no-op that answers "nothing recorded". */
+#ifndef SHOAL_DAEMON_STATE_H
+#define SHOAL_DAEMON_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/engine.h"
+
+struct state;
+
+/* The directory to use: given (NULL or "off": see above), else
+ * $STATE_DIRECTORY's first entry, else NULL. */
+const char *state_dir_choose(const char *given);
+
+/* Create DIR if missing (mode 0700), lock it and load DIR/state.json when
+ * it exists. A file that is not the JSON this module writes is refused:
+ * starting without it would overwrite it on the next change. 0 or -errno
+ * with one line in err (naming the file). */
+int state_open(const char *dir, struct state **out, char *err, size_t errlen);
+void state_close(struct state *s);
+const char *state_file(const struct state *s); /* "" for NULL */
+
+/* Startup and reload queries. */
+bool state_is_removed(struct state *s, const char *name);
+bool state_is_api_volume(struct state *s, const char *name);
+/* -1: nothing recorded; 0: disabled; 1: enabled through the API. */
+int state_enabled(struct state *s, const char *name);
+/* The volumes added through the API: each as a volume_config whose
+ * strings live until the next change or state_close. */
+size_t state_volumes(struct state *s, struct volume_config *out, size_t max);
+
+/* Record a change made through the API (and write the file). 0 or -errno
+ * with one line in err; the change stays in memory either way. */
+int state_note_added(struct state *s, const struct volume_config *cfg, char *err, size_t errlen);
+int state_note_removed(struct state *s, const char *name, char *err, size_t errlen);
+int state_note_enabled(struct state *s, const char *name, bool on, char *err, size_t errlen);
+/* Drop what is recorded about name (the config file now decides). */
+int state_forget(struct state *s, const char *name, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,227 @@
+/* shoald's config file through the option parser (src/daemon/options.c):
+ * what a good file sets, and the one FILE:LINE line of each bad one. The
+ * files are parsed with options_reparse, which returns the error instead
+ * of printing it (a reload's path). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/options.h"
+
+static char path[] = "/tmp/test_options.XXXXXX";
+static struct daemon_options *running, *out;
+static char err[1024];
+
+static int setup(void **state)
+{
+    (void)state;
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    running = calloc(1, sizeof *running);
+    out = calloc(1, sizeof *out);
+    if (!running || !out)
+        return -1;
+    running->config_files[0] = path;
+    running->nconfig_files = 1;
+    running->start_dir = "/tmp";
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(path);
+    free(running);
+    options_free(out);
+    free(out);
+    return 0;
+}
+
+/* Parse text as the config file, with argv after "shoald". */
+static int parse_with(const char *text, char **args)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    char *argv[16] = {"shoald"};
+    int argc = 1;
+    for (; args && args[argc - 1]; argc++)
+        argv[argc] = args[argc - 1];
+    argv[argc] = NULL;
+    options_free(out);
+    return options_reparse(argc, argv, running, out, err, sizeof err);
+}
+
+static int parse(const char *text)
+{
+    return parse_with(text, NULL);
+}
+
+/* The error of text, as shoald prints it after "shoald: ". */
+static void assert_error(const char *text, const char *at_line_and_msg)
+{
+    assert_int_equal(parse(text), -1);
+    char want[1024];
+    snprintf(want, sizeof want, "%s:%s", path, at_line_and_msg);
+    assert_string_equal(err, want);
+}
+
+static void test_good_file(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("# shoald.conf\n"
+                           "[shoald]\n"
+                           "cache-size = 64M\n"
+                           "backing-dir = /tmp\n"
+                           "backing-dir = /\n"
+                           "debug = nbd=debug\n"
+                           "debug = core=warn\n"
+                           "state-dir = /var/lib/shoal\n"
+                           "[nbd]\n"
+                           "listen = 127.0.0.1:10809\n"
+                           "listen = unix:/run/shoal.sock\n"
+                           "[volume a]\n"
+                           "backing = /tmp/a.img\n"
+                           "enabled = no\n"
+                           "readahead = 64K\n"
+                           "[volume b]\n"
+                           "uri = nbd://localhost/b\n"
+                           "connections = 4\n"),
+                     0);
+    assert_int_equal(out->cache_bytes, 64u << 20);
+    assert_int_equal(out->nbacking_dirs, 2);
+    assert_int_equal(out->ndebug_specs, 2);
+    assert_string_equal(out->debug_specs[1], "core=warn");
+    assert_string_equal(out->state_dir, "/var/lib/shoal");
+    assert_int_equal(out->nvolumes, 2);
+    assert_int_equal(out->nfile_volumes, 2);
+    assert_string_equal(out->volumes[0].name, "a");
+    assert_true(out->volumes[0].disabled);
+    assert_int_equal(out->volumes[0].readahead, 64 * 1024);
+    assert_int_equal(out->volume_line[0], 12);
+    assert_string_equal(out->volumes[1].backend.spec, "nbd://localhost/b");
+    assert_int_equal(out->volumes[1].backend.conns, 4);
+    assert_int_equal(out->volume_line[1], 16);
+    assert_string_equal(out->config_files[0], path);
+}
+
+static void test_command_line_wins(void **state)
+{
+    (void)state;
+    char *args[] = {"-m", "32M", "c=/tmp/c.img,format=raw", NULL};
+    assert_int_equal(
+        parse_with("[shoald]\ncache-size = 64M\n[volume a]\nbacking = /tmp/a.img\n", args), 0);
+    assert_int_equal(out->cache_bytes, 32u << 20);
+    assert_int_equal(out->nvolumes, 2);
+    assert_int_equal(out->nfile_volumes, 1);
+    assert_string_equal(out->volumes[1].name, "c");
+    assert_string_equal(out->volumes[1].backend.spec, "/tmp/c.img");
+    assert_int_equal(out->volumes[1].backend.format, BACKEND_FORMAT_RAW);
+    /* argv is left as given (ps shows it). */
+    assert_string_equal(args[2], "c=/tmp/c.img,format=raw");
+
+    char *dup[] = {"a=/tmp/x.img", NULL};
+    assert_int_equal(parse_with("\n[volume a]\nbacking = /tmp/a.img\n", dup), -1);
+    char want[512];
+    snprintf(want, sizeof want, "volume a is defined twice (first at %s:2)", path);
+    assert_string_equal(err, want);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    assert_error("[shoald]\ncache-size = 12Q\n",
+                 "2: invalid cache size '12Q': want a size like 512M or 2G (at least 4K)");
+    assert_error("[shoald]\nfrobnicate = 1\n", "2: unknown setting 'frobnicate' in [shoald]");
+    assert_error("frobnicate = 1\n", "1: unknown setting 'frobnicate' in [shoald]");
+    assert_error("[nbd]\nthreads = 3\n", "2: unknown setting 'threads' in [nbd]");
+    assert_error("[volume a]\nbacking = /a\nsize = 3\n", "3: unknown setting 'size' in [volume a]");
+    assert_error("[volume a]\nbacking = /a\n\n[volume a]\nbacking = /a\n",
+                 "4: [volume a] appears twice (first on line 1)");
+    assert_error("[shoald]\n[nbd]\n[shoald]\n", "3: [shoald] appears twice (first on line 1)");
+    assert_error("[volume a]\nbacking = /a\npath = /b\n",
+                 "3: 'path' is set twice (first on line 2)");
+    assert_error("[shoald]\nthreads = 4\nthreads = 4\n",
+                 "3: 'threads' is set twice (first on line 2)");
+    assert_error("[shoald]\ncache-size = 1G\ncache_size = 1G\n",
+                 "3: 'cache_size' is set twice (first on line 2)");
+    assert_error("[nbd]\nmax-connections = 4\n[shoald]\nmax-connections = 5\n",
+                 "4: 'max-connections' is set twice (first on line 2)");
+    assert_error("[volume a]\nbacking = /a\n[volume b]\nreadonly = yes\n",
+                 "3: [volume b] has no backing");
+    assert_error("[volume a]\n", "1: [volume a] has no backing");
+    assert_error("[volume a]\nbacking =\n", "2: invalid backing '': empty");
+    assert_error("[volume]\nbacking = /a\n", "1: [volume] needs a name: [volume NAME]");
+    assert_error("[volume a/b]\n", "1: invalid volume name 'a/b': use 1-255 characters from A-Z "
+                                   "a-z 0-9 . _ - (not starting with .)");
+    assert_error("[bogus]\n", "1: unknown section [bogus]");
+    assert_error("[volume a]\nbacking = /a\nreadahead = 3K\n",
+                 "3: invalid readahead '3K': want off or a size from 4K to 256K");
+    assert_error("[shoald]\ndebug = nbd=loud\n",
+                 "2: invalid debug setting 'nbd=loud': want COMPONENT=LEVEL, e.g. nbd=debug");
+    assert_error(
+        "[shoald]\nlisten = 127.0.0.1:99999\n",
+        "2: invalid listen address '127.0.0.1:99999': want ADDR:PORT, [IPv6]:PORT or unix:PATH");
+    assert_error("\n\n[shoald\n", "3: section header without ']'");
+    /* Checked once both sources are in, still named by their line. */
+    assert_int_equal(parse("[shoald]\nthreads = 2\ncache-size = 1024T\n"), -1);
+    char want[1024];
+    snprintf(want, sizeof want, "%s:3: cache size 1.0 PiB is more than this machine's RAM (", path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_error("[shoald]\nuser = no-such-user-here\n",
+                 "2: invalid --user 'no-such-user-here': no such user");
+    assert_error("\ngroup = kvm\n", "2: --group needs --user");
+    assert_error("[shoald]\ncache-size 1G\n", "2: want 'key = value' or '[section]'");
+}
+
+/* A refused -D in the file leaves the log levels as they were. */
+static void test_debug_not_applied(void **state)
+{
+    (void)state;
+    log_set_all(LOG_LVL_INFO);
+    assert_int_equal(parse("[shoald]\ndebug = nbd=debug\nthreads = 0\n"), -1);
+    assert_int_equal(log_levels[LOG_C_nbd], LOG_LVL_INFO);
+    assert_int_equal(parse("[shoald]\ndebug = nbd=debug\n"), 0);
+    assert_int_equal(log_levels[LOG_C_nbd], LOG_LVL_INFO);
+    options_apply_logging(out);
+    assert_int_equal(log_levels[LOG_C_nbd], LOG_LVL_DEBUG);
+    log_set_all(LOG_LVL_INFO);
+}
+
+static void test_unreadable(void **state)
+{
+    (void)state;
+    struct daemon_options *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->config_files[0] = "/nonexistent/shoald.conf";
+    r->nconfig_files = 1;
+    char *argv[] = {"shoald", NULL};
+    options_free(out);
+    assert_int_equal(options_reparse(1, argv, r, out, err, sizeof err), -1);
+    assert_string_equal(err, "cannot read config file '/nonexistent/shoald.conf': No such file or "
+                             "directory");
+    free(r);
+}
+
+int main(void)
+{
+    log_set_all(LOG_LVL_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_file),  cmocka_unit_test(test_command_line_wins),
+        cmocka_unit_test(test_errors),     cmocka_unit_test(test_debug_not_applied),
+        cmocka_unit_test(test_unreadable),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
