@@ -343,8 +343,11 @@ int main(int argc, char **argv)
             json_t *report = NULL;
             char err[1024] = "";
             log_info(main, "SIGHUP: reloading the configuration");
+            notify_reloading("reloading the configuration");
             reloader_run(reloader, &report, err, sizeof err);
             json_decref(report);
+            notify_ready("serving %u volume(s), configuration reloaded",
+                         engine_volume_count(engine));
             continue;
         }
         log_info(main, "%s: shutting down", strsignal(sig));

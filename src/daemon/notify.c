@@ -29,6 +29,14 @@ void notify_ready(const char *fmt, ...)
     va_end(ap);
 }
 
+void notify_reloading(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    send_state("RELOADING=1", fmt, ap);
+    va_end(ap);
+}
+
 void notify_stopping(const char *fmt, ...)
 {
     va_list ap;

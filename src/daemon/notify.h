@@ -14,6 +14,9 @@
 /* READY=1 and STATUS= the formatted text. */
 void notify_ready(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* RELOADING=1 and STATUS= the formatted text (then notify_ready again). */
+void notify_reloading(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* STOPPING=1 and STATUS= the formatted text. */
 void notify_stopping(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -7,6 +7,11 @@ void notify_ready(const char *fmt, ...)
     (void)fmt;
 }
 
+void notify_reloading(const char *fmt, ...)
+{
+    (void)fmt;
+}
+
 void notify_stopping(const char *fmt, ...)
 {
     (void)fmt;

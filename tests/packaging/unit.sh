@@ -34,8 +34,8 @@ for g in $(sed -nE 's/^(Group|SupplementaryGroups)=//p' "$UNIT"); do
     grep -qE "^[ug] $g " "$SRCDIR/dist/sysusers.d/shoal.conf" ||
         fail "group $g of the unit is not in dist/sysusers.d/shoal.conf"
 done
-# SIGHUP does not reload yet (shoald logs "SIGHUP ignored").
-! grep -q '^ExecReload=' "$UNIT" || fail "ExecReload= but shoald has no reload"
+# SIGHUP reloads the config (systemctl reload shoald).
+grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$UNIT" || fail "no ExecReload= sending SIGHUP"
 
 mkdir -p "$T/units"
 sed -E "s|^ExecStart=[^ ]+/shoald |ExecStart=$SHOALD |" "$UNIT" >"$T/units/shoald.service"
