@@ -66,7 +66,8 @@ static void servers_string(const uint16_t *ports, unsigned n, char *out, size_t 
 }
 
 /* nsrv real servers, plus a hanging one when `hang`. */
-static struct fix *fix_new(unsigned nsrv, bool hang, uint32_t timeout_ms, uint32_t io_timeout_ms)
+static struct fix *fix_new(unsigned nsrv, bool hang, uint32_t timeout_ms, uint32_t io_timeout_ms,
+                           uint32_t retry_ms)
 {
     struct fix *x = calloc(1, sizeof *x);
     for (unsigned i = 0; i < nsrv; i++) {
@@ -87,7 +88,7 @@ static struct fix *fix_new(unsigned nsrv, bool hang, uint32_t timeout_ms, uint32
     struct tier_memcached_config mc = {.servers = servers,
                                        .timeout_ms = timeout_ms,
                                        .io_timeout_ms = io_timeout_ms,
-                                       .retry_ms = 200};
+                                       .retry_ms = retry_ms};
     assert_int_equal(tier_memcached_open(&mc, &x->tier), 0);
     struct engine_config ec = {
         .cache_bytes = CACHE_BLOCKS * BLOCK_SIZE, .tiers = &x->tier, .ntiers = 1};
@@ -201,7 +202,7 @@ static struct volume_snapshot snap(struct volume *v)
 static void test_evicted_block_comes_back(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(3, false, SLOW_OK_MS, 0);
+    struct fix *x = fix_new(3, false, SLOW_OK_MS, 0, 200);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     unsigned preads = x->f->preads;
@@ -229,7 +230,7 @@ static void test_evicted_block_comes_back(void **state)
 static void test_corrupt_value_rejected(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(3, false, SLOW_OK_MS, 0);
+    struct fix *x = fix_new(3, false, SLOW_OK_MS, 0, 200);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     /* Overwrite the values in every server: the first with a short value,
@@ -262,7 +263,7 @@ static void test_corrupt_value_rejected(void **state)
 static void test_killed_server(void **state)
 {
     (void)state;
-    struct fix *x = fix_new(3, false, SLOW_OK_MS, 0);
+    struct fix *x = fix_new(3, false, SLOW_OK_MS, 0, 200);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     const unsigned victim = 1;
@@ -311,7 +312,7 @@ static void test_hanging_server(void **state)
 {
     (void)state;
     const uint32_t timeout = 100, io_timeout = 1000;
-    struct fix *x = fix_new(1, true, timeout, io_timeout);
+    struct fix *x = fix_new(1, true, timeout, io_timeout, SLOW_OK_MS);
     uint64_t gone[64];
     unsigned n = warm_and_evict(x, gone);
     struct fpkey keys[64];
@@ -333,6 +334,8 @@ static void test_hanging_server(void **state)
             worst = took;
     }
     /* Never longer than the timeout (plus scheduling slack). */
+    printf("slowest read with a hanging server: %llu ms (timeout %u ms)\n",
+           (unsigned long long)worst, timeout);
     assert_true(worst < timeout + 1500);
     assert_int_equal(snap(x->v).errors, 0);
     struct cache_snapshot cs;
@@ -346,27 +349,25 @@ static void test_hanging_server(void **state)
         tier_memcached_stats(x->tier, &ms);
     }
     assert_true(ms.ejections >= 1);
-    /* Out of the ring: lookups no longer wait for it. */
+    /* Out of the ring (its retry is far off): lookups no longer wait. */
     tier_memcached_stats(x->tier, &ms);
-    if (ms.live == 1) {
-        uint64_t timeouts = cs.tier_timeouts;
-        cache_snapshot(x->e, &cs);
-        timeouts = cs.tier_timeouts;
-        struct tier_req r;
-        tier_req_init(&r);
-        uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
-        uint8_t *const bufs[1] = {buf};
-        r.keys = &keys[0];
-        r.bufs = bufs;
-        r.n = 1;
-        uint64_t t0 = now_ms();
+    assert_int_equal(ms.live, 1);
+    cache_snapshot(x->e, &cs);
+    uint64_t timeouts = cs.tier_timeouts;
+    struct tier_req r;
+    tier_req_init(&r);
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
+    uint8_t *const bufs[1] = {buf};
+    r.bufs = bufs;
+    r.n = 1;
+    for (unsigned i = 0; i < n; i++) {
+        r.keys = &keys[i];
         assert_true(tier_lookup(x->tier, &r) >= 0);
-        assert_true(now_ms() - t0 < timeout);
-        cache_snapshot(x->e, &cs);
-        assert_int_equal(cs.tier_timeouts, timeouts);
-        free(buf);
-        tier_req_destroy(&r);
     }
+    cache_snapshot(x->e, &cs);
+    assert_int_equal(cs.tier_timeouts, timeouts);
+    free(buf);
+    tier_req_destroy(&r);
     fix_free(x);
 }
 
