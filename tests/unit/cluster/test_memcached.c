@@ -489,6 +489,45 @@ static void test_placement(void **state)
     free(ks);
 }
 
+/* One batch with a key twice and a key nobody stored: both places of the
+ * repeated key are filled (one get for it), the unknown one is a miss. */
+static void test_batch_duplicates(void **state)
+{
+    (void)state;
+    struct mc_server_proc srv;
+    assert_int_equal(mc_server_start(&srv, 0), 0);
+    struct tier *t = open_tier(&srv.port, 1);
+    static uint8_t blocks[3][BLOCK_SIZE];
+    struct fpkey k[3];
+    for (unsigned i = 0; i < 3; i++) {
+        memset(blocks[i], 'a' + (int)i, BLOCK_SIZE);
+        k[i] = key_of(blocks[i]);
+    }
+    tier_put(t, &k[0], blocks[0]);
+    tier_put(t, &k[1], blocks[1]);
+    assert_int_equal(tier_memcached_flush(t, SLOW_OK_MS), 0);
+    assert_int_equal(mc_server_wait_items(&srv.port, 1, 2), 0);
+    struct fpkey keys[4] = {k[0], k[1], k[0], k[2]};
+    static uint8_t out[4][BLOCK_SIZE];
+    uint8_t *bufs[4] = {out[0], out[1], out[2], out[3]};
+    struct tier_req r;
+    tier_req_init(&r);
+    r.keys = keys;
+    r.bufs = bufs;
+    r.n = 4;
+    assert_int_equal(tier_lookup(t, &r), 3);
+    assert_true(tier_req_found(&r, 0) && tier_req_found(&r, 1) && tier_req_found(&r, 2));
+    assert_false(tier_req_found(&r, 3));
+    assert_memory_equal(out[0], blocks[0], BLOCK_SIZE);
+    assert_memory_equal(out[1], blocks[1], BLOCK_SIZE);
+    assert_memory_equal(out[2], blocks[0], BLOCK_SIZE);
+    assert_int_equal(mc_server_stat(srv.port, "get_hits"), 2);
+    assert_int_equal(mc_server_stat(srv.port, "get_misses"), 1);
+    tier_req_destroy(&r);
+    tier_close(t);
+    mc_server_kill(&srv);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -525,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_value_rejected),
         cmocka_unit_test(test_killed_server),
         cmocka_unit_test(test_hanging_server),
+        cmocka_unit_test(test_batch_duplicates),
         cmocka_unit_test(test_placement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
