@@ -280,8 +280,11 @@ static int build(struct mc_ring *r, struct mc_conn *c)
         for (uint32_t b = 0; b < MC_RING_BUCKETS && ret == 0 && nlive; b++)
             map[b] = mc_index[owner_locked(r, b)];
     }
-    if (ret == 0 && nlive == 0)
-        ret = -ENOENT;
+    if (ret == 0 && nlive == 0) {
+        memcached_free(mc);
+        c->gen = gen; /* nothing to build until the live set changes */
+        return -ENOENT;
+    }
     if (ret == 0 && memcached_failed(memcached_bucket_set(mc, map, NULL, MC_RING_BUCKETS, 0)))
         ret = -ENOMEM;
     if (ret < 0) {
@@ -297,8 +300,8 @@ static int build(struct mc_ring *r, struct mc_conn *c)
 int mc_conn_refresh(struct mc_ring *r, struct mc_conn *c)
 {
     revive_due(r);
-    if (c->mc && c->gen == __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE))
-        return 0;
+    if (c->gen == __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE))
+        return c->mc ? 0 : -ENOENT;
     return build(r, c);
 }
 
