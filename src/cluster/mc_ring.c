@@ -1,0 +1,395 @@
+/* See mc_ring.h. */
+#include "cluster/mc_ring.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* splitmix64's finalizer: a full-avalanche mix of 64 bits. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t score(const struct mc_server *s, uint32_t bucket)
+{
+    return mix64(s->name_hash ^ ((uint64_t)bucket + 1) * 0x9e3779b97f4a7c15ull);
+}
+
+static int parse_one(const char *item, size_t len, struct mc_server *s)
+{
+    char buf[300];
+    if (len == 0 || len >= sizeof buf) {
+        log_error(cluster, "memcached: bad server \"%.*s\" (want HOST[:PORT])", (int)len, item);
+        return -EINVAL;
+    }
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    char *host = buf, *port = NULL;
+    if (buf[0] == '[') {
+        char *end = strchr(buf, ']');
+        if (!end || end == buf + 1 || (end[1] != '\0' && end[1] != ':')) {
+            log_error(cluster, "memcached: bad server \"%s\" (want [ADDR]:PORT)", buf);
+            return -EINVAL;
+        }
+        *end = '\0';
+        host = buf + 1;
+        port = end[1] == ':' ? end + 2 : NULL;
+    } else {
+        char *colon = strchr(buf, ':');
+        if (colon && strchr(colon + 1, ':')) {
+            log_error(cluster,
+                      "memcached: bad server \"%s\" (write an IPv6 address as [ADDR]:PORT)", buf);
+            return -EINVAL;
+        }
+        if (colon) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+    }
+    if (!*host || strlen(host) >= sizeof s->host) {
+        log_error(cluster, "memcached: bad server \"%.*s\" (empty or long host)", (int)len, item);
+        return -EINVAL;
+    }
+    unsigned long p = MC_DEFAULT_PORT;
+    if (port) {
+        char *end;
+        errno = 0;
+        p = strtoul(port, &end, 10);
+        if (!*port || *end || errno || p == 0 || p > 65535) {
+            log_error(cluster, "memcached: bad port in \"%.*s\" (1..65535)", (int)len, item);
+            return -EINVAL;
+        }
+    }
+    snprintf(s->host, sizeof s->host, "%s", host);
+    s->port = (uint16_t)p;
+    if (strchr(host, ':'))
+        snprintf(s->name, sizeof s->name, "[%s]:%u", host, s->port);
+    else
+        snprintf(s->name, sizeof s->name, "%s:%u", host, s->port);
+    s->name_hash = fnv1a64(s->name);
+    return 0;
+}
+
+int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_params *p)
+{
+    memset(r, 0, sizeof *r);
+    r->p = *p;
+    if (!servers || !*servers) {
+        log_error(cluster, "memcached: no servers given (want HOST:PORT[,HOST:PORT...])");
+        return -EINVAL;
+    }
+    for (const char *s = servers; *s;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        if (r->n == MC_RING_MAX_SERVERS) {
+            log_error(cluster, "memcached: more than %d servers", MC_RING_MAX_SERVERS);
+            return -EINVAL;
+        }
+        struct mc_server *srv = &r->srv[r->n];
+        int ret = parse_one(s, len, srv);
+        if (ret < 0)
+            return ret;
+        for (unsigned i = 0; i < r->n; i++) {
+            if (strcmp(r->srv[i].name, srv->name) == 0) {
+                log_error(cluster, "memcached: server %s listed twice", srv->name);
+                return -EINVAL;
+            }
+        }
+        srv->backoff_ms = p->retry_ms;
+        r->n++;
+        s += len;
+        if (*s == ',' && !*++s) {
+            log_error(cluster, "memcached: trailing comma in the server list");
+            return -EINVAL;
+        }
+    }
+    pthread_mutex_init(&r->lock, NULL);
+    r->gen = 1;
+    return 0;
+}
+
+void mc_ring_destroy(struct mc_ring *r)
+{
+    if (r->n)
+        pthread_mutex_destroy(&r->lock);
+}
+
+unsigned mc_ring_live(struct mc_ring *r)
+{
+    LOCK_GUARD(&r->lock);
+    unsigned live = 0;
+    for (unsigned i = 0; i < r->n; i++)
+        live += !r->srv[i].ejected;
+    return live;
+}
+
+static void recompute_due_locked(struct mc_ring *r)
+{
+    uint64_t due = 0;
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->srv[i].ejected && (!due || r->srv[i].dead_until < due))
+            due = r->srv[i].dead_until;
+    __atomic_store_n(&r->next_due_ms, due, __ATOMIC_RELEASE);
+}
+
+/* Ejected servers whose back-off passed come back on probation: one more
+ * failure ejects them again, for twice as long. */
+static void revive_due(struct mc_ring *r)
+{
+    uint64_t due = __atomic_load_n(&r->next_due_ms, __ATOMIC_ACQUIRE);
+    if (!due || now_ms() < due)
+        return;
+    LOCK_GUARD(&r->lock);
+    uint64_t now = now_ms();
+    bool changed = false;
+    for (unsigned i = 0; i < r->n; i++) {
+        struct mc_server *s = &r->srv[i];
+        if (!s->ejected || s->dead_until > now)
+            continue;
+        s->ejected = false;
+        s->fails = r->p.failure_limit - 1;
+        changed = true;
+        __atomic_fetch_add(&r->revivals, 1, __ATOMIC_RELAXED);
+        log_info(cluster, "memcached: retrying %s", s->name);
+    }
+    if (changed)
+        __atomic_fetch_add(&r->gen, 1, __ATOMIC_RELEASE);
+    recompute_due_locked(r);
+}
+
+/* The live server with the highest score for bucket b (ties: the lower
+ * index, the same on every node listing the same servers). */
+static int owner_locked(const struct mc_ring *r, uint32_t b)
+{
+    int best = -1;
+    uint64_t best_score = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        if (r->srv[i].ejected)
+            continue;
+        uint64_t sc = score(&r->srv[i], b);
+        if (best < 0 || sc > best_score) {
+            best = (int)i;
+            best_score = sc;
+        }
+    }
+    return best;
+}
+
+int mc_ring_server_of(struct mc_ring *r, const char *key, size_t len)
+{
+    uint32_t h = memcached_generate_hash_value(key, len, MEMCACHED_HASH_MD5);
+    LOCK_GUARD(&r->lock);
+    return owner_locked(r, h & (MC_RING_BUCKETS - 1));
+}
+
+void mc_conn_drop(struct mc_conn *c)
+{
+    if (c->mc)
+        memcached_free(c->mc);
+    c->mc = NULL;
+    c->gen = 0;
+}
+
+static int set_behaviors(memcached_st *mc, const struct mc_ring_params *p, bool noreply)
+{
+    int64_t io = p->io_timeout_ms;
+    const struct {
+        memcached_behavior_t b;
+        uint64_t v;
+    } set[] = {
+        {MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1},
+        {MEMCACHED_BEHAVIOR_NO_BLOCK, 1},
+        {MEMCACHED_BEHAVIOR_TCP_NODELAY, 1},
+        {MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5},
+        {MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)io},
+        {MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)io},
+        {MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t)io * 1000},
+        {MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t)io * 1000},
+        /* The ring above handles failures for all threads; libmemcached's
+         * own ejection would move keys per handle. */
+        {MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, 0},
+        {MEMCACHED_BEHAVIOR_NOREPLY, noreply},
+    };
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
+        memcached_return_t rc = memcached_behavior_set(mc, set[i].b, set[i].v);
+        if (memcached_failed(rc)) {
+            log_error(cluster, "memcached: behavior %d: %s", (int)set[i].b,
+                      memcached_strerror(mc, rc));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int build(struct mc_ring *r, struct mc_conn *c)
+{
+    mc_conn_drop(c);
+    _cleanup_free_ uint32_t *map = malloc(MC_RING_BUCKETS * sizeof *map);
+    memcached_st *mc = memcached_create(NULL);
+    if (!map || !mc) {
+        if (mc)
+            memcached_free(mc);
+        return -ENOMEM;
+    }
+    int ret = set_behaviors(mc, &r->p, c->noreply);
+    uint8_t mc_index[MC_RING_MAX_SERVERS];
+    unsigned nlive = 0;
+    uint64_t gen;
+    {
+        LOCK_GUARD(&r->lock);
+        gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
+        for (unsigned i = 0; i < r->n && ret == 0; i++) {
+            if (r->srv[i].ejected)
+                continue;
+            memcached_return_t rc = memcached_server_add(mc, r->srv[i].host, r->srv[i].port);
+            if (memcached_failed(rc)) {
+                log_error(cluster, "memcached: add %s: %s", r->srv[i].name,
+                          memcached_strerror(mc, rc));
+                ret = -EINVAL;
+                break;
+            }
+            mc_index[i] = (uint8_t)nlive;
+            c->ring_idx[nlive++] = (uint8_t)i;
+        }
+        for (uint32_t b = 0; b < MC_RING_BUCKETS && ret == 0 && nlive; b++)
+            map[b] = mc_index[owner_locked(r, b)];
+    }
+    if (ret == 0 && nlive == 0) {
+        memcached_free(mc);
+        c->gen = gen; /* nothing to build until the live set changes */
+        return -ENOENT;
+    }
+    if (ret == 0 && memcached_failed(memcached_bucket_set(mc, map, NULL, MC_RING_BUCKETS, 0)))
+        ret = -ENOMEM;
+    if (ret < 0) {
+        memcached_free(mc);
+        return ret;
+    }
+    c->mc = mc;
+    c->gen = gen;
+    c->nlive = nlive;
+    return 0;
+}
+
+int mc_conn_refresh(struct mc_ring *r, struct mc_conn *c)
+{
+    revive_due(r);
+    if (c->gen == __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE))
+        return c->mc ? 0 : -ENOENT;
+    return build(r, c);
+}
+
+static bool conn_failure(memcached_return_t rc)
+{
+    switch (rc) {
+    case MEMCACHED_FAILURE:
+    case MEMCACHED_HOST_LOOKUP_FAILURE:
+    case MEMCACHED_CONNECTION_FAILURE:
+    case MEMCACHED_CONNECTION_BIND_FAILURE:
+    case MEMCACHED_WRITE_FAILURE:
+    case MEMCACHED_READ_FAILURE:
+    case MEMCACHED_UNKNOWN_READ_FAILURE:
+    case MEMCACHED_PROTOCOL_ERROR:
+    case MEMCACHED_PARTIAL_READ:
+    case MEMCACHED_ERRNO:
+    case MEMCACHED_TIMEOUT:
+    case MEMCACHED_SERVER_MARKED_DEAD:
+    case MEMCACHED_IN_PROGRESS:
+    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
+    case MEMCACHED_ERROR: /* also socket() failed */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void fail_locked(struct mc_ring *r, struct mc_server *s, memcached_return_t rc,
+                        memcached_st *mc)
+{
+    if (s->ejected)
+        return; /* another thread's handle, built before the ejection */
+    if (++s->fails < r->p.failure_limit)
+        return;
+    s->ejected = true;
+    s->dead_until = now_ms() + s->backoff_ms;
+    log_warn(cluster, "memcached: %s ejected for %" PRIu32 " ms after %u failure(s) (%s)", s->name,
+             s->backoff_ms, s->fails, memcached_strerror(mc, rc));
+    uint64_t next = (uint64_t)s->backoff_ms * 2;
+    s->backoff_ms = (uint32_t)(next > r->p.retry_max_ms ? r->p.retry_max_ms : next);
+    __atomic_fetch_add(&r->ejections, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&r->gen, 1, __ATOMIC_RELEASE);
+    recompute_due_locked(r);
+}
+
+unsigned mc_conn_report(struct mc_ring *r, struct mc_conn *c, const char *const *keys,
+                        const size_t *lens, unsigned n)
+{
+    if (!c->mc)
+        return 0;
+    unsigned failed = 0;
+    bool probation = false;
+    {
+        LOCK_GUARD(&r->lock);
+        for (unsigned i = 0; i < c->nlive; i++) {
+            const memcached_instance_st *in = memcached_server_instance_by_position(c->mc, i);
+            memcached_return_t rc = memcached_server_error_return(in);
+            struct mc_server *s = &r->srv[c->ring_idx[i]];
+            if (conn_failure(rc)) {
+                fail_locked(r, s, rc, c->mc);
+                failed++;
+            } else if (s->fails) {
+                probation = true;
+            }
+        }
+    }
+    if (failed) {
+        /* Errors stay on libmemcached's instances; a fresh handle keeps the
+         * next report about the next operation only. */
+        mc_conn_drop(c);
+        return failed;
+    }
+    if (!probation)
+        return 0;
+    /* A server that answered one of these keys is well again. */
+    bool answered[MC_RING_MAX_SERVERS] = {false};
+    for (unsigned k = 0; k < n; k++) {
+        uint32_t i = memcached_generate_hash(c->mc, keys[k], lens[k]);
+        if (i < c->nlive)
+            answered[i] = true;
+    }
+    LOCK_GUARD(&r->lock);
+    for (unsigned i = 0; i < c->nlive; i++) {
+        struct mc_server *s = &r->srv[c->ring_idx[i]];
+        if (answered[i] && !s->ejected && s->fails) {
+            s->fails = 0;
+            s->backoff_ms = r->p.retry_ms;
+        }
+    }
+    return 0;
+}

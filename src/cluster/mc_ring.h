@@ -1,0 +1,100 @@
+/* The memcached tier's view of its servers: the list from the
+ * configuration, which of them are live, and the map from key to server.
+ *
+ * Placement: a key hashes (libmemcached's MD5 of the key) into one of
+ * MC_RING_BUCKETS virtual buckets; each bucket belongs to the live server
+ * with the highest score hash(server name, bucket) (rendezvous hashing).
+ * Adding a server moves only the buckets it now wins (about 1/N), removing
+ * one moves only its own, and with 8192 buckets the servers' shares stay
+ * within a few percent of each other. libmemcached's ketama ring (100 or 160
+ * points per server) was measured at up to 29% off the mean for 3 servers
+ * (docs/cluster.md), hence buckets. Every node must spell the servers the
+ * same way ("host:port") to place keys the same way.
+ *
+ * Health: an operation that fails on a server (timeout, refused, reset)
+ * counts against it; after `failure_limit` failures in a row it is
+ * ejected: its buckets go to the other servers (their keys are misses there
+ * until put again) and it is retried after a back-off that doubles on each
+ * failed retry (retry_ms .. retry_max_ms). The state is shared by all of
+ * the tier's threads; each thread keeps its own memcached_st (struct
+ * mc_conn: libmemcached handles are not thread-safe) and rebuilds it when
+ * the live set changes or after a failure (which also drops any half-read
+ * replies).
+ *
+ * Lock rules: mc_ring.lock guards the servers' health; `gen` and
+ * `next_due_ms` are read without it (atomics). A struct mc_conn belongs to
+ * one thread. */
+#ifndef SHOAL_CLUSTER_MC_RING_H
+#define SHOAL_CLUSTER_MC_RING_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libmemcached/memcached.h>
+
+#define MC_RING_MAX_SERVERS 64
+#define MC_RING_BUCKETS     8192 /* a power of two (libmemcached masks the hash) */
+#define MC_DEFAULT_PORT     11211
+
+struct mc_server {
+    char host[256];
+    uint16_t port;
+    char name[272]; /* "host:port", as placement hashes it */
+    uint64_t name_hash;
+    /* under mc_ring.lock */
+    unsigned fails; /* failed operations in a row */
+    bool ejected;
+    uint64_t dead_until; /* ms, monotonic: retried after this */
+    uint32_t backoff_ms; /* the next ejection's length */
+};
+
+struct mc_ring_params {
+    uint32_t io_timeout_ms; /* connect, poll, send, receive */
+    unsigned failure_limit;
+    uint32_t retry_ms, retry_max_ms;
+};
+
+struct mc_ring {
+    struct mc_ring_params p;
+    unsigned n;
+    struct mc_server srv[MC_RING_MAX_SERVERS];
+    pthread_mutex_t lock;
+    uint64_t gen;                 /* bumped when the live set changes (atomic) */
+    uint64_t next_due_ms;         /* earliest dead_until among ejected, 0: none (atomic) */
+    uint64_t ejections, revivals; /* atomic */
+};
+
+/* One thread's connection set, built for ring generation `gen`. */
+struct mc_conn {
+    memcached_st *mc; /* NULL: not built, or no live server */
+    uint64_t gen;
+    unsigned nlive;
+    uint8_t ring_idx[MC_RING_MAX_SERVERS]; /* mc server index -> mc_ring.srv */
+    bool noreply;                          /* for the put thread */
+};
+
+/* Parse "host:port,host:port" ("[v6addr]:port"; the port defaults to 11211)
+ * into r. Returns 0, or -EINVAL after logging one line. */
+int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_params *p);
+void mc_ring_destroy(struct mc_ring *r);
+unsigned mc_ring_live(struct mc_ring *r);
+
+/* Make c->mc current (rebuilt if the live set changed, or ejected servers
+ * are due for a retry). Returns 0, -ENOENT when no server is live (c->mc is
+ * NULL), or -ENOMEM. */
+int mc_conn_refresh(struct mc_ring *r, struct mc_conn *c);
+/* After an operation on c->mc: count a failure against each server whose
+ * connection failed in it (and drop c->mc so the next one starts clean), or
+ * clear the failures of servers that answered. Returns the number of
+ * failed servers. `keys`/`lens` (n) are the keys the operation touched: a
+ * server on probation is cleared only if one of them is its. */
+unsigned mc_conn_report(struct mc_ring *r, struct mc_conn *c, const char *const *keys,
+                        const size_t *lens, unsigned n);
+void mc_conn_drop(struct mc_conn *c);
+
+/* For tests and tools: which server (index into r->srv) holds key, given
+ * the current live set; -1 if none is live. */
+int mc_ring_server_of(struct mc_ring *r, const char *key, size_t len);
+
+#endif

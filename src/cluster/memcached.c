@@ -1,0 +1,580 @@
+/* See memcached.h. Lookups: a bounded queue of requests, answered by the
+ * lookup threads; puts and forgets: a bounded ring of slots, sent by one
+ * thread.
+ *
+ * Cancel (core/tier.h: after it returns, the tier never touches the
+ * request): a queued request is taken out of the queue; a request a thread
+ * is answering is its `cur`, which the thread checks under its own lock
+ * before every delivery and before done, and which cancel clears under that
+ * lock. So cancel waits at most for one 4 KiB copy, never for the network;
+ * the thread finishes the multi-get on its own and throws the rest away. */
+#include "cluster/memcached.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster/mc_ring.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/stats.h"
+#include "core/block.h"
+
+#define LOOKUP_QUEUE 1024 /* lookups waiting for a thread */
+#define KEY_TABLE    512  /* open addressing over a batch's keys (2 x TIER_BATCH_MAX) */
+#define MAX_THREADS  64
+
+struct mct;
+
+struct lworker {
+    struct mct *m;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    struct tier_req *cur; /* under lock: the request being answered */
+    struct mc_conn conn;
+    /* The result buffer outlives handles (rebuilt after failures), so its
+     * allocator root is a server-less handle of its own. */
+    memcached_st *res_root;
+    memcached_result_st res;
+    /* one batch: its keys copied out of the request, unique keys in kp[] */
+    unsigned n, nu;
+    struct fpkey keys[TIER_BATCH_MAX];
+    char kbuf[TIER_BATCH_MAX][TIER_MEMCACHED_KEY_LEN + 1];
+    const char *kp[TIER_BATCH_MAX];
+    size_t kl[TIER_BATCH_MAX];
+    int16_t ufirst[TIER_BATCH_MAX]; /* unique key -> first index */
+    int16_t next[TIER_BATCH_MAX];   /* index -> next index with the same key, -1 */
+    int16_t table[KEY_TABLE];       /* hash slot -> unique key, -1 */
+};
+
+enum put_op { PUT_SET, PUT_DELETE };
+
+struct pslot {
+    struct fpkey key;
+    uint8_t op;
+};
+
+struct mct {
+    struct tier t;
+    struct mc_ring ring;
+    /* lookups */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    struct tier_req *queue[LOOKUP_QUEUE]; /* ring; NULL: cancelled */
+    unsigned qhead, qcount;
+    bool stop;
+    unsigned nworkers;
+    struct lworker *workers;
+    /* puts */
+    pthread_mutex_t plock;
+    pthread_cond_t pcond;      /* work for the put thread */
+    pthread_cond_t pdone_cond; /* a slot was done (flush waits) */
+    struct pslot *slots;
+    uint8_t *data; /* cap x BLOCK_SIZE */
+    unsigned cap, phead, pcount;
+    uint64_t enqueued, done; /* slots ever queued / finished */
+    bool pstop;
+    pthread_t put_thread;
+    bool put_started;
+    struct mc_conn pconn;
+    struct tier_memcached_stats st; /* relaxed atomics */
+};
+
+void tier_memcached_key(const struct fpkey *k, char out[TIER_MEMCACHED_KEY_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "s1:", 3);
+    for (unsigned i = 0; i < FPKEY_SIZE; i++) {
+        out[3 + 2 * i] = hex[k->b[i] >> 4];
+        out[4 + 2 * i] = hex[k->b[i] & 15];
+    }
+    out[TIER_MEMCACHED_KEY_LEN] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static bool key_parse(const char *s, size_t len, struct fpkey *k)
+{
+    if (len != TIER_MEMCACHED_KEY_LEN || memcmp(s, "s1:", 3) != 0)
+        return false;
+    for (unsigned i = 0; i < FPKEY_SIZE; i++) {
+        int hi = hexval(s[3 + 2 * i]), lo = hexval(s[4 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return false;
+        k->b[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/* ---- lookups ---- */
+
+static unsigned slot_of(const struct fpkey *k)
+{
+    return (unsigned)(fpkey_hash64(k) & (KEY_TABLE - 1));
+}
+
+/* Unique keys of the batch into kp[], duplicates chained behind the first. */
+static void batch_prepare(struct lworker *w)
+{
+    memset(w->table, 0xff, sizeof w->table);
+    w->nu = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        w->next[i] = -1;
+        unsigned s = slot_of(&w->keys[i]);
+        for (;; s = (s + 1) & (KEY_TABLE - 1)) {
+            int u = w->table[s];
+            if (u < 0) {
+                w->table[s] = (int16_t)w->nu;
+                w->ufirst[w->nu] = (int16_t)i;
+                tier_memcached_key(&w->keys[i], w->kbuf[w->nu]);
+                w->kp[w->nu] = w->kbuf[w->nu];
+                w->kl[w->nu] = TIER_MEMCACHED_KEY_LEN;
+                w->nu++;
+                break;
+            }
+            unsigned first = (unsigned)w->ufirst[u];
+            if (fpkey_equal(&w->keys[first], &w->keys[i])) {
+                unsigned j = first;
+                while (w->next[j] >= 0)
+                    j = (unsigned)w->next[j];
+                w->next[j] = (int16_t)i;
+                break;
+            }
+        }
+    }
+}
+
+static int batch_find(const struct lworker *w, const struct fpkey *k)
+{
+    for (unsigned s = slot_of(k);; s = (s + 1) & (KEY_TABLE - 1)) {
+        int u = w->table[s];
+        if (u < 0)
+            return -1;
+        if (fpkey_equal(&w->keys[w->ufirst[u]], k))
+            return w->ufirst[u];
+    }
+}
+
+/* Copy a found block to every position of its key, unless cancelled.
+ * Returns false once the request is no longer ours. */
+static bool deliver(struct lworker *w, struct tier_req *r, int first, const void *block)
+{
+    LOCK_GUARD(&w->lock);
+    if (w->cur != r)
+        return false;
+    for (int i = first; i >= 0; i = w->next[i])
+        tier_req_deliver(r, (unsigned)i, block);
+    return true;
+}
+
+static void finish(struct lworker *w, struct tier_req *r, int status)
+{
+    LOCK_GUARD(&w->lock);
+    if (w->cur != r)
+        return;
+    w->cur = NULL;
+    tier_req_done(r, status);
+}
+
+static void answer(struct lworker *w, struct tier_req *r)
+{
+    struct mct *m = w->m;
+    batch_prepare(w);
+    int ret = mc_conn_refresh(&m->ring, &w->conn);
+    if (ret < 0) {
+        finish(w, r, ret == -ENOENT ? 0 : ret); /* no live server: all misses */
+        return;
+    }
+    memcached_st *mc = w->conn.mc;
+    memcached_return_t rc = memcached_mget(mc, w->kp, w->kl, w->nu);
+    if (memcached_failed(rc) && rc != MEMCACHED_SOME_ERRORS) {
+        mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
+        finish(w, r, -EIO);
+        return;
+    }
+    bool ours = true;
+    memcached_return_t frc;
+    while (memcached_fetch_result(mc, &w->res, &frc)) {
+        if (!ours)
+            continue; /* drain: the handle must end the batch clean */
+        struct fpkey k;
+        if (!key_parse(memcached_result_key_value(&w->res), memcached_result_key_length(&w->res),
+                       &k))
+            continue;
+        int first = batch_find(w, &k);
+        if (first < 0)
+            continue;
+        if (memcached_result_length(&w->res) != BLOCK_SIZE) {
+            STAT_ADD(m->st.bad_values, 1);
+            continue;
+        }
+        ours = deliver(w, r, first, memcached_result_value(&w->res));
+    }
+    mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
+    finish(w, r, 0);
+}
+
+static void *lookup_main(void *arg)
+{
+    struct lworker *w = arg;
+    struct mct *m = w->m;
+    for (;;) {
+        struct tier_req *r = NULL;
+        {
+            LOCK_GUARD(&m->qlock);
+            while (!m->stop && !r) {
+                while (!m->stop && m->qcount == 0)
+                    pthread_cond_wait(&m->qcond, &m->qlock);
+                if (m->stop)
+                    break;
+                r = m->queue[m->qhead];
+                m->qhead = (m->qhead + 1) % LOOKUP_QUEUE;
+                m->qcount--;
+            }
+            if (!r)
+                break;
+            /* Taken with the queue lock held, so a cancel finds it either
+             * queued or as cur; copy the keys while it cannot be cancelled. */
+            LOCK_GUARD(&w->lock);
+            w->cur = r;
+            w->n = r->n;
+            memcpy(w->keys, r->keys, r->n * sizeof *r->keys);
+        }
+        answer(w, r);
+    }
+    mc_conn_drop(&w->conn);
+    return NULL;
+}
+
+static void mct_lookup(struct tier *t, struct tier_req *r)
+{
+    struct mct *m = t->priv;
+    {
+        LOCK_GUARD(&m->qlock);
+        if (!m->stop && m->qcount < LOOKUP_QUEUE) {
+            m->queue[(m->qhead + m->qcount) % LOOKUP_QUEUE] = r;
+            m->qcount++;
+            pthread_cond_signal(&m->qcond);
+            return;
+        }
+    }
+    STAT_ADD(m->st.lookup_busy, 1);
+    tier_req_done(r, -EAGAIN);
+}
+
+static void mct_cancel(struct tier *t, struct tier_req *r)
+{
+    struct mct *m = t->priv;
+    LOCK_GUARD(&m->qlock);
+    for (unsigned i = 0; i < m->qcount; i++) {
+        struct tier_req **q = &m->queue[(m->qhead + i) % LOOKUP_QUEUE];
+        if (*q == r)
+            *q = NULL; /* skipped by the threads (the slot still counts) */
+    }
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        struct lworker *w = &m->workers[i];
+        LOCK_GUARD(&w->lock);
+        if (w->cur == r)
+            w->cur = NULL;
+    }
+}
+
+/* ---- puts and forgets ---- */
+
+static void send_slot(struct mct *m, const struct pslot *s, const uint8_t *data)
+{
+    char key[TIER_MEMCACHED_KEY_LEN + 1];
+    tier_memcached_key(&s->key, key);
+    if (mc_conn_refresh(&m->ring, &m->pconn) < 0) {
+        STAT_ADD(m->st.put_errors, 1);
+        return;
+    }
+    memcached_return_t rc;
+    if (s->op == PUT_SET)
+        rc = memcached_set(m->pconn.mc, key, TIER_MEMCACHED_KEY_LEN, (const char *)data, BLOCK_SIZE,
+                           0, 0);
+    else
+        rc = memcached_delete(m->pconn.mc, key, TIER_MEMCACHED_KEY_LEN, 0);
+    const char *kp = key;
+    size_t kl = TIER_MEMCACHED_KEY_LEN;
+    mc_conn_report(&m->ring, &m->pconn, &kp, &kl, 1);
+    if (memcached_failed(rc) && rc != MEMCACHED_NOTFOUND)
+        STAT_ADD(m->st.put_errors, 1);
+    else if (s->op == PUT_SET)
+        STAT_ADD(m->st.put_sent, 1);
+}
+
+static void *put_main(void *arg)
+{
+    struct mct *m = arg;
+    pthread_mutex_lock(&m->plock);
+    for (;;) {
+        while (!m->pstop && m->pcount == 0) {
+            /* Idle: push out what libmemcached still buffers. */
+            if (m->pconn.mc) {
+                pthread_mutex_unlock(&m->plock);
+                memcached_flush_buffers(m->pconn.mc);
+                pthread_mutex_lock(&m->plock);
+                if (m->pstop || m->pcount)
+                    continue;
+            }
+            pthread_cond_wait(&m->pcond, &m->plock);
+        }
+        if (m->pstop)
+            break;
+        unsigned i = m->phead;
+        /* The producer writes only free slots: this one is stable. */
+        pthread_mutex_unlock(&m->plock);
+        send_slot(m, &m->slots[i], m->data + (size_t)i * BLOCK_SIZE);
+        pthread_mutex_lock(&m->plock);
+        m->phead = (m->phead + 1) % m->cap;
+        m->pcount--;
+        m->done++;
+        STAT_ADD(m->st.put_queued, -(uint64_t)BLOCK_SIZE);
+        pthread_cond_broadcast(&m->pdone_cond);
+    }
+    pthread_mutex_unlock(&m->plock);
+    mc_conn_drop(&m->pconn);
+    return NULL;
+}
+
+static void enqueue(struct mct *m, const struct fpkey *key, const void *block, enum put_op op)
+{
+    LOCK_GUARD(&m->plock);
+    if (m->pstop || m->pcount == m->cap) {
+        STAT_ADD(m->st.put_drops, 1);
+        return;
+    }
+    unsigned i = (m->phead + m->pcount) % m->cap;
+    m->slots[i].key = *key;
+    m->slots[i].op = (uint8_t)op;
+    if (block)
+        memcpy(m->data + (size_t)i * BLOCK_SIZE, block, BLOCK_SIZE);
+    m->pcount++;
+    m->enqueued++;
+    STAT_ADD(m->st.put_queued, BLOCK_SIZE);
+    pthread_cond_signal(&m->pcond);
+}
+
+static void mct_put(struct tier *t, const struct fpkey *key, const void *block)
+{
+    enqueue(t->priv, key, block, PUT_SET);
+}
+
+static void mct_forget(struct tier *t, const struct fpkey *key)
+{
+    enqueue(t->priv, key, NULL, PUT_DELETE);
+}
+
+int tier_memcached_flush(struct tier *t, uint32_t timeout_ms)
+{
+    struct mct *m = t->priv;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)(timeout_ms % 1000) * 1000000u;
+    until.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    LOCK_GUARD(&m->plock);
+    uint64_t target = m->enqueued;
+    while (m->done < target)
+        if (pthread_cond_timedwait(&m->pdone_cond, &m->plock, &until) == ETIMEDOUT)
+            return m->done < target ? -ETIMEDOUT : 0;
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
+{
+    struct mct *m = t->priv;
+    out->put_sent = STAT_LOAD(m->st.put_sent);
+    out->put_drops = STAT_LOAD(m->st.put_drops);
+    out->put_errors = STAT_LOAD(m->st.put_errors);
+    out->put_queued = STAT_LOAD(m->st.put_queued);
+    out->lookup_busy = STAT_LOAD(m->st.lookup_busy);
+    out->bad_values = STAT_LOAD(m->st.bad_values);
+    out->ejections = STAT_LOAD(m->ring.ejections);
+    out->revivals = STAT_LOAD(m->ring.revivals);
+    out->servers = m->ring.n;
+    out->live = mc_ring_live(&m->ring);
+}
+
+int tier_memcached_server_of(struct tier *t, const struct fpkey *k)
+{
+    struct mct *m = t->priv;
+    char key[TIER_MEMCACHED_KEY_LEN + 1];
+    tier_memcached_key(k, key);
+    return mc_ring_server_of(&m->ring, key, TIER_MEMCACHED_KEY_LEN);
+}
+
+static void mct_close(struct tier *t)
+{
+    struct mct *m = t->priv;
+    {
+        LOCK_GUARD(&m->qlock);
+        m->stop = true;
+        pthread_cond_broadcast(&m->qcond);
+    }
+    for (unsigned i = 0; i < m->nworkers; i++)
+        if (m->workers[i].started)
+            pthread_join(m->workers[i].thread, NULL);
+    /* No one waits any more (the engine closes tiers last); end what is
+     * left anyway, so that the contract holds. */
+    for (unsigned i = 0; i < m->qcount; i++) {
+        struct tier_req *r = m->queue[(m->qhead + i) % LOOKUP_QUEUE];
+        if (r)
+            tier_req_done(r, -ESHUTDOWN);
+    }
+    {
+        LOCK_GUARD(&m->plock);
+        m->pstop = true;
+        pthread_cond_broadcast(&m->pcond);
+    }
+    if (m->put_started)
+        pthread_join(m->put_thread, NULL);
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        struct lworker *w = &m->workers[i];
+        pthread_mutex_destroy(&w->lock);
+        if (w->res_root) {
+            memcached_result_free(&w->res);
+            memcached_free(w->res_root);
+        }
+    }
+    free(m->workers);
+    free(m->slots);
+    free(m->data);
+    pthread_mutex_destroy(&m->qlock);
+    pthread_cond_destroy(&m->qcond);
+    pthread_mutex_destroy(&m->plock);
+    pthread_cond_destroy(&m->pcond);
+    pthread_cond_destroy(&m->pdone_cond);
+    mc_ring_destroy(&m->ring);
+    free(m);
+}
+
+const struct tier_ops tier_memcached_ops = {
+    .name = "memcached",
+    .lookup = mct_lookup,
+    .cancel = mct_cancel,
+    .put = mct_put,
+    .forget = mct_forget,
+    .close = mct_close,
+};
+
+static int check_config(const struct tier_memcached_config *c, struct tier_memcached_config *out)
+{
+    *out = *c;
+    if (!out->timeout_ms)
+        out->timeout_ms = TIER_MEMCACHED_TIMEOUT_MS;
+    if (!out->io_timeout_ms) {
+        uint64_t io = (uint64_t)out->timeout_ms * 4;
+        out->io_timeout_ms = io < 20 ? 20 : io > 60000 ? 60000 : (uint32_t)io;
+    }
+    if (!out->put_queue_bytes)
+        out->put_queue_bytes = TIER_MEMCACHED_PUT_QUEUE_BYTES;
+    if (!out->lookup_threads)
+        out->lookup_threads = TIER_MEMCACHED_LOOKUP_THREADS;
+    if (!out->failure_limit)
+        out->failure_limit = 2;
+    if (!out->retry_ms)
+        out->retry_ms = 1000;
+    if (!out->retry_max_ms)
+        out->retry_max_ms = 60000;
+    const char *bad = NULL;
+    if (out->timeout_ms > 60000 || out->io_timeout_ms > 60000)
+        bad = "timeouts must be at most 60000 ms";
+    else if (out->put_queue_bytes < BLOCK_SIZE || out->put_queue_bytes > (64ull << 30))
+        bad = "the put queue must hold 4 KiB .. 64 GiB";
+    else if (out->lookup_threads > MAX_THREADS)
+        bad = "at most 64 lookup threads";
+    else if (out->failure_limit > 1000)
+        bad = "the failure limit must be at most 1000";
+    else if (out->retry_ms > out->retry_max_ms || out->retry_max_ms > 3600000)
+        bad = "the retry back-off must grow from retry_ms to retry_max_ms (at most an hour)";
+    if (bad) {
+        log_error(cluster, "memcached: %s", bad);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **out)
+{
+    struct tier_memcached_config c;
+    int ret = check_config(cfg, &c);
+    if (ret < 0)
+        return ret;
+    struct mct *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    struct mc_ring_params rp = {.io_timeout_ms = c.io_timeout_ms,
+                                .failure_limit = c.failure_limit,
+                                .retry_ms = c.retry_ms,
+                                .retry_max_ms = c.retry_max_ms};
+    ret = mc_ring_init(&m->ring, c.servers, &rp);
+    if (ret < 0) {
+        free(m);
+        return ret;
+    }
+    m->t.ops = &tier_memcached_ops;
+    m->t.priv = m;
+    m->t.timeout_ms = c.timeout_ms;
+    snprintf(m->t.name, sizeof m->t.name, "memcached");
+    pthread_mutex_init(&m->qlock, NULL);
+    pthread_cond_init(&m->qcond, NULL);
+    pthread_mutex_init(&m->plock, NULL);
+    pthread_cond_init(&m->pcond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->pdone_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    m->pconn.noreply = true; /* puts are fire-and-forget (SETQ) */
+    m->cap = (unsigned)(c.put_queue_bytes / BLOCK_SIZE);
+    m->slots = calloc(m->cap, sizeof *m->slots);
+    m->data = aligned_alloc(BLOCK_SIZE, (size_t)m->cap * BLOCK_SIZE);
+    m->nworkers = c.lookup_threads;
+    m->workers = calloc(m->nworkers, sizeof *m->workers);
+    if (!m->slots || !m->data || !m->workers) {
+        m->nworkers = 0;
+        mct_close(&m->t);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        struct lworker *w = &m->workers[i];
+        w->m = m;
+        pthread_mutex_init(&w->lock, NULL);
+        w->res_root = memcached_create(NULL);
+        if (!w->res_root || !memcached_result_create(w->res_root, &w->res))
+            ret = -ENOMEM;
+    }
+    for (unsigned i = 0; i < m->nworkers && ret == 0; i++) {
+        ret = -pthread_create(&m->workers[i].thread, NULL, lookup_main, &m->workers[i]);
+        m->workers[i].started = ret == 0;
+    }
+    if (ret == 0) {
+        ret = -pthread_create(&m->put_thread, NULL, put_main, m);
+        m->put_started = ret == 0;
+    }
+    if (ret < 0) {
+        log_error(cluster, "memcached: starting threads: %s", strerror(-ret));
+        mct_close(&m->t);
+        return ret;
+    }
+    log_info(cluster,
+             "memcached tier: %u server(s), timeout %u ms (I/O %u ms), put queue %u blocks",
+             m->ring.n, c.timeout_ms, c.io_timeout_ms, m->cap);
+    *out = &m->t;
+    return 0;
+}

@@ -1,0 +1,80 @@
+/* The cluster's global tier: content blocks kept in memcached servers
+ * (one per host), asked by key after the local store and before the back
+ * end. See core/tier.h for the contract and docs/cluster.md for sizing.
+ *
+ * Keys are "s1:" and the 40 hex digits of the content's 160-bit key
+ * (fingerprint.h); values are the 4 KiB block, flags 0, no expiry (memcached
+ * evicts by LRU). Placement and server health: mc_ring.h.
+ *
+ * Threads: `lookup_threads` threads each answer one batched lookup at a
+ * time with one multi-get (binary protocol); one thread sends puts and
+ * forgets from a queue bounded in bytes (a put that does not fit is dropped
+ * and counted). Each thread has its own libmemcached handle. Memory is
+ * allocated at open (the put queue, the lookup queue, per-thread key
+ * buffers); per lookup and per put nothing is, except inside libmemcached
+ * when a handle is rebuilt (a server failed or came back) or an error is
+ * recorded. */
+#ifndef SHOAL_CLUSTER_MEMCACHED_H
+#define SHOAL_CLUSTER_MEMCACHED_H
+
+#include <stdint.h>
+
+#include "core/fingerprint.h"
+#include "core/tier.h"
+
+#define TIER_MEMCACHED_TIMEOUT_MS      5
+#define TIER_MEMCACHED_PUT_QUEUE_BYTES (16u << 20)
+#define TIER_MEMCACHED_LOOKUP_THREADS  4
+
+struct tier_memcached_config {
+    /* "host:port,host:port" ("[v6addr]:port"; the port defaults to 11211).
+     * Every node must list the same servers, spelled the same way. */
+    const char *servers;
+    /* Longest a read waits for one lookup (0: TIER_MEMCACHED_TIMEOUT_MS). */
+    uint32_t timeout_ms;
+    /* Connect/poll/send/receive timeout on the tier's own threads; an
+     * operation that exceeds it counts against the server (0: 4 x
+     * timeout_ms, within 20 .. 60000). */
+    uint32_t io_timeout_ms;
+    uint64_t put_queue_bytes; /* 0: TIER_MEMCACHED_PUT_QUEUE_BYTES */
+    unsigned lookup_threads;  /* 0: TIER_MEMCACHED_LOOKUP_THREADS */
+    unsigned failure_limit;   /* failed operations in a row that eject a server (0: 2) */
+    uint32_t retry_ms;        /* first back-off of an ejected server (0: 1000), doubling */
+    uint32_t retry_max_ms;    /* up to this (0: 60000) */
+};
+
+/* Returns 0 and a tier (closed with tier_close, or by the engine that it
+ * is given to), or -EINVAL (one line logged) / -ENOMEM / an errno from
+ * starting threads. No server is contacted here: a server that is down
+ * at start is a miss and ejected like any other. */
+int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **out);
+
+extern const struct tier_ops tier_memcached_ops;
+
+/* Counters beyond the core's tier_counters. */
+struct tier_memcached_stats {
+    uint64_t put_sent;    /* sets handed to a server */
+    uint64_t put_drops;   /* puts and forgets dropped: the queue was full */
+    uint64_t put_errors;  /* puts not sent: no live server, or it failed */
+    uint64_t put_queued;  /* bytes waiting now */
+    uint64_t lookup_busy; /* lookups refused: too many waiting */
+    uint64_t bad_values;  /* values of the wrong size (ignored) */
+    uint64_t ejections;   /* servers ejected */
+    uint64_t revivals;    /* ejected servers retried */
+    unsigned servers, live;
+};
+void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out);
+
+/* Wait until every put queued before the call was sent (not necessarily
+ * stored yet). Returns 0 or -ETIMEDOUT. For tests and orderly shutdown. */
+int tier_memcached_flush(struct tier *t, uint32_t timeout_ms);
+
+/* The memcached key of a content key: "s1:" + 40 lower-case hex digits. */
+#define TIER_MEMCACHED_KEY_LEN (3 + 2 * FPKEY_SIZE)
+void tier_memcached_key(const struct fpkey *k, char out[TIER_MEMCACHED_KEY_LEN + 1]);
+
+/* Which of the configured servers (0-based, in list order) holds a key
+ * now; -1 if none is live. */
+int tier_memcached_server_of(struct tier *t, const struct fpkey *k);
+
+#endif

@@ -1,0 +1,232 @@
+/* See mc_server.h. */
+#include "mc_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmemcached/memcached.h>
+
+static const char *const memcached_paths[] = {"/usr/bin/memcached", "/usr/local/bin/memcached",
+                                              "/usr/sbin/memcached"};
+
+static const char *memcached_path(void)
+{
+    for (size_t i = 0; i < sizeof memcached_paths / sizeof memcached_paths[0]; i++)
+        if (access(memcached_paths[i], X_OK) == 0)
+            return memcached_paths[i];
+    return NULL;
+}
+
+bool mc_server_available(void)
+{
+    return memcached_path() != NULL;
+}
+
+static int listen_any(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(*port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static bool can_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static int start_at(struct mc_server_proc *s, uint16_t port)
+{
+    char p[8];
+    snprintf(p, sizeof p, "%u", port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        /* Never outlive the test, even one that fails half-way. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        const char *argv[] = {memcached_path(),
+                              "-U",
+                              "0",
+                              "-l",
+                              "127.0.0.1",
+                              "-p",
+                              p,
+                              "-m",
+                              "64",
+                              "-t",
+                              "2",
+                              "-c",
+                              "256",
+                              NULL,
+                              NULL,
+                              NULL};
+        if (geteuid() == 0) {
+            argv[13] = "-u";
+            argv[14] = "root";
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        if (can_connect(port)) {
+            s->pid = pid;
+            s->port = port;
+            return 0;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return -EADDRINUSE; /* it exited: most likely the port was taken */
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -ETIMEDOUT;
+}
+
+int mc_server_start(struct mc_server_proc *s, uint16_t port)
+{
+    if (!memcached_path())
+        return -ENOENT;
+    if (port)
+        return start_at(s, port);
+    int ret = -EADDRINUSE;
+    for (int tries = 0; tries < 5 && ret == -EADDRINUSE; tries++) {
+        uint16_t free_port = 0;
+        int fd = listen_any(&free_port);
+        if (fd < 0)
+            return fd;
+        close(fd); /* a small race with other users of the port: retried */
+        ret = start_at(s, free_port);
+    }
+    return ret;
+}
+
+void mc_server_kill(struct mc_server_proc *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
+}
+
+static memcached_st *one_server(uint16_t port)
+{
+    memcached_st *mc = memcached_create(NULL);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 2000);
+    memcached_server_add(mc, "127.0.0.1", port);
+    return mc;
+}
+
+int64_t mc_server_stat(uint16_t port, const char *name)
+{
+    memcached_st *mc = one_server(port);
+    memcached_return_t rc;
+    memcached_stat_st *st = memcached_stat(mc, NULL, &rc);
+    int64_t v = -1;
+    if (st && memcached_success(rc)) {
+        char *s = memcached_stat_get_value(mc, st, name, &rc);
+        if (s) {
+            v = strtoll(s, NULL, 10);
+            free(s);
+        }
+    }
+    if (st)
+        memcached_stat_free(mc, st);
+    memcached_free(mc);
+    return v;
+}
+
+int mc_server_wait_items(const uint16_t *ports, unsigned n, int64_t want)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < 1000; i++) {
+        sum = 0;
+        for (unsigned j = 0; j < n; j++)
+            sum += mc_server_stat(ports[j], "curr_items");
+        if (sum == want)
+            return 0;
+        usleep(10000);
+    }
+    fprintf(stderr, "memcached holds %lld items, want %lld\n", (long long)sum, (long long)want);
+    return -ETIMEDOUT;
+}
+
+int mc_server_set(uint16_t port, const char *key, const void *value, size_t len)
+{
+    memcached_st *mc = one_server(port);
+    memcached_return_t rc = memcached_set(mc, key, strlen(key), value, len, 0, 0);
+    memcached_free(mc);
+    return memcached_success(rc) ? 0 : -EIO;
+}
+
+struct mc_hang {
+    int lfd;
+    pthread_t thread;
+    int fds[64];
+    unsigned nfds;
+};
+
+static void *hang_main(void *arg)
+{
+    struct mc_hang *h = arg;
+    for (;;) {
+        int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            return NULL; /* the listener was shut down */
+        if (h->nfds < sizeof h->fds / sizeof h->fds[0])
+            h->fds[h->nfds++] = fd; /* kept open, never read */
+        else
+            close(fd);
+    }
+}
+
+struct mc_hang *mc_hang_start(uint16_t *port)
+{
+    struct mc_hang *h = calloc(1, sizeof *h);
+    *port = 0;
+    h->lfd = listen_any(port);
+    if (h->lfd < 0 || pthread_create(&h->thread, NULL, hang_main, h) != 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void mc_hang_stop(struct mc_hang *h)
+{
+    shutdown(h->lfd, SHUT_RDWR);
+    pthread_join(h->thread, NULL);
+    close(h->lfd);
+    for (unsigned i = 0; i < h->nfds; i++)
+        close(h->fds[i]);
+    free(h);
+}
