@@ -1,45 +1,25 @@
-/* SHA-256 fingerprints through OpenSSL's EVP interface with one reusable
- * context per thread, so hashing a block costs no allocation. */
+/* SHA-256 fingerprints through OpenSSL's SHA256_Init/Update/Final: the
+ * same assembly (SHA-NI where the CPU has it) as the EVP interface, on a
+ * context on the stack. The EVP interface of OpenSSL 3.0 frees and
+ * allocates its provider context at every EVP_DigestInit (the _ex and _ex2
+ * forms alike), and its one-shot SHA256() goes through EVP too: one malloc
+ * per block hashed (every miss, write and tier check;
+ * tests/unit/core/test_fingerprint.c counts them). These calls are
+ * deprecated in 3.0 in favour of EVP but still in its API, hence the
+ * define. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "core/fingerprint.h"
 #include "core/block.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
-#include <pthread.h>
+#include <openssl/sha.h>
 
-static EVP_MD *sha256_md;
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static __thread EVP_MD_CTX *tl_ctx;
-/* Frees a thread's context when the thread exits, whoever created it. */
-static pthread_key_t ctx_key;
-
-static void ctx_destroy(void *ctx)
-{
-    EVP_MD_CTX_free(ctx);
-}
-
-static void md_init(void)
-{
-    /* Fetch once: EVP_sha256() would look the implementation up per call. */
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    pthread_key_create(&ctx_key, ctx_destroy);
-}
+_Static_assert(SHA256_DIGEST_LENGTH == FP_SIZE, "a fingerprint is a SHA-256");
 
 int fp_compute_len(const void *buf, size_t len, struct fp *out)
 {
-    pthread_once(&md_once, md_init);
-    if (!sha256_md)
-        return -EIO;
-    if (!tl_ctx) {
-        tl_ctx = EVP_MD_CTX_new();
-        if (!tl_ctx)
-            return -ENOMEM;
-        pthread_setspecific(ctx_key, tl_ctx);
-    }
-    unsigned int n = 0;
-    if (EVP_DigestInit_ex2(tl_ctx, sha256_md, NULL) != 1 ||
-        EVP_DigestUpdate(tl_ctx, buf, len) != 1 || EVP_DigestFinal_ex(tl_ctx, out->b, &n) != 1 ||
-        n != FP_SIZE)
+    SHA256_CTX c;
+    if (SHA256_Init(&c) != 1 || SHA256_Update(&c, buf, len) != 1 || SHA256_Final(out->b, &c) != 1)
         return -EIO;
     return 0;
 }
@@ -70,9 +50,5 @@ void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1])
 
 void fp_thread_cleanup(void)
 {
-    if (!tl_ctx)
-        return;
-    pthread_setspecific(ctx_key, NULL);
-    EVP_MD_CTX_free(tl_ctx);
-    tl_ctx = NULL;
+    /* Nothing per thread any more (kept for callers that clean up). */
 }

@@ -27,8 +27,8 @@ struct fp {
     uint8_t b[FP_SIZE];
 };
 
-/* Hash one BLOCK_SIZE block. Thread-safe, no allocation after the first call
- * on each thread (a per-thread digest context is reused). Returns 0 or -EIO. */
+/* Hash one BLOCK_SIZE block. Thread-safe, no allocation (a context on the
+ * stack). Returns 0 or -EIO. */
 int fp_compute(const void *block, struct fp *out);
 
 /* Hash an arbitrary buffer (used by tests and the cluster tier's verify). */
@@ -81,9 +81,8 @@ bool fpkey_verify(const struct fpkey *k, const void *block);
 /* Lower-case hex into out (2*FP_SIZE+1 bytes). */
 void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1]);
 
-/* Release this thread's digest context now. Optional: a thread's context is
- * freed automatically when the thread exits; the main thread calls this
- * before exit to keep leak checkers quiet. */
+/* Nothing to release any more (hashing keeps no per-thread state); kept
+ * until its last callers go. */
 void fp_thread_cleanup(void);
 
 #endif

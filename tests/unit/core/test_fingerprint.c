@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/block.h"
@@ -69,13 +71,55 @@ static void test_threads(void **state)
     }
 }
 
+/* No allocation per block hashed (the brief: no malloc per I/O). OpenSSL's
+ * allocations go through CRYPTO_malloc: count them. */
+static unsigned long n_allocs;
+static void *count_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    __atomic_fetch_add(&n_allocs, 1, __ATOMIC_RELAXED);
+    return malloc(n);
+}
+static void *count_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    __atomic_fetch_add(&n_allocs, 1, __ATOMIC_RELAXED);
+    return realloc(p, n);
+}
+static void count_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p);
+}
+
+static void test_no_allocation_per_block(void **state)
+{
+    (void)state;
+    static uint8_t blk[BLOCK_SIZE];
+    struct fp f;
+    assert_int_equal(fp_compute(blk, &f), 0); /* first use may set up */
+    unsigned long before = __atomic_load_n(&n_allocs, __ATOMIC_RELAXED);
+    for (int i = 0; i < 1000; i++) {
+        blk[0] = (uint8_t)i;
+        assert_int_equal(fp_compute(blk, &f), 0);
+    }
+    assert_int_equal(__atomic_load_n(&n_allocs, __ATOMIC_RELAXED), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_vectors),
         cmocka_unit_test(test_distinct_blocks_differ),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_no_allocation_per_block),
     };
+    /* Before OpenSSL allocates anything. */
+    if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
+        return 1;
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     fp_thread_cleanup();
     return r;
