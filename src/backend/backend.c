@@ -157,3 +157,16 @@ int backend_extents(struct backend *be, uint32_t count, uint64_t offset, backend
     }
     return be->ops->extents(be, count, offset, fn, opaque);
 }
+
+static uint32_t connect_timeout_ms; /* atomic; 0: BACKEND_CONNECT_TIMEOUT_MS */
+
+void backend_set_connect_timeout(uint32_t ms)
+{
+    __atomic_store_n(&connect_timeout_ms, ms, __ATOMIC_RELAXED);
+}
+
+uint32_t backend_connect_timeout(void)
+{
+    uint32_t ms = __atomic_load_n(&connect_timeout_ms, __ATOMIC_RELAXED);
+    return ms ? ms : BACKEND_CONNECT_TIMEOUT_MS;
+}

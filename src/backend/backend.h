@@ -82,14 +82,21 @@ static inline int backend_format_parse(const char *s, enum backend_format *out)
 /* How to open a back end (parsed from the command line / config). */
 #define BACKEND_CONNECT_TIMEOUT_MS 10000
 
+/* The connect timeout of back ends whose params leave it 0 (shoald's
+ * --connect-timeout: every volume, however it was added). 0 restores
+ * BACKEND_CONNECT_TIMEOUT_MS. */
+void backend_set_connect_timeout(uint32_t ms);
+uint32_t backend_connect_timeout(void);
+
 struct backend_params {
     const char *spec; /* path, nbd://..., nbd+unix://... */
     bool readonly;    /* open read-only */
     bool direct;      /* file: O_DIRECT */
     unsigned conns;   /* nbd: upstream connections (0 = default) */
     /* nbd: give up a connection attempt (connect and handshake) after this
-     * long; 0 = BACKEND_CONNECT_TIMEOUT_MS. A server that accepts and never
-     * answers otherwise holds startup or `volume add` that long. */
+     * long. A server that accepts and never
+     * answers otherwise holds startup or `volume add` that long. 0: the
+     * default, backend_connect_timeout(). */
     uint32_t connect_timeout_ms;
     /* file: see enum backend_format. nbd: ignored, the upstream server
      * decides what its export holds. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "cluster/memcached.h"
 #include "common/bufpool.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -234,18 +235,37 @@ int main(int argc, char **argv)
         notify_fd = daemonize();
 
     bufpool_init(o->io_memory);
+    backend_set_connect_timeout((uint32_t)o->connect_timeout_ms);
+    /* The cluster's global tier, asked after the local store and before
+     * the back end (owned by the engine once it is created). */
+    struct tier *mc_tier = NULL;
+    if (o->memcached) {
+        struct tier_memcached_config mcc = {
+            .servers = o->memcached,
+            .timeout_ms = (uint32_t)o->memcached_timeout_ms,
+        };
+        int e = tier_memcached_open(&mcc, &mc_tier);
+        if (e < 0) {
+            fprintf(stderr, "shoald: cannot use memcached '%s': %s\n", o->memcached, strerror(-e));
+            return 1;
+        }
+    }
     /* One worker pool for the back end work of every front end: the
      * engine's, started with it and stopped after the front ends. */
     struct engine_config ec = {
         .cache_bytes = o->cache_bytes,
         .policy = o->policy,
         .workers = o->threads,
+        .tiers = mc_tier ? &mc_tier : NULL,
+        .ntiers = mc_tier ? 1 : 0,
     };
     struct engine *engine = NULL;
     int r = engine_create(&ec, &engine);
     if (r < 0) {
         fprintf(stderr, "shoald: cannot create the cache (%s): %s\n",
                 o->policy ? o->policy : "s3fifo", strerror(-r));
+        if (mc_tier)
+            tier_close(mc_tier);
         return 1;
     }
     if (persist_start_volumes(engine, o, state) < 0)
@@ -359,6 +379,10 @@ int main(int argc, char **argv)
         daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
     reloader_free(reloader);
+    /* Blocks read since the last put was sent are worth keeping for the
+     * other nodes: give the queue a moment. */
+    if (mc_tier && tier_memcached_flush(mc_tier, 1000) < 0)
+        log_warn(main, "memcached: puts still queued at exit were dropped");
     engine_destroy(engine);
     state_close(state);
     bufpool_drain();

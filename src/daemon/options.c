@@ -152,6 +152,13 @@ static void usage(FILE *f)
             "      --state-dir DIR|off           keep volume changes made through the API in\n"
             "                                    DIR/state.json (default: $STATE_DIRECTORY,\n"
             "                                    set by systemd, else none)\n"
+            "      --connect-timeout TIME        give up connecting to an NBD back end (connect\n"
+            "                                    and handshake) after TIME (default 10s)\n"
+            "      --memcached HOST:PORT,...     the cluster's global tier: memcached servers\n"
+            "                                    asked for a block by fingerprint before the\n"
+            "                                    back end (in a config file: [cluster])\n"
+            "      --memcached-timeout TIME      longest a read waits for memcached (default\n"
+            "                                    5ms; then it reads the back end)\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
             DEFAULT_HTTP, DEFAULT_THREADS);
@@ -177,6 +184,9 @@ enum {
     OPT_USER,
     OPT_GROUP,
     OPT_STATE_DIR,
+    OPT_CONNECT_TIMEOUT,
+    OPT_MEMCACHED,
+    OPT_MEMCACHED_TIMEOUT,
 };
 
 /* The daemon's own options; each front end's come from its table. */
@@ -202,6 +212,9 @@ static const struct option daemon_long_opts[] = {
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"memcached", required_argument, NULL, OPT_MEMCACHED},
+    {"memcached-timeout", required_argument, NULL, OPT_MEMCACHED_TIMEOUT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -418,6 +431,22 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         o->group_at.file = o->at_file;
         o->group_at.line = o->at_line;
         return 0;
+    case OPT_CONNECT_TIMEOUT:
+        if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > 3600000)
+            return bad(o, "--connect-timeout", val,
+                       "want a duration like 10s or 500ms (at most 1h)");
+        o->connect_timeout_ms = u64;
+        return 0;
+    case OPT_MEMCACHED:
+        if (!val[0])
+            return bad(o, "--memcached", val, "want HOST:PORT[,HOST:PORT...]");
+        o->memcached = val;
+        return 0;
+    case OPT_MEMCACHED_TIMEOUT:
+        if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > 60000)
+            return bad(o, "--memcached-timeout", val, "want a duration like 5ms (at most 60s)");
+        o->memcached_timeout_ms = u64;
+        return 0;
     case OPT_STATE_DIR:
         if (!val[0])
             return bad(o, "--state-dir", val, "empty path (off turns it off)");
@@ -577,7 +606,7 @@ static int key_of_name(const char *name)
 }
 
 /* What a section is, once its header was read. */
-enum section_kind { SEC_MAIN, SEC_FRONTEND, SEC_VOLUME };
+enum section_kind { SEC_MAIN, SEC_FRONTEND, SEC_VOLUME, SEC_CLUSTER };
 
 /* A section header or a setting already read from this file: a second
  * one is refused with both lines. */
@@ -663,6 +692,21 @@ static int main_setting(struct ini_ctx *c, const char *section, const char *name
     return set_option(c->o, key, val, true);
 }
 
+/* A key of [cluster]: the global tier (memcached, memcached-timeout);
+ * the same keys are accepted in [shoald]. */
+static int cluster_setting(struct ini_ctx *c, const char *name, const char *val)
+{
+    int key = key_of_name(name);
+    if (key != OPT_MEMCACHED && key != OPT_MEMCACHED_TIMEOUT)
+        return fail(c->o, "unknown setting '%s' in [cluster] (want memcached or memcached-timeout)",
+                    name);
+    char id[32];
+    snprintf(id, sizeof id, "opt %d", key);
+    if (check_once(c, id, name, false) < 0)
+        return -1;
+    return set_option(c->o, key, val, true);
+}
+
 /* A key of a front end's own section ([nbd]). */
 static int frontend_setting(struct ini_ctx *c, const char *name, const char *val)
 {
@@ -693,6 +737,7 @@ static const char *volume_key(const char *name)
         {"readahead", "readahead"},
         {"format", "format"},
         {"connections", "connections"},
+        {"connect-timeout", "connect-timeout"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
         if (!strcmp(name, keys[i][0]))
@@ -738,6 +783,11 @@ static int volume_setting(struct ini_ctx *c, const char *given, const char *val)
     } else if (!strcmp(name, "connections")) {
         if (parse_uint(val, 1, 64, &v->backend.conns) < 0)
             return bad(o, "connections", val, "want 1..64");
+    } else if (!strcmp(name, "connect-timeout")) {
+        uint64_t ms;
+        if (parse_duration_ms(val, &ms) < 0 || ms == 0 || ms > 3600000)
+            return bad(o, "connect-timeout", val, "want a duration like 10s or 500ms (at most 1h)");
+        v->backend.connect_timeout_ms = (uint32_t)ms;
     }
     return 0;
 }
@@ -754,6 +804,10 @@ static int section_start(struct ini_ctx *c, const char *section)
         return fail(o, "[%s] appears twice (first on line %u)", section, first);
     if (!strcmp(section, "shoald") || !strcmp(section, "global")) {
         c->kind = SEC_MAIN;
+        return 0;
+    }
+    if (!strcmp(section, "cluster")) {
+        c->kind = SEC_CLUSTER;
         return 0;
     }
     if (!strncmp(section, "volume ", 7)) {
@@ -798,6 +852,8 @@ static int config_entry(void *user, unsigned line, const char *section, const ch
         return frontend_setting(c, name, val) < 0 ? -1 : 0;
     case SEC_VOLUME:
         return volume_setting(c, name, val) < 0 ? -1 : 0;
+    case SEC_CLUSTER:
+        return cluster_setting(c, name, val) < 0 ? -1 : 0;
     }
     return -1;
 }

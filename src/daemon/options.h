@@ -50,6 +50,13 @@ struct daemon_options {
      * parsing, so a file refused later in the parse changes no level. */
     const char *debug_specs[MAX_DEBUG_SPECS];
     unsigned ndebug_specs;
+    /* --connect-timeout: NBD back ends' connect + handshake limit (0:
+     * the back end's default). */
+    uint64_t connect_timeout_ms;
+    /* [cluster] / --memcached: the global tier's servers (NULL: none) and
+     * how long a read waits for it. */
+    const char *memcached;
+    uint64_t memcached_timeout_ms;
     /* --state-dir as given ("off" or NULL: see daemon/state.h). */
     const char *state_dir;
     /* --user/--group: whom to run as once everything privileged is open

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -224,6 +225,8 @@ static void restart_settings(const struct daemon_options *was, const struct daem
         {"direct", was->direct == now->direct},
         {"readahead", was->readahead == now->readahead},
         {"state-dir", str_eq(was->state_dir, now->state_dir)},
+        {"memcached", str_eq(was->memcached, now->memcached)},
+        {"memcached-timeout", was->memcached_timeout_ms == now->memcached_timeout_ms},
     };
     for (size_t i = 0; i < ARRAY_SIZE(checks); i++)
         if (!checks[i].same)
@@ -256,8 +259,10 @@ static void live_settings(struct reloader *r, const struct daemon_options *now, 
             r->cache_bytes = now->cache_bytes;
         }
     }
-    /* Cheap and idempotent: the levels are set from the new file each time. */
+    /* Cheap and idempotent: set from the new file each time (the connect
+     * timeout is read at each back end's next connect). */
     options_apply_logging(now);
+    backend_set_connect_timeout((uint32_t)now->connect_timeout_ms);
 }
 
 /* ---- volumes ---- */

@@ -888,7 +888,7 @@ static int nbd_be_open(const struct backend_params *p, struct backend **out)
     nb->be.spec = strdup(p->spec);
     nb->timeout_ms = timeout_from_env();
     nb->connect_timeout_ms =
-        p->connect_timeout_ms ? p->connect_timeout_ms : BACKEND_CONNECT_TIMEOUT_MS;
+        p->connect_timeout_ms ? p->connect_timeout_ms : backend_connect_timeout();
     if (!nb->be.spec) {
         free(nb);
         return -ENOMEM;
