@@ -143,7 +143,7 @@ static int md5_cid(struct builder *b, const uint8_t md5[16], uint32_t *out)
     return id == *out ? 0 : -EINVAL;
 }
 
-static int record(struct builder *b, const struct trace *t, uint64_t i, bool by_content)
+static int record(struct builder *b, const struct trace *t, uint64_t i, bool by_content, bool merge)
 {
     const struct trace_rec *rec = &t->recs[i];
     uint64_t end = rec->offset + rec->len;
@@ -158,7 +158,7 @@ static int record(struct builder *b, const struct trace *t, uint64_t i, bool by_
         uint64_t last = blk * BLOCK_SIZE + (BLOCK_SIZE - 1);
         uint64_t hi = end - 1 < last ? end : last + 1;
         uint32_t addr, cid = SIM_NONE;
-        int r = addr_of(b, rec->dev, blk, &addr);
+        int r = addr_of(b, merge ? 0 : rec->dev, blk, &addr);
         if (r < 0)
             return r;
         bool whole = hi - lo == BLOCK_SIZE;
@@ -193,7 +193,7 @@ static int record(struct builder *b, const struct trace *t, uint64_t i, bool by_
     return 0;
 }
 
-int sim_ops_build(const struct trace *t, bool by_content, struct sim_ops *out)
+int sim_ops_build(const struct trace *t, bool by_content, bool merge_devices, struct sim_ops *out)
 {
     memset(out, 0, sizeof *out);
     if (by_content && !t->md5) {
@@ -203,7 +203,7 @@ int sim_ops_build(const struct trace *t, bool by_content, struct sim_ops *out)
     struct builder b = {.o = out};
     int r = 0;
     for (uint64_t i = 0; i < t->n && r == 0; i++)
-        r = record(&b, t, i, by_content);
+        r = record(&b, t, i, by_content, merge_devices);
     free(b.addrs.t);
     free(b.md5s.t);
     free(b.cur);

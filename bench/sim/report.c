@@ -22,7 +22,7 @@ struct size_arg {
 struct topts {
     const char *path;
     struct trace_opts trace;
-    bool by_content, json;
+    bool by_content, json, merge;
     struct size_arg sizes[MAX_SIZES];
     unsigned nsizes;
     const struct evict_ops *pols[MAX_POLICIES];
@@ -32,11 +32,14 @@ struct topts {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: evict-sim --trace FILE [--format F] [--disk ID] [--by-content]\n"
+    fprintf(f, "usage: evict-sim --trace FILE [--format F] [--disk ID] [--by-content]\n            "
+               "     [--merge-devices]\n"
                "                 [--sizes LIST] [--policies LIST] [--json]\n"
                "  --format F      auto (default), msr, blkparse, vscsi, disksim, fiu\n"
                "  --disk ID       only this device (see shoal-replay --disk)\n"
                "  --by-content    content identity = the trace's MD5 (fiu): what dedup sees\n"
+               "  --merge-devices one address space for all devices (as shoal-replay on one\n"
+               "                  export); by default each device is its own disk\n"
                "  --sizes LIST    cache sizes, shares of the distinct blocks or block counts\n"
                "                  (default 1%%,10%%,30%%)\n"
                "  --policies LIST eviction policies and opt (default lru,s3fifo,sieve,arc,opt)\n"
@@ -90,12 +93,13 @@ static int parse_policies(char *s, struct topts *o)
 
 static int parse(int argc, char **argv, struct topts *o)
 {
-    enum { O_TRACE = 256, O_FORMAT, O_DISK, O_BYC, O_SIZES, O_POLS, O_JSON };
+    enum { O_TRACE = 256, O_FORMAT, O_DISK, O_BYC, O_MERGE, O_SIZES, O_POLS, O_JSON };
     static const struct option longs[] = {
         {"trace", required_argument, NULL, O_TRACE},
         {"format", required_argument, NULL, O_FORMAT},
         {"disk", required_argument, NULL, O_DISK},
         {"by-content", no_argument, NULL, O_BYC},
+        {"merge-devices", no_argument, NULL, O_MERGE},
         {"sizes", required_argument, NULL, O_SIZES},
         {"policies", required_argument, NULL, O_POLS},
         {"json", no_argument, NULL, O_JSON},
@@ -124,6 +128,9 @@ static int parse(int argc, char **argv, struct topts *o)
             break;
         case O_BYC:
             o->by_content = true;
+            break;
+        case O_MERGE:
+            o->merge = true;
             break;
         case O_SIZES:
             if (parse_sizes(optarg, o) < 0) {
@@ -173,6 +180,7 @@ static int run_all(const struct topts *o, const struct trace *t, const struct si
     json_object_set_new(root, "trace", json_string(o->path));
     json_object_set_new(root, "format", json_string(trace_format_name(t->format)));
     json_object_set_new(root, "identity", json_string(o->by_content ? "content" : "address"));
+    json_object_set_new(root, "devices", json_string(o->merge ? "merged" : "separate"));
     json_object_set_new(root, "records", json_integer((json_int_t)t->n));
     json_object_set_new(root, "read_blocks", json_integer((json_int_t)ops->read_blocks));
     json_object_set_new(root, "read_bytes", json_integer((json_int_t)ops->read_bytes));
@@ -256,7 +264,7 @@ int sim_trace_main(int argc, char **argv)
         return 1;
     }
     struct sim_ops ops;
-    r = sim_ops_build(&t, o.by_content, &ops);
+    r = sim_ops_build(&t, o.by_content, o.merge, &ops);
     if (r == 0 && ops.read_blocks == 0) {
         fprintf(stderr, "evict-sim: %s has no reads\n", o.path);
         r = -EINVAL;

@@ -42,9 +42,11 @@ struct sim_ops {
     uint64_t read_bytes, read_blocks;
 };
 
-/* Build the operations. by_content needs a trace with MD5s (fiu). 0,
- * -EINVAL (by_content without MD5s; a message says so), -ENOMEM. */
-int sim_ops_build(const struct trace *t, bool by_content, struct sim_ops *out);
+/* Build the operations. by_content needs a trace with MD5s (fiu);
+ * merge_devices puts every device's blocks in one address space, as
+ * shoal-replay does when it replays a multi-device trace on one export.
+ * 0, -EINVAL (by_content without MD5s; a message says so), -ENOMEM. */
+int sim_ops_build(const struct trace *t, bool by_content, bool merge_devices, struct sim_ops *out);
 void sim_ops_free(struct sim_ops *o);
 
 struct sim_result {

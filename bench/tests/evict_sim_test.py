@@ -99,6 +99,10 @@ def main():
                                "--sizes", "4", "--policies", "lru")
         check(j["distinct_blocks"] == 2 and near(by[("4", "lru")]["block_miss_ratio"], 2 / 3),
               "DiskSim devices are distinct address spaces")
+        rc, err, (j, by) = sim(d, "dev.trace", "1 0 0 8 1\n2 1 0 8 1\n3 0 0 8 1\n",
+                               "--sizes", "4", "--policies", "lru", "--merge-devices")
+        check(j["distinct_blocks"] == 1 and near(by[("4", "lru")]["block_miss_ratio"], 1 / 3),
+              "--merge-devices: one address space, as shoal-replay on one export")
         # LRU and MIN against the reference models, random reads.
         rnd = random.Random(7)
         seq = [int(rnd.paretovariate(1.2)) % 60 for _ in range(3000)]
