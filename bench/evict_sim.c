@@ -1,8 +1,11 @@
-/* evict-sim: replay synthetic block traces through the real content store
- * with each eviction policy and report miss ratios. This is the measurement
- * behind the default policy choice (see src/core/evict_s3fifo.c).
+/* evict-sim: replay block traces through the real content store with each
+ * eviction policy and report miss ratios. This is the measurement behind
+ * the default policy choice (see src/core/evict_s3fifo.c).
  *
- *   evict-sim [--accesses N] [--cache BLOCKS] [--seed S]
+ *   evict-sim [--accesses N] [--cache BLOCKS] [--seed S]    synthetic
+ *   evict-sim --trace FILE [--format F] [--sizes 1%,10%,30%] [--json] ...
+ *             a real trace with the daemon's semantics, and Belady's MIN
+ *             (bench/sim/, --trace --help for the options)
  *
  * Workloads (block ids; each id is a distinct 4 KiB content):
  *   zipf      Zipf(0.9) over 8192 hot blocks
@@ -22,6 +25,7 @@
 #include "core/evict.h"
 #include "core/fingerprint.h"
 #include "core/store.h"
+#include "sim/sim.h"
 
 static uint64_t rng_state = 88172645463325252ull;
 static uint64_t rnd(void)
@@ -158,6 +162,12 @@ int main(int argc, char **argv)
 {
     uint64_t accesses = 2000000, seed = 1;
     unsigned cache = 4096;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--trace") || !strncmp(argv[i], "--trace=", 8)) {
+            int r = sim_trace_main(argc, argv);
+            fp_thread_cleanup();
+            return r;
+        }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--accesses") && i + 1 < argc)
             accesses = strtoull(argv[++i], NULL, 10);
@@ -166,11 +176,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: evict-sim [--accesses N] [--cache BLOCKS] [--seed S]\n");
+            fprintf(stderr, "usage: evict-sim [--accesses N] [--cache BLOCKS] [--seed S]\n"
+                            "       evict-sim --trace FILE ... (--trace x --help: the options)\n");
             return 2;
         }
     }
-    const struct evict_ops *pols[] = {&evict_s3fifo_ops, &evict_lru_ops};
+    const struct evict_ops *pols[] = {&evict_s3fifo_ops, &evict_lru_ops, &evict_sieve_ops,
+                                      &evict_arc_ops};
     printf("cache %u blocks, %llu accesses per run, seed %llu\n", cache,
            (unsigned long long)accesses, (unsigned long long)seed);
     printf("%-10s", "workload");

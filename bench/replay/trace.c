@@ -28,6 +28,10 @@ const char *trace_format_name(enum trace_format f)
         return "blkparse";
     case TRACE_VSCSI:
         return "vscsi";
+    case TRACE_DISKSIM:
+        return "disksim";
+    case TRACE_FIU:
+        return "fiu";
     default:
         return "auto";
     }
@@ -35,7 +39,8 @@ const char *trace_format_name(enum trace_format f)
 
 int trace_format_parse(const char *s, enum trace_format *out)
 {
-    static const enum trace_format all[] = {TRACE_AUTO, TRACE_MSR, TRACE_BLKPARSE, TRACE_VSCSI};
+    static const enum trace_format all[] = {TRACE_AUTO,  TRACE_MSR,     TRACE_BLKPARSE,
+                                            TRACE_VSCSI, TRACE_DISKSIM, TRACE_FIU};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (strcmp(s, trace_format_name(all[i])) == 0) {
             *out = all[i];
@@ -65,20 +70,46 @@ __attribute__((format(printf, 3, 4))) static int malformed(struct trace *t, stru
     return strict ? -EINVAL : 0;
 }
 
-static int push(struct trace *t, uint64_t ts_ns, uint64_t offset, uint64_t len, enum trace_op op)
+/* Room for one more record (and its MD5 when the trace keeps them). */
+static int grow(struct trace *t, bool md5)
 {
-    /* Split long records so each fits one NBD request. */
+    if (t->n == t->cap) {
+        uint64_t cap = t->cap ? t->cap * 2 : 4096;
+        struct trace_rec *r = realloc(t->recs, cap * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        t->recs = r;
+        if (t->md5) {
+            uint8_t(*m)[16] = realloc(t->md5, cap * sizeof *m);
+            if (!m)
+                return -ENOMEM;
+            t->md5 = m;
+        }
+        t->cap = cap;
+    }
+    if (md5 && !t->md5) {
+        /* FIU traces have an MD5 on every line: the array starts with the first. */
+        t->md5 = calloc(t->cap, sizeof *t->md5);
+        if (!t->md5)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int push_dev(struct trace *t, uint64_t ts_ns, uint64_t offset, uint64_t len,
+                    enum trace_op op, uint16_t dev, const uint8_t *md5)
+{
+    /* Split long records so each fits one NBD request (an MD5 record is one
+     * block: never split). */
     while (len > 0) {
         uint32_t piece = len > TRACE_MAX_REC_LEN ? TRACE_MAX_REC_LEN : (uint32_t)len;
-        if (t->n == t->cap) {
-            uint64_t cap = t->cap ? t->cap * 2 : 4096;
-            struct trace_rec *r = realloc(t->recs, cap * sizeof *r);
-            if (!r)
-                return -ENOMEM;
-            t->recs = r;
-            t->cap = cap;
-        }
-        t->recs[t->n++] = (struct trace_rec){ts_ns, offset, piece, (uint8_t)op};
+        int r = grow(t, md5 != NULL);
+        if (r < 0)
+            return r;
+        if (t->md5)
+            memcpy(t->md5[t->n], md5 ? md5 : (const uint8_t[16]){0}, 16);
+        t->recs[t->n++] = (struct trace_rec){
+            .ts_ns = ts_ns, .offset = offset, .len = piece, .dev = dev, .op = (uint8_t)op};
         if (op == TRACE_READ) {
             t->reads++;
             t->read_bytes += piece;
@@ -94,6 +125,11 @@ static int push(struct trace *t, uint64_t ts_ns, uint64_t offset, uint64_t len, 
         len -= piece;
     }
     return 0;
+}
+
+static int push(struct trace *t, uint64_t ts_ns, uint64_t offset, uint64_t len, enum trace_op op)
+{
+    return push_dev(t, ts_ns, offset, len, op, 0, NULL);
 }
 
 /* Whole-string unsigned decimal. */
@@ -267,6 +303,171 @@ static int blk_line(struct trace *t, struct pos *p, char *line)
     return push(t, ts, sector << 9, nsec << 9, op);
 }
 
+/* ---- whitespace-separated formats: DiskSim ASCII, FIU ---- */
+
+/* Split in place on blanks; returns the number of fields, max + 1 when
+ * there are more than max (only the first max are stored). */
+static int split_ws(char *line, char **tok, int max)
+{
+    int n = 0;
+    for (char *save = NULL, *s = strtok_r(line, " \t\r\n", &save); s;
+         s = strtok_r(NULL, " \t\r\n", &save)) {
+        if (n == max)
+            return max + 1;
+        tok[n++] = s;
+    }
+    return n;
+}
+
+/* DiskSim arrival time: an integer is nanoseconds (MQSim's reading), a
+ * decimal "MS.FRACTION" milliseconds (DiskSim's unit), no double involved. */
+static bool parse_disksim_time(const char *s, uint64_t *ns)
+{
+    const char *dot = strchr(s, '.');
+    if (!dot)
+        return parse_u64(s, ns);
+    char buf[32];
+    size_t il = (size_t)(dot - s), fl = strlen(dot + 1);
+    if (il == 0 || il >= sizeof buf || fl == 0 || fl > 6)
+        return false;
+    memcpy(buf, s, il);
+    buf[il] = '\0';
+    uint64_t ms, frac;
+    if (!parse_u64(buf, &ms) || !parse_u64(dot + 1, &frac) || ms > UINT64_MAX / 1000000ull - 1)
+        return false;
+    for (size_t i = fl; i < 6; i++)
+        frac *= 10;
+    *ns = ms * 1000000ull + frac;
+    return true;
+}
+
+static int disksim_line(struct trace *t, struct pos *p, char *line)
+{
+    char *f[5];
+    int nf = split_ws(line, f, 5);
+    if (nf == 0 || f[0][0] == '#') {
+        t->ignored++;
+        return 0;
+    }
+    if (nf != 5)
+        return malformed(t, p, "expected 5 fields (arrival device sector nsectors type), got %s%d",
+                         nf > 5 ? "more than " : "", nf > 5 ? 5 : nf);
+    uint64_t ts, dev, sector, nsec, type;
+    if (!parse_disksim_time(f[0], &ts))
+        return malformed(t, p, "bad arrival time '%s'", f[0]);
+    if (!parse_u64(f[1], &dev) || dev > UINT16_MAX)
+        return malformed(t, p, "bad device '%s' (0 to 65535)", f[1]);
+    if (!parse_u64(f[2], &sector))
+        return malformed(t, p, "bad sector '%s'", f[2]);
+    if (!parse_u64(f[3], &nsec))
+        return malformed(t, p, "bad size '%s'", f[3]);
+    if (!parse_u64(f[4], &type) || type > 1)
+        return malformed(t, p, "bad type '%s' (1 read, 0 write)", f[4]);
+    if (nsec > TRACE_MAX_IO_LEN >> 9)
+        return malformed(t, p, "%llu sectors: too large", (unsigned long long)nsec);
+    if (sector > (UINT64_MAX >> 9) - nsec)
+        return malformed(t, p, "sector out of range");
+    if (p->o->disk && strcmp(p->o->disk, f[1]) != 0) {
+        t->filtered++;
+        return 0;
+    }
+    if (nsec == 0) {
+        t->ignored++;
+        return 0;
+    }
+    return push_dev(t, ts, sector << 9, nsec << 9, type ? TRACE_READ : TRACE_WRITE, (uint16_t)dev,
+                    NULL);
+}
+
+static bool parse_md5(const char *s, uint8_t out[16])
+{
+    if (strlen(s) != 32)
+        return false;
+    for (int i = 0; i < 32; i++) {
+        int c = tolower((unsigned char)s[i]);
+        int v = isdigit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return false;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(v << 4);
+        else
+            out[i / 2] |= (uint8_t)v;
+    }
+    return true;
+}
+
+/* pandas' header line: the column numbers 0..8. */
+static bool fiu_pandas_header(char **f, int nf)
+{
+    if (nf != 9)
+        return false;
+    for (int i = 0; i < 9; i++)
+        if (f[i][0] != '0' + i || f[i][1])
+            return false;
+    return true;
+}
+
+static int fiu_line(struct trace *t, struct pos *p, char *line, bool *seen_record)
+{
+    char *tok[10];
+    int nt = split_ws(line, tok, 10);
+    if (nt == 0 || tok[0][0] == '#') {
+        t->ignored++;
+        return 0;
+    }
+    if (!*seen_record && fiu_pandas_header(tok, nt)) {
+        t->ignored++;
+        *seen_record = true;
+        return 0;
+    }
+    *seen_record = true;
+    char **f = tok;
+    uint64_t row;
+    if (nt == 10 && parse_u64(tok[0], &row)) { /* pandas' row index */
+        f++;
+        nt--;
+    }
+    if (nt != 9)
+        return malformed(
+            t, p,
+            "expected 9 fields (ts pid process sector nsectors R|W major minor md5), got %s%d",
+            nt > 9 ? "more than " : "", nt > 9 ? 9 : nt);
+    uint64_t ts, sector, nsec, maj, min;
+    uint8_t md5[16];
+    if (!parse_u64(f[0], &ts))
+        return malformed(t, p, "bad timestamp '%s'", f[0]);
+    if (!parse_u64(f[3], &sector))
+        return malformed(t, p, "bad sector '%s'", f[3]);
+    if (!parse_u64(f[4], &nsec))
+        return malformed(t, p, "bad size '%s'", f[4]);
+    enum trace_op op;
+    if (strcmp(f[5], "R") == 0)
+        op = TRACE_READ;
+    else if (strcmp(f[5], "W") == 0)
+        op = TRACE_WRITE;
+    else
+        return malformed(t, p, "bad operation '%s' (R or W)", f[5]);
+    if (!parse_u64(f[6], &maj) || !parse_u64(f[7], &min))
+        return malformed(t, p, "bad device '%s %s'", f[6], f[7]);
+    if (!parse_md5(f[8], md5))
+        return malformed(t, p, "bad MD5 '%s' (32 hex digits)", f[8]);
+    if (nsec != 8)
+        return malformed(t, p, "%llu sectors: an FIU line is one 4 KiB block (8 sectors)",
+                         (unsigned long long)nsec);
+    if (sector > (UINT64_MAX >> 9) - 8)
+        return malformed(t, p, "sector out of range");
+    if (p->o->disk) {
+        char devno[48];
+        snprintf(devno, sizeof devno, "%llu,%llu", (unsigned long long)maj,
+                 (unsigned long long)min);
+        if (strcmp(p->o->disk, devno) != 0) {
+            t->filtered++;
+            return 0;
+        }
+    }
+    return push_dev(t, ts, sector << 9, 4096, op, 0, md5);
+}
+
 static int load_text(FILE *f, struct pos *p, struct trace *t)
 {
     _cleanup_free_ char *line = NULL;
@@ -274,15 +475,22 @@ static int load_text(FILE *f, struct pos *p, struct trace *t)
     bool seen_record = false;
     while (getline(&line, &cap, f) >= 0) {
         p->line++;
-        if (t->format == TRACE_MSR) {
-            int r = msr_line(t, p, line, &seen_record);
-            if (r < 0)
-                return r;
-        } else {
-            int r = blk_line(t, p, line);
-            if (r < 0)
-                return r;
+        int r;
+        switch (t->format) {
+        case TRACE_MSR:
+            r = msr_line(t, p, line, &seen_record);
+            break;
+        case TRACE_DISKSIM:
+            r = disksim_line(t, p, line);
+            break;
+        case TRACE_FIU:
+            r = fiu_line(t, p, line, &seen_record);
+            break;
+        default:
+            r = blk_line(t, p, line);
         }
+        if (r < 0)
+            return r;
         if (p->o->limit && t->n >= p->o->limit)
             break;
     }
@@ -418,6 +626,29 @@ static int load_vscsi(FILE *f, const char *path, struct pos *p, struct trace *t)
 
 /* ---- detection and entry point ---- */
 
+/* DiskSim: five numbers, the last 0 or 1. FIU: 9 or 10 fields, R or W
+ * fourth from the end and an MD5 last. */
+static enum trace_format detect_ws(const char *line)
+{
+    char buf[512], *f[10];
+    if (strlen(line) >= sizeof buf)
+        return TRACE_AUTO;
+    strcpy(buf, line);
+    int nf = split_ws(buf, f, 10);
+    uint64_t v;
+    if (nf == 5) {
+        for (int i = 1; i < 5; i++)
+            if (!parse_u64(f[i], &v))
+                return TRACE_AUTO;
+        return v <= 1 && isdigit((unsigned char)f[0][0]) ? TRACE_DISKSIM : TRACE_AUTO;
+    }
+    uint8_t md5[16];
+    if ((nf == 9 || nf == 10) && parse_md5(f[nf - 1], md5) &&
+        (!strcmp(f[nf - 4], "R") || !strcmp(f[nf - 4], "W")))
+        return TRACE_FIU;
+    return TRACE_AUTO;
+}
+
 static enum trace_format detect(FILE *f)
 {
     char buf[4096];
@@ -434,6 +665,9 @@ static enum trace_format detect(FILE *f)
         char first[64];
         if (sscanf(line, "%63s", first) == 1 && is_devno(first) && strpbrk(line, " \t"))
             return TRACE_BLKPARSE;
+        enum trace_format ws = detect_ws(line);
+        if (ws != TRACE_AUTO)
+            return ws;
         int commas = 0;
         for (const char *c = line; *c; c++)
             commas += *c == ',';
@@ -478,5 +712,7 @@ void trace_free(struct trace *t)
 {
     free(t->recs);
     t->recs = NULL;
+    free(t->md5);
+    t->md5 = NULL;
     t->n = t->cap = 0;
 }

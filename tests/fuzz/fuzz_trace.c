@@ -1,10 +1,11 @@
 /* libFuzzer target for shoal-replay's trace parser (bench/replay/trace.c):
- * MSR CSV, blkparse text, vSCSI v1/v2 binary and the format detection.
+ * MSR CSV, blkparse text, vSCSI v1/v2 binary, DiskSim ASCII, FIU (with MD5s)
+ * and the format detection.
  *
  * Input: one option byte, then the trace file's bytes. The option byte:
- *   bits 0-1  format: 0 auto, 1 msr, 2 blkparse, 3 vscsi
+ *   bits 0-1  format with bit 3: 0 auto, 1 msr, 2 blkparse, 3 vscsi,
+ *             4 disksim, 5 fiu, 6 auto, 7 blkparse (6 and 7: action 'C')
  *   bit  2    strict
- *   bit  3    blkparse action 'C' (else 'Q')
  *   bits 4-5  disk filter: none, "0", "8,0", "1"
  *   bits 6-7  limit: 0 (all), 1, 2, 7
  * The trace is written to a memfd and loaded through /proc/self/fd/N, the
@@ -72,11 +73,15 @@ static void check_trace(const struct trace_opts *o, const struct trace *t)
     CHECK(t->n == 0 || t->recs);
     CHECK(t->reads + t->writes == t->n);
     CHECK(!o->strict || t->malformed == 0);
+    CHECK(!t->md5 || t->format == TRACE_FIU);
+    CHECK(t->format != TRACE_FIU || t->n == 0 || t->md5);
     uint64_t reads = 0, rbytes = 0, wbytes = 0, max_len = 0, max_end = 0;
     uint64_t min_ts = UINT64_MAX;
     for (uint64_t i = 0; i < t->n; i++) {
         const struct trace_rec *r = &t->recs[i];
         CHECK(r->op == TRACE_READ || r->op == TRACE_WRITE);
+        CHECK(t->format != TRACE_FIU || r->len == 4096);
+        CHECK(t->format == TRACE_DISKSIM || r->dev == 0);
         CHECK(r->len > 0 && r->len <= TRACE_MAX_REC_LEN);
         CHECK(r->offset <= UINT64_MAX - r->len);
         CHECK(r->offset + r->len <= t->max_end);
@@ -113,11 +118,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     static const char *const disks[] = {NULL, "0", "8,0", "1"};
     static const uint64_t limits[] = {0, 1, 2, 7};
+    static const enum trace_format formats[] = {TRACE_AUTO,  TRACE_MSR,     TRACE_BLKPARSE,
+                                                TRACE_VSCSI, TRACE_DISKSIM, TRACE_FIU,
+                                                TRACE_AUTO,  TRACE_BLKPARSE};
     uint8_t b = data[0];
+    unsigned fi = (b & 3) | ((b >> 1) & 4);
     struct trace_opts o = {
-        .format = (enum trace_format)(b & 3),
+        .format = formats[fi],
         .strict = b & 4,
-        .blk_action = b & 8 ? 'C' : 'Q',
+        .blk_action = fi >= 6 ? 'C' : 'Q',
         .disk = disks[(b >> 4) & 3],
         .limit = limits[(b >> 6) & 3],
         .max_reports = 2,

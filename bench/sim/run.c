@@ -1,0 +1,147 @@
+/* The operations replayed through the real content store (src/core/store.c)
+ * with one eviction policy: the same calls the daemon's data path makes
+ * (store_read for a cell's reference, store_find for a remembered key,
+ * store_get_or_insert for a fetched or written block, store_unref for a
+ * block dropped or overwritten), so the policy code is the daemon's. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "core/block.h"
+#include "core/evict.h"
+#include "core/fingerprint.h"
+#include "core/store.h"
+#include "sim.h"
+
+/* A block's directory cell: its reference, the content it had (the key
+ * the daemon remembers), and whether that content is the zero block. */
+struct cell {
+    struct store_ref ref;
+    uint32_t cid;
+    bool zero;
+};
+
+struct run {
+    struct store *s;
+    const struct sim_ops *o;
+    struct fpkey *keys; /* by cid, computed at first use */
+    bool *have_key;
+    uint8_t blk[BLOCK_SIZE];
+};
+
+/* The bytes of content cid: distinct for every cid. */
+static const uint8_t *content(struct run *r, uint32_t cid)
+{
+    static const char tag[] = "evict-sim content";
+    memset(r->blk, 0, sizeof r->blk);
+    memcpy(r->blk, tag, sizeof tag);
+    memcpy(r->blk + sizeof tag, &cid, sizeof cid);
+    return r->blk;
+}
+
+static const struct fpkey *key_of(struct run *r, uint32_t cid)
+{
+    if (!r->have_key[cid]) {
+        struct fp fp;
+        fp_compute(content(r, cid), &fp);
+        r->keys[cid] = fpkey_of(&fp);
+        r->have_key[cid] = true;
+    }
+    return &r->keys[cid];
+}
+
+static void cell_insert(struct run *r, struct cell *c, uint32_t cid)
+{
+    const struct fpkey *k = key_of(r, cid);
+    if (store_get_or_insert_key(r->s, k, content(r, cid), &c->ref) < 0)
+        c->ref = (struct store_ref){0, 0};
+    c->cid = cid;
+    c->zero = false;
+}
+
+static void cell_drop(struct run *r, struct cell *c)
+{
+    store_unref(r->s, c->ref);
+    c->ref = (struct store_ref){0, 0};
+    c->cid = SIM_NONE;
+    c->zero = false;
+}
+
+static bool read_block(struct run *r, struct cell *c, uint32_t cid)
+{
+    uint8_t b;
+    if (r->o->zero[cid]) {
+        if (c->zero && c->cid == cid)
+            return true;
+        cell_drop(r, c);
+        c->cid = cid;
+        c->zero = true; /* fetched, found zero: a constant from now on */
+        return false;
+    }
+    if (c->cid == cid) {
+        if (store_read(r->s, c->ref, &b, 0, 1) == 0)
+            return true;
+        struct store_ref ref;
+        if (store_find(r->s, key_of(r, cid), &ref) == 0) {
+            c->ref = ref;
+            return true;
+        }
+    }
+    cell_drop(r, c);
+    cell_insert(r, c, cid);
+    return false;
+}
+
+int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint64_t cache_blocks,
+                  struct sim_result *res)
+{
+    memset(res, 0, sizeof *res);
+    _cleanup_free_ struct cell *cells = malloc((size_t)o->naddrs * sizeof *cells + 1);
+    _cleanup_free_ struct fpkey *keys = malloc((size_t)o->ncids * sizeof *keys + 1);
+    _cleanup_free_ bool *have_key = calloc((size_t)o->ncids + 1, sizeof *have_key);
+    if (!cells || !keys || !have_key)
+        return -ENOMEM;
+    struct run r = {.o = o, .keys = keys, .have_key = have_key};
+    int ret = store_create(cache_blocks * BLOCK_SIZE, 0, policy, &r.s);
+    if (ret < 0)
+        return ret;
+    /* The eviction log feeds the directory's memory of evicted keys; here
+     * every cell remembers its key (struct cell), so it would only cost a
+     * hash per eviction. */
+    store_set_eviction_log(r.s, false);
+    for (uint32_t i = 0; i < o->naddrs; i++)
+        cells[i] = (struct cell){{0, 0}, SIM_NONE, false};
+    for (uint64_t i = 0; i < o->n; i++) {
+        const struct sim_op *op = &o->ops[i];
+        struct cell *c = &cells[op->addr];
+        switch (op->kind) {
+        case SIM_READ:
+            res->read_bytes += op->bytes;
+            res->read_blocks++;
+            if (!read_block(&r, c, op->cid)) {
+                res->miss_bytes += op->bytes;
+                res->miss_blocks++;
+            }
+            break;
+        case SIM_WRITE:
+            cell_drop(&r, c);
+            if (o->zero[op->cid]) {
+                c->cid = op->cid;
+                c->zero = true;
+            } else {
+                cell_insert(&r, c, op->cid);
+            }
+            break;
+        default:
+            cell_drop(&r, c);
+        }
+    }
+    struct store_stats st;
+    store_get_stats(r.s, &st);
+    res->evictions = st.evictions;
+    ret = store_check(r.s);
+    store_destroy(r.s);
+    return ret;
+}
