@@ -165,7 +165,6 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--trace") || !strncmp(argv[i], "--trace=", 8)) {
             int r = sim_trace_main(argc, argv);
-            fp_thread_cleanup();
             return r;
         }
     for (int i = 1; i < argc; i++) {
@@ -195,6 +194,5 @@ int main(int argc, char **argv)
             printf(" %10.4f", run(pols[p], (enum workload)w, cache, accesses, seed));
         printf("\n");
     }
-    fp_thread_cleanup();
     return 0;
 }

@@ -47,8 +47,3 @@ void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1])
     }
     out[2 * FP_SIZE] = '\0';
 }
-
-void fp_thread_cleanup(void)
-{
-    /* Nothing per thread any more (kept for callers that clean up). */
-}

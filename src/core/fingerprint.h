@@ -81,8 +81,4 @@ bool fpkey_verify(const struct fpkey *k, const void *block);
 /* Lower-case hex into out (2*FP_SIZE+1 bytes). */
 void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1]);
 
-/* Nothing to release any more (hashing keeps no per-thread state); kept
- * until its last callers go. */
-void fp_thread_cleanup(void);
-
 #endif

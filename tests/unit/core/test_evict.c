@@ -242,6 +242,5 @@ int main(void)
         cmocka_unit_test(test_store_lru_s3fifo),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    fp_thread_cleanup();
     return r;
 }

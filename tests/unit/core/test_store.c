@@ -414,6 +414,5 @@ int main(void)
         cmocka_unit_test(test_policies_scan),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    fp_thread_cleanup();
     return r;
 }

@@ -1638,7 +1638,6 @@ static void *hammer_main(void *arg)
         if (!ok)
             break;
     }
-    fp_thread_cleanup();
     return NULL;
 }
 
@@ -1718,7 +1717,6 @@ int main(void)
     int r = cmocka_run_group_tests_name("submit, workers=0", tests, NULL, NULL);
     g_workers = 2;
     r |= cmocka_run_group_tests_name("submit, workers=2", tests, NULL, NULL);
-    fp_thread_cleanup();
     bufpool_drain();
     return r;
 }

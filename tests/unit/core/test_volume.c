@@ -664,6 +664,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefetch_disabled_midway, setup, teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    fp_thread_cleanup();
     return r;
 }
