@@ -228,14 +228,22 @@ static inline uint32_t *evlog_bucket(const struct shard *sh, uint32_t idx)
     return &sh->ev_index[b * EVLOG_WAYS];
 }
 
+/* log2 of a shard's eviction log records: a sixteenth of its limit, at
+ * least 1 << EVLOG_MIN_BITS. */
+static uint32_t evlog_bits(uint32_t limit)
+{
+    uint32_t bits = EVLOG_MIN_BITS;
+    while (bits < 30 && (1u << bits) < limit / 16)
+        bits++;
+    return bits;
+}
+
 /* Allocated at the first eviction: a cache that never fills never pays. A
  * failed allocation only means evicted blocks are forgotten. */
 static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, const struct fpkey *key)
 {
     if (!sh->ev) {
-        uint32_t bits = EVLOG_MIN_BITS;
-        while (bits < 30 && (1u << bits) < sh->limit / 16)
-            bits++;
+        uint32_t bits = evlog_bits(sh->limit);
         sh->ev = calloc((size_t)1 << bits, sizeof *sh->ev);
         sh->ev_index = calloc((size_t)2 << bits, sizeof *sh->ev_index);
         if (!sh->ev || !sh->ev_index) {
@@ -411,6 +419,17 @@ int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref)
 void store_set_eviction_log(struct store *s, bool on)
 {
     __atomic_store_n(&s->evlog_on, on, __ATOMIC_RELAXED);
+}
+
+uint64_t store_evlog_records(struct store *s)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        LOCK_GUARD(&sh->lock);
+        n += sh->ev ? (uint64_t)1 << sh->ev_bits : (uint64_t)1 << evlog_bits(sh->limit);
+    }
+    return n;
 }
 
 bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)

@@ -133,6 +133,10 @@ int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref);
  * was never evicted: freed because nobody mapped it). */
 bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key);
 
+/* How many evictions the log keeps (all shards): a reader of stale cells
+ * must ask within about that many evictions (dir_purge, engine.c). */
+uint64_t store_evlog_records(struct store *s);
+
 /* Keep the eviction log (default on)? Off, evictions cost no hashing and
  * store_evicted_key always answers false (the engine turns it off when
  * nothing may be remembered). */
