@@ -13,6 +13,7 @@
 #include "core/dir.h"
 #include "core/fingerprint.h"
 #include "core/store.h"
+#include "seeded.h"
 
 struct fix {
     struct store *st;
@@ -46,14 +47,9 @@ static int teardown(void **state)
 
 static uint64_t content(struct fix *f, uint32_t seed)
 {
-    uint8_t b[BLOCK_SIZE];
-    memset(b, (int)seed, sizeof b);
-    memcpy(b, &seed, sizeof seed);
-    struct fp fp;
-    struct store_ref r;
-    fp_compute(b, &fp);
-    assert_int_equal(store_get_or_insert(f->st, &fp, b, &r), 0);
-    return dir_val(r);
+    uint64_t v = seeded_ref(f->st, seed);
+    assert_true(v != 0);
+    return v;
 }
 
 static void test_install_lookup(void **state)
@@ -303,12 +299,7 @@ static void test_stale_cells_dropped(void **state)
 
 static struct fpkey key_of_seed(uint32_t seed)
 {
-    uint8_t b[BLOCK_SIZE];
-    memset(b, (int)seed, sizeof b);
-    memcpy(b, &seed, sizeof seed);
-    struct fp fp;
-    fp_compute(b, &fp);
-    return fpkey_of(&fp);
+    return seeded_key(seed);
 }
 
 /* Evict what the directory maps (inserted first: the oldest) by filling

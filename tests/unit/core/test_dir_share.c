@@ -18,6 +18,7 @@
 #include "core/dir_share.h"
 #include "core/fingerprint.h"
 #include "core/store.h"
+#include "seeded.h"
 
 #define NBLOCKS (1u << 20)
 
@@ -62,14 +63,9 @@ static int teardown(void **state)
  * call: the store holds each content once). */
 static uint64_t content(struct fix *f, uint32_t seed)
 {
-    uint8_t b[BLOCK_SIZE];
-    memset(b, (int)seed, sizeof b);
-    memcpy(b, &seed, sizeof seed);
-    struct fp fp;
-    struct store_ref r;
-    fp_compute(b, &fp);
-    assert_int_equal(store_get_or_insert(f->st, &fp, b, &r), 0);
-    return dir_val(r);
+    uint64_t v = seeded_ref(f->st, seed);
+    assert_true(v != 0);
+    return v;
 }
 
 /* What a read miss of blk in d does with the content it fetched: ticket,
@@ -268,16 +264,7 @@ static void test_eviction_and_remembered(void **state)
         install(f, f->base, b, content(f, 700 + (uint32_t)b));
         install(f, f->dep, b, content(f, 700 + (uint32_t)b));
     }
-    struct fpkey want;
-    {
-        uint8_t blkdata[BLOCK_SIZE];
-        uint32_t seed = 703;
-        memset(blkdata, (int)seed, sizeof blkdata);
-        memcpy(blkdata, &seed, sizeof seed);
-        struct fp fp;
-        fp_compute(blkdata, &fp);
-        want = fpkey_of(&fp);
-    }
+    struct fpkey want = seeded_key(703);
     evict_all(f);
     uint64_t v = dir_lookup(f->dep, 3);
     assert_true(dir_val_is_ref(v) && !store_ref_live(f->st, dir_ref(v)));
@@ -353,17 +340,6 @@ struct race {
     int bad;
 };
 
-static uint64_t content_nocheck(struct store *st, uint32_t seed)
-{
-    uint8_t b[BLOCK_SIZE];
-    memset(b, (int)seed, sizeof b);
-    memcpy(b, &seed, sizeof seed);
-    struct fp fp;
-    struct store_ref r;
-    fp_compute(b, &fp);
-    return store_get_or_insert(st, &fp, b, &r) == 0 ? dir_val(r) : 0;
-}
-
 static void *race_base(void *arg)
 {
     struct race *rc = arg;
@@ -381,7 +357,7 @@ static void *race_base(void *arg)
                 store_unref(f->st, dir_ref(v));
             /* Even rounds: the dependent's content; odd: another. */
             uint32_t seed = 5000 + (uint32_t)b + (round % 2) * 100000;
-            v = content_nocheck(f->st, seed);
+            v = seeded_ref(f->st, seed);
             if (v && dir_install(f->base, b, tk, v) != DIR_HELD)
                 store_unref(f->st, dir_ref(v));
         }
@@ -408,7 +384,7 @@ static void *race_dep(void *arg)
             }
             dir_tickets_reset(tk);
             dir_read_ticket(f->dep, b, tk);
-            v = content_nocheck(f->st, 5000 + (uint32_t)b);
+            v = seeded_ref(f->st, 5000 + (uint32_t)b);
             if (v && dir_install(f->dep, b, tk, v) != DIR_HELD)
                 store_unref(f->st, dir_ref(v));
             if (b % 16 == 0)
