@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,14 @@ static void open_one(struct open_job *j, struct backend **out)
     }
 }
 
+/* A back end reached through a URI (nbd://, nbd+unix://...) is what can
+ * hang; files and devices open at once, and in order, so that of two
+ * volumes on one image the later one is refused, always the same. */
+static bool is_remote(const struct open_job *j)
+{
+    return strstr(j->cfg.backend.spec, "://") != NULL;
+}
+
 static void *worker(void *arg)
 {
     struct open_run *run = arg;
@@ -41,7 +50,8 @@ static void *worker(void *arg)
         size_t i = __atomic_fetch_add(&run->next, 1, __ATOMIC_RELAXED);
         if (i >= run->n)
             return NULL;
-        open_one(&run->jobs[i], &run->be[i]);
+        if (is_remote(&run->jobs[i]))
+            open_one(&run->jobs[i], &run->be[i]);
     }
 }
 
@@ -55,11 +65,17 @@ int open_all(struct engine *e, struct open_job *jobs, size_t n, size_t *failed)
         return -ENOMEM;
     struct open_run run = {.jobs = jobs, .be = be, .n = n};
     pthread_t tids[OPEN_ALL_THREADS];
-    size_t nt = 0, want = n < OPEN_ALL_THREADS ? n : OPEN_ALL_THREADS;
-    /* This thread works too: one volume needs no other; nor does it
-     * matter when none can be created. */
+    size_t nremote = 0;
+    for (size_t i = 0; i < n; i++)
+        nremote += is_remote(&jobs[i]);
+    size_t nt = 0, want = nremote < OPEN_ALL_THREADS ? nremote : OPEN_ALL_THREADS;
+    /* This thread helps once the local ones are open: one remote volume
+     * needs no other thread; nor does it matter when none can be made. */
     while (nt + 1 < want && pthread_create(&tids[nt], NULL, worker, &run) == 0)
         nt++;
+    for (size_t i = 0; i < n; i++)
+        if (!is_remote(&jobs[i]))
+            open_one(&jobs[i], &be[i]);
     worker(&run);
     for (size_t t = 0; t < nt; t++)
         pthread_join(tids[t], NULL);

@@ -1,6 +1,9 @@
-/* Start-up volumes opened side by side: each back end is opened on a
- * worker thread (at most OPEN_ALL_THREADS at a time), so N hung upstreams
- * cost one connect timeout rather than N; then the volumes are registered
+/* Start-up volumes opened side by side: each back end reached through a
+ * URI (an NBD upstream) is opened on a worker thread (at most
+ * OPEN_ALL_THREADS at a time), so N hung upstreams cost one connect
+ * timeout rather than N; files and devices open meanwhile, in order, on
+ * the caller's thread (their image locks then refuse the same volume
+ * every time); then the volumes are registered
  * one by one in the given order, so the first is still the default export
  * and the engine's log lines and listings keep the config's order. */
 #ifndef SHOAL_DAEMON_OPEN_ALL_H
