@@ -33,7 +33,7 @@ start_shoald -m 64M --connect-timeout 2s --state-dir "$sd" "base=$T/base.img"
 # post JSON: POST /api/v1/volumes; prints "STATUS SECONDS", body in $T/body,
 # headers in $T/hdr.
 post() {
-    _curl -s --max-time 30 -D "$T/hdr" -o "$T/body" -w '%{http_code} %{time_total}' \
+    _curl -s --max-time 30 -D "$T/hdr" -o "$T/body" -w '%{http_code} %{time_total}\n' \
         -H @"$(auth_header)" -H 'Content-Type: application/json' --data-binary "$1" \
         "$URL/api/v1/volumes"
 }
