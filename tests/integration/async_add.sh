@@ -124,7 +124,13 @@ names=$(api_get /api/v1/volumes | jq -r '[.[].name] | sort | join(",")')
 assert_eq "$names" "base,good" "volumes after a restart (state file)"
 nbdcopy "$(uri good)" "$T/good.out2" || fail "nbdcopy out of good after the restart"
 assert_same_file "$T/good.out2" "$T/good.img" "good after the restart"
+# A stop while an add is opening waits for it (at most the connect timeout),
+# then exits cleanly (stop_shoald checks status 0; ASan, no leak).
+read -r code _ < <(post '{"name":"hung4","backing":"'"$hung"'","wait":false}')
+assert_eq "$code" 202 "async add of hung4"
+t0=$(date +%s.%N)
 stop_shoald
+assert_num "$(elapsed "$t0")" '<' 8 "seconds to stop while an add is opening"
 
 # --- start-up: three hung upstreams cost one connect timeout ---------------
 t0=$(date +%s.%N)
