@@ -259,6 +259,14 @@ static const char *backend_text(json_t *v)
 
 static void volume_row(struct table *t, json_t *v)
 {
+    const char *state = json_string_value(json_object_get(v, "state"));
+    if (!json_object_get(v, "size_bytes")) {
+        /* An add still opening, or failed: no size nor clients yet. */
+        const char *row[] = {
+            json_string_value(json_object_get(v, "name")), "-", state, "-", "-", backend_text(v)};
+        table_add(t, row);
+        return;
+    }
     char size[32];
     fmt_size_short((double)json_integer_value(json_object_get(v, "size_bytes")), size, sizeof size);
     char conns[16];
@@ -368,12 +376,17 @@ static int cmd_volume_add(struct cli *cli)
      * otherwise, and an older server is not sent a key it would refuse. */
     if ((cli->flags & F_RAW) && json_object_set_new(body, "format", json_string("raw")) < 0)
         return EXIT_USAGE;
+    if ((cli->flags & F_NO_WAIT) && json_object_set_new(body, "wait", json_false()) < 0)
+        return EXIT_USAGE;
     json_t *j;
     r = client_call(cli->client, "POST", "/api/v1/volumes", body, &j);
     if (r)
         return r;
     if (cli->flags & F_JSON)
         print_json(j);
+    else if (cli->flags & F_NO_WAIT)
+        printf("volume %s: %s\n", json_string_value(json_object_get(j, "name")),
+               json_string_value(json_object_get(j, "state")));
     else
         print_volume_line("added volume", j);
     json_decref(j);
@@ -637,11 +650,12 @@ static const struct command commands[] = {
     {"stats", NULL, cmd_stats, F_JSON, 0, 1, "stats [VOLUME] [--json]",
      "cache and per-volume statistics"},
     {"volumes", NULL, cmd_volumes, F_JSON, 0, 0, "volumes [--json]", "list volumes"},
-    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_RAW | F_JSON, 2, 2,
-     "volume add NAME BACKING [--readonly] [--disabled] [--raw]",
+    {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_RAW | F_NO_WAIT | F_JSON, 2, 2,
+     "volume add NAME BACKING [--readonly] [--disabled] [--raw] [--no-wait]",
      "export BACKING (file, device, nbd://...) as NAME; a relative path is\n"
      "      taken from this directory; --raw: format=raw, serve a file that\n"
-     "      starts with a qcow2/vmdk/... header as its bytes"},
+     "      starts with a qcow2/vmdk/... header as its bytes; --no-wait: return\n"
+     "      once accepted, the back end opens in the background (see volumes)"},
     {"volume", "remove", cmd_volume_remove, F_FORCE | F_JSON, 1, 1, "volume remove NAME [--force]",
      "stop exporting NAME (--force drops connected clients)"},
     {"enable", NULL, cmd_enable, F_JSON, 1, 1, "enable NAME", "turn acceleration on"},
@@ -696,7 +710,7 @@ static const struct {
 } flag_names[] = {
     {"--json", F_JSON},   {"--readonly", F_READONLY}, {"--disabled", F_DISABLED},
     {"--force", F_FORCE}, {"--wait", F_WAIT},         {"--once", F_ONCE},
-    {"--raw", F_RAW},
+    {"--raw", F_RAW},     {"--no-wait", F_NO_WAIT},
 };
 
 struct parsed {

@@ -23,7 +23,8 @@ enum cli_flag {
     F_FORCE = 1u << 3,
     F_WAIT = 1u << 4,
     F_ONCE = 1u << 5,
-    F_RAW = 1u << 6, /* volume add: format "raw" (no image header check) */
+    F_RAW = 1u << 6,     /* volume add: format "raw" (no image header check) */
+    F_NO_WAIT = 1u << 7, /* volume add: reply once accepted, open in the background */
 };
 
 struct cli {

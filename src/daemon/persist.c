@@ -7,17 +7,20 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "daemon/open_all.h"
 
-static void open_failed(const char *prefix, const struct volume_config *c, int r)
+/* One line on stderr for a volume that could not be opened; why: the back
+ * end's words, or "". */
+static void open_failed(const char *prefix, const char *name, const char *spec, int r,
+                        const char *why)
 {
-    const char *why = backend_open_error();
     /* A refused image format, an image in use: the back end's sentence
      * already names the file, and says what to do. */
     if ((r == -EMEDIUMTYPE || r == -EBUSY) && why[0])
-        fprintf(stderr, "shoald: %svolume %s: %s\n", prefix, c->name, why);
+        fprintf(stderr, "shoald: %svolume %s: %s\n", prefix, name, why);
     else
-        fprintf(stderr, "shoald: %svolume %s: cannot open '%s': %s\n", prefix, c->name,
-                c->backend.spec, why[0] ? why : strerror(-r));
+        fprintf(stderr, "shoald: %svolume %s: cannot open '%s': %s\n", prefix, name, spec,
+                why[0] ? why : strerror(-r));
 }
 
 static bool in_options(const struct daemon_options *o, const char *name)
@@ -53,6 +56,19 @@ int persist_start_volumes(struct engine *e, struct daemon_options *o, struct sta
 {
     if (check_state_volumes(o, st) < 0)
         return -1;
+    /* The config's volumes and the API's are opened together (open_all.h),
+     * in this order: the config's first, as they always were. */
+    struct open_job *jobs = calloc((size_t)o->nvolumes + MAX_VOLUMES, sizeof *jobs);
+    char **specs = calloc(MAX_VOLUMES, sizeof *specs);
+    const char **shown = calloc((size_t)o->nvolumes + MAX_VOLUMES, sizeof *shown);
+    if (!jobs || !specs || !shown) {
+        fprintf(stderr, "shoald: cannot open the volumes: %s\n", strerror(ENOMEM));
+        free(jobs);
+        free(specs);
+        free(shown);
+        return -1;
+    }
+    size_t njobs = 0, nconfig;
     for (unsigned i = 0; i < o->nvolumes; i++) {
         struct volume_config c = o->volumes[i];
         if (state_is_removed(st, c.name)) {
@@ -63,12 +79,10 @@ int persist_start_volumes(struct engine *e, struct daemon_options *o, struct sta
         int on = state_enabled(st, c.name);
         if (on >= 0)
             c.disabled = !on;
-        int r = engine_add_volume(e, &c);
-        if (r < 0) {
-            open_failed("", &c, r);
-            return -1;
-        }
+        shown[njobs] = c.backend.spec;
+        jobs[njobs++].cfg = c;
     }
+    nconfig = njobs;
     /* A volume made permanent in the config since it was added through
      * the API: the file's definition wins, the state file forgets the
      * API's. (Names first: forgetting frees the strings state_volumes
@@ -90,6 +104,8 @@ int persist_start_volumes(struct engine *e, struct daemon_options *o, struct sta
     napi = state_volumes(st, api, MAX_VOLUMES);
     char prefix[4200];
     snprintf(prefix, sizeof prefix, "%s: ", state_file(st));
+    int ret = 0;
+    size_t nspecs = 0;
     for (size_t i = 0; i < napi; i++) {
         if (in_options(o, api[i].name))
             continue; /* more than 64 such: the rest wait for the next start */
@@ -98,19 +114,28 @@ int persist_start_volumes(struct engine *e, struct daemon_options *o, struct sta
          * directory shoald started in, not from "/" of a daemon. */
         char *spec = NULL;
         int r = options_resolve_spec(o, api[i].backend.spec, &spec);
-        struct volume_config c = api[i];
-        if (r == 0) {
-            c.backend.spec = spec;
-            r = engine_add_volume(e, &c);
-        }
         if (r < 0) {
-            open_failed(prefix, &api[i], r);
-            free(spec);
-            return -1;
+            open_failed(prefix, api[i].name, api[i].backend.spec, r, "");
+            ret = -1;
+            break;
         }
-        free(spec);
+        specs[nspecs++] = spec;
+        shown[njobs] = api[i].backend.spec;
+        jobs[njobs].cfg = api[i];
+        jobs[njobs++].cfg.backend.spec = spec;
     }
-    return 0;
+    size_t bad = 0;
+    int r = ret < 0 ? 0 : open_all(e, jobs, njobs, &bad);
+    if (r < 0) {
+        open_failed(bad < nconfig ? "" : prefix, jobs[bad].cfg.name, shown[bad], r, jobs[bad].why);
+        ret = -1;
+    }
+    for (size_t i = 0; i < nspecs; i++)
+        free(specs[i]);
+    free(specs);
+    free(shown);
+    free(jobs);
+    return ret;
 }
 
 /* ---- the management server's hooks ---- */

@@ -9,10 +9,12 @@
  *   GET    /api/v1/stats/volumes/NAME         one volume's stats
  *   GET    /api/v1/cache                      cache stats
  *   POST   /api/v1/cache/resize               {"size": "2G" | bytes}
- *   GET    /api/v1/volumes                    short list
- *   POST   /api/v1/volumes                    {"name", "backing", "readonly"?, "enabled"?}
- *   GET    /api/v1/volumes/NAME
- *   DELETE /api/v1/volumes/NAME[?force=1]
+ *   GET    /api/v1/volumes                    short list (opening/failed adds too)
+ *   POST   /api/v1/volumes                    {"name", "backing", "readonly"?, "enabled"?,
+ *                                              "wait"?}; wait false: 202, opens in the
+ *                                              background (pending.h)
+ *   GET    /api/v1/volumes/NAME               a volume, or an opening/failed add
+ *   DELETE /api/v1/volumes/NAME[?force=1]     a volume, or a failed add
  *   POST   /api/v1/volumes/NAME/enable|disable
  *   POST   /api/v1/volumes/NAME/invalidate    {"offset"?, "length"?}
  *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}; 409 when disabled
@@ -31,6 +33,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "mgmt/mgmt_internal.h"
+#include "mgmt/pending.h"
 
 typedef void (*handler_fn)(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep);
 
@@ -299,29 +302,43 @@ static void h_volumes(struct mgmt *m, const struct mgmt_req *req, struct mgmt_re
         }
     }
     mgmt_snap_free(&s);
+    pending_list(m->pending, arr, req->authorized);
     reply_json(rep, 200, arr);
 }
 
 static void h_volume_get(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
-    _cleanup_volume_ struct volume *v = path_volume(m, req, rep);
-    if (v)
+    /* An add still opening or failed is no volume yet, but a client that
+     * polls after a 202 must learn how it went: 200 with its state. */
+    json_t *pend =
+        volume_name_valid(req->name) ? pending_json(m->pending, req->name, req->authorized) : NULL;
+    _cleanup_volume_ struct volume *v = engine_get_volume(m->engine, req->name);
+    if (v) {
+        json_decref(pend);
         reply_volume(req, rep, 200, v);
+    } else if (pend) {
+        reply_json(rep, 200, pend);
+    } else {
+        /* Added between the two looks: show it; else path_volume's 404. */
+        _cleanup_volume_ struct volume *again = path_volume(m, req, rep);
+        if (again)
+            reply_volume(req, rep, 200, again);
+    }
 }
 
 static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
-    static const char *const keys[] = {"name",   "backing", "readonly", "enabled",
-                                       "direct", "conns",   "format",   NULL};
+    static const char *const keys[] = {"name",  "backing", "readonly", "enabled", "direct",
+                                       "conns", "format",  "wait",     NULL};
     _cleanup_json_ json_t *body = body_object(req, rep, false);
     if (!body || !only_keys(body, keys, rep))
         return;
     const char *name, *backing;
-    bool readonly = false, enabled = true, direct = false;
+    bool readonly = false, enabled = true, direct = false, wait = true;
     uint64_t conns = 0;
     if (!get_string(body, "name", &name, rep) || !get_string(body, "backing", &backing, rep) ||
         !get_bool(body, "readonly", &readonly, rep) || !get_bool(body, "enabled", &enabled, rep) ||
-        !get_bool(body, "direct", &direct, rep))
+        !get_bool(body, "direct", &direct, rep) || !get_bool(body, "wait", &wait, rep))
         return;
     json_t *jc = json_object_get(body, "conns");
     if (jc) {
@@ -358,7 +375,32 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         .readonly = readonly,
         .disabled = !enabled,
     };
-    int r = engine_add_volume(m->engine, &vc);
+    /* Checked here as well as by the engine, so a "wait": false add is
+     * refused at once rather than fail in the background. */
+    _cleanup_volume_ struct volume *existing = engine_get_volume(m->engine, name);
+    int r = existing ? -EEXIST : pending_claim(m->pending, name);
+    if (r == -EBUSY) {
+        reply_error(rep, 409, "volume %s is being opened already", name);
+        return;
+    }
+    if (r == 0 && !wait) {
+        r = pending_begin(m, &vc);
+        if (r == 0) {
+            log_info(mgmt, "volume %s: opening %s in the background", name, backing);
+            reply_json(rep, 202, json_pack("{s:s, s:s}", "name", name, "state", "opening"));
+            snprintf(rep->location, sizeof rep->location, "/api/v1/volumes/%s", name);
+            return;
+        }
+        if (r == -EBUSY) {
+            reply_error(rep, 409, "volume %s is being opened already", name);
+            return;
+        }
+        reply_error(rep, errno_status(r), "cannot open volume %s in the background: %s", name,
+                    strerror(-r));
+        return;
+    }
+    if (r == 0)
+        r = engine_add_volume(m->engine, &vc);
     if (r == -EEXIST) {
         reply_error(rep, 409, "volume %s already exists", name);
         return;
@@ -438,6 +480,20 @@ static void h_volume_remove(struct mgmt *m, const struct mgmt_req *req, struct m
         return;
     }
     int r = engine_remove_volume(m->engine, req->name, force);
+    if (r == -ENOENT) {
+        /* A failed asynchronous add was never saved: dropping it is all. */
+        r = pending_remove(m->pending, req->name);
+        if (r == 0) {
+            log_info(mgmt, "volume %s: failed add dismissed", req->name);
+            reply_empty(rep, 204);
+            return;
+        }
+        if (r == -EBUSY) {
+            reply_error(rep, 409, "volume %s is still opening: remove it once it is ready",
+                        req->name);
+            return;
+        }
+    }
     if (r == -ENOENT) {
         reply_error(rep, 404, "no such volume: %s", req->name);
         return;

@@ -32,6 +32,7 @@
 #include "common/util.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/mgmt_internal.h"
+#include "mgmt/pending.h"
 
 #define MGMT_CONNECTION_LIMIT   64
 #define MGMT_CONNECTION_TIMEOUT 30 /* seconds of inactivity */
@@ -341,6 +342,9 @@ static void mgmt_free(struct mgmt *m)
 {
     if (!m)
         return;
+    /* Before what its threads use (the hooks, backing_dirs); MHD is
+     * stopped already, so no request adds one meanwhile. */
+    pending_free(m->pending);
     if (m->token)
         explicit_bzero(m->token, m->token_len);
     free(m->token);
@@ -387,7 +391,9 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
     m->hooks = cfg->hooks;
     m->token = strdup(cfg->token);
     m->token_len = m->token ? strlen(m->token) : 0;
-    if (!m->token || (cfg->backing_dirs && !(m->backing_dirs = copy_dirs(cfg->backing_dirs)))) {
+    m->pending = pending_new();
+    if (!m->token || !m->pending ||
+        (cfg->backing_dirs && !(m->backing_dirs = copy_dirs(cfg->backing_dirs)))) {
         mgmt_free(m);
         return -ENOMEM;
     }

@@ -6,7 +6,8 @@
  *
  * Threads: every connection runs on its own thread (see http.c). Nothing in
  * `struct mgmt` changes after mgmt_start, so handlers read it without locks;
- * all shared state lives in the engine, behind its own locks. */
+ * all shared state lives in the engine, behind its own locks, and in the
+ * table of asynchronous adds (pending.h), behind its own. */
 #ifndef SHOAL_MGMT_MGMT_INTERNAL_H
 #define SHOAL_MGMT_MGMT_INTERNAL_H
 
@@ -38,6 +39,7 @@ struct mgmt {
     uint64_t start_ns;
     struct mgmt_hooks hooks; /* the daemon's (mgmt.h) */
     bool running;            /* atomic: MHD_start_daemon returned (see mhd_logger) */
+    struct pending *pending; /* "wait": false adds (pending.h) */
 };
 
 enum mgmt_method {

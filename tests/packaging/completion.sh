@@ -85,6 +85,7 @@ for m in "${modes[@]}"; do
     expect "$m" "shoalctl stats --j" --json
     expect "$m" "shoalctl top --o" --once
     expect "$m" "shoalctl volume add x y --r" --readonly --raw
+    expect "$m" "shoalctl volume add x y --n" --no-wait
     expect "$m" "shoalctl volume remove x --f" --force
     has "$m" "shoalctl prefetch alpha --" --wait --json --url --token-file --cacert
     has "$m" "shoalctl --" --url --token-file --cacert --version --help
