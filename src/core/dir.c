@@ -317,7 +317,8 @@ void dir_destroy(struct dir *d)
 /* A dependent's block with no cell of its own: the base's value if the
  * block is shared (DIR_REMEMBERED if the base only remembers its key),
  * else 0. Takes the base's stripe lock: the caller may hold its own. */
-static uint64_t base_lookup(struct dir *d, uint32_t si, uint64_t blk, uint32_t key)
+static __attribute__((noinline)) uint64_t base_lookup(struct dir *d, uint32_t si, uint64_t blk,
+                                                      uint32_t key)
 {
     struct dir *b = d->base;
     struct stripe *bs = &b->stripes[si];
@@ -333,7 +334,8 @@ static uint64_t base_lookup(struct dir *d, uint32_t si, uint64_t blk, uint32_t k
 /* The value dir_lookup reports for blk: its local cell, else DIR_REMEMBERED
  * if its key is remembered, else what the base has for it when shared,
  * else 0. */
-static uint64_t lookup_locked(struct dir *d, struct stripe *s, uint32_t si, uint64_t blk)
+static inline __attribute__((always_inline)) uint64_t lookup_locked(struct dir *d, struct stripe *s,
+                                                                    uint32_t si, uint64_t blk)
 {
     uint32_t key = key_of(d, blk);
     struct dir_cell *c = find_locked(s, key);
