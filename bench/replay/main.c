@@ -43,7 +43,7 @@ static void usage(FILE *f)
           "nbd+unix:///vol?socket=/run/shoal.sock) and report what it cost.\n"
           "\n"
           "Trace:\n"
-          "  -F, --format FMT         auto (default), msr, blkparse or vscsi\n"
+          "  -F, --format FMT         auto (default), msr, blkparse, vscsi, disksim or fiu\n"
           "      --action Q|C         blkparse: replay queued (Q, default) or completed (C)\n"
           "      --disk ID            only this disk (MSR DiskNumber, blkparse maj,min)\n"
           "      --limit N            only the first N records\n"
