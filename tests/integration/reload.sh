@@ -51,8 +51,11 @@ while not os.path.exists(stop):
             print("reader: wrong bytes at", off, file=sys.stderr)
             sys.exit(1)
     n += 1
-    with open(count, "w") as f:
+    # Atomically: the test reads it at any moment (a truncated file would
+    # read as no progress).
+    with open(count + ".tmp", "w") as f:
         f.write(str(n))
+    os.replace(count + ".tmp", count)
 h.shutdown()
 PY
 "$PY" "$T/reader.py" "$(uri a)" "$T/a.img" "$T/stop" "$T/passes" 2>"$T/reader.err" &
