@@ -33,11 +33,12 @@ read_pass 1
 puts=$(jstat '.cache.tier_puts')
 assert_num "$puts" '>=' 8192 "blocks offered to memcached by the first pass"
 # Puts are sent after the replies, by the tier's own thread, from a queue
-# bounded in bytes (a put that does not fit is dropped, not waited for):
-# wait until memcached holds most of them.
+# bounded in bytes (a put that does not fit is dropped, not waited for; a
+# sanitizer build sends slower and drops more): wait until memcached holds
+# at least half of them.
 items() { memcstat --servers="127.0.0.1:$mport" 2>/dev/null | awk '$1 == "curr_items:" {print $2}'; }
-wait_for 20 bash -c "[ \"\$(memcstat --servers=127.0.0.1:$mport | awk '\$1 == \"curr_items:\" {print \$2}')\" -ge 6144 ]" ||
-    fail "memcached holds $(items) items after the first pass, want most of 8192"
+wait_for 20 bash -c "[ \"\$(memcstat --servers=127.0.0.1:$mport | awk '\$1 == \"curr_items:\" {print \$2}')\" -ge 4096 ]" ||
+    fail "memcached holds $(items) items after the first pass, want at least half of 8192"
 log "memcached holds $(items) items after the first pass"
 
 # Which blocks can come back by key: those whose key the directory
