@@ -17,9 +17,8 @@
  * stripe remembers a few blocks long before it remembers many. */
 #define MIN_RCELLS 4u
 
-static void account(struct dir *d, struct stripe *s, const struct dir_cell *c, int sign)
+static void account(struct dir *d, const struct dir_cell *c, int sign)
 {
-    (void)s;
     __atomic_fetch_add(&d->cells_total, (uint64_t)(int64_t)sign, __ATOMIC_RELAXED);
     if (cell_val(c) == DIR_ZERO)
         __atomic_fetch_add(&d->zeros_total, (uint64_t)(int64_t)sign, __ATOMIC_RELAXED);
@@ -27,7 +26,7 @@ static void account(struct dir *d, struct stripe *s, const struct dir_cell *c, i
 
 static void remove_cell_locked(struct dir *d, struct stripe *s, struct dir_cell *c)
 {
-    account(d, s, c, -1);
+    account(d, c, -1);
     s->count--;
     oa_remove(s->cells, s->size, sizeof *s->cells, (uint32_t)(c - s->cells));
 }
@@ -54,7 +53,7 @@ static int rebuild_locked(struct dir *d, struct stripe *s, uint32_t n, bool keep
         if (old[i].key == 0)
             continue;
         if (!keep_stale && stale_locked(d, &old[i])) {
-            account(d, s, &old[i], -1);
+            account(d, &old[i], -1);
             continue;
         }
         place_locked(s, &old[i]);
@@ -536,7 +535,7 @@ int dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t va
     struct dir_cell nc = {.key = key, .idx = (uint32_t)val, .gen = (uint32_t)(val >> 32)};
     place_locked(s, &nc);
     s->count++;
-    account(d, s, &nc, +1);
+    account(d, &nc, +1);
     rclear_locked(d, si, key); /* held locally again */
     return DIR_HELD;
 }
@@ -738,7 +737,7 @@ void dir_purge(struct dir *d)
             /* Drop the whole table. */
             for (uint32_t i = 0; i < s->size; i++)
                 if (s->cells[i].key)
-                    account(d, s, &s->cells[i], -1);
+                    account(d, &s->cells[i], -1);
             __atomic_fetch_sub(&d->table_bytes, (uint64_t)s->size * sizeof *s->cells,
                                __ATOMIC_RELAXED);
             free(s->cells);

@@ -242,30 +242,24 @@ static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uin
  * reads ahead only when it continues a recent miss of the volume (starts
  * within one window of where that one's fetch ended); the first miss of a
  * stream fetches just itself. The stream table is a few relaxed atomics:
- * two requests racing on a slot only cost or save one window. */
-static bool ra_continues(struct volume *v, uint64_t first, uint32_t nb)
+ * two requests racing on a slot only cost or save one window. The slot
+ * of the stream a miss continues, or -1. */
+static int ra_stream_of(struct volume *v, uint64_t first)
 {
-    (void)nb;
     for (unsigned i = 0; i < VOL_RA_STREAMS; i++) {
         uint64_t end = __atomic_load_n(&v->ra_streams[i], __ATOMIC_RELAXED);
         if (end && first + v->ra_blocks >= end && first <= end + v->ra_blocks)
-            return true;
+            return (int)i;
     }
-    return false;
+    return -1;
 }
 
-/* Remember where this miss's fetch ended: update the stream it continued,
- * or take the oldest slot. */
-static void ra_note(struct volume *v, uint64_t first, uint64_t end)
+/* Remember where this miss's fetch ended: in the stream it continued
+ * (slot), or in the oldest slot. */
+static void ra_note(struct volume *v, int slot, uint64_t end)
 {
-    for (unsigned i = 0; i < VOL_RA_STREAMS; i++) {
-        uint64_t e = __atomic_load_n(&v->ra_streams[i], __ATOMIC_RELAXED);
-        if (e && first + v->ra_blocks >= e && first <= e + v->ra_blocks) {
-            __atomic_store_n(&v->ra_streams[i], end, __ATOMIC_RELAXED);
-            return;
-        }
-    }
-    unsigned i = __atomic_fetch_add(&v->ra_next, 1, __ATOMIC_RELAXED) % VOL_RA_STREAMS;
+    unsigned i = slot >= 0 ? (unsigned)slot
+                           : __atomic_fetch_add(&v->ra_next, 1, __ATOMIC_RELAXED) % VOL_RA_STREAMS;
     __atomic_store_n(&v->ra_streams[i], end, __ATOMIC_RELAXED);
 }
 
@@ -317,9 +311,10 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
     s->ra_active = false;
     s->nkeyed = 0;
     if (v->ra_blocks) {
-        if (nb < v->ra_blocks && ra_continues(v, first, nb))
+        int slot = ra_stream_of(v, first);
+        if (nb < v->ra_blocks && slot >= 0)
             ra_plan(v, s, first, nb);
-        ra_note(v, first, s->ra_active ? s->ra_first + s->ra_nb : first + nb);
+        ra_note(v, slot, s->ra_active ? s->ra_first + s->ra_nb : first + nb);
     }
     uint32_t n = s->ra_active ? s->ra_nb : nb;
     uint64_t base = s->ra_active ? s->ra_first : first;
