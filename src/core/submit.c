@@ -163,6 +163,9 @@ static int run(struct vol_io *io, struct vol_scratch *s)
     case VOL_IO_EXTENTS:
         return vol_extents(v, io->offset, (uint32_t)MIN(io->length, (uint64_t)UINT32_MAX),
                            io->extent_fn, io->extent_opaque);
+    case VOL_IO_COMPARE_WRITE:
+    case VOL_IO_COPY:
+        return -EOPNOTSUPP;
     }
     return -EINVAL;
 }
@@ -249,6 +252,9 @@ static int check(const struct vol_io *io)
         break;
     case VOL_IO_FLUSH:
         return 0;
+    case VOL_IO_COMPARE_WRITE:
+    case VOL_IO_COPY:
+        return -EOPNOTSUPP; /* not yet */
     default:
         return -EINVAL;
     }

@@ -60,6 +60,17 @@ enum vol_io_op {
     VOL_IO_FLUSH,
     VOL_IO_CACHE,   /* warm [offset, +length) into RAM; advisory */
     VOL_IO_EXTENTS, /* allocation status, reported through extent_fn */
+    /* SCSI COMPARE AND WRITE: payload holds 2 x length bytes, the data to
+     * compare with [offset, +length) and then the data to write there. The
+     * read, compare and write are atomic against every other write, trim,
+     * zero, copy and compare-and-write to the volume, from any front end.
+     * A mismatch writes nothing: status -EILSEQ, and io->miscompare is the
+     * offset of the first differing byte from io->offset. */
+    VOL_IO_COMPARE_WRITE,
+    /* Copy [src_offset, +length) of io->src (the front end holds a reference
+     * until end; it may be io->v) to [offset, +length) of io->v: read
+     * through the cache, written to the back end like a write. */
+    VOL_IO_COPY,
 };
 
 /* Reads of at most this size may be served on the submitting thread when
@@ -89,6 +100,8 @@ struct vol_io {
     void *payload;           /* WRITE: length bytes, the front end's, read-only here */
     vol_extent_fn extent_fn; /* EXTENTS: called on the worker */
     void *extent_opaque;
+    struct volume *src;  /* COPY: the source volume */
+    uint64_t src_offset; /* COPY: where in it */
     vol_io_fn done;
     vol_io_fn end;
     void *opaque; /* the front end's */
@@ -100,6 +113,7 @@ struct vol_io {
     /* READ: every block came from RAM, the back end was not asked. A front
      * end may hold such replies back a little to send several at once. */
     bool hit;
+    uint64_t miscompare; /* COMPARE_WRITE with -EILSEQ: first differing byte */
 
     /* The core's; front ends do not touch these. */
     struct {
