@@ -44,6 +44,7 @@
 
 #include "core/submit.h"
 
+struct engine;
 struct volume;
 struct scsi_lu;
 struct scsi_cmd;
@@ -134,7 +135,7 @@ void scsi_cmd_put(struct scsi_cmd *c);
 
 /* The LU of a volume (made on first use), referenced; drop with
  * scsi_lu_put. NULL only when out of memory. */
-struct scsi_lu *scsi_lu_get(struct volume *v);
+struct scsi_lu *scsi_lu_get(struct engine *e, struct volume *v);
 void scsi_lu_put(struct scsi_lu *lu);
 struct volume *scsi_lu_volume(const struct scsi_lu *lu);
 

@@ -206,6 +206,15 @@ void scsi_pr_reset(struct scsi_lu *lu);
 void scsi_pr_free(struct scsi_lu *lu);   /* the LU goes */
 void scsi_copy_free(struct scsi_lu *lu); /* the LU goes */
 
+/* ---- identifiers (ident.c) ----
+ * Derived from the volume name alone, so they survive restarts and are the
+ * same on every node serving that volume. */
+/* NAA 3 (locally assigned) identifier: VPD 0x83, and what EXTENDED COPY's
+ * identification descriptors name an LU by. */
+uint64_t scsi_naa_id(const char *volume_name);
+/* Unit serial number (VPD 0x80): 32 hex digits, NUL-terminated. */
+void scsi_serial(const char *volume_name, char out[33]);
+
 /* Range check for [lba, +blocks) on the LU: 0, or CHECK CONDITION LBA OUT OF
  * RANGE set in c and -1. */
 int scsi_check_lba(struct scsi_cmd *c, uint64_t lba, uint64_t blocks);
