@@ -164,8 +164,9 @@ static int run(struct vol_io *io, struct vol_scratch *s)
         return vol_extents(v, io->offset, (uint32_t)MIN(io->length, (uint64_t)UINT32_MAX),
                            io->extent_fn, io->extent_opaque);
     case VOL_IO_COMPARE_WRITE:
+        return vol_compare_write(v, r, s, &io->miscompare);
     case VOL_IO_COPY:
-        return -EOPNOTSUPP;
+        return vol_copy(v, r, s, io->src, io->src_offset, &io->priv.buf, &io->priv.buflen);
     }
     return -EINVAL;
 }
@@ -253,8 +254,17 @@ static int check(const struct vol_io *io)
     case VOL_IO_FLUSH:
         return 0;
     case VOL_IO_COMPARE_WRITE:
+        if (io->length > VOL_MAX_IO / 2 || (io->length && !io->payload))
+            return -EINVAL;
+        break;
     case VOL_IO_COPY:
-        return -EOPNOTSUPP; /* not yet */
+        if (!io->src || io->length > VOL_MAX_IO)
+            return -EINVAL;
+        if (vol_defunct(io->src))
+            return -ESHUTDOWN;
+        if (vol_check_range(io->src, io->src_offset, io->length, -EINVAL) < 0)
+            return -EINVAL;
+        break;
     default:
         return -EINVAL;
     }

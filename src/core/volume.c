@@ -568,7 +568,24 @@ static int be_zero(struct volume *v, struct vol_req *r)
     return backend_zero(v->be, r->length, r->offset, f);
 }
 
+/* A change under the write gate, shared (volume.h). */
+static int gated(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
+                 be_op_fn fn)
+{
+    pthread_rwlock_rdlock(&v->gate);
+    int ret = change(v, r, s, op, fn);
+    pthread_rwlock_unlock(&v->gate);
+    return ret;
+}
+
 int vol_write(struct volume *v, struct vol_req *r, struct vol_scratch *s)
+{
+    STAT_ADD(v->c.write_ops, 1);
+    STAT_ADD(v->c.write_bytes, r->length);
+    return gated(v, r, s, VOL_OP_WRITE, be_write);
+}
+
+int vol_write_gate_held(struct volume *v, struct vol_req *r, struct vol_scratch *s)
 {
     STAT_ADD(v->c.write_ops, 1);
     STAT_ADD(v->c.write_bytes, r->length);
@@ -579,14 +596,14 @@ int vol_trim(struct volume *v, struct vol_req *r, struct vol_scratch *s)
 {
     STAT_ADD(v->c.trim_ops, 1);
     STAT_ADD(v->c.trim_bytes, r->length);
-    return change(v, r, s, VOL_OP_TRIM, be_trim);
+    return gated(v, r, s, VOL_OP_TRIM, be_trim);
 }
 
 int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *s)
 {
     STAT_ADD(v->c.zero_ops, 1);
     STAT_ADD(v->c.zero_bytes, r->length);
-    return change(v, r, s, VOL_OP_ZERO, be_zero);
+    return gated(v, r, s, VOL_OP_ZERO, be_zero);
 }
 
 static void finish_change(struct volume *v, struct vol_req *r)

@@ -20,6 +20,8 @@ struct dir_budget;
 struct store;
 struct tier;
 struct workq;
+struct vol_req;
+struct vol_scratch;
 
 struct vol_counters {
 #define X(name, kind, unit, help) uint64_t name;
@@ -49,6 +51,14 @@ struct volume {
     unsigned conns;      /* atomic */
     struct volume *next; /* registry list, under engine->lock */
 
+    /* The write gate: writes, trims, zeroes and copies hold it shared
+     * while they change the back end and the directory (from before the
+     * back end call to its answer); a COMPARE AND WRITE holds it exclusive
+     * across its read, compare and write, which makes it atomic against
+     * them all, from every front end. Writers are preferred, so a stream
+     * of writes cannot starve it. Reads never take it. */
+    pthread_rwlock_t gate;
+
     struct vol_counters c; /* relaxed atomics */
     struct histogram lat_read_hit, lat_read_miss, lat_write;
 
@@ -75,6 +85,9 @@ struct vol_env {
 int volume_open_backend(const struct vol_env *env, const struct volume_config *cfg,
                         struct backend *be, struct volume **out);
 int volume_open(const struct vol_env *env, const struct volume_config *cfg, struct volume **out);
+/* vol_write for a caller that holds v->gate exclusive (compare_copy.c). */
+int vol_write_gate_held(struct volume *v, struct vol_req *r, struct vol_scratch *s);
+
 /* Register a volume over an opened back end (embedding, tests). */
 int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
                               struct backend *be);

@@ -114,6 +114,19 @@ void vol_req_finish(struct volume *v, struct vol_req *r);
 void vol_req_update(struct volume *v, struct vol_req *r);
 void vol_req_release(struct volume *v, struct vol_req *r);
 
+/* COMPARE AND WRITE (core/submit.h VOL_IO_COMPARE_WRITE): r->buf holds
+ * r->length bytes to compare, then r->length bytes to write. Atomic against
+ * every other change to v (v->gate held exclusive). -EILSEQ on a mismatch,
+ * with *miscompare the offset of the first differing byte; then nothing was
+ * written. r is the write's request: vol_req_finish it as a write's. */
+int vol_compare_write(struct volume *v, struct vol_req *r, struct vol_scratch *scratch,
+                      uint64_t *miscompare);
+/* Copy [src_off, +r->length) of src to [r->offset, +r->length) of v: read
+ * through src's cache into a buffer, then written as a write of r (r->buf
+ * is set here; vol_req_finish r as a write's, before vol_copy_release). */
+int vol_copy(struct volume *v, struct vol_req *r, struct vol_scratch *scratch, struct volume *src,
+             uint64_t src_off, void **buf, size_t *buflen);
+
 int vol_flush(struct volume *v);
 /* Warm a range into RAM, synchronously, in chunks (VOL_IO_CACHE requests
  * and the background prefetch). */

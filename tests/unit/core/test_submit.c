@@ -261,6 +261,8 @@ struct call {
     struct vol_io *io;    /* until end */
     uint8_t *payload;     /* given to the core; poisoned and freed in end */
     uint8_t *payload_ref; /* what it held at submit */
+    uint64_t plen;        /* payload bytes: len, or 2 x len for COMPARE_WRITE */
+    uint64_t miscompare;  /* COMPARE_WRITE's, from done */
     pthread_t submit_tid, done_tid, put_tid, end_tid;
     bool has_put_tid;
     int submitting; /* atomic: vol_submit has not returned */
@@ -341,6 +343,7 @@ static void on_done(struct vol_io *io)
         __atomic_load_n(&c->submitting, __ATOMIC_ACQUIRE) && pthread_equal(self, c->submit_tid);
     c->status = io->status;
     c->hit = io->hit;
+    c->miscompare = io->miscompare;
     if (io->status > 0)
         note_bad(c, "positive status %d", io->status);
     if (c->op == VOL_IO_READ && io->status == 0) {
@@ -384,7 +387,7 @@ static void on_end(struct vol_io *io)
     c->end_tid = self;
     if (!pthread_equal(self, c->done_tid) && !(c->has_put_tid && pthread_equal(self, c->put_tid)))
         note_bad(c, "end on a thread that neither ran done nor called vol_io_put");
-    if (c->payload && memcmp(c->payload, c->payload_ref, c->len) != 0)
+    if (c->payload && memcmp(c->payload, c->payload_ref, c->plen) != 0)
         note_bad(c, "the core modified the write payload");
     uint8_t *payload = c->payload;
     c->payload = NULL;
@@ -392,7 +395,7 @@ static void on_end(struct vol_io *io)
     pthread_mutex_unlock(&c->lock);
     /* The core promised not to use io or the payload again: poison both. */
     if (payload) {
-        memset(payload, 0xD7, c->len);
+        memset(payload, 0xD7, c->plen);
         free(payload);
     }
     memset(io, 0x5A, sizeof *io);
@@ -435,10 +438,11 @@ static struct call *call_new(struct volume *v, enum vol_io_op op, uint64_t off, 
 
 static void call_payload(struct call *c, const void *src)
 {
-    c->payload = malloc(c->len ? c->len : 1);
-    c->payload_ref = malloc(c->len ? c->len : 1);
-    memcpy(c->payload, src, c->len);
-    memcpy(c->payload_ref, src, c->len);
+    c->plen = c->op == VOL_IO_COMPARE_WRITE ? 2 * c->len : c->len;
+    c->payload = malloc(c->plen ? c->plen : 1);
+    c->payload_ref = malloc(c->plen ? c->plen : 1);
+    memcpy(c->payload, src, c->plen);
+    memcpy(c->payload_ref, src, c->plen);
     c->io->payload = c->payload;
 }
 
@@ -1691,6 +1695,186 @@ static void test_concurrency(void **state)
     assert_int_equal(store_check(engine_store(x->e)), 0);
 }
 
+/* ---- 6. compare-and-write and copy ---- */
+
+/* COMPARE_WRITE of [off, +len): expect, then data. Returns the call. */
+static struct call *caw(struct volume *v, uint64_t off, uint64_t len, const uint8_t *expect,
+                        const uint8_t *data, enum put_mode mode)
+{
+    uint8_t *p = malloc(2 * len);
+    memcpy(p, expect, len);
+    memcpy(p + len, data, len);
+    struct call *c = run_io(v, VOL_IO_COMPARE_WRITE, off, len, p, 0, mode);
+    free(p);
+    return c;
+}
+
+static void test_compare_write(void **state)
+{
+    struct fix *x = *state;
+    const uint64_t off = 3 * BLOCK_SIZE + 512, len = 2 * BLOCK_SIZE;
+    uint64_t seed = 77;
+    uint8_t *now = fake_copy(x->f, off, len), *new1 = malloc(len), *wrong = malloc(len);
+    fill_random(new1, len, &seed);
+    /* Cached first, so a stale cache would show. */
+    read_check(x->v, x->f, off - 512, len + 1024, PUT_IN_DONE);
+
+    /* A match writes the back end and the cache follows. */
+    struct call *c = caw(x->v, off, len, now, new1, PUT_LATER);
+    assert_int_equal(c->status, 0);
+    call_free(c);
+    uint8_t *be = fake_copy(x->f, off, len);
+    assert_memory_equal(be, new1, len);
+    free(be);
+    read_check(x->v, x->f, off - 512, len + 1024, PUT_IN_DONE);
+
+    /* A mismatch at byte 5000 writes nothing and says where. */
+    memcpy(wrong, new1, len);
+    wrong[5000] ^= 0x40;
+    c = caw(x->v, off, len, wrong, now, PUT_IN_DONE);
+    assert_int_equal(c->status, -EILSEQ);
+    assert_int_equal(c->miscompare, 5000);
+    call_free(c);
+    be = fake_copy(x->f, off, len);
+    assert_memory_equal(be, new1, len);
+    free(be);
+    read_check(x->v, x->f, off, len, PUT_OTHER);
+
+    /* Refusals: too long, beyond the end, no payload. */
+    uint8_t *big = calloc(1, VOL_MAX_IO + 2 * BLOCK_SIZE);
+    expect_refused(x->v, VOL_IO_COMPARE_WRITE, 0, VOL_MAX_IO / 2 + BLOCK_SIZE, big, -EINVAL);
+    expect_refused(x->v, VOL_IO_COMPARE_WRITE, VOL_SIZE - BLOCK_SIZE, 2 * BLOCK_SIZE, big, -EINVAL);
+    expect_refused(x->v, VOL_IO_COMPARE_WRITE, 0, BLOCK_SIZE, NULL, -EINVAL);
+    free(big);
+    free(now);
+    free(new1);
+    free(wrong);
+}
+
+static void test_compare_write_readonly(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f = new_fake(VOL_SIZE, 9, false);
+    struct volume *ro = add_vol(x->e, "ro", f, true);
+    uint8_t *now = fake_copy(f, 0, BLOCK_SIZE);
+    struct call *c = caw(ro, 0, BLOCK_SIZE, now, now, PUT_IN_DONE);
+    assert_int_equal(c->status, -EPERM);
+    call_free(c);
+    assert_int_equal(fake_pwrites(f), 0);
+    free(now);
+    volume_put(ro);
+    assert_int_equal(engine_remove_volume(x->e, "ro", false), 0);
+}
+
+/* Threads add one to a counter with compare-and-write; with plain writes
+ * of other bytes of the same block in between. Any non-atomic window
+ * loses an increment (two compares pass on the same old value). */
+#define CAW_THREADS 4
+#define CAW_INCS    60
+struct caw_thread {
+    struct volume *v;
+    unsigned id;
+    unsigned retries;
+    char err[120];
+};
+
+static void *caw_main(void *arg)
+{
+    struct caw_thread *t = arg;
+    uint64_t seed = 500 + t->id;
+    for (unsigned done = 0; done < CAW_INCS && !t->err[0];) {
+        /* The counter lives in the first 8 bytes of block 7; each thread
+         * also owns 16 bytes further in that block for plain writes. */
+        struct call *r = run_io(t->v, VOL_IO_READ, 7 * BLOCK_SIZE, 8, NULL, 0, PUT_IN_DONE);
+        uint64_t val;
+        memcpy(&val, r->data, 8);
+        call_free(r);
+        uint64_t nv = val + 1;
+        struct call *c =
+            caw(t->v, 7 * BLOCK_SIZE, 8, (const uint8_t *)&val, (const uint8_t *)&nv, PUT_IN_DONE);
+        int st = c->status;
+        call_free(c);
+        if (st == 0)
+            done++;
+        else if (st == -EILSEQ)
+            t->retries++;
+        else
+            snprintf(t->err, sizeof t->err, "status %d", st);
+        uint8_t pat[16];
+        fill_random(pat, sizeof pat, &seed);
+        write_ok(t->v, 7 * BLOCK_SIZE + 64 + 16 * t->id, 16, pat, PUT_IN_DONE);
+    }
+    return NULL;
+}
+
+static void test_compare_write_atomic(void **state)
+{
+    struct fix *x = *state;
+    uint64_t zero = 0;
+    write_ok(x->v, 7 * BLOCK_SIZE, 8, &zero, PUT_IN_DONE);
+    struct caw_thread ts[CAW_THREADS];
+    pthread_t tid[CAW_THREADS];
+    for (unsigned i = 0; i < CAW_THREADS; i++) {
+        ts[i] = (struct caw_thread){.v = x->v, .id = i};
+        assert_int_equal(pthread_create(&tid[i], NULL, caw_main, &ts[i]), 0);
+    }
+    for (unsigned i = 0; i < CAW_THREADS; i++) {
+        pthread_join(tid[i], NULL);
+        if (ts[i].err[0])
+            fail_msg("thread %u: %s", i, ts[i].err);
+    }
+    uint8_t *be = fake_copy(x->f, 7 * BLOCK_SIZE, 8);
+    uint64_t val;
+    memcpy(&val, be, 8);
+    free(be);
+    assert_int_equal(val, (uint64_t)CAW_THREADS * CAW_INCS);
+    read_check(x->v, x->f, 7 * BLOCK_SIZE, BLOCK_SIZE, PUT_IN_DONE);
+}
+
+static void copy_ok(struct volume *dst, uint64_t doff, struct volume *src, uint64_t soff,
+                    uint64_t len)
+{
+    struct call *c = call_new(dst, VOL_IO_COPY, doff, len, PUT_LATER);
+    c->io->src = src;
+    c->io->src_offset = soff;
+    call_run(c);
+    assert_int_equal(c->status, 0);
+    call_free(c);
+}
+
+static void test_copy(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f2 = new_fake(VOL_SIZE, 5, false);
+    struct volume *v2 = add_vol(x->e, "dst", f2, false);
+    /* Between volumes, unaligned, the source partly cached. */
+    read_check(x->v, x->f, 0, 64 * BLOCK_SIZE, PUT_IN_DONE);
+    const uint64_t len = 100 * BLOCK_SIZE + 1536;
+    copy_ok(v2, 10 * BLOCK_SIZE + 512, x->v, 40 * BLOCK_SIZE + 1024, len);
+    uint8_t *a = fake_copy(x->f, 40 * BLOCK_SIZE + 1024, len);
+    uint8_t *b = fake_copy(f2, 10 * BLOCK_SIZE + 512, len);
+    assert_memory_equal(a, b, len);
+    free(b);
+    read_check(v2, f2, 10 * BLOCK_SIZE, len + 1024, PUT_IN_DONE);
+    /* Within one volume. */
+    copy_ok(x->v, 300 * BLOCK_SIZE, x->v, 40 * BLOCK_SIZE + 1024, len);
+    b = fake_copy(x->f, 300 * BLOCK_SIZE, len);
+    assert_memory_equal(a, b, len);
+    free(a);
+    free(b);
+    read_check(x->v, x->f, 300 * BLOCK_SIZE, len, PUT_OTHER);
+    /* Refusals: source range beyond its end, no source, too long. */
+    struct call *c = call_new(v2, VOL_IO_COPY, 0, 2 * BLOCK_SIZE, PUT_IN_DONE);
+    c->io->src = x->v;
+    c->io->src_offset = VOL_SIZE - BLOCK_SIZE;
+    call_run(c);
+    assert_int_equal(c->status, -EINVAL);
+    call_free(c);
+    expect_refused(v2, VOL_IO_COPY, 0, BLOCK_SIZE, NULL, -EINVAL);
+    volume_put(v2);
+    assert_int_equal(engine_remove_volume(x->e, "dst", false), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1712,6 +1896,10 @@ int main(void)
         T(test_pins_hold_until_put),
         T(test_pins_released_at_end),
         T(test_concurrency),
+        T(test_compare_write),
+        T(test_compare_write_readonly),
+        T(test_compare_write_atomic),
+        T(test_copy),
     };
     g_workers = 0;
     int r = cmocka_run_group_tests_name("submit, workers=0", tests, NULL, NULL);
