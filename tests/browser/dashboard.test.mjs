@@ -98,7 +98,7 @@ async function startShoald(args) {
   const logPath = path.join(TMP, 'shoald.log');
   const logFd = fs.openSync(logPath, 'a');
   const sock = path.join(TMP, 'nbd.sock');
-  const p = spawn(SHOALD, ['-f', '-l', `unix:${sock}`, '--http', '127.0.0.1:0', ...args], {
+  const p = spawn(SHOALD, ['-f', '--state-dir', 'off', '-l', `unix:${sock}`, '--http', '127.0.0.1:0', ...args], {
     stdio: ['ignore', logFd, logFd],
   });
   children.push(p);
