@@ -63,6 +63,8 @@
       "Blocks, all volumes, whose content left RAM but whose key is remembered")                   \
     X(remembered_limit_blocks, STAT_GAUGE, "blocks", "Most blocks the directories may remember")   \
     X(remembered_metadata_bytes, STAT_GAUGE, "bytes", "Memory for remembered blocks")              \
+    X(mrc_bytes, STAT_GAUGE, "bytes",                                                              \
+      "Memory for the miss-ratio curves, cache and volumes (fixed; not in metadata_bytes)")        \
     X(tier_lookups, STAT_COUNTER, "lookups", "Batched lookups sent to tiers")                      \
     X(tier_hits, STAT_COUNTER, "blocks", "Blocks tiers returned that matched their key")           \
     X(tier_corrupt, STAT_COUNTER, "blocks", "Blocks tiers returned that did not match their key")  \

@@ -497,6 +497,18 @@ void store_unpin(struct store *s, uint32_t idx)
 
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len)
 {
+    uint32_t key;
+    return store_read_key(s, ref, dst, off, len, &key);
+}
+
+uint32_t store_pinned_key(const struct store *s, uint32_t idx)
+{
+    return s->entries[idx].key; /* set before the pin, under the shard lock */
+}
+
+int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len,
+                   uint32_t *key)
+{
     if (ref.idx >= s->nshards * s->per_shard || off + len > BLOCK_SIZE)
         return -ENOENT;
     struct shard *sh = shard_of_idx(s, ref.idx);
@@ -506,6 +518,7 @@ int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, u
         return -ENOENT;
     memcpy(dst, slot_data(s, ref.idx) + off, len);
     s->policy->hit_locked(sh->pstate, ref.idx);
+    *key = e->key;
     return 0;
 }
 

@@ -149,6 +149,10 @@ void store_unref(struct store *s, struct store_ref ref);
 /* Copy [off, off+len) of the block into dst if ref is still live, and tell
  * the eviction policy it was used. 0 or -ENOENT (stale: treat as a miss). */
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len);
+/* The same, also giving the content's key (low 32 bits of its
+ * fpkey_hash64, for sampling: core/mrc.h). */
+int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len,
+                   uint32_t *key);
 
 /* Pin a live entry and return a pointer to its BLOCK_SIZE bytes (valid and
  * unchanging until store_unpin(ref.idx)). Counts as a use for the eviction
@@ -156,6 +160,9 @@ int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, u
  * with store_read instead). */
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
 void store_unpin(struct store *s, uint32_t idx);
+/* The key (as store_read_key's) of an entry this thread holds pinned: it
+ * cannot change while pinned. */
+uint32_t store_pinned_key(const struct store *s, uint32_t idx);
 
 /* Lock-free staleness check (may race: a live answer can go stale later). */
 bool store_ref_live(const struct store *s, struct store_ref ref);

@@ -103,13 +103,14 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         return -EAGAIN;
     uint64_t vals[VOL_ZC_MAX_BLOCKS];
     dir_lookup_range(v->dir, first, nb, vals);
-    uint32_t np = 0;
+    uint32_t np = 0, zeros = 0;
     for (uint32_t i = 0; i < nb; i++) {
         uint32_t lo, n;
         block_overlap(first + i, r->offset, r->length, &lo, &n);
         const uint8_t *p;
         if (vals[i] == DIR_ZERO) {
             p = zero_block;
+            zeros++;
         } else if (dir_val_is_ref(vals[i]) && store_pin(v->store, dir_ref(vals[i]), &p) == 0) {
             pins[np++] = (uint32_t)vals[i];
         } else {
@@ -120,6 +121,11 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         }
         iov[i] = (struct iovec){(void *)(p + lo), n};
     }
+    /* Counted once served: a request that falls back to vol_read is
+     * counted there. */
+    for (uint32_t k = 0; k < np; k++)
+        vol_mrc_note(v, store_pinned_key(v->store, pins[k]), MRC_READ);
+    vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
     STAT_ADD(v->c.read_hit_bytes, r->length);
@@ -341,6 +347,10 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
     return ret;
 }
 
+/* Hits of one copied read noted in the miss-ratio curves: the first this
+ * many (a sample of a sample; large reads are few). */
+#define MRC_NOTE_BATCH 64
+
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
 {
     r->op = VOL_OP_READ;
@@ -373,6 +383,9 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     uint8_t *buf = r->buf;
     uint64_t miss_bytes = 0;
     bool any_miss = false, any_keyed = false;
+    /* Hits for the miss-ratio curves, noted once the read is served (a
+     * NOWAIT attempt may give up and run again). */
+    uint32_t keys[MRC_NOTE_BATCH], nkeys = 0, zeros = 0;
     /* Without a non-blocking back end read, a miss ends a NOWAIT attempt. */
     bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait);
 
@@ -386,11 +399,17 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         uint64_t val = vals[i % LOOKUP_WINDOW];
         if (val == DIR_ZERO) {
             memset(buf + (size_t)i * BLOCK_SIZE + lo, 0, n);
+            zeros++;
             continue;
         }
+        uint32_t key;
         if (dir_val_is_ref(val) &&
-            store_read(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n) == 0)
+            store_read_key(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n,
+                           &key) == 0) {
+            if (nkeys < MRC_NOTE_BATCH)
+                keys[nkeys++] = key;
             continue;
+        }
         if (!can_fetch)
             return -EAGAIN;
         if (!any_miss) {
@@ -418,6 +437,9 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         r->scratch = scratch;
         miss_bytes -= by_key;
     }
+    for (uint32_t k = 0; k < nkeys; k++)
+        vol_mrc_note(v, keys[k], MRC_READ);
+    vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
     STAT_ADD(v->c.read_hit_bytes, r->length - miss_bytes);
@@ -438,17 +460,21 @@ static void finish_read(struct volume *v, struct vol_req *r)
     vol_key_finish(v, s, r->buf, first, ok);
     if (!ok)
         return;
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     if (ra) {
-        for (uint32_t i = 0; i < s->ra_nb; i++)
+        /* Blocks around the request were not asked for: inserts, not reads. */
+        for (uint32_t i = 0; i < s->ra_nb; i++) {
+            uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
-                vol_install(v, s->ra_first + i, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE,
-                            &s->tk, true);
+                vol_install(v, blk, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0));
+        }
         return;
     }
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk, true);
+            vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                        INSTALL_TIERS | INSTALL_READ);
 }
 
 /* ---- writes, trims, zeroes ---- */
@@ -630,7 +656,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
             memset(s->tail + n, 0, BLOCK_SIZE - n);
             data = s->tail;
         }
-        vol_install(v, blk, data, &s->tk, false);
+        vol_install(v, blk, data, &s->tk, 0);
     }
 }
 
