@@ -402,6 +402,18 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const voi
     return 0;
 }
 
+int store_ref_dup(struct store *s, struct store_ref ref, struct store_ref *out)
+{
+    if (ref.idx >= s->nshards * s->per_shard)
+        return -ENOENT;
+    struct shard *sh = shard_of_idx(s, ref.idx);
+    LOCK_GUARD(&sh->lock);
+    struct store_entry *e = &s->entries[ref.idx];
+    if (e->gen != ref.gen || entry_refs(e) == 0)
+        return -ENOENT;
+    return ref_existing_locked(s, sh, ref.idx, out);
+}
+
 int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref)
 {
     uint64_t k = fpkey_hash64(key);

@@ -126,6 +126,11 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *key, const void
  * it. 0 and *ref, or -ENOENT when it is not held. */
 int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref);
 
+/* One more directory reference on the live content ref names (another
+ * block that holds the same bytes: a copy). 0 and *out, -ENOENT when ref
+ * is stale, -EOVERFLOW at STORE_REFS_MAX. */
+int store_ref_dup(struct store *s, struct store_ref ref, struct store_ref *out);
+
 /* The key of the content a stale reference pointed at, if the store still
  * remembers it: evicted contents' keys are kept in a bounded per-shard log
  * (the most recent evictions), so the directory can remember the blocks

@@ -42,6 +42,7 @@ void vol_scratch_free(struct vol_scratch *s)
         return;
     tier_req_destroy(&s->treq);
     free(s->prefetch_buf);
+    free(s->copy_vals);
     free(s);
 }
 
@@ -333,8 +334,8 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
         int slot = ra_stream_of(v, first, &run);
         /* The window grows with the stream (4 blocks, then 8, ... up to
          * ra_blocks), so a stream that stops wastes little. */
-        uint64_t win = run >= RA_MIN_RUN ? MIN((uint64_t)v->ra_blocks, 4ull << (run - RA_MIN_RUN))
-                                         : 0;
+        uint64_t win =
+            run >= RA_MIN_RUN ? MIN((uint64_t)v->ra_blocks, 4ull << (run - RA_MIN_RUN)) : 0;
         if (nb < win && slot >= 0)
             ra_plan(v, s, first, nb, win);
         ra_note(v, slot, s->ra_active ? s->ra_first + s->ra_nb : first + nb,
@@ -650,9 +651,40 @@ int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *s)
     return gated(v, r, s, VOL_OP_ZERO, be_zero);
 }
 
+/* A copied block whose source content is in RAM: take one more reference
+ * on it rather than hash the data again, once the bytes are checked (the
+ * source may have changed since they were read). False: install by hash. */
+static bool install_shared(struct volume *v, struct vol_scratch *s, uint32_t i, uint64_t blk,
+                           const uint8_t *data)
+{
+    uint64_t val = s->copy_vals[i];
+    if (!dir_val_is_ref(val))
+        return false;
+    struct store_ref src = dir_ref(val), ref;
+    const uint8_t *p;
+    if (store_pin(v->store, src, &p) < 0)
+        return false;
+    bool same = memcmp(p, data, BLOCK_SIZE) == 0;
+    uint32_t key = store_pinned_key(v->store, src.idx);
+    store_unpin(v->store, src.idx);
+    if (!same || store_ref_dup(v->store, src, &ref) < 0)
+        return false;
+    vol_mrc_note(v, key, MRC_WRITE);
+    int r = dir_install(v->dir, blk, &s->tk, dir_val(ref));
+    if (r == DIR_REFUSED)
+        STAT_ADD(v->c.insert_races, 1);
+    if (r != DIR_HELD)
+        store_unref(v->store, ref);
+    STAT_ADD(v->c.copy_shared_blocks, 1);
+    return true;
+}
+
 static void finish_change(struct volume *v, struct vol_req *r)
 {
     struct vol_scratch *s = r->scratch;
+    bool copy = s && s->copy_active;
+    if (s)
+        s->copy_active = false;
     if (r->status != 0 || r->op == VOL_OP_TRIM)
         return;
     uint64_t first = block_of(r->offset);
@@ -673,6 +705,8 @@ static void finish_change(struct volume *v, struct vol_req *r)
             memcpy(s->tail, data, n);
             memset(s->tail + n, 0, BLOCK_SIZE - n);
             data = s->tail;
+        } else if (copy && install_shared(v, s, i, blk, data)) {
+            continue;
         }
         vol_install(v, blk, data, &s->tk, 0);
     }
