@@ -16,6 +16,8 @@ need_python_nbd
 
 IQN=iqn.2026-12.test.shoal:disks
 CHAP_IQN=iqn.2026-12.test.shoal:chap
+ACL_IQN=iqn.2026-12.test.shoal:acl
+ACL_INITIATOR=iqn.2026-12.test.shoal:admitted
 PORT=$(free_port)
 TGTD_PID=""
 
@@ -58,6 +60,10 @@ start_tgtd() {
     tgtctl --mode account --op new --user alice --password 'sesame-0123456'
     tgtctl --mode account --op bind --tid 2 --user alice
     tgtctl --mode target --op bind --tid 2 --initiator-address ALL
+    # Target 3 admits one initiator name.
+    tgtctl --mode target --op new --tid 3 --targetname "$ACL_IQN"
+    tgtctl --mode logicalunit --op new --tid 3 --lun 1 --backing-store "$T/acl.img"
+    tgtctl --mode target --op bind --tid 3 --initiator-name "$ACL_INITIATOR"
 }
 
 # elapsed T0: seconds since T0 (date +%s.%N), one decimal.
@@ -81,6 +87,7 @@ random_file "$T/ro.img" $((8 << 20))
 cp "$T/ro.img" "$T/ro.orig"
 random_file "$T/spare.img" $((16 << 20))
 random_file "$T/chap.img" $((8 << 20))
+random_file "$T/acl.img" $((4 << 20))
 umask 077
 printf 'sesame-0123456\n' >"$T/chap.secret"
 printf 'wrong-secret-99\n' >"$T/bad.secret"
@@ -168,6 +175,13 @@ assert_contains "$out" "has no LUN 9" "error for a missing LUN"
 out=$(ctl volume add badtarget "iscsi://127.0.0.1:$PORT/iqn.2026-12.test.shoal:nothing/1" 2>&1) &&
     fail "a missing target was accepted: $out"
 assert_contains "$out" "login to target iqn.2026-12.test.shoal:nothing" "error for a missing target"
+# The initiator name: ours by default (not admitted), or the URI's.
+out=$(ctl volume add acl "iscsi://127.0.0.1:$PORT/$ACL_IQN/1" 2>&1) && fail "an unlisted initiator got in: $out"
+assert_contains "$out" "as iqn.2026-12.shoal:" "error for an initiator the target does not admit"
+ctl volume add acl "iscsi://127.0.0.1:$PORT/$ACL_IQN/1?initiator-name=$ACL_INITIATOR" >/dev/null ||
+    fail "the admitted initiator name was refused"
+nbdcopy "$(uri acl)" "$T/acl.out" || fail "nbdcopy out of acl"
+assert_same_file "$T/acl.out" "$T/acl.img" "read of the LUN behind an initiator-name ACL"
 assert_refused "unknown parameter 'foo'" "x=iscsi://127.0.0.1:$PORT/$IQN/1?foo=bar"
 assert_refused "user 'alice' has no CHAP secret" "x=iscsi://alice@127.0.0.1:$PORT/$CHAP_IQN/1"
 nport=$(free_port)

@@ -383,6 +383,24 @@ static int read_secret(const struct backend_params *p, const char *path, char **
     return r;
 }
 
+/* The default initiator name: one per host, as arrays grant LUNs to
+ * initiator names. A host name holds letters, digits, '-' and '.'; an
+ * iSCSI name is lower case. */
+static void default_initiator(char *buf, size_t len)
+{
+    char host[HOST_NAME_MAX + 1] = "";
+    if (gethostname(host, sizeof host) < 0 || !host[0])
+        snprintf(host, sizeof host, "initiator");
+    host[sizeof host - 1] = '\0';
+    for (char *c = host; *c; c++) {
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c - 'A' + 'a');
+        else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.'))
+            *c = '-';
+    }
+    snprintf(buf, len, "%s%s", ISCSI_URI_INITIATOR_PREFIX, host);
+}
+
 static uint64_t timeout_from_env(void)
 {
     const char *s = getenv("SHOAL_ISCSI_TIMEOUT_MS");
@@ -413,6 +431,7 @@ static int isc_setup(struct isc_be *ib, const struct backend_params *p)
         return r;
     if (iscsi_uri_portal(&ib->uri, ib->portal, sizeof ib->portal) < 0)
         return -EINVAL;
+    default_initiator(ib->initiator, sizeof ib->initiator);
     uint32_t rnd;
     if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
         rnd = (uint32_t)now_ns() ^ (uint32_t)getpid();
@@ -420,7 +439,7 @@ static int isc_setup(struct isc_be *ib, const struct backend_params *p)
         .spec = ib->be.spec,
         .portal = ib->portal,
         .target = ib->uri.target,
-        .initiator = ib->uri.initiator ? ib->uri.initiator : ISCSI_URI_DEFAULT_INITIATOR,
+        .initiator = ib->uri.initiator ? ib->uri.initiator : ib->initiator,
         .user = ib->uri.user,
         .password = ib->uri.password,
         .lun = ib->uri.lun,
@@ -473,9 +492,10 @@ static int isc_open(const struct backend_params *p, struct backend **out)
         return r;
     }
     log_info(backend,
-             "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %u session(s), caps 0x%x, "
+             "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %u session(s) as %s, caps 0x%x, "
              "up to %u bytes per command",
-             ib->be.spec, ib->be.size, ib->block, ib->nsess, ib->be.caps, ib->max_xfer);
+             ib->be.spec, ib->be.size, ib->block, ib->nsess, ib->login.initiator, ib->be.caps,
+             ib->max_xfer);
     *out = &ib->be;
     return 0;
 }

@@ -16,6 +16,7 @@ struct isc_be {
     struct backend be; /* first: be.priv points back at us */
     struct iscsi_uri uri;
     char portal[300];
+    char initiator[ISCSI_URI_MAX_NAME + 1]; /* ours, when the URI names none */
     struct isc_login login;
     uint64_t timeout_ms; /* one command, retries included */
 

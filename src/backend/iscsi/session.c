@@ -352,8 +352,8 @@ static int login(const struct isc_login *l, struct isc_session *s, uint64_t dead
     if (r < 0 || w.status != SCSI_STATUS_GOOD) {
         /* libiscsi's words carry the target's reason ("Authentication
          * failure", "Target not found", ...). */
-        backend_set_open_error("login to target %s at %s failed: %s", l->target, l->portal,
-                               error_words(ctx, why, sizeof why));
+        backend_set_open_error("login to target %s at %s as %s failed: %s", l->target, l->portal,
+                               l->initiator, error_words(ctx, why, sizeof why));
         return -EACCES;
     }
 

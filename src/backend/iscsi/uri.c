@@ -354,12 +354,11 @@ char *iscsi_uri_redact(const char *spec)
     size_t plen = strlen(ISCSI_URI_PREFIX);
     if (strncmp(spec, ISCSI_URI_PREFIX, plen) != 0)
         return strdup(spec);
-    const char *s = spec + plen;
-    size_t alen = strcspn(s, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < alen; i++)
-        if (s[i] == '@')
-            at = s + i;
+    /* The authority: up to the first '/', '?' or '#'; its last '@'. */
+    const char *s = spec + plen, *at = NULL;
+    for (const char *c = s; *c && *c != '/' && *c != '?' && *c != '#'; c++)
+        if (*c == '@')
+            at = c;
     const char *pct = at ? memchr(s, '%', (size_t)(at - s)) : NULL;
     if (!pct)
         return strdup(spec);

@@ -7,7 +7,8 @@
  * to 3260. Query keys:
  *   secret-file=PATH     CHAP secret: the first line of PATH (absolute), so
  *                        the password is in neither ps output nor logs;
- *   initiator-name=IQN   our iSCSI name (default ISCSI_URI_DEFAULT_INITIATOR).
+ *   initiator-name=IQN   our iSCSI name (default: ISCSI_URI_INITIATOR_PREFIX
+ *                        and the host name, what an array's ACL names).
  * Values are %XX-decoded. Pure string handling: no libiscsi, no I/O, so the
  * unit tests and the fuzzer run it alone. */
 #ifndef SHOAL_BACKEND_ISCSI_URI_H
@@ -16,11 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ISCSI_URI_PREFIX            "iscsi://"
-#define ISCSI_URI_DEFAULT_PORT      3260
-#define ISCSI_URI_MAX_LUN           16383 /* flat space addressing (SAM) */
-#define ISCSI_URI_MAX_NAME          223   /* an iSCSI name, RFC 7143 */
-#define ISCSI_URI_DEFAULT_INITIATOR "iqn.2026-12.shoal:initiator"
+#define ISCSI_URI_PREFIX           "iscsi://"
+#define ISCSI_URI_DEFAULT_PORT     3260
+#define ISCSI_URI_MAX_LUN          16383 /* flat space addressing (SAM) */
+#define ISCSI_URI_MAX_NAME         223   /* an iSCSI name, RFC 7143 */
+#define ISCSI_URI_INITIATOR_PREFIX "iqn.2026-12.shoal:"
 
 struct iscsi_uri {
     char *user;        /* CHAP user, or NULL */
