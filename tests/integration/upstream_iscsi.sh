@@ -235,6 +235,18 @@ stats_json >/dev/null || fail "the API does not answer while the target is down"
 errors=$(vstat spare errors)
 assert_num "$errors" '>' 0 "spare's error counter"
 
+# The target comes back with another disk as LUN 4: not used.
+mv "$T/spare.img" "$T/spare.keep"
+random_file "$T/spare.img" $((8 << 20))
+start_tgtd
+sleep 1.2 # a failed session logs in again no sooner than 1 s later
+out=$(nbd_try "$(uri spare)" 'h.pread(65536, 6 << 20)')
+assert_contains "$out" "error:" "read after LUN 4 came back with another size"
+grep -q 'after logging in again the LUN is 16384 blocks of 512 bytes, not 32768 of 512' "$SHOALD_LOG" ||
+    fail "no log line about LUN 4's new size"
+stop_tgtd
+mv "$T/spare.keep" "$T/spare.img"
+
 # The target comes back (same port, same LUNs): sessions log in again.
 start_tgtd
 sleep 1.2

@@ -74,6 +74,37 @@ static struct isc_session *grab(struct isc_be *ib)
     return s;
 }
 
+/* Log s in again, and check it still reaches the LUN we learned at open:
+ * a target that came back with another disk behind the same name must not
+ * have its blocks served (or cached) as ours. */
+static int relogin_locked(struct isc_be *ib, struct isc_session *s)
+{
+    int r = isc_session_login_locked(&ib->login, s, false);
+    if (r < 0)
+        return r;
+    struct isc_cmd c = {.kind = ISC_READ_CAPACITY16};
+    struct scsi_task *t = NULL;
+    r = isc_session_run_locked(&ib->login, s, &c, ib->login.connect_timeout_ms, &t);
+    if (r < 0)
+        return r;
+    struct scsi_readcapacity16 *rc = scsi_datain_unmarshall(t);
+    bool same =
+        rc && rc->block_length == ib->block && rc->returned_lba == ib->be.size / ib->block - 1;
+    if (!same)
+        log_error(backend,
+                  "iscsi: %s: after logging in again the LUN is %" PRIu64 " blocks of %u bytes, "
+                  "not %" PRIu64 " of %u: not using it",
+                  ib->be.spec, rc ? rc->returned_lba + 1 : 0, rc ? rc->block_length : 0,
+                  ib->be.size / ib->block, ib->block);
+    scsi_free_scsi_task(t);
+    if (!same) {
+        isc_session_drop_locked(s);
+        return -EIO;
+    }
+    log_info(backend, "iscsi: %s: session %u logged in again", ib->be.spec, s->idx);
+    return 0;
+}
+
 /* Run one command on some session: log in first if it is down, and once
  * more if the connection drops under the command (see the top comment). */
 static int run(struct isc_be *ib, const struct isc_cmd *c, struct scsi_task **keep)
@@ -86,10 +117,9 @@ static int run(struct isc_be *ib, const struct isc_cmd *c, struct scsi_task **ke
                 r = -EIO;
                 break;
             }
-            r = isc_session_login_locked(&ib->login, s, false);
+            r = relogin_locked(ib, s);
             if (r < 0)
                 break;
-            log_info(backend, "iscsi: %s: session %u logged in again", ib->be.spec, s->idx);
         }
         r = isc_session_run_locked(&ib->login, s, c, ib->timeout_ms, keep);
         if (r != -ECONNRESET || attempt > 0)
@@ -295,7 +325,9 @@ static void isc_close(struct backend *be)
     for (unsigned i = 0; ib->sess && i < ib->nsess; i++) {
         struct isc_session *s = &ib->sess[i];
         /* No logout: it would wait on a target that may be gone. */
+        pthread_mutex_lock(&s->lock);
         isc_session_drop_locked(s);
+        pthread_mutex_unlock(&s->lock);
         pthread_mutex_destroy(&s->lock);
     }
     free(ib->sess);
