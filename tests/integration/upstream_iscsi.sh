@@ -35,7 +35,8 @@ stop_tgtd() {
     TGTD_PID=""
     rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
 }
-trap '_rc=$?; stop_tgtd; (exit $_rc); _cleanup' EXIT
+# set +e: the (exit) that hands _cleanup the status must not end the trap.
+trap '_rc=$?; set +e; stop_tgtd; (exit $_rc); _cleanup' EXIT
 
 # start_tgtd: tgtd in the foreground with the targets and LUNs below.
 start_tgtd() {
