@@ -54,24 +54,31 @@ static bool usable(const struct isc_session *s)
     return s->ctx || now_ns() - s->last_attempt_ns >= ISC_RELOGIN_NS;
 }
 
-/* Lock and return a session: a free usable one, else any free one, else
- * wait for the next in turn. */
+/* Lock and return a session: a free usable one; else wait for one that is
+ * up (a session that just failed must not fail requests a busy healthy one
+ * would serve); else, when none is up (the target is down), any, so the
+ * request fails at once or tries to log in. */
 static struct isc_session *grab(struct isc_be *ib)
 {
     unsigned start = atomic_fetch_add_explicit(&ib->rr, 1, memory_order_relaxed);
-    for (int pass = 0; pass < 2; pass++) {
-        for (unsigned i = 0; i < ib->nsess; i++) {
-            struct isc_session *s = &ib->sess[(start + i) % ib->nsess];
-            if (pthread_mutex_trylock(&s->lock) != 0)
-                continue;
-            if (pass == 1 || usable(s))
-                return s;
-            pthread_mutex_unlock(&s->lock);
+    for (unsigned i = 0; i < ib->nsess; i++) {
+        struct isc_session *s = &ib->sess[(start + i) % ib->nsess];
+        if (pthread_mutex_trylock(&s->lock) != 0)
+            continue;
+        if (usable(s))
+            return s;
+        pthread_mutex_unlock(&s->lock);
+    }
+    struct isc_session *pick = &ib->sess[start % ib->nsess];
+    for (unsigned i = 0; i < ib->nsess; i++) {
+        struct isc_session *s = &ib->sess[(start + i) % ib->nsess];
+        if (atomic_load(&s->up)) {
+            pick = s;
+            break;
         }
     }
-    struct isc_session *s = &ib->sess[start % ib->nsess];
-    pthread_mutex_lock(&s->lock);
-    return s;
+    pthread_mutex_lock(&pick->lock);
+    return pick;
 }
 
 /* Log s in again, and check it still reaches the LUN we learned at open:

@@ -177,6 +177,7 @@ void isc_session_drop_locked(struct isc_session *s)
     /* Cancels what is in flight: each callback runs with CANCELLED. */
     iscsi_destroy_context(s->ctx);
     s->ctx = NULL;
+    atomic_store(&s->up, false);
 }
 
 static void sleep_ms(unsigned ms)
@@ -396,5 +397,6 @@ int isc_session_login_locked(const struct isc_login *l, struct isc_session *s, b
             log_error(backend, "iscsi: %s: session %u: %s", l->spec, s->idx, backend_open_error());
         return r;
     }
+    atomic_store(&s->up, true);
     return 0;
 }

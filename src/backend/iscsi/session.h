@@ -12,6 +12,7 @@
 #define SHOAL_BACKEND_ISCSI_SESSION_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ struct isc_login {
 struct isc_session {
     pthread_mutex_t lock;
     struct iscsi_context *ctx; /* NULL while logged out */
+    atomic_bool up;            /* ctx != NULL, for a look without the lock */
     unsigned idx;              /* ... and this tells them apart (ISID qualifier) */
     uint64_t last_attempt_ns;  /* last login attempt */
     /* The TCP connect callback's result: its private data must outlive the
