@@ -36,6 +36,7 @@ stop_tgtd() {
     rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
 }
 # set +e: the (exit) that hands _cleanup the status must not end the trap.
+# shellcheck disable=SC2154 # _rc is set inside the trap
 trap '_rc=$?; set +e; stop_tgtd; (exit $_rc); _cleanup' EXIT
 
 # start_tgtd: tgtd in the foreground with the targets and LUNs below.

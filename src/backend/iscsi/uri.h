@@ -2,7 +2,8 @@
  *
  *   iscsi://[user[%password]@]host[:port]/target-iqn/lun[?key=value&...]
  *
- * the form qemu and libiscsi use (the password follows a '%', not a ':').
+ * the form qemu and libiscsi use (the password follows a '%', not a ':';
+ * it may hold '@' and '%' but not '/', '?' or '#': use secret-file).
  * host is a name, an IPv4 address or a bracketed IPv6 one; port defaults
  * to 3260. Query keys:
  *   secret-file=PATH     CHAP secret: the first line of PATH (absolute), so
