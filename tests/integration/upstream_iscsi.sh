@@ -185,6 +185,8 @@ ctl volume add acl "iscsi://127.0.0.1:$PORT/$ACL_IQN/1?initiator-name=$ACL_INITI
 nbdcopy "$(uri acl)" "$T/acl.out" || fail "nbdcopy out of acl"
 assert_same_file "$T/acl.out" "$T/acl.img" "read of the LUN behind an initiator-name ACL"
 assert_refused "unknown parameter 'foo'" "x=iscsi://127.0.0.1:$PORT/$IQN/1?foo=bar"
+out=$(ctl volume add baduri "iscsi://127.0.0.1:$PORT/$IQN/1?foo=bar" 2>&1) && fail "a bad URI was added"
+assert_contains "$out" "unknown parameter 'foo'" "the API's error for a bad URI"
 assert_refused "user 'alice' has no CHAP secret" "x=iscsi://alice@127.0.0.1:$PORT/$CHAP_IQN/1"
 nport=$(free_port)
 out=$(ctl volume add closed "iscsi://127.0.0.1:$nport/$IQN/1" 2>&1) && fail "a closed port was accepted: $out"
