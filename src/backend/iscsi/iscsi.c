@@ -273,8 +273,8 @@ static int isc_extents(struct backend *be, uint32_t count, uint64_t offset, back
                        void *opaque)
 {
     struct isc_be *ib = to_isc(be);
-    if (!ib->lbpme) {
-        fn(opaque, offset, count, 0);
+    if (!ib->lbpme || atomic_load(&ib->no_lba_status)) {
+        fn(opaque, offset, count, 0); /* all data, as far as we know */
         return 0;
     }
     uint64_t pos = offset, end = offset + count;
@@ -285,6 +285,13 @@ static int isc_extents(struct backend *be, uint32_t count, uint64_t offset, back
                             .alloc = 8 + 16 * ISC_LBA_DESCRIPTORS};
         struct scsi_task *t = NULL;
         int r = run(ib, &c, &t);
+        if (r == -EOPNOTSUPP && pos == offset) {
+            /* Thin provisioned, yet no GET LBA STATUS: report data. */
+            if (!atomic_exchange(&ib->no_lba_status, true))
+                log_info(backend, "iscsi: %s: no GET LBA STATUS; extents are all data", be->spec);
+            fn(opaque, offset, count, 0);
+            return 0;
+        }
         if (r < 0)
             return r;
         struct scsi_get_lba_status *st = scsi_datain_unmarshall(t);
