@@ -218,7 +218,7 @@ static int isc_trim(struct backend *be, uint32_t count, uint64_t offset, uint32_
     struct isc_be *ib = to_isc(be);
     if (ib->readonly)
         return -EPERM;
-    if (!ib->max_unmap)
+    if (!ib->max_unmap || atomic_load(&ib->no_unmap))
         return 0; /* advisory */
     /* Whole blocks only: a partial one keeps its data, as trim allows. */
     uint64_t first = DIV_ROUND_UP(offset, ib->block), end = (offset + count) / ib->block;
@@ -226,6 +226,13 @@ static int isc_trim(struct backend *be, uint32_t count, uint64_t offset, uint32_
         uint32_t n = (uint32_t)MIN(end - first, (uint64_t)ib->max_unmap);
         struct isc_cmd c = {.kind = ISC_UNMAP, .lba = first, .nblocks = n};
         int r = run(ib, &c, NULL);
+        if (r == -EOPNOTSUPP) {
+            /* VPD page B2 promised UNMAP; the target says no. Trim is
+             * advisory: the data stays, as it may. */
+            if (!atomic_exchange(&ib->no_unmap, true))
+                log_info(backend, "iscsi: %s: UNMAP refused; trims are ignored", be->spec);
+            return 0;
+        }
         if (r < 0)
             return r;
         first += n;

@@ -32,7 +32,7 @@ struct isc_be {
     char vendor[9], product[17];
 
     /* Commands the target turned out not to have: asked once, then not. */
-    atomic_bool no_write_same, no_sync16, no_lba_status;
+    atomic_bool no_write_same, no_sync16, no_lba_status, no_unmap;
 
     unsigned nsess;
     struct isc_session *sess;
