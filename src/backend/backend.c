@@ -22,6 +22,7 @@
 static const struct backend_ops *const registry[] = {
     &backend_fault_ops,
     &backend_nbd_ops,
+    &backend_iscsi_ops,
     &backend_file_ops,
 };
 

@@ -89,12 +89,12 @@ void backend_set_connect_timeout(uint32_t ms);
 uint32_t backend_connect_timeout(void);
 
 struct backend_params {
-    const char *spec; /* path, nbd://..., nbd+unix://... */
+    const char *spec; /* path, nbd://..., nbd+unix://..., iscsi://... */
     bool readonly;    /* open read-only */
     bool direct;      /* file: O_DIRECT */
-    unsigned conns;   /* nbd: upstream connections (0 = default) */
-    /* nbd: give up a connection attempt (connect and handshake) after this
-     * long. A server that accepts and never
+    unsigned conns;   /* nbd: upstream connections, iscsi: sessions (0 = default) */
+    /* nbd, iscsi: give up a connection attempt (connect and handshake or
+     * login) after this long. A server that accepts and never
      * answers otherwise holds startup or `volume add` that long. 0: the
      * default, backend_connect_timeout(). */
     uint32_t connect_timeout_ms;
@@ -150,7 +150,8 @@ struct backend {
 };
 
 /* Registry: pick the back end whose probe() accepts the spec (nbd URIs go to
- * "nbd", fault: prefix to "fault", everything else to "file"). Without
+ * "nbd", iscsi:// to "iscsi", fault: prefix to "fault", everything else to
+ * "file"). Without
  * -Dfault_backend, "fault" refuses every spec with -ENOTSUP and a one-line
  * backend_open_error() (fault/absent.c). */
 int backend_open(const struct backend_params *p, struct backend **out);
@@ -174,6 +175,7 @@ int backend_extents(struct backend *be, uint32_t count, uint64_t offset, backend
 
 extern const struct backend_ops backend_file_ops;
 extern const struct backend_ops backend_nbd_ops;
+extern const struct backend_ops backend_iscsi_ops;
 extern const struct backend_ops backend_fault_ops;
 
 #endif

@@ -419,14 +419,24 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
                     strerror(-r));
         return;
     }
-    if (r == 0)
+    if (r == 0) {
+        /* Cleared first: an -EINVAL from before the back end opens must
+         * not carry an older open's words (see below). */
+        backend_set_open_error("%s", "");
         r = engine_add_volume(m->engine, &vc);
+    }
     if (r == -EEXIST) {
         reply_error(rep, 409, "volume %s already exists", name);
         return;
     }
     if (r == -EINVAL) {
-        reply_error(rep, 400, "cannot add volume %s: invalid configuration", name);
+        /* A back end that refused its spec (a malformed iscsi:// URI, say)
+         * said why. */
+        const char *why = backend_open_error();
+        if (why[0])
+            reply_error(rep, 400, "cannot open back end %s: %s", backing, why);
+        else
+            reply_error(rep, 400, "cannot add volume %s: invalid configuration", name);
         return;
     }
     if (r == -EPERM) {
