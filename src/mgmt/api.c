@@ -21,6 +21,8 @@
  *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}; 409 when disabled
  *   GET    /api/v1/volumes/NAME/prefetch      progress
  *   POST   /api/v1/reload                     re-read the config file (daemon/reload.h)
+ *   GET    /api/v1/cluster, POST /api/v1/cluster/memcached,
+ *   DELETE /api/v1/cluster/memcached/HOST:PORT  (api_cluster.h)
  *   GET    /metrics                           Prometheus
  *   GET    /, /dashboard                      browser (static.c)
  */
@@ -30,9 +32,11 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cluster/membership.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "mgmt/api_cluster.h"
 #include "mgmt/mgmt_internal.h"
 #include "mgmt/pending.h"
 
@@ -403,8 +407,16 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         reply_error(rep, 409, "volume %s is being opened already", name);
         return;
     }
+    /* One writer per volume in a cluster: the owner's name if taken. */
+    char owner[512];
+    if (r == 0 && (r = cluster_claim(name, readonly, owner, sizeof owner)) < 0) {
+        reply_error(rep, r == -EBUSY ? 409 : 503, "%s", owner);
+        return;
+    }
     if (r == 0 && !wait) {
         r = pending_begin(m, &vc);
+        if (r < 0)
+            cluster_release(name);
         if (r == 0) {
             log_info(mgmt, "volume %s: opening %s in the background", name, backing);
             reply_json(rep, 202, json_pack("{s:s, s:s}", "name", name, "state", "opening"));
@@ -421,6 +433,8 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     }
     if (r == 0)
         r = engine_add_volume(m->engine, &vc);
+    if (r < 0 && r != -EEXIST)
+        cluster_release(name);
     if (r == -EEXIST) {
         reply_error(rep, 409, "volume %s already exists", name);
         return;
@@ -527,6 +541,7 @@ static void h_volume_remove(struct mgmt *m, const struct mgmt_req *req, struct m
         reply_error(rep, errno_status(r), "cannot remove volume %s: %s", req->name, strerror(-r));
         return;
     }
+    cluster_release(req->name);
     log_info(mgmt, "volume %s removed%s", req->name, force ? " (forced)" : "");
     if (persist(m, MGMT_VOLUME_REMOVED, req->name, NULL, rep))
         reply_empty(rep, 204);
@@ -697,6 +712,9 @@ static const struct route routes[] = {
     {"/api/v1/volumes/*/prefetch", MGMT_POST, h_prefetch_start},
     {"/api/v1/volumes/*/prefetch", MGMT_GET, h_prefetch_status},
     {"/api/v1/reload", MGMT_POST, h_reload},
+    {"/api/v1/cluster", MGMT_GET, api_cluster_get},
+    {"/api/v1/cluster/memcached", MGMT_POST, api_cluster_mc_add},
+    {"/api/v1/cluster/memcached/*", MGMT_DELETE, api_cluster_mc_remove},
     {"/metrics", MGMT_GET, h_metrics},
 };
 
