@@ -272,6 +272,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "shoald: cluster: %s\n", cl_err[0] ? cl_err : strerror(-e));
             return 1;
         }
+        /* A start that fails later leaves the cluster at once, not a lease
+         * later (a no-op after the orderly stop below). */
+        atexit(cluster_stop);
     }
     /* One worker pool for the back end work of every front end: the
      * engine's, started with it and stopped after the front ends. */
