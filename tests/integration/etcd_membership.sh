@@ -12,6 +12,8 @@
 #   read-write on B (API 409 naming A, and a shoald started with it refuses
 #   to start with the same line); B may serve it read-only, reading A's
 #   writes.
+# - A's lease revoked (as if etcd was out of its reach for a lease): A
+#   takes a new one and registers itself and its volume again.
 # - kill -9 of A: within the lease TTL, A's ownership and memcached server
 #   go; B then takes vol read-write and reads every byte A acknowledged.
 # - Stopping B (SIGTERM) revokes its lease: etcdctl finds no owner left.
@@ -132,6 +134,28 @@ nbdcopy "$(uri vol "$B_SOCK")" "$T/ro.out" || fail "read vol through B"
 assert_same_file "$T/ro.out" "$T/expect.img" "vol read-only through B"
 assert_eq "$(on "$B_URL" ctl cluster status --json | jq -r '[.owners[].node] | join(",")')" "A" \
     "owners after B's read-only add"
+
+# ---- a lost lease is taken again ----------------------------------------------------
+# As if etcd had been out of A's reach for a whole lease: revoked, A's keys
+# go; A's next renewal finds it gone, takes a new lease and registers its
+# name, its server and its volume again.
+# (The lease through the gateway, where int64 is a string: jq would round
+# etcdctl's JSON number.)
+lease_of_a() {
+    curl -sf --max-time 5 "$EP/v3/kv/range" -d "{\"key\":\"$(printf shoal/v1/nodes/A | base64)\"}" |
+        jq -r '.kvs[0].lease'
+}
+lease=$(lease_of_a)
+ectl lease revoke "$(printf '%x' "$lease")" >/dev/null || fail "revoke A's lease $lease"
+back() { [ -n "$(ectl get --keys-only shoal/v1/owners/vol)" ] && [ -n "$(ectl get --keys-only shoal/v1/nodes/A)" ]; }
+wait_for $((TTL + 5)) back || fail "A did not register again after its lease was revoked"
+grep -q "etcd lease expired: registering node A again" "$T/shoald0.log" ||
+    fail "A's log does not say it registered again"
+assert_eq "$(on "$B_URL" ctl cluster status --json | jq -r '.owners[] | "\(.volume)=\(.node)"')" \
+    "vol=A" "owner after A registered again"
+newlease=$(lease_of_a)
+[ "$newlease" != "$lease" ] || fail "A registered again under its revoked lease"
+log "A took a new lease and its volume again after its lease was revoked"
 
 # ---- a dead node releases its volume and its server -----------------------------
 kill -KILL "$A_PID"
