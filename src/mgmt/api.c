@@ -350,6 +350,19 @@ static void h_volume_get(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     }
 }
 
+/* The cluster ownership an add took goes back when the add fails (r < 0
+ * when it returns); -EEXIST: the volume of that name holds it. */
+struct claim_guard {
+    const char *name;
+    const int *r;
+};
+
+static void claim_end(struct claim_guard *g)
+{
+    if (g->name && *g->r < 0 && *g->r != -EEXIST)
+        cluster_release(g->name);
+}
+
 static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
     static const char *const keys[] = {"name",  "backing", "readonly", "enabled", "direct",
@@ -413,10 +426,9 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         reply_error(rep, r == -EBUSY ? 409 : 503, "%s", owner);
         return;
     }
+    __attribute__((cleanup(claim_end))) struct claim_guard claim = {r == 0 ? name : NULL, &r};
     if (r == 0 && !wait) {
         r = pending_begin(m, &vc);
-        if (r < 0)
-            cluster_release(name);
         if (r == 0) {
             log_info(mgmt, "volume %s: opening %s in the background", name, backing);
             reply_json(rep, 202, json_pack("{s:s, s:s}", "name", name, "state", "opening"));
@@ -424,6 +436,7 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
             return;
         }
         if (r == -EBUSY) {
+            claim.name = NULL; /* held by the add that is opening it */
             reply_error(rep, 409, "volume %s is being opened already", name);
             return;
         }
@@ -433,8 +446,6 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     }
     if (r == 0)
         r = engine_add_volume(m->engine, &vc);
-    if (r < 0 && r != -EEXIST)
-        cluster_release(name);
     if (r == -EEXIST) {
         reply_error(rep, 409, "volume %s already exists", name);
         return;
