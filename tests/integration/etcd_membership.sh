@@ -168,6 +168,11 @@ log "A's ownership expired about $((SECONDS - t0)) s after kill -9 (lease ${TTL}
 on "$B_URL" ctl volume add vol "$UP" >/dev/null || fail "B cannot take vol read-write after A died"
 nbdcopy "$(uri vol "$B_SOCK")" "$T/rw.out" || fail "read vol through B (read-write)"
 assert_same_file "$T/rw.out" "$T/expect.img" "vol through B after A's kill -9 (A's writes kept)"
+# An add that fails gives its claim back.
+rc=0
+on "$B_URL" ctl volume add ghost "$T/missing.img" >/dev/null 2>&1 || rc=$?
+assert_eq "$rc" 2 "exit status of adding a missing image"
+grep -q "volume ghost: ownership released" "$T/shoald1.log" || fail "B kept the claim of a failed add"
 js=$(on "$B_URL" ctl cluster status --json)
 assert_eq "$(jq -r '.owners[] | "\(.volume)=\(.node)"' <<<"$js")" "vol=B" "owner after A died"
 assert_eq "$(jq -r '[.nodes[].name] | join(",")' <<<"$js")" "B" "nodes after A died"
