@@ -55,6 +55,11 @@ static void print_json(json_t *j)
     }
 }
 
+void puts_json(json_t *j)
+{
+    print_json(j);
+}
+
 /* Path segment for a volume name; NULL only when out of memory. */
 static char *volume_path(struct cli *cli, const char *prefix, const char *name, const char *suffix)
 {
@@ -733,6 +738,12 @@ static const struct command commands[] = {
      "live per-volume IOPS, throughput and hit ratio (q quits)"},
     {"reload", NULL, cmd_reload, F_JSON, 0, 0, "reload [--json]",
      "re-read shoald's config file and apply it (as SIGHUP does)"},
+    {"cluster", "status", cmd_cluster_status, F_JSON, 0, 0, "cluster status [--json]",
+     "the cluster's nodes, memcached servers and volume owners (etcd)"},
+    {"cluster", "add", cmd_cluster_add, F_JSON, 1, 1, "cluster add HOST:PORT",
+     "add a memcached server to every node's ring"},
+    {"cluster", "remove", cmd_cluster_remove, F_JSON, 1, 1, "cluster remove HOST:PORT",
+     "take a memcached server out of every node's ring"},
     {"version", NULL, cmd_version, F_JSON, 0, 0, "version", "client and server versions"},
     {"help", NULL, NULL, 0, 0, 0, "help", "this text"},
 };
@@ -944,7 +955,8 @@ int main(int argc, char **argv)
     }
     const struct command *cmd = find_command(&p);
     if (!cmd) {
-        if (strcmp(p.pos[0], "volume") == 0 || strcmp(p.pos[0], "cache") == 0)
+        if (strcmp(p.pos[0], "volume") == 0 || strcmp(p.pos[0], "cache") == 0 ||
+            strcmp(p.pos[0], "cluster") == 0)
             usage_error("%s: unknown or missing subcommand", p.pos[0]);
         else
             usage_error("unknown command \"%s\"", p.pos[0]);

@@ -38,4 +38,11 @@ struct cli {
 /* top.c */
 int cmd_top(struct cli *cli);
 
+/* cluster.c */
+int cmd_cluster_status(struct cli *cli);
+int cmd_cluster_add(struct cli *cli);
+int cmd_cluster_remove(struct cli *cli);
+/* shoalctl.c: the answer as indented JSON (--json) */
+void puts_json(json_t *j);
+
 #endif

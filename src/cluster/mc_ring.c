@@ -96,47 +96,122 @@ static int parse_one(const char *item, size_t len, struct mc_server *s)
     return 0;
 }
 
-int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_params *p)
+static void recompute_due_locked(struct mc_ring *r);
+
+/* Parse a list into srv[] (MC_RING_MAX_SERVERS of them); *n: how many. */
+static int parse_list(const char *servers, struct mc_server *srv, unsigned *n)
 {
-    memset(r, 0, sizeof *r);
-    r->p = *p;
-    if (!servers || !*servers) {
-        log_error(cluster, "memcached: no servers given (want HOST:PORT[,HOST:PORT...])");
-        return -EINVAL;
-    }
+    *n = 0;
     for (const char *s = servers; *s;) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        if (r->n == MC_RING_MAX_SERVERS) {
+        if (*n == MC_RING_MAX_SERVERS) {
             log_error(cluster, "memcached: more than %d servers", MC_RING_MAX_SERVERS);
             return -EINVAL;
         }
-        struct mc_server *srv = &r->srv[r->n];
-        int ret = parse_one(s, len, srv);
+        struct mc_server *one = &srv[*n];
+        memset(one, 0, sizeof *one);
+        int ret = parse_one(s, len, one);
         if (ret < 0)
             return ret;
-        for (unsigned i = 0; i < r->n; i++) {
-            if (strcmp(r->srv[i].name, srv->name) == 0) {
-                log_error(cluster, "memcached: server %s listed twice", srv->name);
+        for (unsigned i = 0; i < *n; i++) {
+            if (strcmp(srv[i].name, one->name) == 0) {
+                log_error(cluster, "memcached: server %s listed twice", one->name);
                 return -EINVAL;
             }
         }
-        srv->backoff_ms = p->retry_ms;
-        r->n++;
+        (*n)++;
         s += len;
         if (*s == ',' && !*++s) {
             log_error(cluster, "memcached: trailing comma in the server list");
             return -EINVAL;
         }
     }
+    return 0;
+}
+
+int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_params *p)
+{
+    memset(r, 0, sizeof *r);
+    r->p = *p;
+    if ((!servers || !*servers) && !p->allow_empty) {
+        log_error(cluster, "memcached: no servers given (want HOST:PORT[,HOST:PORT...])");
+        return -EINVAL;
+    }
+    int ret = parse_list(servers ? servers : "", r->srv, &r->n);
+    if (ret < 0)
+        return ret;
+    for (unsigned i = 0; i < r->n; i++)
+        r->srv[i].backoff_ms = p->retry_ms;
     pthread_mutex_init(&r->lock, NULL);
+    r->inited = true;
     r->gen = 1;
     return 0;
 }
 
+int mc_ring_check(const char *server, char *name, size_t namelen)
+{
+    struct mc_server s = {0};
+    int ret = parse_one(server, strlen(server), &s);
+    if (ret == 0 && strchr(server, ','))
+        ret = -EINVAL;
+    if (ret == 0 && name)
+        snprintf(name, namelen, "%s", s.name);
+    return ret;
+}
+
+int mc_ring_set(struct mc_ring *r, const char *servers)
+{
+    _cleanup_free_ struct mc_server *next = calloc(MC_RING_MAX_SERVERS, sizeof *next);
+    if (!next)
+        return -ENOMEM;
+    unsigned n;
+    int ret = parse_list(servers ? servers : "", next, &n);
+    if (ret < 0)
+        return ret;
+    LOCK_GUARD(&r->lock);
+    bool same = n == r->n;
+    for (unsigned i = 0; i < n; i++) {
+        next[i].backoff_ms = r->p.retry_ms;
+        /* A server that stays keeps its health. */
+        for (unsigned j = 0; j < r->n; j++) {
+            if (strcmp(r->srv[j].name, next[i].name) == 0) {
+                next[i] = r->srv[j];
+                same = same && i == j;
+                break;
+            }
+            if (j == r->n - 1)
+                same = false;
+        }
+    }
+    if (same)
+        return 0;
+    memcpy(r->srv, next, n * sizeof *next);
+    r->n = n;
+    __atomic_fetch_add(&r->layout, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&r->gen, 1, __ATOMIC_RELEASE);
+    recompute_due_locked(r);
+    log_info(cluster, "memcached: %u server(s) now: %s", n, *servers ? servers : "(none)");
+    return 0;
+}
+
+int mc_ring_names(struct mc_ring *r, char *buf, size_t len)
+{
+    LOCK_GUARD(&r->lock);
+    size_t o = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < r->n; i++) {
+        int w = snprintf(buf + o, len - o, "%s%s", i ? "," : "", r->srv[i].name);
+        if (w < 0 || (size_t)w >= len - o)
+            return -ENOSPC;
+        o += (size_t)w;
+    }
+    return (int)r->n;
+}
+
 void mc_ring_destroy(struct mc_ring *r)
 {
-    if (r->n)
+    if (r->inited)
         pthread_mutex_destroy(&r->lock);
 }
 
@@ -199,6 +274,15 @@ static int owner_locked(const struct mc_ring *r, uint32_t b)
         }
     }
     return best;
+}
+
+int mc_ring_bucket_owner(struct mc_ring *r, uint32_t bucket, char *name, size_t namelen)
+{
+    LOCK_GUARD(&r->lock);
+    int i = owner_locked(r, bucket & (MC_RING_BUCKETS - 1));
+    if (name)
+        snprintf(name, namelen, "%s", i < 0 ? "" : r->srv[i].name);
+    return i;
 }
 
 int mc_ring_server_of(struct mc_ring *r, const char *key, size_t len)
@@ -264,6 +348,7 @@ static int build(struct mc_ring *r, struct mc_conn *c)
     {
         LOCK_GUARD(&r->lock);
         gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
+        c->layout = r->layout;
         for (unsigned i = 0; i < r->n && ret == 0; i++) {
             if (r->srv[i].ejected)
                 continue;
@@ -356,6 +441,12 @@ unsigned mc_conn_report(struct mc_ring *r, struct mc_conn *c, const char *const 
     bool probation = false;
     {
         LOCK_GUARD(&r->lock);
+        if (c->layout != r->layout) {
+            /* The list changed under this handle: its indices mean other
+             * servers now. Start again with the new list. */
+            mc_conn_drop(c);
+            return 0;
+        }
         for (unsigned i = 0; i < c->nlive; i++) {
             const memcached_instance_st *in = memcached_server_instance_by_position(c->mc, i);
             memcached_return_t rc = memcached_server_error_return(in);
@@ -384,6 +475,8 @@ unsigned mc_conn_report(struct mc_ring *r, struct mc_conn *c, const char *const 
             answered[i] = true;
     }
     LOCK_GUARD(&r->lock);
+    if (c->layout != r->layout)
+        return 0;
     for (unsigned i = 0; i < c->nlive; i++) {
         struct mc_server *s = &r->srv[c->ring_idx[i]];
         if (answered[i] && !s->ejected && s->fails) {

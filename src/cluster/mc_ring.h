@@ -21,7 +21,8 @@
  * the live set changes or after a failure (which also drops any half-read
  * replies).
  *
- * Lock rules: mc_ring.lock guards the servers' health; `gen` and
+ * Lock rules: mc_ring.lock guards the server list (srv[], n: mc_ring_set
+ * replaces them) and the servers' health; `gen` and
  * `next_due_ms` are read without it (atomics). A struct mc_conn belongs to
  * one thread. */
 #ifndef SHOAL_CLUSTER_MC_RING_H
@@ -53,6 +54,7 @@ struct mc_ring_params {
     uint32_t io_timeout_ms; /* connect, poll, send, receive */
     unsigned failure_limit;
     uint32_t retry_ms, retry_max_ms;
+    bool allow_empty; /* the list comes later (mc_ring_set: etcd membership) */
 };
 
 struct mc_ring {
@@ -63,12 +65,15 @@ struct mc_ring {
     uint64_t gen;                 /* bumped when the live set changes (atomic) */
     uint64_t next_due_ms;         /* earliest dead_until among ejected, 0: none (atomic) */
     uint64_t ejections, revivals; /* atomic */
+    uint64_t layout;              /* under lock: bumped when mc_ring_set changes srv[] */
+    bool inited;
 };
 
 /* One thread's connection set, built for ring generation `gen`. */
 struct mc_conn {
     memcached_st *mc; /* NULL: not built, or no live server */
     uint64_t gen;
+    uint64_t layout; /* the ring's layout that ring_idx indexes */
     unsigned nlive;
     uint8_t ring_idx[MC_RING_MAX_SERVERS]; /* mc server index -> mc_ring.srv */
     bool noreply;                          /* for the put thread */
@@ -78,6 +83,17 @@ struct mc_conn {
  * into r. Returns 0, or -EINVAL after logging one line. */
 int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_params *p);
 void mc_ring_destroy(struct mc_ring *r);
+/* Replace the server list while the tier runs (etcd membership): servers
+ * that stay keep their health, and rendezvous hashing moves only the
+ * buckets that a new server wins or a removed one held. Every thread
+ * rebuilds its handle on its next operation. Returns 0, or -EINVAL (one
+ * line logged; the list is unchanged) / -ENOMEM. */
+int mc_ring_set(struct mc_ring *r, const char *servers);
+/* The current list, "host:port,..." into buf; returns how many, or -ENOSPC. */
+int mc_ring_names(struct mc_ring *r, char *buf, size_t len);
+/* Check one "HOST[:PORT]" and give its canonical "host:port" name: 0 or
+ * -EINVAL (one line logged). */
+int mc_ring_check(const char *server, char *name, size_t namelen);
 unsigned mc_ring_live(struct mc_ring *r);
 
 /* Make c->mc current (rebuilt if the live set changed, or ejected servers
@@ -96,5 +112,7 @@ void mc_conn_drop(struct mc_conn *c);
 /* For tests and tools: which server (index into r->srv) holds key, given
  * the current live set; -1 if none is live. */
 int mc_ring_server_of(struct mc_ring *r, const char *key, size_t len);
+/* The live server that holds a bucket: its index (-1: none) and name. */
+int mc_ring_bucket_owner(struct mc_ring *r, uint32_t bucket, char *name, size_t namelen);
 
 #endif

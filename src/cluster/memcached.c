@@ -406,8 +406,22 @@ void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
     out->bad_values = STAT_LOAD(m->st.bad_values);
     out->ejections = STAT_LOAD(m->ring.ejections);
     out->revivals = STAT_LOAD(m->ring.revivals);
-    out->servers = m->ring.n;
+    char names[MC_RING_MAX_SERVERS * 280];
+    int n = mc_ring_names(&m->ring, names, sizeof names);
+    out->servers = n < 0 ? 0 : (unsigned)n;
     out->live = mc_ring_live(&m->ring);
+}
+
+int tier_memcached_set_servers(struct tier *t, const char *servers)
+{
+    struct mct *m = t->priv;
+    return mc_ring_set(&m->ring, servers);
+}
+
+int tier_memcached_servers(struct tier *t, char *buf, size_t len)
+{
+    struct mct *m = t->priv;
+    return mc_ring_names(&m->ring, buf, len);
 }
 
 int tier_memcached_server_of(struct tier *t, const struct fpkey *k)
@@ -521,7 +535,8 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     struct mc_ring_params rp = {.io_timeout_ms = c.io_timeout_ms,
                                 .failure_limit = c.failure_limit,
                                 .retry_ms = c.retry_ms,
-                                .retry_max_ms = c.retry_max_ms};
+                                .retry_max_ms = c.retry_max_ms,
+                                .allow_empty = c.dynamic};
     ret = mc_ring_init(&m->ring, c.servers, &rp);
     if (ret < 0) {
         free(m);

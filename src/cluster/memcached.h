@@ -30,6 +30,9 @@ struct tier_memcached_config {
     /* "host:port,host:port" ("[v6addr]:port"; the port defaults to 11211).
      * Every node must list the same servers, spelled the same way. */
     const char *servers;
+    /* The list may start empty and change while the tier runs
+     * (tier_memcached_set_servers: the etcd membership gives it). */
+    bool dynamic;
     /* Longest a read waits for one lookup (0: TIER_MEMCACHED_TIMEOUT_MS). */
     uint32_t timeout_ms;
     /* Connect/poll/send/receive timeout on the tier's own threads; an
@@ -64,6 +67,15 @@ struct tier_memcached_stats {
     unsigned servers, live;
 };
 void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out);
+
+/* Replace the server list of a running tier ("host:port,...", may be
+ * empty): rendezvous hashing moves only the buckets a new server wins or a
+ * removed one held (about 1/N each); lookups and puts use the new list
+ * from their next operation. Returns 0, or -EINVAL (one line logged, the
+ * list unchanged) / -ENOMEM. */
+int tier_memcached_set_servers(struct tier *t, const char *servers);
+/* The servers in use, "host:port,..." into buf: how many, or -ENOSPC. */
+int tier_memcached_servers(struct tier *t, char *buf, size_t len);
 
 /* Wait until every put queued before the call was sent (not necessarily
  * stored yet). Returns 0 or -ETIMEDOUT. For tests and orderly shutdown. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "cluster/membership.h"
 #include "cluster/memcached.h"
 #include "common/bufpool.h"
 #include "common/cleanup.h"
@@ -245,9 +246,11 @@ int main(int argc, char **argv)
     /* The cluster's global tier, asked after the local store and before
      * the back end (owned by the engine once it is created). */
     struct tier *mc_tier = NULL;
-    if (o->memcached) {
+    if (o->memcached || o->etcd) {
+        /* With etcd, the list is the cluster's (membership.h). */
         struct tier_memcached_config mcc = {
-            .servers = o->memcached,
+            .servers = o->etcd ? "" : o->memcached,
+            .dynamic = o->etcd != NULL,
             .timeout_ms = (uint32_t)o->memcached_timeout_ms,
         };
         int e = tier_memcached_open(&mcc, &mc_tier);
@@ -255,6 +258,23 @@ int main(int argc, char **argv)
             fprintf(stderr, "shoald: cannot use memcached '%s': %s\n", o->memcached, strerror(-e));
             return 1;
         }
+    }
+    if (o->etcd) {
+        struct cluster_config cc = {.etcd = o->etcd,
+                                    .node_name = o->node_name,
+                                    .memcached = o->memcached,
+                                    .api = o->http,
+                                    .lease_ttl_s = (uint32_t)o->etcd_lease_s,
+                                    .tier = mc_tier};
+        char cl_err[1024] = "";
+        int e = cluster_start(&cc, cl_err, sizeof cl_err);
+        if (e < 0) {
+            fprintf(stderr, "shoald: cluster: %s\n", cl_err[0] ? cl_err : strerror(-e));
+            return 1;
+        }
+        /* A start that fails later leaves the cluster at once, not a lease
+         * later (a no-op after the orderly stop below). */
+        atexit(cluster_stop);
     }
     /* One worker pool for the back end work of every front end: the
      * engine's, started with it and stopped after the front ends. */
@@ -270,6 +290,7 @@ int main(int argc, char **argv)
     if (r < 0) {
         fprintf(stderr, "shoald: cannot create the cache (%s): %s\n",
                 o->policy ? o->policy : "s3fifo", strerror(-r));
+        cluster_stop(); /* it feeds the tier */
         if (mc_tier)
             tier_close(mc_tier);
         return 1;
@@ -393,6 +414,8 @@ int main(int argc, char **argv)
         daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
     reloader_free(reloader);
+    /* Revokes the lease: this node's volumes are free for others at once. */
+    cluster_stop();
     /* Blocks read since the last put was sent are worth keeping for the
      * other nodes: give the queue a moment. */
     if (mc_tier && tier_memcached_flush(mc_tier, 1000) < 0)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cluster/membership.h"
 #include "common/log.h"
 #include "core/volume.h" /* engine_add_volume_backend */
 
@@ -60,6 +61,19 @@ int open_all(struct engine *e, struct open_job *jobs, size_t n, size_t *failed)
     *failed = 0;
     if (n == 0)
         return 0;
+    /* One writer per volume in a cluster: refused before any back end is
+     * opened, with the owner's name. */
+    for (size_t k = 0; k < n; k++) {
+        int c =
+            cluster_claim(jobs[k].cfg.name, jobs[k].cfg.readonly, jobs[k].why, sizeof jobs[k].why);
+        if (c < 0) {
+            jobs[k].err = c;
+            *failed = k;
+            while (k-- > 0)
+                cluster_release(jobs[k].cfg.name);
+            return c;
+        }
+    }
     struct backend **be = calloc(n, sizeof *be);
     if (!be)
         return -ENOMEM;
@@ -106,5 +120,7 @@ int open_all(struct engine *e, struct open_job *jobs, size_t n, size_t *failed)
         if (be[k])
             backend_close(be[k]);
     free(be);
+    for (size_t k = 0; r < 0 && k < n; k++)
+        cluster_release(jobs[k].cfg.name);
     return r;
 }

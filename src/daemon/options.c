@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cluster/etcd.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -162,6 +163,14 @@ static void usage(FILE *f)
             "                                    back end (in a config file: [cluster])\n"
             "      --memcached-timeout TIME      longest a read waits for memcached (default\n"
             "                                    5ms; then it reads the back end)\n"
+            "      --etcd URL,...                cluster membership and volume ownership in\n"
+            "                                    etcd (http://HOST:PORT); --memcached then\n"
+            "                                    names this node's own server(s)\n"
+            "      --node-name NAME              this node's name in the cluster (default:\n"
+            "                                    the host name)\n"
+            "      --etcd-lease TIME             the node's etcd lease: its volumes and\n"
+            "                                    server go this long after it dies (default\n"
+            "                                    10s)\n"
             "  -h, --help                        this help\n"
             "  -V, --version                     print the version\n",
             DEFAULT_HTTP, DEFAULT_THREADS);
@@ -190,6 +199,9 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_MEMCACHED,
     OPT_MEMCACHED_TIMEOUT,
+    OPT_ETCD,
+    OPT_NODE_NAME,
+    OPT_ETCD_LEASE,
 };
 
 /* The daemon's own options; each front end's come from its table. */
@@ -218,6 +230,9 @@ static const struct option daemon_long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"memcached", required_argument, NULL, OPT_MEMCACHED},
     {"memcached-timeout", required_argument, NULL, OPT_MEMCACHED_TIMEOUT},
+    {"etcd", required_argument, NULL, OPT_ETCD},
+    {"node-name", required_argument, NULL, OPT_NODE_NAME},
+    {"etcd-lease", required_argument, NULL, OPT_ETCD_LEASE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -449,6 +464,24 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > 60000)
             return bad(o, "--memcached-timeout", val, "want a duration like 5ms (at most 60s)");
         o->memcached_timeout_ms = u64;
+        return 0;
+    case OPT_ETCD: {
+        char why[300];
+        if (etcd_endpoints_check(val, why, sizeof why) < 0)
+            return bad(o, "--etcd", val, why);
+        o->etcd = val;
+        return 0;
+    }
+    case OPT_NODE_NAME:
+        if (!volume_name_valid(val))
+            return bad(o, "--node-name", val,
+                       "use 1-255 of A-Z a-z 0-9 . _ -, not starting with '.'");
+        o->node_name = val;
+        return 0;
+    case OPT_ETCD_LEASE:
+        if (parse_duration_ms(val, &u64) < 0 || u64 < 2000 || u64 > 3600000 || u64 % 1000)
+            return bad(o, "--etcd-lease", val, "want whole seconds from 2s to 1h");
+        o->etcd_lease_s = u64 / 1000;
         return 0;
     case OPT_STATE_DIR:
         if (!val[0])
@@ -695,13 +728,17 @@ static int main_setting(struct ini_ctx *c, const char *section, const char *name
     return set_option(c->o, key, val, true);
 }
 
-/* A key of [cluster]: the global tier (memcached, memcached-timeout);
- * the same keys are accepted in [shoald]. */
+/* A key of [cluster]: the global tier (memcached, memcached-timeout) and
+ * the membership (etcd, node-name, etcd-lease); the same keys are accepted
+ * in [shoald]. */
 static int cluster_setting(struct ini_ctx *c, const char *name, const char *val)
 {
     int key = key_of_name(name);
-    if (key != OPT_MEMCACHED && key != OPT_MEMCACHED_TIMEOUT)
-        return fail(c->o, "unknown setting '%s' in [cluster] (want memcached or memcached-timeout)",
+    if (key != OPT_MEMCACHED && key != OPT_MEMCACHED_TIMEOUT && key != OPT_ETCD &&
+        key != OPT_NODE_NAME && key != OPT_ETCD_LEASE)
+        return fail(c->o,
+                    "unknown setting '%s' in [cluster] (want memcached, memcached-timeout, etcd, "
+                    "node-name or etcd-lease)",
                     name);
     char id[32];
     snprintf(id, sizeof id, "opt %d", key);

@@ -57,6 +57,11 @@ struct daemon_options {
      * how long a read waits for it. */
     const char *memcached;
     uint64_t memcached_timeout_ms;
+    /* [cluster] / --etcd: membership and volume ownership (NULL: none);
+     * the node's name (NULL: the host name) and lease TTL (0: default). */
+    const char *etcd;
+    const char *node_name;
+    uint64_t etcd_lease_s;
     /* --state-dir as given ("off" or NULL: see daemon/state.h). */
     const char *state_dir;
     /* --user/--group: whom to run as once everything privileged is open

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cluster/membership.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -227,6 +228,9 @@ static void restart_settings(const struct daemon_options *was, const struct daem
         {"state-dir", str_eq(was->state_dir, now->state_dir)},
         {"memcached", str_eq(was->memcached, now->memcached)},
         {"memcached-timeout", was->memcached_timeout_ms == now->memcached_timeout_ms},
+        {"etcd", str_eq(was->etcd, now->etcd)},
+        {"node-name", str_eq(was->node_name, now->node_name)},
+        {"etcd-lease", was->etcd_lease_s == now->etcd_lease_s},
     };
     for (size_t i = 0; i < ARRAY_SIZE(checks); i++)
         if (!checks[i].same)
@@ -305,6 +309,7 @@ static void volume_gone(struct reloader *r, struct applied *a, struct report *re
         say(rep->errors, LOG_LVL_ERROR, "volume %s: cannot remove: %s", a->name, strerror(-e));
         return;
     }
+    cluster_release(a->name);
     say(rep->applied, LOG_LVL_INFO, "volume %s removed", a->name);
     applied_drop(r, a);
 }
@@ -336,8 +341,15 @@ static void volume_new(struct reloader *r, const struct daemon_options *now, uns
     }
     c.backend.spec = spec;
     c.backend.backing_dirs = r->running->nbacking_dirs ? r->running->backing_dirs : NULL;
+    char owner[512];
+    if (cluster_claim(c.name, c.readonly, owner, sizeof owner) < 0) {
+        say(rep->errors, LOG_LVL_ERROR, "%s (%s:%u)", owner, where, line);
+        free(spec);
+        return;
+    }
     int e = engine_add_volume(r->engine, &c);
     if (e < 0) {
+        cluster_release(c.name);
         say(rep->errors, LOG_LVL_ERROR, "volume %s (%s:%u): cannot open '%s': %s", c.name, where,
             line, spec, open_error(e));
         free(spec);
@@ -382,9 +394,19 @@ static void volume_changed(struct reloader *r, struct applied *a, const struct d
             free(spec);
             return;
         }
+        /* Made read-write: take the ownership first (a no-op if held). */
+        char owner[512];
+        if (cluster_claim(c.name, c.readonly, owner, sizeof owner) < 0) {
+            say(rep->errors, LOG_LVL_ERROR, "%s (%s:%u): kept as it was", owner,
+                now->volume_file[i], now->volume_line[i]);
+            free(spec);
+            return;
+        }
         int e = engine_remove_volume(r->engine, a->name, false);
         if (e == 0)
             e = engine_add_volume(r->engine, &c);
+        if (e == 0 && c.readonly)
+            cluster_release(c.name); /* read-only now: any node may serve it */
         if (e < 0) {
             const char *why = open_error(e);
             /* Put the old one back: an export that worked beats none. */

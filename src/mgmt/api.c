@@ -21,6 +21,8 @@
  *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}; 409 when disabled
  *   GET    /api/v1/volumes/NAME/prefetch      progress
  *   POST   /api/v1/reload                     re-read the config file (daemon/reload.h)
+ *   GET    /api/v1/cluster, POST /api/v1/cluster/memcached,
+ *   DELETE /api/v1/cluster/memcached/HOST:PORT  (api_cluster.h)
  *   GET    /metrics                           Prometheus
  *   GET    /, /dashboard                      browser (static.c)
  */
@@ -30,9 +32,11 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cluster/membership.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "mgmt/api_cluster.h"
 #include "mgmt/mgmt_internal.h"
 #include "mgmt/pending.h"
 
@@ -346,6 +350,19 @@ static void h_volume_get(struct mgmt *m, const struct mgmt_req *req, struct mgmt
     }
 }
 
+/* The cluster ownership an add took goes back when the add fails (r < 0
+ * when it returns); -EEXIST: the volume of that name holds it. */
+struct claim_guard {
+    const char *name;
+    const int *r;
+};
+
+static void claim_end(struct claim_guard *g)
+{
+    if (g->name && *g->r < 0 && *g->r != -EEXIST)
+        cluster_release(g->name);
+}
+
 static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
 {
     static const char *const keys[] = {"name",  "backing", "readonly", "enabled", "direct",
@@ -403,6 +420,13 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
         reply_error(rep, 409, "volume %s is being opened already", name);
         return;
     }
+    /* One writer per volume in a cluster: the owner's name if taken. */
+    char owner[512];
+    if (r == 0 && (r = cluster_claim(name, readonly, owner, sizeof owner)) < 0) {
+        reply_error(rep, r == -EBUSY ? 409 : 503, "%s", owner);
+        return;
+    }
+    __attribute__((cleanup(claim_end))) struct claim_guard claim = {r == 0 ? name : NULL, &r};
     if (r == 0 && !wait) {
         r = pending_begin(m, &vc);
         if (r == 0) {
@@ -412,6 +436,7 @@ static void h_volume_add(struct mgmt *m, const struct mgmt_req *req, struct mgmt
             return;
         }
         if (r == -EBUSY) {
+            claim.name = NULL; /* held by the add that is opening it */
             reply_error(rep, 409, "volume %s is being opened already", name);
             return;
         }
@@ -537,6 +562,7 @@ static void h_volume_remove(struct mgmt *m, const struct mgmt_req *req, struct m
         reply_error(rep, errno_status(r), "cannot remove volume %s: %s", req->name, strerror(-r));
         return;
     }
+    cluster_release(req->name);
     log_info(mgmt, "volume %s removed%s", req->name, force ? " (forced)" : "");
     if (persist(m, MGMT_VOLUME_REMOVED, req->name, NULL, rep))
         reply_empty(rep, 204);
@@ -707,6 +733,9 @@ static const struct route routes[] = {
     {"/api/v1/volumes/*/prefetch", MGMT_POST, h_prefetch_start},
     {"/api/v1/volumes/*/prefetch", MGMT_GET, h_prefetch_status},
     {"/api/v1/reload", MGMT_POST, h_reload},
+    {"/api/v1/cluster", MGMT_GET, api_cluster_get},
+    {"/api/v1/cluster/memcached", MGMT_POST, api_cluster_mc_add},
+    {"/api/v1/cluster/memcached/*", MGMT_DELETE, api_cluster_mc_remove},
     {"/metrics", MGMT_GET, h_metrics},
 };
 

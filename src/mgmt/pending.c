@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cluster/membership.h"
 #include "common/log.h"
 #include "mgmt/mgmt_internal.h"
 
@@ -108,6 +109,8 @@ static void *open_thread(void *arg)
         snprintf(why, sizeof why, "%s", be[0] ? be : strerror(-r));
     }
     if (r < 0) {
+        if (r != -EEXIST)
+            cluster_release(name); /* taken by the API's add */
         log_error(mgmt, "volume %s: cannot open back end %s: %s", name, e->spec, why);
     } else {
         log_info(mgmt, "volume %s added (%s%s%s)", name, e->spec,

@@ -78,10 +78,11 @@ fi
 
 conn="--url $URL --token-file $API_TOKEN_FILE"
 for m in "${modes[@]}"; do
-    expect "$m" "shoalctl " stats volumes volume enable disable invalidate prefetch cache mrc reload top version help
+    expect "$m" "shoalctl " stats volumes volume enable disable invalidate prefetch cache mrc cluster reload top version help
     expect "$m" "shoalctl vol" volumes volume
     expect "$m" "shoalctl volume " add remove
     expect "$m" "shoalctl cache " resize
+    expect "$m" "shoalctl cluster " status add remove
     expect "$m" "shoalctl stats --j" --json
     expect "$m" "shoalctl top --o" --once
     expect "$m" "shoalctl volume add x y --r" --readonly --raw

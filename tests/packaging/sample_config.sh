@@ -7,7 +7,8 @@
 #   - with every setting uncommented and its paths and ports moved into
 #     the test's directory, shoald starts with it too and serves what it
 #     describes: the gold file volume and the array volume over nbd+unix
-#     (an nbdkit memory export), the API over HTTPS, a pid file, the unix
+#     (an nbdkit memory export), [cluster] etcd (a real etcd, left out
+#     when none is installed), the API over HTTPS, a pid file, the unix
 #     socket's owner, group and mode; as root, the user and group it
 #     drops to (nobody and its group stand in for shoal and kvm, which a
 #     build machine lacks).
@@ -74,6 +75,21 @@ grep -E '^[a-z]' "$T/shoald.conf" | grep -E '=[ ]?/(etc|var|run)/' &&
 log "uncommented: $(grep -cE '^[a-z-]+ = ' "$T/shoald.conf") settings, $(grep -c '^\[' "$T/shoald.conf") sections"
 
 # What the uncommented file points at.
+if command -v etcd >/dev/null 2>&1; then
+    # [cluster] etcd: a real etcd at free ports.
+    cport=$(free_port)
+    pport=$(free_port)
+    bg etcd --name sample --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$cport" \
+        --advertise-client-urls "http://127.0.0.1:$cport" \
+        --listen-peer-urls "http://127.0.0.1:$pport" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+        --initial-cluster "sample=http://127.0.0.1:$pport" >"$T/etcd.log" 2>&1
+    wait_for 30 curl -sf --max-time 1 "http://127.0.0.1:$cport/health" || fail "etcd did not start"
+    sed -i "s|^etcd = http://127.0.0.1:2379\$|etcd = http://127.0.0.1:$cport|" "$T/shoald.conf"
+else
+    log "etcd is not installed (etcd-server): [cluster] etcd left out"
+    sed -i '/^etcd = /d' "$T/shoald.conf"
+fi
 random_file "$T/lib/gold.raw" $((2 << 20))
 bg nbdkit -f -U "$T/lib/nbd/array.sock" memory 8M
 wait_for 10 test -S "$T/lib/nbd/array.sock" || fail "nbdkit did not start"

@@ -489,6 +489,27 @@ static void test_json_everywhere(void **state)
     expect(rc, 1, out, "--json does not apply");
 }
 
+/* A daemon without [cluster] etcd (fake_cluster.c): status says so, changes
+ * are refused by the server (exit 2) in one line; bad usage is exit 1. */
+static void test_cluster_standalone(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "cluster status");
+    expect(rc, 0, out, "not in a cluster");
+    json_t *j = run_json("cluster status --json");
+    assert_true(json_is_false(json_object_get(j, "enabled")));
+    json_decref(j);
+    rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "cluster add 127.0.0.1:11211");
+    expect(rc, 2, out, "shoalctl: this node is not in a cluster (no [cluster] etcd)");
+    rc = run("SHOAL_TOKEN=" TOKEN, false, &out, "cluster remove 127.0.0.1:11211");
+    expect(rc, 2, out, "not in a cluster");
+    rc = run(NULL, false, &out, "cluster add");
+    expect(rc, 1, out, "usage: shoalctl cluster add HOST:PORT");
+    rc = run(NULL, false, &out, "cluster");
+    expect(rc, 1, out, "cluster: unknown or missing subcommand");
+}
+
 #define T(fn) cmocka_unit_test_setup(fn, setup)
 
 int main(void)
@@ -502,6 +523,7 @@ int main(void)
         T(test_exit_codes),
         T(test_json_everywhere),
         T(test_volume_add_relative),
+        T(test_cluster_standalone),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,112 @@
+/* A small etcd v3 client over etcd's HTTP/JSON gateway (etcd 3.4: POST of
+ * JSON to /v3/kv/range, /v3/kv/put, /v3/kv/deleterange, /v3/kv/txn,
+ * /v3/lease/grant|keepalive|revoke and the streaming /v3/watch). Keys and
+ * values travel base64-encoded; 64-bit numbers come back as JSON strings.
+ *
+ * Transport: libcurl, which the design brief names for the gateway and
+ * shoalctl already links: it brings HTTP/1.1 with chunked streaming (the
+ * watch), connect and total timeouts, and keep-alive connections, none of
+ * which is worth writing again over plain sockets.
+ *
+ * Endpoints: "http://127.0.0.1:2379,http://host:2379": a call tries them in
+ * turn, starting with the last one that answered, until one answers or all
+ * have failed. Every call is bounded by the client's timeout (the watch by
+ * its own stop flag). Errors: a negative errno, and one line that says why
+ * in etcd_error() (per thread; the caller decides whether to log it): -ETIMEDOUT / -ECONNREFUSED /
+ * -EHOSTUNREACH when no endpoint answered, -EPROTO for an answer that is not etcd's, -ENOENT for an
+ * unknown lease, -EEXIST for a failed create.
+ *
+ * Threads: a struct etcd may be used by several threads at once (each call
+ * has its own curl handle); the response parsers (etcd_parse_*) are pure. */
+#ifndef SHOAL_CLUSTER_ETCD_H
+#define SHOAL_CLUSTER_ETCD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ETCD_TIMEOUT_MS   2000
+#define ETCD_MAX_ENDPOINT 8
+
+struct etcd;
+
+/* `endpoints`: comma-separated http:// URLs (no path). Returns 0, or
+ * -EINVAL after logging one line, or -ENOMEM. Nothing is contacted. */
+int etcd_open(const char *endpoints, uint32_t timeout_ms, struct etcd **out);
+void etcd_close(struct etcd *e);
+/* The sentence of this thread's last failed call ("" after a success). */
+const char *etcd_error(void);
+/* Check an endpoint list without opening it: 0, or -EINVAL and a sentence
+ * in err. */
+int etcd_endpoints_check(const char *endpoints, char *err, size_t errlen);
+
+/* One key-value pair; value is NUL-terminated (its length in value_len). */
+struct etcd_kv {
+    char *key;
+    char *value;
+    size_t value_len;
+    int64_t create_revision, mod_revision, lease;
+};
+
+struct etcd_kvs {
+    struct etcd_kv *kv;
+    size_t n;
+    int64_t revision; /* the store's revision when answered */
+};
+void etcd_kvs_free(struct etcd_kvs *k);
+
+/* Every key starting with `prefix`, sorted by key. */
+int etcd_range_prefix(struct etcd *e, const char *prefix, struct etcd_kvs *out);
+/* Put `value` at `key`, under `lease` (0: none). */
+int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease);
+/* Delete `key`; *deleted (may be NULL) says whether it existed. */
+int etcd_delete(struct etcd *e, const char *key, bool *deleted);
+/* Create `key` only if it does not exist (a txn on create_revision == 0).
+ * Returns 0 when created, -EEXIST when it exists (its pair in *holder, to
+ * be freed with etcd_kvs_free; may be NULL). */
+int etcd_create(struct etcd *e, const char *key, const char *value, int64_t lease,
+                struct etcd_kvs *holder);
+/* Delete `key` only if its value is still `value` (a txn): so a node
+ * releases only what it holds. *deleted (may be NULL) says if it did. */
+int etcd_delete_if(struct etcd *e, const char *key, const char *value, bool *deleted);
+
+int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id);
+/* Renew a lease: 0 and *ttl_s left, or -ENOENT when it has expired. */
+int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_s);
+int etcd_lease_revoke(struct etcd *e, int64_t id);
+
+/* Watch every key under `prefix` from revision `start` (0: now). Blocks,
+ * calling `fn` once per batch of changes with the revision it reached,
+ * until `*stop` becomes true (returns 0), `fn` returns non-zero (returns
+ * that), the stream ends or breaks (-ECONNRESET and the like), or
+ * `max_ms` passed (0: no limit; returns 0). */
+int etcd_watch(struct etcd *e, const char *prefix, int64_t start,
+               int (*fn)(void *arg, int64_t revision, unsigned nevents), void *arg,
+               const bool *stop, uint32_t max_ms);
+
+/* ---- response parsing (pure; etcd_json.c; fuzzed by tests/fuzz/fuzz_etcd.c) ---- */
+
+/* An "error" answer ({"error", "code", "message"}) becomes -EPROTO with its
+ * message in err; a lease that etcd does not know, -ENOENT. */
+int etcd_parse_range(const char *buf, size_t len, struct etcd_kvs *out, char *err, size_t errlen);
+/* A txn: *succeeded, and the kvs of its first range response (failure). */
+int etcd_parse_txn(const char *buf, size_t len, bool *succeeded, struct etcd_kvs *out, char *err,
+                   size_t errlen);
+/* lease grant ("ID", "TTL") and keepalive ({"result": {"ID", "TTL"}}). */
+int etcd_parse_lease(const char *buf, size_t len, int64_t *id, int64_t *ttl, char *err,
+                     size_t errlen);
+/* deleterange: *deleted keys; put/revoke: only checks for an error. */
+int etcd_parse_deleted(const char *buf, size_t len, int64_t *deleted, char *err, size_t errlen);
+/* One watch message ({"result": {"header": {"revision"}, "events": [...],
+ * "created"?, "canceled"?}}): its revision and event count; -ECANCELED
+ * when etcd cancelled the watch (compacted, say). */
+int etcd_parse_watch(const char *buf, size_t len, int64_t *revision, unsigned *nevents, char *err,
+                     size_t errlen);
+
+/* base64 (RFC 4648, padded). encode: out needs 4 * ((n + 2) / 3) + 1.
+ * decode: returns the length, or -EINVAL; out needs 3 * (len / 4) + 1 and
+ * is NUL-terminated. */
+void etcd_b64_encode(const void *in, size_t n, char *out);
+long etcd_b64_decode(const char *in, size_t len, unsigned char *out);
+
+#endif

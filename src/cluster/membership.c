@@ -1,0 +1,618 @@
+/* See membership.h. Two threads: one renews the lease (and, if it was lost
+ * while etcd was out of reach, takes a new one and registers everything
+ * again), one watches the memcached list and hands it to the tier. */
+#include "cluster/membership.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/etcd.h"
+#include "cluster/mc_ring.h"
+#include "cluster/memcached.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+
+#define NODES_PREFIX  CLUSTER_PREFIX "nodes/"
+#define MC_PREFIX     CLUSTER_PREFIX "memcached/"
+#define OWNERS_PREFIX CLUSTER_PREFIX "owners/"
+#define WATCH_MAX_MS  30000 /* resync the list this often even without events */
+#define MAX_OWNED     4096
+
+struct cluster {
+    struct etcd *etcd;
+    char *endpoints;
+    char name[256];
+    char *memcached; /* own servers, canonical, comma-separated ("" none) */
+    char *api;
+    uint32_t ttl;
+    struct tier *tier;
+    time_t started;
+
+    pthread_mutex_t lock; /* guards what follows */
+    pthread_cond_t cond;  /* stop */
+    bool stop;
+    int64_t lease;
+    char *owned[MAX_OWNED]; /* volumes whose owner key this node holds */
+    unsigned nowned;
+
+    pthread_t keepalive, watch;
+    bool keepalive_started, watch_started;
+};
+
+static struct cluster *g;
+
+bool cluster_enabled(void)
+{
+    return g != NULL;
+}
+
+const char *cluster_node_name(void)
+{
+    return g ? g->name : "";
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleep up to ms unless stopped; true when stopped. */
+static bool wait_stop(struct cluster *c, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + (ms % 1000) * 1000000u;
+    until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    LOCK_GUARD(&c->lock);
+    while (!c->stop)
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
+            break;
+    return c->stop;
+}
+
+static int64_t lease_of(struct cluster *c)
+{
+    LOCK_GUARD(&c->lock);
+    return c->lease;
+}
+
+static char *key_of(const char *prefix, const char *name)
+{
+    char *k = NULL;
+    if (asprintf(&k, "%s%s", prefix, name) < 0)
+        return NULL;
+    return k;
+}
+
+/* The owner value: the lease tells this run from an earlier one of the
+ * same name. */
+static char *owner_value(struct cluster *c, int64_t lease)
+{
+    char l[32];
+    snprintf(l, sizeof l, "%" PRIx64, (uint64_t)lease);
+    json_t *v = json_pack("{s:s, s:s}", "node", c->name, "lease", l);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(v);
+    return s;
+}
+
+static const char *json_str(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* ---- registration ---- */
+
+static int put_node(struct cluster *c, int64_t lease, bool create)
+{
+    json_t *v = json_pack("{s:s, s:s?, s:s?, s:I, s:I}", "name", c->name, "memcached",
+                          c->memcached[0] ? c->memcached : NULL, "api", c->api, "started",
+                          (json_int_t)c->started, "pid", (json_int_t)getpid());
+    _cleanup_free_ char *val = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(v);
+    _cleanup_free_ char *key = key_of(NODES_PREFIX, c->name);
+    if (!val || !key)
+        return -ENOMEM;
+    return create ? etcd_create(c->etcd, key, val, lease, NULL)
+                  : etcd_put(c->etcd, key, val, lease);
+}
+
+static int put_own_memcached(struct cluster *c, int64_t lease)
+{
+    json_t *v = json_pack("{s:s}", "node", c->name);
+    _cleanup_free_ char *val = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    if (!val)
+        return -ENOMEM;
+    for (const char *s = c->memcached; *s;) {
+        size_t len = strcspn(s, ",");
+        char *one = strndup(s, len);
+        _cleanup_free_ char *key = one ? key_of(MC_PREFIX, one) : NULL;
+        free(one);
+        if (!key)
+            return -ENOMEM;
+        int r = etcd_put(c->etcd, key, val, lease);
+        if (r < 0)
+            return r;
+        s += len + (s[len] == ',');
+    }
+    return 0;
+}
+
+/* ---- the memcached list ---- */
+
+static int resync(struct cluster *c, int64_t *revision)
+{
+    struct etcd_kvs kvs;
+    int r = etcd_range_prefix(c->etcd, MC_PREFIX, &kvs);
+    if (r < 0)
+        return r;
+    size_t len = 1;
+    for (size_t i = 0; i < kvs.n; i++)
+        len += strlen(kvs.kv[i].key) + 1;
+    _cleanup_free_ char *list = malloc(len);
+    if (!list) {
+        etcd_kvs_free(&kvs);
+        return -ENOMEM;
+    }
+    list[0] = '\0';
+    unsigned n = 0;
+    for (size_t i = 0; i < kvs.n && n < MC_RING_MAX_SERVERS; i++) {
+        const char *server = kvs.kv[i].key + strlen(MC_PREFIX);
+        if (mc_ring_check(server, NULL, 0) < 0)
+            continue; /* logged; a bad key must not take the good ones with it */
+        if (n++)
+            strcat(list, ",");
+        strcat(list, server);
+    }
+    if (revision)
+        *revision = kvs.revision;
+    etcd_kvs_free(&kvs);
+    if (c->tier)
+        r = tier_memcached_set_servers(c->tier, list);
+    return r;
+}
+
+static int on_change(void *arg, int64_t revision, unsigned nevents)
+{
+    struct cluster *c = arg;
+    log_debug(cluster, "etcd: %u change(s) to the memcached list at revision %" PRId64, nevents,
+              revision);
+    int r = resync(c, NULL);
+    if (r < 0)
+        log_warn(cluster, "cannot read the memcached list: %s", etcd_error());
+    return 0;
+}
+
+static void *watch_main(void *arg)
+{
+    struct cluster *c = arg;
+    bool failing = false;
+    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        int64_t rev = 0;
+        int r = resync(c, &rev);
+        if (r == 0)
+            r = etcd_watch(c->etcd, MC_PREFIX, rev + 1, on_change, c, &c->stop, WATCH_MAX_MS);
+        if (r < 0 && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+            if (!failing)
+                log_warn(cluster, "watching the memcached list: %s (retrying)", etcd_error());
+            failing = true;
+            wait_stop(c, 1000);
+        } else if (r == 0 && failing) {
+            log_info(cluster, "watching the memcached list again");
+            failing = false;
+        }
+    }
+    return NULL;
+}
+
+/* ---- the lease ---- */
+
+/* The lease expired (etcd was out of reach for a TTL): take a new one and
+ * register again. Volumes are claimed again; one that another node took
+ * meanwhile is said loudly: it is still served here. */
+static int relet(struct cluster *c)
+{
+    int64_t lease;
+    int r = etcd_lease_grant(c->etcd, c->ttl, &lease);
+    if (r < 0)
+        return r;
+    if ((r = put_node(c, lease, false)) < 0 || (r = put_own_memcached(c, lease)) < 0) {
+        etcd_lease_revoke(c->etcd, lease);
+        return r;
+    }
+    _cleanup_free_ char *val = owner_value(c, lease);
+    /* The names are copied so that no network call holds the lock. */
+    char **names = NULL;
+    unsigned n = 0;
+    {
+        LOCK_GUARD(&c->lock);
+        c->lease = lease;
+        names = calloc(c->nowned + 1, sizeof *names);
+        for (unsigned i = 0; names && i < c->nowned; i++)
+            if ((names[n] = strdup(c->owned[i])))
+                n++;
+    }
+    for (unsigned i = 0; val && i < n; i++) {
+        _cleanup_free_ char *key = key_of(OWNERS_PREFIX, names[i]);
+        struct etcd_kvs holder = {0};
+        int e = key ? etcd_create(c->etcd, key, val, lease, &holder) : -ENOMEM;
+        if (e == -EEXIST) {
+            json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
+            log_error(cluster,
+                      "volume %s: node %s took its ownership while this node's lease had "
+                      "expired; it is still served here (remove it on one of them)",
+                      names[i], json_str(hv, "node") ? json_str(hv, "node") : "?");
+            json_decref(hv);
+        } else if (e < 0) {
+            log_error(cluster, "volume %s: cannot claim it again: %s", names[i], etcd_error());
+        }
+        etcd_kvs_free(&holder);
+    }
+    for (unsigned i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return 0;
+}
+
+static void *keepalive_main(void *arg)
+{
+    struct cluster *c = arg;
+    bool failing = false;
+    uint64_t period = (uint64_t)c->ttl * 1000 / 3;
+    while (!wait_stop(c, period)) {
+        int64_t ttl = 0;
+        int r = etcd_lease_keepalive(c->etcd, lease_of(c), &ttl);
+        if (r == -ENOENT) {
+            log_warn(cluster, "etcd lease expired: registering node %s again", c->name);
+            r = relet(c);
+        }
+        if (r < 0 && !failing)
+            log_warn(cluster, "cannot renew the etcd lease: %s (retrying)", etcd_error());
+        else if (r == 0 && failing)
+            log_info(cluster, "etcd lease renewed again");
+        failing = r < 0;
+        /* Retry sooner while failing: the lease runs out meanwhile. */
+        period = failing ? 1000 : (uint64_t)c->ttl * 1000 / 3;
+    }
+    return NULL;
+}
+
+/* ---- start, stop ---- */
+
+static void cluster_free(struct cluster *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->nowned; i++)
+        free(c->owned[i]);
+    etcd_close(c->etcd);
+    free(c->endpoints);
+    free(c->memcached);
+    free(c->api);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+static int canon_list(const char *in, char **out, char *err, size_t errlen)
+{
+    size_t cap = (in ? strlen(in) : 0) * 2 + 64;
+    char *list = calloc(1, cap);
+    if (!list)
+        return -ENOMEM;
+    for (const char *s = in ? in : ""; *s;) {
+        size_t len = strcspn(s, ",");
+        char one[300], name[300];
+        snprintf(one, sizeof one, "%.*s", (int)len, s);
+        if (len >= sizeof one || mc_ring_check(one, name, sizeof name) < 0) {
+            snprintf(err, errlen, "bad memcached server \"%s\" (want HOST:PORT)", one);
+            free(list);
+            return -EINVAL;
+        }
+        if (strlen(list) + strlen(name) + 2 > cap) {
+            free(list);
+            return -ENOMEM;
+        }
+        if (*list)
+            strcat(list, ",");
+        strcat(list, name);
+        s += len + (s[len] == ',');
+    }
+    *out = list;
+    return 0;
+}
+
+/* Register the node's name; an earlier run's registration (killed, its
+ * lease not yet expired) is waited out. */
+static int register_node(struct cluster *c, char *err, size_t errlen)
+{
+    uint64_t until = now_ms() + (uint64_t)c->ttl * 1500 + 1000;
+    bool said = false;
+    for (;;) {
+        int r = put_node(c, c->lease, true);
+        if (r != -EEXIST)
+            return r;
+        if (now_ms() >= until) {
+            snprintf(err, errlen,
+                     "node name %s is registered in etcd by a running shoald (give this one "
+                     "another --node-name)",
+                     c->name);
+            return -EADDRINUSE;
+        }
+        if (!said)
+            log_info(cluster,
+                     "node %s is still registered in etcd (an earlier run?): waiting up to %u s "
+                     "for its lease to expire",
+                     c->name, c->ttl * 3 / 2 + 1);
+        said = true;
+        usleep(500 * 1000);
+    }
+}
+
+int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
+{
+    if (g) {
+        snprintf(err, errlen, "the cluster is started already");
+        return -EALREADY;
+    }
+    struct cluster *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    c->ttl = cfg->lease_ttl_s ? cfg->lease_ttl_s : CLUSTER_LEASE_TTL_S;
+    c->tier = cfg->tier;
+    c->started = time(NULL);
+    if (cfg->node_name && *cfg->node_name)
+        snprintf(c->name, sizeof c->name, "%s", cfg->node_name);
+    else if (gethostname(c->name, sizeof c->name - 1) < 0 || !c->name[0])
+        snprintf(c->name, sizeof c->name, "localhost");
+    c->endpoints = strdup(cfg->etcd ? cfg->etcd : "");
+    c->api = strdup(cfg->api ? cfg->api : "");
+    int r =
+        !c->endpoints || !c->api ? -ENOMEM : canon_list(cfg->memcached, &c->memcached, err, errlen);
+    if (r == 0 && (r = etcd_open(c->endpoints, 0, &c->etcd)) < 0)
+        snprintf(err, errlen, "%s", etcd_error());
+    if (r == 0 && (r = etcd_lease_grant(c->etcd, c->ttl, &c->lease)) < 0)
+        snprintf(err, errlen, "cannot take a lease in etcd: %s", etcd_error());
+    if (r < 0) {
+        cluster_free(c);
+        return r;
+    }
+    r = register_node(c, err, errlen);
+    if (r < 0 && r != -EADDRINUSE)
+        snprintf(err, errlen, "cannot register node %s in etcd: %s", c->name, etcd_error());
+    if (r == 0 && (r = put_own_memcached(c, c->lease)) < 0)
+        snprintf(err, errlen, "cannot register memcached %s in etcd: %s", c->memcached,
+                 etcd_error());
+    if (r == 0 && (r = resync(c, NULL)) < 0)
+        snprintf(err, errlen, "cannot read the memcached list from etcd: %s", etcd_error());
+    if (r == 0) {
+        r = -pthread_create(&c->keepalive, NULL, keepalive_main, c);
+        c->keepalive_started = r == 0;
+    }
+    if (r == 0) {
+        r = -pthread_create(&c->watch, NULL, watch_main, c);
+        c->watch_started = r == 0;
+    }
+    if (r < 0) {
+        if (!err[0])
+            snprintf(err, errlen, "cannot start the cluster threads: %s", strerror(-r));
+        g = c;
+        cluster_stop();
+        return r;
+    }
+    log_info(cluster, "node %s joined the cluster (etcd %s, lease %" PRIx64 ", TTL %u s%s%s)",
+             c->name, c->endpoints, (uint64_t)c->lease, c->ttl,
+             c->memcached[0] ? ", memcached " : "", c->memcached);
+    g = c;
+    return 0;
+}
+
+void cluster_stop(void)
+{
+    struct cluster *c = g;
+    if (!c)
+        return;
+    {
+        LOCK_GUARD(&c->lock);
+        __atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&c->cond);
+    }
+    if (c->keepalive_started)
+        pthread_join(c->keepalive, NULL);
+    if (c->watch_started)
+        pthread_join(c->watch, NULL);
+    /* Revoking the lease deletes every key under it at once. */
+    if (c->lease && etcd_lease_revoke(c->etcd, c->lease) < 0)
+        log_warn(cluster, "cannot revoke the etcd lease (its keys go when it expires): %s",
+                 etcd_error());
+    else
+        log_info(cluster, "node %s left the cluster", c->name);
+    g = NULL;
+    cluster_free(c);
+}
+
+/* ---- ownership ---- */
+
+int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
+{
+    struct cluster *c = g;
+    if (!c || readonly)
+        return 0;
+    _cleanup_free_ char *key = key_of(OWNERS_PREFIX, volume);
+    int64_t lease = lease_of(c);
+    _cleanup_free_ char *val = owner_value(c, lease);
+    if (!key || !val)
+        return -ENOMEM;
+    struct etcd_kvs holder = {0};
+    int r = etcd_create(c->etcd, key, val, lease, &holder);
+    if (r == -EEXIST) {
+        json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
+        const char *node = json_str(hv, "node");
+        if (holder.n && holder.kv[0].lease == lease && node && !strcmp(node, c->name))
+            r = 0; /* ours already (added again after a failed add, say) */
+        else
+            snprintf(err, errlen, "volume %s is served read-write by node %s", volume,
+                     node ? node : "(unknown)");
+        json_decref(hv);
+        etcd_kvs_free(&holder);
+        if (r < 0)
+            return -EBUSY;
+    } else if (r < 0) {
+        snprintf(err, errlen, "volume %s: cannot take its ownership in etcd: %s", volume,
+                 etcd_error());
+        return r;
+    }
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; i < c->nowned; i++)
+        if (!strcmp(c->owned[i], volume))
+            return 0;
+    if (c->nowned == MAX_OWNED || !(c->owned[c->nowned] = strdup(volume))) {
+        snprintf(err, errlen, "volume %s: too many volumes to track", volume);
+        return -ENOMEM;
+    }
+    c->nowned++;
+    log_info(cluster, "volume %s: owned read-write by node %s", volume, c->name);
+    return 0;
+}
+
+void cluster_release(const char *volume)
+{
+    struct cluster *c = g;
+    if (!c)
+        return;
+    {
+        LOCK_GUARD(&c->lock);
+        unsigned i = 0;
+        while (i < c->nowned && strcmp(c->owned[i], volume) != 0)
+            i++;
+        if (i == c->nowned)
+            return;
+        free(c->owned[i]);
+        c->owned[i] = c->owned[--c->nowned];
+    }
+    _cleanup_free_ char *key = key_of(OWNERS_PREFIX, volume);
+    _cleanup_free_ char *val = owner_value(c, lease_of(c));
+    bool deleted = false;
+    if (!key || !val || etcd_delete_if(c->etcd, key, val, &deleted) < 0)
+        log_warn(cluster, "volume %s: cannot release its ownership (it goes with the lease): %s",
+                 volume, etcd_error());
+    else if (deleted)
+        log_info(cluster, "volume %s: ownership released", volume);
+}
+
+/* ---- status and the memcached list ---- */
+
+int cluster_status(json_t **out, char *err, size_t errlen)
+{
+    struct cluster *c = g;
+    if (!c) {
+        *out = json_pack("{s:b}", "enabled", 0);
+        return *out ? 0 : -ENOMEM;
+    }
+    struct etcd_kvs kvs;
+    int r = etcd_range_prefix(c->etcd, CLUSTER_PREFIX, &kvs);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", etcd_error());
+        return r;
+    }
+    json_t *nodes = json_array(), *mc = json_array(), *owners = json_array(), *ring = json_array();
+    for (size_t i = 0; i < kvs.n; i++) {
+        const char *k = kvs.kv[i].key;
+        json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
+        if (!strncmp(k, NODES_PREFIX, strlen(NODES_PREFIX)) && json_is_object(v)) {
+            json_object_set_new(v, "name", json_string(k + strlen(NODES_PREFIX)));
+            json_object_set_new(v, "self",
+                                json_boolean(!strcmp(k + strlen(NODES_PREFIX), c->name)));
+            json_array_append(nodes, v);
+        } else if (!strncmp(k, MC_PREFIX, strlen(MC_PREFIX))) {
+            const char *node = json_str(v, "node");
+            json_array_append_new(mc, json_pack("{s:s, s:s?, s:b}", "server", k + strlen(MC_PREFIX),
+                                                "node", node, "leased", kvs.kv[i].lease != 0));
+        } else if (!strncmp(k, OWNERS_PREFIX, strlen(OWNERS_PREFIX))) {
+            const char *node = json_str(v, "node");
+            json_array_append_new(owners, json_pack("{s:s, s:s?}", "volume",
+                                                    k + strlen(OWNERS_PREFIX), "node", node));
+        }
+        json_decref(v);
+    }
+    etcd_kvs_free(&kvs);
+    char list[MC_RING_MAX_SERVERS * 280] = "";
+    if (c->tier && tier_memcached_servers(c->tier, list, sizeof list) >= 0)
+        for (const char *s = list; *s;) {
+            size_t len = strcspn(s, ",");
+            json_array_append_new(ring, json_stringn(s, len));
+            s += len + (s[len] == ',');
+        }
+    *out = json_pack("{s:b, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "enabled", 1, "node", c->name,
+                     "etcd", c->endpoints, "lease_ttl", (int)c->ttl, "ring", ring, "nodes", nodes,
+                     "memcached", mc, "owners", owners);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int mc_key(const char *server, char *canon, size_t canonlen, char **key, char *err,
+                  size_t errlen)
+{
+    if (!g) {
+        snprintf(err, errlen, "this node is not in a cluster (no [cluster] etcd)");
+        return -ENOTCONN;
+    }
+    if (mc_ring_check(server, canon, canonlen) < 0) {
+        snprintf(err, errlen, "bad memcached server \"%s\" (want HOST:PORT)", server);
+        return -EINVAL;
+    }
+    *key = key_of(MC_PREFIX, canon);
+    return *key ? 0 : -ENOMEM;
+}
+
+int cluster_memcached_add(const char *server, char *canon, size_t canonlen, char *err,
+                          size_t errlen)
+{
+    _cleanup_free_ char *key = NULL;
+    int r = mc_key(server, canon, canonlen, &key, err, errlen);
+    if (r < 0)
+        return r;
+    r = etcd_put(g->etcd, key, "{\"node\":null}", 0);
+    if (r < 0)
+        snprintf(err, errlen, "%s", etcd_error());
+    else
+        log_info(cluster, "memcached %s added to the cluster", canon);
+    return r;
+}
+
+int cluster_memcached_remove(const char *server, char *canon, size_t canonlen, char *err,
+                             size_t errlen)
+{
+    _cleanup_free_ char *key = NULL;
+    int r = mc_key(server, canon, canonlen, &key, err, errlen);
+    if (r < 0)
+        return r;
+    bool deleted = false;
+    r = etcd_delete(g->etcd, key, &deleted);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", etcd_error());
+        return r;
+    }
+    if (!deleted) {
+        snprintf(err, errlen, "memcached %s is not in the cluster", canon);
+        return -ENOENT;
+    }
+    log_info(cluster, "memcached %s removed from the cluster", canon);
+    return 0;
+}

@@ -1,0 +1,76 @@
+/* Cluster membership and volume ownership in etcd (docs/cluster.md).
+ *
+ * A node with `[cluster] etcd = ...` keeps a lease (TTL lease_ttl_s,
+ * renewed every TTL/3 on its own thread) and, under it:
+ *   shoal/v1/nodes/<name>          {"name", "memcached", "api", "started", "pid"}
+ *   shoal/v1/memcached/<host:port>  its own memcached server(s) {"node"}
+ *   shoal/v1/owners/<volume>       each volume it serves read-write {"node", "lease"}
+ * Servers added by `shoalctl cluster add` are memcached keys without a
+ * lease ({"node": null}). Every node watches shoal/v1/memcached/ and gives
+ * the memcached tier the list it finds there, so all nodes hash with the
+ * same ring; a node that dies loses its lease after the TTL, and with it its
+ * registration, its memcached server and its volumes.
+ *
+ * One writer per volume: cluster_claim creates the owner key only if it
+ * does not exist (a txn on create_revision == 0); read-only volumes take
+ * none and may be served by every node.
+ *
+ * The cluster is one per process (started by shoald's main); every
+ * function below is a no-op returning 0 when it is not started, so a single
+ * node without [cluster] etcd needs no etcd. Thread-safe. */
+#ifndef SHOAL_CLUSTER_MEMBERSHIP_H
+#define SHOAL_CLUSTER_MEMBERSHIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/tier.h"
+
+#define CLUSTER_LEASE_TTL_S 10
+#define CLUSTER_PREFIX      "shoal/v1/"
+
+struct cluster_config {
+    const char *etcd;      /* endpoints, "http://127.0.0.1:2379[,...]" */
+    const char *node_name; /* NULL: the host name */
+    const char *memcached; /* this node's own server(s), "host:port[,...]"; NULL: none */
+    const char *api;       /* where its management API listens (shown by status) */
+    uint32_t lease_ttl_s;  /* 0: CLUSTER_LEASE_TTL_S */
+    struct tier *tier;     /* the memcached tier to give the list to (NULL: none) */
+};
+
+/* Connect, take the lease, register the node and its memcached server(s),
+ * read the server list and start watching. If the node's name is
+ * registered already (a previous run killed less than a TTL ago), waits
+ * for that registration to expire, up to 1.5 TTL. Returns 0, or a
+ * negative errno and one sentence in err. */
+int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen);
+/* Stop the threads and revoke the lease: the node's keys (registration,
+ * memcached, volume ownership) go at once. */
+void cluster_stop(void);
+bool cluster_enabled(void);
+const char *cluster_node_name(void);
+
+/* Before a volume is served: a read-write one takes shoal/v1/owners/<vol>.
+ * Returns 0 (taken, already ours, read-only, or no cluster), -EBUSY with
+ * "volume X is served read-write by node Y" in err, or another negative
+ * errno when etcd cannot be asked (err says why). */
+int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen);
+/* After a volume is removed: give its ownership back (if this node holds it). */
+void cluster_release(const char *volume);
+
+/* GET /api/v1/cluster: {"enabled", "node", "etcd", "lease_ttl", "ring",
+ * "nodes": [...], "memcached": [...], "owners": [...]}. Returns 0 or a
+ * negative errno (err: why). */
+int cluster_status(json_t **out, char *err, size_t errlen);
+/* `shoalctl cluster add|remove HOST:PORT`: a memcached key without a lease.
+ * -EINVAL (bad name), -ENOENT (remove: not listed), -ENOTCONN (no cluster),
+ * or an etcd error; err says which. *canon: the name as placed. */
+int cluster_memcached_add(const char *server, char *canon, size_t canonlen, char *err,
+                          size_t errlen);
+int cluster_memcached_remove(const char *server, char *canon, size_t canonlen, char *err,
+                             size_t errlen);
+
+#endif
