@@ -120,7 +120,7 @@ static uint32_t vpd_block_limits(uint8_t *p)
     scsi_put16(p + 6, SCSI_PHYS_BLOCKS);            /* optimal transfer length granularity */
     scsi_put32(p + 8, SCSI_MAX_XFER_BLOCKS);        /* maximum transfer length */
     scsi_put32(p + 12, SCSI_MAX_XFER_BLOCKS);       /* optimal transfer length */
-    scsi_put32(p + 16, 0);                          /* maximum prefetch length */
+    scsi_put32(p + 16, SCSI_MAX_PREFETCH_BLOCKS);   /* maximum prefetch length */
     scsi_put32(p + 20, SCSI_MAX_UNMAP_BLOCKS);      /* maximum unmap LBA count */
     scsi_put32(p + 24, SCSI_MAX_UNMAP_DESCS);       /* maximum unmap block descriptor count */
     scsi_put32(p + 28, SCSI_PHYS_BLOCKS);           /* optimal unmap granularity */

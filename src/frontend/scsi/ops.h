@@ -4,11 +4,14 @@
 #ifndef SHOAL_FRONTEND_SCSI_OPS_H
 #define SHOAL_FRONTEND_SCSI_OPS_H
 
+#include "core/submit.h"
 #include "core/volume_io.h"
 #include "frontend/scsi/scsi_int.h"
 
 /* Largest READ / WRITE / VERIFY in logical blocks: the core's largest I/O. */
 #define SCSI_MAX_XFER_BLOCKS (VOL_MAX_IO >> SCSI_LBA_SHIFT)
+/* PRE-FETCH: the core warms at most VOL_CACHE_MAX per request. */
+#define SCSI_MAX_PREFETCH_BLOCKS (VOL_CACHE_MAX >> SCSI_LBA_SHIFT)
 /* UNMAP and WRITE SAME. Deallocating costs the back end little, but one
  * whose storage cannot punch holes writes zeros: these bound a command's
  * time (libiscsi also wants explicit limits below 1 Mi). */

@@ -1,5 +1,5 @@
-/* READ, WRITE and WRITE AND VERIFY (6/10/12/16), SYNCHRONIZE CACHE (10/16)
- * (SBC-4 5), and the table of the block commands, whose other members live
+/* READ, WRITE and WRITE AND VERIFY (6/10/12/16), SYNCHRONIZE CACHE and
+ * PRE-FETCH (10/16) (SBC-4 5), and the table of the block commands, whose other members live
  * in verify.c, write_same.c and unmap.c. */
 #include <string.h>
 
@@ -147,6 +147,31 @@ static enum scsi_exec_result sync_cache(struct scsi_cmd *c)
     return scsi_submit(c, c->lu->v, NULL, NULL);
 }
 
+/* PRE-FETCH (10/16) (SBC-4 5.8): warms the range into the cache. GOOD
+ * rather than CONDITION MET: the cache may evict the blocks again before
+ * they are read, so nothing is promised. IMMED is answered after the
+ * warm-up too. */
+static enum scsi_exec_result prefetch(struct scsi_cmd *c)
+{
+    const uint8_t *cdb = c->cdb;
+    bool p16 = cdb[0] == 0x90;
+    uint64_t lba = p16 ? scsi_get64(cdb + 2) : scsi_get32(cdb + 2);
+    uint32_t blocks = p16 ? scsi_get32(cdb + 10) : scsi_get16(cdb + 7);
+    if (scsi_check_lba(c, lba, blocks) < 0)
+        return SCSI_DONE;
+    if (blocks > SCSI_MAX_PREFETCH_BLOCKS)
+        return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true, p16 ? 10 : 7,
+                                -1);
+    if (blocks == 0)
+        return scsi_good(c);
+    struct vol_io *io = &c->priv.io;
+    memset(io, 0, sizeof *io);
+    io->op = VOL_IO_CACHE;
+    io->offset = lba << SCSI_LBA_SHIFT;
+    io->length = (uint64_t)blocks << SCSI_LBA_SHIFT;
+    return scsi_submit(c, c->lu->v, NULL, NULL);
+}
+
 /* CDB usage data: what an initiator may set (REPORT SUPPORTED OPERATION
  * CODES). Byte 1 of the 10/12/16-byte forms: DPO, FUA (and FUA_NV,
  * obsolete but accepted); the group number's low 5 bits. */
@@ -189,6 +214,8 @@ const struct scsi_op scsi_ops_rw[] = {
     OP(0x8f, 16, 0, "VERIFY (16)", scsi_exec_verify, RW16(0x8f, 0x16)),
     OP(0x35, 10, 0, "SYNCHRONIZE CACHE (10)", sync_cache, RW10(0x35, 0x02)),
     OP(0x91, 16, 0, "SYNCHRONIZE CACHE (16)", sync_cache, RW16(0x91, 0x02)),
+    OP(0x34, 10, 0, "PRE-FETCH (10)", prefetch, RW10(0x34, 0x02)),
+    OP(0x90, 16, 0, "PRE-FETCH (16)", prefetch, RW16(0x90, 0x02)),
     OP(0x41, 10, W, "WRITE SAME (10)", scsi_exec_write_same, RW10(0x41, 0x08)),
     OP(0x93, 16, W, "WRITE SAME (16)", scsi_exec_write_same, RW16(0x93, 0x09)),
     OP(0x42, 10, W, "UNMAP", scsi_exec_unmap, {0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0x07}),

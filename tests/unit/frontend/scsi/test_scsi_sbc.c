@@ -321,6 +321,25 @@ static void test_sync_cache(void **state)
     assert_sense(SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
 }
 
+static void test_prefetch(void **state)
+{
+    (void)state;
+    uint8_t c[16];
+    cdb10(c, 0x34, 0x02, 0, 256);
+    run_full(g_env->lu, &nexus_a, c, 10, NULL, 0, IN_MAX);
+    assert_good();
+    assert_int_equal(R.in_len, 0);
+    cdb16(c, 0x90, 0, VOL_BLOCKS - 1, 1);
+    run_full(g_env->lu, &nexus_a, c, 16, NULL, 0, IN_MAX);
+    assert_good();
+    cdb10(c, 0x34, 0, VOL_BLOCKS + 1, 0);
+    run_full(g_env->lu, &nexus_a, c, 10, NULL, 0, IN_MAX);
+    assert_sense(SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+    cdb16(c, 0x90, 0, 0, 65537);
+    run_full(g_env->lu, &nexus_a, c, 16, NULL, 0, IN_MAX);
+    assert_bad_cdb(10, -1);
+}
+
 static void test_write_same(void **state)
 {
     (void)state;
@@ -599,11 +618,11 @@ static void test_get_lba_status(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read),           cmocka_unit_test(test_read_errors),
-        cmocka_unit_test(test_write),          cmocka_unit_test(test_write_errors),
-        cmocka_unit_test(test_verify),         cmocka_unit_test(test_sync_cache),
-        cmocka_unit_test(test_write_same),     cmocka_unit_test(test_unmap),
-        cmocka_unit_test(test_get_lba_status),
+        cmocka_unit_test(test_read),     cmocka_unit_test(test_read_errors),
+        cmocka_unit_test(test_write),    cmocka_unit_test(test_write_errors),
+        cmocka_unit_test(test_verify),   cmocka_unit_test(test_sync_cache),
+        cmocka_unit_test(test_prefetch), cmocka_unit_test(test_write_same),
+        cmocka_unit_test(test_unmap),    cmocka_unit_test(test_get_lba_status),
     };
     return RUN_BOTH(tests);
 }
