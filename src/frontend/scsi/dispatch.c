@@ -1,7 +1,8 @@
 /* Decoding a CDB to its op, and the checks every command passes before it
  * runs, in the order SAM-5 and SPC-5 give them precedence: the LU exists,
- * a pending unit attention, the opcode and service action, the CDB, a
- * reservation held by another nexus, a read-only medium. */
+ * a pending unit attention, the opcode and service action, the CDB (its
+ * length, its CONTROL byte), a reservation held by another nexus, a
+ * read-only medium. */
 #include <stddef.h>
 
 #include "core/engine.h"
@@ -108,6 +109,12 @@ enum scsi_exec_result scsi_dispatch(struct scsi_cmd *c)
         return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true, 0, -1);
     if (opcode == 0x7f && (c->cdb_len < 8 || c->cdb_len < 8u + c->cdb[7]))
         return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true, 7, -1);
+
+    /* The CONTROL byte: no ACA (NACA) and no linked commands (LINK). */
+    unsigned ctl = op->cdb_len ? op->cdb_len - 1u : opcode == 0x7f ? 1u : 0u;
+    if (ctl && (c->cdb[ctl] & 0x05))
+        return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true,
+                                (uint16_t)ctl, (c->cdb[ctl] & 0x04) ? 2 : 0);
 
     if (c->lu && !(op->flags & SCSI_OP_PR_ALLOW) && c->nexus && scsi_pr_blocks(c, op))
         return scsi_conflict(c);

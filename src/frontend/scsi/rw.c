@@ -195,19 +195,20 @@ static enum scsi_exec_result prefetch(struct scsi_cmd *c)
 
 /* CDB usage data: what an initiator may set (REPORT SUPPORTED OPERATION
  * CODES). Byte 1 of the 10/12/16-byte forms: DPO, FUA (and FUA_NV,
- * obsolete but accepted); the group number's low 5 bits. */
+ * obsolete but accepted); the group number's low 5 bits; nothing in the
+ * CONTROL byte (NACA and LINK are refused). */
 #define RW10(op, b1)                                                                               \
     {                                                                                              \
-        (op), (b1), 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0x07                                 \
+        (op), (b1), 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0x00                                 \
     }
 #define RW12(op, b1)                                                                               \
     {                                                                                              \
-        (op), (b1), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x07                     \
+        (op), (b1), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x00                     \
     }
 #define RW16(op, b1)                                                                               \
     {                                                                                              \
         (op), (b1), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f,  \
-            0x07                                                                                   \
+            0x00                                                                                   \
     }
 
 #define OP(code, len, fl, name_, fn, ...)                                                          \
@@ -219,11 +220,11 @@ static enum scsi_exec_result prefetch(struct scsi_cmd *c)
 #define W SCSI_OP_WRITES
 
 const struct scsi_op scsi_ops_rw[] = {
-    OP(0x08, 6, 0, "READ (6)", do_read, {0x08, 0x1f, 0xff, 0xff, 0xff, 0x07}),
+    OP(0x08, 6, 0, "READ (6)", do_read, {0x08, 0x1f, 0xff, 0xff, 0xff, 0x00}),
     OP(0x28, 10, 0, "READ (10)", do_read, RW10(0x28, 0x18)),
     OP(0xa8, 12, 0, "READ (12)", do_read, RW12(0xa8, 0x18)),
     OP(0x88, 16, 0, "READ (16)", do_read, RW16(0x88, 0x18)),
-    OP(0x0a, 6, W, "WRITE (6)", do_write, {0x0a, 0x1f, 0xff, 0xff, 0xff, 0x07}),
+    OP(0x0a, 6, W, "WRITE (6)", do_write, {0x0a, 0x1f, 0xff, 0xff, 0xff, 0x00}),
     OP(0x2a, 10, W, "WRITE (10)", do_write, RW10(0x2a, 0x1a)),
     OP(0xaa, 12, W, "WRITE (12)", do_write, RW12(0xaa, 0x1a)),
     OP(0x8a, 16, W, "WRITE (16)", do_write, RW16(0x8a, 0x1a)),
@@ -239,12 +240,12 @@ const struct scsi_op scsi_ops_rw[] = {
     OP(0x90, 16, 0, "PRE-FETCH (16)", prefetch, RW16(0x90, 0x02)),
     OP(0x41, 10, W, "WRITE SAME (10)", scsi_exec_write_same, RW10(0x41, 0x08)),
     OP(0x93, 16, W, "WRITE SAME (16)", scsi_exec_write_same, RW16(0x93, 0x09)),
-    OP(0x42, 10, W, "UNMAP", scsi_exec_unmap, {0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0x07}),
+    OP(0x42, 10, W, "UNMAP", scsi_exec_unmap, {0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0x00}),
     {.opcode = 0x9e,
      .service_action = 0x12,
      .cdb_len = 16,
      .usage = {0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-               0, 0x07},
+               0, 0x00},
      .name = "GET LBA STATUS",
      .exec = scsi_exec_get_lba_status},
     {.name = NULL},

@@ -18,6 +18,13 @@ static void test_unknown_opcode(void **state)
     uint8_t sa[16] = {0x9e, 0x1f};
     run(sa, NULL, 0);
     assert_bad_cdb(1, 4);
+    /* NACA and LINK in the CONTROL byte. */
+    uint8_t naca[6] = {0x00, 0, 0, 0, 0, 0x04};
+    run(naca, NULL, 0);
+    assert_bad_cdb(5, 2);
+    uint8_t link[10] = {0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x01};
+    run(link, NULL, 0);
+    assert_bad_cdb(9, 0);
     /* A CDB shorter than its group's length. */
     uint8_t rd[16] = {0x28};
     run_full(g_env->lu, &nexus_a, rd, 6, NULL, 0, IN_MAX);
