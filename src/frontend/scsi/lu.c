@@ -96,6 +96,11 @@ struct volume *scsi_lu_volume(const struct scsi_lu *lu)
     return lu->v;
 }
 
+struct engine *scsi_lu_engine(const struct scsi_lu *lu)
+{
+    return lu->e;
+}
+
 /* ---- unit attentions ---- */
 
 static struct scsi_ua *ua_find_locked(struct scsi_lu *lu, uint64_t nexus, bool make)

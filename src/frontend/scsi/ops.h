@@ -18,8 +18,6 @@
 #define SCSI_MAX_UNMAP_BLOCKS      (1u << 20)
 #define SCSI_MAX_UNMAP_DESCS       128u
 #define SCSI_MAX_WRITE_SAME_BLOCKS (1u << 20)
-/* COMPARE AND WRITE (VPD 0xB0): one block, what ATS asks for. */
-#define SCSI_CAW_MAX_BLOCKS 1u
 /* The cache block in logical blocks: the optimal granularity of every
  * transfer and unmap, and READ CAPACITY (16)'s physical block exponent. */
 #define SCSI_PHYS_EXP    3u

@@ -111,6 +111,9 @@ struct scsi_lu {
     void *copy_state;
 };
 
+/* The engine of the LU's volume (EXTENDED COPY finds other volumes in it). */
+struct engine *scsi_lu_engine(const struct scsi_lu *lu);
+
 /* ---- unit attentions (lu.c) ----
  * Queued per nexus the LU has seen (a command from it, or a post). REQUEST
  * SENSE and every command but INQUIRY / REPORT LUNS report and clear the
