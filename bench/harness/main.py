@@ -20,6 +20,7 @@ import costs  # noqa: E402
 import dirmem  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
+import iscsi  # noqa: E402
 import storm  # noqa: E402
 from common import MODES, Ratios, loadavg, say  # noqa: E402
 from procs import BenchError, Procs, install_signal_handlers  # noqa: E402
@@ -128,7 +129,7 @@ def main():
               "e2fsprogs openssl meson ninja-build)" % " ".join(missing), file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
-    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 9))
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 10))
     install_signal_handlers()
 
     t_start = time.monotonic()
@@ -199,6 +200,8 @@ def main():
                  ctx.cfg["data_size"])
         if 8 in only:
             step("scenario 8", dirmem.scenario8_directory_memory, ctx)
+        if 9 in only:
+            step("scenario 9", iscsi.scenario9_iscsi, ctx)
 
         la = loadavg()
         mach["load_end"], mach["loadavg_end"] = la["1m"], la
@@ -224,7 +227,7 @@ def main():
         print_report(doc)
         print("\nresults: %s%s" % (jpath, "" if err else "\nchart:   " + ppath))
         readme = args.readme if args.readme is not None else (mode == "full" and only ==
-                                                              set(range(1, 9)))
+                                                              set(range(1, 10)))
         if readme:
             rel = os.path.relpath(args.out, BENCH)
             if report.update_readme(os.path.join(BENCH, "README.md"), doc,

@@ -77,6 +77,10 @@ struct scsi_nexus {
     const char *initiator; /* initiator port name: "iqn...,i,0x<ISID>" */
     const char *target;    /* target port name: "iqn...,t,0x<TPGT>" */
     uint16_t rel_tgt_port; /* relative target port identifier (>= 1) */
+    /* REPORT LUNS: the LUN numbers (0..16383) this nexus reaches, at most
+     * max of them into luns, in order; returns how many there are. NULL:
+     * LUN 0 only (one target per volume). */
+    unsigned (*list_luns)(const struct scsi_nexus *n, uint64_t *luns, unsigned max);
 };
 
 typedef void (*scsi_cmd_fn)(struct scsi_cmd *c);
@@ -148,7 +152,8 @@ void scsi_lu_nexus_gone(struct scsi_lu *lu, const struct scsi_nexus *n);
 /* LOGICAL UNIT RESET / TARGET WARM RESET, after the transport has finished
  * or dropped the LU's tasks: release SPC-2 reservations and set a unit
  * attention (power on, reset, or bus device reset occurred) for every
- * other nexus. `by` is the nexus that asked. */
+ * nexus the LU knows, `by` (the nexus that asked; may be NULL) included, as
+ * SAM-5 says for a logical unit reset. */
 void scsi_lu_reset(struct scsi_lu *lu, const struct scsi_nexus *by);
 
 #endif
