@@ -106,6 +106,11 @@ static bool allow_all(const struct scsi_nexus *n, const struct volume *v)
     return true;
 }
 
+void h_copy_policy(bool all)
+{
+    scsi_copy_set_access(all ? allow_all : NULL);
+}
+
 void h_start(unsigned workers)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/shoal-scsi2.XXXXXX");
@@ -178,6 +183,63 @@ void h_file_read(const struct h_vol *hv, uint64_t off, void *buf, uint32_t len)
     CHECK(fd >= 0);
     CHECK(pread(fd, buf, len, (off_t)off) == (ssize_t)len);
     close(fd);
+}
+
+struct rd {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int done, ended;
+    uint8_t *buf;
+};
+
+static void rd_done(struct vol_io *io)
+{
+    struct rd *x = io->opaque;
+    CHECK(io->status == 0);
+    uint64_t at = 0;
+    for (unsigned i = 0; i < io->niov; i++) {
+        memcpy(x->buf + at, io->iov[i].iov_base, io->iov[i].iov_len);
+        at += io->iov[i].iov_len;
+    }
+    CHECK(at == io->length);
+    pthread_mutex_lock(&x->m);
+    x->done = 1;
+    pthread_mutex_unlock(&x->m);
+    vol_io_put(io);
+}
+
+static void rd_end(struct vol_io *io)
+{
+    struct rd *x = io->opaque;
+    pthread_mutex_lock(&x->m);
+    x->ended = 1;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->m);
+}
+
+void h_read_volume(const struct h_vol *hv, uint64_t off, uint32_t len, void *buf)
+{
+    struct rd x = {.buf = buf};
+    pthread_mutex_init(&x.m, NULL);
+    pthread_cond_init(&x.cv, NULL);
+    struct vol_io *io = calloc(1, sizeof *io);
+    CHECK(io);
+    io->v = hv->v;
+    io->op = VOL_IO_READ;
+    io->offset = off;
+    io->length = len;
+    io->done = rd_done;
+    io->end = rd_end;
+    io->opaque = &x;
+    vol_submit(io);
+    pthread_mutex_lock(&x.m);
+    while (!x.ended)
+        pthread_cond_wait(&x.cv, &x.m);
+    pthread_mutex_unlock(&x.m);
+    CHECK(x.done);
+    free(io);
+    pthread_cond_destroy(&x.cv);
+    pthread_mutex_destroy(&x.m);
 }
 
 /* ---- commands ---- */

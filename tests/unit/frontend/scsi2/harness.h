@@ -26,8 +26,13 @@ struct engine *h_engine(void);
  * registered and with its LU made. */
 void h_vol_open(struct h_vol *hv, const char *name, uint64_t size, uint8_t seed, bool readonly);
 void h_vol_close(struct h_vol *hv);
+/* EXTENDED COPY may reach every volume (the default here), or only the
+ * LU's own (no transport policy). */
+void h_copy_policy(bool allow_all);
 /* The backing file's bytes, read directly. */
 void h_file_read(const struct h_vol *hv, uint64_t off, void *buf, uint32_t len);
+/* The volume's bytes read through the core (the cache), as a client sees them. */
+void h_read_volume(const struct h_vol *hv, uint64_t off, uint32_t len, void *buf);
 void h_pattern(uint8_t seed, uint64_t off, void *buf, uint32_t len);
 
 /* One command, run to its end. */
