@@ -36,6 +36,10 @@ void scsi_copy_set_access(scsi_copy_access_fn fn);
  * calls this). Takes lu->lock. */
 void scsi_copy_nexus_gone(struct scsi_lu *lu, const struct scsi_nexus *n);
 
+/* VPD page 0x8F (third-party copy), header included, into p (at most cap
+ * bytes written); returns its whole length. For inquiry.c. */
+uint32_t scsi_copy_vpd_page(uint8_t *p, uint32_t cap);
+
 /* The engine whose volumes an LU's copies may name. lu.c's (it is lu->e in
  * the scsi helper's struct scsi_lu); declared here until that lands. */
 struct engine *scsi_lu_engine(const struct scsi_lu *lu);

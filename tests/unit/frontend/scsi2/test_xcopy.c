@@ -518,6 +518,47 @@ static void test_results_params(void **state)
     scsi_copy_free(&va.lu);
 }
 
+/* VPD 0x8F walked the way libiscsi walks it: the Supported Commands
+ * descriptor lists EXTENDED COPY (LID1) and RECEIVE COPY RESULTS with COPY
+ * STATUS; every descriptor is a multiple of 4 bytes. */
+static void test_vpd_page(void **state)
+{
+    (void)state;
+    uint8_t p[256];
+    memset(p, 0xee, sizeof p);
+    uint32_t len = scsi_copy_vpd_page(p, sizeof p);
+    assert_true(len > 4 && len <= sizeof p);
+    assert_int_equal(p[1], 0x8f);
+    assert_int_equal(scsi_get16(p + 2), len - 4);
+    bool xcopy = false, status = false, descs = false;
+    for (uint32_t at = 4; at < len;) {
+        uint16_t type = scsi_get16(p + at), dlen = scsi_get16(p + at + 2);
+        assert_int_equal(dlen % 4, 0);
+        assert_true(at + 4 + dlen <= len);
+        if (type == 0x0001) {
+            const uint8_t *l = p + at + 5;
+            for (int left = p[at + 4]; left > 0;) {
+                for (int i = 0; i < l[1]; i++) {
+                    xcopy |= l[0] == 0x83 && l[2 + i] == 0x00;
+                    status |= l[0] == 0x84 && l[2 + i] == 0x00;
+                }
+                left -= l[1] + 2;
+                l += l[1] + 2;
+                assert_true(left >= 0);
+            }
+        } else if (type == 0x0009) {
+            assert_int_equal(p[at + 4], 2);
+            descs = p[at + 5] == 0x02 && p[at + 6] == 0xe4;
+        }
+        at += 4 + dlen;
+    }
+    assert_true(xcopy && status && descs);
+    /* a short buffer gets nothing half-written past cap, and the length */
+    uint8_t small[8];
+    memset(small, 0xee, sizeof small);
+    assert_int_equal(scsi_copy_vpd_page(small, sizeof small), len);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup(test_bad_lists, fresh),
         cmocka_unit_test_setup(test_copy_aborted, fresh),
         cmocka_unit_test_setup(test_results_params, fresh),
+        cmocka_unit_test(test_vpd_page),
     };
     int fails =
         cmocka_run_group_tests_name("xcopy, requests on the caller", tests, setup0, teardown);
