@@ -172,18 +172,17 @@ static bool spc2_allows(uint8_t opcode)
     }
 }
 
-bool scsi_pr_blocks(struct scsi_cmd *c, const struct scsi_op *op)
+bool pr_blocks(struct scsi_lu *lu, const struct scsi_nexus *n, const struct scsi_op *op)
 {
-    struct scsi_lu *lu = c->lu;
-    if (!lu || !c->nexus || !__atomic_load_n(&lu->pr, __ATOMIC_ACQUIRE))
+    if (!lu || !n || !__atomic_load_n(&lu->pr, __ATOMIC_ACQUIRE))
         return false;
     LOCK_GUARD(&lu->lock);
     struct scsi_pr *pr = lu->pr;
-    if (pr->spc2 && pr->spc2_nexus != c->nexus->id)
+    if (pr->spc2 && pr->spc2_nexus != n->id)
         return !spc2_allows(op->opcode);
     if (!pr->reserved)
         return false;
-    int i = pr_find_locked(pr, c->nexus);
+    int i = pr_find_locked(pr, n);
     if (i >= 0 && (pr_registrants_type(pr->type) || pr->holder == i))
         return false;
     switch (pr_class_of(op)) {
@@ -195,6 +194,11 @@ bool scsi_pr_blocks(struct scsi_cmd *c, const struct scsi_op *op)
     default:
         return true;
     }
+}
+
+bool scsi_pr_blocks(struct scsi_cmd *c, const struct scsi_op *op)
+{
+    return pr_blocks(c->lu, c->nexus, op);
 }
 
 /* ---- hooks ---- */

@@ -75,6 +75,9 @@ static inline bool pr_type_valid(uint8_t type)
     return type == PR_WE || type == PR_EA || pr_registrants_type(type);
 }
 
+/* scsi_pr_blocks for any LU and nexus: EXTENDED COPY asks it for the
+ * other volumes a copy reads or writes. Takes lu->lock. */
+bool pr_blocks(struct scsi_lu *lu, const struct scsi_nexus *n, const struct scsi_op *op);
 /* lu->pr, made on first use; NULL when out of memory. */
 struct scsi_pr *pr_get_locked(struct scsi_lu *lu);
 /* The slot of the registration n reaches the LU through, or -1. */

@@ -10,11 +10,14 @@
  * errors met while processing a segment (a descriptor index or range that
  * does not fit, an unreachable volume, an I/O error) are COPY ABORTED with
  * the segment's offset in the field pointer and its number in the
- * COMMAND-SPECIFIC INFORMATION field; segments before it were copied. */
+ * COMMAND-SPECIFIC INFORMATION field; segments before it were copied. A
+ * segment that reads or writes a volume whose LU another initiator has
+ * reserved against this one ends the command with RESERVATION CONFLICT. */
 #include <errno.h>
 #include <string.h>
 
 #include "core/engine.h"
+#include "frontend/scsi/pr.h"
 #include "frontend/scsi/xcopy_int.h"
 
 /* The command's state, in its small buffer (EXTENDED COPY has no
@@ -100,6 +103,29 @@ static bool in_range(const struct volume *v, uint64_t lba, uint32_t blocks)
     return lba <= n && blocks <= n - lba;
 }
 
+/* What the copy does to another volume, for that volume's reservations:
+ * READ (16) for a source, WRITE (16) for a destination. */
+static const struct scsi_op read_op = {.opcode = 0x88, .service_action = -1, .name = "READ"};
+static const struct scsi_op write_op = {
+    .opcode = 0x8a, .service_action = -1, .flags = SCSI_OP_WRITES, .name = "WRITE"};
+
+/* A reservation on another volume's LU that forbids c's nexus this access.
+ * The command's own LU was checked by dispatch (EXTENDED COPY conflicts
+ * like a write there). Without this, a fenced initiator could still write
+ * a reserved volume by copying into it through a LU it may use. */
+static bool reserved_elsewhere(struct scsi_cmd *c, struct volume *v, bool write)
+{
+    struct engine *e = scsi_lu_engine(c->lu);
+    if (v == c->lu->v || !c->nexus || !e)
+        return false;
+    struct scsi_lu *other = scsi_lu_get(e, v);
+    if (!other)
+        return false; /* no LU yet means no reservation either */
+    bool blocked = pr_blocks(other, c->nexus, write ? &write_op : &read_op);
+    scsi_lu_put(other);
+    return blocked;
+}
+
 static enum scsi_exec_result copy_next(struct scsi_cmd *c, const struct vol_io *io);
 
 /* Start the next piece of the current segment, or the next segment, or
@@ -116,6 +142,11 @@ static enum scsi_exec_result step(struct scsi_cmd *c)
             if (!in_range(j->vol[s->src], s->src_lba, s->blocks) ||
                 !in_range(j->vol[s->dst], s->dst_lba, s->blocks))
                 return aborted(c, SK_COPY_ABORTED, XC_ASC_NO_ADDITIONAL_SENSE);
+            if (reserved_elsewhere(c, j->vol[s->src], false) ||
+                reserved_elsewhere(c, j->vol[s->dst], true)) {
+                scsi_conflict(c);
+                return finish(c);
+            }
         }
         uint64_t total = (uint64_t)s->blocks << SCSI_LBA_SHIFT;
         if (c->priv.cursor >= total) {

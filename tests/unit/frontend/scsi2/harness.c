@@ -81,6 +81,23 @@ static const struct scsi_op *find_op(uint8_t opcode, int sa)
     return NULL;
 }
 
+/* lu.c's registry: the LUs of the volumes h_vol_open made. */
+static struct h_vol *g_vols[8];
+
+__attribute__((weak)) struct scsi_lu *scsi_lu_get(struct engine *e, struct volume *v)
+{
+    CHECK(e == g_e);
+    for (unsigned i = 0; i < 8; i++)
+        if (g_vols[i] && g_vols[i]->v == v)
+            return &g_vols[i]->lu;
+    return NULL;
+}
+
+__attribute__((weak)) void scsi_lu_put(struct scsi_lu *lu)
+{
+    (void)lu;
+}
+
 /* dispatch.c's checks that matter here: the op, the CDB length, the
  * reservation check, a read-only medium. */
 __attribute__((weak)) enum scsi_exec_result scsi_dispatch(struct scsi_cmd *c)
@@ -163,12 +180,22 @@ void h_vol_open(struct h_vol *hv, const char *name, uint64_t size, uint8_t seed,
     CHECK(pthread_mutex_init(&hv->lu.lock, NULL) == 0);
     hv->lu.naa_id = scsi_naa_id(name);
     scsi_serial(name, hv->lu.serial);
+    for (unsigned i = 0; i < 8; i++) {
+        if (!g_vols[i]) {
+            g_vols[i] = hv;
+            return;
+        }
+    }
+    CHECK(!"too many volumes");
 }
 
 void h_vol_close(struct h_vol *hv)
 {
     char name[256];
     snprintf(name, sizeof name, "%s", volume_name(hv->v));
+    for (unsigned i = 0; i < 8; i++)
+        if (g_vols[i] == hv)
+            g_vols[i] = NULL;
     scsi_pr_free(&hv->lu);
     scsi_copy_free(&hv->lu);
     pthread_mutex_destroy(&hv->lu.lock);

@@ -5,7 +5,8 @@
  * every parameter-list refusal with its sense and field pointer, the
  * COPY ABORTED cases (bad descriptor index, range, unknown or unreachable
  * volume, read-only destination) with the segments before the failing one
- * done, and the results kept per nexus and list identifier. Run with the
+ * done, the results kept per nexus and list identifier, and reservations
+ * on the other volume's LU honoured. Run with the
  * engine on the caller's thread and with 2 workers. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -518,6 +519,59 @@ static void test_results_params(void **state)
     scsi_copy_free(&va.lu);
 }
 
+static uint8_t prout(const struct scsi_nexus *n, struct h_vol *v, uint8_t sa, uint8_t type,
+                     uint64_t rk, uint64_t sark)
+{
+    uint8_t cdb[10] = {0x5f, sa, type}, p[24] = {0};
+    scsi_put32(cdb + 5, 24);
+    scsi_put64(p, rk);
+    scsi_put64(p + 8, sark);
+    struct h_res r;
+    h_run(&v->lu, n, cdb, 10, p, 24, 0, &r);
+    return r.status;
+}
+
+/* N2 reserves B; N1 may not copy into it through A's LU, nor read it under
+ * Exclusive Access; the holder may. */
+static void test_reservations_elsewhere(void **state)
+{
+    (void)state;
+    struct plist p;
+    struct h_res r;
+    const uint64_t naa[] = {naa_a, naa_b};
+    const struct seg into_b = {0, 1, 4, 40, 6000}, from_b = {1, 0, 4, 6100, 6200};
+    uint8_t before[4 * BLK], after[4 * BLK];
+    assert_int_equal(prout(&N2, &vb, 0, 0, 0, 0xb2), SCSI_STATUS_GOOD);
+    assert_int_equal(prout(&N2, &vb, 1, 0x1, 0xb2, 0), SCSI_STATUS_GOOD); /* WE */
+    h_file_read(&vb, 6000 * BLK, before, sizeof before);
+    build(&p, 1, XCOPY_LIST_HOLD, naa, 2, &into_b, 1);
+    xcopy(&va, &p, &r);
+    assert_int_equal(r.status, SCSI_STATUS_RESERVATION_CONFLICT);
+    h_file_read(&vb, 6000 * BLK, after, sizeof after);
+    assert_memory_equal(after, before, sizeof after);
+    /* reading B is allowed under Write Exclusive */
+    build(&p, 2, XCOPY_LIST_HOLD, naa, 2, &from_b, 1);
+    xcopy(&va, &p, &r);
+    assert_int_equal(r.status, SCSI_STATUS_GOOD);
+    assert_region(&va, 6200 * BLK, 6, 6100 * BLK, 4 * BLK);
+    /* not under Exclusive Access */
+    assert_int_equal(prout(&N2, &vb, 2, 0x1, 0xb2, 0), SCSI_STATUS_GOOD);
+    assert_int_equal(prout(&N2, &vb, 1, 0x3, 0xb2, 0), SCSI_STATUS_GOOD); /* EA */
+    const struct seg from_b2 = {1, 0, 4, 6300, 6400};
+    h_file_read(&va, 6400 * BLK, before, sizeof before);
+    build(&p, 3, XCOPY_LIST_HOLD, naa, 2, &from_b2, 1);
+    xcopy(&va, &p, &r);
+    assert_int_equal(r.status, SCSI_STATUS_RESERVATION_CONFLICT);
+    h_file_read(&va, 6400 * BLK, after, sizeof after);
+    assert_memory_equal(after, before, sizeof after);
+    /* the holder copies into B through A's LU */
+    build(&p, 4, XCOPY_LIST_HOLD, naa, 2, &into_b, 1);
+    xcopy_n(&N2, &va, p.b, p.len, p.len, &r);
+    assert_int_equal(r.status, SCSI_STATUS_GOOD);
+    assert_region(&vb, 6000 * BLK, 5, 40 * BLK, 4 * BLK);
+    scsi_pr_free(&vb.lu);
+}
+
 /* VPD 0x8F walked the way libiscsi walks it: the Supported Commands
  * descriptor lists EXTENDED COPY (LID1) and RECEIVE COPY RESULTS with COPY
  * STATUS; every descriptor is a multiple of 4 bytes. */
@@ -568,6 +622,7 @@ int main(void)
         cmocka_unit_test_setup(test_bad_lists, fresh),
         cmocka_unit_test_setup(test_copy_aborted, fresh),
         cmocka_unit_test_setup(test_results_params, fresh),
+        cmocka_unit_test_setup(test_reservations_elsewhere, fresh),
         cmocka_unit_test(test_vpd_page),
     };
     int fails =
