@@ -29,14 +29,17 @@ static enum scsi_exec_result exec_caw(struct scsi_cmd *c)
         return SCSI_DONE;
     uint32_t len = n << SCSI_LBA_SHIFT;
     c->xfer_len = 2 * len;
+    /* The data-out is the verify data then the write data, nothing else.
+     * A mismatch means the CDB is not what the initiator meant: 256
+     * blocks' worth of data with a NUMBER OF LOGICAL BLOCKS that wrapped
+     * to 0, say (libiscsi sends exactly that past the VPD 0xB0 limit). */
+    if (c->data_out_len != 2 * len)
+        return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true, 13, -1);
     /* SBC-4: zero blocks is no error and moves nothing */
     if (n == 0)
         return scsi_good(c);
     if (volume_readonly(c->lu->v))
         return scsi_check(c, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
-    /* the data-out is the verify data then the write data, nothing else */
-    if (c->data_out_len != 2 * len)
-        return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true, 13, -1);
     struct vol_io *io = &c->priv.io;
     io->op = VOL_IO_COMPARE_WRITE;
     io->flags = (cdb[1] & 0x08) ? VOL_FUA : 0;

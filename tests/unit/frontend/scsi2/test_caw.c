@@ -147,6 +147,13 @@ static void test_refusals(void **state)
     /* zero blocks: nothing happens, no error */
     caw(&hv, 5, 0, 0, NULL, 0, &r);
     assert_int_equal(r.status, SCSI_STATUS_GOOD);
+    /* ... unless data came with it: 256 blocks wrap to 0 in the CDB */
+    uint8_t *big = calloc(1, 2 * 256 * BLK);
+    caw(&hv, 5, 0, 0, big, 2 * 256 * BLK, &r);
+    free(big);
+    assert_int_equal(r.status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(h_asc(&r), ASC_INVALID_FIELD_IN_CDB);
+    assert_int_equal(scsi_get16(r.sense + 16), 13);
     /* out of range, even by one block */
     caw(&hv, last, 2, 0, d, 4 * BLK, &r);
     assert_int_equal(r.status, SCSI_STATUS_CHECK_CONDITION);
