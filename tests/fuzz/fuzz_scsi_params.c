@@ -59,7 +59,7 @@ static void fuzz_xcopy(const uint8_t *p, size_t len)
     struct xcopy_error e;
     if (xcopy_parse(p, (uint32_t)len, &l, &e) < 0) {
         CHECK(e.key == SK_ILLEGAL_REQUEST);
-        CHECK(e.field < (int)len);
+        CHECK(e.in_cdb ? e.field == 10 && len < 16 : e.field < (int)len);
         CHECK(e.asc == ASC_PARAM_LIST_LENGTH_ERROR || e.asc == ASC_INVALID_FIELD_IN_PARAM_LIST ||
               (e.asc >> 8) == 0x26);
         return;

@@ -211,7 +211,8 @@ static int parse(struct prout *p, enum scsi_exec_result *res)
     }
     /* without SPEC_I_PT the list is exactly 24 bytes (SPC-5 6.16.3) */
     if (plen != PARAM_LEN || c->data_out_len < PARAM_LEN) {
-        *res = scsi_check(c, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+        /* the CDB's PARAMETER LIST LENGTH */
+        *res = scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR, true, 5, -1);
         return -1;
     }
     c->xfer_len = PARAM_LEN;

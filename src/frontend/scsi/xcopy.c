@@ -194,9 +194,9 @@ enum scsi_exec_result scsi_exec_xcopy(struct scsi_cmd *c)
     uint32_t plen = scsi_get32(c->cdb + 10);
     c->xfer_len = plen;
     if (plen == 0)
-        return scsi_good(c); /* nothing to do is no error (SPC-4 6.3.1) */
-    if (c->data_out_len < plen)
-        return scsi_check(c, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+        return scsi_good(c);    /* nothing to do is no error (SPC-4 6.3.1) */
+    if (c->data_out_len < plen) /* the CDB says more than was sent */
+        return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR, true, 10, -1);
     struct xjob *j = job(c);
     memset(j, 0, sizeof *j);
     j->slot = -1;
@@ -204,7 +204,7 @@ enum scsi_exec_result scsi_exec_xcopy(struct scsi_cmd *c)
     if (xcopy_parse(c->data_out, plen, &j->list, &e) < 0) {
         if (e.field < 0)
             return scsi_check(c, e.key, e.asc);
-        return scsi_check_field(c, e.key, e.asc, false, (uint16_t)e.field, e.bit);
+        return scsi_check_field(c, e.key, e.asc, e.in_cdb, (uint16_t)e.field, e.bit);
     }
     if (j->list.usage != XCOPY_LIST_NONE) {
         uint64_t nexus = c->nexus ? c->nexus->id : 0;

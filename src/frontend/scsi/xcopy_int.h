@@ -68,11 +68,14 @@ struct xcopy_list {
     struct xcopy_segment s[XCOPY_MAX_SEGMENTS];
 };
 
-/* Why a parameter list is refused: the sense to report. */
+/* Why a parameter list is refused: the sense to report, with the field
+ * pointer: a byte of the parameter list, or of the CDB when in_cdb (the
+ * PARAMETER LIST LENGTH, for a list too short for its own header). */
 struct xcopy_error {
     uint8_t key;
     uint16_t asc;
-    int field; /* byte of the parameter list at fault, -1: none */
+    bool in_cdb;
+    int field; /* -1: none */
     int bit;
 };
 

@@ -23,9 +23,10 @@ static int bad_field(struct xcopy_error *e, int field, int bit)
     return fail(e, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM_LIST, field, bit);
 }
 
-static int bad_length(struct xcopy_error *e)
+/* A list longer or shorter than the length field at `field` says. */
+static int bad_length(struct xcopy_error *e, int field)
 {
-    return fail(e, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR, -1, -1);
+    return fail(e, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR, field, -1);
 }
 
 static int parse_target(const uint8_t *d, uint32_t at, struct xcopy_target *t,
@@ -59,7 +60,7 @@ static int parse_segment(const uint8_t *d, uint32_t at, uint32_t left, struct xc
     if (left < 4 || scsi_get16(d + 2) != SEGMENT_LEN - 4)
         return bad_field(e, (int)at + 2, -1);
     if (left < SEGMENT_LEN)
-        return bad_length(e);
+        return bad_length(e, 8);
     *s = (struct xcopy_segment){
         .src = scsi_get16(d + 4),
         .dst = scsi_get16(d + 6),
@@ -74,8 +75,11 @@ static int parse_segment(const uint8_t *d, uint32_t at, uint32_t left, struct xc
 int xcopy_parse(const uint8_t *p, uint32_t len, struct xcopy_list *out, struct xcopy_error *e)
 {
     memset(out, 0, sizeof *out);
-    if (len < HDR_LEN)
-        return bad_length(e);
+    if (len < HDR_LEN) {
+        bad_length(e, 10); /* the CDB's PARAMETER LIST LENGTH */
+        e->in_cdb = true;
+        return -EINVAL;
+    }
     out->list_id = p[0];
     out->usage = (p[1] >> 3) & 3;
     uint32_t tlen = scsi_get16(p + 2), slen = scsi_get32(p + 8), ilen = scsi_get32(p + 12);
@@ -86,10 +90,12 @@ int xcopy_parse(const uint8_t *p, uint32_t len, struct xcopy_list *out, struct x
     if (ilen != 0)
         return fail(e, SK_ILLEGAL_REQUEST, XC_ASC_INLINE_DATA_EXCEEDED, 12, -1);
     /* the lists must fit in what was sent, and in our limit */
+    /* the field that overshoots: the target list's length, or the
+     * segment list's */
     if ((uint64_t)HDR_LEN + tlen + slen > len)
-        return bad_length(e);
+        return bad_length(e, HDR_LEN + tlen > len ? 2 : 8);
     if ((uint64_t)tlen + slen > XCOPY_MAX_DESC_LIST)
-        return bad_length(e);
+        return bad_length(e, tlen > XCOPY_MAX_DESC_LIST ? 2 : 8);
     if (tlen % TARGET_LEN)
         return bad_field(e, 2, -1);
     if (tlen / TARGET_LEN > XCOPY_MAX_TARGETS)

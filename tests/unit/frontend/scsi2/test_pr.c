@@ -464,7 +464,7 @@ static void test_param_checks(void **state)
     uint8_t p[32] = {0};
     /* the list is 24 bytes, no more, no less */
     assert_int_equal(prout_p(&N1, 0, 0, p, 23, 23, &r), SCSI_STATUS_CHECK_CONDITION);
-    assert_int_equal(h_asc(&r), ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_field(&r, ASC_PARAM_LIST_LENGTH_ERROR, true, 5, -1);
     assert_int_equal(prout_p(&N1, 0, 0, p, 32, 32, &r), SCSI_STATUS_CHECK_CONDITION);
     assert_int_equal(h_asc(&r), ASC_PARAM_LIST_LENGTH_ERROR);
     /* the CDB says 24, the initiator sent less */

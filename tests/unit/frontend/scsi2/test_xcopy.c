@@ -303,15 +303,23 @@ static void test_bad_lists(void **state)
 
     /* shorter than the header; shorter than the lists say */
     build(&p, 1, 0, naa, 2, &s, 1);
+    /* (the field pointer: the CDB's PARAMETER LIST LENGTH, or the header's
+     * list length that overshoots) */
     xcopy_n(&N1, &va, p.b, 15, 15, &r);
     assert_sense(&r, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_int_equal(r.sense[15], 0x80 | 0x40);
+    assert_int_equal(scsi_get16(r.sense + 16), 10);
     xcopy_n(&N1, &va, p.b, 16 + 32 + 31, 16 + 32 + 31, &r); /* truncates a target */
     assert_sense(&r, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_int_equal(field(&r), 2);
     xcopy_n(&N1, &va, p.b, p.len - 1, p.len - 1, &r); /* truncates the segment */
     assert_sense(&r, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_int_equal(field(&r), 8);
     /* the CDB says more than was sent */
     xcopy_n(&N1, &va, p.b, p.len, p.len - 1, &r);
     assert_sense(&r, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_int_equal(r.sense[15], 0x80 | 0x40);
+    assert_int_equal(scsi_get16(r.sense + 16), 10);
 
     /* an unsupported target descriptor (FC N_Port_Name) */
     build(&p, 1, 0, naa, 2, &s, 1);
@@ -364,6 +372,7 @@ static void test_bad_lists(void **state)
     assert_true(p.len - 16 > XCOPY_MAX_DESC_LIST);
     xcopy(&va, &p, &r);
     assert_sense(&r, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_int_equal(field(&r), 8);
     /* inline data, a reserved LIST ID USAGE, a list id with usage 11b */
     build(&p, 1, 0, naa, 2, &s, 1);
     scsi_put32(p.b + 12, 4);
