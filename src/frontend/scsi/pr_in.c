@@ -15,9 +15,11 @@ struct out {
 
 static void put(struct out *o, const void *src, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++, o->len++)
-        if (o->len < o->cap)
-            o->p[o->len] = ((const uint8_t *)src)[i];
+    if (o->len < o->cap) {
+        uint32_t room = o->cap - o->len;
+        memcpy(o->p + o->len, src, n < room ? n : room);
+    }
+    o->len += n;
 }
 
 static void put8(struct out *o, uint8_t v)
