@@ -109,7 +109,7 @@ class Shoald(Server):
         for _ in range(3):  # the picked port can be taken before shoald binds it
             self.port = free_port()
             argv = [shoald_bin, "-f", "-l", "unix:" + sock, "--http", "127.0.0.1:%d" % self.port,
-                    "--http-token-file", self.token_file, "-m", str(cache_size)] + list(extra)
+                    "--http-token-file", self.token_file, "-m", str(cache_size), "--state-dir", "off"] + list(extra)
             if threads:
                 argv += ["--threads", str(threads)]
             argv += ["%s=%s" % (v, b) for v, b in volumes.items()]

@@ -69,7 +69,7 @@ def daemon_miss(d, trace, policy, blocks):
         os.unlink(sock)
     port = free_port()
     with open(os.path.join(d, "shoald.log"), "w") as log:
-        p = subprocess.Popen([SHOALD, "-f", "-l", "unix:" + sock, "--http", "127.0.0.1:%d" % port,
+        p = subprocess.Popen([SHOALD, "-f", "--state-dir", "off", "-l", "unix:" + sock, "--http", "127.0.0.1:%d" % port,
                               "-m", "%dK" % (blocks * 4), "--readahead", "off", "--policy", policy,
                               "vol=" + image], stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -202,7 +202,7 @@ class Daemon:
         for _ in range(3):
             self.port = free_port()
             self.p = subprocess.Popen(
-                [SHOALD, "-f", "-l", "unix:" + self.sock, "--http", "127.0.0.1:%d" % self.port,
+                [SHOALD, "-f", "--state-dir", "off", "-l", "unix:" + self.sock, "--http", "127.0.0.1:%d" % self.port,
                  "--http-token-file", self.token_file, "-m", cache, "vol=" + image],
                 stdout=self.log, stderr=subprocess.STDOUT)
             if self.wait_ready():

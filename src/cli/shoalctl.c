@@ -245,6 +245,65 @@ static int cmd_stats(struct cli *cli)
     return EXIT_OK;
 }
 
+/* ---- what-if sizing ---- */
+
+/* One curve as a table: cache size, its share of today's, predicted hits. */
+static void print_curve(json_t *curve)
+{
+    static const char *const headers[] = {"CACHE", "x NOW", "HIT% (PREDICTED)"};
+    struct table *t = table_new(3, headers, "rrr");
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(curve, "points"), i, p)
+    {
+        char size[32], factor[16], hit[16];
+        format_size((uint64_t)json_integer_value(json_object_get(p, "cache_bytes")), size,
+                    sizeof size);
+        snprintf(factor, sizeof factor, "%g", json_real_value(json_object_get(p, "factor")));
+        snprintf(hit, sizeof hit, "%.1f", 100 * json_number_value(json_object_get(p, "hit_ratio")));
+        const char *row[] = {size, factor, hit};
+        table_add(t, row);
+    }
+    table_print(t, stdout);
+    table_free(t);
+    printf("(from %" JSON_INTEGER_FORMAT " sampled reads)\n",
+           json_integer_value(json_object_get(curve, "sampled_reads")));
+}
+
+static int cmd_mrc(struct cli *cli)
+{
+    json_t *j;
+    int r = client_call(cli->client, "GET", "/api/v1/mrc", NULL, &j);
+    if (r)
+        return r;
+    json_t *curve = json_object_get(j, "cache");
+    const char *what = "the whole cache";
+    if (cli->nargs == 1) {
+        curve = NULL;
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(j, "volumes"), i, v)
+        {
+            if (!strcmp(json_string_value(json_object_get(v, "name")), cli->args[0]))
+                curve = json_object_get(v, "mrc");
+        }
+        if (!curve) {
+            fprintf(stderr, "shoalctl: no such volume: %s\n", cli->args[0]);
+            json_decref(j);
+            return EXIT_SERVER;
+        }
+        what = cli->args[0];
+    }
+    if (cli->flags & F_JSON) {
+        print_json(curve);
+    } else {
+        printf("Predicted read hit ratio of %s by cache size\n", what);
+        print_curve(curve);
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
 /* ---- volumes ---- */
 
 /* The back end's description, or why it is not shown. */
@@ -650,6 +709,8 @@ static const struct command commands[] = {
     {"stats", NULL, cmd_stats, F_JSON, 0, 1, "stats [VOLUME] [--json]",
      "cache and per-volume statistics"},
     {"volumes", NULL, cmd_volumes, F_JSON, 0, 0, "volumes [--json]", "list volumes"},
+    {"mrc", NULL, cmd_mrc, F_JSON, 0, 1, "mrc [VOLUME] [--json]",
+     "predicted hit ratio at other cache sizes (miss-ratio curve)"},
     {"volume", "add", cmd_volume_add, F_READONLY | F_DISABLED | F_RAW | F_NO_WAIT | F_JSON, 2, 2,
      "volume add NAME BACKING [--readonly] [--disabled] [--raw] [--no-wait]",
      "export BACKING (file, device, nbd://...) as NAME; a relative path is\n"

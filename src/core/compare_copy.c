@@ -3,9 +3,12 @@
  * cache written to the destination). Both end as an ordinary write of the
  * caller's request, so the cache update after the reply is a write's. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/bufpool.h"
+#include "core/dir.h"
+#include "core/scratch.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 
@@ -84,5 +87,19 @@ int vol_copy(struct volume *v, struct vol_req *r, struct vol_scratch *s, struct 
     if (ret < 0)
         return refuse(r, ret);
     r->buf = (void *)data;
-    return vol_write(v, r, s);
+    /* Same place within a block on both sides: each written block is one
+     * source block, whose cached content the write's install can share
+     * (volume.c, install_shared) instead of hashing it again. */
+    s->copy_active = false;
+    if (r->length && ((src_off ^ r->offset) & BLOCK_MASK) == 0 && v->store == src->store &&
+        (s->copy_vals || (s->copy_vals = malloc(SPAN_BLOCKS_MAX * sizeof *s->copy_vals)))) {
+        uint64_t first = block_of(src_off);
+        uint32_t nb = (uint32_t)(block_of(src_off + r->length - 1) - first + 1);
+        dir_lookup_range(src->dir, first, nb, s->copy_vals);
+        s->copy_active = true;
+    }
+    ret = vol_write(v, r, s);
+    if (r->op != VOL_OP_WRITE)
+        s->copy_active = false; /* refused before the back end: no finish */
+    return ret;
 }

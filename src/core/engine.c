@@ -31,6 +31,8 @@ struct engine {
     struct tier **tiers;      /* owned; asked in order after the store */
     unsigned ntiers;
     struct workq *wq; /* owned; NULL: requests run on the submitting thread */
+    const struct evict_ops *policy;
+    struct mrc *mrc; /* the whole cache's miss-ratio curve; NULL without memory */
     pthread_rwlock_t lock;
     struct volume *head; /* registry in insertion order */
     unsigned count;
@@ -103,6 +105,11 @@ int engine_create(const struct engine_config *cfg, struct engine **out)
     if (!e)
         return -ENOMEM;
     pthread_rwlock_init(&e->lock, NULL);
+    e->policy = pol;
+    /* The whole cache's curve; without memory for it the engine runs
+     * without one. */
+    if (mrc_create(pol, cfg->cache_bytes / BLOCK_SIZE, ENGINE_MRC_ENTRIES, &e->mrc) < 0)
+        e->mrc = NULL;
     /* Reserve address space for growing the cache live up to physical RAM
      * (MAP_NORESERVE: costs nothing until used). */
     uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
@@ -178,6 +185,7 @@ void engine_destroy(struct engine *e)
         tier_close(e->tiers[i]);
     free(e->tiers);
     store_destroy(e->store);
+    mrc_destroy(e->mrc);
     pthread_rwlock_destroy(&e->lock);
     free(e);
 }
@@ -235,6 +243,9 @@ static void volume_env(struct engine *e, struct vol_env *env)
         .tiers = e->tiers,
         .ntiers = e->ntiers,
         .wq = e->wq,
+        .policy = e->policy,
+        .cache_blocks = store_capacity_bytes(e->store) / BLOCK_SIZE,
+        .mrc = e->mrc,
     };
 }
 
@@ -346,9 +357,40 @@ unsigned engine_volume_count(struct engine *e)
     return n;
 }
 
+static int resize_volume_mrc(struct volume *v, void *opaque)
+{
+    if (v->mrc)
+        (void)mrc_resize(v->mrc, *(const uint64_t *)opaque);
+    return 0;
+}
+
 int engine_resize_cache(struct engine *e, uint64_t bytes)
 {
-    return store_resize(e->store, bytes);
+    int r = store_resize(e->store, bytes);
+    if (r < 0)
+        return r;
+    /* The curves simulate sizes around the cache's: start them over. */
+    uint64_t blocks = store_capacity_bytes(e->store) / BLOCK_SIZE;
+    if (e->mrc)
+        (void)mrc_resize(e->mrc, blocks);
+    engine_for_each_volume(e, resize_volume_mrc, &blocks);
+    return 0;
+}
+
+void engine_mrc(struct engine *e, struct mrc_curve *out)
+{
+    if (e->mrc)
+        mrc_get(e->mrc, out);
+    else
+        memset(out, 0, sizeof *out);
+}
+
+void volume_mrc(struct volume *v, struct mrc_curve *out)
+{
+    if (v->mrc)
+        mrc_get(v->mrc, out);
+    else
+        memset(out, 0, sizeof *out);
 }
 
 struct meta_acc {
@@ -356,12 +398,14 @@ struct meta_acc {
     uint64_t zero_blocks;
     uint64_t remembered, remembered_bytes;
     uint64_t shared;
+    uint64_t mrc_bytes;
 };
 
 static int add_volume_meta(struct volume *v, void *opaque)
 {
     struct meta_acc *m = opaque;
     m->dir_bytes += dir_metadata_bytes(v->dir);
+    m->mrc_bytes += v->mrc ? mrc_memory(v->mrc) : 0;
     m->zero_blocks += dir_zero_cells(v->dir);
     m->remembered += dir_remembered(v->dir);
     m->remembered_bytes += dir_remembered_bytes(v->dir);
@@ -391,6 +435,7 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->directory_remembered_blocks = m.remembered;
     out->remembered_limit_blocks = e->budget.max;
     out->remembered_metadata_bytes = m.remembered_bytes;
+    out->mrc_bytes = m.mrc_bytes + (e->mrc ? mrc_memory(e->mrc) : 0);
     for (unsigned i = 0; i < e->ntiers; i++) {
         const struct tier_counters *c = &e->tiers[i]->c;
         out->tier_lookups += STAT_LOAD(c->lookups);

@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "common/histogram.h"
 #include "common/stats.h"
+#include "core/mrc.h"
 #include "core/stats_list.h"
 
 struct engine;
@@ -86,6 +87,12 @@ unsigned engine_volume_count(struct engine *e);
 
 /* Live control. */
 int engine_resize_cache(struct engine *e, uint64_t bytes);
+
+/* Miss-ratio curves (core/mrc.h): the whole cache's and one volume's
+ * (zeroed when there is none). */
+#define ENGINE_MRC_ENTRIES 32768 /* the whole cache's curve: about 2 MiB */
+void engine_mrc(struct engine *e, struct mrc_curve *out);
+void volume_mrc(struct volume *v, struct mrc_curve *out);
 
 /* ---- volume accessors ---- */
 const char *volume_name(const struct volume *v);

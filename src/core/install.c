@@ -10,8 +10,8 @@
 #include "core/tier.h"
 #include "core/volume.h"
 
-void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
-                       struct dir_tickets *tk)
+static void install(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
+                    struct dir_tickets *tk)
 {
     struct store_ref ref;
     if (store_get_or_insert_key(v->store, fp, data, &ref) < 0)
@@ -23,10 +23,19 @@ void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, cons
         store_unref(v->store, ref);
 }
 
+void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
+                       struct dir_tickets *tk)
+{
+    vol_mrc_note(v, (uint32_t)fpkey_hash64(fp), MRC_READ);
+    install(v, blk, data, fp, tk);
+}
+
 void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
-                 bool offer_tiers)
+                 unsigned flags)
 {
     if (buf_is_zero(data, BLOCK_SIZE)) {
+        if (flags & INSTALL_READ)
+            vol_mrc_zero_reads(v, 1);
         if (dir_install(v->dir, blk, tk, DIR_ZERO) == DIR_REFUSED)
             STAT_ADD(v->c.insert_races, 1);
         return;
@@ -35,8 +44,9 @@ void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir
     if (fp_compute(data, &full) < 0)
         return;
     struct fpkey fp = fpkey_of(&full);
-    vol_install_keyed(v, blk, data, &fp, tk);
-    if (offer_tiers)
+    vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), flags & INSTALL_READ ? MRC_READ : MRC_WRITE);
+    install(v, blk, data, &fp, tk);
+    if (flags & INSTALL_TIERS)
         for (unsigned t = 0; t < v->ntiers; t++)
             tier_put(v->tiers[t], &fp, data);
 }

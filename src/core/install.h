@@ -11,14 +11,21 @@ struct volume;
 struct dir_tickets;
 struct fpkey;
 
+/* vol_install flags. */
+#define INSTALL_TIERS                                                                              \
+    (1u << 0) /* offer the content to the engine's tiers (what the                                 \
+               * back end returned, so other hosts find it) */
+#define INSTALL_READ                                                                               \
+    (1u << 1) /* a block a client read (else a write or read-ahead):                               \
+               * for the miss-ratio curves */
+
 /* data: BLOCK_SIZE bytes just read from the back end or written by a
- * client. With offer_tiers, the content is also offered to the engine's
- * tiers (what the back end returned, so other hosts find it). */
+ * client. */
 void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
-                 bool offer_tiers);
+                 unsigned flags);
 
 /* The same for content whose key is known and was checked against the data
- * (a block a tier returned): no second hash. */
+ * (a block a tier returned for a client's read): no second hash. */
 void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
                        struct dir_tickets *tk);
 

@@ -52,6 +52,11 @@ struct vol_scratch {
     struct fpkey tkeys[TIER_BATCH_MAX];
     uint8_t *tbufs[TIER_BATCH_MAX];
     uint32_t tkd[TIER_BATCH_MAX]; /* index in kd[] of each batch entry */
+    /* A copy (vol_copy): the source blocks' directory values, by block of
+     * the write, so finish can share the source's content instead of
+     * hashing the data again (allocated on first use). */
+    bool copy_active;
+    uint64_t *copy_vals;
 };
 
 static inline void bits_clear(uint64_t *m, uint32_t n)

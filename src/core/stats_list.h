@@ -24,6 +24,8 @@
     X(backend_read_ops, STAT_COUNTER, "ops", "Reads sent to the back end")                         \
     X(backend_read_bytes, STAT_COUNTER, "bytes", "Bytes read from the back end")                   \
     X(readahead_bytes, STAT_COUNTER, "bytes", "Bytes fetched around read misses (read-ahead)")     \
+    X(copy_shared_blocks, STAT_COUNTER, "blocks",                                                  \
+      "Blocks copied (SCSI EXTENDED COPY) that share the source's cached content, not hashed")     \
     X(backend_errors, STAT_COUNTER, "ops", "Back end operations that failed")                      \
     X(insert_races, STAT_COUNTER, "blocks",                                                        \
       "Fetched blocks not cached because a write or invalidate raced them")                        \
@@ -63,6 +65,8 @@
       "Blocks, all volumes, whose content left RAM but whose key is remembered")                   \
     X(remembered_limit_blocks, STAT_GAUGE, "blocks", "Most blocks the directories may remember")   \
     X(remembered_metadata_bytes, STAT_GAUGE, "bytes", "Memory for remembered blocks")              \
+    X(mrc_bytes, STAT_GAUGE, "bytes",                                                              \
+      "Memory for the miss-ratio curves, cache and volumes (fixed; not in metadata_bytes)")        \
     X(tier_lookups, STAT_COUNTER, "lookups", "Batched lookups sent to tiers")                      \
     X(tier_hits, STAT_COUNTER, "blocks", "Blocks tiers returned that matched their key")           \
     X(tier_corrupt, STAT_COUNTER, "blocks", "Blocks tiers returned that did not match their key")  \

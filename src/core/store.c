@@ -402,6 +402,30 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const voi
     return 0;
 }
 
+/* Under its shard's lock: ref still names a held content (ref.idx is in
+ * range: callers check with ref_in_range before taking the lock). */
+static bool ref_live_locked(const struct store *s, struct store_ref ref)
+{
+    const struct store_entry *e = &s->entries[ref.idx];
+    return e->gen == ref.gen && entry_refs(e) != 0;
+}
+
+static bool ref_in_range(const struct store *s, struct store_ref ref)
+{
+    return ref.idx < s->nshards * s->per_shard;
+}
+
+int store_ref_dup(struct store *s, struct store_ref ref, struct store_ref *out)
+{
+    if (!ref_in_range(s, ref))
+        return -ENOENT;
+    struct shard *sh = shard_of_idx(s, ref.idx);
+    LOCK_GUARD(&sh->lock);
+    if (!ref_live_locked(s, ref))
+        return -ENOENT;
+    return ref_existing_locked(s, sh, ref.idx, out);
+}
+
 int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref)
 {
     uint64_t k = fpkey_hash64(key);
@@ -460,12 +484,11 @@ void store_unref(struct store *s, struct store_ref ref)
 
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
 {
-    if (ref.idx >= s->nshards * s->per_shard)
+    if (!ref_in_range(s, ref))
         return -ENOENT;
     struct shard *sh = shard_of_idx(s, ref.idx);
     LOCK_GUARD(&sh->lock);
-    struct store_entry *e = &s->entries[ref.idx];
-    if (e->gen != ref.gen || entry_refs(e) == 0)
+    if (!ref_live_locked(s, ref))
         return -ENOENT;
     if ((__atomic_load_n(&s->pins[ref.idx], __ATOMIC_ACQUIRE) & PIN_COUNT) == PIN_COUNT)
         return -EBUSY;
@@ -497,15 +520,27 @@ void store_unpin(struct store *s, uint32_t idx)
 
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len)
 {
-    if (ref.idx >= s->nshards * s->per_shard || off + len > BLOCK_SIZE)
+    uint32_t key;
+    return store_read_key(s, ref, dst, off, len, &key);
+}
+
+uint32_t store_pinned_key(const struct store *s, uint32_t idx)
+{
+    return s->entries[idx].key; /* set before the pin, under the shard lock */
+}
+
+int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len,
+                   uint32_t *key)
+{
+    if (!ref_in_range(s, ref) || off + len > BLOCK_SIZE)
         return -ENOENT;
     struct shard *sh = shard_of_idx(s, ref.idx);
     LOCK_GUARD(&sh->lock);
-    struct store_entry *e = &s->entries[ref.idx];
-    if (e->gen != ref.gen || entry_refs(e) == 0)
+    if (!ref_live_locked(s, ref))
         return -ENOENT;
     memcpy(dst, slot_data(s, ref.idx) + off, len);
     s->policy->hit_locked(sh->pstate, ref.idx);
+    *key = s->entries[ref.idx].key;
     return 0;
 }
 

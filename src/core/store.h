@@ -126,6 +126,11 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *key, const void
  * it. 0 and *ref, or -ENOENT when it is not held. */
 int store_find(struct store *s, const struct fpkey *key, struct store_ref *ref);
 
+/* One more directory reference on the live content ref names (another
+ * block that holds the same bytes: a copy). 0 and *out, -ENOENT when ref
+ * is stale, -EOVERFLOW at STORE_REFS_MAX. */
+int store_ref_dup(struct store *s, struct store_ref ref, struct store_ref *out);
+
 /* The key of the content a stale reference pointed at, if the store still
  * remembers it: evicted contents' keys are kept in a bounded per-shard log
  * (the most recent evictions), so the directory can remember the blocks
@@ -149,6 +154,10 @@ void store_unref(struct store *s, struct store_ref ref);
 /* Copy [off, off+len) of the block into dst if ref is still live, and tell
  * the eviction policy it was used. 0 or -ENOENT (stale: treat as a miss). */
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len);
+/* The same, also giving the content's key (low 32 bits of its
+ * fpkey_hash64, for sampling: core/mrc.h). */
+int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len,
+                   uint32_t *key);
 
 /* Pin a live entry and return a pointer to its BLOCK_SIZE bytes (valid and
  * unchanging until store_unpin(ref.idx)). Counts as a use for the eviction
@@ -156,6 +165,9 @@ int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, u
  * with store_read instead). */
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
 void store_unpin(struct store *s, uint32_t idx);
+/* The key (as store_read_key's) of an entry this thread holds pinned: it
+ * cannot change while pinned. */
+uint32_t store_pinned_key(const struct store *s, uint32_t idx);
 
 /* Lock-free staleness check (may race: a live answer can go stale later). */
 bool store_ref_live(const struct store *s, struct store_ref ref);

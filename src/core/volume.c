@@ -42,6 +42,7 @@ void vol_scratch_free(struct vol_scratch *s)
         return;
     tier_req_destroy(&s->treq);
     free(s->prefetch_buf);
+    free(s->copy_vals);
     free(s);
 }
 
@@ -103,13 +104,14 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         return -EAGAIN;
     uint64_t vals[VOL_ZC_MAX_BLOCKS];
     dir_lookup_range(v->dir, first, nb, vals);
-    uint32_t np = 0;
+    uint32_t np = 0, zeros = 0;
     for (uint32_t i = 0; i < nb; i++) {
         uint32_t lo, n;
         block_overlap(first + i, r->offset, r->length, &lo, &n);
         const uint8_t *p;
         if (vals[i] == DIR_ZERO) {
             p = zero_block;
+            zeros++;
         } else if (dir_val_is_ref(vals[i]) && store_pin(v->store, dir_ref(vals[i]), &p) == 0) {
             pins[np++] = (uint32_t)vals[i];
         } else {
@@ -120,6 +122,11 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         }
         iov[i] = (struct iovec){(void *)(p + lo), n};
     }
+    /* Counted once served: a request that falls back to vol_read is
+     * counted there. */
+    for (uint32_t k = 0; k < np; k++)
+        vol_mrc_note(v, store_pinned_key(v->store, pins[k]), MRC_READ);
+    vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
     STAT_ADD(v->c.read_hit_bytes, r->length);
@@ -209,9 +216,9 @@ static int read_passthrough(struct volume *v, struct vol_req *r)
  * `first`), widens todo to the window (window-relative from then on,
  * s->ra_active) with the uncached neighbours. Returns false when read-ahead
  * does not apply. */
-static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uint32_t nb)
+static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uint32_t nb,
+                    uint64_t ra)
 {
-    uint64_t ra = v->ra_blocks;
     uint64_t wa = first & ~(ra - 1);
     uint64_t wb = MIN((first + nb + ra - 1) & ~(ra - 1), v->nblocks);
     uint32_t wnb = (uint32_t)(wb - wa);
@@ -238,29 +245,41 @@ static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uin
 
 /* Read-ahead pays only on a sequential stream: on random reads every
  * window costs up to ra_blocks blocks for one that was asked (a TPC-C
- * trace read 8.9x its client bytes from the back end with it). So a miss
- * reads ahead only when it continues a recent miss of the volume (starts
- * within one window of where that one's fetch ended); the first miss of a
- * stream fetches just itself. The stream table is a few relaxed atomics:
- * two requests racing on a slot only cost or save one window. The slot
- * of the stream a miss continues, or -1. */
-static int ra_stream_of(struct volume *v, uint64_t first)
+ * trace read 8.9x its client bytes from the back end with it), and reads
+ * that merely land near each other waste most of theirs (a web search
+ * trace: +56% back end bytes when "near" was one window). So a miss reads
+ * ahead only when it starts exactly where an earlier miss's fetch ended
+ * and that stream already had RA_MIN_RUN such misses in a row: the first
+ * misses of a stream fetch just themselves. A stream's slot holds its
+ * fetch end (low 48 bits) and its run of sequential misses (high 16). The
+ * table is a few relaxed atomics: two requests racing on a slot only cost
+ * or save one window. */
+#define RA_MIN_RUN  2
+#define RA_END_MASK ((UINT64_C(1) << 48) - 1)
+
+/* The slot of the stream a miss at `first` continues (its run in *run),
+ * or -1. */
+static int ra_stream_of(struct volume *v, uint64_t first, unsigned *run)
 {
     for (unsigned i = 0; i < VOL_RA_STREAMS; i++) {
-        uint64_t end = __atomic_load_n(&v->ra_streams[i], __ATOMIC_RELAXED);
-        if (end && first + v->ra_blocks >= end && first <= end + v->ra_blocks)
+        uint64_t s = __atomic_load_n(&v->ra_streams[i], __ATOMIC_RELAXED);
+        if (s && (s & RA_END_MASK) == first) {
+            *run = (unsigned)(s >> 48);
             return (int)i;
+        }
     }
+    *run = 0;
     return -1;
 }
 
-/* Remember where this miss's fetch ended: in the stream it continued
- * (slot), or in the oldest slot. */
-static void ra_note(struct volume *v, int slot, uint64_t end)
+/* Remember where this miss's fetch ended and the stream's run: in the
+ * stream it continued (slot), or in the oldest slot. */
+static void ra_note(struct volume *v, int slot, uint64_t end, unsigned run)
 {
     unsigned i = slot >= 0 ? (unsigned)slot
                            : __atomic_fetch_add(&v->ra_next, 1, __ATOMIC_RELAXED) % VOL_RA_STREAMS;
-    __atomic_store_n(&v->ra_streams[i], end, __ATOMIC_RELAXED);
+    uint64_t r = run < 0xffff ? run : 0xffff;
+    __atomic_store_n(&v->ra_streams[i], (r << 48) | (end & RA_END_MASK), __ATOMIC_RELAXED);
 }
 
 /* The read-ahead fetch: one back end request from the first to the last
@@ -311,10 +330,16 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
     s->ra_active = false;
     s->nkeyed = 0;
     if (v->ra_blocks) {
-        int slot = ra_stream_of(v, first);
-        if (nb < v->ra_blocks && slot >= 0)
-            ra_plan(v, s, first, nb);
-        ra_note(v, slot, s->ra_active ? s->ra_first + s->ra_nb : first + nb);
+        unsigned run;
+        int slot = ra_stream_of(v, first, &run);
+        /* The window grows with the stream (4 blocks, then 8, ... up to
+         * ra_blocks), so a stream that stops wastes little. */
+        uint64_t win =
+            run >= RA_MIN_RUN ? MIN((uint64_t)v->ra_blocks, 4ull << (run - RA_MIN_RUN)) : 0;
+        if (nb < win && slot >= 0)
+            ra_plan(v, s, first, nb, win);
+        ra_note(v, slot, s->ra_active ? s->ra_first + s->ra_nb : first + nb,
+                slot >= 0 ? run + 1 : 0);
     }
     uint32_t n = s->ra_active ? s->ra_nb : nb;
     uint64_t base = s->ra_active ? s->ra_first : first;
@@ -340,6 +365,10 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
         vol_key_finish(v, s, r->buf, first, false); /* retried on a worker */
     return ret;
 }
+
+/* Hits of one copied read noted in the miss-ratio curves: the first this
+ * many (a sample of a sample; large reads are few). */
+#define MRC_NOTE_BATCH 64
 
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
 {
@@ -373,6 +402,9 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     uint8_t *buf = r->buf;
     uint64_t miss_bytes = 0;
     bool any_miss = false, any_keyed = false;
+    /* Hits for the miss-ratio curves, noted once the read is served (a
+     * NOWAIT attempt may give up and run again). */
+    uint32_t keys[MRC_NOTE_BATCH], nkeys = 0, zeros = 0;
     /* Without a non-blocking back end read, a miss ends a NOWAIT attempt. */
     bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait);
 
@@ -386,11 +418,17 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         uint64_t val = vals[i % LOOKUP_WINDOW];
         if (val == DIR_ZERO) {
             memset(buf + (size_t)i * BLOCK_SIZE + lo, 0, n);
+            zeros++;
             continue;
         }
+        uint32_t key;
         if (dir_val_is_ref(val) &&
-            store_read(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n) == 0)
+            store_read_key(v->store, dir_ref(val), buf + (size_t)i * BLOCK_SIZE + lo, lo, n,
+                           &key) == 0) {
+            if (nkeys < MRC_NOTE_BATCH)
+                keys[nkeys++] = key;
             continue;
+        }
         if (!can_fetch)
             return -EAGAIN;
         if (!any_miss) {
@@ -418,6 +456,9 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         r->scratch = scratch;
         miss_bytes -= by_key;
     }
+    for (uint32_t k = 0; k < nkeys; k++)
+        vol_mrc_note(v, keys[k], MRC_READ);
+    vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
     STAT_ADD(v->c.read_hit_bytes, r->length - miss_bytes);
@@ -438,17 +479,21 @@ static void finish_read(struct volume *v, struct vol_req *r)
     vol_key_finish(v, s, r->buf, first, ok);
     if (!ok)
         return;
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     if (ra) {
-        for (uint32_t i = 0; i < s->ra_nb; i++)
+        /* Blocks around the request were not asked for: inserts, not reads. */
+        for (uint32_t i = 0; i < s->ra_nb; i++) {
+            uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
-                vol_install(v, s->ra_first + i, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE,
-                            &s->tk, true);
+                vol_install(v, blk, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0));
+        }
         return;
     }
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk, true);
+            vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                        INSTALL_TIERS | INSTALL_READ);
 }
 
 /* ---- writes, trims, zeroes ---- */
@@ -606,9 +651,40 @@ int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *s)
     return gated(v, r, s, VOL_OP_ZERO, be_zero);
 }
 
+/* A copied block whose source content is in RAM: take one more reference
+ * on it rather than hash the data again, once the bytes are checked (the
+ * source may have changed since they were read). False: install by hash. */
+static bool install_shared(struct volume *v, struct vol_scratch *s, uint32_t i, uint64_t blk,
+                           const uint8_t *data)
+{
+    uint64_t val = s->copy_vals[i];
+    if (!dir_val_is_ref(val))
+        return false;
+    struct store_ref src = dir_ref(val), ref;
+    const uint8_t *p;
+    if (store_pin(v->store, src, &p) < 0)
+        return false;
+    bool same = memcmp(p, data, BLOCK_SIZE) == 0;
+    uint32_t key = store_pinned_key(v->store, src.idx);
+    store_unpin(v->store, src.idx);
+    if (!same || store_ref_dup(v->store, src, &ref) < 0)
+        return false;
+    vol_mrc_note(v, key, MRC_WRITE);
+    int r = dir_install(v->dir, blk, &s->tk, dir_val(ref));
+    if (r == DIR_REFUSED)
+        STAT_ADD(v->c.insert_races, 1);
+    if (r != DIR_HELD)
+        store_unref(v->store, ref);
+    STAT_ADD(v->c.copy_shared_blocks, 1);
+    return true;
+}
+
 static void finish_change(struct volume *v, struct vol_req *r)
 {
     struct vol_scratch *s = r->scratch;
+    bool copy = s && s->copy_active;
+    if (s)
+        s->copy_active = false;
     if (r->status != 0 || r->op == VOL_OP_TRIM)
         return;
     uint64_t first = block_of(r->offset);
@@ -629,8 +705,10 @@ static void finish_change(struct volume *v, struct vol_req *r)
             memcpy(s->tail, data, n);
             memset(s->tail + n, 0, BLOCK_SIZE - n);
             data = s->tail;
+        } else if (copy && install_shared(v, s, i, blk, data)) {
+            continue;
         }
-        vol_install(v, blk, data, &s->tk, false);
+        vol_install(v, blk, data, &s->tk, 0);
     }
 }
 

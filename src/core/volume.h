@@ -12,6 +12,7 @@
 
 #include "common/histogram.h"
 #include "core/engine.h"
+#include "core/mrc.h"
 #include "core/stats_list.h"
 
 struct backend;
@@ -59,6 +60,10 @@ struct volume {
      * of writes cannot starve it. Reads never take it. */
     pthread_rwlock_t gate;
 
+    /* Miss-ratio curves (core/mrc.h): the volume's own, and the engine's
+     * for the whole cache. Either may be NULL (no memory). */
+    struct mrc *mrc, *gmrc;
+
     struct vol_counters c; /* relaxed atomics */
     struct histogram lat_read_hit, lat_read_miss, lat_write;
 
@@ -77,7 +82,35 @@ struct vol_env {
     struct tier *const *tiers;
     unsigned ntiers;
     struct workq *wq;
+    /* Miss-ratio curves: the policy and cache size each volume's curve
+     * simulates, and the whole cache's curve. */
+    const struct evict_ops *policy;
+    uint64_t cache_blocks;
+    struct mrc *mrc;
 };
+
+/* Each volume's curve: at most this many entries in its largest small
+ * cache (about 150 KiB of memory a volume). */
+#define VOLUME_MRC_ENTRIES 2048
+
+/* An access to stored content with this key (mrc.h), for both curves. */
+static inline void vol_mrc_note(struct volume *v, uint32_t key, enum mrc_access kind)
+{
+    if (v->mrc && mrc_sampled(v->mrc, key))
+        mrc_access(v->mrc, key, kind);
+    if (v->gmrc && mrc_sampled(v->gmrc, key))
+        mrc_access(v->gmrc, key, kind);
+}
+
+static inline void vol_mrc_zero_reads(struct volume *v, uint64_t blocks)
+{
+    if (!blocks)
+        return;
+    if (v->mrc)
+        mrc_zero_reads(v->mrc, blocks);
+    if (v->gmrc)
+        mrc_zero_reads(v->gmrc, blocks);
+}
 
 /* Open a volume over an already opened back end (takes ownership of be,
  * closing it on failure). volume_open opens cfg->backend first. The

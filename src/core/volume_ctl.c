@@ -62,6 +62,10 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     v->tiers = env->tiers;
     v->ntiers = env->ntiers;
     v->wq = env->wq;
+    v->gmrc = env->mrc;
+    /* Without memory for its curve a volume still serves: no curve. */
+    if (env->policy && mrc_create(env->policy, env->cache_blocks, VOLUME_MRC_ENTRIES, &v->mrc) < 0)
+        v->mrc = NULL;
     int r = dir_create(env->store, v->nblocks, env->budget, &v->dir);
     if (r < 0) {
         log_error(core, "volume %s: too large (%llu bytes)", cfg->name,
@@ -97,6 +101,7 @@ static void volume_free(struct volume *v)
      * stop it before anything it touches goes away. */
     volume_prefetch_stop(v);
     dir_destroy(v->dir);
+    mrc_destroy(v->mrc);
     if (v->be)
         backend_close(v->be);
     pthread_mutex_destroy(&v->pf_lock);

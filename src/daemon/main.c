@@ -212,14 +212,20 @@ int main(int argc, char **argv)
 
     /* The state file (API changes) is read before any volume is added; a
      * corrupt one stops the start rather than be overwritten later. */
-    const char *state_dir = state_dir_choose(o->state_dir);
+    bool state_implicit;
+    const char *state_dir = state_dir_choose(o->state_dir, &state_implicit);
     make_absolute(&made, &state_dir, "");
     struct state *state = NULL;
     char state_err[1024] = "";
-    if (state_open(state_dir, &state, state_err, sizeof state_err) < 0) {
+    int serr = state_open(state_dir, &state, state_err, sizeof state_err);
+    if (serr < 0 && !(state_implicit && (serr == -EACCES || serr == -EPERM || serr == -EBUSY ||
+                                         serr == -EROFS || serr == -EAGAIN || serr == -ENOENT))) {
         fprintf(stderr, "shoald: %s\n", state_err);
         return 1;
     }
+    /* A directory nobody named: unusable is not fatal (a user's shoald, a
+     * second daemon beside the system's). Said below. */
+    bool state_skipped = serr < 0;
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
@@ -328,6 +334,9 @@ int main(int argc, char **argv)
      * files written. */
     if (o->uid != (uid_t)-1) {
         char why[256];
+        if (state_give_to(state, o->uid, o->gid) < 0)
+            log_warn(main, "cannot give state dir %s to %s: %s", state_dir, o->user,
+                     strerror(errno));
         r = privdrop(o->user, o->uid, o->gid, why, sizeof why);
         if (r < 0) {
             fprintf(stderr, "shoald: --user %s: %s\n", o->user, why);
@@ -341,6 +350,11 @@ int main(int argc, char **argv)
                  state_dir, strerror(errno));
     if (state)
         log_info(main, "API changes are kept in %s", state_file(state));
+    else if (state_skipped)
+        log_warn(main,
+                 "no state file: %s (API changes last until shoald stops; "
+                 "--state-dir DIR keeps them elsewhere)",
+                 state_err);
     else
         log_info(main, "no state dir: volume changes made through the API last until shoald "
                        "stops (--state-dir DIR keeps them)");

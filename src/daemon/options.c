@@ -152,7 +152,7 @@ static void usage(FILE *f)
             "                                    USER's primary group\n"
             "      --state-dir DIR|off           keep volume changes made through the API in\n"
             "                                    DIR/state.json (default: $STATE_DIRECTORY,\n"
-            "                                    set by systemd, else none)\n"
+            "                                    set by systemd, else /var/lib/shoal)\n"
             "      --connect-timeout TIME        give up connecting to an NBD back end (connect\n"
             "                                    and handshake) after TIME (default 10s)\n"
             "      --memcached HOST:PORT,...     the cluster's global tier: memcached servers\n"

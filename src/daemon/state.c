@@ -21,21 +21,35 @@ struct state {
     pthread_mutex_t lock;
     char *dir, *file;
     int lock_fd;
+    bool created; /* the directory is ours: made by state_open */
     json_t *root; /* {"version", "volumes": {}, "removed": {}, "enabled": {}} */
 };
 
-const char *state_dir_choose(const char *given)
+const char *state_dir_choose(const char *given, bool *implicit)
 {
+    *implicit = !given;
     if (given)
         return strcmp(given, "off") ? given : NULL;
     /* systemd: StateDirectory=shoal sets it; several are ':'-separated and
      * the first is ours. */
     static char first[4096];
     const char *env = getenv("STATE_DIRECTORY");
-    if (!env || !env[0])
-        return NULL;
+    if (!env || !env[0]) {
+        return STATE_DIR_DEFAULT;
+    }
     snprintf(first, sizeof first, "%.*s", (int)strcspn(env, ":"), env);
     return first;
+}
+
+int state_give_to(struct state *s, uid_t uid, gid_t gid)
+{
+    if (!s || !s->created)
+        return 0;
+    /* Made by this start, so nobody else's: the user shoald runs as must
+     * write it (state.json is made on the first change). */
+    if (chown(s->dir, uid, gid) < 0 || fchown(s->lock_fd, uid, gid) < 0)
+        return -errno;
+    return 0;
 }
 
 const char *state_file(const struct state *s)
@@ -105,7 +119,8 @@ int state_open(const char *dir, struct state **out, char *err, size_t errlen)
         snprintf(err, errlen, "state dir '%s': not an absolute path", dir);
         return -EINVAL;
     }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    bool created = mkdir(dir, 0700) == 0;
+    if (!created && errno != EEXIST) {
         int e = errno;
         snprintf(err, errlen, "cannot create state dir '%s': %s", dir, strerror(e));
         return -e;
@@ -120,6 +135,7 @@ int state_open(const char *dir, struct state **out, char *err, size_t errlen)
     }
     pthread_mutex_init(&s->lock, NULL);
     s->lock_fd = -1;
+    s->created = created;
     int r = 0;
     _cleanup_free_ char *lock = NULL;
     if (asprintf(&lock, "%s/state.lock", dir) < 0) {

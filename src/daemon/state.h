@@ -13,9 +13,12 @@
  * reload) wins over the API's choice for that volume.
  *
  * DIR is --state-dir (or state-dir in [shoald]); without it, $STATE_DIRECTORY
- * (systemd's StateDirectory=); without either, no state file: API changes
- * last until the daemon stops. "off" turns it off. DIR/state.lock keeps a
- * second shoald off the same directory.
+ * (systemd's StateDirectory=); without either, STATE_DIR_DEFAULT. "off"
+ * turns it off: API changes last until the daemon stops. DIR/state.lock
+ * keeps a second shoald off the same directory. A directory not asked for
+ * by name ($STATE_DIRECTORY or the default) may be unusable (not root, or
+ * another shoald holds it): the daemon then runs without a state file and
+ * says so; a --state-dir that cannot be used stops the start.
  *
  * Thread safety: every function takes the state's own lock; a NULL state
  * (no state dir) makes each a no-op that answers "nothing recorded". */
@@ -24,14 +27,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "core/engine.h"
 
 struct state;
 
-/* The directory to use: given (NULL or "off": see above), else
- * $STATE_DIRECTORY's first entry, else NULL. */
-const char *state_dir_choose(const char *given);
+#define STATE_DIR_DEFAULT "/var/lib/shoal"
+
+/* The directory to use: given ("off": NULL), else $STATE_DIRECTORY's first
+ * entry, else STATE_DIR_DEFAULT; *implicit when not given. */
+const char *state_dir_choose(const char *given, bool *implicit);
 
 /* Create DIR if missing (mode 0700), lock it and load DIR/state.json when
  * it exists. A file that is not the JSON this module writes is refused:
@@ -39,6 +45,10 @@ const char *state_dir_choose(const char *given);
  * with one line in err (naming the file). */
 int state_open(const char *dir, struct state **out, char *err, size_t errlen);
 void state_close(struct state *s);
+/* Before dropping root to uid:gid (--user): a state dir this start created
+ * becomes theirs, so they can write the state file. One that existed is
+ * left as it is (a warning says if it is not writable). 0 or -errno. */
+int state_give_to(struct state *s, uid_t uid, gid_t gid);
 const char *state_file(const struct state *s); /* "" for NULL */
 
 /* Startup and reload queries. */

@@ -7,6 +7,7 @@
  *
  *   GET    /api/v1/stats                      cache + every volume's stats
  *   GET    /api/v1/stats/volumes/NAME         one volume's stats
+ *   GET    /api/v1/mrc                        miss-ratio curves: the cache's, each volume's
  *   GET    /api/v1/cache                      cache stats
  *   POST   /api/v1/cache/resize               {"size": "2G" | bytes}
  *   GET    /api/v1/volumes                    short list (opening/failed adds too)
@@ -210,6 +211,25 @@ static void h_stats_volume(struct mgmt *m, const struct mgmt_req *req, struct mg
     struct mgmt_vol mv;
     mgmt_vol_fill(v, &mv, req->authorized);
     reply_json(rep, 200, render_volume_stats_json(&mv));
+}
+
+/* What-if sizing: predicted hit ratios at other cache sizes. */
+static void h_mrc(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
+{
+    struct mgmt_snap s;
+    int r = mgmt_snap_take(m, &s, req->authorized);
+    if (r < 0) {
+        reply_error(rep, errno_status(r), "cannot collect the curves: %s", strerror(-r));
+        return;
+    }
+    json_t *vols = json_array();
+    for (size_t i = 0; vols && i < s.nvols; i++)
+        json_array_append_new(vols, json_pack("{s:s, s:o}", "name", s.vols[i].name, "mrc",
+                                              render_mrc_json(&s.vols[i].mrc)));
+    reply_json(rep, 200,
+               json_pack("{s:o, s:o, s:o}", "capacity_bytes", json_u64(s.cache.capacity_bytes),
+                         "cache", render_mrc_json(&s.mrc), "volumes", vols ? vols : json_null()));
+    mgmt_snap_free(&s);
 }
 
 static void h_cache(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
@@ -664,6 +684,7 @@ struct route {
 static const struct route routes[] = {
     {"/api/v1/stats", MGMT_GET, h_stats},
     {"/api/v1/stats/volumes/*", MGMT_GET, h_stats_volume},
+    {"/api/v1/mrc", MGMT_GET, h_mrc},
     {"/api/v1/cache", MGMT_GET, h_cache},
     {"/api/v1/cache/resize", MGMT_POST, h_cache_resize},
     {"/api/v1/volumes", MGMT_GET, h_volumes},

@@ -126,10 +126,12 @@ struct mgmt_vol {
     bool enabled;
     unsigned connections;
     struct volume_snapshot snap;
+    struct mrc_curve mrc;
 };
 
 struct mgmt_snap {
     struct cache_snapshot cache;
+    struct mrc_curve mrc;
     struct mgmt_vol *vols;
     size_t nvols;
 };
@@ -149,6 +151,9 @@ json_t *render_volume_stats_json(const struct mgmt_vol *v);
 json_t *render_volume_json(const struct mgmt_vol *v); /* the short form of /volumes */
 json_t *render_stats_json(const struct mgmt *m, const struct mgmt_snap *s);
 json_t *render_prefetch_json(const struct prefetch_status *st);
+/* A miss-ratio curve: {"rate", "sampled_reads", "points": [{"factor",
+ * "cache_bytes", "hit_ratio"}]} (core/mrc.h). */
+json_t *render_mrc_json(const struct mrc_curve *c);
 /* render_prom.c: Prometheus text format 0.0.4. 0 or -ENOMEM. */
 int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **buf, size_t *len);
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

@@ -119,3 +119,16 @@ json_t *render_prefetch_json(const struct prefetch_status *st)
                      json_u64(st->offset), "length", json_u64(st->length), "done_bytes",
                      json_u64(st->done_bytes), "error", err, "errno", -st->error);
 }
+
+json_t *render_mrc_json(const struct mrc_curve *c)
+{
+    json_t *pts = json_array();
+    for (unsigned i = 0; pts && i < MRC_POINTS; i++)
+        json_array_append_new(pts, json_pack("{s:o, s:o, s:o}", "factor",
+                                             json_real(mrc_eighths[i] / 8.0), "cache_bytes",
+                                             json_u64(c->p[i].cache_blocks * 4096), "hit_ratio",
+                                             json_ratio(c->p[i].hit_ratio)));
+    return json_pack("{s:o, s:o, s:o, s:o}", "rate", json_ratio(c->rate), "sampled_reads",
+                     json_u64(c->sampled_reads), "memory_bytes", json_u64(c->bytes), "points",
+                     pts ? pts : json_null());
+}

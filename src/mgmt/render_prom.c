@@ -175,6 +175,36 @@ static void render_histogram(FILE *f, const char *volume, const char *op,
     fprintf(f, "\",op=\"%s\"} %" PRIu64 "\n", op, cum);
 }
 
+static void put_mrc(FILE *f, const char *family, const char *volume, const struct mrc_curve *c)
+{
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        fprintf(f, "%s{", family);
+        if (volume) {
+            fputs("volume=\"", f);
+            put_label_value(f, volume);
+            fputs("\",", f);
+        }
+        fputs("factor=\"", f);
+        put_double(f, mrc_eighths[i] / 8.0);
+        fputs("\"} ", f);
+        put_double(f, c->p[i].hit_ratio);
+        fputc('\n', f);
+    }
+}
+
+/* Miss-ratio curves: predicted hit ratio with `factor` times the cache. */
+static void render_mrc(FILE *f, const struct mgmt_snap *s)
+{
+    put_header(f, "shoal_cache_mrc_hit_ratio",
+               "Predicted read hit ratio with factor x the cache size (miss-ratio curve)", "gauge");
+    put_mrc(f, "shoal_cache_mrc_hit_ratio", NULL, &s->mrc);
+    put_header(f, "shoal_volume_mrc_hit_ratio",
+               "Predicted read hit ratio of the volume alone with factor x the cache size",
+               "gauge");
+    for (size_t k = 0; k < s->nvols; k++)
+        put_mrc(f, "shoal_volume_mrc_hit_ratio", s->vols[k].name, &s->vols[k].mrc);
+}
+
 static void render_latency(FILE *f, const struct mgmt_snap *s)
 {
     put_header(f, "shoal_volume_latency_seconds",
@@ -208,6 +238,7 @@ int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **bu
     render_volume_info(f, s);
     render_volume_stats(f, s);
     render_latency(f, s);
+    render_mrc(f, s);
 
     /* open_memstream reports allocation failures as stream errors. */
     bool failed = ferror(f);

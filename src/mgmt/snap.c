@@ -23,6 +23,7 @@ void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
     out->enabled = volume_enabled(v);
     out->connections = volume_connections(v);
     volume_snapshot(v, &out->snap);
+    volume_mrc(v, &out->mrc);
 }
 
 struct collect {
@@ -50,6 +51,7 @@ int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out, bool show_backend)
 {
     memset(out, 0, sizeof *out);
     cache_snapshot(m->engine, &out->cache);
+    engine_mrc(m->engine, &out->mrc);
     struct collect c = {.show_backend = show_backend};
     int r = engine_for_each_volume(m->engine, collect_one, &c);
     if (r < 0) {

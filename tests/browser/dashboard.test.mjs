@@ -7,6 +7,9 @@
 //     charts and numbers update every second;
 //   - the numbers match the API (exactly for sizes and capacity, within a
 //     tolerance for rates and ratios that move between two samples);
+//   - the cache sizing panel (sizing.mjs): after a burst of reads, the
+//     miss-ratio curve, its sentence and each volume's "2x RAM" figure are
+//     the API's, polled every 10 s, and follow a resize at once;
 //   - without the token the back ends are hidden (the page says so and no
 //     backing path reaches it); once given, the token goes with every
 //     request and the paths show;
@@ -25,6 +28,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkSizing, checkSizingAfterResize } from './sizing.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SHOALD = process.env.SHOALD || path.join(HERE, '../../build/src/shoald');
@@ -98,7 +102,7 @@ async function startShoald(args) {
   const logPath = path.join(TMP, 'shoald.log');
   const logFd = fs.openSync(logPath, 'a');
   const sock = path.join(TMP, 'nbd.sock');
-  const p = spawn(SHOALD, ['-f', '-l', `unix:${sock}`, '--http', '127.0.0.1:0', ...args], {
+  const p = spawn(SHOALD, ['-f', '--state-dir', 'off', '-l', `unix:${sock}`, '--http', '127.0.0.1:0', ...args], {
     stdio: ['ignore', logFd, logFd],
   });
   children.push(p);
@@ -202,7 +206,7 @@ async function main() {
   for (const sel of ['#kpi-hit', '#kpi-offload', '#kpi-read', '#kpi-write', '#kpi-dedup', '#kpi-effective',
     '#lat-read_hit', '#lat-read_miss', '#lat-write', '#chart-throughput canvas', '#chart-iops canvas',
     '#chart-ratio canvas', '#chart-latency canvas', '#chart-cache canvas', '#chart-churn canvas',
-    '.cache-panel', '#volumes', '#add-form', '#resize-form']) {
+    '.cache-panel', '#mrc-panel', '#mrc-chart svg', '#volumes', '#add-form', '#resize-form']) {
     check(await page.isVisible(sel), `${sel} is not visible`);
   }
   const rows = await page.$$eval('#volumes-body tr', (trs) => trs.map((t) => t.dataset.volume));
@@ -319,6 +323,10 @@ async function main() {
   log(`numbers match the API (read ${apiRead.toFixed(0)} IOPS, write ${apiWrite.toFixed(0)} IOPS, ` +
     `dedup ${s.cache.dedup_ratio.toFixed(2)})`);
 
+  // ---- cache sizing: the miss-ratio curve ----
+  const sizing = { page, check, near, waitFor, api, sleep, log, sock: d.sock, tmp: TMP, out: OUT, children };
+  await checkSizing(sizing);
+
   // ---- controls ----
   const row = (name) => `tr[data-volume="${name}"]`;
   const click = (sel) => page.click(sel);
@@ -388,6 +396,7 @@ async function main() {
   await waitFor(async () => (await stats()).cache.capacity_bytes === 40 * MiB, 5000, 'capacity 40M');
   await waitFor(async () => (await num('#c-capacity')) === 40 * MiB, 5000, 'the page to show 40M');
   log('cache resize from the page OK');
+  await checkSizingAfterResize(sizing, 40 * MiB);
 
   // Add a volume; an API error is shown in the page.
   await page.fill('#add-name', 'extra');

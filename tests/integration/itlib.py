@@ -36,6 +36,9 @@ if not SHOALD:
 
 TMP = tempfile.mkdtemp(prefix=f"shoal-it-{NAME}.",
                        dir=os.environ.get("SHOAL_IT_TMP", "/tmp"))
+# shoald keeps API changes in $STATE_DIRECTORY (else /var/lib/shoal): this
+# test's own, for daemons started by hand (Shoald gives each its own).
+os.environ["STATE_DIRECTORY"] = os.path.join(TMP, "state")
 _daemons = []
 _failed = [False]
 
@@ -67,8 +70,11 @@ class Shoald:
                     "--http", f"127.0.0.1:{self.port}", "--http-token-file", os.path.join(TMP, "token"),
                     *extra, *volumes]
             self.logf = open(self.logpath, "ab")
+            # Each daemon its own state dir: API changes never carry over
+            # from one start to the next unless a test asks (--state-dir).
+            env = dict(os.environ, STATE_DIRECTORY=os.path.join(TMP, f"state{n}"))
             self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, env=env)
             _daemons.append(self)
             if self._wait_ready(30):
                 return

@@ -25,6 +25,10 @@ PY=/usr/bin/python3
 TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${SHOAL_IT_TMP:-/tmp}/shoal-it-${TEST_NAME}.XXXXXX")
 export TMPDIR="$T"
+# shoald keeps API changes in $STATE_DIRECTORY (else /var/lib/shoal): each
+# test its own, so no test sees another's volumes (start_shoald gives each
+# daemon its own unless the caller sets STATE_DIRECTORY).
+export STATE_DIRECTORY="$T/state"
 
 # pids of daemons and helpers started by this test
 declare -a _SHOAL_PIDS=()
@@ -161,6 +165,8 @@ start_shoald() {
     NEXT_SOCK=""
     SHOALD_LOG="$T/shoald$n.log"
     API_TOKEN_FILE="$T/token"
+    local sdir=$STATE_DIRECTORY
+    [ "$sdir" = "$T/state" ] && sdir=$T/state$n
     for a in "$@"; do
         case $prev in
         --http-token-file) API_TOKEN_FILE=$a ;;
@@ -175,8 +181,8 @@ start_shoald() {
     for _ in 1 2 3; do
         HTTP_PORT=$(free_port)
         URL="$scheme://127.0.0.1:$HTTP_PORT"
-        "$SHOALD" -f -l "unix:$SOCK" --http "127.0.0.1:$HTTP_PORT" --http-token-file "$T/token" \
-            "$@" >>"$SHOALD_LOG" 2>&1 &
+        STATE_DIRECTORY=$sdir "$SHOALD" -f -l "unix:$SOCK" --http "127.0.0.1:$HTTP_PORT" \
+            --http-token-file "$T/token" "$@" >>"$SHOALD_LOG" 2>&1 &
         SHOALD_PID=$!
         _SHOAL_PIDS+=("$SHOALD_PID")
         if _wait_ready "$SHOALD_PID" 30; then

@@ -6,7 +6,9 @@
 # persist too. The file is valid JSON, mode 0600, and no temp file is left.
 # A corrupt or foreign state file stops the start with one line naming it;
 # a second shoald on the same dir is refused; $STATE_DIRECTORY (systemd's
-# StateDirectory=) is the default and --state-dir off turns it off.
+# StateDirectory=) is the default, else /var/lib/shoal (checked in a private
+# mount namespace), and --state-dir off turns it off; an unusable directory
+# nobody named is a warning, not a refusal.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need jq curl
@@ -16,7 +18,7 @@ for f in a b x; do
     head -c 1M /dev/urandom >"$T/$f.img"
 done
 printf '[volume a]\nbacking = %s\n[volume b]\nbacking = %s\n' "$T/a.img" "$T/b.img" >"$T/shoald.conf"
-sd=$T/state
+sd=$T/sd # not $T/state, which lib.sh makes $STATE_DIRECTORY
 # Refused starts return from main early, still holding memory: under ASan
 # that is not a leak to report (cmdline.sh does the same); the daemons
 # stopped with SIGTERM keep leak checking.
@@ -94,4 +96,33 @@ STATE_DIRECTORY=$T/sysd start_shoald --state-dir off "a=$T/a.img"
 ctl disable a >/dev/null || fail "disable a (--state-dir off)"
 [ ! -e "$T/sysd" ] || fail "--state-dir off still wrote $T/sysd"
 stop_shoald
+
+# Neither: /var/lib/shoal, seen from a private mount namespace with a tmpfs
+# on /var/lib so the host's stays untouched.
+if unshare -m --propagation private true 2>/dev/null; then
+    cat >"$T/nsrun" <<EOF
+#!/bin/sh
+exec unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /var/lib && exec "\$0" "\$@"' "$SHOALD" "\$@"
+EOF
+    chmod +x "$T/nsrun"
+    STATE_DIRECTORY='' SHOALD=$T/nsrun start_shoald "a=$T/a.img"
+    ctl disable a >/dev/null || fail "disable a (default state dir)"
+    grep -q "API changes are kept in /var/lib/shoal/state.json" "$SHOALD_LOG" ||
+        fail "the default state dir is not /var/lib/shoal: $(cat "$SHOALD_LOG")"
+    nsenter -t "$SHOALD_PID" -m jq -e '.enabled.a == false' /var/lib/shoal/state.json >/dev/null ||
+        fail "/var/lib/shoal/state.json does not hold the change"
+    stop_shoald
+else
+    log "no mount namespaces here: the /var/lib/shoal default is not checked"
+fi
+
+# A directory nobody named that another daemon holds: this one runs without
+# a state file and says so; a named one stops the start (checked above).
+start_shoald --state-dir "$T/held" "a=$T/a.img"
+held_pid=$SHOALD_PID
+STATE_DIRECTORY=$T/held start_shoald "b=$T/b.img"
+grep -q "no state file: state dir '$T/held' is in use by another shoald" "$SHOALD_LOG" ||
+    fail "no warning for a held \$STATE_DIRECTORY: $(cat "$SHOALD_LOG")"
+stop_shoald
+stop_daemon "$held_pid" TERM
 log PASS

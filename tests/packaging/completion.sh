@@ -78,7 +78,7 @@ fi
 
 conn="--url $URL --token-file $API_TOKEN_FILE"
 for m in "${modes[@]}"; do
-    expect "$m" "shoalctl " stats volumes volume enable disable invalidate prefetch cache reload top version help
+    expect "$m" "shoalctl " stats volumes volume enable disable invalidate prefetch cache mrc reload top version help
     expect "$m" "shoalctl vol" volumes volume
     expect "$m" "shoalctl volume " add remove
     expect "$m" "shoalctl cache " resize

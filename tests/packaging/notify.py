@@ -81,7 +81,7 @@ def start(n, env_extra, images, extra_args=()):
     env["NOTIFY_SOCKET"] = mgr.path
     env.update(env_extra)
     with open(logpath, "wb") as lf:
-        proc = subprocess.Popen([SHOALD, "-f", "-m", "16M", "-l", f"unix:{sock}",
+        proc = subprocess.Popen([SHOALD, "-f", "--state-dir", "off", "-m", "16M", "-l", f"unix:{sock}",
                                  "--http", f"127.0.0.1:{port}",
                                  "--http-token-file", os.path.join(TMP, "token"),
                                  *extra_args, f"a={images[0]}", f"b={images[1]}"],

@@ -204,7 +204,7 @@ class Shoald:
         for _ in range(3):
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
-            args = [shoald_path(), "-f", "-l", "unix:" + self.sock, "--http",
+            args = [shoald_path(), "-f", "--state-dir", "off", "-l", "unix:" + self.sock, "--http",
                     f"127.0.0.1:{self.port}", "--http-token-file", token_file(),
                     "-m", cache, *extra, *volumes]
             logf = open(self.logpath, "ab")

@@ -908,6 +908,11 @@
     const backend = document.createElement('span');
     backend.className = 'backend';
     cells.backend.append(backend);
+    /* Hit ratio above (its value on the cell), the prediction below. */
+    const hit = document.createElement('div');
+    const mrc2 = document.createElement('div');
+    mrc2.className = 'sub mrc2';
+    cells.hit.append(hit, mrc2);
     const read = rateCell(cells.read);
     const write = rateCell(cells.write);
     const nameBtn = document.createElement('button');
@@ -939,7 +944,7 @@
     const remove = button('Remove', 'remove', 'danger', () => removeVolume(name));
     actions.append(toggle, inval, pf, progress, remove);
     cells.actions.append(actions);
-    return { tr, cells, badge, backend, read, write, toggle, pf, progress, fill, ptext };
+    return { tr, cells, badge, backend, hit, mrc2, read, write, toggle, pf, progress, fill, ptext };
   }
 
   function renderVolumes(stats) {
@@ -978,7 +983,8 @@
       setText(r.cells.mode, v.readonly ? 'ro' : 'rw', v.readonly ? 1 : 0);
       r.cells.mode.className = 'mode';
       r.cells.mode.title = v.readonly ? 'read-only' : 'read-write';
-      setText(r.cells.hit, v.read_bytes ? fmtPct(v.hit_ratio) : '–', v.hit_ratio);
+      setText(r.hit, v.read_bytes ? fmtPct(v.hit_ratio) : '–');
+      r.cells.hit.dataset.value = v.hit_ratio == null || !isFinite(v.hit_ratio) ? '' : String(v.hit_ratio);
       setText(r.cells.offload, v.read_bytes ? fmtPct(v.offload_ratio) : '–', v.offload_ratio);
       const m = p && p.vols[v.name];
       setText(r.read.ops, m ? `${fmtIops(m.readIops)} IOPS` : '–', m ? m.readIops : null);
@@ -1039,12 +1045,279 @@
     renderKpis(stats);
     renderCache(stats);
     renderVolumes(stats);
+    renderVolumeMrc();
+    renderSizing();
     for (const c of charts) c.draw();
+    mrcCheckFresh(stats);
   }
 
   function setScope(name) {
     state.scope = name;
     render();
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* cache sizing: miss-ratio curves (GET /api/v1/mrc)                  */
+
+  /* The curves move slowly (they rest on thousands of sampled reads) and
+   * each answer snapshots every volume: polled every 10 s, not every
+   * stats tick; sooner only when the capacity or the volumes changed (a
+   * resize starts the curves over), and then at most every 2 s. */
+  const MRC_POLL_MS = 10000;
+  const MRC_EARLY_MS = 2000;
+  const MRC_MIN_SAMPLES = 1000; /* below this the prediction is mostly noise */
+  /* A volume's curve has a fixed, smaller sample budget (its rate falls as
+   * the cache grows), so a volume of a large cache may take long to reach
+   * MRC_MIN_SAMPLES: from this many on, its figure shows, marked rough. */
+  const MRC_ROUGH_SAMPLES = 100;
+  const MRC_AXIS = [0.125, 0.25, 0.5, 1, 2, 4]; /* labelled sizes; 3/4 and 3/2 are points only */
+  const SVGNS = 'http://www.w3.org/2000/svg';
+
+  const mrc = { data: null, error: null, at: 0, timer: null, busy: false, drawn: '' };
+
+  const mrcPoint = (curve, factor) =>
+    curve && Array.isArray(curve.points) ? curve.points.find((p) => p.factor === factor) || null : null;
+  const mrcReady = (curve) => !!curve && curve.sampled_reads >= MRC_MIN_SAMPLES;
+
+  function mrcVolume(name) {
+    const list = mrc.data && Array.isArray(mrc.data.volumes) ? mrc.data.volumes : [];
+    const v = list.find((x) => x.name === name);
+    return v ? v.mrc : null;
+  }
+
+  /* 0.125 -> "1/8", 1.5 -> "1.5", 2 -> "2". */
+  function fmtFactor(f) {
+    let n = Math.round(f * 8);
+    if (f >= 1) return String(f);
+    let d = 8;
+    while (n % 2 === 0) {
+      n /= 2;
+      d /= 2;
+    }
+    return `${n}/${d}`;
+  }
+
+  function scheduleMrc(ms) {
+    if (state.paused && ms !== 0) return;
+    if (mrc.timer) clearTimeout(mrc.timer);
+    mrc.timer = setTimeout(pollMrc, ms);
+  }
+
+  async function pollMrc() {
+    mrc.timer = null;
+    if (mrc.busy) return;
+    mrc.busy = true;
+    try {
+      mrc.data = await api('GET', `${API}/mrc`);
+      mrc.error = null;
+    } catch (e) {
+      /* Shown in the panel only: the stats poll reports a lost daemon. */
+      mrc.error = e;
+    } finally {
+      mrc.at = performance.now();
+      mrc.busy = false;
+    }
+    renderSizing();
+    renderVolumeMrc();
+    if (!state.paused) scheduleMrc(MRC_POLL_MS);
+  }
+
+  /* After a stats sample: is the curve from another capacity or another
+   * set of volumes? */
+  function mrcCheckFresh(stats) {
+    if (!mrc.data || mrc.busy || state.paused || performance.now() - mrc.at < MRC_EARLY_MS) return;
+    const names = (list) => list.map((v) => v.name).join('\0');
+    const stale = mrc.data.capacity_bytes !== stats.cache.capacity_bytes ||
+      names(mrc.data.volumes || []) !== names(stats.volumes);
+    if (stale) scheduleMrc(0);
+  }
+
+  function svgEl(tag, attrs, parent) {
+    const el = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (parent) parent.append(el);
+    return el;
+  }
+
+  /* The curves as SVG: x = cache size (log scale, today's size marked),
+   * y = predicted hit ratio. Each point carries data-factor, data-bytes
+   * and data-hit (the API's values) and a tooltip. */
+  function drawMrcChart(capacity, series) {
+    const fig = $('mrc-chart');
+    const w = fig.clientWidth;
+    const h = 210;
+    const key = JSON.stringify([w, capacity, series.map((s) => [s.cls, s.curve])]);
+    if (!w || key === mrc.drawn) return;
+    mrc.drawn = key;
+    const padL = 44;
+    const padR = 16;
+    const padT = 18;
+    const padB = 22;
+    const pw = w - padL - padR;
+    const ph = h - padT - padB;
+    const lo = Math.log2(MRC_AXIS[0]);
+    const hi = Math.log2(MRC_AXIS[MRC_AXIS.length - 1]);
+    const x = (f) => padL + ((Math.log2(f) - lo) / (hi - lo)) * pw;
+    const y = (r) => padT + ph - Math.min(1, Math.max(0, r)) * ph;
+    const root = svgEl('svg', { width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: 'img' });
+    svgEl('title', {}, root).textContent = 'Predicted read hit ratio by cache size';
+
+    const grid = svgEl('g', { class: 'grid' }, root);
+    for (const r of [0, 0.25, 0.5, 0.75, 1]) {
+      const yy = Math.round(y(r)) + 0.5;
+      svgEl('line', { x1: padL, x2: w - padR, y1: yy, y2: yy }, grid);
+      const t = svgEl('text', { x: padL - 6, y: yy, 'text-anchor': 'end', 'dominant-baseline': 'middle' }, grid);
+      t.textContent = `${r * 100}%`;
+    }
+    for (const f of MRC_AXIS) {
+      const xx = Math.round(x(f)) + 0.5;
+      svgEl('line', { x1: xx, x2: xx, y1: padT, y2: padT + ph }, grid);
+      const anchor = f === MRC_AXIS[0] ? 'start' : f === MRC_AXIS[MRC_AXIS.length - 1] ? 'end' : 'middle';
+      const t = svgEl('text', { x: xx, y: padT + ph + 6, 'text-anchor': anchor, 'dominant-baseline': 'hanging' }, grid);
+      t.textContent = capacity ? fmtBytes(capacity * f) : `${fmtFactor(f)}×`;
+    }
+    const tx = Math.round(x(1)) + 0.5;
+    const today = svgEl('g', { class: 'today' }, root);
+    svgEl('line', { x1: tx, x2: tx, y1: padT - 4, y2: padT + ph }, today);
+    const tt = svgEl('text', { x: tx, y: padT - 7, 'text-anchor': 'middle' }, today);
+    tt.textContent = 'today';
+
+    let drawn = 0;
+    for (const s of series) {
+      const pts = s.curve && s.curve.sampled_reads > 0 && Array.isArray(s.curve.points) ? s.curve.points : [];
+      if (!pts.length) continue;
+      drawn++;
+      const cls = `series ${s.cls}${mrcReady(s.curve) ? '' : ' tentative'}`;
+      const g = svgEl('g', { class: cls, 'data-series': s.cls }, root);
+      const line = pts.map((p) => `${x(p.factor).toFixed(1)},${y(p.hit_ratio).toFixed(1)}`);
+      svgEl('polyline', { points: line.join(' ') }, g);
+      for (const p of pts) {
+        const c = svgEl('circle', {
+          cx: x(p.factor).toFixed(1),
+          cy: y(p.hit_ratio).toFixed(1),
+          r: p.factor === 1 ? 4.5 : 3.2,
+          'data-factor': p.factor,
+          'data-bytes': p.cache_bytes,
+          'data-hit': p.hit_ratio,
+        }, g);
+        svgEl('title', {}, c).textContent =
+          `${s.label}: ${fmtPct(p.hit_ratio)} with ${fmtBytes(p.cache_bytes)} (${fmtFactor(p.factor)}× today)`;
+      }
+    }
+    if (!drawn) {
+      const t = svgEl('text', { x: padL + pw / 2, y: padT + ph / 2, 'text-anchor': 'middle', class: 'empty' }, root);
+      t.textContent = mrc.data ? 'no reads sampled yet' : 'waiting for the curve';
+    }
+    fig.replaceChildren(root);
+    fig.dataset.points = String(root.querySelectorAll('g.series.cache circle').length);
+  }
+
+  /* "gold alone: with 2× the RAM 91.0%, today 86.0%, with half 70.2%." */
+  function volumeSentence(name, c) {
+    if (!mrcReady(c)) return `${name} alone: collecting samples (${fmtNum(c.sampled_reads)} sampled reads so far).`;
+    const [p2, p1, ph] = [mrcPoint(c, 2), mrcPoint(c, 1), mrcPoint(c, 0.5)];
+    return `${name} alone: with 2× the RAM ${fmtPct(p2 && p2.hit_ratio)}, today ${fmtPct(p1 && p1.hit_ratio)}, ` +
+      `with half ${fmtPct(ph && ph.hit_ratio)} (${fmtNum(c.sampled_reads)} sampled reads).`;
+  }
+
+  function renderPointsTable(curve) {
+    const head = $('mrc-points').tHead.rows[0];
+    const body = $('mrc-points').tBodies[0].rows[0];
+    const pts = curve && Array.isArray(curve.points) ? curve.points : [];
+    while (head.cells.length > pts.length + 1) head.deleteCell(-1);
+    while (body.cells.length > pts.length + 1) body.deleteCell(-1);
+    pts.forEach((p, i) => {
+      const th = head.cells[i + 1] || head.appendChild(document.createElement('th'));
+      const td = body.cells[i + 1] || body.appendChild(document.createElement('td'));
+      th.className = p.factor === 1 ? 'num today' : 'num';
+      td.className = th.className;
+      /* Size above, share of today's size below. */
+      if (!th.firstChild) th.append(document.createElement('div'), document.createElement('div'));
+      setText(th.firstChild, fmtBytes(p.cache_bytes));
+      setText(th.lastChild, p.factor === 1 ? 'today' : `${fmtFactor(p.factor)}×`);
+      th.lastChild.className = 'sub';
+      th.dataset.value = String(p.cache_bytes);
+      td.dataset.factor = String(p.factor);
+      setText(td, fmtPct(p.hit_ratio), p.hit_ratio);
+    });
+  }
+
+  function renderSizing() {
+    const d = mrc.data;
+    const curve = d ? d.cache : null;
+    const ready = mrcReady(curve);
+    const panel = $('mrc-panel');
+    panel.dataset.state = !curve ? 'none' : ready ? 'ready' : 'collecting';
+    const err = $('mrc-error');
+    err.hidden = !mrc.error;
+    if (mrc.error) {
+      const status = mrc.error.status ? `${mrc.error.status} ` : '';
+      setText(err, `The curve could not be read: ${status}${mrc.error.message}`);
+    }
+
+    const samples = curve ? curve.sampled_reads : null;
+    setText('mrc-sampled', samples == null ? '–' : fmtNum(samples), samples);
+    setText('mrc-rate', curve && curve.rate ? `1 in ${fmtNum(1 / curve.rate, 1)}` : '–', curve ? curve.rate : null);
+    setText('mrc-memory', curve ? fmtBytes(curve.memory_bytes) : '–', curve ? curve.memory_bytes : null);
+    const vols = state.last ? state.last.stats.volumes : [];
+    const rb = sumKey(vols, 'read_bytes');
+    setText('mrc-measured', rb ? fmtPct(sumKey(vols, 'read_hit_bytes') / rb) : '–');
+
+    $('mrc-sentence').hidden = !ready;
+    $('mrc-collecting').hidden = ready || !curve;
+    setText('mrc-so-far', samples ? fmtNum(samples) : 'no');
+    setText('mrc-min', fmtNum(MRC_MIN_SAMPLES));
+    const p2 = mrcPoint(curve, 2);
+    const p1 = mrcPoint(curve, 1);
+    const ph = mrcPoint(curve, 0.5);
+    setText('mrc-2x-size', p2 ? fmtBytes(p2.cache_bytes) : '–', p2 ? p2.cache_bytes : null);
+    setText('mrc-2x', p2 ? fmtPct(p2.hit_ratio) : '–', p2 ? p2.hit_ratio : null);
+    setText('mrc-1x', p1 ? fmtPct(p1.hit_ratio) : '–', p1 ? p1.hit_ratio : null);
+    setText('mrc-half-size', ph ? fmtBytes(ph.cache_bytes) : '–', ph ? ph.cache_bytes : null);
+    setText('mrc-half', ph ? fmtPct(ph.hit_ratio) : '–', ph ? ph.hit_ratio : null);
+    renderPointsTable(curve);
+
+    /* A volume in scope: its own curve beside the whole cache's. */
+    const vc = state.scope ? mrcVolume(state.scope) : null;
+    const vs = $('mrc-vol-sentence');
+    vs.hidden = !vc;
+    $('mrc-legend-vol').hidden = !vc;
+    if (vc) {
+      setText(vs, volumeSentence(state.scope, vc), mrcReady(vc) && mrcPoint(vc, 2) ? mrcPoint(vc, 2).hit_ratio : null);
+      setText('mrc-legend-vol-name', state.scope);
+    }
+    const series = [{ cls: 'cache', label: 'all volumes', curve }];
+    if (vc) series.push({ cls: 'vol', label: `${state.scope} alone`, curve: vc });
+    drawMrcChart(d ? d.capacity_bytes : null, series);
+  }
+
+  /* Each volume's "2× RAM" figure (under its hit ratio), from its own
+   * curve: "~" and whole percents while it rests on few samples. */
+  function renderVolumeMrc() {
+    for (const [name, r] of rows) {
+      const c = mrcVolume(name);
+      const td = r.mrc2;
+      const p2 = mrcPoint(c, 2);
+      const rough = !mrcReady(c);
+      td.dataset.samples = c ? String(c.sampled_reads) : '';
+      td.classList.toggle('rough', rough);
+      if (p2 && c.sampled_reads >= (rough ? MRC_ROUGH_SAMPLES : MRC_MIN_SAMPLES)) {
+        const p1 = mrcPoint(c, 1);
+        const ph = mrcPoint(c, 0.5);
+        const shown = rough ? `~${Math.round(p2.hit_ratio * 100)}%` : fmtPct(p2.hit_ratio);
+        setText(td, `2× RAM: ${shown}`, p2.hit_ratio);
+        td.title =
+          `${name} alone in the cache, predicted read hit ratio: ${fmtPct(ph && ph.hit_ratio)} with half the RAM, ` +
+          `${fmtPct(p1 && p1.hit_ratio)} today, ${fmtPct(p2.hit_ratio)} with 2× (${fmtBytes(p2.cache_bytes)}); ` +
+          `from ${fmtNum(c.sampled_reads)} sampled reads` +
+          (rough ? ` (rough: the curve settles after ${fmtNum(MRC_MIN_SAMPLES)})` : '');
+      } else {
+        setText(td, '', null);
+        td.title = c
+          ? `collecting samples: ${fmtNum(c.sampled_reads)} of ${fmtNum(MRC_MIN_SAMPLES)} sampled reads`
+          : 'no miss-ratio curve yet';
+      }
+    }
   }
 
   /* ------------------------------------------------------------------ */
@@ -1298,11 +1571,14 @@
       if (state.paused) {
         if (pollTimer) clearTimeout(pollTimer);
         pollTimer = null;
+        if (mrc.timer) clearTimeout(mrc.timer);
+        mrc.timer = null;
         setConn('paused', 'paused');
       } else {
         /* A gap in time would read as one slow interval: restart rates. */
         state.last = null;
         schedulePoll(0);
+        scheduleMrc(0);
       }
     });
     $('token-btn').addEventListener('click', () => askToken('').then(() => schedulePoll(0)));
@@ -1315,8 +1591,10 @@
     $('add-form').addEventListener('submit', addVolume);
     $('resize-form').addEventListener('submit', resizeCache);
     /* for tests and curious admins */
-    window.shoal = { state, quantileUs };
+    window.shoal = { state, quantileUs, mrc };
+    if (window.ResizeObserver) new ResizeObserver(() => renderSizing()).observe($('mrc-chart'));
     schedulePoll(0);
+    scheduleMrc(0);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

@@ -1847,8 +1847,15 @@ static void test_copy(void **state)
     struct fix *x = *state;
     struct fake *f2 = new_fake(VOL_SIZE, 5, false);
     struct volume *v2 = add_vol(x->e, "dst", f2, false);
-    /* Between volumes, unaligned, the source partly cached. */
+    /* Aligned alike, the source cached: the copy shares its contents
+     * (no second hash), and reads of the copy are hits with its bytes. */
     read_check(x->v, x->f, 0, 64 * BLOCK_SIZE, PUT_IN_DONE);
+    copy_ok(v2, 100 * BLOCK_SIZE, x->v, 8 * BLOCK_SIZE, 32 * BLOCK_SIZE);
+    struct volume_snapshot vs;
+    volume_snapshot(v2, &vs);
+    assert_int_equal(vs.copy_shared_blocks, 32);
+    assert_true(read_check(v2, f2, 100 * BLOCK_SIZE, 32 * BLOCK_SIZE, PUT_IN_DONE));
+    /* Between volumes, unaligned, the source partly cached. */
     const uint64_t len = 100 * BLOCK_SIZE + 1536;
     copy_ok(v2, 10 * BLOCK_SIZE + 512, x->v, 40 * BLOCK_SIZE + 1024, len);
     uint8_t *a = fake_copy(x->f, 40 * BLOCK_SIZE + 1024, len);

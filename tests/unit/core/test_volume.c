@@ -180,6 +180,7 @@ static void test_backend_errors_cache_nothing(void **state)
 
 struct racer {
     struct volume *v;
+    uint64_t off; /* the block-aligned offset it reads (0 unless set) */
     uint8_t out[BLOCK_SIZE];
     int ret;
 };
@@ -189,7 +190,7 @@ static void *race_reader(void *arg)
     struct racer *rc = arg;
     struct vol_scratch *s = vol_scratch_new();
     uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
-    struct vol_req r = {.offset = 0, .length = BLOCK_SIZE, .buf = buf};
+    struct vol_req r = {.offset = rc->off, .length = BLOCK_SIZE, .buf = buf};
     rc->ret = vol_read(rc->v, &r, s);
     memcpy(rc->out, buf, BLOCK_SIZE);
     vol_req_finish(rc->v, &r);
@@ -198,7 +199,7 @@ static void *race_reader(void *arg)
     return NULL;
 }
 
-/* Start a read miss of block 0 of rc->v (over f) that stalls after the back
+/* Start a read miss of rc->off in rc->v (over f) that stalls after the back
  * end read covering pause_off copied its data; returns once it is stalled. */
 static void race_start(struct racer *rc, struct fake *f, uint64_t pause_off, pthread_t *t)
 {
@@ -411,12 +412,11 @@ static struct volume *add_ra(struct fix *x, uint8_t seed, struct fake **fo)
     return engine_get_volume(x->e, "ra");
 }
 
-/* Read-ahead: the first miss of a stream fetches only itself (random
- * reads must not pay windows); a miss that continues it (here a 100-byte
- * read in block 5 after block 4) fetches the uncached rest of its aligned
- * 64 KiB window (blocks 0..15) in one back end read, and the neighbours
- * then hit. A request crossing into the next window fetches that one too;
- * a miss far from every stream reads no more than itself. */
+/* Read-ahead: only a stream of misses that each start exactly where the
+ * last one's fetch ended reads ahead, from its third miss (RA_MIN_RUN),
+ * with a window that grows 4, 8, 16 blocks (aligned, the uncached rest of
+ * it in the same back end read); random or merely nearby misses fetch
+ * just themselves, and the neighbours a window brought then hit. */
 static void test_readahead_window(void **state)
 {
     struct fix *x = *state;
@@ -425,66 +425,83 @@ static void test_readahead_window(void **state)
     uint8_t buf[2 * BLOCK_SIZE];
     bool hit;
     struct volume_snapshot vs;
-    assert_int_equal(rd(x, v, 4 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
-    assert_false(hit);
+    for (uint64_t b = 4; b <= 6; b++) {
+        assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+        assert_false(hit);
+    }
     volume_snapshot(v, &vs);
     assert_int_equal(vs.readahead_bytes, 0);
-    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
-    assert_int_equal(rd(x, v, 5 * BLOCK_SIZE + 10, 100, buf, &hit), 0);
+    assert_int_equal(vs.backend_read_bytes, 3 * BLOCK_SIZE);
+    /* Third in a row: a 4-block window (4..7), whose others are cached. */
+    assert_int_equal(rd(x, v, 7 * BLOCK_SIZE + 10, 100, buf, &hit), 0);
     assert_false(hit);
-    assert_memory_equal(buf, f->data + 5 * BLOCK_SIZE + 10, 100);
-    assert_int_equal(f->preads, 2);
+    assert_memory_equal(buf, f->data + 7 * BLOCK_SIZE + 10, 100);
     volume_snapshot(v, &vs);
-    assert_int_equal(vs.readahead_bytes, 14 * BLOCK_SIZE); /* 0..3, 6..15 */
-    assert_int_equal(vs.backend_read_bytes, 17 * BLOCK_SIZE);
-    for (uint64_t b = 0; b < 16; b++) {
+    assert_int_equal(vs.readahead_bytes, 0);
+    assert_int_equal(f->preads, 4);
+    /* Fourth: an 8-block window, 8..15 in one back end read. */
+    assert_int_equal(rd(x, v, 8 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
+    assert_int_equal(f->preads, 5);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_bytes, 7 * BLOCK_SIZE);
+    assert_int_equal(vs.backend_read_bytes, 12 * BLOCK_SIZE);
+    for (uint64_t b = 4; b < 16; b++) {
         assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
         assert_true(hit);
         assert_memory_equal(buf, f->data + b * BLOCK_SIZE, BLOCK_SIZE);
     }
-    assert_int_equal(f->preads, 2);
-    /* Blocks 15-16: 15 is cached, 16 starts the next window (16..31). */
-    assert_int_equal(rd(x, v, 15 * BLOCK_SIZE, 2 * BLOCK_SIZE, buf, &hit), 0);
+    assert_int_equal(f->preads, 5);
+    /* Fifth, two blocks: the full 16-block window 16..31. */
+    assert_int_equal(rd(x, v, 16 * BLOCK_SIZE, 2 * BLOCK_SIZE, buf, &hit), 0);
     assert_false(hit);
-    assert_memory_equal(buf, f->data + 15 * BLOCK_SIZE, 2 * BLOCK_SIZE);
-    assert_int_equal(f->preads, 3);
+    assert_memory_equal(buf, f->data + 16 * BLOCK_SIZE, 2 * BLOCK_SIZE);
+    assert_int_equal(f->preads, 6);
     assert_int_equal(rd(x, v, 31 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_true(hit);
-    assert_int_equal(f->preads, 3);
-    /* Far from the stream: itself only. */
+    assert_int_equal(f->preads, 6);
+    /* A miss one block past the stream's end, and a new stream far away:
+     * themselves only, twice in a row. */
     volume_snapshot(v, &vs);
     uint64_t ra = vs.readahead_bytes;
+    assert_int_equal(rd(x, v, 33 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_int_equal(rd(x, v, 200 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_memory_equal(buf, f->data + 200 * BLOCK_SIZE, BLOCK_SIZE);
+    assert_int_equal(rd(x, v, 201 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
     volume_snapshot(v, &vs);
     assert_int_equal(vs.readahead_bytes, ra);
-    assert_false(rd(x, v, 201 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit) != 0 || hit);
+    assert_false(rd(x, v, 202 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit) != 0 || hit);
     volume_put(v);
 }
 
-/* The race rule covers read-ahead blocks: a fetch that brought block 3
- * along (for a read of block 0) stalls; a partial write to block 3
- * completes; the stale copy of block 3 must not be cached. */
+/* The race rule covers read-ahead blocks: a fetch that brought block 11
+ * along (for a read of block 8, the fourth of a stream) stalls; a partial
+ * write to block 11 completes; the stale copy of block 11 must not be
+ * cached. */
 static void test_readahead_race(void **state)
 {
     struct fix *x = *state;
     struct fake *f;
     struct volume *v = add_ra(x, 3, &f);
     uint8_t want[BLOCK_SIZE], fresh[100], got[BLOCK_SIZE];
-    memcpy(want, f->data + 3 * BLOCK_SIZE, BLOCK_SIZE);
+    memcpy(want, f->data + 11 * BLOCK_SIZE, BLOCK_SIZE);
     memset(fresh, 0xA7, sizeof fresh);
     memcpy(want, fresh, sizeof fresh);
 
-    struct racer rc = {.v = v};
+    struct racer rc = {.v = v, .off = 8 * BLOCK_SIZE};
     pthread_t t;
     uint8_t one[BLOCK_SIZE];
-    assert_int_equal(rd(x, v, BLOCK_SIZE, BLOCK_SIZE, one, NULL), 0); /* opens a stream */
-    race_start(&rc, f, 3 * BLOCK_SIZE, &t); /* reads block 0: fetches 0..15 */
-    assert_int_equal(wr(x, v, 3 * BLOCK_SIZE, sizeof fresh, fresh), 0);
+    for (uint64_t b = 4; b < 8; b++) /* a stream: 4, 5, 6, 7 */
+        assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, one, NULL), 0);
+    uint32_t before = f->preads;
+    race_start(&rc, f, 11 * BLOCK_SIZE, &t); /* reads block 8: fetches 8..15 */
+    assert_int_equal(wr(x, v, 11 * BLOCK_SIZE, sizeof fresh, fresh), 0);
     race_release(f, t);
     assert_int_equal(rc.ret, 0);
+    assert_int_equal(f->preads, before + 1);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(rd(x, v, 3 * BLOCK_SIZE, BLOCK_SIZE, got, NULL), 0);
+        assert_int_equal(rd(x, v, 11 * BLOCK_SIZE, BLOCK_SIZE, got, NULL), 0);
         assert_memory_equal(got, want, BLOCK_SIZE);
     }
     volume_put(v);

@@ -426,3 +426,30 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     *out = e->cache;
     pthread_mutex_unlock(&e->lock);
 }
+
+/* Miss-ratio curves: a fixed shape from the cache size, so renderers can be
+ * checked (hit ratio rises with the factor; a volume's is half the cache's). */
+static void fake_curve(struct engine *e, double scale, struct mrc_curve *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&e->lock);
+    uint64_t blocks = e->cache.capacity_bytes / 4096;
+    pthread_mutex_unlock(&e->lock);
+    out->rate = 1.0 / 16;
+    out->sampled_reads = 1000;
+    out->bytes = 4096;
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        out->p[i].cache_blocks = blocks * mrc_eighths[i] / 8;
+        out->p[i].hit_ratio = scale * mrc_eighths[i] / 32.0;
+    }
+}
+
+void engine_mrc(struct engine *e, struct mrc_curve *out)
+{
+    fake_curve(e, 1.0, out);
+}
+
+void volume_mrc(struct volume *v, struct mrc_curve *out)
+{
+    fake_curve(v->e, 0.5, out);
+}

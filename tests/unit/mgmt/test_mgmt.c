@@ -580,6 +580,47 @@ static void test_metrics(void **state)
 
 /* ---- auth, methods, limits ---- */
 
+/* GET /api/v1/mrc and the curves in /metrics: every point, in order, from
+ * the engine's curves (the fake's: factor/4, and half that per volume). */
+static void test_mrc(void **state)
+{
+    (void)state;
+    struct http_resp r;
+    req("GET", "/api/v1/mrc", NULL, NULL, &r);
+    assert_status(&r, 200);
+    json_t *cache = json_object_get(r.json, "cache");
+    assert_true(json_is_object(cache));
+    json_t *pts = json_object_get(cache, "points");
+    assert_int_equal(json_array_size(pts), MRC_POINTS);
+    uint64_t cap = (uint64_t)json_integer_value(json_object_get(r.json, "capacity_bytes"));
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        json_t *p = json_array_get(pts, i);
+        assert_float_equal(json_real_value(json_object_get(p, "factor")), mrc_eighths[i] / 8.0,
+                           1e-9);
+        assert_float_equal(json_real_value(json_object_get(p, "hit_ratio")), mrc_eighths[i] / 32.0,
+                           1e-9);
+        assert_int_equal(json_integer_value(json_object_get(p, "cache_bytes")),
+                         cap / 4096 * mrc_eighths[i] / 8 * 4096);
+    }
+    json_t *vols = json_object_get(r.json, "volumes");
+    assert_true(json_array_size(vols) >= 2);
+    json_t *v = json_array_get(vols, 0);
+    assert_true(json_is_string(json_object_get(v, "name")));
+    json_t *vp = json_object_get(json_object_get(v, "mrc"), "points");
+    assert_float_equal(json_real_value(json_object_get(json_array_get(vp, 7), "hit_ratio")), 0.5,
+                       1e-9);
+    http_resp_free(&r);
+
+    req("GET", "/metrics", NULL, NULL, &r);
+    assert_status(&r, 200);
+    assert_non_null(strstr(r.body, "# TYPE shoal_cache_mrc_hit_ratio gauge\n"));
+    assert_non_null(strstr(r.body, "shoal_cache_mrc_hit_ratio{factor=\"0.125\"} 0.03125\n"));
+    assert_non_null(strstr(r.body, "shoal_cache_mrc_hit_ratio{factor=\"4\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "shoal_volume_mrc_hit_ratio{volume=\"vm1\",factor=\"2\"} 0.25\n"));
+    http_resp_free(&r);
+}
+
 static void test_auth(void **state)
 {
     (void)state;
@@ -1286,18 +1327,31 @@ static void test_backing_dirs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_parse_listen),  T(test_loopback),
-        T(test_start_rules),   T(test_loopback_needs_token),
-        T(test_ipv6),          T(test_stats),
-        T(test_volumes),       T(test_metrics),
-        T(test_auth),          T(test_methods_and_paths),
-        T(test_body_limit),    T(test_volume_add),
-        T(test_volume_remove), T(test_enable_disable),
-        T(test_invalidate),    T(test_prefetch),
-        T(test_resize),        T(test_garbage),
-        T(test_concurrent),    T(test_dashboard),
-        T(test_browser_rules), T(test_redaction),
-        T(test_handle_entry),  T(test_backing_dirs),
+        T(test_parse_listen),
+        T(test_loopback),
+        T(test_start_rules),
+        T(test_loopback_needs_token),
+        T(test_ipv6),
+        T(test_stats),
+        T(test_volumes),
+        T(test_metrics),
+        T(test_mrc),
+        T(test_auth),
+        T(test_methods_and_paths),
+        T(test_body_limit),
+        T(test_volume_add),
+        T(test_volume_remove),
+        T(test_enable_disable),
+        T(test_invalidate),
+        T(test_prefetch),
+        T(test_resize),
+        T(test_garbage),
+        T(test_concurrent),
+        T(test_dashboard),
+        T(test_browser_rules),
+        T(test_redaction),
+        T(test_handle_entry),
+        T(test_backing_dirs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,247 @@
+/* Miss-ratio curves by miniature simulation (see mrc.h). */
+#include "core/mrc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/evict.h"
+#include "core/store.h"
+
+const unsigned mrc_eighths[MRC_POINTS] = {1, 2, 4, 6, 8, 12, 16, 32};
+
+/* Sampling at most 1 in 16: a sampled access takes the mutex and touches
+ * every small cache, which a hit path must not pay on every block. */
+#define RATE_MAX (1.0 / 16)
+/* A small cache below this many entries says little (its policy's queues
+ * are a handful of entries); its size is raised, and the point shows the
+ * size it really simulates. */
+#define MINI_MIN 16
+
+/* One small cache: entries with the store's layout (the policies work on
+ * them as they do on the store's), chained in buckets by key. */
+struct mini {
+    uint32_t cap, used;
+    struct store_entry *e;
+    uint32_t *bucket;
+    uint32_t bmask;
+    void *pstate;
+    uint64_t reads, misses;
+};
+
+struct mrc {
+    struct mrc_public pub; /* first: mrc_sampled reads it */
+    pthread_mutex_t lock;
+    const struct evict_ops *policy;
+    uint32_t max_entries;
+    uint64_t cache_blocks;
+    double rate;
+    uint64_t zero_reads; /* atomic */
+    struct mini mini[MRC_POINTS];
+    size_t bytes;
+};
+
+static void mini_free(const struct evict_ops *policy, struct mini *c)
+{
+    if (c->pstate) {
+        policy->fini(c->pstate);
+        free(c->pstate);
+    }
+    free(c->e);
+    free(c->bucket);
+    memset(c, 0, sizeof *c);
+}
+
+static int mini_init(const struct evict_ops *policy, struct mini *c, uint32_t cap, size_t *bytes)
+{
+    memset(c, 0, sizeof *c);
+    uint32_t nb = 16;
+    while (nb < cap)
+        nb <<= 1;
+    c->cap = cap;
+    c->bmask = nb - 1;
+    c->e = calloc(cap, sizeof *c->e);
+    c->bucket = malloc((size_t)nb * sizeof *c->bucket);
+    c->pstate = calloc(1, policy->state_size ? policy->state_size : 1);
+    if (!c->e || !c->bucket || !c->pstate)
+        goto fail;
+    for (uint32_t i = 0; i <= c->bmask; i++)
+        c->bucket[i] = STORE_NONE;
+    if (policy->init(c->pstate, c->e, cap, cap) < 0)
+        goto fail;
+    *bytes += (size_t)cap * sizeof *c->e + (size_t)nb * sizeof *c->bucket + policy->state_size +
+              policy->metadata_bytes_locked(c->pstate);
+    return 0;
+fail:
+    free(c->pstate);
+    c->pstate = NULL;
+    mini_free(policy, c);
+    return -ENOMEM;
+}
+
+static uint32_t mini_find(const struct mini *c, uint32_t key)
+{
+    for (uint32_t i = c->bucket[mrc_mix(key) & c->bmask]; i != STORE_NONE; i = c->e[i].hnext)
+        if (c->e[i].key == key)
+            return i;
+    return STORE_NONE;
+}
+
+static void mini_unlink(struct mini *c, uint32_t idx)
+{
+    uint32_t *p = &c->bucket[mrc_mix(c->e[idx].key) & c->bmask];
+    while (*p != idx)
+        p = &c->e[*p].hnext;
+    *p = c->e[idx].hnext;
+}
+
+static void mini_insert(const struct evict_ops *policy, struct mini *c, uint32_t key)
+{
+    uint32_t idx;
+    if (c->used < c->cap) {
+        idx = c->used++;
+    } else {
+        idx = policy->evict_locked(c->pstate);
+        if (idx == STORE_NONE)
+            return;
+        mini_unlink(c, idx);
+    }
+    struct store_entry *e = &c->e[idx];
+    e->key = key;
+    e->refs = 1; /* held, as a store entry a directory maps */
+    uint32_t *b = &c->bucket[mrc_mix(key) & c->bmask];
+    e->hnext = *b;
+    *b = idx;
+    policy->insert_locked(c->pstate, idx);
+}
+
+static void mini_access(const struct evict_ops *policy, struct mini *c, uint32_t key,
+                        enum mrc_access kind)
+{
+    uint32_t idx = mini_find(c, key);
+    if (kind == MRC_READ) {
+        c->reads++;
+        if (idx != STORE_NONE) {
+            policy->hit_locked(c->pstate, idx);
+            return;
+        }
+        c->misses++;
+    } else if (idx != STORE_NONE) {
+        return; /* a write of held content: a reference, no use */
+    }
+    mini_insert(policy, c, key);
+}
+
+static void minis_free(struct mrc *m)
+{
+    for (unsigned i = 0; i < MRC_POINTS; i++)
+        mini_free(m->policy, &m->mini[i]);
+    m->bytes = sizeof *m;
+}
+
+/* Sizes and rate for cache_blocks, under the lock (or before sharing). */
+static int minis_build(struct mrc *m, uint64_t cache_blocks)
+{
+    minis_free(m);
+    uint64_t largest = cache_blocks * mrc_eighths[MRC_POINTS - 1] / 8;
+    double rate = largest ? (double)m->max_entries / (double)largest : RATE_MAX;
+    if (rate > RATE_MAX)
+        rate = RATE_MAX;
+    m->cache_blocks = cache_blocks;
+    m->rate = rate;
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        double want = (double)cache_blocks * mrc_eighths[i] / 8 * rate + 0.5;
+        uint32_t cap = want < MINI_MIN ? MINI_MIN : (uint32_t)want;
+        if (mini_init(m->policy, &m->mini[i], cap, &m->bytes) < 0) {
+            minis_free(m);
+            return -ENOMEM;
+        }
+    }
+    __atomic_store_n(&m->zero_reads, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->pub.threshold, (uint32_t)(rate * 4294967296.0), __ATOMIC_RELAXED);
+    return 0;
+}
+
+int mrc_create(const struct evict_ops *policy, uint64_t cache_blocks, uint32_t max_entries,
+               struct mrc **out)
+{
+    if (!policy || max_entries < MINI_MIN)
+        return -EINVAL;
+    struct mrc *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    pthread_mutex_init(&m->lock, NULL);
+    m->policy = policy;
+    m->max_entries = max_entries;
+    int r = minis_build(m, cache_blocks);
+    if (r < 0) {
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return r;
+    }
+    *out = m;
+    return 0;
+}
+
+void mrc_destroy(struct mrc *m)
+{
+    if (!m)
+        return;
+    minis_free(m);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+int mrc_resize(struct mrc *m, uint64_t cache_blocks)
+{
+    pthread_mutex_lock(&m->lock);
+    int r = minis_build(m, cache_blocks);
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+void mrc_access(struct mrc *m, uint32_t key, enum mrc_access kind)
+{
+    pthread_mutex_lock(&m->lock);
+    /* A resize may have lowered the threshold since the caller tested. */
+    if (m->mini[0].e && mrc_sampled(m, key))
+        for (unsigned i = 0; i < MRC_POINTS; i++)
+            mini_access(m->policy, &m->mini[i], key, kind);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void mrc_zero_reads(struct mrc *m, uint64_t blocks)
+{
+    __atomic_fetch_add(&m->zero_reads, blocks, __ATOMIC_RELAXED);
+}
+
+size_t mrc_memory(struct mrc *m)
+{
+    pthread_mutex_lock(&m->lock);
+    size_t b = m->bytes;
+    pthread_mutex_unlock(&m->lock);
+    return b;
+}
+
+void mrc_get(struct mrc *m, struct mrc_curve *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&m->lock);
+    out->rate = m->rate;
+    out->bytes = m->bytes;
+    out->sampled_reads = m->mini[0].reads;
+    /* Sampled reads stand for reads / rate blocks of stored content; zero
+     * reads are counted whole and always hit. */
+    double stored = m->rate > 0 ? (double)m->mini[0].reads / m->rate : 0;
+    double zero = (double)__atomic_load_n(&m->zero_reads, __ATOMIC_RELAXED);
+    double zfrac = stored + zero > 0 ? zero / (stored + zero) : 0;
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        const struct mini *c = &m->mini[i];
+        /* The size it really simulates (MINI_MIN may have raised it). */
+        out->p[i].cache_blocks = m->rate > 0 ? (uint64_t)((double)c->cap / m->rate + 0.5) : 0;
+        double miss = c->reads ? (double)c->misses / (double)c->reads : 1.0;
+        out->p[i].hit_ratio = c->reads || zero > 0 ? 1.0 - (1.0 - zfrac) * miss : 0.0;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
