@@ -5,19 +5,11 @@
 #include "core/engine.h"
 #include "frontend/scsi/ops.h"
 
-/* The copy manager and COMPARE AND WRITE (pr/xcopy/caw, another branch)
- * publish their limits here: VPD 0xB0's MAXIMUM COMPARE AND WRITE LENGTH
- * from caw.h, VPD 0x8F from xcopy.h. Until both branches are merged the
- * placeholders have neither; then these conditionals can go. */
-#if __has_include("frontend/scsi/caw.h")
+/* The copy manager and COMPARE AND WRITE publish their limits here: VPD
+ * 0xB0's MAXIMUM COMPARE AND WRITE LENGTH from caw.h, VPD 0x8F from
+ * xcopy.h. */
 #include "frontend/scsi/caw.h"
-#else
-#define SCSI_CAW_MAX_BLOCKS 0u
-#endif
-#if __has_include("frontend/scsi/xcopy.h")
 #include "frontend/scsi/xcopy.h"
-#define HAVE_COPY_VPD 1
-#endif
 
 #define VENDOR   "SHOAL   "         /* T10 vendor identification: 8 bytes */
 #define PRODUCT  "shoal volume    " /* 16 bytes */
@@ -60,11 +52,7 @@ static uint32_t standard(struct scsi_cmd *c, uint8_t *p)
 }
 
 /* In ascending order (libiscsi checks it). */
-static const uint8_t vpd_pages[] = {0x00, 0x80, 0x83,
-#ifdef HAVE_COPY_VPD
-                                    0x8f,
-#endif
-                                    0xb0, 0xb1, 0xb2};
+static const uint8_t vpd_pages[] = {0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2};
 
 static uint32_t vpd_supported(uint8_t *p)
 {
@@ -190,14 +178,12 @@ enum scsi_exec_result scsi_exec_inquiry(struct scsi_cmd *c)
     case 0x83:
         len = vpd_ident(c, p);
         break;
-#ifdef HAVE_COPY_VPD
     case 0x8f:
         /* The copy manager writes the whole page, header included. */
         len = scsi_copy_vpd_page(p, SCSI_SMALL_DATA_MAX);
         if (len > SCSI_SMALL_DATA_MAX)
             len = SCSI_SMALL_DATA_MAX;
         return scsi_data_in(c, len, alloc);
-#endif
     case 0xb0:
         len = vpd_block_limits(p);
         break;

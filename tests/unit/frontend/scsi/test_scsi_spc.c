@@ -173,7 +173,7 @@ static void test_inquiry_vpd(void **state)
     uint8_t cdb[6] = {0x12, 0x01, 0x00, 0, 255};
     run(cdb, NULL, 0);
     assert_good();
-    uint8_t pages[] = {0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2};
+    uint8_t pages[] = {0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2};
     assert_int_equal(g_env->in[3], sizeof pages);
     assert_memory_equal(g_env->in + 4, pages, sizeof pages);
     for (size_t i = 0; i < sizeof pages; i++) {
