@@ -27,6 +27,7 @@ void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, cons
                        struct dir_tickets *tk)
 {
     vol_mrc_note(v, (uint32_t)fpkey_hash64(fp), MRC_READ);
+    vol_mrc_reads(v, 1);
     install(v, blk, data, fp, tk);
 }
 
@@ -45,6 +46,8 @@ void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir
         return;
     struct fpkey fp = fpkey_of(&full);
     vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), flags & INSTALL_READ ? MRC_READ : MRC_WRITE);
+    if (flags & INSTALL_READ)
+        vol_mrc_reads(v, 1);
     install(v, blk, data, &fp, tk);
     if (flags & INSTALL_TIERS)
         for (unsigned t = 0; t < v->ntiers; t++)

@@ -11,9 +11,12 @@
 
 const unsigned mrc_eighths[MRC_POINTS] = {1, 2, 4, 6, 8, 12, 16, 32};
 
-/* Sampling at most 1 in 16: a sampled access takes the mutex and touches
- * every small cache, which a hit path must not pay on every block. */
-#define RATE_MAX (1.0 / 16)
+/* Sampling at most 1 in 4: a sampled access takes the mutex and touches
+ * every small cache (about half a microsecond), which a hit path must not
+ * pay on every block; at 1 in 16 a small cache's curve swung by 0.04 from
+ * one run to the next on a skewed workload (whether its hottest contents
+ * were sampled). */
+#define RATE_MAX (1.0 / 4)
 /* A small cache below this many entries says little (its policy's queues
  * are a handful of entries); its size is raised, and the point shows the
  * size it really simulates. */
@@ -38,6 +41,7 @@ struct mrc {
     uint64_t cache_blocks;
     double rate;
     uint64_t zero_reads; /* atomic */
+    uint64_t all_reads;  /* atomic: reads of stored content, sampled or not */
     struct mini mini[MRC_POINTS];
     size_t bytes;
 };
@@ -159,6 +163,7 @@ static int minis_build(struct mrc *m, uint64_t cache_blocks)
         }
     }
     __atomic_store_n(&m->zero_reads, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->all_reads, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->pub.threshold, (uint32_t)(rate * 4294967296.0), __ATOMIC_RELAXED);
     return 0;
 }
@@ -216,6 +221,11 @@ void mrc_zero_reads(struct mrc *m, uint64_t blocks)
     __atomic_fetch_add(&m->zero_reads, blocks, __ATOMIC_RELAXED);
 }
 
+void mrc_reads(struct mrc *m, uint64_t blocks)
+{
+    __atomic_fetch_add(&m->all_reads, blocks, __ATOMIC_RELAXED);
+}
+
 size_t mrc_memory(struct mrc *m)
 {
     pthread_mutex_lock(&m->lock);
@@ -231,16 +241,25 @@ void mrc_get(struct mrc *m, struct mrc_curve *out)
     out->rate = m->rate;
     out->bytes = m->bytes;
     out->sampled_reads = m->mini[0].reads;
-    /* Sampled reads stand for reads / rate blocks of stored content; zero
-     * reads are counted whole and always hit. */
-    double stored = m->rate > 0 ? (double)m->mini[0].reads / m->rate : 0;
+    /* Zero reads are counted whole and always hit. Misses are divided by
+     * the sampled reads expected from all reads at this rate, not by the
+     * sampled reads seen (SHARDS-adj): whether a few very hot contents
+     * fall in the sample swings the count of sampled reads, and those
+     * extra or missing reads are hits at every size. */
+    double stored = (double)__atomic_load_n(&m->all_reads, __ATOMIC_RELAXED);
+    if (stored == 0 && m->rate > 0) /* a caller that counts sampled reads only */
+        stored = (double)m->mini[0].reads / m->rate;
     double zero = (double)__atomic_load_n(&m->zero_reads, __ATOMIC_RELAXED);
     double zfrac = stored + zero > 0 ? zero / (stored + zero) : 0;
+    double expect = stored * m->rate;
     for (unsigned i = 0; i < MRC_POINTS; i++) {
         const struct mini *c = &m->mini[i];
         /* The size it really simulates (MINI_MIN may have raised it). */
         out->p[i].cache_blocks = m->rate > 0 ? (uint64_t)((double)c->cap / m->rate + 0.5) : 0;
-        double miss = c->reads ? (double)c->misses / (double)c->reads : 1.0;
+        double base = expect >= 1 ? expect : (double)c->reads;
+        double miss = base > 0 ? (double)c->misses / base : 1.0;
+        if (miss > 1.0)
+            miss = 1.0;
         out->p[i].hit_ratio = c->reads || zero > 0 ? 1.0 - (1.0 - zfrac) * miss : 0.0;
     }
     pthread_mutex_unlock(&m->lock);

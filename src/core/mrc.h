@@ -52,6 +52,9 @@ static inline bool mrc_sampled(const struct mrc *m, uint32_t key);
 void mrc_access(struct mrc *m, uint32_t key, enum mrc_access kind);
 /* Reads of all-zero blocks (every one, not sampled): always hits. */
 void mrc_zero_reads(struct mrc *m, uint64_t blocks);
+/* Reads of stored content, every one, sampled or not: what the sampled
+ * reads stand for (see mrc_get). */
+void mrc_reads(struct mrc *m, uint64_t blocks);
 
 struct mrc_point {
     uint64_t cache_blocks; /* the size simulated */

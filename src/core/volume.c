@@ -126,6 +126,7 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
      * counted there. */
     for (uint32_t k = 0; k < np; k++)
         vol_mrc_note(v, store_pinned_key(v->store, pins[k]), MRC_READ);
+    vol_mrc_reads(v, np);
     vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
@@ -404,7 +405,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     bool any_miss = false, any_keyed = false;
     /* Hits for the miss-ratio curves, noted once the read is served (a
      * NOWAIT attempt may give up and run again). */
-    uint32_t keys[MRC_NOTE_BATCH], nkeys = 0, zeros = 0;
+    uint32_t keys[MRC_NOTE_BATCH], nkeys = 0, zeros = 0, stored_hits = 0;
     /* Without a non-blocking back end read, a miss ends a NOWAIT attempt. */
     bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait);
 
@@ -427,6 +428,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
                            &key) == 0) {
             if (nkeys < MRC_NOTE_BATCH)
                 keys[nkeys++] = key;
+            stored_hits++;
             continue;
         }
         if (!can_fetch)
@@ -458,6 +460,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     }
     for (uint32_t k = 0; k < nkeys; k++)
         vol_mrc_note(v, keys[k], MRC_READ);
+    vol_mrc_reads(v, stored_hits);
     vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);

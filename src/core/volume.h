@@ -93,7 +93,19 @@ struct vol_env {
  * cache (about 150 KiB of memory a volume). */
 #define VOLUME_MRC_ENTRIES 2048
 
-/* An access to stored content with this key (mrc.h), for both curves. */
+/* Reads of stored content, every one (hit paths count per request). */
+static inline void vol_mrc_reads(struct volume *v, uint64_t blocks)
+{
+    if (!blocks)
+        return;
+    if (v->mrc)
+        mrc_reads(v->mrc, blocks);
+    if (v->gmrc)
+        mrc_reads(v->gmrc, blocks);
+}
+
+/* An access to stored content with this key (mrc.h), for both curves
+ * (the caller counts the read itself with vol_mrc_reads). */
 static inline void vol_mrc_note(struct volume *v, uint32_t key, enum mrc_access kind)
 {
     if (v->mrc && mrc_sampled(v->mrc, key))
