@@ -336,7 +336,7 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
         /* The window grows with the stream (4 blocks, then 8, ... up to
          * ra_blocks), so a stream that stops wastes little. */
         uint64_t win =
-            run >= RA_MIN_RUN ? MIN((uint64_t)v->ra_blocks, 4ull << (run - RA_MIN_RUN)) : 0;
+            run >= RA_MIN_RUN ? MIN((uint64_t)v->ra_blocks, 4ull << MIN(run - RA_MIN_RUN, 16u)) : 0;
         if (nb < win && slot >= 0)
             ra_plan(v, s, first, nb, win);
         ra_note(v, slot, s->ra_active ? s->ra_first + s->ra_nb : first + nb,
