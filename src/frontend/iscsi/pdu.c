@@ -133,6 +133,9 @@ enum iscsi_hdr_error iscsi_pdu_recv_hdr(struct iscsi_rx *rx, bool hdigest, uint3
     p->ext_cdb_len = 0;
     p->has_bidi_len = false;
     p->bidi_read_len = 0;
+    /* Before reading on: a length we refuse must not make us wait for it. */
+    if (p->dlen > max_dlen)
+        return ISCSI_HDR_TOO_LONG;
     if (p->ahs_len && (r = rx_take(rx, p->ahs, p->ahs_len)) < 0) {
         *err = r;
         return ISCSI_HDR_IO;
@@ -149,8 +152,6 @@ enum iscsi_hdr_error iscsi_pdu_recv_hdr(struct iscsi_rx *rx, bool hdigest, uint3
             ((uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24))
             return ISCSI_HDR_DIGEST;
     }
-    if (p->dlen > max_dlen)
-        return ISCSI_HDR_TOO_LONG;
     if (!initiator_opcode(iscsi_pdu_opcode(p)))
         return ISCSI_HDR_BAD_OPCODE;
     if (!parse_ahs(p))
