@@ -77,6 +77,10 @@ struct scsi_nexus {
     const char *initiator; /* initiator port name: "iqn...,i,0x<ISID>" */
     const char *target;    /* target port name: "iqn...,t,0x<TPGT>" */
     uint16_t rel_tgt_port; /* relative target port identifier (>= 1) */
+    /* REPORT LUNS: the LUN numbers (0..16383) this nexus reaches, at most
+     * max of them into luns, in order; returns how many there are. NULL:
+     * LUN 0 only (one target per volume). */
+    unsigned (*list_luns)(const struct scsi_nexus *n, uint64_t *luns, unsigned max);
 };
 
 typedef void (*scsi_cmd_fn)(struct scsi_cmd *c);

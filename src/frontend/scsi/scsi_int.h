@@ -54,6 +54,10 @@
 #define ASC_UNSUPPORTED_SEGMENT_DESC         0x2609
 #define ASC_UNREACHABLE_COPY_TARGET          0x0804
 #define ASC_COPY_TARGET_DEVICE_NOT_REACHABLE ASC_UNREACHABLE_COPY_TARGET
+#define ASC_INVALID_FIELD_IN_IU              0x0e03 /* data-out shorter than the CDB needs */
+#define ASC_SAVING_PARAMS_UNSUPPORTED        0x3900
+#define ASC_MODE_PARAMETERS_CHANGED          0x2a01
+#define ASC_NO_ADDITIONAL_SENSE              0x0000
 
 enum scsi_exec_result { SCSI_DONE = 0, SCSI_PENDING = 1 };
 
@@ -94,6 +98,7 @@ struct scsi_pr; /* pr.c */
 /* A logical unit: one per volume, shared by every session. */
 struct scsi_lu {
     struct volume *v;     /* referenced while the LU lives */
+    struct engine *e;     /* v's engine: EXTENDED COPY finds other volumes there */
     unsigned refs;        /* guarded by the registry lock (lu.c) */
     pthread_mutex_t lock; /* guards everything below */
     uint64_t naa_id;      /* VPD 0x83 NAA IEEE Registered identifier, from the name */
@@ -105,6 +110,19 @@ struct scsi_lu {
     /* Copy results kept for RECEIVE COPY RESULTS, xcopy.c's. */
     void *copy_state;
 };
+
+/* ---- unit attentions (lu.c) ----
+ * Queued per nexus the LU has seen (a command from it, or a post). REQUEST
+ * SENSE and every command but INQUIRY / REPORT LUNS report and clear the
+ * oldest one. */
+/* For one nexus; for every nexus but `except` (0: all). */
+void scsi_ua_post(struct scsi_lu *lu, uint64_t nexus_id, uint16_t asc);
+void scsi_ua_post_others(struct scsi_lu *lu, uint64_t except, uint16_t asc);
+void scsi_ua_post_locked(struct scsi_lu *lu, uint64_t nexus_id, uint16_t asc);
+void scsi_ua_post_others_locked(struct scsi_lu *lu, uint64_t except, uint16_t asc);
+/* The oldest unit attention pending for n, taken off the queue: 0 and *asc,
+ * or -ENOENT. Also makes n known to the LU. */
+int scsi_ua_take(struct scsi_lu *lu, const struct scsi_nexus *n, uint16_t *asc);
 
 /* ---- finishing a command (status, sense, data-in) ---- */
 
