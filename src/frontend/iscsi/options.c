@@ -23,8 +23,8 @@ const struct frontend_option iscsi_option_table[] = {
      .kind = FE_OPT_PATH,
      .offset = OPT(chap),
      .arg = "FILE",
-     .help = "require CHAP: 'user NAME SECRET' lines,\n'target NAME SECRET' for mutual CHAP "
-             "(mode 0600)"},
+     .help = "require CHAP: 'user NAME SECRET' lines,\n'target NAME SECRET' for mutual CHAP\n"
+             "(a mode 0600 file)"},
     {.name = "iscsi-allow",
      .key = "allow",
      .kind = FE_OPT_LIST,
@@ -58,8 +58,8 @@ const struct frontend_option iscsi_option_table[] = {
      .what = "iSCSI NOP interval",
      .want = "want a duration like 30s",
      .arg = "DURATION",
-     .help = "ping idle initiators (NOP-In) this often;\none unanswered ping ends the "
-             "connection (default 30s)"},
+     .help = "ping idle initiators (NOP-In) this often;\nan unanswered ping ends the "
+             "connection\n(default 30s)"},
     {.name = NULL},
 };
 
