@@ -2,7 +2,7 @@
 """Hostile iSCSI initiators on raw sockets: garbage headers, a huge data
 segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
-opcodes, Data-Out out of sequence. Each gets the answer RFC 7143 asks for
+opcodes, Data-Out out of sequence (the command fails). Each gets the answer RFC 7143 asks for
 (a login status, a Reject, silence, or a closed connection); the daemon
 stays up and the next client (libiscsi's iscsi-inq) is served."""
 import os
@@ -205,17 +205,24 @@ def main():
     check(closed(c.s), "oversized data segment: connection stays open")
     healthy("an oversized data segment")
 
-    c = case("Data-Out with a wrong DataSN: closed")
+    c = case("Data-Out with a wrong DataSN: the command fails, the session goes on")
     check(c.login(target, ["ImmediateData=No", "InitialR2T=Yes"]) == 0, "login failed")
     cdb = bytes([0x2a, 0, 0, 0, 0, 8, 0, 0, 2, 0])  # WRITE(10) LBA 8, 2 blocks
     c.s.sendall(pdu(0x01, 0x80 | 0x20, itt=0x77, f20=1024, cmdsn=c.cmdsn, rest=cdb))
+    c.cmdsn += 1
     bhs, _ = recv_pdu(c.s)
     check(bhs[0] & 0x3f == 0x31, f"expected an R2T, got opcode 0x{bhs[0]:02x}")
     ttt = struct.unpack(">I", bhs[20:24])[0]
     c.s.sendall(pdu(0x05, 0x80, data=b"x" * 1024, itt=0x77, f20=ttt,
                     rest=struct.pack(">III", 0, 5, 0)))  # DataSN 5, offset 0
-    check(closed(c.s), "Data-Out with a wrong DataSN: connection stays open")
-    healthy("Data-Out with a wrong DataSN")
+    bhs, sense = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x21 and bhs[3] == 0x02, "no CHECK CONDITION for a wrong DataSN")
+    check(len(sense) >= 16 and sense[4] & 0x0f == 0x0b, f"sense key not ABORTED COMMAND: {sense!r}")
+    itt = c.tur()
+    check(expect_response(c, itt)[3] == 0, "the session is unusable after a wrong DataSN")
+    with open(img, "rb") as f:
+        f.seek(8 * 512)
+        check(f.read(1024) == data[8 * 512:10 * 512], "the failed write reached the disk")
 
     c = case("discovery: SendTargets=All lists the target")
     keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]

@@ -177,16 +177,24 @@ static int nop_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     return r;
 }
 
-/* Our ping on an idle connection: a peer that never answers is gone. */
+/* Our ping on an idle connection. Initiators that only read when they
+ * have a command of their own (libiscsi's synchronous API) answer late or
+ * never, so a missing answer ends the connection only with a NOP timeout. */
 static int ping(struct iscsi_conn *c)
 {
     if (c->ping_ttt != ISCSI_RESERVED_TAG) {
-        log_info(iscsi, "%s: no answer to a NOP-In ping: closing", c->peer);
-        return -ETIMEDOUT;
+        uint64_t tmo = c->srv->nop_timeout_ms;
+        if (tmo && now_ns() - c->ping_ns >= tmo * 1000000u) {
+            log_info(iscsi, "%s: no answer to a NOP-In ping in %llu ms: closing", c->peer,
+                     (unsigned long long)tmo);
+            return -ETIMEDOUT;
+        }
+        return 0; /* one ping at a time */
     }
     static uint32_t counter;
     uint32_t ttt = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0x7fffffffu;
     c->ping_ttt = ttt;
+    c->ping_ns = now_ns();
     uint8_t out[ISCSI_BHS_SIZE] = {0};
     out[0] = ISCSI_OP_NOP_IN;
     out[1] = ISCSI_FLAG_F;

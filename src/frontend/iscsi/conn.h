@@ -107,6 +107,7 @@ struct iscsi_conn {
     uint32_t statsn;   /* next StatSN; under send_lock */
     bool broken;       /* a send failed; atomic */
     uint32_t ping_ttt; /* our NOP-In ping awaiting its answer, or reserved */
+    uint64_t ping_ns;  /* when it was sent */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;     /* a task changed state */

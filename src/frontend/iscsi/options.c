@@ -58,8 +58,15 @@ const struct frontend_option iscsi_option_table[] = {
      .what = "iSCSI NOP interval",
      .want = "want a duration like 30s",
      .arg = "DURATION",
-     .help = "ping idle initiators (NOP-In) this often;\nan unanswered ping ends the "
-             "connection\n(default 30s)"},
+     .help = "ping idle initiators (NOP-In) this often\n(default 30s)"},
+    {.name = "iscsi-nop-timeout",
+     .key = "nop-timeout",
+     .kind = FE_OPT_DURATION,
+     .offset = OPT(nop_timeout_ms),
+     .what = "iSCSI NOP timeout",
+     .want = "want a duration like 60s",
+     .arg = "DURATION",
+     .help = "close a connection whose ping stays\nunanswered this long (default: never)"},
     {.name = NULL},
 };
 

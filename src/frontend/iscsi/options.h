@@ -29,6 +29,7 @@ struct iscsi_options {
     unsigned max_connections;   /* 0: the listener's default */
     uint64_t login_timeout_ms;
     uint64_t nop_interval_ms;
+    uint64_t nop_timeout_ms; /* 0: an unanswered ping never ends a connection */
 };
 
 extern const struct frontend_option iscsi_option_table[];

@@ -135,6 +135,7 @@ int iscsi_server_start(struct engine *e, const struct frontend_config *cfg,
     s->readonly = cfg->readonly;
     s->login_timeout_ms = (int)MIN(s->opts.login_timeout_ms, (uint64_t)INT_MAX);
     s->nop_interval_ms = (int)MIN(s->opts.nop_interval_ms, (uint64_t)INT_MAX);
+    s->nop_timeout_ms = s->opts.nop_timeout_ms;
     const char *bad = NULL;
     int r = allow_parse(s->opts.allow.v, s->opts.allow.n, &s->allow, &bad);
     if (r < 0) {

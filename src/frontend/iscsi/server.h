@@ -37,7 +37,8 @@ struct iscsi_server {
     struct allow_list allow;
     struct listener *listener;
     int login_timeout_ms;
-    int nop_interval_ms; /* idle time before a NOP-In ping; 0: none */
+    int nop_interval_ms;     /* idle time before a NOP-In ping; 0: none */
+    uint64_t nop_timeout_ms; /* an unanswered ping ends the connection; 0: never */
 
     pthread_mutex_t lock; /* the session registry */
     struct iscsi_session *sessions;

@@ -469,22 +469,36 @@ int iscsi_task_data_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     bool unsol = ttt == ISCSI_RESERVED_TAG;
     uint32_t seq_end = unsol ? t->unsol_end : t->nr2t ? t->r2t[0].offset + t->r2t[0].len : 0;
     const char *why = NULL;
-    if (unsol && !t->unsol_open)
+    uint16_t asc = 0x4b00; /* DATA PHASE ERROR */
+    if (unsol && !t->unsol_open) {
         why = "unsolicited data not allowed";
-    else if (!unsol && (!t->nr2t || ttt != t->r2t[0].ttt))
+    } else if (!unsol && (!t->nr2t || ttt != t->r2t[0].ttt)) {
         why = "unknown target transfer tag";
-    else if (datasn != t->seq_datasn)
+        asc = 0x4b01; /* INVALID TARGET PORT TRANSFER TAG RECEIVED */
+    } else if (datasn != t->seq_datasn) {
         why = "DataSN out of order";
-    else if (off != t->received)
+    } else if (off != t->received) {
         why = "buffer offset out of order";
-    else if ((uint64_t)off + pdu->dlen > seq_end)
+        asc = 0x4b05; /* DATA OFFSET ERROR */
+    } else if ((uint64_t)off + pdu->dlen > seq_end) {
         why = "more data than asked for";
+        asc = 0x4b02; /* TOO MUCH WRITE DATA */
+    }
     if (why) {
-        log_info(iscsi,
-                 "%s: Data-Out of task 0x%08x: %s (DataSN %u, offset %u, %u bytes): "
-                 "closing",
-                 c->peer, itt, why, datasn, off, pdu->dlen);
-        return -EPROTO;
+        /* ERL 0 cannot recover the sequence: the command fails (its later
+         * Data-Out PDUs find no task and are dropped), the session goes on. */
+        log_info(iscsi, "%s: Data-Out of task 0x%08x: %s (DataSN %u, offset %u, %u bytes)", c->peer,
+                 itt, why, datasn, off, pdu->dlen);
+        int r = skip_data(c, pdu);
+        if (r < 0)
+            return r;
+        local_check(t, 0xb /* ABORTED COMMAND */, asc);
+        {
+            LOCK_GUARD(&c->lock);
+            t->state = TASK_RESPOND;
+        }
+        iscsi_task_respond(t);
+        return 0;
     }
     int r = iscsi_pdu_recv_data(&c->rx, c->p.data_digest, pdu, pdu->dlen ? t->buf + off : NULL);
     if (r == -EBADMSG) {
