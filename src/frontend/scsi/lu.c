@@ -183,5 +183,12 @@ void scsi_lu_nexus_gone(struct scsi_lu *lu, const struct scsi_nexus *n)
 void scsi_lu_reset(struct scsi_lu *lu, const struct scsi_nexus *by)
 {
     scsi_pr_reset(lu);
-    scsi_ua_post_others(lu, by ? by->id : 0, ASC_POWER_ON_RESET);
+    /* Every nexus, the one that asked included: SAM-5 6.3.3 (logical unit
+     * reset) names every I_T nexus, and initiators (libiscsi's multipath
+     * reset test among them) expect the attention on the resetting path
+     * too. A nexus that asked but never sent a command is made known. */
+    LOCK_GUARD(&lu->lock);
+    if (by)
+        scsi_ua_post_locked(lu, by->id, ASC_POWER_ON_RESET);
+    scsi_ua_post_others_locked(lu, by ? by->id : 0, ASC_POWER_ON_RESET);
 }

@@ -152,7 +152,8 @@ void scsi_lu_nexus_gone(struct scsi_lu *lu, const struct scsi_nexus *n);
 /* LOGICAL UNIT RESET / TARGET WARM RESET, after the transport has finished
  * or dropped the LU's tasks: release SPC-2 reservations and set a unit
  * attention (power on, reset, or bus device reset occurred) for every
- * other nexus. `by` is the nexus that asked. */
+ * nexus the LU knows, `by` (the nexus that asked; may be NULL) included, as
+ * SAM-5 says for a logical unit reset. */
 void scsi_lu_reset(struct scsi_lu *lu, const struct scsi_nexus *by);
 
 #endif

@@ -117,6 +117,11 @@ static void test_read(void **state)
     assert_int_equal(R.xfer_len, 2 * BS);
     file_read(0, w6, 200);
     assert_memory_equal(g_env->in, w6, 200);
+    /* 256 blocks ending at the last one (the length's low byte 0). */
+    cdb16(c, 0x88, 0, VOL_BLOCKS - 256, 256);
+    run_full(g_env->lu, &nexus_a, c, 16, NULL, 0, IN_MAX);
+    assert_good();
+    assert_int_equal(R.in_len, 256 * BS);
     /* The last block, and 0 blocks at the end. */
     cdb16(c, 0x88, 0, VOL_BLOCKS - 1, 1);
     run_full(g_env->lu, &nexus_a, c, 16, NULL, 0, IN_MAX);
@@ -220,14 +225,29 @@ static void test_write_errors(void **state)
     uint8_t *b = scratch(4 * BS), before[4 * BS];
     fill(b, 4 * BS, 5);
     file_read(20 * BS, before, sizeof before);
-    /* Data-out shorter than the CDB asks: refused, nothing written. */
+    /* Data-out shorter than the CDB asks: the whole blocks it holds are
+     * written, the rest is left alone; a partial block is refused. */
     cdb10(c, 0x2a, 0, 20, 2);
     run_full(g_env->lu, &nexus_a, c, 10, b, BS + 200, IN_MAX);
     assert_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU);
     assert_int_equal(R.xfer_len, 2 * BS);
     assert_file(20 * BS, before, sizeof before);
     run_full(g_env->lu, &nexus_a, c, 10, NULL, 0, IN_MAX);
-    assert_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU);
+    assert_good();
+    assert_int_equal(R.xfer_len, 2 * BS);
+    assert_file(20 * BS, before, sizeof before);
+    run_full(g_env->lu, &nexus_a, c, 10, b, BS, IN_MAX);
+    assert_good();
+    assert_int_equal(R.xfer_len, 2 * BS);
+    assert_file(20 * BS, b, BS);
+    assert_file(21 * BS, before + BS, 3 * BS);
+    cdb10(c, 0x2e, 0, 22, 2); /* WRITE AND VERIFY alike */
+    run_full(g_env->lu, &nexus_a, c, 10, b + BS, BS, IN_MAX);
+    assert_good();
+    assert_file(22 * BS, b + BS, BS);
+    assert_file(23 * BS, before + 3 * BS, BS);
+    memcpy(before, b, BS);
+    memcpy(before + 2 * BS, b + BS, BS);
     /* Longer: only what the CDB asks is written. */
     cdb10(c, 0x2a, 0, 20, 1);
     run_full(g_env->lu, &nexus_a, c, 10, b, 4 * BS, IN_MAX);

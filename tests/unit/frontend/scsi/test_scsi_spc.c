@@ -54,6 +54,9 @@ static void test_unit_attention(void **state)
     run_full(g_env->lu, &nexus_b, tur, 6, NULL, 0, IN_MAX);
     assert_good();
     scsi_lu_reset(g_env->lu, &nexus_a);
+    /* The resetting nexus gets one too (SAM-5: every I_T nexus). */
+    run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
+    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
     run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
     assert_good();
     /* INQUIRY passes it without clearing it. */
@@ -67,6 +70,8 @@ static void test_unit_attention(void **state)
 
     /* REQUEST SENSE reports it as data (fixed and descriptor) and clears. */
     scsi_lu_reset(g_env->lu, &nexus_a);
+    run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
+    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
     uint8_t rs[6] = {0x03, 0x01, 0, 0, 252};
     run_full(g_env->lu, &nexus_b, rs, 6, NULL, 0, IN_MAX);
     assert_good();
@@ -82,6 +87,8 @@ static void test_unit_attention(void **state)
 
     /* A vanished nexus's attentions go with it. */
     scsi_lu_reset(g_env->lu, &nexus_a);
+    run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
+    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
     scsi_lu_nexus_gone(g_env->lu, &nexus_b);
     run_full(g_env->lu, &nexus_b, tur, 6, NULL, 0, IN_MAX);
     assert_good();
