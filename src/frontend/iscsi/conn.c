@@ -356,6 +356,7 @@ static void conn_free(struct iscsi_conn *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     pthread_cond_destroy(&c->out_cond);
+    iscsi_tasks_free(c);
     free(c->text_buf);
     free(c->rxbuf);
     free(c);
@@ -388,6 +389,8 @@ static int run_session(struct iscsi_conn *c)
 {
     struct iscsi_server *s = c->srv;
     if (!c->discovery) {
+        if (iscsi_tasks_init(c) < 0)
+            return -ENOMEM;
         c->lu = scsi_lu_get(s->engine, c->v);
         if (!c->lu)
             return -ENOMEM;
@@ -434,7 +437,6 @@ void iscsi_conn_serve(struct iscsi_server *s, struct listener_conn *lc)
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     pthread_cond_init(&c->out_cond, NULL);
-    iscsi_tasks_init(c);
     iscsi_rx_init(&c->rx, c->io, c->rxbuf, RXBUF_SIZE);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;

@@ -124,7 +124,9 @@ struct iscsi_conn {
     size_t text_len, text_off;
     uint32_t text_ttt, text_itt;
 
-    struct iscsi_task tasks[ISCSI_TASKS];
+    /* The task table: made once a normal session is logged in (a
+     * connection still logging in, or a discovery session, has none). */
+    struct iscsi_task *tasks;
 };
 
 /* ---- conn.c ---- */
@@ -168,7 +170,9 @@ struct iscsi_kv_out;
 void iscsi_send_targets(struct iscsi_conn *c, const char *what, struct iscsi_kv_out *out);
 
 /* ---- task.c ---- */
-void iscsi_tasks_init(struct iscsi_conn *c);
+/* Make the task table (0 or -ENOMEM); free it once no task is in flight. */
+int iscsi_tasks_init(struct iscsi_conn *c);
+void iscsi_tasks_free(struct iscsi_conn *c);
 /* A SCSI Command PDU (header read, data segment not yet). 0 or -errno. */
 int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu);
 /* A Data-Out PDU (header read, data not yet). 0 or -errno. */

@@ -16,13 +16,23 @@
 #define DATAIN_IOV_MAX 60 /* iovecs per Data-In PDU (pdu.c sends at most 64) */
 #define SENSE_FIXED    18
 
-void iscsi_tasks_init(struct iscsi_conn *c)
+int iscsi_tasks_init(struct iscsi_conn *c)
 {
+    c->tasks = calloc(ISCSI_TASKS, sizeof *c->tasks);
+    if (!c->tasks)
+        return -ENOMEM;
     for (unsigned i = 0; i < ISCSI_TASKS; i++) {
         c->tasks[i].c = c;
         c->tasks[i].index = i;
         c->tasks[i].state = TASK_FREE;
     }
+    return 0;
+}
+
+void iscsi_tasks_free(struct iscsi_conn *c)
+{
+    free(c->tasks);
+    c->tasks = NULL;
 }
 
 static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
@@ -454,7 +464,7 @@ int iscsi_task_data_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     uint32_t datasn = get_be32(bhs + ISCSI_DATA_DATASN);
     uint32_t off = get_be32(bhs + ISCSI_DATA_OFFSET);
     bool final = bhs[1] & ISCSI_FLAG_F;
-    struct iscsi_task *t = find_gathering(c, itt);
+    struct iscsi_task *t = c->tasks ? find_gathering(c, itt) : NULL;
     if (!t) {
         /* A task we refused or aborted: its data goes nowhere. */
         log_debug(iscsi, "%s: Data-Out for unknown task 0x%08x dropped", c->peer, itt);
@@ -651,6 +661,8 @@ int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 
 void iscsi_tasks_drain(struct iscsi_conn *c)
 {
+    if (!c->tasks)
+        return;
     /* Tasks still waiting for data never get it; the others finish. */
     struct iscsi_task *drop[ISCSI_TASKS];
     unsigned ndrop = 0;
