@@ -6,6 +6,7 @@ opcodes, Data-Out out of sequence (the command fails). Each gets the answer RFC 
 (a login status, a Reject, silence, or a closed connection); the daemon
 stays up and the next client (libiscsi's iscsi-inq) is served."""
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -122,6 +123,9 @@ def expect_reject(c, reason, what):
 
 
 def main():
+    if not shutil.which("iscsi-inq"):
+        print("[iscsi_hostile] SKIP: iscsi-inq is not installed (libiscsi-bin)")
+        sys.exit(itlib.SKIP)
     img = os.path.join(TMP, "a.img")
     data = os.urandom(4 * MiB)
     with open(img, "wb") as f:
