@@ -587,15 +587,6 @@ static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
     return n;
 }
 
-/* The reset's unit attention goes to every I_T nexus, the requester's
- * included (SAM-5 establishes it for each initiator port; libiscsi's
- * MultipathIO.Reset checks both paths): no nexus is named as the one that
- * asked. */
-static void lu_reset(struct iscsi_conn *c)
-{
-    scsi_lu_reset(c->lu, NULL);
-}
-
 int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 {
     const uint8_t *bhs = pdu->bhs;
@@ -627,7 +618,7 @@ int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
         }
         abort_tasks(c, true, 0);
         if (fn == ISCSI_TMF_LUN_RESET && c->lu)
-            lu_reset(c);
+            scsi_lu_reset(c->lu, &c->nexus); /* a unit attention for every nexus */
         break;
     case ISCSI_TMF_TARGET_WARM_RESET:
     case ISCSI_TMF_TARGET_COLD_RESET:
@@ -635,7 +626,7 @@ int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
          * reset also ends the connection (RFC 7143 11.5.1). */
         abort_tasks(c, true, 0);
         if (c->lu)
-            lu_reset(c);
+            scsi_lu_reset(c->lu, &c->nexus); /* a unit attention for every nexus */
         close = fn == ISCSI_TMF_TARGET_COLD_RESET;
         break;
     case ISCSI_TMF_CLEAR_ACA:
