@@ -14,7 +14,7 @@ IQN=iqn.2026-12.org.shoal
 make_image "$T/a.img" 16
 random_file "$T/b.img" $((8 << 20))
 PORT=$(free_port)
-start_shoald -m 64M --iscsi "127.0.0.1:$PORT" "alpha=$T/a.img" "Beta_2=$T/b.img"
+start_shoald -m 64M -v --iscsi "127.0.0.1:$PORT" "alpha=$T/a.img" "Beta_2=$T/b.img"
 P="iscsi://127.0.0.1:$PORT"
 
 log "discovery: one target per volume, on the portal we reached"
@@ -39,7 +39,7 @@ log "reads with a CRC32C header digest"
 json="json:{\"file.driver\":\"iscsi\",\"file.transport\":\"tcp\",\"file.portal\":\"127.0.0.1:$PORT\",\"file.target\":\"$IQN:Beta_2\",\"file.lun\":0,\"file.header-digest\":\"crc32c\"}"
 qemu-img convert -O raw "$json" "$T/out2.img" 2>"$T/qi.err" || fail "digest convert: $(cat "$T/qi.err")"
 assert_same_file "$T/out2.img" "$T/b.img"
-grep -q "digests CRC32C" "$SHOALD_LOG" || true
+grep -q "Beta_2 (TSIH [0-9]*, digests CRC32C/None" "$SHOALD_LOG" || fail "no session with a CRC32C header digest"
 
 log "writes: a large write (R2T) lands on disk"
 random_file "$T/new.img" $((8 << 20))
