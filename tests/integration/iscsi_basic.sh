@@ -114,4 +114,13 @@ assert_same_file "$T/a.img" "$T/before.img"
 qemu-img convert -O raw "iscsi://127.0.0.1:$PORT3/$IQN:alpha/0" "$T/out3.img" 2>/dev/null ||
     fail "read from the read-only target failed"
 assert_same_file "$T/out3.img" "$T/a.img"
+# A volume added through the API later is not read-only itself: the front
+# end refuses its writes (as NBD does).
+cp "$T/b.img" "$T/late.img"
+ctl volume add late "$T/late.img" >/dev/null || fail "shoalctl volume add failed"
+if qemu-io -f raw -c "write -P 0x22 0 64k" "iscsi://127.0.0.1:$PORT3/$IQN:late/0" >"$T/ro2.out" 2>&1 &&
+    ! grep -qi "error\|failed" "$T/ro2.out"; then
+    fail "a write to a volume added under --readonly succeeded: $(cat "$T/ro2.out")"
+fi
+assert_same_file "$T/late.img" "$T/b.img"
 log "ok"
