@@ -22,6 +22,7 @@ enum log_level {
     X(net)                                                                                         \
     X(tls)                                                                                         \
     X(nbd)                                                                                         \
+    X(iscsi)                                                                                       \
     X(backend)                                                                                     \
     X(mgmt)                                                                                        \
     X(cluster)

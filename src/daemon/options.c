@@ -29,6 +29,7 @@
 
 const struct frontend_ops *const daemon_frontends[] = {
     &frontend_nbd_ops,
+    &frontend_iscsi_ops,
 };
 const unsigned daemon_nfrontends = ARRAY_SIZE(daemon_frontends);
 _Static_assert(ARRAY_SIZE(daemon_frontends) <= MAX_FRONTENDS, "raise MAX_FRONTENDS");

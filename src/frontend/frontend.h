@@ -94,5 +94,6 @@ struct frontend_ops {
 };
 
 extern const struct frontend_ops frontend_nbd_ops;
+extern const struct frontend_ops frontend_iscsi_ops;
 
 #endif

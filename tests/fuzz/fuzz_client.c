@@ -68,8 +68,8 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-void fuzz_serve_with(struct nbd_server *server, void *(*client)(void *arg), void *arg,
-                     int *client_fd)
+void fuzz_serve_fd(void (*serve)(void *srv, int fd), void *srv, void *(*client)(void *arg),
+                   void *arg, int *client_fd)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -78,8 +78,26 @@ void fuzz_serve_with(struct nbd_server *server, void *(*client)(void *arg), void
     pthread_t t;
     if (pthread_create(&t, NULL, client, arg) != 0)
         abort();
-    nbd_serve_connection(server, sv[0]); /* closes sv[0] */
+    serve(srv, sv[0]); /* closes sv[0] */
     pthread_join(t, NULL);
+}
+
+static void serve_nbd(void *srv, int fd)
+{
+    nbd_serve_connection(srv, fd);
+}
+
+void fuzz_serve_with(struct nbd_server *server, void *(*client)(void *arg), void *arg,
+                     int *client_fd)
+{
+    fuzz_serve_fd(serve_nbd, server, client, arg, client_fd);
+}
+
+void fuzz_serve_plain(void (*serve)(void *srv, int fd), void *srv, const uint8_t *prefix,
+                      size_t prefix_len, const uint8_t *data, size_t len)
+{
+    struct client c = {.prefix = prefix, .prefix_len = prefix_len, .data = data, .len = len};
+    fuzz_serve_fd(serve, srv, client_main, &c, &c.fd);
 }
 
 void fuzz_serve(struct nbd_server *server, const uint8_t *prefix, size_t prefix_len,

@@ -1,4 +1,4 @@
-/* The client side of the NBD fuzz targets: play a fuzz input as a client on
+/* The client side of the front ends' fuzz targets: play a fuzz input as a client on
  * one end of a socketpair while the real server serves the other end, on
  * the calling thread, through nbd_serve_connection(). Shared by fuzz_nbd.c
  * and fuzz_tls.c. */
@@ -21,5 +21,12 @@ void fuzz_serve(struct nbd_server *server, const uint8_t *prefix, size_t prefix_
  * client's end of the socketpair (which it must close). */
 void fuzz_serve_with(struct nbd_server *server, void *(*client)(void *arg), void *arg,
                      int *client_fd);
+
+/* The same for any front end: serve(srv, fd) serves the server's end of
+ * the socketpair on the calling thread and closes it (fuzz_iscsi.c). */
+void fuzz_serve_fd(void (*serve)(void *srv, int fd), void *srv, void *(*client)(void *arg),
+                   void *arg, int *client_fd);
+void fuzz_serve_plain(void (*serve)(void *srv, int fd), void *srv, const uint8_t *prefix,
+                      size_t prefix_len, const uint8_t *data, size_t len);
 
 #endif

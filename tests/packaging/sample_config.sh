@@ -58,9 +58,10 @@ else
 fi
 NBD_PORT=$(free_port)
 API_PORT=$(free_port)
+ISCSI_PORT=$(free_port)
 sed -E -e 's/^#(\[volume [a-z]+\])$/\1/' -e 's/^#([a-z-]+ = )/\1/' \
     -e "s|/etc/shoal|$T/etc|g" -e "s|/var/lib/shoal|$T/lib|g" -e "s|/run/nbd|$T/lib/nbd|g" \
-    -e "s|/run/shoal|$T/run|g" -e "s|:10809|:$NBD_PORT|" -e "s|:10810|:$API_PORT|" \
+    -e "s|/run/shoal|$T/run|g" -e "s|:10809|:$NBD_PORT|" -e "s|:10810|:$API_PORT|" -e "s|:3260|:$ISCSI_PORT|" \
     -e "s/^(user|socket-owner) = shoal\$/\1 = $RUN_USER/" \
     -e "s/^(group|socket-group) = (shoal|kvm)\$/\1 = $RUN_GROUP/" \
     "$SAMPLE" >"$T/shoald.conf"
@@ -90,6 +91,7 @@ else
     log "etcd is not installed (etcd-server): [cluster] etcd left out"
     sed -i '/^etcd = /d' "$T/shoald.conf"
 fi
+(umask 077 && printf 'user iqn.2026-12.org.example:host secret-of-the-host\n' >"$T/etc/iscsi-chap")
 random_file "$T/lib/gold.raw" $((2 << 20))
 bg nbdkit -f -U "$T/lib/nbd/array.sock" memory 8M
 wait_for 10 test -S "$T/lib/nbd/array.sock" || fail "nbdkit did not start"

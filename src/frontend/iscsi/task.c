@@ -1,0 +1,671 @@
+/* SCSI commands over iSCSI (RFC 7143 sections 11.3-11.9): the task table,
+ * write data (immediate, unsolicited, solicited with R2T), Data-In and
+ * SCSI Response with residuals and sense, and task management. See conn.h
+ * for threads and locks. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bufpool.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "frontend/iscsi/conn.h"
+#include "frontend/iscsi/server.h"
+
+#define DATAIN_IOV_MAX 60 /* iovecs per Data-In PDU (pdu.c sends at most 64) */
+#define SENSE_FIXED    18
+
+int iscsi_tasks_init(struct iscsi_conn *c)
+{
+    c->tasks = calloc(ISCSI_TASKS, sizeof *c->tasks);
+    if (!c->tasks)
+        return -ENOMEM;
+    for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+        c->tasks[i].c = c;
+        c->tasks[i].index = i;
+        c->tasks[i].state = TASK_FREE;
+    }
+    return 0;
+}
+
+void iscsi_tasks_free(struct iscsi_conn *c)
+{
+    free(c->tasks);
+    c->tasks = NULL;
+}
+
+static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
+{
+    LOCK_GUARD(&c->lock);
+    if (immediate ? c->inflight_immediate >= ISCSI_IMMEDIATE : c->inflight_window >= ISCSI_WINDOW)
+        return NULL;
+    for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+        struct iscsi_task *t = &c->tasks[i];
+        if (t->state != TASK_FREE)
+            continue;
+        if (immediate)
+            c->inflight_immediate++;
+        else
+            c->inflight_window++;
+        t->state = TASK_DATA_OUT;
+        t->immediate = immediate;
+        t->aborted = t->local = false;
+        t->buf = NULL;
+        t->buflen = 0;
+        t->received = t->unsol_end = t->seq_datasn = t->r2t_next = t->r2tsn = 0;
+        t->unsol_open = false;
+        t->nr2t = 0;
+        t->exp_datasn = 0;
+        t->next = NULL;
+        return t;
+    }
+    return NULL;
+}
+
+static void task_release(struct iscsi_task *t)
+{
+    struct iscsi_conn *c = t->c;
+    if (t->buf)
+        bufpool_put(t->buf, t->buflen);
+    t->buf = NULL;
+    LOCK_GUARD(&c->lock);
+    if (t->immediate)
+        c->inflight_immediate--;
+    else
+        c->inflight_window--;
+    t->state = TASK_FREE;
+    pthread_cond_broadcast(&c->cond);
+}
+
+/* ---- responses ---- */
+
+/* Sense data from the transport itself (no command reached the SCSI layer). */
+static void local_check(struct iscsi_task *t, uint8_t key, uint16_t asc)
+{
+    struct scsi_cmd *cmd = &t->cmd;
+    t->local = true;
+    cmd->status = SCSI_STATUS_CHECK_CONDITION;
+    memset(cmd->sense, 0, sizeof cmd->sense);
+    cmd->sense[0] = 0x70;
+    cmd->sense[2] = key;
+    cmd->sense[7] = SENSE_FIXED - 8;
+    cmd->sense[12] = (uint8_t)(asc >> 8);
+    cmd->sense[13] = (uint8_t)asc;
+    cmd->sense_len = SENSE_FIXED;
+    cmd->iov = NULL;
+    cmd->niov = 0;
+    cmd->data_in_len = 0;
+    cmd->xfer_len = 0;
+}
+
+/* Residual flags and count (RFC 7143 11.4.5.1): what the command wanted to
+ * move against what the initiator expected. */
+static uint8_t residual(const struct iscsi_task *t, uint32_t *count)
+{
+    uint32_t want = t->cmd.xfer_len, edtl = t->edtl;
+    *count = 0;
+    if (want > edtl) {
+        *count = want - edtl;
+        return ISCSI_RSP_OVER;
+    }
+    if (want < edtl) {
+        *count = edtl - want;
+        return ISCSI_RSP_UNDER;
+    }
+    return 0;
+}
+
+static void fill_common(struct iscsi_task *t, uint8_t *bhs, uint8_t op)
+{
+    memset(bhs, 0, ISCSI_BHS_SIZE);
+    bhs[0] = op;
+    put_be32(bhs + ISCSI_BHS_ITT, t->itt);
+}
+
+/* Bytes of data-in from off that fit one PDU of at most max bytes and
+ * DATAIN_IOV_MAX iovecs; the iovecs go to iov, their count to *n. */
+static uint32_t datain_piece(const struct scsi_cmd *cmd, uint32_t off, uint32_t max,
+                             struct iovec *iov, int *n)
+{
+    uint32_t len = MIN(max, cmd->data_in_len - off);
+    while (len > 0) {
+        int k = iscsi_iov_slice(cmd->iov, (int)cmd->niov, off, len, iov, DATAIN_IOV_MAX);
+        if (k >= 0) {
+            *n = k;
+            return len;
+        }
+        len = len > 4096 ? len / 2 : len - 1; /* too many iovecs: a shorter PDU */
+    }
+    *n = 0;
+    return 0;
+}
+
+static void send_response_locked(struct iscsi_task *t, bool with_data_in)
+{
+    struct iscsi_conn *c = t->c;
+    struct scsi_cmd *cmd = &t->cmd;
+    uint8_t bhs[ISCSI_BHS_SIZE];
+    uint32_t resid;
+    uint8_t rflags = residual(t, &resid);
+    bool status_in_data = with_data_in && cmd->sense_len == 0 && cmd->data_in_len > 0;
+
+    if (with_data_in && cmd->data_in_len > 0) {
+        uint32_t off = 0, burst = 0;
+        while (off < cmd->data_in_len) {
+            struct iovec iov[DATAIN_IOV_MAX];
+            int n;
+            uint32_t max = MIN(c->p.initiator_mrdsl, c->p.max_burst - burst);
+            uint32_t len = datain_piece(cmd, off, max, iov, &n);
+            if (len == 0)
+                break;
+            bool last = off + len == cmd->data_in_len;
+            burst += len;
+            fill_common(t, bhs, ISCSI_OP_DATA_IN);
+            put_be64(bhs + ISCSI_BHS_LUN, t->lun);
+            put_be32(bhs + ISCSI_BHS_TTT, ISCSI_RESERVED_TAG);
+            put_be32(bhs + ISCSI_DATA_DATASN, t->exp_datasn++);
+            put_be32(bhs + ISCSI_DATA_OFFSET, off);
+            if (last || burst == c->p.max_burst) {
+                bhs[1] |= ISCSI_FLAG_F; /* a sequence ends every MaxBurstLength */
+                burst = 0;
+            }
+            enum iscsi_statsn sn = STATSN_NONE;
+            if (last && status_in_data) {
+                bhs[1] |= ISCSI_DATAIN_S | rflags;
+                bhs[3] = cmd->status;
+                put_be32(bhs + ISCSI_RSP_RESID, resid);
+                sn = STATSN_ADVANCE;
+            }
+            if (iscsi_conn_send_locked(c, bhs, iov, n, len, sn) < 0)
+                return;
+            off += len;
+        }
+        if (status_in_data)
+            return;
+    }
+    fill_common(t, bhs, ISCSI_OP_SCSI_RSP);
+    bhs[1] = ISCSI_FLAG_F | rflags;
+    bhs[2] = ISCSI_RESPONSE_COMPLETED;
+    bhs[3] = cmd->status;
+    put_be32(bhs + ISCSI_RSP_EXPDATASN, t->exp_datasn);
+    put_be32(bhs + ISCSI_RSP_RESID, resid);
+    uint8_t sense[2 + SCSI_SENSE_MAX];
+    uint32_t dlen = 0;
+    if (cmd->sense_len) {
+        put_be16(sense, cmd->sense_len);
+        memcpy(sense + 2, cmd->sense, cmd->sense_len);
+        dlen = 2u + cmd->sense_len;
+    }
+    struct iovec iov = {sense, dlen};
+    iscsi_conn_send_locked(c, bhs, &iov, 1, dlen, STATSN_ADVANCE);
+}
+
+void iscsi_task_respond(struct iscsi_task *t)
+{
+    struct iscsi_conn *c = t->c;
+    {
+        LOCK_GUARD(&c->send_lock);
+        if (!iscsi_conn_broken(c))
+            send_response_locked(t, true);
+    }
+    if (t->local)
+        task_release(t);
+    else
+        scsi_cmd_put(&t->cmd);
+}
+
+/* ---- the SCSI layer's callbacks ---- */
+
+static void cmd_done(struct scsi_cmd *cmd)
+{
+    struct iscsi_task *t = container_of(cmd, struct iscsi_task, cmd);
+    struct iscsi_conn *c = t->c;
+    bool aborted;
+    {
+        LOCK_GUARD(&c->lock);
+        t->state = TASK_RESPOND;
+        aborted = t->aborted;
+        pthread_cond_broadcast(&c->cond);
+    }
+    if (aborted)
+        scsi_cmd_put(cmd); /* an aborted task gets no response */
+    else if (pthread_equal(pthread_self(), c->reader))
+        iscsi_task_respond(t);
+    else
+        iscsi_conn_queue(c, t);
+}
+
+static void cmd_end(struct scsi_cmd *cmd)
+{
+    task_release(container_of(cmd, struct iscsi_task, cmd));
+}
+
+/* Opcodes that change the medium and carry data-out: refused under
+ * --readonly. MODE SELECT, PERSISTENT RESERVE OUT and the like change no
+ * data and go through. */
+static bool writes_medium(const struct iscsi_task *t)
+{
+    switch (t->cmd.cdb[0]) {
+    case 0x15: /* MODE SELECT(6) */
+    case 0x55: /* MODE SELECT(10) */
+    case 0x5f: /* PERSISTENT RESERVE OUT */
+    case 0x1d: /* SEND DIAGNOSTIC */
+        return false;
+    default:
+        return t->cmd.write_dir;
+    }
+}
+
+static void exec(struct iscsi_task *t)
+{
+    struct iscsi_conn *c = t->c;
+    struct scsi_cmd *cmd = &t->cmd;
+    cmd->data_out = t->buf;
+    cmd->data_out_len = MIN(t->received, t->edtl);
+    if (c->readonly && writes_medium(t)) {
+        local_check(t, 0x7 /* DATA PROTECT */, 0x2700 /* WRITE PROTECTED */);
+        {
+            LOCK_GUARD(&c->lock);
+            t->state = TASK_RESPOND;
+        }
+        iscsi_task_respond(t);
+        return;
+    }
+    {
+        LOCK_GUARD(&c->lock);
+        t->state = TASK_EXEC;
+    }
+    scsi_exec(cmd);
+}
+
+/* ---- write data ---- */
+
+static int send_r2t(struct iscsi_task *t, uint32_t off, uint32_t len, uint32_t ttt)
+{
+    uint8_t bhs[ISCSI_BHS_SIZE];
+    fill_common(t, bhs, ISCSI_OP_R2T);
+    bhs[1] = ISCSI_FLAG_F;
+    put_be64(bhs + ISCSI_BHS_LUN, t->lun);
+    put_be32(bhs + ISCSI_BHS_TTT, ttt);
+    put_be32(bhs + ISCSI_R2T_R2TSN, t->r2tsn);
+    put_be32(bhs + ISCSI_R2T_OFFSET, off);
+    put_be32(bhs + ISCSI_R2T_LENGTH, len);
+    return iscsi_conn_send(t->c, bhs, NULL, 0, 0, STATSN_PEEK);
+}
+
+/* Ask for more data, or run the command once all of it is in. */
+static int advance(struct iscsi_task *t)
+{
+    struct iscsi_conn *c = t->c;
+    if (t->unsol_open)
+        return 0;
+    while (t->nr2t < MIN(c->p.max_outstanding_r2t, ARRAY_SIZE(t->r2t))) {
+        uint32_t off = MAX(t->r2t_next, t->received);
+        if (off >= t->edtl)
+            break;
+        uint32_t len = MIN(c->p.max_burst, t->edtl - off);
+        /* The slot in the high bits finds the task; the R2TSN keeps tags of
+         * one task apart. Never the reserved tag. */
+        uint32_t ttt = (uint32_t)t->index << 16 | (t->r2tsn & 0xffff);
+        int r = send_r2t(t, off, len, ttt);
+        if (r < 0)
+            return r;
+        t->r2t[t->nr2t++] = (struct iscsi_r2t){off, len, ttt};
+        t->r2t_next = off + len;
+        t->r2tsn++;
+        t->exp_datasn++;
+    }
+    if (t->nr2t == 0 && t->received >= t->edtl)
+        exec(t);
+    return 0;
+}
+
+/* Discard a PDU's data segment (a refused command's immediate data). */
+static int skip_data(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
+{
+    return pdu->dlen ? iscsi_pdu_recv_data(&c->rx, false, pdu, NULL) : 0;
+}
+
+static bool itt_busy(struct iscsi_conn *c, uint32_t itt)
+{
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; i < ISCSI_TASKS; i++)
+        if (c->tasks[i].state != TASK_FREE && c->tasks[i].itt == itt)
+            return true;
+    return false;
+}
+
+/* The LUN field (SAM-5 4.7): single-level peripheral or flat addressing. */
+static uint64_t lun_number(const uint8_t *f)
+{
+    uint64_t rest = get_be64(f) & 0x0000ffffffffffffull;
+    if (rest)
+        return UINT64_MAX; /* multi-level: no such LU here */
+    return (uint64_t)(f[0] & 0x3f) << 8 | f[1];
+}
+
+int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
+{
+    const uint8_t *bhs = pdu->bhs;
+    bool rd = bhs[1] & ISCSI_CMD_R, wr = bhs[1] & ISCSI_CMD_W, final = bhs[1] & ISCSI_FLAG_F;
+    bool immediate = bhs[0] & ISCSI_FLAG_I;
+    uint32_t itt = get_be32(bhs + ISCSI_BHS_ITT);
+    uint32_t edtl = get_be32(bhs + ISCSI_CMD_EDTL);
+    const char *why = NULL;
+    uint8_t reason = ISCSI_REJECT_PROTOCOL;
+
+    if (c->discovery) {
+        why = "a SCSI command in a discovery session";
+        reason = ISCSI_REJECT_UNSUPPORTED;
+    } else if (itt == ISCSI_RESERVED_TAG) {
+        why = "the reserved task tag";
+        reason = ISCSI_REJECT_INVALID_FIELD;
+    } else if (pdu->dlen && (!wr || !c->p.immediate_data || pdu->dlen > c->p.first_burst)) {
+        why = "immediate data not allowed here";
+    } else if (!final && (!wr || c->p.initial_r2t)) {
+        why = "unsolicited data announced without InitialR2T=No";
+    } else if (itt_busy(c, itt)) {
+        why = "a task tag already in use";
+        reason = ISCSI_REJECT_TASK_BUSY;
+    }
+    if (why) {
+        log_info(iscsi, "%s: SCSI command rejected: %s", c->peer, why);
+        int r = skip_data(c, pdu);
+        return r < 0 ? r : iscsi_conn_reject(c, bhs, reason);
+    }
+    struct iscsi_task *t = task_alloc(c, immediate);
+    if (!t) {
+        /* Only an immediate command can find no slot: the window keeps the
+         * others within the table. */
+        log_debug(iscsi, "%s: no slot for an immediate command", c->peer);
+        int r = skip_data(c, pdu);
+        return r < 0 ? r : iscsi_conn_reject(c, bhs, ISCSI_REJECT_IMMEDIATE);
+    }
+    t->itt = itt;
+    t->cmdsn = get_be32(bhs + ISCSI_BHS_CMDSN);
+    t->edtl = edtl;
+    t->lun = get_be64(bhs + ISCSI_BHS_LUN);
+    struct scsi_cmd *cmd = &t->cmd;
+    uint64_t lun = lun_number(bhs + ISCSI_BHS_LUN);
+    cmd->lu = lun == 0 ? c->lu : NULL;
+    cmd->nexus = &c->nexus;
+    cmd->lun = lun;
+    memcpy(cmd->cdb, bhs + ISCSI_CMD_CDB, ISCSI_CMD_CDB_SIZE);
+    memcpy(cmd->cdb + ISCSI_CMD_CDB_SIZE, pdu->ext_cdb, pdu->ext_cdb_len);
+    cmd->cdb_len = (uint8_t)(ISCSI_CMD_CDB_SIZE + pdu->ext_cdb_len);
+    cmd->write_dir = wr;
+    cmd->read_dir = rd;
+    cmd->data_out = NULL;
+    cmd->data_out_len = 0;
+    cmd->data_in_max = rd ? (wr && pdu->has_bidi_len ? pdu->bidi_read_len : edtl) : 0;
+    cmd->done = cmd_done;
+    cmd->end = cmd_end;
+    cmd->opaque = t;
+
+    if (!wr) {
+        exec(t);
+        return 0;
+    }
+    if (edtl > ISCSI_MAX_DATA_OUT) {
+        int r = skip_data(c, pdu);
+        if (r < 0) {
+            task_release(t);
+            return r;
+        }
+        local_check(t, 0x5 /* ILLEGAL REQUEST */, 0x2400 /* INVALID FIELD IN CDB */);
+        {
+            LOCK_GUARD(&c->lock);
+            t->state = TASK_RESPOND;
+        }
+        iscsi_task_respond(t);
+        return 0;
+    }
+    size_t want = MAX((size_t)edtl, (size_t)pdu->dlen);
+    if (want) {
+        t->buf = bufpool_get(want);
+        if (!t->buf) {
+            task_release(t);
+            return -ENOMEM;
+        }
+        t->buflen = want;
+    }
+    if (pdu->dlen) {
+        int r = iscsi_pdu_recv_data(&c->rx, c->p.data_digest, pdu, t->buf);
+        if (r == -EBADMSG) {
+            log_info(iscsi, "%s: data digest error in a SCSI command", c->peer);
+            task_release(t);
+            return iscsi_conn_reject(c, bhs, ISCSI_REJECT_DIGEST);
+        }
+        if (r < 0) {
+            task_release(t);
+            return r;
+        }
+    }
+    t->received = MIN(pdu->dlen, edtl);
+    t->unsol_open = !final;
+    t->unsol_end = c->p.initial_r2t ? t->received : MIN(edtl, c->p.first_burst);
+    return advance(t);
+}
+
+static struct iscsi_task *find_gathering(struct iscsi_conn *c, uint32_t itt)
+{
+    /* Only the reader moves a task out of TASK_DATA_OUT, and it is us. */
+    for (unsigned i = 0; i < ISCSI_TASKS; i++)
+        if (c->tasks[i].state == TASK_DATA_OUT && c->tasks[i].itt == itt)
+            return &c->tasks[i];
+    return NULL;
+}
+
+int iscsi_task_data_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
+{
+    const uint8_t *bhs = pdu->bhs;
+    uint32_t itt = get_be32(bhs + ISCSI_BHS_ITT), ttt = get_be32(bhs + ISCSI_BHS_TTT);
+    uint32_t datasn = get_be32(bhs + ISCSI_DATA_DATASN);
+    uint32_t off = get_be32(bhs + ISCSI_DATA_OFFSET);
+    bool final = bhs[1] & ISCSI_FLAG_F;
+    struct iscsi_task *t = c->tasks ? find_gathering(c, itt) : NULL;
+    if (!t) {
+        /* A task we refused or aborted: its data goes nowhere. */
+        log_debug(iscsi, "%s: Data-Out for unknown task 0x%08x dropped", c->peer, itt);
+        return skip_data(c, pdu);
+    }
+    bool unsol = ttt == ISCSI_RESERVED_TAG;
+    uint32_t seq_end = unsol ? t->unsol_end : t->nr2t ? t->r2t[0].offset + t->r2t[0].len : 0;
+    const char *why = NULL;
+    uint16_t asc = 0x4b00; /* DATA PHASE ERROR */
+    if (unsol && !t->unsol_open) {
+        why = "unsolicited data not allowed";
+    } else if (!unsol && (!t->nr2t || ttt != t->r2t[0].ttt)) {
+        why = "unknown target transfer tag";
+        asc = 0x4b01; /* INVALID TARGET PORT TRANSFER TAG RECEIVED */
+    } else if (datasn != t->seq_datasn) {
+        why = "DataSN out of order";
+    } else if (off != t->received) {
+        why = "buffer offset out of order";
+        asc = 0x4b05; /* DATA OFFSET ERROR */
+    } else if ((uint64_t)off + pdu->dlen > seq_end) {
+        why = "more data than asked for";
+        asc = 0x4b02; /* TOO MUCH WRITE DATA */
+    }
+    if (why) {
+        /* ERL 0 cannot recover the sequence: the command fails (its later
+         * Data-Out PDUs find no task and are dropped), the session goes on. */
+        log_info(iscsi, "%s: Data-Out of task 0x%08x: %s (DataSN %u, offset %u, %u bytes)", c->peer,
+                 itt, why, datasn, off, pdu->dlen);
+        int r = skip_data(c, pdu);
+        if (r < 0)
+            return r;
+        local_check(t, 0xb /* ABORTED COMMAND */, asc);
+        {
+            LOCK_GUARD(&c->lock);
+            t->state = TASK_RESPOND;
+        }
+        iscsi_task_respond(t);
+        return 0;
+    }
+    int r = iscsi_pdu_recv_data(&c->rx, c->p.data_digest, pdu, pdu->dlen ? t->buf + off : NULL);
+    if (r == -EBADMSG) {
+        /* ERL 0 cannot ask for the data again. */
+        log_info(iscsi, "%s: data digest error in Data-Out: closing", c->peer);
+        iscsi_conn_reject(c, bhs, ISCSI_REJECT_DIGEST);
+        return -EPROTO;
+    }
+    if (r < 0)
+        return r;
+    t->received += pdu->dlen;
+    t->seq_datasn++;
+    if (!final)
+        return 0;
+    t->seq_datasn = 0;
+    if (unsol) {
+        t->unsol_open = false;
+    } else {
+        if (t->received != seq_end) {
+            log_info(iscsi, "%s: R2T sequence of task 0x%08x ended short: closing", c->peer, itt);
+            return -EPROTO;
+        }
+        memmove(t->r2t, t->r2t + 1, (t->nr2t - 1) * sizeof t->r2t[0]);
+        t->nr2t--;
+    }
+    return advance(t);
+}
+
+/* ---- task management ---- */
+
+/* Abort t (c->lock held): a task still gathering data is dropped now; one
+ * in the SCSI layer is marked so its done sends nothing. */
+static void abort_locked(struct iscsi_task *t, bool *wait)
+{
+    if (t->state == TASK_DATA_OUT) {
+        /* Released without the lock: the caller does it. */
+        t->aborted = true;
+    } else if (t->state == TASK_EXEC) {
+        t->aborted = true;
+        *wait = true;
+    }
+}
+
+/* Abort every task (all: the reader handles PDUs in order, so each was
+ * received before the request), or the one tagged itt; wait until none of
+ * them is in the SCSI layer. Returns how many matched. */
+static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
+{
+    unsigned n = 0;
+    bool wait = false;
+    struct iscsi_task *drop[ISCSI_TASKS];
+    unsigned ndrop = 0;
+    {
+        LOCK_GUARD(&c->lock);
+        for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+            struct iscsi_task *t = &c->tasks[i];
+            if (t->state == TASK_FREE)
+                continue;
+            if (!all && t->itt != itt)
+                continue;
+            if (t->state == TASK_RESPOND)
+                continue; /* done: its response goes out */
+            n++;
+            abort_locked(t, &wait);
+            if (t->state == TASK_DATA_OUT)
+                drop[ndrop++] = t;
+        }
+    }
+    for (unsigned i = 0; i < ndrop; i++)
+        task_release(drop[i]);
+    if (wait) {
+        LOCK_GUARD(&c->lock);
+        for (;;) {
+            bool busy = false;
+            for (unsigned i = 0; i < ISCSI_TASKS; i++)
+                busy |= c->tasks[i].state == TASK_EXEC && c->tasks[i].aborted;
+            if (!busy)
+                break;
+            pthread_cond_wait(&c->cond, &c->lock);
+        }
+    }
+    return n;
+}
+
+int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
+{
+    const uint8_t *bhs = pdu->bhs;
+    uint8_t fn = bhs[1] & 0x7f;
+    uint64_t lun = lun_number(bhs + ISCSI_BHS_LUN);
+    uint8_t resp = ISCSI_TMF_COMPLETE;
+    bool close = false;
+    int r = skip_data(c, pdu);
+    if (r < 0)
+        return r;
+    if (c->discovery)
+        return iscsi_conn_reject(c, bhs, ISCSI_REJECT_UNSUPPORTED);
+    switch (fn) {
+    case ISCSI_TMF_ABORT_TASK: {
+        uint32_t rtt = get_be32(bhs + ISCSI_TMF_RTT);
+        /* Not found, or already answering: the task completed. With one
+         * connection a CmdSN below ExpCmdSN was received, so RFC 7143
+         * 11.5.1's "never received" case cannot arise. */
+        if (abort_tasks(c, false, rtt) == 0)
+            resp = ISCSI_TMF_NO_TASK;
+        break;
+    }
+    case ISCSI_TMF_ABORT_TASK_SET:
+    case ISCSI_TMF_CLEAR_TASK_SET:
+    case ISCSI_TMF_LUN_RESET:
+        if (lun != 0) {
+            resp = ISCSI_TMF_NO_LUN;
+            break;
+        }
+        abort_tasks(c, true, 0);
+        if (fn == ISCSI_TMF_LUN_RESET && c->lu)
+            scsi_lu_reset(c->lu, &c->nexus); /* a unit attention for every nexus */
+        break;
+    case ISCSI_TMF_TARGET_WARM_RESET:
+    case ISCSI_TMF_TARGET_COLD_RESET:
+        /* One LU per target: a target reset is a reset of that LU. A cold
+         * reset also ends the connection (RFC 7143 11.5.1). */
+        abort_tasks(c, true, 0);
+        if (c->lu)
+            scsi_lu_reset(c->lu, &c->nexus); /* a unit attention for every nexus */
+        close = fn == ISCSI_TMF_TARGET_COLD_RESET;
+        break;
+    case ISCSI_TMF_CLEAR_ACA:
+        resp = ISCSI_TMF_NOT_SUPPORTED;
+        break;
+    case ISCSI_TMF_TASK_REASSIGN:
+        resp = 4; /* allegiance reassignment not supported (ERL 0) */
+        break;
+    default:
+        resp = ISCSI_TMF_REJECTED;
+        break;
+    }
+    uint8_t out[ISCSI_BHS_SIZE] = {0};
+    out[0] = ISCSI_OP_TMF_RSP;
+    out[1] = ISCSI_FLAG_F;
+    out[2] = resp;
+    put_be32(out + ISCSI_BHS_ITT, get_be32(bhs + ISCSI_BHS_ITT));
+    r = iscsi_conn_send(c, out, NULL, 0, 0, STATSN_ADVANCE);
+    if (r == 0 && close)
+        r = -ECONNRESET;
+    return r;
+}
+
+void iscsi_tasks_drain(struct iscsi_conn *c)
+{
+    if (!c->tasks)
+        return;
+    /* Tasks still waiting for data never get it; the others finish. */
+    struct iscsi_task *drop[ISCSI_TASKS];
+    unsigned ndrop = 0;
+    {
+        LOCK_GUARD(&c->lock);
+        for (unsigned i = 0; i < ISCSI_TASKS; i++)
+            if (c->tasks[i].state == TASK_DATA_OUT)
+                drop[ndrop++] = &c->tasks[i];
+    }
+    for (unsigned i = 0; i < ndrop; i++)
+        task_release(drop[i]);
+    LOCK_GUARD(&c->lock);
+    while (c->inflight_window || c->inflight_immediate)
+        pthread_cond_wait(&c->cond, &c->lock);
+}

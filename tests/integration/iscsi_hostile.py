@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""Hostile iSCSI initiators on raw sockets: garbage headers, a huge data
+segment length, an unknown target, full-feature PDUs before login, bad
+versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
+opcodes, Data-Out out of sequence (the command fails). Each gets the answer RFC 7143 asks for
+(a login status, a Reject, silence, or a closed connection); the daemon
+stays up and the next client (libiscsi's iscsi-inq) is served."""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import itlib  # noqa: E402
+from itlib import TMP, Shoald, check, free_port, log  # noqa: E402
+
+IQN = "iqn.2026-12.org.shoal:"
+INITIATOR = "iqn.2026-12.org.shoal.test:hostile"
+MiB = 1 << 20
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def recv_pdu(s):
+    bhs = recv_exact(s, 48)
+    dlen = int.from_bytes(bhs[5:8], "big")
+    ahs = bhs[4] * 4
+    data = recv_exact(s, ahs + dlen + (-dlen % 4))[ahs:ahs + dlen]
+    return bhs, data
+
+
+def closed(s, secs=5):
+    """True when the peer closes (EOF or reset) within secs, reading and
+    dropping anything it sends first."""
+    s.settimeout(secs)
+    try:
+        while True:
+            if not s.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def silent(s, secs=1.0):
+    """True when nothing arrives within secs and the connection stays up."""
+    s.settimeout(secs)
+    try:
+        s.recv(48, socket.MSG_PEEK)
+    except socket.timeout:
+        return True
+    finally:
+        s.settimeout(10)
+    return False
+
+
+def pdu(op, flags=0, dlen=None, data=b"", itt=1, lun=0, f20=0, cmdsn=0, f28=0,
+        rest=b"", ahs=b"", immediate=False):
+    d = len(data) if dlen is None else dlen
+    bhs = bytes([op | (0x40 if immediate else 0), flags, 0, 0, len(ahs) // 4]) + d.to_bytes(3, "big")
+    bhs += struct.pack(">QIIII", lun, itt, f20, cmdsn, f28) + rest.ljust(16, b"\0")[:16]
+    return bhs + ahs + data + b"\0" * (-len(data) % 4)
+
+
+def login_pdu(keys, csg=1, nsg=3, transit=True, vmin=0, isid=b"\x80\x00\x00\x00\x00\x01",
+              tsih=0, cmdsn=1):
+    data = b"".join(k.encode() + b"\0" for k in keys)
+    flags = (0x80 if transit else 0) | (csg << 2) | nsg
+    bhs = bytes([0x43, flags, 0, vmin, 0]) + len(data).to_bytes(3, "big")
+    bhs += isid + struct.pack(">HIHHII", tsih, 1, 0, 0, cmdsn, 0) + b"\0" * 16
+    return bhs + data + b"\0" * (-len(data) % 4)
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.cmdsn = 1
+        self.itt = 0x100
+
+    def login(self, target, extra=()):
+        keys = [f"InitiatorName={INITIATOR}", "SessionType=Normal", f"TargetName={target}",
+                "HeaderDigest=None", "DataDigest=None", *extra]
+        self.s.sendall(login_pdu(keys, cmdsn=self.cmdsn))
+        bhs, data = recv_pdu(self.s)
+        check(bhs[0] & 0x3f == 0x23, f"login answer opcode 0x{bhs[0]:02x}")
+        self.status = bhs[36] << 8 | bhs[37]
+        self.expcmdsn, self.maxcmdsn = struct.unpack(">II", bhs[28:36])
+        self.keys = dict(kv.split("=", 1) for kv in data.decode().split("\0") if "=" in kv)
+        return self.status
+
+    def tur(self, cmdsn=None):
+        self.itt += 1
+        sn = self.cmdsn if cmdsn is None else cmdsn
+        if cmdsn is None:
+            self.cmdsn += 1
+        self.s.sendall(pdu(0x01, 0x80, itt=self.itt, cmdsn=sn, f20=0, f28=0))
+        return self.itt
+
+
+def expect_response(c, itt):
+    bhs, _ = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x21, f"expected a SCSI Response, got opcode 0x{bhs[0]:02x}")
+    check(struct.unpack(">I", bhs[16:20])[0] == itt, "response for another task")
+    return bhs
+
+
+def expect_reject(c, reason, what):
+    bhs, data = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x3f, f"{what}: expected a Reject, got opcode 0x{bhs[0]:02x}")
+    check(bhs[2] == reason, f"{what}: reject reason 0x{bhs[2]:02x}, expected 0x{reason:02x}")
+    check(len(data) == 48, f"{what}: the Reject carries the rejected header")
+
+
+def main():
+    if not shutil.which("iscsi-inq"):
+        print("[iscsi_hostile] SKIP: iscsi-inq is not installed (libiscsi-bin)")
+        sys.exit(itlib.SKIP)
+    img = os.path.join(TMP, "a.img")
+    data = os.urandom(4 * MiB)
+    with open(img, "wb") as f:
+        f.write(data)
+    port = free_port()
+    d = Shoald([f"a={img}"], extra=["--iscsi", f"127.0.0.1:{port}", "-v"])
+    target = IQN + "a"
+
+    def healthy(what):
+        check(d.alive(), f"shoald died after {what}")
+        r = subprocess.run(["iscsi-inq", f"iscsi://127.0.0.1:{port}/{target}/0"],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0 and "DIRECT_ACCESS" in r.stdout,
+              f"a good initiator failed after {what}: {r.stdout} {r.stderr}")
+
+    def case(name):
+        log(name)
+        return Conn(port)
+
+    c = case("garbage header: closed")
+    c.s.sendall(b"\xff" * 48)
+    check(closed(c.s), "garbage header: connection stays open")
+    healthy("a garbage header")
+
+    c = case("huge DataSegmentLength in a login: closed")
+    c.s.sendall(login_pdu([])[:5] + b"\xff\xff\xff" + login_pdu([])[8:48])
+    check(closed(c.s), "huge DataSegmentLength: connection stays open")
+    healthy("a huge DataSegmentLength")
+
+    c = case("a SCSI command before login: closed")
+    c.s.sendall(pdu(0x01, 0x80, itt=1, cmdsn=1))
+    check(closed(c.s), "SCSI command before login: connection stays open")
+
+    c = case("login to an unknown target: target not found")
+    check(c.login(IQN + "nope") == 0x0203, f"unknown target: status 0x{c.status:04x}")
+    check(closed(c.s), "refused login: connection stays open")
+
+    c = case("login with version-min 1: unsupported version")
+    c.s.sendall(login_pdu([f"InitiatorName={INITIATOR}", f"TargetName={target}"], vmin=1))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0x0205, "version-min 1 not refused with 0x0205")
+
+    c = case("login without InitiatorName: missing parameter")
+    c.s.sendall(login_pdu([f"TargetName={target}"]))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0x0207, "missing InitiatorName not refused with 0x0207")
+
+    c = case("joining an unknown session (TSIH 999): session does not exist")
+    c.s.sendall(login_pdu([f"InitiatorName={INITIATOR}", f"TargetName={target}"], tsih=999))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0x020a, "unknown TSIH not refused with 0x020a")
+
+    c = case("full feature phase: out-of-window CmdSN ignored, the next one served")
+    check(c.login(target) == 0, f"login failed: 0x{c.status:04x}")
+    check(c.keys.get("TargetPortalGroupTag") == "1", f"no TargetPortalGroupTag: {c.keys}")
+    check(int(c.keys.get("MaxRecvDataSegmentLength", "0")) >= 512, "no MaxRecvDataSegmentLength")
+    c.tur(cmdsn=c.maxcmdsn + 5)
+    check(silent(c.s), "a command beyond MaxCmdSN was answered")
+    c.tur(cmdsn=c.cmdsn - 1)
+    check(silent(c.s), "a command below ExpCmdSN was answered")
+    itt = c.tur()
+    bhs = expect_response(c, itt)
+    check(bhs[3] == 0, f"TEST UNIT READY status 0x{bhs[3]:02x}")
+
+    log("a malformed AHS: Reject (invalid PDU field)")
+    ahs = struct.pack(">HBB", 200, 1, 0)  # claims 200 bytes, has 1
+    c.s.sendall(pdu(0x01, 0x80, itt=0x900, cmdsn=c.cmdsn, ahs=ahs))
+    expect_reject(c, 0x09, "bad AHS")
+    log("an unknown opcode: Reject (command not supported)")
+    c.s.sendall(pdu(0x1f, 0x80, itt=0x901))
+    expect_reject(c, 0x05, "opcode 0x1f")
+    log("NOP-Out ping: echoed")
+    ping = os.urandom(1000)
+    c.s.sendall(pdu(0x00, 0x80, data=ping, itt=0x902, f20=0xffffffff, cmdsn=c.cmdsn,
+                    immediate=True))
+    bhs, echo = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x20 and echo == ping, "NOP-In does not echo the ping")
+    log("a data segment over our MaxRecvDataSegmentLength: closed")
+    mrdsl = int(c.keys["MaxRecvDataSegmentLength"])
+    c.s.sendall(pdu(0x00, 0x80, dlen=mrdsl + 4, itt=0x903, f20=0xffffffff, immediate=True))
+    check(closed(c.s), "oversized data segment: connection stays open")
+    healthy("an oversized data segment")
+
+    c = case("Data-Out with a wrong DataSN: the command fails, the session goes on")
+    check(c.login(target, ["ImmediateData=No", "InitialR2T=Yes"]) == 0, "login failed")
+    cdb = bytes([0x2a, 0, 0, 0, 0, 8, 0, 0, 2, 0])  # WRITE(10) LBA 8, 2 blocks
+    c.s.sendall(pdu(0x01, 0x80 | 0x20, itt=0x77, f20=1024, cmdsn=c.cmdsn, rest=cdb))
+    c.cmdsn += 1
+    bhs, _ = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x31, f"expected an R2T, got opcode 0x{bhs[0]:02x}")
+    ttt = struct.unpack(">I", bhs[20:24])[0]
+    c.s.sendall(pdu(0x05, 0x80, data=b"x" * 1024, itt=0x77, f20=ttt,
+                    rest=struct.pack(">III", 0, 5, 0)))  # DataSN 5, offset 0
+    bhs, sense = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x21 and bhs[3] == 0x02, "no CHECK CONDITION for a wrong DataSN")
+    check(len(sense) >= 16 and sense[4] & 0x0f == 0x0b, f"sense key not ABORTED COMMAND: {sense!r}")
+    itt = c.tur()
+    check(expect_response(c, itt)[3] == 0, "the session is unusable after a wrong DataSN")
+    with open(img, "rb") as f:
+        f.seek(8 * 512)
+        check(f.read(1024) == data[8 * 512:10 * 512], "the failed write reached the disk")
+
+    c = case("discovery: SendTargets=All lists the target")
+    keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]
+    c.s.sendall(login_pdu(keys))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0, "discovery login refused")
+    text = b"SendTargets=All\0"
+    c.s.sendall(pdu(0x04, 0x80, data=text, itt=5, f20=0xffffffff, cmdsn=1))
+    bhs, reply = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x24, "no Text Response")
+    check(f"TargetName={target}".encode() in reply, f"SendTargets answer: {reply!r}")
+    log("a SCSI command in a discovery session: Reject")
+    c.s.sendall(pdu(0x01, 0x80, itt=6, cmdsn=2))
+    expect_reject(c, 0x05, "SCSI command in discovery")
+
+    log("50 half-open connections, then a good initiator")
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+    for s in socks:
+        s.sendall(b"\x43" * 20)
+    for s in socks:
+        s.close()
+    healthy("50 half-open connections")
+    with open(img, "rb") as f:
+        check(f.read() == data, "the backing file changed")
+    d.stop()
+
+
+itlib.run(main)
