@@ -108,7 +108,7 @@ def scenario9_iscsi(ctx):
         vol = next(v for v in st["volumes"] if v["name"] == "vol")
     finally:
         tgt.close()
-        shoal.close()
+        procs.stop(shoal.proc)
     med = {k: median(v) for k, v in raw.items()}
     nbd_qd1_lat = median([r["lat_mean_us"] for r in fio["qd1"]])
     nbd_qd32_iops = median([r["iops"] for r in fio["qd32"]])
