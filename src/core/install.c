@@ -9,6 +9,7 @@
 #include "core/store.h"
 #include "core/tier.h"
 #include "core/volume.h"
+#include "core/vol_mrc.h"
 
 static void install(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
                     struct dir_tickets *tk)

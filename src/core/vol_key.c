@@ -13,6 +13,7 @@
 #include "core/store.h"
 #include "core/tier.h"
 #include "core/volume.h"
+#include "core/vol_mrc.h"
 
 /* Drop what a resolve found (no install). */
 static void release_found(struct volume *v, struct vol_scratch *s)

@@ -3,6 +3,7 @@
  * (core/dir.h). See core/volume_io.h for the two-step contract with front
  * ends (back end work, then finish after the reply). */
 #include "core/volume.h"
+#include "core/vol_mrc.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -93,37 +93,6 @@ struct vol_env {
  * cache (about 150 KiB of memory a volume). */
 #define VOLUME_MRC_ENTRIES 2048
 
-/* Reads of stored content, every one (hit paths count per request). */
-static inline void vol_mrc_reads(struct volume *v, uint64_t blocks)
-{
-    if (!blocks)
-        return;
-    if (v->mrc)
-        mrc_reads(v->mrc, blocks);
-    if (v->gmrc)
-        mrc_reads(v->gmrc, blocks);
-}
-
-/* An access to stored content with this key (mrc.h), for both curves
- * (the caller counts the read itself with vol_mrc_reads). */
-static inline void vol_mrc_note(struct volume *v, uint32_t key, enum mrc_access kind)
-{
-    if (v->mrc && mrc_sampled(v->mrc, key))
-        mrc_access(v->mrc, key, kind);
-    if (v->gmrc && mrc_sampled(v->gmrc, key))
-        mrc_access(v->gmrc, key, kind);
-}
-
-static inline void vol_mrc_zero_reads(struct volume *v, uint64_t blocks)
-{
-    if (!blocks)
-        return;
-    if (v->mrc)
-        mrc_zero_reads(v->mrc, blocks);
-    if (v->gmrc)
-        mrc_zero_reads(v->gmrc, blocks);
-}
-
 /* Open a volume over an already opened back end (takes ownership of be,
  * closing it on failure). volume_open opens cfg->backend first. The
  * volume starts with one reference. */

@@ -20,109 +20,6 @@
 
 #define RXBUF_SIZE      (64u * 1024)
 #define SEND_TIMEOUT_MS 60000
-#define SENDER_STACK    (256u * 1024)
-
-bool iscsi_conn_broken(const struct iscsi_conn *c)
-{
-    return __atomic_load_n(&c->broken, __ATOMIC_ACQUIRE);
-}
-
-static void mark_broken(struct iscsi_conn *c, int err)
-{
-    if (!__atomic_exchange_n(&c->broken, true, __ATOMIC_ACQ_REL)) {
-        log_debug(iscsi, "%s: send failed: %s", c->peer, strerror(-err));
-        shutdown(c->io->fd, SHUT_RDWR); /* the reader sees the end */
-    }
-}
-
-uint32_t iscsi_conn_max_cmdsn_locked(const struct iscsi_conn *c)
-{
-    return c->exp_cmdsn + (ISCSI_WINDOW - c->inflight_window) - 1;
-}
-
-int iscsi_conn_send_locked(struct iscsi_conn *c, uint8_t *bhs, const struct iovec *iov, int niov,
-                           uint32_t dlen, enum iscsi_statsn sn)
-{
-    if (iscsi_conn_broken(c))
-        return -EPIPE;
-    switch (sn) {
-    case STATSN_NONE:
-        put_be32(bhs + ISCSI_BHS_STATSN, 0);
-        break;
-    case STATSN_PEEK:
-        put_be32(bhs + ISCSI_BHS_STATSN, c->statsn);
-        break;
-    case STATSN_ADVANCE:
-        put_be32(bhs + ISCSI_BHS_STATSN, c->statsn++);
-        break;
-    }
-    {
-        LOCK_GUARD(&c->lock);
-        put_be32(bhs + ISCSI_BHS_EXPCMD, c->exp_cmdsn);
-        put_be32(bhs + ISCSI_BHS_MAXCMD, iscsi_conn_max_cmdsn_locked(c));
-    }
-    /* Digests start with the full feature phase (RFC 7143 13.1). */
-    bool ffp = c->sender_running;
-    int r = iscsi_pdu_send(c->io, ffp && c->p.header_digest, ffp && c->p.data_digest, bhs, iov,
-                           niov, dlen);
-    if (r < 0)
-        mark_broken(c, r);
-    return r;
-}
-
-int iscsi_conn_send(struct iscsi_conn *c, uint8_t *bhs, const struct iovec *iov, int niov,
-                    uint32_t dlen, enum iscsi_statsn sn)
-{
-    LOCK_GUARD(&c->send_lock);
-    return iscsi_conn_send_locked(c, bhs, iov, niov, dlen, sn);
-}
-
-int iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *rejected, uint8_t reason)
-{
-    uint8_t bhs[ISCSI_BHS_SIZE] = {0};
-    uint8_t copy[ISCSI_BHS_SIZE];
-    memcpy(copy, rejected, sizeof copy);
-    bhs[0] = ISCSI_OP_REJECT;
-    bhs[1] = ISCSI_FLAG_F;
-    bhs[2] = reason;
-    put_be32(bhs + ISCSI_BHS_ITT, ISCSI_RESERVED_TAG);
-    struct iovec iov = {copy, sizeof copy};
-    return iscsi_conn_send(c, bhs, &iov, 1, sizeof copy, STATSN_ADVANCE);
-}
-
-void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_task *t)
-{
-    LOCK_GUARD(&c->lock);
-    t->next = NULL;
-    if (c->outq_tail)
-        c->outq_tail->next = t;
-    else
-        c->outq_head = t;
-    c->outq_tail = t;
-    pthread_cond_signal(&c->out_cond);
-}
-
-static void *sender_main(void *arg)
-{
-    struct iscsi_conn *c = arg;
-    for (;;) {
-        struct iscsi_task *list;
-        {
-            LOCK_GUARD(&c->lock);
-            while (!c->outq_head && !c->sender_stop)
-                pthread_cond_wait(&c->out_cond, &c->lock);
-            if (!c->outq_head)
-                return NULL;
-            list = c->outq_head;
-            c->outq_head = c->outq_tail = NULL;
-        }
-        while (list) {
-            struct iscsi_task *next = list->next;
-            iscsi_task_respond(list);
-            list = next;
-        }
-    }
-}
 
 /* ---- full feature phase ---- */
 
@@ -362,28 +259,6 @@ static void conn_free(struct iscsi_conn *c)
     free(c);
 }
 
-static int start_sender(struct iscsi_conn *c)
-{
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, SENDER_STACK);
-    int r = -pthread_create(&c->sender, &attr, sender_main, c);
-    pthread_attr_destroy(&attr);
-    if (r == 0)
-        c->sender_running = true;
-    return r;
-}
-
-static void stop_sender(struct iscsi_conn *c)
-{
-    {
-        LOCK_GUARD(&c->lock);
-        c->sender_stop = true;
-        pthread_cond_signal(&c->out_cond);
-    }
-    pthread_join(c->sender, NULL);
-}
-
 /* The full feature phase of a logged-in connection. */
 static int run_session(struct iscsi_conn *c)
 {
@@ -399,11 +274,11 @@ static int run_session(struct iscsi_conn *c)
     c->io->deadline_ns = 0;
     c->io->timeout_ms = s->nop_interval_ms; /* idle: a ping, not an end */
     c->io->send_timeout_ms = SEND_TIMEOUT_MS;
-    int r = start_sender(c);
+    int r = iscsi_conn_sender_start(c);
     if (r == 0) {
         r = ffp_loop(c);
         iscsi_tasks_drain(c);
-        stop_sender(c);
+        iscsi_conn_sender_stop(c);
     } else {
         log_warn(iscsi, "cannot start a sender thread: %s", strerror(-r));
     }

@@ -153,6 +153,9 @@ int iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason);
 /* MaxCmdSN to announce now; under c->lock. */
 uint32_t iscsi_conn_max_cmdsn_locked(const struct iscsi_conn *c);
 bool iscsi_conn_broken(const struct iscsi_conn *c);
+/* The sender thread of a logged-in connection (task.c). */
+int iscsi_conn_sender_start(struct iscsi_conn *c);
+void iscsi_conn_sender_stop(struct iscsi_conn *c);
 
 /* ---- login.c ---- */
 /* Run the login phase on a fresh connection: 0 once in full feature phase

@@ -18,46 +18,6 @@
 
 /* ---- target names ---- */
 
-struct find_ctx {
-    const char *name;
-    struct volume *found;
-    unsigned matches;
-};
-
-static int find_ci(struct volume *v, void *opaque)
-{
-    struct find_ctx *f = opaque;
-    if (!strcasecmp(volume_name(v), f->name)) {
-        f->matches++;
-        if (!f->found) {
-            volume_get(v);
-            f->found = v;
-        }
-    }
-    return 0;
-}
-
-struct volume *iscsi_target_volume(struct iscsi_server *s, const char *target)
-{
-    size_t pl = strlen(ISCSI_IQN_PREFIX);
-    if (strncasecmp(target, ISCSI_IQN_PREFIX, pl) || !target[pl])
-        return NULL;
-    const char *name = target + pl;
-    struct volume *v = engine_get_volume(s->engine, name);
-    if (v)
-        return v;
-    /* iSCSI names are case-insensitive and initiators may lower-case them;
-     * volume names are not: take a case-insensitive match only when it is
-     * the only one. */
-    struct find_ctx f = {name, NULL, 0};
-    engine_for_each_volume(s->engine, find_ci, &f);
-    if (f.found && f.matches != 1) {
-        volume_put(f.found);
-        return NULL;
-    }
-    return f.found;
-}
-
 /* ---- connections ---- */
 
 static void serve(void *opaque, struct listener_conn *lc)

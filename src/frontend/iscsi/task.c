@@ -669,3 +669,51 @@ void iscsi_tasks_drain(struct iscsi_conn *c)
     while (c->inflight_window || c->inflight_immediate)
         pthread_cond_wait(&c->cond, &c->lock);
 }
+
+/* ---- the sender thread: sends the responses iscsi_conn_queue queued ---- */
+
+#define SENDER_STACK (256u * 1024)
+
+static void *sender_main(void *arg)
+{
+    struct iscsi_conn *c = arg;
+    for (;;) {
+        struct iscsi_task *list;
+        {
+            LOCK_GUARD(&c->lock);
+            while (!c->outq_head && !c->sender_stop)
+                pthread_cond_wait(&c->out_cond, &c->lock);
+            if (!c->outq_head)
+                return NULL;
+            list = c->outq_head;
+            c->outq_head = c->outq_tail = NULL;
+        }
+        while (list) {
+            struct iscsi_task *next = list->next;
+            iscsi_task_respond(list);
+            list = next;
+        }
+    }
+}
+
+int iscsi_conn_sender_start(struct iscsi_conn *c)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, SENDER_STACK);
+    int r = -pthread_create(&c->sender, &attr, sender_main, c);
+    pthread_attr_destroy(&attr);
+    if (r == 0)
+        c->sender_running = true;
+    return r;
+}
+
+void iscsi_conn_sender_stop(struct iscsi_conn *c)
+{
+    {
+        LOCK_GUARD(&c->lock);
+        c->sender_stop = true;
+        pthread_cond_signal(&c->out_cond);
+    }
+    pthread_join(c->sender, NULL);
+}

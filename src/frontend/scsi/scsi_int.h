@@ -114,7 +114,7 @@ struct scsi_lu {
 /* The engine of the LU's volume (EXTENDED COPY finds other volumes in it). */
 struct engine *scsi_lu_engine(const struct scsi_lu *lu);
 
-/* ---- unit attentions (lu.c) ----
+/* ---- unit attentions (ua.c) ----
  * Queued per nexus the LU has seen (a command from it, or a post). REQUEST
  * SENSE and every command but INQUIRY / REPORT LUNS report and clear the
  * oldest one. */
@@ -126,6 +126,10 @@ void scsi_ua_post_others_locked(struct scsi_lu *lu, uint64_t except, uint16_t as
 /* The oldest unit attention pending for n, taken off the queue: 0 and *asc,
  * or -ENOENT. Also makes n known to the LU. */
 int scsi_ua_take(struct scsi_lu *lu, const struct scsi_nexus *n, uint16_t *asc);
+/* The nexus is gone: drop its queue. */
+void scsi_ua_forget(struct scsi_lu *lu, uint64_t nexus_id);
+/* The LU goes (no lock: nobody else holds it). */
+void scsi_ua_free_all(struct scsi_lu *lu);
 
 /* ---- finishing a command (status, sense, data-in) ---- */
 
