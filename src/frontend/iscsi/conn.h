@@ -1,5 +1,5 @@
 /* One iSCSI connection: its state from login to logout, shared by the
- * files that speak its parts (login.c, text.c, task.c, conn.c). Sessions
+ * files that speak its parts (login.c, text.c, task.c, conn.c, send.c). Sessions
  * have exactly one connection (MaxConnections=1: no MC/S); an initiator
  * that wants several paths opens several sessions (multipath).
  *
@@ -133,6 +133,8 @@ struct iscsi_conn {
 struct listener_conn;
 /* The listener's handler: one connection from login to close. */
 void iscsi_conn_serve(struct iscsi_server *s, struct listener_conn *lc);
+
+/* ---- send.c ---- */
 /* What a PDU's StatSN field holds. */
 enum iscsi_statsn {
     STATSN_NONE,    /* reserved (Data-In without status) */
