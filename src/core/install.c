@@ -27,9 +27,10 @@ static void install(struct volume *v, uint64_t blk, const uint8_t *data, const s
 void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
                        struct dir_tickets *tk)
 {
+    install(v, blk, data, fp, tk);
+    /* The curves after the install: the next request may want the block. */
     vol_mrc_note(v, (uint32_t)fpkey_hash64(fp), MRC_READ);
     vol_mrc_reads(v, 1);
-    install(v, blk, data, fp, tk);
 }
 
 void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
@@ -46,10 +47,10 @@ void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir
     if (fp_compute(data, &full) < 0)
         return;
     struct fpkey fp = fpkey_of(&full);
+    install(v, blk, data, &fp, tk);
     vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), flags & INSTALL_READ ? MRC_READ : MRC_WRITE);
     if (flags & INSTALL_READ)
         vol_mrc_reads(v, 1);
-    install(v, blk, data, &fp, tk);
     if (flags & INSTALL_TIERS)
         for (unsigned t = 0; t < v->ntiers; t++)
             tier_put(v->tiers[t], &fp, data);
