@@ -65,8 +65,13 @@ static int mini_init(const struct evict_ops *policy, struct mini *c, uint32_t ca
         nb <<= 1;
     c->cap = cap;
     c->bmask = nb - 1;
-    c->e = calloc(cap, sizeof *c->e);
+    /* malloc and memset, not calloc: every page is touched now, so the
+     * curve's memory is resident from the start and does not show up later
+     * as RSS creeping up while the small caches fill. */
+    c->e = malloc((size_t)cap * sizeof *c->e);
     c->bucket = malloc((size_t)nb * sizeof *c->bucket);
+    if (c->e)
+        memset(c->e, 0, (size_t)cap * sizeof *c->e);
     c->pstate = calloc(1, policy->state_size ? policy->state_size : 1);
     if (!c->e || !c->bucket || !c->pstate)
         goto fail;
