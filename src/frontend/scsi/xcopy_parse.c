@@ -57,7 +57,11 @@ static int parse_segment(const uint8_t *d, uint32_t at, uint32_t left, struct xc
 {
     if (d[0] != 0x02)
         return fail(e, SK_ILLEGAL_REQUEST, XC_ASC_UNSUPPORTED_SEGMENT, (int)at, -1);
-    if (left < 4 || scsi_get16(d + 2) != SEGMENT_LEN - 4)
+    /* Too short to hold its own length: the segment list's length
+     * overshoots (a field pointer must stay inside the list sent). */
+    if (left < 4)
+        return bad_length(e, 8);
+    if (scsi_get16(d + 2) != SEGMENT_LEN - 4)
         return bad_field(e, (int)at + 2, -1);
     if (left < SEGMENT_LEN)
         return bad_length(e, 8);
