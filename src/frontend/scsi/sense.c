@@ -13,6 +13,18 @@ enum scsi_exec_result scsi_good(struct scsi_cmd *c)
     return SCSI_DONE;
 }
 
+/* A status that ends the command without data-in (the sense, if any, is
+ * the caller's to fill). */
+static void no_data_status(struct scsi_cmd *c, uint8_t status, uint8_t sense_len)
+{
+    c->status = status;
+    c->sense_len = sense_len;
+    c->data_in_len = 0;
+    c->iov = NULL;
+    c->niov = 0;
+    c->priv.decided = true;
+}
+
 static uint8_t *sense_base(struct scsi_cmd *c, uint8_t key, uint16_t asc)
 {
     uint8_t *s = c->sense;
@@ -22,12 +34,7 @@ static uint8_t *sense_base(struct scsi_cmd *c, uint8_t key, uint16_t asc)
     s[7] = SCSI_SENSE_MAX - 8; /* additional sense length */
     s[12] = (uint8_t)(asc >> 8);
     s[13] = (uint8_t)asc;
-    c->status = SCSI_STATUS_CHECK_CONDITION;
-    c->sense_len = SCSI_SENSE_MAX;
-    c->data_in_len = 0;
-    c->iov = NULL;
-    c->niov = 0;
-    c->priv.decided = true;
+    no_data_status(c, SCSI_STATUS_CHECK_CONDITION, SCSI_SENSE_MAX);
     return s;
 }
 
@@ -85,12 +92,7 @@ enum scsi_exec_result scsi_check_errno(struct scsi_cmd *c, int err, bool writing
 
 enum scsi_exec_result scsi_conflict(struct scsi_cmd *c)
 {
-    c->status = SCSI_STATUS_RESERVATION_CONFLICT;
-    c->sense_len = 0;
-    c->data_in_len = 0;
-    c->iov = NULL;
-    c->niov = 0;
-    c->priv.decided = true;
+    no_data_status(c, SCSI_STATUS_RESERVATION_CONFLICT, 0);
     return SCSI_DONE;
 }
 
