@@ -116,7 +116,7 @@ static enum scsi_exec_result read_capacity16(struct scsi_cmd *c)
     memset(p, 0, 32);
     scsi_put64(p, n ? n - 1 : 0);
     scsi_put32(p + 8, SCSI_LBA_SIZE);
-    p[13] = SCSI_PHYS_EXP; /* 8 logical blocks per 4 KiB cache block */
+    p[13] = SCSI_PHYS_EXP; /* ops.h says why not the cache block's 8 */
     /* LBPME and LBPRZ: UNMAP and WRITE SAME deallocate through a core ZERO
      * on every back end, so unmapped blocks always read back as zeros. */
     p[14] = 0x80 | 0x40;

@@ -124,13 +124,13 @@ static uint32_t vpd_block_limits(uint8_t *p)
 {
     p[4] = 0x01; /* WSNZ: WRITE SAME with 0 blocks is refused, not "to the end" */
     p[5] = scsi_op_find(0x89, -1) ? SCSI_CAW_MAX_BLOCKS : 0;
-    scsi_put16(p + 6, SCSI_PHYS_BLOCKS);            /* optimal transfer length granularity */
+    scsi_put16(p + 6, SCSI_CACHE_BLOCKS);           /* optimal transfer length granularity */
     scsi_put32(p + 8, SCSI_MAX_XFER_BLOCKS);        /* maximum transfer length */
     scsi_put32(p + 12, SCSI_MAX_XFER_BLOCKS);       /* optimal transfer length */
     scsi_put32(p + 16, SCSI_MAX_PREFETCH_BLOCKS);   /* maximum prefetch length */
     scsi_put32(p + 20, SCSI_MAX_UNMAP_BLOCKS);      /* maximum unmap LBA count */
     scsi_put32(p + 24, SCSI_MAX_UNMAP_DESCS);       /* maximum unmap block descriptor count */
-    scsi_put32(p + 28, SCSI_PHYS_BLOCKS);           /* optimal unmap granularity */
+    scsi_put32(p + 28, SCSI_CACHE_BLOCKS);          /* optimal unmap granularity */
     scsi_put32(p + 32, 0x80000000u);                /* UGAVALID, alignment 0 */
     scsi_put64(p + 36, SCSI_MAX_WRITE_SAME_BLOCKS); /* maximum write same length */
     return 64;

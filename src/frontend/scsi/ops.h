@@ -18,10 +18,16 @@
 #define SCSI_MAX_UNMAP_BLOCKS      (1u << 20)
 #define SCSI_MAX_UNMAP_DESCS       128u
 #define SCSI_MAX_WRITE_SAME_BLOCKS (1u << 20)
-/* The cache block in logical blocks: the optimal granularity of every
- * transfer and unmap, and READ CAPACITY (16)'s physical block exponent. */
-#define SCSI_PHYS_EXP    3u
-#define SCSI_PHYS_BLOCKS (1u << SCSI_PHYS_EXP)
+/* The cache block in logical blocks: VPD 0xB0's optimal granularity of
+ * every transfer and unmap, which is where initiators take their alignment
+ * from (Linux's io_min). READ CAPACITY (16) reports one logical block per
+ * physical block: shoal takes any 512-byte write whole (a partial cache
+ * block is written through, never torn), and with an exponent above 0 a
+ * block status request at an unaligned LBA has no answer that both starts
+ * at the LBA asked (SBC-4, QEMU) and satisfies libiscsi's conformance test
+ * (docs/scsi.md). */
+#define SCSI_CACHE_BLOCKS 8u
+#define SCSI_PHYS_EXP     0u
 
 /* inquiry.c */
 enum scsi_exec_result scsi_exec_inquiry(struct scsi_cmd *c);
