@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "common/bufpool.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -436,6 +437,7 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->remembered_limit_blocks = e->budget.max;
     out->remembered_metadata_bytes = m.remembered_bytes;
     out->mrc_bytes = m.mrc_bytes + (e->mrc ? mrc_memory(e->mrc) : 0);
+    out->io_buffer_bytes = bufpool_bytes();
     for (unsigned i = 0; i < e->ntiers; i++) {
         const struct tier_counters *c = &e->tiers[i]->c;
         out->tier_lookups += STAT_LOAD(c->lookups);

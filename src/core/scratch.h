@@ -38,10 +38,14 @@ struct vol_scratch {
     uint64_t todo[BITMAP_WORDS(SPAN_BLOCKS_MAX)];  /* blocks to fetch / install in finish */
     uint64_t keyed[BITMAP_WORDS(SPAN_BLOCKS_MAX)]; /* misses the directory knows a key for */
     uint8_t tail[BLOCK_SIZE];                      /* zero-padded last block */
-    void *prefetch_buf;                            /* allocated on first use */
     /* Read-ahead (see ra_plan): when set, todo is relative to ra_first
-     * and finish installs from prefetch_buf instead of the request buffer. */
+     * and finish installs from ra_buf instead of the request buffer. The
+     * window's buffer comes from the buffer pool for one read (ra_plan to
+     * finish_read): kept per scratch, it stayed with every thread that
+     * ever read ahead, uncounted (a soak's RSS grew by 1 MiB a thread). */
     bool ra_active;
+    void *ra_buf;
+    size_t ra_buf_len;
     uint64_t ra_first;
     uint32_t ra_nb;
     /* Blocks served by key, installed in finish (vol_key.c). */

@@ -67,6 +67,8 @@
     X(remembered_metadata_bytes, STAT_GAUGE, "bytes", "Memory for remembered blocks")              \
     X(mrc_bytes, STAT_GAUGE, "bytes",                                                              \
       "Memory for the miss-ratio curves, cache and volumes (fixed; not in metadata_bytes)")        \
+    X(io_buffer_bytes, STAT_GAUGE, "bytes",                                                        \
+      "Request buffers allocated: in use and kept for reuse (at most --io-memory)")                \
     X(tier_lookups, STAT_COUNTER, "lookups", "Batched lookups sent to tiers")                      \
     X(tier_hits, STAT_COUNTER, "blocks", "Blocks tiers returned that matched their key")           \
     X(tier_corrupt, STAT_COUNTER, "blocks", "Blocks tiers returned that did not match their key")  \

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "common/bufpool.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/block.h"
@@ -30,11 +31,14 @@ struct vol_scratch *vol_scratch_new(void)
     return s;
 }
 
-static int scratch_buf(struct vol_scratch *s)
+/* Read-ahead is over for this read: its window buffer goes back. */
+static void ra_release(struct vol_scratch *s)
 {
-    if (!s->prefetch_buf)
-        s->prefetch_buf = aligned_alloc(BLOCK_SIZE, PREFETCH_CHUNK);
-    return s->prefetch_buf ? 0 : -ENOMEM;
+    s->ra_active = false;
+    if (s->ra_buf) {
+        bufpool_put(s->ra_buf, s->ra_buf_len);
+        s->ra_buf = NULL;
+    }
 }
 
 void vol_scratch_free(struct vol_scratch *s)
@@ -42,7 +46,7 @@ void vol_scratch_free(struct vol_scratch *s)
     if (!s)
         return;
     tier_req_destroy(&s->treq);
-    free(s->prefetch_buf);
+    ra_release(s);
     free(s->copy_vals);
     free(s);
 }
@@ -224,8 +228,13 @@ static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uin
     uint64_t wa = first & ~(ra - 1);
     uint64_t wb = MIN((first + nb + ra - 1) & ~(ra - 1), v->nblocks);
     uint32_t wnb = (uint32_t)(wb - wa);
-    if (wnb <= nb || (uint64_t)wnb * BLOCK_SIZE > PREFETCH_CHUNK || scratch_buf(s) < 0)
+    if (wnb <= nb || (uint64_t)wnb * BLOCK_SIZE > PREFETCH_CHUNK)
         return false;
+    /* Never waits: without a buffer to spare, the read fetches just itself. */
+    s->ra_buf = bufpool_try_get((size_t)wnb * BLOCK_SIZE);
+    if (!s->ra_buf)
+        return false;
+    s->ra_buf_len = (size_t)wnb * BLOCK_SIZE;
     uint64_t miss[BITMAP_WORDS(PREFETCH_CHUNK / BLOCK_SIZE)] = {0};
     uint32_t off = (uint32_t)(first - wa);
     for (uint32_t i = 0; i < nb; i++)
@@ -301,7 +310,7 @@ static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, 
     }
     if (lo == UINT32_MAX)
         return 0; /* everything came by key */
-    uint8_t *ra_buf = s->prefetch_buf;
+    uint8_t *ra_buf = s->ra_buf;
     int ret =
         fetch_run(v, ra_buf + (size_t)lo * BLOCK_SIZE, s->ra_first + lo, s->ra_first + hi, nowait);
     if (ret < 0)
@@ -329,7 +338,7 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
                        uint32_t nb, bool any_keyed, bool nowait, uint64_t *by_key)
 {
     *by_key = 0;
-    s->ra_active = false;
+    ra_release(s); /* none held: every read's update released it */
     s->nkeyed = 0;
     if (v->ra_blocks) {
         unsigned run;
@@ -452,8 +461,10 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     if (any_miss) {
         uint64_t by_key;
         int ret = read_misses(v, r, scratch, first, nb, any_keyed, nowait, &by_key);
-        if (ret == -EAGAIN && nowait)
+        if (ret == -EAGAIN && nowait) {
+            ra_release(scratch);
             return ret; /* retried on a worker; nothing counted yet */
+        }
         if (ret < 0)
             r->status = ret;
         r->scratch = scratch;
@@ -477,21 +488,23 @@ static void finish_read(struct volume *v, struct vol_req *r)
     if (!s)
         return;
     bool ra = s->ra_active;
-    s->ra_active = false;
     uint64_t first = block_of(r->offset);
     bool ok = r->status == 0 && vol_enabled(v);
     vol_key_finish(v, s, r->buf, first, ok);
-    if (!ok)
+    if (!ok) {
+        ra_release(s);
         return;
+    }
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
     if (ra) {
         /* Blocks around the request were not asked for: inserts, not reads. */
         for (uint32_t i = 0; i < s->ra_nb; i++) {
             uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
-                vol_install(v, blk, (uint8_t *)s->prefetch_buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                vol_install(v, blk, (uint8_t *)s->ra_buf + (size_t)i * BLOCK_SIZE, &s->tk,
                             INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0));
         }
+        ra_release(s);
         return;
     }
     for (uint32_t i = 0; i < nb; i++)
@@ -782,15 +795,20 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
     STAT_ADD(v->c.cache_ops, 1);
     if (!vol_enabled(v))
         return 0; /* nothing to warm; NBD_CMD_CACHE is advisory */
-    if (scratch_buf(s) < 0)
+    /* From the buffer pool, like a client's read of the same size. */
+    uint8_t *buf = bufpool_get(PREFETCH_CHUNK);
+    if (!buf)
         return -ENOMEM;
+    int ret = 0;
     /* Whole blocks only: a prefetch is for the cache, not for a reply. */
     uint64_t pos = offset & ~BLOCK_MASK;
     uint64_t end = MIN(offset + length, v->size);
     while (pos < end) {
         /* A removed volume stops warming at once (per 1 MiB chunk). */
-        if (vol_defunct(v) || __atomic_load_n(&v->pf_stop, __ATOMIC_ACQUIRE))
-            return -ESHUTDOWN;
+        if (vol_defunct(v) || __atomic_load_n(&v->pf_stop, __ATOMIC_ACQUIRE)) {
+            ret = -ESHUTDOWN;
+            break;
+        }
         uint32_t n = (uint32_t)MIN((uint64_t)PREFETCH_CHUNK, end - pos);
         uint64_t first = block_of(pos);
         uint32_t nb = (uint32_t)(block_of(pos + n - 1) - first + 1);
@@ -806,19 +824,20 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
             any = true;
         }
         if (any) {
-            struct vol_req r = {.offset = pos, .length = n, .buf = s->prefetch_buf};
-            int ret = fetch_todo(v, s, s->prefetch_buf, first, nb, false);
+            struct vol_req r = {.offset = pos, .length = n, .buf = buf};
+            ret = fetch_todo(v, s, buf, first, nb, false);
             if (ret < 0)
-                return ret;
+                break;
             r.op = VOL_OP_READ;
             r.scratch = s;
-            s->ra_active = false;
+            ra_release(s);
             s->nkeyed = 0;
             finish_read(v, &r);
         }
         pos += n;
     }
-    return 0;
+    bufpool_put(buf, PREFETCH_CHUNK);
+    return ret;
 }
 
 _Static_assert(VOL_EXTENT_HOLE == BE_EXTENT_HOLE && VOL_EXTENT_ZERO == BE_EXTENT_ZERO,
