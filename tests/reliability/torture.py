@@ -654,8 +654,18 @@ class Torture:
     # -- checking ----------------------------------------------------------
 
     def check_read(self, op, v, data):
+        for a, b, cands, q in self.read_segments(op):
+            match_runs(cands, data, op.off, a, b)
+            if q or (len(cands) == 1 and cands[0].kind != "U"):
+                continue
+            # quiet segment (no change overlapped the read): the model
+            # narrows to what was observed
+            self.narrow(op, v, data, a, b)
+
+    def read_segments(self, op):
+        """What a read (track_read) may return: [a, b, candidates,
+        did a change overlap it?] over its range."""
         lo, hi = op.off, op.off + op.len
-        # segments: [a, b, cands, concurrent?]
         segs = [[a, b, c, False] for a, b, c in op.snap]
         for src in op.conc:
             w = src.op
@@ -673,13 +683,7 @@ class Torture:
                 if b > wh:
                     out.append([wh, b, c, q])
             segs = out
-        for a, b, cands, q in segs:
-            match_runs(cands, data, lo, a, b)
-            if q or (len(cands) == 1 and cands[0].kind != "U"):
-                continue
-            # quiet segment (no change overlapped the read): the model
-            # narrows to what was observed
-            self.narrow(op, v, data, a, b)
+        return segs
 
     def narrow(self, op, v, data, lo, hi):
         def fn(a, b, cur):

@@ -69,7 +69,7 @@ EIO = 5
 
 class IOp(Op):
     """An op on an iSCSI connection: its SCSI command and what to expect."""
-    __slots__ = ("cmd", "cmp", "expect_off", "task", "src_vol", "src_off")
+    __slots__ = ("cmd", "cmp", "expect_off", "task", "src_vol", "src_off", "racy")
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -79,6 +79,7 @@ class IOp(Op):
         self.task = None
         self.src_vol = None
         self.src_off = None
+        self.racy = False
 
 
 class IConn(Conn):
@@ -224,7 +225,7 @@ class ITorture(Torture):
             cur = self.known(v, off, off + ln)
             if cur is None:
                 self.stats["caw: no known range"] += 1
-                return None
+                return self.racy_caw(idx, c, v, off, ln)
             bad = r.random() < 1 / 3
             op = IOp(idx, c.idx, v.name, "caw-bad" if bad else "caw", off, ln)
             if bad:
@@ -265,6 +266,38 @@ class ITorture(Torture):
         self.stats["xcopy: no destination"] += 1
         return None
 
+    def racy_caw(self, idx, c, v, off, ln):
+        """A CAW on blocks that changes may be racing: it compares a value
+        the checker allows (the newest candidate, or the data of a write in
+        flight over the whole range) and may return GOOD or MISCOMPARE.
+        GOOD: its compare data must be a value the blocks could hold while
+        it ran (checked like a read), and its write is a change. MISCOMPARE:
+        nothing changed, and the offset must be plausible (see complete)."""
+        if self.locked(v.name, off, off + ln):
+            return None
+        r = self.rng
+        full = [w for w in v.inflight_changes
+                if w.src is not None and w.src.kind != "U" and w.off <= off
+                and off + ln <= w.off + w.len]
+        if full and r.random() < 0.5:
+            cmp = bytes(r.choice(full).src.slice(off, off + ln))
+            how = "an in-flight change's data"
+        else:
+            parts = []
+            for a, b, cands in v.model.get(off, off + ln):
+                if cands[0].kind == "U":
+                    return None
+                parts.append(bytes(cands[0].slice(a, b)))
+            cmp = b"".join(parts)
+            how = "the newest allowed value"
+        op = IOp(idx, c.idx, v.name, "caw", off, ln)
+        op.racy = True
+        op.cmp = cmp
+        op.data = self.write_data(off, ln, off % BLOCK == 0)
+        op.note = op.cmd = f"COMPARE AND WRITE, racing, comparing {how}"
+        self.stats["caw racing"] += 1
+        return op
+
     # -- sending -------------------------------------------------------------
 
     def send(self, op):
@@ -284,9 +317,12 @@ class ITorture(Torture):
                 op.src = Src("Z", op)
             else:
                 op.src = Src("D", op, memoryview(op.data), op.off)
+            if op.racy:
+                self.track_read(op, v)  # what its compare may have met
             self.track_change(op, v)
             if op.kind == "caw":
-                self.locks.append((v.name, op.off, op.off + op.len, op))
+                if not op.racy:
+                    self.locks.append((v.name, op.off, op.off + op.len, op))
                 h.submit(ii.compare_and_write(lba, nb, "FUA" in op.cmd), cb,
                          data_out=op.cmp + op.data)
             elif op.kind == "xcopy":
@@ -324,7 +360,8 @@ class ITorture(Torture):
         self.stats["iscsi " + (what or op.kind)] += 1
         if t.ok():
             err = 0
-        elif op.kind == "caw-bad":
+        elif op.kind == "caw-bad" or (op.racy and t.sense is not None
+                                      and t.sense.key == ii.SK_MISCOMPARE):
             err = 0  # judged in complete()
         else:
             op.note += f" [{t.describe()}]"
@@ -363,9 +400,39 @@ class ITorture(Torture):
                              f" first at byte {op.expect_off}")
             self.stats["caw miscompare (expected)"] += 1
             return
-        if op.kind == "caw" and op.err:
+        if op.racy:
+            v.inflight_reads.discard(op)
+            if not op.err and not op.task.ok():
+                return self.racy_miscompare(op, v)
+            if not op.err:
+                self.stats["caw racing: GOOD"] += 1
+                # it saw its compare data, all of it at one instant
+                self.check_read(op, v, memoryview(op.cmp))
+            op.snap = op.conc = None
+        elif op.kind == "caw" and op.err:
             self.fail_op(op, "COMPARE AND WRITE of the known value did not return GOOD")
         super().complete(op, v)
+
+    def racy_miscompare(self, op, v):
+        """A racing CAW said MISCOMPARE at byte p: it wrote nothing; bytes
+        before p matched the compare data, so each must be a value the
+        model allowed meanwhile; and at p some allowed value must differ
+        from the compare data, or no target could have seen a difference."""
+        v.inflight_changes.discard(op)
+        self.stats["caw racing: MISCOMPARE"] += 1
+        p = op.task.sense.info
+        if p is None or not 0 <= p < op.len:
+            self.fail_op(op, f"MISCOMPARE at offset {p}, outside the {op.len} bytes compared")
+        x = op.off + p
+        cmp = memoryview(op.cmp)
+        for a, b, cands, _ in self.read_segments(op):
+            if a < x:
+                torture.match_runs(cands, cmp, op.off, a, min(b, x))
+            if a <= x < b and all(c.kind != "U" and c.byte(x) == cmp[p] for c in cands):
+                self.fail_op(op, f"MISCOMPARE at byte {p}, where every value allowed equals"
+                             f" the compare data ({cmp[p]:#04x})")
+        op.snap = op.conc = None
+        op.src = None
 
     # -- the poll loop ---------------------------------------------------------
 
