@@ -28,7 +28,12 @@ NAA designators). The model stays simple and sound:
   - an XCOPY's source range must be known the same way; the destination
     then takes that value (a change, in flight until the copy completes);
   - while a CAW or an XCOPY is in flight, no change is sent to its range
-    (its source range for XCOPY): one drawn there becomes a FLUSH.
+    (its source range for XCOPY): one drawn there becomes a FLUSH;
+  - where no range is known, a racing CAW: it compares the newest allowed
+    value or the data of a write in flight, with changes racing it. GOOD:
+    its compare data is checked like a read's data, and its write is a
+    change; MISCOMPARE: it changed nothing, the bytes before the offset
+    must be allowed values and some allowed value must differ at it.
 After the op stream, the CAW counter: --counter-conns iSCSI sessions
 increment a counter in one 512-byte block of a separate volume by CAW retry
 loops (MISCOMPARE -> READ -> CAW again) while NBD connections write the
