@@ -681,6 +681,8 @@ def options(p):
 
 if __name__ == "__main__":
     args = torture.parse(sys.argv[1:], options, default_ops=6000, doc=__doc__)
+    if args.iscsi_conns < 1:
+        sys.exit("torture_iscsi: --iscsi-conns must be at least 1")
     if args.negative_control:
         # the checker must catch the corrupted read: that failure is a pass
         t = ITorture(args)
