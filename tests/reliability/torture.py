@@ -982,7 +982,7 @@ def parse(argv, extend=None, default_ops=20000, doc=None):
     """The options; extend(p) adds a sibling script's own."""
     p = argparse.ArgumentParser(description=(doc or __doc__).split("\n\n")[0])
     p.add_argument("--seed", type=int, default=None, help="random seed (default: from time)")
-    p.add_argument("--ops", type=int, default=None, help="number of ops (default 20000)")
+    p.add_argument("--ops", type=int, default=None, help=f"number of ops (default {default_ops})")
     p.add_argument("--long", action="store_true", help="1M ops on 64 MiB volumes")
     p.add_argument("--backend", choices=["mixed", "file", "nbd"], default="mixed")
     p.add_argument("--volumes", type=int, default=3)
