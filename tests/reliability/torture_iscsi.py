@@ -17,16 +17,16 @@ the 512-byte blocks that cover its range:
 UNMAP and WRITE SAME with UNMAP are modelled as zeros (LBPRZ=1).
 
 Besides, --caw-pct of the ops are COMPARE AND WRITEs and --xcopy-pct
-EXTENDED COPYs (LID1, one block-to-block segment, within a volume or
-between two volumes of this shoald, the volumes named by their VPD 0x83
-NAA designators). The model stays simple and sound:
+EXTENDED COPYs (LID1, one block-to-block segment or two from different
+sources into one destination range, within a volume or between volumes of
+this shoald, the volumes named by their VPD 0x83 NAA designators). The model stays simple and sound:
   - a CAW goes only to blocks whose value the checker knows exactly (one
     candidate, no change in flight), compares that value and must return
     GOOD; its write is then a change like any write. A third of them
     compare a value with one byte changed and must return MISCOMPARE with
     that byte's offset in the sense's INFORMATION field, and change nothing;
-  - an XCOPY's source range must be known the same way; the destination
-    then takes that value (a change, in flight until the copy completes);
+  - an XCOPY's source ranges must be known the same way; the destination
+    then takes those values (a change, in flight until the copy completes);
   - while a CAW or an XCOPY is in flight, no change is sent to its range
     (its source range for XCOPY): one drawn there becomes a FLUSH;
   - where no range is known, a racing CAW: it compares the newest allowed
@@ -74,7 +74,7 @@ EIO = 5
 
 class IOp(Op):
     """An op on an iSCSI connection: its SCSI command and what to expect."""
-    __slots__ = ("cmd", "cmp", "expect_off", "task", "src_vol", "src_off", "racy")
+    __slots__ = ("cmd", "cmp", "expect_off", "task", "segs", "racy")
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -82,8 +82,7 @@ class IOp(Op):
         self.cmp = None
         self.expect_off = None
         self.task = None
-        self.src_vol = None
-        self.src_off = None
+        self.segs = None  # XCOPY: [(source volume, offset, length)]
         self.racy = False
 
 
@@ -246,27 +245,43 @@ class ITorture(Torture):
                 op.note = "COMPARE AND WRITE" + (" FUA" if r.random() < 0.3 else "")
             op.cmd = op.note
             return op
-        # XCOPY: source known and then locked; destination anywhere else
-        ln = min(ln, 256 * LB)
-        off, ln = blocks_of(off, ln, v.size)
-        cur = self.known(v, off, off + ln)
-        if cur is None:
-            self.stats["xcopy: no known source"] += 1
-            return None
-        d = v if r.random() < 0.5 else r.choice(self.vols)
+        return self.xcopy_op(idx, c)
+
+    def xcopy_op(self, idx, c):
+        """EXTENDED COPY: one segment, or two from sources in any volumes
+        into one destination range. Each source range must be known, and is
+        locked while the copy runs; the destination may be raced."""
+        r = self.rng
+        srcs = []
+        for k in range(2 if r.random() < 0.3 else 1):
+            v = c.vol if k == 0 else r.choice(self.vols)
+            off, ln = self.pick_range(v, True)
+            off, ln = blocks_of(off, min(ln, 256 * LB), v.size)
+            if any(sv is v and off < so + sl and so < off + ln for sv, so, sl, _ in srcs):
+                return None
+            cur = self.known(v, off, off + ln)
+            if cur is None:
+                self.stats["xcopy: no known source"] += 1
+                return None
+            srcs.append((v, off, ln, cur))
+        total = sum(sl for _, _, sl, _ in srcs)
+        d = srcs[0][0] if r.random() < 0.5 else r.choice(self.vols)
         for _ in range(4):
             doff, _ = self.pick_range(d, True)
-            doff, _ = blocks_of(doff, ln, d.size)
-            if doff + ln > d.size // LB * LB:
+            doff, _ = blocks_of(doff, total, d.size)
+            if doff + total > d.size // LB * LB:
                 continue
-            if d is v and doff < off + ln and off < doff + ln:
+            if any(sv is d and doff < so + sl and so < doff + total for sv, so, sl, _ in srcs):
                 continue
-            if self.locked(d.name, doff, doff + ln):
+            if self.locked(d.name, doff, doff + total):
                 continue
-            op = IOp(idx, c.idx, d.name, "xcopy", doff, ln)
-            op.data = cur
-            op.src_vol, op.src_off = v.name, off
-            op.note = op.cmd = f"EXTENDED COPY from {v.name} [{off:#x}, +{ln})"
+            op = IOp(idx, c.idx, d.name, "xcopy", doff, total)
+            op.data = b"".join(cur for _, _, _, cur in srcs)
+            op.segs = [(sv.name, so, sl) for sv, so, sl, _ in srcs]
+            op.note = op.cmd = "EXTENDED COPY from " + " + ".join(
+                f"{sv.name} [{so:#x}, +{sl})" for sv, so, sl, _ in srcs)
+            if len(srcs) > 1:
+                self.stats["xcopy: two segments"] += 1
             return op
         self.stats["xcopy: no destination"] += 1
         return None
@@ -331,10 +346,16 @@ class ITorture(Torture):
                 h.submit(ii.compare_and_write(lba, nb, "FUA" in op.cmd), cb,
                          data_out=op.cmp + op.data)
             elif op.kind == "xcopy":
-                self.locks.append((op.src_vol, op.src_off, op.src_off + op.len, op))
-                names = [op.src_vol] if op.src_vol == op.vol else [op.src_vol, op.vol]
-                cdb, pl = ii.extended_copy([self.naa[n] for n in names],
-                                           [(0, len(names) - 1, nb, op.src_off // LB, lba)])
+                names = []  # the CSCD list: each volume once
+                for n in [sv for sv, _, _ in op.segs] + [op.vol]:
+                    if n not in names:
+                        names.append(n)
+                segs, dlba = [], lba
+                for sv, so, sl in op.segs:
+                    self.locks.append((sv, so, so + sl, op))
+                    segs.append((names.index(sv), names.index(op.vol), sl // LB, so // LB, dlba))
+                    dlba += sl // LB
+                cdb, pl = ii.extended_copy([self.naa[n] for n in names], segs)
                 h.submit(cdb, cb, data_out=pl)
             elif op.cmd.startswith("WRITE SAME"):
                 blk = op.data[:LB] if op.kind == "write" else bytes(LB)
