@@ -174,7 +174,9 @@ class IMap:
 
 # ---- ops ----------------------------------------------------------------
 
-CHANGES = ("write", "zero", "trim")
+# caw, xcopy: iSCSI's COMPARE AND WRITE (one that returned GOOD) and the
+# destination of an EXTENDED COPY segment (torture_iscsi.py)
+CHANGES = ("write", "zero", "trim", "caw", "xcopy")
 
 
 class Op:
@@ -210,7 +212,7 @@ class Op:
 
     def __str__(self):
         s = f"#{self.idx:<7} t={self.sent}..{self.done} conn{self.conn} vol {self.vol} {self.kind}"
-        if self.kind in ("read", "write", "zero", "trim", "cache", "invalidate"):
+        if self.kind in ("read", "cache", "invalidate", "caw-bad") + CHANGES:
             s += f" [{self.off}, +{self.len}) = [{self.off:#x}, {self.off + self.len:#x})"
         if self.flags:
             s += " " + self.flagstr()
@@ -364,7 +366,7 @@ class Torture:
             else:
                 specs.append(f"{name}={path}")
             self.vols.append(Volume(name, k, path, a.vol_size, self.init_src))
-        extra = []
+        extra = self.daemon_extra()
         if a.threads:
             extra += ["--threads", str(a.threads)]
         self.d = rlib.Shoald(specs, extra=extra, cache=a.cache)
@@ -375,6 +377,10 @@ class Torture:
             self.conns.append(c)
             self.connect(c)
         self.poller = select.poll()
+
+    def daemon_extra(self):
+        """More shoald arguments (a subclass adds its front ends)."""
+        return []
 
     def connect(self, c):
         c.h = self.d.open(c.vol.name, name=f"conn{c.idx}")
@@ -536,10 +542,7 @@ class Torture:
         if op.kind == "read":
             pool = self.rbufs[op.len]
             op.buf = pool.pop() if pool else nbd.Buffer(op.len)
-            op.snap = v.model.get(op.off, op.off + op.len)
-            op.conc = [w.src for w in v.inflight_changes
-                       if w.off < op.off + op.len and op.off < w.off + w.len]
-            v.inflight_reads.add(op)
+            self.track_read(op, v)
             c.h.aio_pread(op.buf, op.off, completion=cb)
         elif op.kind in CHANGES:
             if op.kind == "write":
@@ -549,10 +552,7 @@ class Torture:
                 op.src = Src("Z", op)
             else:
                 op.src = Src("U", op)
-            for rd in v.inflight_reads:
-                if rd.off < op.off + op.len and op.off < rd.off + rd.len:
-                    rd.conc.append(op.src)
-            v.inflight_changes.add(op)
+            self.track_change(op, v)
             if op.kind == "write":
                 c.h.aio_pwrite(op.data, op.off, completion=cb, flags=op.flags)
             elif op.kind == "zero":
@@ -568,6 +568,21 @@ class Torture:
         c.inflight += 1
         self.inflight += 1
         self.maxinflight = max(self.maxinflight, self.inflight)
+
+    def track_read(self, op, v):
+        """A read is sent: what the model allows now, and the changes in
+        flight that it may see."""
+        op.snap = v.model.get(op.off, op.off + op.len)
+        op.conc = [w.src for w in v.inflight_changes
+                   if w.off < op.off + op.len and op.off < w.off + w.len]
+        v.inflight_reads.add(op)
+
+    def track_change(self, op, v):
+        """A change (op.src set) is sent: reads in flight may see it."""
+        for rd in v.inflight_reads:
+            if rd.off < op.off + op.len and op.off < rd.off + rd.len:
+                rd.conc.append(op.src)
+        v.inflight_changes.add(op)
 
     def on_done(self, op, err):
         op.done = self.tick()
@@ -639,8 +654,18 @@ class Torture:
     # -- checking ----------------------------------------------------------
 
     def check_read(self, op, v, data):
+        for a, b, cands, q in self.read_segments(op):
+            match_runs(cands, data, op.off, a, b)
+            if q or (len(cands) == 1 and cands[0].kind != "U"):
+                continue
+            # quiet segment (no change overlapped the read): the model
+            # narrows to what was observed
+            self.narrow(op, v, data, a, b)
+
+    def read_segments(self, op):
+        """What a read (track_read) may return: [a, b, candidates,
+        did a change overlap it?] over its range."""
         lo, hi = op.off, op.off + op.len
-        # segments: [a, b, cands, concurrent?]
         segs = [[a, b, c, False] for a, b, c in op.snap]
         for src in op.conc:
             w = src.op
@@ -658,13 +683,7 @@ class Torture:
                 if b > wh:
                     out.append([wh, b, c, q])
             segs = out
-        for a, b, cands, q in segs:
-            match_runs(cands, data, lo, a, b)
-            if q or (len(cands) == 1 and cands[0].kind != "U"):
-                continue
-            # quiet segment (no change overlapped the read): the model
-            # narrows to what was observed
-            self.narrow(op, v, data, a, b)
+        return segs
 
     def narrow(self, op, v, data, lo, hi):
         def fn(a, b, cur):
@@ -959,10 +978,11 @@ class _Abort(Exception):
     pass
 
 
-def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse(argv, extend=None, default_ops=20000, doc=None):
+    """The options; extend(p) adds a sibling script's own."""
+    p = argparse.ArgumentParser(description=(doc or __doc__).split("\n\n")[0])
     p.add_argument("--seed", type=int, default=None, help="random seed (default: from time)")
-    p.add_argument("--ops", type=int, default=None, help="number of ops (default 20000)")
+    p.add_argument("--ops", type=int, default=None, help=f"number of ops (default {default_ops})")
     p.add_argument("--long", action="store_true", help="1M ops on 64 MiB volumes")
     p.add_argument("--backend", choices=["mixed", "file", "nbd"], default="mixed")
     p.add_argument("--volumes", type=int, default=3)
@@ -988,11 +1008,13 @@ def parse(argv):
     p.add_argument("--log-ring", type=int, default=100000, help="ops kept for failure reports")
     p.add_argument("--report-ops", type=int, default=80, help="ops printed per failure")
     p.add_argument("--no-evict-check", action="store_true")
+    if extend:
+        extend(p)
     a = p.parse_args(argv)
     if a.seed is None:
         a.seed = rlib.default_seed()
     if a.ops is None:
-        a.ops = 1000000 if a.long else 20000
+        a.ops = 1000000 if a.long else default_ops
     if a.vol_size is None:
         a.vol_size = (64 << 20 if a.long else 40 << 20) + 2560
     return a
