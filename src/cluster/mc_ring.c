@@ -276,6 +276,16 @@ static int owner_locked(const struct mc_ring *r, uint32_t b)
     return best;
 }
 
+void mc_ring_buckets_locked(const struct mc_ring *r, unsigned *counts)
+{
+    memset(counts, 0, r->n * sizeof *counts);
+    for (uint32_t b = 0; b < MC_RING_BUCKETS; b++) {
+        int i = owner_locked(r, b);
+        if (i >= 0)
+            counts[i]++;
+    }
+}
+
 int mc_ring_bucket_owner(struct mc_ring *r, uint32_t bucket, char *name, size_t namelen)
 {
     LOCK_GUARD(&r->lock);
@@ -422,6 +432,7 @@ static void fail_locked(struct mc_ring *r, struct mc_server *s, memcached_return
     if (++s->fails < r->p.failure_limit)
         return;
     s->ejected = true;
+    s->ejections++;
     s->dead_until = now_ms() + s->backoff_ms;
     log_warn(cluster, "memcached: %s ejected for %" PRIu32 " ms after %u failure(s) (%s)", s->name,
              s->backoff_ms, s->fails, memcached_strerror(mc, rc));
