@@ -82,13 +82,13 @@ static void print_memcached(json_t *j, bool etcd)
         cell(e, "ring_share", c[0], sizeof c[0]);
         cell(e, "hit_share", c[1], sizeof c[1]);
         cell(e, "hit_ratio", c[2], sizeof c[2]);
-        cell(e, "latency_p50_us", c[3], sizeof c[3]);
+        cell(e, "latency_p50_seconds", c[3], sizeof c[3]);
         cell(e, "curr_items", c[4], sizeof c[4]);
         cell(e, "bytes", c[5], sizeof c[5]);
         const char *st = str(e, "state", "-");
         if (!strcmp(st, "ejected"))
-            snprintf(state, sizeof state, "ejected (retry in %" JSON_INTEGER_FORMAT " ms)",
-                     json_integer_value(json_object_get(e, "retry_in_ms")));
+            snprintf(state, sizeof state, "ejected (retry in %.1f s)",
+                     json_number_value(json_object_get(e, "retry_in_seconds")));
         else
             snprintf(state, sizeof state, "%s", st);
         const char *row[] = {str(e, "server", "?"),

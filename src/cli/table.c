@@ -122,8 +122,14 @@ void fmt_stat(const char *name, json_t *val, char *buf, size_t len)
             snprintf(buf, len, "%.1f%%", v * 100);
         else if (bytes)
             snprintf(buf, len, "%.1f B", v);
-        else if (n > 3 && strcmp(name + n - 3, "_us") == 0)
-            snprintf(buf, len, v >= 1000 ? "%.2f ms" : "%.0f us", v >= 1000 ? v / 1000 : v);
+        else if (n > 8 && strcmp(name + n - 8, "_seconds") == 0)
+            snprintf(buf, len,
+                     v >= 1      ? "%.2f s"
+                     : v >= 1e-3 ? "%.2f ms"
+                                 : "%.0f us",
+                     v >= 1      ? v
+                     : v >= 1e-3 ? v * 1e3
+                                 : v * 1e6);
         else
             snprintf(buf, len, "%.4g", v);
     } else if (json_is_boolean(val)) {

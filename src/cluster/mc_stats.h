@@ -15,7 +15,7 @@
 /* A server's state in the ring. */
 #define MC_STATE_LIVE      "live"      /* no failure lately */
 #define MC_STATE_PROBATION "probation" /* failed lately (or just retried), not ejected */
-#define MC_STATE_EJECTED   "ejected"   /* out of the ring until retry_in_ms */
+#define MC_STATE_EJECTED   "ejected"   /* out of the ring until retry_in_seconds */
 
 /* clang-format off: the X-macro lists end without ';', which it misreads */
 struct mc_server_snap {

@@ -23,7 +23,6 @@
 #define MC_SERVER_GAUGES(X)                                                                        \
     X(ring_buckets, STAT_GAUGE, "buckets", "Ring buckets (of 8192) the server holds now")          \
     X(failures, STAT_GAUGE, "failures", "Failed operations in a row now")                          \
-    X(retry_in_ms, STAT_GAUGE, "ms", "Ejected: milliseconds until it is retried (else 0)")         \
     X(curr_items, STAT_GAUGE, "items", "Items it holds (its own stats: curr_items)")               \
     X(bytes, STAT_GAUGE, "bytes",                                                                  \
       "Bytes its items take, headers and keys included (stats: bytes)")                            \
@@ -34,17 +33,18 @@
     X(slab_malloced_bytes, STAT_GAUGE, "bytes", "Memory its slab pages took (stats slabs)")        \
     X(slab_waste_bytes, STAT_GAUGE, "bytes",                                                       \
       "slab_chunk_bytes - bytes: chunk space its items leave unused")                              \
-    X(stats_ok, STAT_GAUGE, "bool", "1 when the last read of its stats succeeded")                 \
-    X(stats_age_ms, STAT_GAUGE, "ms", "Age of the figures read from its stats")
+    X(stats_ok, STAT_GAUGE, "bool", "1 when the last read of its stats succeeded")
 
 #define MC_SERVER_RATIOS(X)                                                                        \
     X(ring_share, STAT_RATIO, "ratio", "ring_buckets / 8192: its share of the keys")               \
     X(hit_share, STAT_RATIO, "ratio", "Its lookup_hits / every server's lookup_hits")              \
     X(hit_ratio, STAT_RATIO, "ratio", "lookup_hits / lookup_keys")                                 \
-    X(latency_mean_us, STAT_RATIO, "us",                                                           \
+    X(latency_mean_seconds, STAT_RATIO, "seconds",                                                 \
       "Mean round trip of the multi-gets it took part in (request sent to last reply read)")       \
-    X(latency_p50_us, STAT_RATIO, "us", "Median of that round trip")                               \
-    X(latency_p99_us, STAT_RATIO, "us", "99th percentile of that round trip")                      \
+    X(latency_p50_seconds, STAT_RATIO, "seconds", "Median of that round trip")                     \
+    X(latency_p99_seconds, STAT_RATIO, "seconds", "99th percentile of that round trip")            \
+    X(retry_in_seconds, STAT_RATIO, "seconds", "Ejected: time until it is retried (else 0)")       \
+    X(stats_age_seconds, STAT_RATIO, "seconds", "Age of the figures read from its stats")          \
     X(slab_waste_ratio, STAT_RATIO, "ratio", "slab_waste_bytes / slab_chunk_bytes")                \
     X(bytes_per_item, STAT_RATIO, "bytes",                                                         \
       "bytes / curr_items: memory per cached block in items (4096 + key + header)")                \

@@ -244,7 +244,8 @@ static void fill_ring_locked(struct mc_ring *r, struct mc_server_snap *out, unsi
         snprintf(o->name, sizeof o->name, "%s", s->name);
         o->state = s->ejected ? MC_STATE_EJECTED : s->fails ? MC_STATE_PROBATION : MC_STATE_LIVE;
         o->failures = s->fails;
-        o->retry_in_ms = s->ejected && s->dead_until > now ? s->dead_until - now : 0;
+        o->retry_in_seconds =
+            s->ejected && s->dead_until > now ? (double)(s->dead_until - now) / 1e3 : 0;
         o->ejections = s->ejections;
         o->lookups = s->lookups;
         o->lookup_keys = s->keys;
@@ -253,9 +254,9 @@ static void fill_ring_locked(struct mc_ring *r, struct mc_server_snap *out, unsi
         o->ring_share = (double)buckets[i] / MC_RING_BUCKETS;
         struct histogram_snap h;
         hist_snapshot(&s->rtt, &h);
-        o->latency_mean_us = h.count ? (double)h.sum_ns / (double)h.count / 1000.0 : 0;
-        o->latency_p50_us = hist_quantile_us(&h, 0.50);
-        o->latency_p99_us = hist_quantile_us(&h, 0.99);
+        o->latency_mean_seconds = h.count ? (double)h.sum_ns / (double)h.count / 1e9 : 0;
+        o->latency_p50_seconds = hist_quantile_us(&h, 0.50) / 1e6;
+        o->latency_p99_seconds = hist_quantile_us(&h, 0.99) / 1e6;
     }
 }
 
@@ -273,7 +274,7 @@ static void fill_polled(struct mc_poll *p, struct mc_server_snap *out, unsigned 
             snprintf(o->stats_error, sizeof o->stats_error, "not read yet");
             continue;
         }
-        o->stats_age_ms = now - e->at_ms;
+        o->stats_age_seconds = (double)(now - e->at_ms) / 1e3;
         if (!e->ok) {
             snprintf(o->stats_error, sizeof o->stats_error, "%s", e->err);
             continue;

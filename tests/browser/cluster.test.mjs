@@ -191,7 +191,7 @@ async function main() {
   // memcached's own figures settle (read every 3 s by the daemon).
   await waitFor(async () => {
     const c = await clusterApi();
-    return c.memcached.every((m) => m.stats_ok && m.stats_age_ms < 2500 && m.curr_items > 0);
+    return c.memcached.every((m) => m.stats_ok && m.stats_age_seconds < 2.5 && m.curr_items > 0);
   }, 15000, 'fresh memcached stats');
 
   // ---- the page ----
@@ -239,7 +239,7 @@ async function main() {
     check(Number(await val(m.server, 'hit')) === m.lookup_hits, `${m.server}: hits`);
     check(Number(await val(m.server, 'bytes')) === m.bytes, `${m.server}: bytes`);
     check(Number(await val(m.server, 'block')) === m.chunk_bytes_per_item, `${m.server}: memory per block`);
-    check(Number(await val(m.server, 'lat')) === m.latency_p50_us && m.latency_p50_us > 0, `${m.server}: latency`);
+    check(Number(await val(m.server, 'lat')) === m.latency_p50_seconds && m.latency_p50_seconds > 0, `${m.server}: latency`);
     const width = await page.$eval(`${rowOf(m.server)} td[data-col="ring"] .fill`, (e) => parseFloat(e.style.width));
     check(Math.abs(width - m.ring_share * 100) < 0.1, `${m.server}: ring bar ${width}% for ${m.ring_share}`);
     check((await page.textContent(`${rowOf(m.server)} td[data-col="node"]`)) === 'n1', `${m.server}: node`);

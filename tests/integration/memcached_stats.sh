@@ -79,8 +79,8 @@ for i in 0 1 2; do
     assert_num "$(jq -r '.lookups' <<<"$one")" '>' 0 "server $i: lookups"
     assert_num "$(jq -r '.lookup_keys' <<<"$one")" '>=' "$(jq -r '.lookup_hits' <<<"$one")" \
         "server $i: keys asked vs found"
-    assert_num "$(jq -r '.latency_mean_us' <<<"$one")" '>' 0 "server $i: mean latency"
-    assert_num "$(jq -r '.latency_p99_us' <<<"$one")" '>=' "$(jq -r '.latency_p50_us' <<<"$one")" \
+    assert_num "$(jq -r '.latency_mean_seconds' <<<"$one")" '>' 0 "server $i: mean latency"
+    assert_num "$(jq -r '.latency_p99_seconds' <<<"$one")" '>=' "$(jq -r '.latency_p50_seconds' <<<"$one")" \
         "server $i: p99 vs p50"
 done
 log "ring shares $(jq -c '[.memcached[].ring_share]' <<<"$c"), hits $(jq -c '[.memcached.servers[].lookup_hits]' <<<"$s") = tier_hits $tier_hits"
@@ -131,6 +131,10 @@ for i in 0 1 2; do
         "metrics: hits of server $i"
 done
 assert_contains "$metrics" "# TYPE shoal_memcached_put_sent_total counter" "metrics: the tier's counters"
+if command -v promtool >/dev/null 2>&1; then
+    promtool check metrics <<<"$metrics" >"$T/promtool.out" 2>&1 ||
+        fail "promtool check metrics: $(cat "$T/promtool.out")"
+fi
 
 # shoalctl cluster status: the servers' table.
 out=$(ctl cluster status) || fail "shoalctl cluster status failed: $out"
@@ -156,14 +160,14 @@ for _ in $(seq 150); do
 done
 [ -n "$c" ] || fail "the killed server is not shown ejected: $(cluster | jq -c ".memcached[] | select(.server == \"$dead\")")"
 one=$(jq -c ".memcached[] | select(.server == \"$dead\")" <<<"$c")
-assert_num "$(jq -r '.retry_in_ms' <<<"$one")" '>' 0 "the ejected server's retry time"
+assert_num "$(jq -r '.retry_in_seconds' <<<"$one")" '>' 0 "the ejected server's retry time"
 assert_num "$(jq -r '.ejections' <<<"$one")" '>=' 1 "the ejected server's ejections"
 assert_eq "$(jq -r '.ring_buckets' <<<"$one")" 0 "the ejected server's ring buckets"
 assert_num "$(jq -r '.stats_error | length' <<<"$one")" '>' 0 "the ejected server's stats error"
 assert_eq "$(jq -r '[.memcached[].ring_buckets] | add' <<<"$c")" 8192 "ring buckets of the two left"
 assert_eq "$(jq -r '.tier.live' <<<"$c")" 2 "live servers"
 assert_contains "$(ctl cluster status)" "127.0.0.1:${ports[1]}" "cluster status after the kill"
-log "killed server: $(jq -c '{state, retry_in_ms, ejections, ring_buckets, stats_error}' <<<"$one")"
+log "killed server: $(jq -c '{state, retry_in_seconds, ejections, ring_buckets, stats_error}' <<<"$one")"
 assert_eq "$(stats_json | jq '[.volumes[].errors] | add')" 0 "client errors with a server dead"
 stop_shoald
 log PASS

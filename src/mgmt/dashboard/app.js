@@ -1465,7 +1465,7 @@
       if (!m.state) {
         badge(c.state, 'not in ring', 'off', 'listed in etcd, not yet in this node\'s ring');
       } else if (m.state === 'ejected') {
-        badge(c.state, 'ejected', 'bad', `retried in ${fmtNum(m.retry_in_ms / 1000, 1)} s after ${m.failures} failure(s)`);
+        badge(c.state, 'ejected', 'bad', `retried in ${fmtNum(m.retry_in_seconds, 1)} s after ${m.failures} failure(s)`);
       } else {
         badge(c.state, m.state, m.state === 'live' ? 'on' : 'off',
           m.state === 'live' ? 'answering' : `${m.failures} failure(s) in a row: one more may eject it`);
@@ -1475,15 +1475,16 @@
       shareCell(c.hits, 'hits', m.hit_share);
       setText(c.hit, m.lookup_keys ? `${fmtNum(m.lookup_hits)} / ${fmtNum(m.lookup_keys)}` : '–', m.lookup_hits);
       c.hit.title = m.lookup_keys ? `hit ratio ${fmtPct(m.hit_ratio)} over ${fmtNum(m.lookups)} multi-gets` : '';
-      setText(c.lat, m.lookups ? `${fmtUs(m.latency_p50_us)} / ${fmtUs(m.latency_p99_us)}` : '–', m.latency_p50_us);
-      c.lat.title = m.lookups ? `mean ${fmtUs(m.latency_mean_us)}` : '';
+      setText(c.lat, m.lookups ? `${fmtUs(m.latency_p50_seconds * 1e6)} / ${fmtUs(m.latency_p99_seconds * 1e6)}` : '–',
+        m.latency_p50_seconds);
+      c.lat.title = m.lookups ? `mean ${fmtUs(m.latency_mean_seconds * 1e6)}` : '';
       const ok = m.stats_ok === true;
       setText(c.items, ok ? fmtNum(m.curr_items) : '–', ok ? m.curr_items : null);
       setText(c.bytes, ok ? `${fmtBytes(m.bytes)} of ${fmtBytes(m.limit_maxbytes)}` : '–', ok ? m.bytes : null);
       setText(c.waste, ok && m.slab_chunk_bytes ? `${fmtBytes(m.slab_waste_bytes)} (${fmtPct(m.slab_waste_ratio)})` : '–',
         ok ? m.slab_waste_bytes : null);
       setText(c.block, ok && m.curr_items ? `${fmtNum(m.chunk_bytes_per_item, 0)} B` : '–', ok ? m.chunk_bytes_per_item : null);
-      const why = ok ? `memcached's own figures, ${fmtNum(m.stats_age_ms / 1000, 1)} s old`
+      const why = ok ? `memcached's own figures, ${fmtNum(m.stats_age_seconds, 1)} s old`
         : `its stats could not be read${m.stats_error ? `: ${m.stats_error}` : ''}`;
       for (const k of ['items', 'bytes', 'waste', 'block']) c[k].title = why;
     });
