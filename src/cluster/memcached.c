@@ -47,10 +47,11 @@ struct lworker {
     char kbuf[TIER_BATCH_MAX][TIER_MEMCACHED_KEY_LEN + 1];
     const char *kp[TIER_BATCH_MAX];
     size_t kl[TIER_BATCH_MAX];
-    int16_t ufirst[TIER_BATCH_MAX];    /* unique key -> first index */
-    int16_t next[TIER_BATCH_MAX];      /* index -> next index with the same key, -1 */
-    int16_t table[KEY_TABLE];          /* hash slot -> unique key, -1 */
-    uint64_t got[TIER_BATCH_MAX / 64]; /* first index -> delivered (per-server counts) */
+    int16_t ufirst[TIER_BATCH_MAX]; /* unique key -> first index */
+    int16_t next[TIER_BATCH_MAX];   /* index -> next index with the same key, -1 */
+    int16_t table[KEY_TABLE];       /* hash slot -> unique key, -1 */
+    /* first index -> delivered, for the per-server counts */
+    uint64_t got[TIER_BATCH_MAX / 64];
 };
 
 enum put_op { PUT_SET, PUT_DELETE };
@@ -191,10 +192,14 @@ static void finish(struct lworker *w, struct tier_req *r, int status)
 }
 
 /* Per server of the handle: keys asked and values delivered in this batch
- * (every position of a key counts, as the core counts them). Before
- * mc_conn_report, which may drop the handle. */
+ * (every position of a key counts, as the core counts them). It costs a
+ * hash per key, so it runs after the request is finished; a batch whose
+ * handle mc_conn_report dropped (a server failed, or the list changed) is
+ * not counted: its keys no longer map to servers through it. */
 static void count_servers(struct lworker *w, uint64_t rtt_ns)
 {
+    if (!w->conn.mc)
+        return;
     unsigned keys[MC_RING_MAX_SERVERS] = {0}, hits[MC_RING_MAX_SERVERS] = {0};
     for (unsigned u = 0; u < w->nu; u++) {
         uint32_t i = memcached_generate_hash(w->conn.mc, w->kp[u], w->kl[u]);
@@ -247,9 +252,10 @@ static void answer(struct lworker *w, struct tier_req *r)
         if (ours)
             bitmap_set(w->got, (unsigned)first);
     }
-    count_servers(w, now_ns() - t0);
+    uint64_t rtt_ns = now_ns() - t0;
     mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
     finish(w, r, 0);
+    count_servers(w, rtt_ns);
 }
 
 static void *lookup_main(void *arg)

@@ -212,7 +212,12 @@ async function main() {
   await waitFor(async () => (await page.$$('#cl-servers-body tr')).length === 2, 10000, 'two server rows');
 
   // Nodes: n1, alive, owning rw.
-  const c = await clusterApi();
+  // The lookup threads count per server just after they answered.
+  const tierHits = (await api('GET', '/api/v1/stats')).json.cache.tier_hits;
+  const c = await waitFor(async () => {
+    const x = await clusterApi();
+    return x.memcached.reduce((a, m) => a + m.lookup_hits, 0) === tierHits ? x : null;
+  }, 5000, `the servers' hits to sum to tier_hits ${tierHits}`);
   check(c.enabled === true && c.node === 'n1', `cluster: ${JSON.stringify(c).slice(0, 300)}`);
   check(await page.isVisible('#cl-nodes'), 'the nodes table is not shown with etcd');
   const node = await page.$$eval('#cl-nodes-body tr', (trs) => trs.map((tr) => ({
@@ -225,9 +230,6 @@ async function main() {
   // Servers: the page's numbers are the API's (no traffic now: stable).
   const rowOf = (name) => `#cl-servers-body tr[data-key="${name}"]`;
   const val = (name, col) => page.getAttribute(`${rowOf(name)} td[data-col="${col}"]`, 'data-value');
-  const hits = c.memcached.reduce((a, m) => a + m.lookup_hits, 0);
-  const tierHits = (await api('GET', '/api/v1/stats')).json.cache.tier_hits;
-  check(hits === tierHits, `servers' hits ${hits} != tier_hits ${tierHits}`);
   check(Math.abs(c.memcached.reduce((a, m) => a + m.ring_share, 0) - 1) < 1e-9, 'ring shares do not sum to 1');
   for (const m of c.memcached) {
     check(m.in_ring === true && m.node === 'n1', `${m.server}: ${JSON.stringify(m)}`);
@@ -270,9 +272,9 @@ async function main() {
   const c2 = await clusterApi();
   const s2 = (await api('GET', '/api/v1/stats')).json;
   const hits2 = c2.memcached.reduce((a, m) => a + m.lookup_hits, 0);
-  check(hits2 === s2.cache.tier_hits,
-    `after the kill: servers' hits ${c2.memcached.map((m) => m.lookup_hits)} != tier_hits ${s2.cache.tier_hits} ` +
-    `(timeouts ${s2.cache.tier_timeouts}, errors ${s2.cache.tier_errors})`);
+  // A multi-get during which a server failed is not counted per server.
+  check(hits2 <= s2.cache.tier_hits,
+    `after the kill: servers' hits ${c2.memcached.map((m) => m.lookup_hits)} > tier_hits ${s2.cache.tier_hits}`);
   await waitFor(async () => Number(await page.getAttribute('#cl-tier-hits', 'data-value')) === s2.cache.tier_hits,
     5000, `the page to show tier hits ${s2.cache.tier_hits}`);
   log(`${dead.name} killed: shown ejected`);
