@@ -258,16 +258,17 @@ static void revive_due(struct mc_ring *r)
     recompute_due_locked(r);
 }
 
-/* The live server with the highest score for bucket b (ties: the lower
- * index, the same on every node listing the same servers). */
-static int owner_locked(const struct mc_ring *r, uint32_t b)
+/* The live server of srv[0 .. n-1] with the highest score for bucket b
+ * (ties: the lower index, the same on every node listing the same
+ * servers). */
+static int owner_of(const struct mc_server *srv, unsigned n, uint32_t b)
 {
     int best = -1;
     uint64_t best_score = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        if (r->srv[i].ejected)
+    for (unsigned i = 0; i < n; i++) {
+        if (srv[i].ejected)
             continue;
-        uint64_t sc = score(&r->srv[i], b);
+        uint64_t sc = score(&srv[i], b);
         if (best < 0 || sc > best_score) {
             best = (int)i;
             best_score = sc;
@@ -276,11 +277,16 @@ static int owner_locked(const struct mc_ring *r, uint32_t b)
     return best;
 }
 
-void mc_ring_buckets_locked(const struct mc_ring *r, unsigned *counts)
+static int owner_locked(const struct mc_ring *r, uint32_t b)
 {
-    memset(counts, 0, r->n * sizeof *counts);
+    return owner_of(r->srv, r->n, b);
+}
+
+void mc_ring_buckets(const struct mc_server *srv, unsigned n, unsigned *counts)
+{
+    memset(counts, 0, n * sizeof *counts);
     for (uint32_t b = 0; b < MC_RING_BUCKETS; b++) {
-        int i = owner_locked(r, b);
+        int i = owner_of(srv, n, b);
         if (i >= 0)
             counts[i]++;
     }

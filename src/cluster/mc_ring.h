@@ -118,9 +118,10 @@ void mc_conn_drop(struct mc_conn *c);
 /* For tests and tools: which server (index into r->srv) holds key, given
  * the current live set; -1 if none is live. */
 int mc_ring_server_of(struct mc_ring *r, const char *key, size_t len);
-/* How many of the MC_RING_BUCKETS buckets each server (index into srv)
- * holds now: counts[0 .. n-1]. */
-void mc_ring_buckets_locked(const struct mc_ring *r, unsigned *counts);
+/* How many of the MC_RING_BUCKETS buckets each of srv[0 .. n-1] holds
+ * (a copy of the ring's list: counting takes 8192 x n hashes, too long to
+ * hold mc_ring.lock). */
+void mc_ring_buckets(const struct mc_server *srv, unsigned n, unsigned *counts);
 /* The live server that holds a bucket: its index (-1: none) and name. */
 int mc_ring_bucket_owner(struct mc_ring *r, uint32_t bucket, char *name, size_t namelen);
 

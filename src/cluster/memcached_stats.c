@@ -232,13 +232,16 @@ void mc_poll_stop(struct mc_poll *p)
 
 /* ---- the snapshot ---- */
 
-static void fill_ring_locked(struct mc_ring *r, struct mc_server_snap *out, unsigned n)
+/* From a copy of the ring's list (srv, all n of them; the first `fill`
+ * into out). */
+static void fill_ring(const struct mc_server *srv, unsigned n, struct mc_server_snap *out,
+                      unsigned fill)
 {
     unsigned buckets[MC_RING_MAX_SERVERS];
-    mc_ring_buckets_locked(r, buckets);
+    mc_ring_buckets(srv, n, buckets);
     uint64_t now = now_ms();
-    for (unsigned i = 0; i < n; i++) {
-        const struct mc_server *s = &r->srv[i];
+    for (unsigned i = 0; i < fill; i++) {
+        const struct mc_server *s = &srv[i];
         struct mc_server_snap *o = &out[i];
         memset(o, 0, sizeof *o);
         snprintf(o->name, sizeof o->name, "%s", s->name);
@@ -295,12 +298,17 @@ static void fill_polled(struct mc_poll *p, struct mc_server_snap *out, unsigned 
 
 int mc_stats_servers(struct mc_ring *r, struct mc_poll *p, struct mc_server_snap *out, unsigned max)
 {
-    unsigned n;
+    _cleanup_free_ struct mc_server *srv = malloc(MC_RING_MAX_SERVERS * sizeof *srv);
+    if (!srv)
+        return -ENOMEM;
+    unsigned all;
     {
         LOCK_GUARD(&r->lock);
-        n = r->n < max ? r->n : max;
-        fill_ring_locked(r, out, n);
+        all = r->n;
+        memcpy(srv, r->srv, all * sizeof *srv);
     }
+    unsigned n = all < max ? all : max;
+    fill_ring(srv, all, out, n);
     uint64_t hits = 0;
     for (unsigned i = 0; i < n; i++)
         hits += out[i].lookup_hits;
