@@ -52,7 +52,7 @@ struct poll_entry {
 struct mc_poll {
     struct mc_ring *ring;
     pthread_t thread;
-    pthread_mutex_t lock; /* guards stop and the table */
+    pthread_mutex_t lock; /* guards the table; stop is written under it (atomic) */
     pthread_cond_t cond;
     bool stop;
     unsigned n;
@@ -181,7 +181,9 @@ static void *poll_main(void *arg)
                 port[i] = r->srv[i].port;
             }
         }
-        for (unsigned i = 0; i < n; i++) {
+        /* Up to MC_POLL_TIMEOUT_MS per server out of reach: stop between
+         * them, not after all. */
+        for (unsigned i = 0; i < n && !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); i++) {
             read_one(host[i], port[i], &p->fresh[i]);
             p->fresh[i].at_ms = now_ms();
         }
@@ -221,7 +223,7 @@ void mc_poll_stop(struct mc_poll *p)
         return;
     {
         LOCK_GUARD(&p->lock);
-        p->stop = true;
+        __atomic_store_n(&p->stop, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&p->cond);
     }
     pthread_join(p->thread, NULL);
