@@ -13,8 +13,9 @@
 //   - the Volumes panel's Owner column: n1 for the read-write volume,
 //     "every node" for the read-only one;
 //   - one memcached killed (SIGKILL): the page shows it ejected;
-//   - no console error, nothing fetched but the daemon;
-// and saves a screenshot of the panel.
+//   - no console error, nothing fetched but the daemon; shoald stops
+//     cleanly (exit 0, no sanitizer report);
+// and saves screenshots of the panel.
 //
 // Environment: SHOALD (binary), SHOAL_BROWSER_OUT (screenshots; default
 // tests/out/browser), CHROMIUM (default /usr/bin/chromium).
@@ -282,6 +283,19 @@ async function main() {
 
   check(problems.length === 0, `browser problems:\n  ${problems.join('\n  ')}`);
   check(d.exitCode === null, 'shoald died');
+
+  // A clean stop with a server out of reach: exit 0 on SIGTERM, no
+  // sanitizer report (the sanitizer builds run this test too).
+  await browser.close();
+  browser = null;
+  const exited = new Promise((r) => d.once('exit', (code, sig) => r({ code, sig })));
+  d.kill('SIGTERM');
+  const res = await Promise.race([exited, sleep(15000).then(() => null)]);
+  check(res !== null, 'shoald did not exit within 15 s of SIGTERM');
+  check(res.code === 0, `shoald exited with ${res.code ?? res.sig} after SIGTERM`);
+  const text = fs.readFileSync(logPath, 'utf8');
+  for (const m of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'WARNING: ThreadSanitizer'])
+    check(!text.includes(m), `sanitizer report in shoald.log: ${m}`);
 }
 
 let rc = 0;
