@@ -64,6 +64,55 @@ static void print_nodes(json_t *j)
     print_table(t);
 }
 
+/* Every figure of the servers in this node's ring (those with a state):
+ * one row per key, one column per server, up to 16 of them. */
+static void print_figures(json_t *list)
+{
+    enum { MAXCOL = 16 };
+    static const char *const skip[] = {"server", "node", "leased", "in_ring", "state"};
+    json_t *srv[MAXCOL];
+    const char *heads[MAXCOL + 1] = {"FIGURE"};
+    char align[MAXCOL + 2] = "l";
+    unsigned n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        if (!json_object_get(e, "state"))
+            continue; /* listed in etcd, not in this node's ring yet */
+        if (n == MAXCOL) {
+            printf("(more than %d servers: --json has every figure of each)\n\n", MAXCOL);
+            return;
+        }
+        heads[n + 1] = str(e, "server", "?");
+        align[n + 1] = 'r';
+        srv[n++] = e;
+    }
+    if (!n)
+        return;
+    align[n + 1] = '\0';
+    struct table *t = table_new(n + 1, heads, align);
+    const char *key;
+    json_t *val;
+    json_object_foreach(srv[0], key, val)
+    {
+        bool skipped = false;
+        for (size_t k = 0; k < sizeof skip / sizeof *skip; k++)
+            skipped = skipped || !strcmp(key, skip[k]);
+        if (skipped)
+            continue;
+        char cells[MAXCOL][64];
+        const char *row[MAXCOL + 1] = {key};
+        for (unsigned c = 0; c < n; c++) {
+            cell(srv[c], key, cells[c], sizeof cells[c]);
+            row[c + 1] = cells[c];
+        }
+        if (t)
+            table_add(t, row);
+    }
+    print_table(t);
+}
+
 /* The servers: a summary line each, then every figure of the list (keys
  * as the API names them, so a figure added there shows here). */
 static void print_memcached(json_t *j, bool etcd)
@@ -106,52 +155,10 @@ static void print_memcached(json_t *j, bool etcd)
     }
     print_table(t);
 
-    /* Every figure: one row per key, one column per server in the ring. */
-    static const char *const skip[] = {"server", "node", "leased", "in_ring", "state"};
-    json_t *first = NULL;
-    size_t n = 0;
-    json_array_foreach(list, i, e) if (json_object_get(e, "state"))
-    {
-        n++;
-        if (!first)
-            first = e;
-    }
-    if (!first || n > 16)
-        return;
-    const char *heads[17] = {"FIGURE"};
-    char align[18] = "l";
-    unsigned col = 1;
-    json_array_foreach(list, i, e) if (json_object_get(e, "state"))
-    {
-        heads[col] = str(e, "server", "?");
-        align[col++] = 'r';
-    }
-    align[col] = '\0';
-    t = table_new(col, heads, align);
+    print_figures(list);
+    json_t *tier = json_object_get(j, "tier");
     const char *key;
     json_t *val;
-    json_object_foreach(first, key, val)
-    {
-        bool skipped = false;
-        for (size_t s = 0; s < sizeof skip / sizeof *skip; s++)
-            skipped = skipped || !strcmp(key, skip[s]);
-        if (skipped)
-            continue;
-        char cells[17][64];
-        const char *row[17] = {key};
-        unsigned c = 1;
-        json_array_foreach(list, i, e) if (json_object_get(e, "state"))
-        {
-            cell(e, key, cells[c], sizeof cells[c]);
-            row[c] = cells[c];
-            c++;
-        }
-        if (t)
-            table_add(t, row);
-    }
-    print_table(t);
-
-    json_t *tier = json_object_get(j, "tier");
     printf("memcached tier:");
     json_object_foreach(tier, key, val)
     {
