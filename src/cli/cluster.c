@@ -15,57 +15,178 @@ static const char *str(json_t *o, const char *k, const char *dflt)
     return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
-static void print_status(json_t *j)
+static void print_table(struct table *t)
 {
-    if (!json_is_true(json_object_get(j, "enabled"))) {
-        printf("not in a cluster (shoald has no [cluster] etcd)\n");
+    if (!t)
         return;
-    }
-    printf("node %s, etcd %s, lease %" JSON_INTEGER_FORMAT " s\n", str(j, "node", "?"),
-           str(j, "etcd", "?"), json_integer_value(json_object_get(j, "lease_ttl")));
-    size_t i;
-    json_t *e;
-    static const char *const nh[] = {"NODE", "MEMCACHED", "API", "STARTED"};
-    struct table *t = table_new(4, nh, "llll");
+    table_print(t, stdout);
+    table_free(t);
+    printf("\n");
+}
+
+static void cell(json_t *o, const char *key, char *buf, size_t len)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        snprintf(buf, len, "-");
+    else if (json_is_integer(v) && strstr(key, "bytes"))
+        fmt_size_short((double)json_integer_value(v), buf, len);
+    else
+        fmt_stat(key, v, buf, len);
+}
+
+static void print_nodes(json_t *j)
+{
+    static const char *const nh[] = {"NODE", "STATE", "MEMCACHED", "API", "STARTED", "VOLUMES"};
+    struct table *t = table_new(6, nh, "llllll");
+    size_t i, k;
+    json_t *e, *v;
     json_array_foreach(json_object_get(j, "nodes"), i, e)
     {
-        char started[32] = "-", name[300];
+        char started[32] = "-", name[300], vols[512] = "";
         time_t s = (time_t)json_integer_value(json_object_get(e, "started"));
         struct tm tm;
         if (s && gmtime_r(&s, &tm))
             strftime(started, sizeof started, "%Y-%m-%d %H:%M:%SZ", &tm);
         snprintf(name, sizeof name, "%s%s", str(e, "name", "?"),
                  json_is_true(json_object_get(e, "self")) ? " (this)" : "");
-        const char *row[] = {name, str(e, "memcached", "-"), str(e, "api", "-"), started};
+        json_array_foreach(json_object_get(e, "volumes"), k, v)
+        {
+            size_t o = strlen(vols);
+            snprintf(vols + o, sizeof vols - o, "%s%s", o ? "," : "", json_string_value(v));
+        }
+        const char *row[] = {
+            name,    str(e, "state", "-"), str(e, "memcached", "-"), str(e, "api", "-"),
+            started, vols[0] ? vols : "-"};
         if (t)
             table_add(t, row);
     }
-    if (t) {
-        table_print(t, stdout);
-        table_free(t);
-    }
-    printf("\n");
-    static const char *const mh[] = {"MEMCACHED", "OF NODE", "IN THIS NODE'S RING"};
-    t = table_new(3, mh, "lll");
-    json_t *ring = json_object_get(j, "ring");
-    json_array_foreach(json_object_get(j, "memcached"), i, e)
+    print_table(t);
+}
+
+/* Every figure of the servers in this node's ring (those with a state):
+ * one row per key, one column per server, up to 16 of them. */
+static void print_figures(json_t *list)
+{
+    enum { MAXCOL = 16 };
+    static const char *const skip[] = {"server", "node", "leased", "in_ring", "state"};
+    json_t *srv[MAXCOL];
+    const char *heads[MAXCOL + 1] = {"FIGURE"};
+    char align[MAXCOL + 2] = "l";
+    unsigned n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
     {
-        const char *server = str(e, "server", "?");
-        bool in = false;
-        size_t k;
-        json_t *r;
-        json_array_foreach(ring, k, r) in = in || !strcmp(json_string_value(r), server);
-        const char *row[] = {server, str(e, "node", "(added)"), in ? "yes" : "not yet"};
+        if (!json_object_get(e, "state"))
+            continue; /* listed in etcd, not in this node's ring yet */
+        if (n == MAXCOL) {
+            printf("(more than %d servers: --json has every figure of each)\n\n", MAXCOL);
+            return;
+        }
+        heads[n + 1] = str(e, "server", "?");
+        align[n + 1] = 'r';
+        srv[n++] = e;
+    }
+    if (!n)
+        return;
+    align[n + 1] = '\0';
+    struct table *t = table_new(n + 1, heads, align);
+    const char *key;
+    json_t *val;
+    json_object_foreach(srv[0], key, val)
+    {
+        bool skipped = false;
+        for (size_t k = 0; k < sizeof skip / sizeof *skip; k++)
+            skipped = skipped || !strcmp(key, skip[k]);
+        if (skipped)
+            continue;
+        char cells[MAXCOL][64];
+        const char *row[MAXCOL + 1] = {key};
+        for (unsigned c = 0; c < n; c++) {
+            cell(srv[c], key, cells[c], sizeof cells[c]);
+            row[c + 1] = cells[c];
+        }
         if (t)
             table_add(t, row);
     }
-    if (t) {
-        table_print(t, stdout);
-        table_free(t);
+    print_table(t);
+}
+
+/* The servers: a summary line each, then every figure of the list (keys
+ * as the API names them, so a figure added there shows here). */
+static void print_memcached(json_t *j, bool etcd)
+{
+    json_t *list = json_object_get(j, "memcached");
+    if (!json_array_size(list))
+        return;
+    static const char *const mh[] = {"MEMCACHED", "OF NODE", "IN RING", "STATE", "RING",
+                                     "HITS",      "HIT%",    "P50",     "ITEMS", "BYTES"};
+    struct table *t = table_new(10, mh, "llllrrrrrr");
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        char c[6][32], state[64];
+        cell(e, "ring_share", c[0], sizeof c[0]);
+        cell(e, "hit_share", c[1], sizeof c[1]);
+        cell(e, "hit_ratio", c[2], sizeof c[2]);
+        cell(e, "latency_p50_seconds", c[3], sizeof c[3]);
+        cell(e, "curr_items", c[4], sizeof c[4]);
+        cell(e, "bytes", c[5], sizeof c[5]);
+        const char *st = str(e, "state", "-");
+        if (!strcmp(st, "ejected"))
+            snprintf(state, sizeof state, "ejected (retry in %.1f s)",
+                     json_number_value(json_object_get(e, "retry_in_seconds")));
+        else
+            snprintf(state, sizeof state, "%s", st);
+        const char *row[] = {str(e, "server", "?"),
+                             etcd ? str(e, "node", "(added)") : "-",
+                             json_is_true(json_object_get(e, "in_ring")) ? "yes" : "not yet",
+                             state,
+                             c[0],
+                             c[1],
+                             c[2],
+                             c[3],
+                             c[4],
+                             c[5]};
+        if (t)
+            table_add(t, row);
     }
-    printf("\n");
+    print_table(t);
+
+    print_figures(list);
+    json_t *tier = json_object_get(j, "tier");
+    const char *key;
+    json_t *val;
+    printf("memcached tier:");
+    json_object_foreach(tier, key, val)
+    {
+        char buf[64];
+        cell(tier, key, buf, sizeof buf);
+        printf(" %s %s", key, buf);
+    }
+    printf("\n\n");
+}
+
+static void print_status(json_t *j)
+{
+    bool etcd = json_is_true(json_object_get(j, "enabled"));
+    if (!etcd) {
+        printf("not in a cluster (shoald has no [cluster] etcd)\n");
+        if (json_array_size(json_object_get(j, "memcached")))
+            printf("\n");
+        print_memcached(j, false);
+        return;
+    }
+    printf("node %s, etcd %s, lease %" JSON_INTEGER_FORMAT " s\n\n", str(j, "node", "?"),
+           str(j, "etcd", "?"), json_integer_value(json_object_get(j, "lease_ttl")));
+    print_nodes(j);
+    print_memcached(j, true);
     static const char *const oh[] = {"VOLUME", "READ-WRITE ON"};
-    t = table_new(2, oh, "ll");
+    struct table *t = table_new(2, oh, "ll");
+    size_t i;
+    json_t *e;
     json_array_foreach(json_object_get(j, "owners"), i, e)
     {
         const char *row[] = {str(e, "volume", "?"), str(e, "node", "?")};

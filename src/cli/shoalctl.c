@@ -321,13 +321,20 @@ static const char *backend_text(json_t *v)
                                                               : "-";
 }
 
-static void volume_row(struct table *t, json_t *v)
+/* owner: the OWNER column is shown (a node in a cluster). */
+static void volume_row(struct table *t, json_t *v, bool owner)
 {
     const char *state = json_string_value(json_object_get(v, "state"));
+    const char *own = json_string_value(json_object_get(v, "owner"));
     if (!json_object_get(v, "size_bytes")) {
         /* An add still opening, or failed: no size nor clients yet. */
-        const char *row[] = {
-            json_string_value(json_object_get(v, "name")), "-", state, "-", "-", backend_text(v)};
+        const char *row[] = {json_string_value(json_object_get(v, "name")),
+                             "-",
+                             state,
+                             "-",
+                             "-",
+                             owner ? (own ? own : "-") : backend_text(v),
+                             backend_text(v)};
         table_add(t, row);
         return;
     }
@@ -341,6 +348,7 @@ static void volume_row(struct table *t, json_t *v)
                          json_string_value(json_object_get(v, "state")),
                          json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw",
                          conns,
+                         owner ? (own ? own : "-") : backend_text(v),
                          backend_text(v)};
     table_add(t, row);
 }
@@ -354,11 +362,17 @@ static int cmd_volumes(struct cli *cli)
     if (cli->flags & F_JSON) {
         print_json(j);
     } else {
-        static const char *const headers[] = {"NAME", "SIZE", "STATE", "MODE", "CONNS", "BACKEND"};
-        struct table *t = table_new(6, headers, "lrllrl");
+        /* In a cluster each volume has an owner (mgmt/render_json.c). */
+        bool owner = false;
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) volume_row(t, v);
+        json_array_foreach(j, i, v) owner = owner || json_object_get(v, "owner");
+        static const char *const with_owner[] = {"NAME",  "SIZE",  "STATE",  "MODE",
+                                                 "CONNS", "OWNER", "BACKEND"};
+        static const char *const without[] = {"NAME", "SIZE", "STATE", "MODE", "CONNS", "BACKEND"};
+        struct table *t =
+            owner ? table_new(7, with_owner, "lrllrll") : table_new(6, without, "lrllrl");
+        json_array_foreach(j, i, v) volume_row(t, v, owner);
         table_print(t, stdout);
         table_free(t);
     }

@@ -105,7 +105,8 @@ void fmt_stat(const char *name, json_t *val, char *buf, size_t len)
 {
     bool bytes = strstr(name, "bytes") != NULL;
     size_t n = strlen(name);
-    bool ratio = n > 6 && strcmp(name + n - 6, "_ratio") == 0;
+    bool ratio = (n > 6 && strcmp(name + n - 6, "_ratio") == 0) ||
+                 (n > 6 && strcmp(name + n - 6, "_share") == 0);
     if (json_is_integer(val)) {
         json_int_t v = json_integer_value(val);
         if (bytes && v >= 0)
@@ -121,6 +122,14 @@ void fmt_stat(const char *name, json_t *val, char *buf, size_t len)
             snprintf(buf, len, "%.1f%%", v * 100);
         else if (bytes)
             snprintf(buf, len, "%.1f B", v);
+        else if (n > 8 && strcmp(name + n - 8, "_seconds") == 0)
+            snprintf(buf, len,
+                     v >= 1      ? "%.2f s"
+                     : v >= 1e-3 ? "%.2f ms"
+                                 : "%.0f us",
+                     v >= 1      ? v
+                     : v >= 1e-3 ? v * 1e3
+                                 : v * 1e6);
         else
             snprintf(buf, len, "%.4g", v);
     } else if (json_is_boolean(val)) {

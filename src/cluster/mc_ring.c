@@ -258,22 +258,38 @@ static void revive_due(struct mc_ring *r)
     recompute_due_locked(r);
 }
 
-/* The live server with the highest score for bucket b (ties: the lower
- * index, the same on every node listing the same servers). */
-static int owner_locked(const struct mc_ring *r, uint32_t b)
+/* The live server of srv[0 .. n-1] with the highest score for bucket b
+ * (ties: the lower index, the same on every node listing the same
+ * servers). */
+static int owner_of(const struct mc_server *srv, unsigned n, uint32_t b)
 {
     int best = -1;
     uint64_t best_score = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        if (r->srv[i].ejected)
+    for (unsigned i = 0; i < n; i++) {
+        if (srv[i].ejected)
             continue;
-        uint64_t sc = score(&r->srv[i], b);
+        uint64_t sc = score(&srv[i], b);
         if (best < 0 || sc > best_score) {
             best = (int)i;
             best_score = sc;
         }
     }
     return best;
+}
+
+static int owner_locked(const struct mc_ring *r, uint32_t b)
+{
+    return owner_of(r->srv, r->n, b);
+}
+
+void mc_ring_buckets(const struct mc_server *srv, unsigned n, unsigned *counts)
+{
+    memset(counts, 0, n * sizeof *counts);
+    for (uint32_t b = 0; b < MC_RING_BUCKETS; b++) {
+        int i = owner_of(srv, n, b);
+        if (i >= 0)
+            counts[i]++;
+    }
 }
 
 int mc_ring_bucket_owner(struct mc_ring *r, uint32_t bucket, char *name, size_t namelen)
@@ -422,6 +438,7 @@ static void fail_locked(struct mc_ring *r, struct mc_server *s, memcached_return
     if (++s->fails < r->p.failure_limit)
         return;
     s->ejected = true;
+    s->ejections++;
     s->dead_until = now_ms() + s->backoff_ms;
     log_warn(cluster, "memcached: %s ejected for %" PRIu32 " ms after %u failure(s) (%s)", s->name,
              s->backoff_ms, s->fails, memcached_strerror(mc, rc));

@@ -34,6 +34,8 @@
 
 #include <libmemcached/memcached.h>
 
+#include "common/histogram.h"
+
 #define MC_RING_MAX_SERVERS 64
 #define MC_RING_BUCKETS     8192 /* a power of two (libmemcached masks the hash) */
 #define MC_DEFAULT_PORT     11211
@@ -48,6 +50,10 @@ struct mc_server {
     bool ejected;
     uint64_t dead_until; /* ms, monotonic: retried after this */
     uint32_t backoff_ms; /* the next ejection's length */
+    /* what the tier saw of it (memcached_stats.h), carried across list
+     * changes like its health */
+    uint64_t lookups, keys, hits, ejections;
+    struct histogram rtt; /* multi-get round trips it took part in */
 };
 
 struct mc_ring_params {
@@ -112,6 +118,10 @@ void mc_conn_drop(struct mc_conn *c);
 /* For tests and tools: which server (index into r->srv) holds key, given
  * the current live set; -1 if none is live. */
 int mc_ring_server_of(struct mc_ring *r, const char *key, size_t len);
+/* How many of the MC_RING_BUCKETS buckets each of srv[0 .. n-1] holds
+ * (a copy of the ring's list: counting takes 8192 x n hashes, too long to
+ * hold mc_ring.lock). */
+void mc_ring_buckets(const struct mc_server *srv, unsigned n, unsigned *counts);
 /* The live server that holds a bucket: its index (-1: none) and name. */
 int mc_ring_bucket_owner(struct mc_ring *r, uint32_t bucket, char *name, size_t namelen);
 

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cluster/mc_ring.h"
+#include "cluster/memcached_stats.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/stats.h"
@@ -49,6 +50,8 @@ struct lworker {
     int16_t ufirst[TIER_BATCH_MAX]; /* unique key -> first index */
     int16_t next[TIER_BATCH_MAX];   /* index -> next index with the same key, -1 */
     int16_t table[KEY_TABLE];       /* hash slot -> unique key, -1 */
+    /* first index -> delivered, for the per-server counts */
+    uint64_t got[TIER_BATCH_MAX / 64];
 };
 
 enum put_op { PUT_SET, PUT_DELETE };
@@ -82,6 +85,7 @@ struct mct {
     bool put_started;
     struct mc_conn pconn;
     struct tier_memcached_stats st; /* relaxed atomics */
+    struct mc_poll *poll;           /* the servers' own stats (memcached_stats.h) */
 };
 
 void tier_memcached_key(const struct fpkey *k, char out[TIER_MEMCACHED_KEY_LEN + 1])
@@ -187,16 +191,41 @@ static void finish(struct lworker *w, struct tier_req *r, int status)
     tier_req_done(r, status);
 }
 
+/* Per server of the handle: keys asked and values delivered in this batch
+ * (every position of a key counts, as the core counts them). It costs a
+ * hash per key, so it runs after the request is finished; a batch whose
+ * handle mc_conn_report dropped (a server failed, or the list changed) is
+ * not counted: its keys no longer map to servers through it. */
+static void count_servers(struct lworker *w, uint64_t rtt_ns)
+{
+    if (!w->conn.mc)
+        return;
+    unsigned keys[MC_RING_MAX_SERVERS] = {0}, hits[MC_RING_MAX_SERVERS] = {0};
+    for (unsigned u = 0; u < w->nu; u++) {
+        uint32_t i = memcached_generate_hash(w->conn.mc, w->kp[u], w->kl[u]);
+        if (i >= w->conn.nlive)
+            continue;
+        unsigned n = 0;
+        for (int k = w->ufirst[u]; k >= 0; k = w->next[k])
+            n++;
+        keys[i] += n;
+        hits[i] += bitmap_test(w->got, (unsigned)w->ufirst[u]) ? n : 0;
+    }
+    mc_stats_count(&w->m->ring, &w->conn, keys, hits, rtt_ns);
+}
+
 static void answer(struct lworker *w, struct tier_req *r)
 {
     struct mct *m = w->m;
     batch_prepare(w);
+    memset(w->got, 0, sizeof w->got);
     int ret = mc_conn_refresh(&m->ring, &w->conn);
     if (ret < 0) {
         finish(w, r, ret == -ENOENT ? 0 : ret); /* no live server: all misses */
         return;
     }
     memcached_st *mc = w->conn.mc;
+    uint64_t t0 = now_ns();
     memcached_return_t rc = memcached_mget(mc, w->kp, w->kl, w->nu);
     if (memcached_failed(rc) && rc != MEMCACHED_SOME_ERRORS) {
         mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
@@ -220,9 +249,13 @@ static void answer(struct lworker *w, struct tier_req *r)
             continue;
         }
         ours = deliver(w, r, first, memcached_result_value(&w->res));
+        if (ours)
+            bitmap_set(w->got, (unsigned)first);
     }
+    uint64_t rtt_ns = now_ns() - t0;
     mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
     finish(w, r, 0);
+    count_servers(w, rtt_ns);
 }
 
 static void *lookup_main(void *arg)
@@ -412,6 +445,18 @@ void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
     out->live = mc_ring_live(&m->ring);
 }
 
+int tier_memcached_snapshot(struct tier *t, struct mc_tier_snap *tier, struct mc_server_snap *srv,
+                            unsigned max)
+{
+    struct mct *m = t->priv;
+    struct tier_memcached_stats st;
+    tier_memcached_stats(t, &st);
+    int n = mc_stats_servers(&m->ring, m->poll, srv, max);
+    if (n >= 0)
+        mc_stats_tier(&st, srv, (unsigned)n, tier);
+    return n;
+}
+
 int tier_memcached_set_servers(struct tier *t, const char *servers)
 {
     struct mct *m = t->priv;
@@ -457,6 +502,7 @@ static void mct_close(struct tier *t)
     }
     if (m->put_started)
         pthread_join(m->put_thread, NULL);
+    mc_poll_stop(m->poll);
     for (unsigned i = 0; i < m->nworkers; i++) {
         struct lworker *w = &m->workers[i];
         pthread_mutex_destroy(&w->lock);
@@ -582,6 +628,8 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
         ret = -pthread_create(&m->put_thread, NULL, put_main, m);
         m->put_started = ret == 0;
     }
+    if (ret == 0)
+        ret = mc_poll_start(&m->ring, &m->poll);
     if (ret < 0) {
         log_error(cluster, "memcached: starting threads: %s", strerror(-ret));
         mct_close(&m->t);

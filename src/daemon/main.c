@@ -332,6 +332,7 @@ int main(int argc, char **argv)
             .tls_certificates = o->http_tls_certificates,
             .backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL,
             .hooks = persist_hooks(state, reloader),
+            .memcached = mc_tier,
         };
         r = mgmt_start(engine, &mc, &mgmt);
         if (r < 0) {

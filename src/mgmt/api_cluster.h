@@ -1,7 +1,12 @@
 /* The cluster's routes of the REST API (api.c lists them):
  *
- *   GET    /api/v1/cluster                        nodes, memcached servers, volume owners
- *                                                 (cluster/membership.h), this node's ring
+ *   GET    /api/v1/cluster                        nodes (with their state and volumes),
+ *                                                 memcached servers (with their figures:
+ *                                                 cluster/mc_stats_list.h), volume owners
+ *                                                 (cluster/membership.h), this node's ring,
+ *                                                 the tier's figures ("tier"). Without etcd:
+ *                                                 {"enabled": false} and, with a memcached
+ *                                                 tier, its servers and "tier".
  *   POST   /api/v1/cluster/memcached              {"server": "HOST:PORT"}
  *   DELETE /api/v1/cluster/memcached/HOST:PORT
  */

@@ -389,6 +389,7 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
     m->engine = e;
     m->start_ns = now_ns();
     m->hooks = cfg->hooks;
+    m->memcached = cfg->memcached;
     m->token = strdup(cfg->token);
     m->token_len = m->token ? strlen(m->token) : 0;
     m->pending = pending_new();

@@ -19,6 +19,7 @@ struct engine;
 struct mgmt;
 struct json_t;
 struct volume_config;
+struct tier;
 
 /* What changed through the API, for the daemon to persist (state file). */
 enum mgmt_change_kind {
@@ -55,6 +56,9 @@ struct mgmt_config {
      * .backing_dirs); NULL = anywhere. Copied by mgmt_start. */
     const char *const *backing_dirs;
     struct mgmt_hooks hooks; /* copied */
+    /* The memcached tier (cluster/memcached.h), whose servers the API,
+     * /metrics and the dashboard show; NULL: none (no --memcached/--etcd). */
+    struct tier *memcached;
 };
 
 /* Parse "ADDR:PORT" (IPv4, [IPv6], or "localhost"), without starting anything.

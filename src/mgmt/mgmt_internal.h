@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/mc_stats.h"
 #include "common/util.h"
 #include "core/engine.h"
 #include "mgmt/mgmt.h"
@@ -40,6 +41,7 @@ struct mgmt {
     struct mgmt_hooks hooks; /* the daemon's (mgmt.h) */
     bool running;            /* atomic: MHD_start_daemon returned (see mhd_logger) */
     struct pending *pending; /* "wait": false adds (pending.h) */
+    struct tier *memcached;  /* NULL: no memcached tier */
 };
 
 enum mgmt_method {
@@ -125,6 +127,9 @@ struct mgmt_vol {
     bool readonly;
     bool enabled;
     unsigned connections;
+    /* In a cluster: the node that serves it read-write (this one), or
+     * "every node" for a read-only one; "" without a cluster. */
+    char owner[MGMT_NAME_MAX + 1];
     struct volume_snapshot snap;
     struct mrc_curve mrc;
 };
@@ -134,6 +139,11 @@ struct mgmt_snap {
     struct mrc_curve mrc;
     struct mgmt_vol *vols;
     size_t nvols;
+    /* the memcached tier, when the node has one (mcs: nmcs servers) */
+    bool has_mc;
+    struct mc_tier_snap mc;
+    struct mc_server_snap *mcs;
+    unsigned nmcs;
 };
 
 /* Snapshot the cache and every volume. 0 or -ENOMEM. Backing paths are
@@ -154,6 +164,14 @@ json_t *render_prefetch_json(const struct prefetch_status *st);
 /* A miss-ratio curve: {"rate", "sampled_reads", "points": [{"factor",
  * "cache_bytes", "hit_ratio"}]} (core/mrc.h). */
 json_t *render_mrc_json(const struct mrc_curve *c);
+/* The memcached tier: {"tier": {...}, "servers": [{"server", "state",
+ * ["stats_error"], every stat of the list}]}; one server's object alone. */
+json_t *render_memcached_json(const struct mgmt_snap *s);
+json_t *render_mc_server_json(const struct mc_server_snap *srv);
+json_t *render_mc_tier_json(const struct mc_tier_snap *t);
+/* Fill only the memcached part of a snapshot (GET /api/v1/cluster). 0 or
+ * -ENOMEM; nothing without a tier. */
+int mgmt_snap_take_mc(struct mgmt *m, struct mgmt_snap *out);
 /* render_prom.c: Prometheus text format 0.0.4. 0 or -ENOMEM. */
 int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **buf, size_t *len);
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

@@ -66,6 +66,10 @@ static json_t *volume_head(const struct mgmt_vol *v)
         json_decref(obj);
         return NULL;
     }
+    if (obj && v->owner[0] && json_object_set_new(obj, "owner", json_string_lossy(v->owner)) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
     return obj;
 }
 
@@ -108,8 +112,46 @@ json_t *render_stats_json(const struct mgmt *m, const struct mgmt_snap *s)
             return NULL;
         }
     }
-    return json_pack("{s:o, s:o, s:o, s:s}", "cache", render_cache_json(&s->cache), "volumes", vols,
-                     "uptime_seconds", json_u64(mgmt_uptime_seconds(m)), "version", SHOAL_VERSION);
+    json_t *out =
+        json_pack("{s:o, s:o, s:o, s:s}", "cache", render_cache_json(&s->cache), "volumes", vols,
+                  "uptime_seconds", json_u64(mgmt_uptime_seconds(m)), "version", SHOAL_VERSION);
+    if (out && s->has_mc && json_object_set_new(out, "memcached", render_memcached_json(s)) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+json_t *render_mc_server_json(const struct mc_server_snap *srv)
+{
+    json_t *obj = json_pack("{s:o, s:s}", "server", json_string_lossy(srv->name), "state",
+                            srv->state ? srv->state : "unknown");
+    if (!obj)
+        return NULL;
+    if (!srv->stats_ok)
+        json_object_set_new(obj, "stats_error", json_string_lossy(srv->stats_error));
+    add_stats(obj, mc_server_stat_descs, mc_server_stat_count, srv);
+    return obj;
+}
+
+json_t *render_mc_tier_json(const struct mc_tier_snap *t)
+{
+    json_t *obj = json_object();
+    if (obj)
+        add_stats(obj, mc_tier_stat_descs, mc_tier_stat_count, t);
+    return obj;
+}
+
+json_t *render_memcached_json(const struct mgmt_snap *s)
+{
+    json_t *servers = json_array();
+    for (unsigned i = 0; servers && i < s->nmcs; i++) {
+        if (json_array_append_new(servers, render_mc_server_json(&s->mcs[i])) < 0) {
+            json_decref(servers);
+            servers = NULL;
+        }
+    }
+    return json_pack("{s:o, s:o}", "tier", render_mc_tier_json(&s->mc), "servers", servers);
 }
 
 json_t *render_prefetch_json(const struct prefetch_status *st)

@@ -5,6 +5,9 @@
  *   - volume stats are `shoal_volume_<stat>{volume="NAME"}`, cache stats are the
  *     unlabelled `shoal_cache_<stat>`;
  *   - latency is the histogram `shoal_volume_latency_seconds{volume,op}`;
+ *   - with a memcached tier: `shoal_memcached_<stat>` for the tier and
+ *     `shoal_memcached_server_<stat>{server="HOST:PORT"}` per server, its
+ *     state in `shoal_memcached_server_info{server,state}`;
  *   - `shoal_volume_info` carries the `backend` label (the backing path)
  *     only for a scrape that sends the API token.
  * All samples of a family are written together after its HELP and TYPE,
@@ -205,6 +208,43 @@ static void render_mrc(FILE *f, const struct mgmt_snap *s)
         put_mrc(f, "shoal_volume_mrc_hit_ratio", s->vols[k].name, &s->vols[k].mrc);
 }
 
+/* The memcached tier (cluster/mc_stats_list.h): the unlabelled
+ * shoal_memcached_<stat>, and per server shoal_memcached_server_<stat>
+ * with a `server` label ("host:port") and its state as an info family. */
+static void render_memcached(FILE *f, const struct mgmt_snap *s)
+{
+    char family[128];
+    for (unsigned i = 0; i < mc_tier_stat_count; i++) {
+        const struct stat_desc *d = &mc_tier_stat_descs[i];
+        family_name(family, sizeof family, "shoal_memcached_", d);
+        put_header(f, family, d->help, stat_type(d));
+        fprintf(f, "%s ", family);
+        put_stat_value(f, &s->mc, d);
+        fputc('\n', f);
+    }
+    put_header(f, "shoal_memcached_server_info",
+               "A memcached server of the ring and its state: live, probation (failed lately) or "
+               "ejected (value is always 1)",
+               "gauge");
+    for (unsigned k = 0; k < s->nmcs; k++) {
+        fputs("shoal_memcached_server_info{server=\"", f);
+        put_label_value(f, s->mcs[k].name);
+        fprintf(f, "\",state=\"%s\"} 1\n", s->mcs[k].state ? s->mcs[k].state : "unknown");
+    }
+    for (unsigned i = 0; i < mc_server_stat_count; i++) {
+        const struct stat_desc *d = &mc_server_stat_descs[i];
+        family_name(family, sizeof family, "shoal_memcached_server_", d);
+        put_header(f, family, d->help, stat_type(d));
+        for (unsigned k = 0; k < s->nmcs; k++) {
+            fprintf(f, "%s{server=\"", family);
+            put_label_value(f, s->mcs[k].name);
+            fputs("\"} ", f);
+            put_stat_value(f, &s->mcs[k], d);
+            fputc('\n', f);
+        }
+    }
+}
+
 static void render_latency(FILE *f, const struct mgmt_snap *s)
 {
     put_header(f, "shoal_volume_latency_seconds",
@@ -239,6 +279,8 @@ int render_prometheus(const struct mgmt *m, const struct mgmt_snap *s, char **bu
     render_volume_stats(f, s);
     render_latency(f, s);
     render_mrc(f, s);
+    if (s->has_mc)
+        render_memcached(f, s);
 
     /* open_memstream reports allocation failures as stream errors. */
     bool failed = ferror(f);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/membership.h"
 #include "mgmt/mgmt_internal.h"
 
 void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
@@ -22,6 +23,9 @@ void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
     out->readonly = volume_readonly(v);
     out->enabled = volume_enabled(v);
     out->connections = volume_connections(v);
+    if (cluster_enabled())
+        snprintf(out->owner, sizeof out->owner, "%s",
+                 out->readonly ? "every node" : cluster_node_name());
     volume_snapshot(v, &out->snap);
     volume_mrc(v, &out->mrc);
 }
@@ -60,6 +64,24 @@ int mgmt_snap_take(struct mgmt *m, struct mgmt_snap *out, bool show_backend)
     }
     out->vols = c.vols;
     out->nvols = c.n;
+    r = mgmt_snap_take_mc(m, out);
+    if (r < 0)
+        mgmt_snap_free(out);
+    return r;
+}
+
+int mgmt_snap_take_mc(struct mgmt *m, struct mgmt_snap *out)
+{
+    if (!m->memcached)
+        return 0;
+    out->mcs = calloc(MC_STATS_MAX_SERVERS, sizeof *out->mcs);
+    if (!out->mcs)
+        return -ENOMEM;
+    int n = tier_memcached_snapshot(m->memcached, &out->mc, out->mcs, MC_STATS_MAX_SERVERS);
+    if (n < 0)
+        return n;
+    out->nmcs = (unsigned)n;
+    out->has_mc = true;
     return 0;
 }
 
@@ -68,4 +90,8 @@ void mgmt_snap_free(struct mgmt_snap *s)
     free(s->vols);
     s->vols = NULL;
     s->nvols = 0;
+    free(s->mcs);
+    s->mcs = NULL;
+    s->nmcs = 0;
+    s->has_mc = false;
 }

@@ -211,6 +211,9 @@ async function main() {
   }
   const rows = await page.$$eval('#volumes-body tr', (trs) => trs.map((t) => t.dataset.volume));
   check(JSON.stringify(rows) === JSON.stringify(['gold', 'clone', 'scratch']), `volume rows: ${rows}`);
+  // No memcached tier here: no Cluster panel, no Owner column.
+  check(!(await page.isVisible('#cluster-panel')), 'the Cluster panel shows without a memcached tier');
+  check(!(await page.isVisible('#th-owner')), 'the Owner column shows without a cluster');
   log('page loaded: every section visible, 3 volume rows');
 
   // No token yet: back ends hidden, and the page says why.

@@ -4,10 +4,10 @@
 # Installs the test's node dependency (playwright-core, pinned by
 # package-lock.json; it drives Debian's chromium and downloads no browser)
 # into tests/browser/node_modules when missing or out of date, then runs
-# dashboard.test.mjs. Exits 77 (skip) only when node, npm or chromium is
-# not installed.
+# TEST (default dashboard.test.mjs; cluster.test.mjs: the Cluster panel).
+# Exits 77 (skip) only when node, npm or chromium is not installed.
 #
-#   SHOALD=build/src/shoald tests/browser/run.sh
+#   SHOALD=build/src/shoald tests/browser/run.sh [TEST]
 #
 # Environment: SHOALD (required), SHOAL_BROWSER_OUT (screenshots; meson sets
 # BUILDDIR/meson-logs/browser), CHROMIUM (default /usr/bin/chromium).
@@ -41,4 +41,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     flock -u 9
 fi
 
-exec node "$here/dashboard.test.mjs"
+exec node "$here/${1:-dashboard.test.mjs}"

@@ -134,6 +134,25 @@ nbdcopy "$(uri vol "$B_SOCK")" "$T/ro.out" || fail "read vol through B"
 assert_same_file "$T/ro.out" "$T/expect.img" "vol read-only through B"
 assert_eq "$(on "$B_URL" ctl cluster status --json | jq -r '[.owners[].node] | join(",")')" "A" \
     "owners after B's read-only add"
+# Who owns what, as each node's volume list and the cluster's nodes say.
+assert_eq "$(on "$A_URL" api_get /api/v1/volumes | jq -r '.[] | "\(.name)=\(.owner)"')" "vol=A" \
+    "owner in A's volume list"
+assert_eq "$(on "$B_URL" api_get /api/v1/volumes | jq -r '.[] | "\(.name)=\(.owner)"')" \
+    "vol=every node" "owner of the read-only vol in B's volume list"
+assert_eq "$(on "$A_URL" stats_json | jq -r '.volumes[] | "\(.name)=\(.owner)"')" "vol=A" \
+    "owner in A's stats"
+assert_contains "$(on "$B_URL" ctl volumes)" "every node" "shoalctl volumes on B"
+js=$(on "$B_URL" api_get /api/v1/cluster)
+assert_eq "$(jq -r '.nodes[] | "\(.name):\(.state):\(.volumes | join("+"))"' <<<"$js" | sort | paste -sd' ')" \
+    "A:alive:vol B:alive:" "nodes' states and volumes"
+# Every memcached server of the ring with its figures; shares sum to 1.
+assert_eq "$(jq -r '[.memcached[] | select(.in_ring) | .state] | join(",")' <<<"$js")" \
+    "live,live,live" "memcached states"
+assert_between "$(jq -r '[.memcached[].ring_share] | add' <<<"$js")" 0.9999 1.0001 "ring shares, summed"
+assert_eq "$(jq -r '.tier.servers' <<<"$js")" 3 "servers in the tier's figures"
+status=$(on "$B_URL" ctl cluster status)
+assert_contains "$status" "alive" "cluster status: node states"
+assert_contains "$status" "ring_share" "cluster status: the servers' figures"
 
 # ---- a lost lease is taken again ----------------------------------------------------
 # As if etcd had been out of A's reach for a whole lease: revoked, A's keys

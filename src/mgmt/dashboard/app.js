@@ -872,7 +872,7 @@
 
   const rows = new Map();
 
-  const COLS = ['name', 'state', 'size', 'backend', 'conns', 'mode', 'hit', 'offload', 'read', 'write', 'lat', 'cached', 'actions'];
+  const COLS = ['name', 'state', 'size', 'backend', 'conns', 'mode', 'owner', 'hit', 'offload', 'read', 'write', 'lat', 'cached', 'actions'];
   const NUM_COLS = new Set(['size', 'conns', 'hit', 'offload', 'read', 'write', 'lat', 'cached']);
 
   /* A two-line figure: IOPS above, bytes/s below. */
@@ -957,6 +957,9 @@
       }
     }
     const p = state.points.length ? state.points[state.points.length - 1] : null;
+    /* In a cluster every volume has an owner: the column shows then only. */
+    const owners = stats.volumes.some((v) => v.owner);
+    $('th-owner').hidden = !owners;
     stats.volumes.forEach((v, i) => {
       let r = rows.get(v.name);
       if (!r) {
@@ -983,6 +986,8 @@
       setText(r.cells.mode, v.readonly ? 'ro' : 'rw', v.readonly ? 1 : 0);
       r.cells.mode.className = 'mode';
       r.cells.mode.title = v.readonly ? 'read-only' : 'read-write';
+      r.cells.owner.hidden = !owners;
+      setText(r.cells.owner, v.owner || '–');
       setText(r.hit, v.read_bytes ? fmtPct(v.hit_ratio) : '–');
       r.cells.hit.dataset.value = v.hit_ratio == null || !isFinite(v.hit_ratio) ? '' : String(v.hit_ratio);
       setText(r.cells.offload, v.read_bytes ? fmtPct(v.offload_ratio) : '–', v.offload_ratio);
@@ -1047,6 +1052,11 @@
     renderVolumes(stats);
     renderVolumeMrc();
     renderSizing();
+    renderCluster();
+    if (stats.memcached && !cluster.started && !state.paused) {
+      cluster.started = true;
+      scheduleCluster(0);
+    }
     for (const c of charts) c.draw();
     mrcCheckFresh(stats);
   }
@@ -1321,6 +1331,180 @@
   }
 
   /* ------------------------------------------------------------------ */
+  /* cluster: nodes and memcached servers (GET /api/v1/cluster)         */
+
+  /* Shown when the node has a memcached tier (--memcached or --etcd: the
+   * stats then carry "memcached"). The answer may ask etcd, so it is
+   * polled every few seconds, not every stats tick; memcached's own
+   * figures are refreshed by the daemon every 3 s anyway. */
+  const CLUSTER_POLL_MS = 3000;
+  const cluster = { data: null, error: null, timer: null, busy: false, started: false };
+
+  function scheduleCluster(ms) {
+    if (state.paused && ms !== 0) return;
+    if (cluster.timer) clearTimeout(cluster.timer);
+    cluster.timer = setTimeout(pollCluster, ms);
+  }
+
+  async function pollCluster() {
+    cluster.timer = null;
+    if (cluster.busy) return;
+    cluster.busy = true;
+    try {
+      cluster.data = await api('GET', `${API}/cluster`);
+      cluster.error = null;
+    } catch (e) {
+      cluster.error = e;
+    } finally {
+      cluster.busy = false;
+      renderCluster();
+      if (!state.paused) scheduleCluster(CLUSTER_POLL_MS);
+    }
+  }
+
+  function shareCell(td, cls, ratio) {
+    let track = td.querySelector('.track');
+    if (!track) {
+      const wrap = document.createElement('span');
+      wrap.className = 'share';
+      track = document.createElement('span');
+      track.className = 'track';
+      const fill = document.createElement('span');
+      fill.className = `fill ${cls}`;
+      track.append(fill);
+      const text = document.createElement('span');
+      text.className = 'pct';
+      wrap.append(track, text);
+      td.append(wrap);
+    }
+    const r = ratio == null || !isFinite(ratio) ? 0 : ratio;
+    track.firstChild.style.width = `${Math.min(100, r * 100).toFixed(1)}%`;
+    setText(td.querySelector('.pct'), fmtPct(r));
+    td.dataset.value = String(r);
+  }
+
+  /* Rows keyed by data-key, kept in place (in the order of `items`). */
+  function syncRows(body, items, key, cols, fill) {
+    const want = new Set(items.map(key));
+    for (const tr of [...body.children]) if (!want.has(tr.dataset.key)) tr.remove();
+    items.forEach((it, i) => {
+      let tr = body.querySelector(`tr[data-key="${CSS.escape(key(it))}"]`);
+      if (!tr) {
+        tr = document.createElement('tr');
+        tr.dataset.key = key(it);
+        for (const c of cols) {
+          const td = document.createElement('td');
+          td.dataset.col = c.name;
+          if (c.num) td.className = 'num';
+          tr.append(td);
+        }
+      }
+      if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+      const cells = {};
+      for (const td of tr.children) cells[td.dataset.col] = td;
+      fill(it, cells, tr);
+    });
+  }
+
+  const NODE_COLS = ['name', 'state', 'api', 'memcached', 'volumes', 'started'].map((name) => ({ name }));
+  const SERVER_COLS = [
+    { name: 'server' }, { name: 'node' }, { name: 'state' }, { name: 'ring' }, { name: 'hits' },
+    { name: 'hit', num: true }, { name: 'lat', num: true }, { name: 'items', num: true },
+    { name: 'bytes', num: true }, { name: 'waste', num: true }, { name: 'block', num: true },
+  ];
+
+  function badge(td, text, cls, title) {
+    let b = td.querySelector('.badge');
+    if (!b) {
+      b = document.createElement('span');
+      td.append(b);
+    }
+    b.className = `badge ${cls}`;
+    setText(b, text);
+    b.title = title || '';
+    td.dataset.value = text;
+  }
+
+  function renderCluster() {
+    const stats = state.last ? state.last.stats : null;
+    const panel = $('cluster-panel');
+    panel.hidden = !(stats && stats.memcached);
+    if (panel.hidden) return;
+    const d = cluster.data;
+    const err = $('cl-error');
+    err.hidden = !cluster.error;
+    if (cluster.error) {
+      const status = cluster.error.status ? `${cluster.error.status} ` : '';
+      setText(err, `The cluster could not be read: ${status}${cluster.error.message}`);
+    }
+    if (!d) return;
+    const etcd = d.enabled === true;
+    panel.dataset.etcd = etcd ? '1' : '0';
+    setText('cl-summary', etcd ? `node ${d.node} · etcd ${d.etcd}` : 'memcached tier, no etcd (servers from --memcached)');
+
+    $('cl-nodes-wrap').hidden = !etcd;
+    syncRows($('cl-nodes-body'), etcd && Array.isArray(d.nodes) ? d.nodes : [], (n) => n.name, NODE_COLS, (n, c) => {
+      setText(c.name, n.self ? `${n.name} (this)` : n.name);
+      badge(c.state, n.state || '?', n.state === 'alive' ? 'on' : 'bad', 'its etcd lease lives');
+      setText(c.api, n.api || '–');
+      setText(c.memcached, n.memcached || '–');
+      const vols = Array.isArray(n.volumes) ? n.volumes : [];
+      setText(c.volumes, vols.length ? vols.join(', ') : '–', vols.length);
+      setText(c.started, n.started ? new Date(n.started * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
+    });
+
+    const servers = Array.isArray(d.memcached) ? d.memcached : [];
+    setText('cl-server-count', `(${servers.length})`);
+    $('th-cl-node').hidden = !etcd;
+    syncRows($('cl-servers-body'), servers, (m) => m.server, SERVER_COLS, (m, c, tr) => {
+      tr.dataset.state = m.state || 'absent';
+      setText(c.server, m.server);
+      c.node.hidden = !etcd;
+      setText(c.node, etcd ? m.node || 'added' : '–');
+      c.node.title = etcd && !m.node ? 'added with shoalctl cluster add (no node)' : '';
+      if (!m.state) {
+        badge(c.state, 'not in ring', 'off', 'listed in etcd, not yet in this node\'s ring');
+      } else if (m.state === 'ejected') {
+        badge(c.state, 'ejected', 'bad', `retried in ${fmtNum(m.retry_in_seconds, 1)} s after ${m.failures} failure(s)`);
+      } else {
+        badge(c.state, m.state, m.state === 'live' ? 'on' : 'off',
+          m.state === 'live' ? 'answering' : `${m.failures} failure(s) in a row: one more may eject it`);
+      }
+      shareCell(c.ring, 'ring', m.ring_share);
+      c.ring.title = `${fmtNum(m.ring_buckets)} of 8192 buckets`;
+      shareCell(c.hits, 'hits', m.hit_share);
+      setText(c.hit, m.lookup_keys ? `${fmtNum(m.lookup_hits)} / ${fmtNum(m.lookup_keys)}` : '–', m.lookup_hits);
+      c.hit.title = m.lookup_keys ? `hit ratio ${fmtPct(m.hit_ratio)} over ${fmtNum(m.lookups)} multi-gets` : '';
+      setText(c.lat, m.lookups ? `${fmtUs(m.latency_p50_seconds * 1e6)} / ${fmtUs(m.latency_p99_seconds * 1e6)}` : '–',
+        m.latency_p50_seconds);
+      c.lat.title = m.lookups ? `mean ${fmtUs(m.latency_mean_seconds * 1e6)}` : '';
+      const ok = m.stats_ok === true;
+      setText(c.items, ok ? fmtNum(m.curr_items) : '–', ok ? m.curr_items : null);
+      setText(c.bytes, ok ? `${fmtBytes(m.bytes)} of ${fmtBytes(m.limit_maxbytes)}` : '–', ok ? m.bytes : null);
+      setText(c.waste, ok && m.slab_chunk_bytes ? `${fmtBytes(m.slab_waste_bytes)} (${fmtPct(m.slab_waste_ratio)})` : '–',
+        ok ? m.slab_waste_bytes : null);
+      setText(c.block, ok && m.curr_items ? `${fmtNum(m.chunk_bytes_per_item, 0)} B` : '–', ok ? m.chunk_bytes_per_item : null);
+      const why = ok ? `memcached's own figures, ${fmtNum(m.stats_age_seconds, 1)} s old`
+        : `its stats could not be read${m.stats_error ? `: ${m.stats_error}` : ''}`;
+      for (const k of ['items', 'bytes', 'waste', 'block']) c[k].title = why;
+    });
+
+    const t = d.tier || {};
+    const c = stats.cache;
+    setText('cl-live', t.servers != null ? `${t.live} of ${t.servers}` : '–', t.live);
+    setText('cl-items', fmtNum(t.curr_items), t.curr_items);
+    setText('cl-mc-block', t.curr_items ? `${fmtNum(t.chunk_bytes_per_item, 0)} B` : '–', t.chunk_bytes_per_item);
+    const local = c.unique_blocks ? BLOCK + c.metadata_bytes_per_block : null;
+    setText('cl-local-block', local ? `${fmtNum(local, 0)} B` : '–', local);
+    setText('cl-waste', t.slab_chunk_bytes ? fmtPct(t.slab_waste_ratio) : '–', t.slab_waste_ratio);
+    setText('cl-tier-hits', fmtNum(c.tier_hits), c.tier_hits);
+    setText('cl-puts', fmtNum(t.put_sent), t.put_sent);
+    setText('cl-drops', fmtNum(t.put_drops), t.put_drops);
+    setText('cl-queued', fmtBytes(t.put_queued), t.put_queued);
+    setText('cl-ejections', fmtNum(t.ejections), t.ejections);
+  }
+
+  /* ------------------------------------------------------------------ */
   /* polling                                                            */
 
   let pollTimer = null;
@@ -1573,12 +1757,15 @@
         pollTimer = null;
         if (mrc.timer) clearTimeout(mrc.timer);
         mrc.timer = null;
+        if (cluster.timer) clearTimeout(cluster.timer);
+        cluster.timer = null;
         setConn('paused', 'paused');
       } else {
         /* A gap in time would read as one slow interval: restart rates. */
         state.last = null;
         schedulePoll(0);
         scheduleMrc(0);
+        if (cluster.started) scheduleCluster(0);
       }
     });
     $('token-btn').addEventListener('click', () => askToken('').then(() => schedulePoll(0)));
@@ -1591,7 +1778,7 @@
     $('add-form').addEventListener('submit', addVolume);
     $('resize-form').addEventListener('submit', resizeCache);
     /* for tests and curious admins */
-    window.shoal = { state, quantileUs, mrc };
+    window.shoal = { state, quantileUs, mrc, cluster };
     if (window.ResizeObserver) new ResizeObserver(() => renderSizing()).observe($('mrc-chart'));
     schedulePoll(0);
     scheduleMrc(0);

@@ -578,6 +578,69 @@ static void test_metrics(void **state)
     http_resp_free(&r);
 }
 
+/* A node with a memcached tier (fake_cluster.c's two servers): its
+ * figures in /api/v1/stats, /api/v1/cluster and /metrics. */
+static void test_memcached_tier(void **state)
+{
+    (void)state;
+    struct mgmt *m;
+    static int dummy;
+    struct mgmt_config cfg = {
+        .listen = "127.0.0.1:0", .token = TOKEN, .memcached = (struct tier *)&dummy};
+    assert_int_equal(mgmt_start(eng, &cfg, &m), 0);
+    struct http_resp r;
+    http_req(mgmt_port(m), "GET", "/api/v1/stats", NULL, 0, NULL, 0, &r);
+    assert_status(&r, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    json_t *servers = json_object_get(json_object_get(j, "memcached"), "servers");
+    assert_int_equal(json_array_size(servers), 2);
+    json_t *a = json_array_get(servers, 0), *b = json_array_get(servers, 1);
+    assert_string_equal(json_string_value(json_object_get(a, "server")), "cache-a:11211");
+    assert_string_equal(json_string_value(json_object_get(a, "state")), "live");
+    assert_int_equal(json_integer_value(json_object_get(a, "curr_items")), 100);
+    assert_true(json_is_true(json_object_get(a, "stats_ok")));
+    assert_null(json_object_get(a, "stats_error"));
+    assert_string_equal(json_string_value(json_object_get(b, "state")), "ejected");
+    assert_true(json_real_value(json_object_get(b, "retry_in_seconds")) == 1.5);
+    assert_string_equal(json_string_value(json_object_get(b, "stats_error")), "CONNECTION FAILURE");
+    json_t *tier = json_object_get(json_object_get(j, "memcached"), "tier");
+    assert_int_equal(json_integer_value(json_object_get(tier, "put_sent")), 120);
+    /* Every stat of the list, and nothing else but the identity fields. */
+    assert_int_equal(json_object_size(a), mc_server_stat_count + 2);
+    assert_int_equal(json_object_size(tier), mc_tier_stat_count);
+    json_decref(j);
+    http_resp_free(&r);
+
+    /* Without etcd: the servers and the tier, "enabled" false. */
+    http_req(mgmt_port(m), "GET", "/api/v1/cluster", NULL, 0, NULL, 0, &r);
+    assert_status(&r, 200);
+    j = json_loads(r.body, 0, NULL);
+    assert_true(json_is_false(json_object_get(j, "enabled")));
+    servers = json_object_get(j, "memcached");
+    assert_int_equal(json_array_size(servers), 2);
+    assert_true(json_is_true(json_object_get(json_array_get(servers, 1), "in_ring")));
+    assert_true(json_real_value(json_object_get(json_array_get(servers, 0), "hit_share")) == 0.75);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "tier"), "live")), 1);
+    json_decref(j);
+    http_resp_free(&r);
+
+    http_req(mgmt_port(m), "GET", "/metrics", NULL, 0, NULL, 0, &r);
+    assert_status(&r, 200);
+    const char *t = r.body;
+    assert_non_null(strstr(t, "shoal_memcached_server_curr_items{server=\"cache-a:11211\"} 100\n"));
+    assert_non_null(strstr(t, "# TYPE shoal_memcached_server_lookup_hits_total counter\n"));
+    assert_non_null(
+        strstr(t, "shoal_memcached_server_lookup_hits_total{server=\"cache-b:11211\"} 10\n"));
+    assert_non_null(
+        strstr(t, "shoal_memcached_server_info{server=\"cache-b:11211\",state=\"ejected\"} 1\n"));
+    assert_non_null(strstr(t, "shoal_memcached_server_ring_share{server=\"cache-a:11211\"} 1\n"));
+    assert_non_null(strstr(t, "shoal_memcached_put_sent_total 120\n"));
+    assert_non_null(strstr(t, "shoal_memcached_live 1\n"));
+    run_promtool(t);
+    http_resp_free(&r);
+    mgmt_stop(m);
+}
+
 /* ---- auth, methods, limits ---- */
 
 /* GET /api/v1/mrc and the curves in /metrics: every point, in order, from
@@ -1327,31 +1390,19 @@ static void test_backing_dirs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_parse_listen),
-        T(test_loopback),
-        T(test_start_rules),
-        T(test_loopback_needs_token),
-        T(test_ipv6),
-        T(test_stats),
-        T(test_volumes),
-        T(test_metrics),
-        T(test_mrc),
-        T(test_auth),
-        T(test_methods_and_paths),
-        T(test_body_limit),
-        T(test_volume_add),
-        T(test_volume_remove),
-        T(test_enable_disable),
-        T(test_invalidate),
-        T(test_prefetch),
-        T(test_resize),
-        T(test_garbage),
-        T(test_concurrent),
-        T(test_dashboard),
-        T(test_browser_rules),
-        T(test_redaction),
-        T(test_handle_entry),
-        T(test_backing_dirs),
+        T(test_parse_listen),   T(test_loopback),
+        T(test_start_rules),    T(test_loopback_needs_token),
+        T(test_ipv6),           T(test_stats),
+        T(test_volumes),        T(test_metrics),
+        T(test_memcached_tier), T(test_mrc),
+        T(test_auth),           T(test_methods_and_paths),
+        T(test_body_limit),     T(test_volume_add),
+        T(test_volume_remove),  T(test_enable_disable),
+        T(test_invalidate),     T(test_prefetch),
+        T(test_resize),         T(test_garbage),
+        T(test_concurrent),     T(test_dashboard),
+        T(test_browser_rules),  T(test_redaction),
+        T(test_handle_entry),   T(test_backing_dirs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
