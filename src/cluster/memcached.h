@@ -56,14 +56,15 @@ extern const struct tier_ops tier_memcached_ops;
 
 /* Counters beyond the core's tier_counters. */
 struct tier_memcached_stats {
-    uint64_t put_sent;    /* sets handed to a server */
-    uint64_t put_drops;   /* puts and forgets dropped: the queue was full */
-    uint64_t put_errors;  /* puts not sent: no live server, or it failed */
-    uint64_t put_queued;  /* bytes waiting now */
-    uint64_t lookup_busy; /* lookups refused: too many waiting */
-    uint64_t bad_values;  /* values of the wrong size (ignored) */
-    uint64_t ejections;   /* servers ejected */
-    uint64_t revivals;    /* ejected servers retried */
+    uint64_t put_sent;      /* sets handed to a server */
+    uint64_t put_drops;     /* puts and forgets dropped: the queue was full */
+    uint64_t put_errors;    /* puts not sent: no live server, or it failed */
+    uint64_t put_queued;    /* bytes waiting now */
+    uint64_t lookup_busy;   /* lookups refused: too many waiting */
+    uint64_t lookup_inline; /* lookups answered on the caller's thread */
+    uint64_t bad_values;    /* values of the wrong size (ignored) */
+    uint64_t ejections;     /* servers ejected */
+    uint64_t revivals;      /* ejected servers retried */
     unsigned servers, live;
 };
 void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out);
