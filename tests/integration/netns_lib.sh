@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # NODE_PID, MC_PID: for the tests that source this
 # Hosts of a cluster on one machine, for the tests that source this after
 # lib.sh: each host is a network namespace (10.77.0.1I, eth0 of a veth pair)
 # joined to a bridge in a hub namespace (10.77.0.1, which also runs etcd).
