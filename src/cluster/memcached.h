@@ -6,14 +6,17 @@
  * (fingerprint.h); values are the 4 KiB block, flags 0, no expiry (memcached
  * evicts by LRU). Placement and server health: mc_ring.h.
  *
- * Threads: `lookup_threads` threads each answer one batched lookup at a
- * time with one multi-get (binary protocol); one thread sends puts and
- * forgets from a queue bounded in bytes (a put that does not fit is dropped
- * and counted). Each thread has its own libmemcached handle. Memory is
- * allocated at open (the put queue, the lookup queue, per-thread key
- * buffers); per lookup and per put nothing is, except inside libmemcached
- * when a handle is rebuilt (a server failed or came back) or an error is
- * recorded. */
+ * Threads: a lookup is answered on the caller's thread when one of a few
+ * inline slots is free (memcached.c says how that stays within
+ * timeout_ms), else `lookup_threads` threads each answer one batched
+ * lookup at a time with one multi-get (binary protocol); one thread sends
+ * puts and forgets from a queue bounded in bytes (a put that does not fit
+ * is dropped and counted). Each thread and slot has its own libmemcached
+ * handle. Memory is allocated at open (the put queue, the lookup queue,
+ * per-thread and per-slot key buffers); per lookup and per put nothing is,
+ * except inside libmemcached: when a handle is rebuilt (a server failed or
+ * came back), an error is recorded, or a one-key lookup's value arrives
+ * (memcached_get returns it in a buffer of its own). */
 #ifndef SHOAL_CLUSTER_MEMCACHED_H
 #define SHOAL_CLUSTER_MEMCACHED_H
 
