@@ -7,6 +7,8 @@ asks every server for each (meta get without flags: HD hit, EN miss; no
 value is sent).
 
   cluster_keys.py where IMAGE OUT.json HOST:PORT...   key -> servers holding it
+      (asked again for up to 20 s until every key is on some server: puts
+      are sent after the replies, from a queue)
   cluster_keys.py flush HOST:PORT...                   flush_all on each
   cluster_keys.py moves BEFORE.json AFTER.json         one JSON line (below)
 
@@ -15,6 +17,7 @@ import hashlib
 import json
 import socket
 import sys
+import time
 
 BLOCK = 4096
 CHUNK = 512  # requests sent before their replies are read
@@ -59,7 +62,12 @@ def held(server, keys):
 
 def where(image, out, servers):
     keys = keys_of(image)
-    sets = [held(srv, keys) for srv in servers]
+    deadline = time.monotonic() + 20
+    while True:
+        sets = [held(srv, keys) for srv in servers]
+        if len(set().union(*sets)) == len(keys) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     doc = {k: [srv for srv, got in zip(servers, sets) if k in got] for k in keys}
     with open(out, "w") as f:
         json.dump(doc, f)

@@ -54,19 +54,14 @@ nread() { # I VOLUME OUT: read a whole volume through host I's shoald
 nstat() { # I JQ: one value of host I's stats
     in_ns "$1" curl -sf --max-time 5 "http://10.77.0.1$1:10810/api/v1/stats" | jq -er "$2"
 }
-settled() { # I...: the servers' item counts stop changing (puts are sent after replies)
-    local a b
-    a=$(for i in "$@"; do mc_items "$i"; done)
-    sleep 0.3
-    b=$(for i in "$@"; do mc_items "$i"; done)
-    [ "$a" = "$b" ]
-}
+all_stored() { [ $(($(mc_items 1) + $(mc_items 2) + $(mc_items 3))) -ge "$NB" ]; }
 
 # ---- (b) balance ---------------------------------------------------------------
 t0=$SECONDS
 nread 1 gold "$T/g1.out"
 assert_same_file "$T/g1.out" "$T/gold.img" "gold through A"
-wait_for 20 settled 1 2 3 || fail "memcached item counts do not settle"
+# Puts are sent after the replies, from a queue that holds the whole image.
+wait_for 20 all_stored || true
 n1=$(mc_items 1) n2=$(mc_items 2) n3=$(mc_items 3)
 total=$((n1 + n2 + n3))
 log "(b) items after A's read: $n1 $n2 $n3 (of $NB blocks; $((SECONDS - t0)) s)"
@@ -87,10 +82,10 @@ for i in 1 2 3; do
 done
 in_ns 1 "$PY" "$HERE/cluster_keys.py" flush "$S1" "$S2" "$S3" "$S4" || fail "flush_all"
 # B has not read gold: every block comes from the back end and is put to
-# the server that owns its key now.
+# the server that owns its key now (`where` asks until every key is
+# somewhere, up to 20 s).
 nread 2 gold "$T/g2.out"
 assert_same_file "$T/g2.out" "$T/gold.img" "gold through B"
-wait_for 20 settled 1 2 3 4 || fail "memcached item counts do not settle"
 in_ns 2 "$PY" "$HERE/cluster_keys.py" where "$T/gold.img" "$T/where4.json" "$S1" "$S2" "$S3" "$S4" ||
     fail "probing the servers"
 m=$(keys moves "$T/where3.json" "$T/where4.json")
@@ -108,7 +103,6 @@ done
 in_ns 1 "$PY" "$HERE/cluster_keys.py" flush "$S1" "$S2" "$S3" "$S4" || fail "flush_all"
 nread 3 gold "$T/g3.out"
 assert_same_file "$T/g3.out" "$T/gold.img" "gold through C"
-wait_for 20 settled 1 2 3 || fail "memcached item counts do not settle"
 in_ns 3 "$PY" "$HERE/cluster_keys.py" where "$T/gold.img" "$T/where3b.json" "$S1" "$S2" "$S3" "$S4" ||
     fail "probing the servers"
 m=$(keys moves "$T/where4.json" "$T/where3b.json")
