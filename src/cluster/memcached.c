@@ -8,9 +8,10 @@
  * connect and poll timeouts are the tier's timeout_ms: the caller waits at
  * most that long for each wait on the network, and no cancel is ever
  * needed (done is called before lookup returns). A lookup that saw a
- * server fail sends the tier's lookups to its threads for retry_ms, where
- * the core gives up after timeout_ms and a hanging server is judged by the
- * longer io_timeout_ms, as before.
+ * server fail sends the tier's lookups to its threads, where the core
+ * gives up after timeout_ms and a hanging server is judged by the longer
+ * io_timeout_ms, as before: until the ring's live set changes (the server
+ * ejected, or back) or retry_ms passed.
  *
  * Cancel (core/tier.h: after it returns, the tier never touches the
  * request): a queued request is taken out of the queue; a request a thread
@@ -83,8 +84,10 @@ struct mct {
     bool stop;
     unsigned nworkers;
     struct lworker *workers;
-    struct lworker *inl;          /* INLINE_SLOTS */
-    uint64_t inline_off_until_ns; /* lookups go to the threads until then (atomic) */
+    struct lworker *inl; /* INLINE_SLOTS */
+    /* Lookups go to the threads until then, while the ring's gen is
+     * still inline_off_gen (atomics). */
+    uint64_t inline_off_until_ns, inline_off_gen;
     uint32_t retry_ms;
     /* puts */
     pthread_mutex_t plock;
@@ -319,10 +322,13 @@ static void *lookup_main(void *arg)
 }
 
 /* Answer r on the caller's thread if a slot is free and no server failed
- * an inline lookup lately. Returns false to queue it instead. */
+ * an inline lookup since the live set last changed. Returns false to queue
+ * it instead. */
 static bool lookup_inline(struct mct *m, struct tier_req *r)
 {
-    if (now_ns() < __atomic_load_n(&m->inline_off_until_ns, __ATOMIC_RELAXED))
+    uint64_t gen = __atomic_load_n(&m->ring.gen, __ATOMIC_ACQUIRE);
+    if (now_ns() < __atomic_load_n(&m->inline_off_until_ns, __ATOMIC_RELAXED) &&
+        gen == __atomic_load_n(&m->inline_off_gen, __ATOMIC_RELAXED))
         return false;
     /* Start where this thread found a free slot last: callers rarely
      * collide. */
@@ -339,9 +345,13 @@ static bool lookup_inline(struct mct *m, struct tier_req *r)
         return false;
     take(w, r);
     STAT_ADD(m->st.lookup_inline, 1);
-    if (answer(w, r) > 0)
+    if (answer(w, r) > 0) {
+        /* gen from before the lookup: if this failure ejected the server,
+         * the live set already changed and inline lookups go on. */
+        __atomic_store_n(&m->inline_off_gen, gen, __ATOMIC_RELAXED);
         __atomic_store_n(&m->inline_off_until_ns, now_ns() + (uint64_t)m->retry_ms * 1000000u,
                          __ATOMIC_RELAXED);
+    }
     __atomic_store_n(&w->busy, 0, __ATOMIC_RELEASE);
     return true;
 }
