@@ -21,6 +21,7 @@ import dirmem  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
 import iscsi  # noqa: E402
+import remote  # noqa: E402
 import storm  # noqa: E402
 from common import MODES, Ratios, loadavg, say  # noqa: E402
 from procs import BenchError, Procs, install_signal_handlers  # noqa: E402
@@ -48,7 +49,7 @@ def build(builddir):
                        stdout=subprocess.DEVNULL)
     say("build: ninja -C %s" % builddir)
     r = subprocess.run(["ninja", "-C", builddir, "src/shoald", "bench/shoal-replay",
-                        "bench/fp-speed"], cwd=REPO, capture_output=True, text=True)
+                        "bench/fp-speed", "bench/remote-hit"], cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
         raise BenchError("build failed:\n" + r.stdout[-3000:] + r.stderr[-2000:])
     return (os.path.join(builddir, "src", "shoald"),
@@ -129,7 +130,7 @@ def main():
               "e2fsprogs openssl meson ninja-build)" % " ".join(missing), file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
-    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 10))
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 11))
     install_signal_handlers()
 
     t_start = time.monotonic()
@@ -151,6 +152,7 @@ def main():
     procs = None
     try:
         ctx.shoald, ctx.replay, ctx.fp_speed = build(os.path.abspath(args.build))
+        ctx.remote_hit = os.path.join(os.path.abspath(args.build), "bench", "remote-hit")
         commit = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]) or "unknown"
         dirty = bool(sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"]))
         mach = machine()
@@ -202,6 +204,8 @@ def main():
             step("scenario 8", dirmem.scenario8_directory_memory, ctx)
         if 9 in only:
             step("scenario 9", iscsi.scenario9_iscsi, ctx)
+        if 10 in only:
+            step("scenario 10", remote.scenario10_remote_hit, ctx)
 
         la = loadavg()
         mach["load_end"], mach["loadavg_end"] = la["1m"], la
@@ -227,7 +231,7 @@ def main():
         print_report(doc)
         print("\nresults: %s%s" % (jpath, "" if err else "\nchart:   " + ppath))
         readme = args.readme if args.readme is not None else (mode == "full" and only ==
-                                                              set(range(1, 10)))
+                                                              set(range(1, 11)))
         if readme:
             rel = os.path.relpath(args.out, BENCH)
             if report.update_readme(os.path.join(BENCH, "README.md"), doc,

@@ -196,6 +196,23 @@ def raw_table(doc):
                              "%d at %.1f B each (%.2f MiB)"
                              % (x["directory_remembered_blocks"], x["remembered_bytes_per_block"],
                                 x["remembered_metadata_bytes"] / MiB)))
+    s10 = res.get("s10_remote_hit")
+    if s10:
+        m = s10["median"]
+        rows.append(("10", "remote hit, 1 key: tier_lookup / memcached_get / 1-key mget",
+                     "%.1f / %.1f / %.1f us" % (m["qd1_tier_us"], m["qd1_get_us"],
+                                                m["qd1_mget1_us"])))
+        rows.append(("10", "remote hits, 32 keys: tier_lookup / memcached_mget (of which SHA-256 "
+                     "checks)", "%.0f / %.0f us (%.0f us)" % (m["batch_tier_us"],
+                                                             m["batch_mget_us"],
+                                                             m["batch_verify_us"])))
+        for x in s10["memory"]:
+            rows.append(("10", "bytes per cached block: local tier / memcached RSS (memcached %s; "
+                         "item %.0f B in a %d B chunk, waste %.1f%%)"
+                         % (x["memcached_args"], x["memcached_item_bytes"],
+                            x["memcached_chunk_bytes"], 100 * (x["memcached_slab_waste"] or 0)),
+                         "%.0f / %.0f B" % (x["local_bytes_per_block"],
+                                            x["memcached_rss_bytes_per_block"])))
     lines = ["| # | measurement (medians) | value |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % r for r in rows]
     return "\n".join(lines)

@@ -1,6 +1,17 @@
-/* See memcached.h. Lookups: a bounded queue of requests, answered by the
- * lookup threads; puts and forgets: a bounded ring of slots, sent by one
- * thread.
+/* See memcached.h. Lookups: answered on the caller's thread when one of
+ * the inline slots is free (no thread hand-off: a remote hit costs about a
+ * plain get), else a bounded queue of requests answered by the lookup
+ * threads; puts and forgets: a bounded ring of slots, sent by one thread.
+ *
+ * Inline lookups: the core's callers may block (tier_lookup waits anyway),
+ * so the multi-get runs in mct_lookup itself, on a slot's own handle whose
+ * connect and poll timeouts are the tier's timeout_ms: the caller waits at
+ * most that long for each wait on the network, and no cancel is ever
+ * needed (done is called before lookup returns). A lookup that saw a
+ * server fail sends the tier's lookups to its threads, where the core
+ * gives up after timeout_ms and a hanging server is judged by the longer
+ * io_timeout_ms, as before: until the ring's live set changes (the server
+ * ejected, or back) or retry_ms passed.
  *
  * Cancel (core/tier.h: after it returns, the tier never touches the
  * request): a queued request is taken out of the queue; a request a thread
@@ -22,11 +33,13 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/stats.h"
+#include "common/util.h"
 #include "core/block.h"
 
 #define LOOKUP_QUEUE 1024 /* lookups waiting for a thread */
 #define KEY_TABLE    512  /* open addressing over a batch's keys (2 x TIER_BATCH_MAX) */
 #define MAX_THREADS  64
+#define INLINE_SLOTS 16 /* lookups answered on callers' threads at once */
 
 struct mct;
 
@@ -34,6 +47,8 @@ struct lworker {
     struct mct *m;
     pthread_t thread;
     bool started;
+    bool inline_slot; /* answers on callers' threads (no thread of its own) */
+    uint8_t busy;     /* inline slot taken (atomic) */
     pthread_mutex_t lock;
     struct tier_req *cur; /* under lock: the request being answered */
     struct mc_conn conn;
@@ -72,6 +87,11 @@ struct mct {
     bool stop;
     unsigned nworkers;
     struct lworker *workers;
+    struct lworker *inl; /* INLINE_SLOTS */
+    /* Lookups go to the threads until then, while the ring's gen is
+     * still inline_off_gen (atomics). */
+    uint64_t inline_off_until_ns, inline_off_gen;
+    uint32_t retry_ms;
     /* puts */
     pthread_mutex_t plock;
     pthread_cond_t pcond;      /* work for the put thread */
@@ -214,7 +234,44 @@ static void count_servers(struct lworker *w, uint64_t rtt_ns)
     mc_stats_count(&w->m->ring, &w->conn, keys, hits, rtt_ns);
 }
 
-static void answer(struct lworker *w, struct tier_req *r)
+/* An inline slot's handle waits on the network at most the tier's timeout
+ * (set on every use: cheap field stores, and a rebuilt handle starts with
+ * the ring's io_timeout_ms). */
+static void bound_inline(struct lworker *w)
+{
+    uint64_t ms = w->m->t.timeout_ms;
+    memcached_behavior_set(w->conn.mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(w->conn.mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+}
+
+/* One key: a plain get (one GETK packet). libmemcached sends a multi-get's
+ * closing NOOP in a packet of its own, which costs the server a second
+ * wake-up: on one key that was most of the difference to a get. The value
+ * is libmemcached's allocation. */
+static unsigned answer_one(struct lworker *w, struct tier_req *r)
+{
+    struct mct *m = w->m;
+    size_t len = 0;
+    uint32_t flags;
+    memcached_return_t rc;
+    uint64_t t0 = now_ns();
+    char *v = memcached_get(w->conn.mc, w->kp[0], w->kl[0], &len, &flags, &rc);
+    uint64_t rtt_ns = now_ns() - t0;
+    if (v && len == BLOCK_SIZE) {
+        if (deliver(w, r, 0, v))
+            bitmap_set(w->got, 0);
+    } else if (v) {
+        STAT_ADD(m->st.bad_values, 1);
+    }
+    free(v);
+    unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, 1);
+    finish(w, r, 0);
+    count_servers(w, rtt_ns);
+    return failed;
+}
+
+/* Returns the number of servers that failed in the lookup. */
+static unsigned answer(struct lworker *w, struct tier_req *r)
 {
     struct mct *m = w->m;
     batch_prepare(w);
@@ -222,15 +279,19 @@ static void answer(struct lworker *w, struct tier_req *r)
     int ret = mc_conn_refresh(&m->ring, &w->conn);
     if (ret < 0) {
         finish(w, r, ret == -ENOENT ? 0 : ret); /* no live server: all misses */
-        return;
+        return 0;
     }
+    if (w->inline_slot)
+        bound_inline(w);
+    if (w->nu == 1)
+        return answer_one(w, r);
     memcached_st *mc = w->conn.mc;
     uint64_t t0 = now_ns();
     memcached_return_t rc = memcached_mget(mc, w->kp, w->kl, w->nu);
     if (memcached_failed(rc) && rc != MEMCACHED_SOME_ERRORS) {
-        mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
+        unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
         finish(w, r, -EIO);
-        return;
+        return failed ? failed : 1;
     }
     bool ours = true;
     memcached_return_t frc;
@@ -253,9 +314,20 @@ static void answer(struct lworker *w, struct tier_req *r)
             bitmap_set(w->got, (unsigned)first);
     }
     uint64_t rtt_ns = now_ns() - t0;
-    mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
+    unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
     finish(w, r, 0);
     count_servers(w, rtt_ns);
+    return failed;
+}
+
+/* Take the request as a worker's cur, its keys copied (the caller holds
+ * whatever keeps a cancel out). */
+static void take(struct lworker *w, struct tier_req *r)
+{
+    LOCK_GUARD(&w->lock);
+    w->cur = r;
+    w->n = r->n;
+    memcpy(w->keys, r->keys, r->n * sizeof *r->keys);
 }
 
 static void *lookup_main(void *arg)
@@ -279,10 +351,7 @@ static void *lookup_main(void *arg)
                 break;
             /* Taken with the queue lock held, so a cancel finds it either
              * queued or as cur; copy the keys while it cannot be cancelled. */
-            LOCK_GUARD(&w->lock);
-            w->cur = r;
-            w->n = r->n;
-            memcpy(w->keys, r->keys, r->n * sizeof *r->keys);
+            take(w, r);
         }
         answer(w, r);
     }
@@ -290,9 +359,46 @@ static void *lookup_main(void *arg)
     return NULL;
 }
 
+/* Answer r on the caller's thread if a slot is free and no server failed
+ * an inline lookup since the live set last changed. Returns false to queue
+ * it instead. */
+static bool lookup_inline(struct mct *m, struct tier_req *r)
+{
+    uint64_t gen = __atomic_load_n(&m->ring.gen, __ATOMIC_ACQUIRE);
+    if (now_ns() < __atomic_load_n(&m->inline_off_until_ns, __ATOMIC_RELAXED) &&
+        gen == __atomic_load_n(&m->inline_off_gen, __ATOMIC_RELAXED))
+        return false;
+    /* Start where this thread found a free slot last: callers rarely
+     * collide. */
+    static __thread unsigned hint;
+    struct lworker *w = NULL;
+    for (unsigned i = 0; i < INLINE_SLOTS && !w; i++) {
+        struct lworker *c = &m->inl[(hint + i) % INLINE_SLOTS];
+        if (!__atomic_exchange_n(&c->busy, 1, __ATOMIC_ACQUIRE)) {
+            w = c;
+            hint = (hint + i) % INLINE_SLOTS;
+        }
+    }
+    if (!w)
+        return false;
+    take(w, r);
+    STAT_ADD(m->st.lookup_inline, 1);
+    if (answer(w, r) > 0) {
+        /* gen from before the lookup: if this failure ejected the server,
+         * the live set already changed and inline lookups go on. */
+        __atomic_store_n(&m->inline_off_gen, gen, __ATOMIC_RELAXED);
+        __atomic_store_n(&m->inline_off_until_ns, now_ns() + (uint64_t)m->retry_ms * 1000000u,
+                         __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&w->busy, 0, __ATOMIC_RELEASE);
+    return true;
+}
+
 static void mct_lookup(struct tier *t, struct tier_req *r)
 {
     struct mct *m = t->priv;
+    if (lookup_inline(m, r))
+        return;
     {
         LOCK_GUARD(&m->qlock);
         if (!m->stop && m->qcount < LOOKUP_QUEUE) {
@@ -436,6 +542,7 @@ void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
     out->put_errors = STAT_LOAD(m->st.put_errors);
     out->put_queued = STAT_LOAD(m->st.put_queued);
     out->lookup_busy = STAT_LOAD(m->st.lookup_busy);
+    out->lookup_inline = STAT_LOAD(m->st.lookup_inline);
     out->bad_values = STAT_LOAD(m->st.bad_values);
     out->ejections = STAT_LOAD(m->ring.ejections);
     out->revivals = STAT_LOAD(m->ring.revivals);
@@ -477,6 +584,28 @@ int tier_memcached_server_of(struct tier *t, const struct fpkey *k)
     return mc_ring_server_of(&m->ring, key, TIER_MEMCACHED_KEY_LEN);
 }
 
+static int worker_init(struct mct *m, struct lworker *w, bool inline_slot)
+{
+    w->m = m;
+    w->inline_slot = inline_slot;
+    pthread_mutex_init(&w->lock, NULL);
+    w->res_root = memcached_create(NULL);
+    if (!w->res_root || !memcached_result_create(w->res_root, &w->res))
+        return -ENOMEM;
+    return 0;
+}
+
+static void worker_destroy(struct lworker *w)
+{
+    if (!w->m)
+        return; /* never initialised */
+    pthread_mutex_destroy(&w->lock);
+    if (w->res_root) {
+        memcached_result_free(&w->res);
+        memcached_free(w->res_root);
+    }
+}
+
 static void mct_close(struct tier *t)
 {
     struct mct *m = t->priv;
@@ -503,15 +632,14 @@ static void mct_close(struct tier *t)
     if (m->put_started)
         pthread_join(m->put_thread, NULL);
     mc_poll_stop(m->poll);
-    for (unsigned i = 0; i < m->nworkers; i++) {
-        struct lworker *w = &m->workers[i];
-        pthread_mutex_destroy(&w->lock);
-        if (w->res_root) {
-            memcached_result_free(&w->res);
-            memcached_free(w->res_root);
-        }
+    for (unsigned i = 0; i < m->nworkers; i++)
+        worker_destroy(&m->workers[i]);
+    for (unsigned i = 0; m->inl && i < INLINE_SLOTS; i++) {
+        mc_conn_drop(&m->inl[i].conn);
+        worker_destroy(&m->inl[i]);
     }
     free(m->workers);
+    free(m->inl);
     free(m->slots);
     free(m->data);
     pthread_mutex_destroy(&m->qlock);
@@ -605,21 +733,19 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     m->cap = (unsigned)(c.put_queue_bytes / BLOCK_SIZE);
     m->slots = calloc(m->cap, sizeof *m->slots);
     m->data = aligned_alloc(BLOCK_SIZE, (size_t)m->cap * BLOCK_SIZE);
+    m->retry_ms = c.retry_ms;
     m->nworkers = c.lookup_threads;
     m->workers = calloc(m->nworkers, sizeof *m->workers);
-    if (!m->slots || !m->data || !m->workers) {
+    m->inl = calloc(INLINE_SLOTS, sizeof *m->inl);
+    if (!m->slots || !m->data || !m->workers || !m->inl) {
         m->nworkers = 0;
         mct_close(&m->t);
         return -ENOMEM;
     }
-    for (unsigned i = 0; i < m->nworkers; i++) {
-        struct lworker *w = &m->workers[i];
-        w->m = m;
-        pthread_mutex_init(&w->lock, NULL);
-        w->res_root = memcached_create(NULL);
-        if (!w->res_root || !memcached_result_create(w->res_root, &w->res))
-            ret = -ENOMEM;
-    }
+    for (unsigned i = 0; i < m->nworkers && ret == 0; i++)
+        ret = worker_init(m, &m->workers[i], false);
+    for (unsigned i = 0; i < INLINE_SLOTS && ret == 0; i++)
+        ret = worker_init(m, &m->inl[i], true);
     for (unsigned i = 0; i < m->nworkers && ret == 0; i++) {
         ret = -pthread_create(&m->workers[i].thread, NULL, lookup_main, &m->workers[i]);
         m->workers[i].started = ret == 0;

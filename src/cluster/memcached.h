@@ -6,14 +6,17 @@
  * (fingerprint.h); values are the 4 KiB block, flags 0, no expiry (memcached
  * evicts by LRU). Placement and server health: mc_ring.h.
  *
- * Threads: `lookup_threads` threads each answer one batched lookup at a
- * time with one multi-get (binary protocol); one thread sends puts and
- * forgets from a queue bounded in bytes (a put that does not fit is dropped
- * and counted). Each thread has its own libmemcached handle. Memory is
- * allocated at open (the put queue, the lookup queue, per-thread key
- * buffers); per lookup and per put nothing is, except inside libmemcached
- * when a handle is rebuilt (a server failed or came back) or an error is
- * recorded. */
+ * Threads: a lookup is answered on the caller's thread when one of a few
+ * inline slots is free (memcached.c says how that stays within
+ * timeout_ms), else `lookup_threads` threads each answer one batched
+ * lookup at a time with one multi-get (binary protocol); one thread sends
+ * puts and forgets from a queue bounded in bytes (a put that does not fit
+ * is dropped and counted). Each thread and slot has its own libmemcached
+ * handle. Memory is allocated at open (the put queue, the lookup queue,
+ * per-thread and per-slot key buffers); per lookup and per put nothing is,
+ * except inside libmemcached: when a handle is rebuilt (a server failed or
+ * came back), an error is recorded, or a one-key lookup's value arrives
+ * (memcached_get returns it in a buffer of its own). */
 #ifndef SHOAL_CLUSTER_MEMCACHED_H
 #define SHOAL_CLUSTER_MEMCACHED_H
 
@@ -56,14 +59,15 @@ extern const struct tier_ops tier_memcached_ops;
 
 /* Counters beyond the core's tier_counters. */
 struct tier_memcached_stats {
-    uint64_t put_sent;    /* sets handed to a server */
-    uint64_t put_drops;   /* puts and forgets dropped: the queue was full */
-    uint64_t put_errors;  /* puts not sent: no live server, or it failed */
-    uint64_t put_queued;  /* bytes waiting now */
-    uint64_t lookup_busy; /* lookups refused: too many waiting */
-    uint64_t bad_values;  /* values of the wrong size (ignored) */
-    uint64_t ejections;   /* servers ejected */
-    uint64_t revivals;    /* ejected servers retried */
+    uint64_t put_sent;      /* sets handed to a server */
+    uint64_t put_drops;     /* puts and forgets dropped: the queue was full */
+    uint64_t put_errors;    /* puts not sent: no live server, or it failed */
+    uint64_t put_queued;    /* bytes waiting now */
+    uint64_t lookup_busy;   /* lookups refused: too many waiting */
+    uint64_t lookup_inline; /* lookups answered on the caller's thread */
+    uint64_t bad_values;    /* values of the wrong size (ignored) */
+    uint64_t ejections;     /* servers ejected */
+    uint64_t revivals;      /* ejected servers retried */
     unsigned servers, live;
 };
 void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out);

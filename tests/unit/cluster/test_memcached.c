@@ -8,7 +8,9 @@
  * servers; adding a 4th moves only the keys it takes, removing one moves
  * only its own; a repeated key in a batch fills both places, forget
  * deletes; lookups cancelled by a 1 ms timeout from several threads never
- * see a late or wrong block. Exits 77 when memcached is not installed. */
+ * see a late or wrong block; lookups answered on the caller's thread, and
+ * sent to the threads after a failure. Exits 77 when memcached is not
+ * installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -622,6 +624,104 @@ static void test_concurrent_cancel(void **state)
     free(data);
 }
 
+/* One lookup of keys[first..first+n) straight on the tier; returns what
+ * tier_lookup returns. */
+static int lookup_n(struct tier *t, const struct fpkey *keys, unsigned first, unsigned n,
+                    uint8_t *buf)
+{
+    uint8_t *bufs[32];
+    for (unsigned i = 0; i < n; i++)
+        bufs[i] = buf + (size_t)i * BLOCK_SIZE;
+    struct tier_req r;
+    tier_req_init(&r);
+    r.keys = &keys[first];
+    r.bufs = bufs;
+    r.n = n;
+    int got = tier_lookup(t, &r);
+    tier_req_destroy(&r);
+    return got;
+}
+
+/* Lookups are answered on the caller's thread (no thread hand-off, so no
+ * timeout is ever counted for them): one key by a plain get, several by a
+ * multi-get, a value of the wrong size ignored. A lookup that sees its
+ * server fail sends the next ones to the tier's threads. Against a server
+ * that never answers, an inline lookup gives up after timeout_ms on its
+ * own (its poll timeout), not the core. */
+static void test_inline_lookups(void **state)
+{
+    (void)state;
+    struct mc_server_proc srv;
+    assert_int_equal(mc_server_start(&srv, 0), 0);
+    char servers[64];
+    servers_string(&srv.port, 1, servers, sizeof servers);
+    struct tier_memcached_config c = {
+        .servers = servers, .timeout_ms = SLOW_OK_MS, .retry_ms = 60000, .retry_max_ms = 60000};
+    struct tier *t;
+    assert_int_equal(tier_memcached_open(&c, &t), 0);
+    enum { NB = 40 };
+    uint8_t *data = malloc((size_t)NB * BLOCK_SIZE);
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, 32 * (size_t)BLOCK_SIZE);
+    struct fpkey keys[NB];
+    for (unsigned i = 0; i < NB; i++) {
+        memset(data + (size_t)i * BLOCK_SIZE, (int)i + 7, BLOCK_SIZE);
+        keys[i] = key_of(data + (size_t)i * BLOCK_SIZE);
+        if (i < NB - 1) /* the last one gets a short value below */
+            tier_put(t, &keys[i], data + (size_t)i * BLOCK_SIZE);
+    }
+    char name[TIER_MEMCACHED_KEY_LEN + 1];
+    tier_memcached_key(&keys[NB - 1], name);
+    assert_int_equal(mc_server_set(srv.port, name, "short", 5), 0);
+    assert_int_equal(tier_memcached_flush(t, SLOW_OK_MS), 0);
+    assert_int_equal(mc_server_wait_items(&srv.port, 1, NB), 0);
+
+    for (unsigned i = 0; i < NB - 1; i++) {
+        assert_int_equal(lookup_n(t, keys, i, 1, buf), 1);
+        assert_memory_equal(buf, data + (size_t)i * BLOCK_SIZE, BLOCK_SIZE);
+    }
+    assert_int_equal(lookup_n(t, keys, 0, 32, buf), 32);
+    assert_memory_equal(buf + 31 * (size_t)BLOCK_SIZE, data + 31 * (size_t)BLOCK_SIZE, BLOCK_SIZE);
+    assert_int_equal(lookup_n(t, keys, NB - 1, 1, buf), 0);
+    struct tier_memcached_stats ms;
+    tier_memcached_stats(t, &ms);
+    assert_int_equal(ms.lookup_inline, NB + 1);
+    assert_int_equal(ms.bad_values, 1);
+    assert_int_equal(t->c.timeouts, 0);
+
+    /* The server dies: that lookup is a miss on the caller's thread, the
+     * next one goes to the threads. */
+    mc_server_kill(&srv);
+    assert_true(lookup_n(t, keys, 0, 1, buf) <= 0);
+    assert_true(lookup_n(t, keys, 1, 1, buf) <= 0);
+    tier_memcached_stats(t, &ms);
+    assert_int_equal(ms.lookup_inline, NB + 2);
+    tier_close(t);
+
+    /* A server that accepts and never answers: the inline lookup returns
+     * by itself after about timeout_ms, with no core timeout counted. */
+    uint16_t hport;
+    struct mc_hang *h = mc_hang_start(&hport);
+    assert_non_null(h);
+    servers_string(&hport, 1, servers, sizeof servers);
+    c = (struct tier_memcached_config){
+        .servers = servers, .timeout_ms = 100, .io_timeout_ms = 5000};
+    assert_int_equal(tier_memcached_open(&c, &t), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_true(lookup_n(t, keys, 0, 1, buf) <= 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms_took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    printf("inline lookup against a hanging server: %ld ms (timeout 100 ms)\n", ms_took);
+    assert_true(ms_took >= 90 && ms_took < 1500);
+    assert_int_equal(t->c.timeouts, 0);
+    tier_memcached_stats(t, &ms);
+    assert_int_equal(ms.lookup_inline, 1);
+    tier_close(t);
+    mc_hang_stop(h);
+    free(buf);
+    free(data);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -660,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_hanging_server),
         cmocka_unit_test(test_batch_duplicates),
         cmocka_unit_test(test_concurrent_cancel),
+        cmocka_unit_test(test_inline_lookups),
         cmocka_unit_test(test_placement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
