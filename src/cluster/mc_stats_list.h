@@ -60,6 +60,7 @@
     X(put_errors, STAT_COUNTER, "blocks", "Puts not sent: no live server, or it failed")           \
     X(put_queued, STAT_GAUGE, "bytes", "Bytes of puts waiting to be sent")                         \
     X(lookup_busy, STAT_COUNTER, "lookups", "Lookups refused: too many waiting")                   \
+    X(lookup_inline, STAT_COUNTER, "lookups", "Lookups answered on the reader's own thread")       \
     X(bad_values, STAT_COUNTER, "blocks", "Values of the wrong size (ignored)")                    \
     X(ejections, STAT_COUNTER, "ejections", "Servers ejected")                                     \
     X(revivals, STAT_COUNTER, "revivals", "Ejected servers retried")                               \

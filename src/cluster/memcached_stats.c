@@ -334,6 +334,7 @@ void mc_stats_tier(const struct tier_memcached_stats *st, const struct mc_server
     out->put_errors = st->put_errors;
     out->put_queued = st->put_queued;
     out->lookup_busy = st->lookup_busy;
+    out->lookup_inline = st->lookup_inline;
     out->bad_values = st->bad_values;
     out->ejections = st->ejections;
     out->revivals = st->revivals;
