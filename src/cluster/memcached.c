@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cluster/mc_ring.h"
+#include "cluster/memcached_map.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/stats.h"
@@ -61,6 +62,7 @@ struct pslot {
 struct mct {
     struct tier t;
     struct mc_ring ring;
+    struct mc_map *map; /* the shared block -> key map (memcached_map.c) */
     /* lookups */
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
@@ -473,8 +475,26 @@ static void mct_close(struct tier *t)
     pthread_mutex_destroy(&m->plock);
     pthread_cond_destroy(&m->pcond);
     pthread_cond_destroy(&m->pdone_cond);
+    mc_map_close(m->map);
     mc_ring_destroy(&m->ring);
     free(m);
+}
+
+static int mct_map_lookup(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
+                          struct fpkey *keys, uint64_t *found)
+{
+    return mc_map_lookup(((struct mct *)t->priv)->map, id, first, n, keys, found);
+}
+
+static void mct_map_put(struct tier *t, const struct tier_map_id *id, uint64_t blk,
+                        const struct fpkey *key)
+{
+    mc_map_put(((struct mct *)t->priv)->map, id, blk, key);
+}
+
+struct mc_map *tier_memcached_map(struct tier *t)
+{
+    return ((struct mct *)t->priv)->map;
 }
 
 const struct tier_ops tier_memcached_ops = {
@@ -484,6 +504,8 @@ const struct tier_ops tier_memcached_ops = {
     .put = mct_put,
     .forget = mct_forget,
     .close = mct_close,
+    .map_lookup = mct_map_lookup,
+    .map_put = mct_map_put,
 };
 
 static int check_config(const struct tier_memcached_config *c, struct tier_memcached_config *out)
@@ -561,7 +583,8 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     m->data = aligned_alloc(BLOCK_SIZE, (size_t)m->cap * BLOCK_SIZE);
     m->nworkers = c.lookup_threads;
     m->workers = calloc(m->nworkers, sizeof *m->workers);
-    if (!m->slots || !m->data || !m->workers) {
+    if (!m->slots || !m->data || !m->workers ||
+        mc_map_open(&m->ring, c.timeout_ms, 0, &m->map) < 0) {
         m->nworkers = 0;
         mct_close(&m->t);
         return -ENOMEM;

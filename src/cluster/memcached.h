@@ -89,4 +89,7 @@ void tier_memcached_key(const struct fpkey *k, char out[TIER_MEMCACHED_KEY_LEN +
  * now; -1 if none is live. */
 int tier_memcached_server_of(struct tier *t, const struct fpkey *k);
 
+/* The tier's shared block -> key map (cluster/memcached_map.h). */
+struct mc_map *tier_memcached_map(struct tier *t);
+
 #endif

@@ -444,6 +444,9 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
         out->tier_timeouts += STAT_LOAD(c->timeouts);
         out->tier_errors += STAT_LOAD(c->errors);
         out->tier_puts += STAT_LOAD(c->puts);
+        out->map_lookups += STAT_LOAD(c->map_lookups);
+        out->map_hits += STAT_LOAD(c->map_hits);
+        out->map_puts += STAT_LOAD(c->map_puts);
     }
     out->evictions = ss.evictions;
     out->inserts = ss.inserts;

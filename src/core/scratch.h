@@ -52,6 +52,11 @@ struct vol_scratch {
     struct fpkey tkeys[TIER_BATCH_MAX];
     uint8_t *tbufs[TIER_BATCH_MAX];
     uint32_t tkd[TIER_BATCH_MAX]; /* index in kd[] of each batch entry */
+    /* Keys of the request's first TIER_BATCH_MAX blocks, from the
+     * directory or the cluster's map (vol_key.c), valid where `haskey`. */
+    struct fpkey bkeys[TIER_BATCH_MAX];
+    uint64_t haskey[TIER_BATCH_MAX / 64];
+    uint64_t mapfound[TIER_BATCH_MAX / 64];
     /* A copy (vol_copy): the source blocks' directory values, by block of
      * the write, so finish can share the source's content instead of
      * hashing the data again (allocated on first use). */

@@ -441,9 +441,12 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
             dir_tickets_reset(&scratch->tk);
         }
         todo_set(scratch, i);
-        /* Remembered, or evicted (its key may still be known). */
+        /* Remembered, or evicted (its key may still be known); a block
+         * the directory knows nothing of may be in the cluster's map. */
         if (val) {
             bitmap_set(scratch->keyed, i);
+            any_keyed = true;
+        } else if (__atomic_load_n(&v->map_tier, __ATOMIC_RELAXED)) {
             any_keyed = true;
         }
         miss_bytes += n;

@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "core/block.h"
 #include "core/dir.h"
+#include "core/vol_map.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 
@@ -63,6 +64,7 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     v->ntiers = env->ntiers;
     v->wq = env->wq;
     v->gmrc = env->mrc;
+    vol_map_setup(v);
     /* Without memory for its curve a volume still serves: no curve. */
     if (env->policy && mrc_create(env->policy, env->cache_blocks, VOLUME_MRC_ENTRIES, &v->mrc) < 0)
         v->mrc = NULL;
@@ -177,6 +179,9 @@ int volume_invalidate(struct volume *v, uint64_t offset, uint64_t length)
     uint64_t first = block_of(offset);
     uint64_t last = block_of(offset + length - 1);
     dir_invalidate(v->dir, first, last - first + 1);
+    /* An out-of-band change of a read-only image gave it a new mtime: its
+     * map entries are under a new identity from now on. */
+    vol_map_setup(v);
     log_info(core, "volume %s: invalidated [%llu, +%llu)", v->name, (unsigned long long)offset,
              (unsigned long long)length);
     return 0;

@@ -1,0 +1,71 @@
+/* The memcached tier's shared block -> key map (core/tier.h, the map ops;
+ * docs/cluster.md): entries of read-only volumes kept in the same
+ * memcached servers as the content, placed by the same ring.
+ *
+ * Key "m1:" + the volume identity's 32 hex digits + ":" + the chunk number
+ * in hex; a chunk covers MC_MAP_CHUNK blocks. Value: a 64-bit present
+ * bitmap (little-endian, bit i: block chunk*64+i is known) and 64 keys of
+ * FPKEY_SIZE bytes (zeros where absent): MC_MAP_VALUE_LEN bytes. A value of
+ * another size is ignored.
+ *
+ * Writes merge: the put thread reads the chunks it is about to change,
+ * adds its entries and writes them back; two nodes racing on one chunk
+ * lose one's new entries (last writer wins), which costs hints, never
+ * data: every block found through an entry is verified against its key.
+ *
+ * Threads: lookups run on the caller's thread over one of MC_MAP_CONNS
+ * handles (a busy set of handles is a miss, not a wait), bounded by the
+ * tier's timeout; puts are queued in a ring allocated at open (a full ring
+ * drops them, counted) and sent by one thread. */
+#ifndef SHOAL_CLUSTER_MEMCACHED_MAP_H
+#define SHOAL_CLUSTER_MEMCACHED_MAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/fingerprint.h"
+#include "core/tier.h"
+
+struct mc_ring;
+struct mc_map;
+
+#define MC_MAP_CHUNK     64
+#define MC_MAP_VALUE_LEN (8 + MC_MAP_CHUNK * FPKEY_SIZE)
+/* "m1:" + 32 hex + ":" + up to 16 hex */
+#define MC_MAP_KEY_MAX (3 + 2 * TIER_MAP_ID_SIZE + 1 + 16)
+#define MC_MAP_QUEUE   65536 /* entries waiting to be sent (48 bytes each) */
+
+/* One chunk of the map, decoded. */
+struct mc_map_chunk {
+    uint64_t present;
+    struct fpkey keys[MC_MAP_CHUNK];
+};
+
+/* The memcached key of a chunk, NUL-terminated into out; its length. */
+size_t mc_map_key(const struct tier_map_id *id, uint64_t chunk, char out[MC_MAP_KEY_MAX + 1]);
+void mc_map_encode(const struct mc_map_chunk *c, uint8_t out[MC_MAP_VALUE_LEN]);
+/* 0, or -EINVAL for a value of the wrong size. Absent keys come out zero. */
+int mc_map_decode(const void *val, size_t len, struct mc_map_chunk *out);
+
+/* Counters (relaxed atomics). */
+struct mc_map_stats {
+    uint64_t busy;       /* lookups with every handle in use (misses) */
+    uint64_t put_drops;  /* entries dropped: the queue was full */
+    uint64_t sets;       /* chunks written */
+    uint64_t bad_values; /* chunks of the wrong size (ignored) */
+};
+
+/* queue: entries the put ring holds (0: MC_MAP_QUEUE). */
+int mc_map_open(struct mc_ring *ring, uint32_t timeout_ms, unsigned queue, struct mc_map **out);
+void mc_map_close(struct mc_map *m);
+int mc_map_lookup(struct mc_map *m, const struct tier_map_id *id, uint64_t first, unsigned n,
+                  struct fpkey *keys, uint64_t *found);
+void mc_map_put(struct mc_map *m, const struct tier_map_id *id, uint64_t blk,
+                const struct fpkey *key);
+/* Wait until every entry queued before the call was written: 0 or
+ * -ETIMEDOUT. */
+int mc_map_flush(struct mc_map *m, uint32_t timeout_ms);
+void mc_map_get_stats(struct mc_map *m, struct mc_map_stats *out);
+
+#endif
