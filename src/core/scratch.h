@@ -44,9 +44,12 @@ struct vol_scratch {
     bool ra_active;
     uint64_t ra_first;
     uint32_t ra_nb;
-    /* Blocks served by key, installed in finish (vol_key.c). */
-    unsigned nkeyed;
-    struct vol_keyed kd[TIER_BATCH_MAX];
+    /* Blocks served by key, installed in finish (vol_key.c): kd_small,
+     * or, once a read longer than TIER_BATCH_MAX blocks had keys, room
+     * for SPAN_BLOCKS_MAX allocated then (kd_cap). */
+    unsigned nkeyed, kd_cap;
+    struct vol_keyed *kd;
+    struct vol_keyed kd_small[TIER_BATCH_MAX];
     /* One tier lookup's batch. */
     struct tier_req treq;
     struct fpkey tkeys[TIER_BATCH_MAX];

@@ -25,8 +25,11 @@
 struct vol_scratch *vol_scratch_new(void)
 {
     struct vol_scratch *s = calloc(1, sizeof(struct vol_scratch));
-    if (s)
+    if (s) {
         tier_req_init(&s->treq);
+        s->kd = s->kd_small;
+        s->kd_cap = TIER_BATCH_MAX;
+    }
     return s;
 }
 
@@ -42,6 +45,8 @@ void vol_scratch_free(struct vol_scratch *s)
     if (!s)
         return;
     tier_req_destroy(&s->treq);
+    if (s->kd != s->kd_small)
+        free(s->kd);
     free(s->prefetch_buf);
     free(s->copy_vals);
     free(s);

@@ -161,10 +161,9 @@ static void node_stop(struct node *n)
     vol_scratch_free(n->s);
 }
 
-/* Read the whole volume in 64 KiB requests, comparing every byte. */
-static void read_all(struct node *n)
+/* Read the whole volume in requests of len bytes, comparing every byte. */
+static void read_all_by(struct node *n, uint32_t len)
 {
-    const uint32_t len = 64 << 10;
     uint8_t *buf = aligned_alloc(BLOCK_SIZE, len);
     for (uint64_t off = 0; off < VOL_BLOCKS * BLOCK_SIZE; off += len) {
         struct vol_req r = {.offset = off, .length = len, .buf = buf};
@@ -173,6 +172,11 @@ static void read_all(struct node *n)
         vol_req_finish(n->v, &r);
     }
     free(buf);
+}
+
+static void read_all(struct node *n)
+{
+    read_all_by(n, 64 << 10);
 }
 
 static void settle(struct node *n)
@@ -214,14 +218,15 @@ static void test_second_node_reads_by_map(void **state)
     assert_int_equal(mc_server_stat(srv.port, "curr_items"),
                      VOL_BLOCKS - zeros + VOL_BLOCKS / MC_MAP_CHUNK);
 
-    read_all(&b);
+    /* requests of 320 blocks: longer than one tier batch (256) */
+    read_all_by(&b, 320 * BLOCK_SIZE);
     assert_int_equal(b.f->preads, 0);
     struct volume_snapshot vs = vsnap(&b);
     assert_int_equal(vs.tier_hit_blocks, VOL_BLOCKS);
     assert_int_equal(vs.backend_read_bytes, 0);
     struct cache_snapshot cs = csnap(&b);
     assert_int_equal(cs.map_hits, VOL_BLOCKS);
-    assert_int_equal(cs.map_lookups, VOL_BLOCKS / 16);
+    assert_int_equal(cs.map_lookups, 2 * 2); /* two batches a request */
     assert_int_equal(cs.map_puts, 0);
     assert_int_equal(cs.tier_hits, VOL_BLOCKS - zeros);
     /* and they are cached: a second pass is all hits */
@@ -300,11 +305,12 @@ static void test_wrong_entries(void **state)
     assert_int_equal(cs.tier_hits, VOL_BLOCKS - VOL_BLOCKS / 10 - 2 * (MC_MAP_CHUNK - 6));
     assert_int_equal(vsnap(&b).backend_read_bytes, 2 * MC_MAP_CHUNK * BLOCK_SIZE);
     /* b's reads from the back end rewrote both chunks right: the
-     * malformed one was seen by the lookup and by the merge */
+     * malformed one was seen by lookups (up to four: until the rewrite)
+     * and by the merge */
     settle(&b);
     struct mc_map_stats ms;
     mc_map_get_stats(tier_memcached_map(b.t), &ms);
-    assert_int_equal(ms.bad_values, 2);
+    assert_true(ms.bad_values >= 2 && ms.bad_values <= 5);
     struct tier_map_id id2 = b.v->map_id;
     struct fpkey keys[2 * MC_MAP_CHUNK];
     uint64_t found[2] = {0};
