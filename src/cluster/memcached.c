@@ -492,6 +492,12 @@ static void mct_map_put(struct tier *t, const struct tier_map_id *id, uint64_t b
     mc_map_put(((struct mct *)t->priv)->map, id, blk, key);
 }
 
+static int mct_flush(struct tier *t, uint32_t timeout_ms)
+{
+    int r = tier_memcached_flush(t, timeout_ms);
+    return r < 0 ? r : mc_map_flush(((struct mct *)t->priv)->map, timeout_ms);
+}
+
 struct mc_map *tier_memcached_map(struct tier *t)
 {
     return ((struct mct *)t->priv)->map;
@@ -506,6 +512,7 @@ const struct tier_ops tier_memcached_ops = {
     .close = mct_close,
     .map_lookup = mct_map_lookup,
     .map_put = mct_map_put,
+    .flush = mct_flush,
 };
 
 static int check_config(const struct tier_memcached_config *c, struct tier_memcached_config *out)

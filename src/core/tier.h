@@ -98,6 +98,9 @@ struct tier_ops {
                       struct fpkey *keys, uint64_t *found);
     void (*map_put)(struct tier *t, const struct tier_map_id *id, uint64_t blk,
                     const struct fpkey *key);
+    /* Optional: wait until the puts and map puts queued before the call
+     * were sent: 0 or -ETIMEDOUT (a volume handed to another node). */
+    int (*flush)(struct tier *t, uint32_t timeout_ms);
 };
 
 /* Per-tier counters (relaxed atomics). */

@@ -147,6 +147,11 @@ void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
     out->max = VOL_MAX_IO;
 }
 
+const char *volume_backing_spec(const struct volume *v)
+{
+    return v->be->spec ? v->be->spec : "";
+}
+
 void volume_describe_backend(const struct volume *v, char *buf, size_t len)
 {
     if (v->be->ops->describe)
