@@ -631,7 +631,8 @@ void cluster_stop(void)
 
 /* ---- ownership ---- */
 
-int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
+/* gen: a hand-over's generation (hex) the claim must find, or NULL. */
+static int claim(const char *volume, bool readonly, const char *gen, char *err, size_t errlen)
 {
     struct cluster *c = g;
     if (!c || readonly)
@@ -642,13 +643,34 @@ int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
     if (!key || !val)
         return -ENOMEM;
     struct etcd_kvs holder = {0};
-    int r = etcd_create(c->etcd, key, val, lease, &holder);
+    /* A hand-over is taken only as the record it was seen in: its keys
+     * were published under its generation. */
+    int r = gen ? -EEXIST : etcd_create(c->etcd, key, val, lease, &holder);
+    if (gen && etcd_range_prefix(c->etcd, key, &holder) < 0) {
+        snprintf(err, errlen, "volume %s: cannot read its ownership: %s", volume, etcd_error());
+        return -EIO;
+    }
+    if (gen) {
+        /* The prefix also finds longer names: keep the exact one first. */
+        size_t k = 0;
+        while (k < holder.n && strcmp(holder.kv[k].key, key))
+            k++;
+        if (k == holder.n) {
+            etcd_kvs_free(&holder);
+            snprintf(err, errlen, "volume %s: its hand-over is gone", volume);
+            return -EBUSY;
+        }
+        struct etcd_kv t = holder.kv[0];
+        holder.kv[0] = holder.kv[k];
+        holder.kv[k] = t;
+    }
     if (r == -EEXIST) {
         json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
         const char *node = json_str(hv, "node");
         if (holder.n && holder.kv[0].lease == lease && node && !strcmp(node, c->name)) {
             r = 0; /* ours already (added again after a failed add, say) */
-        } else if (holder.n && node && !strcmp(node, c->name) && json_str(hv, "gen")) {
+        } else if (holder.n && node && !strcmp(node, c->name) && json_str(hv, "gen") &&
+                   (!gen || !strcmp(gen, json_str(hv, "gen")))) {
             /* Handed to this node by its owner (a warm move): take it
              * under this node's lease, if it is still the record seen. */
             bool taken = false;
@@ -681,6 +703,18 @@ int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
     c->nowned++;
     log_info(cluster, "volume %s: owned read-write by node %s", volume, c->name);
     return 0;
+}
+
+int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
+{
+    return claim(volume, readonly, NULL, err, errlen);
+}
+
+int cluster_claim_moved(const char *volume, uint64_t gen, char *err, size_t errlen)
+{
+    char gs[32];
+    snprintf(gs, sizeof gs, "%016" PRIx64, gen);
+    return claim(volume, false, gs, err, errlen);
 }
 
 void cluster_release(const char *volume)

@@ -73,6 +73,10 @@ void cluster_release(const char *volume);
 int cluster_move_check(const char *volume, const char *to, char *err, size_t errlen);
 int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const char *backing,
                       char *err, size_t errlen);
+/* The new owner's claim of a hand-over: only of the record with this
+ * generation (-EBUSY and err otherwise: moved again, or its old owner's
+ * lease ended first). */
+int cluster_claim_moved(const char *volume, uint64_t gen, char *err, size_t errlen);
 typedef void (*cluster_hand_over_fn)(void *arg, const char *volume, const char *backing,
                                      uint64_t gen);
 /* fn NULL: hand-overs are left for later (seen again at the next change). */

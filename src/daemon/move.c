@@ -114,7 +114,7 @@ static void adopt(void *arg, const char *name, const char *backing, uint64_t gen
         .import_map = &id,
     };
     char err[1024] = "";
-    int r = cluster_claim(name, false, err, sizeof err);
+    int r = cluster_claim_moved(name, gen, err, sizeof err);
     if (r < 0) {
         log_error(main, "volume %s: cannot take it over: %s", name, err[0] ? err : strerror(-r));
         return;
