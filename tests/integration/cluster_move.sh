@@ -8,7 +8,9 @@
 #   ratio >= 0.9 of A's second pass, and reads nothing from the back end:
 #   every block was cached on A, and B finds them by the keys A published,
 #   in memcached;
-# - a write through B lands in the file; A's old export is gone.
+# - a write through B lands in the file; A's old export is gone;
+# - contrib/libvirt/qemu, run as libvirt runs it on a migration's
+#   destination (A), moves vol back, warm again.
 # Root only; exits 77 without namespaces, etcd, memcached or nbdcopy.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -92,6 +94,55 @@ cmp "$T/vol.img" "$T/expect.img" || fail "the file after B's write"
 if nbdsh -u "$(uri vol "$T/n1.sock")" -c 'h.pread(4096, 0)' 2>/dev/null; then
     fail "A still serves vol after the move"
 fi
+
+# Back to A through the libvirt hook, as libvirt runs it on the
+# destination of a migration: `qemu DOMAIN migrate begin -`, the domain's
+# XML on stdin; the read-only gold in the overlay's backing chain has no
+# owner and stays.
+cat >"$T/dom.xml" <<XML
+<domain type='kvm'>
+  <name>vm1</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw' cache='none' error_policy='stop' rerror_policy='stop'/>
+      <source protocol='nbd' name='vol'>
+        <host transport='unix' socket='$T/n2.sock'/>
+      </source>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$T/overlay.qcow2'/>
+      <backingStore type='network'>
+        <format type='raw'/>
+        <source protocol='nbd' name='gold'>
+          <host transport='unix' socket='$T/n2.sock'/>
+        </source>
+        <backingStore/>
+      </backingStore>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+XML
+if command -v virt-xml-validate >/dev/null 2>&1; then
+    virt-xml-validate "$T/dom.xml" domain >/dev/null 2>&1 || fail "the test's domain XML is not valid"
+fi
+hook_out=$(SHOALCTL="$SHOALCTL" SHOAL_URL=http://10.77.0.11:10810 SHOAL_TOKEN_FILE="$T/token" \
+    in_ns 1 "$SRCDIR/contrib/libvirt/qemu" vm1 migrate begin - <"$T/dom.xml" 2>&1) ||
+    fail "the libvirt hook failed: $hook_out"
+log "hook: $hook_out"
+assert_contains "$hook_out" "volume vol moved to node A"
+on_a() { nctl 1 volumes --json | jq -e '.[] | select(.name == "vol")' >/dev/null; }
+wait_for 20 on_a || fail "A does not serve vol after the hook's move"
+assert_eq "$(owner)" A "vol's owner in etcd after the hook"
+be0=$(vstat_n 1 backend_read_bytes)
+read_pass 1
+be1=$(vstat_n 1 backend_read_bytes)
+log "A after moving back: $((be1 - be0)) bytes from the back end"
+assert_eq "$((be1 - be0))" 0 "back end bytes read by A after moving back"
 for i in 1 2; do
     stop_daemon "${NODE_PID[i]}" TERM
 done
