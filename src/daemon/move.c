@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "cluster/membership.h"
 #include "common/cleanup.h"
@@ -19,6 +20,9 @@
 /* The longest the owner waits for its directory to reach memcached: a
  * move that takes longer goes on cold for what was not sent. */
 #define EXPORT_TIMEOUT_MS 10000
+/* How long the new owner waits for the image to be free (30 s). */
+#define ADOPT_RETRY_MS 250
+#define ADOPT_TRIES    120
 
 struct move_ctx {
     struct engine *e;
@@ -119,7 +123,11 @@ static void adopt(void *arg, const char *name, const char *backing, uint64_t gen
         log_error(main, "volume %s: cannot take it over: %s", name, err[0] ? err : strerror(-r));
         return;
     }
-    r = engine_add_volume(ctx.e, &vc);
+    /* The old node drops its clients, and with the last one its back end
+     * and the image's lock: until then the image is busy here. */
+    for (unsigned tries = 0; (r = engine_add_volume(ctx.e, &vc)) == -EBUSY && tries < ADOPT_TRIES;
+         tries++)
+        usleep(ADOPT_RETRY_MS * 1000);
     if (r < 0) {
         const char *why = backend_open_error();
         log_error(main, "volume %s: handed to this node, but cannot open %s: %s (released)", name,
