@@ -10,17 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "cluster/etcd.h"
 #include "cluster/mc_ring.h"
 #include "cluster/memcached.h"
+#include "cluster/memcached_map.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 
 #define NODES_PREFIX  CLUSTER_PREFIX "nodes/"
 #define MC_PREFIX     CLUSTER_PREFIX "memcached/"
 #define OWNERS_PREFIX CLUSTER_PREFIX "owners/"
+#define SECRET_KEY    CLUSTER_PREFIX "map-secret"
 #define WATCH_MAX_MS  30000 /* resync the list this often even without events */
 #define MAX_OWNED     4096
 #define HANDOVER_SEEN 64 /* hand-overs remembered, so each is adopted once */
@@ -389,6 +392,41 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
     return 0;
 }
 
+/* ---- the map's secret ---- */
+
+/* The cluster's secret for the memcached map's MACs (memcached_map.h):
+ * made by the first node that starts, in etcd without a lease, read by
+ * every other one. */
+static int map_secret(struct cluster *c)
+{
+    if (!c->tier)
+        return 0;
+    uint8_t s[MC_MAP_SECRET];
+    char hex[2 * MC_MAP_SECRET + 1];
+    if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s)
+        return -errno;
+    for (unsigned i = 0; i < sizeof s; i++)
+        snprintf(hex + 2 * i, 3, "%02x", s[i]);
+    struct etcd_kvs holder = {0};
+    int r = etcd_create(c->etcd, SECRET_KEY, hex, 0, &holder);
+    if (r == -EEXIST) {
+        const char *v = holder.n ? holder.kv[0].value : "";
+        r = strlen(v) == 2 * MC_MAP_SECRET ? 0 : -EPROTO;
+        for (unsigned i = 0; r == 0 && i < sizeof s; i++) {
+            unsigned b;
+            if (sscanf(v + 2 * i, "%2x", &b) != 1)
+                r = -EPROTO;
+            s[i] = (uint8_t)b;
+        }
+        etcd_kvs_free(&holder);
+    }
+    if (r == 0)
+        tier_memcached_set_map_secret(c->tier, s);
+    explicit_bzero(s, sizeof s);
+    explicit_bzero(hex, sizeof hex);
+    return r;
+}
+
 /* ---- the lease ---- */
 
 /* The lease expired (etcd was out of reach for a TTL): take a new one and
@@ -577,6 +615,9 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
                  etcd_error());
     if (r == 0 && (r = resync(c, NULL)) < 0)
         snprintf(err, errlen, "cannot read the memcached list from etcd: %s", etcd_error());
+    if (r == 0 && (r = map_secret(c)) < 0)
+        snprintf(err, errlen, "cannot read the map's secret from etcd (%s): %s", SECRET_KEY,
+                 r == -EPROTO ? "not 64 hex digits" : etcd_error());
     if (r == 0) {
         r = -pthread_create(&c->keepalive, NULL, keepalive_main, c);
         c->keepalive_started = r == 0;

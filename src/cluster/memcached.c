@@ -498,6 +498,16 @@ static int mct_flush(struct tier *t, uint32_t timeout_ms)
     return r < 0 ? r : mc_map_flush(((struct mct *)t->priv)->map, timeout_ms);
 }
 
+static bool mct_map_ready(struct tier *t)
+{
+    return mc_map_ready(((struct mct *)t->priv)->map);
+}
+
+void tier_memcached_set_map_secret(struct tier *t, const uint8_t *secret)
+{
+    mc_map_set_secret(((struct mct *)t->priv)->map, secret);
+}
+
 struct mc_map *tier_memcached_map(struct tier *t)
 {
     return ((struct mct *)t->priv)->map;
@@ -512,6 +522,7 @@ const struct tier_ops tier_memcached_ops = {
     .close = mct_close,
     .map_lookup = mct_map_lookup,
     .map_put = mct_map_put,
+    .map_ready = mct_map_ready,
     .flush = mct_flush,
 };
 

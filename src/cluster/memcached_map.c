@@ -8,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "cluster/mc_ring.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -45,6 +49,8 @@ struct pchunk {
 struct mc_map {
     struct mc_ring *ring;
     uint32_t timeout_ms;
+    uint8_t secret[MC_MAP_SECRET]; /* written once, before ready is set */
+    int ready;                     /* atomic */
     struct lconn lk[MC_MAP_CONNS];
     /* the put ring */
     pthread_mutex_t plock;
@@ -76,7 +82,24 @@ size_t mc_map_key(const struct tier_map_id *id, uint64_t chunk, char out[MC_MAP_
     return 3 + 2 * TIER_MAP_ID_SIZE + (size_t)n;
 }
 
-void mc_map_encode(const struct mc_map_chunk *c, uint8_t out[MC_MAP_VALUE_LEN])
+/* The MAC of a value's body under its key. */
+static void mac_of(const char *key, size_t klen, const uint8_t *body,
+                   const uint8_t secret[MC_MAP_SECRET], uint8_t mac[MC_MAP_MAC_LEN])
+{
+    uint8_t msg[MC_MAP_KEY_MAX + MC_MAP_VALUE_LEN];
+    size_t n = MIN(klen, (size_t)MC_MAP_KEY_MAX);
+    memcpy(msg, key, n);
+    memcpy(msg + n, body, MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN);
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (!HMAC(EVP_sha256(), secret, MC_MAP_SECRET, msg, n + MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN, md,
+              &mdlen))
+        memset(md, 0, sizeof md); /* matches nothing a real HMAC gives */
+    memcpy(mac, md, MC_MAP_MAC_LEN);
+}
+
+void mc_map_encode(const struct mc_map_chunk *c, const char *key, size_t klen,
+                   const uint8_t secret[MC_MAP_SECRET], uint8_t out[MC_MAP_VALUE_LEN])
 {
     for (unsigned i = 0; i < 8; i++)
         out[i] = (uint8_t)(c->present >> (8 * i));
@@ -87,13 +110,19 @@ void mc_map_encode(const struct mc_map_chunk *c, uint8_t out[MC_MAP_VALUE_LEN])
         else
             memset(p, 0, FPKEY_SIZE);
     }
+    mac_of(key, klen, out, secret, out + MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN);
 }
 
-int mc_map_decode(const void *val, size_t len, struct mc_map_chunk *out)
+int mc_map_decode(const void *val, size_t len, const char *key, size_t klen,
+                  const uint8_t secret[MC_MAP_SECRET], struct mc_map_chunk *out)
 {
     if (len != MC_MAP_VALUE_LEN)
         return -EINVAL;
     const uint8_t *v = val;
+    uint8_t mac[MC_MAP_MAC_LEN];
+    mac_of(key, klen, v, secret, mac);
+    if (CRYPTO_memcmp(mac, v + MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN, MC_MAP_MAC_LEN) != 0)
+        return -EBADMSG;
     out->present = 0;
     for (unsigned i = 0; i < 8; i++)
         out->present |= (uint64_t)v[i] << (8 * i);
@@ -107,6 +136,14 @@ int mc_map_decode(const void *val, size_t len, struct mc_map_chunk *out)
 }
 
 /* ---- lookups ---- */
+
+static void count_bad(struct mc_map *m, int err)
+{
+    if (err == -EBADMSG)
+        STAT_ADD(m->st.forged, 1);
+    else
+        STAT_ADD(m->st.bad_values, 1);
+}
 
 static int conn_ready(struct mc_map *m, struct lconn *l, uint32_t poll_ms)
 {
@@ -132,6 +169,8 @@ static int which(char keys[][MC_MAP_KEY_MAX + 1], const size_t *lens, unsigned n
 int mc_map_lookup(struct mc_map *m, const struct tier_map_id *id, uint64_t first, unsigned n,
                   struct fpkey *keys, uint64_t *found)
 {
+    if (!mc_map_ready(m))
+        return 0;
     struct lconn *l = NULL;
     for (unsigned i = 0; i < MC_MAP_CONNS && !l; i++)
         if (pthread_mutex_trylock(&m->lk[i].lock) == 0)
@@ -169,9 +208,10 @@ int mc_map_lookup(struct mc_map *m, const struct tier_map_id *id, uint64_t first
         struct mc_map_chunk c;
         if (ci < 0)
             continue;
-        if (mc_map_decode(memcached_result_value(&l->res), memcached_result_length(&l->res), &c) <
-            0) {
-            STAT_ADD(m->st.bad_values, 1);
+        int dr = mc_map_decode(memcached_result_value(&l->res), memcached_result_length(&l->res),
+                               kbuf[ci], kl[ci], m->secret, &c);
+        if (dr < 0) {
+            count_bad(m, dr);
             continue;
         }
         for (unsigned b = 0; b < MC_MAP_CHUNK; b++) {
@@ -193,6 +233,8 @@ int mc_map_lookup(struct mc_map *m, const struct tier_map_id *id, uint64_t first
 void mc_map_put(struct mc_map *m, const struct tier_map_id *id, uint64_t blk,
                 const struct fpkey *key)
 {
+    if (!mc_map_ready(m))
+        return;
     LOCK_GUARD(&m->plock);
     if (m->stop || m->count == m->cap) {
         STAT_ADD(m->st.put_drops, 1);
@@ -263,9 +305,11 @@ static void send_chunks(struct mc_map *m, unsigned npc)
             for (unsigned j = 0; j < npc; j++) {
                 if (kl[j] != klen || memcmp(kp[j], k, klen))
                     continue;
-                if (mc_map_decode(memcached_result_value(&l->res), memcached_result_length(&l->res),
-                                  &old[j]) < 0) {
-                    STAT_ADD(m->st.bad_values, 1);
+                int dr =
+                    mc_map_decode(memcached_result_value(&l->res), memcached_result_length(&l->res),
+                                  kp[j], kl[j], m->secret, &old[j]);
+                if (dr < 0) {
+                    count_bad(m, dr);
                     old[j].present = 0;
                 }
                 break;
@@ -290,7 +334,7 @@ static void send_chunks(struct mc_map *m, unsigned npc)
         if (!changed)
             continue;
         uint8_t val[MC_MAP_VALUE_LEN];
-        mc_map_encode(o, val);
+        mc_map_encode(o, kp[j], kl[j], m->secret, val);
         rc = memcached_set(mc, kp[j], kl[j], (const char *)val, sizeof val, 0, 0);
         if (!memcached_failed(rc))
             STAT_ADD(m->st.sets, 1);
@@ -341,6 +385,20 @@ void mc_map_get_stats(struct mc_map *m, struct mc_map_stats *out)
     out->put_drops = STAT_LOAD(m->st.put_drops);
     out->sets = STAT_LOAD(m->st.sets);
     out->bad_values = STAT_LOAD(m->st.bad_values);
+    out->forged = STAT_LOAD(m->st.forged);
+}
+
+void mc_map_set_secret(struct mc_map *m, const uint8_t *secret)
+{
+    if (mc_map_ready(m))
+        return; /* one secret per run: lookups read it without a lock */
+    memcpy(m->secret, secret, MC_MAP_SECRET);
+    __atomic_store_n(&m->ready, 1, __ATOMIC_RELEASE);
+}
+
+bool mc_map_ready(struct mc_map *m)
+{
+    return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE);
 }
 
 /* ---- life cycle ---- */

@@ -98,6 +98,9 @@ struct tier_ops {
                       struct fpkey *keys, uint64_t *found);
     void (*map_put)(struct tier *t, const struct tier_map_id *id, uint64_t blk,
                     const struct fpkey *key);
+    /* Optional: false while the map cannot be used yet (the memcached
+     * tier waits for the cluster's secret); NULL: always ready. */
+    bool (*map_ready)(struct tier *t);
     /* Optional: wait until the puts and map puts queued before the call
      * were sent: 0 or -ETIMEDOUT (a volume handed to another node). */
     int (*flush)(struct tier *t, uint32_t timeout_ms);
@@ -139,9 +142,9 @@ void tier_close(struct tier *t);
 
 /* The map ops through the counters; tier_map_lookup returns -ENOTSUP for a
  * tier without a map. */
-static inline bool tier_has_map(const struct tier *t)
+static inline bool tier_has_map(struct tier *t)
 {
-    return t->ops->map_lookup != NULL;
+    return t->ops->map_lookup && (!t->ops->map_ready || t->ops->map_ready(t));
 }
 int tier_map_lookup(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
                     struct fpkey *keys, uint64_t *found);

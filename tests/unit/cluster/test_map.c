@@ -34,6 +34,9 @@
 #define VOL_BLOCKS 640 /* ten chunks */
 #define SLOW_OK_MS 20000
 
+static const uint8_t secret[MC_MAP_SECRET] = "the cluster's secret, 32 bytes.";
+static const uint8_t other_secret[MC_MAP_SECRET] = "not the cluster's secret: forged";
+
 static void test_encoding(void **state)
 {
     (void)state;
@@ -52,18 +55,26 @@ static void test_encoding(void **state)
         for (unsigned j = 0; j < FPKEY_SIZE; j++)
             c.keys[i].b[j] = (uint8_t)(i * 7 + j + 1);
     uint8_t val[MC_MAP_VALUE_LEN];
-    mc_map_encode(&c, val);
+    n = mc_map_key(&id, 42, key);
+    mc_map_encode(&c, key, n, secret, val);
     assert_int_equal(val[0], 5);
     assert_int_equal(val[7], 0x80);
-    assert_int_equal(mc_map_decode(val, sizeof val, &d), 0);
+    assert_int_equal(mc_map_decode(val, sizeof val, key, n, secret, &d), 0);
     assert_int_equal(d.present, c.present);
     struct fpkey none = {{0}};
     for (unsigned i = 0; i < MC_MAP_CHUNK; i++) {
         bool p = c.present >> i & 1;
         assert_memory_equal(&d.keys[i], p ? &c.keys[i] : &none, FPKEY_SIZE);
     }
-    assert_int_equal(mc_map_decode(val, sizeof val - 1, &d), -EINVAL);
-    assert_int_equal(mc_map_decode(val, 4096, &d), -EINVAL);
+    assert_int_equal(mc_map_decode(val, sizeof val - 1, key, n, secret, &d), -EINVAL);
+    assert_int_equal(mc_map_decode(val, 4096, key, n, secret, &d), -EINVAL);
+    /* The MAC: another secret, another chunk's key, a changed entry. */
+    assert_int_equal(mc_map_decode(val, sizeof val, key, n, other_secret, &d), -EBADMSG);
+    char key2[MC_MAP_KEY_MAX + 1];
+    size_t n2 = mc_map_key(&id, 43, key2);
+    assert_int_equal(mc_map_decode(val, sizeof val, key2, n2, secret, &d), -EBADMSG);
+    val[8 + 2 * FPKEY_SIZE] ^= 1;
+    assert_int_equal(mc_map_decode(val, sizeof val, key, n, secret, &d), -EBADMSG);
 }
 
 static void test_identity(void **state)
@@ -136,6 +147,9 @@ static void node_start(struct node *n, uint16_t port, bool readonly)
     snprintf(servers, sizeof servers, "127.0.0.1:%u", port);
     struct tier_memcached_config mc = {.servers = servers, .timeout_ms = SLOW_OK_MS};
     assert_int_equal(tier_memcached_open(&mc, &n->t), 0);
+    assert_false(tier_has_map(n->t)); /* no secret yet */
+    tier_memcached_set_map_secret(n->t, secret);
+    assert_true(tier_has_map(n->t));
     struct engine_config ec = {.cache_bytes = 4 << 20, .tiers = &n->t, .ntiers = 1};
     assert_int_equal(engine_create(&ec, &n->e), 0);
     n->f = fake_new(VOL_BLOCKS * BLOCK_SIZE, 3);
@@ -270,10 +284,10 @@ static void test_entries_merge(void **state)
     mc_server_kill(&srv);
 }
 
-/* Wrong entries (keys of content no tier holds, a malformed value) cost
- * back end reads, and the bytes are right. (An entry that names other
- * content a tier does hold would be served: the map is trusted like the
- * memcached servers' network; docs/cluster.md.) */
+/* Wrong entries cost back end reads, and the bytes are right: keys of
+ * content no tier holds, a malformed value, and a forged chunk (not made
+ * with the cluster's secret) whose entries all name content memcached does
+ * hold (block 1's): without the MAC those blocks would read as block 1. */
 static void test_wrong_entries(void **state)
 {
     (void)state;
@@ -287,36 +301,48 @@ static void test_wrong_entries(void **state)
     read_all(&a);
     settle(&a);
     struct tier_map_id id = a.v->map_id;
-    /* chunk 0: keys of content nobody has; chunk 1: too short */
+    /* chunk 0: keys of content nobody has; chunk 1: too short; chunk 2:
+     * forged */
     struct mc_map_chunk c = {.present = UINT64_MAX};
     for (unsigned i = 0; i < MC_MAP_CHUNK; i++)
         memset(c.keys[i].b, 0x40 + (int)i, FPKEY_SIZE);
     uint8_t val[MC_MAP_VALUE_LEN];
-    mc_map_encode(&c, val);
     char key[MC_MAP_KEY_MAX + 1];
-    mc_map_key(&id, 0, key);
+    size_t kn = mc_map_key(&id, 0, key);
+    mc_map_encode(&c, key, kn, secret, val);
     assert_int_equal(mc_server_set(srv.port, key, val, sizeof val), 0);
     mc_map_key(&id, 1, key);
     assert_int_equal(mc_server_set(srv.port, key, val, 100), 0);
+    struct fp full;
+    assert_int_equal(fp_compute(a.f->data + BLOCK_SIZE, &full), 0);
+    for (unsigned i = 0; i < MC_MAP_CHUNK; i++)
+        c.keys[i] = fpkey_of(&full);
+    kn = mc_map_key(&id, 2, key);
+    mc_map_encode(&c, key, kn, other_secret, val);
+    assert_int_equal(mc_server_set(srv.port, key, val, sizeof val), 0);
 
     read_all(&b); /* compares every byte */
     struct cache_snapshot cs = csnap(&b);
+    unsigned zeros_after = 0; /* zero blocks past chunk 2 */
+    for (unsigned b0 = 3 * MC_MAP_CHUNK; b0 < VOL_BLOCKS; b0++)
+        zeros_after += b0 % 10 == 9;
     assert_int_equal(cs.tier_corrupt, 0);
-    assert_int_equal(cs.tier_hits, VOL_BLOCKS - VOL_BLOCKS / 10 - 2 * (MC_MAP_CHUNK - 6));
-    assert_int_equal(vsnap(&b).backend_read_bytes, 2 * MC_MAP_CHUNK * BLOCK_SIZE);
-    /* b's reads from the back end rewrote both chunks right: the
-     * malformed one was seen by lookups (up to four: until the rewrite)
-     * and by the merge */
+    assert_int_equal(cs.tier_hits, VOL_BLOCKS - 3 * MC_MAP_CHUNK - zeros_after);
+    assert_int_equal(vsnap(&b).backend_read_bytes, 3 * MC_MAP_CHUNK * BLOCK_SIZE);
+    /* b's reads from the back end rewrote the three chunks right: the
+     * malformed and forged ones were seen by lookups (up to four: until
+     * the rewrite) and by the merge */
     settle(&b);
     struct mc_map_stats ms;
     mc_map_get_stats(tier_memcached_map(b.t), &ms);
     assert_true(ms.bad_values >= 2 && ms.bad_values <= 5);
+    assert_true(ms.forged >= 2 && ms.forged <= 5);
     struct tier_map_id id2 = b.v->map_id;
-    struct fpkey keys[2 * MC_MAP_CHUNK];
-    uint64_t found[2] = {0};
-    assert_int_equal(tier_map_lookup(b.t, &id2, 0, 2 * MC_MAP_CHUNK, keys, found),
-                     2 * MC_MAP_CHUNK);
-    for (unsigned i = 0; i < 2 * MC_MAP_CHUNK; i++)
+    struct fpkey keys[3 * MC_MAP_CHUNK];
+    uint64_t found[3] = {0};
+    assert_int_equal(tier_map_lookup(b.t, &id2, 0, 3 * MC_MAP_CHUNK, keys, found),
+                     3 * MC_MAP_CHUNK);
+    for (unsigned i = 0; i < 3 * MC_MAP_CHUNK; i++)
         assert_true(fpkey_verify(&keys[i], b.f->data + (size_t)i * BLOCK_SIZE));
     node_stop(&a);
     node_stop(&b);
