@@ -114,7 +114,11 @@ static void adopt(void *arg, const char *name, const char *backing, uint64_t gen
         return;
     struct volume_config vc = {
         .name = name,
-        .backend = {.spec = backing, .backing_dirs = ctx.backing_dirs},
+        /* raw: the old owner served these bytes as a disk already (a guest
+         * may have written an image header at offset 0: format=raw). */
+        .backend = {.spec = backing,
+                    .format = BACKEND_FORMAT_RAW,
+                    .backing_dirs = ctx.backing_dirs},
         .import_map = &id,
     };
     char err[1024] = "";
