@@ -86,7 +86,10 @@ void vol_map_setup(struct volume *v)
         if (tier_has_map(v->tiers[i]))
             t = v->tiers[i];
     struct tier_map_id id;
-    if (!t || !v->readonly || vol_map_backend_identity(v->name, v->be, &id) < 0) {
+    /* A volume fenced for a move is read-only only for now: its blocks
+     * changed under this node's eyes, not an image's. */
+    if (!t || !volume_readonly(v) || __atomic_load_n(&v->fenced, __ATOMIC_ACQUIRE) ||
+        vol_map_backend_identity(v->name, v->be, &id) < 0) {
         __atomic_store_n(&v->map_tier, NULL, __ATOMIC_RELEASE);
         return;
     }

@@ -32,7 +32,9 @@ void volume_fence_writes(struct volume *v)
      * its answer, and checks readonly under it: once the exclusive hold
      * is had, none is in flight, and none after it writes. */
     pthread_rwlock_wrlock(&v->gate);
-    v->readonly = true;
+    /* Atomic: management reads it without the gate (volume_readonly). */
+    __atomic_store_n(&v->readonly, true, __ATOMIC_RELEASE);
+    __atomic_store_n(&v->fenced, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&v->gate);
     log_info(core, "volume %s: writes fenced (moving)", v->name);
 }
@@ -40,7 +42,8 @@ void volume_fence_writes(struct volume *v)
 void volume_unfence_writes(struct volume *v)
 {
     pthread_rwlock_wrlock(&v->gate);
-    v->readonly = false;
+    __atomic_store_n(&v->readonly, false, __ATOMIC_RELEASE);
+    __atomic_store_n(&v->fenced, 0, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&v->gate);
     log_info(core, "volume %s: writes allowed again (the move failed)", v->name);
 }

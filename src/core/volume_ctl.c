@@ -134,7 +134,7 @@ uint64_t volume_size(const struct volume *v)
 }
 bool volume_readonly(const struct volume *v)
 {
-    return v->readonly;
+    return __atomic_load_n(&v->readonly, __ATOMIC_ACQUIRE); /* a move may fence it */
 }
 bool volume_enabled(const struct volume *v)
 {
