@@ -31,6 +31,7 @@ struct move_ctx {
 };
 
 static struct move_ctx ctx;
+static int stopping; /* atomic: shoald stops, adopt waits no more */
 
 static void keep(enum mgmt_change_kind kind, const char *name, const struct volume_config *cfg)
 {
@@ -129,7 +130,8 @@ static void adopt(void *arg, const char *name, const char *backing, uint64_t gen
     }
     /* The old node drops its clients, and with the last one its back end
      * and the image's lock: until then the image is busy here. */
-    for (unsigned tries = 0; (r = engine_add_volume(ctx.e, &vc)) == -EBUSY && tries < ADOPT_TRIES;
+    for (unsigned tries = 0; (r = engine_add_volume(ctx.e, &vc)) == -EBUSY && tries < ADOPT_TRIES &&
+                             !__atomic_load_n(&stopping, __ATOMIC_ACQUIRE);
          tries++)
         usleep(ADOPT_RETRY_MS * 1000);
     if (r < 0) {
@@ -155,5 +157,6 @@ void move_setup(struct engine *e, struct mgmt_hooks *hooks, const char *const *b
 
 void move_stop(void)
 {
+    __atomic_store_n(&stopping, 1, __ATOMIC_RELEASE);
     cluster_on_hand_over(NULL, NULL);
 }
