@@ -22,7 +22,9 @@ source "$(dirname "$0")/lib.sh"
 need qemu-img qemu-io cmp
 # shellcheck source-path=SCRIPTDIR source=netns_lib.sh
 source "$(dirname "$0")/netns_lib.sh"
-netns_setup 3
+need memcached memcstat jq curl
+netns_init 3
+netns_etcd
 
 MIB=$((1 << 20))
 SIZE=$((32 * MIB))
@@ -43,7 +45,7 @@ CHUNKS=$(((BLOCKS + 63) / 64))
 log "gold: $BLOCKS blocks, $UNIQUE distinct non-zero"
 
 for i in 1 2 3; do
-    start_node "$i" "N$i" -r "gold=$T/gold.raw"
+    netns_shoald "$i" "N$i" -r "gold=$T/gold.raw"
 done
 all=10.77.0.11:11211,10.77.0.12:11211,10.77.0.13:11211
 for i in 1 2 3; do

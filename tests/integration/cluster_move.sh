@@ -18,16 +18,17 @@ need nbdcopy cmp
 need_python_nbd
 # shellcheck source-path=SCRIPTDIR source=netns_lib.sh
 source "$(dirname "$0")/netns_lib.sh"
-netns_setup 2
+need memcached memcstat jq curl
+netns_init 2
+netns_etcd
 
 MIB=$((1 << 20))
 SIZE=$((16 * MIB))
 random_file "$T/vol.img" "$SIZE"
 dd if=/dev/zero of="$T/vol.img" bs=1M seek=4 count=1 conv=notrunc status=none
 cp "$T/vol.img" "$T/expect.img"
-NODE_CACHE=64M
-start_node 1 A "vol=$T/vol.img"
-start_node 2 B
+netns_shoald 1 A -m 64M "vol=$T/vol.img"
+netns_shoald 2 B -m 64M
 for i in 1 2; do
     wait_ring "$i" 10.77.0.11:11211,10.77.0.12:11211
 done

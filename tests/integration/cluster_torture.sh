@@ -14,15 +14,16 @@ source "$(dirname "$0")/lib.sh"
 need_python_nbd
 # shellcheck source-path=SCRIPTDIR source=netns_lib.sh
 source "$(dirname "$0")/netns_lib.sh"
-netns_setup 3
+need memcached memcstat jq curl
+netns_init 3
+netns_etcd
 
 MIB=$((1 << 20))
 random_file "$T/vol.img" $((16 * MIB))
 cp "$T/vol.img" "$T/init.img"
-NODE_CACHE=4M
-start_node 1 A "vol=$T/vol.img"
-start_node 2 B
-start_node 3 C
+netns_shoald 1 A -m 4M "vol=$T/vol.img"
+netns_shoald 2 B -m 4M
+netns_shoald 3 C -m 4M
 all=10.77.0.11:11211,10.77.0.12:11211,10.77.0.13:11211
 for i in 1 2 3; do
     wait_ring "$i" "$all"

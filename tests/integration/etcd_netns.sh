@@ -15,10 +15,11 @@
 # is not installed.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
-need nbdkit nbdcopy
 # shellcheck source-path=SCRIPTDIR source=netns_lib.sh
 source "$(dirname "$0")/netns_lib.sh"
-netns_setup 3
+need memcached memcstat nbdkit nbdcopy jq curl
+netns_init 3
+netns_etcd
 
 random_file "$T/vol.img" $((16 << 20))
 cp "$T/vol.img" "$T/expect.img"
@@ -26,9 +27,9 @@ bg nbdkit -f -U "$T/up.sock" file "$T/vol.img"
 wait_for 20 test -S "$T/up.sock" || fail "nbdkit did not start"
 UP="nbd+unix:///?socket=$T/up.sock"
 
-start_node 1 A "vol=$UP"
-start_node 2 B
-start_node 3 C
+netns_shoald 1 A "vol=$UP"
+netns_shoald 2 B
+netns_shoald 3 C
 all=10.77.0.11:11211,10.77.0.12:11211,10.77.0.13:11211
 for i in 1 2 3; do
     wait_ring "$i" "$all"
