@@ -227,8 +227,11 @@ static void test_second_node_reads_by_map(void **state)
     assert_int_equal(a.f->preads, VOL_BLOCKS / 16);
     assert_int_equal(csnap(&a).map_puts, VOL_BLOCKS);
     settle(&a);
-    /* the content (not the zeros) and one entry per chunk */
+    /* the content (not the zeros) and one entry per chunk (puts are sent
+     * without a reply: wait for the server to have them) */
     unsigned zeros = VOL_BLOCKS / 10;
+    assert_int_equal(
+        mc_server_wait_items(&srv.port, 1, VOL_BLOCKS - zeros + VOL_BLOCKS / MC_MAP_CHUNK), 0);
     assert_int_equal(mc_server_stat(srv.port, "curr_items"),
                      VOL_BLOCKS - zeros + VOL_BLOCKS / MC_MAP_CHUNK);
 
