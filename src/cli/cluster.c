@@ -1,7 +1,9 @@
 /* shoalctl cluster status|add|remove: the cluster's nodes, memcached
  * servers and volume owners as etcd holds them (GET /api/v1/cluster), and
- * changes to the memcached list (every node's ring follows). */
+ * changes to the memcached list (every node's ring follows); shoalctl
+ * volume move NAME --to NODE: a warm move (POST /api/v1/volumes/NAME/move). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -246,4 +248,26 @@ int cmd_cluster_remove(struct cli *cli)
         printf("memcached %s removed from the cluster\n", cli->args[0]);
     }
     return 0;
+}
+
+int cmd_volume_move(struct cli *cli)
+{
+    _cleanup_free_ char *enc = client_escape(cli->client, cli->args[0]);
+    _cleanup_free_ char *path = NULL;
+    if (!enc || asprintf(&path, "/api/v1/volumes/%s/move", enc) < 0)
+        path = NULL;
+    _cleanup_json_ json_t *body = json_pack("{s:s}", "to", cli->to);
+    json_t *j = NULL;
+    int r = path && body ? client_call(cli->client, "POST", path, body, &j) : EXIT_CONNECT;
+    if (r)
+        return r;
+    if (cli->flags & F_JSON)
+        puts_json(j);
+    else
+        printf("volume %s moved to node %s (%" JSON_INTEGER_FORMAT " block keys published%s)\n",
+               cli->args[0], str(j, "to", "?"),
+               json_integer_value(json_object_get(j, "published_blocks")),
+               json_is_true(json_object_get(j, "published")) ? "" : ", not all");
+    json_decref(j);
+    return EXIT_OK;
 }

@@ -738,6 +738,10 @@ static const struct command commands[] = {
      "      once accepted, the back end opens in the background (see volumes)"},
     {"volume", "remove", cmd_volume_remove, F_FORCE | F_JSON, 1, 1, "volume remove NAME [--force]",
      "stop exporting NAME (--force drops connected clients)"},
+    {"volume", "move", cmd_volume_move, F_JSON, 1, 1, "volume move NAME --to NODE",
+     "hand read-write volume NAME to cluster node NODE, warm: writes in flight\n"
+     "      finish, its directory goes to memcached, ownership moves in etcd, and\n"
+     "      its clients here are dropped (the VM migrated)"},
     {"enable", NULL, cmd_enable, F_JSON, 1, 1, "enable NAME", "turn acceleration on"},
     {"disable", NULL, cmd_disable, F_JSON, 1, 1, "disable NAME",
      "turn acceleration off (pass-through, drops cached blocks)"},
@@ -800,7 +804,7 @@ static const struct {
 };
 
 struct parsed {
-    const char *url, *token_file, *cacert;
+    const char *url, *token_file, *cacert, *to;
     unsigned flags;
     const char *pos[CLI_MAX_ARGS + 2];
     int npos;
@@ -851,6 +855,8 @@ static int parse_args(int argc, char **argv, struct parsed *p)
                 r = take_value(argc, argv, &i, "--token-file", &p->token_file);
             if (r == 0)
                 r = take_value(argc, argv, &i, "--cacert", &p->cacert);
+            if (r == 0)
+                r = take_value(argc, argv, &i, "--to", &p->to);
             if (r < 0)
                 return -1;
             if (r > 0)
@@ -982,7 +988,11 @@ int main(int argc, char **argv)
                 usage_error("%s does not apply to '%s'", flag_names[k].name, cmd->usage);
         return EXIT_USAGE;
     }
-    struct cli cli = {.flags = p.flags};
+    if (!p.to != (cmd->fn != cmd_volume_move)) {
+        usage_error(p.to ? "--to does not apply to '%s'" : "'%s' needs --to NODE", cmd->usage);
+        return EXIT_USAGE;
+    }
+    struct cli cli = {.flags = p.flags, .to = p.to};
     int first = cmd->sub ? 2 : 1;
     cli.nargs = p.npos - first;
     for (int i = 0; i < cli.nargs && i < CLI_MAX_ARGS; i++)

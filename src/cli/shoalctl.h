@@ -33,6 +33,7 @@ struct cli {
     unsigned flags;                 /* F_* given on the command line */
     const char *args[CLI_MAX_ARGS]; /* positional arguments after the command word(s) */
     int nargs;
+    const char *to; /* --to NODE (volume move) */
 };
 
 /* top.c */
@@ -42,6 +43,7 @@ int cmd_top(struct cli *cli);
 int cmd_cluster_status(struct cli *cli);
 int cmd_cluster_add(struct cli *cli);
 int cmd_cluster_remove(struct cli *cli);
+int cmd_volume_move(struct cli *cli);
 /* shoalctl.c: the answer as indented JSON (--json) */
 void puts_json(json_t *j);
 

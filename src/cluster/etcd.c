@@ -376,6 +376,31 @@ int etcd_delete_if(struct etcd *e, const char *key, const char *value, bool *del
     return r;
 }
 
+int etcd_replace_if(struct etcd *e, const char *key, const char *old, const char *value,
+                    int64_t lease, bool *replaced)
+{
+    _cleanup_free_ char *k = b64(key);
+    _cleanup_free_ char *o = b64(old);
+    _cleanup_free_ char *v = b64(value);
+    _cleanup_free_ char *body =
+        k && o && v ? body_of("{\"compare\":[{\"target\":\"VALUE\",\"result\":\"EQUAL\","
+                              "\"key\":\"%s\",\"value\":\"%s\"}],"
+                              "\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\","
+                              "\"lease\":\"%" PRId64 "\"}}]}",
+                              k, o, k, v, lease)
+                    : NULL;
+    if (!body)
+        return -ENOMEM;
+    bool ok = false;
+    struct etcd_kvs kvs;
+    int r = txn(e, body, &ok, &kvs);
+    if (r == 0)
+        etcd_kvs_free(&kvs);
+    if (replaced)
+        *replaced = r == 0 && ok;
+    return r;
+}
+
 int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id)
 {
     _cleanup_free_ char *body = body_of("{\"TTL\":\"%" PRId64 "\"}", ttl_s);

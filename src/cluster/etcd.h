@@ -70,6 +70,12 @@ int etcd_create(struct etcd *e, const char *key, const char *value, int64_t leas
  * releases only what it holds. *deleted (may be NULL) says if it did. */
 int etcd_delete_if(struct etcd *e, const char *key, const char *value, bool *deleted);
 
+/* Put `value` (under `lease`) at `key` only if its value is still `old`
+ * (a txn): a volume's ownership handed from one node to another.
+ * *replaced (may be NULL) says if it did. */
+int etcd_replace_if(struct etcd *e, const char *key, const char *old, const char *value,
+                    int64_t lease, bool *replaced);
+
 int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id);
 /* Renew a lease: 0 and *ttl_s left, or -ENOENT when it has expired. */
 int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_s);

@@ -10,19 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "cluster/etcd.h"
 #include "cluster/mc_ring.h"
 #include "cluster/memcached.h"
+#include "cluster/memcached_map.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 
 #define NODES_PREFIX  CLUSTER_PREFIX "nodes/"
 #define MC_PREFIX     CLUSTER_PREFIX "memcached/"
 #define OWNERS_PREFIX CLUSTER_PREFIX "owners/"
+#define SECRET_KEY    CLUSTER_PREFIX "map-secret"
 #define WATCH_MAX_MS  30000 /* resync the list this often even without events */
 #define MAX_OWNED     4096
+#define HANDOVER_SEEN 64 /* hand-overs remembered, so each is adopted once */
 
 struct cluster {
     struct etcd *etcd;
@@ -41,8 +45,15 @@ struct cluster {
     char *owned[MAX_OWNED]; /* volumes whose owner key this node holds */
     unsigned nowned;
 
-    pthread_t keepalive, watch;
-    bool keepalive_started, watch_started;
+    pthread_t keepalive, watch, owners_watch;
+    bool keepalive_started, watch_started, owners_started;
+
+    /* Volumes handed to this node (warm moves): who adopts them, and the
+     * hand-overs seen already (under lock). */
+    cluster_hand_over_fn on_hand_over;
+    void *on_hand_over_arg;
+    char *seen[HANDOVER_SEEN];
+    unsigned seen_next;
 };
 
 static struct cluster *g;
@@ -216,6 +227,206 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+/* ---- volumes handed to this node (warm moves) ---- */
+
+/* Adopt each hand-over to this node once: the handler opens the volume
+ * (which claims it under this node's lease, cluster_claim). */
+static void scan_owners(struct cluster *c)
+{
+    struct etcd_kvs kvs;
+    if (etcd_range_prefix(c->etcd, OWNERS_PREFIX, &kvs) < 0)
+        return;
+    int64_t lease = lease_of(c);
+    for (size_t i = 0; i < kvs.n; i++) {
+        json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
+        const char *node = json_str(v, "node"), *gen = json_str(v, "gen");
+        const char *backing = json_str(v, "backing");
+        const char *volume = kvs.kv[i].key + strlen(OWNERS_PREFIX);
+        if (!node || strcmp(node, c->name) || !gen || !backing || kvs.kv[i].lease == lease) {
+            json_decref(v);
+            continue;
+        }
+        char id[512];
+        snprintf(id, sizeof id, "%s@%s", volume, gen);
+        cluster_hand_over_fn fn = NULL;
+        void *arg = NULL;
+        {
+            LOCK_GUARD(&c->lock);
+            bool seen = false;
+            for (unsigned k = 0; k < HANDOVER_SEEN && !seen; k++)
+                seen = c->seen[k] && !strcmp(c->seen[k], id);
+            if (!seen && c->on_hand_over) {
+                free(c->seen[c->seen_next]);
+                c->seen[c->seen_next] = strdup(id);
+                c->seen_next = (c->seen_next + 1) % HANDOVER_SEEN;
+                fn = c->on_hand_over;
+                arg = c->on_hand_over_arg;
+            }
+        }
+        uint64_t gn = strtoull(gen, NULL, 16);
+        if (fn) {
+            log_info(cluster, "volume %s: handed to this node by %s (move %s)", volume,
+                     json_str(v, "from") ? json_str(v, "from") : "?", gen);
+            fn(arg, volume, backing, gn);
+        }
+        json_decref(v);
+    }
+    etcd_kvs_free(&kvs);
+}
+
+static int on_owners_change(void *arg, int64_t revision, unsigned nevents)
+{
+    (void)revision, (void)nevents;
+    scan_owners(arg);
+    return 0;
+}
+
+static void *owners_main(void *arg)
+{
+    struct cluster *c = arg;
+    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        scan_owners(c);
+        int r = etcd_watch(c->etcd, OWNERS_PREFIX, 0, on_owners_change, c, &c->stop, WATCH_MAX_MS);
+        if (r < 0 && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+            wait_stop(c, 1000);
+    }
+    return NULL;
+}
+
+void cluster_on_hand_over(cluster_hand_over_fn fn, void *arg)
+{
+    struct cluster *c = g;
+    if (!c)
+        return;
+    LOCK_GUARD(&c->lock);
+    c->on_hand_over = fn;
+    c->on_hand_over_arg = arg;
+}
+
+static bool owned_locked(struct cluster *c, const char *volume)
+{
+    for (unsigned i = 0; i < c->nowned; i++)
+        if (!strcmp(c->owned[i], volume))
+            return true;
+    return false;
+}
+
+int cluster_move_check(const char *volume, const char *to, char *err, size_t errlen)
+{
+    struct cluster *c = g;
+    if (!c) {
+        snprintf(err, errlen, "this node is not in a cluster (no [cluster] etcd)");
+        return -ENOTCONN;
+    }
+    if (!strcmp(to, c->name)) {
+        snprintf(err, errlen, "volume %s is served by node %s already", volume, to);
+        return -EINVAL;
+    }
+    {
+        LOCK_GUARD(&c->lock);
+        if (!owned_locked(c, volume)) {
+            snprintf(err, errlen, "volume %s is not served read-write by this node", volume);
+            return -ENOENT;
+        }
+    }
+    _cleanup_free_ char *key = key_of(NODES_PREFIX, to);
+    if (!key)
+        return -ENOMEM;
+    struct etcd_kvs kvs;
+    int r = etcd_range_prefix(c->etcd, key, &kvs);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot read the nodes from etcd: %s", etcd_error());
+        return r;
+    }
+    bool found = false;
+    for (size_t i = 0; i < kvs.n; i++)
+        found = found || !strcmp(kvs.kv[i].key, key);
+    etcd_kvs_free(&kvs);
+    if (!found) {
+        snprintf(err, errlen, "no node %s in the cluster", to);
+        return -ENOENT;
+    }
+    return 0;
+}
+
+int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const char *backing,
+                      char *err, size_t errlen)
+{
+    struct cluster *c = g;
+    if (!c) {
+        snprintf(err, errlen, "this node is not in a cluster (no [cluster] etcd)");
+        return -ENOTCONN;
+    }
+    int64_t lease = lease_of(c);
+    _cleanup_free_ char *key = key_of(OWNERS_PREFIX, volume);
+    _cleanup_free_ char *old = owner_value(c, lease);
+    char gs[32];
+    snprintf(gs, sizeof gs, "%016" PRIx64, gen);
+    /* Under this node's lease until the new owner takes it under its own:
+     * if this node dies first, the record goes and anyone may claim. */
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s}", "node", to, "from", c->name, "gen", gs, "backing",
+                          backing);
+    _cleanup_free_ char *val = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(v);
+    if (!key || !old || !val)
+        return -ENOMEM;
+    bool replaced = false;
+    int r = etcd_replace_if(c->etcd, key, old, val, lease, &replaced);
+    if (r < 0) {
+        snprintf(err, errlen, "volume %s: cannot hand it over in etcd: %s", volume, etcd_error());
+        return r;
+    }
+    if (!replaced) {
+        snprintf(err, errlen, "volume %s: its ownership record changed meanwhile", volume);
+        return -ESTALE;
+    }
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; i < c->nowned; i++) {
+        if (!strcmp(c->owned[i], volume)) {
+            free(c->owned[i]);
+            c->owned[i] = c->owned[--c->nowned];
+            break;
+        }
+    }
+    log_info(cluster, "volume %s: handed over to node %s (move %s)", volume, to, gs);
+    return 0;
+}
+
+/* ---- the map's secret ---- */
+
+/* The cluster's secret for the memcached map's MACs (memcached_map.h):
+ * made by the first node that starts, in etcd without a lease, read by
+ * every other one. */
+static int map_secret(struct cluster *c)
+{
+    if (!c->tier)
+        return 0;
+    uint8_t s[MC_MAP_SECRET];
+    char hex[2 * MC_MAP_SECRET + 1];
+    if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s)
+        return -errno;
+    for (unsigned i = 0; i < sizeof s; i++)
+        snprintf(hex + 2 * i, 3, "%02x", s[i]);
+    struct etcd_kvs holder = {0};
+    int r = etcd_create(c->etcd, SECRET_KEY, hex, 0, &holder);
+    if (r == -EEXIST) {
+        const char *v = holder.n ? holder.kv[0].value : "";
+        r = strlen(v) == 2 * MC_MAP_SECRET ? 0 : -EPROTO;
+        for (unsigned i = 0; r == 0 && i < sizeof s; i++) {
+            unsigned b;
+            if (sscanf(v + 2 * i, "%2x", &b) != 1)
+                r = -EPROTO;
+            s[i] = (uint8_t)b;
+        }
+        etcd_kvs_free(&holder);
+    }
+    if (r == 0)
+        tier_memcached_set_map_secret(c->tier, s);
+    explicit_bzero(s, sizeof s);
+    explicit_bzero(hex, sizeof hex);
+    return r;
+}
+
 /* ---- the lease ---- */
 
 /* The lease expired (etcd was out of reach for a TTL): take a new one and
@@ -296,6 +507,8 @@ static void cluster_free(struct cluster *c)
         return;
     for (unsigned i = 0; i < c->nowned; i++)
         free(c->owned[i]);
+    for (unsigned i = 0; i < HANDOVER_SEEN; i++)
+        free(c->seen[i]);
     etcd_close(c->etcd);
     free(c->endpoints);
     free(c->memcached);
@@ -402,6 +615,9 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
                  etcd_error());
     if (r == 0 && (r = resync(c, NULL)) < 0)
         snprintf(err, errlen, "cannot read the memcached list from etcd: %s", etcd_error());
+    if (r == 0 && (r = map_secret(c)) < 0)
+        snprintf(err, errlen, "cannot read the map's secret from etcd (%s): %s", SECRET_KEY,
+                 r == -EPROTO ? "not 64 hex digits" : etcd_error());
     if (r == 0) {
         r = -pthread_create(&c->keepalive, NULL, keepalive_main, c);
         c->keepalive_started = r == 0;
@@ -409,6 +625,10 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
     if (r == 0) {
         r = -pthread_create(&c->watch, NULL, watch_main, c);
         c->watch_started = r == 0;
+    }
+    if (r == 0) {
+        r = -pthread_create(&c->owners_watch, NULL, owners_main, c);
+        c->owners_started = r == 0;
     }
     if (r < 0) {
         if (!err[0])
@@ -438,6 +658,8 @@ void cluster_stop(void)
         pthread_join(c->keepalive, NULL);
     if (c->watch_started)
         pthread_join(c->watch, NULL);
+    if (c->owners_started)
+        pthread_join(c->owners_watch, NULL);
     /* Revoking the lease deletes every key under it at once. */
     if (c->lease && etcd_lease_revoke(c->etcd, c->lease) < 0)
         log_warn(cluster, "cannot revoke the etcd lease (its keys go when it expires): %s",
@@ -450,7 +672,8 @@ void cluster_stop(void)
 
 /* ---- ownership ---- */
 
-int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
+/* gen: a hand-over's generation (hex) the claim must find, or NULL. */
+static int claim(const char *volume, bool readonly, const char *gen, char *err, size_t errlen)
 {
     struct cluster *c = g;
     if (!c || readonly)
@@ -461,15 +684,46 @@ int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
     if (!key || !val)
         return -ENOMEM;
     struct etcd_kvs holder = {0};
-    int r = etcd_create(c->etcd, key, val, lease, &holder);
+    /* A hand-over is taken only as the record it was seen in: its keys
+     * were published under its generation. */
+    int r = gen ? -EEXIST : etcd_create(c->etcd, key, val, lease, &holder);
+    if (gen && etcd_range_prefix(c->etcd, key, &holder) < 0) {
+        snprintf(err, errlen, "volume %s: cannot read its ownership: %s", volume, etcd_error());
+        return -EIO;
+    }
+    if (gen) {
+        /* The prefix also finds longer names: keep the exact one first. */
+        size_t k = 0;
+        while (k < holder.n && strcmp(holder.kv[k].key, key))
+            k++;
+        if (k == holder.n) {
+            etcd_kvs_free(&holder);
+            snprintf(err, errlen, "volume %s: its hand-over is gone", volume);
+            return -EBUSY;
+        }
+        struct etcd_kv t = holder.kv[0];
+        holder.kv[0] = holder.kv[k];
+        holder.kv[k] = t;
+    }
     if (r == -EEXIST) {
         json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
         const char *node = json_str(hv, "node");
-        if (holder.n && holder.kv[0].lease == lease && node && !strcmp(node, c->name))
+        if (holder.n && holder.kv[0].lease == lease && node && !strcmp(node, c->name)) {
             r = 0; /* ours already (added again after a failed add, say) */
-        else
+        } else if (holder.n && node && !strcmp(node, c->name) && json_str(hv, "gen") &&
+                   (!gen || !strcmp(gen, json_str(hv, "gen")))) {
+            /* Handed to this node by its owner (a warm move): take it
+             * under this node's lease, if it is still the record seen. */
+            bool taken = false;
+            r = etcd_replace_if(c->etcd, key, holder.kv[0].value, val, lease, &taken);
+            if (r == 0 && !taken)
+                r = -EBUSY;
+            if (r < 0)
+                snprintf(err, errlen, "volume %s: its hand-over changed meanwhile", volume);
+        } else {
             snprintf(err, errlen, "volume %s is served read-write by node %s", volume,
                      node ? node : "(unknown)");
+        }
         json_decref(hv);
         etcd_kvs_free(&holder);
         if (r < 0)
@@ -490,6 +744,18 @@ int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
     c->nowned++;
     log_info(cluster, "volume %s: owned read-write by node %s", volume, c->name);
     return 0;
+}
+
+int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen)
+{
+    return claim(volume, readonly, NULL, err, errlen);
+}
+
+int cluster_claim_moved(const char *volume, uint64_t gen, char *err, size_t errlen)
+{
+    char gs[32];
+    snprintf(gs, sizeof gs, "%016" PRIx64, gen);
+    return claim(volume, false, gs, err, errlen);
 }
 
 void cluster_release(const char *volume)

@@ -61,6 +61,27 @@ int cluster_claim(const char *volume, bool readonly, char *err, size_t errlen);
 /* After a volume is removed: give its ownership back (if this node holds it). */
 void cluster_release(const char *volume);
 
+/* Warm volume moves (docs/cluster.md). On the owner: cluster_move_check
+ * (in a cluster, the volume is ours read-write, node `to` is registered:
+ * 0, or -ENOTCONN / -EINVAL / -ENOENT and err), then, with writes fenced
+ * and the directory published, cluster_hand_over: a txn that replaces this
+ * node's owner record by {"node": to, "from", "gen", "backing"} (still
+ * under this node's lease) only if it is still this run's: 0, -ESTALE, or
+ * an etcd error. On the new owner: every node watches shoal/v1/owners/ and
+ * calls the handler once per hand-over to it (on the watch thread);
+ * cluster_claim then takes the record under its own lease. */
+int cluster_move_check(const char *volume, const char *to, char *err, size_t errlen);
+int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const char *backing,
+                      char *err, size_t errlen);
+/* The new owner's claim of a hand-over: only of the record with this
+ * generation (-EBUSY and err otherwise: moved again, or its old owner's
+ * lease ended first). */
+int cluster_claim_moved(const char *volume, uint64_t gen, char *err, size_t errlen);
+typedef void (*cluster_hand_over_fn)(void *arg, const char *volume, const char *backing,
+                                     uint64_t gen);
+/* fn NULL: hand-overs are left for later (seen again at the next change). */
+void cluster_on_hand_over(cluster_hand_over_fn fn, void *arg);
+
 /* GET /api/v1/cluster: {"enabled", "node", "etcd", "lease_ttl", "ring",
  * "nodes": [...], "memcached": [...], "owners": [...]}. Returns 0 or a
  * negative errno (err: why). */

@@ -30,6 +30,7 @@
 
 #include "cluster/mc_ring.h"
 #include "cluster/memcached_stats.h"
+#include "cluster/memcached_map.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/stats.h"
@@ -79,6 +80,7 @@ struct pslot {
 struct mct {
     struct tier t;
     struct mc_ring ring;
+    struct mc_map *map; /* the shared block -> key map (memcached_map.c) */
     /* lookups */
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
@@ -647,8 +649,42 @@ static void mct_close(struct tier *t)
     pthread_mutex_destroy(&m->plock);
     pthread_cond_destroy(&m->pcond);
     pthread_cond_destroy(&m->pdone_cond);
+    mc_map_close(m->map);
     mc_ring_destroy(&m->ring);
     free(m);
+}
+
+static int mct_map_lookup(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
+                          struct fpkey *keys, uint64_t *found)
+{
+    return mc_map_lookup(((struct mct *)t->priv)->map, id, first, n, keys, found);
+}
+
+static void mct_map_put(struct tier *t, const struct tier_map_id *id, uint64_t blk,
+                        const struct fpkey *key)
+{
+    mc_map_put(((struct mct *)t->priv)->map, id, blk, key);
+}
+
+static int mct_flush(struct tier *t, uint32_t timeout_ms)
+{
+    int r = tier_memcached_flush(t, timeout_ms);
+    return r < 0 ? r : mc_map_flush(((struct mct *)t->priv)->map, timeout_ms);
+}
+
+static bool mct_map_ready(struct tier *t)
+{
+    return mc_map_ready(((struct mct *)t->priv)->map);
+}
+
+void tier_memcached_set_map_secret(struct tier *t, const uint8_t *secret)
+{
+    mc_map_set_secret(((struct mct *)t->priv)->map, secret);
+}
+
+struct mc_map *tier_memcached_map(struct tier *t)
+{
+    return ((struct mct *)t->priv)->map;
 }
 
 const struct tier_ops tier_memcached_ops = {
@@ -658,6 +694,10 @@ const struct tier_ops tier_memcached_ops = {
     .put = mct_put,
     .forget = mct_forget,
     .close = mct_close,
+    .map_lookup = mct_map_lookup,
+    .map_put = mct_map_put,
+    .map_ready = mct_map_ready,
+    .flush = mct_flush,
 };
 
 static int check_config(const struct tier_memcached_config *c, struct tier_memcached_config *out)
@@ -737,7 +777,8 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     m->nworkers = c.lookup_threads;
     m->workers = calloc(m->nworkers, sizeof *m->workers);
     m->inl = calloc(INLINE_SLOTS, sizeof *m->inl);
-    if (!m->slots || !m->data || !m->workers || !m->inl) {
+    if (!m->slots || !m->data || !m->workers || !m->inl ||
+        mc_map_open(&m->ring, c.timeout_ms, 0, &m->map) < 0) {
         m->nworkers = 0;
         mct_close(&m->t);
         return -ENOMEM;

@@ -93,4 +93,10 @@ void tier_memcached_key(const struct fpkey *k, char out[TIER_MEMCACHED_KEY_LEN +
  * now; -1 if none is live. */
 int tier_memcached_server_of(struct tier *t, const struct fpkey *k);
 
+/* The tier's shared block -> key map (cluster/memcached_map.h), and the
+ * cluster's secret that authenticates its entries (32 bytes; the etcd
+ * membership gives it). Without a secret the map is off. */
+struct mc_map *tier_memcached_map(struct tier *t);
+void tier_memcached_set_map_secret(struct tier *t, const uint8_t *secret);
+
 #endif

@@ -422,6 +422,16 @@ bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *t
     return known && stripe_unchanged(s, tk->t[si], key);
 }
 
+void dir_remember(struct dir *d, uint64_t blk, const struct fpkey *fp)
+{
+    uint32_t si = dir_si(d, blk);
+    struct stripe *s = &d->stripes[si];
+    uint32_t key = key_of(d, blk);
+    LOCK_GUARD(&s->lock);
+    if (!find_locked(s, key))
+        rremember_locked(d, si, key, fp);
+}
+
 void dir_tickets_reset(struct dir_tickets *tk)
 {
     memset(tk->touched, 0, sizeof tk->touched);

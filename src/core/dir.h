@@ -154,6 +154,10 @@ void dir_read_ticket(struct dir *d, uint64_t blk, struct dir_tickets *tk);
  * tickets caches it only if that still holds. */
 bool dir_remembered_key(struct dir *d, uint64_t blk, const struct dir_tickets *tk,
                         struct fpkey *fp);
+/* Seed a remembered key for blk (a volume that moved here: core/vol_move.c),
+ * unless the block has a cell; within the budget. Only before any I/O on
+ * the volume: it takes no ticket, so a change in flight could be undone. */
+void dir_remember(struct dir *d, uint64_t blk, const struct fpkey *fp);
 /* Write side (write, trim, zero): begin before the back end, end after it
  * answered and before the reply. end returns true if the block may still
  * be installed (nothing else touched its stripe since our begin). */

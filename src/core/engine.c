@@ -5,6 +5,7 @@
 #include "core/engine.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "core/tier.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
+#include "core/vol_move.h"
 
 struct engine {
     struct store *store;
@@ -271,6 +273,13 @@ int engine_add_volume(struct engine *e, const struct volume_config *cfg)
     int r = volume_open(&env, cfg, &v);
     if (r < 0)
         return r;
+    if (cfg->import_map) {
+        /* Before anyone can reach it: the seeded keys take no tickets. */
+        uint64_t n = 0;
+        if (volume_map_import(v, cfg->import_map, &n) == 0)
+            log_info(core, "volume %s: %" PRIu64 " block keys loaded from the cluster's map",
+                     cfg->name, n);
+    }
     return add_opened(e, v);
 }
 
@@ -446,6 +455,9 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
         out->tier_timeouts += STAT_LOAD(c->timeouts);
         out->tier_errors += STAT_LOAD(c->errors);
         out->tier_puts += STAT_LOAD(c->puts);
+        out->map_lookups += STAT_LOAD(c->map_lookups);
+        out->map_hits += STAT_LOAD(c->map_hits);
+        out->map_puts += STAT_LOAD(c->map_puts);
     }
     out->evictions = ss.evictions;
     out->inserts = ss.inserts;

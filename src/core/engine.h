@@ -23,6 +23,7 @@ struct volume;
 struct store;
 
 struct tier;
+struct tier_map_id;
 
 struct engine_config {
     uint64_t cache_bytes; /* --cache-size */
@@ -59,6 +60,10 @@ struct volume_config {
      * end (VOL_READAHEAD_REMOTE over the network, off for local files and
      * devices), -1 = off. */
     int32_t readahead;
+    /* A volume handed over by another node (core/vol_move.h): its
+     * directory's keys, published under this map identity, are loaded as
+     * remembered blocks before the volume is registered. NULL: none. */
+    const struct tier_map_id *import_map;
 };
 
 #define VOL_READAHEAD_REMOTE (64 * 1024)
@@ -107,6 +112,9 @@ struct vol_block_limits {
     uint32_t min, preferred, max;
 };
 void volume_block_limits(const struct volume *v, struct vol_block_limits *out);
+/* The back end's spec as given (a path or URI): what a node that takes
+ * the volume over opens. */
+const char *volume_backing_spec(const struct volume *v);
 /* Human description of the back end ("file /var/lib/x.img", "nbd nbd://h/e"). */
 void volume_describe_backend(const struct volume *v, char *buf, size_t len);
 

@@ -8,20 +8,23 @@
 #include "core/fingerprint.h"
 #include "core/store.h"
 #include "core/tier.h"
+#include "core/vol_map.h"
 #include "core/volume.h"
 #include "core/vol_mrc.h"
 
-static void install(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
-                    struct dir_tickets *tk)
+/* Returns dir_install's answer (DIR_REFUSED when not stored either). */
+static int install(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
+                   struct dir_tickets *tk)
 {
     struct store_ref ref;
     if (store_get_or_insert_key(v->store, fp, data, &ref) < 0)
-        return; /* no room or too many references: stays a miss */
+        return DIR_REFUSED; /* no room or too many references: stays a miss */
     int r = dir_install(v->dir, blk, tk, dir_val(ref));
     if (r == DIR_REFUSED)
         STAT_ADD(v->c.insert_races, 1);
     if (r != DIR_HELD)
         store_unref(v->store, ref);
+    return r;
 }
 
 void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
@@ -41,13 +44,18 @@ void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir
             vol_mrc_zero_reads(v, 1);
         if (dir_install(v->dir, blk, tk, DIR_ZERO) == DIR_REFUSED)
             STAT_ADD(v->c.insert_races, 1);
+        else if (flags & INSTALL_TIERS)
+            vol_map_publish(v, blk, vol_map_zero_key());
         return;
     }
     struct fp full;
     if (fp_compute(data, &full) < 0)
         return;
     struct fpkey fp = fpkey_of(&full);
-    install(v, blk, data, &fp, tk);
+    /* The map learns only what the race rule let in: content fetched
+     * before a change (an invalidate) must not be published as current. */
+    if (install(v, blk, data, &fp, tk) != DIR_REFUSED && (flags & INSTALL_TIERS))
+        vol_map_publish(v, blk, &fp);
     vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), flags & INSTALL_READ ? MRC_READ : MRC_WRITE);
     if (flags & INSTALL_READ)
         vol_mrc_reads(v, 1);

@@ -48,14 +48,22 @@ struct vol_scratch {
     size_t ra_buf_len;
     uint64_t ra_first;
     uint32_t ra_nb;
-    /* Blocks served by key, installed in finish (vol_key.c). */
-    unsigned nkeyed;
-    struct vol_keyed kd[TIER_BATCH_MAX];
+    /* Blocks served by key, installed in finish (vol_key.c): kd_small,
+     * or, once a read longer than TIER_BATCH_MAX blocks had keys, room
+     * for SPAN_BLOCKS_MAX allocated then (kd_cap). */
+    unsigned nkeyed, kd_cap;
+    struct vol_keyed *kd;
+    struct vol_keyed kd_small[TIER_BATCH_MAX];
     /* One tier lookup's batch. */
     struct tier_req treq;
     struct fpkey tkeys[TIER_BATCH_MAX];
     uint8_t *tbufs[TIER_BATCH_MAX];
     uint32_t tkd[TIER_BATCH_MAX]; /* index in kd[] of each batch entry */
+    /* Keys of the request's first TIER_BATCH_MAX blocks, from the
+     * directory or the cluster's map (vol_key.c), valid where `haskey`. */
+    struct fpkey bkeys[TIER_BATCH_MAX];
+    uint64_t haskey[TIER_BATCH_MAX / 64];
+    uint64_t mapfound[TIER_BATCH_MAX / 64];
     /* A copy (vol_copy): the source blocks' directory values, by block of
      * the write, so finish can share the source's content instead of
      * hashing the data again (allocated on first use). */

@@ -75,6 +75,10 @@
     X(tier_timeouts, STAT_COUNTER, "lookups", "Tier lookups given up after the tier's timeout")    \
     X(tier_errors, STAT_COUNTER, "lookups", "Tier lookups that failed")                            \
     X(tier_puts, STAT_COUNTER, "blocks", "Blocks offered to tiers after a back end read")          \
+    X(map_lookups, STAT_COUNTER, "lookups",                                                        \
+      "Lookups in the cluster's shared block -> key map of read-only volumes")                    \
+    X(map_hits, STAT_COUNTER, "blocks", "Block keys the cluster's map gave")                       \
+    X(map_puts, STAT_COUNTER, "blocks", "Block keys offered to the cluster's map")                 \
     X(evictions, STAT_COUNTER, "blocks", "Contents evicted to make room")                          \
     X(inserts, STAT_COUNTER, "blocks", "Contents added")                                           \
     X(dedup_hits, STAT_COUNTER, "blocks", "Blocks that found their content already held")          \

@@ -119,3 +119,27 @@ void tier_close(struct tier *t)
     if (t)
         t->ops->close(t);
 }
+
+int tier_map_lookup(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
+                    struct fpkey *keys, uint64_t *found)
+{
+    if (!t->ops->map_lookup)
+        return -ENOTSUP;
+    if (n == 0 || n > TIER_BATCH_MAX)
+        return -EINVAL;
+    memset(found, 0, DIV_ROUND_UP(n, 64) * sizeof *found);
+    STAT_ADD(t->c.map_lookups, 1);
+    int r = t->ops->map_lookup(t, id, first, n, keys, found);
+    if (r > 0)
+        STAT_ADD(t->c.map_hits, (uint64_t)r);
+    return r;
+}
+
+void tier_map_put(struct tier *t, const struct tier_map_id *id, uint64_t blk,
+                  const struct fpkey *key)
+{
+    if (!t->ops->map_put)
+        return;
+    STAT_ADD(t->c.map_puts, 1);
+    t->ops->map_put(t, id, blk, key);
+}

@@ -71,6 +71,16 @@ static inline bool tier_req_found(const struct tier_req *r, unsigned i)
     return bitmap_test(r->found, i);
 }
 
+/* The cluster's shared map of read-only volumes: block -> content key,
+ * under the volume's cluster identity (core/vol_map.h), so that a node that
+ * never read a gold image still finds its blocks in the tier by key. An
+ * entry is a hint: the block it leads to is verified against the key like
+ * any other, so a wrong or stale entry costs a lookup, never data. */
+#define TIER_MAP_ID_SIZE 16
+struct tier_map_id {
+    uint8_t b[TIER_MAP_ID_SIZE];
+};
+
 struct tier_ops {
     const char *name;
     void (*lookup)(struct tier *t, struct tier_req *r);
@@ -78,6 +88,22 @@ struct tier_ops {
     void (*put)(struct tier *t, const struct fpkey *key, const void *block);
     void (*forget)(struct tier *t, const struct fpkey *key);
     void (*close)(struct tier *t);
+    /* Optional (NULL: the tier keeps no map). map_lookup: the keys of
+     * blocks [first, first+n) (n <= TIER_BATCH_MAX) of the volume `id`
+     * that the map knows, into keys[i] with bit i of found[] set; waits at
+     * most the tier's timeout_ms, on the caller's thread. Returns how many
+     * were found, or a negative errno (none). map_put: record that block
+     * blk holds content `key`; queued, never blocks, may be dropped. */
+    int (*map_lookup)(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
+                      struct fpkey *keys, uint64_t *found);
+    void (*map_put)(struct tier *t, const struct tier_map_id *id, uint64_t blk,
+                    const struct fpkey *key);
+    /* Optional: false while the map cannot be used yet (the memcached
+     * tier waits for the cluster's secret); NULL: always ready. */
+    bool (*map_ready)(struct tier *t);
+    /* Optional: wait until the puts and map puts queued before the call
+     * were sent: 0 or -ETIMEDOUT (a volume handed to another node). */
+    int (*flush)(struct tier *t, uint32_t timeout_ms);
 };
 
 /* Per-tier counters (relaxed atomics). */
@@ -89,6 +115,9 @@ struct tier_counters {
     uint64_t timeouts; /* lookups given up after timeout_ms */
     uint64_t errors;   /* lookups that failed */
     uint64_t puts;
+    uint64_t map_lookups; /* map lookups (one per request at most) */
+    uint64_t map_hits;    /* block keys the map gave */
+    uint64_t map_puts;    /* block keys offered to the map */
 };
 
 struct tier {
@@ -110,5 +139,16 @@ int tier_lookup(struct tier *t, struct tier_req *r);
 void tier_put(struct tier *t, const struct fpkey *key, const void *block);
 
 void tier_close(struct tier *t);
+
+/* The map ops through the counters; tier_map_lookup returns -ENOTSUP for a
+ * tier without a map. */
+static inline bool tier_has_map(struct tier *t)
+{
+    return t->ops->map_lookup && (!t->ops->map_ready || t->ops->map_ready(t));
+}
+int tier_map_lookup(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
+                    struct fpkey *keys, uint64_t *found);
+void tier_map_put(struct tier *t, const struct tier_map_id *id, uint64_t blk,
+                  const struct fpkey *key);
 
 #endif

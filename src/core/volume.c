@@ -26,8 +26,11 @@
 struct vol_scratch *vol_scratch_new(void)
 {
     struct vol_scratch *s = calloc(1, sizeof(struct vol_scratch));
-    if (s)
+    if (s) {
         tier_req_init(&s->treq);
+        s->kd = s->kd_small;
+        s->kd_cap = TIER_BATCH_MAX;
+    }
     return s;
 }
 
@@ -47,6 +50,8 @@ void vol_scratch_free(struct vol_scratch *s)
         return;
     tier_req_destroy(&s->treq);
     ra_release(s);
+    if (s->kd != s->kd_small)
+        free(s->kd);
     free(s->copy_vals);
     free(s);
 }
@@ -450,9 +455,12 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
             dir_tickets_reset(&scratch->tk);
         }
         todo_set(scratch, i);
-        /* Remembered, or evicted (its key may still be known). */
+        /* Remembered, or evicted (its key may still be known); a block
+         * the directory knows nothing of may be in the cluster's map. */
         if (val) {
             bitmap_set(scratch->keyed, i);
+            any_keyed = true;
+        } else if (__atomic_load_n(&v->map_tier, __ATOMIC_RELAXED)) {
             any_keyed = true;
         }
         miss_bytes += n;

@@ -14,6 +14,7 @@
 #include "core/engine.h"
 #include "core/mrc.h"
 #include "core/stats_list.h"
+#include "core/tier.h"
 
 struct backend;
 struct dir;
@@ -45,6 +46,11 @@ struct volume {
     unsigned ra_next;                    /* atomic: the next stream slot to reuse */
     struct tier *const *tiers;           /* the engine's, asked by key after the store */
     unsigned ntiers;
+    /* The cluster's shared map (core/vol_map.h): the tier that keeps it
+     * (atomic; NULL: this volume takes no part) and the identity. */
+    struct tier *map_tier;
+    struct tier_map_id map_id;
+    int fenced; /* atomic: writes fenced for a move (core/vol_move.h) */
     struct workq *wq;    /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */

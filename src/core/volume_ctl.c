@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "core/block.h"
 #include "core/dir.h"
+#include "core/vol_map.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 
@@ -63,6 +64,7 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     v->ntiers = env->ntiers;
     v->wq = env->wq;
     v->gmrc = env->mrc;
+    vol_map_setup(v);
     /* Without memory for its curve a volume still serves: no curve. */
     if (env->policy && mrc_create(env->policy, env->cache_blocks, VOLUME_MRC_ENTRIES, &v->mrc) < 0)
         v->mrc = NULL;
@@ -132,7 +134,7 @@ uint64_t volume_size(const struct volume *v)
 }
 bool volume_readonly(const struct volume *v)
 {
-    return v->readonly;
+    return __atomic_load_n(&v->readonly, __ATOMIC_ACQUIRE); /* a move may fence it */
 }
 bool volume_enabled(const struct volume *v)
 {
@@ -143,6 +145,11 @@ void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
     out->min = v->be->min_block > 1 ? v->be->min_block : 1;
     out->preferred = MAX(BLOCK_SIZE, out->min);
     out->max = VOL_MAX_IO;
+}
+
+const char *volume_backing_spec(const struct volume *v)
+{
+    return v->be->spec ? v->be->spec : "";
 }
 
 void volume_describe_backend(const struct volume *v, char *buf, size_t len)
@@ -177,6 +184,9 @@ int volume_invalidate(struct volume *v, uint64_t offset, uint64_t length)
     uint64_t first = block_of(offset);
     uint64_t last = block_of(offset + length - 1);
     dir_invalidate(v->dir, first, last - first + 1);
+    /* An out-of-band change of a read-only image gave it a new mtime: its
+     * map entries are under a new identity from now on. */
+    vol_map_setup(v);
     log_info(core, "volume %s: invalidated [%llu, +%llu)", v->name, (unsigned long long)offset,
              (unsigned long long)length);
     return 0;

@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "cluster/membership.h"
 #include "cluster/memcached.h"
+#include "daemon/move.h"
 #include "common/bufpool.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -325,13 +326,16 @@ int main(int argc, char **argv)
     }
 
     struct mgmt *mgmt = NULL;
+    /* Warm moves: volumes handed to this node are adopted from now on. */
+    struct mgmt_hooks hooks = persist_hooks(state, reloader);
+    move_setup(engine, &hooks, o->nbacking_dirs ? (const char *const *)o->backing_dirs : NULL);
     if (strcmp(o->http, "off") != 0) {
         struct mgmt_config mc = {
             .listen = o->http,
             .token = token,
             .tls_certificates = o->http_tls_certificates,
             .backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL,
-            .hooks = persist_hooks(state, reloader),
+            .hooks = hooks,
             .memcached = mc_tier,
         };
         r = mgmt_start(engine, &mc, &mgmt);
@@ -414,6 +418,7 @@ int main(int argc, char **argv)
     for (unsigned i = daemon_nfrontends; i-- > 0;)
         daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
+    move_stop();
     reloader_free(reloader);
     /* Revokes the lease: this node's volumes are free for others at once. */
     cluster_stop();

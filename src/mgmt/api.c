@@ -20,6 +20,7 @@
  *   POST   /api/v1/volumes/NAME/invalidate    {"offset"?, "length"?}
  *   POST   /api/v1/volumes/NAME/prefetch      {"offset"?, "length"?}; 409 when disabled
  *   GET    /api/v1/volumes/NAME/prefetch      progress
+ *   POST   /api/v1/volumes/NAME/move          {"to": NODE}: a warm move (daemon/move.h)
  *   POST   /api/v1/reload                     re-read the config file (daemon/reload.h)
  *   GET    /api/v1/cluster, POST /api/v1/cluster/memcached,
  *   DELETE /api/v1/cluster/memcached/HOST:PORT  (api_cluster.h)
@@ -568,6 +569,33 @@ static void h_volume_remove(struct mgmt *m, const struct mgmt_req *req, struct m
         reply_empty(rep, 204);
 }
 
+/* A warm move: the daemon fences, publishes, hands over and removes
+ * (daemon/move.c). */
+static void h_volume_move(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep)
+{
+    static const char *const keys[] = {"to", NULL};
+    _cleanup_json_ json_t *body = body_object(req, rep, false);
+    const char *to;
+    if (!body || !only_keys(body, keys, rep) || !get_string(body, "to", &to, rep))
+        return;
+    if (!m->hooks.move) {
+        reply_error(rep, 409, "this node cannot move volumes (not in a cluster)");
+        return;
+    }
+    json_t *report = NULL;
+    char err[1024] = "";
+    int r = m->hooks.move(m->hooks.opaque, req->name, to, &report, err, sizeof err);
+    if (r < 0) {
+        unsigned st = r == -ENOENT                  ? 404
+                      : r == -EROFS || r == -EINVAL ? 400
+                      : r == -ENOTCONN              ? 409
+                                                    : 503;
+        reply_error(rep, st, "%s", err[0] ? err : strerror(-r));
+        return;
+    }
+    reply_json(rep, 200, report);
+}
+
 static void set_enabled(struct mgmt *m, const struct mgmt_req *req, struct mgmt_reply *rep, bool on)
 {
     _cleanup_volume_ struct volume *v = path_volume(m, req, rep);
@@ -731,6 +759,7 @@ static const struct route routes[] = {
     {"/api/v1/volumes/*/disable", MGMT_POST, h_disable},
     {"/api/v1/volumes/*/invalidate", MGMT_POST, h_invalidate},
     {"/api/v1/volumes/*/prefetch", MGMT_POST, h_prefetch_start},
+    {"/api/v1/volumes/*/move", MGMT_POST, h_volume_move},
     {"/api/v1/volumes/*/prefetch", MGMT_GET, h_prefetch_status},
     {"/api/v1/reload", MGMT_POST, h_reload},
     {"/api/v1/cluster", MGMT_GET, api_cluster_get},

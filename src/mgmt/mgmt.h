@@ -43,6 +43,14 @@ struct mgmt_hooks {
      * err when nothing was changed (-EINVAL: the file is wrong,
      * -ENOENT: no config file). */
     int (*reload)(void *opaque, struct json_t **report, char *err, size_t errlen);
+    /* POST /api/v1/volumes/NAME/move {"to": NODE}: hand the volume to
+     * another node of the cluster (a warm move, docs/cluster.md). 0 with
+     * *report (reference passed on); -errno with one line in err:
+     * -ENOENT (no such volume or node), -EROFS (read-only: nothing to
+     * move), -EINVAL (bad target), -ENOTCONN (not in a cluster), else the
+     * cluster's error. */
+    int (*move)(void *opaque, const char *name, const char *to, struct json_t **report, char *err,
+                size_t errlen);
 };
 
 struct mgmt_config {

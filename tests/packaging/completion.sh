@@ -80,7 +80,8 @@ conn="--url $URL --token-file $API_TOKEN_FILE"
 for m in "${modes[@]}"; do
     expect "$m" "shoalctl " stats volumes volume enable disable invalidate prefetch cache mrc cluster reload top version help
     expect "$m" "shoalctl vol" volumes volume
-    expect "$m" "shoalctl volume " add remove
+    expect "$m" "shoalctl volume " add move remove
+    expect "$m" "shoalctl volume move x --t" --to --token-file
     expect "$m" "shoalctl cache " resize
     expect "$m" "shoalctl cluster " status add remove
     expect "$m" "shoalctl stats --j" --json

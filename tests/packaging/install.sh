@@ -34,6 +34,7 @@ want=(
     "$bindir/shoald" "$bindir/shoalctl"
     "$sysconfdir/shoal/shoald.conf"
     "$datadir/doc/shoal/examples/shoald.conf"
+    "$datadir/doc/shoal/examples/libvirt-qemu-hook"
 )
 if [ -s "$BUILDDIR/docs/man/shoald.8" ]; then
     want+=("$mandir/man8/shoald.8" "$mandir/man8/shoalctl.8" "$mandir/man5/shoald.conf.5")
@@ -58,6 +59,8 @@ extra=$(printf '%s\n' "${want[@]}" "$unit" "$sysusers" "$compl" "$bindir/shoal-r
 grep -qxF "ExecStart=$bindir/shoald -f -c $sysconfdir/shoal/shoald.conf" "$DEST$unit" ||
     fail "the installed unit's ExecStart: $(grep ExecStart= "$DEST$unit")"
 cmp -s "$DEST$sysconfdir/shoal/shoald.conf" "$SRCDIR/dist/shoald.conf" || fail "installed sample differs"
+cmp -s "$DEST$datadir/doc/shoal/examples/libvirt-qemu-hook" "$SRCDIR/contrib/libvirt/qemu" ||
+    fail "installed libvirt hook differs"
 cmp -s "$DEST$compl" "$SRCDIR/dist/completion/shoalctl" || fail "installed completion differs"
 grep -qE '^u shoal ' "$DEST$sysusers" || fail "sysusers.d file does not create the shoal user"
 log "installed $(wc -l <"$T/got") files under prefix $prefix (unit in $(dirname "$unit"))"

@@ -872,6 +872,11 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
             ret = hr;
             break;
         }
+        /* A volume removed with force (moved to another node, say): end
+         * the connection once what it sent is answered, so the volume and
+         * its back end (the image's lock) go with it. */
+        if (volume_defunct(c->v))
+            break;
         if (c->batch_n >= BATCH_MAX || c->batch_bytes >= BATCH_BYTES)
             flush_batch(c);
     }

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Issue 11, test (e): a warm volume move. Two nodes in network namespaces
+# (netns_lib.sh); vol, a file on the shared directory, is served
+# read-write by node A, read twice (with writes between) and then moved
+# with `shoalctl volume move vol --to B`:
+# - A stops serving it and B serves it read-write (etcd names B);
+# - B's first pass, every byte compared with what was written, has a hit
+#   ratio >= 0.9 of A's second pass, and reads nothing from the back end:
+#   every block was cached on A, and B finds them by the keys A published,
+#   in memcached;
+# - a write through B lands in the file; A's old export is gone;
+# - contrib/libvirt/qemu, run as libvirt runs it on a migration's
+#   destination (A), moves vol back, warm again.
+# Root only; exits 77 without namespaces, etcd, memcached or nbdcopy.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+need nbdcopy cmp
+need_python_nbd
+# shellcheck source-path=SCRIPTDIR source=netns_lib.sh
+source "$(dirname "$0")/netns_lib.sh"
+need memcached memcstat jq curl
+netns_init 2
+netns_etcd
+
+MIB=$((1 << 20))
+SIZE=$((16 * MIB))
+random_file "$T/vol.img" "$SIZE"
+dd if=/dev/zero of="$T/vol.img" bs=1M seek=4 count=1 conv=notrunc status=none
+cp "$T/vol.img" "$T/expect.img"
+netns_shoald 1 A -m 64M "vol=$T/vol.img"
+netns_shoald 2 B -m 64M
+for i in 1 2; do
+    wait_ring "$i" 10.77.0.11:11211,10.77.0.12:11211
+done
+
+vstat_n() { # I FIELD: vol's stat on node I
+    nctl "$1" stats --json | jq -er ".volumes[] | select(.name==\"vol\") | .$2"
+}
+read_pass() { # I: read vol through node I and compare
+    nbdcopy "$(uri vol "$T/n$1.sock")" "$T/pass.out" || fail "read vol through node $1"
+    cmp "$T/pass.out" "$T/expect.img" || fail "vol through node $1 differs"
+}
+
+read_pass 1
+# Writes on A: installed in its cache, not in memcached until the move.
+nbdsh -u "$(uri vol "$T/n1.sock")" -c "
+h.pwrite(b'\x5a' * (1 << 20), 9 << 20)
+h.pwrite(b'\x00' * 65536, 2 << 20)
+h.flush()
+" || fail "write through A"
+"$PY" - "$T/expect.img" <<'PY'
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(9 << 20); f.write(b'\x5a' * (1 << 20))
+    f.seek(2 << 20); f.write(bytes(65536))
+PY
+rb0=$(vstat_n 1 read_bytes) hb0=$(vstat_n 1 read_hit_bytes)
+read_pass 1
+rb1=$(vstat_n 1 read_bytes) hb1=$(vstat_n 1 read_hit_bytes)
+before=$("$PY" -c "print(($hb1 - $hb0) / ($rb1 - $rb0))")
+log "A's second pass: hit ratio $before"
+
+out=$(nctl 1 volume move vol --to B) || fail "volume move vol --to B"
+log "$out"
+assert_contains "$out" "volume vol moved to node B"
+on_b() { nctl 2 volumes --json | jq -e '.[] | select(.name == "vol")' >/dev/null; }
+wait_for 20 on_b || fail "B does not serve vol after the move"
+assert_eq "$(nctl 1 volumes --json | jq '[.[] | select(.name == "vol")] | length')" 0 \
+    "volumes named vol on A after the move"
+owner() { nctl 2 cluster status --json | jq -r '.owners[] | select(.volume == "vol") | .node'; }
+assert_eq "$(owner)" B "vol's owner in etcd"
+grep -q "block keys loaded from the cluster's map" "$T/shoald2.log" ||
+    fail "B did not load vol's keys"
+
+read_pass 2
+rb=$(vstat_n 2 read_bytes) hb=$(vstat_n 2 read_hit_bytes) be=$(vstat_n 2 backend_read_bytes)
+th=$(vstat_n 2 tier_hit_blocks)
+after=$("$PY" -c "print($hb / $rb)")
+log "B's first pass: hit ratio $after ($th blocks from memcached, $be bytes from the back end)"
+"$PY" -c "import sys; sys.exit(0 if $after >= 0.9 * $before else 1)" ||
+    fail "hit ratio after the move $after < 0.9 x $before"
+assert_eq "$be" 0 "back end bytes read by B for blocks A had cached"
+
+# B writes; A's export is gone.
+nbdsh -u "$(uri vol "$T/n2.sock")" -c "
+h.pwrite(b'\xc3' * 4096, 12 << 20)
+h.flush()
+" || fail "write through B"
+"$PY" - "$T/expect.img" <<'PY'
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(12 << 20); f.write(b'\xc3' * 4096)
+PY
+cmp "$T/vol.img" "$T/expect.img" || fail "the file after B's write"
+if nbdsh -u "$(uri vol "$T/n1.sock")" -c 'h.pread(4096, 0)' 2>/dev/null; then
+    fail "A still serves vol after the move"
+fi
+
+# Back to A through the libvirt hook, as libvirt runs it on the
+# destination of a migration: `qemu DOMAIN migrate begin -`, the domain's
+# XML on stdin; the read-only gold in the overlay's backing chain has no
+# owner and stays.
+cat >"$T/dom.xml" <<XML
+<domain type='kvm'>
+  <name>vm1</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw' cache='none' error_policy='stop' rerror_policy='stop'/>
+      <source protocol='nbd' name='vol'>
+        <host transport='unix' socket='$T/n2.sock'/>
+      </source>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$T/overlay.qcow2'/>
+      <backingStore type='network'>
+        <format type='raw'/>
+        <source protocol='nbd' name='gold'>
+          <host transport='unix' socket='$T/n2.sock'/>
+        </source>
+        <backingStore/>
+      </backingStore>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+XML
+if command -v virt-xml-validate >/dev/null 2>&1; then
+    virt-xml-validate "$T/dom.xml" domain >/dev/null 2>&1 || fail "the test's domain XML is not valid"
+fi
+hook_out=$(SHOALCTL="$SHOALCTL" SHOAL_URL=http://10.77.0.11:10810 SHOAL_TOKEN_FILE="$T/token" \
+    in_ns 1 "$SRCDIR/contrib/libvirt/qemu" vm1 migrate begin - <"$T/dom.xml" 2>&1) ||
+    fail "the libvirt hook failed: $hook_out"
+log "hook: $hook_out"
+assert_contains "$hook_out" "volume vol moved to node A"
+on_a() { nctl 1 volumes --json | jq -e '.[] | select(.name == "vol")' >/dev/null; }
+wait_for 20 on_a || fail "A does not serve vol after the hook's move"
+assert_eq "$(owner)" A "vol's owner in etcd after the hook"
+be0=$(vstat_n 1 backend_read_bytes)
+read_pass 1
+be1=$(vstat_n 1 backend_read_bytes)
+log "A after moving back: $((be1 - be0)) bytes from the back end"
+assert_eq "$((be1 - be0))" 0 "back end bytes read by A after moving back"
+for i in 1 2; do
+    stop_daemon "${NODE_PID[i]}" TERM
+done
+log PASS
