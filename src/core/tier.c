@@ -30,9 +30,17 @@ void tier_req_destroy(struct tier_req *r)
 
 void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
 {
+    /* Unlocked: the caller leaves keys[] alone until tier_lookup returns,
+     * which is after cancel, and a tier delivers only until cancel
+     * returns (tier.h). */
+    bool ok = i < r->n && fpkey_verify(&r->keys[i], block);
     LOCK_GUARD(&r->lock);
     if (!r->open || i >= r->n)
         return;
+    if (!ok) {
+        r->corrupt++;
+        return;
+    }
     memcpy(r->bufs[i], block, BLOCK_SIZE);
     bitmap_set(r->found, i);
 }
@@ -64,6 +72,7 @@ int tier_lookup(struct tier *t, struct tier_req *r)
         LOCK_GUARD(&r->lock);
         memset(r->found, 0, sizeof r->found);
         r->status = 0;
+        r->corrupt = 0;
         r->done = false;
         r->open = true;
     }
@@ -93,17 +102,11 @@ int tier_lookup(struct tier *t, struct tier_req *r)
         memset(r->found, 0, sizeof r->found);
         return r->status;
     }
+    /* Every found block was checked when it was delivered. */
+    STAT_ADD(t->c.corrupt, r->corrupt);
     int usable = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        if (!tier_req_found(r, i))
-            continue;
-        if (!fpkey_verify(&r->keys[i], r->bufs[i])) {
-            bitmap_clear(r->found, i);
-            STAT_ADD(t->c.corrupt, 1);
-            continue;
-        }
-        usable++;
-    }
+    for (unsigned i = 0; i < r->n; i++)
+        usable += tier_req_found(r, i);
     STAT_ADD(t->c.hits, (uint64_t)usable);
     return usable ? usable : (timed_out ? -ETIMEDOUT : 0);
 }

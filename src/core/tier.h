@@ -55,13 +55,19 @@ struct tier_req {
     uint64_t found[TIER_BATCH_MAX / 64];
     int status;
     bool done;
-    bool open; /* accepting deliveries (false once done or cancelled) */
+    bool open;        /* accepting deliveries (false once done or cancelled) */
+    unsigned corrupt; /* deliveries that did not match their key */
 };
 
 void tier_req_init(struct tier_req *r);
 void tier_req_destroy(struct tier_req *r);
 
-/* Tier side: key i was found; copy its BLOCK_SIZE bytes into the request. */
+/* Tier side: key i was found; its BLOCK_SIZE bytes are checked against the
+ * key and, if they match, copied into the request. The check (a SHA-256)
+ * runs on the delivering thread as each block arrives, outside the
+ * request's lock, so it overlaps the network's delivery of the next ones
+ * instead of adding up after the last (a 32-key batch spent ~85 us
+ * checking after its multi-get). */
 void tier_req_deliver(struct tier_req *r, unsigned i, const void *block);
 /* Tier side: the lookup is over (status 0, or a negative errno). */
 void tier_req_done(struct tier_req *r, int status);
