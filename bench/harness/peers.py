@@ -151,6 +151,12 @@ class Shoald(Server):
     def invalidate(self, vol):
         return self._req("POST", "/api/v1/volumes/%s/invalidate" % vol, {})
 
+    def set_enabled(self, vol, on):
+        """Enable or disable acceleration (disabled: reads pass through to
+        the back end, nothing is cached)."""
+        return self._req("POST", "/api/v1/volumes/%s/%s" % (vol, "enable" if on else "disable"),
+                         {})
+
     def rss_bytes(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:

@@ -86,10 +86,15 @@ def _hit(d):
 
 def scenario4_miss_path(ctx, rig):
     """Cold cache over a page-cached file: whole-image nbdcopy passes, shoal
-    invalidated before each of its passes, against nbdkit file and qemu-nbd."""
+    invalidated before each of its passes, against nbdkit file and qemu-nbd.
+    Also shoal with the volume disabled (reads pass through, nothing is
+    fingerprinted or cached): cold / passthrough is the cost of caching
+    itself (SHA-256 and install of every block), which dominates when the
+    back end is as fast as memory, as a page-cached file is; over slower
+    storage the hashing overlaps the back end's waits."""
     cfg, procs = ctx.cfg, ctx.procs
     say("s4: miss path, cold passes over the page-cached file")
-    systems = ["shoal", "nbdkit-file", "qemu-nbd"]
+    systems = ["shoal", "shoal-passthrough", "nbdkit-file", "qemu-nbd"]
     raw = {s: [] for s in systems}
     hit = []
     # Read the file once so it is in the page cache for everyone.
@@ -101,6 +106,13 @@ def scenario4_miss_path(ctx, rig):
                 before = _vol_counters(rig.shoal, "file")
                 secs = clients.nbdcopy_seconds(procs, rig.shoal.uri("file"), name="s4-shoal")
                 hit.append(_hit(_delta(before, _vol_counters(rig.shoal, "file"))))
+            elif s == "shoal-passthrough":
+                rig.shoal.set_enabled("file", False)
+                try:
+                    secs = clients.nbdcopy_seconds(procs, rig.shoal.uri("file"),
+                                                   name="s4-passthrough")
+                finally:
+                    rig.shoal.set_enabled("file", True)
             elif s == "nbdkit-file":
                 secs = clients.nbdcopy_seconds(procs, rig.file.uri(), name="s4-file")
             else:
@@ -115,6 +127,13 @@ def scenario4_miss_path(ctx, rig):
           med["shoal"] / med["nbdkit-file"], "higher", ">=", 0.7, "nbdkit file")
     r.add("s4.cold_throughput_vs_qemu_nbd", 4, "cold-cache throughput / qemu-nbd",
           med["shoal"] / med["qemu-nbd"], "higher", peer="qemu-nbd")
+    r.add("s4.cold_throughput_vs_passthrough", 4,
+          "cold-cache throughput / shoal passthrough (volume disabled)",
+          med["shoal"] / med["shoal-passthrough"], "higher", peer="shoal passthrough",
+          note="the cost of fingerprinting and caching every block")
+    r.add("s4.passthrough_vs_nbdkit_file", 4, "shoal passthrough throughput / nbdkit file",
+          med["shoal-passthrough"] / med["nbdkit-file"], "higher", peer="nbdkit file",
+          note="shoal's data path without caching")
 
 
 def scenarios12_hit_path(ctx, rig):
