@@ -46,6 +46,7 @@ extern const struct evict_ops evict_s3fifo_ops;
 extern const struct evict_ops evict_lru_ops;
 extern const struct evict_ops evict_sieve_ops;
 extern const struct evict_ops evict_arc_ops;
+extern const struct evict_ops evict_wtinylfu_ops;
 
 /* Look a policy up by name ("s3fifo", "lru", "sieve", "arc"); NULL if
  * unknown. */
