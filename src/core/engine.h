@@ -26,7 +26,7 @@ struct tier;
 
 struct engine_config {
     uint64_t cache_bytes; /* --cache-size */
-    const char *policy;   /* eviction policy name ("wtinylfu" default, "lru") */
+    const char *policy;   /* eviction policy name ("s3fifo" default, "lru") */
     /* Blocks whose content left RAM that the directories may remember by
      * key, all volumes together (0: ENGINE_REMEMBER_PER_BLOCK per cache
      * block; each costs about 32 bytes). */

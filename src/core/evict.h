@@ -7,15 +7,11 @@
  * policies need no locking of their own; init and fini run while the store
  * has one owner (store_create, store_destroy), when no lock is needed.
  *
- * Why W-TinyLFU is the default: VM block traffic mixes a hot working set with
- * large one-pass scans (backups, `dd`, antivirus, image copies), loops and
- * boot storms larger than the cache, and writes read back soon. LRU lets a
- * scan flush the hot set and misses every block of a loop; W-TinyLFU admits
- * a block to its main queue only when a frequency sketch says it is used
- * more than the block it would replace, and grows its recency window when
- * refused blocks come back. Its hits cost a sketch update and a bit (no
- * list move). Measured with bench/evict-sim and bench/policy-sim against
- * S3-FIFO, LRU, SIEVE and ARC: bench/README.md, "Policy simulator". */
+ * Why S3-FIFO is the default: VM block traffic mixes a hot working set with
+ * large one-pass scans (backups, `dd`, antivirus, image copies). LRU lets a
+ * scan flush the hot set; S3-FIFO admits new blocks to a small FIFO and only
+ * promotes blocks touched again, and its hits cost one counter update (no
+ * list move). Measured with bench/evict-sim: see the table in evict_s3fifo.c. */
 #ifndef SHOAL_CORE_EVICT_H
 #define SHOAL_CORE_EVICT_H
 
@@ -52,8 +48,8 @@ extern const struct evict_ops evict_sieve_ops;
 extern const struct evict_ops evict_arc_ops;
 extern const struct evict_ops evict_wtinylfu_ops;
 
-/* Look a policy up by name ("wtinylfu", "s3fifo", "lru", "sieve", "arc");
- * the default for NULL or ""; NULL if unknown. */
+/* Look a policy up by name ("s3fifo", "lru", "sieve", "arc"); NULL if
+ * unknown. */
 const struct evict_ops *evict_find(const char *name);
 
 /* Intrusive doubly linked FIFO over entry indexes, shared by the policies. */

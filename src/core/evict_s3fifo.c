@@ -3,11 +3,9 @@
  * (CLOCK-like), and a ghost set remembering fingerprints recently evicted from
  * the small FIFO so that their return goes straight to main.
  *
- * The default until W-TinyLFU (evict_wtinylfu.c; bench/README.md, "Policy
- * simulator", says where S3-FIFO lost and why). Why it was chosen: a
- * one-pass scan (backup, image copy, antivirus) goes through the small FIFO
- * and out without touching the hot set in main, and a hit only bumps a
- * 2-bit counter in the entry (no list move), which keeps the
+ * Why this policy: a one-pass scan (backup, image copy, antivirus) goes
+ * through the small FIFO and out without touching the hot set in main, and a
+ * hit only bumps a 2-bit counter in the entry (no list move), which keeps the
  * hit path's critical section tiny. Measured with `bench/evict-sim` (the real
  * store, cache 4096 blocks, 2M accesses, seed 1; miss ratio, lower is better):
  *

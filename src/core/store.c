@@ -634,7 +634,7 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
     if (blocks == 0)
         return -EINVAL;
     if (!policy)
-        policy = &evict_wtinylfu_ops;
+        policy = &evict_s3fifo_ops;
 
     uint32_t nshards = 1;
     while (nshards < MAX_SHARDS && blocks / (nshards * 2) >= BLOCKS_PER_SHARD_MIN)

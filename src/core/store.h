@@ -104,7 +104,7 @@ struct store_stats {
 };
 
 /* capacity: bytes of content RAM now; max: the most it may grow to with
- * store_resize (0 = capacity). policy: NULL for the default (W-TinyLFU). */
+ * store_resize (0 = capacity). policy: NULL for the default (S3-FIFO). */
 int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy,
                  struct store **out);
 void store_destroy(struct store *s);

@@ -289,7 +289,7 @@ int main(int argc, char **argv)
     int r = engine_create(&ec, &engine);
     if (r < 0) {
         fprintf(stderr, "shoald: cannot create the cache (%s): %s\n",
-                o->policy ? o->policy : "wtinylfu", strerror(-r));
+                o->policy ? o->policy : "s3fifo", strerror(-r));
         cluster_stop(); /* it feeds the tier */
         if (mc_tier)
             tier_close(mc_tier);
@@ -383,7 +383,7 @@ int main(int argc, char **argv)
     char sz[32];
     log_info(main, "shoald %s ready: %u volume(s), cache %s, policy %s", SHOAL_VERSION,
              engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz),
-             o->policy ? o->policy : "wtinylfu");
+             o->policy ? o->policy : "s3fifo");
     if (!o->foreground)
         log_use_syslog("shoald");
     ready(notify_fd, o->foreground);
