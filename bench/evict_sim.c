@@ -1,6 +1,6 @@
 /* evict-sim: replay block workloads through the real content store with
  * each eviction policy and report miss ratios. This is the measurement behind
- * the default policy choice (see src/core/evict_wtinylfu.c).
+ * the default policy choice (bench/README.md, "Policy simulator").
  *
  *   evict-sim [--accesses N] [--cache BLOCKS] [--seed S]
  *             [--workloads LIST] [--policies LIST]          synthetic

@@ -1,6 +1,7 @@
 /* W-TinyLFU eviction with a SIEVE main queue and an adaptive window (after
  * Einziger, Friedman and Manes, "TinyLFU", ACM ToS 2017, and Zhang et al.,
- * NSDI'24): shoal's default.
+ * NSDI'24). Selectable with --policy wtinylfu; not the default: it loses
+ * where blocks are rewritten often (bench/README.md, "Policy simulator").
  *
  * New contents enter a window, a CLOCK queue (a hit sets a bit; a marked
  * entry at the head goes round once more). When the window is full its
