@@ -1,198 +1,185 @@
-/* evict-sim: replay block traces through the real content store with each
- * eviction policy and report miss ratios. This is the measurement behind
- * the default policy choice (see src/core/evict_s3fifo.c).
+/* evict-sim: replay block workloads through the real content store with
+ * each eviction policy and report miss ratios. This is the measurement behind
+ * the default policy choice (bench/README.md, "Policy simulator").
  *
- *   evict-sim [--accesses N] [--cache BLOCKS] [--seed S]    synthetic
+ *   evict-sim [--accesses N] [--cache BLOCKS] [--seed S]
+ *             [--workloads LIST] [--policies LIST]          synthetic
  *   evict-sim --trace FILE [--format F] [--sizes 1%,10%,30%] [--json] ...
  *             a real trace with the daemon's semantics, and Belady's MIN
  *             (bench/sim/, --trace --help for the options)
  *
- * Workloads (block ids; each id is a distinct 4 KiB content):
+ * The synthetic workloads (bench/sim/synth.c) are built as the operations
+ * a trace becomes, so they run with the same semantics and beside MIN:
  *   zipf      Zipf(0.9) over 8192 hot blocks
  *   zipf+scan half Zipf(0.9) hot reads, half a sequential scan over 65536
  *             cold blocks (a backup or image copy running beside the VMs)
  *   loop      a loop over 1.25x the cache (LRU's worst case)
- *   storm     16 clones booting: each clone reads the same 6000-block boot
- *             set in a shuffled order, plus 300 private blocks, in turn */
+ *   storm     16 clones booting from one shared directory: each reads the
+ *             same 6000-block boot set in a shuffled order, plus 300
+ *             private blocks, in turn
+ *   vdi       12 full clones of a gold image (dedup: one content, many
+ *             volumes) booting overlapped, then logging in with writes
+ *   write-mix 59% writes (like the held-out production trace), Zipf and
+ *             sequential, whole and partial writes
+ *   shift     a Zipf hot set that moves every 4x the cache accesses */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
-#include "core/block.h"
 #include "core/evict.h"
-#include "core/fingerprint.h"
-#include "core/store.h"
 #include "sim/sim.h"
+#include "sim/synth.h"
 
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+#define MAX_POLICIES 8
 
-struct zipf {
-    double *cdf;
-    unsigned n;
+static const char *const default_policies = "wtinylfu,s3fifo,lru,sieve,arc";
+
+struct syn_opts {
+    uint64_t accesses, seed;
+    unsigned cache;
+    bool want[SYNTH__COUNT];
+    const struct evict_ops *pols[MAX_POLICIES];
+    unsigned npols;
+    bool opt;
 };
 
-static void zipf_init(struct zipf *z, unsigned n, double s)
+static int parse_workloads(char *s, struct syn_opts *o)
 {
-    z->n = n;
-    z->cdf = malloc(n * sizeof *z->cdf);
-    double sum = 0;
-    for (unsigned i = 0; i < n; i++)
-        sum += 1.0 / pow(i + 1, s);
-    double acc = 0;
-    for (unsigned i = 0; i < n; i++) {
-        acc += 1.0 / pow(i + 1, s) / sum;
-        z->cdf[i] = acc;
+    memset(o->want, 0, sizeof o->want);
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int w = 0;
+        while (w < SYNTH__COUNT && strcmp(synth_names[w], tok) != 0)
+            w++;
+        if (w == SYNTH__COUNT) {
+            fprintf(stderr, "evict-sim: unknown workload '%s'\n", tok);
+            return -EINVAL;
+        }
+        o->want[w] = true;
     }
+    return 0;
 }
 
-static unsigned zipf_next(struct zipf *z)
+static int parse_policies(char *s, struct syn_opts *o)
 {
-    double u = (double)(rnd() >> 11) / 9007199254740992.0;
-    unsigned lo = 0, hi = z->n - 1;
-    while (lo < hi) {
-        unsigned mid = (lo + hi) / 2;
-        if (z->cdf[mid] < u)
-            lo = mid + 1;
-        else
-            hi = mid;
+    o->npols = 0;
+    o->opt = false;
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (strcmp(tok, "opt") == 0) {
+            o->opt = true;
+            continue;
+        }
+        const struct evict_ops *p = evict_find(tok);
+        if (!p || o->npols == MAX_POLICIES) {
+            fprintf(stderr, "evict-sim: unknown policy '%s'\n", tok);
+            return -EINVAL;
+        }
+        o->pols[o->npols++] = p;
     }
-    /* Scatter ranks over ids so popularity is not correlated with id. */
-    return (lo * 2654435761u) % z->n;
+    return o->npols || o->opt ? 0 : -EINVAL;
 }
 
-struct sim {
-    struct store *s;
-    struct store_ref *refs; /* by id */
-    unsigned nids;
-    uint64_t accesses, misses;
-};
-
-static void access_id(struct sim *m, unsigned id)
+static void usage(FILE *f)
 {
-    uint8_t buf[16];
-    m->accesses++;
-    if (store_read(m->s, m->refs[id], buf, 0, sizeof buf) == 0)
-        return;
-    m->misses++;
-    uint8_t blk[BLOCK_SIZE];
-    memset(blk, 0, sizeof blk);
-    memcpy(blk, &id, sizeof id);
-    struct fp fp;
-    fp_compute(blk, &fp);
-    if (store_get_or_insert(m->s, &fp, blk, &m->refs[id]) < 0)
-        m->refs[id] = (struct store_ref){0, 0};
+    fprintf(f, "usage: evict-sim [--accesses N] [--cache BLOCKS] [--seed S]\n"
+               "                 [--workloads LIST] [--policies LIST]\n"
+               "       evict-sim --trace FILE ... (--trace x --help: the options)\n"
+               "workloads: zipf, zipf+scan, loop, storm, vdi, write-mix, shift (default all)\n"
+               "policies: wtinylfu, s3fifo, lru, sieve, arc and opt (Belady's MIN)\n");
 }
 
-enum workload { W_ZIPF, W_ZIPF_SCAN, W_LOOP, W_STORM, W__COUNT };
-static const char *const wname[] = {"zipf", "zipf+scan", "loop", "storm"};
-
-static double run(const struct evict_ops *pol, enum workload w, unsigned cache, uint64_t accesses,
-                  uint64_t seed)
+static int parse(int argc, char **argv, struct syn_opts *o)
 {
-    struct sim m = {0};
-    const unsigned hot = 8192, cold = 65536, boot = 6000, priv = 300, clones = 16;
-    m.nids = hot + cold + boot + clones * priv + 2 * cache + 16;
-    m.refs = calloc(m.nids, sizeof *m.refs);
-    if (store_create((uint64_t)cache * BLOCK_SIZE, 0, pol, &m.s) < 0) {
-        fprintf(stderr, "store_create failed\n");
-        exit(1);
-    }
-    rng_state = seed * 2654435761u + 1;
-    struct zipf z;
-    zipf_init(&z, hot, 0.9);
-    uint64_t scan = 0, loop = 0;
-    unsigned *order = malloc(boot * sizeof *order);
-    for (uint64_t i = 0; i < accesses;) {
-        switch (w) {
-        case W_ZIPF:
-            access_id(&m, zipf_next(&z));
-            i++;
-            break;
-        case W_ZIPF_SCAN:
-            if (rnd() & 1)
-                access_id(&m, zipf_next(&z));
-            else
-                access_id(&m, hot + (unsigned)(scan++ % cold));
-            i++;
-            break;
-        case W_LOOP:
-            access_id(&m, (unsigned)(loop++ % (cache + cache / 4)));
-            i++;
-            break;
-        case W_STORM:
-            for (unsigned c = 0; c < clones && i < accesses; c++) {
-                for (unsigned k = 0; k < boot; k++)
-                    order[k] = k;
-                for (unsigned k = boot - 1; k > 0; k--) {
-                    unsigned j = (unsigned)(rnd() % (k + 1));
-                    unsigned t = order[k];
-                    order[k] = order[j];
-                    order[j] = t;
-                }
-                for (unsigned k = 0; k < boot && i < accesses; k++, i++) {
-                    access_id(&m, hot + cold + order[k]);
-                    if (k % 20 == 0)
-                        access_id(&m, hot + cold + boot + c * priv + (k / 20) % priv);
-                }
-            }
-            break;
-        default:
-            i++;
+    char pols[64];
+    strcpy(pols, default_policies);
+    *o = (struct syn_opts){.accesses = 2000000, .seed = 1, .cache = 4096};
+    for (int w = 0; w < SYNTH__COUNT; w++)
+        o->want[w] = true;
+    if (parse_policies(pols, o) < 0)
+        return -EINVAL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char *end = NULL;
+        if (i + 1 >= argc) {
+            usage(stderr);
+            return -EINVAL;
+        }
+        char *v = argv[++i];
+        errno = 0;
+        if (!strcmp(a, "--accesses"))
+            o->accesses = strtoull(v, &end, 10);
+        else if (!strcmp(a, "--cache"))
+            o->cache = (unsigned)strtoul(v, &end, 10);
+        else if (!strcmp(a, "--seed"))
+            o->seed = strtoull(v, &end, 10);
+        else if (!strcmp(a, "--workloads")) {
+            if (parse_workloads(v, o) < 0)
+                return -EINVAL;
+            continue;
+        } else if (!strcmp(a, "--policies")) {
+            if (parse_policies(v, o) < 0)
+                return -EINVAL;
+            continue;
+        } else {
+            usage(stderr);
+            return -EINVAL;
+        }
+        if (errno || !end || *end || *v == '-' || !*v) {
+            fprintf(stderr, "evict-sim: bad number '%s' for %s\n", v, a);
+            return -EINVAL;
         }
     }
-    double ratio = m.accesses ? (double)m.misses / (double)m.accesses : 0;
-    free(order);
-    free(z.cdf);
-    free(m.refs);
-    store_destroy(m.s);
-    return ratio;
+    if (o->cache == 0 || o->cache > (1u << 24) || o->accesses == 0) {
+        fprintf(stderr, "evict-sim: --cache wants 1 .. 16777216 blocks, --accesses at least 1\n");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    uint64_t accesses = 2000000, seed = 1;
-    unsigned cache = 4096;
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--trace") || !strncmp(argv[i], "--trace=", 8)) {
-            int r = sim_trace_main(argc, argv);
-            return r;
-        }
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--accesses") && i + 1 < argc)
-            accesses = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--cache") && i + 1 < argc)
-            cache = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
-            seed = strtoull(argv[++i], NULL, 10);
-        else {
-            fprintf(stderr, "usage: evict-sim [--accesses N] [--cache BLOCKS] [--seed S]\n"
-                            "       evict-sim --trace FILE ... (--trace x --help: the options)\n");
-            return 2;
-        }
-    }
-    const struct evict_ops *pols[] = {&evict_s3fifo_ops, &evict_lru_ops, &evict_sieve_ops,
-                                      &evict_arc_ops};
-    printf("cache %u blocks, %llu accesses per run, seed %llu\n", cache,
-           (unsigned long long)accesses, (unsigned long long)seed);
+        if (!strcmp(argv[i], "--trace") || !strncmp(argv[i], "--trace=", 8))
+            return sim_trace_main(argc, argv);
+    struct syn_opts o;
+    if (parse(argc, argv, &o) < 0)
+        return 2;
+    printf("cache %u blocks, %llu accesses per run, seed %llu\n", o.cache,
+           (unsigned long long)o.accesses, (unsigned long long)o.seed);
     printf("%-10s", "workload");
-    for (size_t p = 0; p < ARRAY_SIZE(pols); p++)
-        printf(" %10s", pols[p]->name);
+    for (unsigned p = 0; p < o.npols; p++)
+        printf(" %10s", o.pols[p]->name);
+    if (o.opt)
+        printf(" %10s", "opt");
     printf("   (miss ratio, lower is better)\n");
-    for (int w = 0; w < W__COUNT; w++) {
-        printf("%-10s", wname[w]);
-        for (size_t p = 0; p < ARRAY_SIZE(pols); p++)
-            printf(" %10.4f", run(pols[p], (enum workload)w, cache, accesses, seed));
+    for (int w = 0; w < SYNTH__COUNT; w++) {
+        if (!o.want[w])
+            continue;
+        struct sim_ops ops;
+        int r = synth_build((enum synth)w, o.cache, o.accesses, o.seed, &ops);
+        if (r < 0) {
+            fprintf(stderr, "evict-sim: %s: %s\n", synth_names[w], strerror(-r));
+            return 1;
+        }
+        printf("%-10s", synth_names[w]);
+        for (unsigned p = 0; p <= o.npols && r == 0; p++) {
+            struct sim_result res;
+            if (p == o.npols && !o.opt)
+                break;
+            r = p < o.npols ? sim_run_store(&ops, o.pols[p], o.cache, &res)
+                            : sim_run_opt(&ops, o.cache, &res);
+            if (r == 0)
+                printf(" %10.4f",
+                       res.read_bytes ? (double)res.miss_bytes / (double)res.read_bytes : 0.0);
+        }
         printf("\n");
+        fflush(stdout);
+        sim_ops_free(&ops);
+        if (r < 0) {
+            fprintf(stderr, "evict-sim: %s: %s\n", synth_names[w], strerror(-r));
+            return 1;
+        }
     }
     return 0;
 }

@@ -42,7 +42,8 @@ static void usage(FILE *f)
                "                  export); by default each device is its own disk\n"
                "  --sizes LIST    cache sizes, shares of the distinct blocks or block counts\n"
                "                  (default 1%%,10%%,30%%)\n"
-               "  --policies LIST eviction policies and opt (default lru,s3fifo,sieve,arc,opt)\n"
+               "  --policies LIST eviction policies and opt\n"
+               "                  (default wtinylfu,lru,s3fifo,sieve,arc,opt)\n"
                "  --json          print JSON instead of the table\n");
 }
 
@@ -83,7 +84,10 @@ static int parse_policies(char *s, struct topts *o)
         }
         const struct evict_ops *p = evict_find(tok);
         if (!p || o->npols == MAX_POLICIES) {
-            fprintf(stderr, "evict-sim: unknown policy '%s' (lru, s3fifo, sieve, arc, opt)\n", tok);
+            fprintf(stderr,
+                    "evict-sim: unknown policy '%s' (wtinylfu, lru, s3fifo, sieve, arc, "
+                    "opt)\n",
+                    tok);
             return -EINVAL;
         }
         o->pols[o->npols++] = p;
@@ -106,7 +110,7 @@ static int parse(int argc, char **argv, struct topts *o)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    char def_sizes[] = "1%,10%,30%", def_pols[] = "lru,s3fifo,sieve,arc,opt";
+    char def_sizes[] = "1%,10%,30%", def_pols[] = "wtinylfu,lru,s3fifo,sieve,arc,opt";
     if (parse_sizes(def_sizes, o) < 0 || parse_policies(def_pols, o) < 0)
         return -EINVAL;
     o->trace = (struct trace_opts){.format = TRACE_AUTO, .blk_action = 'Q', .max_reports = 10};

@@ -96,7 +96,7 @@ def daemon_miss(d, trace, policy, blocks):
 
 def sim_miss(trace, sizes):
     out = subprocess.run([SIM, "--trace", trace, "--sizes", ",".join(map(str, sizes)),
-                          "--policies", "lru,s3fifo,sieve,arc", "--json"],
+                          "--policies", "wtinylfu,lru,s3fifo,sieve,arc", "--json"],
                          capture_output=True, text=True, check=True, timeout=120)
     return {(r["policy"], r["cache_blocks"]): r["miss_ratio"]
             for r in json.loads(out.stdout)["results"]}
@@ -114,7 +114,7 @@ def main():
             trace = os.path.join(d, "mix.disksim")
             make_trace(trace, 5, writes)
             want = sim_miss(trace, sizes)
-            for pol in ("lru", "s3fifo", "sieve", "arc"):
+            for pol in ("wtinylfu", "lru", "s3fifo", "sieve", "arc"):
                 for blocks in sizes:
                     got = daemon_miss(d, trace, pol, blocks)
                     sim = want[(pol, blocks)]

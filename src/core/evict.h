@@ -46,9 +46,10 @@ extern const struct evict_ops evict_s3fifo_ops;
 extern const struct evict_ops evict_lru_ops;
 extern const struct evict_ops evict_sieve_ops;
 extern const struct evict_ops evict_arc_ops;
+extern const struct evict_ops evict_wtinylfu_ops;
 
-/* Look a policy up by name ("s3fifo", "lru", "sieve", "arc"); NULL if
- * unknown. */
+/* Look a policy up by name ("s3fifo", "lru", "sieve", "arc", "wtinylfu");
+ * the default for NULL or ""; NULL if unknown. */
 const struct evict_ops *evict_find(const char *name);
 
 /* Intrusive doubly linked FIFO over entry indexes, shared by the policies. */

@@ -59,6 +59,7 @@ static void test_find(void **state)
     (void)state;
     assert_ptr_equal(evict_find("sieve"), &evict_sieve_ops);
     assert_ptr_equal(evict_find("arc"), &evict_arc_ops);
+    assert_ptr_equal(evict_find("wtinylfu"), &evict_wtinylfu_ops);
     assert_ptr_equal(evict_find(NULL), &evict_s3fifo_ops); /* the default is unchanged */
     assert_null(evict_find("2q"));
 }
@@ -229,6 +230,12 @@ static void test_store_lru_s3fifo(void **state)
     store_mix("s3fifo");
 }
 
+static void test_store_wtinylfu(void **state)
+{
+    (void)state;
+    store_mix("wtinylfu");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_store_sieve),
         cmocka_unit_test(test_store_arc),
         cmocka_unit_test(test_store_lru_s3fifo),
+        cmocka_unit_test(test_store_wtinylfu),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     return r;

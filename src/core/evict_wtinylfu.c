@@ -1,0 +1,410 @@
+/* W-TinyLFU eviction with a SIEVE main queue and an adaptive window (after
+ * Einziger, Friedman and Manes, "TinyLFU", ACM ToS 2017, and Zhang et al.,
+ * NSDI'24). Selectable with --policy wtinylfu; not the default: it loses
+ * where blocks are rewritten often (bench/README.md, "Policy simulator").
+ *
+ * New contents enter a window, a CLOCK queue (a hit sets a bit; a marked
+ * entry at the head goes round once more). When the window is full its
+ * oldest unmarked entry is a candidate for the main queue, and main's SIEVE
+ * victim is its rival: the candidate gets in only if a count-min sketch says
+ * it was used more than once more often than the victim; the loser is
+ * evicted. So a one-pass scan, whose blocks are seen once, never displaces
+ * anything in main, and a loop or a boot storm larger than the cache keeps a
+ * fixed part of itself instead of cycling everything through (LRU, SIEVE and
+ * ARC miss every block of a loop 1.25x the cache; the margin of one keeps
+ * the sketch's noise from swapping blocks of equal worth).
+ *
+ * The window's size adapts (1% to 99% of the shard): two ghost slices
+ * remember the keys of the last capacity/32 candidates refused and of the
+ * last capacity/32 main victims. A refused key that comes back means a
+ * larger window would have kept it: the window grows by 4 blocks; a main
+ * victim that comes back shrinks it by 4. Recency-bound traffic (a block
+ * written, then read back soon; a hot set that moves) drives the window up
+ * to plain CLOCK; frequency-bound traffic and loops keep it small. The
+ * slices are short so that a loop's returns (after more than a window's
+ * worth of refusals) do not count.
+ *
+ * The sketch counts every insert and hit of a content's key, also of keys
+ * long evicted (a block that comes back has a count), and halves all counts
+ * every 20 x capacity events so old popularity fades. A content several
+ * directory cells map (dedup: clones reading one gold image) is worth more:
+ * its references beyond the first count as uses.
+ *
+ * A hit costs a sketch update and a bit (no list move). Memory, per block of
+ * shard capacity: 8 bytes of sketch (16 four-bit counters a word) and at
+ * most 4 of ghost slices, allocated at init and at a resize, never per I/O.
+ * Per entry: the list links and 2 policy bits. */
+#include "core/evict.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define IN_MAIN 0x1u
+#define VISITED 0x2u
+
+/* Halve the counts after this many events per block of capacity. */
+#define SAMPLE_FACTOR 20u
+/* A candidate needs more than the victim's count plus this. */
+#define ADMIT_MARGIN 1u
+/* The dedup bonus is at most this (a counter's range is 0..15). */
+#define SHARED_BONUS_MAX 8u
+/* Ghost slices: capacity / SLICE_DIV keys each; the window moves by
+ * WIN_STEP blocks per ghost hit. */
+#define SLICE_DIV 32u
+#define WIN_STEP  4u
+
+struct gslot {
+    uint32_t tag, seq;
+};
+
+struct wtlfu {
+    struct store_entry *e;
+    struct evict_list win, main;
+    uint32_t capacity, win_target;
+    uint32_t hand; /* main's SIEVE hand; STORE_NONE: from the oldest */
+    uint64_t *sketch;
+    uint32_t smask; /* words - 1 */
+    uint32_t samples, sample_max;
+    /* Ghost slices of refused candidates (gw) and main victims (gm): a
+     * direct-mapped table each; a slot counts while fewer than `slice`
+     * keys were put after it. */
+    struct gslot *gw, *gm;
+    uint32_t gmask, slice, wseq, mseq;
+};
+
+/* ---- count-min sketch: 4 four-bit counters per key in 4 words ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* Word and nibble of counter j of the key hashed to h. */
+static void slot_of(const struct wtlfu *w, uint64_t h, unsigned j, uint32_t *word, unsigned *shift)
+{
+    uint32_t lo = (uint32_t)h, hi = (uint32_t)(h >> 32) | 1;
+    *word = (lo + j * hi) & w->smask;
+    *shift = (unsigned)((h >> (40 + j * 4)) & 15u) * 4u;
+}
+
+static unsigned sketch_freq(const struct wtlfu *w, uint32_t key)
+{
+    if (!w->sketch)
+        return 0;
+    uint64_t h = mix64(key);
+    unsigned f = 15;
+    for (unsigned j = 0; j < 4; j++) {
+        uint32_t word;
+        unsigned sh;
+        slot_of(w, h, j, &word, &sh);
+        unsigned c = (unsigned)(w->sketch[word] >> sh) & 15u;
+        if (c < f)
+            f = c;
+    }
+    return f;
+}
+
+/* O(sketch words), once per SAMPLE_FACTOR x capacity events. */
+static void sketch_halve(struct wtlfu *w)
+{
+    for (uint32_t i = 0; i <= w->smask; i++)
+        w->sketch[i] = (w->sketch[i] >> 1) & 0x7777777777777777ull;
+    w->samples /= 2;
+}
+
+/* Conservative update: only the counters at the minimum grow, which keeps
+ * a key's estimate from being inflated by its neighbours' traffic. */
+static void sketch_inc(struct wtlfu *w, uint32_t key)
+{
+    if (!w->sketch)
+        return;
+    uint64_t h = mix64(key);
+    unsigned f = sketch_freq(w, key);
+    if (f < 15) {
+        for (unsigned j = 0; j < 4; j++) {
+            uint32_t word;
+            unsigned sh;
+            slot_of(w, h, j, &word, &sh);
+            if (((w->sketch[word] >> sh) & 15u) == f)
+                w->sketch[word] += 1ull << sh;
+        }
+    }
+    if (++w->samples >= w->sample_max)
+        sketch_halve(w);
+}
+
+static uint32_t sketch_words(uint32_t capacity)
+{
+    return (uint32_t)round_up_pow2_u64(capacity < 16 ? 16 : capacity);
+}
+
+static int sketch_alloc(struct wtlfu *w, uint32_t capacity)
+{
+    uint32_t n = sketch_words(capacity);
+    uint64_t *t = calloc(n, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    free(w->sketch);
+    w->sketch = t;
+    w->smask = n - 1;
+    w->samples = 0;
+    return 0;
+}
+
+/* ---- ghost slices ---- */
+
+static uint32_t ghash(uint32_t key)
+{
+    return (uint32_t)(((uint64_t)key * 0x9e3779b97f4a7c15ull) >> 32);
+}
+
+static void ghost_put(struct wtlfu *w, struct gslot *g, uint32_t *seq, uint32_t key)
+{
+    if (g)
+        g[ghash(key) & w->gmask] = (struct gslot){key, ++*seq};
+}
+
+/* Test and forget. A tag collision only moves the window by a step. */
+static bool ghost_take(struct wtlfu *w, struct gslot *g, uint32_t seq, uint32_t key)
+{
+    if (!g)
+        return false;
+    struct gslot *s = &g[ghash(key) & w->gmask];
+    if (s->tag != key || seq - s->seq >= w->slice)
+        return false;
+    s->tag = 0;
+    s->seq = seq - w->slice;
+    return true;
+}
+
+/* Without memory the window simply stays at its size. */
+static void ghosts_alloc(struct wtlfu *w, uint32_t capacity)
+{
+    free(w->gw);
+    free(w->gm);
+    w->slice = capacity / SLICE_DIV ? capacity / SLICE_DIV : 1;
+    uint32_t n = (uint32_t)round_up_pow2_u64(2 * (uint64_t)w->slice);
+    w->gw = calloc(n, sizeof *w->gw);
+    w->gm = calloc(n, sizeof *w->gm);
+    if (!w->gw || !w->gm) {
+        free(w->gw);
+        free(w->gm);
+        w->gw = w->gm = NULL;
+    }
+    w->gmask = n - 1;
+    w->wseq = w->mseq = w->slice; /* empty slots (seq 0) read as old */
+}
+
+/* ---- the policy ---- */
+
+static uint32_t win_min(const struct wtlfu *w)
+{
+    return w->capacity / 100 ? w->capacity / 100 : 1;
+}
+
+static void win_grow(struct wtlfu *w)
+{
+    uint32_t max = w->capacity > win_min(w) ? w->capacity - win_min(w) : 1;
+    w->win_target = w->win_target + WIN_STEP < max ? w->win_target + WIN_STEP : max;
+}
+
+static void win_shrink(struct wtlfu *w)
+{
+    uint32_t min = win_min(w);
+    w->win_target = w->win_target > min + WIN_STEP ? w->win_target - WIN_STEP : min;
+}
+
+static void set_capacity(struct wtlfu *w, uint32_t capacity)
+{
+    w->capacity = capacity;
+    w->win_target = win_min(w);
+    uint64_t m = (uint64_t)capacity * SAMPLE_FACTOR;
+    w->sample_max = m > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)(m ? m : SAMPLE_FACTOR);
+    ghosts_alloc(w, capacity);
+}
+
+static int wt_init(void *st, struct store_entry *entries, uint32_t capacity, uint32_t max)
+{
+    struct wtlfu *w = st;
+    (void)max;
+    memset(w, 0, sizeof *w);
+    w->e = entries;
+    evict_list_init(&w->win);
+    evict_list_init(&w->main);
+    w->hand = STORE_NONE;
+    set_capacity(w, capacity);
+    return sketch_alloc(w, capacity);
+}
+
+static void wt_fini(void *st)
+{
+    struct wtlfu *w = st;
+    free(w->sketch);
+    free(w->gw);
+    free(w->gm);
+    w->sketch = NULL;
+    w->gw = w->gm = NULL;
+}
+
+static void wt_resize_locked(void *st, uint32_t capacity)
+{
+    struct wtlfu *w = st;
+    set_capacity(w, capacity);
+    /* A new sketch forgets the counts; keep the old one (a coarser hint)
+     * if it is the same size or none can be had. */
+    if (sketch_words(capacity) != w->smask + 1)
+        (void)sketch_alloc(w, capacity);
+}
+
+static void to_main(struct wtlfu *w, uint32_t idx)
+{
+    struct store_entry *en = &w->e[idx];
+    evict_list_unlink(&w->win, w->e, idx);
+    entry_set_pbits(en, IN_MAIN | (entry_pbits(en) & VISITED));
+    evict_list_push_tail(&w->main, w->e, idx);
+}
+
+static void wt_insert_locked(void *st, uint32_t idx)
+{
+    struct wtlfu *w = st;
+    uint32_t key = w->e[idx].key;
+    entry_set_pbits(&w->e[idx], 0);
+    sketch_inc(w, key);
+    if (ghost_take(w, w->gw, w->wseq, key))
+        win_grow(w);
+    else if (ghost_take(w, w->gm, w->mseq, key))
+        win_shrink(w);
+    evict_list_push_tail(&w->win, w->e, idx);
+    /* Until main is full, the window's overflow goes there unopposed. */
+    if (w->win.len > w->win_target && w->main.len + w->win_target < w->capacity)
+        to_main(w, w->win.head);
+}
+
+static void wt_hit_locked(void *st, uint32_t idx)
+{
+    struct wtlfu *w = st;
+    struct store_entry *en = &w->e[idx];
+    sketch_inc(w, en->key);
+    uint32_t b = entry_pbits(en);
+    if (!(b & VISITED))
+        entry_set_pbits(en, b | VISITED);
+}
+
+static void wt_remove_locked(void *st, uint32_t idx)
+{
+    struct wtlfu *w = st;
+    if (entry_pbits(&w->e[idx]) & IN_MAIN) {
+        if (w->hand == idx)
+            w->hand = w->e[idx].next;
+        evict_list_unlink(&w->main, w->e, idx);
+    } else {
+        evict_list_unlink(&w->win, w->e, idx);
+    }
+}
+
+/* Main's SIEVE victim, left in place: the first unvisited entry from the
+ * hand towards newer ones, clearing visited bits on the way. */
+static uint32_t main_candidate(struct wtlfu *w)
+{
+    uint32_t idx = w->hand != STORE_NONE ? w->hand : w->main.head;
+    for (;;) {
+        struct store_entry *en = &w->e[idx];
+        uint32_t b = entry_pbits(en);
+        if (!(b & VISITED))
+            break;
+        entry_set_pbits(en, b & ~VISITED);
+        idx = en->next != STORE_NONE ? en->next : w->main.head;
+    }
+    w->hand = idx;
+    return idx;
+}
+
+static uint32_t main_take(struct wtlfu *w, uint32_t idx)
+{
+    ghost_put(w, w->gm, &w->mseq, w->e[idx].key);
+    w->hand = w->e[idx].next;
+    evict_list_unlink(&w->main, w->e, idx);
+    return idx;
+}
+
+/* The window's CLOCK: marked entries at the head go round once more
+ * (bounded by one pass: every mark is cleared on the way). */
+static uint32_t window_candidate(struct wtlfu *w)
+{
+    for (uint32_t n = w->win.len; n > 0; n--) {
+        uint32_t c = w->win.head;
+        uint32_t b = entry_pbits(&w->e[c]);
+        if (!(b & VISITED))
+            break;
+        entry_set_pbits(&w->e[c], b & ~VISITED);
+        evict_list_unlink(&w->win, w->e, c);
+        evict_list_push_tail(&w->win, w->e, c);
+    }
+    return w->win.head;
+}
+
+/* An entry's worth: its recent uses, plus one per extra directory
+ * reference (each cell mapping it will read it). */
+static unsigned worth(const struct wtlfu *w, uint32_t idx)
+{
+    const struct store_entry *en = &w->e[idx];
+    uint32_t refs = entry_refs(en);
+    unsigned bonus = refs > 1 ? refs - 1 : 0;
+    return sketch_freq(w, en->key) + (bonus < SHARED_BONUS_MAX ? bonus : SHARED_BONUS_MAX);
+}
+
+static uint32_t wt_evict_locked(void *st)
+{
+    struct wtlfu *w = st;
+    if (w->win.len > 0 && (w->win.len >= w->win_target || w->main.len == 0)) {
+        uint32_t c = window_candidate(w);
+        if (w->main.len == 0) {
+            evict_list_unlink(&w->win, w->e, c);
+            return c;
+        }
+        uint32_t v = main_candidate(w);
+        /* Without a sketch every count is 0: admit, as plain SIEVE would. */
+        if (!w->sketch || worth(w, c) > worth(w, v) + ADMIT_MARGIN) {
+            main_take(w, v);
+            to_main(w, c);
+            return v;
+        }
+        evict_list_unlink(&w->win, w->e, c);
+        ghost_put(w, w->gw, &w->wseq, w->e[c].key);
+        return c;
+    }
+    if (w->main.len == 0)
+        return STORE_NONE;
+    return main_take(w, main_candidate(w));
+}
+
+static size_t wt_metadata_bytes_locked(void *st)
+{
+    struct wtlfu *w = st;
+    size_t b = sizeof *w;
+    if (w->sketch)
+        b += ((size_t)w->smask + 1) * sizeof(uint64_t);
+    if (w->gw)
+        b += 2 * ((size_t)w->gmask + 1) * sizeof(struct gslot);
+    return b;
+}
+
+const struct evict_ops evict_wtinylfu_ops = {
+    .name = "wtinylfu",
+    .state_size = sizeof(struct wtlfu),
+    .init = wt_init,
+    .fini = wt_fini,
+    .resize_locked = wt_resize_locked,
+    .insert_locked = wt_insert_locked,
+    .hit_locked = wt_hit_locked,
+    .remove_locked = wt_remove_locked,
+    .evict_locked = wt_evict_locked,
+    .metadata_bytes_locked = wt_metadata_bytes_locked,
+};
