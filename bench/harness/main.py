@@ -48,12 +48,14 @@ def build(builddir):
                        stdout=subprocess.DEVNULL)
     say("build: ninja -C %s" % builddir)
     r = subprocess.run(["ninja", "-C", builddir, "src/shoald", "bench/shoal-replay",
-                        "bench/fp-speed"], cwd=REPO, capture_output=True, text=True)
+                        "bench/fp-speed", "bench/shoal-blkbench"], cwd=REPO, capture_output=True,
+                       text=True)
     if r.returncode != 0:
         raise BenchError("build failed:\n" + r.stdout[-3000:] + r.stderr[-2000:])
     return (os.path.join(builddir, "src", "shoald"),
             os.path.join(builddir, "bench", "shoal-replay"),
-            os.path.join(builddir, "bench", "fp-speed"))
+            os.path.join(builddir, "bench", "fp-speed"),
+            os.path.join(builddir, "bench", "shoal-blkbench"))
 
 
 def machine():
@@ -150,7 +152,7 @@ def main():
     errors = []
     procs = None
     try:
-        ctx.shoald, ctx.replay, ctx.fp_speed = build(os.path.abspath(args.build))
+        ctx.shoald, ctx.replay, ctx.fp_speed, ctx.blkbench = build(os.path.abspath(args.build))
         commit = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]) or "unknown"
         dirty = bool(sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"]))
         mach = machine()

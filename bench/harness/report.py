@@ -196,6 +196,17 @@ def raw_table(doc):
                              "%d at %.1f B each (%.2f MiB)"
                              % (x["directory_remembered_blocks"], x["remembered_bytes_per_block"],
                                 x["remembered_metadata_bytes"] / MiB)))
+    s9 = res.get("s9_iscsi", {}).get("qd1_blkbench")
+    if s9:
+        p50, mean = s9["median_p50_us"], s9["median_mean_us"]
+        rows.append(("9", "QD1 4K random read hits, shoal-blkbench, median / mean latency: "
+                     "shoal iSCSI, NBD over TCP, NBD unix socket, tgt",
+                     ", ".join("%.1f / %.1f us" % (p50[k], mean[k]) for k in
+                               ("shoal_iscsi", "shoal_nbd_tcp", "shoal_nbd_unix", "tgt"))))
+    s9 = res.get("s9_iscsi", {}).get("median_iops")
+    if s9:
+        rows.append(("9", "QD32 4K random read hits (iscsi-perf): shoal iSCSI / tgt",
+                     "%.0f / %.0f IOPS" % (s9["shoal_iscsi_qd32"], s9["tgt_qd32"])))
     lines = ["| # | measurement (medians) | value |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % r for r in rows]
     return "\n".join(lines)
