@@ -22,6 +22,7 @@ import report  # noqa: E402
 import scenarios  # noqa: E402
 import iscsi  # noqa: E402
 import storm  # noqa: E402
+import xcopy  # noqa: E402
 from common import MODES, Ratios, loadavg, say  # noqa: E402
 from procs import BenchError, Procs, install_signal_handlers  # noqa: E402
 
@@ -204,6 +205,7 @@ def main():
             step("scenario 8", dirmem.scenario8_directory_memory, ctx)
         if 9 in only:
             step("scenario 9", iscsi.scenario9_iscsi, ctx)
+            step("scenario 9 (XCOPY)", xcopy.scenario9_xcopy, ctx)
 
         la = loadavg()
         mach["load_end"], mach["loadavg_end"] = la["1m"], la
