@@ -86,7 +86,7 @@ def blkbench_lat(ctx, urls, rep):
     its figures (mean_us, p50_us, p99_us, ...)}."""
     order = rotate(list(urls), rep)
     argv = [ctx.blkbench, "lat", "--ops", str(ctx.cfg["iscsi_lat_ops"]), "--warmup", "1000",
-            "--rounds", "10", "--seed", str(rep + 1)] + order
+            "--rounds", "20", "--seed", str(rep + 1)] + order
     _, out = ctx.procs.run("blkbench-lat", argv, timeout=300)
     try:
         devs = json.loads(out)["devices"]
