@@ -14,6 +14,9 @@ MODES = {
         "ramp": 0.25,              # fio warm-up not counted
         "data_size": 128 * MiB,    # random-data image of scenarios 1, 2, 4
         "iscsi_image": 64 * MiB,   # scenario 9's image (shoal's iSCSI target and tgt)
+        "iscsi_lat_ops": 20000,    # scenario 9: timed QD1 reads per target and repetition
+        "xcopy_size": 64 * MiB,    # scenario 9: the cached volume EXTENDED COPY copies
+        "xcopy_rw_chunk": 1 * MiB,  # scenario 9: bytes per READ(16) / WRITE(16) of the copy by hand
         "slow_size": 64 * MiB,     # the slow array's image (scenarios 3, 6)
         "delays": ["1ms"],
         "extra_peers": False,      # nbdkit file / qemu-nbd in scenarios 1 and 2
@@ -41,6 +44,9 @@ MODES = {
         "ramp": 0.5,
         "data_size": 512 * MiB,
         "iscsi_image": 256 * MiB,
+        "iscsi_lat_ops": 40000,
+        "xcopy_size": 1024 * MiB,
+        "xcopy_rw_chunk": 1 * MiB,
         "slow_size": 256 * MiB,
         # nbdkit 1.32's delay filter has whole-millisecond resolution (see
         # peers._delay_arg): a sub-millisecond array cannot be made with it.

@@ -23,6 +23,7 @@ import scenarios  # noqa: E402
 import iscsi  # noqa: E402
 import remote  # noqa: E402
 import storm  # noqa: E402
+import xcopy  # noqa: E402
 from common import MODES, Ratios, loadavg, say  # noqa: E402
 from procs import BenchError, Procs, install_signal_handlers  # noqa: E402
 
@@ -49,12 +50,14 @@ def build(builddir):
                        stdout=subprocess.DEVNULL)
     say("build: ninja -C %s" % builddir)
     r = subprocess.run(["ninja", "-C", builddir, "src/shoald", "bench/shoal-replay",
-                        "bench/fp-speed", "bench/remote-hit"], cwd=REPO, capture_output=True, text=True)
+                        "bench/fp-speed", "bench/remote-hit", "bench/shoal-blkbench"],
+                       cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
         raise BenchError("build failed:\n" + r.stdout[-3000:] + r.stderr[-2000:])
     return (os.path.join(builddir, "src", "shoald"),
             os.path.join(builddir, "bench", "shoal-replay"),
-            os.path.join(builddir, "bench", "fp-speed"))
+            os.path.join(builddir, "bench", "fp-speed"),
+            os.path.join(builddir, "bench", "shoal-blkbench"))
 
 
 def machine():
@@ -151,7 +154,7 @@ def main():
     errors = []
     procs = None
     try:
-        ctx.shoald, ctx.replay, ctx.fp_speed = build(os.path.abspath(args.build))
+        ctx.shoald, ctx.replay, ctx.fp_speed, ctx.blkbench = build(os.path.abspath(args.build))
         ctx.remote_hit = os.path.join(os.path.abspath(args.build), "bench", "remote-hit")
         commit = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]) or "unknown"
         dirty = bool(sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"]))
@@ -204,6 +207,7 @@ def main():
             step("scenario 8", dirmem.scenario8_directory_memory, ctx)
         if 9 in only:
             step("scenario 9", iscsi.scenario9_iscsi, ctx)
+            step("scenario 9 (XCOPY)", xcopy.scenario9_xcopy, ctx)
         if 10 in only:
             step("scenario 10", remote.scenario10_remote_hit, ctx)
 

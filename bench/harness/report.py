@@ -213,6 +213,37 @@ def raw_table(doc):
                             x["memcached_chunk_bytes"], 100 * (x["memcached_slab_waste"] or 0)),
                          "%.0f / %.0f B" % (x["local_bytes_per_block"],
                                             x["memcached_rss_bytes_per_block"])))
+    s9 = res.get("s9_iscsi", {}).get("qd1_blkbench")
+    if s9:
+        p50, mean = s9["median_p50_us"], s9["median_mean_us"]
+        rows.append(("9", "QD1 4K random read hits, shoal-blkbench, median / mean latency: "
+                     "shoal iSCSI, NBD over TCP, NBD unix socket, tgt",
+                     ", ".join("%.1f / %.1f us" % (p50[k], mean[k]) for k in
+                               ("shoal_iscsi", "shoal_nbd_tcp", "shoal_nbd_unix", "tgt"))))
+    s9 = res.get("s9_iscsi", {}).get("median_iops")
+    if s9:
+        rows.append(("9", "QD32 4K random read hits (iscsi-perf): shoal iSCSI / tgt",
+                     "%.0f / %.0f IOPS" % (s9["shoal_iscsi_qd32"], s9["tgt_qd32"])))
+    xc = res.get("s9_xcopy")
+    if xc:
+        m = xc["median"]
+        rows.append(("9", "copy of a cached %d MiB volume: EXTENDED COPY / READ + WRITE (%d KiB)"
+                     % (xc["bytes"] // MiB, xc["rw_chunk_bytes"] // 1024),
+                     "%.2f s / %.2f s" % (m["xcopy"]["seconds"], m["rw"]["seconds"])))
+        rows.append(("9", "the copy's back end bytes, source read / destination written: "
+                     "EXTENDED COPY; READ + WRITE",
+                     "%.1f / %.1f MiB; %.1f / %.1f MiB" % (
+                         m["xcopy"]["src_backend_read_bytes"] / MiB,
+                         m["xcopy"]["dst_written_bytes"] / MiB,
+                         m["rw"]["src_backend_read_bytes"] / MiB,
+                         m["rw"]["dst_written_bytes"] / MiB)))
+        first = {how: v[0] for how, v in xc["raw"].items()}
+        rows.append(("9", "cache content before / after the first copy (blocks shared by "
+                     "EXTENDED COPY: %d): EXTENDED COPY; READ + WRITE"
+                     % first["xcopy"]["copy_shared_blocks"],
+                     "; ".join("%.1f / %.1f MiB" % (first[h]["used_bytes"][0] / MiB,
+                                                    first[h]["used_bytes"][1] / MiB)
+                               for h in ("xcopy", "rw"))))
     lines = ["| # | measurement (medians) | value |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % r for r in rows]
     return "\n".join(lines)

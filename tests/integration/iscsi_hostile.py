@@ -252,6 +252,29 @@ def main():
     with open(img, "rb") as f:
         check(f.read() == data, "the backing file changed")
     d.stop()
+    idle_pings(img, target)
+
+
+def idle_pings(img, target):
+    """The reader waits for commands with the idle timeout in the socket
+    (SO_RCVTIMEO): the timeout must still turn into pings and, unanswered,
+    into a closed connection."""
+    log("an idle session is pinged (NOP-In); commands go on; an unanswered ping ends it")
+    port = free_port()
+    d = Shoald([f"a={img}"], extra=["--iscsi", f"127.0.0.1:{port}", "--iscsi-nop-interval", "1s",
+                                    "--iscsi-nop-timeout", "2s"])
+    c = Conn(port)
+    check(c.login(target) == 0, f"login failed: 0x{c.status:04x}")
+    expect_response(c, c.tur())
+    c.s.settimeout(5)
+    bhs, _ = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x20, f"expected a NOP-In ping, got opcode 0x{bhs[0]:02x}")
+    check(struct.unpack(">I", bhs[16:20])[0] == 0xffffffff, "the ping is not unsolicited")
+    check(struct.unpack(">I", bhs[20:24])[0] != 0xffffffff, "the ping asks for no answer")
+    expect_response(c, c.tur())
+    check(closed(c.s, secs=8), "an unanswered ping did not end the connection")
+    check(d.alive(), "shoald died after a NOP timeout")
+    d.stop()
 
 
 itlib.run(main)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -259,6 +260,19 @@ static void conn_free(struct iscsi_conn *c)
     free(c);
 }
 
+/* The idle timeout as the socket's SO_RCVTIMEO, so the reader waits for
+ * the next command in recv alone (pdu.h, timed_fd). Where the option does
+ * not apply (not a socket) the transport's poll + recv stays. */
+static void idle_timeout_in_socket(struct iscsi_conn *c)
+{
+    int ms = c->io->timeout_ms;
+    if (ms <= 0 || c->io->tls)
+        return; /* no timeout: the transport's recv is already one call */
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    if (setsockopt(c->io->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0)
+        c->rx.timed_fd = c->io->fd;
+}
+
 /* The full feature phase of a logged-in connection. */
 static int run_session(struct iscsi_conn *c)
 {
@@ -274,6 +288,7 @@ static int run_session(struct iscsi_conn *c)
     c->io->deadline_ns = 0;
     c->io->timeout_ms = s->nop_interval_ms; /* idle: a ping, not an end */
     c->io->send_timeout_ms = SEND_TIMEOUT_MS;
+    idle_timeout_in_socket(c);
     int r = iscsi_conn_sender_start(c);
     if (r == 0) {
         r = ffp_loop(c);
