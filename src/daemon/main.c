@@ -173,6 +173,19 @@ static void ready(int notify_fd, bool foreground)
     close(notify_fd);
 }
 
+/* The --allow list, wherever a front end's table declares it (the NBD
+ * front end's), for the front ends without an access list of their own. */
+static const struct frontend_list *daemon_allow(const struct daemon_options *o)
+{
+    for (unsigned i = 0; i < daemon_nfrontends; i++)
+        for (const struct frontend_option *opt = daemon_frontends[i]->options; opt && opt->name;
+             opt++)
+            if (strcmp(opt->name, "allow") == 0 && opt->kind == FE_OPT_LIST)
+                return (const struct frontend_list *)((const char *)o->frontend_opts[i] +
+                                                      opt->offset);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     struct daemon_options *o = calloc(1, sizeof *o);
@@ -306,12 +319,14 @@ int main(int argc, char **argv)
     }
 
     void *fe_state[MAX_FRONTENDS] = {0};
+    const struct frontend_list *allow = daemon_allow(o);
     for (unsigned i = 0; i < daemon_nfrontends; i++) {
         const struct frontend_ops *fe = daemon_frontends[i];
         char fe_err[320] = "";
         struct frontend_config fcfg = {
             .readonly = o->readonly,
             .opts = o->frontend_opts[i],
+            .allow = allow,
             .err = fe_err,
             .errlen = sizeof fe_err,
         };

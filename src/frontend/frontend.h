@@ -64,6 +64,10 @@ struct frontend_option {
 struct frontend_config {
     bool readonly;    /* export every volume read-only (--readonly) */
     const void *opts; /* the front end's options (ops->opts_size bytes) */
+    /* The daemon's --allow (an option of the NBD front end), or NULL: a
+     * front end without an access list of its own follows it, so one
+     * --allow covers every protocol. */
+    const struct frontend_list *allow;
     /* Optional: when start fails, one line saying what failed (e.g. which
      * address could not be bound) goes here instead of to the log, so the
      * daemon can exit with a single message. */

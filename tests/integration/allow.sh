@@ -105,6 +105,55 @@ else
     log "no IPv6 loopback here: IPv6 part skipped"
 fi
 
+# --- iSCSI: --allow covers the portal too, --iscsi-allow overrides it -------
+# An iSCSI initiator speaks first: a refused one sees the connection closed
+# at once, an allowed one is left waiting for its login (the probe stops
+# after 2 s of silence).
+iprobe() { # HOST PORT SOURCE
+    "$PY" - "$@" <<'EOF'
+import socket, sys
+s = socket.socket()
+s.settimeout(2)
+s.bind((sys.argv[3], 0))
+s.connect((sys.argv[1], int(sys.argv[2])))
+try:
+    print("closed" if not s.recv(1) else "other")
+except ConnectionResetError:
+    print("closed")
+except socket.timeout:
+    print("open")
+EOF
+}
+if command -v iscsi-inq >/dev/null; then
+    IPORT=$(free_port)
+    PORT=$(free_port)
+    start_shoald -m 16M -l "127.0.0.1:$PORT" --iscsi "127.0.0.1:$IPORT" --allow 127.0.0.2 "a=$T/a.img"
+    assert_eq "$(iprobe 127.0.0.1 "$IPORT" 127.0.0.1)" closed "iSCSI client 127.0.0.1 with --allow 127.0.0.2"
+    assert_eq "$(iprobe 127.0.0.1 "$IPORT" 127.0.0.2)" open "iSCSI client 127.0.0.2 with --allow 127.0.0.2"
+    if iscsi-inq "iscsi://127.0.0.1:$IPORT/iqn.2026-12.org.shoal:a/0" >/dev/null 2>&1; then
+        fail "iscsi-inq from 127.0.0.1 succeeded with --allow 127.0.0.2"
+    fi
+    stop_shoald
+    IPORT=$(free_port)
+    PORT=$(free_port)
+    start_shoald -m 16M -l "127.0.0.1:$PORT" --iscsi "127.0.0.1:$IPORT" --allow 127.0.0.2 \
+        --iscsi-allow 127.0.0.1 "a=$T/a.img"
+    assert_eq "$(probe 127.0.0.1 "$PORT")" closed "NBD client 127.0.0.1: --allow 127.0.0.2 still applies"
+    assert_eq "$(iprobe 127.0.0.1 "$IPORT" 127.0.0.2)" closed "iSCSI client 127.0.0.2 with --iscsi-allow 127.0.0.1"
+    iscsi-inq "iscsi://127.0.0.1:$IPORT/iqn.2026-12.org.shoal:a/0" >"$T/inq.txt" 2>&1 ||
+        fail "iscsi-inq from 127.0.0.1 refused with --iscsi-allow 127.0.0.1: $(cat "$T/inq.txt")"
+    grep -q "SHOAL" "$T/inq.txt" || fail "iscsi-inq printed no vendor: $(cat "$T/inq.txt")"
+    stop_shoald
+    rc=0
+    timeout 20 "$SHOALD" -f --http off -l "unix:$T/bad.sock" --iscsi "127.0.0.1:$(free_port)" \
+        --iscsi-allow 10.0.0.0/ "a=$T/a.img" >"$T/bad.log" 2>&1 || rc=$?
+    { [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; } || fail "--iscsi-allow '10.0.0.0/': shoald exit status $rc"
+    grep -q -- "--iscsi-allow" "$T/bad.log" || fail "--iscsi-allow '10.0.0.0/': no message: $(cat "$T/bad.log")"
+    log "iSCSI: ok"
+else
+    log "no iscsi-inq: iSCSI part skipped"
+fi
+
 # --- malformed entries stop shoald at start ---------------------------------
 for bad in 127.0.0.1/33 ::1/129 example.com 10.0.0.0/ 1.2.3.4/x "" 300.1.1.1; do
     rc=0

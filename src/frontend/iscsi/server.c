@@ -113,12 +113,18 @@ int iscsi_server_start(struct engine *e, const struct frontend_config *cfg,
     s->login_timeout_ms = (int)MIN(s->opts.login_timeout_ms, (uint64_t)INT_MAX);
     s->nop_interval_ms = (int)MIN(s->opts.nop_interval_ms, (uint64_t)INT_MAX);
     s->nop_timeout_ms = s->opts.nop_timeout_ms;
+    /* Without --iscsi-allow, the daemon's --allow applies here too. */
+    const struct frontend_list *al = &s->opts.allow;
+    bool own = al->n > 0 || !cfg->allow;
+    if (!own)
+        al = cfg->allow;
     const char *bad = NULL;
-    int r = allow_parse(s->opts.allow.v, s->opts.allow.n, &s->allow, &bad);
+    int r = allow_parse(al->v, al->n, &s->allow, &bad);
     if (r < 0) {
         if (r == -EINVAL) {
             char msg[320];
-            snprintf(msg, sizeof msg, "invalid --iscsi-allow '%s' (want " ALLOW_SYNTAX ")", bad);
+            snprintf(msg, sizeof msg, "invalid %s '%s' (want " ALLOW_SYNTAX ")",
+                     own ? "--iscsi-allow" : "--allow", bad);
             start_error(cfg, msg);
         }
         server_free(s);
