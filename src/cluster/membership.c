@@ -79,10 +79,7 @@ static uint64_t now_ms(void)
 static bool wait_stop(struct cluster *c, uint64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + (ms % 1000) * 1000000u;
-    until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
-    until.tv_nsec = (long)(ns % 1000000000u);
+    deadline_after_ms(ms, &until);
     LOCK_GUARD(&c->lock);
     while (!c->stop)
         if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)

@@ -522,10 +522,7 @@ int tier_memcached_flush(struct tier *t, uint32_t timeout_ms)
 {
     struct mct *m = t->priv;
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)(timeout_ms % 1000) * 1000000u;
-    until.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000u);
-    until.tv_nsec = (long)(ns % 1000000000u);
+    deadline_after_ms(timeout_ms, &until);
     LOCK_GUARD(&m->plock);
     uint64_t target = m->enqueued;
     while (m->done < target)

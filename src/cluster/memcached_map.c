@@ -367,10 +367,7 @@ static void *put_main(void *arg)
 int mc_map_flush(struct mc_map *m, uint32_t timeout_ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)(timeout_ms % 1000) * 1000000u;
-    until.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000u);
-    until.tv_nsec = (long)(ns % 1000000000u);
+    deadline_after_ms(timeout_ms, &until);
     LOCK_GUARD(&m->plock);
     uint64_t target = m->enqueued;
     while (m->done < target)

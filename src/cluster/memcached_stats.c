@@ -152,10 +152,7 @@ static void read_one(const char *host, uint16_t port, struct poll_entry *e)
 static bool poll_wait(struct mc_poll *p, uint64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + (ms % 1000) * 1000000u;
-    until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
-    until.tv_nsec = (long)(ns % 1000000000u);
+    deadline_after_ms(ms, &until);
     LOCK_GUARD(&p->lock);
     while (!p->stop)
         if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT)

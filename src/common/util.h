@@ -61,6 +61,16 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The CLOCK_MONOTONIC time ms milliseconds from now: the deadline of a
+ * pthread_cond_timedwait on a condvar set to that clock. */
+static inline void deadline_after_ms(uint64_t ms, struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    uint64_t ns = (uint64_t)ts->tv_nsec + (ms % 1000) * 1000000ull;
+    ts->tv_sec += (time_t)(ms / 1000 + ns / 1000000000ull);
+    ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
 /* Bitmaps of uint64_t words: bit i of m. */
 static inline bool bitmap_test(const uint64_t *m, uint32_t i)
 {

@@ -56,14 +56,6 @@ void tier_req_done(struct tier_req *r, int status)
     pthread_cond_signal(&r->cond);
 }
 
-static void deadline_after(uint32_t ms, struct timespec *ts)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    uint64_t ns = (uint64_t)ts->tv_nsec + (uint64_t)(ms % 1000) * 1000000u;
-    ts->tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
-    ts->tv_nsec = (long)(ns % 1000000000u);
-}
-
 int tier_lookup(struct tier *t, struct tier_req *r)
 {
     if (r->n == 0 || r->n > TIER_BATCH_MAX)
@@ -81,7 +73,7 @@ int tier_lookup(struct tier *t, struct tier_req *r)
     t->ops->lookup(t, r);
 
     struct timespec until;
-    deadline_after(t->timeout_ms, &until);
+    deadline_after_ms(t->timeout_ms, &until);
     bool timed_out = false;
     {
         LOCK_GUARD(&r->lock);

@@ -465,14 +465,6 @@ static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nb
     } while (left > 0);
 }
 
-static void timeout_to_abstime(uint64_t ms, struct timespec *ts)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    uint64_t ns = (uint64_t)ts->tv_nsec + (ms % 1000) * 1000000ull;
-    ts->tv_sec += (time_t)(ms / 1000 + ns / 1000000000ull);
-    ts->tv_nsec = (long)(ns % 1000000000ull);
-}
-
 /* Ask the poller to drop the handle the request went out on (if it is still
  * the current one); closing it fails every command on it, ours included. */
 static void abort_conn(struct nbd_conn *c, uint64_t gen)
@@ -511,7 +503,7 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
         if (wake)
             wake_poller(c);
         struct timespec deadline;
-        timeout_to_abstime(nb->timeout_ms, &deadline);
+        deadline_after_ms(nb->timeout_ms, &deadline);
         bool timed_out = false;
         pthread_mutex_lock(&w.lock);
         while (w.pending > 0) {
