@@ -79,17 +79,14 @@ const struct fpkey *vol_map_zero_key(void)
     return &zero_key;
 }
 
-void vol_map_setup(struct volume *v)
+void vol_map_setup(struct volume *v, bool shared)
 {
     struct tier *t = NULL;
     for (unsigned i = 0; i < v->ntiers && !t; i++)
         if (tier_has_map(v->tiers[i]))
             t = v->tiers[i];
     struct tier_map_id id;
-    /* A volume fenced for a move is read-only only for now: its blocks
-     * changed under this node's eyes, not an image's. */
-    if (!t || !volume_readonly(v) || __atomic_load_n(&v->fenced, __ATOMIC_ACQUIRE) ||
-        vol_map_backend_identity(v->name, v->be, &id) < 0) {
+    if (!t || !shared || vol_map_backend_identity(v->name, v->be, &id) < 0) {
         __atomic_store_n(&v->map_tier, NULL, __ATOMIC_RELEASE);
         return;
     }

@@ -36,8 +36,11 @@ const struct fpkey *vol_map_zero_key(void);
 
 /* (Re)compute the volume's map identity (at open, after an invalidate:
  * an out-of-band change gave the image a new mtime). Sets v->map_tier to
- * the first tier with a map, or NULL when the volume takes no part. */
-void vol_map_setup(struct volume *v);
+ * the first tier with a map, or NULL when the volume takes no part: shared
+ * is false unless the volume is read-only and not fenced for a move (the
+ * caller, volume_ctl.c, knows; this file stays below the volume's
+ * control). */
+void vol_map_setup(struct volume *v, bool shared);
 
 /* After the race rule accepted block blk's content from the back end:
  * tell the map (a queued put). */

@@ -121,6 +121,11 @@ static inline bool vol_enabled(const struct volume *v)
     return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE);
 }
 
+static inline bool vol_readonly(const struct volume *v)
+{
+    return __atomic_load_n(&v->readonly, __ATOMIC_ACQUIRE); /* a move may fence it */
+}
+
 static inline bool vol_defunct(const struct volume *v)
 {
     return __atomic_load_n(&v->defunct, __ATOMIC_ACQUIRE);

@@ -16,6 +16,14 @@
 #include "core/volume.h"
 #include "core/volume_io.h"
 
+/* Whether a volume takes part in the cluster's shared map: read-only, and
+ * not fenced for a move (a fenced volume is read-only only for now: its
+ * blocks changed under this node's eyes, not an image's). */
+static bool map_shared(const struct volume *v)
+{
+    return vol_readonly(v) && !__atomic_load_n(&v->fenced, __ATOMIC_ACQUIRE);
+}
+
 static void volume_free(struct volume *v);
 
 bool volume_name_valid(const char *name)
@@ -64,7 +72,7 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     v->ntiers = env->ntiers;
     v->wq = env->wq;
     v->gmrc = env->mrc;
-    vol_map_setup(v);
+    vol_map_setup(v, map_shared(v));
     /* Without memory for its curve a volume still serves: no curve. */
     if (env->policy && mrc_create(env->policy, env->cache_blocks, VOLUME_MRC_ENTRIES, &v->mrc) < 0)
         v->mrc = NULL;
@@ -134,7 +142,7 @@ uint64_t volume_size(const struct volume *v)
 }
 bool volume_readonly(const struct volume *v)
 {
-    return __atomic_load_n(&v->readonly, __ATOMIC_ACQUIRE); /* a move may fence it */
+    return vol_readonly(v);
 }
 bool volume_enabled(const struct volume *v)
 {
@@ -186,7 +194,7 @@ int volume_invalidate(struct volume *v, uint64_t offset, uint64_t length)
     dir_invalidate(v->dir, first, last - first + 1);
     /* An out-of-band change of a read-only image gave it a new mtime: its
      * map entries are under a new identity from now on. */
-    vol_map_setup(v);
+    vol_map_setup(v, map_shared(v));
     log_info(core, "volume %s: invalidated [%llu, +%llu)", v->name, (unsigned long long)offset,
              (unsigned long long)length);
     return 0;
