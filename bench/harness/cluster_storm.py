@@ -59,6 +59,14 @@ NET = "10.78.0"
 BLOCK = 4096
 
 
+def _cpu_ticks():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
+
+
 def _why_skip():
     if os.geteuid() != 0:
         return "network namespaces need root"
@@ -304,11 +312,13 @@ class ClusterStorm:
         before = [nd.stats() for nd in nodes] if nodes else None
         base = time.time() + 0.5 + 0.1 * self.n
         starts = [base + stagger * (self.node_of(k) - 1) for k in range(self.n)]
+        cpu0 = _cpu_ticks()
         ps = [clients.replay_start(procs, self.ctx.replay, "%s-replay%02d" % (tag, k),
                                    self.traces[k], uris[k], self.qd,
                                    extra=["--start-at", "%.6f" % starts[k]])
               for k in range(self.n)]
         results = [clients.replay_finish(procs, p) for p in ps]
+        cpu1 = _cpu_ticks()
         t1 = max(r["replay"]["end_unix_us"] for r in results) / 1e6
         late = max(r["replay"]["start_unix_us"] / 1e6 - s for r, s in zip(results, starts))
         if late > 0.05:
@@ -318,7 +328,12 @@ class ClusterStorm:
         errors = sum(r["replay"]["errors"] for r in results)
         out = {"t0": base, "t1": t1, "wall": t1 - base, "late_start": late,
                "client_bytes": client, "errors": errors,
-               "complete": client == expect and errors == 0}
+               "complete": client == expect and errors == 0,
+               # the machine's CPU busy share over the storm (every process,
+               # ours and others'): near 1, the storm is bound by CPU, not by
+               # the array
+               "cpu_busy": ((cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])
+                            if cpu1[1] > cpu0[1] else None)}
         if nodes:
             after = [nd.stats() for nd in nodes]
             per = []
@@ -423,6 +438,10 @@ class ClusterStorm:
             for st in storms[s]:
                 ab = sum(b for t, b in reads[s] if st["t0"] <= t <= st["t1"] + 0.05)
                 st["array_bytes"] = ab
+                # requests that reached the array: x 1 ms / (clones x QD) is
+                # the least time the storm waits for it
+                st["array_reads"] = sum(1 for t, b in reads[s]
+                                        if st["t0"] <= t <= st["t1"] + 0.05)
                 st["offload"] = share_kept_off(ab, st["client_bytes"])
                 del st["t0"], st["t1"]
             out[s] = {"storms": storms[s]}
@@ -468,6 +487,10 @@ def scenario11_cluster_storm(ctx):
                "second_offload": median(col(s, 1, "offload")),
                "first_array_bytes": median(col(s, 0, "array_bytes")),
                "second_array_bytes": median(col(s, 1, "array_bytes")),
+               "first_array_reads": median(col(s, 0, "array_reads")),
+               "second_array_reads": median(col(s, 1, "array_reads")),
+               "first_cpu_busy": median(col(s, 0, "cpu_busy")),
+               "second_cpu_busy": median(col(s, 1, "cpu_busy")),
                "client_bytes": median(col(s, 0, "client_bytes"))} for s in runs}
     sm = med["shoal"]
     sm["first_hit_ratio"] = median(col("shoal", 0, "hit_ratio"))
