@@ -269,10 +269,17 @@ class ClusterStorm:
         say("s11: building the gold image from real files (%d MiB of files)"
             % (cfg["cs_gold_data"] // MiB))
         self.gold = images.build_gold(procs, procs.path("s11-gold.img"), cfg["cs_gold_data"])
+        # "qcow2": clones as above; "direct": each replayer reads its
+        # node's gold export (or its nbdkit cache) itself, no qemu-nbd and
+        # no private writes: the same storm without the ~0.3 ms of CPU a
+        # qemu-nbd + qcow2 layer costs per read (bench/README.md)
+        self.direct = cfg["cs_clients"] == "direct"
+        if cfg["cs_clients"] not in ("qcow2", "direct"):
+            raise BenchError("cs_clients must be qcow2 or direct, not %r" % cfg["cs_clients"])
         self.regions, self.traces, self.ops = [], [], []
         for k in range(self.n):
-            reg = _private_regions(self.gold, 100 + k, cfg["private_regions"],
-                                   cfg["private_bytes"])
+            reg = [] if self.direct else _private_regions(
+                self.gold, 100 + k, cfg["private_regions"], cfg["private_bytes"])
             ops = images.boot_ops(self.gold, [(o, len(d)) for o, d in reg], cfg["boot_share"])
             tr = procs.path("s11-boot%02d.csv" % k)
             images.write_msr_trace(tr, ops, disk=k)
@@ -406,8 +413,8 @@ class ClusterStorm:
                 kits.append(kit)
             backing = {"shoal": [nodes[self.node_of(k) - 1].gold_uri for k in range(self.n)],
                        "nbdkit-cache": [kits[k].uri("") for k in range(self.n)]}
-            uris = {}
-            for s in order:
+            uris = dict(backing) if self.direct else {}
+            for s in ([] if self.direct else order):
                 ovl = self._overlays(s, backing[s])
                 srv = []
                 for k in range(self.n):
@@ -510,7 +517,7 @@ def scenario11_cluster_storm(ctx):
                    "bytes_per_boot": sum(l for _, l in cs.ops[0]), "queue_depth": cs.qd,
                    "ram_bytes": cs.ram, "l1_bytes_each": cs.l1,
                    "memcached_mib_each": cs.mc_mib, "nbdkit_cache_bytes_each": cs.kit_each,
-                   "first_storm_stagger_s": cs.stagger,
+                   "first_storm_stagger_s": cs.stagger, "clients": cfg["cs_clients"],
                    "memcached_timeout": cfg["cs_mc_timeout"], "array_delay": "1ms",
                    "reps": cfg["cs_reps"]},
         "all_reads_done": complete,

@@ -43,6 +43,7 @@ MODES = {
         # shoald --memcached-timeout: the default 5 ms ejected every server in
         # the storm on the shared 2-core machine (see bench/README.md)
         "cs_mc_timeout": "50ms",
+        "cs_clients": "qcow2",             # or "direct": no qemu-nbd (cluster_storm.py)
     },
     "full": {
         "reps": 5,
@@ -77,6 +78,7 @@ MODES = {
         "cs_reps": 3,
         "cs_stagger": 2.0,
         "cs_mc_timeout": "50ms",
+        "cs_clients": "qcow2",             # or "direct": no qemu-nbd (cluster_storm.py)
     },
 }
 
