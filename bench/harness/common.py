@@ -37,6 +37,16 @@ MODES = {
         "dirmem_clones": 4,                # dedup: volumes (the image and its copies)
         "dirmem_dedup_cache": 256 * MiB,   # dedup: --cache-size
         "dirmem_settle": 2.5,              # seconds for the maintenance pass before the stats
+        # scenario 11 (cluster boot storm; cluster_storm.py)
+        "cs_nodes": 4,                     # hosts (network namespaces)
+        "cs_clones_per_node": 2,
+        "cs_gold_data": 24 * MiB,          # bytes of real files in its gold image
+        "cs_reps": 1,
+        "cs_stagger": 1.0,                 # first storm: node I starts (I-1) x this later
+        # shoald --memcached-timeout: the default 5 ms ejected every server in
+        # the storm on the shared 2-core machine (see bench/README.md)
+        "cs_mc_timeout": "50ms",
+        "cs_clients": "qcow2",             # or "direct": no qemu-nbd (cluster_storm.py)
     },
     "full": {
         "reps": 5,
@@ -68,6 +78,13 @@ MODES = {
         "dirmem_clones": 4,
         "dirmem_dedup_cache": 256 * MiB,
         "dirmem_settle": 2.5,
+        "cs_nodes": 4,
+        "cs_clones_per_node": 4,
+        "cs_gold_data": 240 * MiB,
+        "cs_reps": 3,
+        "cs_stagger": 2.0,
+        "cs_mc_timeout": "50ms",
+        "cs_clients": "qcow2",             # or "direct": no qemu-nbd (cluster_storm.py)
     },
 }
 

@@ -23,6 +23,7 @@ import scenarios  # noqa: E402
 import iscsi  # noqa: E402
 import remote  # noqa: E402
 import storm  # noqa: E402
+import cluster_storm  # noqa: E402
 import xcopy  # noqa: E402
 from common import MODES, Ratios, loadavg, say  # noqa: E402
 from procs import BenchError, Procs, install_signal_handlers  # noqa: E402
@@ -133,7 +134,7 @@ def main():
               "e2fsprogs openssl meson ninja-build)" % " ".join(missing), file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
-    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 11))
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(range(1, 12))
     install_signal_handlers()
 
     t_start = time.monotonic()
@@ -210,6 +211,8 @@ def main():
             step("scenario 9 (XCOPY)", xcopy.scenario9_xcopy, ctx)
         if 10 in only:
             step("scenario 10", remote.scenario10_remote_hit, ctx)
+        if 11 in only:
+            step("scenario 11", cluster_storm.scenario11_cluster_storm, ctx)
 
         la = loadavg()
         mach["load_end"], mach["loadavg_end"] = la["1m"], la
@@ -235,7 +238,7 @@ def main():
         print_report(doc)
         print("\nresults: %s%s" % (jpath, "" if err else "\nchart:   " + ppath))
         readme = args.readme if args.readme is not None else (mode == "full" and only ==
-                                                              set(range(1, 11)))
+                                                              set(range(1, 12)))
         if readme:
             rel = os.path.relpath(args.out, BENCH)
             if report.update_readme(os.path.join(BENCH, "README.md"), doc,

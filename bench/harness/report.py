@@ -48,6 +48,14 @@ LABELS = {
     "s7.memcpy_vs_fingerprint": "7: memcpy / SHA-256",
     "s7.rss_vs_cache_size": "7: RSS / cache size",
     "s8.dedup_ratio": "8: dedup ratio (copies)",
+    "s11.second_storm_hit_ratio": "11: cluster storm-2 hit ratio",
+    "s11.second_storm_speedup_vs_cache": "11: cluster storm-2 speed-up vs cache",
+    "s11.first_storm_speedup_vs_cache": "11: cluster storm-1 speed-up vs cache",
+    "s11.first_storm_global_share": "11: storm-1 nodes 2-N from global tier",
+    "s11.first_storm_offload_shoal": "11: shoal storm-1 offload",
+    "s11.second_storm_offload_shoal": "11: shoal storm-2 offload",
+    "s11.first_storm_offload_cache": "11: nbdkit cache storm-1 offload",
+    "s11.second_storm_offload_cache": "11: nbdkit cache storm-2 offload",
 }
 
 
@@ -244,9 +252,55 @@ def raw_table(doc):
                      "; ".join("%.1f / %.1f MiB" % (first[h]["used_bytes"][0] / MiB,
                                                     first[h]["used_bytes"][1] / MiB)
                                for h in ("xcopy", "rw"))))
+    rows += _s11_rows(res.get("s11_cluster_storm"))
     lines = ["| # | measurement (medians) | value |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % r for r in rows]
     return "\n".join(lines)
+
+
+def _s11_rows(s11):
+    """Scenario 11's raw rows; a skipped run says why."""
+    if not s11:
+        return []
+    if "skipped" in s11:
+        return [("11", "cluster boot storm", "skipped: %s" % s11["skipped"])]
+    m, c = s11["median"], s11["config"]
+    sm, km = m["shoal"], m["nbdkit-cache"]
+    rows = [("11", "cluster storm: %d nodes x %d clones of a %d MiB image (%d MiB used), %d reads "
+             "/ %.1f MiB per boot, QD%d; RAM %d MiB = L1 %d MiB x %d + memcached %d MiB x %d; "
+             "nbdkit cache %.1f MiB x %d" % (
+                 c["nodes"], c["clones_per_node"], c["gold_image_bytes"] // MiB,
+                 c["gold_used_bytes"] // MiB, c["reads_per_boot"], c["bytes_per_boot"] / MiB,
+                 c["queue_depth"], c["ram_bytes"] // MiB, c["l1_bytes_each"] // MiB, c["nodes"],
+                 c["memcached_mib_each"], c["nodes"], c["nbdkit_cache_bytes_each"] / MiB,
+                 c["clones"]), "")]
+    rows.append(("11", "first storm wall time (node I starts (I-1) x %.1f s late): shoal / "
+                 "nbdkit cache" % c["first_storm_stagger_s"],
+                 "%.2f s / %.2f s" % (sm["first_wall"], km["first_wall"])))
+    rows.append(("11", "second storm wall time (all at once): shoal / nbdkit cache",
+                 "%.2f s / %.2f s" % (sm["second_wall"], km["second_wall"])))
+    rows.append(("11", "shoal hit ratio, first / second storm",
+                 "%s / %s" % (fmt(sm["first_hit_ratio"]), fmt(sm["second_hit_ratio"]))))
+    rows.append(("11", "first storm: share of fetched blocks from the global tier, node 1 .. %d"
+                 % c["nodes"], " / ".join(fmt(x) for x in sm["first_global_share_per_node"])))
+    for k in ("first", "second"):
+        rows.append(("11", "%s storm: array bytes / client bytes (signed offload): shoal; "
+                     "nbdkit cache" % k, "%.0f / %.0f MiB (%s); %.0f / %.0f MiB (%s)" % (
+                         sm[k + "_array_bytes"] / MiB, sm["client_bytes"] / MiB,
+                         fmt(sm[k + "_offload"]), km[k + "_array_bytes"] / MiB,
+                         km["client_bytes"] / MiB, fmt(km[k + "_offload"]))))
+    if "second_cpu_busy" in sm:
+        q = c["clones"] * c["queue_depth"]
+        for k in ("first", "second"):
+            rows.append(("11", "%s storm: machine CPU busy; array requests x 1 ms / (clones x "
+                         "QD), the least array wait: shoal / nbdkit cache" % k,
+                         "%s, %.2f s / %s, %.2f s" % (
+                             fmt(sm[k + "_cpu_busy"]), sm[k + "_array_reads"] * 1e-3 / q,
+                             fmt(km[k + "_cpu_busy"]), km[k + "_array_reads"] * 1e-3 / q)))
+    if "l1_blocks" in sm:
+        rows.append(("11", "after the storms: memcached items (all servers) / L1 blocks (all "
+                     "nodes)", "%d / %d" % (sm["memcached_items"], sm["l1_blocks"])))
+    return rows
 
 
 def fmt_load(la):
