@@ -82,8 +82,9 @@ size_t mc_map_key(const struct tier_map_id *id, uint64_t chunk, char out[MC_MAP_
     return 3 + 2 * TIER_MAP_ID_SIZE + (size_t)n;
 }
 
-/* The MAC of a value's body under its key. */
-static void mac_of(const char *key, size_t klen, const uint8_t *body,
+/* The MAC of a value's body under its key; false if it could not be
+ * computed (OpenSSL out of memory): then nothing may be accepted. */
+static bool mac_of(const char *key, size_t klen, const uint8_t *body,
                    const uint8_t secret[MC_MAP_SECRET], uint8_t mac[MC_MAP_MAC_LEN])
 {
     uint8_t msg[MC_MAP_KEY_MAX + MC_MAP_VALUE_LEN];
@@ -92,10 +93,12 @@ static void mac_of(const char *key, size_t klen, const uint8_t *body,
     memcpy(msg + n, body, MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN);
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    if (!HMAC(EVP_sha256(), secret, MC_MAP_SECRET, msg, n + MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN, md,
-              &mdlen))
-        memset(md, 0, sizeof md); /* matches nothing a real HMAC gives */
+    bool ok = HMAC(EVP_sha256(), secret, MC_MAP_SECRET, msg, n + MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN,
+                   md, &mdlen) != NULL;
+    if (!ok)
+        memset(md, 0, sizeof md);
     memcpy(mac, md, MC_MAP_MAC_LEN);
+    return ok;
 }
 
 void mc_map_encode(const struct mc_map_chunk *c, const char *key, size_t klen,
@@ -120,7 +123,8 @@ int mc_map_decode(const void *val, size_t len, const char *key, size_t klen,
         return -EINVAL;
     const uint8_t *v = val;
     uint8_t mac[MC_MAP_MAC_LEN];
-    mac_of(key, klen, v, secret, mac);
+    if (!mac_of(key, klen, v, secret, mac))
+        return -ENOMEM;
     if (CRYPTO_memcmp(mac, v + MC_MAP_VALUE_LEN - MC_MAP_MAC_LEN, MC_MAP_MAC_LEN) != 0)
         return -EBADMSG;
     out->present = 0;

@@ -59,7 +59,8 @@ size_t mc_map_key(const struct tier_map_id *id, uint64_t chunk, char out[MC_MAP_
  * cannot be replayed under another chunk or volume). */
 void mc_map_encode(const struct mc_map_chunk *c, const char *key, size_t klen,
                    const uint8_t secret[MC_MAP_SECRET], uint8_t out[MC_MAP_VALUE_LEN]);
-/* 0, -EINVAL for a value of the wrong size, -EBADMSG for a wrong MAC.
+/* 0, -EINVAL for a value of the wrong size, -EBADMSG for a wrong MAC,
+ * -ENOMEM when the MAC cannot be computed (nothing is accepted then).
  * Absent keys come out zero. */
 int mc_map_decode(const void *val, size_t len, const char *key, size_t klen,
                   const uint8_t secret[MC_MAP_SECRET], struct mc_map_chunk *out);
