@@ -68,6 +68,26 @@ const char *cluster_node_name(void)
     return g ? g->name : "";
 }
 
+static int put_node(struct cluster *c, int64_t lease, bool create);
+
+int cluster_set_api(const char *api)
+{
+    struct cluster *c = g;
+    if (!c)
+        return -ENOTCONN;
+    char *copy = strdup(api);
+    if (!copy)
+        return -ENOMEM;
+    int64_t lease;
+    {
+        LOCK_GUARD(&c->lock);
+        free(c->api);
+        c->api = copy;
+        lease = c->lease;
+    }
+    return put_node(c, lease, false);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -123,8 +143,15 @@ static const char *json_str(json_t *o, const char *k)
 
 static int put_node(struct cluster *c, int64_t lease, bool create)
 {
+    _cleanup_free_ char *api = NULL;
+    {
+        LOCK_GUARD(&c->lock); /* cluster_set_api may replace it */
+        api = strdup(c->api);
+    }
+    if (!api)
+        return -ENOMEM;
     json_t *v = json_pack("{s:s, s:s?, s:s?, s:I, s:I}", "name", c->name, "memcached",
-                          c->memcached[0] ? c->memcached : NULL, "api", c->api, "started",
+                          c->memcached[0] ? c->memcached : NULL, "api", api, "started",
                           (json_int_t)c->started, "pid", (json_int_t)getpid());
     _cleanup_free_ char *val = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(v);

@@ -52,6 +52,9 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen);
 void cluster_stop(void);
 bool cluster_enabled(void);
 const char *cluster_node_name(void);
+/* The management API's address as bound (a --http port 0 is known only
+ * once the API listens): the node's record is written again with it. */
+int cluster_set_api(const char *api);
 
 /* Before a volume is served: a read-write one takes shoal/v1/owners/<vol>.
  * Returns 0 (taken, already ours, read-only, or no cluster), -EBUSY with

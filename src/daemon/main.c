@@ -359,6 +359,14 @@ int main(int argc, char **argv)
                     strerror(-r));
             return 1;
         }
+        /* --http HOST:0: the cluster's node record names the port bound. */
+        size_t hl = strlen(o->http);
+        if (o->etcd && hl > 2 && strcmp(o->http + hl - 2, ":0") == 0) {
+            char api[300];
+            snprintf(api, sizeof api, "%.*s:%u", (int)(hl - 2), o->http, mgmt_port(mgmt));
+            if (cluster_set_api(api) < 0)
+                log_warn(main, "cluster: cannot register the API address %s", api);
+        }
     }
 
     if (o->pid_file) {
