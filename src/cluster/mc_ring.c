@@ -248,7 +248,9 @@ static void revive_due(struct mc_ring *r)
         if (!s->ejected || s->dead_until > now)
             continue;
         s->ejected = false;
+        /* On probation: the next failure, or short timeout, ejects again. */
         s->fails = r->p.failure_limit - 1;
+        s->timeouts = r->p.failure_limit * MC_SHORT_TIMEOUT_FACTOR - 1;
         changed = true;
         __atomic_fetch_add(&r->revivals, 1, __ATOMIC_RELAXED);
         log_info(cluster, "memcached: retrying %s", s->name);
@@ -431,12 +433,17 @@ static bool conn_failure(memcached_return_t rc)
 }
 
 static void fail_locked(struct mc_ring *r, struct mc_server *s, memcached_return_t rc,
-                        memcached_st *mc)
+                        memcached_st *mc, bool short_wait)
 {
     if (s->ejected)
         return; /* another thread's handle, built before the ejection */
-    if (++s->fails < r->p.failure_limit)
+    if (short_wait && rc == MEMCACHED_TIMEOUT) {
+        if (++s->timeouts < r->p.failure_limit * MC_SHORT_TIMEOUT_FACTOR)
+            return;
+        s->fails = s->timeouts;
+    } else if (++s->fails < r->p.failure_limit) {
         return;
+    }
     s->ejected = true;
     s->ejections++;
     s->dead_until = now_ms() + s->backoff_ms;
@@ -469,9 +476,9 @@ unsigned mc_conn_report(struct mc_ring *r, struct mc_conn *c, const char *const 
             memcached_return_t rc = memcached_server_error_return(in);
             struct mc_server *s = &r->srv[c->ring_idx[i]];
             if (conn_failure(rc)) {
-                fail_locked(r, s, rc, c->mc);
+                fail_locked(r, s, rc, c->mc, c->short_waits);
                 failed++;
-            } else if (s->fails) {
+            } else if (s->fails || s->timeouts) {
                 probation = true;
             }
         }
@@ -496,8 +503,8 @@ unsigned mc_conn_report(struct mc_ring *r, struct mc_conn *c, const char *const 
         return 0;
     for (unsigned i = 0; i < c->nlive; i++) {
         struct mc_server *s = &r->srv[c->ring_idx[i]];
-        if (answered[i] && !s->ejected && s->fails) {
-            s->fails = 0;
+        if (answered[i] && !s->ejected && (s->fails || s->timeouts)) {
+            s->fails = s->timeouts = 0;
             s->backoff_ms = r->p.retry_ms;
         }
     }

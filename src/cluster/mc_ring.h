@@ -46,7 +46,8 @@ struct mc_server {
     char name[272]; /* "host:port", as placement hashes it */
     uint64_t name_hash;
     /* under mc_ring.lock */
-    unsigned fails; /* failed operations in a row */
+    unsigned fails;    /* failed operations in a row */
+    unsigned timeouts; /* of which short-wait timeouts (mc_conn.short_waits) */
     bool ejected;
     uint64_t dead_until; /* ms, monotonic: retried after this */
     uint32_t backoff_ms; /* the next ejection's length */
@@ -83,7 +84,15 @@ struct mc_conn {
     unsigned nlive;
     uint8_t ring_idx[MC_RING_MAX_SERVERS]; /* mc server index -> mc_ring.srv */
     bool noreply;                          /* for the put thread */
+    /* Waits cut to the read path's timeout (lookups on the reader's own
+     * thread, the map's): a timeout there says "slow", not "dead", so it
+     * counts against MC_SHORT_TIMEOUT_FACTOR x failure_limit in a row. */
+    bool short_waits;
 };
+/* On a loaded host a server's answer can take longer than the read path's
+ * few ms many times in a row (a boot storm on 2 cores ejected every server
+ * at 5 ms); a hung server still times out every time and goes. */
+#define MC_SHORT_TIMEOUT_FACTOR 8
 
 /* Parse "host:port,host:port" ("[v6addr]:port"; the port defaults to 11211)
  * into r. Returns 0, or -EINVAL after logging one line. */

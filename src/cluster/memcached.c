@@ -587,6 +587,7 @@ static int worker_init(struct mct *m, struct lworker *w, bool inline_slot)
 {
     w->m = m;
     w->inline_slot = inline_slot;
+    w->conn.short_waits = inline_slot; /* bound_inline cuts its waits */
     pthread_mutex_init(&w->lock, NULL);
     w->res_root = memcached_create(NULL);
     if (!w->res_root || !memcached_result_create(w->res_root, &w->res))

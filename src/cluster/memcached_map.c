@@ -407,6 +407,7 @@ bool mc_map_ready(struct mc_map *m)
 static int lconn_init(struct lconn *l)
 {
     pthread_mutex_init(&l->lock, NULL);
+    l->conn.short_waits = true; /* conn_ready cuts its waits */
     l->res_root = memcached_create(NULL);
     if (!l->res_root || !memcached_result_create(l->res_root, &l->res)) {
         if (l->res_root)
