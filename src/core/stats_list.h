@@ -76,7 +76,7 @@
     X(tier_errors, STAT_COUNTER, "lookups", "Tier lookups that failed")                            \
     X(tier_puts, STAT_COUNTER, "blocks", "Blocks offered to tiers after a back end read")          \
     X(map_lookups, STAT_COUNTER, "lookups",                                                        \
-      "Lookups in the cluster's shared block -> key map of read-only volumes")                    \
+      "Lookups in the cluster's shared block -> key map of read-only volumes")                     \
     X(map_hits, STAT_COUNTER, "blocks", "Block keys the cluster's map gave")                       \
     X(map_puts, STAT_COUNTER, "blocks", "Block keys offered to the cluster's map")                 \
     X(evictions, STAT_COUNTER, "blocks", "Contents evicted to make room")                          \

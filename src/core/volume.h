@@ -50,7 +50,7 @@ struct volume {
      * (atomic; NULL: this volume takes no part) and the identity. */
     struct tier *map_tier;
     struct tier_map_id map_id;
-    int fenced; /* atomic: writes fenced for a move (core/vol_move.h) */
+    int fenced;          /* atomic: writes fenced for a move (core/vol_move.h) */
     struct workq *wq;    /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */
