@@ -354,6 +354,20 @@ int etcd_create(struct etcd *e, const char *key, const char *value, int64_t leas
     return ok ? 0 : -EEXIST;
 }
 
+/* A txn whose answer only says whether its compare held (into *held, if
+ * given); the pairs it returned are dropped. */
+static int txn_held(struct etcd *e, const char *body, bool *held)
+{
+    bool ok = false;
+    struct etcd_kvs kvs;
+    int r = txn(e, body, &ok, &kvs);
+    if (r == 0)
+        etcd_kvs_free(&kvs);
+    if (held)
+        *held = r == 0 && ok;
+    return r;
+}
+
 int etcd_delete_if(struct etcd *e, const char *key, const char *value, bool *deleted)
 {
     _cleanup_free_ char *k = b64(key);
@@ -366,14 +380,7 @@ int etcd_delete_if(struct etcd *e, const char *key, const char *value, bool *del
                : NULL;
     if (!body)
         return -ENOMEM;
-    bool ok = false;
-    struct etcd_kvs kvs;
-    int r = txn(e, body, &ok, &kvs);
-    if (r == 0)
-        etcd_kvs_free(&kvs);
-    if (deleted)
-        *deleted = r == 0 && ok;
-    return r;
+    return txn_held(e, body, deleted);
 }
 
 int etcd_replace_if(struct etcd *e, const char *key, const char *old, const char *value,
@@ -391,14 +398,7 @@ int etcd_replace_if(struct etcd *e, const char *key, const char *old, const char
                     : NULL;
     if (!body)
         return -ENOMEM;
-    bool ok = false;
-    struct etcd_kvs kvs;
-    int r = txn(e, body, &ok, &kvs);
-    if (r == 0)
-        etcd_kvs_free(&kvs);
-    if (replaced)
-        *replaced = r == 0 && ok;
-    return r;
+    return txn_held(e, body, replaced);
 }
 
 int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id)
