@@ -51,8 +51,9 @@
     X(chunk_bytes_per_item, STAT_RATIO, "bytes",                                                   \
       "slab_chunk_bytes / curr_items: memory per cached block, slab waste included")
 
-/* The whole tier (memcached.h: struct tier_memcached_stats). */
-#define MC_TIER_STATS(X)                                                                           \
+/* The whole tier: its own counters (struct tier_memcached_stats in
+ * memcached.h is made of these), then the servers' polled figures summed. */
+#define MC_TIER_OWN(X)                                                                             \
     X(servers, STAT_GAUGE, "servers", "Servers in the ring")                                       \
     X(live, STAT_GAUGE, "servers", "Servers not ejected")                                          \
     X(put_sent, STAT_COUNTER, "blocks", "Sets handed to a server")                                 \
@@ -63,10 +64,14 @@
     X(lookup_inline, STAT_COUNTER, "lookups", "Lookups answered on the reader's own thread")       \
     X(bad_values, STAT_COUNTER, "blocks", "Values of the wrong size (ignored)")                    \
     X(ejections, STAT_COUNTER, "ejections", "Servers ejected")                                     \
-    X(revivals, STAT_COUNTER, "revivals", "Ejected servers retried")                               \
+    X(revivals, STAT_COUNTER, "revivals", "Ejected servers retried")
+
+#define MC_TIER_POLLED(X)                                                                          \
     X(curr_items, STAT_GAUGE, "items", "Items held by every server whose stats answered")          \
     X(bytes, STAT_GAUGE, "bytes", "Their items' bytes")                                            \
     X(slab_chunk_bytes, STAT_GAUGE, "bytes", "Their items' slab chunk bytes")
+
+#define MC_TIER_STATS(X) MC_TIER_OWN(X) MC_TIER_POLLED(X)
 
 #define MC_TIER_RATIOS(X)                                                                          \
     X(bytes_per_item, STAT_RATIO, "bytes", "bytes / curr_items over the servers")                  \

@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "cluster/mc_stats_list.h"
 #include "core/fingerprint.h"
 #include "core/tier.h"
 
@@ -57,18 +58,12 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
 
 extern const struct tier_ops tier_memcached_ops;
 
-/* Counters beyond the core's tier_counters. */
+/* Counters beyond the core's tier_counters: the fields and their meaning
+ * are MC_TIER_OWN's (mc_stats_list.h). */
 struct tier_memcached_stats {
-    uint64_t put_sent;      /* sets handed to a server */
-    uint64_t put_drops;     /* puts and forgets dropped: the queue was full */
-    uint64_t put_errors;    /* puts not sent: no live server, or it failed */
-    uint64_t put_queued;    /* bytes waiting now */
-    uint64_t lookup_busy;   /* lookups refused: too many waiting */
-    uint64_t lookup_inline; /* lookups answered on the caller's thread */
-    uint64_t bad_values;    /* values of the wrong size (ignored) */
-    uint64_t ejections;     /* servers ejected */
-    uint64_t revivals;      /* ejected servers retried */
-    unsigned servers, live;
+#define X(name, kind, unit, help) uint64_t name;
+    MC_TIER_OWN(X)
+#undef X
 };
 void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out);
 

@@ -324,17 +324,9 @@ void mc_stats_tier(const struct tier_memcached_stats *st, const struct mc_server
                    unsigned n, struct mc_tier_snap *out)
 {
     memset(out, 0, sizeof *out);
-    out->servers = st->servers;
-    out->live = st->live;
-    out->put_sent = st->put_sent;
-    out->put_drops = st->put_drops;
-    out->put_errors = st->put_errors;
-    out->put_queued = st->put_queued;
-    out->lookup_busy = st->lookup_busy;
-    out->lookup_inline = st->lookup_inline;
-    out->bad_values = st->bad_values;
-    out->ejections = st->ejections;
-    out->revivals = st->revivals;
+#define X(name, kind, unit, help) out->name = st->name;
+    MC_TIER_OWN(X)
+#undef X
     for (unsigned i = 0; i < n; i++) {
         if (!s[i].stats_ok)
             continue;
