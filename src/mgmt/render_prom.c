@@ -107,17 +107,25 @@ static const char *stat_type(const struct stat_desc *d)
     return d->kind == STAT_COUNTER ? "counter" : "gauge";
 }
 
-static void render_cache(FILE *f, const struct cache_snapshot *c)
+/* One unlabelled family per stat of a list: prefix + name, its value in
+ * snap. */
+static void put_unlabelled(FILE *f, const char *prefix, const struct stat_desc *descs,
+                           unsigned count, const void *snap)
 {
     char family[128];
-    for (unsigned i = 0; i < cache_stat_count; i++) {
-        const struct stat_desc *d = &cache_stat_descs[i];
-        family_name(family, sizeof family, "shoal_cache_", d);
+    for (unsigned i = 0; i < count; i++) {
+        const struct stat_desc *d = &descs[i];
+        family_name(family, sizeof family, prefix, d);
         put_header(f, family, d->help, stat_type(d));
         fprintf(f, "%s ", family);
-        put_stat_value(f, c, d);
+        put_stat_value(f, snap, d);
         fputc('\n', f);
     }
+}
+
+static void render_cache(FILE *f, const struct cache_snapshot *c)
+{
+    put_unlabelled(f, "shoal_cache_", cache_stat_descs, cache_stat_count, c);
 }
 
 static void render_volume_stats(FILE *f, const struct mgmt_snap *s)
@@ -214,14 +222,7 @@ static void render_mrc(FILE *f, const struct mgmt_snap *s)
 static void render_memcached(FILE *f, const struct mgmt_snap *s)
 {
     char family[128];
-    for (unsigned i = 0; i < mc_tier_stat_count; i++) {
-        const struct stat_desc *d = &mc_tier_stat_descs[i];
-        family_name(family, sizeof family, "shoal_memcached_", d);
-        put_header(f, family, d->help, stat_type(d));
-        fprintf(f, "%s ", family);
-        put_stat_value(f, &s->mc, d);
-        fputc('\n', f);
-    }
+    put_unlabelled(f, "shoal_memcached_", mc_tier_stat_descs, mc_tier_stat_count, &s->mc);
     put_header(f, "shoal_memcached_server_info",
                "A memcached server of the ring and its state: live, probation (failed lately) or "
                "ejected (value is always 1)",
