@@ -262,6 +262,21 @@ static void fill_ring(const struct mc_server *srv, unsigned n, struct mc_server_
     }
 }
 
+/* Chunk space the items leave unused. */
+static uint64_t slab_waste(uint64_t bytes, uint64_t chunk_bytes)
+{
+    return chunk_bytes > bytes ? chunk_bytes - bytes : 0;
+}
+
+/* The per-block memory figures of a server or of the tier. */
+static void slab_ratios(uint64_t bytes, uint64_t chunk_bytes, uint64_t items, double *waste_ratio,
+                        double *bytes_per_item, double *chunk_bytes_per_item)
+{
+    *waste_ratio = stat_ratio(slab_waste(bytes, chunk_bytes), chunk_bytes);
+    *bytes_per_item = stat_ratio(bytes, items);
+    *chunk_bytes_per_item = stat_ratio(chunk_bytes, items);
+}
+
 static void fill_polled(struct mc_poll *p, struct mc_server_snap *out, unsigned n)
 {
     uint64_t now = now_ms();
@@ -288,10 +303,9 @@ static void fill_polled(struct mc_poll *p, struct mc_server_snap *out, unsigned 
         o->evictions = e->evictions;
         o->slab_chunk_bytes = e->chunk_bytes;
         o->slab_malloced_bytes = e->malloced;
-        o->slab_waste_bytes = e->chunk_bytes > e->bytes ? e->chunk_bytes - e->bytes : 0;
-        o->slab_waste_ratio = stat_ratio(o->slab_waste_bytes, e->chunk_bytes);
-        o->bytes_per_item = stat_ratio(e->bytes, e->curr_items);
-        o->chunk_bytes_per_item = stat_ratio(e->chunk_bytes, e->curr_items);
+        o->slab_waste_bytes = slab_waste(e->bytes, e->chunk_bytes);
+        slab_ratios(e->bytes, e->chunk_bytes, e->curr_items, &o->slab_waste_ratio,
+                    &o->bytes_per_item, &o->chunk_bytes_per_item);
     }
 }
 
@@ -334,10 +348,6 @@ void mc_stats_tier(const struct tier_memcached_stats *st, const struct mc_server
         out->bytes += s[i].bytes;
         out->slab_chunk_bytes += s[i].slab_chunk_bytes;
     }
-    out->bytes_per_item = stat_ratio(out->bytes, out->curr_items);
-    out->chunk_bytes_per_item = stat_ratio(out->slab_chunk_bytes, out->curr_items);
-    out->slab_waste_ratio =
-        out->slab_chunk_bytes > out->bytes
-            ? stat_ratio(out->slab_chunk_bytes - out->bytes, out->slab_chunk_bytes)
-            : 0;
+    slab_ratios(out->bytes, out->slab_chunk_bytes, out->curr_items, &out->slab_waste_ratio,
+                &out->bytes_per_item, &out->chunk_bytes_per_item);
 }
