@@ -44,8 +44,7 @@ struct vol_scratch {
      * finish_read): kept per scratch, it stayed with every thread that
      * ever read ahead, uncounted (a soak's RSS grew by 1 MiB a thread). */
     bool ra_active;
-    void *ra_buf;
-    size_t ra_buf_len;
+    void *ra_buf; /* ra_nb blocks */
     uint64_t ra_first;
     uint32_t ra_nb;
     /* Blocks served by key, installed in finish (vol_key.c): kd_small,

@@ -39,7 +39,7 @@ static void ra_release(struct vol_scratch *s)
 {
     s->ra_active = false;
     if (s->ra_buf) {
-        bufpool_put(s->ra_buf, s->ra_buf_len);
+        bufpool_put(s->ra_buf, (size_t)s->ra_nb * BLOCK_SIZE);
         s->ra_buf = NULL;
     }
 }
@@ -239,7 +239,7 @@ static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uin
     s->ra_buf = bufpool_try_get((size_t)wnb * BLOCK_SIZE);
     if (!s->ra_buf)
         return false;
-    s->ra_buf_len = (size_t)wnb * BLOCK_SIZE;
+    s->ra_nb = wnb; /* ra_release gives back ra_nb blocks */
     uint64_t miss[BITMAP_WORDS(PREFETCH_CHUNK / BLOCK_SIZE)] = {0};
     uint32_t off = (uint32_t)(first - wa);
     for (uint32_t i = 0; i < nb; i++)
@@ -255,7 +255,6 @@ static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uin
     }
     s->ra_active = true;
     s->ra_first = wa;
-    s->ra_nb = wnb;
     return true;
 }
 
