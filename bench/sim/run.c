@@ -52,21 +52,23 @@ static const struct fpkey *key_of(struct run *r, uint32_t cid)
     return &r->keys[cid];
 }
 
-static void cell_insert(struct run *r, struct cell *c, uint32_t cid)
+static void cell_insert(struct run *r, struct cell *c, uint32_t cid, unsigned heat)
 {
     const struct fpkey *k = key_of(r, cid);
-    if (store_get_or_insert_key(r->s, k, content(r, cid), &c->ref) < 0)
+    if (store_get_or_insert_heat(r->s, k, content(r, cid), heat, &c->ref) < 0)
         c->ref = (struct store_ref){0, 0};
     c->cid = cid;
     c->zero = false;
 }
 
-static void cell_drop(struct run *r, struct cell *c)
+/* Returns the dropped content's heat (store_unref_heat). */
+static unsigned cell_drop(struct run *r, struct cell *c)
 {
-    store_unref(r->s, c->ref);
+    unsigned heat = store_unref_heat(r->s, c->ref);
     c->ref = (struct store_ref){0, 0};
     c->cid = SIM_NONE;
     c->zero = false;
+    return heat;
 }
 
 static bool read_block(struct run *r, struct cell *c, uint32_t cid)
@@ -90,7 +92,7 @@ static bool read_block(struct run *r, struct cell *c, uint32_t cid)
         }
     }
     cell_drop(r, c);
-    cell_insert(r, c, cid);
+    cell_insert(r, c, cid, 0);
     return false;
 }
 
@@ -107,10 +109,9 @@ int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint6
     int ret = store_create(cache_blocks * BLOCK_SIZE, 0, policy, &r.s);
     if (ret < 0)
         return ret;
-    /* The eviction log feeds the directory's memory of evicted keys; here
-     * every cell remembers its key (struct cell), so it would only cost a
-     * hash per eviction. */
-    store_set_eviction_log(r.s, false);
+    /* The eviction log stays on as in the daemon (engine.c): a rewrite of
+     * a block whose content was evicted learns the old key's heat from it
+     * (store_unref_heat). */
     for (uint32_t i = 0; i < o->naddrs; i++)
         cells[i] = (struct cell){{0, 0}, SIM_NONE, false};
     for (uint64_t i = 0; i < o->n; i++) {
@@ -125,15 +126,18 @@ int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint6
                 res->miss_blocks++;
             }
             break;
-        case SIM_WRITE:
-            cell_drop(&r, c);
+        case SIM_WRITE: {
+            /* A rewrite hands the old content's worth on, as the daemon's
+             * write path does (volume.c). */
+            unsigned heat = cell_drop(&r, c);
             if (o->zero[op->cid]) {
                 c->cid = op->cid;
                 c->zero = true;
             } else {
-                cell_insert(&r, c, op->cid);
+                cell_insert(&r, c, op->cid, heat);
             }
             break;
+        }
         default:
             cell_drop(&r, c);
         }

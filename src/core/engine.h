@@ -27,7 +27,7 @@ struct tier_map_id;
 
 struct engine_config {
     uint64_t cache_bytes; /* --cache-size */
-    const char *policy;   /* eviction policy name ("s3fifo" default, "lru") */
+    const char *policy;   /* eviction policy name (NULL: evict_find's default) */
     /* Blocks whose content left RAM that the directories may remember by
      * key, all volumes together (0: ENGINE_REMEMBER_PER_BLOCK per cache
      * block; each costs about 32 bytes). */

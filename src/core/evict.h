@@ -7,11 +7,17 @@
  * policies need no locking of their own; init and fini run while the store
  * has one owner (store_create, store_destroy), when no lock is needed.
  *
- * Why S3-FIFO is the default: VM block traffic mixes a hot working set with
- * large one-pass scans (backups, `dd`, antivirus, image copies). LRU lets a
- * scan flush the hot set; S3-FIFO admits new blocks to a small FIFO and only
- * promotes blocks touched again, and its hits cost one counter update (no
- * list move). Measured with bench/evict-sim: see the table in evict_s3fifo.c. */
+ * Why W-TinyLFU is the default: VM block traffic mixes a hot working set
+ * with one-pass scans (backups, `dd`, image copies) and boot storms and
+ * loops larger than the cache. LRU lets a scan flush the hot set and
+ * misses every block of a loop; W-TinyLFU admits a block into its main
+ * queue only if it was used more often than the block it would displace,
+ * so scans pass through a small window and a storm keeps a fixed part of
+ * itself. With a rewritten block's count handed on to its new content
+ * (heat_locked / inherit_locked below) it beats S3-FIFO, the default
+ * before, on the synthetic storms and the write mixes; it loses to it by
+ * up to 0.012 on a few trace sizes (bench/README.md, "Policy simulator",
+ * from bench/policy-sim). */
 #ifndef SHOAL_CORE_EVICT_H
 #define SHOAL_CORE_EVICT_H
 
@@ -38,6 +44,18 @@ struct evict_ops {
     void (*remove_locked)(void *st, uint32_t idx);
     /* Choose a victim, unlink it and return its index (STORE_NONE if empty). */
     uint32_t (*evict_locked)(void *st);
+    /* Optional (NULL: no memory of use to hand on). When a block is
+     * rewritten, its old content's worth goes to the new one: heat_locked
+     * reads it from the old entry (in its shard, just before the entry
+     * loses the block's reference), key_heat_locked from the key of an
+     * old content already evicted (entry.key's tag, in the key's shard),
+     * inherit_locked gives it to the new entry (in its own shard, after
+     * its insert). Why: a policy that counts uses per content restarts a
+     * hot block at zero at every write, and a block written and then read
+     * again is as hot as before. */
+    unsigned (*heat_locked)(void *st, uint32_t idx);
+    unsigned (*key_heat_locked)(void *st, uint32_t key);
+    void (*inherit_locked)(void *st, uint32_t idx, unsigned heat);
     /* Bytes of policy metadata beyond the entry fields. */
     size_t (*metadata_bytes_locked)(void *st);
 };

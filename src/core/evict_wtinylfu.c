@@ -1,7 +1,7 @@
 /* W-TinyLFU eviction with a SIEVE main queue and an adaptive window (after
  * Einziger, Friedman and Manes, "TinyLFU", ACM ToS 2017, and Zhang et al.,
- * NSDI'24). Selectable with --policy wtinylfu; not the default: it loses
- * where blocks are rewritten often (bench/README.md, "Policy simulator").
+ * NSDI'24). The default policy (evict.h says why; bench/README.md, "Policy
+ * simulator", has the figures).
  *
  * New contents enter a window, a CLOCK queue (a hit sets a bit; a marked
  * entry at the head goes round once more). When the window is full its
@@ -28,7 +28,11 @@
  * long evicted (a block that comes back has a count), and halves all counts
  * every 20 x capacity events so old popularity fades. A content several
  * directory cells map (dedup: clones reading one gold image) is worth more:
- * its references beyond the first count as uses.
+ * its references beyond the first count as uses. A rewritten block's new
+ * content starts from the old content's count plus one for the write
+ * (inherit_locked): counted by content alone, every write of a hot block
+ * restarted it at one, and a write mix whose blocks are written and then
+ * read back lost 0.05 to 0.12 of miss ratio to LRU, SIEVE and ARC.
  *
  * A hit costs a sketch update and a bit (no list move). Memory, per block of
  * shard capacity: 8 bytes of sketch (16 four-bit counters a word) and at
@@ -138,6 +142,23 @@ static void sketch_inc(struct wtlfu *w, uint32_t key)
     }
     if (++w->samples >= w->sample_max)
         sketch_halve(w);
+}
+
+/* Raise the key's counters to at least f (a rewritten block's count). */
+static void sketch_raise(struct wtlfu *w, uint32_t key, unsigned f)
+{
+    if (!w->sketch)
+        return;
+    f = f < 15 ? f : 15;
+    uint64_t h = mix64(key);
+    for (unsigned j = 0; j < 4; j++) {
+        uint32_t word;
+        unsigned sh;
+        slot_of(w, h, j, &word, &sh);
+        unsigned c = (unsigned)(w->sketch[word] >> sh) & 15u;
+        if (c < f)
+            w->sketch[word] += (uint64_t)(f - c) << sh;
+    }
 }
 
 static uint32_t sketch_words(uint32_t capacity)
@@ -297,6 +318,27 @@ static void wt_hit_locked(void *st, uint32_t idx)
         entry_set_pbits(en, b | VISITED);
 }
 
+/* A rewrite: the block's old content's count (also of a content evicted
+ * since: the sketch keeps counts of keys long gone) ... */
+static unsigned wt_heat_locked(void *st, uint32_t idx)
+{
+    struct wtlfu *w = st;
+    return sketch_freq(w, w->e[idx].key);
+}
+
+static unsigned wt_key_heat_locked(void *st, uint32_t key)
+{
+    return sketch_freq(st, key);
+}
+
+/* ... goes to the new content, plus one for the write itself: the block
+ * has had that many uses whatever its bytes are now. */
+static void wt_inherit_locked(void *st, uint32_t idx, unsigned heat)
+{
+    struct wtlfu *w = st;
+    sketch_raise(w, w->e[idx].key, heat + 1);
+}
+
 static void wt_remove_locked(void *st, uint32_t idx)
 {
     struct wtlfu *w = st;
@@ -405,6 +447,9 @@ const struct evict_ops evict_wtinylfu_ops = {
     .insert_locked = wt_insert_locked,
     .hit_locked = wt_hit_locked,
     .remove_locked = wt_remove_locked,
+    .heat_locked = wt_heat_locked,
+    .key_heat_locked = wt_key_heat_locked,
+    .inherit_locked = wt_inherit_locked,
     .evict_locked = wt_evict_locked,
     .metadata_bytes_locked = wt_metadata_bytes_locked,
 };

@@ -20,9 +20,10 @@ struct fpkey;
                * for the miss-ratio curves */
 
 /* data: BLOCK_SIZE bytes just read from the back end or written by a
- * client. */
+ * client. heat: for a write, what the block's old content had (the
+ * store's store_unref_heat), else 0. */
 void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
-                 unsigned flags);
+                 unsigned flags, unsigned heat);
 
 /* The same for content whose key is known and was checked against the data
  * (a block a tier returned for a client's read): no second hash. */

@@ -37,6 +37,9 @@ struct vol_scratch {
     struct dir_tickets tk;
     uint64_t todo[BITMAP_WORDS(SPAN_BLOCKS_MAX)];  /* blocks to fetch / install in finish */
     uint64_t keyed[BITMAP_WORDS(SPAN_BLOCKS_MAX)]; /* misses the directory knows a key for */
+    /* A write's blocks: what their old contents' policy counted
+     * (store_unref_heat at begin), handed to the new contents in finish. */
+    uint8_t heat[SPAN_BLOCKS_MAX];
     uint8_t tail[BLOCK_SIZE];                      /* zero-padded last block */
     /* Read-ahead (see ra_plan): when set, todo is relative to ra_first
      * and finish installs from ra_buf instead of the request buffer. The

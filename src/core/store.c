@@ -375,13 +375,23 @@ int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
 int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const void *data,
                             struct store_ref *ref)
 {
+    return store_get_or_insert_heat(s, keyp, data, 0, ref);
+}
+
+int store_get_or_insert_heat(struct store *s, const struct fpkey *keyp, const void *data,
+                             unsigned heat, struct store_ref *ref)
+{
     uint64_t key = fpkey_hash64(keyp);
     struct shard *sh = shard_of_key(s, key);
     LOCK_GUARD(&sh->lock);
 
     uint32_t idx = hash_find_locked(s, sh, key, data, NULL);
-    if (idx != STORE_NONE)
-        return ref_existing_locked(s, sh, idx, ref);
+    if (idx != STORE_NONE) {
+        int r = ref_existing_locked(s, sh, idx, ref);
+        if (r == 0 && heat && s->policy->inherit_locked)
+            s->policy->inherit_locked(sh->pstate, idx, heat);
+        return r;
+    }
     idx = slot_alloc_locked(s, sh);
     if (idx == STORE_NONE) {
         sh->insert_failures++;
@@ -395,6 +405,8 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const voi
     if (sh->used + 1 > 4 * (sh->bucket_mask + 1)) /* load 4: double (else longer chains) */
         (void)buckets_resize_locked(s, sh, 8 * (sh->bucket_mask + 1));
     s->policy->insert_locked(sh->pstate, idx);
+    if (heat && s->policy->inherit_locked)
+        s->policy->inherit_locked(sh->pstate, idx, heat);
     sh->used++;
     sh->inserts++;
     sh->logical++;
@@ -465,21 +477,50 @@ bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)
     return evlog_find_locked(sh, ref.idx, ref.gen, key);
 }
 
+/* The heat of a content no longer held, by its key: policies that count
+ * uses by key remember them after the content left. */
+static unsigned key_heat(struct store *s, const struct fpkey *keyp)
+{
+    if (!s->policy->key_heat_locked)
+        return 0;
+    uint64_t key = fpkey_hash64(keyp);
+    struct shard *sh = shard_of_key(s, key);
+    LOCK_GUARD(&sh->lock);
+    return s->policy->key_heat_locked(sh->pstate, (uint32_t)key);
+}
+
 void store_unref(struct store *s, struct store_ref ref)
 {
+    (void)store_unref_heat(s, ref);
+}
+
+unsigned store_unref_heat(struct store *s, struct store_ref ref)
+{
     if (ref.idx >= s->nshards * s->per_shard)
-        return;
+        return 0;
     struct shard *sh = shard_of_idx(s, ref.idx);
-    LOCK_GUARD(&sh->lock);
-    struct store_entry *e = &s->entries[ref.idx];
-    if (e->gen != ref.gen || entry_refs(e) == 0)
-        return; /* stale: the entry was evicted or reused since */
-    e->refs--;
-    sh->logical--;
-    if (entry_refs(e) == 0) {
-        s->policy->remove_locked(sh->pstate, ref.idx);
-        entry_kill_locked(s, sh, ref.idx);
+    struct fpkey evicted;
+    {
+        LOCK_GUARD(&sh->lock);
+        struct store_entry *e = &s->entries[ref.idx];
+        if (e->gen != ref.gen || entry_refs(e) == 0) {
+            /* Stale: evicted or freed since. Its key, if the eviction log
+             * still has it, still has a count (asked with this lock
+             * released: no two shard locks at once). */
+            if (!s->policy->key_heat_locked || !evlog_find_locked(sh, ref.idx, ref.gen, &evicted))
+                return 0;
+        } else {
+            unsigned heat = s->policy->heat_locked ? s->policy->heat_locked(sh->pstate, ref.idx) : 0;
+            e->refs--;
+            sh->logical--;
+            if (entry_refs(e) == 0) {
+                s->policy->remove_locked(sh->pstate, ref.idx);
+                entry_kill_locked(s, sh, ref.idx);
+            }
+            return heat;
+        }
     }
+    return key_heat(s, &evicted);
 }
 
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
@@ -634,7 +675,7 @@ int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy
     if (blocks == 0)
         return -EINVAL;
     if (!policy)
-        policy = &evict_s3fifo_ops;
+        policy = evict_find(NULL);
 
     uint32_t nshards = 1;
     while (nshards < MAX_SHARDS && blocks / (nshards * 2) >= BLOCKS_PER_SHARD_MIN)

@@ -104,7 +104,7 @@ struct store_stats {
 };
 
 /* capacity: bytes of content RAM now; max: the most it may grow to with
- * store_resize (0 = capacity). policy: NULL for the default (S3-FIFO). */
+ * store_resize (0 = capacity). policy: NULL for the default (evict_find(NULL)). */
 int store_create(uint64_t capacity, uint64_t max, const struct evict_ops *policy,
                  struct store **out);
 void store_destroy(struct store *s);
@@ -120,6 +120,12 @@ int store_get_or_insert(struct store *s, const struct fp *fp, const void *data,
  * SHA-256. */
 int store_get_or_insert_key(struct store *s, const struct fpkey *key, const void *data,
                             struct store_ref *ref);
+
+/* The same for a block being rewritten: heat is what store_unref_heat
+ * returned for the block's old content (0: nothing to hand on), given to
+ * the new content's eviction policy (evict.h, heat_locked). */
+int store_get_or_insert_heat(struct store *s, const struct fpkey *key, const void *data,
+                             unsigned heat, struct store_ref *ref);
 
 /* Find the content with this key (no bytes to compare: the key is 160 bits
  * of its SHA-256, see fingerprint.h) and take one directory reference on
@@ -150,6 +156,11 @@ void store_set_eviction_log(struct store *s, bool on);
 /* Drop a directory reference. Stale refs are ignored. The entry is freed when
  * its last reference goes (nobody can read it any more). */
 void store_unref(struct store *s, struct store_ref ref);
+/* The same, returning the content's heat for its policy (evict.h): what a
+ * rewrite of the block hands on to the new content. For a stale ref, the
+ * heat of the key the eviction log still has for it; 0 when forgotten or
+ * when the policy keeps none. */
+unsigned store_unref_heat(struct store *s, struct store_ref ref);
 
 /* Copy [off, off+len) of the block into dst if ref is still live, and tell
  * the eviction policy it was used. 0 or -ENOENT (stale: treat as a miss). */

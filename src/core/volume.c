@@ -509,7 +509,7 @@ static void finish_read(struct volume *v, struct vol_req *r)
             uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
                 vol_install(v, blk, (uint8_t *)s->ra_buf + (size_t)i * BLOCK_SIZE, &s->tk,
-                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0));
+                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0), 0);
         }
         ra_release(s);
         return;
@@ -517,23 +517,25 @@ static void finish_read(struct volume *v, struct vol_req *r)
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
             vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk,
-                        INSTALL_TIERS | INSTALL_READ);
+                        INSTALL_TIERS | INSTALL_READ, 0);
 }
 
 /* ---- writes, trims, zeroes ---- */
 
-static void drop(struct volume *v, uint64_t val)
+/* Returns the dropped content's heat for the eviction policy (evict.h). */
+static unsigned drop(struct volume *v, uint64_t val)
 {
-    if (dir_val_is_ref(val))
-        store_unref(v->store, dir_ref(val));
+    return dir_val_is_ref(val) ? store_unref_heat(v->store, dir_ref(val)) : 0;
 }
 
 static void begin_range(struct volume *v, uint64_t first, uint32_t nb, struct vol_scratch *s)
 {
     dir_tickets_reset(&s->tk);
     todo_clear(s, nb);
-    for (uint32_t i = 0; i < nb; i++)
-        drop(v, dir_write_begin(v->dir, first + i, &s->tk));
+    for (uint32_t i = 0; i < nb; i++) {
+        unsigned h = drop(v, dir_write_begin(v->dir, first + i, &s->tk));
+        s->heat[i] = (uint8_t)(h < UINT8_MAX ? h : UINT8_MAX);
+    }
 }
 
 /* End every block; mark the clean ones that the request fully covers (or
@@ -546,7 +548,7 @@ static void end_range(struct volume *v, struct vol_req *r, uint64_t first, uint3
     for (uint32_t i = 0; i < nb; i++) {
         uint64_t blk = first + i;
         bool clean;
-        drop(v, dir_write_end(v->dir, blk, &s->tk, &clean));
+        (void)drop(v, dir_write_end(v->dir, blk, &s->tk, &clean));
         if (!clean || !may_install)
             continue;
         uint64_t bs = block_start(blk);
@@ -732,7 +734,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
         } else if (copy && install_shared(v, s, i, blk, data)) {
             continue;
         }
-        vol_install(v, blk, data, &s->tk, 0);
+        vol_install(v, blk, data, &s->tk, 0, s->heat[i]);
     }
 }
 

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine.h"
+#include "core/evict.h"
 #include "daemon/notify.h"
 #include "daemon/options.h"
 #include "daemon/persist.h"
@@ -303,7 +304,7 @@ int main(int argc, char **argv)
     int r = engine_create(&ec, &engine);
     if (r < 0) {
         fprintf(stderr, "shoald: cannot create the cache (%s): %s\n",
-                o->policy ? o->policy : "s3fifo", strerror(-r));
+                o->policy ? o->policy : evict_find(NULL)->name, strerror(-r));
         cluster_stop(); /* it feeds the tier */
         if (mc_tier)
             tier_close(mc_tier);
@@ -411,7 +412,7 @@ int main(int argc, char **argv)
     char sz[32];
     log_info(main, "shoald %s ready: %u volume(s), cache %s, policy %s", SHOAL_VERSION,
              engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz),
-             o->policy ? o->policy : "s3fifo");
+             o->policy ? o->policy : evict_find(NULL)->name);
     if (!o->foreground)
         log_use_syslog("shoald");
     ready(notify_fd, o->foreground);

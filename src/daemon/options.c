@@ -139,8 +139,8 @@ static void usage(FILE *f)
         "  -f, --foreground                  do not daemonize; log to stderr\n"
         "  -v, --verbose                     more logging (repeat for debug)\n"
         "  -D, --debug COMPONENT=LEVEL       per-component log level (error|warn|info|debug)\n"
-        "      --policy NAME                 eviction policy: s3fifo (default), lru,\n"
-        "                                    sieve, arc or wtinylfu\n"
+        "      --policy NAME                 eviction policy: wtinylfu (default), s3fifo,\n"
+        "                                    lru, sieve or arc\n"
         "      --threads N                   worker threads for back end I/O, shared by\n"
         "                                    every front end (default %d)\n"
         "      --io-memory SIZE              cap on request buffers (default 512M)\n"
@@ -427,7 +427,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         return set_flag(o, &o->direct, "direct", val, from_file);
     case OPT_POLICY:
         if (!evict_find(val))
-            return bad(o, "eviction policy", val, "want s3fifo, lru, sieve, arc or wtinylfu");
+            return bad(o, "eviction policy", val, "want wtinylfu, s3fifo, lru, sieve or arc");
         o->policy = val;
         return 0;
     case OPT_READAHEAD:

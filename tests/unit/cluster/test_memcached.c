@@ -95,8 +95,12 @@ static struct fix *fix_new(unsigned nsrv, bool hang, uint32_t timeout_ms, uint32
                                        .io_timeout_ms = io_timeout_ms,
                                        .retry_ms = retry_ms};
     assert_int_equal(tier_memcached_open(&mc, &x->tier), 0);
-    struct engine_config ec = {
-        .cache_bytes = CACHE_BLOCKS * BLOCK_SIZE, .tiers = &x->tier, .ntiers = 1};
+    /* S3-FIFO: new blocks push old ones out (the default, W-TinyLFU,
+     * keeps old blocks over blocks seen once), which these tests rely on. */
+    struct engine_config ec = {.cache_bytes = CACHE_BLOCKS * BLOCK_SIZE,
+                               .policy = "s3fifo",
+                               .tiers = &x->tier,
+                               .ntiers = 1};
     assert_int_equal(engine_create(&ec, &x->e), 0);
     x->f = fake_new(VOL_BLOCKS * BLOCK_SIZE, 0);
     make_distinct(x->f, 1);

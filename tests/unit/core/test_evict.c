@@ -60,7 +60,7 @@ static void test_find(void **state)
     assert_ptr_equal(evict_find("sieve"), &evict_sieve_ops);
     assert_ptr_equal(evict_find("arc"), &evict_arc_ops);
     assert_ptr_equal(evict_find("wtinylfu"), &evict_wtinylfu_ops);
-    assert_ptr_equal(evict_find(NULL), &evict_s3fifo_ops); /* the default is unchanged */
+    assert_ptr_equal(evict_find(NULL), &evict_wtinylfu_ops); /* the default */
     assert_null(evict_find("2q"));
 }
 

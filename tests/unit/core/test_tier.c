@@ -62,7 +62,10 @@ static struct fix *fix_new(bool with_tier, uint32_t timeout_ms)
     struct fix *x = calloc(1, sizeof *x);
     struct tier *t = with_tier ? tier_fake_new(&x->ctl, timeout_ms) : NULL;
     x->tier = t;
+    /* S3-FIFO: new blocks push old ones out (the default, W-TinyLFU,
+     * keeps old blocks over blocks seen once), which these tests rely on. */
     struct engine_config ec = {.cache_bytes = CACHE_BLOCKS * BLOCK_SIZE,
+                               .policy = "s3fifo",
                                .tiers = with_tier ? &t : NULL,
                                .ntiers = with_tier ? 1 : 0};
     assert_int_equal(engine_create(&ec, &x->e), 0);
