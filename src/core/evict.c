@@ -47,8 +47,8 @@ uint32_t evict_list_pop_head(struct evict_list *l, struct store_entry *e)
 
 const struct evict_ops *evict_find(const char *name)
 {
-    static const struct evict_ops *const all[] = {
-        &evict_wtinylfu_ops, &evict_s3fifo_ops, &evict_lru_ops, &evict_sieve_ops, &evict_arc_ops};
+    static const struct evict_ops *const all[] = {&evict_wtinylfu_ops, &evict_s3fifo_ops,
+                                                  &evict_lru_ops, &evict_sieve_ops, &evict_arc_ops};
     if (!name || !*name)
         return all[0];
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

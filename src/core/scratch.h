@@ -40,7 +40,7 @@ struct vol_scratch {
     /* A write's blocks: what their old contents' policy counted
      * (store_unref_heat at begin), handed to the new contents in finish. */
     uint8_t heat[SPAN_BLOCKS_MAX];
-    uint8_t tail[BLOCK_SIZE];                      /* zero-padded last block */
+    uint8_t tail[BLOCK_SIZE]; /* zero-padded last block */
     /* Read-ahead (see ra_plan): when set, todo is relative to ra_first
      * and finish installs from ra_buf instead of the request buffer. The
      * window's buffer comes from the buffer pool for one read (ra_plan to

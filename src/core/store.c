@@ -510,7 +510,8 @@ unsigned store_unref_heat(struct store *s, struct store_ref ref)
             if (!s->policy->key_heat_locked || !evlog_find_locked(sh, ref.idx, ref.gen, &evicted))
                 return 0;
         } else {
-            unsigned heat = s->policy->heat_locked ? s->policy->heat_locked(sh->pstate, ref.idx) : 0;
+            unsigned heat =
+                s->policy->heat_locked ? s->policy->heat_locked(sh->pstate, ref.idx) : 0;
             e->refs--;
             sh->logical--;
             if (entry_refs(e) == 0) {

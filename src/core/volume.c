@@ -509,7 +509,8 @@ static void finish_read(struct volume *v, struct vol_req *r)
             uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
                 vol_install(v, blk, (uint8_t *)s->ra_buf + (size_t)i * BLOCK_SIZE, &s->tk,
-                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0), 0);
+                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0),
+                            0);
         }
         ra_release(s);
         return;
