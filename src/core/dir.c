@@ -740,8 +740,11 @@ void dir_purge(struct dir *d)
             continue;
         uint32_t live = keep_stale ? s->count : count_live_locked(d, s);
         /* Rebuild to drop stale cells, or a table too big for what it
-         * holds (under about 47% full); otherwise leave it. */
-        if (live == s->count && s->size <= fit_size(live) + fit_size(live) / 2)
+         * holds (under about 56% full: a table grown while evictions left
+         * stale cells in it would otherwise keep 12-byte cells at under
+         * half load, and the metadata per block would depend on the
+         * eviction policy's pattern); otherwise leave it. */
+        if (live == s->count && s->size <= fit_size(live) + fit_size(live) / 4)
             continue;
         if (live == 0) {
             /* Drop the whole table. */

@@ -26,7 +26,7 @@
  *
  * The sketch counts every insert and hit of a content's key, also of keys
  * long evicted (a block that comes back has a count), and halves all counts
- * every 20 x capacity events so old popularity fades. A content several
+ * every 10 x capacity events so old popularity fades. A content several
  * directory cells map (dedup: clones reading one gold image) is worth more:
  * its references beyond the first count as uses. A rewritten block's new
  * content starts from the old content's count plus one for the write
@@ -34,9 +34,14 @@
  * restarted it at one, and a write mix whose blocks are written and then
  * read back lost 0.05 to 0.12 of miss ratio to LRU, SIEVE and ARC.
  *
- * A hit costs a sketch update and a bit (no list move). Memory, per block of
- * shard capacity: 8 bytes of sketch (16 four-bit counters a word) and at
- * most 4 of ghost slices, allocated at init and at a resize, never per I/O.
+ * A hit costs a sketch update and a bit (no list move). Memory: a word of
+ * 16 four-bit counters per two blocks held, doubled as the shard fills (so
+ * a cache partly filled does not pay for its capacity): 4 to 8 bytes per
+ * block held (8 just after a doubling, 4 in a full shard), and at most 0.5
+ * bytes of ghost slices per block of capacity; allocated at init, at a resize and at the few
+ * insertions that double the sketch, never otherwise. (A word per block,
+ * as Caffeine sizes it, missed less on the small write mixes, by up to
+ * 0.02, but put the metadata per cached block over its 64-byte budget.)
  * Per entry: the list links and 2 policy bits. */
 #include "core/evict.h"
 
@@ -50,7 +55,7 @@
 #define VISITED 0x2u
 
 /* Halve the counts after this many events per block of capacity. */
-#define SAMPLE_FACTOR 20u
+#define SAMPLE_FACTOR 10u
 /* A candidate needs more than the victim's count plus this. */
 #define ADMIT_MARGIN 1u
 /* The dedup bonus is at most this (a counter's range is 0..15). */
@@ -58,7 +63,13 @@
 /* Ghost slices: capacity / SLICE_DIV keys each; the window moves by
  * WIN_STEP blocks per ghost hit. */
 #define SLICE_DIV 32u
-#define WIN_STEP  4u
+/* Sketch: one 64-bit word (16 counters) per BLOCKS_PER_WORD blocks held,
+ * at least SKETCH_MIN_WORDS a shard. With half a word per block, halving
+ * every 10x rather than 20x capacity events keeps the counters from
+ * saturating (measured: bench/README.md, "Policy simulator"). */
+#define BLOCKS_PER_WORD  2u
+#define SKETCH_MIN_WORDS 16u
+#define WIN_STEP         4u
 
 struct gslot {
     uint32_t tag, seq;
@@ -161,14 +172,16 @@ static void sketch_raise(struct wtlfu *w, uint32_t key, unsigned f)
     }
 }
 
-static uint32_t sketch_words(uint32_t capacity)
+/* The most words a shard of this capacity gets: one per BLOCKS_PER_WORD
+ * blocks, a power of two (slot_of masks). */
+static uint32_t sketch_max_words(uint32_t capacity)
 {
-    return (uint32_t)round_up_pow2_u64(capacity < 16 ? 16 : capacity);
+    uint64_t n = round_up_pow2_u64(DIV_ROUND_UP((uint64_t)capacity, BLOCKS_PER_WORD));
+    return (uint32_t)(n < SKETCH_MIN_WORDS ? SKETCH_MIN_WORDS : n);
 }
 
-static int sketch_alloc(struct wtlfu *w, uint32_t capacity)
+static int sketch_alloc(struct wtlfu *w, uint32_t n)
 {
-    uint32_t n = sketch_words(capacity);
     uint64_t *t = calloc(n, sizeof *t);
     if (!t)
         return -ENOMEM;
@@ -177,6 +190,25 @@ static int sketch_alloc(struct wtlfu *w, uint32_t capacity)
     w->smask = n - 1;
     w->samples = 0;
     return 0;
+}
+
+/* Twice the words, every key's estimate unchanged: a key's counters in
+ * the wider table are at the same index plus or minus the old width, and
+ * both halves start as copies of the old table. Called on an insert when
+ * the shard holds more than BLOCKS_PER_WORD blocks a word (a few times in
+ * a shard's life, so an empty cache does not pay for its capacity);
+ * without memory the sketch stays as it is. */
+static void sketch_grow(struct wtlfu *w)
+{
+    uint32_t n = w->smask + 1;
+    uint64_t *t = malloc(2 * (size_t)n * sizeof *t);
+    if (!t)
+        return;
+    memcpy(t, w->sketch, n * sizeof *t);
+    memcpy(t + n, w->sketch, n * sizeof *t);
+    free(w->sketch);
+    w->sketch = t;
+    w->smask = 2 * n - 1;
 }
 
 /* ---- ghost slices ---- */
@@ -211,7 +243,7 @@ static void ghosts_alloc(struct wtlfu *w, uint32_t capacity)
     free(w->gw);
     free(w->gm);
     w->slice = capacity / SLICE_DIV ? capacity / SLICE_DIV : 1;
-    uint32_t n = (uint32_t)round_up_pow2_u64(2 * (uint64_t)w->slice);
+    uint32_t n = (uint32_t)round_up_pow2_u64(w->slice);
     w->gw = calloc(n, sizeof *w->gw);
     w->gm = calloc(n, sizeof *w->gm);
     if (!w->gw || !w->gm) {
@@ -261,7 +293,7 @@ static int wt_init(void *st, struct store_entry *entries, uint32_t capacity, uin
     evict_list_init(&w->main);
     w->hand = STORE_NONE;
     set_capacity(w, capacity);
-    return sketch_alloc(w, capacity);
+    return sketch_alloc(w, SKETCH_MIN_WORDS); /* grows with what is held */
 }
 
 static void wt_fini(void *st)
@@ -278,10 +310,12 @@ static void wt_resize_locked(void *st, uint32_t capacity)
 {
     struct wtlfu *w = st;
     set_capacity(w, capacity);
-    /* A new sketch forgets the counts; keep the old one (a coarser hint)
-     * if it is the same size or none can be had. */
-    if (sketch_words(capacity) != w->smask + 1)
-        (void)sketch_alloc(w, capacity);
+    /* Larger: the sketch grows with what is held. Smaller than the
+     * sketch: a new one, which forgets the counts (kept if none can be
+     * had: a coarser hint). */
+    uint32_t max = sketch_max_words(capacity);
+    if (w->smask + 1 > max)
+        (void)sketch_alloc(w, max);
 }
 
 static void to_main(struct wtlfu *w, uint32_t idx)
@@ -303,6 +337,9 @@ static void wt_insert_locked(void *st, uint32_t idx)
     else if (ghost_take(w, w->gm, w->mseq, key))
         win_shrink(w);
     evict_list_push_tail(&w->win, w->e, idx);
+    if (w->sketch && w->win.len + w->main.len > BLOCKS_PER_WORD * (w->smask + 1) &&
+        w->smask + 1 < sketch_max_words(w->capacity))
+        sketch_grow(w);
     /* Until main is full, the window's overflow goes there unopposed. */
     if (w->win.len > w->win_target && w->main.len + w->win_target < w->capacity)
         to_main(w, w->win.head);

@@ -208,21 +208,33 @@ static void test_remove(void **state)
     pol_close(&p);
 }
 
-/* Shrinking then growing: the sketch (a 64-bit word per block, rounded up
- * to a power of two) and the two ghost slices (8-byte slots, twice
- * capacity/32 rounded up) follow the capacity, counted in the metadata,
- * and eviction keeps working at each size. */
+/* The sketch grows with what the shard holds (a 64-bit word per two
+ * blocks, a power of two, from 16 words up to what the capacity allows)
+ * and keeps every count as it grows; a shrink below it starts a smaller
+ * one. The two ghost slices (8-byte slots, capacity/32 rounded up to a
+ * power of two) follow the capacity. All counted in the metadata, and
+ * eviction keeps working at each size. */
 static void test_resize_and_metadata(void **state)
 {
     (void)state;
     struct pol p;
     pol_open(&p, 100);
-    size_t base = p.ops->metadata_bytes_locked(p.st);
-    assert_int_equal(base, p.ops->state_size + 128 * 8 + 2 * 8 * 8);
-    for (uint32_t k = 0; k < 100; k++)
+    const size_t st = p.ops->state_size;
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8 + 2 * 4 * 8);
+    for (uint32_t k = 0; k < 20; k++)
         miss(&p, k);
+    for (uint32_t r = 0; r < 3; r++)
+        for (uint32_t k = 0; k < 20; k++)
+            p.ops->hit_locked(p.st, k); /* content k is in slot k */
+    for (uint32_t k = 20; k < 100; k++)
+        miss(&p, k);
+    /* 100 held: 64 words (the most for 100 blocks); the counts of the
+     * first 20 survived the doublings (they outweigh one-time blocks). */
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 64 * 8 + 2 * 4 * 8);
+    assert_int_equal(p.ops->heat_locked(p.st, 5), 4);
+    assert_true(p.ops->heat_locked(p.st, 50) < 4); /* once, plus collisions at most */
     p.ops->resize_locked(p.st, 10);
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), p.ops->state_size + 16 * 8 + 2 * 2 * 8);
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8 + 2 * 1 * 8);
     for (uint32_t i = 0; i < 90; i++)
         assert_int_not_equal(p.ops->evict_locked(p.st), STORE_NONE);
     p.cap = 10;
@@ -230,8 +242,13 @@ static void test_resize_and_metadata(void **state)
     for (uint32_t k = 100; k < 150; k++)
         miss(&p, k);
     p.ops->resize_locked(p.st, 1000);
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), p.ops->state_size + 1024 * 8 + 2 * 64 * 8);
-    for (uint32_t i = 0; i < 10; i++)
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8 + 2 * 32 * 8);
+    p.cap = 1000;
+    p.used = 100; /* the 10 held are in slots below 100 */
+    for (uint32_t k = 150; k < 750; k++)
+        miss(&p, k); /* 610 held: 512 words (the most for 1000) */
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 512 * 8 + 2 * 32 * 8);
+    for (uint32_t i = 0; i < 610; i++)
         assert_int_not_equal(p.ops->evict_locked(p.st), STORE_NONE);
     assert_int_equal(p.ops->evict_locked(p.st), STORE_NONE);
     pol_close(&p);
