@@ -220,11 +220,14 @@ static bool entry_kill_locked(struct store *s, struct shard *sh, uint32_t idx)
 
 /* ---- eviction log (store_evicted_key) ---- */
 
-/* The first index cell of idx's bucket (ev_bits - 1 bits of bucket
- * number: 2 << ev_bits cells / 4 ways). */
-static inline uint32_t *evlog_bucket(const struct shard *sh, uint32_t idx)
+/* The first index cell of the bucket of (idx, gen) (ev_bits - 1 bits of
+ * bucket number: 2 << ev_bits cells / 4 ways). By slot and generation, not
+ * slot alone: a policy that refuses new blocks (W-TinyLFU's window) evicts
+ * the same few slots over and over, and a bucket per slot kept only their
+ * last four evictions. */
+static inline uint32_t *evlog_bucket(const struct shard *sh, uint32_t idx, uint32_t gen)
 {
-    uint32_t b = (uint32_t)(idx * 2654435761u) >> (32 - (sh->ev_bits - 1));
+    uint32_t b = (uint32_t)((idx ^ gen * 0x9e3779b9u) * 2654435761u) >> (32 - (sh->ev_bits - 1));
     return &sh->ev_index[b * EVLOG_WAYS];
 }
 
@@ -260,7 +263,7 @@ static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, cons
     struct evrec *r = &sh->ev[pos];
     if (r->gen) {
         /* Overwriting the oldest record: unindex it. */
-        uint32_t *b = evlog_bucket(sh, r->idx);
+        uint32_t *b = evlog_bucket(sh, r->idx, r->gen);
         for (unsigned w = 0; w < EVLOG_WAYS; w++)
             if (b[w] == pos + 1)
                 b[w] = 0;
@@ -268,7 +271,7 @@ static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, cons
     *r = (struct evrec){idx, gen, *key};
     /* An empty way, else the oldest record's (the ring position furthest
      * behind the next one). */
-    uint32_t *b = evlog_bucket(sh, idx);
+    uint32_t *b = evlog_bucket(sh, idx, gen);
     unsigned victim = 0;
     uint32_t oldest_age = 0;
     for (unsigned w = 0; w < EVLOG_WAYS; w++) {
@@ -289,7 +292,7 @@ static bool evlog_find_locked(const struct shard *sh, uint32_t idx, uint32_t gen
 {
     if (!sh->ev)
         return false;
-    const uint32_t *b = evlog_bucket(sh, idx);
+    const uint32_t *b = evlog_bucket(sh, idx, gen);
     for (unsigned w = 0; w < EVLOG_WAYS; w++) {
         uint32_t p = b[w];
         if (p && sh->ev[p - 1].idx == idx && sh->ev[p - 1].gen == gen) {

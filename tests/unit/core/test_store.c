@@ -136,6 +136,36 @@ static void test_capacity_and_eviction(void **state)
     store_destroy(s);
 }
 
+/* One slot evicted again and again (a one-block cache; W-TinyLFU's window
+ * does the same to its few slots): the eviction log still knows the keys
+ * of its recent evictions, not only of its last four (the log's index was
+ * bucketed by slot alone, four ways a bucket). */
+static void test_evlog_same_slot(void **state)
+{
+    (void)state;
+    struct store *s;
+    assert_int_equal(store_create(BLOCK_SIZE, 0, &evict_lru_ops, &s), 0);
+    struct store_ref refs[40];
+    for (uint32_t i = 0; i < 40; i++)
+        refs[i] = put(s, 9000 + i);
+    unsigned known = 0;
+    for (uint32_t i = 0; i < 39; i++) {
+        assert_int_equal(refs[i].idx, refs[39].idx);
+        struct fpkey k;
+        if (!store_evicted_key(s, refs[i], &k))
+            continue;
+        uint8_t b[BLOCK_SIZE];
+        struct fp f;
+        make_block(b, 9000 + i);
+        fp_compute(b, &f);
+        struct fpkey want = fpkey_of(&f);
+        assert_true(fpkey_equal(&k, &want));
+        known++;
+    }
+    assert_int_equal(known, 39); /* the log holds 256 records */
+    store_destroy(s);
+}
+
 static void test_stale_ref_never_revives(void **state)
 {
     (void)state;
@@ -409,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_key_collision_is_not_dedup),
         cmocka_unit_test(test_capacity_and_eviction),
         cmocka_unit_test(test_stale_ref_never_revives),
+        cmocka_unit_test(test_evlog_same_slot),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_pins),
         cmocka_unit_test(test_pins_survive_resize),
