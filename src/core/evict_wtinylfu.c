@@ -109,6 +109,14 @@ static void slot_of(const struct wtlfu *w, uint64_t h, unsigned j, uint32_t *wor
     *shift = (unsigned)((h >> (40 + j * 4)) & 15u) * 4u;
 }
 
+/* Counter j of the key hashed to h, and where it is. */
+static unsigned counter(const struct wtlfu *w, uint64_t h, unsigned j, uint32_t *word,
+                        unsigned *shift)
+{
+    slot_of(w, h, j, word, shift);
+    return (unsigned)(w->sketch[*word] >> *shift) & 15u;
+}
+
 static unsigned sketch_freq(const struct wtlfu *w, uint32_t key)
 {
     if (!w->sketch)
@@ -117,9 +125,7 @@ static unsigned sketch_freq(const struct wtlfu *w, uint32_t key)
     unsigned f = 15;
     for (unsigned j = 0; j < 4; j++) {
         uint32_t word;
-        unsigned sh;
-        slot_of(w, h, j, &word, &sh);
-        unsigned c = (unsigned)(w->sketch[word] >> sh) & 15u;
+        unsigned sh, c = counter(w, h, j, &word, &sh);
         if (c < f)
             f = c;
     }
@@ -146,8 +152,7 @@ static void sketch_inc(struct wtlfu *w, uint32_t key)
         for (unsigned j = 0; j < 4; j++) {
             uint32_t word;
             unsigned sh;
-            slot_of(w, h, j, &word, &sh);
-            if (((w->sketch[word] >> sh) & 15u) == f)
+            if (counter(w, h, j, &word, &sh) == f)
                 w->sketch[word] += 1ull << sh;
         }
     }
@@ -164,9 +169,7 @@ static void sketch_raise(struct wtlfu *w, uint32_t key, unsigned f)
     uint64_t h = mix64(key);
     for (unsigned j = 0; j < 4; j++) {
         uint32_t word;
-        unsigned sh;
-        slot_of(w, h, j, &word, &sh);
-        unsigned c = (unsigned)(w->sketch[word] >> sh) & 15u;
+        unsigned sh, c = counter(w, h, j, &word, &sh);
         if (c < f)
             w->sketch[word] += (uint64_t)(f - c) << sh;
     }
