@@ -146,16 +146,20 @@ static void sketch_inc(struct wtlfu *w, uint32_t key)
 {
     if (!w->sketch)
         return;
+    /* One hash and one read of the four counters (a hit of every block
+     * of a read comes here, under the shard lock). */
     uint64_t h = mix64(key);
-    unsigned f = sketch_freq(w, key);
-    if (f < 15) {
-        for (unsigned j = 0; j < 4; j++) {
-            uint32_t word;
-            unsigned sh;
-            if (counter(w, h, j, &word, &sh) == f)
-                w->sketch[word] += 1ull << sh;
-        }
+    uint32_t word[4];
+    unsigned sh[4], c[4], f = 15;
+    for (unsigned j = 0; j < 4; j++) {
+        c[j] = counter(w, h, j, &word[j], &sh[j]);
+        if (c[j] < f)
+            f = c[j];
     }
+    if (f < 15)
+        for (unsigned j = 0; j < 4; j++)
+            if (c[j] == f && ((w->sketch[word[j]] >> sh[j]) & 15u) == f)
+                w->sketch[word[j]] += 1ull << sh[j];
     if (++w->samples >= w->sample_max)
         sketch_halve(w);
 }
