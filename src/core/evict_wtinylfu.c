@@ -37,9 +37,10 @@
  * A hit costs a sketch update and a bit (no list move). Memory: a word of
  * 16 four-bit counters per two blocks held, doubled as the shard fills (so
  * a cache partly filled does not pay for its capacity): 4 to 8 bytes per
- * block held (8 just after a doubling, 4 in a full shard), and at most 0.5
- * bytes of ghost slices per block of capacity; allocated at init, at a resize and at the few
- * insertions that double the sketch, never otherwise. (A word per block,
+ * block held (8 just after a doubling, 4 in a full shard), and, from the
+ * first eviction on, at most 0.5 bytes of ghost slices per block of
+ * capacity; allocated at init, at a resize, at the first eviction and at
+ * the few insertions that double the sketch, never otherwise. (A word per block,
  * as Caffeine sizes it, missed less on the small write mixes, by up to
  * 0.02, but put the metadata per cached block over its 64-byte budget.)
  * Per entry: the list links and 2 policy bits. */
@@ -87,6 +88,7 @@ struct wtlfu {
      * direct-mapped table each; a slot counts while fewer than `slice`
      * keys were put after it. */
     struct gslot *gw, *gm;
+    bool evicted; /* the slices exist only after the first eviction */
     uint32_t gmask, slice, wseq, mseq;
 };
 
@@ -244,13 +246,20 @@ static bool ghost_take(struct wtlfu *w, struct gslot *g, uint32_t seq, uint32_t 
     return true;
 }
 
-/* Without memory the window simply stays at its size. */
+/* Allocated at the first eviction (until then nothing can be put in them:
+ * a cache that never fills does not pay for them) and again at a resize
+ * after it. Without memory the window simply stays at its size. */
 static void ghosts_alloc(struct wtlfu *w, uint32_t capacity)
 {
     free(w->gw);
     free(w->gm);
+    w->gw = w->gm = NULL;
     w->slice = capacity / SLICE_DIV ? capacity / SLICE_DIV : 1;
     uint32_t n = (uint32_t)round_up_pow2_u64(w->slice);
+    w->gmask = n - 1;
+    w->wseq = w->mseq = w->slice; /* empty slots (seq 0) read as old */
+    if (!w->evicted)
+        return;
     w->gw = calloc(n, sizeof *w->gw);
     w->gm = calloc(n, sizeof *w->gm);
     if (!w->gw || !w->gm) {
@@ -258,8 +267,6 @@ static void ghosts_alloc(struct wtlfu *w, uint32_t capacity)
         free(w->gm);
         w->gw = w->gm = NULL;
     }
-    w->gmask = n - 1;
-    w->wseq = w->mseq = w->slice; /* empty slots (seq 0) read as old */
 }
 
 /* ---- the policy ---- */
@@ -449,6 +456,10 @@ static unsigned worth(const struct wtlfu *w, uint32_t idx)
 static uint32_t wt_evict_locked(void *st)
 {
     struct wtlfu *w = st;
+    if (!w->evicted) {
+        w->evicted = true;
+        ghosts_alloc(w, w->capacity);
+    }
     if (w->win.len > 0 && (w->win.len >= w->win_target || w->main.len == 0)) {
         uint32_t c = window_candidate(w);
         if (w->main.len == 0) {
