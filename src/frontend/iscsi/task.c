@@ -99,6 +99,14 @@ static void local_check(struct iscsi_task *t, uint8_t key, uint16_t asc)
     cmd->xfer_len = 0;
 }
 
+/* A status with no sense data (TASK SET FULL: the initiator retries). */
+static void local_status(struct iscsi_task *t, uint8_t status)
+{
+    local_check(t, 0, 0);
+    t->cmd.status = status;
+    t->cmd.sense_len = 0;
+}
+
 /* Residual flags and count (RFC 7143 11.4.5.1): what the command wanted to
  * move against what the initiator expected. */
 static uint8_t residual(const struct iscsi_task *t, uint32_t *count)
@@ -423,10 +431,27 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     }
     size_t want = MAX((size_t)edtl, (size_t)pdu->dlen);
     if (want) {
-        t->buf = bufpool_get(want);
+        /* Never wait for buffer memory here: this thread alone reads this
+         * connection's Data-Out, and the buffers held by write tasks (this
+         * connection's or another's) are waiting for Data-Out too, so a
+         * reader blocked on the pool could be waiting for itself (found by
+         * fuzz_iscsi: a few large WRITEs without their data filled the
+         * pool and the connection hung). A full pool answers TASK SET
+         * FULL, which initiators retry. */
+        t->buf = bufpool_try_get(want);
         if (!t->buf) {
-            task_release(t);
-            return -ENOMEM;
+            int r = skip_data(c, pdu);
+            if (r < 0) {
+                task_release(t);
+                return r;
+            }
+            local_status(t, SCSI_STATUS_TASK_SET_FULL);
+            {
+                LOCK_GUARD(&c->lock);
+                t->state = TASK_RESPOND;
+            }
+            iscsi_task_respond(t);
+            return 0;
         }
         t->buflen = want;
     }
