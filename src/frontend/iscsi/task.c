@@ -353,6 +353,24 @@ static uint64_t lun_number(const uint8_t *f)
     return (uint64_t)(f[0] & 0x3f) << 8 | f[1];
 }
 
+/* Answer a WRITE with the status already set on t (local_check or
+ * local_status) without taking its data: the command's immediate data is
+ * read and dropped first. */
+static int answer_now(struct iscsi_conn *c, const struct iscsi_pdu *pdu, struct iscsi_task *t)
+{
+    int r = skip_data(c, pdu);
+    if (r < 0) {
+        task_release(t);
+        return r;
+    }
+    {
+        LOCK_GUARD(&c->lock);
+        t->state = TASK_RESPOND;
+    }
+    iscsi_task_respond(t);
+    return 0;
+}
+
 int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 {
     const uint8_t *bhs = pdu->bhs;
@@ -416,18 +434,8 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
         return 0;
     }
     if (edtl > ISCSI_MAX_DATA_OUT) {
-        int r = skip_data(c, pdu);
-        if (r < 0) {
-            task_release(t);
-            return r;
-        }
         local_check(t, 0x5 /* ILLEGAL REQUEST */, 0x2400 /* INVALID FIELD IN CDB */);
-        {
-            LOCK_GUARD(&c->lock);
-            t->state = TASK_RESPOND;
-        }
-        iscsi_task_respond(t);
-        return 0;
+        return answer_now(c, pdu, t);
     }
     size_t want = MAX((size_t)edtl, (size_t)pdu->dlen);
     if (want) {
@@ -440,18 +448,8 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
          * FULL, which initiators retry. */
         t->buf = bufpool_try_get(want);
         if (!t->buf) {
-            int r = skip_data(c, pdu);
-            if (r < 0) {
-                task_release(t);
-                return r;
-            }
             local_status(t, SCSI_STATUS_TASK_SET_FULL);
-            {
-                LOCK_GUARD(&c->lock);
-                t->state = TASK_RESPOND;
-            }
-            iscsi_task_respond(t);
-            return 0;
+            return answer_now(c, pdu, t);
         }
         t->buflen = want;
     }
