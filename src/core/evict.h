@@ -15,8 +15,8 @@
  * so scans pass through a small window and a storm keeps a fixed part of
  * itself. With a rewritten block's count handed on to its new content
  * (heat_locked / inherit_locked below) it beats S3-FIFO, the default
- * before, on the synthetic storms and the write mixes; it loses to it by
- * up to 0.012 on a few trace sizes (bench/README.md, "Policy simulator",
+ * before, on the synthetic storms and the 59% write mix; it loses to it by
+ * up to 0.019 on a few trace sizes (bench/README.md, "Policy simulator",
  * from bench/policy-sim). */
 #ifndef SHOAL_CORE_EVICT_H
 #define SHOAL_CORE_EVICT_H
@@ -46,15 +46,14 @@ struct evict_ops {
     uint32_t (*evict_locked)(void *st);
     /* Optional (NULL: no memory of use to hand on). When a block is
      * rewritten, its old content's worth goes to the new one: heat_locked
-     * reads it from the old entry (in its shard, just before the entry
-     * loses the block's reference), key_heat_locked from the key of an
-     * old content already evicted (entry.key's tag, in the key's shard),
-     * inherit_locked gives it to the new entry (in its own shard, after
-     * its insert). Why: a policy that counts uses per content restarts a
-     * hot block at zero at every write, and a block written and then read
-     * again is as hot as before. */
-    unsigned (*heat_locked)(void *st, uint32_t idx);
-    unsigned (*key_heat_locked)(void *st, uint32_t key);
+     * reads it by the old content's key (entry.key's tag, in the key's
+     * shard: the entry's own just before it loses the block's reference,
+     * or an evicted content's from the eviction log), inherit_locked gives
+     * it to the new entry (in its own shard, after its insert). Why: a
+     * policy that counts uses per content restarts a hot block at zero at
+     * every write, and a block written and then read again is as hot as
+     * before. */
+    unsigned (*heat_locked)(void *st, uint32_t key);
     void (*inherit_locked)(void *st, uint32_t idx, unsigned heat);
     /* Bytes of policy metadata beyond the entry fields. */
     size_t (*metadata_bytes_locked)(void *st);

@@ -371,13 +371,7 @@ static void wt_hit_locked(void *st, uint32_t idx)
 
 /* A rewrite: the block's old content's count (also of a content evicted
  * since: the sketch keeps counts of keys long gone) ... */
-static unsigned wt_heat_locked(void *st, uint32_t idx)
-{
-    struct wtlfu *w = st;
-    return sketch_freq(w, w->e[idx].key);
-}
-
-static unsigned wt_key_heat_locked(void *st, uint32_t key)
+static unsigned wt_heat_locked(void *st, uint32_t key)
 {
     return sketch_freq(st, key);
 }
@@ -503,7 +497,6 @@ const struct evict_ops evict_wtinylfu_ops = {
     .hit_locked = wt_hit_locked,
     .remove_locked = wt_remove_locked,
     .heat_locked = wt_heat_locked,
-    .key_heat_locked = wt_key_heat_locked,
     .inherit_locked = wt_inherit_locked,
     .evict_locked = wt_evict_locked,
     .metadata_bytes_locked = wt_metadata_bytes_locked,

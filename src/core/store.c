@@ -484,12 +484,10 @@ bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)
  * uses by key remember them after the content left. */
 static unsigned key_heat(struct store *s, const struct fpkey *keyp)
 {
-    if (!s->policy->key_heat_locked)
-        return 0;
     uint64_t key = fpkey_hash64(keyp);
     struct shard *sh = shard_of_key(s, key);
     LOCK_GUARD(&sh->lock);
-    return s->policy->key_heat_locked(sh->pstate, (uint32_t)key);
+    return s->policy->heat_locked(sh->pstate, (uint32_t)key);
 }
 
 void store_unref(struct store *s, struct store_ref ref)
@@ -510,11 +508,10 @@ unsigned store_unref_heat(struct store *s, struct store_ref ref)
             /* Stale: evicted or freed since. Its key, if the eviction log
              * still has it, still has a count (asked with this lock
              * released: no two shard locks at once). */
-            if (!s->policy->key_heat_locked || !evlog_find_locked(sh, ref.idx, ref.gen, &evicted))
+            if (!s->policy->heat_locked || !evlog_find_locked(sh, ref.idx, ref.gen, &evicted))
                 return 0;
         } else {
-            unsigned heat =
-                s->policy->heat_locked ? s->policy->heat_locked(sh->pstate, ref.idx) : 0;
+            unsigned heat = s->policy->heat_locked ? s->policy->heat_locked(sh->pstate, e->key) : 0;
             e->refs--;
             sh->logical--;
             if (entry_refs(e) == 0) {

@@ -293,9 +293,10 @@ int main(int argc, char **argv)
     }
     /* One worker pool for the back end work of every front end: the
      * engine's, started with it and stopped after the front ends. */
+    const char *policy = o->policy ? o->policy : evict_find(NULL)->name;
     struct engine_config ec = {
         .cache_bytes = o->cache_bytes,
-        .policy = o->policy,
+        .policy = policy,
         .workers = o->threads,
         .tiers = mc_tier ? &mc_tier : NULL,
         .ntiers = mc_tier ? 1 : 0,
@@ -303,8 +304,7 @@ int main(int argc, char **argv)
     struct engine *engine = NULL;
     int r = engine_create(&ec, &engine);
     if (r < 0) {
-        fprintf(stderr, "shoald: cannot create the cache (%s): %s\n",
-                o->policy ? o->policy : evict_find(NULL)->name, strerror(-r));
+        fprintf(stderr, "shoald: cannot create the cache (%s): %s\n", policy, strerror(-r));
         cluster_stop(); /* it feeds the tier */
         if (mc_tier)
             tier_close(mc_tier);
@@ -411,8 +411,7 @@ int main(int argc, char **argv)
 
     char sz[32];
     log_info(main, "shoald %s ready: %u volume(s), cache %s, policy %s", SHOAL_VERSION,
-             engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz),
-             o->policy ? o->policy : evict_find(NULL)->name);
+             engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz), policy);
     if (!o->foreground)
         log_use_syslog("shoald");
     ready(notify_fd, o->foreground);

@@ -231,8 +231,8 @@ static void test_resize_and_metadata(void **state)
     /* 100 held: 64 words (the most for 100 blocks); the counts of the
      * first 20 survived the doublings (they outweigh one-time blocks). */
     assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 64 * 8); /* nothing evicted yet */
-    assert_int_equal(p.ops->heat_locked(p.st, 5), 4);
-    assert_true(p.ops->heat_locked(p.st, 50) < 4); /* once, plus collisions at most */
+    assert_int_equal(p.ops->heat_locked(p.st, tag(5)), 4);
+    assert_true(p.ops->heat_locked(p.st, tag(50)) < 4); /* once, plus collisions at most */
     p.ops->resize_locked(p.st, 10);
     assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8);
     for (uint32_t i = 0; i < 90; i++)
