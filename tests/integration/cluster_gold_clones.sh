@@ -68,13 +68,6 @@ vstat_n() { # I FIELD: volume gold's stat on node I
 }
 cstat_n() { nctl "$1" stats --json | jq -er ".cache.$2"; }
 items_all() { echo $(($(mc_items 1) + $(mc_items 2) + $(mc_items 3))); }
-settled() { # WANT: memcached holds at least WANT items, and no more come
-    local a b
-    a=$(items_all)
-    sleep 0.5
-    b=$(items_all)
-    [ "$a" = "$b" ] && [ "$b" -ge "$1" ]
-}
 
 # qemu-img convert -m 1: one request at a time, as one guest reads. Its
 # default, 8 parallel 2 MiB reads from a file in page cache, finishes 4096
@@ -110,7 +103,7 @@ for i in 1 2 3; do
     # (after node 1, less what its put queue dropped: node 2 puts those)
     min=$((UNIQUE + CHUNKS - UNIQUE / 50))
     [ "$i" = 1 ] && min=$((UNIQUE / 2))
-    wait_for 30 settled "$min" || fail "memcached holds $(items_all) items after clone $i"
+    mc_settle 3 "$min" 30 || fail "memcached holds $(items_all) items after clone $i"
     log "memcached items after clone $i: $(items_all)"
 done
 

@@ -54,14 +54,13 @@ nread() { # I VOLUME OUT: read a whole volume through host I's shoald
 nstat() { # I JQ: one value of host I's stats
     in_ns "$1" curl -sf --max-time 5 "http://10.77.0.1$1:10810/api/v1/stats" | jq -er "$2"
 }
-all_stored() { [ $(($(mc_items 1) + $(mc_items 2) + $(mc_items 3))) -ge "$NB" ]; }
 
 # ---- (b) balance ---------------------------------------------------------------
 t0=$SECONDS
 nread 1 gold "$T/g1.out"
 assert_same_file "$T/g1.out" "$T/gold.img" "gold through A"
 # Puts are sent after the replies, from a queue that holds the whole image.
-wait_for 20 all_stored || true
+mc_settle 3 $((NB * 9 / 10)) 30 || true
 n1=$(mc_items 1) n2=$(mc_items 2) n3=$(mc_items 3)
 total=$((n1 + n2 + n3))
 log "(b) items after A's read: $n1 $n2 $n3 (of $NB blocks; $((SECONDS - t0)) s)"

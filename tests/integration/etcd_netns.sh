@@ -43,8 +43,7 @@ assert_eq "$(nctl 3 cluster status --json | jq -r '[.nodes[] | "\(.name)@\(.memc
 # The global tier across the network: A's reads land on all three servers.
 nbdcopy "$(uri vol "$T/n1.sock")" "$T/a.out" || fail "read vol through A"
 assert_same_file "$T/a.out" "$T/expect.img" "vol through A"
-enough() { [ $(($(mc_items 1) + $(mc_items 2) + $(mc_items 3))) -ge 2048 ]; }
-wait_for 20 enough || true
+mc_settle 3 2048 30 || true
 n1=$(mc_items 1) n2=$(mc_items 2) n3=$(mc_items 3)
 total=$((n1 + n2 + n3))
 log "memcached items: $n1 $n2 $n3 (of 4096 blocks read)"

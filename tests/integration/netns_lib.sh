@@ -17,6 +17,10 @@
 #   nctl I ARGS...        shoalctl against host I's API
 #   ring I / wait_ring I WANT   the servers host I's tier uses (sorted)
 #   mc_items I            curr_items of host I's memcached
+#   mc_settle N MIN SECS  wait until hosts 1..N's memcached hold >= MIN items
+#                         in all and the counts stopped changing (puts are
+#                         asynchronous: counts read one after another while
+#                         they land are skewed toward the last one read)
 
 NS=shoal-it-$$
 HUB=$NS-hub
@@ -32,6 +36,10 @@ _ns_cleanup() {
 }
 _exit_all() {
     local rc=$?
+    # set +e: under the test's set -e the (exit) that hands _cleanup the
+    # status would end the trap there, leaving every daemon running (and
+    # meson waiting on their inherited output until its timeout).
+    set +e
     _ns_cleanup
     (exit "$rc")
     _cleanup
@@ -123,4 +131,26 @@ wait_ring() { # I WANT
 
 mc_items() { # I
     in_ns "$1" memcstat --servers="10.77.0.1$1:11211" | awk '$1 == "curr_items:" {print $2}'
+}
+
+_mc_counts() { # N
+    local i out=""
+    for ((i = 1; i <= $1; i++)); do
+        out+="$(mc_items "$i") "
+    done
+    printf '%s' "$out"
+}
+
+mc_settle() { # N MIN SECS
+    local n=$1 min=$2 deadline=$((SECONDS + $3)) a b sum c
+    a=$(_mc_counts "$n")
+    while :; do
+        sleep 0.5
+        b=$(_mc_counts "$n")
+        sum=0
+        for c in $b; do sum=$((sum + c)); done
+        [ "$a" = "$b" ] && [ "$sum" -ge "$min" ] && return 0
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        a=$b
+    done
 }
