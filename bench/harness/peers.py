@@ -82,6 +82,16 @@ def nbdkit_cache(procs, name, path, delay, cache_bytes, log_file=None):
                   env={"TMPDIR": procs.shm}, log_file=log_file)
 
 
+def nbdkit_cache_nbd(procs, name, array, cache_bytes):
+    """nbdkit's cache filter (as nbdkit_cache) in front of an array served by
+    another process, reached over NBD (nbdkit's nbd plugin): the stack an
+    admin builds to cache a remote array, and the one shoal is in (shoald ->
+    NBD -> array). What reaches the array is in the array's own log."""
+    params = ["cache-on-read=true", "cache=writethrough", "cache-max-size=%d" % cache_bytes]
+    return nbdkit(procs, name, ["nbd", "socket=" + array.sock], filters=["cache"], params=params,
+                  env={"TMPDIR": procs.shm})
+
+
 def qemu_nbd(procs, name, path):
     sock = procs.sock_path(name)
     # --shared: qemu-nbd serves one client at a time by default.

@@ -36,6 +36,8 @@ LABELS = {
     "s5.second_storm_hit_ratio": "5: storm-2 hit ratio",
     "s5.second_storm_speedup_vs_cache": "5: storm-2 speed-up vs cache",
     "s5.first_storm_speedup_vs_cache": "5: storm-1 speed-up vs cache",
+    "s5.second_storm_speedup_vs_cache_nbd": "5: storm-2 speed-up vs cache over NBD",
+    "s5.first_storm_speedup_vs_cache_nbd": "5: storm-1 speed-up vs cache over NBD",
     "s5.second_storm_offload_cache": "5: nbdkit cache storm-2 offload",
     "s5.first_storm_offload_cache": "5: nbdkit cache storm-1 offload",
     "s5.first_storm_offload_shoal": "5: shoal storm-1 offload",
@@ -144,27 +146,30 @@ def raw_table(doc):
                          c["clones"], c["gold_image_bytes"] // MiB, c["gold_used_bytes"] // MiB,
                          c["reads_per_boot"], c["bytes_per_boot"] / MiB, c["queue_depth"],
                          c["ram_bytes"] // MiB), ""))
-        rows.append(("5", "first storm wall time: shoal / nbdkit cache",
-                     "%.2f s / %.2f s" % (m["shoal"]["first_wall"], m["nbdkit-cache"]["first_wall"])))
-        rows.append(("5", "second storm wall time: shoal / nbdkit cache",
-                     "%.2f s / %.2f s" % (m["shoal"]["second_wall"],
-                                          m["nbdkit-cache"]["second_wall"])))
+        nbd = "nbdkit-cache-nbd" in m  # runs before 2026-12-05 have no such peer
+        for k in ("first", "second"):
+            rows.append(("5", "%s storm wall time: shoal / nbdkit cache%s" % (
+                k, " / nbdkit cache over NBD" if nbd else ""),
+                " / ".join("%.2f s" % m[s][k + "_wall"] for s in (
+                    "shoal", "nbdkit-cache") + (("nbdkit-cache-nbd",) if nbd else ()))))
         rows.append(("5", "shoal hit ratio, first / second storm",
                      "%s / %s" % (fmt(m["shoal"]["first_hit_ratio"]),
                                   fmt(m["shoal"]["second_hit_ratio"]))))
-        for k, storm in (("first", "first"), ("second", "second")):
+        for k in ("first", "second"):
             rows.append(("5", "share of read bytes kept off the arrays (1 - array bytes / client "
-                         "bytes, signed), %s storm: shoal / nbdkit cache" % storm,
-                         "%s / %s" % (fmt(m["shoal"][k + "_offload"]),
-                                      fmt(m["nbdkit-cache"][k + "_offload"]))))
+                         "bytes, signed), %s storm: shoal / nbdkit cache%s" % (
+                             k, " / nbdkit cache over NBD" if nbd else ""),
+                         " / ".join(fmt(m[s][k + "_offload"]) for s in (
+                             "shoal", "nbdkit-cache") + (("nbdkit-cache-nbd",) if nbd else ()))))
         arr = _storm_bytes(s5)
         if arr:
             for k in ("first", "second"):
                 rows.append(("5", "bytes read from the arrays / by the clients, %s storm" % k,
-                             "shoal %.2f / %.2f GB; nbdkit cache %.2f / %.2f GB" % (
-                                 arr["shoal"][k][0] / 1e9, arr["shoal"][k][1] / 1e9,
-                                 arr["nbdkit-cache"][k][0] / 1e9,
-                                 arr["nbdkit-cache"][k][1] / 1e9)))
+                             "; ".join("%s %.2f / %.2f GB" % (
+                                 who, arr[s][k][0] / 1e9, arr[s][k][1] / 1e9)
+                                 for s, who in (("shoal", "shoal"), ("nbdkit-cache", "nbdkit cache"),
+                                                ("nbdkit-cache-nbd", "nbdkit cache over NBD"))
+                                 if s in arr)))
     s6 = res.get("s6_write_mix", {}).get("median")
     if s6:
         rows.append(("6", "70/30 mix write latency: shoal / array",

@@ -228,8 +228,19 @@ class Storm:
             kits = [peers.nbdkit_cache(procs, "s5-cache%02d" % i, self.clones[i], "1ms", per,
                                        log_file=logs["nbdkit-cache"][i]) for i in range(self.n)]
             servers += [k.proc for k in kits]
+            # The same cache filter in front of array processes of its own,
+            # over NBD, as shoal's arrays are (the in-process stack above
+            # has no transport between cache and array).
+            arrays2 = [peers.nbdkit_array(procs, "s5-array-n%02d" % i, self.clones[i], "1ms",
+                                          log_file=logs["nbdkit-cache-nbd"][i])
+                       for i in range(self.n)]
+            servers += [a.proc for a in arrays2]
+            kits2 = [peers.nbdkit_cache_nbd(procs, "s5-cache-n%02d" % i, arrays2[i], per)
+                     for i in range(self.n)]
+            servers += [k.proc for k in kits2]
             uris = {"shoal": [shoal.uri("vm%02d" % i) for i in range(self.n)],
-                    "nbdkit-cache": [k.uri() for k in kits]}
+                    "nbdkit-cache": [k.uri() for k in kits],
+                    "nbdkit-cache-nbd": [k.uri() for k in kits2]}
             storms = {s: [] for s in order}
             for k in (1, 2):
                 for s in order:
@@ -254,7 +265,7 @@ class Storm:
 def scenario5_storm(ctx):
     cfg = ctx.cfg
     st = Storm(ctx)
-    runs = {"shoal": [], "nbdkit-cache": []}
+    runs = {"shoal": [], "nbdkit-cache": [], "nbdkit-cache-nbd": []}
     for rep in range(cfg["reps"]):
         order = rotate(list(runs), rep)
         say("s5: storm rep %d/%d (%s first)" % (rep + 1, cfg["reps"], order[0]))
@@ -311,8 +322,19 @@ def scenario5_storm(ctx):
           med["nbdkit-cache"]["second_wall"] / med["shoal"]["second_wall"], "higher", ">=", 8.0,
           "nbdkit cache", note="same total RAM (1.5x one image)")
     r.add("s5.first_storm_speedup_vs_cache", 5, "first (cold) storm: nbdkit cache wall time / shoal's",
-          med["nbdkit-cache"]["first_wall"] / med["shoal"]["first_wall"], "higher",
-          peer="nbdkit cache")
+          med["nbdkit-cache"]["first_wall"] / med["shoal"]["first_wall"], "higher", ">=", 1.0,
+          "nbdkit cache", note="the issue's \"no slower than nbdkit's\"")
+    # Like for like: nbdkit's cache in front of the same kind of array
+    # process over NBD (the in-process peer pays no transport to its array).
+    r.add("s5.second_storm_speedup_vs_cache_nbd", 5,
+          "second storm: nbdkit cache over NBD (array in its own process, as shoal's) wall "
+          "time / shoal's",
+          med["nbdkit-cache-nbd"]["second_wall"] / med["shoal"]["second_wall"], "higher",
+          peer="nbdkit cache over NBD")
+    r.add("s5.first_storm_speedup_vs_cache_nbd", 5,
+          "first (cold) storm: nbdkit cache over NBD wall time / shoal's",
+          med["nbdkit-cache-nbd"]["first_wall"] / med["shoal"]["first_wall"], "higher",
+          peer="nbdkit cache over NBD")
     # The share of the clients' read bytes that never reached the arrays,
     # signed (negative: the arrays served more than the clients read).
     r.add("s5.second_storm_offload_cache", 5,
