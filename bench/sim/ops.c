@@ -172,7 +172,7 @@ static int record(struct builder *b, const struct trace *t, uint64_t i, bool by_
             cid = b->cur[addr];
         if (r < 0)
             return r;
-        struct sim_op op = {.addr = addr, .cid = cid};
+        struct sim_op op = {.addr = addr, .cid = cid, .blk = blk};
         if (rec->op == TRACE_READ) {
             op.kind = SIM_READ;
             op.bytes = (uint32_t)(hi - lo);

@@ -3,7 +3,10 @@
  * whose only difference from the daemon is the victim: the cached content
  * whose next read is furthest in the future. A content read again is
  * inserted like in the store (no bypass), so this is the best any policy
- * can do under the daemon's rules, not the best of any cache. */
+ * can do under the daemon's rules, not the best of any cache. One rule it
+ * does not follow: a partly read block that misses is cached here at once,
+ * where the daemon reads it exactly the first time (core/partial.h), so on
+ * traces with partial reads MIN is a bound a little below the daemon's. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -12,6 +12,7 @@
 #include "core/block.h"
 #include "core/evict.h"
 #include "core/fingerprint.h"
+#include "core/partial.h"
 #include "core/store.h"
 #include "sim.h"
 
@@ -29,6 +30,7 @@ struct run {
     struct fpkey *keys; /* by cid, computed at first use */
     bool *have_key;
     uint8_t blk[BLOCK_SIZE];
+    uint64_t partial_seen[PARTIAL_SEEN]; /* as a volume's (core/partial.h) */
 };
 
 /* The bytes of content cid: distinct for every cid. */
@@ -71,29 +73,35 @@ static unsigned cell_drop(struct run *r, struct cell *c)
     return heat;
 }
 
-static bool read_block(struct run *r, struct cell *c, uint32_t cid)
+/* A read of cid at c that the daemon serves from RAM: a known zero block,
+ * the cell's live reference, or its remembered key found again. */
+static bool read_hit(struct run *r, struct cell *c, uint32_t cid)
 {
     uint8_t b;
-    if (r->o->zero[cid]) {
-        if (c->zero && c->cid == cid)
-            return true;
-        cell_drop(r, c);
-        c->cid = cid;
-        c->zero = true; /* fetched, found zero: a constant from now on */
+    if (r->o->zero[cid])
+        return c->zero && c->cid == cid;
+    if (c->cid != cid)
         return false;
+    if (store_read(r->s, c->ref, &b, 0, 1) == 0)
+        return true;
+    struct store_ref ref;
+    if (store_find(r->s, key_of(r, cid), &ref) == 0) {
+        c->ref = ref;
+        return true;
     }
-    if (c->cid == cid) {
-        if (store_read(r->s, c->ref, &b, 0, 1) == 0)
-            return true;
-        struct store_ref ref;
-        if (store_find(r->s, key_of(r, cid), &ref) == 0) {
-            c->ref = ref;
-            return true;
-        }
-    }
-    cell_drop(r, c);
-    cell_insert(r, c, cid, 0);
     return false;
+}
+
+/* A miss fetched whole: cached, or a zero block, a constant from now on. */
+static void read_miss(struct run *r, struct cell *c, uint32_t cid)
+{
+    cell_drop(r, c);
+    if (r->o->zero[cid]) {
+        c->cid = cid;
+        c->zero = true;
+        return;
+    }
+    cell_insert(r, c, cid, 0);
 }
 
 int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint64_t cache_blocks,
@@ -121,10 +129,16 @@ int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint6
         case SIM_READ:
             res->read_bytes += op->bytes;
             res->read_blocks++;
-            if (!read_block(&r, c, op->cid)) {
-                res->miss_bytes += op->bytes;
-                res->miss_blocks++;
-            }
+            if (read_hit(&r, c, op->cid))
+                break;
+            res->miss_bytes += op->bytes;
+            res->miss_blocks++;
+            /* A partly read block that misses is read exactly, not cached,
+             * unless it was partly read lately (volume.c, core/partial.h). */
+            if (op->bytes < BLOCK_SIZE && !partial_seen(r.partial_seen, op->blk))
+                partial_note(r.partial_seen, op->blk);
+            else
+                read_miss(&r, c, op->cid);
             break;
         case SIM_WRITE: {
             /* A rewrite hands the old content's worth on, as the daemon's

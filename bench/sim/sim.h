@@ -31,6 +31,7 @@ struct sim_op {
     uint32_t cid;   /* content id (read, write), 0 .. ncids-1 */
     uint32_t bytes; /* read: bytes of the request within this block */
     uint8_t kind;
+    uint64_t blk; /* the block's number in the trace (core/partial.h's table) */
 };
 
 struct sim_ops {

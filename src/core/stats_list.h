@@ -24,6 +24,8 @@
     X(backend_read_ops, STAT_COUNTER, "ops", "Reads sent to the back end")                         \
     X(backend_read_bytes, STAT_COUNTER, "bytes", "Bytes read from the back end")                   \
     X(readahead_bytes, STAT_COUNTER, "bytes", "Bytes fetched around read misses (read-ahead)")     \
+    X(partial_exact_blocks, STAT_COUNTER, "blocks",                                                \
+      "Partly read blocks fetched exactly, not whole, and not cached (first partial miss)")        \
     X(copy_shared_blocks, STAT_COUNTER, "blocks",                                                  \
       "Blocks copied (SCSI EXTENDED COPY) that share the source's cached content, not hashed")     \
     X(backend_errors, STAT_COUNTER, "ops", "Back end operations that failed")                      \

@@ -61,6 +61,11 @@ static inline void todo_set(struct vol_scratch *s, uint32_t i)
     bitmap_set(s->todo, i);
 }
 
+static inline void todo_unset(struct vol_scratch *s, uint32_t i)
+{
+    bitmap_clear(s->todo, i);
+}
+
 static inline bool todo_test(const struct vol_scratch *s, uint32_t i)
 {
     return bitmap_test(s->todo, i);
@@ -151,12 +156,10 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     return 0;
 }
 
-/* Fetch blocks [a, b] from the back end into dst. With nowait, use the back
- * end's non-blocking read (-EAGAIN when it would block). */
-static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, bool nowait)
+/* Fetch bytes [off, end) from the back end into dst. With nowait, use the
+ * back end's non-blocking read (-EAGAIN when it would block). */
+static int fetch_bytes(struct volume *v, uint8_t *dst, uint64_t off, uint64_t end, bool nowait)
 {
-    uint64_t off = block_start(a);
-    uint64_t end = MIN(block_start(b + 1), v->size);
     int r = nowait ? v->be->ops->pread_nowait(v->be, dst, (uint32_t)(end - off), off)
                    : v->be->ops->pread(v->be, dst, (uint32_t)(end - off), off);
     if (r == -EAGAIN && nowait)
@@ -167,17 +170,33 @@ static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, boo
         return r;
     }
     STAT_ADD(v->c.backend_read_bytes, end - off);
-    /* The last block of an odd-sized volume reads as zero padding beyond the
-     * end, so its fingerprint is that of the padded block. */
-    if (end < block_start(b + 1))
-        memset(dst + (end - off), 0, (size_t)(block_start(b + 1) - end));
     return 0;
 }
 
+/* Fetch blocks [a, b] into dst. The last block of an odd-sized volume reads
+ * as zero padding beyond the end, so its fingerprint is that of the padded
+ * block. */
+static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, bool nowait)
+{
+    uint64_t off = block_start(a), end = MIN(block_start(b + 1), v->size);
+    int r = fetch_bytes(v, dst, off, end, nowait);
+    if (r == 0 && end < block_start(b + 1))
+        memset(dst + (end - off), 0, (size_t)(block_start(b + 1) - end));
+    return r;
+}
+
+/* Whether block i (of nb, request-relative) of r is read exactly. */
+static inline bool exact_block(const struct vol_scratch *s, uint32_t i, uint32_t nb)
+{
+    return (i == 0 && s->exact_head) || (i == nb - 1 && s->exact_tail);
+}
+
 /* Fetch every run of blocks marked in s->todo (block i at first + i) into
- * buf + i * BLOCK_SIZE, one back end request per run. */
+ * buf + i * BLOCK_SIZE, one back end request per run. With r, a run that
+ * starts at an exact head block starts at r's first byte, and one that ends
+ * at an exact tail block ends at r's last (core/partial.h). */
 static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uint64_t first,
-                      uint32_t nb, bool nowait)
+                      uint32_t nb, bool nowait, const struct vol_req *r)
 {
     for (uint32_t i = 0; i < nb;) {
         if (!todo_test(s, i)) {
@@ -187,7 +206,19 @@ static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uin
         uint32_t j = i;
         while (j + 1 < nb && todo_test(s, j + 1))
             j++;
-        int ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
+        int ret;
+        if (r && (exact_block(s, i, nb) || exact_block(s, j, nb))) {
+            uint64_t lo = block_start(first + i), hi = block_start(first + j + 1);
+            uint64_t off = exact_block(s, i, nb) && i == 0 ? r->offset : lo;
+            bool cut = exact_block(s, j, nb) && j == nb - 1;
+            uint64_t end = cut ? r->offset + r->length : MIN(hi, v->size);
+            uint8_t *dst = buf + (size_t)i * BLOCK_SIZE;
+            ret = fetch_bytes(v, dst + (off - lo), off, end, nowait);
+            if (ret == 0 && !cut && end < hi)
+                memset(dst + (end - lo), 0, (size_t)(hi - end));
+        } else {
+            ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
+        }
         if (ret < 0)
             return ret;
         i = j + 1;
@@ -333,6 +364,25 @@ static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, 
     return 0;
 }
 
+/* What the back end must still give of a read's edge blocks (in s->todo,
+ * after the store and the tiers): a block the read covers only in part,
+ * and not partly read before (core/partial.h), is read exactly. */
+static void mark_exact(struct volume *v, const struct vol_req *r, struct vol_scratch *s,
+                       uint64_t first, uint32_t nb)
+{
+    uint32_t step = nb > 1 ? nb - 1 : 1; /* the first block, and the last */
+    for (uint32_t i = 0; i < nb; i += step) {
+        uint64_t blk = first + i;
+        uint32_t lo, n;
+        block_overlap(blk, r->offset, r->length, &lo, &n);
+        if (!todo_test(s, i) || n >= MIN((uint64_t)BLOCK_SIZE, v->size - block_start(blk)) ||
+            partial_seen(v->partial_seen, blk))
+            continue;
+        s->exact_head |= i == 0;
+        s->exact_tail |= i == nb - 1;
+    }
+}
+
 /* The misses of a read (in s->todo, request-relative): take every ticket
  * first, then get what the local store and the tiers have by key, then the
  * rest from the back end. Returns 0, -EAGAIN (nowait: retry on a worker,
@@ -374,10 +424,24 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
             *by_key += len;
         }
     }
+    s->exact_head = s->exact_tail = false;
+    if (!s->ra_active) /* a read-ahead window is fetched whole */
+        mark_exact(v, r, s, first, nb);
     int ret = s->ra_active ? ra_fetch(v, r, s, first, nb, nowait)
-                           : fetch_todo(v, s, r->buf, first, nb, nowait);
+                           : fetch_todo(v, s, r->buf, first, nb, nowait, r);
     if (ret == -EAGAIN && nowait)
         vol_key_finish(v, s, r->buf, first, false); /* retried on a worker */
+    if (ret == 0 && (s->exact_head || s->exact_tail)) {
+        /* Served exactly: noted, and not installed by finish_read. */
+        uint32_t step = nb > 1 ? nb - 1 : 1; /* the first block, and the last */
+        for (uint32_t i = 0; i < nb; i += step) {
+            if (exact_block(s, i, nb)) {
+                partial_note(v->partial_seen, first + i);
+                todo_unset(s, i);
+                STAT_ADD(v->c.partial_exact_blocks, 1);
+            }
+        }
+    }
     return ret;
 }
 
@@ -835,7 +899,7 @@ int vol_prefetch(struct volume *v, uint64_t offset, uint64_t length, struct vol_
         }
         if (any) {
             struct vol_req r = {.offset = pos, .length = n, .buf = buf};
-            ret = fetch_todo(v, s, buf, first, nb, false);
+            ret = fetch_todo(v, s, buf, first, nb, false, NULL);
             if (ret < 0)
                 break;
             r.op = VOL_OP_READ;

@@ -103,9 +103,9 @@ static void test_miss_then_hit(void **state)
     struct fix *x = *state;
     uint8_t buf[3 * BLOCK_SIZE];
     bool hit;
-    assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
+    assert_int_equal(rd(x, x->v, 0, 3 * BLOCK_SIZE, buf, &hit), 0);
     assert_false(hit);
-    assert_memory_equal(buf, x->f->data + 100, 9000);
+    assert_memory_equal(buf, x->f->data, 3 * BLOCK_SIZE);
     unsigned before = x->f->preads;
     assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
     assert_true(hit);
@@ -114,9 +114,68 @@ static void test_miss_then_hit(void **state)
     struct volume_snapshot vs;
     volume_snapshot(x->v, &vs);
     assert_int_equal(vs.read_ops, 2);
-    assert_int_equal(vs.read_bytes, 18000);
+    assert_int_equal(vs.read_bytes, 3 * BLOCK_SIZE + 9000);
     assert_int_equal(vs.read_hit_bytes, 9000);
-    assert_int_equal(vs.read_miss_bytes, 9000);
+    assert_int_equal(vs.read_miss_bytes, 3 * BLOCK_SIZE);
+    assert_int_equal(vs.partial_exact_blocks, 0);
+}
+
+/* A partly read block the directory knows nothing of is read exactly and
+ * not cached; partly read again, it is fetched whole and cached
+ * (core/partial.h). Whole blocks in between are cached at once. */
+static void test_partial_exact(void **state)
+{
+    struct fix *x = *state;
+    uint8_t buf[3 * BLOCK_SIZE];
+    bool hit;
+    struct volume_snapshot vs;
+    assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
+    assert_false(hit);
+    assert_memory_equal(buf, x->f->data + 100, 9000);
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.backend_read_bytes, 9000); /* not 3 blocks */
+    assert_int_equal(vs.backend_read_ops, 1);
+    assert_int_equal(vs.partial_exact_blocks, 2);
+    /* Block 1, read whole, is cached. */
+    unsigned before = x->f->preads;
+    assert_int_equal(rd(x, x->v, BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(x->f->preads, before);
+    /* Again: the edges are fetched whole (two runs around block 1). */
+    assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
+    assert_false(hit);
+    assert_memory_equal(buf, x->f->data + 100, 9000);
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.backend_read_bytes, 9000 + 2 * BLOCK_SIZE);
+    assert_int_equal(vs.partial_exact_blocks, 2);
+    before = x->f->preads;
+    assert_int_equal(rd(x, x->v, 100, 9000, buf, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(x->f->preads, before);
+    assert_memory_equal(buf, x->f->data + 100, 9000);
+
+    /* One sector inside a block, then the whole block: cached by the
+     * whole read, and the sector is a hit after it. */
+    uint64_t b50 = 50 * BLOCK_SIZE;
+    assert_int_equal(rd(x, x->v, b50 + 1024, 512, buf, &hit), 0);
+    assert_memory_equal(buf, x->f->data + b50 + 1024, 512);
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.backend_read_bytes, 9000 + 2 * BLOCK_SIZE + 512);
+    assert_int_equal(rd(x, x->v, b50, BLOCK_SIZE, buf, &hit), 0);
+    assert_false(hit);
+    assert_int_equal(rd(x, x->v, b50 + 1024, 512, buf, &hit), 0);
+    assert_true(hit);
+    assert_memory_equal(buf, x->f->data + b50 + 1024, 512);
+
+    /* A block written whole is known: a partial read of it is a hit. */
+    uint8_t d[BLOCK_SIZE];
+    memset(d, 0x3c, sizeof d);
+    assert_int_equal(wr(x, x->v, 60 * BLOCK_SIZE, BLOCK_SIZE, d), 0);
+    assert_int_equal(rd(x, x->v, 60 * BLOCK_SIZE + 7, 70, buf, &hit), 0);
+    assert_true(hit);
+    assert_memory_equal(buf, d + 7, 70);
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.partial_exact_blocks, 3);
 }
 
 static void test_write_through_and_partial(void **state)
@@ -671,6 +730,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_full_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_odd_size_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_trim_and_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_large_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_window, setup, teardown),
