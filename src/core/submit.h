@@ -34,10 +34,11 @@
  * within microseconds of a reply, and that request must find what this one
  * fetched: run after the reply, the update often lost that race on a busy
  * host (the fiu-mail trace's hit ratio at QD1 varied 0.052-0.065 where the
- * simulator says 0.065). Writes keep it after: before the reply it cost the
- * write mix's writes 4% more latency (1.15x the array's against 1.10x, quick
- * bench runs), and a read right after a write of the same block is rarer.
- * Large reads keep it after too (hashing 1 MiB takes about 0.7 ms). The
+ * simulator says 0.065). Writes keep it after, off their latency (a read
+ * right after a write of the same block is rarer; quick runs of the write
+ * mix could not tell the two orders apart: 1.09-1.17x the array's latency
+ * either way). Large reads keep it after too (hashing 1 MiB takes about
+ * 0.7 ms). The
  * race rule (core/dir.h) makes either order correct. Latency histograms
  * count from vol_submit to vol_io_put: what the client waits for.
  *
