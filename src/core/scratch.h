@@ -41,15 +41,15 @@ struct vol_scratch {
      * (store_unref_heat at begin), handed to the new contents in finish. */
     uint8_t heat[SPAN_BLOCKS_MAX];
     uint8_t tail[BLOCK_SIZE]; /* zero-padded last block */
+    /* A read's edge blocks read exactly, not cached (core/partial.h):
+     * its first block (head) and its last (tail), when partly covered and
+     * missed. Never with read-ahead. */
+    bool exact_head, exact_tail;
     /* Read-ahead (see ra_plan): when set, todo is relative to ra_first
      * and finish installs from ra_buf instead of the request buffer. The
      * window's buffer comes from the buffer pool for one read (ra_plan to
      * finish_read): kept per scratch, it stayed with every thread that
      * ever read ahead, uncounted (a soak's RSS grew by 1 MiB a thread). */
-    /* A read's edge blocks read exactly, not cached (core/partial.h):
-     * its first block (head) and its last (tail), when partly covered and
-     * missed. Never with read-ahead. */
-    bool exact_head, exact_tail;
     bool ra_active;
     void *ra_buf; /* ra_nb blocks */
     uint64_t ra_first;

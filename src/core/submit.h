@@ -38,9 +38,9 @@
  * right after a write of the same block is rarer; quick runs of the write
  * mix could not tell the two orders apart: 1.09-1.17x the array's latency
  * either way). Large reads keep it after too (hashing 1 MiB takes about
- * 0.7 ms). The
- * race rule (core/dir.h) makes either order correct. Latency histograms
- * count from vol_submit to vol_io_put: what the client waits for.
+ * 0.7 ms). The race rule (core/dir.h) makes either order correct. Latency
+ * histograms count from vol_submit to vol_io_put: what the client waits
+ * for.
  *
  * With a worker pool, vol_submit never waits: not for the back end, and not
  * for the buffer pool's budget either (the submitting thread may hold

@@ -208,10 +208,13 @@ static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uin
             j++;
         int ret;
         if (r && (exact_block(s, i, nb) || exact_block(s, j, nb))) {
+            /* Exact to the back end's smallest I/O unit (mark_exact: < a block). */
+            uint64_t mb = v->be->min_block > 1 ? v->be->min_block : 1;
             uint64_t lo = block_start(first + i), hi = block_start(first + j + 1);
-            uint64_t off = exact_block(s, i, nb) && i == 0 ? r->offset : lo;
+            uint64_t off = exact_block(s, i, nb) && i == 0 ? r->offset - r->offset % mb : lo;
             bool cut = exact_block(s, j, nb) && j == nb - 1;
-            uint64_t end = cut ? r->offset + r->length : MIN(hi, v->size);
+            uint64_t rend = r->offset + r->length;
+            uint64_t end = MIN(cut ? rend + (mb - rend % mb) % mb : hi, v->size);
             uint8_t *dst = buf + (size_t)i * BLOCK_SIZE;
             ret = fetch_bytes(v, dst + (off - lo), off, end, nowait);
             if (ret == 0 && !cut && end < hi)
@@ -366,10 +369,14 @@ static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, 
 
 /* What the back end must still give of a read's edge blocks (in s->todo,
  * after the store and the tiers): a block the read covers only in part,
- * and not partly read before (core/partial.h), is read exactly. */
+ * and not partly read before (core/partial.h), is read exactly, to the back
+ * end's smallest I/O unit (a client may ignore the block size we
+ * advertise); not at all when that unit is a whole block. */
 static void mark_exact(struct volume *v, const struct vol_req *r, struct vol_scratch *s,
                        uint64_t first, uint32_t nb)
 {
+    if (v->be->min_block >= BLOCK_SIZE)
+        return;
     uint32_t step = nb > 1 ? nb - 1 : 1; /* the first block, and the last */
     for (uint32_t i = 0; i < nb; i += step) {
         uint64_t blk = first + i;

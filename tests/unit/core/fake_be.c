@@ -16,6 +16,10 @@ static int fk_pread(struct backend *be, void *buf, uint32_t n, uint64_t off)
         pthread_mutex_unlock(&f->lock);
         return -EIO;
     }
+    if (off % be->min_block || n % be->min_block) { /* as iSCSI and O_DIRECT refuse it */
+        pthread_mutex_unlock(&f->lock);
+        return -EINVAL;
+    }
     memcpy(buf, f->data + off, n);
     if (f->pause_armed && off <= f->pause_off && f->pause_off < off + n) {
         f->pause_armed = 0;

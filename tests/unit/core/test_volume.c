@@ -120,6 +120,44 @@ static void test_miss_then_hit(void **state)
     assert_int_equal(vs.partial_exact_blocks, 0);
 }
 
+/* Exact reads respect the back end's smallest I/O unit (the fake refuses
+ * smaller, as an iSCSI LUN or an O_DIRECT file does): 512-byte units are
+ * read as such; with 4 KiB units a partial miss is fetched whole and
+ * cached at once. */
+static void test_partial_exact_min_block(void **state)
+{
+    struct fix *x = *state;
+    struct volume_snapshot vs;
+    uint8_t buf[2 * BLOCK_SIZE];
+    bool hit;
+    struct fake *f = fake_new(1u << 20, 5);
+    f->be.min_block = 512;
+    struct volume *v = add(x->e, "sectors", f);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE + 700, 1000);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.backend_read_bytes, 1536); /* sectors 1..3 of the block */
+    assert_int_equal(vs.partial_exact_blocks, 1);
+    /* Two blocks, unaligned at both ends, one request. */
+    assert_int_equal(rd(x, v, 6 * BLOCK_SIZE + 4000, 200, buf, &hit), 0);
+    assert_memory_equal(buf, f->data + 6 * BLOCK_SIZE + 4000, 200);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.backend_read_bytes, 1536 + 1024);
+    volume_put(v);
+
+    f = fake_new(1u << 20, 6);
+    f->be.min_block = BLOCK_SIZE;
+    v = add(x->e, "blocks", f);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE + 700, 1000);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_true(hit);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
+    assert_int_equal(vs.partial_exact_blocks, 0);
+    volume_put(v);
+}
+
 /* A partly read block the directory knows nothing of is read exactly and
  * not cached; partly read again, it is fetched whole and cached
  * (core/partial.h). Whole blocks in between are cached at once. */
@@ -731,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_odd_size_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_exact_min_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_trim_and_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_large_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_window, setup, teardown),
