@@ -118,6 +118,13 @@ def main():
                 for blocks in sizes:
                     got = daemon_miss(d, trace, pol, blocks)
                     sim = want[(pol, blocks)]
+                    if got is not None and abs(got - sim) > 0.01:
+                        # The daemon's timing varies a little from run to run
+                        # (±0.006 seen; once 0.0103 under a parallel test load):
+                        # a second run must agree, so a real gap still fails.
+                        print("retry: %s, %s, %d blocks: daemon %.4f, simulator %.4f" %
+                              (name, pol, blocks, got, sim))
+                        got = daemon_miss(d, trace, pol, blocks)
                     check(got is not None and abs(got - sim) <= 0.01,
                           "%s, %s, %d blocks: daemon %s, simulator %.4f" %
                           (name, pol, blocks, "%.4f" % got if got is not None else "failed", sim))

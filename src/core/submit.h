@@ -27,20 +27,17 @@
  * none), so a thread that parses requests never waits on storage.
  *
  * The cache update (fingerprints, installs) runs on the thread that calls
- * done, with that thread's scratch: right after done returns (after the
- * reply when done sent it, which keeps hashing off the reply's latency),
- * except for a read of at most VOL_UPDATE_FIRST_MAX bytes, whose update
- * runs just before done. A client at queue depth 1 sends its next request
- * within microseconds of a reply, and that request must find what this one
- * fetched: run after the reply, the update often lost that race on a busy
+ * done, with that thread's scratch: for a request of at most
+ * VOL_UPDATE_FIRST_MAX bytes just before done, for a larger one right after
+ * done returns (after the reply when done sent it: hashing 1 MiB takes
+ * about 0.7 ms). A client at queue depth 1 sends its next request within
+ * microseconds of a reply, and that request must find what this one fetched
+ * or wrote: run after the reply, the update often lost that race on a busy
  * host (the fiu-mail trace's hit ratio at QD1 varied 0.052-0.065 where the
- * simulator says 0.065). Writes keep it after, off their latency (a read
- * right after a write of the same block is rarer; quick runs of the write
- * mix could not tell the two orders apart: 1.09-1.17x the array's latency
- * either way). Large reads keep it after too (hashing 1 MiB takes about
- * 0.7 ms). The race rule (core/dir.h) makes either order correct. Latency
- * histograms count from vol_submit to vol_io_put: what the client waits
- * for.
+ * simulator says 0.065). For writes the order did not show in quick runs of
+ * the write mix (1.09-1.17x the array's latency either way). The race rule
+ * (core/dir.h) makes either order correct. Latency histograms count from
+ * vol_submit to vol_io_put: what the client waits for.
  *
  * With a worker pool, vol_submit never waits: not for the back end, and not
  * for the buffer pool's budget either (the submitting thread may hold
@@ -87,7 +84,7 @@ enum vol_io_op {
  * hashing runs in parallel with the next request's parsing. */
 #define VOL_INLINE_MISS_MAX (64u * 1024)
 
-/* Reads of at most this size update the cache before done (above). */
+/* Requests of at most this size update the cache before done (above). */
 #define VOL_UPDATE_FIRST_MAX (32u * 1024)
 
 /* A prefetch request warms at most the largest read's worth, so one request
