@@ -185,12 +185,6 @@ static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, boo
     return r;
 }
 
-/* Whether block i (of nb, request-relative) of r is read exactly. */
-static inline bool exact_block(const struct vol_scratch *s, uint32_t i, uint32_t nb)
-{
-    return (i == 0 && s->exact_head) || (i == nb - 1 && s->exact_tail);
-}
-
 /* Fetch every run of blocks marked in s->todo (block i at first + i) into
  * buf + i * BLOCK_SIZE, one back end request per run. With r, a run that
  * starts at an exact head block starts at r's first byte, and one that ends
@@ -207,12 +201,12 @@ static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uin
         while (j + 1 < nb && todo_test(s, j + 1))
             j++;
         int ret;
-        if (r && (exact_block(s, i, nb) || exact_block(s, j, nb))) {
-            /* Exact to the back end's smallest I/O unit (mark_exact: < a block). */
+        bool head = r && i == 0 && s->exact_head, cut = r && j == nb - 1 && s->exact_tail;
+        if (head || cut) {
+            /* Exact to the back end's smallest I/O unit (edge_exact: < a block). */
             uint64_t mb = v->be->min_block > 1 ? v->be->min_block : 1;
             uint64_t lo = block_start(first + i), hi = block_start(first + j + 1);
-            uint64_t off = exact_block(s, i, nb) && i == 0 ? r->offset - r->offset % mb : lo;
-            bool cut = exact_block(s, j, nb) && j == nb - 1;
+            uint64_t off = head ? r->offset - r->offset % mb : lo;
             uint64_t rend = r->offset + r->length;
             uint64_t end = MIN(cut ? rend + (mb - rend % mb) % mb : hi, v->size);
             uint8_t *dst = buf + (size_t)i * BLOCK_SIZE;
@@ -367,27 +361,29 @@ static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, 
     return 0;
 }
 
-/* What the back end must still give of a read's edge blocks (in s->todo,
- * after the store and the tiers): a block the read covers only in part,
- * and not partly read before (core/partial.h), is read exactly, to the back
- * end's smallest I/O unit (a client may ignore the block size we
- * advertise); not at all when that unit is a whole block. */
-static void mark_exact(struct volume *v, const struct vol_req *r, struct vol_scratch *s,
-                       uint64_t first, uint32_t nb)
+/* Whether r's edge block i (its first or its last), if the back end must
+ * still give it (in s->todo, after the store and the tiers), is read
+ * exactly: the read covers it only in part and it was not read that way
+ * lately (core/partial.h). Exact to the back end's smallest I/O unit (a
+ * client may ignore the block size we advertise); never when that unit is
+ * a whole block. */
+static bool edge_exact(struct volume *v, const struct vol_req *r, const struct vol_scratch *s,
+                       uint64_t first, uint32_t i)
 {
-    if (v->be->min_block >= BLOCK_SIZE)
-        return;
-    uint32_t step = nb > 1 ? nb - 1 : 1; /* the first block, and the last */
-    for (uint32_t i = 0; i < nb; i += step) {
-        uint64_t blk = first + i;
-        uint32_t lo, n;
-        block_overlap(blk, r->offset, r->length, &lo, &n);
-        if (!todo_test(s, i) || n >= MIN((uint64_t)BLOCK_SIZE, v->size - block_start(blk)) ||
-            partial_seen(v->partial_seen, blk))
-            continue;
-        s->exact_head |= i == 0;
-        s->exact_tail |= i == nb - 1;
-    }
+    uint64_t blk = first + i;
+    uint32_t lo, n;
+    block_overlap(blk, r->offset, r->length, &lo, &n);
+    return v->be->min_block < BLOCK_SIZE && todo_test(s, i) &&
+           n < MIN((uint64_t)BLOCK_SIZE, v->size - block_start(blk)) &&
+           !partial_seen(v->partial_seen, blk);
+}
+
+/* Edge block i was served exactly: noted, and not installed by finish_read. */
+static void edge_done(struct volume *v, struct vol_scratch *s, uint64_t first, uint32_t i)
+{
+    partial_note(v->partial_seen, first + i);
+    todo_unset(s, i);
+    STAT_ADD(v->c.partial_exact_blocks, 1);
 }
 
 /* The misses of a read (in s->todo, request-relative): take every ticket
@@ -431,24 +427,18 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
             *by_key += len;
         }
     }
-    s->exact_head = s->exact_tail = false;
-    if (!s->ra_active) /* a read-ahead window is fetched whole */
-        mark_exact(v, r, s, first, nb);
+    /* A read-ahead window is fetched whole; a one-block read's head is its
+     * tail. */
+    s->exact_head = !s->ra_active && edge_exact(v, r, s, first, 0);
+    s->exact_tail = nb > 1 ? !s->ra_active && edge_exact(v, r, s, first, nb - 1) : s->exact_head;
     int ret = s->ra_active ? ra_fetch(v, r, s, first, nb, nowait)
                            : fetch_todo(v, s, r->buf, first, nb, nowait, r);
     if (ret == -EAGAIN && nowait)
         vol_key_finish(v, s, r->buf, first, false); /* retried on a worker */
-    if (ret == 0 && (s->exact_head || s->exact_tail)) {
-        /* Served exactly: noted, and not installed by finish_read. */
-        uint32_t step = nb > 1 ? nb - 1 : 1; /* the first block, and the last */
-        for (uint32_t i = 0; i < nb; i += step) {
-            if (exact_block(s, i, nb)) {
-                partial_note(v->partial_seen, first + i);
-                todo_unset(s, i);
-                STAT_ADD(v->c.partial_exact_blocks, 1);
-            }
-        }
-    }
+    if (ret == 0 && s->exact_head)
+        edge_done(v, s, first, 0);
+    if (ret == 0 && s->exact_tail && nb > 1)
+        edge_done(v, s, first, nb - 1);
     return ret;
 }
 
