@@ -71,13 +71,19 @@ def nbdkit_array(procs, name, path, delay, log_file=None):
                   params=["rdelay=" + d, "wdelay=" + d], log_file=log_file)
 
 
+def _cache_params(cache_bytes):
+    """nbdkit's cache filter as both cache peers run it: read caching on,
+    write-through, cache_bytes of cache."""
+    return ["cache-on-read=true", "cache=writethrough", "cache-max-size=%d" % cache_bytes]
+
+
 def nbdkit_cache(procs, name, path, delay, cache_bytes, log_file=None):
     """nbdkit's cache filter (read caching on, write-through) over the array.
     With log_file, a log filter between the cache and the array records what
     reaches the array (the cache's misses)."""
     filters = ["cache"] + (["log"] if log_file else []) + ["delay"]
-    params = ["cache-on-read=true", "cache=writethrough", "cache-max-size=%d" % cache_bytes,
-              "rdelay=" + _delay_arg(delay), "wdelay=" + _delay_arg(delay)]
+    params = _cache_params(cache_bytes) + ["rdelay=" + _delay_arg(delay),
+                                           "wdelay=" + _delay_arg(delay)]
     return nbdkit(procs, name, ["file", path], filters=filters, params=params,
                   env={"TMPDIR": procs.shm}, log_file=log_file)
 
@@ -87,9 +93,8 @@ def nbdkit_cache_nbd(procs, name, array, cache_bytes):
     another process, reached over NBD (nbdkit's nbd plugin): the stack an
     admin builds to cache a remote array, and the one shoal is in (shoald ->
     NBD -> array). What reaches the array is in the array's own log."""
-    params = ["cache-on-read=true", "cache=writethrough", "cache-max-size=%d" % cache_bytes]
-    return nbdkit(procs, name, ["nbd", "socket=" + array.sock], filters=["cache"], params=params,
-                  env={"TMPDIR": procs.shm})
+    return nbdkit(procs, name, ["nbd", "socket=" + array.sock], filters=["cache"],
+                  params=_cache_params(cache_bytes), env={"TMPDIR": procs.shm})
 
 
 def qemu_nbd(procs, name, path):

@@ -110,6 +110,11 @@ def ratio_table(doc):
     return "\n".join(lines)
 
 
+# The boot storm's systems, as the tables name them.
+STORM_PEERS = {"shoal": "shoal", "nbdkit-cache": "nbdkit cache",
+               "nbdkit-cache-nbd": "nbdkit cache over NBD"}
+
+
 def raw_table(doc):
     """A few raw medians, for scale (absolute numbers of this machine and this
     run; only the ratios are meant to be compared between runs)."""
@@ -146,30 +151,26 @@ def raw_table(doc):
                          c["clones"], c["gold_image_bytes"] // MiB, c["gold_used_bytes"] // MiB,
                          c["reads_per_boot"], c["bytes_per_boot"] / MiB, c["queue_depth"],
                          c["ram_bytes"] // MiB), ""))
-        nbd = "nbdkit-cache-nbd" in m  # runs before 2026-12-05 have no such peer
+        # Runs before 2026-12-05 have no nbdkit cache over NBD.
+        systems = [s for s in ("shoal", "nbdkit-cache", "nbdkit-cache-nbd") if s in m]
+        names = " / ".join(STORM_PEERS[s] for s in systems)
         for k in ("first", "second"):
-            rows.append(("5", "%s storm wall time: shoal / nbdkit cache%s" % (
-                k, " / nbdkit cache over NBD" if nbd else ""),
-                " / ".join("%.2f s" % m[s][k + "_wall"] for s in (
-                    "shoal", "nbdkit-cache") + (("nbdkit-cache-nbd",) if nbd else ()))))
+            rows.append(("5", "%s storm wall time: %s" % (k, names),
+                         " / ".join("%.2f s" % m[s][k + "_wall"] for s in systems)))
         rows.append(("5", "shoal hit ratio, first / second storm",
                      "%s / %s" % (fmt(m["shoal"]["first_hit_ratio"]),
                                   fmt(m["shoal"]["second_hit_ratio"]))))
         for k in ("first", "second"):
             rows.append(("5", "share of read bytes kept off the arrays (1 - array bytes / client "
-                         "bytes, signed), %s storm: shoal / nbdkit cache%s" % (
-                             k, " / nbdkit cache over NBD" if nbd else ""),
-                         " / ".join(fmt(m[s][k + "_offload"]) for s in (
-                             "shoal", "nbdkit-cache") + (("nbdkit-cache-nbd",) if nbd else ()))))
+                         "bytes, signed), %s storm: %s" % (k, names),
+                         " / ".join(fmt(m[s][k + "_offload"]) for s in systems)))
         arr = _storm_bytes(s5)
         if arr:
             for k in ("first", "second"):
                 rows.append(("5", "bytes read from the arrays / by the clients, %s storm" % k,
                              "; ".join("%s %.2f / %.2f GB" % (
-                                 who, arr[s][k][0] / 1e9, arr[s][k][1] / 1e9)
-                                 for s, who in (("shoal", "shoal"), ("nbdkit-cache", "nbdkit cache"),
-                                                ("nbdkit-cache-nbd", "nbdkit cache over NBD"))
-                                 if s in arr)))
+                                 STORM_PEERS[s], arr[s][k][0] / 1e9, arr[s][k][1] / 1e9)
+                                 for s in systems if s in arr)))
     s6 = res.get("s6_write_mix", {}).get("median")
     if s6:
         rows.append(("6", "70/30 mix write latency: shoal / array",
