@@ -336,11 +336,12 @@ static json_t *trace_json(const struct opts *o, const struct trace *t)
 static json_t *daemon_json(const struct opts *o, const struct daemon_delta *d)
 {
     return json_pack(
-        "{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "volume", o->volume, "read_bytes",
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "volume", o->volume, "read_bytes",
         (json_int_t)d->d.read_bytes, "read_hit_bytes", (json_int_t)d->d.read_hit_bytes,
-        "backend_read_bytes", (json_int_t)d->d.backend_read_bytes, "write_bytes",
-        (json_int_t)d->d.write_bytes, "errors", (json_int_t)d->d.errors, "hit_ratio", d->hit_ratio,
-        "miss_ratio", 1.0 - d->hit_ratio, "offload_ratio", d->offload_ratio);
+        "backend_read_ops", (json_int_t)d->d.backend_read_ops, "backend_read_bytes",
+        (json_int_t)d->d.backend_read_bytes, "write_bytes", (json_int_t)d->d.write_bytes, "errors",
+        (json_int_t)d->d.errors, "hit_ratio", d->hit_ratio, "miss_ratio", 1.0 - d->hit_ratio,
+        "offload_ratio", d->offload_ratio);
 }
 
 static json_t *result_json(const struct replay_result *r)

@@ -38,6 +38,10 @@ struct evict_ops {
     void (*resize_locked)(void *st, uint32_t capacity);
     /* A new entry was inserted at idx. */
     void (*insert_locked)(void *st, uint32_t idx);
+    /* Optional (NULL: insert_locked). A new entry was inserted at idx that
+     * no client asked for yet (read-ahead): not a use, and it should last
+     * until the stream that fetched it reads it. */
+    void (*prefetch_locked)(void *st, uint32_t idx);
     /* The entry at idx was read. */
     void (*hit_locked)(void *st, uint32_t idx);
     /* The entry at idx is being freed for another reason (unreferenced). */

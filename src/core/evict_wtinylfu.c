@@ -340,16 +340,10 @@ static void to_main(struct wtlfu *w, uint32_t idx)
     evict_list_push_tail(&w->main, w->e, idx);
 }
 
-static void wt_insert_locked(void *st, uint32_t idx)
+/* A new entry at the window's tail, with these policy bits. */
+static void win_push(struct wtlfu *w, uint32_t idx, uint32_t pbits)
 {
-    struct wtlfu *w = st;
-    uint32_t key = w->e[idx].key;
-    entry_set_pbits(&w->e[idx], 0);
-    sketch_inc(w, key);
-    if (ghost_take(w, w->gw, w->wseq, key))
-        win_grow(w);
-    else if (ghost_take(w, w->gm, w->mseq, key))
-        win_shrink(w);
+    entry_set_pbits(&w->e[idx], pbits);
     evict_list_push_tail(&w->win, w->e, idx);
     if (w->sketch && w->win.len + w->main.len > BLOCKS_PER_WORD * (w->smask + 1) &&
         w->smask + 1 < sketch_max_words(w->capacity))
@@ -357,6 +351,30 @@ static void wt_insert_locked(void *st, uint32_t idx)
     /* Until main is full, the window's overflow goes there unopposed. */
     if (w->win.len > w->win_target && w->main.len + w->win_target < w->capacity)
         to_main(w, w->win.head);
+}
+
+static void wt_insert_locked(void *st, uint32_t idx)
+{
+    struct wtlfu *w = st;
+    uint32_t key = w->e[idx].key;
+    sketch_inc(w, key);
+    if (ghost_take(w, w->gw, w->wseq, key))
+        win_grow(w);
+    else if (ghost_take(w, w->gm, w->mseq, key))
+        win_shrink(w);
+    win_push(w, idx, 0);
+}
+
+/* Read ahead: in the window like any new content, but not counted as a
+ * use (the stream's read will count it; counted twice it would look
+ * hotter than a block read once and displace main's), and no ghost
+ * verdict on the window's size: nobody asked for it. It starts marked, so
+ * it goes round the window once more before it is a candidate: a stream
+ * reads its window soon, but other streams' blocks pass through the
+ * window meanwhile. */
+static void wt_prefetch_locked(void *st, uint32_t idx)
+{
+    win_push(st, idx, VISITED);
 }
 
 static void wt_hit_locked(void *st, uint32_t idx)
@@ -494,6 +512,7 @@ const struct evict_ops evict_wtinylfu_ops = {
     .fini = wt_fini,
     .resize_locked = wt_resize_locked,
     .insert_locked = wt_insert_locked,
+    .prefetch_locked = wt_prefetch_locked,
     .hit_locked = wt_hit_locked,
     .remove_locked = wt_remove_locked,
     .heat_locked = wt_heat_locked,

@@ -14,10 +14,12 @@
 
 /* Returns dir_install's answer (DIR_REFUSED when not stored either). */
 static int install(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
-                   struct dir_tickets *tk, unsigned heat)
+                   struct dir_tickets *tk, unsigned heat, bool ahead)
 {
     struct store_ref ref;
-    if (store_get_or_insert_heat(v->store, fp, data, heat, &ref) < 0)
+    int sr = ahead ? store_get_or_insert_ahead(v->store, fp, data, &ref)
+                   : store_get_or_insert_heat(v->store, fp, data, heat, &ref);
+    if (sr < 0)
         return DIR_REFUSED; /* no room or too many references: stays a miss */
     int r = dir_install(v->dir, blk, tk, dir_val(ref));
     if (r == DIR_REFUSED)
@@ -30,7 +32,7 @@ static int install(struct volume *v, uint64_t blk, const uint8_t *data, const st
 void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, const struct fpkey *fp,
                        struct dir_tickets *tk)
 {
-    install(v, blk, data, fp, tk, 0);
+    install(v, blk, data, fp, tk, 0, false);
     /* The curves after the install: the next request may want the block. */
     vol_mrc_note(v, (uint32_t)fpkey_hash64(fp), MRC_READ);
     vol_mrc_reads(v, 1);
@@ -54,7 +56,8 @@ void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir
     struct fpkey fp = fpkey_of(&full);
     /* The map learns only what the race rule let in: content fetched
      * before a change (an invalidate) must not be published as current. */
-    if (install(v, blk, data, &fp, tk, heat) != DIR_REFUSED && (flags & INSTALL_TIERS))
+    if (install(v, blk, data, &fp, tk, heat, flags & INSTALL_AHEAD) != DIR_REFUSED &&
+        (flags & INSTALL_TIERS))
         vol_map_publish(v, blk, &fp);
     vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), flags & INSTALL_READ ? MRC_READ : MRC_WRITE);
     if (flags & INSTALL_READ)

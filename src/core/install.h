@@ -18,6 +18,9 @@ struct fpkey;
 #define INSTALL_READ                                                                               \
     (1u << 1) /* a block a client read (else a write or read-ahead):                               \
                * for the miss-ratio curves */
+#define INSTALL_AHEAD                                                                              \
+    (1u << 2) /* read ahead, nobody asked for it yet: the eviction                                 \
+               * policy is told (evict.h, prefetch_locked) */
 
 /* data: BLOCK_SIZE bytes just read from the back end or written by a
  * client. heat: for a write, what the block's old content had (the

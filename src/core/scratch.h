@@ -54,6 +54,8 @@ struct vol_scratch {
     void *ra_buf; /* ra_nb blocks */
     uint64_t ra_first;
     uint32_t ra_nb;
+    uint32_t ra_paid;  /* neighbours paid from the budget, back if not fetched */
+    unsigned ra_class; /* the window size class that paid (core/ra_budget.h) */
     /* Blocks served by key, installed in finish (vol_key.c): kd_small,
      * or, once a read longer than TIER_BATCH_MAX blocks had keys, room
      * for SPAN_BLOCKS_MAX allocated then (kd_cap). */

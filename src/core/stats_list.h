@@ -24,6 +24,10 @@
     X(backend_read_ops, STAT_COUNTER, "ops", "Reads sent to the back end")                         \
     X(backend_read_bytes, STAT_COUNTER, "bytes", "Bytes read from the back end")                   \
     X(readahead_bytes, STAT_COUNTER, "bytes", "Bytes fetched around read misses (read-ahead)")     \
+    X(readahead_used_bytes, STAT_COUNTER, "bytes",                                                 \
+      "Read-ahead bytes a client then read from RAM (what read-ahead paid back)")                  \
+    X(readahead_denied, STAT_COUNTER, "windows",                                                   \
+      "Read-ahead windows not fetched: the volume's read-ahead budget could not pay for them")     \
     X(partial_exact_blocks, STAT_COUNTER, "blocks",                                                \
       "Partly read blocks fetched exactly, not whole, and not cached (first partial miss)")        \
     X(copy_shared_blocks, STAT_COUNTER, "blocks",                                                  \

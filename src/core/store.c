@@ -381,8 +381,23 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *keyp, const voi
     return store_get_or_insert_heat(s, keyp, data, 0, ref);
 }
 
+static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *data, unsigned heat,
+                         bool ahead, struct store_ref *ref);
+
 int store_get_or_insert_heat(struct store *s, const struct fpkey *keyp, const void *data,
                              unsigned heat, struct store_ref *ref)
+{
+    return get_or_insert(s, keyp, data, heat, false, ref);
+}
+
+int store_get_or_insert_ahead(struct store *s, const struct fpkey *keyp, const void *data,
+                              struct store_ref *ref)
+{
+    return get_or_insert(s, keyp, data, 0, true, ref);
+}
+
+static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *data, unsigned heat,
+                         bool ahead, struct store_ref *ref)
 {
     uint64_t key = fpkey_hash64(keyp);
     struct shard *sh = shard_of_key(s, key);
@@ -407,7 +422,10 @@ int store_get_or_insert_heat(struct store *s, const struct fpkey *keyp, const vo
     hash_insert_locked(s, sh, idx);
     if (sh->used + 1 > 4 * (sh->bucket_mask + 1)) /* load 4: double (else longer chains) */
         (void)buckets_resize_locked(s, sh, 8 * (sh->bucket_mask + 1));
-    s->policy->insert_locked(sh->pstate, idx);
+    if (ahead && s->policy->prefetch_locked)
+        s->policy->prefetch_locked(sh->pstate, idx);
+    else
+        s->policy->insert_locked(sh->pstate, idx);
     if (heat && s->policy->inherit_locked)
         s->policy->inherit_locked(sh->pstate, idx, heat);
     sh->used++;

@@ -127,6 +127,12 @@ int store_get_or_insert_key(struct store *s, const struct fpkey *key, const void
 int store_get_or_insert_heat(struct store *s, const struct fpkey *key, const void *data,
                              unsigned heat, struct store_ref *ref);
 
+/* The same for a block read ahead, that no client asked for yet: a new
+ * content goes to the policy's prefetch_locked (evict.h), not counted as
+ * a use. */
+int store_get_or_insert_ahead(struct store *s, const struct fpkey *key, const void *data,
+                              struct store_ref *ref);
+
 /* Find the content with this key (no bytes to compare: the key is 160 bits
  * of its SHA-256, see fingerprint.h) and take one directory reference on
  * it. 0 and *ref, or -ENOENT when it is not held. */

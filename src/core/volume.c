@@ -97,6 +97,14 @@ int vol_check_range(const struct volume *v, uint64_t offset, uint64_t length, in
 
 /* ---- reads ---- */
 
+/* A read found blk in RAM (or zero): if it was read ahead and not read
+ * since, read-ahead's budget gets it back (core/ra_budget.h). */
+static inline void ra_hit(struct volume *v, uint64_t blk)
+{
+    if (v->ra_blocks && ra_pending_hit(&v->ra_budget, v->ra_blocks, blk))
+        STAT_ADD(v->c.readahead_used_bytes, BLOCK_SIZE);
+}
+
 /* Zero blocks in zero-copy replies all point here. */
 static const uint8_t zero_block[BLOCK_SIZE] __attribute__((aligned(4096)));
 
@@ -127,8 +135,10 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         if (vals[i] == DIR_ZERO) {
             p = zero_block;
             zeros++;
+            ra_hit(v, first + i);
         } else if (dir_val_is_ref(vals[i]) && store_pin(v->store, dir_ref(vals[i]), &p) == 0) {
             pins[np++] = (uint32_t)vals[i];
+            ra_hit(v, first + i);
         } else {
             /* A miss (the worker's vol_read may still find it by key). */
             for (uint32_t k = 0; k < np; k++)
@@ -243,47 +253,65 @@ static int read_passthrough(struct volume *v, struct vol_req *r)
 }
 
 /* Miss read-ahead. A read that misses fetches, in the same single back end
- * request, the uncached blocks around it up to the edges of its aligned
- * window of v->ra_blocks blocks (a request crossing windows gets both), and
- * caches them after the reply like its own blocks. Over a network back end
- * a 64 KiB read costs about what a 4 KiB one does, and boots, file reads
- * and clones touch neighbouring blocks soon after each other. The race rule
- * is the read's: tickets for every fetched block before anything is
- * fetched, install only if nothing changed since.
+ * request, the uncached blocks after it up to the end of its aligned window
+ * (4 blocks up to v->ra_blocks; a request crossing windows gets both), and
+ * caches them after the reply like its own blocks, as read-ahead for the
+ * eviction policy (INSTALL_AHEAD). Over a network back end a 64 KiB read
+ * costs about what a 4 KiB one does, and file reads and copies touch the
+ * next blocks soon after. What the neighbours cost is paid from the
+ * volume's read-ahead budget (core/ra_budget.h), so that read-ahead never
+ * costs the back end much more than it saves. The race rule is the read's:
+ * tickets for every fetched block before anything is fetched, install only
+ * if nothing changed since.
  *
  * ra_plan, called with the request's misses in s->todo (relative to
  * `first`), widens todo to the window (window-relative from then on,
- * s->ra_active) with the uncached neighbours. Returns false when read-ahead
- * does not apply. */
-static bool ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uint32_t nb,
-                    uint64_t ra)
+ * s->ra_active) with the uncached neighbours of its window of size class
+ * c (core/ra_budget.h), if that class's credit pays for them. Returns
+ * RA_PLANNED, RA_UNPAID (a smaller window may do) or RA_NONE (read-ahead
+ * does not apply: no smaller window would either). */
+enum { RA_NONE, RA_UNPAID, RA_PLANNED };
+static int ra_plan(struct volume *v, struct vol_scratch *s, uint64_t first, uint32_t nb, unsigned c)
 {
+    uint64_t ra = ra_class_window(v->ra_blocks, c);
     uint64_t wa = first & ~(ra - 1);
     uint64_t wb = MIN((first + nb + ra - 1) & ~(ra - 1), v->nblocks);
     uint32_t wnb = (uint32_t)(wb - wa);
     if (wnb <= nb || (uint64_t)wnb * BLOCK_SIZE > PREFETCH_CHUNK)
-        return false;
-    /* Never waits: without a buffer to spare, the read fetches just itself. */
-    s->ra_buf = bufpool_try_get((size_t)wnb * BLOCK_SIZE);
-    if (!s->ra_buf)
-        return false;
-    s->ra_nb = wnb; /* ra_release gives back ra_nb blocks */
-    uint64_t miss[BITMAP_WORDS(PREFETCH_CHUNK / BLOCK_SIZE)] = {0};
-    uint32_t off = (uint32_t)(first - wa);
+        return RA_NONE;
+    /* Forward only: what comes before the request in its window is not
+     * the stream's (a stream's own earlier blocks are cached). */
+    uint64_t want[BITMAP_WORDS(PREFETCH_CHUNK / BLOCK_SIZE)] = {0};
+    uint32_t off = (uint32_t)(first - wa), extra = 0;
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            bitmap_set(miss, off + i);
-    todo_clear(s, wnb);
-    for (uint32_t i = 0; i < wnb; i++) {
-        bool want = bitmap_test(miss, i);
-        if (!want && (i < off || i >= off + nb))
-            want = !val_cached(v, dir_lookup(v->dir, wa + i));
-        if (want)
-            todo_set(s, i);
+            bitmap_set(want, off + i);
+    for (uint32_t i = off + nb; i < wnb; i++) {
+        if (!val_cached(v, dir_lookup(v->dir, wa + i))) {
+            bitmap_set(want, i);
+            extra++;
+        }
     }
+    if (extra == 0)
+        return RA_NONE;
+    if (!ra_credit_spend(&v->ra_budget, c, extra))
+        return RA_UNPAID;
+    /* Never waits: without a buffer to spare, the read fetches just itself. */
+    s->ra_buf = bufpool_try_get((size_t)wnb * BLOCK_SIZE);
+    if (!s->ra_buf) {
+        ra_credit_add(&v->ra_budget, v->ra_blocks, c, (int64_t)extra * RA_UNIT);
+        return RA_NONE;
+    }
+    s->ra_nb = wnb; /* ra_release gives back ra_nb blocks */
+    s->ra_paid = extra;
+    s->ra_class = c;
+    todo_clear(s, wnb);
+    for (uint32_t i = 0; i < wnb; i++)
+        if (bitmap_test(want, i))
+            todo_set(s, i);
     s->ra_active = true;
     s->ra_first = wa;
-    return true;
+    return RA_PLANNED;
 }
 
 /* Read-ahead pays only on a sequential stream: on random reads every
@@ -355,10 +383,22 @@ static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, 
                        ra_buf + (size_t)i * BLOCK_SIZE, BLOCK_SIZE);
         } else if (todo_test(s, i)) {
             extra += BLOCK_SIZE;
+            ra_pending_note(&v->ra_budget, s->ra_first + i, s->ra_class);
         }
     }
     STAT_ADD(v->c.readahead_bytes, extra);
     return 0;
+}
+
+/* A read that failed or gives up (ret < 0) fetched no neighbours: what
+ * its window was paid goes back to the budget. Returns ret. */
+static int ra_unpaid(struct volume *v, struct vol_scratch *s, int ret)
+{
+    if (ret < 0 && s->ra_active && s->ra_paid) {
+        ra_credit_add(&v->ra_budget, v->ra_blocks, s->ra_class, (int64_t)s->ra_paid * RA_UNIT);
+        s->ra_paid = 0;
+    }
+    return ret;
 }
 
 /* Whether r's edge block i (its first or its last), if the back end must
@@ -400,12 +440,19 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
     if (v->ra_blocks) {
         unsigned run;
         int slot = ra_stream_of(v, first, &run);
-        /* The window grows with the stream (4 blocks, then 8, ... up to
-         * ra_blocks), so a stream that stops wastes little. */
-        uint64_t win =
-            run >= RA_MIN_RUN ? MIN((uint64_t)v->ra_blocks, 4ull << MIN(run - RA_MIN_RUN, 16u)) : 0;
-        if (nb < win && slot >= 0)
-            ra_plan(v, s, first, nb, win);
+        if (slot >= 0 && run >= RA_MIN_RUN) {
+            /* A miss read-ahead could have saved earns its bonus. */
+            ra_credit_add(&v->ra_budget, v->ra_blocks, 0, (int64_t)nb * RA_SEQ_BONUS);
+            /* The window grows with the stream (4 blocks, then 8, ... up to
+             * ra_blocks), so a stream that stops wastes little; a size
+             * whose credit is spent falls back to a smaller one. */
+            for (int c = (int)MIN(run - RA_MIN_RUN, ra_top_class(v->ra_blocks)); c >= 0; c--) {
+                int p = ra_plan(v, s, first, nb, (unsigned)c);
+                if (p == RA_NONE || p == RA_PLANNED)
+                    break;
+                STAT_ADD(v->c.readahead_denied, 1);
+            }
+        }
         ra_note(v, slot, s->ra_active ? s->ra_first + s->ra_nb : first + nb,
                 slot >= 0 ? run + 1 : 0);
     }
@@ -418,7 +465,7 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
         uint64_t key_blocks, tier_blocks;
         int ret = vol_key_resolve(v, s, r->buf, first, nb, nowait, &key_blocks, &tier_blocks);
         if (ret < 0)
-            return ret;
+            return ra_unpaid(v, s, ret);
         STAT_ADD(v->c.key_hit_blocks, key_blocks);
         STAT_ADD(v->c.tier_hit_blocks, tier_blocks);
         for (unsigned k = 0; k < s->nkeyed; k++) {
@@ -439,7 +486,7 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
         edge_done(v, s, first, 0);
     if (ret == 0 && s->exact_tail && nb > 1)
         edge_done(v, s, first, nb - 1);
-    return ret;
+    return ra_unpaid(v, s, ret);
 }
 
 /* Hits of one copied read noted in the miss-ratio curves: the first this
@@ -495,6 +542,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         if (val == DIR_ZERO) {
             memset(buf + (size_t)i * BLOCK_SIZE + lo, 0, n);
             zeros++;
+            ra_hit(v, blk);
             continue;
         }
         uint32_t key;
@@ -504,10 +552,13 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
             if (nkeys < MRC_NOTE_BATCH)
                 keys[nkeys++] = key;
             stored_hits++;
+            ra_hit(v, blk);
             continue;
         }
         if (!can_fetch)
             return -EAGAIN;
+        if (v->ra_blocks)
+            ra_pending_miss(&v->ra_budget, blk); /* read ahead, gone unread */
         if (!any_miss) {
             any_miss = true;
             todo_clear(scratch, nb);
@@ -570,7 +621,8 @@ static void finish_read(struct volume *v, struct vol_req *r)
             uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
                 vol_install(v, blk, (uint8_t *)s->ra_buf + (size_t)i * BLOCK_SIZE, &s->tk,
-                            INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ : 0),
+                            INSTALL_TIERS |
+                                (blk >= first && blk < first + nb ? INSTALL_READ : INSTALL_AHEAD),
                             0);
         }
         ra_release(s);

@@ -14,6 +14,7 @@
 #include "core/engine.h"
 #include "core/mrc.h"
 #include "core/partial.h"
+#include "core/ra_budget.h"
 #include "core/stats_list.h"
 #include "core/tier.h"
 
@@ -45,6 +46,7 @@ struct volume {
     uint32_t ra_blocks;                  /* miss read-ahead window in blocks (0: off), power of 2 */
     uint64_t ra_streams[VOL_RA_STREAMS]; /* atomics: where recent misses ended (volume.c) */
     unsigned ra_next;                    /* atomic: the next stream slot to reuse */
+    struct ra_budget ra_budget;          /* what read-ahead may still fetch (core/ra_budget.h) */
     uint64_t partial_seen[PARTIAL_SEEN]; /* atomics: recent exact partial reads (core/partial.h) */
     struct tier *const *tiers;           /* the engine's, asked by key after the store */
     unsigned ntiers;

@@ -68,6 +68,7 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     ra = MIN(ra, (int64_t)VOL_READAHEAD_MAX);
     /* Whole blocks, a power of two so windows align. */
     v->ra_blocks = ra >= BLOCK_SIZE ? 1u << (31 - __builtin_clz((uint32_t)(ra / BLOCK_SIZE))) : 0;
+    ra_budget_reset(&v->ra_budget, v->ra_blocks);
     v->tiers = env->tiers;
     v->ntiers = env->ntiers;
     v->wq = env->wq;

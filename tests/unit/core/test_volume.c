@@ -502,7 +502,7 @@ static void test_race_read_miss_vs_large_zero(void **state)
 /* A second volume "ra" over a fresh fake back end, with a 64 KiB read-ahead. */
 static struct volume *add_ra(struct fix *x, uint8_t seed, struct fake **fo)
 {
-    struct fake *f = fake_new(1u << 20, seed);
+    struct fake *f = fake_new(4u << 20, seed);
     struct volume_config cfg = {.name = "ra", .readahead = 65536};
     assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f->be), 0);
     *fo = f;
@@ -511,9 +511,11 @@ static struct volume *add_ra(struct fix *x, uint8_t seed, struct fake **fo)
 
 /* Read-ahead: only a stream of misses that each start exactly where the
  * last one's fetch ended reads ahead, from its third miss (RA_MIN_RUN),
- * with a window that grows 4, 8, 16 blocks (aligned, the uncached rest of
- * it in the same back end read); random or merely nearby misses fetch
- * just themselves, and the neighbours a window brought then hit. */
+ * forward to the end of its aligned window, paid from the volume's budget
+ * (core/ra_budget.h): a volume starts with one 4-block window's credit,
+ * a larger window has none until the smaller ones paid off, so the stream
+ * falls back to 4 blocks; the neighbours then hit and are paid back.
+ * Random or merely nearby misses fetch just themselves. */
 static void test_readahead_window(void **state)
 {
     struct fix *x = *state;
@@ -522,46 +524,49 @@ static void test_readahead_window(void **state)
     uint8_t buf[2 * BLOCK_SIZE];
     bool hit;
     struct volume_snapshot vs;
-    for (uint64_t b = 4; b <= 6; b++) {
+    for (uint64_t b = 4; b <= 7; b++) {
         assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
         assert_false(hit);
+        assert_memory_equal(buf, f->data + b * BLOCK_SIZE, BLOCK_SIZE);
     }
+    /* Third in a row (7): its window 4..7 has nothing ahead of it. */
     volume_snapshot(v, &vs);
     assert_int_equal(vs.readahead_bytes, 0);
-    assert_int_equal(vs.backend_read_bytes, 3 * BLOCK_SIZE);
-    /* Third in a row: a 4-block window (4..7), whose others are cached. */
-    assert_int_equal(rd(x, v, 7 * BLOCK_SIZE + 10, 100, buf, &hit), 0);
-    assert_false(hit);
-    assert_memory_equal(buf, f->data + 7 * BLOCK_SIZE + 10, 100);
-    volume_snapshot(v, &vs);
-    assert_int_equal(vs.readahead_bytes, 0);
+    assert_int_equal(vs.backend_read_bytes, 4 * BLOCK_SIZE);
     assert_int_equal(f->preads, 4);
-    /* Fourth: an 8-block window, 8..15 in one back end read. */
+    /* Fourth (8): an 8-block window has no credit yet (one denial), the
+     * 4-block one has: 8..11 in one back end read. */
     assert_int_equal(rd(x, v, 8 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_false(hit);
+    assert_memory_equal(buf, f->data + 8 * BLOCK_SIZE, BLOCK_SIZE);
     assert_int_equal(f->preads, 5);
     volume_snapshot(v, &vs);
-    assert_int_equal(vs.readahead_bytes, 7 * BLOCK_SIZE);
-    assert_int_equal(vs.backend_read_bytes, 12 * BLOCK_SIZE);
-    for (uint64_t b = 4; b < 16; b++) {
+    assert_int_equal(vs.readahead_bytes, 3 * BLOCK_SIZE);
+    assert_int_equal(vs.readahead_denied, 1);
+    assert_int_equal(vs.backend_read_bytes, 8 * BLOCK_SIZE);
+    assert_int_equal(vs.readahead_used_bytes, 0);
+    for (uint64_t b = 4; b < 12; b++) {
         assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
         assert_true(hit);
         assert_memory_equal(buf, f->data + b * BLOCK_SIZE, BLOCK_SIZE);
     }
     assert_int_equal(f->preads, 5);
-    /* Fifth, two blocks: the full 16-block window 16..31. */
-    assert_int_equal(rd(x, v, 16 * BLOCK_SIZE, 2 * BLOCK_SIZE, buf, &hit), 0);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_used_bytes, 3 * BLOCK_SIZE); /* paid back once each */
+    /* Fifth (12, two blocks): 12..15, the rest of its 4-block windows. */
+    assert_int_equal(rd(x, v, 12 * BLOCK_SIZE, 2 * BLOCK_SIZE, buf, &hit), 0);
     assert_false(hit);
-    assert_memory_equal(buf, f->data + 16 * BLOCK_SIZE, 2 * BLOCK_SIZE);
+    assert_memory_equal(buf, f->data + 12 * BLOCK_SIZE, 2 * BLOCK_SIZE);
     assert_int_equal(f->preads, 6);
-    assert_int_equal(rd(x, v, 31 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_int_equal(rd(x, v, 15 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_true(hit);
+    assert_memory_equal(buf, f->data + 15 * BLOCK_SIZE, BLOCK_SIZE);
     assert_int_equal(f->preads, 6);
     /* A miss one block past the stream's end, and a new stream far away:
      * themselves only, twice in a row. */
     volume_snapshot(v, &vs);
     uint64_t ra = vs.readahead_bytes;
-    assert_int_equal(rd(x, v, 33 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+    assert_int_equal(rd(x, v, 17 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_int_equal(rd(x, v, 200 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
     assert_memory_equal(buf, f->data + 200 * BLOCK_SIZE, BLOCK_SIZE);
     assert_int_equal(rd(x, v, 201 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
@@ -569,6 +574,49 @@ static void test_readahead_window(void **state)
     volume_snapshot(v, &vs);
     assert_int_equal(vs.readahead_bytes, ra);
     assert_false(rd(x, v, 202 * BLOCK_SIZE, BLOCK_SIZE, buf, &hit) != 0 || hit);
+    volume_put(v);
+}
+
+/* Read-ahead backs off when what it fetched goes unread: streams of four
+ * blocks each (the fourth miss reads ahead) read ahead three blocks nobody
+ * reads. The volume's first credit (one 4-block window) pays for one such
+ * window; after that every stream's window is refused (the bonus a
+ * stream's miss earns is 1/64 of a block), and the back end reads no more
+ * than the clients asked, plus those three blocks. Read now, they are paid
+ * back and the credit pays for windows again. */
+static void test_readahead_backoff(void **state)
+{
+    struct fix *x = *state;
+    struct fake *f;
+    struct volume *v = add_ra(x, 5, &f);
+    uint8_t buf[BLOCK_SIZE];
+    struct volume_snapshot vs;
+    const uint64_t streams = 40;
+    for (uint64_t k = 0; k < streams; k++) {
+        for (uint64_t b = 1; b <= 4; b++) {
+            uint64_t blk = 8 * k + b;
+            assert_int_equal(rd(x, v, blk * BLOCK_SIZE, BLOCK_SIZE, buf, NULL), 0);
+            assert_memory_equal(buf, f->data + blk * BLOCK_SIZE, BLOCK_SIZE);
+        }
+    }
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_bytes, 3 * BLOCK_SIZE);
+    assert_int_equal(vs.readahead_used_bytes, 0);
+    assert_int_equal(vs.readahead_denied, streams - 1);
+    assert_int_equal(vs.read_bytes, streams * 4 * BLOCK_SIZE);
+    assert_int_equal(vs.backend_read_bytes, vs.read_bytes + 3 * BLOCK_SIZE);
+    for (uint64_t b = 5; b < 8; b++) {
+        bool hit;
+        assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, &hit), 0);
+        assert_true(hit);
+        assert_memory_equal(buf, f->data + b * BLOCK_SIZE, BLOCK_SIZE);
+    }
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_used_bytes, 3 * BLOCK_SIZE);
+    for (uint64_t b = 801; b <= 804; b++)
+        assert_int_equal(rd(x, v, b * BLOCK_SIZE, BLOCK_SIZE, buf, NULL), 0);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.readahead_bytes, 6 * BLOCK_SIZE);
     volume_put(v);
 }
 
@@ -773,6 +821,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_trim_and_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_read_miss_vs_large_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readahead_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readahead_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clone_shares_until_changed, setup, teardown),
