@@ -287,11 +287,20 @@ static void scan_owners(struct cluster *c)
                 arg = c->on_hand_over_arg;
             }
         }
-        uint64_t gn = strtoull(gen, NULL, 16);
         if (fn) {
-            log_info(cluster, "volume %s: handed to this node by %s (move %s)", volume,
-                     json_str(v, "from") ? json_str(v, "from") : "?", gen);
-            fn(arg, volume, backing, gn);
+            const char *from = json_str(v, "from");
+            json_t *settings = json_object_get(v, "settings");
+            struct cluster_hand_over h = {
+                .volume = volume,
+                .backing = backing,
+                .from = from ? from : "",
+                .gen = strtoull(gen, NULL, 16),
+                .settings = json_is_object(settings) ? settings : NULL,
+                .returned = json_is_true(json_object_get(v, "returned")),
+            };
+            log_info(cluster, "volume %s: %s this node by %s (move %s)", volume,
+                     h.returned ? "given back to" : "handed to", from ? from : "?", gen);
+            fn(arg, &h);
         }
         json_decref(v);
     }
@@ -374,7 +383,7 @@ int cluster_move_check(const char *volume, const char *to, char *err, size_t err
 }
 
 int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const char *backing,
-                      char *err, size_t errlen)
+                      const json_t *settings, bool returned, char *err, size_t errlen)
 {
     struct cluster *c = g;
     if (!c) {
@@ -388,8 +397,12 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
     snprintf(gs, sizeof gs, "%016" PRIx64, gen);
     /* Under this node's lease until the new owner takes it under its own:
      * if this node dies first, the record goes and anyone may claim. */
-    json_t *v = json_pack("{s:s, s:s, s:s, s:s}", "node", to, "from", c->name, "gen", gs, "backing",
-                          backing);
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:b}", "node", to, "from", c->name, "gen", gs,
+                          "backing", backing, "returned", returned);
+    if (v && settings && json_object_set(v, "settings", (json_t *)settings) < 0) {
+        json_decref(v);
+        v = NULL;
+    }
     _cleanup_free_ char *val = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(v);
     if (!key || !old || !val)

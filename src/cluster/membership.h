@@ -68,20 +68,32 @@ void cluster_release(const char *volume);
  * (in a cluster, the volume is ours read-write, node `to` is registered:
  * 0, or -ENOTCONN / -EINVAL / -ENOENT and err), then, with writes fenced
  * and the directory published, cluster_hand_over: a txn that replaces this
- * node's owner record by {"node": to, "from", "gen", "backing"} (still
- * under this node's lease) only if it is still this run's: 0, -ESTALE, or
- * an etcd error. On the new owner: every node watches shoal/v1/owners/ and
- * calls the handler once per hand-over to it (on the watch thread);
- * cluster_claim then takes the record under its own lease. */
+ * node's owner record by {"node": to, "from", "gen", "backing",
+ * "settings", "returned"} (still under this node's lease) only if it is
+ * still this run's: 0, -ESTALE, or an etcd error. settings: the volume's
+ * own settings as the daemon writes them (opaque here; NULL: none);
+ * returned: the hand-over gives back a volume this node could not open
+ * after a move to it (its old owner takes it again; a returned hand-over
+ * is never returned again). On the new owner: every node watches
+ * shoal/v1/owners/ and calls the handler once per hand-over to it (on the
+ * watch thread); cluster_claim_moved then takes the record under its own
+ * lease. */
 int cluster_move_check(const char *volume, const char *to, char *err, size_t errlen);
 int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const char *backing,
-                      char *err, size_t errlen);
+                      const json_t *settings, bool returned, char *err, size_t errlen);
 /* The new owner's claim of a hand-over: only of the record with this
  * generation (-EBUSY and err otherwise: moved again, or its old owner's
  * lease ended first). */
 int cluster_claim_moved(const char *volume, uint64_t gen, char *err, size_t errlen);
-typedef void (*cluster_hand_over_fn)(void *arg, const char *volume, const char *backing,
-                                     uint64_t gen);
+/* A hand-over to this node, as the handler gets it (valid during the call). */
+struct cluster_hand_over {
+    const char *volume, *backing;
+    const char *from; /* the node that handed it over ("" unknown) */
+    uint64_t gen;
+    const json_t *settings; /* NULL: none given */
+    bool returned;
+};
+typedef void (*cluster_hand_over_fn)(void *arg, const struct cluster_hand_over *h);
 /* fn NULL: hand-overs are left for later (seen again at the next change). */
 void cluster_on_hand_over(cluster_hand_over_fn fn, void *arg);
 

@@ -117,6 +117,17 @@ void volume_block_limits(const struct volume *v, struct vol_block_limits *out);
 const char *volume_backing_spec(const struct volume *v);
 /* Human description of the back end ("file /var/lib/x.img", "nbd nbd://h/e"). */
 void volume_describe_backend(const struct volume *v, char *buf, size_t len);
+/* The settings the volume was opened with beyond its name and back end
+ * spec, as a node that takes it over applies them (daemon/move.c) and the
+ * API shows them; readahead_bytes is the window in use (0: off). */
+struct volume_settings {
+    int32_t readahead; /* as configured: 0 the back end's default, -1 off, else bytes */
+    uint32_t readahead_bytes;
+    bool direct;
+    unsigned conns;
+    uint32_t connect_timeout_ms;
+};
+void volume_get_settings(const struct volume *v, struct volume_settings *out);
 
 /* Acceleration on/off. Disabling drops the volume's cached blocks and
  * serves every request from the back end; clients stay connected. */

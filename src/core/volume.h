@@ -47,6 +47,7 @@ struct volume {
     uint64_t ra_streams[VOL_RA_STREAMS]; /* atomics: where recent misses ended (volume.c) */
     unsigned ra_next;                    /* atomic: the next stream slot to reuse */
     struct ra_budget ra_budget;          /* what read-ahead may still fetch (core/ra_budget.h) */
+    struct volume_settings settings;     /* as opened (fixed) */
     uint64_t partial_seen[PARTIAL_SEEN]; /* atomics: recent exact partial reads (core/partial.h) */
     struct tier *const *tiers;           /* the engine's, asked by key after the store */
     unsigned ntiers;

@@ -69,6 +69,13 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     /* Whole blocks, a power of two so windows align. */
     v->ra_blocks = ra >= BLOCK_SIZE ? 1u << (31 - __builtin_clz((uint32_t)(ra / BLOCK_SIZE))) : 0;
     ra_budget_reset(&v->ra_budget, v->ra_blocks);
+    v->settings = (struct volume_settings){
+        .readahead = cfg->readahead,
+        .readahead_bytes = v->ra_blocks * BLOCK_SIZE,
+        .direct = cfg->backend.direct,
+        .conns = cfg->backend.conns,
+        .connect_timeout_ms = cfg->backend.connect_timeout_ms,
+    };
     v->tiers = env->tiers;
     v->ntiers = env->ntiers;
     v->wq = env->wq;
@@ -159,6 +166,11 @@ void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
 const char *volume_backing_spec(const struct volume *v)
 {
     return v->be->spec ? v->be->spec : "";
+}
+
+void volume_get_settings(const struct volume *v, struct volume_settings *out)
+{
+    *out = v->settings;
 }
 
 void volume_describe_backend(const struct volume *v, char *buf, size_t len)

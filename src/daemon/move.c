@@ -42,6 +42,52 @@ static void keep(enum mgmt_change_kind kind, const char *name, const struct volu
         log_error(main, "volume %s: change not saved in the state file: %s", name, err);
 }
 
+/* The volume's own settings, as the hand-over carries them. */
+static json_t *settings_json(struct volume *v)
+{
+    struct volume_settings st;
+    volume_get_settings(v, &st);
+    return json_pack("{s:i, s:b, s:i, s:I, s:b}", "readahead", (int)st.readahead, "direct",
+                     st.direct, "conns", (int)st.conns, "connect_timeout_ms",
+                     (json_int_t)st.connect_timeout_ms, "enabled", volume_enabled(v));
+}
+
+/* Apply a hand-over's settings to vc; a value out of range (the record is
+ * anybody's who can write etcd) is left at the default, and said. */
+static void apply_settings(const char *name, const json_t *s, struct volume_config *vc)
+{
+    if (!s)
+        return;
+    json_t *ra = json_object_get(s, "readahead"), *co = json_object_get(s, "conns");
+    json_t *ct = json_object_get(s, "connect_timeout_ms"), *di = json_object_get(s, "direct");
+    json_t *en = json_object_get(s, "enabled");
+    bool bad = false;
+    if (json_is_integer(ra) && json_integer_value(ra) >= -1 &&
+        json_integer_value(ra) <= VOL_READAHEAD_MAX)
+        vc->readahead = (int32_t)json_integer_value(ra);
+    else
+        bad |= ra != NULL;
+    if (json_is_integer(co) && json_integer_value(co) >= 0 && json_integer_value(co) <= 64)
+        vc->backend.conns = (unsigned)json_integer_value(co);
+    else
+        bad |= co != NULL;
+    if (json_is_integer(ct) && json_integer_value(ct) >= 0 && json_integer_value(ct) <= 3600000)
+        vc->backend.connect_timeout_ms = (uint32_t)json_integer_value(ct);
+    else
+        bad |= ct != NULL;
+    if (json_is_boolean(di))
+        vc->backend.direct = json_is_true(di);
+    else
+        bad |= di != NULL;
+    if (json_is_boolean(en))
+        vc->disabled = json_is_false(en);
+    else
+        bad |= en != NULL;
+    if (bad)
+        log_warn(main, "volume %s: the hand-over's settings have a bad value; its default used",
+                 name);
+}
+
 static int hook_move(void *opaque, const char *name, const char *to, json_t **report, char *err,
                      size_t errlen)
 {
@@ -62,15 +108,17 @@ static int hook_move(void *opaque, const char *name, const char *to, json_t **re
     }
     int r = cluster_move_check(name, to, err, errlen);
     _cleanup_free_ char *spec = r == 0 ? strdup(volume_backing_spec(v)) : NULL;
+    json_t *settings = r == 0 ? settings_json(v) : NULL;
     uint64_t gen = 0;
     struct tier_map_id id;
-    if (r == 0 && !spec)
+    if (r == 0 && (!spec || !settings))
         r = -ENOMEM;
     if (r == 0 && getrandom(&gen, sizeof gen, 0) != sizeof gen)
         r = -errno;
     if (r == 0)
         r = vol_move_identity(name, gen, &id);
     if (r < 0) {
+        json_decref(settings);
         volume_put(v);
         return r;
     }
@@ -81,7 +129,8 @@ static int hook_move(void *opaque, const char *name, const char *to, json_t **re
     if (er < 0)
         log_warn(main, "volume %s: directory not (wholly) published: %s; node %s starts colder",
                  name, strerror(-er), to);
-    r = cluster_hand_over(name, to, gen, spec, err, errlen);
+    r = cluster_hand_over(name, to, gen, spec, settings, false, err, errlen);
+    json_decref(settings);
     if (r < 0) {
         volume_unfence_writes(v);
         volume_put(v);
@@ -106,12 +155,32 @@ static int hook_move(void *opaque, const char *name, const char *to, json_t **re
     return *report ? 0 : -ENOMEM;
 }
 
+/* After a hand-over this node could not open: give the volume back to
+ * the node it came from, which serves it again (a VM whose migration then
+ * fails goes on there); a volume given back already is released instead,
+ * so two nodes that cannot open it do not pass it to and fro. */
+static void give_back(const struct cluster_hand_over *h)
+{
+    char err[512] = "";
+    if (!h->returned && h->from[0] &&
+        cluster_hand_over(h->volume, h->from, h->gen, h->backing, h->settings, true, err,
+                          sizeof err) == 0) {
+        log_warn(main, "volume %s: given back to node %s", h->volume, h->from);
+        return;
+    }
+    if (err[0])
+        log_error(main, "volume %s: cannot give it back to node %s: %s (released)", h->volume,
+                  h->from, err);
+    cluster_release(h->volume);
+}
+
 /* On the membership's watch thread: a volume handed to this node. */
-static void adopt(void *arg, const char *name, const char *backing, uint64_t gen)
+static void adopt(void *arg, const struct cluster_hand_over *h)
 {
     (void)arg;
+    const char *name = h->volume, *backing = h->backing;
     struct tier_map_id id;
-    if (vol_move_identity(name, gen, &id) < 0)
+    if (vol_move_identity(name, h->gen, &id) < 0)
         return;
     struct volume_config vc = {
         .name = name,
@@ -122,8 +191,9 @@ static void adopt(void *arg, const char *name, const char *backing, uint64_t gen
                     .backing_dirs = ctx.backing_dirs},
         .import_map = &id,
     };
+    apply_settings(name, h->settings, &vc);
     char err[1024] = "";
-    int r = cluster_claim_moved(name, gen, err, sizeof err);
+    int r = cluster_claim_moved(name, h->gen, err, sizeof err);
     if (r < 0) {
         log_error(main, "volume %s: cannot take it over: %s", name, err[0] ? err : strerror(-r));
         return;
@@ -136,9 +206,9 @@ static void adopt(void *arg, const char *name, const char *backing, uint64_t gen
         usleep(ADOPT_RETRY_MS * 1000);
     if (r < 0) {
         const char *why = backend_open_error();
-        log_error(main, "volume %s: handed to this node, but cannot open %s: %s (released)", name,
-                  backing, why[0] ? why : strerror(-r));
-        cluster_release(name);
+        log_error(main, "volume %s: handed to this node, but cannot open %s: %s", name, backing,
+                  why[0] ? why : strerror(-r));
+        give_back(h);
         return;
     }
     vc.import_map = NULL;

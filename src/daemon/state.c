@@ -96,6 +96,14 @@ static const char *check_shape(json_t *root)
         enum backend_format fmt;
         if (f && (!json_is_string(f) || backend_format_parse(json_string_value(f), &fmt) < 0))
             return "a volume's \"format\" is not auto or raw";
+        json_t *ra = json_object_get(v, "readahead");
+        if (ra && (!json_is_integer(ra) || json_integer_value(ra) < -1 ||
+                   json_integer_value(ra) > VOL_READAHEAD_MAX))
+            return "a volume's \"readahead\" is not -1..262144";
+        json_t *ct = json_object_get(v, "connect_timeout_ms");
+        if (ct && (!json_is_integer(ct) || json_integer_value(ct) < 0 ||
+                   json_integer_value(ct) > 3600000))
+            return "a volume's \"connect_timeout_ms\" is not 0..3600000";
     }
     json_object_foreach(json_object_get(root, "removed"), name, v)
     {
@@ -303,6 +311,9 @@ size_t state_volumes(struct state *s, struct volume_config *out, size_t max)
         json_t *f = json_object_get(v, "format");
         if (f)
             backend_format_parse(json_string_value(f), &c->backend.format);
+        c->readahead = (int32_t)json_integer_value(json_object_get(v, "readahead"));
+        c->backend.connect_timeout_ms =
+            (uint32_t)json_integer_value(json_object_get(v, "connect_timeout_ms"));
     }
     return n;
 }
@@ -316,6 +327,13 @@ int state_note_added(struct state *s, const struct volume_config *cfg, char *err
                           "readonly", cfg->readonly, "enabled", !cfg->disabled, "direct",
                           cfg->backend.direct, "conns", (int)cfg->backend.conns, "format",
                           cfg->backend.format == BACKEND_FORMAT_RAW ? "raw" : "auto");
+    /* Set by a move (daemon/move.c) or a config-file volume's own: kept
+     * only when not the default, so older files read the same. */
+    if (v && cfg->readahead)
+        json_object_set_new(v, "readahead", json_integer(cfg->readahead));
+    if (v && cfg->backend.connect_timeout_ms)
+        json_object_set_new(v, "connect_timeout_ms",
+                            json_integer((json_int_t)cfg->backend.connect_timeout_ms));
     if (!v || json_object_set_new(section(s, "volumes"), cfg->name, v) < 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

@@ -127,6 +127,7 @@ struct mgmt_vol {
     bool readonly;
     bool enabled;
     unsigned connections;
+    struct volume_settings settings;
     /* In a cluster: the node that serves it read-write (this one), or
      * "every node" for a read-only one; "" without a cluster. */
     char owner[MGMT_NAME_MAX + 1];

@@ -97,6 +97,15 @@ json_t *render_volume_json(const struct mgmt_vol *v)
     json_object_set_new(obj, "size_bytes", json_u64(v->snap.size_bytes));
     json_object_set_new(obj, "enabled", json_boolean(v->enabled));
     json_object_set_new(obj, "connections", json_integer(v->connections));
+    /* What the volume was opened with (a moved volume keeps them). */
+    json_t *st = json_pack("{s:I, s:b, s:I, s:I}", "readahead_bytes",
+                           (json_int_t)v->settings.readahead_bytes, "direct", v->settings.direct,
+                           "backend_connections", (json_int_t)v->settings.conns,
+                           "connect_timeout_ms", (json_int_t)v->settings.connect_timeout_ms);
+    if (!st || json_object_set_new(obj, "settings", st) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
     return obj;
 }
 

@@ -23,6 +23,7 @@ void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
     out->readonly = volume_readonly(v);
     out->enabled = volume_enabled(v);
     out->connections = volume_connections(v);
+    volume_get_settings(v, &out->settings);
     if (cluster_enabled())
         snprintf(out->owner, sizeof out->owner, "%s",
                  out->readonly ? "every node" : cluster_node_name());

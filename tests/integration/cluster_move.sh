@@ -9,8 +9,13 @@
 #   every block was cached on A, and B finds them by the keys A published,
 #   in memcached;
 # - a write through B lands in the file; A's old export is gone;
+# - vol's own settings move with it (A serves it with a 16K read-ahead,
+#   B's default for a file is none: B serves it with 16K);
 # - contrib/libvirt/qemu, run as libvirt runs it on a migration's
-#   destination (A), moves vol back, warm again.
+#   destination (A), moves vol back, warm again;
+# - a move to a node that cannot open the image (B restarted with a
+#   --backing-dir that excludes it) gives vol back: A serves it again,
+#   its bytes intact, and etcd names A.
 # Root only; exits 77 without namespaces, etcd, memcached or nbdcopy.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -27,7 +32,7 @@ SIZE=$((16 * MIB))
 random_file "$T/vol.img" "$SIZE"
 dd if=/dev/zero of="$T/vol.img" bs=1M seek=4 count=1 conv=notrunc status=none
 cp "$T/vol.img" "$T/expect.img"
-netns_shoald 1 A -m 64M "vol=$T/vol.img"
+netns_shoald 1 A -m 64M --readahead 16K "vol=$T/vol.img"
 netns_shoald 2 B -m 64M
 for i in 1 2; do
     wait_ring "$i" 10.77.0.11:11211,10.77.0.12:11211
@@ -35,6 +40,9 @@ done
 
 vstat_n() { # I FIELD: vol's stat on node I
     nctl "$1" stats --json | jq -er ".volumes[] | select(.name==\"vol\") | .$2"
+}
+ra_n() { # I: vol's read-ahead window on node I
+    nctl "$1" volumes --json | jq -er '.[] | select(.name=="vol") | .settings.readahead_bytes'
 }
 read_pass() { # I: read vol through node I and compare
     nbdcopy "$(uri vol "$T/n$1.sock")" "$T/pass.out" || fail "read vol through node $1"
@@ -69,6 +77,7 @@ assert_eq "$(nctl 1 volumes --json | jq '[.[] | select(.name == "vol")] | length
     "volumes named vol on A after the move"
 owner() { nctl 2 cluster status --json | jq -r '.owners[] | select(.volume == "vol") | .node'; }
 assert_eq "$(owner)" B "vol's owner in etcd"
+assert_eq "$(ra_n 2)" 16384 "vol's read-ahead on B (A's setting, moved with it)"
 grep -q "block keys loaded from the cluster's map" "$T/shoald2.log" ||
     fail "B did not load vol's keys"
 
@@ -144,6 +153,25 @@ read_pass 1
 be1=$(vstat_n 1 backend_read_bytes)
 log "A after moving back: $((be1 - be0)) bytes from the back end"
 assert_eq "$((be1 - be0))" 0 "back end bytes read by A after moving back"
+assert_eq "$(ra_n 1)" 16384 "vol's read-ahead on A after moving back"
+
+# A move to a node that cannot open the image: B, restarted with a
+# --backing-dir that excludes it, takes the hand-over, fails to open vol
+# and gives it back; A serves it again.
+stop_daemon "${NODE_PID[2]}" TERM
+mkdir -p "$T/elsewhere"
+netns_shoald 2 B -m 64M --backing-dir "$T/elsewhere"
+wait_ring 1 10.77.0.11:11211,10.77.0.12:11211
+out=$(nctl 1 volume move vol --to B) || fail "volume move vol --to B (B cannot open it)"
+assert_contains "$out" "volume vol moved to node B"
+given_back() { grep -q "volume vol: given back to node A" "$T/shoald2.log"; }
+wait_for 20 given_back || fail "B did not give vol back"
+wait_for 20 on_a || fail "A does not serve vol after B gave it back"
+assert_eq "$(owner)" A "vol's owner in etcd after B gave it back"
+assert_eq "$(nctl 2 volumes --json | jq '[.[] | select(.name == "vol")] | length')" 0 \
+    "volumes named vol on B after it gave vol back"
+read_pass 1
+assert_eq "$(ra_n 1)" 16384 "vol's read-ahead on A after B gave it back"
 for i in 1 2; do
     stop_daemon "${NODE_PID[i]}" TERM
 done

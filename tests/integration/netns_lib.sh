@@ -88,8 +88,13 @@ netns_etcd() {
         fail "etcd did not start, or host 1 cannot reach it"
 }
 
-netns_memcached() { # I
+netns_memcached() { # I: host I's memcached (kept if it runs already)
     local i=$1
+    local st
+    st=$(awk '{print $3}' "/proc/${MC_PID[i]:-0}/stat" 2>/dev/null || true)
+    if [ -n "$st" ] && [ "$st" != Z ]; then
+        return 0 # a node restarted keeps its host's memcached
+    fi
     # Not through bg: a helper is killed by its wrapper's pid, and the
     # tests SIGKILL memcached itself (ip netns exec execs it, same pid).
     ip netns exec "$NS-n$i" memcached -u nobody -U 0 -l "10.77.0.1$i" -p 11211 -m 64 -t 1 &

@@ -353,6 +353,13 @@ void volume_describe_backend(const struct volume *v, char *buf, size_t len)
     snprintf(buf, len, "%s", v->backend);
 }
 
+/* A file volume's defaults: no read-ahead, buffered, one connection. */
+void volume_get_settings(const struct volume *v, struct volume_settings *out)
+{
+    (void)v;
+    *out = (struct volume_settings){.readahead = 0};
+}
+
 unsigned volume_connections(const struct volume *v)
 {
     return v->conns;
