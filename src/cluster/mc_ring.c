@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/mc_alloc.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 
@@ -359,7 +360,9 @@ static int build(struct mc_ring *r, struct mc_conn *c)
             memcached_free(mc);
         return -ENOMEM;
     }
-    int ret = set_behaviors(mc, &r->p, c->noreply);
+    int ret = c->alloc ? mc_alloc_attach(c->alloc, mc) : 0;
+    if (ret == 0)
+        ret = set_behaviors(mc, &r->p, c->noreply);
     uint8_t mc_index[MC_RING_MAX_SERVERS];
     unsigned nlive = 0;
     uint64_t gen;

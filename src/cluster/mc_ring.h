@@ -36,6 +36,8 @@
 
 #include "common/histogram.h"
 
+struct mc_alloc;
+
 #define MC_RING_MAX_SERVERS 64
 #define MC_RING_BUCKETS     8192 /* a power of two (libmemcached masks the hash) */
 #define MC_DEFAULT_PORT     11211
@@ -84,6 +86,9 @@ struct mc_conn {
     unsigned nlive;
     uint8_t ring_idx[MC_RING_MAX_SERVERS]; /* mc server index -> mc_ring.srv */
     bool noreply;                          /* for the put thread */
+    /* Allocators of every handle built for it (mc_alloc.h: a lookup
+     * thread's or inline slot's own spare), or NULL: libmemcached's. */
+    struct mc_alloc *alloc;
     /* Waits cut to the read path's timeout (lookups on the reader's own
      * thread, the map's): a timeout there says "slow", not "dead", so it
      * counts against MC_SHORT_TIMEOUT_FACTOR x failure_limit in a row. */

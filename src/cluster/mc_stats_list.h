@@ -63,6 +63,8 @@
     X(lookup_busy, STAT_COUNTER, "lookups", "Lookups refused: too many waiting")                   \
     X(lookup_inline, STAT_COUNTER, "lookups", "Lookups answered on the reader's own thread")       \
     X(bad_values, STAT_COUNTER, "blocks", "Values of the wrong size (ignored)")                    \
+    X(lookup_allocs, STAT_COUNTER, "allocations",                                                  \
+      "Allocations libmemcached made for lookups (handle rebuilds, errors; none per lookup)")      \
     X(ejections, STAT_COUNTER, "ejections", "Servers ejected")                                     \
     X(revivals, STAT_COUNTER, "revivals", "Ejected servers retried")
 

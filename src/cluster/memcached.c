@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/mc_alloc.h"
 #include "cluster/mc_ring.h"
 #include "cluster/memcached_stats.h"
 #include "cluster/memcached_map.h"
@@ -53,9 +54,19 @@ struct lworker {
     pthread_mutex_t lock;
     struct tier_req *cur; /* under lock: the request being answered */
     struct mc_conn conn;
+    /* conn's handles allocate through alloc: a one-key get's value comes
+     * in spare and goes back after delivery (mc_alloc.h). Only the thread
+     * answering with this worker touches them (the worker's own thread, or
+     * the caller that holds the inline slot: `busy`). */
+    struct mc_alloc alloc;
+    _Alignas(16) unsigned char spare[MC_ALLOC_SPARE];
     /* The result buffer outlives handles (rebuilt after failures), so its
-     * allocator root is a server-less handle of its own. */
+     * allocator root is a server-less handle of its own: the multi-get's
+     * values are read into res, whose buffer grows once and is reused.
+     * Its allocations are counted only (res_alloc has no spare: res would
+     * keep it for good). */
     memcached_st *res_root;
+    struct mc_alloc res_alloc;
     memcached_result_st res;
     /* one batch: its keys copied out of the request, unique keys in kp[] */
     unsigned n, nu;
@@ -248,8 +259,9 @@ static void bound_inline(struct lworker *w)
 
 /* One key: a plain get (one GETK packet). libmemcached sends a multi-get's
  * closing NOOP in a packet of its own, which costs the server a second
- * wake-up: on one key that was most of the difference to a get. The value
- * is libmemcached's allocation. */
+ * wake-up: on one key that was most of the difference to a get. The get
+ * hands over its value in a buffer of the handle's: w->spare (mc_alloc.h),
+ * given back once delivered, so a hit allocates nothing. */
 static unsigned answer_one(struct lworker *w, struct tier_req *r)
 {
     struct mct *m = w->m;
@@ -265,7 +277,7 @@ static unsigned answer_one(struct lworker *w, struct tier_req *r)
     } else if (v) {
         STAT_ADD(m->st.bad_values, 1);
     }
-    free(v);
+    mc_alloc_release(&w->alloc, v);
     unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, 1);
     finish(w, r, 0);
     count_servers(w, rtt_ns);
@@ -543,6 +555,7 @@ void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
     out->lookup_busy = STAT_LOAD(m->st.lookup_busy);
     out->lookup_inline = STAT_LOAD(m->st.lookup_inline);
     out->bad_values = STAT_LOAD(m->st.bad_values);
+    out->lookup_allocs = STAT_LOAD(m->st.lookup_allocs);
     out->ejections = STAT_LOAD(m->ring.ejections);
     out->revivals = STAT_LOAD(m->ring.revivals);
     char names[MC_RING_MAX_SERVERS * 280];
@@ -589,8 +602,15 @@ static int worker_init(struct mct *m, struct lworker *w, bool inline_slot)
     w->inline_slot = inline_slot;
     w->conn.short_waits = inline_slot; /* bound_inline cuts its waits */
     pthread_mutex_init(&w->lock, NULL);
+    mc_alloc_init(&w->alloc, w->spare, &m->st.lookup_allocs);
+    w->conn.alloc = &w->alloc;
+    mc_alloc_init(&w->res_alloc, NULL, &m->st.lookup_allocs);
     w->res_root = memcached_create(NULL);
-    if (!w->res_root || !memcached_result_create(w->res_root, &w->res))
+    if (!w->res_root)
+        return -ENOMEM;
+    if (mc_alloc_attach(&w->res_alloc, w->res_root) < 0)
+        return -EINVAL;
+    if (!memcached_result_create(w->res_root, &w->res))
         return -ENOMEM;
     return 0;
 }
@@ -720,7 +740,8 @@ static int check_config(const struct tier_memcached_config *c, struct tier_memca
     const char *bad = NULL;
     if (out->timeout_ms > 60000 || out->io_timeout_ms > 60000)
         bad = "timeouts must be at most 60000 ms";
-    else if (out->put_queue_bytes < BLOCK_SIZE || out->put_queue_bytes > (64ull << 30))
+    else if (out->put_queue_bytes < BLOCK_SIZE ||
+             out->put_queue_bytes > TIER_MEMCACHED_PUT_QUEUE_MAX)
         bad = "the put queue must hold 4 KiB .. 64 GiB";
     else if (out->lookup_threads > MAX_THREADS)
         bad = "at most 64 lookup threads";

@@ -12,11 +12,18 @@
  * lookup at a time with one multi-get (binary protocol); one thread sends
  * puts and forgets from a queue bounded in bytes (a put that does not fit
  * is dropped and counted). Each thread and slot has its own libmemcached
- * handle. Memory is allocated at open (the put queue, the lookup queue,
- * per-thread and per-slot key buffers); per lookup and per put nothing is,
- * except inside libmemcached: when a handle is rebuilt (a server failed or
- * came back), an error is recorded, or a one-key lookup's value arrives
- * (memcached_get returns it in a buffer of its own). */
+ * handle and value buffer, used only by the thread answering with it (a
+ * lookup thread, or the caller holding the inline slot).
+ *
+ * Memory is allocated at open (the put queue, the lookup queue, per-thread
+ * and per-slot key and value buffers); per lookup and per put nothing is,
+ * except inside libmemcached when a handle is rebuilt (a server failed or
+ * came back, the list changed) or an error is recorded. A one-key
+ * lookup's value, which memcached_get hands over in a buffer of the
+ * handle's, is read into the thread's or slot's spare buffer (mc_alloc.h)
+ * and given back once delivered; a multi-get's values go to a result
+ * buffer each thread and slot reuses. The lookup_allocs counter shows
+ * what lookups did allocate. */
 #ifndef SHOAL_CLUSTER_MEMCACHED_H
 #define SHOAL_CLUSTER_MEMCACHED_H
 
@@ -28,6 +35,7 @@
 
 #define TIER_MEMCACHED_TIMEOUT_MS      5
 #define TIER_MEMCACHED_PUT_QUEUE_BYTES (16u << 20)
+#define TIER_MEMCACHED_PUT_QUEUE_MAX   (64ull << 30)
 #define TIER_MEMCACHED_LOOKUP_THREADS  4
 
 struct tier_memcached_config {
@@ -43,11 +51,13 @@ struct tier_memcached_config {
      * operation that exceeds it counts against the server (0: 4 x
      * timeout_ms, within 20 .. 60000). */
     uint32_t io_timeout_ms;
-    uint64_t put_queue_bytes; /* 0: TIER_MEMCACHED_PUT_QUEUE_BYTES */
-    unsigned lookup_threads;  /* 0: TIER_MEMCACHED_LOOKUP_THREADS */
-    unsigned failure_limit;   /* failed operations in a row that eject a server (0: 2) */
-    uint32_t retry_ms;        /* first back-off of an ejected server (0: 1000), doubling */
-    uint32_t retry_max_ms;    /* up to this (0: 60000) */
+    /* Blocks waiting to be put (after the reply), in bytes: BLOCK_SIZE ..
+     * TIER_MEMCACHED_PUT_QUEUE_MAX (0: TIER_MEMCACHED_PUT_QUEUE_BYTES). */
+    uint64_t put_queue_bytes;
+    unsigned lookup_threads; /* 0: TIER_MEMCACHED_LOOKUP_THREADS */
+    unsigned failure_limit;  /* failed operations in a row that eject a server (0: 2) */
+    uint32_t retry_ms;       /* first back-off of an ejected server (0: 1000), doubling */
+    uint32_t retry_max_ms;   /* up to this (0: 60000) */
 };
 
 /* Returns 0 and a tier (closed with tier_close, or by the engine that it

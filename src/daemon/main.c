@@ -267,6 +267,7 @@ int main(int argc, char **argv)
             .servers = o->etcd ? "" : o->memcached,
             .dynamic = o->etcd != NULL,
             .timeout_ms = (uint32_t)o->memcached_timeout_ms,
+            .put_queue_bytes = o->memcached_put_queue_bytes,
         };
         int e = tier_memcached_open(&mcc, &mc_tier);
         if (e < 0) {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "cluster/etcd.h"
+#include "cluster/memcached.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -165,6 +166,9 @@ static void usage(FILE *f)
         "                                    back end (in a config file: [cluster])\n"
         "      --memcached-timeout TIME      longest a read waits for memcached (default\n"
         "                                    5ms; then it reads the back end)\n"
+        "      --memcached-put-queue SIZE    memory for blocks waiting to be put to\n"
+        "                                    memcached after the reply, 4K to 64G (default\n"
+        "                                    16M; when full, new puts are dropped)\n"
         "      --etcd URL,...                cluster membership and volume ownership in\n"
         "                                    etcd (http://HOST:PORT); --memcached then\n"
         "                                    names this node's own server(s)\n"
@@ -201,6 +205,7 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_MEMCACHED,
     OPT_MEMCACHED_TIMEOUT,
+    OPT_MEMCACHED_PUT_QUEUE,
     OPT_ETCD,
     OPT_NODE_NAME,
     OPT_ETCD_LEASE,
@@ -232,6 +237,7 @@ static const struct option daemon_long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"memcached", required_argument, NULL, OPT_MEMCACHED},
     {"memcached-timeout", required_argument, NULL, OPT_MEMCACHED_TIMEOUT},
+    {"memcached-put-queue", required_argument, NULL, OPT_MEMCACHED_PUT_QUEUE},
     {"etcd", required_argument, NULL, OPT_ETCD},
     {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"etcd-lease", required_argument, NULL, OPT_ETCD_LEASE},
@@ -466,6 +472,13 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > 60000)
             return bad(o, "--memcached-timeout", val, "want a duration like 5ms (at most 60s)");
         o->memcached_timeout_ms = u64;
+        return 0;
+    case OPT_MEMCACHED_PUT_QUEUE:
+        /* The tier's own bounds, checked here so that a typo is one line
+         * naming the option. */
+        if (parse_size(val, &u64) < 0 || u64 < BLOCK_SIZE || u64 > TIER_MEMCACHED_PUT_QUEUE_MAX)
+            return bad(o, "--memcached-put-queue", val, "want a size like 16M (4K to 64G)");
+        o->memcached_put_queue_bytes = u64;
         return 0;
     case OPT_ETCD: {
         char why[300];
@@ -730,17 +743,17 @@ static int main_setting(struct ini_ctx *c, const char *section, const char *name
     return set_option(c->o, key, val, true);
 }
 
-/* A key of [cluster]: the global tier (memcached, memcached-timeout) and
- * the membership (etcd, node-name, etcd-lease); the same keys are accepted
- * in [shoald]. */
+/* A key of [cluster]: the global tier (memcached, memcached-timeout,
+ * memcached-put-queue) and the membership (etcd, node-name, etcd-lease);
+ * the same keys are accepted in [shoald]. */
 static int cluster_setting(struct ini_ctx *c, const char *name, const char *val)
 {
     int key = key_of_name(name);
-    if (key != OPT_MEMCACHED && key != OPT_MEMCACHED_TIMEOUT && key != OPT_ETCD &&
-        key != OPT_NODE_NAME && key != OPT_ETCD_LEASE)
+    if (key != OPT_MEMCACHED && key != OPT_MEMCACHED_TIMEOUT && key != OPT_MEMCACHED_PUT_QUEUE &&
+        key != OPT_ETCD && key != OPT_NODE_NAME && key != OPT_ETCD_LEASE)
         return fail(c->o,
-                    "unknown setting '%s' in [cluster] (want memcached, memcached-timeout, etcd, "
-                    "node-name or etcd-lease)",
+                    "unknown setting '%s' in [cluster] (want memcached, memcached-timeout, "
+                    "memcached-put-queue, etcd, node-name or etcd-lease)",
                     name);
     char id[32];
     snprintf(id, sizeof id, "opt %d", key);

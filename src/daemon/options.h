@@ -53,10 +53,12 @@ struct daemon_options {
     /* --connect-timeout: NBD back ends' connect + handshake limit (0:
      * the back end's default). */
     uint64_t connect_timeout_ms;
-    /* [cluster] / --memcached: the global tier's servers (NULL: none) and
-     * how long a read waits for it. */
+    /* [cluster] / --memcached: the global tier's servers (NULL: none),
+     * how long a read waits for it, and the bytes of blocks its put queue
+     * holds (0: the tier's default, TIER_MEMCACHED_PUT_QUEUE_BYTES). */
     const char *memcached;
     uint64_t memcached_timeout_ms;
+    uint64_t memcached_put_queue_bytes;
     /* [cluster] / --etcd: membership and volume ownership (NULL: none);
      * the node's name (NULL: the host name) and lease TTL (0: default). */
     const char *etcd;

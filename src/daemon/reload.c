@@ -228,6 +228,7 @@ static void restart_settings(const struct daemon_options *was, const struct daem
         {"state-dir", str_eq(was->state_dir, now->state_dir)},
         {"memcached", str_eq(was->memcached, now->memcached)},
         {"memcached-timeout", was->memcached_timeout_ms == now->memcached_timeout_ms},
+        {"memcached-put-queue", was->memcached_put_queue_bytes == now->memcached_put_queue_bytes},
         {"etcd", str_eq(was->etcd, now->etcd)},
         {"node-name", str_eq(was->node_name, now->node_name)},
         {"etcd-lease", was->etcd_lease_s == now->etcd_lease_s},

@@ -33,10 +33,10 @@
  *   - -D changes the global log levels: they are reset after each input.
  *
  * After a successful parse the harness checks the result against what
- * options.h and main.c rely on (bounds, defaults, one listener at least,
- * valid and unique volume names with a backing, a FILE:LINE for each file
- * volume) and aborts otherwise; a reload's parse of the same input must
- * succeed with the same volumes. */
+ * options.h and main.c rely on (bounds, the memcached put queue's among
+ * them, defaults, one listener at least, valid and unique volume names
+ * with a backing, a FILE:LINE for each file volume) and aborts otherwise;
+ * a reload's parse of the same input must succeed with the same volumes. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdint.h>
@@ -46,7 +46,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "cluster/memcached.h"
 #include "common/log.h"
+#include "core/block.h"
 #include "daemon/ini.h"
 #include "daemon/options.h"
 #include "frontend/nbd/options.h"
@@ -161,6 +163,11 @@ static void check_options(const struct daemon_options *o)
     }
     CHECK(o->nfile_volumes <= o->nvolumes);
     CHECK(o->nconfig_files <= MAX_CONFIGS);
+    /* main.c hands it to tier_memcached_open, which refuses what is out of
+     * these bounds (0: its default). */
+    CHECK(o->memcached_put_queue_bytes == 0 ||
+          (o->memcached_put_queue_bytes >= BLOCK_SIZE &&
+           o->memcached_put_queue_bytes <= TIER_MEMCACHED_PUT_QUEUE_MAX));
     /* Touch every string the daemon would use (ASan: nothing freed). */
     size_t sum = 0;
     const char *strs[] = {o->http_token_file, o->policy, o->pid_file, n->tls_certificates,

@@ -20,8 +20,11 @@ wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $mpo
 
 random_file "$T/v.img" $((32 << 20))
 # The timeout is generous: sanitizer builds on a loaded machine must not
-# turn hits into timeouts (the default, 5 ms, is for real networks).
-start_shoald -m 8M --memcached "127.0.0.1:$mport" --memcached-timeout 500ms "v=$T/v.img"
+# turn hits into timeouts (the default, 5 ms, is for real networks). The
+# put queue holds the whole first pass (8192 blocks), twice the default.
+start_shoald -m 8M --memcached "127.0.0.1:$mport" --memcached-timeout 500ms \
+    --memcached-put-queue 32M "v=$T/v.img"
+grep -q "put queue 8192 blocks" "$SHOALD_LOG" || fail "the tier's put queue is not 32M (8192 blocks)"
 
 read_pass() { # N
     nbdcopy --no-extents "$(uri v)" "$T/out$1" || fail "pass $1: nbdcopy out of v"

@@ -6,7 +6,8 @@
 #     and stays (reported) while a client is connected;
 #   - enabled = false/true and cache-size apply live; a changed backing of an
 #     idle volume is exported again (bytes of the new image read back);
-#   - a setting that needs a restart (threads) is reported as such;
+#   - settings that need a restart (threads, [cluster] memcached-put-queue)
+#     are reported as such;
 #   - a bad file changes nothing and its error is FILE:LINE, for shoalctl
 #     (exit 2) and for SIGHUP (the log);
 #   - volumes from the command line and from the API are kept;
@@ -69,8 +70,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary '' "$URL/api
 assert_eq "$code" 401 "POST /api/v1/reload without the token"
 
 # 1. SIGHUP: b dropped (idle: removed), n added, a disabled live, cache
-#    shrunk, threads changed (needs a restart).
+#    shrunk, threads and the memcached put queue changed (need a restart).
 write_conf "[shoald]" "cache-size = 32M" "threads = 8" \
+    "[cluster]" "memcached-put-queue = 32M" \
     "[volume a]" "backing = $T/a.img" "enabled = false" \
     "[volume n]" "backing = $T/n.img"
 p0=$(passes)
@@ -79,6 +81,7 @@ wait_for 10 names_are a,cl,n
 assert_eq "$(state_of a)" disabled "a after enabled = false"
 assert_eq "$(capacity)" $((32 << 20)) "cache after cache-size = 32M"
 wait_for 10 grep -q "threads changed: applied at the next restart" "$SHOALD_LOG"
+wait_for 10 grep -q "memcached-put-queue changed: applied at the next restart" "$SHOALD_LOG"
 nbdsh -u "$(uri n)" -c 'import sys; sys.stdout.buffer.write(h.pread(h.get_size(), 0))' >"$T/n.read"
 assert_same_file "$T/n.read" "$T/n.img" "volume n added by SIGHUP"
 

@@ -191,34 +191,113 @@ int mc_server_set(uint16_t port, const char *key, const void *value, size_t len)
 struct mc_hang {
     int lfd;
     pthread_t thread;
+    bool partial;
+    unsigned answered; /* atomic */
     int fds[64];
     unsigned nfds;
 };
 
+/* A whole binary request at the head of fd's queue: answer it as a hit
+ * whose value is 4096 bytes, of which only the first 1000 follow. Returns
+ * false while the request is still incomplete (peeked, nothing read). */
+static bool answer_partially(struct mc_hang *h, int fd)
+{
+    uint8_t req[24 + 256];
+    ssize_t n = recv(fd, req, sizeof req, MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0 || req[0] != 0x80)
+        return n != -1 || errno != EAGAIN; /* closed, or not for us */
+    if (n < 24)
+        return false;
+    uint16_t keylen = (uint16_t)(req[2] << 8 | req[3]);
+    uint32_t body =
+        (uint32_t)req[8] << 24 | (uint32_t)req[9] << 16 | (uint32_t)req[10] << 8 | req[11];
+    if (keylen > 200 || body != (uint32_t)keylen + req[4])
+        return true; /* not a get */
+    if ((size_t)n < 24 + body)
+        return false;
+    if (recv(fd, req, 24 + body, MSG_DONTWAIT) != (ssize_t)(24 + body))
+        return true;
+    uint8_t res[24 + 4 + 256 + 1000] = {0};
+    uint32_t rbody = 4 + keylen + 4096;
+    res[0] = 0x81;
+    res[1] = req[1]; /* GETK (or GETKQ) */
+    res[2] = req[2];
+    res[3] = req[3];
+    res[4] = 4; /* the flags */
+    res[8] = (uint8_t)(rbody >> 24);
+    res[9] = (uint8_t)(rbody >> 16);
+    res[10] = (uint8_t)(rbody >> 8);
+    res[11] = (uint8_t)rbody;
+    memcpy(res + 12, req + 12, 4); /* opaque */
+    memcpy(res + 28, req + 24 + req[4], keylen);
+    memset(res + 28 + keylen, 'v', 1000);
+    size_t len = 28 + (size_t)keylen + 1000;
+    if (send(fd, res, len, MSG_NOSIGNAL) == (ssize_t)len)
+        __atomic_fetch_add(&h->answered, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
 static void *hang_main(void *arg)
 {
     struct mc_hang *h = arg;
+    /* Partial: connections still waiting for their first request. */
+    bool waiting[sizeof h->fds / sizeof h->fds[0]] = {false};
     for (;;) {
+        struct pollfd p[1 + sizeof h->fds / sizeof h->fds[0]];
+        unsigned np = 0;
+        p[np++] = (struct pollfd){.fd = h->lfd, .events = POLLIN};
+        unsigned idx[sizeof h->fds / sizeof h->fds[0]];
+        for (unsigned i = 0; i < h->nfds; i++) {
+            if (waiting[i]) {
+                idx[np - 1] = i;
+                p[np++] = (struct pollfd){.fd = h->fds[i], .events = POLLIN};
+            }
+        }
+        if (poll(p, np, -1) < 0 && errno != EINTR)
+            return NULL;
+        for (unsigned k = 1; k < np; k++)
+            if (p[k].revents && answer_partially(h, p[k].fd))
+                waiting[idx[k - 1]] = false;
+        if (!p[0].revents)
+            continue;
         int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
             return NULL; /* the listener was shut down */
-        if (h->nfds < sizeof h->fds / sizeof h->fds[0])
-            h->fds[h->nfds++] = fd; /* kept open, never read */
-        else
+        if (h->nfds < sizeof h->fds / sizeof h->fds[0]) {
+            waiting[h->nfds] = h->partial;
+            h->fds[h->nfds++] = fd; /* kept open, never read (again) */
+        } else {
             close(fd);
+        }
     }
 }
 
-struct mc_hang *mc_hang_start(uint16_t *port)
+static struct mc_hang *hang_start(uint16_t *port, bool partial)
 {
     struct mc_hang *h = calloc(1, sizeof *h);
     *port = 0;
+    h->partial = partial;
     h->lfd = listen_any(port);
     if (h->lfd < 0 || pthread_create(&h->thread, NULL, hang_main, h) != 0) {
         free(h);
         return NULL;
     }
     return h;
+}
+
+struct mc_hang *mc_hang_start(uint16_t *port)
+{
+    return hang_start(port, false);
+}
+
+struct mc_hang *mc_hang_start_partial(uint16_t *port)
+{
+    return hang_start(port, true);
+}
+
+unsigned mc_hang_answered(struct mc_hang *h)
+{
+    return __atomic_load_n(&h->answered, __ATOMIC_RELAXED);
 }
 
 void mc_hang_stop(struct mc_hang *h)

@@ -1,6 +1,7 @@
 /* Test helpers around real memcached servers: start one on 127.0.0.1 at a
  * free port, kill it, read its stats, store a raw value in it; and a
- * "hanging" server that accepts connections and never answers. */
+ * "hanging" server that accepts connections and never answers, or answers
+ * a get with part of a value. */
 #ifndef SHOAL_TESTS_MC_SERVER_H
 #define SHOAL_TESTS_MC_SERVER_H
 
@@ -34,5 +35,11 @@ int mc_server_set(uint16_t port, const char *key, const void *value, size_t len)
 struct mc_hang;
 struct mc_hang *mc_hang_start(uint16_t *port);
 void mc_hang_stop(struct mc_hang *h);
+/* The same, except that on each connection it reads one binary get and
+ * answers it with the start of a 4 KiB value: the client has taken a
+ * buffer for the value when the rest never comes. */
+struct mc_hang *mc_hang_start_partial(uint16_t *port);
+/* How many gets it answered so. */
+unsigned mc_hang_answered(struct mc_hang *h);
 
 #endif

@@ -9,8 +9,9 @@
  * only its own; a repeated key in a batch fills both places, forget
  * deletes; lookups cancelled by a 1 ms timeout from several threads never
  * see a late or wrong block; lookups answered on the caller's thread, and
- * sent to the threads after a failure. Exits 77 when memcached is not
- * installed. */
+ * sent to the threads after a failure; no allocation per remote hit, one
+ * key or many, across handle rebuilds and a get that failed holding the
+ * value buffer. Exits 77 when memcached is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -726,6 +727,220 @@ static void test_inline_lookups(void **state)
     free(data);
 }
 
+/* Allocations on this thread (the caller's: inline lookups run on it),
+ * counted while `counting`: the tier's own counter (lookup_allocs) sees
+ * what libmemcached allocates through the handles' hooks, this sees any
+ * malloc at all, the core's and libc's included. glibc lets a program
+ * replace malloc; the sanitizers replace it themselves, so their builds
+ * rely on the tier's counter. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define THREAD_ALLOCS 0
+#else
+#define THREAD_ALLOCS 1
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t nelem, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+static __thread bool counting;
+static __thread unsigned long thread_allocs;
+
+void *malloc(size_t n)
+{
+    thread_allocs += counting;
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t nelem, size_t size)
+{
+    thread_allocs += counting;
+    return __libc_calloc(nelem, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    thread_allocs += counting;
+    return __libc_realloc(p, n);
+}
+#endif
+
+static void count_allocs(bool on)
+{
+#if THREAD_ALLOCS
+    counting = on;
+#else
+    (void)on;
+#endif
+}
+
+static unsigned long allocs_seen(void)
+{
+#if THREAD_ALLOCS
+    return thread_allocs;
+#else
+    return 0;
+#endif
+}
+
+static struct tier_memcached_stats tier_stats(struct tier *t)
+{
+    struct tier_memcached_stats ms;
+    tier_memcached_stats(t, &ms);
+    return ms;
+}
+
+/* Blocks [0, NSTORED) are put in memcached, [NSTORED, 2 x NSTORED) never
+ * are: their lookups are misses. */
+#define NSTORED 64
+struct blocks {
+    uint8_t *data; /* 2 x NSTORED blocks */
+    struct fpkey keys[2 * NSTORED];
+};
+
+/* `rounds` lookups of `batch` keys from keys[lo .. hi), moving along by
+ * `batch`: every block found must be the bytes stored and every miss must
+ * leave its buffer alone; and none of them may allocate, on this thread or
+ * in libmemcached, all being answered on this thread. Returns the blocks
+ * found. */
+static uint64_t lookups_without_malloc(struct tier *t, const struct blocks *b, unsigned lo,
+                                       unsigned hi, unsigned batch, unsigned rounds, uint8_t *buf)
+{
+    struct tier_memcached_stats before = tier_stats(t);
+    uint64_t hits = t->c.hits, want_hits = 0;
+    unsigned long seen = allocs_seen();
+    for (unsigned i = 0; i < rounds; i++) {
+        unsigned first = lo + (i * batch) % (hi - lo - batch + 1);
+        memset(buf, 0, (size_t)batch * BLOCK_SIZE);
+        count_allocs(true);
+        int got = lookup_n(t, b->keys, first, batch, buf);
+        count_allocs(false);
+        unsigned want = 0;
+        for (unsigned k = first; k < first + batch; k++) {
+            uint8_t *out = buf + (size_t)(k - first) * BLOCK_SIZE;
+            if (k < NSTORED) {
+                assert_memory_equal(out, b->data + (size_t)k * BLOCK_SIZE, BLOCK_SIZE);
+                want++;
+            } else {
+                static const uint8_t zero[BLOCK_SIZE];
+                assert_memory_equal(out, zero, BLOCK_SIZE);
+            }
+        }
+        assert_int_equal(got, want);
+        want_hits += want;
+    }
+    struct tier_memcached_stats after = tier_stats(t);
+    printf("%u lookups of %u key(s), %llu found: %llu allocations in libmemcached, %lu on the "
+           "thread\n",
+           rounds, batch, (unsigned long long)want_hits,
+           (unsigned long long)(after.lookup_allocs - before.lookup_allocs), allocs_seen() - seen);
+    assert_int_equal(after.lookup_allocs, before.lookup_allocs);
+    assert_int_equal(allocs_seen(), seen);
+    assert_int_equal(after.lookup_inline - before.lookup_inline, rounds);
+    assert_int_equal(t->c.hits - hits, want_hits);
+    return want_hits;
+}
+
+/* Build the handle (connecting to the servers allocates): one lookup of
+ * each stored key. */
+static void warm_up(struct tier *t, const struct blocks *b, uint8_t *buf)
+{
+    for (unsigned i = 0; i < NSTORED; i++)
+        assert_int_equal(lookup_n(t, b->keys, i, 1, buf), 1);
+}
+
+static int64_t server_hits(const uint16_t *ports, unsigned n)
+{
+    int64_t sum = 0;
+    for (unsigned i = 0; i < n; i++)
+        sum += mc_server_stat(ports[i], "get_hits");
+    return sum;
+}
+
+/* A remote hit allocates nothing: the one-key get reads its value into
+ * the inline slot's spare buffer and gives it back (mc_alloc.h), the
+ * multi-get into a result buffer that is reused. After a warm-up, 1000
+ * one-key hits, 1000 one-key misses and 100 lookups of 32 keys (half of
+ * them hits) add no allocation. The spare outlives handle rebuilds (new
+ * server lists), and a get that failed with its value half read (the
+ * handle freed while its result held the spare) gives it back: the hits
+ * after it allocate nothing either. */
+static void test_no_alloc_per_hit(void **state)
+{
+    (void)state;
+    struct mc_server_proc srv[2];
+    uint16_t ports[2];
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(mc_server_start(&srv[i], 0), 0);
+        ports[i] = srv[i].port;
+    }
+    char servers[128];
+    servers_string(ports, 2, servers, sizeof servers);
+    struct tier_memcached_config c = {
+        .servers = servers, .timeout_ms = SLOW_OK_MS, .retry_ms = 60000, .retry_max_ms = 60000};
+    struct tier *t;
+    assert_int_equal(tier_memcached_open(&c, &t), 0);
+    struct blocks *b = malloc(sizeof *b);
+    b->data = malloc(2 * (size_t)NSTORED * BLOCK_SIZE);
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, 32 * (size_t)BLOCK_SIZE);
+    for (unsigned i = 0; i < 2 * NSTORED; i++) {
+        uint8_t *blk = b->data + (size_t)i * BLOCK_SIZE;
+        for (unsigned j = 0; j < BLOCK_SIZE; j++)
+            blk[j] = (uint8_t)(i * 131 + j * 7 + (j >> 8));
+        b->keys[i] = key_of(blk);
+        if (i < NSTORED)
+            tier_put(t, &b->keys[i], blk);
+    }
+    assert_int_equal(tier_memcached_flush(t, SLOW_OK_MS), 0);
+    assert_int_equal(mc_server_wait_items(ports, 2, NSTORED), 0);
+
+    warm_up(t, b, buf);
+    assert_int_equal(lookup_n(t, b->keys, 0, 32, buf), 32);
+    assert_true(tier_stats(t).lookup_allocs > 0); /* the counter counts */
+    int64_t get_hits = server_hits(ports, 2);
+    uint64_t found = lookups_without_malloc(t, b, 0, NSTORED, 1, 1000, buf);
+    assert_int_equal(found, 1000);
+    found += lookups_without_malloc(t, b, NSTORED, 2 * NSTORED, 1, 1000, buf);
+    assert_int_equal(found, 1000);
+    found += lookups_without_malloc(t, b, NSTORED / 2, NSTORED + NSTORED / 2, 32, 100, buf);
+    /* The servers did answer them. */
+    assert_int_equal(server_hits(ports, 2), get_hits + (int64_t)found);
+
+    /* A get whose value stops a quarter of the way: the inline slot's
+     * handle fails and is freed while its result holds the spare. */
+    uint16_t pport;
+    struct mc_hang *h = mc_hang_start_partial(&pport);
+    assert_non_null(h);
+    char partial[64];
+    servers_string(&pport, 1, partial, sizeof partial);
+    tier_close(t);
+    c = (struct tier_memcached_config){.servers = partial,
+                                       .timeout_ms = 300,
+                                       .io_timeout_ms = 5000,
+                                       .retry_ms = 60000,
+                                       .retry_max_ms = 60000};
+    assert_int_equal(tier_memcached_open(&c, &t), 0);
+    assert_true(lookup_n(t, b->keys, 0, 1, buf) <= 0);
+    assert_int_equal(tier_stats(t).lookup_inline, 1);
+    assert_int_equal(mc_hang_answered(h), 1); /* the value was on its way */
+    /* A new list (a rebuild) of the real servers: once the new handle is
+     * up, hits allocate nothing again, so the spare came back. */
+    assert_int_equal(tier_memcached_set_servers(t, servers), 0);
+    warm_up(t, b, buf);
+    lookups_without_malloc(t, b, 0, NSTORED, 1, 1000, buf);
+    /* And across a rebuild onto the same servers (the list reordered). */
+    char swapped[128];
+    uint16_t rev[2] = {ports[1], ports[0]};
+    servers_string(rev, 2, swapped, sizeof swapped);
+    assert_int_equal(tier_memcached_set_servers(t, swapped), 0);
+    warm_up(t, b, buf);
+    lookups_without_malloc(t, b, 0, NSTORED, 1, 1000, buf);
+    tier_close(t);
+    mc_hang_stop(h);
+    for (unsigned i = 0; i < 2; i++)
+        mc_server_kill(&srv[i]);
+    free(buf);
+    free(b->data);
+    free(b);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -765,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_batch_duplicates),
         cmocka_unit_test(test_concurrent_cancel),
         cmocka_unit_test(test_inline_lookups),
+        cmocka_unit_test(test_no_alloc_per_hit),
         cmocka_unit_test(test_placement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

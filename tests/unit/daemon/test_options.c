@@ -186,6 +186,43 @@ static void test_errors(void **state)
     assert_error("[shoald]\ncache-size 1G\n", "2: want 'key = value' or '[section]'");
 }
 
+/* The memcached tier's put queue: a size in [cluster] (or [shoald]) or on
+ * the command line, 0 (the tier's default) when not given; out of 4K..64G
+ * or not a size, one line naming it. */
+static void test_memcached_put_queue(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("[cluster]\nmemcached = 127.0.0.1:11211\n"), 0);
+    assert_int_equal(out->memcached_put_queue_bytes, 0);
+    assert_int_equal(parse("[cluster]\nmemcached = 127.0.0.1:11211\nmemcached-put-queue = 64M\n"),
+                     0);
+    assert_int_equal(out->memcached_put_queue_bytes, 64u << 20);
+    assert_int_equal(parse("[shoald]\nmemcached-put-queue = 4K\n"), 0);
+    assert_int_equal(out->memcached_put_queue_bytes, 4096);
+    assert_int_equal(parse("[cluster]\nmemcached-put-queue = 64G\n"), 0);
+    assert_int_equal(out->memcached_put_queue_bytes, 64ull << 30);
+    char *args[] = {"--memcached-put-queue", "1G", NULL};
+    assert_int_equal(parse_with("[cluster]\nmemcached-put-queue = 64M\n", args), 0);
+    assert_int_equal(out->memcached_put_queue_bytes, 1u << 30);
+
+    assert_error("[cluster]\nmemcached-put-queue = 1K\n",
+                 "2: invalid --memcached-put-queue '1K': want a size like 16M (4K to 64G)");
+    assert_error("[cluster]\nmemcached-put-queue = 65G\n",
+                 "2: invalid --memcached-put-queue '65G': want a size like 16M (4K to 64G)");
+    assert_error("\n[cluster]\nmemcached-put-queue = lots\n",
+                 "3: invalid --memcached-put-queue 'lots': want a size like 16M (4K to 64G)");
+    assert_error("[cluster]\nmemcached-put-queue = -16M\n",
+                 "2: invalid --memcached-put-queue '-16M': want a size like 16M (4K to 64G)");
+    assert_error("[cluster]\nmemcached-put-queue = 16M\nmemcached-put-queue = 32M\n",
+                 "3: 'memcached-put-queue' is set twice (first on line 2)");
+    assert_error("[cluster]\nput-queue = 16M\n",
+                 "2: unknown setting 'put-queue' in [cluster] (want memcached, memcached-timeout, "
+                 "memcached-put-queue, etcd, node-name or etcd-lease)");
+    char *bad_args[] = {"--memcached-put-queue", "0", NULL};
+    assert_int_equal(parse_with("", bad_args), -1);
+    assert_string_equal(err, "invalid --memcached-put-queue '0': want a size like 16M (4K to 64G)");
+}
+
 /* A refused -D in the file leaves the log levels as they were. */
 static void test_debug_not_applied(void **state)
 {
@@ -221,7 +258,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_file),  cmocka_unit_test(test_command_line_wins),
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_debug_not_applied),
-        cmocka_unit_test(test_unreadable),
+        cmocka_unit_test(test_unreadable), cmocka_unit_test(test_memcached_put_queue),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
