@@ -27,6 +27,7 @@
 #define WATCH_MAX_MS  30000 /* resync the list this often even without events */
 #define MAX_OWNED     4096
 #define HANDOVER_SEEN 64 /* hand-overs remembered, so each is adopted once */
+#define PENDING_MAX   64 /* hand-overs from this node not claimed yet */
 
 struct cluster {
     struct etcd *etcd;
@@ -54,6 +55,13 @@ struct cluster {
     void *on_hand_over_arg;
     char *seen[HANDOVER_SEEN];
     unsigned seen_next;
+    /* Hand-overs from this node that their new owner has not claimed yet:
+     * the record as written, and when this node takes the volume back. */
+    struct pending {
+        char *volume, *record;
+        uint64_t deadline_ms;
+    } pending[PENDING_MAX];
+    unsigned npending;
 };
 
 static struct cluster *g;
@@ -253,6 +261,96 @@ static void *watch_main(void *arg)
 
 /* ---- volumes handed to this node (warm moves) ---- */
 
+static cluster_hand_over_fn hand_over_handler(struct cluster *c, void **arg)
+{
+    LOCK_GUARD(&c->lock);
+    *arg = c->on_hand_over_arg;
+    return c->on_hand_over;
+}
+
+static void pending_drop_locked(struct cluster *c, unsigned i)
+{
+    free(c->pending[i].volume);
+    free(c->pending[i].record);
+    c->pending[i] = c->pending[--c->npending];
+}
+
+/* One hand-over from this node whose new owner did not claim it in time:
+ * the record, if it is still the one written, becomes a hand-over back
+ * to this node ("returned"), which adopts it at once. */
+static void take_back(struct cluster *c, const char *volume, const char *record)
+{
+    json_t *v = json_loads(record, 0, NULL);
+    const char *to = json_str(v, "node"), *gen = json_str(v, "gen");
+    const char *backing = json_str(v, "backing");
+    json_t *settings = json_object_get(v, "settings");
+    json_t *back = to && gen && backing
+                       ? json_pack("{s:s, s:s, s:s, s:s, s:b}", "node", c->name, "from", to, "gen",
+                                   gen, "backing", backing, "returned", 1)
+                       : NULL;
+    if (back && json_is_object(settings))
+        json_object_set(back, "settings", settings);
+    _cleanup_free_ char *val = back ? json_dumps(back, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    _cleanup_free_ char *key = key_of(OWNERS_PREFIX, volume);
+    bool replaced = false;
+    if (val && key && etcd_replace_if(c->etcd, key, record, val, lease_of(c), &replaced) == 0 &&
+        replaced) {
+        log_warn(cluster, "volume %s: node %s did not take it over within %u s: taken back", volume,
+                 to, 3 * c->ttl);
+        void *arg;
+        cluster_hand_over_fn fn = hand_over_handler(c, &arg);
+        struct cluster_hand_over h = {
+            .volume = volume,
+            .backing = backing,
+            .from = to,
+            .gen = strtoull(gen, NULL, 16),
+            .settings = json_is_object(settings) ? settings : NULL,
+            .returned = true,
+        };
+        if (fn)
+            fn(arg, &h);
+    }
+    json_decref(back);
+    json_decref(v);
+}
+
+/* Hand-overs from this node (kvs: every owner record): one whose record
+ * changed is no longer pending (claimed, or its lease ended); one still
+ * unclaimed after 3 lease TTLs (its new owner is stopped, or cannot reach
+ * etcd) is taken back, so the volume is served again rather than waiting
+ * for that node or for this node's lease. */
+static void take_back_stale(struct cluster *c, const struct etcd_kvs *kvs)
+{
+    uint64_t now = now_ms();
+    for (;;) {
+        char *volume = NULL, *record = NULL;
+        {
+            LOCK_GUARD(&c->lock);
+            for (unsigned i = 0; i < c->npending && !volume; i++) {
+                struct pending *p = &c->pending[i];
+                const char *cur = NULL;
+                for (size_t k = 0; k < kvs->n && !cur; k++)
+                    if (!strncmp(kvs->kv[k].key, OWNERS_PREFIX, strlen(OWNERS_PREFIX)) &&
+                        !strcmp(kvs->kv[k].key + strlen(OWNERS_PREFIX), p->volume))
+                        cur = kvs->kv[k].value;
+                if (!cur || strcmp(cur, p->record)) {
+                    pending_drop_locked(c, i--);
+                } else if (now >= p->deadline_ms) {
+                    volume = p->volume;
+                    record = p->record;
+                    p->volume = p->record = NULL;
+                    pending_drop_locked(c, i--);
+                }
+            }
+        }
+        if (!volume)
+            return;
+        take_back(c, volume, record);
+        free(volume);
+        free(record);
+    }
+}
+
 /* Adopt each hand-over to this node once: the handler opens the volume
  * (which claims it under this node's lease, cluster_claim). */
 static void scan_owners(struct cluster *c)
@@ -304,14 +402,30 @@ static void scan_owners(struct cluster *c)
         }
         json_decref(v);
     }
+    take_back_stale(c, &kvs);
     etcd_kvs_free(&kvs);
+}
+
+/* While hand-overs are pending, a watch lasts only until the next one is
+ * due (and a change ends it, to start the next with a new deadline). */
+static uint32_t owners_watch_ms(struct cluster *c)
+{
+    uint64_t now = now_ms(), ms = WATCH_MAX_MS;
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; i < c->npending; i++) {
+        uint64_t d = c->pending[i].deadline_ms;
+        ms = MIN(ms, d > now ? d - now + 50 : 50);
+    }
+    return (uint32_t)ms;
 }
 
 static int on_owners_change(void *arg, int64_t revision, unsigned nevents)
 {
     (void)revision, (void)nevents;
-    scan_owners(arg);
-    return 0;
+    struct cluster *c = arg;
+    scan_owners(c);
+    LOCK_GUARD(&c->lock);
+    return c->npending ? 1 : 0;
 }
 
 static void *owners_main(void *arg)
@@ -319,7 +433,8 @@ static void *owners_main(void *arg)
     struct cluster *c = arg;
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
         scan_owners(c);
-        int r = etcd_watch(c->etcd, OWNERS_PREFIX, 0, on_owners_change, c, &c->stop, WATCH_MAX_MS);
+        int r = etcd_watch(c->etcd, OWNERS_PREFIX, 0, on_owners_change, c, &c->stop,
+                           owners_watch_ms(c));
         if (r < 0 && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             wait_stop(c, 1000);
     }
@@ -424,6 +539,18 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
             c->owned[i] = c->owned[--c->nowned];
             break;
         }
+    }
+    if (c->npending == PENDING_MAX)
+        pending_drop_locked(c, 0); /* one goes: it then waits for the lease */
+    struct pending *p = &c->pending[c->npending];
+    p->volume = strdup(volume);
+    p->record = strdup(val);
+    p->deadline_ms = now_ms() + 3000ull * c->ttl;
+    if (p->volume && p->record)
+        c->npending++;
+    else {
+        free(p->volume);
+        free(p->record);
     }
     log_info(cluster, "volume %s: handed over to node %s (move %s)", volume, to, gs);
     return 0;
@@ -546,6 +673,10 @@ static void cluster_free(struct cluster *c)
         free(c->owned[i]);
     for (unsigned i = 0; i < HANDOVER_SEEN; i++)
         free(c->seen[i]);
+    for (unsigned i = 0; i < c->npending; i++) {
+        free(c->pending[i].volume);
+        free(c->pending[i].record);
+    }
     etcd_close(c->etcd);
     free(c->endpoints);
     free(c->memcached);

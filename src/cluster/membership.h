@@ -77,7 +77,10 @@ void cluster_release(const char *volume);
  * is never returned again). On the new owner: every node watches
  * shoal/v1/owners/ and calls the handler once per hand-over to it (on the
  * watch thread); cluster_claim_moved then takes the record under its own
- * lease. */
+ * lease. A hand-over that its new owner has not claimed after 3 lease
+ * TTLs (stopped, or cut off from etcd) is taken back by the node that
+ * made it: the record becomes a returned hand-over to that node, whose
+ * handler adopts it at once. */
 int cluster_move_check(const char *volume, const char *to, char *err, size_t errlen);
 int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const char *backing,
                       const json_t *settings, bool returned, char *err, size_t errlen);

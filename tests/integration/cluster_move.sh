@@ -15,7 +15,9 @@
 #   destination (A), moves vol back, warm again;
 # - a move to a node that cannot open the image (B restarted with a
 #   --backing-dir that excludes it) gives vol back: A serves it again,
-#   its bytes intact, and etcd names A.
+#   its bytes intact, and etcd names A;
+# - a move to a node that never claims it (B stopped with SIGSTOP) is
+#   taken back by A after 3 lease TTLs: A serves vol again.
 # Root only; exits 77 without namespaces, etcd, memcached or nbdcopy.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -75,7 +77,9 @@ on_b() { nctl 2 volumes --json | jq -e '.[] | select(.name == "vol")' >/dev/null
 wait_for 20 on_b || fail "B does not serve vol after the move"
 assert_eq "$(nctl 1 volumes --json | jq '[.[] | select(.name == "vol")] | length')" 0 \
     "volumes named vol on A after the move"
-owner() { nctl 2 cluster status --json | jq -r '.owners[] | select(.volume == "vol") | .node'; }
+owner() { # [I]: vol's owner as node I (default 2) reads it in etcd
+    nctl "${1:-2}" cluster status --json | jq -r '.owners[] | select(.volume == "vol") | .node'
+}
 assert_eq "$(owner)" B "vol's owner in etcd"
 assert_eq "$(ra_n 2)" 16384 "vol's read-ahead on B (A's setting, moved with it)"
 grep -q "block keys loaded from the cluster's map" "$T/shoald2.log" ||
@@ -172,6 +176,20 @@ assert_eq "$(nctl 2 volumes --json | jq '[.[] | select(.name == "vol")] | length
     "volumes named vol on B after it gave vol back"
 read_pass 1
 assert_eq "$(ra_n 1)" 16384 "vol's read-ahead on A after B gave it back"
+
+# A move to a node that never claims it: B is stopped (still registered
+# for up to one TTL); A takes vol back after 3 TTLs.
+kill -STOP "${NODE_PID[2]}"
+out=$(nctl 1 volume move vol --to B) || fail "volume move vol --to B (B stopped)"
+assert_contains "$out" "volume vol moved to node B"
+t0=$SECONDS
+wait_for $((3 * TTL + 20)) on_a || fail "A did not take vol back from a stopped B"
+log "A took vol back after $((SECONDS - t0)) s"
+grep -q "volume vol: node B did not take it over within $((3 * TTL)) s: taken back" \
+    "$T/shoald1.log" || fail "A's log does not say it took vol back"
+assert_eq "$(owner 1)" A "vol's owner in etcd after A took it back"
+read_pass 1
+kill -CONT "${NODE_PID[2]}"
 for i in 1 2; do
     stop_daemon "${NODE_PID[i]}" TERM
 done
