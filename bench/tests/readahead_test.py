@@ -4,13 +4,13 @@ DiskSim traces replayed through a real shoald at QD1 over nbdkit (the way
 bench/readahead-check replays the shared traces), with the NBD default
 read-ahead (64K) and with --readahead off:
 
-- short streams: 2000 runs of 5 sequential 4 KiB reads at random places,
+- short streams: 1000 runs of 5 sequential 4 KiB reads at random places,
   each run's fourth miss qualifying for read-ahead and the blocks it
   fetches beyond the fifth going unread. With the budget
   (core/ra_budget.h) the array serves at most the first window's 4 blocks,
   1/1024 block per sequential miss and 1/64 per block read ahead and used
   more than without read-ahead.
-- one long stream: 8192 sequential 4 KiB reads. Read-ahead must cut the
+- one long stream: 4096 sequential 4 KiB reads. Read-ahead must cut the
   back end requests at least in half, for at most one largest window
   (16 blocks) of extra bytes, and the replay's bytes must be right (the
   replay checks nothing; the daemon's counters are compared with the
@@ -64,10 +64,10 @@ def main():
 
     rnd = random.Random(13)
     short = []
-    for _ in range(2000):
+    for _ in range(1000):
         start = rnd.randrange(0, 1 << 18) * 16 + rnd.randrange(0, 8)
         short += range(start, start + 5)
-    long_stream = list(range(1 << 20, (1 << 20) + 8192))
+    long_stream = list(range(1 << 20, (1 << 20) + 4096))
 
     with tempfile.TemporaryDirectory(prefix="shoal-ra-test.") as work:
         for name, blocks in (("short streams", short), ("long stream", long_stream)):
