@@ -116,8 +116,15 @@ static int logout(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
         resp = ISCSI_LOGOUT_NO_CID;
     else if (reason > ISCSI_LOGOUT_RECOVERY)
         return iscsi_conn_reject(c, bhs, ISCSI_REJECT_INVALID_FIELD);
-    if (resp == ISCSI_LOGOUT_OK)
+    if (resp == ISCSI_LOGOUT_OK) {
         iscsi_tasks_drain(c); /* every response goes out before the logout's */
+        /* The nexus ends with the logout, before its answer: an initiator
+         * that logs in again and another that then RESERVEs must not find
+         * this nexus's reservation still held (run_session's own release
+         * after the loop then finds nothing left). */
+        if (c->lu)
+            scsi_lu_nexus_gone(c->lu, &c->nexus);
+    }
     uint8_t out[ISCSI_BHS_SIZE] = {0};
     out[0] = ISCSI_OP_LOGOUT_RSP;
     out[1] = ISCSI_FLAG_F;
