@@ -352,12 +352,15 @@ static void take_back_stale(struct cluster *c, const struct etcd_kvs *kvs)
 }
 
 /* Adopt each hand-over to this node once: the handler opens the volume
- * (which claims it under this node's lease, cluster_claim). */
-static void scan_owners(struct cluster *c)
+ * (which claims it under this node's lease, cluster_claim). Returns the
+ * revision the records were read at (0: not read), for the next watch to
+ * start after it: a change between this read and a watch from "now" would
+ * be missed until the next change or WATCH_MAX_MS. */
+static int64_t scan_owners(struct cluster *c)
 {
     struct etcd_kvs kvs;
     if (etcd_range_prefix(c->etcd, OWNERS_PREFIX, &kvs) < 0)
-        return;
+        return 0;
     int64_t lease = lease_of(c);
     for (size_t i = 0; i < kvs.n; i++) {
         json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
@@ -403,7 +406,9 @@ static void scan_owners(struct cluster *c)
         json_decref(v);
     }
     take_back_stale(c, &kvs);
+    int64_t rev = kvs.revision;
     etcd_kvs_free(&kvs);
+    return rev;
 }
 
 /* While hand-overs are pending, a watch lasts only until the next one is
@@ -432,8 +437,8 @@ static void *owners_main(void *arg)
 {
     struct cluster *c = arg;
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-        scan_owners(c);
-        int r = etcd_watch(c->etcd, OWNERS_PREFIX, 0, on_owners_change, c, &c->stop,
+        int64_t rev = scan_owners(c);
+        int r = etcd_watch(c->etcd, OWNERS_PREFIX, rev ? rev + 1 : 0, on_owners_change, c, &c->stop,
                            owners_watch_ms(c));
         if (r < 0 && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             wait_stop(c, 1000);
