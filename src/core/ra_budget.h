@@ -121,14 +121,22 @@ static inline void ra_pending_note(struct ra_budget *b, uint64_t blk, unsigned c
                      __ATOMIC_RELAXED);
 }
 
+/* Clear blk's entry if it is still there: whether this caller cleared it,
+ * and its entry in *e. */
+static inline bool ra_pending_take(struct ra_budget *b, uint64_t blk, uint64_t *e)
+{
+    uint64_t *p = &b->pending[ra_pending_slot(blk)];
+    *e = __atomic_load_n(p, __ATOMIC_RELAXED);
+    return (*e & RA_BLK_MASK) == blk + 1 &&
+           __atomic_compare_exchange_n(p, e, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 /* A read found blk in RAM: if it was read ahead and not read since, it
  * paid off, and its class is paid back. Returns whether it did. */
 static inline bool ra_pending_hit(struct ra_budget *b, uint32_t ra_blocks, uint64_t blk)
 {
-    uint64_t *p = &b->pending[ra_pending_slot(blk)];
-    uint64_t e = __atomic_load_n(p, __ATOMIC_RELAXED);
-    if ((e & RA_BLK_MASK) != blk + 1 ||
-        !__atomic_compare_exchange_n(p, &e, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    uint64_t e;
+    if (!ra_pending_take(b, blk, &e))
         return false;
     ra_credit_add(b, ra_blocks, (unsigned)(e >> RA_CLASS_SHIFT), RA_UNIT + RA_BONUS);
     return true;
@@ -137,10 +145,8 @@ static inline bool ra_pending_hit(struct ra_budget *b, uint32_t ra_blocks, uint6
 /* A read missed blk: if it was read ahead, it left RAM unread (wasted). */
 static inline void ra_pending_miss(struct ra_budget *b, uint64_t blk)
 {
-    uint64_t *p = &b->pending[ra_pending_slot(blk)];
-    uint64_t e = __atomic_load_n(p, __ATOMIC_RELAXED);
-    if ((e & RA_BLK_MASK) == blk + 1)
-        __atomic_compare_exchange_n(p, &e, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    uint64_t e;
+    (void)ra_pending_take(b, blk, &e);
 }
 
 #endif
