@@ -268,6 +268,38 @@ static cluster_hand_over_fn hand_over_handler(struct cluster *c, void **arg)
     return c->on_hand_over;
 }
 
+/* A hand-over record, {"node", "from", "gen", "backing", "returned"} and
+ * "settings" when given (opaque here), or NULL. */
+static json_t *handover_json(const char *node, const char *from, const char *gen,
+                             const char *backing, const json_t *settings, bool returned)
+{
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:b}", "node", node, "from", from, "gen", gen,
+                          "backing", backing, "returned", returned);
+    if (v && json_is_object(settings) && json_object_set(v, "settings", (json_t *)settings) < 0) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/* The hand-over a record describes, for the handler (valid while rec
+ * lives): its "gen", or NULL when the record is no hand-over. */
+static const char *handover_of(json_t *rec, const char *volume, struct cluster_hand_over *h)
+{
+    const char *gen = json_str(rec, "gen"), *backing = json_str(rec, "backing");
+    const char *from = json_str(rec, "from");
+    json_t *settings = json_object_get(rec, "settings");
+    *h = (struct cluster_hand_over){
+        .volume = volume,
+        .backing = backing,
+        .from = from ? from : "",
+        .gen = gen ? strtoull(gen, NULL, 16) : 0,
+        .settings = json_is_object(settings) ? settings : NULL,
+        .returned = json_is_true(json_object_get(rec, "returned")),
+    };
+    return gen && backing ? gen : NULL;
+}
+
 static void pending_drop_locked(struct cluster *c, unsigned i)
 {
     free(c->pending[i].volume);
@@ -281,15 +313,9 @@ static void pending_drop_locked(struct cluster *c, unsigned i)
 static void take_back(struct cluster *c, const char *volume, const char *record)
 {
     json_t *v = json_loads(record, 0, NULL);
-    const char *to = json_str(v, "node"), *gen = json_str(v, "gen");
-    const char *backing = json_str(v, "backing");
-    json_t *settings = json_object_get(v, "settings");
-    json_t *back = to && gen && backing
-                       ? json_pack("{s:s, s:s, s:s, s:s, s:b}", "node", c->name, "from", to, "gen",
-                                   gen, "backing", backing, "returned", 1)
-                       : NULL;
-    if (back && json_is_object(settings))
-        json_object_set(back, "settings", settings);
+    struct cluster_hand_over h;
+    const char *to = json_str(v, "node"), *gen = handover_of(v, volume, &h);
+    json_t *back = to && gen ? handover_json(c->name, to, gen, h.backing, h.settings, true) : NULL;
     _cleanup_free_ char *val = back ? json_dumps(back, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     _cleanup_free_ char *key = key_of(OWNERS_PREFIX, volume);
     bool replaced = false;
@@ -299,14 +325,7 @@ static void take_back(struct cluster *c, const char *volume, const char *record)
                  to, 3 * c->ttl);
         void *arg;
         cluster_hand_over_fn fn = hand_over_handler(c, &arg);
-        struct cluster_hand_over h = {
-            .volume = volume,
-            .backing = backing,
-            .from = to,
-            .gen = strtoull(gen, NULL, 16),
-            .settings = json_is_object(settings) ? settings : NULL,
-            .returned = true,
-        };
+        handover_of(back, volume, &h);
         if (fn)
             fn(arg, &h);
     }
@@ -364,10 +383,10 @@ static int64_t scan_owners(struct cluster *c)
     int64_t lease = lease_of(c);
     for (size_t i = 0; i < kvs.n; i++) {
         json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
-        const char *node = json_str(v, "node"), *gen = json_str(v, "gen");
-        const char *backing = json_str(v, "backing");
         const char *volume = kvs.kv[i].key + strlen(OWNERS_PREFIX);
-        if (!node || strcmp(node, c->name) || !gen || !backing || kvs.kv[i].lease == lease) {
+        struct cluster_hand_over h;
+        const char *node = json_str(v, "node"), *gen = handover_of(v, volume, &h);
+        if (!node || strcmp(node, c->name) || !gen || kvs.kv[i].lease == lease) {
             json_decref(v);
             continue;
         }
@@ -389,18 +408,8 @@ static int64_t scan_owners(struct cluster *c)
             }
         }
         if (fn) {
-            const char *from = json_str(v, "from");
-            json_t *settings = json_object_get(v, "settings");
-            struct cluster_hand_over h = {
-                .volume = volume,
-                .backing = backing,
-                .from = from ? from : "",
-                .gen = strtoull(gen, NULL, 16),
-                .settings = json_is_object(settings) ? settings : NULL,
-                .returned = json_is_true(json_object_get(v, "returned")),
-            };
             log_info(cluster, "volume %s: %s this node by %s (move %s)", volume,
-                     h.returned ? "given back to" : "handed to", from ? from : "?", gen);
+                     h.returned ? "given back to" : "handed to", h.from[0] ? h.from : "?", gen);
             fn(arg, &h);
         }
         json_decref(v);
@@ -517,12 +526,7 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
     snprintf(gs, sizeof gs, "%016" PRIx64, gen);
     /* Under this node's lease until the new owner takes it under its own:
      * if this node dies first, the record goes and anyone may claim. */
-    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:b}", "node", to, "from", c->name, "gen", gs,
-                          "backing", backing, "returned", returned);
-    if (v && settings && json_object_set(v, "settings", (json_t *)settings) < 0) {
-        json_decref(v);
-        v = NULL;
-    }
+    json_t *v = handover_json(to, c->name, gs, backing, settings, returned);
     _cleanup_free_ char *val = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(v);
     if (!key || !old || !val)
