@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "core/vol_move.h"
 #include "core/volume.h"
+#include "daemon/vol_settings.h"
 
 /* The longest the owner waits for its directory to reach memcached: a
  * move that takes longer goes on cold for what was not sent. */
@@ -47,45 +48,23 @@ static json_t *settings_json(struct volume *v)
 {
     struct volume_settings st;
     volume_get_settings(v, &st);
-    return json_pack("{s:i, s:b, s:i, s:I, s:b}", "readahead", (int)st.readahead, "direct",
-                     st.direct, "conns", (int)st.conns, "connect_timeout_ms",
-                     (json_int_t)st.connect_timeout_ms, "enabled", volume_enabled(v));
+    struct volume_config vc = {
+        .disabled = !volume_enabled(v),
+        .readahead = st.readahead,
+        .backend = {.direct = st.direct,
+                    .conns = st.conns,
+                    .connect_timeout_ms = st.connect_timeout_ms},
+    };
+    return vol_settings_json(&vc);
 }
 
 /* Apply a hand-over's settings to vc; a value out of range (the record is
  * anybody's who can write etcd) is left at the default, and said. */
 static void apply_settings(const char *name, const json_t *s, struct volume_config *vc)
 {
-    if (!s)
-        return;
-    json_t *ra = json_object_get(s, "readahead"), *co = json_object_get(s, "conns");
-    json_t *ct = json_object_get(s, "connect_timeout_ms"), *di = json_object_get(s, "direct");
-    json_t *en = json_object_get(s, "enabled");
-    bool bad = false;
-    if (json_is_integer(ra) && json_integer_value(ra) >= -1 &&
-        json_integer_value(ra) <= VOL_READAHEAD_MAX)
-        vc->readahead = (int32_t)json_integer_value(ra);
-    else
-        bad |= ra != NULL;
-    if (json_is_integer(co) && json_integer_value(co) >= 0 && json_integer_value(co) <= 64)
-        vc->backend.conns = (unsigned)json_integer_value(co);
-    else
-        bad |= co != NULL;
-    if (json_is_integer(ct) && json_integer_value(ct) >= 0 && json_integer_value(ct) <= 3600000)
-        vc->backend.connect_timeout_ms = (uint32_t)json_integer_value(ct);
-    else
-        bad |= ct != NULL;
-    if (json_is_boolean(di))
-        vc->backend.direct = json_is_true(di);
-    else
-        bad |= di != NULL;
-    if (json_is_boolean(en))
-        vc->disabled = json_is_false(en);
-    else
-        bad |= en != NULL;
-    if (bad)
-        log_warn(main, "volume %s: the hand-over's settings have a bad value; its default used",
-                 name);
+    const char *why = s ? vol_settings_parse(s, vc) : NULL;
+    if (why)
+        log_warn(main, "volume %s: the hand-over's settings have %s; its default used", name, why);
 }
 
 static int hook_move(void *opaque, const char *name, const char *to, json_t **report, char *err,

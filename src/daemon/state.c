@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "daemon/vol_settings.h"
 
 #define STATE_VERSION 1
 
@@ -83,27 +84,17 @@ static const char *check_shape(json_t *root)
         json_t *b = json_object_get(v, "backing");
         if (!json_is_string(b) || !json_string_value(b)[0])
             return "a volume without \"backing\"";
-        const char *const flags[] = {"readonly", "enabled", "direct"};
-        for (size_t i = 0; i < 3; i++) {
-            json_t *f = json_object_get(v, flags[i]);
-            if (f && !json_is_boolean(f))
-                return "a volume flag that is not true or false";
-        }
-        json_t *c = json_object_get(v, "conns");
-        if (c && (!json_is_integer(c) || json_integer_value(c) < 0 || json_integer_value(c) > 64))
-            return "a volume's \"conns\" is not 0..64";
+        json_t *ro = json_object_get(v, "readonly");
+        if (ro && !json_is_boolean(ro))
+            return "a volume flag that is not true or false";
+        struct volume_config scratch = {0};
+        const char *why = vol_settings_parse(v, &scratch);
+        if (why)
+            return why;
         json_t *f = json_object_get(v, "format");
         enum backend_format fmt;
         if (f && (!json_is_string(f) || backend_format_parse(json_string_value(f), &fmt) < 0))
             return "a volume's \"format\" is not auto or raw";
-        json_t *ra = json_object_get(v, "readahead");
-        if (ra && (!json_is_integer(ra) || json_integer_value(ra) < -1 ||
-                   json_integer_value(ra) > VOL_READAHEAD_MAX))
-            return "a volume's \"readahead\" is not -1..262144";
-        json_t *ct = json_object_get(v, "connect_timeout_ms");
-        if (ct && (!json_is_integer(ct) || json_integer_value(ct) < 0 ||
-                   json_integer_value(ct) > 3600000))
-            return "a volume's \"connect_timeout_ms\" is not 0..3600000";
     }
     json_object_foreach(json_object_get(root, "removed"), name, v)
     {
@@ -305,15 +296,10 @@ size_t state_volumes(struct state *s, struct volume_config *out, size_t max)
         c->backend.spec = json_string_value(json_object_get(v, "backing"));
         c->readonly = json_is_true(json_object_get(v, "readonly"));
         c->backend.readonly = c->readonly;
-        c->backend.direct = json_is_true(json_object_get(v, "direct"));
-        c->disabled = json_is_false(json_object_get(v, "enabled"));
-        c->backend.conns = (unsigned)json_integer_value(json_object_get(v, "conns"));
+        (void)vol_settings_parse(v, c); /* checked when loaded */
         json_t *f = json_object_get(v, "format");
         if (f)
             backend_format_parse(json_string_value(f), &c->backend.format);
-        c->readahead = (int32_t)json_integer_value(json_object_get(v, "readahead"));
-        c->backend.connect_timeout_ms =
-            (uint32_t)json_integer_value(json_object_get(v, "connect_timeout_ms"));
     }
     return n;
 }
@@ -323,17 +309,15 @@ int state_note_added(struct state *s, const struct volume_config *cfg, char *err
     if (!s)
         return 0;
     LOCK_GUARD(&s->lock);
-    json_t *v = json_pack("{s:s, s:b, s:b, s:b, s:i, s:s}", "backing", cfg->backend.spec,
-                          "readonly", cfg->readonly, "enabled", !cfg->disabled, "direct",
-                          cfg->backend.direct, "conns", (int)cfg->backend.conns, "format",
-                          cfg->backend.format == BACKEND_FORMAT_RAW ? "raw" : "auto");
-    /* Set by a move (daemon/move.c) or a config-file volume's own: kept
-     * only when not the default, so older files read the same. */
-    if (v && cfg->readahead)
-        json_object_set_new(v, "readahead", json_integer(cfg->readahead));
-    if (v && cfg->backend.connect_timeout_ms)
-        json_object_set_new(v, "connect_timeout_ms",
-                            json_integer((json_int_t)cfg->backend.connect_timeout_ms));
+    json_t *v = vol_settings_json(cfg);
+    if (v && (json_object_set_new(v, "backing", json_string(cfg->backend.spec)) < 0 ||
+              json_object_set_new(v, "readonly", json_boolean(cfg->readonly)) < 0 ||
+              json_object_set_new(
+                  v, "format",
+                  json_string(cfg->backend.format == BACKEND_FORMAT_RAW ? "raw" : "auto")) < 0)) {
+        json_decref(v);
+        v = NULL;
+    }
     if (!v || json_object_set_new(section(s, "volumes"), cfg->name, v) < 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
