@@ -553,9 +553,17 @@ int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
     if ((__atomic_load_n(&s->pins[ref.idx], __ATOMIC_ACQUIRE) & PIN_COUNT) == PIN_COUNT)
         return -EBUSY;
     __atomic_fetch_add(&s->pins[ref.idx], (uint16_t)1, __ATOMIC_ACQ_REL);
-    s->policy->hit_locked(sh->pstate, ref.idx);
     *data = slot_data(s, ref.idx);
     return 0;
+}
+
+void store_used(struct store *s, const uint32_t *idx, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct shard *sh = shard_of_idx(s, idx[i]);
+        LOCK_GUARD(&sh->lock);
+        s->policy->hit_locked(sh->pstate, idx[i]);
+    }
 }
 
 void store_unpin(struct store *s, uint32_t idx)

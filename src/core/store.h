@@ -177,10 +177,16 @@ int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t of
                    uint32_t *key);
 
 /* Pin a live entry and return a pointer to its BLOCK_SIZE bytes (valid and
- * unchanging until store_unpin(ref.idx)). Counts as a use for the eviction
- * policy. 0, -ENOENT (stale) or -EBUSY (pinned too often at once: copy it
- * with store_read instead). */
+ * unchanging until store_unpin(ref.idx)). Not a use for the eviction
+ * policy: a zero-copy read pins every block before it knows it can serve
+ * them all, and one that falls back reads them again with store_read
+ * (counting them there); store_used says a served pin was used. 0, -ENOENT
+ * (stale) or -EBUSY (pinned too often at once: copy it with store_read
+ * instead). */
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
+/* Tell the eviction policy that the n entries idx[], pinned by the caller,
+ * were read (once each). */
+void store_used(struct store *s, const uint32_t *idx, uint32_t n);
 void store_unpin(struct store *s, uint32_t idx);
 /* The key (as store_read_key's) of an entry this thread holds pinned: it
  * cannot change while pinned. */

@@ -148,7 +148,9 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
         iov[i] = (struct iovec){(void *)(p + lo), n};
     }
     /* Counted once served: a request that falls back to vol_read is
-     * counted there. */
+     * counted there (a block counted in both would look used twice to a
+     * frequency-aware policy). */
+    store_used(v->store, pins, np);
     for (uint32_t k = 0; k < np; k++)
         vol_mrc_note(v, store_pinned_key(v->store, pins[k]), MRC_READ);
     vol_mrc_reads(v, np);

@@ -242,7 +242,7 @@ static void test_pins(void **state)
     store_destroy(s);
 
     /* Evicted while pinned: same guarantee. (LRU, so 100 newer blocks surely
-     * push it out; S3-FIFO would rightly keep a block that was just read.) */
+     * push it out; S3-FIFO would rightly keep a block that was read.) */
     assert_int_equal(store_create(8 * BLOCK_SIZE, 0, &evict_lru_ops, &s), 0);
     struct store_ref b = put(s, 777);
     make_block(want, 777);
@@ -265,6 +265,45 @@ static void test_pins(void **state)
  * their entries must leave the bytes alone until the last unpin (it once
  * returned the pages to the kernel: the client got zeros with status 0),
  * and a later grow must not hand a still-pinned slot to new content. */
+/* LRU that counts the uses the store reports. */
+static unsigned uses[64];
+static void counting_hit_locked(void *st, uint32_t idx)
+{
+    if (idx < 64)
+        uses[idx]++;
+    evict_lru_ops.hit_locked(st, idx);
+}
+
+/* A pin is not a use (a zero-copy read that falls back pins blocks it then
+ * reads again: counting both made a block read once look read twice to
+ * W-TinyLFU, ARC and S3-FIFO); store_used and store_read count one each. */
+static void test_pin_is_not_a_use(void **state)
+{
+    (void)state;
+    struct evict_ops counting = evict_lru_ops;
+    counting.hit_locked = counting_hit_locked;
+    memset(uses, 0, sizeof uses);
+    struct store *s;
+    assert_int_equal(store_create(8 * BLOCK_SIZE, 0, &counting, &s), 0);
+    struct store_ref a = put(s, 4242), b = put(s, 4343);
+    assert_true(a.idx < 64 && b.idx < 64);
+    const uint8_t *p;
+    assert_int_equal(store_pin(s, a, &p), 0);
+    assert_int_equal(store_pin(s, b, &p), 0);
+    assert_int_equal(uses[a.idx] + uses[b.idx], 0);
+    uint32_t pins[2] = {a.idx, b.idx};
+    store_used(s, pins, 2);
+    assert_int_equal(uses[a.idx], 1);
+    assert_int_equal(uses[b.idx], 1);
+    store_unpin(s, a.idx);
+    store_unpin(s, b.idx);
+    uint8_t got[BLOCK_SIZE];
+    assert_int_equal(store_read(s, a, got, 0, BLOCK_SIZE), 0);
+    assert_int_equal(uses[a.idx], 2);
+    assert_int_equal(uses[b.idx], 1);
+    store_destroy(s);
+}
+
 static void test_pins_survive_resize(void **state)
 {
     (void)state;
@@ -442,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_evlog_same_slot),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_pins),
+        cmocka_unit_test(test_pin_is_not_a_use),
         cmocka_unit_test(test_pins_survive_resize),
         cmocka_unit_test(test_pins_vs_resize_threads),
         cmocka_unit_test(test_policies_scan),
