@@ -747,6 +747,17 @@ static int register_node(struct cluster *c, char *err, size_t errlen)
                      c->name, c->ttl * 3 / 2 + 1);
         said = true;
         usleep(500 * 1000);
+        /* Our own lease, granted before the wait, lives no longer than the
+         * old one (the keepalive thread starts after registration): kept
+         * alive here, or, once lost, taken again. Without this a restart
+         * right after a crash failed: both leases ran out together and
+         * the registration named a lease etcd no longer knew. */
+        int64_t ttl;
+        if (etcd_lease_keepalive(c->etcd, c->lease, &ttl) == -ENOENT) {
+            r = etcd_lease_grant(c->etcd, c->ttl, &c->lease);
+            if (r < 0)
+                return r;
+        }
     }
 }
 

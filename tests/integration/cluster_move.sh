@@ -9,6 +9,9 @@
 #   every block was cached on A, and B finds them by the keys A published,
 #   in memcached;
 # - a write through B lands in the file; A's old export is gone;
+# - B, killed (SIGKILL) and started again with its state dir, serves vol
+#   again by itself: the adoption is in its state file with vol's
+#   settings, and B owns vol in etcd again once its old lease is gone;
 # - vol's own settings move with it (A serves it with a 16K read-ahead,
 #   B's default for a file is none: B serves it with 16K);
 # - contrib/libvirt/qemu, run as libvirt runs it on a migration's
@@ -35,7 +38,7 @@ random_file "$T/vol.img" "$SIZE"
 dd if=/dev/zero of="$T/vol.img" bs=1M seek=4 count=1 conv=notrunc status=none
 cp "$T/vol.img" "$T/expect.img"
 netns_shoald 1 A -m 64M --readahead 16K "vol=$T/vol.img"
-netns_shoald 2 B -m 64M
+netns_shoald 2 B -m 64M --state-dir "$T/stateB"
 for i in 1 2; do
     wait_ring "$i" 10.77.0.11:11211,10.77.0.12:11211
 done
@@ -108,6 +111,30 @@ cmp "$T/vol.img" "$T/expect.img" || fail "the file after B's write"
 if nbdsh -u "$(uri vol "$T/n1.sock")" -c 'h.pread(4096, 0)' 2>/dev/null; then
     fail "A still serves vol after the move"
 fi
+
+# B crashes and comes back: vol is in B's state file (an adoption is kept
+# as a volume added through the API), so B serves it again, read-write,
+# with the settings it came with, once its old lease (and the ownership
+# that went with it) has expired.
+kill -KILL "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+jq -e '.volumes.vol.readahead == 16384' "$T/stateB/state.json" >/dev/null ||
+    fail "B's state file does not keep vol with its read-ahead: $(cat "$T/stateB/state.json")"
+netns_shoald 2 B -m 64M --state-dir "$T/stateB"
+wait_for 20 on_b || fail "B does not serve vol after its restart"
+assert_eq "$(owner)" B "vol's owner in etcd after B's restart"
+assert_eq "$(ra_n 2)" 16384 "vol's read-ahead on B after its restart"
+read_pass 2
+nbdsh -u "$(uri vol "$T/n2.sock")" -c "
+h.pwrite(b'\x3c' * 8192, 13 << 20)
+h.flush()
+" || fail "write through B after its restart"
+"$PY" - "$T/expect.img" <<'PY'
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(13 << 20); f.write(b'\x3c' * 8192)
+PY
+cmp "$T/vol.img" "$T/expect.img" || fail "the file after B's write after its restart"
 
 # Back to A through the libvirt hook, as libvirt runs it on the
 # destination of a migration: `qemu DOMAIN migrate begin -`, the domain's
