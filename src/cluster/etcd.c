@@ -17,6 +17,7 @@
 
 struct etcd {
     char *ep[ETCD_MAX_ENDPOINT];
+    char *cacert, *cert, *key; /* TLS files (NULL: none, or the system CAs) */
     unsigned n;
     unsigned cur; /* the last endpoint that answered (atomic) */
     uint32_t timeout_ms;
@@ -42,17 +43,18 @@ static int split(const char *endpoints, char **ep, unsigned *n, char *err, size_
 {
     *n = 0;
     if (!endpoints || !*endpoints) {
-        snprintf(err, errlen, "no etcd endpoint given (want http://HOST:PORT[,...])");
+        snprintf(err, errlen, "no etcd endpoint given (want http[s]://HOST:PORT[,...])");
         return -EINVAL;
     }
     for (const char *s = endpoints; *s;) {
         size_t len = strcspn(s, ",");
-        const char *host = s + 7;
-        size_t hl = len > 7 ? len - 7 : 0;
-        if (len < 8 || strncmp(s, "http://", 7) != 0 || memchr(host, '/', hl) ||
-            memchr(host, ' ', hl)) {
-            snprintf(err, errlen, "bad etcd endpoint \"%.*s\" (want http://HOST:PORT)", (int)len,
-                     s);
+        size_t pl = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+        const char *host = s + pl;
+        size_t hl = len > pl ? len - pl : 0;
+        if (!pl || hl == 0 || memchr(host, '/', hl) || memchr(host, ' ', hl)) {
+            snprintf(err, errlen,
+                     "bad etcd endpoint \"%.*s\" (want http://HOST:PORT or https://HOST:PORT)",
+                     (int)len, s);
             return -EINVAL;
         }
         if (*n == ETCD_MAX_ENDPOINT) {
@@ -77,20 +79,48 @@ int etcd_endpoints_check(const char *endpoints, char *err, size_t errlen)
     return split(endpoints, NULL, &n, err, errlen);
 }
 
-int etcd_open(const char *endpoints, uint32_t timeout_ms, struct etcd **out)
+int etcd_tls_check(const char *endpoints, const struct etcd_tls *tls, char *err, size_t errlen)
+{
+    if (!tls || (!tls->cacert && !tls->cert && !tls->key))
+        return 0;
+    if (!tls->cert != !tls->key) {
+        snprintf(err, errlen,
+                 "a client certificate for etcd needs both --etcd-cert and --etcd-key");
+        return -EINVAL;
+    }
+    if (endpoints && !strstr(endpoints, "https://")) {
+        snprintf(err, errlen,
+                 "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int dup_or_null(const char *s, char **out)
+{
+    *out = s ? strdup(s) : NULL;
+    return s && !*out ? -ENOMEM : 0;
+}
+
+int etcd_open(const char *endpoints, uint32_t timeout_ms, const struct etcd_tls *tls,
+              struct etcd **out)
 {
     struct etcd *e = calloc(1, sizeof *e);
     if (!e)
         return -ENOMEM;
     int r = split(endpoints, e->ep, &e->n, last_error, sizeof last_error);
+    if (r == 0)
+        r = etcd_tls_check(endpoints, tls, last_error, sizeof last_error);
+    if (r == 0 && tls &&
+        (dup_or_null(tls->cacert, &e->cacert) < 0 || dup_or_null(tls->cert, &e->cert) < 0 ||
+         dup_or_null(tls->key, &e->key) < 0))
+        r = -ENOMEM;
     if (r == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         set_error("cannot initialise libcurl");
         r = -ENOMEM;
     }
     if (r < 0) {
-        for (unsigned i = 0; i < ETCD_MAX_ENDPOINT; i++)
-            free(e->ep[i]);
-        free(e);
+        etcd_close(e);
         return r;
     }
     e->timeout_ms = timeout_ms ? timeout_ms : ETCD_TIMEOUT_MS;
@@ -102,8 +132,11 @@ void etcd_close(struct etcd *e)
 {
     if (!e)
         return;
-    for (unsigned i = 0; i < e->n; i++)
+    for (unsigned i = 0; i < ETCD_MAX_ENDPOINT; i++)
         free(e->ep[i]);
+    free(e->cacert);
+    free(e->cert);
+    free(e->key);
     free(e);
 }
 
@@ -166,8 +199,18 @@ static CURL *prepare(struct etcd *e, unsigned i, const char *path, const char *b
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)e->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*"); /* a proxy setting must not reroute the cluster */
+    /* https: the server is always verified (libcurl's default, never
+     * turned off), against cacert or the system's CAs. The files are read
+     * at each connection (libcurl with GnuTLS takes no in-memory keys): they
+     * must stay readable by the user shoald runs as. */
+    if (e->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, e->cacert);
+    if (e->cert) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, e->cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, e->key);
+    }
     return c;
 }
 

@@ -8,7 +8,7 @@
  * watch), connect and total timeouts, and keep-alive connections, none of
  * which is worth writing again over plain sockets.
  *
- * Endpoints: "http://127.0.0.1:2379,http://host:2379": a call tries them in
+ * Endpoints: "http://127.0.0.1:2379,https://host:2379": a call tries them in
  * turn, starting with the last one that answered, until one answers or all
  * have failed. Every call is bounded by the client's timeout (the watch by
  * its own stop flag). Errors: a negative errno, and one line that says why
@@ -30,9 +30,21 @@
 
 struct etcd;
 
-/* `endpoints`: comma-separated http:// URLs (no path). Returns 0, or
- * -EINVAL after logging one line, or -ENOMEM. Nothing is contacted. */
-int etcd_open(const char *endpoints, uint32_t timeout_ms, struct etcd **out);
+/* TLS for https:// endpoints (etcd's --client-cert-auth and
+ * --trusted-ca-file on its side): PEM files, each NULL when not used. No
+ * cacert: the system's CAs. cert and key go together. */
+struct etcd_tls {
+    const char *cacert, *cert, *key;
+};
+/* Check tls against the endpoints without opening anything: 0, or -EINVAL
+ * and a sentence in err (a cert without its key, files and no https). */
+int etcd_tls_check(const char *endpoints, const struct etcd_tls *tls, char *err, size_t errlen);
+
+/* `endpoints`: comma-separated http:// or https:// URLs (no path); tls may
+ * be NULL. Returns 0, or -EINVAL with one line in etcd_error(), or
+ * -ENOMEM. Nothing is contacted. */
+int etcd_open(const char *endpoints, uint32_t timeout_ms, const struct etcd_tls *tls,
+              struct etcd **out);
 void etcd_close(struct etcd *e);
 /* The sentence of this thread's last failed call ("" after a success). */
 const char *etcd_error(void);

@@ -787,7 +787,7 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
     c->api = strdup(cfg->api ? cfg->api : "");
     int r =
         !c->endpoints || !c->api ? -ENOMEM : canon_list(cfg->memcached, &c->memcached, err, errlen);
-    if (r == 0 && (r = etcd_open(c->endpoints, 0, &c->etcd)) < 0)
+    if (r == 0 && (r = etcd_open(c->endpoints, 0, &cfg->tls, &c->etcd)) < 0)
         snprintf(err, errlen, "%s", etcd_error());
     if (r == 0 && (r = etcd_lease_grant(c->etcd, c->ttl, &c->lease)) < 0)
         snprintf(err, errlen, "cannot take a lease in etcd: %s", etcd_error());

@@ -27,13 +27,15 @@
 
 #include <jansson.h>
 
+#include "cluster/etcd.h"
 #include "core/tier.h"
 
 #define CLUSTER_LEASE_TTL_S 10
 #define CLUSTER_PREFIX      "shoal/v1/"
 
 struct cluster_config {
-    const char *etcd;      /* endpoints, "http://127.0.0.1:2379[,...]" */
+    const char *etcd;      /* endpoints, "http://127.0.0.1:2379[,...]" (or https://) */
+    struct etcd_tls tls;   /* for https:// endpoints (etcd.h) */
     const char *node_name; /* NULL: the host name */
     const char *memcached; /* this node's own server(s), "host:port[,...]"; NULL: none */
     const char *api;       /* where its management API listens (shown by status) */

@@ -219,6 +219,9 @@ int main(int argc, char **argv)
     make_absolute(&made, &o->pid_file, "");
     make_absolute(&made, &o->http_tls_certificates, "");
     make_absolute(&made, &o->http_token_file, "");
+    make_absolute(&made, &o->etcd_tls.cacert, "");
+    make_absolute(&made, &o->etcd_tls.cert, "");
+    make_absolute(&made, &o->etcd_tls.key, "");
     frontend_paths_absolute(o, &made);
 
     /* Before anything starts, so a bad token file is the only line. */
@@ -280,6 +283,7 @@ int main(int argc, char **argv)
                                     .node_name = o->node_name,
                                     .memcached = o->memcached,
                                     .api = o->http,
+                                    .tls = o->etcd_tls,
                                     .lease_ttl_s = (uint32_t)o->etcd_lease_s,
                                     .tier = mc_tier};
         char cl_err[1024] = "";
@@ -395,6 +399,17 @@ int main(int argc, char **argv)
         }
         log_info(main, "running as user %s (uid %u, gid %u)", o->user, (unsigned)o->uid,
                  (unsigned)o->gid);
+        /* etcd's TLS files are read again at each connection (etcd.c):
+         * one this user cannot read would lose the lease a TTL later. */
+        const char *const tls_files[][2] = {{"--etcd-cacert", o->etcd_tls.cacert},
+                                            {"--etcd-cert", o->etcd_tls.cert},
+                                            {"--etcd-key", o->etcd_tls.key}};
+        for (size_t i = 0; i < 3; i++)
+            if (tls_files[i][1] && access(tls_files[i][1], R_OK) < 0) {
+                fprintf(stderr, "shoald: %s %s: not readable by user %s (%s)\n", tls_files[i][0],
+                        tls_files[i][1], o->user, strerror(errno));
+                return 1;
+            }
     }
     if (state && access(state_dir, W_OK) < 0)
         log_warn(main, "state dir %s is not writable (%s): API changes will not be saved",

@@ -170,8 +170,12 @@ static void usage(FILE *f)
         "                                    memcached after the reply, 4K to 64G (default\n"
         "                                    16M; when full, new puts are dropped)\n"
         "      --etcd URL,...                cluster membership and volume ownership in\n"
-        "                                    etcd (http://HOST:PORT); --memcached then\n"
-        "                                    names this node's own server(s)\n"
+        "                                    etcd (http://HOST:PORT or https://); --memcached\n"
+        "                                    then names this node's own server(s)\n"
+        "      --etcd-cacert FILE            CA certificate(s) etcd's server certificate is\n"
+        "                                    checked against (default: the system's)\n"
+        "      --etcd-cert FILE              client certificate for etcd (PEM), with\n"
+        "      --etcd-key FILE               its private key (PEM)\n"
         "      --node-name NAME              this node's name in the cluster (default:\n"
         "                                    the host name)\n"
         "      --etcd-lease TIME             the node's etcd lease: its volumes and\n"
@@ -209,6 +213,9 @@ enum {
     OPT_ETCD,
     OPT_NODE_NAME,
     OPT_ETCD_LEASE,
+    OPT_ETCD_CACERT,
+    OPT_ETCD_CERT,
+    OPT_ETCD_KEY,
 };
 
 /* The daemon's own options; each front end's come from its table. */
@@ -241,6 +248,9 @@ static const struct option daemon_long_opts[] = {
     {"etcd", required_argument, NULL, OPT_ETCD},
     {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"etcd-lease", required_argument, NULL, OPT_ETCD_LEASE},
+    {"etcd-cacert", required_argument, NULL, OPT_ETCD_CACERT},
+    {"etcd-cert", required_argument, NULL, OPT_ETCD_CERT},
+    {"etcd-key", required_argument, NULL, OPT_ETCD_KEY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -493,6 +503,19 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
                        "use 1-255 of A-Z a-z 0-9 . _ -, not starting with '.'");
         o->node_name = val;
         return 0;
+    case OPT_ETCD_CACERT:
+    case OPT_ETCD_CERT:
+    case OPT_ETCD_KEY: {
+        const char *name = key == OPT_ETCD_CACERT ? "--etcd-cacert"
+                           : key == OPT_ETCD_CERT ? "--etcd-cert"
+                                                  : "--etcd-key";
+        if (!val[0])
+            return bad(o, name, val, "empty path");
+        *(key == OPT_ETCD_CACERT ? &o->etcd_tls.cacert
+          : key == OPT_ETCD_CERT ? &o->etcd_tls.cert
+                                 : &o->etcd_tls.key) = val;
+        return 0;
+    }
     case OPT_ETCD_LEASE:
         if (parse_duration_ms(val, &u64) < 0 || u64 < 2000 || u64 > 3600000 || u64 % 1000)
             return bad(o, "--etcd-lease", val, "want whole seconds from 2s to 1h");
@@ -744,16 +767,19 @@ static int main_setting(struct ini_ctx *c, const char *section, const char *name
 }
 
 /* A key of [cluster]: the global tier (memcached, memcached-timeout,
- * memcached-put-queue) and the membership (etcd, node-name, etcd-lease);
- * the same keys are accepted in [shoald]. */
+ * memcached-put-queue) and the membership (etcd, node-name, etcd-lease,
+ * etcd-cacert, etcd-cert, etcd-key); the same keys are accepted in
+ * [shoald]. */
 static int cluster_setting(struct ini_ctx *c, const char *name, const char *val)
 {
     int key = key_of_name(name);
     if (key != OPT_MEMCACHED && key != OPT_MEMCACHED_TIMEOUT && key != OPT_MEMCACHED_PUT_QUEUE &&
-        key != OPT_ETCD && key != OPT_NODE_NAME && key != OPT_ETCD_LEASE)
+        key != OPT_ETCD && key != OPT_NODE_NAME && key != OPT_ETCD_LEASE &&
+        key != OPT_ETCD_CACERT && key != OPT_ETCD_CERT && key != OPT_ETCD_KEY)
         return fail(c->o,
                     "unknown setting '%s' in [cluster] (want memcached, memcached-timeout, "
-                    "memcached-put-queue, etcd, node-name or etcd-lease)",
+                    "memcached-put-queue, etcd, node-name, etcd-lease, etcd-cacert, etcd-cert "
+                    "or etcd-key)",
                     name);
     char id[32];
     snprintf(id, sizeof id, "opt %d", key);
@@ -1124,6 +1150,9 @@ static int finish(struct daemon_options *o)
     }
     if (resolve_user(o) < 0)
         return -1;
+    char why[300];
+    if (etcd_tls_check(o->etcd ? o->etcd : "", &o->etcd_tls, why, sizeof why) < 0)
+        return fail(o, "%s", why);
     for (unsigned i = 0; i < o->nvolumes; i++) {
         if (o->readonly)
             o->volumes[i].readonly = true;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cluster/etcd.h"
 #include "core/engine.h"
 #include "frontend/frontend.h"
 
@@ -64,6 +65,8 @@ struct daemon_options {
     const char *etcd;
     const char *node_name;
     uint64_t etcd_lease_s;
+    /* --etcd-cacert/--etcd-cert/--etcd-key: for https:// endpoints. */
+    struct etcd_tls etcd_tls;
     /* --state-dir as given ("off" or NULL: see daemon/state.h). */
     const char *state_dir;
     /* --user/--group: whom to run as once everything privileged is open

@@ -232,6 +232,9 @@ static void restart_settings(const struct daemon_options *was, const struct daem
         {"etcd", str_eq(was->etcd, now->etcd)},
         {"node-name", str_eq(was->node_name, now->node_name)},
         {"etcd-lease", was->etcd_lease_s == now->etcd_lease_s},
+        {"etcd-cacert", str_eq(was->etcd_tls.cacert, now->etcd_tls.cacert)},
+        {"etcd-cert", str_eq(was->etcd_tls.cert, now->etcd_tls.cert)},
+        {"etcd-key", str_eq(was->etcd_tls.key, now->etcd_tls.key)},
     };
     for (size_t i = 0; i < ARRAY_SIZE(checks); i++)
         if (!checks[i].same)

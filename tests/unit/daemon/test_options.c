@@ -217,10 +217,47 @@ static void test_memcached_put_queue(void **state)
                  "3: 'memcached-put-queue' is set twice (first on line 2)");
     assert_error("[cluster]\nput-queue = 16M\n",
                  "2: unknown setting 'put-queue' in [cluster] (want memcached, memcached-timeout, "
-                 "memcached-put-queue, etcd, node-name or etcd-lease)");
+                 "memcached-put-queue, etcd, node-name, etcd-lease, etcd-cacert, etcd-cert or "
+                 "etcd-key)");
     char *bad_args[] = {"--memcached-put-queue", "0", NULL};
     assert_int_equal(parse_with("", bad_args), -1);
     assert_string_equal(err, "invalid --memcached-put-queue '0': want a size like 16M (4K to 64G)");
+}
+
+/* etcd over TLS: https endpoints, the three files from the command line or
+ * [cluster], and the combinations refused. */
+static void test_etcd_tls(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("[cluster]\netcd = https://127.0.0.1:2379,http://127.0.0.1:2380\n"
+                           "etcd-cacert = /etc/ca.pem\netcd-cert = /etc/c.pem\n"
+                           "etcd-key = /etc/k.pem\n"),
+                     0);
+    assert_string_equal(out->etcd, "https://127.0.0.1:2379,http://127.0.0.1:2380");
+    assert_string_equal(out->etcd_tls.cacert, "/etc/ca.pem");
+    assert_string_equal(out->etcd_tls.cert, "/etc/c.pem");
+    assert_string_equal(out->etcd_tls.key, "/etc/k.pem");
+    char *args[] = {"--etcd", "https://127.0.0.1:2379", "--etcd-cacert", "ca2.pem", NULL};
+    assert_int_equal(parse_with("", args), 0);
+    assert_string_equal(out->etcd_tls.cacert, "ca2.pem");
+    assert_null(out->etcd_tls.cert);
+
+    /* Checked once everything is read: no line to point at. */
+    assert_int_equal(parse("[cluster]\netcd = https://127.0.0.1:2379\netcd-cert = /etc/c.pem\n"),
+                     -1);
+    assert_string_equal(err, "a client certificate for etcd needs both --etcd-cert and --etcd-key");
+    assert_int_equal(parse("[cluster]\netcd = http://127.0.0.1:2379\netcd-cacert = /etc/ca.pem\n"),
+                     -1);
+    assert_string_equal(
+        err, "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
+    assert_int_equal(parse("[cluster]\netcd-key = /etc/k.pem\netcd-cert = /etc/c.pem\n"), -1);
+    assert_string_equal(
+        err, "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
+    assert_error("[cluster]\netcd = https://127.0.0.1:2379\netcd-cacert =\n",
+                 "3: invalid --etcd-cacert '': empty path");
+    assert_error("[cluster]\netcd = ftp://127.0.0.1:2379\n",
+                 "2: invalid --etcd 'ftp://127.0.0.1:2379': bad etcd endpoint "
+                 "\"ftp://127.0.0.1:2379\" (want http://HOST:PORT or https://HOST:PORT)");
 }
 
 /* A refused -D in the file leaves the log levels as they were. */
@@ -259,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_good_file),  cmocka_unit_test(test_command_line_wins),
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_debug_not_applied),
         cmocka_unit_test(test_unreadable), cmocka_unit_test(test_memcached_put_queue),
+        cmocka_unit_test(test_etcd_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
