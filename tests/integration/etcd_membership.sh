@@ -36,16 +36,7 @@ export ETCDCTL_API=3
 ectl() { etcdctl --endpoints="$EP" --dial-timeout=3s "$@"; }
 
 # ---- memcached ------------------------------------------------------------
-mc_user=() # memcached refuses to run as root without -u
-[ "$(id -u)" -ne 0 ] || mc_user=(-u nobody)
-MC=()
-for _ in 0 1 2; do
-    p=$(free_port)
-    bg memcached "${mc_user[@]}" -U 0 -l 127.0.0.1 -p "$p" -m 16 -t 1
-    MC+=("127.0.0.1:$p")
-    wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $p), 1).close()" ||
-        fail "memcached did not start on port $p"
-done
+start_memcacheds 3
 
 random_file "$T/vol.img" $((8 << 20))
 cp "$T/vol.img" "$T/expect.img"

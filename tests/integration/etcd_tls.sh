@@ -29,12 +29,12 @@ ca() { # NAME: a CA in $PKI/NAME-ca-{key,cert}.pem
         --template "$T/$1-ca.info" --outfile "$PKI/$1-ca-cert.pem" >/dev/null 2>&1
 }
 leaf() { # CA NAME TEMPLATE-LINES...: $PKI/NAME-{key,cert}.pem signed by CA
-    local ca=$1 name=$2
+    local signer=$1 name=$2
     shift 2
     certtool --generate-privkey --outfile "$PKI/$name-key.pem" >/dev/null 2>&1
     printf '%s\n' "$@" "expiration_days = 2" >"$T/$name.info"
-    certtool --generate-certificate --load-ca-certificate "$PKI/$ca-ca-cert.pem" \
-        --load-ca-privkey "$PKI/$ca-ca-key.pem" --load-privkey "$PKI/$name-key.pem" \
+    certtool --generate-certificate --load-ca-certificate "$PKI/$signer-ca-cert.pem" \
+        --load-ca-privkey "$PKI/$signer-ca-key.pem" --load-privkey "$PKI/$name-key.pem" \
         --template "$T/$name.info" --outfile "$PKI/$name-cert.pem" >/dev/null 2>&1
 }
 ca main
@@ -74,16 +74,7 @@ ectl() {
 }
 
 # ---- memcached --------------------------------------------------------------
-mc_user=()
-[ "$(id -u)" -ne 0 ] || mc_user=(-u nobody)
-MC=()
-for _ in 0 1; do
-    p=$(free_port)
-    bg memcached "${mc_user[@]}" -U 0 -l 127.0.0.1 -p "$p" -m 16 -t 1
-    MC+=("127.0.0.1:$p")
-    wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $p), 1).close()" ||
-        fail "memcached did not start on port $p"
-done
+start_memcacheds 2
 
 random_file "$T/vol.img" $((4 << 20))
 TTL=3

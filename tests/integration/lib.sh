@@ -147,6 +147,21 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# start_memcacheds N: N memcached servers on free 127.0.0.1 ports (16 MiB,
+# one thread each), stopped at exit; their HOST:PORT in MC.
+start_memcacheds() {
+    local mc_user=() p i
+    [ "$(id -u)" -ne 0 ] || mc_user=(-u nobody) # memcached refuses to run as root without -u
+    MC=()
+    for ((i = 0; i < $1; i++)); do
+        p=$(free_port)
+        bg memcached "${mc_user[@]}" -U 0 -l 127.0.0.1 -p "$p" -m 16 -t 1
+        MC+=("127.0.0.1:$p")
+        wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $p), 1).close()" ||
+            fail "memcached did not start on port $p"
+    done
+}
+
 # start_shoald [ARGS...] [NAME=BACKING...]
 # Starts `shoald -f -l unix:$SOCK --http 127.0.0.1:$PORT
 # --http-token-file $T/token ARGS...` in the background and waits until both
