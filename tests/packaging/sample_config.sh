@@ -7,8 +7,10 @@
 #   - with every setting uncommented and its paths and ports moved into
 #     the test's directory, shoald starts with it too and serves what it
 #     describes: the gold file volume and the array volume over nbd+unix
-#     (an nbdkit memory export), [cluster] etcd (a real etcd, left out
-#     when none is installed), the API over HTTPS, a pid file, the unix
+#     (an nbdkit memory export), [cluster] etcd (a real etcd over http,
+#     left out when none is installed; etcd-cacert, etcd-cert and
+#     etcd-key, for https endpoints, are left out: etcd-tls tests them),
+#     the API over HTTPS, a pid file, the unix
 #     socket's owner, group and mode; as root, the user and group it
 #     drops to (nobody and its group stand in for shoal and kvm, which a
 #     build machine lacks).
@@ -91,6 +93,7 @@ else
     log "etcd is not installed (etcd-server): [cluster] etcd left out"
     sed -i '/^etcd = /d' "$T/shoald.conf"
 fi
+sed -i -E '/^etcd-(cacert|cert|key) = /d' "$T/shoald.conf"
 (umask 077 && printf 'user iqn.2026-12.org.example:host secret-of-the-host\n' >"$T/etc/iscsi-chap")
 random_file "$T/lib/gold.raw" $((2 << 20))
 bg nbdkit -f -U "$T/lib/nbd/array.sock" memory 8M
