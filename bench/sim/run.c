@@ -63,10 +63,16 @@ static void cell_insert(struct run *r, struct cell *c, uint32_t cid, unsigned he
     c->zero = false;
 }
 
-/* Returns the dropped content's heat (store_unref_heat). */
+/* Returns the dropped content's heat (store_unref_heat). A block whose
+ * content was evicted keeps its key in the daemon once the maintenance
+ * purge made it a remembered one (core/dir.h), after the eviction log
+ * forgot it: its heat is still found by that key. */
 static unsigned cell_drop(struct run *r, struct cell *c)
 {
+    bool stale = c->cid != SIM_NONE && !c->zero && !store_ref_live(r->s, c->ref);
     unsigned heat = store_unref_heat(r->s, c->ref);
+    if (stale && !heat)
+        heat = store_key_heat(r->s, key_of(r, c->cid));
     c->ref = (struct store_ref){0, 0};
     c->cid = SIM_NONE;
     c->zero = false;

@@ -177,11 +177,16 @@ static void rremove_locked(struct dir *d, struct rtable *t, struct dir_rcell *c)
 }
 
 /* Forget blk's remembered key, if any. */
-static void rclear_locked(struct dir *d, uint32_t si, uint32_t key)
+/* Forget blk's remembered key, if any; its key in *forgot (may be NULL). */
+static bool rclear_locked(struct dir *d, uint32_t si, uint32_t key, struct fpkey *forgot)
 {
     struct dir_rcell *c = rfind_locked(d, si, key);
-    if (c)
-        rremove_locked(d, rtable_of(d, si, false), c);
+    if (!c)
+        return false;
+    if (forgot)
+        *forgot = c->fp;
+    rremove_locked(d, rtable_of(d, si, false), c);
+    return true;
 }
 
 /* Drop a whole remembered table (budget full: make room, oldest stripes'
@@ -461,13 +466,16 @@ static void unshare_locked(struct dir *d, uint32_t si, uint64_t first, uint64_t 
     share_clear_deps_locked(d, si, first, end);
 }
 
-uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk)
+uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk, struct fpkey *forgot,
+                         bool *forgotten)
 {
     uint32_t si = dir_si(d, blk);
     struct stripe *s = &d->stripes[si];
     LOCK_GUARD(&s->lock);
     uint64_t old = clear_locked(d, s, key_of(d, blk));
-    rclear_locked(d, si, key_of(d, blk));
+    bool f = rclear_locked(d, si, key_of(d, blk), forgot);
+    if (forgotten)
+        *forgotten = f;
     unshare_locked(d, si, blk, blk + 1);
     if (bitmap_test(tk->touched, si) && tk->t[si] != s->seq)
         bitmap_set(tk->dirty, si);
@@ -484,7 +492,7 @@ uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool
     LOCK_GUARD(&s->lock);
     bool ok = bitmap_test(tk->touched, si) && !bitmap_test(tk->dirty, si) && tk->t[si] == s->seq;
     uint64_t old = clear_locked(d, s, key_of(d, blk));
-    rclear_locked(d, si, key_of(d, blk));
+    rclear_locked(d, si, key_of(d, blk), NULL);
     unshare_locked(d, si, blk, blk + 1);
     stripe_bump(s, key_of(d, blk));
     if (ok)
@@ -536,7 +544,7 @@ int dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t va
         int r = share_install(d, si, blk, key, val);
         if (r != DIR_HELD) {
             if (r == DIR_SHARED)
-                rclear_locked(d, si, key);
+                rclear_locked(d, si, key, NULL);
             return r;
         }
     }
@@ -546,7 +554,7 @@ int dir_install(struct dir *d, uint64_t blk, struct dir_tickets *tk, uint64_t va
     place_locked(s, &nc);
     s->count++;
     account(d, &nc, +1);
-    rclear_locked(d, si, key); /* held locally again */
+    rclear_locked(d, si, key, NULL); /* held locally again */
     return DIR_HELD;
 }
 
@@ -600,7 +608,7 @@ void dir_invalidate(struct dir *d, uint64_t first, uint64_t n)
             {
                 LOCK_GUARD(&s->lock);
                 old = clear_locked(d, s, key_of(d, b));
-                rclear_locked(d, dir_si(d, b), key_of(d, b));
+                rclear_locked(d, dir_si(d, b), key_of(d, b), NULL);
                 unshare_locked(d, dir_si(d, b), b, b + 1);
                 stripe_bump(s, key_of(d, b));
             }

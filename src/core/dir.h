@@ -162,8 +162,13 @@ void dir_remember(struct dir *d, uint64_t blk, const struct fpkey *fp);
  * answered and before the reply. end returns true if the block may still
  * be installed (nothing else touched its stripe since our begin). */
 /* Both return the value they removed from the cell (0 if none); the caller
- * drops it with store_unref when dir_val_is_ref() (stale refs are ignored). */
-uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk);
+ * drops it with store_unref when dir_val_is_ref() (stale refs are ignored).
+ * begin also says (*forgotten, may be NULL) whether it forgot a remembered
+ * block, and its key (*forgot, may be NULL): a rewrite hands the old
+ * content's worth on (evict.h, heat_locked) whether the maintenance purge
+ * turned its stale cell into a remembered one yet or not. */
+uint64_t dir_write_begin(struct dir *d, uint64_t blk, struct dir_tickets *tk, struct fpkey *forgot,
+                         bool *forgotten);
 uint64_t dir_write_end(struct dir *d, uint64_t blk, struct dir_tickets *tk, bool *clean);
 /* Install val (a store reference or DIR_ZERO) if the stripe is not dirty for
  * this request, seq still equals our ticket, and the cell is empty or stale.

@@ -498,10 +498,10 @@ bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)
     return evlog_find_locked(sh, ref.idx, ref.gen, key);
 }
 
-/* The heat of a content no longer held, by its key: policies that count
- * uses by key remember them after the content left. */
-static unsigned key_heat(struct store *s, const struct fpkey *keyp)
+unsigned store_key_heat(struct store *s, const struct fpkey *keyp)
 {
+    if (!s->policy->heat_locked)
+        return 0;
     uint64_t key = fpkey_hash64(keyp);
     struct shard *sh = shard_of_key(s, key);
     LOCK_GUARD(&sh->lock);
@@ -539,7 +539,7 @@ unsigned store_unref_heat(struct store *s, struct store_ref ref)
             return heat;
         }
     }
-    return key_heat(s, &evicted);
+    return store_key_heat(s, &evicted);
 }
 
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)

@@ -168,6 +168,11 @@ void store_unref(struct store *s, struct store_ref ref);
  * when the policy keeps none. */
 unsigned store_unref_heat(struct store *s, struct store_ref ref);
 
+/* The heat (evict.h, heat_locked) of a content no longer held, by its key:
+ * policies that count uses by key remember them after the content left.
+ * 0 when the policy keeps none. */
+unsigned store_key_heat(struct store *s, const struct fpkey *key);
+
 /* Copy [off, off+len) of the block into dst if ref is still live, and tell
  * the eviction policy it was used. 0 or -ENOENT (stale: treat as a miss). */
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len);

@@ -649,7 +649,12 @@ static void begin_range(struct volume *v, uint64_t first, uint32_t nb, struct vo
     dir_tickets_reset(&s->tk);
     todo_clear(s, nb);
     for (uint32_t i = 0; i < nb; i++) {
-        unsigned h = drop(v, dir_write_begin(v->dir, first + i, &s->tk));
+        struct fpkey forgot;
+        bool remembered = false;
+        uint64_t old = dir_write_begin(v->dir, first + i, &s->tk, &forgot, &remembered);
+        unsigned h = drop(v, old);
+        if (remembered && !h)
+            h = store_key_heat(v->store, &forgot);
         s->heat[i] = (uint8_t)(h < UINT8_MAX ? h : UINT8_MAX);
     }
 }

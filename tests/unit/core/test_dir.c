@@ -88,7 +88,7 @@ static void test_read_raced_by_write(void **state)
     dir_tickets_reset(f->tk);
     dir_read_ticket(f->d, blk, f->tk);
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, blk, f->tk2);
+    dir_write_begin(f->d, blk, f->tk2, NULL, NULL);
     bool clean;
     dir_write_end(f->d, blk, f->tk2, &clean);
     assert_true(clean);
@@ -105,7 +105,7 @@ static void test_read_during_write_is_cleared(void **state)
     struct fix *f = *state;
     const uint64_t blk = 77;
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, blk, f->tk2);
+    dir_write_begin(f->d, blk, f->tk2, NULL, NULL);
     /* A read starting during the write may install... */
     dir_tickets_reset(f->tk);
     dir_read_ticket(f->d, blk, f->tk);
@@ -128,8 +128,8 @@ static void test_overlapping_writes_install_nothing(void **state)
     bool c1, c2;
     dir_tickets_reset(f->tk);
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, blk, f->tk);  /* W1 */
-    dir_write_begin(f->d, blk, f->tk2); /* W2 */
+    dir_write_begin(f->d, blk, f->tk, NULL, NULL); /* W1 */
+    dir_write_begin(f->d, blk, f->tk2, NULL, NULL); /* W2 */
     dir_write_end(f->d, blk, f->tk2, &c2);
     dir_write_end(f->d, blk, f->tk, &c1);
     assert_false(c1); /* W2 began inside W1 */
@@ -150,9 +150,9 @@ static void test_same_stripe_foreign_change_marks_dirty(void **state)
     bool c;
     dir_tickets_reset(f->tk);
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, 8, f->tk);
-    dir_write_begin(f->d, 8, f->tk2); /* foreign */
-    dir_write_begin(f->d, 9, f->tk);
+    dir_write_begin(f->d, 8, f->tk, NULL, NULL);
+    dir_write_begin(f->d, 8, f->tk2, NULL, NULL); /* foreign */
+    dir_write_begin(f->d, 9, f->tk, NULL, NULL);
     dir_write_end(f->d, 8, f->tk2, &c);
     dir_write_end(f->d, 8, f->tk, &c);
     assert_false(c);
@@ -184,7 +184,7 @@ static void write_blk(struct fix *f, uint64_t blk)
 {
     dir_tickets_reset(f->tk2);
     bool clean;
-    dir_write_begin(f->d, blk, f->tk2);
+    dir_write_begin(f->d, blk, f->tk2, NULL, NULL);
     uint64_t v = dir_write_end(f->d, blk, f->tk2, &clean);
     if (dir_val_is_ref(v))
         store_unref(f->st, dir_ref(v));
@@ -354,21 +354,30 @@ static void test_remembered_keys(void **state)
     dir_tickets_reset(f->tk);
     dir_read_ticket(f->d, 6, f->tk);
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, 7, f->tk2); /* same stripe as 6 */
+    dir_write_begin(f->d, 7, f->tk2, NULL, NULL); /* same stripe as 6 */
     assert_true(dir_remembered_key(f->d, 6, f->tk, &k));
     want = key_of_seed(78);
     assert_true(fpkey_equal(&k, &want));
     /* ...a change of the block itself does: a ticket older than it
      * answers nothing. */
-    dir_write_begin(f->d, 6, f->tk2);
+    dir_write_begin(f->d, 6, f->tk2, NULL, NULL);
     assert_false(dir_remembered_key(f->d, 6, f->tk, &k));
 
-    /* A write forgets the key. */
+    /* A write forgets the key, and hands it to the writer (the old
+     * content's heat goes to the new one: volume.c). */
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, 5, f->tk2);
+    struct fpkey forgot;
+    bool forgotten = false;
+    assert_int_equal(dir_write_begin(f->d, 5, f->tk2, &forgot, &forgotten), 0);
+    assert_true(forgotten);
+    want = key_of_seed(77);
+    assert_true(fpkey_equal(&forgot, &want));
     assert_int_equal(dir_lookup(f->d, 5), 0);
     assert_int_equal(dir_remembered(f->d), 0);
     bool clean;
+    dir_write_end(f->d, 5, f->tk2, &clean);
+    dir_write_begin(f->d, 5, f->tk2, &forgot, &forgotten);
+    assert_false(forgotten);
     dir_write_end(f->d, 5, f->tk2, &clean);
 
     /* The purge remembers the rest; a large invalidate forgets them. */

@@ -86,7 +86,7 @@ static int install(struct fix *f, struct dir *d, uint64_t blk, uint64_t val)
 static void write_block(struct fix *f, struct dir *d, uint64_t blk)
 {
     dir_tickets_reset(f->tk2);
-    uint64_t v = dir_write_begin(d, blk, f->tk2);
+    uint64_t v = dir_write_begin(d, blk, f->tk2, NULL, NULL);
     if (dir_val_is_ref(v))
         store_unref(f->st, dir_ref(v));
     bool clean;
@@ -178,7 +178,7 @@ static void test_base_change_unshares(void **state)
     assert_int_equal(dir_lookup(f->dep, 101), dir_lookup(f->base, 101));
     /* A write's begin alone already unshares (the write is in flight). */
     dir_tickets_reset(f->tk2);
-    uint64_t v = dir_write_begin(f->base, 101, f->tk2);
+    uint64_t v = dir_write_begin(f->base, 101, f->tk2, NULL, NULL);
     store_unref(f->st, dir_ref(v));
     assert_int_equal(dir_lookup(f->dep, 101), 0);
     bool clean;
@@ -351,7 +351,7 @@ static void *race_base(void *arg)
     for (uint32_t round = 0; round < RACE_ROUNDS; round++)
         for (uint64_t b = 0; b < RACE_BLOCKS; b++) {
             dir_tickets_reset(tk);
-            uint64_t v = dir_write_begin(f->base, b, tk);
+            uint64_t v = dir_write_begin(f->base, b, tk, NULL, NULL);
             if (dir_val_is_ref(v))
                 store_unref(f->st, dir_ref(v));
             bool clean;
