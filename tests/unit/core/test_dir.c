@@ -128,7 +128,7 @@ static void test_overlapping_writes_install_nothing(void **state)
     bool c1, c2;
     dir_tickets_reset(f->tk);
     dir_tickets_reset(f->tk2);
-    dir_write_begin(f->d, blk, f->tk, NULL, NULL); /* W1 */
+    dir_write_begin(f->d, blk, f->tk, NULL, NULL);  /* W1 */
     dir_write_begin(f->d, blk, f->tk2, NULL, NULL); /* W2 */
     dir_write_end(f->d, blk, f->tk2, &c2);
     dir_write_end(f->d, blk, f->tk, &c1);
