@@ -12,7 +12,8 @@
 #   registers again;
 # - refused at start, with one line: a CA that did not sign etcd's
 #   certificate, no client certificate, a certificate without its key, TLS
-#   files with only http:// endpoints, and (with --user nobody) a key file
+#   files with only http:// endpoints, an endpoint that accepts and never
+#   answers (within the call timeout), and (with --user nobody) a key file
 #   that user cannot read (the files are read at each connection).
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -144,6 +145,20 @@ assert_refused "needs both --etcd-cert and --etcd-key" --etcd "$EP" \
 assert_refused "no etcd endpoint is https://" --etcd "http://127.0.0.1:$cport" \
     --etcd-cacert "$PKI/main-ca-cert.pem" "${common[@]}"
 assert_refused "bad etcd endpoint" --etcd "https://" "${common[@]}"
+# An endpoint that accepts and never answers (a hung TLS handshake): the
+# start stops within the 2 s call timeout, not never.
+hport=$(free_port)
+bg "$PY" -c 'import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", '"$hport"')); s.listen(64)
+conns=[]
+while True: conns.append(s.accept())'
+wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
+    fail "the silent listener did not start"
+t0=$SECONDS
+assert_refused "cannot take a lease in etcd" --etcd "https://127.0.0.1:$hport" \
+    --etcd-cacert "$PKI/main-ca-cert.pem" "${common[@]}"
+[ $((SECONDS - t0)) -le 6 ] || fail "a silent etcd endpoint held the start $((SECONDS - t0)) s"
 if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
     chmod 755 "$PKI" "$T"
     chmod 644 "$PKI/main-ca-cert.pem" "$PKI/client-cert.pem"
