@@ -173,6 +173,7 @@ static int record(struct builder *b, const struct trace *t, uint64_t i, bool by_
         if (r < 0)
             return r;
         struct sim_op op = {.addr = addr, .cid = cid, .blk = blk};
+        op.more = blk < (end - 1) / BLOCK_SIZE; /* the record goes on: one request */
         if (rec->op == TRACE_READ) {
             op.kind = SIM_READ;
             op.bytes = (uint32_t)(hi - lo);

@@ -31,6 +31,8 @@ struct run {
     bool *have_key;
     uint8_t blk[BLOCK_SIZE];
     uint64_t partial_seen[PARTIAL_SEEN]; /* as a volume's (core/partial.h) */
+    bool *miss;                          /* by block of the request */
+    unsigned *heat;
 };
 
 /* The bytes of content cid: distinct for every cid. */
@@ -79,23 +81,24 @@ static unsigned cell_drop(struct run *r, struct cell *c)
     return heat;
 }
 
-/* A read of cid at c that the daemon serves from RAM: a known zero block,
- * the cell's live reference, or its remembered key found again. */
-static bool read_hit(struct run *r, struct cell *c, uint32_t cid)
+/* A read of cid at c that the daemon serves from RAM at once: a known zero
+ * block or the cell's live reference. */
+static bool read_live(struct run *r, struct cell *c, uint32_t cid)
 {
     uint8_t b;
     if (r->o->zero[cid])
         return c->zero && c->cid == cid;
-    if (c->cid != cid)
-        return false;
-    if (store_read(r->s, c->ref, &b, 0, 1) == 0)
-        return true;
+    return c->cid == cid && store_read(r->s, c->ref, &b, 0, 1) == 0;
+}
+
+/* A miss whose content the cell remembers, found again by its key. */
+static bool read_by_key(struct run *r, struct cell *c, uint32_t cid)
+{
     struct store_ref ref;
-    if (store_find(r->s, key_of(r, cid), &ref) == 0) {
-        c->ref = ref;
-        return true;
-    }
-    return false;
+    if (r->o->zero[cid] || c->cid != cid || store_find(r->s, key_of(r, cid), &ref) < 0)
+        return false;
+    c->ref = ref;
+    return true;
 }
 
 /* A miss fetched whole: cached, or a zero block, a constant from now on. */
@@ -110,16 +113,79 @@ static void read_miss(struct run *r, struct cell *c, uint32_t cid)
     cell_insert(r, c, cid, 0);
 }
 
+/* One read request, ops[0 .. n), in vol_read's order: every block looked
+ * up (the hits are uses before anything is installed), then the misses by
+ * their remembered key (vol_key.c), then the rest fetched and installed in
+ * order (finish_read): a block's install cannot evict a later block of the
+ * same request before it was looked up. */
+static void read_request(struct run *r, struct cell *cells, const struct sim_op *ops, uint64_t n,
+                         struct sim_result *res)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        res->read_bytes += ops[i].bytes;
+        res->read_blocks++;
+        r->miss[i] = !read_live(r, &cells[ops[i].addr], ops[i].cid);
+    }
+    for (uint64_t i = 0; i < n; i++)
+        if (r->miss[i] && read_by_key(r, &cells[ops[i].addr], ops[i].cid))
+            r->miss[i] = false;
+    for (uint64_t i = 0; i < n; i++) {
+        const struct sim_op *op = &ops[i];
+        if (!r->miss[i])
+            continue;
+        res->miss_bytes += op->bytes;
+        res->miss_blocks++;
+        /* A partly read block that misses is read exactly, not cached,
+         * unless it was partly read lately (volume.c, core/partial.h). */
+        if (op->bytes < BLOCK_SIZE && !partial_seen(r->partial_seen, op->blk))
+            partial_note(r->partial_seen, op->blk);
+        else
+            read_miss(r, &cells[op->addr], op->cid);
+    }
+}
+
+/* One write request, ops[0 .. n), in the order of the daemon's write path
+ * (volume.c): every block's old content dropped first (begin_range), its
+ * worth kept; then the blocks written whole installed with it
+ * (finish_change): a rewrite hands the old content's worth on. */
+static void write_request(struct run *r, struct cell *cells, const struct sim_op *ops, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        r->heat[i] = cell_drop(r, &cells[ops[i].addr]);
+    for (uint64_t i = 0; i < n; i++) {
+        const struct sim_op *op = &ops[i];
+        struct cell *c = &cells[op->addr];
+        if (op->kind != SIM_WRITE)
+            continue;
+        if (r->o->zero[op->cid]) {
+            c->cid = op->cid;
+            c->zero = true;
+        } else {
+            cell_insert(r, c, op->cid, r->heat[i]);
+        }
+    }
+}
+
 int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint64_t cache_blocks,
                   struct sim_result *res)
 {
     memset(res, 0, sizeof *res);
+    /* The longest request sizes the per-request scratch. */
+    uint64_t longest = 1;
+    for (uint64_t i = 0, len = 1; i < o->n; i++, len++) {
+        if (len > longest)
+            longest = len;
+        if (!o->ops[i].more)
+            len = 0;
+    }
     _cleanup_free_ struct cell *cells = malloc((size_t)o->naddrs * sizeof *cells + 1);
     _cleanup_free_ struct fpkey *keys = malloc((size_t)o->ncids * sizeof *keys + 1);
     _cleanup_free_ bool *have_key = calloc((size_t)o->ncids + 1, sizeof *have_key);
-    if (!cells || !keys || !have_key)
+    _cleanup_free_ bool *miss = malloc(longest * sizeof *miss);
+    _cleanup_free_ unsigned *heat = malloc(longest * sizeof *heat);
+    if (!cells || !keys || !have_key || !miss || !heat)
         return -ENOMEM;
-    struct run r = {.o = o, .keys = keys, .have_key = have_key};
+    struct run r = {.o = o, .keys = keys, .have_key = have_key, .miss = miss, .heat = heat};
     int ret = store_create(cache_blocks * BLOCK_SIZE, 0, policy, &r.s);
     if (ret < 0)
         return ret;
@@ -128,39 +194,15 @@ int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint6
      * (store_unref_heat). */
     for (uint32_t i = 0; i < o->naddrs; i++)
         cells[i] = (struct cell){{0, 0}, SIM_NONE, false};
-    for (uint64_t i = 0; i < o->n; i++) {
-        const struct sim_op *op = &o->ops[i];
-        struct cell *c = &cells[op->addr];
-        switch (op->kind) {
-        case SIM_READ:
-            res->read_bytes += op->bytes;
-            res->read_blocks++;
-            if (read_hit(&r, c, op->cid))
-                break;
-            res->miss_bytes += op->bytes;
-            res->miss_blocks++;
-            /* A partly read block that misses is read exactly, not cached,
-             * unless it was partly read lately (volume.c, core/partial.h). */
-            if (op->bytes < BLOCK_SIZE && !partial_seen(r.partial_seen, op->blk))
-                partial_note(r.partial_seen, op->blk);
-            else
-                read_miss(&r, c, op->cid);
-            break;
-        case SIM_WRITE: {
-            /* A rewrite hands the old content's worth on, as the daemon's
-             * write path does (volume.c). */
-            unsigned heat = cell_drop(&r, c);
-            if (o->zero[op->cid]) {
-                c->cid = op->cid;
-                c->zero = true;
-            } else {
-                cell_insert(&r, c, op->cid, heat);
-            }
-            break;
-        }
-        default:
-            cell_drop(&r, c);
-        }
+    for (uint64_t i = 0; i < o->n;) {
+        uint64_t n = 1;
+        while (o->ops[i + n - 1].more && i + n < o->n)
+            n++;
+        if (o->ops[i].kind == SIM_READ)
+            read_request(&r, cells, &o->ops[i], n, res);
+        else
+            write_request(&r, cells, &o->ops[i], n);
+        i += n;
     }
     struct store_stats st;
     store_get_stats(r.s, &st);

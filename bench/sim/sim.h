@@ -31,6 +31,7 @@ struct sim_op {
     uint32_t cid;   /* content id (read, write), 0 .. ncids-1 */
     uint32_t bytes; /* read: bytes of the request within this block */
     uint8_t kind;
+    bool more;    /* the next operation is a block of the same request */
     uint64_t blk; /* the block's number in the trace (core/partial.h's table) */
 };
 
@@ -56,7 +57,10 @@ struct sim_result {
     uint64_t evictions;
 };
 
-/* Replay through a real store of cache_blocks with the policy. */
+/* Replay through a real store of cache_blocks with the policy, a request
+ * at a time in the daemon's order (volume.c): a read looks every block up,
+ * then by key the ones that missed, then installs what it fetched; a write
+ * drops every block's old content, then installs the new ones. */
 int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint64_t cache_blocks,
                   struct sim_result *res);
 

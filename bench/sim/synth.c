@@ -297,6 +297,8 @@ static void write_mix(struct gen *g, unsigned cache, uint64_t accesses)
         bool partial = write && rnd(g) % 10 == 0;
         for (unsigned k = 0; k < len && n < accesses; k++, n++) {
             uint32_t b = a + k < region + seqspan ? a + k : a;
+            if (k > 0 && !g->err)
+                g->o->ops[g->o->n - 1].more = true; /* one request (run.c) */
             if (!write)
                 rd(g, b);
             else if (partial)

@@ -106,6 +106,15 @@ def main():
         # Belady's optimum keeps a block from its first read: a bound below.
         check(by[("4", "opt")]["block_miss_ratio"] <= 4 / 6,
               "MIN is a lower bound with partial reads too")
+        # A request's blocks are all looked up before its misses are
+        # installed (volume.c): in a 2-block LRU cache holding blocks 1 and
+        # 5, a read of blocks 0-1 hits block 1 and evicts block 5 to install
+        # block 0 (one block at a time, block 0's install evicted block 1,
+        # which then missed).
+        rc, err, (j, by) = sim(d, "req.trace", disksim([("R", 8, 8), ("R", 40, 8), ("R", 0, 16)]),
+                               "--sizes", "2", "--policies", "lru")
+        check(near(by[("2", "lru")]["block_miss_ratio"], 3 / 4),
+              "a multi-block read is looked up whole before its misses are installed")
         # Devices are separate disks.
         rc, err, (j, by) = sim(d, "dev.trace", "1 0 0 8 1\n2 1 0 8 1\n3 0 0 8 1\n",
                                "--sizes", "4", "--policies", "lru")

@@ -14,10 +14,12 @@
  * queue only if it was used more often than the block it would displace,
  * so scans pass through a small window and a storm keeps a fixed part of
  * itself. With a rewritten block's count handed on to its new content
- * (heat_locked / inherit_locked below) it beats S3-FIFO, the default
- * before, on the synthetic storms and the 59% write mix; it loses to it by
- * up to 0.019 on a few trace sizes (bench/README.md, "Policy simulator",
- * from bench/policy-sim). */
+ * (heat_locked / inherit_locked below), and the room a rewrite leaves in
+ * its main queue given only to a block that wins its admission duel, it
+ * beats S3-FIFO, the default before, on the synthetic storms, loops, vdi
+ * and write mix and on daemon-sim's write mixes at 10% and 30% of their
+ * working set; it loses to it by up to 0.005 on a few trace sizes
+ * (bench/README.md, "Policy simulator", from bench/policy-sim). */
 #ifndef SHOAL_CORE_EVICT_H
 #define SHOAL_CORE_EVICT_H
 

@@ -175,6 +175,103 @@ static void test_window_grows(void **state)
     pol_close(&p);
 }
 
+/* Entries in the window: held, without the policy's IN_MAIN bit (0x1). */
+static uint32_t window_len(const struct pol *p)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->used; i++)
+        n += entry_refs(&p->e[i]) != 0 && !(entry_pbits(&p->e[i]) & 0x1u);
+    return n;
+}
+
+/* A hole a rewrite leaves in a full main goes to a candidate that wins
+ * the duel, not to the next cold block: a hot block's new content (its
+ * old count handed on, plus one) gets it, the cold block in front of it
+ * waits and is the next victim. (Filled unopposed, the cold block took the
+ * hole, and the rewritten block then lost its duel to main's victim.) At
+ * most 4 candidates wait: more removals let cold ones in as before. */
+static void test_hole_duel(void **state)
+{
+    (void)state;
+    struct pol p;
+    pol_open(&p, 100); /* a window of 1 */
+    uint32_t idx[100];
+    for (uint32_t k = 0; k < 100; k++)
+        idx[k] = miss(&p, k); /* 0..98 in main, unopposed while it fills */
+    for (int r = 0; r < 2; r++)
+        for (uint32_t k = 0; k < 99; k++)
+            p.ops->hit_locked(p.st, idx[k]); /* count 3 */
+    uint32_t cold = miss(&p, 100);           /* 99 refused: the first eviction */
+    assert_int_equal(cold, idx[99]);
+    /* Block 5 rewritten: its old content dropped, the new one in its slot
+     * with the old count. */
+    unsigned heat = p.ops->heat_locked(p.st, tag(5));
+    assert_int_equal(heat, 3);
+    p.ops->remove_locked(p.st, idx[5]);
+    p.e[idx[5]].key = tag(1005);
+    p.ops->insert_locked(p.st, idx[5]);
+    p.ops->inherit_locked(p.st, idx[5], heat);
+    assert_int_equal(window_len(&p), 2); /* block 100 waits for the duel */
+    /* The next miss evicts the cold block, and the rewritten one, now the
+     * window's candidate, wins the hole (4 > 3). */
+    assert_int_equal(miss(&p, 101), cold);
+    assert_int_equal(window_len(&p), 1);
+    assert_true(entry_pbits(&p.e[idx[5]]) & 0x1u);
+    for (uint32_t k = 102; k < 150; k++)
+        assert_int_not_equal(miss(&p, k), idx[5]);
+    /* Cold blocks in six holes: four wait, then they go in unopposed. */
+    for (uint32_t k = 10; k < 16; k++) {
+        p.ops->remove_locked(p.st, idx[k]);
+        p.e[idx[k]].key = tag(2000 + k);
+        p.ops->insert_locked(p.st, idx[k]);
+        assert_true(window_len(&p) <= 1 + 4);
+    }
+    assert_int_equal(window_len(&p), 1 + 4);
+    pol_close(&p);
+}
+
+/* The window's move lengthens while the ghost verdicts agree: 10 refused
+ * blocks coming back in a row grow it by 4, 5, ... 13 blocks (85; by 4
+ * each, 40), and 3 main victims coming back then shrink it by 4, 8 and 16. */
+static void test_window_steps(void **state)
+{
+    (void)state;
+    struct pol p;
+    pol_open(&p, 1000); /* a window of 10, slices of 31 */
+    uint32_t *slot_of = slots_new(5000);
+    for (uint32_t k = 0; k < 1000; k++)
+        access(&p, slot_of, k);
+    for (int r = 0; r < 3; r++)
+        for (uint32_t k = 0; k < 990; k++)
+            access(&p, slot_of, k); /* main: count 4 */
+    for (uint32_t k = 1000; k < 1020; k++)
+        access(&p, slot_of, k); /* cold: refused as they leave the window */
+    assert_int_equal(window_len(&p), 10);
+    for (uint32_t k = 1000; k < 1010; k++)
+        assert_false(access(&p, slot_of, k)); /* refused, back: grow */
+    /* The window fills to its new size from main's victims. */
+    uint32_t victims[200], nv = 0;
+    for (uint32_t k = 2000; k < 2200; k++) {
+        uint32_t idx = p.used < p.cap ? p.used++ : p.ops->evict_locked(p.st);
+        if (p.owner[idx] && p.owner[idx] - 1 < 990 && nv < 200)
+            victims[nv++] = p.owner[idx] - 1;
+        p.e[idx].key = tag(k);
+        p.e[idx].refs = 1;
+        p.ops->insert_locked(p.st, idx);
+        p.owner[idx] = k + 1;
+        slot_of[k] = idx;
+    }
+    assert_int_equal(window_len(&p), 10 + 85);
+    assert_true(nv >= 3);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_false(access(&p, slot_of, victims[nv - 1 - i])); /* back: shrink */
+    for (uint32_t k = 3000; k < 3100; k++)
+        access(&p, slot_of, k); /* the window empties to its size */
+    assert_int_equal(window_len(&p), 10 + 85 - 4 - 8 - 16);
+    free(slot_of);
+    pol_close(&p);
+}
+
 /* Read-ahead (prefetch_locked): blocks nobody asked for yet, read soon by
  * the stream that fetched them. Four streams each fetch a window of 8
  * blocks ahead, then read them in turn, beside a hot set that keeps main
@@ -332,6 +429,8 @@ int main(void)
         cmocka_unit_test(test_scan_resistance),
         cmocka_unit_test(test_loop),
         cmocka_unit_test(test_window_grows),
+        cmocka_unit_test(test_window_steps),
+        cmocka_unit_test(test_hole_duel),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_resize_and_metadata),
         cmocka_unit_test(test_shared_content),
