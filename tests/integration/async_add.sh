@@ -14,14 +14,8 @@ need nbdcopy curl jq cmp
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
 
 # A server that accepts and never says a word: a hung NBD upstream.
-hport=$(free_port)
-bg "$PY" -c 'import socket
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", '"$hport"')); s.listen(64)
-conns=[]
-while True: conns.append(s.accept())'
-wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
-    fail "the silent listener did not start"
+silent_listener
+hport=$SILENT_PORT
 hung="nbd://127.0.0.1:$hport/"
 
 make_image "$T/base.img" 16

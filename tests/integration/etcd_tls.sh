@@ -147,14 +147,8 @@ assert_refused "no etcd endpoint is https://" --etcd "http://127.0.0.1:$cport" \
 assert_refused "bad etcd endpoint" --etcd "https://" "${common[@]}"
 # An endpoint that accepts and never answers (a hung TLS handshake): the
 # start stops within the 2 s call timeout, not never.
-hport=$(free_port)
-bg "$PY" -c 'import socket
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", '"$hport"')); s.listen(64)
-conns=[]
-while True: conns.append(s.accept())'
-wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
-    fail "the silent listener did not start"
+silent_listener
+hport=$SILENT_PORT
 t0=$SECONDS
 assert_refused "cannot take a lease in etcd" --etcd "https://127.0.0.1:$hport" \
     --etcd-cacert "$PKI/main-ca-cert.pem" "${common[@]}"

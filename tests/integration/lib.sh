@@ -162,6 +162,20 @@ start_memcacheds() {
     done
 }
 
+# silent_listener: a 127.0.0.1 server that accepts connections and never
+# says a word (a hung upstream, target or etcd), killed at exit; its port
+# in SILENT_PORT.
+silent_listener() {
+    SILENT_PORT=$(free_port)
+    bg "$PY" -c 'import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", '"$SILENT_PORT"')); s.listen(64)
+conns=[]
+while True: conns.append(s.accept())'
+    wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $SILENT_PORT), 1).close()" ||
+        fail "the silent listener did not start"
+}
+
 # start_shoald [ARGS...] [NAME=BACKING...]
 # Starts `shoald -f -l unix:$SOCK --http 127.0.0.1:$PORT
 # --http-token-file $T/token ARGS...` in the background and waits until both

@@ -194,14 +194,8 @@ assert_contains "$out" "refused" "error for a port where nothing listens"
 
 # A target that accepts and never answers: the connect timeout (2 s here)
 # with an error naming the login as the half that hung.
-hport=$(free_port)
-bg "$PY" -c 'import socket
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", '"$hport"')); s.listen(8)
-conns=[]
-while True: conns.append(s.accept())'
-wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
-    fail "the silent listener did not start"
+silent_listener
+hport=$SILENT_PORT
 t0=$(date +%s.%N)
 out=$(ctl volume add hung "iscsi://127.0.0.1:$hport/$IQN/1" 2>&1) && fail "adding a hung target succeeded: $out"
 secs=$(elapsed "$t0")

@@ -75,14 +75,8 @@ assert_eq "$(stats_json | jq '[.volumes[].errors] | add')" 0 "error counters"
 # add the connect timeout (10 s), with an error that says the handshake
 # hung; a port where nothing listens is refused at once. The daemon keeps
 # serving meanwhile.
-hport=$(free_port)
-bg "$PY" -c 'import socket,time
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", '"$hport"')); s.listen(8)
-conns=[]
-while True: conns.append(s.accept())'
-wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
-    fail "the silent listener did not start"
+silent_listener
+hport=$SILENT_PORT
 t0=$(date +%s.%N)
 out=$(ctl volume add hung "nbd://127.0.0.1:$hport/" 2>&1) && fail "adding a hung upstream succeeded: $out"
 secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
