@@ -100,6 +100,10 @@ static const char *check_shape(json_t *root)
     {
         if (!volume_name_valid(name) || !json_is_true(v))
             return "a removed volume that is not NAME: true";
+        /* This module never writes a name in both (an add clears its
+         * removal, a removal its add): which one would hold? */
+        if (json_object_get(json_object_get(root, "volumes"), name))
+            return "a volume both in \"volumes\" and in \"removed\"";
     }
     json_object_foreach(json_object_get(root, "enabled"), name, v)
     {
@@ -170,6 +174,11 @@ int state_open(const char *dir, struct state **out, char *err, size_t errlen)
     s->root = json_load_file(s->file, JSON_REJECT_DUPLICATES, &je);
     if (!s->root) {
         r = -EINVAL;
+        /* jansson quotes the text near the error: a line break or other
+         * control byte in it would break the one-line message. */
+        for (char *p = je.text; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
         if (je.line > 0)
             snprintf(err, errlen, "%s:%d: %s (fix or remove the file)", s->file, je.line, je.text);
         else
