@@ -80,6 +80,11 @@ printf '{"version": 2, "volumes": {}, "removed": {}, "enabled": {}}\n' >"$sd/sta
 bad_state "state file of another version" "not a shoald state file"
 printf '{"version": 1, "volumes": {"v": {"backing": 3}}, "removed": {}, "enabled": {}}\n' >"$sd/state.json"
 bad_state "state file with a bad volume" "without \"backing\""
+printf '{"version": 1, "volumes": {"v": {"backing": "%s"}}, "removed": {"v": true}, "enabled": {}}\n' \
+    "$T/a.img" >"$sd/state.json"
+bad_state "state file with a volume added and removed" "both in \"volumes\" and in \"removed\""
+printf '{"version": 1, "volumes": {"v\\\n": 1}}\n' >"$sd/state.json"
+bad_state "state file with a backslash and a line break in a string" "invalid escape"
 printf '{"version": 1, "volumes": {"v": {"backing": "%s"}}, "removed": {}, "enabled": {}}\n' \
     "$T/gone.img" >"$sd/state.json"
 bad_state "state file volume whose image is gone" "volume v: cannot open"
