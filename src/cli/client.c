@@ -192,7 +192,9 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
         json_error_t err;
         *out = json_loadb(resp.data, resp.len, 0, &err);
         if (!*out) {
-            fprintf(stderr, "shoalctl: the server sent invalid JSON: %s\n", err.text);
+            /* err.text quotes the server's bytes: keep them on one line. */
+            fprintf(stderr, "shoalctl: the server sent invalid JSON: %s\n",
+                    str_printable(err.text));
             free(resp.data);
             return EXIT_SERVER;
         }

@@ -22,10 +22,7 @@ static char *dup_cell(const char *s)
     char *d = strdup(s ? s : "-");
     if (!d)
         abort(); /* a CLI out of memory has nothing better to do */
-    for (char *p = d; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return d;
+    return str_printable(d);
 }
 
 struct table *table_new(unsigned ncols, const char *const *headers, const char *align)

@@ -8,6 +8,14 @@
 #include <stdlib.h>
 #include <strings.h>
 
+char *str_printable(char *s)
+{
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return s;
+}
+
 bool buf_is_zero(const void *p, size_t len)
 {
     const unsigned char *b = p;

@@ -103,6 +103,11 @@ int parse_size(const char *s, uint64_t *out);
  * -ERANGE when the milliseconds do not fit in 64 bits. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 
+/* Replace control bytes in s (a line break, an escape sequence) with '?',
+ * in place: text from outside (a server's answer, a file) quoted in a
+ * one-line message or a terminal cell stays on its line. Returns s. */
+char *str_printable(char *s);
+
 /* Human-readable size into buf ("1.5 GiB"). Returns buf. */
 char *format_size(uint64_t bytes, char *buf, size_t len);
 

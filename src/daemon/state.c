@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "daemon/vol_settings.h"
 
 #define STATE_VERSION 1
@@ -176,9 +177,7 @@ int state_open(const char *dir, struct state **out, char *err, size_t errlen)
         r = -EINVAL;
         /* jansson quotes the text near the error: a line break or other
          * control byte in it would break the one-line message. */
-        for (char *p = je.text; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = '?';
+        str_printable(je.text);
         if (je.line > 0)
             snprintf(err, errlen, "%s:%d: %s (fix or remove the file)", s->file, je.line, je.text);
         else
