@@ -176,7 +176,6 @@ static void rremove_locked(struct dir *d, struct rtable *t, struct dir_rcell *c)
     budget_give(d->budget, 1);
 }
 
-/* Forget blk's remembered key, if any. */
 /* Forget blk's remembered key, if any; its key in *forgot (may be NULL). */
 static bool rclear_locked(struct dir *d, uint32_t si, uint32_t key, struct fpkey *forgot)
 {
