@@ -81,6 +81,9 @@ static inline int backend_format_parse(const char *s, enum backend_format *out)
 
 /* How to open a back end (parsed from the command line / config). */
 #define BACKEND_CONNECT_TIMEOUT_MS 10000
+/* The longest connect timeout a volume, --connect-timeout or a state file
+ * may set: an hour. */
+#define BACKEND_CONNECT_TIMEOUT_MAX_MS 3600000
 
 /* The connect timeout of back ends whose params leave it 0 (shoald's
  * --connect-timeout: every volume, however it was added). 0 restores
@@ -96,7 +99,8 @@ struct backend_params {
     /* nbd, iscsi: give up a connection attempt (connect and handshake or
      * login) after this long. A server that accepts and never
      * answers otherwise holds startup or `volume add` that long. 0: the
-     * default, backend_connect_timeout(). */
+     * default, backend_connect_timeout(); at most
+     * BACKEND_CONNECT_TIMEOUT_MAX_MS. */
     uint32_t connect_timeout_ms;
     /* file: see enum backend_format. nbd: ignored, the upstream server
      * decides what its export holds. */

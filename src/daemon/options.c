@@ -468,7 +468,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         o->group_at.line = o->at_line;
         return 0;
     case OPT_CONNECT_TIMEOUT:
-        if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > 3600000)
+        if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > BACKEND_CONNECT_TIMEOUT_MAX_MS)
             return bad(o, "--connect-timeout", val,
                        "want a duration like 10s or 500ms (at most 1h)");
         o->connect_timeout_ms = u64;
@@ -866,7 +866,7 @@ static int volume_setting(struct ini_ctx *c, const char *given, const char *val)
             return bad(o, "connections", val, "want 1..64");
     } else if (!strcmp(name, "connect-timeout")) {
         uint64_t ms;
-        if (parse_duration_ms(val, &ms) < 0 || ms == 0 || ms > 3600000)
+        if (parse_duration_ms(val, &ms) < 0 || ms == 0 || ms > BACKEND_CONNECT_TIMEOUT_MAX_MS)
             return bad(o, "connect-timeout", val, "want a duration like 10s or 500ms (at most 1h)");
         v->backend.connect_timeout_ms = (uint32_t)ms;
     }

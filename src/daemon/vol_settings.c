@@ -1,8 +1,7 @@
 /* See vol_settings.h. */
 #include "daemon/vol_settings.h"
 
-/* The longest connect timeout a volume may have, as --connect-timeout. */
-#define CONNECT_TIMEOUT_MAX_MS 3600000
+#include "backend/backend.h"
 
 json_t *vol_settings_json(const struct volume_config *c)
 {
@@ -63,7 +62,7 @@ const char *vol_settings_parse(const json_t *v, struct volume_config *c)
         c->readahead = (int32_t)n;
     else if (r < 0 && !why)
         why = "a volume's \"readahead\" is not -1..262144";
-    if ((r = int_in(v, "connect_timeout_ms", 0, CONNECT_TIMEOUT_MAX_MS, &n)) > 0)
+    if ((r = int_in(v, "connect_timeout_ms", 0, BACKEND_CONNECT_TIMEOUT_MAX_MS, &n)) > 0)
         c->backend.connect_timeout_ms = (uint32_t)n;
     else if (r < 0 && !why)
         why = "a volume's \"connect_timeout_ms\" is not 0..3600000";
