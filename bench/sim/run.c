@@ -166,18 +166,24 @@ static void write_request(struct run *r, struct cell *cells, const struct sim_op
     }
 }
 
+/* The operations of the request that starts at ops[i]. */
+static uint64_t request_len(const struct sim_ops *o, uint64_t i)
+{
+    uint64_t n = 1;
+    while (o->ops[i + n - 1].more && i + n < o->n)
+        n++;
+    return n;
+}
+
 int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint64_t cache_blocks,
                   struct sim_result *res)
 {
     memset(res, 0, sizeof *res);
     /* The longest request sizes the per-request scratch. */
     uint64_t longest = 1;
-    for (uint64_t i = 0, len = 1; i < o->n; i++, len++) {
-        if (len > longest)
-            longest = len;
-        if (!o->ops[i].more)
-            len = 0;
-    }
+    for (uint64_t i = 0, n; i < o->n; i += n)
+        if ((n = request_len(o, i)) > longest)
+            longest = n;
     _cleanup_free_ struct cell *cells = malloc((size_t)o->naddrs * sizeof *cells + 1);
     _cleanup_free_ struct fpkey *keys = malloc((size_t)o->ncids * sizeof *keys + 1);
     _cleanup_free_ bool *have_key = calloc((size_t)o->ncids + 1, sizeof *have_key);
@@ -194,15 +200,12 @@ int sim_run_store(const struct sim_ops *o, const struct evict_ops *policy, uint6
      * (store_unref_heat). */
     for (uint32_t i = 0; i < o->naddrs; i++)
         cells[i] = (struct cell){{0, 0}, SIM_NONE, false};
-    for (uint64_t i = 0; i < o->n;) {
-        uint64_t n = 1;
-        while (o->ops[i + n - 1].more && i + n < o->n)
-            n++;
+    for (uint64_t i = 0, n; i < o->n; i += n) {
+        n = request_len(o, i);
         if (o->ops[i].kind == SIM_READ)
             read_request(&r, cells, &o->ops[i], n, res);
         else
             write_request(&r, cells, &o->ops[i], n);
-        i += n;
     }
     struct store_stats st;
     store_get_stats(r.s, &st);
