@@ -725,10 +725,24 @@ static void remember_stale(struct dir *d, uint32_t si)
 void dir_purge(struct dir *d)
 {
     if (d->budget) {
-        /* A full budget makes room for what was evicted since: forget one
-         * stripe's remembered blocks per purge, in rotation. */
-        if (__atomic_load_n(&d->budget->used, __ATOMIC_RELAXED) >= d->budget->max &&
-            rtables_get(d)) {
+        /* A full budget makes room for what was evicted since (its stale
+         * cells, about to be remembered): forget whole stripes' remembered
+         * blocks, in rotation, until they fit. So the remembered blocks
+         * are about the budget's worth of the latest evicted, the likeliest
+         * to be read (from a tier) or rewritten (handing their heat on)
+         * again, however often the purge runs. One stripe per purge kept
+         * the blocks evicted first and forgot most of those evicted since
+         * (a 10 ms purge of a 1 MiB cache remembered 16 of ~100). */
+        uint64_t need = 0;
+        for (uint32_t si = 0; si < d->nstripes; si++) {
+            struct stripe *s = &d->stripes[si];
+            LOCK_GUARD(&s->lock);
+            need += s->count - count_live_locked(d, s);
+        }
+        for (uint32_t k = 0;
+             k < d->nstripes && rtables_get(d) &&
+             __atomic_load_n(&d->budget->used, __ATOMIC_RELAXED) + need > d->budget->max;
+             k++) {
             uint32_t si = d->purge_cursor++ % d->nstripes;
             LOCK_GUARD(&d->stripes[si].lock);
             rdrop_all_locked(d, rtable_of(d, si, false));

@@ -19,11 +19,13 @@
  * its stripe, so a later miss can ask the other tiers for that content by
  * key before the back end. A stale cell becomes a remembered one when the
  * store's eviction log still knows the evicted content's key: on a read
- * miss (dir_read_ticket_key) and in the maintenance purge; otherwise it is
+ * miss (dir_remembered_key) and in the maintenance purge; otherwise it is
  * dropped. dir_lookup reports a remembered block as DIR_REMEMBERED.
  * Remembering is bounded by a budget shared by all volumes (struct
- * dir_budget): when it is full no new block is remembered, and each purge
- * forgets one stripe's remembered blocks to make room. A remembered key is
+ * dir_budget): when it is full no new block is remembered until a purge
+ * makes room for the blocks evicted since, forgetting whole stripes'
+ * remembered blocks in rotation, so the latest evicted are the ones
+ * remembered. A remembered key is
  * the block's content as long as the key stays: every write, trim, zero,
  * invalidate and disable clears it exactly like a local cell, under the same
  * race rule.
