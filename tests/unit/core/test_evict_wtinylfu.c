@@ -14,7 +14,7 @@
 #include "core/evict.h"
 #include "core/store.h"
 
-#define SLOTS 1024
+#define SLOTS 2048
 
 struct pol {
     const struct evict_ops *ops;
@@ -354,7 +354,7 @@ static void test_remove(void **state)
 }
 
 /* The sketch grows with what the shard holds (a 64-bit word per two
- * blocks, a power of two, from 16 words up to what the capacity allows)
+ * blocks, a power of two, from 256 words up to what the capacity allows)
  * and keeps every count as it grows; a shrink below it starts a smaller
  * one. The two ghost slices (8-byte slots, capacity/32 rounded up to a
  * power of two) exist from the first eviction on and follow the capacity.
@@ -363,38 +363,42 @@ static void test_resize_and_metadata(void **state)
 {
     (void)state;
     struct pol p;
-    pol_open(&p, 100);
+    pol_open(&p, 2000);
     const size_t st = p.ops->state_size;
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8);
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 256 * 8);
     for (uint32_t k = 0; k < 20; k++)
         miss(&p, k);
     for (uint32_t r = 0; r < 3; r++)
         for (uint32_t k = 0; k < 20; k++)
             p.ops->hit_locked(p.st, k); /* content k is in slot k */
-    for (uint32_t k = 20; k < 100; k++)
+    for (uint32_t k = 20; k < 500; k++)
         miss(&p, k);
-    /* 100 held: 64 words (the most for 100 blocks); the counts of the
+    /* 500 held: still the 256 words a small cache starts with. */
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 256 * 8);
+    for (uint32_t k = 500; k < 1200; k++)
+        miss(&p, k);
+    /* 1200 held: 1024 words (the most for 2000 blocks); the counts of the
      * first 20 survived the doublings (they outweigh one-time blocks). */
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 64 * 8); /* nothing evicted yet */
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 1024 * 8); /* nothing evicted yet */
     assert_int_equal(p.ops->heat_locked(p.st, tag(5)), 4);
     assert_true(p.ops->heat_locked(p.st, tag(50)) < 4); /* once, plus collisions at most */
     p.ops->resize_locked(p.st, 10);
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8);
-    for (uint32_t i = 0; i < 90; i++)
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 256 * 8);
+    for (uint32_t i = 0; i < 1190; i++)
         assert_int_not_equal(p.ops->evict_locked(p.st), STORE_NONE);
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8 + 2 * 1 * 8);
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 256 * 8 + 2 * 1 * 8);
     p.cap = 10;
     p.used = 10;
-    for (uint32_t k = 100; k < 150; k++)
+    for (uint32_t k = 2000; k < 2050; k++)
         miss(&p, k);
-    p.ops->resize_locked(p.st, 1000);
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 16 * 8 + 2 * 32 * 8);
-    p.cap = 1000;
-    p.used = 100; /* the 10 held are in slots below 100 */
-    for (uint32_t k = 150; k < 750; k++)
-        miss(&p, k); /* 610 held: 512 words (the most for 1000) */
-    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 512 * 8 + 2 * 32 * 8);
-    for (uint32_t i = 0; i < 610; i++)
+    p.ops->resize_locked(p.st, 1810);
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 256 * 8 + 2 * 64 * 8);
+    p.cap = 1810;
+    p.used = 1200; /* the 10 held are in slots below 1200 */
+    for (uint32_t k = 2050; k < 2660; k++)
+        miss(&p, k); /* 620 held: 512 words */
+    assert_int_equal(p.ops->metadata_bytes_locked(p.st), st + 512 * 8 + 2 * 64 * 8);
+    for (uint32_t i = 0; i < 620; i++)
         assert_int_not_equal(p.ops->evict_locked(p.st), STORE_NONE);
     assert_int_equal(p.ops->evict_locked(p.st), STORE_NONE);
     pol_close(&p);
