@@ -65,6 +65,10 @@
     X(bad_values, STAT_COUNTER, "blocks", "Values of the wrong size (ignored)")                    \
     X(lookup_allocs, STAT_COUNTER, "allocations",                                                  \
       "Allocations libmemcached made for lookups (handle rebuilds, errors; none per lookup)")      \
+    X(put_allocs, STAT_COUNTER, "allocations",                                                     \
+      "Allocations libmemcached made for puts (handle rebuilds, errors; none per put)")            \
+    X(map_allocs, STAT_COUNTER, "allocations",                                                     \
+      "Allocations libmemcached made for the block map (rebuilds, errors; none per chunk)")        \
     X(ejections, STAT_COUNTER, "ejections", "Servers ejected")                                     \
     X(revivals, STAT_COUNTER, "revivals", "Ejected servers retried")
 

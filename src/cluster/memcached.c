@@ -117,6 +117,7 @@ struct mct {
     pthread_t put_thread;
     bool put_started;
     struct mc_conn pconn;
+    struct mc_alloc palloc;         /* pconn's handles': counts only (mc_alloc.h) */
     struct tier_memcached_stats st; /* relaxed atomics */
     struct mc_poll *poll;           /* the servers' own stats (memcached_stats.h) */
 };
@@ -556,6 +557,8 @@ void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
     out->lookup_inline = STAT_LOAD(m->st.lookup_inline);
     out->bad_values = STAT_LOAD(m->st.bad_values);
     out->lookup_allocs = STAT_LOAD(m->st.lookup_allocs);
+    out->put_allocs = STAT_LOAD(m->st.put_allocs);
+    out->map_allocs = STAT_LOAD(m->st.map_allocs);
     out->ejections = STAT_LOAD(m->ring.ejections);
     out->revivals = STAT_LOAD(m->ring.revivals);
     char names[MC_RING_MAX_SERVERS * 280];
@@ -789,6 +792,8 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     pthread_cond_init(&m->pdone_cond, &ca);
     pthread_condattr_destroy(&ca);
     m->pconn.noreply = true; /* puts are fire-and-forget (SETQ) */
+    mc_alloc_init(&m->palloc, NULL, &m->st.put_allocs);
+    m->pconn.alloc = &m->palloc;
     m->cap = (unsigned)(c.put_queue_bytes / BLOCK_SIZE);
     m->slots = calloc(m->cap, sizeof *m->slots);
     m->data = aligned_alloc(BLOCK_SIZE, (size_t)m->cap * BLOCK_SIZE);
@@ -797,7 +802,7 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     m->workers = calloc(m->nworkers, sizeof *m->workers);
     m->inl = calloc(INLINE_SLOTS, sizeof *m->inl);
     if (!m->slots || !m->data || !m->workers || !m->inl ||
-        mc_map_open(&m->ring, c.timeout_ms, 0, &m->map) < 0) {
+        mc_map_open(&m->ring, c.timeout_ms, 0, &m->st.map_allocs, &m->map) < 0) {
         m->nworkers = 0;
         mct_close(&m->t);
         return -ENOMEM;

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "cluster/mc_alloc.h"
 #include "cluster/mc_ring.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -32,9 +33,12 @@ struct map_entry {
 struct lconn {
     pthread_mutex_t lock;
     struct mc_conn conn;
-    /* The result outlives handles (rebuilt after failures): its own root. */
+    /* The result outlives handles (rebuilt after failures): its own root.
+     * Both allocate through alloc, which only counts (mc_alloc.h): a
+     * chunk's value is read into res, whose buffer grows once. */
     memcached_st *res_root;
     memcached_result_st res;
+    struct mc_alloc alloc;
 };
 
 /* A chunk the put thread is changing: its new entries, then the merge. */
@@ -404,12 +408,15 @@ bool mc_map_ready(struct mc_map *m)
 
 /* ---- life cycle ---- */
 
-static int lconn_init(struct lconn *l)
+static int lconn_init(struct lconn *l, uint64_t *allocs)
 {
     pthread_mutex_init(&l->lock, NULL);
     l->conn.short_waits = true; /* conn_ready cuts its waits */
+    mc_alloc_init(&l->alloc, NULL, allocs);
+    l->conn.alloc = &l->alloc;
     l->res_root = memcached_create(NULL);
-    if (!l->res_root || !memcached_result_create(l->res_root, &l->res)) {
+    if (!l->res_root || mc_alloc_attach(&l->alloc, l->res_root) < 0 ||
+        !memcached_result_create(l->res_root, &l->res)) {
         if (l->res_root)
             memcached_free(l->res_root);
         l->res_root = NULL;
@@ -449,7 +456,8 @@ void mc_map_close(struct mc_map *m)
     free(m);
 }
 
-int mc_map_open(struct mc_ring *ring, uint32_t timeout_ms, unsigned queue, struct mc_map **out)
+int mc_map_open(struct mc_ring *ring, uint32_t timeout_ms, unsigned queue, uint64_t *allocs,
+                struct mc_map **out)
 {
     struct mc_map *m = calloc(1, sizeof *m);
     if (!m)
@@ -466,9 +474,9 @@ int mc_map_open(struct mc_ring *ring, uint32_t timeout_ms, unsigned queue, struc
     pthread_condattr_destroy(&ca);
     int r = 0;
     for (unsigned i = 0; i < MC_MAP_CONNS; i++)
-        if (lconn_init(&m->lk[i]) < 0)
+        if (lconn_init(&m->lk[i], allocs) < 0)
             r = -ENOMEM;
-    if (lconn_init(&m->put) < 0)
+    if (lconn_init(&m->put, allocs) < 0)
         r = -ENOMEM;
     m->q = calloc(m->cap, sizeof *m->q);
     if (!m->q)

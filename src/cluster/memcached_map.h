@@ -74,8 +74,11 @@ struct mc_map_stats {
     uint64_t forged;     /* chunks with a wrong MAC (ignored) */
 };
 
-/* queue: entries the put ring holds (0: MC_MAP_QUEUE). */
-int mc_map_open(struct mc_ring *ring, uint32_t timeout_ms, unsigned queue, struct mc_map **out);
+/* queue: entries the put ring holds (0: MC_MAP_QUEUE); allocs: counts
+ * what libmemcached allocates for the map's handles (mc_alloc.h; may be
+ * NULL). */
+int mc_map_open(struct mc_ring *ring, uint32_t timeout_ms, unsigned queue, uint64_t *allocs,
+                struct mc_map **out);
 void mc_map_close(struct mc_map *m);
 int mc_map_lookup(struct mc_map *m, const struct tier_map_id *id, uint64_t first, unsigned n,
                   struct fpkey *keys, uint64_t *found);

@@ -256,6 +256,73 @@ static void test_second_node_reads_by_map(void **state)
     mc_server_kill(&srv);
 }
 
+static struct tier_memcached_stats mstats(struct node *n)
+{
+    struct tier_memcached_stats ms;
+    tier_memcached_stats(n->t, &ms);
+    return ms;
+}
+
+/* Blocks [first, end) of the volume read in 64 KiB requests, every byte
+ * compared. */
+static void read_blocks(struct node *n, uint64_t first, uint64_t end)
+{
+    uint8_t *buf = aligned_alloc(BLOCK_SIZE, 16 * BLOCK_SIZE);
+    for (uint64_t b = first; b < end; b += 16) {
+        struct vol_req r = {.offset = b * BLOCK_SIZE, .length = 16 * BLOCK_SIZE, .buf = buf};
+        assert_int_equal(vol_read(n->v, &r, n->s), 0);
+        assert_memory_equal(buf, n->f->data + b * BLOCK_SIZE, 16 * BLOCK_SIZE);
+        vol_req_finish(n->v, &r);
+    }
+    free(buf);
+}
+
+/* Puts and the map allocate nothing per block or chunk once their handles
+ * are built (the project's "no malloc per I/O"; the lookups' own test is
+ * test_no_alloc_per_hit): the put thread's sets, the map's put thread
+ * (a chunk's read, merge and set) and the map's lookups, counted through
+ * the handles' allocators (mc_alloc.h). */
+static void test_no_alloc_per_put(void **state)
+{
+    (void)state;
+    if (!mc_server_available())
+        skip();
+    struct mc_server_proc srv;
+    assert_int_equal(mc_server_start(&srv, 0), 0);
+    struct node a, b;
+    node_start(&a, srv.port, true);
+    node_start(&b, srv.port, true);
+    /* The first chunk builds a's handles. */
+    read_blocks(&a, 0, MC_MAP_CHUNK);
+    settle(&a);
+    struct tier_memcached_stats m0 = mstats(&a);
+    assert_true(m0.put_allocs > 0); /* the counters count */
+    assert_true(m0.map_allocs > 0);
+    read_blocks(&a, MC_MAP_CHUNK, VOL_BLOCKS);
+    settle(&a);
+    struct tier_memcached_stats m1 = mstats(&a);
+    unsigned zeros = 0; /* every 10th block is all zeros: not put */
+    for (unsigned blk = MC_MAP_CHUNK; blk < VOL_BLOCKS; blk++)
+        zeros += blk % 10 == 9;
+    assert_int_equal(m1.put_sent - m0.put_sent, VOL_BLOCKS - MC_MAP_CHUNK - zeros);
+    assert_int_equal(csnap(&a).map_puts, VOL_BLOCKS);
+    assert_int_equal(m1.put_allocs, m0.put_allocs);
+    assert_int_equal(m1.map_allocs, m0.map_allocs);
+    assert_int_equal(mc_server_wait_items(&srv.port, 1,
+                                          VOL_BLOCKS - VOL_BLOCKS / 10 + VOL_BLOCKS / MC_MAP_CHUNK),
+                     0);
+    /* b reads by the map: its first request builds the map's handle. */
+    read_blocks(&b, 0, 16);
+    struct tier_memcached_stats b0 = mstats(&b);
+    read_blocks(&b, 16, VOL_BLOCKS);
+    assert_int_equal(b.f->preads, 0);
+    assert_int_equal(csnap(&b).map_hits, VOL_BLOCKS);
+    assert_int_equal(mstats(&b).map_allocs, b0.map_allocs);
+    node_stop(&a);
+    node_stop(&b);
+    mc_server_kill(&srv);
+}
+
 /* Entries learnt by different nodes of one chunk add up. */
 static void test_entries_merge(void **state)
 {
@@ -376,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_encoding),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_second_node_reads_by_map),
+        cmocka_unit_test(test_no_alloc_per_put),
         cmocka_unit_test(test_entries_merge),
         cmocka_unit_test(test_wrong_entries),
         cmocka_unit_test(test_writable_takes_no_part),
