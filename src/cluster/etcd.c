@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +16,22 @@
 
 #define MAX_ANSWER (16u << 20) /* etcd's own default request limit is 1.5 MiB */
 
+/* Easy handles kept between calls: a handle keeps its connections open,
+ * so the next call on it reuses one (no new TCP connection, and over
+ * https no new TLS handshake: one per call made a node's lease renewals
+ * late under ThreadSanitizer). Enough for the threads that call at once
+ * (lease keepalive, ownership, the API); more are made and dropped. */
+#define ETCD_POOL 4
+
 struct etcd {
     char *ep[ETCD_MAX_ENDPOINT];
     char *cacert, *cert, *key; /* TLS files (NULL: none, or the system CAs) */
     unsigned n;
     unsigned cur; /* the last endpoint that answered (atomic) */
     uint32_t timeout_ms;
+    pthread_mutex_t pool_lock;
+    CURL *pool[ETCD_POOL]; /* under pool_lock */
+    unsigned npool;
 };
 
 static __thread char last_error[1024];
@@ -108,6 +119,7 @@ int etcd_open(const char *endpoints, uint32_t timeout_ms, const struct etcd_tls 
     struct etcd *e = calloc(1, sizeof *e);
     if (!e)
         return -ENOMEM;
+    pthread_mutex_init(&e->pool_lock, NULL);
     int r = split(endpoints, e->ep, &e->n, last_error, sizeof last_error);
     if (r == 0)
         r = etcd_tls_check(endpoints, tls, last_error, sizeof last_error);
@@ -132,6 +144,9 @@ void etcd_close(struct etcd *e)
 {
     if (!e)
         return;
+    for (unsigned i = 0; i < e->npool; i++)
+        curl_easy_cleanup(e->pool[i]);
+    pthread_mutex_destroy(&e->pool_lock);
     for (unsigned i = 0; i < ETCD_MAX_ENDPOINT; i++)
         free(e->ep[i]);
     free(e->cacert);
@@ -186,11 +201,37 @@ static int curl_errno(CURLcode c)
     }
 }
 
-/* A handle for one POST of `body` to endpoint i. */
-static CURL *prepare(struct etcd *e, unsigned i, const char *path, const char *body,
+/* A kept handle (options reset, connections open), or a new one. */
+static CURL *handle_take(struct etcd *e)
+{
+    CURL *c = NULL;
+    {
+        LOCK_GUARD(&e->pool_lock);
+        if (e->npool)
+            c = e->pool[--e->npool];
+    }
+    return c ? c : curl_easy_init();
+}
+
+/* Keep c for the next call, unless the pool is full. Its options are
+ * reset at once: they point at the caller's buffers. */
+static void handle_give(struct etcd *e, CURL *c)
+{
+    curl_easy_reset(c);
+    {
+        LOCK_GUARD(&e->pool_lock);
+        if (e->npool < ETCD_POOL) {
+            e->pool[e->npool++] = c;
+            return;
+        }
+    }
+    curl_easy_cleanup(c);
+}
+
+/* Set handle c up for one POST of `body` to endpoint i (NULL: no handle). */
+static CURL *prepare(struct etcd *e, CURL *c, unsigned i, const char *path, const char *body,
                      struct curl_slist *hdr, char *url, size_t urlsz)
 {
-    CURL *c = curl_easy_init();
     if (!c)
         return NULL;
     snprintf(url, urlsz, "%s%s", e->ep[i], path);
@@ -203,8 +244,8 @@ static CURL *prepare(struct etcd *e, unsigned i, const char *path, const char *b
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*"); /* a proxy setting must not reroute the cluster */
     /* https: the server is always verified (libcurl's default, never
      * turned off), against cacert or the system's CAs. The files are read
-     * at each connection (libcurl with GnuTLS takes no in-memory keys): they
-     * must stay readable by the user shoald runs as. */
+     * at each new connection (libcurl with GnuTLS takes no in-memory keys):
+     * they must stay readable by the user shoald runs as. */
     if (e->cacert)
         curl_easy_setopt(c, CURLOPT_CAINFO, e->cacert);
     if (e->cert) {
@@ -228,7 +269,7 @@ static int post(struct etcd *e, const char *path, const char *body, struct answe
     for (unsigned k = 0; k < e->n; k++) {
         unsigned i = (start + k) % e->n;
         char url[512], cerr[CURL_ERROR_SIZE] = "";
-        CURL *c = prepare(e, i, path, body, hdr, url, sizeof url);
+        CURL *c = prepare(e, handle_take(e), i, path, body, hdr, url, sizeof url);
         if (!c) {
             r = -ENOMEM;
             break;
@@ -238,7 +279,7 @@ static int post(struct etcd *e, const char *path, const char *body, struct answe
         curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
         CURLcode cc = curl_easy_perform(c);
-        curl_easy_cleanup(c);
+        handle_give(e, c);
         if (cc == CURLE_OK && out->len) {
             __atomic_store_n(&e->cur, i, __ATOMIC_RELAXED);
             r = 0;
@@ -582,7 +623,8 @@ int etcd_watch(struct etcd *e, const char *prefix, int64_t start,
     }
     unsigned i = __atomic_load_n(&e->cur, __ATOMIC_RELAXED) % e->n;
     char url[512], cerr[CURL_ERROR_SIZE] = "";
-    CURL *c = prepare(e, i, "/v3/watch", body, hdr, url, sizeof url);
+    /* A handle of its own: a watch holds its connection for minutes. */
+    CURL *c = prepare(e, curl_easy_init(), i, "/v3/watch", body, hdr, url, sizeof url);
     if (!c) {
         curl_slist_free_all(hdr);
         return -ENOMEM;

@@ -20,7 +20,7 @@
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v etcd >/dev/null 2>&1 || skip "etcd not installed (Debian package etcd-server)"
-need memcached etcdctl nbdkit nbdcopy jq curl cmp
+need memcached etcdctl nbdkit nbdcopy jq curl cmp ss
 
 # ---- etcd -----------------------------------------------------------------
 cport=$(free_port)
@@ -83,6 +83,18 @@ for u in "$A_URL" "$B_URL"; do
     wait_for 10 bash -c "[ \"\$(curl -sf $u/api/v1/cluster | jq -r '.ring | sort | join(\",\")')\" = $want2 ]" ||
         fail "ring of $u is '$(ring "$u")', want $want2"
 done
+
+# ---- etcd calls keep their connections ---------------------------------------
+# Each node renews its lease every TTL/3 (and the API's cluster view asks
+# etcd too). A call that opened a connection of its own closed it after,
+# leaving a TIME-WAIT socket towards etcd's port here (21 in a node's
+# first 12 s); kept connections leave none.
+tw() { ss -Htan state time-wait "( dport = :$cport or sport = :$cport )" | wc -l; }
+before=$(tw)
+sleep 4
+closed=$(($(tw) - before))
+[ "$closed" -le 2 ] || fail "etcd calls closed $closed connections in 4 s (not kept)"
+log "etcd connections kept: $closed closed in 4 s of lease renewals"
 
 # ---- cluster add / remove reach every ring --------------------------------------
 out=$(on "$A_URL" ctl cluster add "${MC[2]}")
