@@ -213,16 +213,30 @@ static struct cache_snapshot csnap(struct node *n)
     return cs;
 }
 
+/* A memcached and two nodes serving the read-only gold volume through it
+ * (the test is skipped without memcached). */
+static void two_nodes(struct mc_server_proc *srv, struct node *a, struct node *b)
+{
+    if (!mc_server_available())
+        skip();
+    assert_int_equal(mc_server_start(srv, 0), 0);
+    node_start(a, srv->port, true);
+    node_start(b, srv->port, true);
+}
+
+static void two_nodes_stop(struct mc_server_proc *srv, struct node *a, struct node *b)
+{
+    node_stop(a);
+    node_stop(b);
+    mc_server_kill(srv);
+}
+
 static void test_second_node_reads_by_map(void **state)
 {
     (void)state;
-    if (!mc_server_available())
-        skip();
     struct mc_server_proc srv;
-    assert_int_equal(mc_server_start(&srv, 0), 0);
     struct node a, b;
-    node_start(&a, srv.port, true);
-    node_start(&b, srv.port, true);
+    two_nodes(&srv, &a, &b);
     read_all(&a);
     assert_int_equal(a.f->preads, VOL_BLOCKS / 16);
     assert_int_equal(csnap(&a).map_puts, VOL_BLOCKS);
@@ -251,9 +265,7 @@ static void test_second_node_reads_by_map(void **state)
     assert_int_equal(b.f->preads, 0);
     /* (blocks that came by key count as hits, like the local store's) */
     assert_int_equal(vsnap(&b).read_hit_bytes, 2 * VOL_BLOCKS * BLOCK_SIZE);
-    node_stop(&a);
-    node_stop(&b);
-    mc_server_kill(&srv);
+    two_nodes_stop(&srv, &a, &b);
 }
 
 static struct tier_memcached_stats mstats(struct node *n)
@@ -285,13 +297,9 @@ static void read_blocks(struct node *n, uint64_t first, uint64_t end)
 static void test_no_alloc_per_put(void **state)
 {
     (void)state;
-    if (!mc_server_available())
-        skip();
     struct mc_server_proc srv;
-    assert_int_equal(mc_server_start(&srv, 0), 0);
     struct node a, b;
-    node_start(&a, srv.port, true);
-    node_start(&b, srv.port, true);
+    two_nodes(&srv, &a, &b);
     /* The first chunk builds a's handles: published a quarter at a time,
      * so the map's put thread also reads back a chunk it wrote (its
      * result buffer grows once, on the first value it reads). */
@@ -322,22 +330,16 @@ static void test_no_alloc_per_put(void **state)
     assert_int_equal(b.f->preads, 0);
     assert_int_equal(csnap(&b).map_hits, VOL_BLOCKS);
     assert_int_equal(mstats(&b).map_allocs, b0.map_allocs);
-    node_stop(&a);
-    node_stop(&b);
-    mc_server_kill(&srv);
+    two_nodes_stop(&srv, &a, &b);
 }
 
 /* Entries learnt by different nodes of one chunk add up. */
 static void test_entries_merge(void **state)
 {
     (void)state;
-    if (!mc_server_available())
-        skip();
     struct mc_server_proc srv;
-    assert_int_equal(mc_server_start(&srv, 0), 0);
     struct node a, b;
-    node_start(&a, srv.port, true);
-    node_start(&b, srv.port, true);
+    two_nodes(&srv, &a, &b);
     uint8_t *buf = aligned_alloc(BLOCK_SIZE, BLOCK_SIZE);
     for (uint64_t blk = 0; blk < 2; blk++) {
         struct node *n = blk ? &b : &a;
@@ -353,9 +355,7 @@ static void test_entries_merge(void **state)
     for (uint64_t blk = 0; blk < 2; blk++)
         assert_true(fpkey_verify(&keys[blk], a.f->data + blk * BLOCK_SIZE));
     free(buf);
-    node_stop(&a);
-    node_stop(&b);
-    mc_server_kill(&srv);
+    two_nodes_stop(&srv, &a, &b);
 }
 
 /* Wrong entries cost back end reads, and the bytes are right: keys of
@@ -365,13 +365,9 @@ static void test_entries_merge(void **state)
 static void test_wrong_entries(void **state)
 {
     (void)state;
-    if (!mc_server_available())
-        skip();
     struct mc_server_proc srv;
-    assert_int_equal(mc_server_start(&srv, 0), 0);
     struct node a, b;
-    node_start(&a, srv.port, true);
-    node_start(&b, srv.port, true);
+    two_nodes(&srv, &a, &b);
     read_all(&a);
     settle(&a);
     struct tier_map_id id = a.v->map_id;
@@ -418,9 +414,7 @@ static void test_wrong_entries(void **state)
                      3 * MC_MAP_CHUNK);
     for (unsigned i = 0; i < 3 * MC_MAP_CHUNK; i++)
         assert_true(fpkey_verify(&keys[i], b.f->data + (size_t)i * BLOCK_SIZE));
-    node_stop(&a);
-    node_stop(&b);
-    mc_server_kill(&srv);
+    two_nodes_stop(&srv, &a, &b);
 }
 
 static void test_writable_takes_no_part(void **state)
