@@ -175,11 +175,12 @@ static void node_stop(struct node *n)
     vol_scratch_free(n->s);
 }
 
-/* Read the whole volume in requests of len bytes, comparing every byte. */
-static void read_all_by(struct node *n, uint32_t len)
+/* Read blocks [first, end) of the volume in requests of len bytes,
+ * comparing every byte. */
+static void read_range(struct node *n, uint64_t first, uint64_t end, uint32_t len)
 {
     uint8_t *buf = aligned_alloc(BLOCK_SIZE, len);
-    for (uint64_t off = 0; off < VOL_BLOCKS * BLOCK_SIZE; off += len) {
+    for (uint64_t off = first * BLOCK_SIZE; off < end * BLOCK_SIZE; off += len) {
         struct vol_req r = {.offset = off, .length = len, .buf = buf};
         assert_int_equal(vol_read(n->v, &r, n->s), 0);
         assert_memory_equal(buf, n->f->data + off, len);
@@ -190,7 +191,7 @@ static void read_all_by(struct node *n, uint32_t len)
 
 static void read_all(struct node *n)
 {
-    read_all_by(n, 64 << 10);
+    read_range(n, 0, VOL_BLOCKS, 64 << 10);
 }
 
 static void settle(struct node *n)
@@ -250,7 +251,7 @@ static void test_second_node_reads_by_map(void **state)
                      VOL_BLOCKS - zeros + VOL_BLOCKS / MC_MAP_CHUNK);
 
     /* requests of 320 blocks: longer than one tier batch (256) */
-    read_all_by(&b, 320 * BLOCK_SIZE);
+    read_range(&b, 0, VOL_BLOCKS, 320 * BLOCK_SIZE);
     assert_int_equal(b.f->preads, 0);
     struct volume_snapshot vs = vsnap(&b);
     assert_int_equal(vs.tier_hit_blocks, VOL_BLOCKS);
@@ -275,20 +276,6 @@ static struct tier_memcached_stats mstats(struct node *n)
     return ms;
 }
 
-/* Blocks [first, end) of the volume read in 64 KiB requests, every byte
- * compared. */
-static void read_blocks(struct node *n, uint64_t first, uint64_t end)
-{
-    uint8_t *buf = aligned_alloc(BLOCK_SIZE, 16 * BLOCK_SIZE);
-    for (uint64_t b = first; b < end; b += 16) {
-        struct vol_req r = {.offset = b * BLOCK_SIZE, .length = 16 * BLOCK_SIZE, .buf = buf};
-        assert_int_equal(vol_read(n->v, &r, n->s), 0);
-        assert_memory_equal(buf, n->f->data + b * BLOCK_SIZE, 16 * BLOCK_SIZE);
-        vol_req_finish(n->v, &r);
-    }
-    free(buf);
-}
-
 /* Puts and the map allocate nothing per block or chunk once their handles
  * are built (the project's "no malloc per I/O"; the lookups' own test is
  * test_no_alloc_per_hit): the put thread's sets, the map's put thread
@@ -304,13 +291,13 @@ static void test_no_alloc_per_put(void **state)
      * so the map's put thread also reads back a chunk it wrote (its
      * result buffer grows once, on the first value it reads). */
     for (uint64_t b0 = 0; b0 < MC_MAP_CHUNK; b0 += 16) {
-        read_blocks(&a, b0, b0 + 16);
+        read_range(&a, b0, b0 + 16, 16 * BLOCK_SIZE);
         settle(&a);
     }
     struct tier_memcached_stats m0 = mstats(&a);
     assert_true(m0.put_allocs > 0); /* the counters count */
     assert_true(m0.map_allocs > 0);
-    read_blocks(&a, MC_MAP_CHUNK, VOL_BLOCKS);
+    read_range(&a, MC_MAP_CHUNK, VOL_BLOCKS, 16 * BLOCK_SIZE);
     settle(&a);
     struct tier_memcached_stats m1 = mstats(&a);
     unsigned zeros = 0; /* every 10th block is all zeros: not put */
@@ -324,9 +311,9 @@ static void test_no_alloc_per_put(void **state)
                                           VOL_BLOCKS - VOL_BLOCKS / 10 + VOL_BLOCKS / MC_MAP_CHUNK),
                      0);
     /* b reads by the map: its first request builds the map's handle. */
-    read_blocks(&b, 0, 16);
+    read_range(&b, 0, 16, 16 * BLOCK_SIZE);
     struct tier_memcached_stats b0 = mstats(&b);
-    read_blocks(&b, 16, VOL_BLOCKS);
+    read_range(&b, 16, VOL_BLOCKS, 16 * BLOCK_SIZE);
     assert_int_equal(b.f->preads, 0);
     assert_int_equal(csnap(&b).map_hits, VOL_BLOCKS);
     assert_int_equal(mstats(&b).map_allocs, b0.map_allocs);
