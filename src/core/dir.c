@@ -732,13 +732,18 @@ void dir_purge(struct dir *d)
          * to be read (from a tier) or rewritten (handing their heat on)
          * again, however often the purge runs. One stripe per purge kept
          * the blocks evicted first and forgot most of those evicted since
-         * (a 10 ms purge of a 1 MiB cache remembered 16 of ~100). */
+         * (a 10 ms purge of a 1 MiB cache remembered 16 of ~100). The
+         * count of stale cells is a pass over every cell: skipped while
+         * even all the cells would fit. */
         uint64_t need = 0;
-        for (uint32_t si = 0; si < d->nstripes; si++) {
-            struct stripe *s = &d->stripes[si];
-            LOCK_GUARD(&s->lock);
-            need += s->count - count_live_locked(d, s);
-        }
+        if (__atomic_load_n(&d->budget->used, __ATOMIC_RELAXED) +
+                __atomic_load_n(&d->cells_total, __ATOMIC_RELAXED) >
+            d->budget->max)
+            for (uint32_t si = 0; si < d->nstripes; si++) {
+                struct stripe *s = &d->stripes[si];
+                LOCK_GUARD(&s->lock);
+                need += s->count - count_live_locked(d, s);
+            }
         for (uint32_t k = 0;
              k < d->nstripes && rtables_get(d) &&
              __atomic_load_n(&d->budget->used, __ATOMIC_RELAXED) + need > d->budget->max;
