@@ -733,7 +733,10 @@ class Torture:
         # allowed values' ops (where an old value would come from) to now.
         t_from = min([c.op.sent for c in m.allowed if c.op is not None and c.op.sent is not None]
                      + [op.sent if op.sent is not None else 0])
-        prev = [o for o in ring if o.kind in CHANGES and touches(o) and (o.sent or 0) < t_from]
+        # Only ops already sent: a queued op (sent None) cannot be where an old value came from,
+        # and its None would become the window's start.
+        prev = [o for o in ring if o.kind in CHANGES and touches(o)
+                and o.sent is not None and o.sent < t_from]
         t_start = prev[-1].sent if prev else 0
         rel = [o for o in ring
                if ((o.kind in CHANGES or o.kind in ("read", "cache")) and touches(o)
