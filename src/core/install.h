@@ -11,7 +11,7 @@ struct volume;
 struct dir_tickets;
 struct fpkey;
 
-/* vol_install flags. */
+/* vol_install_add flags. */
 #define INSTALL_TIERS                                                                              \
     (1u << 0) /* offer the content to the engine's tiers (what the                                 \
                * back end returned, so other hosts find it) */
@@ -22,11 +22,23 @@ struct fpkey;
     (1u << 2) /* read ahead, nobody asked for it yet: the eviction                                 \
                * policy is told (evict.h, prefetch_locked) */
 
-/* data: BLOCK_SIZE bytes just read from the back end or written by a
- * client. heat: for a write, what the block's old content had (the
- * store's store_unref_heat), else 0. */
-void vol_install(struct volume *v, uint64_t blk, const uint8_t *data, struct dir_tickets *tk,
-                 unsigned flags, unsigned heat);
+/* A request's blocks installed in order and fingerprinted two at a time
+ * (fp_compute2: the second hash nearly free on CPUs with sha256x2.h):
+ * vol_install_add holds a block until the next one comes, then installs
+ * both; vol_install_flush installs a held block alone. data: BLOCK_SIZE
+ * bytes just read from the back end or written by a client. heat: for a
+ * write, what the block's old content had (the store's store_unref_heat),
+ * else 0. Start with `struct vol_installs in = {0}` and flush before the
+ * request's tickets or buffers go: a held block's data is not copied. */
+struct vol_installs {
+    uint64_t blk;
+    const uint8_t *data;
+    unsigned flags, heat;
+    bool held;
+};
+void vol_install_add(struct volume *v, struct vol_installs *in, uint64_t blk, const uint8_t *data,
+                     struct dir_tickets *tk, unsigned flags, unsigned heat);
+void vol_install_flush(struct volume *v, struct vol_installs *in, struct dir_tickets *tk);
 
 /* The same for content whose key is known and was checked against the data
  * (a block a tier returned for a client's read): no second hash. */

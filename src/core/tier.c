@@ -14,6 +14,7 @@
 void tier_req_init(struct tier_req *r)
 {
     memset(r, 0, sizeof *r);
+    r->held = -1;
     pthread_mutex_init(&r->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -28,15 +29,8 @@ void tier_req_destroy(struct tier_req *r)
     pthread_cond_destroy(&r->cond);
 }
 
-void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
+static void keep_locked(struct tier_req *r, unsigned i, const void *block, bool ok)
 {
-    /* Unlocked: the caller leaves keys[] alone until tier_lookup returns,
-     * which is after cancel, and a tier delivers only until cancel
-     * returns (tier.h). */
-    bool ok = i < r->n && fpkey_verify(&r->keys[i], block);
-    LOCK_GUARD(&r->lock);
-    if (!r->open || i >= r->n)
-        return;
     if (!ok) {
         r->corrupt++;
         return;
@@ -45,11 +39,39 @@ void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
     bitmap_set(r->found, i);
 }
 
-void tier_req_done(struct tier_req *r, int status)
+void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
 {
+    /* Unlocked: the caller leaves keys[] alone until tier_lookup returns,
+     * which is after cancel, and a tier delivers only until cancel
+     * returns (tier.h); held and held_block are the delivering thread's. */
+    if (i >= r->n)
+        return;
+    if (r->held < 0) {
+        memcpy(r->held_block, block, BLOCK_SIZE);
+        r->held = (int)i;
+        return;
+    }
+    unsigned h = (unsigned)r->held;
+    r->held = -1;
+    bool okh, ok;
+    fpkey_verify2(&r->keys[h], r->held_block, &r->keys[i], block, &okh, &ok);
     LOCK_GUARD(&r->lock);
     if (!r->open)
         return;
+    keep_locked(r, h, r->held_block, okh);
+    keep_locked(r, i, block, ok);
+}
+
+void tier_req_done(struct tier_req *r, int status)
+{
+    int h = r->held;
+    bool ok = h >= 0 && fpkey_verify(&r->keys[h], r->held_block);
+    r->held = -1;
+    LOCK_GUARD(&r->lock);
+    if (!r->open)
+        return;
+    if (h >= 0)
+        keep_locked(r, (unsigned)h, r->held_block, ok);
     r->open = false;
     r->done = true;
     r->status = status;
@@ -65,6 +87,7 @@ int tier_lookup(struct tier *t, struct tier_req *r)
         memset(r->found, 0, sizeof r->found);
         r->status = 0;
         r->corrupt = 0;
+        r->held = -1;
         r->done = false;
         r->open = true;
     }
@@ -94,7 +117,7 @@ int tier_lookup(struct tier *t, struct tier_req *r)
         memset(r->found, 0, sizeof r->found);
         return r->status;
     }
-    /* Every found block was checked when it was delivered. */
+    /* Every found block was checked before it was marked found. */
     STAT_ADD(t->c.corrupt, r->corrupt);
     int usable = 0;
     for (unsigned i = 0; i < r->n; i++)

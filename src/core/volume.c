@@ -617,23 +617,26 @@ static void finish_read(struct volume *v, struct vol_req *r)
         return;
     }
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    struct vol_installs in = {0};
     if (ra) {
         /* Blocks around the request were not asked for: inserts, not reads. */
         for (uint32_t i = 0; i < s->ra_nb; i++) {
             uint64_t blk = s->ra_first + i;
             if (todo_test(s, i))
-                vol_install(v, blk, (uint8_t *)s->ra_buf + (size_t)i * BLOCK_SIZE, &s->tk,
-                            INSTALL_TIERS |
-                                (blk >= first && blk < first + nb ? INSTALL_READ : INSTALL_AHEAD),
-                            0);
+                vol_install_add(v, &in, blk, (uint8_t *)s->ra_buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                                INSTALL_TIERS | (blk >= first && blk < first + nb ? INSTALL_READ
+                                                                                  : INSTALL_AHEAD),
+                                0);
         }
+        vol_install_flush(v, &in, &s->tk);
         ra_release(s);
         return;
     }
     for (uint32_t i = 0; i < nb; i++)
         if (todo_test(s, i))
-            vol_install(v, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk,
-                        INSTALL_TIERS | INSTALL_READ, 0);
+            vol_install_add(v, &in, first + i, (uint8_t *)r->buf + (size_t)i * BLOCK_SIZE, &s->tk,
+                            INSTALL_TIERS | INSTALL_READ, 0);
+    vol_install_flush(v, &in, &s->tk);
 }
 
 /* ---- writes, trims, zeroes ---- */
@@ -836,6 +839,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
         return;
     uint64_t first = block_of(r->offset);
     uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    struct vol_installs in = {0};
     for (uint32_t i = 0; i < nb; i++) {
         if (!todo_test(s, i))
             continue;
@@ -852,11 +856,14 @@ static void finish_change(struct volume *v, struct vol_req *r)
             memcpy(s->tail, data, n);
             memset(s->tail + n, 0, BLOCK_SIZE - n);
             data = s->tail;
-        } else if (copy && install_shared(v, s, i, blk, data)) {
-            continue;
+        } else if (copy) {
+            vol_install_flush(v, &in, &s->tk); /* blocks in order */
+            if (install_shared(v, s, i, blk, data))
+                continue;
         }
-        vol_install(v, blk, data, &s->tk, 0, s->heat[i]);
+        vol_install_add(v, &in, blk, data, &s->tk, 0, s->heat[i]);
     }
+    vol_install_flush(v, &in, &s->tk);
 }
 
 void vol_req_update(struct volume *v, struct vol_req *r)

@@ -3,7 +3,8 @@
  * corrupt copy is rejected, counted and read from the back end; a failing
  * or hanging tier turns into misses after its timeout, never into a client
  * error; a content another volume brought back is found by key in RAM; and
- * the race rule holds for blocks served by key. */
+ * the race rule holds for blocks served by key; the request's paired
+ * checks (tier_req_deliver) keep exactly the blocks that match. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@
 
 #include "core/block.h"
 #include "core/engine.h"
+#include "core/fingerprint.h"
+#include "core/tier.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 #include "fake_be.h"
@@ -317,6 +320,104 @@ static void test_race_tier_read_vs_write(void **state)
     fix_free(x);
 }
 
+/* tier_req's own checks, driven by a tier that delivers a script on the
+ * caller's thread: blocks are checked two at a time (one held until the
+ * next delivery or done), so a corrupt block first or second in a pair, an
+ * odd one left for done, a repeated key and a lookup cancelled with a
+ * block held must each end as if checked alone. */
+struct script {
+    const int *order; /* key indexes to deliver, -1 ends */
+    uint64_t corrupt; /* bit i: key i's block delivered with a flipped byte */
+    bool done;        /* else the lookup hangs until its timeout */
+    uint8_t (*blocks)[BLOCK_SIZE];
+};
+
+static void sc_lookup(struct tier *t, struct tier_req *r)
+{
+    struct script *sc = t->priv;
+    uint8_t copy[BLOCK_SIZE];
+    for (const int *o = sc->order; *o >= 0; o++) {
+        memcpy(copy, sc->blocks[*o], BLOCK_SIZE);
+        if (sc->corrupt >> *o & 1)
+            copy[17] ^= 0x40;
+        tier_req_deliver(r, (unsigned)*o, copy);
+        memset(copy, 0xee, BLOCK_SIZE); /* the tier's buffer is reused at once */
+    }
+    if (sc->done)
+        tier_req_done(r, 0);
+}
+
+static void sc_cancel(struct tier *t, struct tier_req *r)
+{
+    (void)t, (void)r;
+}
+
+static const struct tier_ops script_ops = {
+    .name = "script",
+    .lookup = sc_lookup,
+    .cancel = sc_cancel,
+};
+
+static void test_paired_checks(void **state)
+{
+    (void)state;
+    enum { N = 7 };
+    static uint8_t blocks[N][BLOCK_SIZE], out[N][BLOCK_SIZE];
+    struct fpkey keys[N];
+    uint8_t *bufs[N];
+    for (int i = 0; i < N; i++) {
+        memset(blocks[i], 0x30 + i, BLOCK_SIZE);
+        blocks[i][i] = (uint8_t)i;
+        struct fp f;
+        assert_int_equal(fp_compute(blocks[i], &f), 0);
+        keys[i] = fpkey_of(&f);
+        bufs[i] = out[i];
+    }
+    static const int odd[] = {3, 0, 4, 1, 6, -1}; /* pairs (3,0) (4,1), 6 left for done */
+    static const int twice[] = {2, 2, 5, -1};     /* the same key twice, then one */
+    static const int held_only[] = {1, 4, 6, -1}; /* 6 is held when the lookup hangs */
+    const struct {
+        const int *order;
+        uint64_t corrupt;
+        bool done;
+        uint64_t want_found;
+        unsigned want_corrupt;
+    } cases[] = {
+        {odd, 0, true, 1u << 0 | 1u << 1 | 1u << 3 | 1u << 4 | 1u << 6, 0},
+        {odd, 1u << 3 | 1u << 1, true, 1u << 0 | 1u << 4 | 1u << 6, 2}, /* held, second */
+        {odd, 1u << 6, true, 1u << 0 | 1u << 1 | 1u << 3 | 1u << 4, 1}, /* done's */
+        {twice, 1u << 5, true, 1u << 2, 1},
+        {held_only, 0, false, 1u << 1 | 1u << 4, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        struct script sc = {.order = cases[c].order,
+                            .corrupt = cases[c].corrupt,
+                            .done = cases[c].done,
+                            .blocks = blocks};
+        struct tier t = {.ops = &script_ops, .priv = &sc, .timeout_ms = 50};
+        struct tier_req r;
+        tier_req_init(&r);
+        memset(out, 0x5a, sizeof out);
+        r.keys = keys;
+        r.bufs = bufs;
+        r.n = N;
+        int got = tier_lookup(&t, &r);
+        unsigned nfound = (unsigned)__builtin_popcountll(cases[c].want_found);
+        assert_int_equal(got, nfound ? (int)nfound : -ETIMEDOUT);
+        assert_int_equal(t.c.corrupt, cases[c].want_corrupt);
+        assert_int_equal(t.c.timeouts, cases[c].done ? 0 : 1);
+        for (unsigned i = 0; i < N; i++) {
+            bool want = cases[c].want_found >> i & 1;
+            assert_int_equal(tier_req_found(&r, i), want);
+            /* Found blocks hold their content; the others were not written. */
+            uint8_t other[BLOCK_SIZE];
+            memset(other, 0x5a, BLOCK_SIZE);
+            assert_memory_equal(out[i], want ? blocks[i] : other, BLOCK_SIZE);
+        }
+        tier_req_destroy(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_failing_and_hanging_tier),
         cmocka_unit_test(test_key_hit_in_ram),
         cmocka_unit_test(test_race_tier_read_vs_write),
+        cmocka_unit_test(test_paired_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
