@@ -80,7 +80,7 @@ static void test_two_at_once(void **state)
 {
     (void)state;
     enum { N = 64 };
-    static uint8_t mem[N * BLOCK_SIZE + 1];
+    static uint8_t mem[N * (BLOCK_SIZE + 1)];
     uint64_t x = 88172645463325252ull; /* xorshift: the same blocks every run */
     for (size_t i = 0; i < sizeof mem; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -88,7 +88,7 @@ static void test_two_at_once(void **state)
     }
     uint8_t *blk[N];
     for (int i = 0; i < N; i++)
-        blk[i] = mem + (size_t)i * BLOCK_SIZE + (i % 3 == 2); /* some unaligned */
+        blk[i] = mem + (size_t)i * (BLOCK_SIZE + 1) + (i % 3 == 2); /* some unaligned */
     memset(blk[3], 0, BLOCK_SIZE);
     memset(blk[4], 0xff, BLOCK_SIZE);
     memcpy(blk[7], blk[6], BLOCK_SIZE);
