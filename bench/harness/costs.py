@@ -1,7 +1,8 @@
 """Scenario 7: what shoal costs.
 
-  fingerprinting  fp-speed (shoal's fp_compute on 4 KiB blocks, per CPU
-                  second of one thread) against `openssl speed -evp sha256
+  fingerprinting  fp-speed (shoal's fp_compute on 4 KiB blocks, and
+                  fp_compute2 two at a time, per CPU second of one
+                  thread) against `openssl speed -evp sha256
                   -bytes 4096` (same units), interleaved, medians; memcpy
                   of the same blocks for scale
   metadata        cache.metadata_bytes_per_block from the stats once the
