@@ -50,7 +50,7 @@ static double median_us(uint64_t *v, unsigned n)
 static int parse(int argc, char **argv, struct opts *o)
 {
     *o = (struct opts){.rounds = 5000, .blocks = 1024, .timeout_ms = 50};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         unsigned *num = !strcmp(a, "--rounds")       ? &o->rounds
                         : !strcmp(a, "--blocks")     ? &o->blocks
@@ -70,7 +70,6 @@ static int parse(int argc, char **argv, struct opts *o)
             fprintf(stderr, "remote-hit: unknown or incomplete option '%s' (see the source)\n", a);
             return -EINVAL;
         }
-        i++;
     }
     if (!o->server || o->blocks < BATCH) {
         fprintf(stderr, "remote-hit: --server HOST:PORT is required (and --blocks >= %d)\n", BATCH);
