@@ -36,6 +36,13 @@ struct shard {
     uint32_t *ev_index; /* 4-way buckets by slot hash: ring position + 1, 0 = none */
     uint32_t ev_bits;   /* the ring holds 1 << ev_bits, the index twice that */
     uint32_t ev_next;
+    /* One victim whose key is not computed yet (struct victims): its
+     * block's copy, slot and generation. The copy is block data in
+     * transit, like an I/O buffer, not metadata per cached block: one
+     * block a shard (at most 64), not in metadata_bytes. */
+    uint8_t *park;
+    uint32_t park_idx, park_gen;
+    bool parked;
 } __attribute__((aligned(64)));
 
 /* One eviction: the slot, the generation its references carry, the key. */
@@ -288,8 +295,18 @@ static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, cons
     b[victim] = pos + 1;
 }
 
-static bool evlog_find_locked(const struct shard *sh, uint32_t idx, uint32_t gen, struct fpkey *key)
+static bool evlog_find_locked(struct shard *sh, uint32_t idx, uint32_t gen, struct fpkey *key)
 {
+    if (sh->parked && sh->park_idx == idx && sh->park_gen == gen) {
+        /* Asked for before a second victim came to pair it with. */
+        struct fp fp;
+        sh->parked = false;
+        if (fp_compute(sh->park, &fp) < 0)
+            return false;
+        *key = fpkey_of(&fp);
+        evlog_push_locked(sh, idx, gen, key);
+        return true;
+    }
     if (!sh->ev)
         return false;
     const uint32_t *b = evlog_bucket(sh, idx, gen);
@@ -303,26 +320,78 @@ static bool evlog_find_locked(const struct shard *sh, uint32_t idx, uint32_t gen
     return false;
 }
 
+/* Victims of eviction whose whole keys (for the eviction log) are
+ * computed after the shard's lock is released, two at a time
+ * (fp_compute2): under the lock a victim's block is only copied, since its
+ * slot is reused at once. The first victim waits in the shard (park), the
+ * next one takes it along: so a thread that evicts one block per insert
+ * still hashes pairs. A lookup of the parked victim's key (eviction log)
+ * computes it on the spot. Between the lock's release and victims_log
+ * the two records are in neither place: a lookup then finds no key (the
+ * block counts as forgotten, the safe side). On the caller's stack (8 KiB). */
+struct victims {
+    unsigned n;
+    struct {
+        uint32_t idx, gen;
+        uint8_t data[BLOCK_SIZE];
+    } v[2];
+};
+
 /* A victim of eviction (not of its last unref: nobody maps that one). Its
- * whole key is recomputed from its data (still intact: the slot is reused
- * only after this) for the eviction log. */
-static void evict_kill_locked(struct store *s, struct shard *sh, uint32_t idx)
+ * whole key, for the eviction log, comes from its data (still intact: the
+ * slot is reused only after this): parked or handed to out (above), or
+ * without out (or room) computed here. */
+static void evict_kill_locked(struct store *s, struct shard *sh, uint32_t idx, struct victims *out)
 {
     struct store_entry *e = &s->entries[idx];
-    struct fp fp;
-    if (__atomic_load_n(&s->evlog_on, __ATOMIC_RELAXED) &&
-        fp_compute(slot_data(s, idx), &fp) == 0) {
-        struct fpkey key = fpkey_of(&fp);
-        evlog_push_locked(sh, idx, e->gen, &key);
+    if (__atomic_load_n(&s->evlog_on, __ATOMIC_RELAXED)) {
+        if (out && out->n == 0 && !sh->park)
+            sh->park = malloc(BLOCK_SIZE); /* once a shard; without it, hash here */
+        if (out && out->n == 0 && sh->park && !sh->parked) {
+            memcpy(sh->park, slot_data(s, idx), BLOCK_SIZE);
+            sh->park_idx = idx;
+            sh->park_gen = e->gen;
+            sh->parked = true;
+        } else if (out && out->n == 0 && sh->parked) {
+            out->v[0].idx = sh->park_idx;
+            out->v[0].gen = sh->park_gen;
+            memcpy(out->v[0].data, sh->park, BLOCK_SIZE);
+            out->v[1].idx = idx;
+            out->v[1].gen = e->gen;
+            memcpy(out->v[1].data, slot_data(s, idx), BLOCK_SIZE);
+            out->n = 2;
+            sh->parked = false;
+        } else {
+            struct fp fp;
+            if (fp_compute(slot_data(s, idx), &fp) == 0) {
+                struct fpkey key = fpkey_of(&fp);
+                evlog_push_locked(sh, idx, e->gen, &key);
+            }
+        }
     }
     entry_kill_locked(s, sh, idx);
     sh->evictions++;
 }
 
+/* After the shard's lock was released: hash what evict_kill_locked handed
+ * over and log it. */
+static void victims_log(struct shard *sh, struct victims *out)
+{
+    if (out->n != 2)
+        return;
+    struct fp f0, f1;
+    if (fp_compute2(out->v[0].data, out->v[1].data, &f0, &f1) < 0)
+        return;
+    struct fpkey k0 = fpkey_of(&f0), k1 = fpkey_of(&f1);
+    LOCK_GUARD(&sh->lock);
+    evlog_push_locked(sh, out->v[0].idx, out->v[0].gen, &k0);
+    evlog_push_locked(sh, out->v[1].idx, out->v[1].gen, &k1);
+}
+
 /* Victims tried per allocation: pinned ones die but free no slot yet. */
 #define ALLOC_TRIES 64
 
-static uint32_t slot_alloc_locked(struct store *s, struct shard *sh)
+static uint32_t slot_alloc_locked(struct store *s, struct shard *sh, struct victims *out)
 {
     for (int tries = 0;; tries++) {
         if (sh->free_head != STORE_NONE) {
@@ -348,7 +417,7 @@ static uint32_t slot_alloc_locked(struct store *s, struct shard *sh)
         uint32_t victim = s->policy->evict_locked(sh->pstate);
         if (victim == STORE_NONE)
             return STORE_NONE;
-        evict_kill_locked(s, sh, victim);
+        evict_kill_locked(s, sh, victim, out);
     }
 }
 
@@ -396,13 +465,10 @@ int store_get_or_insert_ahead(struct store *s, const struct fpkey *keyp, const v
     return get_or_insert(s, keyp, data, 0, true, ref);
 }
 
-static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *data, unsigned heat,
-                         bool ahead, struct store_ref *ref)
+static int get_or_insert_locked(struct store *s, struct shard *sh, uint64_t key, const void *data,
+                                unsigned heat, bool ahead, struct store_ref *ref,
+                                struct victims *out)
 {
-    uint64_t key = fpkey_hash64(keyp);
-    struct shard *sh = shard_of_key(s, key);
-    LOCK_GUARD(&sh->lock);
-
     uint32_t idx = hash_find_locked(s, sh, key, data, NULL);
     if (idx != STORE_NONE) {
         int r = ref_existing_locked(s, sh, idx, ref);
@@ -410,7 +476,7 @@ static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *
             s->policy->inherit_locked(sh->pstate, idx, heat);
         return r;
     }
-    idx = slot_alloc_locked(s, sh);
+    idx = slot_alloc_locked(s, sh, out);
     if (idx == STORE_NONE) {
         sh->insert_failures++;
         return -ENOSPC;
@@ -433,6 +499,22 @@ static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *
     sh->logical++;
     *ref = (struct store_ref){idx, e->gen};
     return 0;
+}
+
+static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *data, unsigned heat,
+                         bool ahead, struct store_ref *ref)
+{
+    uint64_t key = fpkey_hash64(keyp);
+    struct shard *sh = shard_of_key(s, key);
+    struct victims out;
+    out.n = 0;
+    int r;
+    {
+        LOCK_GUARD(&sh->lock);
+        r = get_or_insert_locked(s, sh, key, data, heat, ahead, ref, &out);
+    }
+    victims_log(sh, &out);
+    return r;
 }
 
 /* Under its shard's lock: ref still names a held content (ref.idx is in
@@ -632,14 +714,14 @@ static void shard_shrink_locked(struct store *s, struct shard *sh, uint32_t limi
         uint32_t victim = s->policy->evict_locked(sh->pstate);
         if (victim == STORE_NONE)
             break;
-        evict_kill_locked(s, sh, victim);
+        evict_kill_locked(s, sh, victim, NULL);
     }
     /* Entries above the new limit must go even if the policy kept them. */
     for (uint32_t i = limit; i < sh->hwm; i++) {
         uint32_t idx = sh->base + i;
         if (entry_refs(&s->entries[idx]) != 0) {
             s->policy->remove_locked(sh->pstate, idx);
-            evict_kill_locked(s, sh, idx);
+            evict_kill_locked(s, sh, idx, NULL);
         }
     }
     uint32_t old_hwm = sh->hwm;
@@ -783,6 +865,7 @@ void store_destroy(struct store *s)
             free(sh->buckets);
             free(sh->ev);
             free(sh->ev_index);
+            free(sh->park);
             pthread_mutex_destroy(&sh->lock);
         }
         free(s->shards);

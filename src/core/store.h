@@ -147,7 +147,10 @@ int store_ref_dup(struct store *s, struct store_ref ref, struct store_ref *out);
  * remembers it: evicted contents' keys are kept in a bounded per-shard log
  * (the most recent evictions), so the directory can remember the blocks
  * whose content left RAM. true and *key, or false (forgotten, or the ref
- * was never evicted: freed because nobody mapped it). */
+ * was never evicted: freed because nobody mapped it). The keys are hashed
+ * after the evicting insert released its shard, two evictions at a time:
+ * asked for in the few microseconds between, a key is not found yet (the
+ * caller forgets the block: the safe side). */
 bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key);
 
 /* How many evictions the log keeps (all shards): a reader of stale cells

@@ -166,6 +166,101 @@ static void test_evlog_same_slot(void **state)
     store_destroy(s);
 }
 
+static struct fpkey key_of_seed(uint32_t seed)
+{
+    uint8_t b[BLOCK_SIZE];
+    struct fp f;
+    make_block(b, seed);
+    fp_compute(b, &f);
+    return fpkey_of(&f);
+}
+
+/* Victims' keys are computed after the shard lock, two at a time, the
+ * first waiting in its shard for the second (store.c, struct victims):
+ * every evicted block's key is still in the log and right, also the one
+ * left waiting (an odd number of evictions in a shard), across shards. */
+static void test_evlog_paired_victims(void **state)
+{
+    (void)state;
+    for (unsigned extra = 601; extra <= 602; extra++) {
+        struct store *s;
+        const unsigned cap = 4096; /* 4 shards of 1024: 256 log records each */
+        assert_int_equal(store_create((uint64_t)cap * BLOCK_SIZE, 0, &evict_lru_ops, &s), 0);
+        static struct store_ref refs[4096 + 602];
+        unsigned n = cap + extra;
+        for (unsigned i = 0; i < n; i++)
+            refs[i] = put(s, 20000 + i);
+        unsigned evicted = 0, known = 0;
+        for (unsigned i = 0; i < n; i++) {
+            uint8_t got[BLOCK_SIZE];
+            if (store_read(s, refs[i], got, 0, BLOCK_SIZE) == 0)
+                continue;
+            evicted++;
+            struct fpkey k, want = key_of_seed(20000 + i);
+            if (store_evicted_key(s, refs[i], &k)) {
+                assert_true(fpkey_equal(&k, &want));
+                known++;
+            }
+        }
+        assert_int_equal(evicted, extra);
+        assert_int_equal(known, extra);
+        store_destroy(s);
+    }
+}
+
+/* The same with two threads inserting into one store while each checks
+ * its own evicted blocks' keys as it goes: a key the log gives is always
+ * the block's (TSan: the parked victim and the deferred records). */
+struct evlog_thread {
+    struct store *s;
+    uint32_t seed0;
+    unsigned wrong, known;
+};
+
+static void *evlog_inserter(void *arg)
+{
+    struct evlog_thread *t = arg;
+    enum { N = 3000 };
+    static __thread struct store_ref refs[N];
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t b[BLOCK_SIZE];
+        struct fp f;
+        make_block(b, t->seed0 + i);
+        fp_compute(b, &f);
+        if (store_get_or_insert(t->s, &f, b, &refs[i]) < 0)
+            refs[i] = (struct store_ref){0, 0};
+        /* With 256 blocks shared by two threads, a thread's block is
+         * evicted some 128 of its inserts later and stays in the log (256
+         * records) for about 128 more. */
+        for (unsigned j = i >= 240 ? i - 240 : 0; j + 140 < i; j += 5) {
+            struct fpkey k;
+            if (refs[j].gen == 0 || !store_evicted_key(t->s, refs[j], &k))
+                continue;
+            struct fpkey want = key_of_seed(t->seed0 + j);
+            t->known++;
+            t->wrong += !fpkey_equal(&k, &want);
+        }
+    }
+    return NULL;
+}
+
+static void test_evlog_paired_victims_threads(void **state)
+{
+    (void)state;
+    struct store *s;
+    assert_int_equal(store_create(256 * BLOCK_SIZE, 0, &evict_lru_ops, &s), 0);
+    struct evlog_thread t[2] = {{s, 100000, 0, 0}, {s, 500000, 0, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, evlog_inserter, &t[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(t[0].wrong + t[1].wrong, 0);
+    print_message("evicted keys checked: %u, %u\n", t[0].known, t[1].known);
+    assert_true(t[0].known > 1000 && t[1].known > 1000);
+    store_destroy(s);
+}
+
 static void test_stale_ref_never_revives(void **state)
 {
     (void)state;
@@ -479,6 +574,8 @@ int main(void)
         cmocka_unit_test(test_capacity_and_eviction),
         cmocka_unit_test(test_stale_ref_never_revives),
         cmocka_unit_test(test_evlog_same_slot),
+        cmocka_unit_test(test_evlog_paired_victims),
+        cmocka_unit_test(test_evlog_paired_victims_threads),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_pins),
         cmocka_unit_test(test_pin_is_not_a_use),
