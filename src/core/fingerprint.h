@@ -1,5 +1,6 @@
 /* Content fingerprints: SHA-256 of a 4 KiB cache block (OpenSSL libcrypto,
- * which uses the SHA-NI / AVX2 code paths when the CPU has them).
+ * which uses the SHA-NI / AVX2 code paths when the CPU has them; two
+ * blocks at once through sha256x2.h where the CPU allows).
  *
  * What names a content everywhere is its key: the first 160 bits of the
  * SHA-256 (struct fpkey). The content store indexes its entries by it (and
