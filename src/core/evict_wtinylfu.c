@@ -450,6 +450,25 @@ static void wt_hit_locked(void *st, uint32_t idx)
         entry_set_pbits(en, b | VISITED);
 }
 
+/* A batch of hits: every counter word is asked for first, so the loads
+ * (one cache miss a word on a large sketch) overlap instead of following
+ * one another; then the hits in order, as wt_hit_locked. */
+static void wt_hits_locked(void *st, const uint32_t *idx, uint32_t n)
+{
+    struct wtlfu *w = st;
+    for (uint32_t i = 0; w->sketch && i < n; i++) {
+        uint64_t h = mix64(w->e[idx[i]].key);
+        for (unsigned j = 0; j < 4; j++) {
+            uint32_t word;
+            unsigned shift;
+            slot_of(w, h, j, &word, &shift);
+            __builtin_prefetch(&w->sketch[word], 1);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        wt_hit_locked(st, idx[i]);
+}
+
 /* A rewrite: the block's old content's count (also of a content evicted
  * since: the sketch keeps counts of keys long gone) ... */
 static unsigned wt_heat_locked(void *st, uint32_t key)
@@ -584,6 +603,7 @@ const struct evict_ops evict_wtinylfu_ops = {
     .insert_locked = wt_insert_locked,
     .prefetch_locked = wt_prefetch_locked,
     .hit_locked = wt_hit_locked,
+    .hits_locked = wt_hits_locked,
     .remove_locked = wt_remove_locked,
     .heat_locked = wt_heat_locked,
     .inherit_locked = wt_inherit_locked,
