@@ -193,7 +193,8 @@ int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t of
  * instead). */
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
 /* Tell the eviction policy that the n entries idx[], pinned by the caller,
- * were read (once each). */
+ * were read (once each, in this order within each shard; shards take
+ * their share under one lock each). */
 void store_used(struct store *s, const uint32_t *idx, uint32_t n);
 void store_unpin(struct store *s, uint32_t idx);
 /* The key (as store_read_key's) of an entry this thread holds pinned: it
