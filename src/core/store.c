@@ -295,17 +295,24 @@ static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, cons
     b[victim] = pos + 1;
 }
 
+/* Hash one victim's block now and log its key; false if hashing failed. */
+static bool evlog_hash_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, const void *data,
+                                   struct fpkey *key)
+{
+    struct fp fp;
+    if (fp_compute(data, &fp) < 0)
+        return false;
+    *key = fpkey_of(&fp);
+    evlog_push_locked(sh, idx, gen, key);
+    return true;
+}
+
 static bool evlog_find_locked(struct shard *sh, uint32_t idx, uint32_t gen, struct fpkey *key)
 {
     if (sh->parked && sh->park_idx == idx && sh->park_gen == gen) {
         /* Asked for before a second victim came to pair it with. */
-        struct fp fp;
         sh->parked = false;
-        if (fp_compute(sh->park, &fp) < 0)
-            return false;
-        *key = fpkey_of(&fp);
-        evlog_push_locked(sh, idx, gen, key);
-        return true;
+        return evlog_hash_push_locked(sh, idx, gen, sh->park, key);
     }
     if (!sh->ev)
         return false;
@@ -344,30 +351,28 @@ struct victims {
 static void evict_kill_locked(struct store *s, struct shard *sh, uint32_t idx, struct victims *out)
 {
     struct store_entry *e = &s->entries[idx];
-    if (__atomic_load_n(&s->evlog_on, __ATOMIC_RELAXED)) {
-        if (out && out->n == 0 && !sh->park)
-            sh->park = malloc(BLOCK_SIZE); /* once a shard; without it, hash here */
-        if (out && out->n == 0 && sh->park && !sh->parked) {
-            memcpy(sh->park, slot_data(s, idx), BLOCK_SIZE);
-            sh->park_idx = idx;
-            sh->park_gen = e->gen;
-            sh->parked = true;
-        } else if (out && out->n == 0 && sh->parked) {
-            out->v[0].idx = sh->park_idx;
-            out->v[0].gen = sh->park_gen;
-            memcpy(out->v[0].data, sh->park, BLOCK_SIZE);
-            out->v[1].idx = idx;
-            out->v[1].gen = e->gen;
-            memcpy(out->v[1].data, slot_data(s, idx), BLOCK_SIZE);
-            out->n = 2;
-            sh->parked = false;
-        } else {
-            struct fp fp;
-            if (fp_compute(slot_data(s, idx), &fp) == 0) {
-                struct fpkey key = fpkey_of(&fp);
-                evlog_push_locked(sh, idx, e->gen, &key);
-            }
-        }
+    const uint8_t *data = slot_data(s, idx);
+    bool log = __atomic_load_n(&s->evlog_on, __ATOMIC_RELAXED);
+    bool defer = log && out && out->n == 0;
+    if (defer && !sh->park)
+        sh->park = malloc(BLOCK_SIZE); /* once a shard; without it, hash here */
+    if (log && !(defer && sh->park)) {
+        struct fpkey key;
+        (void)evlog_hash_push_locked(sh, idx, e->gen, data, &key);
+    } else if (defer && !sh->parked) {
+        memcpy(sh->park, data, BLOCK_SIZE);
+        sh->park_idx = idx;
+        sh->park_gen = e->gen;
+        sh->parked = true;
+    } else if (defer) {
+        out->v[0].idx = sh->park_idx;
+        out->v[0].gen = sh->park_gen;
+        memcpy(out->v[0].data, sh->park, BLOCK_SIZE);
+        out->v[1].idx = idx;
+        out->v[1].gen = e->gen;
+        memcpy(out->v[1].data, data, BLOCK_SIZE);
+        out->n = 2;
+        sh->parked = false;
     }
     entry_kill_locked(s, sh, idx);
     sh->evictions++;
