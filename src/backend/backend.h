@@ -13,10 +13,11 @@
  *     0; with BE_FUA it is also persistent;
  *   - an op may block: it runs on a thread that may wait (a worker, the
  *     prefetch thread; open, close and describe on the thread that adds,
- *     removes or shows the volume). The exception is pread_nowait, which
- *     the core's request path (core/submit.c) calls on the thread that
- *     submits a request (a front end's parsing thread), so that a
- *     page-cache hit needs no hand-off to a worker: it must never block.
+ *     removes or shows the volume). The exceptions are pread_nowait,
+ *     pread_async and pwrite_async, which the core's request path
+ *     (core/submit.c) calls on the thread that submits a request (a front
+ *     end's parsing thread), so that a page-cache hit or a network round
+ *     trip needs no hand-off to a worker: they must never block.
  */
 #ifndef SHOAL_BACKEND_BACKEND_H
 #define SHOAL_BACKEND_BACKEND_H
@@ -52,6 +53,24 @@
 typedef int (*backend_extent_fn)(void *opaque, uint64_t offset, uint64_t length, uint32_t flags);
 
 struct backend;
+
+/* One read or write started with pread_async or pwrite_async. The caller
+ * embeds it (no allocation per I/O), sets `done`, and keeps it and the
+ * buffer alive until done is called. done runs exactly once, on one of the
+ * back end's own threads (possibly before the start call has returned),
+ * with 0 (a read's buffer holds the data, a write is acknowledged) or a
+ * negative errno; it must not block long (it delays the back end's other
+ * completions). The other fields are the back end's while the request is
+ * in flight. */
+struct be_aio {
+    void (*done)(struct be_aio *a, int status);
+    struct be_aio *next, *prev;
+    void *owner;
+    uint64_t deadline_ns, gen;
+    unsigned pending; /* atomic */
+    unsigned issued, completed;
+    int err;
+};
 
 /* What a file back end holds. shoal serves raw images only; a qcow2, qed,
  * vmdk, vhdx, vdi, vhd or luks container opened as one would be exported as its
@@ -129,6 +148,21 @@ struct backend_ops {
      * serve such misses on the submitting thread instead of handing them
      * to a worker. */
     int (*pread_nowait)(struct backend *be, void *buf, uint32_t count, uint64_t offset);
+    /* Optional: start a read and return at once, without blocking (like
+     * pread_nowait, called on a front end's parsing thread); a->done
+     * reports the result (struct be_aio). 0: started. -EAGAIN: it cannot
+     * start without waiting (no live connection, too large for one
+     * command): use pread on a thread that may wait. Any other error:
+     * nothing started, done is never called. Lets a miss over a network
+     * back end go out from the thread that parsed it and be answered from
+     * the thread that read the reply, with no worker in between. */
+    int (*pread_async)(struct backend *be, void *buf, uint32_t count, uint64_t offset,
+                       struct be_aio *a);
+    /* Optional: the same for a write (BE_FUA honoured; -EAGAIN where the
+     * blocking path does more, as FUA emulated with a flush). done's 0
+     * means what pwrite's does: the storage acknowledged it. */
+    int (*pwrite_async)(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                        uint32_t flags, struct be_aio *a);
     int (*pwrite)(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
                   uint32_t flags);
     int (*flush)(struct backend *be);

@@ -52,13 +52,13 @@ int vol_compare_write(struct volume *v, struct vol_req *r, struct vol_scratch *s
     if (v->readonly)
         return refuse(r, -EPERM);
     const uint8_t *expect = r->buf;
-    pthread_rwlock_wrlock(&v->gate);
+    gate_excl(&v->gate);
     void *buf = NULL;
     size_t buflen = 0;
     const uint8_t *cur;
     int ret = read_span(v, r->offset, r->length, s, &buf, &buflen, &cur);
     if (ret < 0) {
-        pthread_rwlock_unlock(&v->gate);
+        gate_excl_end(&v->gate);
         return refuse(r, ret);
     }
     if (memcmp(cur, expect, r->length) != 0) {
@@ -67,13 +67,13 @@ int vol_compare_write(struct volume *v, struct vol_req *r, struct vol_scratch *s
             i++;
         *miscompare = i;
         bufpool_put(buf, buflen);
-        pthread_rwlock_unlock(&v->gate);
+        gate_excl_end(&v->gate);
         return refuse(r, -EILSEQ);
     }
     bufpool_put(buf, buflen);
     r->buf = (uint8_t *)r->buf + r->length;
     ret = vol_write_gate_held(v, r, s);
-    pthread_rwlock_unlock(&v->gate);
+    gate_excl_end(&v->gate);
     return ret;
 }
 

@@ -51,6 +51,14 @@ struct vol_scratch {
      * finish_read): kept per scratch, it stayed with every thread that
      * ever read ahead, uncounted (a soak's RSS grew by 1 MiB a thread). */
     bool ra_active;
+    /* An asynchronous miss (volume_io.h): fetch_defer makes
+     * the fetch only note its one range here, which vol_read then starts
+     * with the back end's pread_async; this scratch stays the read's until
+     * its update. */
+    bool fetch_defer;
+    uint8_t *af_dst;
+    uint64_t af_off;
+    uint32_t af_len;
     void *ra_buf; /* ra_nb blocks */
     uint64_t ra_first;
     uint32_t ra_nb;

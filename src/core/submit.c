@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/bufpool.h"
+#include "common/cleanup.h"
 #include "common/util.h"
 #include "core/volume.h"
 
@@ -21,13 +22,43 @@
 /* Every thread that runs requests (pool workers, front end threads that
  * serve hits and small misses) has one scratch, made on first use and
  * freed when the thread exits. The cache update runs on the thread that
- * ran the request, right after done, so one per thread is enough. */
+ * ran the request, right after done, so one per thread is enough; except
+ * that an asynchronous miss takes its thread's scratch along (volume_io.h)
+ * and the thread takes another from a small pool, to which the miss gives
+ * its own back once updated: in a steady state nothing is allocated. */
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
+#define SCRATCH_POOL_MAX 64
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vol_scratch *pool[SCRATCH_POOL_MAX];
+static unsigned pool_n;
+
+static struct vol_scratch *scratch_get(void)
+{
+    {
+        LOCK_GUARD(&pool_lock);
+        if (pool_n)
+            return pool[--pool_n];
+    }
+    return vol_scratch_new();
+}
+
+static void scratch_put(struct vol_scratch *s)
+{
+    {
+        LOCK_GUARD(&pool_lock);
+        if (pool_n < SCRATCH_POOL_MAX) {
+            pool[pool_n++] = s;
+            return;
+        }
+    }
+    vol_scratch_free(s);
+}
+
 static void scratch_destructor(void *p)
 {
-    vol_scratch_free(p);
+    scratch_put(p);
 }
 
 static void scratch_key_init(void)
@@ -41,9 +72,9 @@ static struct vol_scratch *thread_scratch(void)
     pthread_once(&scratch_once, scratch_key_init);
     struct vol_scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
-        s = vol_scratch_new();
+        s = scratch_get();
         if (s && pthread_setspecific(scratch_key, s) != 0) {
-            vol_scratch_free(s);
+            scratch_put(s);
             s = NULL;
         }
     }
@@ -220,7 +251,77 @@ static int try_zero_copy(struct vol_io *io)
     return -EAGAIN;
 }
 
-/* A small miss the back end can answer without blocking, served here. */
+/* The back end answered an asynchronous miss or write: the request ends as
+ * on a worker, on this thread (the back end's, or the submitter's if the
+ * answer came first), with the scratch it took along. */
+static void aio_finish(struct vol_io *io)
+{
+    struct vol_scratch *s = io->priv.scratch;
+    if (io->op == VOL_IO_READ) {
+        io->status = vol_read_fetched(io->v, &io->priv.vr, io->priv.aio_status);
+        read_result(io);
+    } else {
+        io->status = vol_write_answered(io->v, &io->priv.vr, io->priv.aio_status);
+    }
+    complete(io); /* io may be gone after this */
+    scratch_put(s);
+}
+
+static void aio_put(struct vol_io *io)
+{
+    if (__atomic_sub_fetch(&io->priv.aio_refs, 1, __ATOMIC_ACQ_REL) == 0)
+        aio_finish(io);
+}
+
+static void aio_done(struct be_aio *a, int status)
+{
+    struct vol_io *io = container_of(a, struct vol_io, priv.aio);
+    io->priv.aio_status = status;
+    aio_put(io);
+}
+
+/* Before an attempt: the back end's request and the two references. */
+static void aio_arm(struct vol_io *io)
+{
+    io->priv.aio.done = aio_done;
+    io->priv.aio_refs = 2;
+    io->priv.vr.aio = &io->priv.aio;
+}
+
+/* The back end's request is out (vol_xxx returned -EINPROGRESS): the
+ * scratch s is the request's now, this thread takes another; then the
+ * submitter's reference goes. */
+static void aio_started(struct vol_io *io, struct vol_scratch *s)
+{
+    io->priv.scratch = s;
+    pthread_setspecific(scratch_key, NULL);
+    aio_put(io);
+}
+
+/* A write sent from here with pwrite_async (1), or -EAGAIN: a worker's. */
+static int try_async_write(struct vol_io *io)
+{
+    struct vol_scratch *s = thread_scratch();
+    if (!s)
+        return -EAGAIN;
+    aio_arm(io);
+    int ret = vol_write_async(io->v, &io->priv.vr, s);
+    io->priv.vr.aio = NULL;
+    if (ret != -EINPROGRESS)
+        return -EAGAIN;
+    aio_started(io, s);
+    return 1;
+}
+
+/* Whether v's misses may go out asynchronously (volume_io.h). */
+static bool reads_async(const struct volume *v)
+{
+    return v->be->ops->pread_async && !v->be->ops->pread_nowait;
+}
+
+/* A small miss served here: the back end has it at hand (0, served), or
+ * reads it asynchronously (1: the read finishes it), or -EAGAIN: it goes
+ * to a worker. */
 static int try_inline_miss(struct vol_io *io)
 {
     struct vol_scratch *s = thread_scratch();
@@ -228,8 +329,15 @@ static int try_inline_miss(struct vol_io *io)
         return -EAGAIN;
     struct vol_req *r = &io->priv.vr;
     r->flags |= VOL_NOWAIT;
+    if (vol_workq(io->v))
+        aio_arm(io);
     int ret = vol_read(io->v, r, s);
     r->flags &= ~VOL_NOWAIT;
+    r->aio = NULL;
+    if (ret == -EINPROGRESS) {
+        aio_started(io, s);
+        return 1;
+    }
     if (ret == -EAGAIN)
         return ret;
     io->status = ret;
@@ -310,12 +418,19 @@ void vol_submit(struct vol_io *io)
             fail(io, -ENOMEM);
             return;
         }
-        if (io->priv.buf && io->length <= VOL_INLINE_MISS_MAX && try_inline_miss(io) == 0) {
-            complete(io);
-            return;
+        if (io->priv.buf && (io->length <= VOL_INLINE_MISS_MAX ||
+                             (io->length <= VOL_ASYNC_MISS_MAX && reads_async(io->v)))) {
+            int ret = try_inline_miss(io);
+            if (ret == 0)
+                complete(io);
+            if (ret >= 0)
+                return;
         }
     }
     struct workq *wq = vol_workq(io->v);
+    if (wq && io->op == VOL_IO_WRITE && io->length <= VOL_ASYNC_MISS_MAX &&
+        io->v->be->ops->pwrite_async && try_async_write(io) == 1)
+        return;
     if (wq)
         workq_submit(wq, &io->priv.work);
     else

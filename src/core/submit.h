@@ -22,9 +22,13 @@
  * hit: io->iov points into the cache (pinned until end) and done runs at
  * once on the submitting thread. A read of at most VOL_INLINE_MISS_MAX whose
  * misses the back end can read without blocking (page cache) is also served
- * there: a hand-off costs more than the read. Everything else goes to the
- * engine's worker pool (or runs on the submitting thread when the engine has
- * none), so a thread that parses requests never waits on storage.
+ * there: a hand-off costs more than the read. One whose misses are a single
+ * range a network back end reads asynchronously (pread_async) sends that
+ * read from there, and done runs on the back end's thread that got the
+ * answer (volume_io.h): no worker, two thread wake-ups fewer. A write
+ * goes out the same way with pwrite_async when the write gate can be had
+ * without waiting. Everything else goes to the engine's worker pool (or runs on the submitting
+ * thread when the engine has none), so a thread that parses requests never waits on storage.
  *
  * The cache update (fingerprints, installs) runs on the thread that calls
  * done, with that thread's scratch: for a request of at most
@@ -53,6 +57,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "backend/backend.h"
 #include "common/workq.h"
 #include "core/volume_io.h"
 
@@ -83,6 +88,11 @@ enum vol_io_op {
  * the back end has the data at hand; larger ones go to a worker, where
  * hashing runs in parallel with the next request's parsing. */
 #define VOL_INLINE_MISS_MAX (64u * 1024)
+
+/* Asynchronous misses and writes (pread_async, pwrite_async) may be this
+ * long: their hashing runs on the back end's thread, not on the one that
+ * parses requests. */
+#define VOL_ASYNC_MISS_MAX (1024u * 1024)
 
 /* Requests of at most this size update the cache before done (above). */
 #define VOL_UPDATE_FIRST_MAX (32u * 1024)
@@ -135,6 +145,13 @@ struct vol_io {
         struct iovec one;
         struct iovec iov_inline[VOL_IO_INLINE_IOV];
         uint32_t pins_inline[VOL_IO_INLINE_IOV];
+        /* An asynchronous miss (submit.c): the back end's read, the
+         * scratch that goes with the request, and two references (the
+         * submitter's, the read's): the last one finishes the read. */
+        struct be_aio aio;
+        struct vol_scratch *scratch;
+        unsigned aio_refs; /* atomic */
+        int aio_status;
     } priv;
 };
 

@@ -168,30 +168,49 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     return 0;
 }
 
-/* Fetch bytes [off, end) from the back end into dst. With nowait, use the
- * back end's non-blocking read (-EAGAIN when it would block). */
-static int fetch_bytes(struct volume *v, uint8_t *dst, uint64_t off, uint64_t end, bool nowait)
+/* A back end read's result in the stats. */
+static int fetch_counted(struct volume *v, uint64_t len, int r)
 {
-    int r = nowait ? v->be->ops->pread_nowait(v->be, dst, (uint32_t)(end - off), off)
-                   : v->be->ops->pread(v->be, dst, (uint32_t)(end - off), off);
-    if (r == -EAGAIN && nowait)
-        return r;
     STAT_ADD(v->c.backend_read_ops, 1);
     if (r < 0) {
         STAT_ADD(v->c.backend_errors, 1);
         return r;
     }
-    STAT_ADD(v->c.backend_read_bytes, end - off);
+    STAT_ADD(v->c.backend_read_bytes, len);
     return 0;
+}
+
+/* Fetch bytes [off, end) from the back end into dst. With nowait, use the
+ * back end's non-blocking read (-EAGAIN when it would block). With
+ * s->fetch_defer (an asynchronous miss: volume_io.h), only note the one
+ * range to fetch in s; vol_read starts it. */
+static int fetch_bytes(struct volume *v, struct vol_scratch *s, uint8_t *dst, uint64_t off,
+                       uint64_t end, bool nowait)
+{
+    if (s && s->fetch_defer) {
+        if (s->af_len)
+            return -EAGAIN; /* one range per asynchronous read (vol_read checks) */
+        s->af_dst = dst;
+        s->af_off = off;
+        s->af_len = (uint32_t)(end - off);
+        return 0;
+    }
+    int r = nowait ? v->be->ops->pread_nowait(v->be, dst, (uint32_t)(end - off), off)
+                   : v->be->ops->pread(v->be, dst, (uint32_t)(end - off), off);
+    if (r == -EAGAIN && nowait)
+        return r;
+    return fetch_counted(v, end - off, r);
 }
 
 /* Fetch blocks [a, b] into dst. The last block of an odd-sized volume reads
  * as zero padding beyond the end, so its fingerprint is that of the padded
  * block. */
-static int fetch_run(struct volume *v, uint8_t *dst, uint64_t a, uint64_t b, bool nowait)
+static int fetch_run(struct volume *v, struct vol_scratch *s, uint8_t *dst, uint64_t a, uint64_t b,
+                     bool nowait)
 {
     uint64_t off = block_start(a), end = MIN(block_start(b + 1), v->size);
-    int r = fetch_bytes(v, dst, off, end, nowait);
+    int r = fetch_bytes(v, s, dst, off, end, nowait);
+    /* Outside the fetched range: done now even when the fetch is deferred. */
     if (r == 0 && end < block_start(b + 1))
         memset(dst + (end - off), 0, (size_t)(block_start(b + 1) - end));
     return r;
@@ -222,11 +241,11 @@ static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uin
             uint64_t rend = r->offset + r->length;
             uint64_t end = MIN(cut ? rend + (mb - rend % mb) % mb : hi, v->size);
             uint8_t *dst = buf + (size_t)i * BLOCK_SIZE;
-            ret = fetch_bytes(v, dst + (off - lo), off, end, nowait);
+            ret = fetch_bytes(v, s, dst + (off - lo), off, end, nowait);
             if (ret == 0 && !cut && end < hi)
                 memset(dst + (end - lo), 0, (size_t)(hi - end));
         } else {
-            ret = fetch_run(v, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
+            ret = fetch_run(v, s, buf + (size_t)i * BLOCK_SIZE, first + i, first + j, nowait);
         }
         if (ret < 0)
             return ret;
@@ -355,28 +374,41 @@ static void ra_note(struct volume *v, int slot, uint64_t end, unsigned run)
     __atomic_store_n(&v->ra_streams[i], (r << 48) | (end & RA_END_MASK), __ATOMIC_RELAXED);
 }
 
-/* The read-ahead fetch: one back end request from the first to the last
- * block still wanted (cached or key-served blocks in between are fetched
- * again but neither installed nor copied), then the request's own blocks
- * copied into r->buf. */
-static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, uint64_t first,
-                    uint32_t nb, bool nowait)
+/* The first and last block (window-relative) a read-ahead still wants;
+ * false if none (everything came by key). */
+static bool ra_span(const struct vol_scratch *s, uint32_t *lo, uint32_t *hi)
 {
-    uint32_t wnb = s->ra_nb, off = (uint32_t)(first - s->ra_first);
-    uint32_t lo = UINT32_MAX, hi = 0;
-    for (uint32_t i = 0; i < wnb; i++) {
+    *lo = UINT32_MAX;
+    *hi = 0;
+    for (uint32_t i = 0; i < s->ra_nb; i++) {
         if (todo_test(s, i)) {
-            lo = MIN(lo, i);
-            hi = i;
+            *lo = MIN(*lo, i);
+            *hi = i;
         }
     }
-    if (lo == UINT32_MAX)
-        return 0; /* everything came by key */
+    return *lo != UINT32_MAX;
+}
+
+/* The read-ahead fetch: one back end request from the first to the last
+ * block still wanted (cached or key-served blocks in between are fetched
+ * again but neither installed nor copied); ra_copy then copies the
+ * request's own blocks into r->buf. */
+static int ra_fetch(struct volume *v, struct vol_scratch *s, bool nowait)
+{
+    uint32_t lo, hi;
+    if (!ra_span(s, &lo, &hi))
+        return 0;
+    return fetch_run(v, s, (uint8_t *)s->ra_buf + (size_t)lo * BLOCK_SIZE, s->ra_first + lo,
+                     s->ra_first + hi, nowait);
+}
+
+static void ra_copy(struct volume *v, struct vol_req *r, struct vol_scratch *s, uint64_t first,
+                    uint32_t nb)
+{
+    uint32_t lo, hi, off = (uint32_t)(first - s->ra_first);
+    if (!ra_span(s, &lo, &hi))
+        return;
     uint8_t *ra_buf = s->ra_buf;
-    int ret =
-        fetch_run(v, ra_buf + (size_t)lo * BLOCK_SIZE, s->ra_first + lo, s->ra_first + hi, nowait);
-    if (ret < 0)
-        return ret;
     uint64_t extra = 0;
     for (uint32_t i = lo; i <= hi; i++) {
         if (i >= off && i < off + nb) {
@@ -389,7 +421,6 @@ static int ra_fetch(struct volume *v, struct vol_req *r, struct vol_scratch *s, 
         }
     }
     STAT_ADD(v->c.readahead_bytes, extra);
-    return 0;
 }
 
 /* A read that failed or gives up (ret < 0) fetched no neighbours: what
@@ -426,6 +457,19 @@ static void edge_done(struct volume *v, struct vol_scratch *s, uint64_t first, u
     partial_note(v->partial_seen, first + i);
     todo_unset(s, i);
     STAT_ADD(v->c.partial_exact_blocks, 1);
+}
+
+/* What a read's misses need once the back end answered (ret: its result). */
+static int misses_fetched(struct volume *v, struct vol_req *r, struct vol_scratch *s,
+                          uint64_t first, uint32_t nb, int ret)
+{
+    if (ret == 0 && s->ra_active)
+        ra_copy(v, r, s, first, nb);
+    if (ret == 0 && s->exact_head)
+        edge_done(v, s, first, 0);
+    if (ret == 0 && s->exact_tail && nb > 1)
+        edge_done(v, s, first, nb - 1);
+    return ra_unpaid(v, s, ret);
 }
 
 /* The misses of a read (in s->todo, request-relative): take every ticket
@@ -480,15 +524,13 @@ static int read_misses(struct volume *v, struct vol_req *r, struct vol_scratch *
      * tail. */
     s->exact_head = !s->ra_active && edge_exact(v, r, s, first, 0);
     s->exact_tail = nb > 1 ? !s->ra_active && edge_exact(v, r, s, first, nb - 1) : s->exact_head;
-    int ret = s->ra_active ? ra_fetch(v, r, s, first, nb, nowait)
-                           : fetch_todo(v, s, r->buf, first, nb, nowait, r);
+    int ret =
+        s->ra_active ? ra_fetch(v, s, nowait) : fetch_todo(v, s, r->buf, first, nb, nowait, r);
     if (ret == -EAGAIN && nowait)
         vol_key_finish(v, s, r->buf, first, false); /* retried on a worker */
-    if (ret == 0 && s->exact_head)
-        edge_done(v, s, first, 0);
-    if (ret == 0 && s->exact_tail && nb > 1)
-        edge_done(v, s, first, nb - 1);
-    return ra_unpaid(v, s, ret);
+    if (ret == 0 && s->fetch_defer)
+        return 0; /* misses_fetched once the data is in (vol_read_fetched) */
+    return misses_fetched(v, r, s, first, nb, ret);
 }
 
 /* Hits of one copied read noted in the miss-ratio curves: the first this
@@ -510,6 +552,10 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         return r->status = -EINVAL; /* front ends cap reads at VOL_MAX_IO */
     }
     bool nowait = r->flags & VOL_NOWAIT;
+    /* Misses may go out through the back end's asynchronous read
+     * (volume_io.h): a single range, nothing asked of the tiers by key. */
+    bool async =
+        nowait && r->aio && scratch && !v->be->ops->pread_nowait && v->be->ops->pread_async;
     if (!vol_enabled(v)) {
         if (nowait)
             return -EAGAIN;
@@ -531,7 +577,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
      * NOWAIT attempt may give up and run again). */
     uint32_t keys[MRC_NOTE_BATCH], nkeys = 0, zeros = 0, stored_hits = 0;
     /* Without a non-blocking back end read, a miss ends a NOWAIT attempt. */
-    bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait);
+    bool can_fetch = !nowait || (scratch && v->be->ops->pread_nowait) || async;
 
     uint64_t vals[LOOKUP_WINDOW];
     for (uint32_t i = 0; i < nb; i++) {
@@ -559,6 +605,9 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         }
         if (!can_fetch)
             return -EAGAIN;
+        if (async && (val || __atomic_load_n(&v->map_tier, __ATOMIC_RELAXED) ||
+                      (any_miss && !todo_test(scratch, i - 1))))
+            return -EAGAIN; /* by key, or a second range: on a worker */
         if (v->ra_blocks)
             ra_pending_miss(&v->ra_budget, blk); /* read ahead, gone unread */
         if (!any_miss) {
@@ -579,9 +628,28 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         miss_bytes += n;
     }
 
+    bool pending = false;
     if (any_miss) {
         uint64_t by_key;
+        scratch->fetch_defer = async;
+        scratch->af_len = 0;
         int ret = read_misses(v, r, scratch, first, nb, any_keyed, nowait, &by_key);
+        if (ret == 0 && scratch->fetch_defer) {
+            scratch->fetch_defer = false;
+            if (scratch->af_len) {
+                ret = v->be->ops->pread_async(v->be, scratch->af_dst, scratch->af_len,
+                                              scratch->af_off, r->aio);
+                if (ret == 0)
+                    pending = true; /* vol_read_fetched finishes it */
+                else if (ret == -EAGAIN)
+                    ra_unpaid(v, scratch, ret);
+                else
+                    ret = misses_fetched(v, r, scratch, first, nb, fetch_counted(v, 0, ret));
+            } else {
+                ret = misses_fetched(v, r, scratch, first, nb, 0);
+            }
+        }
+        scratch->fetch_defer = false;
         if (ret == -EAGAIN && nowait) {
             ra_release(scratch);
             return ret; /* retried on a worker; nothing counted yet */
@@ -600,6 +668,17 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     STAT_ADD(v->c.read_hit_bytes, r->length - miss_bytes);
     STAT_ADD(v->c.read_miss_bytes, miss_bytes);
     r->hit = !any_miss;
+    return pending ? -EINPROGRESS : r->status;
+}
+
+int vol_read_fetched(struct volume *v, struct vol_req *r, int status)
+{
+    struct vol_scratch *s = r->scratch;
+    uint64_t first = block_of(r->offset);
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    int ret = misses_fetched(v, r, s, first, nb, fetch_counted(v, s->af_len, status));
+    if (ret < 0)
+        r->status = ret;
     return r->status;
 }
 
@@ -705,39 +784,62 @@ static int change_range(struct volume *v, struct vol_req *r, uint64_t first, uin
     return r->status;
 }
 
-/* The common shape of everything that changes data. */
-static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
-                  be_op_fn fn)
+/* The common shape of everything that changes data: change_begin, the
+ * back end's call, change_end. change_begin returns 1 when the call is to
+ * be made, the per-block steps begun for [*first, +*nb); else 0 with
+ * r->status the request's result, or 2 for a trim or zero too long for
+ * per-block state (change_range's). */
+static int change_begin(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
+                        uint64_t *first, uint64_t *nblocks)
 {
     r->op = op;
     r->updated = 0;
     r->status = 0;
     r->scratch = s;
     r->hit = 0;
-    if (v->readonly)
-        return r->status = -EPERM;
+    if (v->readonly) {
+        r->status = -EPERM;
+        return 0;
+    }
     if (r->length == 0) {
         r->op = VOL_OP_NONE;
         return 0;
     }
-    uint64_t first = block_of(r->offset);
-    uint64_t nblocks = block_of(r->offset + r->length - 1) - first + 1;
-    if (nblocks > SPAN_BLOCKS_MAX || (op == VOL_OP_WRITE && r->length > VOL_MAX_IO)) {
+    *first = block_of(r->offset);
+    *nblocks = block_of(r->offset + r->length - 1) - *first + 1;
+    if (*nblocks > SPAN_BLOCKS_MAX || (op == VOL_OP_WRITE && r->length > VOL_MAX_IO)) {
         if (op == VOL_OP_WRITE) {
             r->op = VOL_OP_NONE;
-            return r->status = -EINVAL; /* front ends cap payloads at VOL_MAX_IO */
+            r->status = -EINVAL; /* front ends cap payloads at VOL_MAX_IO */
+            return 0;
         }
-        return change_range(v, r, first, nblocks, fn);
+        return 2;
     }
-    uint32_t nb = (uint32_t)nblocks;
-    begin_range(v, first, nb, s);
-    r->status = fn(v, r);
+    begin_range(v, *first, (uint32_t)*nblocks, s);
+    return 1;
+}
+
+static void change_end(struct volume *v, struct vol_req *r, uint64_t first, uint32_t nb)
+{
     if (r->status < 0)
         STAT_ADD(v->c.backend_errors, 1);
     /* Only writes and zeroes know the new content; a trim leaves it to the
      * back end. Installing is pointless while disabled. */
-    bool may_install = r->status == 0 && op != VOL_OP_TRIM && vol_enabled(v);
+    bool may_install = r->status == 0 && r->op != VOL_OP_TRIM && vol_enabled(v);
     end_range(v, r, first, nb, may_install);
+}
+
+static int change(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
+                  be_op_fn fn)
+{
+    uint64_t first = 0, nb = 0;
+    int go = change_begin(v, r, s, op, &first, &nb);
+    if (go == 0)
+        return r->status;
+    if (go == 2)
+        return change_range(v, r, first, nb, fn);
+    r->status = fn(v, r);
+    change_end(v, r, first, (uint32_t)nb);
     return r->status;
 }
 
@@ -767,9 +869,9 @@ static int be_zero(struct volume *v, struct vol_req *r)
 static int gated(struct volume *v, struct vol_req *r, struct vol_scratch *s, enum vol_op op,
                  be_op_fn fn)
 {
-    pthread_rwlock_rdlock(&v->gate);
+    gate_shared(&v->gate);
     int ret = change(v, r, s, op, fn);
-    pthread_rwlock_unlock(&v->gate);
+    gate_shared_end(&v->gate);
     return ret;
 }
 
@@ -778,6 +880,43 @@ int vol_write(struct volume *v, struct vol_req *r, struct vol_scratch *s)
     STAT_ADD(v->c.write_ops, 1);
     STAT_ADD(v->c.write_bytes, r->length);
     return gated(v, r, s, VOL_OP_WRITE, be_write);
+}
+
+int vol_write_async(struct volume *v, struct vol_req *r, struct vol_scratch *s)
+{
+    if (!r->aio || !v->be->ops->pwrite_async || !gate_try_shared(&v->gate))
+        return -EAGAIN;
+    uint64_t first = 0, nb = 0;
+    if (change_begin(v, r, s, VOL_OP_WRITE, &first, &nb) != 1) {
+        gate_shared_end(&v->gate);
+        r->op = VOL_OP_NONE;
+        return -EAGAIN; /* refusals and empty writes: the worker's */
+    }
+    int ret = v->be->ops->pwrite_async(v->be, r->buf, r->length, r->offset,
+                                       (r->flags & VOL_FUA) ? BE_FUA : 0, r->aio);
+    if (ret == 0) {
+        STAT_ADD(v->c.write_ops, 1);
+        STAT_ADD(v->c.write_bytes, r->length);
+        return -EINPROGRESS; /* vol_write_answered ends it */
+    }
+    /* Not started: what begin took out of the directory stays out (a
+     * lost cell costs a fetch, never a stale read); a worker writes. */
+    r->status = -EAGAIN;
+    end_range(v, r, first, (uint32_t)nb, false);
+    gate_shared_end(&v->gate);
+    r->op = VOL_OP_NONE;
+    r->scratch = NULL;
+    return -EAGAIN;
+}
+
+int vol_write_answered(struct volume *v, struct vol_req *r, int status)
+{
+    uint64_t first = block_of(r->offset);
+    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    r->status = status;
+    change_end(v, r, first, nb);
+    gate_shared_end(&v->gate);
+    return r->status;
 }
 
 int vol_write_gate_held(struct volume *v, struct vol_req *r, struct vol_scratch *s)

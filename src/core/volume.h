@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/gate.h"
 #include "common/histogram.h"
 #include "core/engine.h"
 #include "core/mrc.h"
@@ -67,9 +68,10 @@ struct volume {
      * while they change the back end and the directory (from before the
      * back end call to its answer); a COMPARE AND WRITE holds it exclusive
      * across its read, compare and write, which makes it atomic against
-     * them all, from every front end. Writers are preferred, so a stream
-     * of writes cannot starve it. Reads never take it. */
-    pthread_rwlock_t gate;
+     * them all, from every front end. Exclusive holders are preferred, so
+     * a stream of writes cannot starve it. Reads never take it. A shared
+     * hold may end on another thread (an asynchronous write: common/gate.h). */
+    struct gate gate;
 
     /* Miss-ratio curves (core/mrc.h): the volume's own, and the engine's
      * for the whole cache. Either may be NULL (no memory). */

@@ -53,11 +53,7 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     v->refs = 1;
     v->enabled = !cfg->disabled;
     pthread_mutex_init(&v->pf_lock, NULL);
-    pthread_rwlockattr_t ga;
-    pthread_rwlockattr_init(&ga);
-    pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&v->gate, &ga);
-    pthread_rwlockattr_destroy(&ga);
+    gate_init(&v->gate);
     v->be = be;
     v->size = be->size;
     v->nblocks = DIV_ROUND_UP(v->size, BLOCK_SIZE);
@@ -123,7 +119,7 @@ static void volume_free(struct volume *v)
     if (v->be)
         backend_close(v->be);
     pthread_mutex_destroy(&v->pf_lock);
-    pthread_rwlock_destroy(&v->gate);
+    gate_destroy(&v->gate);
     free(v);
 }
 

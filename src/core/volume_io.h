@@ -32,6 +32,16 @@
  * tiers only without waiting, and returns -EAGAIN, keeping nothing, when
  * anything would block; the caller then retries without NOWAIT on a thread
  * that may block.
+ *
+ * Asynchronous misses (VOL_NOWAIT with r->aio set, for back ends with
+ * pread_async and no pread_nowait): a read whose misses are one range the
+ * back end must give (nothing by key) starts that read and returns
+ * -EINPROGRESS; r->aio->done (set by the caller) then runs on a back end
+ * thread, where the caller calls vol_read_fetched with its status and then
+ * goes on as after vol_read returned that. The scratch passed to vol_read
+ * belongs to the request until its vol_req_update: the calling thread
+ * needs another for its next request. Reads that cannot go this way return
+ * -EAGAIN as with VOL_NOWAIT alone, keeping nothing.
  */
 #ifndef SHOAL_CORE_VOLUME_IO_H
 #define SHOAL_CORE_VOLUME_IO_H
@@ -42,6 +52,7 @@
 #include "core/block.h"
 
 struct volume;
+struct be_aio;
 
 #define VOL_FUA       (1u << 0)
 #define VOL_NO_HOLE   (1u << 1)
@@ -78,6 +89,7 @@ struct vol_req {
     uint8_t updated; /* vol_req_update ran */
     uint32_t *pins;  /* zero-copy hit: pinned store entries to release */
     uint32_t npins;
+    struct be_aio *aio; /* the caller's, for an asynchronous miss (above) */
 };
 
 /* Largest read or write (front ends refuse longer ones: NBD advertises it
@@ -107,6 +119,20 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
 /* All return 0 or a negative errno; range errors are the caller's job
  * (vol_check_range). `scratch` may be NULL only with VOL_NOWAIT. */
 int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
+/* An asynchronous miss's data is in (status: the back end read's result):
+ * returns the read's result, as vol_read would have. */
+int vol_read_fetched(struct volume *v, struct vol_req *r, int status);
+/* An asynchronous write (r->aio set, for back ends with pwrite_async): the
+ * write gate taken without waiting, the blocks' write steps begun and the
+ * back end's write started: -EINPROGRESS, and r->aio->done then runs on a
+ * back end thread, where the caller calls vol_write_answered with its
+ * status and goes on as after vol_write returned that. -EAGAIN when it
+ * cannot go that way (the gate wanted exclusive, a refusal, no live
+ * connection, FUA the back end emulates): nothing was written, the scratch
+ * is free again, run vol_write on a thread that may wait. The scratch
+ * belongs to the request until its vol_req_update, as for reads. */
+int vol_write_async(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
+int vol_write_answered(struct volume *v, struct vol_req *r, int status);
 int vol_write(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
 int vol_trim(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);
 int vol_zero(struct volume *v, struct vol_req *r, struct vol_scratch *scratch);

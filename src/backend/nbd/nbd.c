@@ -16,7 +16,15 @@
  *     may use its own copy of h without the lock;
  *   - order: c->lock, then libnbd's handle lock, then a waiter's lock (the
  *     callbacks take the waiter's lock and run under the handle lock), so a
- *     waiter never takes c->lock while holding its own lock.
+ *     waiter never takes c->lock while holding its own lock;
+ *   - c->alock (after the handle lock) guards the asynchronous reads'
+ *     lists: in flight (oldest first, for the timeout) and finished.
+ *
+ * Asynchronous reads and writes (pread_async, pwrite_async) have no
+ * waiter: the command's free callback moves the request to its
+ * connection's finished list, and the poller calls each finished one's
+ * done after it let go of the handle, so done never runs under libnbd's
+ * lock and never on the submitter's thread.
  *
  * Failure: when a connection dies every command on it completes with an
  * error; the next request for it reconnects (at most once a second). A
@@ -69,6 +77,9 @@ struct nbd_conn {
     struct nbd_handle *armed;
     pthread_t thread;
     bool thread_started;
+    pthread_mutex_t alock;
+    struct be_aio *inflight, *inflight_tail; /* submitted, oldest first */
+    struct be_aio *finished;                 /* free callback ran, done not yet */
 };
 
 struct nbd_be {
@@ -186,6 +197,50 @@ static void on_free(void *user_data)
         pthread_cond_signal(&w->cond);
     /* After this unlock the submitter may return: w is gone. */
     pthread_mutex_unlock(&w->lock);
+}
+
+static int on_async_complete(void *user_data, int *error)
+{
+    struct be_aio *a = user_data;
+    /* Under the handle lock, as the free callback and the submitter's
+     * bookkeeping after nbd_aio_pread: no lock of our own needed. */
+    a->completed++;
+    if (*error && !a->err)
+        a->err = *error;
+    return 1;
+}
+
+static void aio_unlink_locked(struct nbd_conn *c, struct be_aio *a)
+{
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        c->inflight = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    else
+        c->inflight_tail = a->prev;
+    a->next = a->prev = NULL;
+}
+
+/* The read's last reference went: hand it to the poller. */
+static void aio_finish(struct nbd_conn *c, struct be_aio *a)
+{
+    {
+        LOCK_GUARD(&c->alock);
+        aio_unlink_locked(c, a);
+        a->next = c->finished;
+        c->finished = a;
+    }
+    if (!c->thread_started || !pthread_equal(pthread_self(), c->thread))
+        wake_poller(c);
+}
+
+static void on_async_free(void *user_data)
+{
+    struct be_aio *a = user_data;
+    if (__atomic_sub_fetch(&a->pending, 1, __ATOMIC_ACQ_REL) == 0)
+        aio_finish(a->owner, a);
 }
 
 static int on_extents(void *user_data, const char *metacontext, uint64_t offset, uint32_t *entries,
@@ -320,14 +375,59 @@ static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
 
 /* ---- the poller */
 
+/* Call done for every finished asynchronous read (no lock held); then the
+ * poll timeout for the oldest one still in flight, in ms, and whether it is
+ * already late. With none in flight, the request timeout: a read started
+ * while the poller sleeps does not wake it (that would cost a wake-up per
+ * read), and its deadline lies beyond that sleep's end anyway. */
+static int aio_run_finished(struct nbd_conn *c, bool *late)
+{
+    struct be_aio *list;
+    uint64_t deadline = 0;
+    {
+        LOCK_GUARD(&c->alock);
+        list = c->finished;
+        c->finished = NULL;
+    }
+    while (list) {
+        struct be_aio *a = list;
+        list = a->next;
+        a->next = NULL;
+        /* A command freed without its completion callback (the handle was
+         * closed under it) never filled the buffer. */
+        int st = a->completed < a->issued ? -EIO : a->err ? map_nbd_errno(a->err) : 0;
+        a->done(a, st);
+    }
+    {
+        LOCK_GUARD(&c->alock);
+        if (c->inflight)
+            deadline = c->inflight->deadline_ns;
+    }
+    *late = false;
+    if (!deadline)
+        return (int)MIN(c->nb->timeout_ms, (uint64_t)INT32_MAX);
+    uint64_t now = now_ns();
+    if (now >= deadline) {
+        *late = true;
+        return 0;
+    }
+    return (int)MIN((deadline - now) / 1000000 + 1, (uint64_t)INT32_MAX);
+}
+
 static void *poller_main(void *arg)
 {
     struct nbd_conn *c = arg;
     unsigned hup_spins = 0;
     for (;;) {
         struct nbd_handle *h, *drop = NULL;
-        bool timed_out = false;
+        bool timed_out = false, late;
+        int wait_ms = aio_run_finished(c, &late);
         pthread_mutex_lock(&c->lock);
+        if (late && c->h && !c->kill) {
+            log_error(backend, "nbd: %s: request timed out after %" PRIu64 " ms", c->nb->be.spec,
+                      c->nb->timeout_ms);
+            c->kill = true;
+        }
         if (c->stop) {
             pthread_mutex_unlock(&c->lock);
             break;
@@ -367,7 +467,7 @@ static void *poller_main(void *arg)
                 pfd[1].events |= POLLOUT;
             n = 2;
         }
-        if (poll(pfd, n, -1) < 0) {
+        if (poll(pfd, n, wait_ms) < 0) {
             if (errno != EINTR)
                 log_error(backend, "nbd: poll: %m");
             continue;
@@ -583,6 +683,75 @@ static int nbd_be_pread(struct backend *be, void *buf, uint32_t count, uint64_t 
     return run(to_nbd(be), &rq);
 }
 
+/* Start one command of an asynchronous read or write (pread_async,
+ * pwrite_async in backend.h). */
+static int aio_start(struct nbd_be *nb, bool write, void *buf, uint32_t count, uint64_t offset,
+                     uint32_t nbd_flags, struct be_aio *a)
+{
+    if (count == 0 || count > nb->chunk)
+        return -EAGAIN; /* one command each; the rest wait on a worker */
+    struct nbd_conn *c = pick_conn(nb);
+    /* Two references: the command's (its free callback) and ours until
+     * the bookkeeping below is done, so the request cannot finish under us. */
+    a->owner = c;
+    a->next = a->prev = NULL;
+    a->issued = a->completed = 0;
+    a->err = 0;
+    __atomic_store_n(&a->pending, 2, __ATOMIC_RELAXED);
+    bool wake;
+    {
+        LOCK_GUARD(&c->lock);
+        if (!c->h || c->kill || c->connecting)
+            return -EAGAIN; /* (re)connecting blocks: a worker's job */
+        a->gen = c->gen;
+        a->deadline_ns = now_ns() + nb->timeout_ms * 1000000;
+        {
+            LOCK_GUARD(&c->alock);
+            a->prev = c->inflight_tail;
+            if (c->inflight_tail)
+                c->inflight_tail->next = a;
+            else
+                c->inflight = a;
+            c->inflight_tail = a;
+        }
+        nbd_completion_callback cb = {
+            .callback = on_async_complete, .user_data = a, .free = on_async_free};
+        int64_t cookie = write ? nbd_aio_pwrite(c->h, buf, count, offset, cb, nbd_flags)
+                               : nbd_aio_pread(c->h, buf, count, offset, cb, nbd_flags);
+        if (cookie < 0) {
+            /* libnbd ran the free callback already: one reference left. */
+            log_debug(backend, "nbd: %s: cannot queue command: %s", nb->be.spec, nbd_get_error());
+            {
+                LOCK_GUARD(&c->alock);
+                aio_unlink_locked(c, a);
+            }
+            return -EAGAIN;
+        }
+        a->issued = 1;
+        wake = c->armed != c->h || (nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE);
+    }
+    if (wake)
+        wake_poller(c);
+    on_async_free(a); /* our reference */
+    return 0;
+}
+
+static int nbd_be_pread_async(struct backend *be, void *buf, uint32_t count, uint64_t offset,
+                              struct be_aio *a)
+{
+    return aio_start(to_nbd(be), false, buf, count, offset, 0, a);
+}
+
+static int nbd_be_pwrite_async(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                               uint32_t flags, struct be_aio *a)
+{
+    struct nbd_be *nb = to_nbd(be);
+    if (nb->readonly || ((flags & BE_FUA) && !nb->can_fua))
+        return -EAGAIN; /* the refusal, or FUA as write + flush: on a worker */
+    return aio_start(nb, true, (void *)buf, count, offset,
+                     (flags & BE_FUA) ? LIBNBD_CMD_FLAG_FUA : 0, a);
+}
+
 static int nbd_be_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
                          uint32_t flags)
 {
@@ -684,6 +853,7 @@ static void nbd_be_close(struct backend *be)
         if (c->efd >= 0)
             close(c->efd);
         pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->alock);
     }
     free(nb->conns);
     free(nb->export_name);
@@ -910,6 +1080,7 @@ static int nbd_be_open(const struct backend_params *p, struct backend **out)
         c->idx = i;
         c->efd = -1;
         pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_init(&c->alock, NULL);
         c->last_attempt_ns = now;
     }
     nb->conns[0].h = h0;
@@ -943,6 +1114,8 @@ const struct backend_ops backend_nbd_ops = {
     .open = nbd_be_open,
     .close = nbd_be_close,
     .pread = nbd_be_pread,
+    .pread_async = nbd_be_pread_async,
+    .pwrite_async = nbd_be_pwrite_async,
     .pwrite = nbd_be_pwrite,
     .flush = nbd_be_flush,
     .trim = nbd_be_trim,

@@ -104,6 +104,84 @@ static int w_pread_nowait(struct backend *be, void *buf, uint32_t n, uint64_t of
     return base_ops->pread(be, buf, n, off);
 }
 
+/* pread_async, in the group that has it (g_async): a completer thread
+ * reads each queued read with the fake's own pread (which honours its
+ * pause and failures) and calls done, in order, often before the submitter
+ * has let go of the request. g_async_refuse: -EAGAIN, as a back end with
+ * no live connection. */
+static int g_async;
+static int g_async_refuse;       /* atomic */
+static unsigned g_async_calls;   /* atomic */
+static unsigned g_async_served;  /* atomic: reads the completer answered */
+static unsigned g_async_written; /* atomic: writes the completer answered */
+struct aq_item {
+    struct be_aio *a;
+    struct backend *be;
+    void *buf;
+    uint32_t n, flags;
+    uint64_t off;
+    bool write;
+};
+#define AQ_MAX 1024
+static pthread_mutex_t aq_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t aq_cond = PTHREAD_COND_INITIALIZER;
+static struct aq_item aq[AQ_MAX];
+static unsigned aq_head, aq_tail;
+static pthread_t aq_thread;
+static pthread_t aq_tid; /* the completer's, for done_tid checks */
+
+static void *aq_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&aq_lock);
+        while (aq_head == aq_tail)
+            pthread_cond_wait(&aq_cond, &aq_lock);
+        struct aq_item it = aq[aq_head++ % AQ_MAX];
+        pthread_mutex_unlock(&aq_lock);
+        int r = it.write ? backend_pwrite(it.be, it.buf, it.n, it.off, it.flags)
+                         : base_ops->pread(it.be, it.buf, it.n, it.off);
+        __atomic_add_fetch(it.write ? &g_async_written : &g_async_served, 1, __ATOMIC_RELAXED);
+        it.a->done(it.a, r);
+    }
+    return NULL;
+}
+
+static int aq_push(struct aq_item it)
+{
+    __atomic_add_fetch(&g_async_calls, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&g_async_refuse, __ATOMIC_RELAXED))
+        return -EAGAIN;
+    pthread_mutex_lock(&aq_lock);
+    if (aq_tail - aq_head == AQ_MAX) {
+        pthread_mutex_unlock(&aq_lock);
+        return -EAGAIN;
+    }
+    aq[aq_tail++ % AQ_MAX] = it;
+    pthread_cond_signal(&aq_cond);
+    pthread_mutex_unlock(&aq_lock);
+    return 0;
+}
+
+static int w_pwrite_async(struct backend *be, const void *buf, uint32_t n, uint64_t off,
+                          uint32_t flags, struct be_aio *a)
+{
+    return aq_push((struct aq_item){
+        .a = a, .be = be, .buf = (void *)buf, .n = n, .off = off, .flags = flags, .write = true});
+}
+
+static int w_pread_async(struct backend *be, void *buf, uint32_t n, uint64_t off, struct be_aio *a)
+{
+    return aq_push((struct aq_item){.a = a, .be = be, .buf = buf, .n = n, .off = off});
+}
+
+static void aq_start(void)
+{
+    assert_int_equal(pthread_create(&aq_thread, NULL, aq_main, NULL), 0);
+    aq_tid = aq_thread;
+    pthread_detach(aq_thread); /* blocked on its queue at exit */
+}
+
 /* Extents: alternating 64 KiB runs of data and zero holes. */
 #define EXT_UNIT (64u * 1024)
 
@@ -156,7 +234,9 @@ static struct fake *new_fake(uint64_t size, uint64_t seed, bool wrap)
     if (wrap) {
         base_ops = f->be.ops;
         wrap_ops = *base_ops;
-        wrap_ops.pread_nowait = w_pread_nowait;
+        wrap_ops.pread_nowait = g_async ? NULL : w_pread_nowait;
+        wrap_ops.pread_async = g_async ? w_pread_async : NULL;
+        wrap_ops.pwrite_async = g_async ? w_pwrite_async : NULL;
         wrap_ops.extents = w_extents;
         f->be.ops = &wrap_ops;
         f->be.caps |= BE_CAN_EXTENTS;
@@ -689,11 +769,15 @@ static void test_read_miss_then_hit(void **state)
     call_free(c);
 
     /* A miss the back end does not have at hand: on a worker when there
-     * are workers, else right here. */
+     * are workers (with pread_async: on the back end's thread, or here if
+     * its answer came before vol_submit let go), else right here. */
     c = run_io(x->v, VOL_IO_READ, 5u << 20, 5000, NULL, 0, PUT_IN_DONE);
     assert_int_equal(c->status, 0);
     assert_false(c->hit);
-    if (x->workers)
+    if (x->workers && g_async)
+        assert_true(pthread_equal(c->done_tid, aq_tid) ||
+                    pthread_equal(c->done_tid, c->submit_tid));
+    else if (x->workers)
         assert_false(pthread_equal(c->done_tid, c->submit_tid));
     else
         assert_true(c->done_in_submit);
@@ -736,6 +820,8 @@ static void test_read_max_io(void **state)
 static void test_inline_miss(void **state)
 {
     struct fix *x = *state;
+    if (g_async)
+        skip(); /* no pread_nowait: test_async_miss */
     __atomic_store_n(&g_nowait, 1, __ATOMIC_RELAXED);
     unsigned n0 = __atomic_load_n(&g_nowait_calls, __ATOMIC_RELAXED);
     struct call *c = run_io(x->v, VOL_IO_READ, 1000, 9000, NULL, 0, PUT_OTHER);
@@ -799,6 +885,132 @@ static void test_inline_miss(void **state)
     fake_set_fail(x->f, 0, 0);
     assert_false(read_check(x->v, x->f, 4u << 20, 3000, PUT_IN_DONE));
     __atomic_store_n(&g_nowait, 0, __ATOMIC_RELAXED);
+}
+
+/* Misses through pread_async: answered on the back end's thread, the
+ * cache updated there, byte for byte the back end's; what cannot go that
+ * way (two ranges, a refusal) goes to a worker; errors come back; a write
+ * while the read is on the wire is not undone by the read's install. */
+static void test_async_miss(void **state)
+{
+    struct fix *x = *state;
+    if (!g_async)
+        skip();
+    unsigned n0 = __atomic_load_n(&g_async_served, __ATOMIC_RELAXED);
+    struct call *c = run_io(x->v, VOL_IO_READ, 5 * BLOCK_SIZE, 3 * BLOCK_SIZE, NULL, 0, PUT_OTHER);
+    assert_int_equal(c->status, 0);
+    assert_false(c->hit);
+    assert_true(__atomic_load_n(&g_async_served, __ATOMIC_RELAXED) == n0 + 1);
+    /* done ran on the completer, or on the submitter if the answer came
+     * before vol_submit let go: never on a worker. */
+    assert_true(pthread_equal(c->done_tid, aq_tid) || pthread_equal(c->done_tid, c->submit_tid));
+    uint8_t *want = fake_copy(x->f, 5 * BLOCK_SIZE, 3 * BLOCK_SIZE);
+    assert_memory_equal(c->data, want, 3 * BLOCK_SIZE);
+    free(want);
+    call_free(c);
+    unsigned p = fake_preads(x->f);
+    assert_true(read_check(x->v, x->f, 5 * BLOCK_SIZE, 3 * BLOCK_SIZE, PUT_IN_DONE));
+    assert_int_equal(fake_preads(x->f), p);
+
+    /* Unaligned, partly cached: the missing blocks are one range. */
+    assert_true(read_check(x->v, x->f, 5 * BLOCK_SIZE, 2 * BLOCK_SIZE, PUT_IN_DONE));
+    n0 = __atomic_load_n(&g_async_served, __ATOMIC_RELAXED);
+    assert_false(read_check(x->v, x->f, 6 * BLOCK_SIZE + 100, 5 * BLOCK_SIZE, PUT_LATER));
+    assert_int_equal(__atomic_load_n(&g_async_served, __ATOMIC_RELAXED), n0 + 1);
+
+    /* Longer than an inline miss, up to VOL_ASYNC_MISS_MAX: asynchronous
+     * too; one byte more: a worker's. */
+    n0 = __atomic_load_n(&g_async_served, __ATOMIC_RELAXED);
+    assert_false(read_check(x->v, x->f, 1u << 20, VOL_ASYNC_MISS_MAX, PUT_OTHER));
+    assert_int_equal(__atomic_load_n(&g_async_served, __ATOMIC_RELAXED), n0 + 1);
+    assert_false(read_check(x->v, x->f, 3u << 20, VOL_ASYNC_MISS_MAX + 1, PUT_OTHER));
+    assert_int_equal(__atomic_load_n(&g_async_served, __ATOMIC_RELAXED), n0 + 1);
+
+    /* Two ranges (a cached block between): a worker reads them. */
+    assert_true(read_check(x->v, x->f, 21 * BLOCK_SIZE, BLOCK_SIZE, PUT_IN_DONE) == false);
+    n0 = __atomic_load_n(&g_async_served, __ATOMIC_RELAXED);
+    c = run_io(x->v, VOL_IO_READ, 20 * BLOCK_SIZE, 3 * BLOCK_SIZE, NULL, 0, PUT_IN_DONE);
+    assert_int_equal(c->status, 0);
+    assert_int_equal(__atomic_load_n(&g_async_served, __ATOMIC_RELAXED), n0);
+    assert_false(pthread_equal(c->done_tid, c->submit_tid));
+    want = fake_copy(x->f, 20 * BLOCK_SIZE, 3 * BLOCK_SIZE);
+    assert_memory_equal(c->data, want, 3 * BLOCK_SIZE);
+    free(want);
+    call_free(c);
+
+    /* Refused (no connection): a worker's, and right. */
+    __atomic_store_n(&g_async_refuse, 1, __ATOMIC_RELAXED);
+    assert_false(read_check(x->v, x->f, 40 * BLOCK_SIZE, BLOCK_SIZE, PUT_OTHER));
+    __atomic_store_n(&g_async_refuse, 0, __ATOMIC_RELAXED);
+    assert_true(read_check(x->v, x->f, 40 * BLOCK_SIZE, BLOCK_SIZE, PUT_OTHER));
+
+    /* An error comes back through done; nothing is cached. */
+    fake_set_fail(x->f, 1, 0);
+    c = run_io(x->v, VOL_IO_READ, 50 * BLOCK_SIZE, 2000, NULL, 0, PUT_LATER);
+    assert_int_equal(c->status, -EIO);
+    call_free(c);
+    fake_set_fail(x->f, 0, 0);
+    assert_false(read_check(x->v, x->f, 50 * BLOCK_SIZE, 2000, PUT_IN_DONE));
+
+    /* A write lands while the read's answer (the old bytes) is on the
+     * wire: the read may return the old bytes, but must not cache them. */
+    fake_pause(x->f, 60 * BLOCK_SIZE);
+    struct call *slow = call_new(x->v, VOL_IO_READ, 60 * BLOCK_SIZE, BLOCK_SIZE, PUT_LATER);
+    call_submit(slow);
+    fake_wait_paused(x->f);
+    uint8_t nw[BLOCK_SIZE];
+    memset(nw, 0x6B, sizeof nw);
+    /* (On a worker: the one completer thread is held by the paused read.) */
+    __atomic_store_n(&g_async_refuse, 1, __ATOMIC_RELAXED);
+    write_ok(x->v, 60 * BLOCK_SIZE, BLOCK_SIZE, nw, PUT_IN_DONE);
+    __atomic_store_n(&g_async_refuse, 0, __ATOMIC_RELAXED);
+    fake_release(x->f);
+    assert_true(call_wait(slow, false));
+    call_put(slow);
+    assert_true(call_wait(slow, true));
+    assert_call_ok(slow);
+    assert_int_equal(slow->status, 0);
+    call_free(slow);
+    c = run_io(x->v, VOL_IO_READ, 60 * BLOCK_SIZE, BLOCK_SIZE, NULL, 0, PUT_IN_DONE);
+    assert_int_equal(c->status, 0);
+    assert_memory_equal(c->data, nw, BLOCK_SIZE);
+    call_free(c);
+
+    /* Writes go out with pwrite_async: on the back end's thread (or here),
+     * in the back end when done runs, and cached (a hit after). */
+    unsigned w0 = __atomic_load_n(&g_async_written, __ATOMIC_RELAXED);
+    uint8_t *pat = malloc(8 * BLOCK_SIZE + 300);
+    memset(pat, 0x3C, 8 * BLOCK_SIZE + 300);
+    pat[17] = 1;
+    c = run_io(x->v, VOL_IO_WRITE, 70 * BLOCK_SIZE + 100, 8 * BLOCK_SIZE + 300, pat, 0, PUT_OTHER);
+    assert_int_equal(c->status, 0);
+    assert_true(pthread_equal(c->done_tid, aq_tid) || pthread_equal(c->done_tid, c->submit_tid));
+    call_free(c);
+    assert_int_equal(__atomic_load_n(&g_async_written, __ATOMIC_RELAXED), w0 + 1);
+    uint8_t *got = fake_copy(x->f, 70 * BLOCK_SIZE + 100, 8 * BLOCK_SIZE + 300);
+    assert_memory_equal(got, pat, 8 * BLOCK_SIZE + 300);
+    free(got);
+    unsigned p0 = fake_preads(x->f);
+    assert_true(read_check(x->v, x->f, 71 * BLOCK_SIZE, 7 * BLOCK_SIZE, PUT_IN_DONE));
+    assert_int_equal(fake_preads(x->f), p0);
+    /* A failed write: the error, and nothing of it cached. */
+    fake_set_fail(x->f, 0, 1);
+    c = run_io(x->v, VOL_IO_WRITE, 71 * BLOCK_SIZE, BLOCK_SIZE, nw, 0, PUT_LATER);
+    assert_int_equal(c->status, -EIO);
+    call_free(c);
+    fake_set_fail(x->f, 0, 0);
+    assert_false(read_check(x->v, x->f, 71 * BLOCK_SIZE, BLOCK_SIZE, PUT_IN_DONE));
+    /* Refused by the back end (no connection): a worker writes it. */
+    __atomic_store_n(&g_async_refuse, 1, __ATOMIC_RELAXED);
+    w0 = __atomic_load_n(&g_async_written, __ATOMIC_RELAXED);
+    write_ok(x->v, 72 * BLOCK_SIZE, BLOCK_SIZE, nw, PUT_IN_DONE);
+    __atomic_store_n(&g_async_refuse, 0, __ATOMIC_RELAXED);
+    assert_int_equal(__atomic_load_n(&g_async_written, __ATOMIC_RELAXED), w0);
+    got = fake_copy(x->f, 72 * BLOCK_SIZE, BLOCK_SIZE);
+    assert_memory_equal(got, nw, BLOCK_SIZE);
+    free(got);
+    assert_true(read_check(x->v, x->f, 72 * BLOCK_SIZE, BLOCK_SIZE, PUT_IN_DONE)); /* cached */
+    free(pat);
 }
 
 /* workers = 2: a stalled back end read holds a worker, never vol_submit;
@@ -1921,6 +2133,7 @@ int main(void)
         T(test_read_miss_then_hit),
         T(test_read_max_io),
         T(test_inline_miss),
+        T(test_async_miss),
         T(test_submit_never_waits),
         T(test_write_read_back),
         T(test_trim_zero),
@@ -1943,6 +2156,10 @@ int main(void)
     int r = cmocka_run_group_tests_name("submit, workers=0", tests, NULL, NULL);
     g_workers = 2;
     r |= cmocka_run_group_tests_name("submit, workers=2", tests, NULL, NULL);
+    /* Misses through the back end's asynchronous read (no pread_nowait). */
+    g_async = 1;
+    aq_start();
+    r |= cmocka_run_group_tests_name("submit, workers=2, pread_async", tests, NULL, NULL);
     bufpool_drain();
     return r;
 }
