@@ -109,12 +109,12 @@ void vol_io_put(struct vol_io *io)
 }
 
 /* done and the cache update with this thread's scratch (the update first
- * for a small request: submit.h), then done's side lets go. io stays valid
+ * for a small read: submit.h), then done's side lets go. io stays valid
  * throughout: done's side holds a reference. */
 static void complete(struct vol_io *io)
 {
     io->hit = io->op == VOL_IO_READ && io->status == 0 && io->priv.vr.hit;
-    bool first = io->length <= VOL_UPDATE_FIRST_MAX;
+    bool first = io->length <= VOL_UPDATE_FIRST_MAX && io->op != VOL_IO_WRITE;
     if (first)
         vol_req_update(io->v, &io->priv.vr);
     io->done(io);
