@@ -33,6 +33,9 @@
     X(copy_shared_blocks, STAT_COUNTER, "blocks",                                                  \
       "Blocks copied (SCSI EXTENDED COPY) that share the source's cached content, not hashed")     \
     X(backend_errors, STAT_COUNTER, "ops", "Back end operations that failed")                      \
+    X(async_ops, STAT_COUNTER, "ops",                                                              \
+      "Read misses and writes sent to the back end from the thread that parsed them and "          \
+      "answered from the back end's (no worker)")                                                  \
     X(insert_races, STAT_COUNTER, "blocks",                                                        \
       "Fetched blocks not cached because a write or invalidate raced them")                        \
     X(key_hit_blocks, STAT_COUNTER, "blocks",                                                      \

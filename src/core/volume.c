@@ -639,9 +639,10 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
             if (scratch->af_len) {
                 ret = v->be->ops->pread_async(v->be, scratch->af_dst, scratch->af_len,
                                               scratch->af_off, r->aio);
-                if (ret == 0)
+                if (ret == 0) {
                     pending = true; /* vol_read_fetched finishes it */
-                else if (ret == -EAGAIN)
+                    STAT_ADD(v->c.async_ops, 1);
+                } else if (ret == -EAGAIN)
                     ra_unpaid(v, scratch, ret);
                 else
                     ret = misses_fetched(v, r, scratch, first, nb, fetch_counted(v, 0, ret));
@@ -897,6 +898,7 @@ int vol_write_async(struct volume *v, struct vol_req *r, struct vol_scratch *s)
     if (ret == 0) {
         STAT_ADD(v->c.write_ops, 1);
         STAT_ADD(v->c.write_bytes, r->length);
+        STAT_ADD(v->c.async_ops, 1);
         return -EINPROGRESS; /* vol_write_answered ends it */
     }
     /* Not started: what begin took out of the directory stays out (a
