@@ -72,8 +72,8 @@ class Rig:
 
 def _vol_counters(shoal, vol):
     s = shoal.volume_stats(vol)
-    return {k: s[k] for k in ("read_bytes", "read_hit_bytes", "backend_read_bytes",
-                              "write_bytes", "read_ops", "write_ops")}
+    return {k: s.get(k, 0) for k in ("read_bytes", "read_hit_bytes", "backend_read_bytes",
+                                     "write_bytes", "read_ops", "write_ops", "async_ops")}
 
 
 def _delta(a, b):
@@ -289,7 +289,11 @@ def scenario6_write_mix(ctx, rig):
     ctx.results["s6_write_mix"] = {"metric": "fio randrw 70/30 4 KiB, 700+300 IOPS, QD<=8",
                                    "raw": raw,
                                    "median": med, "shoal_read_hit_ratio": hit,
-                                   "shoal_write_bytes": delta["write_bytes"]}
+                                   "shoal_write_bytes": delta["write_bytes"],
+                                   # writes (and misses) that went out and came back
+                                   # without a worker (core/submit.h)
+                                   "shoal_write_ops": delta["write_ops"],
+                                   "shoal_async_ops": delta["async_ops"]}
     r = ctx.ratios
     r.add("s6.write_lat_vs_array", 6, "write mean latency / the array alone's",
           med["shoal"]["write_lat_mean_us"] / med["array"]["write_lat_mean_us"], "lower",
