@@ -17,7 +17,7 @@
  *   - order: c->lock, then libnbd's handle lock, then a waiter's lock (the
  *     callbacks take the waiter's lock and run under the handle lock), so a
  *     waiter never takes c->lock while holding its own lock;
- *   - c->alock (after the handle lock) guards the asynchronous reads'
+ *   - c->alock (after the handle lock) guards the asynchronous requests'
  *     lists: in flight (oldest first, for the timeout) and finished.
  *
  * Asynchronous reads and writes (pread_async, pwrite_async) have no
@@ -202,8 +202,9 @@ static void on_free(void *user_data)
 static int on_async_complete(void *user_data, int *error)
 {
     struct be_aio *a = user_data;
-    /* Under the handle lock, as the free callback and the submitter's
-     * bookkeeping after nbd_aio_pread: no lock of our own needed. */
+    /* Only this callback writes completed and err (under the handle
+     * lock); the poller reads them after the last reference went
+     * (pending: acquire-release), so no lock of our own is needed. */
     a->completed++;
     if (*error && !a->err)
         a->err = *error;
@@ -223,7 +224,7 @@ static void aio_unlink_locked(struct nbd_conn *c, struct be_aio *a)
     a->next = a->prev = NULL;
 }
 
-/* The read's last reference went: hand it to the poller. */
+/* The request's last reference went: hand it to the poller. */
 static void aio_finish(struct nbd_conn *c, struct be_aio *a)
 {
     {
@@ -375,11 +376,11 @@ static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
 
 /* ---- the poller */
 
-/* Call done for every finished asynchronous read (no lock held); then the
- * poll timeout for the oldest one still in flight, in ms, and whether it is
- * already late. With none in flight, the request timeout: a read started
- * while the poller sleeps does not wake it (that would cost a wake-up per
- * read), and its deadline lies beyond that sleep's end anyway. */
+/* Call done for every finished asynchronous request (no lock held); then
+ * the poll timeout for the oldest one still in flight, in ms, and whether
+ * it is already late. With none in flight, the request timeout: a request
+ * started while the poller sleeps does not wake it (that would cost a
+ * wake-up per request), and its deadline lies beyond that sleep's end. */
 static int aio_run_finished(struct nbd_conn *c, bool *late)
 {
     struct be_aio *list;
