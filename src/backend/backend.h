@@ -66,7 +66,7 @@ struct be_aio {
     void (*done)(struct be_aio *a, int status);
     struct be_aio *next, *prev;
     void *owner;
-    uint64_t deadline_ns, gen;
+    uint64_t deadline_ns;
     unsigned pending; /* atomic */
     unsigned issued, completed;
     int err;

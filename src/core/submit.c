@@ -313,12 +313,6 @@ static int try_async_write(struct vol_io *io)
     return 1;
 }
 
-/* Whether v's misses may go out asynchronously (volume_io.h). */
-static bool reads_async(const struct volume *v)
-{
-    return v->be->ops->pread_async && !v->be->ops->pread_nowait;
-}
-
 /* A small miss served here: the back end has it at hand (0, served), or
  * reads it asynchronously (1: the read finishes it), or -EAGAIN: it goes
  * to a worker. */
@@ -419,7 +413,7 @@ void vol_submit(struct vol_io *io)
             return;
         }
         if (io->priv.buf && (io->length <= VOL_INLINE_MISS_MAX ||
-                             (io->length <= VOL_ASYNC_MISS_MAX && reads_async(io->v)))) {
+                             (io->length <= VOL_ASYNC_MISS_MAX && vol_reads_async(io->v)))) {
             int ret = try_inline_miss(io);
             if (ret == 0)
                 complete(io);

@@ -27,8 +27,9 @@
  * read from there, and done runs on the back end's thread that got the
  * answer (volume_io.h): no worker, two thread wake-ups fewer. A write
  * goes out the same way with pwrite_async when the write gate can be had
- * without waiting. Everything else goes to the engine's worker pool (or runs on the submitting
- * thread when the engine has none), so a thread that parses requests never waits on storage.
+ * without waiting. Everything else goes to the engine's worker pool (or
+ * runs on the submitting thread when the engine has none), so a thread
+ * that parses requests never waits on storage.
  *
  * The cache update (fingerprints, installs) runs on the thread that calls
  * done, with that thread's scratch: for a read of at most
@@ -148,9 +149,9 @@ struct vol_io {
         struct iovec one;
         struct iovec iov_inline[VOL_IO_INLINE_IOV];
         uint32_t pins_inline[VOL_IO_INLINE_IOV];
-        /* An asynchronous miss (submit.c): the back end's read, the
-         * scratch that goes with the request, and two references (the
-         * submitter's, the read's): the last one finishes the read. */
+        /* An asynchronous miss or write (submit.c): the back end's
+         * request, the scratch that goes with it, and two references (the
+         * submitter's, the back end request's): the last one finishes it. */
         struct be_aio aio;
         struct vol_scratch *scratch;
         unsigned aio_refs; /* atomic */

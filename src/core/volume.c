@@ -168,6 +168,12 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     return 0;
 }
 
+/* Blocks a read or write of r covers, from block_of(r->offset). */
+static inline uint32_t req_nblocks(const struct vol_req *r)
+{
+    return (uint32_t)(block_of(r->offset + r->length - 1) - block_of(r->offset) + 1);
+}
+
 /* A back end read's result in the stats. */
 static int fetch_counted(struct volume *v, uint64_t len, int r)
 {
@@ -554,8 +560,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     bool nowait = r->flags & VOL_NOWAIT;
     /* Misses may go out through the back end's asynchronous read
      * (volume_io.h): a single range, nothing asked of the tiers by key. */
-    bool async =
-        nowait && r->aio && scratch && !v->be->ops->pread_nowait && v->be->ops->pread_async;
+    bool async = nowait && r->aio && scratch && vol_reads_async(v);
     if (!vol_enabled(v)) {
         if (nowait)
             return -EAGAIN;
@@ -635,7 +640,6 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
         scratch->af_len = 0;
         int ret = read_misses(v, r, scratch, first, nb, any_keyed, nowait, &by_key);
         if (ret == 0 && scratch->fetch_defer) {
-            scratch->fetch_defer = false;
             if (scratch->af_len) {
                 ret = v->be->ops->pread_async(v->be, scratch->af_dst, scratch->af_len,
                                               scratch->af_off, r->aio);
@@ -676,7 +680,7 @@ int vol_read_fetched(struct volume *v, struct vol_req *r, int status)
 {
     struct vol_scratch *s = r->scratch;
     uint64_t first = block_of(r->offset);
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    uint32_t nb = req_nblocks(r);
     int ret = misses_fetched(v, r, s, first, nb, fetch_counted(v, s->af_len, status));
     if (ret < 0)
         r->status = ret;
@@ -696,7 +700,7 @@ static void finish_read(struct volume *v, struct vol_req *r)
         ra_release(s);
         return;
     }
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    uint32_t nb = req_nblocks(r);
     struct vol_installs in = {0};
     if (ra) {
         /* Blocks around the request were not asked for: inserts, not reads. */
@@ -903,7 +907,6 @@ int vol_write_async(struct volume *v, struct vol_req *r, struct vol_scratch *s)
     }
     /* Not started: what begin took out of the directory stays out (a
      * lost cell costs a fetch, never a stale read); a worker writes. */
-    r->status = -EAGAIN;
     end_range(v, r, first, (uint32_t)nb, false);
     gate_shared_end(&v->gate);
     r->op = VOL_OP_NONE;
@@ -914,7 +917,7 @@ int vol_write_async(struct volume *v, struct vol_req *r, struct vol_scratch *s)
 int vol_write_answered(struct volume *v, struct vol_req *r, int status)
 {
     uint64_t first = block_of(r->offset);
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    uint32_t nb = req_nblocks(r);
     r->status = status;
     change_end(v, r, first, nb);
     gate_shared_end(&v->gate);
@@ -979,7 +982,7 @@ static void finish_change(struct volume *v, struct vol_req *r)
     if (r->status != 0 || r->op == VOL_OP_TRIM)
         return;
     uint64_t first = block_of(r->offset);
-    uint32_t nb = (uint32_t)(block_of(r->offset + r->length - 1) - first + 1);
+    uint32_t nb = req_nblocks(r);
     struct vol_installs in = {0};
     for (uint32_t i = 0; i < nb; i++) {
         if (!todo_test(s, i))

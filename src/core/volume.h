@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "common/gate.h"
 #include "common/histogram.h"
 #include "core/engine.h"
@@ -141,6 +142,14 @@ static inline bool vol_defunct(const struct volume *v)
 static inline struct workq *vol_workq(const struct volume *v)
 {
     return v->wq;
+}
+
+/* Whether v's misses may go out through the back end's asynchronous read
+ * (volume_io.h): it has pread_async, and no pread_nowait (which serves
+ * page-cache hits on the spot instead). */
+static inline bool vol_reads_async(const struct volume *v)
+{
+    return v->be->ops->pread_async && !v->be->ops->pread_nowait;
 }
 
 #endif

@@ -704,7 +704,6 @@ static int aio_start(struct nbd_be *nb, bool write, void *buf, uint32_t count, u
         LOCK_GUARD(&c->lock);
         if (!c->h || c->kill || c->connecting)
             return -EAGAIN; /* (re)connecting blocks: a worker's job */
-        a->gen = c->gen;
         a->deadline_ns = now_ns() + nb->timeout_ms * 1000000;
         {
             LOCK_GUARD(&c->alock);

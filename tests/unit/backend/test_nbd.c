@@ -565,8 +565,7 @@ static void async_never(struct be_aio *a, int status)
     fail_msg("done called for a read pread_async refused");
 }
 
-/* Start n reads of 4 KiB at i * 8 KiB into bufs; wait (up to wait_s) until
- * done was called for each started one; returns how many finished. */
+/* The set being run (done has no other way to it), and its done. */
 static struct async_set *g_set;
 static void async_done_counted(struct be_aio *a, int status)
 {
@@ -581,8 +580,12 @@ static void async_done_counted(struct be_aio *a, int status)
     pthread_mutex_unlock(&set->lock);
 }
 
+/* Start n requests of 4 KiB, request i at base + i * stride from bufs +
+ * i * 4 KiB (writes: every other one FUA); wait (up to wait_s) until done
+ * was called for each started one; returns how many finished. */
 static unsigned async_run(struct backend *be, struct async_set *set, unsigned n, uint8_t *bufs,
-                          unsigned wait_s, unsigned *started)
+                          bool write, uint64_t base, uint64_t stride, unsigned wait_s,
+                          unsigned *started)
 {
     memset(set, 0, sizeof *set);
     pthread_mutex_init(&set->lock, NULL);
@@ -596,8 +599,11 @@ static unsigned async_run(struct backend *be, struct async_set *set, unsigned n,
         set->one[i].status = 1;
         set->left++;
         pthread_mutex_unlock(&set->lock);
-        int r = be->ops->pread_async(be, bufs + (size_t)i * 4096, 4096, (uint64_t)i * 8192,
-                                     &set->one[i].a);
+        uint8_t *buf = bufs + (size_t)i * 4096;
+        uint64_t off = base + i * stride;
+        int r =
+            write ? be->ops->pwrite_async(be, buf, 4096, off, (i & 1) ? BE_FUA : 0, &set->one[i].a)
+                  : be->ops->pread_async(be, buf, 4096, off, &set->one[i].a);
         pthread_mutex_lock(&set->lock);
         if (r == 0) {
             (*started)++;
@@ -615,6 +621,13 @@ static unsigned async_run(struct backend *be, struct async_set *set, unsigned n,
     unsigned fin = *started - set->left;
     pthread_mutex_unlock(&set->lock);
     return fin;
+}
+
+/* n reads, request i of [i * 8 KiB, +4 KiB). */
+static unsigned async_reads(struct backend *be, struct async_set *set, unsigned n, uint8_t *bufs,
+                            unsigned wait_s, unsigned *started)
+{
+    return async_run(be, set, n, bufs, false, 0, 8192, wait_s, started);
 }
 
 static void test_async(void **state)
@@ -636,7 +649,7 @@ static void test_async(void **state)
      * back end thread, with the bytes. */
     static struct async_set set;
     unsigned started;
-    assert_int_equal(async_run(be, &set, 64, bufs, 10, &started), 64);
+    assert_int_equal(async_reads(be, &set, 64, bufs, 10, &started), 64);
     assert_int_equal(started, 64);
     for (unsigned i = 0; i < 64; i++) {
         assert_int_equal(set.one[i].status, 0);
@@ -649,27 +662,9 @@ static void test_async(void **state)
     fill_pattern(w2, sizeof(w2), 9);
     {
         static struct async_set ws;
-        memset(&ws, 0, sizeof ws);
-        pthread_mutex_init(&ws.lock, NULL);
-        pthread_cond_init(&ws.cond, NULL);
-        ws.caller = pthread_self();
-        g_set = &ws;
-        pthread_mutex_lock(&ws.lock);
-        for (unsigned i = 0; i < 8; i++) {
-            ws.one[i].a.done = async_done_counted;
-            ws.left++;
-            pthread_mutex_unlock(&ws.lock);
-            assert_int_equal(be->ops->pwrite_async(be, w2 + i * 4096, 4096, (512u << 10) + i * 4096,
-                                                   (i & 1) ? BE_FUA : 0, &ws.one[i].a),
-                             0);
-            pthread_mutex_lock(&ws.lock);
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 10;
-        while (ws.left > 0)
-            assert_int_not_equal(pthread_cond_timedwait(&ws.cond, &ws.lock, &ts), ETIMEDOUT);
-        pthread_mutex_unlock(&ws.lock);
+        unsigned wstarted;
+        assert_int_equal(async_run(be, &ws, 8, w2, true, 512u << 10, 4096, 10, &wstarted), 8);
+        assert_int_equal(wstarted, 8);
         for (unsigned i = 0; i < 8; i++) {
             assert_int_equal(ws.one[i].status, 0);
             assert_int_equal(ws.one[i].done_calls, 1);
@@ -692,7 +687,7 @@ static void test_async(void **state)
     int status;
     assert_int_equal(waitpid(fx->pid, &status, WUNTRACED), fx->pid);
     uint64_t t0 = now_ns();
-    unsigned fin = async_run(be, &set, 16, bufs, 10, &started);
+    unsigned fin = async_reads(be, &set, 16, bufs, 10, &started);
     assert_int_equal(fin, started); /* none hangs */
     uint64_t el = now_ns() - t0;
     assert_true(started > 0);
@@ -713,7 +708,7 @@ static void test_async(void **state)
     assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), 0);
     assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), 0); /* both connections */
     stop_nbdkit(fx, SIGKILL);
-    fin = async_run(be, &set, 16, bufs, 5, &started);
+    fin = async_reads(be, &set, 16, bufs, 5, &started);
     assert_int_equal(fin, started);
     for (unsigned i = 0; i < 16; i++)
         assert_true(set.one[i].status == -EIO || set.one[i].status == -EAGAIN);
@@ -722,7 +717,7 @@ static void test_async(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(be->ops->pread(be, b, sizeof(b), 0), 0);
     memset(bufs, 0, sizeof bufs);
-    assert_int_equal(async_run(be, &set, 8, bufs, 10, &started), 8);
+    assert_int_equal(async_reads(be, &set, 8, bufs, 10, &started), 8);
     assert_int_equal(started, 8);
     for (unsigned i = 0; i < 8; i++) {
         assert_int_equal(set.one[i].status, 0);
