@@ -43,6 +43,9 @@ struct shard {
     uint8_t *park;
     uint32_t park_idx, park_gen;
     bool parked;
+    /* Pairs being hashed outside the lock (struct victims, on their
+     * evictors' stacks), so a lookup in that window still finds them. */
+    struct victims *hashing;
 } __attribute__((aligned(64)));
 
 /* One eviction: the slot, the generation its references carry, the key. */
@@ -295,6 +298,43 @@ static void evlog_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, cons
     b[victim] = pos + 1;
 }
 
+/* Victims of eviction whose whole keys (for the eviction log) are
+ * computed after the shard's lock is released, two at a time
+ * (fp_compute2): under the lock a victim's block is only copied, since its
+ * slot is reused at once. The first victim waits in the shard (park), the
+ * next one takes it along: so a thread that evicts one block per insert
+ * still hashes pairs. A lookup of the parked victim's key computes it on
+ * the spot; so does a lookup of a pair while its evictor hashes it (the
+ * pair is on the shard's hashing list until victims_log takes the lock,
+ * so its copies stay valid under the lock). Without that, the maintenance
+ * purge, asking in that window, forgot both blocks for good. On the
+ * caller's stack (8 KiB). */
+struct victims {
+    struct victims *next; /* on the shard's hashing list while n == 2 */
+    unsigned n;
+    struct {
+        uint32_t idx, gen;
+        bool logged; /* by a lookup (victims_find_locked) */
+        uint8_t data[BLOCK_SIZE];
+    } v[2];
+};
+
+static bool evlog_hash_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, const void *data,
+                                   struct fpkey *key);
+
+/* A victim being hashed by its evictor: hash it here and log it (the
+ * evictor then skips it). */
+static bool victims_find_locked(struct shard *sh, uint32_t idx, uint32_t gen, struct fpkey *key)
+{
+    for (struct victims *o = sh->hashing; o; o = o->next)
+        for (unsigned w = 0; w < 2; w++)
+            if (!o->v[w].logged && o->v[w].idx == idx && o->v[w].gen == gen) {
+                o->v[w].logged = true;
+                return evlog_hash_push_locked(sh, idx, gen, o->v[w].data, key);
+            }
+    return false;
+}
+
 /* Hash one victim's block now and log its key; false if hashing failed. */
 static bool evlog_hash_push_locked(struct shard *sh, uint32_t idx, uint32_t gen, const void *data,
                                    struct fpkey *key)
@@ -314,6 +354,8 @@ static bool evlog_find_locked(struct shard *sh, uint32_t idx, uint32_t gen, stru
         sh->parked = false;
         return evlog_hash_push_locked(sh, idx, gen, sh->park, key);
     }
+    if (victims_find_locked(sh, idx, gen, key))
+        return true;
     if (!sh->ev)
         return false;
     const uint32_t *b = evlog_bucket(sh, idx, gen);
@@ -326,23 +368,6 @@ static bool evlog_find_locked(struct shard *sh, uint32_t idx, uint32_t gen, stru
     }
     return false;
 }
-
-/* Victims of eviction whose whole keys (for the eviction log) are
- * computed after the shard's lock is released, two at a time
- * (fp_compute2): under the lock a victim's block is only copied, since its
- * slot is reused at once. The first victim waits in the shard (park), the
- * next one takes it along: so a thread that evicts one block per insert
- * still hashes pairs. A lookup of the parked victim's key (eviction log)
- * computes it on the spot. Between the lock's release and victims_log
- * the two records are in neither place: a lookup then finds no key (the
- * block counts as forgotten, the safe side). On the caller's stack (8 KiB). */
-struct victims {
-    unsigned n;
-    struct {
-        uint32_t idx, gen;
-        uint8_t data[BLOCK_SIZE];
-    } v[2];
-};
 
 /* A victim of eviction (not of its last unref: nobody maps that one). Its
  * whole key, for the eviction log, comes from its data (still intact: the
@@ -367,11 +392,15 @@ static void evict_kill_locked(struct store *s, struct shard *sh, uint32_t idx, s
     } else if (defer) {
         out->v[0].idx = sh->park_idx;
         out->v[0].gen = sh->park_gen;
+        out->v[0].logged = false;
         memcpy(out->v[0].data, sh->park, BLOCK_SIZE);
         out->v[1].idx = idx;
         out->v[1].gen = e->gen;
+        out->v[1].logged = false;
         memcpy(out->v[1].data, data, BLOCK_SIZE);
         out->n = 2;
+        out->next = sh->hashing;
+        sh->hashing = out;
         sh->parked = false;
     }
     entry_kill_locked(s, sh, idx);
@@ -384,13 +413,18 @@ static void victims_log(struct shard *sh, struct victims *out)
 {
     if (out->n != 2)
         return;
-    struct fp f0, f1;
-    if (fp_compute2(out->v[0].data, out->v[1].data, &f0, &f1) < 0)
-        return;
-    struct fpkey k0 = fpkey_of(&f0), k1 = fpkey_of(&f1);
+    struct fp f[2];
+    bool ok = fp_compute2(out->v[0].data, out->v[1].data, &f[0], &f[1]) == 0;
     LOCK_GUARD(&sh->lock);
-    evlog_push_locked(sh, out->v[0].idx, out->v[0].gen, &k0);
-    evlog_push_locked(sh, out->v[1].idx, out->v[1].gen, &k1);
+    struct victims **pp = &sh->hashing;
+    while (*pp != out)
+        pp = &(*pp)->next;
+    *pp = out->next;
+    for (unsigned w = 0; ok && w < 2; w++)
+        if (!out->v[w].logged) {
+            struct fpkey k = fpkey_of(&f[w]);
+            evlog_push_locked(sh, out->v[w].idx, out->v[w].gen, &k);
+        }
 }
 
 /* Victims tried per allocation: pinned ones die but free no slot yet. */

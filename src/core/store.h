@@ -148,9 +148,8 @@ int store_ref_dup(struct store *s, struct store_ref ref, struct store_ref *out);
  * (the most recent evictions), so the directory can remember the blocks
  * whose content left RAM. true and *key, or false (forgotten, or the ref
  * was never evicted: freed because nobody mapped it). The keys are hashed
- * after the evicting insert released its shard, two evictions at a time:
- * asked for in the few microseconds between, a key is not found yet (the
- * caller forgets the block: the safe side). */
+ * after the evicting insert released its shard, two evictions at a time;
+ * one asked for before that is hashed by the asker. */
 bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key);
 
 /* How many evictions the log keeps (all shards): a reader of stale cells

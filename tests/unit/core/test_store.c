@@ -262,6 +262,72 @@ static void test_evlog_paired_victims_threads(void **state)
     store_destroy(s);
 }
 
+/* A key asked for while its evictor hashes it (after the shard's lock,
+ * before the log has it) is found: the maintenance purge asks at any
+ * moment, and a key it misses is forgotten for good. One inserter into a
+ * one-shard LRU store of 64 blocks evicts block i - 64 at insert i; a
+ * second thread asks for that victim's key as soon as it is gone. */
+struct window {
+    struct store *s;
+    struct store_ref refs[4000];
+    unsigned next; /* the insert under way (atomic) */
+    bool done;
+};
+
+static void *window_inserter(void *arg)
+{
+    struct window *w = arg;
+    for (unsigned i = 0; i < 4000; i++) {
+        __atomic_store_n(&w->next, i, __ATOMIC_RELEASE);
+        struct store_ref r = put(w->s, 900000 + i);
+        __atomic_store_n(&w->refs[i].idx, r.idx, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->refs[i].gen, r.gen, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_evlog_key_while_hashed(void **state)
+{
+    (void)state;
+    static struct window w;
+    memset(&w, 0, sizeof w);
+    assert_int_equal(store_create(64 * BLOCK_SIZE, 0, &evict_lru_ops, &w.s), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, window_inserter, &w), 0);
+    unsigned asked = 0, missed = 0;
+    while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) {
+        unsigned i = __atomic_load_n(&w.next, __ATOMIC_ACQUIRE);
+        if (i < 66)
+            continue;
+        for (unsigned j = i - 65; j <= i - 64; j++) {
+            struct store_ref r = {__atomic_load_n(&w.refs[j].idx, __ATOMIC_RELAXED),
+                                  __atomic_load_n(&w.refs[j].gen, __ATOMIC_ACQUIRE)};
+            const uint8_t *p;
+            if (store_pin(w.s, r, &p) == 0) {
+                store_unpin(w.s, r.idx);
+                continue; /* not evicted yet */
+            }
+            struct fpkey k, want = key_of_seed(900000 + j);
+            bool known = store_evicted_key(w.s, r, &k);
+            /* Asked within two evictions of its own (a thread descheduled
+             * longer may find the log moved on). */
+            if (__atomic_load_n(&w.next, __ATOMIC_ACQUIRE) > i + 1)
+                continue;
+            asked++;
+            if (!known)
+                missed++;
+            else
+                assert_true(fpkey_equal(&k, &want));
+        }
+    }
+    pthread_join(th, NULL);
+    print_message("evicted keys asked at once: %u, missed %u\n", asked, missed);
+    assert_int_equal(missed, 0);
+    assert_true(asked > 100);
+    store_destroy(w.s);
+}
+
 static void test_stale_ref_never_revives(void **state)
 {
     (void)state;
@@ -629,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_evlog_same_slot),
         cmocka_unit_test(test_evlog_paired_victims),
         cmocka_unit_test(test_evlog_paired_victims_threads),
+        cmocka_unit_test(test_evlog_key_while_hashed),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_pins),
         cmocka_unit_test(test_pin_is_not_a_use),
