@@ -1,6 +1,8 @@
-/* See membership.h. Two threads: one renews the lease (and, if it was lost
+/* See membership.h. Threads: one renews the lease (and, if it was lost
  * while etcd was out of reach, takes a new one and registers everything
- * again), one watches the memcached list and hands it to the tier. */
+ * again), one watches the memcached list and hands it to the tier, one
+ * the owners (hand-overs), and one fences the owned volumes' writes when
+ * the lease has not been renewed for long enough that it may expire. */
 #include "cluster/membership.h"
 
 #include <errno.h>
@@ -53,6 +55,18 @@ struct cluster {
      * hand-overs seen already (under lock). */
     cluster_hand_over_fn on_hand_over;
     void *on_hand_over_arg;
+    /* Self-fencing (cluster_on_fence): when the last renewal etcd answered
+     * was sent (monotonic ms), whether the owned volumes are fenced, and
+     * the handler (all under lock). fence_lock (taken before lock) keeps
+     * the handler's calls in the order their decisions were made. */
+    uint64_t renewed_ms;
+    bool fenced;
+    bool reclaim; /* a relet's claims failed: renewed() tries them again */
+    cluster_fence_fn on_fence;
+    void *on_fence_arg;
+    pthread_mutex_t fence_lock;
+    pthread_t fencer;
+    bool fencer_started;
     char *seen[HANDOVER_SEEN];
     unsigned seen_next;
     /* Hand-overs from this node that their new owner has not claimed yet:
@@ -465,6 +479,25 @@ void cluster_on_hand_over(cluster_hand_over_fn fn, void *arg)
     c->on_hand_over_arg = arg;
 }
 
+void cluster_on_fence(cluster_fence_fn fn, void *arg)
+{
+    struct cluster *c = g;
+    if (!c)
+        return;
+    LOCK_GUARD(&c->lock);
+    c->on_fence = fn;
+    c->on_fence_arg = arg;
+}
+
+bool cluster_fenced(void)
+{
+    struct cluster *c = g;
+    if (!c)
+        return false;
+    LOCK_GUARD(&c->lock);
+    return c->fenced;
+}
+
 static bool owned_locked(struct cluster *c, const char *volume)
 {
     for (unsigned i = 0; i < c->nowned; i++)
@@ -602,12 +635,180 @@ static int map_secret(struct cluster *c)
 
 /* ---- the lease ---- */
 
-/* The lease expired (etcd was out of reach for a TTL): take a new one and
- * register again. Volumes are claimed again; one that another node took
- * meanwhile is said loudly: it is still served here. */
+/* Owned volumes' names, copied under the lock (no network call or handler
+ * runs under it); *n of them. NULL and 0 when none or out of memory. */
+static char **owned_names_locked(struct cluster *c, unsigned *n)
+{
+    *n = 0;
+    char **names = calloc(c->nowned + 1, sizeof *names);
+    for (unsigned i = 0; names && i < c->nowned; i++)
+        if ((names[*n] = strdup(c->owned[i])))
+            (*n)++;
+    return names;
+}
+
+static void names_free(char **names, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Call the fence handler for each name (under fence_lock, not lock). */
+static void fence_call(struct cluster *c, char **names, unsigned n, bool fenced)
+{
+    cluster_fence_fn fn;
+    void *arg;
+    {
+        LOCK_GUARD(&c->lock);
+        fn = c->on_fence;
+        arg = c->on_fence_arg;
+    }
+    for (unsigned i = 0; fn && i < n; i++)
+        fn(arg, names[i], fenced);
+}
+
+/* How long after the last renewal's send the owned volumes are fenced: a
+ * quarter of the TTL before etcd can expire the lease (etcd counts from
+ * when it got the renewal, which is later), so their writes have stopped
+ * before another node can take them. */
+static uint64_t fence_after_ms(const struct cluster *c)
+{
+    return (uint64_t)c->ttl * 1000 - (uint64_t)c->ttl * 1000 / 4;
+}
+
+static int reclaim_fenced(struct cluster *c);
+
+/* The lease was renewed: renewals sent at `sent` are answered. If the
+ * volumes were fenced and the lease never lapsed (etcd still knew it), no
+ * other node could take them: the fence is lifted. After a relet whose
+ * claims failed, they are tried again first. */
+static void renewed(struct cluster *c, uint64_t sent)
+{
+    LOCK_GUARD(&c->fence_lock);
+    char **names = NULL;
+    unsigned n = 0;
+    {
+        LOCK_GUARD(&c->lock);
+        if (sent > c->renewed_ms)
+            c->renewed_ms = sent;
+        if (!c->fenced)
+            return;
+        if (!c->reclaim) {
+            c->fenced = false;
+            names = owned_names_locked(c, &n);
+        }
+    }
+    if (!names) {
+        (void)reclaim_fenced(c);
+        return;
+    }
+    log_info(cluster, "etcd lease renewed in time: %u volume(s) no longer fenced", n);
+    fence_call(c, names, n, false);
+    names_free(names, n);
+}
+
+/* The fencer: once the lease has gone unrenewed for fence_after_ms, the
+ * owned volumes' writes are fenced (the handler), until renewed() or
+ * relet() lifts it. */
+static void *fencer_main(void *arg)
+{
+    struct cluster *c = arg;
+    for (;;) {
+        uint64_t due, now = now_ms();
+        {
+            LOCK_GUARD(&c->lock);
+            if (c->stop)
+                return NULL;
+            due = c->fenced ? now + 1000 : c->renewed_ms + fence_after_ms(c);
+        }
+        if (now < due) {
+            if (wait_stop(c, due - now))
+                return NULL;
+            continue;
+        }
+        LOCK_GUARD(&c->fence_lock);
+        char **names = NULL;
+        unsigned n = 0;
+        uint64_t ago;
+        {
+            LOCK_GUARD(&c->lock);
+            if (c->fenced || now_ms() < c->renewed_ms + fence_after_ms(c))
+                continue; /* renewed meanwhile */
+            c->fenced = true;
+            ago = now_ms() - c->renewed_ms;
+            names = owned_names_locked(c, &n);
+        }
+        log_warn(cluster,
+                 "etcd lease not renewed for %" PRIu64 " ms (TTL %u s): fencing the writes of "
+                 "%u volume(s) owned here until it is",
+                 ago, c->ttl, n);
+        fence_call(c, names, n, true);
+        names_free(names, n);
+    }
+}
+
+/* Claim every owned volume again under the current lease and lift the
+ * fence of each one claimed; one that another node took meanwhile stays
+ * fenced here (its writes refused, its reads from the back end) and is no
+ * longer ours. Under fence_lock. 0, or an etcd error: then the node stays
+ * fenced and the next renewal tries again (c->reclaim). */
+static int reclaim_fenced(struct cluster *c)
+{
+    char **names = NULL;
+    unsigned n = 0;
+    int64_t lease;
+    {
+        LOCK_GUARD(&c->lock);
+        lease = c->lease;
+        names = owned_names_locked(c, &n);
+    }
+    _cleanup_free_ char *val = owner_value(c, lease);
+    int r = val && (names || n == 0) ? 0 : -ENOMEM;
+    for (unsigned i = 0; r == 0 && i < n; i++) {
+        _cleanup_free_ char *key = key_of(OWNERS_PREFIX, names[i]);
+        struct etcd_kvs holder = {0};
+        int e = key ? etcd_create(c->etcd, key, val, lease, &holder) : -ENOMEM;
+        if (e == -EEXIST && holder.n && holder.kv[0].lease == lease)
+            e = 0; /* claimed in an earlier try */
+        if (e == -EEXIST) {
+            json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
+            log_error(cluster,
+                      "volume %s: node %s took its ownership while this node's lease had "
+                      "expired; its writes stay fenced here (remove it here)",
+                      names[i], json_str(hv, "node") ? json_str(hv, "node") : "?");
+            json_decref(hv);
+            LOCK_GUARD(&c->lock);
+            for (unsigned k = 0; k < c->nowned; k++)
+                if (!strcmp(c->owned[k], names[i])) {
+                    free(c->owned[k]);
+                    c->owned[k] = c->owned[--c->nowned];
+                    break;
+                }
+        } else if (e < 0) {
+            log_error(cluster, "volume %s: cannot claim it again: %s (fenced until it is)",
+                      names[i], etcd_error());
+            r = e;
+        } else {
+            fence_call(c, &names[i], 1, false);
+        }
+        etcd_kvs_free(&holder);
+    }
+    {
+        LOCK_GUARD(&c->lock);
+        c->reclaim = r < 0;
+        c->fenced = r < 0;
+    }
+    names_free(names, n);
+    return r;
+}
+
+/* The lease expired (etcd was out of reach for a TTL): take a new one,
+ * register again and claim the volumes again (reclaim_fenced). */
 static int relet(struct cluster *c)
 {
     int64_t lease;
+    uint64_t sent = now_ms();
     int r = etcd_lease_grant(c->etcd, c->ttl, &lease);
     if (r < 0)
         return r;
@@ -615,38 +816,24 @@ static int relet(struct cluster *c)
         etcd_lease_revoke(c->etcd, lease);
         return r;
     }
-    _cleanup_free_ char *val = owner_value(c, lease);
-    /* The names are copied so that no network call holds the lock. */
+    LOCK_GUARD(&c->fence_lock);
     char **names = NULL;
     unsigned n = 0;
     {
         LOCK_GUARD(&c->lock);
         c->lease = lease;
-        names = calloc(c->nowned + 1, sizeof *names);
-        for (unsigned i = 0; names && i < c->nowned; i++)
-            if ((names[n] = strdup(c->owned[i])))
-                n++;
+        c->renewed_ms = sent;
+        /* Fenced already: the fencer acts before etcd can expire the
+         * lease. If it had not run, the fence comes now, before a claim
+         * can find another owner. */
+        if (!c->fenced)
+            names = owned_names_locked(c, &n);
+        c->fenced = true;
+        c->reclaim = true;
     }
-    for (unsigned i = 0; val && i < n; i++) {
-        _cleanup_free_ char *key = key_of(OWNERS_PREFIX, names[i]);
-        struct etcd_kvs holder = {0};
-        int e = key ? etcd_create(c->etcd, key, val, lease, &holder) : -ENOMEM;
-        if (e == -EEXIST) {
-            json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
-            log_error(cluster,
-                      "volume %s: node %s took its ownership while this node's lease had "
-                      "expired; it is still served here (remove it on one of them)",
-                      names[i], json_str(hv, "node") ? json_str(hv, "node") : "?");
-            json_decref(hv);
-        } else if (e < 0) {
-            log_error(cluster, "volume %s: cannot claim it again: %s", names[i], etcd_error());
-        }
-        etcd_kvs_free(&holder);
-    }
-    for (unsigned i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return 0;
+    fence_call(c, names, n, true);
+    names_free(names, n);
+    return reclaim_fenced(c);
 }
 
 static void *keepalive_main(void *arg)
@@ -656,7 +843,10 @@ static void *keepalive_main(void *arg)
     uint64_t period = (uint64_t)c->ttl * 1000 / 3;
     while (!wait_stop(c, period)) {
         int64_t ttl = 0;
+        uint64_t sent = now_ms();
         int r = etcd_lease_keepalive(c->etcd, lease_of(c), &ttl);
+        if (r == 0)
+            renewed(c, sent);
         if (r == -ENOENT) {
             log_warn(cluster, "etcd lease expired: registering node %s again", c->name);
             r = relet(c);
@@ -691,6 +881,7 @@ static void cluster_free(struct cluster *c)
     free(c->memcached);
     free(c->api);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->fence_lock);
     pthread_cond_destroy(&c->cond);
     free(c);
 }
@@ -753,7 +944,12 @@ static int register_node(struct cluster *c, char *err, size_t errlen)
          * right after a crash failed: both leases ran out together and
          * the registration named a lease etcd no longer knew. */
         int64_t ttl;
-        if (etcd_lease_keepalive(c->etcd, c->lease, &ttl) == -ENOENT) {
+        uint64_t sent = now_ms();
+        r = etcd_lease_keepalive(c->etcd, c->lease, &ttl);
+        if (r == 0)
+            c->renewed_ms = sent; /* the fencer counts from there */
+        if (r == -ENOENT) {
+            c->renewed_ms = now_ms();
             r = etcd_lease_grant(c->etcd, c->ttl, &c->lease);
             if (r < 0)
                 return r;
@@ -771,6 +967,7 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
     if (!c)
         return -ENOMEM;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->fence_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -789,6 +986,7 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
         !c->endpoints || !c->api ? -ENOMEM : canon_list(cfg->memcached, &c->memcached, err, errlen);
     if (r == 0 && (r = etcd_open(c->endpoints, 0, &cfg->tls, &c->etcd)) < 0)
         snprintf(err, errlen, "%s", etcd_error());
+    c->renewed_ms = now_ms();
     if (r == 0 && (r = etcd_lease_grant(c->etcd, c->ttl, &c->lease)) < 0)
         snprintf(err, errlen, "cannot take a lease in etcd: %s", etcd_error());
     if (r < 0) {
@@ -817,6 +1015,10 @@ int cluster_start(const struct cluster_config *cfg, char *err, size_t errlen)
     if (r == 0) {
         r = -pthread_create(&c->owners_watch, NULL, owners_main, c);
         c->owners_started = r == 0;
+    }
+    if (r == 0) {
+        r = -pthread_create(&c->fencer, NULL, fencer_main, c);
+        c->fencer_started = r == 0;
     }
     if (r < 0) {
         if (!err[0])
@@ -848,6 +1050,8 @@ void cluster_stop(void)
         pthread_join(c->watch, NULL);
     if (c->owners_started)
         pthread_join(c->owners_watch, NULL);
+    if (c->fencer_started)
+        pthread_join(c->fencer, NULL);
     /* Revoking the lease deletes every key under it at once. */
     if (c->lease && etcd_lease_revoke(c->etcd, c->lease) < 0)
         log_warn(cluster, "cannot revoke the etcd lease (its keys go when it expires): %s",
@@ -1014,9 +1218,9 @@ int cluster_status(json_t **out, char *err, size_t errlen)
             json_array_append_new(ring, json_stringn(s, len));
             s += len + (s[len] == ',');
         }
-    *out = json_pack("{s:b, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "enabled", 1, "node", c->name,
-                     "etcd", c->endpoints, "lease_ttl", (int)c->ttl, "ring", ring, "nodes", nodes,
-                     "memcached", mc, "owners", owners);
+    *out = json_pack("{s:b, s:s, s:s, s:i, s:b, s:o, s:o, s:o, s:o}", "enabled", 1, "node", c->name,
+                     "etcd", c->endpoints, "lease_ttl", (int)c->ttl, "fenced", cluster_fenced(),
+                     "ring", ring, "nodes", nodes, "memcached", mc, "owners", owners);
     return *out ? 0 : -ENOMEM;
 }
 

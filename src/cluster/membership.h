@@ -102,6 +102,21 @@ typedef void (*cluster_hand_over_fn)(void *arg, const struct cluster_hand_over *
 /* fn NULL: hand-overs are left for later (seen again at the next change). */
 void cluster_on_hand_over(cluster_hand_over_fn fn, void *arg);
 
+/* Self-fencing. The lease is renewed every TTL/3; when etcd has answered
+ * no renewal for 3/4 of the TTL (counted from the renewal's send), etcd
+ * may expire it within a quarter TTL and another node take this node's
+ * volumes: the handler is called with fenced true for each volume owned
+ * read-write here (the daemon fences its writes and sends its reads to
+ * the back end, core/vol_fence.h). When a renewal succeeds in time, or
+ * after an expiry the volume is claimed again, fenced false; a volume that
+ * another node took meanwhile stays fenced and is no longer owned here.
+ * On the fencer's or the lease's thread, never under the membership's
+ * lock; calls come in the order of their decisions. fn NULL: none. */
+typedef void (*cluster_fence_fn)(void *arg, const char *volume, bool fenced);
+void cluster_on_fence(cluster_fence_fn fn, void *arg);
+/* Whether this node's volumes are fenced now (false outside a cluster). */
+bool cluster_fenced(void);
+
 /* GET /api/v1/cluster: {"enabled", "node", "etcd", "lease_ttl", "ring",
  * "nodes": [...], "memcached": [...], "owners": [...]}. Returns 0 or a
  * negative errno (err: why). */

@@ -26,28 +26,6 @@ int vol_move_identity(const char *name, uint64_t gen, struct tier_map_id *out)
     return vol_map_identity(name, 0, "move", g, out);
 }
 
-void volume_fence_writes(struct volume *v)
-{
-    /* Every write holds the gate shared from before its back end call to
-     * its answer, and checks readonly under it: once the exclusive hold
-     * is had, none is in flight, and none after it writes. */
-    gate_excl(&v->gate);
-    /* Atomic: management reads it without the gate (volume_readonly). */
-    __atomic_store_n(&v->readonly, true, __ATOMIC_RELEASE);
-    __atomic_store_n(&v->fenced, 1, __ATOMIC_RELEASE);
-    gate_excl_end(&v->gate);
-    log_info(core, "volume %s: writes fenced (moving)", v->name);
-}
-
-void volume_unfence_writes(struct volume *v)
-{
-    gate_excl(&v->gate);
-    __atomic_store_n(&v->readonly, false, __ATOMIC_RELEASE);
-    __atomic_store_n(&v->fenced, 0, __ATOMIC_RELEASE);
-    gate_excl_end(&v->gate);
-    log_info(core, "volume %s: writes allowed again (the move failed)", v->name);
-}
-
 static struct tier *map_tier_of(struct volume *v)
 {
     for (unsigned i = 0; i < v->ntiers; i++)

@@ -4,7 +4,8 @@
  * blocks) to the cluster's map under a move identity; the new owner loads
  * those keys as remembered blocks before it serves the volume, so its
  * misses go to the global tier by key instead of the back end. The etcd
- * hand-over between the two is cluster/membership.c's. */
+ * hand-over between the two is cluster/membership.c's. The old owner
+ * fences the volume's writes first (core/vol_fence.h, VOL_FENCE_MOVE). */
 #ifndef SHOAL_CORE_VOL_MOVE_H
 #define SHOAL_CORE_VOL_MOVE_H
 
@@ -18,12 +19,6 @@ struct volume;
 /* The map identity of a move: the volume's name and the generation that
  * the ownership record names, so a stale move's entries are never read. */
 int vol_move_identity(const char *name, uint64_t gen, struct tier_map_id *out);
-
-/* Refuse writes from now on (they fail with EPERM) once the ones in
- * flight finished: they hold the write gate, which this takes once.
- * unfence: a move that failed gives writes back. */
-void volume_fence_writes(struct volume *v);
-void volume_unfence_writes(struct volume *v);
 
 /* Publish the directory under id (map puts, and the live blocks' content
  * to the tiers) and wait up to timeout_ms for it to be sent. *blocks: how

@@ -19,6 +19,7 @@
 #include "core/ra_budget.h"
 #include "core/stats_list.h"
 #include "core/tier.h"
+#include "core/vol_fence.h"
 
 struct backend;
 struct dir;
@@ -57,7 +58,7 @@ struct volume {
      * (atomic; NULL: this volume takes no part) and the identity. */
     struct tier *map_tier;
     struct tier_map_id map_id;
-    int fenced;          /* atomic: writes fenced for a move (core/vol_move.h) */
+    int fenced;          /* atomic: why writes are fenced (core/vol_fence.h), 0: they are not */
     struct workq *wq;    /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */
@@ -124,14 +125,17 @@ int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
  * last reference's volume_free calls it before anything goes away. */
 void volume_prefetch_stop(struct volume *v);
 
+/* Whether the cache serves the volume now: acceleration on, and not fenced
+ * for a lost lease (whose reads go to the back end, core/vol_fence.h). */
 static inline bool vol_enabled(const struct volume *v)
 {
-    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE) &&
+           !(__atomic_load_n(&v->fenced, __ATOMIC_ACQUIRE) & VOL_FENCE_LEASE);
 }
 
 static inline bool vol_readonly(const struct volume *v)
 {
-    return __atomic_load_n(&v->readonly, __ATOMIC_ACQUIRE); /* a move may fence it */
+    return __atomic_load_n(&v->readonly, __ATOMIC_ACQUIRE); /* a fence sets it */
 }
 
 static inline bool vol_defunct(const struct volume *v)

@@ -150,7 +150,7 @@ bool volume_readonly(const struct volume *v)
 }
 bool volume_enabled(const struct volume *v)
 {
-    return vol_enabled(v);
+    return __atomic_load_n(&v->enabled, __ATOMIC_ACQUIRE); /* the setting */
 }
 void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
 {

@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "cluster/membership.h"
 #include "cluster/memcached.h"
+#include "daemon/fence.h"
 #include "daemon/move.h"
 #include "common/bufpool.h"
 #include "common/cleanup.h"
@@ -349,6 +350,7 @@ int main(int argc, char **argv)
     struct mgmt *mgmt = NULL;
     /* Warm moves: volumes handed to this node are adopted from now on. */
     struct mgmt_hooks hooks = persist_hooks(state, reloader);
+    fence_setup(engine);
     move_setup(engine, &hooks, o->nbacking_dirs ? (const char *const *)o->backing_dirs : NULL);
     if (strcmp(o->http, "off") != 0) {
         struct mgmt_config mc = {
@@ -458,6 +460,7 @@ int main(int argc, char **argv)
         daemon_frontends[i]->stop(fe_state[i]);
     mgmt_stop(mgmt);
     move_stop();
+    fence_stop();
     reloader_free(reloader);
     /* Revokes the lease: this node's volumes are free for others at once. */
     cluster_stop();

@@ -14,6 +14,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "core/vol_fence.h"
 #include "core/vol_move.h"
 #include "core/volume.h"
 #include "daemon/vol_settings.h"
@@ -102,7 +103,7 @@ static int hook_move(void *opaque, const char *name, const char *to, json_t **re
         return r;
     }
     uint64_t t0 = now_ns();
-    volume_fence_writes(v);
+    volume_fence(v, VOL_FENCE_MOVE);
     uint64_t blocks = 0;
     int er = volume_map_export(v, &id, EXPORT_TIMEOUT_MS, &blocks);
     if (er < 0)
@@ -111,7 +112,7 @@ static int hook_move(void *opaque, const char *name, const char *to, json_t **re
     r = cluster_hand_over(name, to, gen, spec, settings, false, err, errlen);
     json_decref(settings);
     if (r < 0) {
-        volume_unfence_writes(v);
+        volume_unfence(v, VOL_FENCE_MOVE);
         volume_put(v);
         return r;
     }

@@ -126,6 +126,7 @@ struct mgmt_vol {
     bool backend_hidden; /* the request had no token: renderers leave it out */
     bool readonly;
     bool enabled;
+    int fenced; /* core/vol_fence.h: why its writes are fenced (0: they are not) */
     unsigned connections;
     struct volume_settings settings;
     /* In a cluster: the node that serves it read-write (this one), or

@@ -66,6 +66,12 @@ static json_t *volume_head(const struct mgmt_vol *v)
         json_decref(obj);
         return NULL;
     }
+    static const char *const fence_why[] = {"", "move", "lease", "lease,move"};
+    if (obj && v->fenced > 0 && v->fenced < 4 &&
+        json_object_set_new(obj, "fenced", json_string(fence_why[v->fenced])) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
     if (obj && v->owner[0] && json_object_set_new(obj, "owner", json_string_lossy(v->owner)) < 0) {
         json_decref(obj);
         return NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cluster/membership.h"
+#include "core/vol_fence.h"
 #include "mgmt/mgmt_internal.h"
 
 void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
@@ -22,11 +23,13 @@ void mgmt_vol_fill(struct volume *v, struct mgmt_vol *out, bool show_backend)
     }
     out->readonly = volume_readonly(v);
     out->enabled = volume_enabled(v);
+    out->fenced = volume_fenced(v);
     out->connections = volume_connections(v);
     volume_get_settings(v, &out->settings);
+    /* A fenced volume is read-only for now, but still one node's. */
     if (cluster_enabled())
         snprintf(out->owner, sizeof out->owner, "%s",
-                 out->readonly ? "every node" : cluster_node_name());
+                 out->readonly && !out->fenced ? "every node" : cluster_node_name());
     volume_snapshot(v, &out->snap);
     volume_mrc(v, &out->mrc);
 }

@@ -18,6 +18,7 @@
 #include "core/block.h"
 #include "core/engine.h"
 #include "core/fingerprint.h"
+#include "core/vol_fence.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 #include "fake_be.h"
@@ -806,6 +807,68 @@ static void test_disable_enable_invalidate(void **state)
     check_matches_backend(x, 0, 16 * BLOCK_SIZE);
 }
 
+/* Fences (core/vol_fence.h): writes fail with EPERM and leave the back end
+ * alone; a lease fence also drops the cache and serves reads from the back
+ * end (an out-of-band change is seen at once); the two reasons are lifted
+ * one at a time; a read-only volume is never fenced. */
+static void test_fences(void **state)
+{
+    struct fix *x = *state;
+    uint8_t buf[BLOCK_SIZE], got[BLOCK_SIZE];
+    bool hit;
+    check_matches_backend(x, 0, 16 * BLOCK_SIZE);
+    unsigned pwrites = x->f->pwrites;
+    memset(buf, 0x5a, sizeof buf);
+
+    volume_fence(x->v, VOL_FENCE_MOVE);
+    assert_int_equal(volume_fenced(x->v), VOL_FENCE_MOVE);
+    assert_true(volume_readonly(x->v));
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, buf), -EPERM);
+    assert_int_equal(x->f->pwrites, pwrites);
+    assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, got, &hit), 0);
+    assert_true(hit); /* a move's fence keeps serving the cache */
+
+    volume_fence(x->v, VOL_FENCE_LEASE);
+    assert_int_equal(volume_fenced(x->v), VOL_FENCE_MOVE | VOL_FENCE_LEASE);
+    assert_true(volume_enabled(x->v)); /* the setting is unchanged */
+    struct volume_snapshot vs;
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.cached_blocks, 0);
+    memset(x->f->data + BLOCK_SIZE, 0x77, BLOCK_SIZE); /* another node's write */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rd(x, x->v, BLOCK_SIZE, BLOCK_SIZE, got, &hit), 0);
+        assert_false(hit);
+        assert_memory_equal(got, x->f->data + BLOCK_SIZE, BLOCK_SIZE);
+    }
+    volume_snapshot(x->v, &vs);
+    assert_int_equal(vs.cached_blocks, 0); /* nothing cached while fenced */
+
+    volume_unfence(x->v, VOL_FENCE_MOVE);
+    assert_int_equal(volume_fenced(x->v), VOL_FENCE_LEASE);
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, buf), -EPERM); /* still the lease's */
+    assert_int_equal(x->f->pwrites, pwrites);
+    volume_unfence(x->v, VOL_FENCE_LEASE);
+    assert_int_equal(volume_fenced(x->v), 0);
+    assert_false(volume_readonly(x->v));
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, buf), 0);
+    assert_int_equal(x->f->pwrites, pwrites + 1);
+    check_matches_backend(x, 0, 16 * BLOCK_SIZE);
+    assert_int_equal(rd(x, x->v, 0, BLOCK_SIZE, got, &hit), 0);
+    assert_true(hit);
+
+    /* Read-only: nothing to fence, and unfencing never makes it writable. */
+    struct fake *f2 = fake_new(1u << 20, 3);
+    struct volume_config cfg = {.name = "ro", .readonly = true};
+    assert_int_equal(engine_add_volume_backend(x->e, &cfg, &f2->be), 0);
+    struct volume *ro = engine_get_volume(x->e, "ro");
+    volume_fence(ro, VOL_FENCE_LEASE);
+    assert_int_equal(volume_fenced(ro), 0);
+    volume_unfence(ro, VOL_FENCE_LEASE);
+    assert_true(volume_readonly(ro));
+    assert_int_equal(wr(x, ro, 0, BLOCK_SIZE, buf), -EPERM);
+    volume_put(ro);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -826,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup_across_volumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clone_shares_until_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_enable_invalidate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_disabled_midway, setup, teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);

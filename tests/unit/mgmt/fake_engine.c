@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "core/vol_fence.h"
 
 /* The stat descriptor tables are the engine's own (src/core/stat_descs.c,
  * linked in): the fake fills snapshots, the real tables render them. */
@@ -338,6 +339,12 @@ uint64_t volume_size(const struct volume *v)
 bool volume_readonly(const struct volume *v)
 {
     return v->readonly;
+}
+
+int volume_fenced(const struct volume *v)
+{
+    (void)v;
+    return 0;
 }
 
 bool volume_enabled(const struct volume *v)

@@ -1,0 +1,34 @@
+/* Fenced writes: a volume this node may no longer be the only writer of.
+ * Two reasons, bits of struct volume's `fenced`, each set and cleared on
+ * its own:
+ *   VOL_FENCE_MOVE   a warm move is handing the volume to another node
+ *                    (core/vol_move.h): writes are refused, reads are
+ *                    served as before (this node stays the only writer
+ *                    until the hand-over, and nobody writes after it);
+ *   VOL_FENCE_LEASE  this node's etcd lease may have expired
+ *                    (cluster/membership.h): another node may take the
+ *                    volume and write it, so writes are refused and reads
+ *                    go to the back end, past the cache, whose blocks are
+ *                    dropped (they may be stale by the time the fence
+ *                    ends).
+ * A fenced volume's writes fail with EPERM; its clients stay connected.
+ * Only a read-write volume is fenced (a read-only one has no writes). */
+#ifndef SHOAL_CORE_VOL_FENCE_H
+#define SHOAL_CORE_VOL_FENCE_H
+
+#include <stdbool.h>
+
+struct volume;
+
+enum { VOL_FENCE_MOVE = 1, VOL_FENCE_LEASE = 2 };
+
+/* Set or clear one reason. Setting waits for the writes in flight: they
+ * hold the write gate shared, which this takes exclusive once, and every
+ * write checks the fence under it; none after it writes. */
+void volume_fence(struct volume *v, int why);
+void volume_unfence(struct volume *v, int why);
+
+/* The reasons set now (0: none). */
+int volume_fenced(const struct volume *v);
+
+#endif
