@@ -69,7 +69,13 @@ s=$(stats_json)
 assert_eq "$(jq -r '.cache.tier_timeouts' <<<"$s")" 0 "tier lookups that timed out"
 assert_eq "$(jq -r '.cache.tier_corrupt' <<<"$s")" 0 "corrupt blocks"
 tier_hits=$(jq -r '.cache.tier_hits' <<<"$s")
-assert_num "$tier_hits" '>' 100 "blocks the second pass got from memcached"
+# How many depends on timing: a block evicted in the first pass is asked
+# by key only if the maintenance purge (every 10 ms) turned its cell into
+# a remembered block while the store's eviction log (256 records here,
+# about a millisecond of nbdcopy) still had its key. Quiet runs get several
+# hundred; beside another test on 2 cores, 95 was seen. Enough to spread
+# over the three servers is what the figures below need.
+assert_num "$tier_hits" '>' 30 "blocks the second pass got from memcached"
 # The lookup thread counts per server just after it answered the lookup.
 wait_for 5 bash -c "[ \"\$(curl -s $URL/api/v1/stats | jq '[.memcached.servers[].lookup_hits] | add')\" = $tier_hits ]" ||
     fail "servers' hits $(stats_json | jq -c '[.memcached.servers[].lookup_hits]') do not sum to the core's tier_hits $tier_hits"
