@@ -343,10 +343,16 @@ static void volume_row(struct table *t, json_t *v, bool owner)
     char conns[16];
     snprintf(conns, sizeof conns, "%" JSON_INTEGER_FORMAT,
              json_integer_value(json_object_get(v, "connections")));
+    /* A fenced volume (core/vol_fence.h) is read-only for now: say why. */
+    const char *fenced = json_string_value(json_object_get(v, "fenced"));
+    char mode[48];
+    snprintf(mode, sizeof mode, "%s%s%s", fenced ? "fenced (" : "",
+             fenced ? fenced : (json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw"),
+             fenced ? ")" : "");
     const char *row[] = {json_string_value(json_object_get(v, "name")),
                          size,
                          json_string_value(json_object_get(v, "state")),
-                         json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw",
+                         mode,
                          conns,
                          owner ? (own ? own : "-") : backend_text(v),
                          backend_text(v)};

@@ -87,6 +87,7 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 assert_num "$ms" '<' $((TTL * 1000 * 3 / 4 + 500)) "(1) ms from the cut to A's fence"
 log "(1) A fenced vol $ms ms after the cut"
 assert_eq "$(vjson 1 | jq -r .readonly)" true "(1) vol's readonly on A while fenced"
+assert_contains "$(nctl 1 volumes)" "fenced (lease)" "(1) shoalctl volumes on A"
 if pwrite 1 65536 0x22; then
     fail "(1) a write through fenced A succeeded"
 fi

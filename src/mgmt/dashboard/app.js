@@ -983,9 +983,12 @@
       }
       r.backend.classList.toggle('hidden', !!v.backend_hidden);
       setText(r.cells.conns, String(v.connections), v.connections);
-      setText(r.cells.mode, v.readonly ? 'ro' : 'rw', v.readonly ? 1 : 0);
-      r.cells.mode.className = 'mode';
-      r.cells.mode.title = v.readonly ? 'read-only' : 'read-write';
+      /* A fenced volume is read-only for now (its writes refused). */
+      setText(r.cells.mode, v.fenced ? 'fenced' : v.readonly ? 'ro' : 'rw', v.readonly ? 1 : 0);
+      r.cells.mode.className = v.fenced ? 'mode fenced' : 'mode';
+      r.cells.mode.title = v.fenced === 'move' ? 'writes fenced: a move is handing it to another node'
+        : v.fenced ? "writes fenced: this node's etcd lease may have expired (reads go to the back end)"
+        : v.readonly ? 'read-only' : 'read-write';
       r.cells.owner.hidden = !owners;
       setText(r.cells.owner, v.owner || '–');
       setText(r.hit, v.read_bytes ? fmtPct(v.hit_ratio) : '–');
