@@ -49,10 +49,14 @@ static int refuse(struct vol_req *r, int err)
 int vol_compare_write(struct volume *v, struct vol_req *r, struct vol_scratch *s,
                       uint64_t *miscompare)
 {
-    if (v->readonly)
+    if (vol_readonly(v))
         return refuse(r, -EPERM);
     const uint8_t *expect = r->buf;
     gate_excl(&v->gate);
+    if (vol_readonly(v)) { /* fenced while it waited for the gate */
+        gate_excl_end(&v->gate);
+        return refuse(r, -EPERM);
+    }
     void *buf = NULL;
     size_t buflen = 0;
     const uint8_t *cur;
@@ -80,7 +84,7 @@ int vol_compare_write(struct volume *v, struct vol_req *r, struct vol_scratch *s
 int vol_copy(struct volume *v, struct vol_req *r, struct vol_scratch *s, struct volume *src,
              uint64_t src_off, void **buf, size_t *buflen)
 {
-    if (v->readonly)
+    if (vol_readonly(v))
         return refuse(r, -EPERM);
     const uint8_t *data;
     int ret = read_span(src, src_off, r->length, s, buf, buflen, &data);

@@ -1,10 +1,18 @@
 /* See vol_fence.h. */
 #include "core/vol_fence.h"
 
+#include <pthread.h>
+
+#include "common/cleanup.h"
 #include "common/gate.h"
 #include "common/log.h"
 #include "core/dir.h"
 #include "core/volume.h"
+
+/* Orders the changes of `fenced` and `readonly` (both atomics: writes read
+ * readonly under their gate, the read path and management read fenced
+ * without one). Changes are rare; one lock for every volume. */
+static pthread_mutex_t fence_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *why_text(int why)
 {
@@ -13,35 +21,48 @@ static const char *why_text(int why)
 
 void volume_fence(struct volume *v, int why)
 {
-    gate_excl(&v->gate);
-    int was = __atomic_load_n(&v->fenced, __ATOMIC_RELAXED);
-    if (!was && v->readonly) {
-        gate_excl_end(&v->gate); /* read-only: no writes to fence */
-        return;
+    int was;
+    {
+        LOCK_GUARD(&fence_lock);
+        was = __atomic_load_n(&v->fenced, __ATOMIC_RELAXED);
+        if (!was && vol_readonly(v))
+            return; /* read-only: no writes to fence */
+        __atomic_store_n(&v->fenced, was | why, __ATOMIC_RELEASE);
+        __atomic_store_n(&v->readonly, true, __ATOMIC_RELEASE);
     }
-    /* Atomics: management and the read path read them without the gate. */
-    __atomic_store_n(&v->readonly, true, __ATOMIC_RELEASE);
-    __atomic_store_n(&v->fenced, was | why, __ATOMIC_RELEASE);
-    gate_excl_end(&v->gate);
     if (why == VOL_FENCE_LEASE && !(was & VOL_FENCE_LEASE)) {
         /* Reads now pass the cache by (vol_enabled); the ones that passed
          * it before took tickets this bumps: they cannot install. */
         dir_invalidate(v->dir, 0, v->nblocks);
     }
-    if (!(was & why))
-        log_warn(core, "volume %s: writes fenced (%s)%s", v->name, why_text(why),
-                 why == VOL_FENCE_LEASE ? ": they fail, reads go to the back end" : "");
+    if (why == VOL_FENCE_MOVE) {
+        /* Every write checks readonly under the gate, held shared from
+         * before its back end call to its answer: once it is had
+         * exclusive, the writes that passed the check are done. A lease's
+         * fence does not wait: waiting keeps no write from landing, and a
+         * hung back end would hold back the fences of the volumes after
+         * this one. */
+        gate_excl(&v->gate);
+        gate_excl_end(&v->gate);
+    }
+    if (why == VOL_FENCE_LEASE && !(was & why))
+        log_warn(core, "volume %s: writes fenced (%s): they fail, reads go to the back end",
+                 v->name, why_text(why));
+    else if (!(was & why))
+        log_info(core, "volume %s: writes fenced (%s)", v->name, why_text(why));
 }
 
 void volume_unfence(struct volume *v, int why)
 {
-    gate_excl(&v->gate);
-    int was = __atomic_load_n(&v->fenced, __ATOMIC_RELAXED);
-    int now = was & ~why;
-    __atomic_store_n(&v->fenced, now, __ATOMIC_RELEASE);
-    if (was && !now)
-        __atomic_store_n(&v->readonly, false, __ATOMIC_RELEASE);
-    gate_excl_end(&v->gate);
+    int was, now;
+    {
+        LOCK_GUARD(&fence_lock);
+        was = __atomic_load_n(&v->fenced, __ATOMIC_RELAXED);
+        now = was & ~why;
+        __atomic_store_n(&v->fenced, now, __ATOMIC_RELEASE);
+        if (was && !now)
+            __atomic_store_n(&v->readonly, false, __ATOMIC_RELEASE);
+    }
     if (was & why)
         log_info(core, "volume %s: fence lifted (%s)%s", v->name,
                  why == VOL_FENCE_LEASE ? "etcd lease held again" : "the move failed",

@@ -22,9 +22,12 @@ struct volume;
 
 enum { VOL_FENCE_MOVE = 1, VOL_FENCE_LEASE = 2 };
 
-/* Set or clear one reason. Setting waits for the writes in flight: they
- * hold the write gate shared, which this takes exclusive once, and every
- * write checks the fence under it; none after it writes. */
+/* Set or clear one reason. Every write checks the fence under the write
+ * gate, which it holds shared from before its back end call to its
+ * answer: no write starts after the fence is set. A move's fence then
+ * waits for the writes in flight (it takes the gate exclusive once); a
+ * lease's does not (waiting keeps no write from landing, and a hung back
+ * end would delay the next volumes' fences). */
 void volume_fence(struct volume *v, int why);
 void volume_unfence(struct volume *v, int why);
 

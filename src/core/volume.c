@@ -802,7 +802,7 @@ static int change_begin(struct volume *v, struct vol_req *r, struct vol_scratch 
     r->status = 0;
     r->scratch = s;
     r->hit = 0;
-    if (v->readonly) {
+    if (vol_readonly(v)) { /* under the gate: a move's fence waits for it */
         r->status = -EPERM;
         return 0;
     }

@@ -869,6 +869,48 @@ static void test_fences(void **state)
     volume_put(ro);
 }
 
+/* A write in flight holds the write gate shared: a lease's fence does not
+ * wait for it (a hung back end must not hold back the fences of other
+ * volumes), a move's fence does (the hand-over follows the last write). */
+struct fencer {
+    struct volume *v;
+    int why;
+    int done; /* atomic */
+};
+
+static void *fence_thread(void *arg)
+{
+    struct fencer *f = arg;
+    volume_fence(f->v, f->why);
+    __atomic_store_n(&f->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_fence_waits(void **state)
+{
+    struct fix *x = *state;
+    uint8_t buf[BLOCK_SIZE];
+    memset(buf, 0x3c, sizeof buf);
+    gate_shared(&x->v->gate); /* as a write between its check and its answer */
+    struct fencer lf = {x->v, VOL_FENCE_LEASE, 0}, mf = {x->v, VOL_FENCE_MOVE, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fence_thread, &lf), 0);
+    pthread_join(t, NULL); /* returned with the gate still held */
+    assert_int_equal(volume_fenced(x->v), VOL_FENCE_LEASE);
+    assert_int_equal(pthread_create(&t, NULL, fence_thread, &mf), 0);
+    usleep(50 * 1000);
+    assert_int_equal(__atomic_load_n(&mf.done, __ATOMIC_ACQUIRE), 0); /* waits */
+    assert_int_equal(volume_fenced(x->v), VOL_FENCE_LEASE | VOL_FENCE_MOVE);
+    gate_shared_end(&x->v->gate);
+    pthread_join(t, NULL);
+    assert_int_equal(mf.done, 1);
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, buf), -EPERM);
+    volume_unfence(x->v, VOL_FENCE_LEASE);
+    volume_unfence(x->v, VOL_FENCE_MOVE);
+    assert_int_equal(wr(x, x->v, 0, BLOCK_SIZE, buf), 0);
+    check_matches_backend(x, 0, BLOCK_SIZE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +932,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clone_shares_until_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_enable_invalidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fence_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_disabled_midway, setup, teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
