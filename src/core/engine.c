@@ -46,6 +46,7 @@ struct engine {
     pthread_mutex_t maint_lock;
     pthread_cond_t maint_cond;
     bool stopping;
+    bool told; /* a shard's eviction log is half new since the last purge */
 };
 
 #define MAINT_PERIOD_MS 100 /* a check is one pass over the shard locks */
@@ -58,13 +59,26 @@ static int purge_volume(struct volume *v, void *opaque)
     return 0;
 }
 
+/* The store says a shard's log is half overwritten (store_set_evict_notify):
+ * purge now, not at the next tick. */
+static void maint_tell(void *arg)
+{
+    struct engine *e = arg;
+    LOCK_GUARD(&e->maint_lock);
+    e->told = true;
+    pthread_cond_signal(&e->maint_cond);
+}
+
 /* Evicted contents leave stale cells in directories. The purge turns them
  * into remembered blocks while the store's eviction log still knows their
  * keys, and drops the rest; so it runs once half the log's records (or a
  * thirty-second of the cache, if less) were evicted since the last pass,
- * and checks every 10 ms instead of 100 while evictions come that fast:
- * a block whose key is forgotten can no longer be asked of a tier (the
- * cluster's memcached) and goes back to the back end. */
+ * checking every 10 ms instead of 100 while evictions come that fast, and
+ * at once when the store tells that a shard's log is half new (a scan
+ * through a small cache overwrites a log in about a millisecond): a block
+ * whose key is forgotten can no longer be asked of a tier (the cluster's
+ * memcached) and goes back to the back end. */
+
 static void *maint_main(void *arg)
 {
     struct engine *e = arg;
@@ -72,19 +86,23 @@ static void *maint_main(void *arg)
     bool busy = false;
     pthread_mutex_lock(&e->maint_lock);
     while (!e->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)(busy ? MAINT_BUSY_MS : MAINT_PERIOD_MS) * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&e->maint_cond, &e->maint_lock, &ts);
+        if (!e->told) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(busy ? MAINT_BUSY_MS : MAINT_PERIOD_MS) * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&e->maint_cond, &e->maint_lock, &ts);
+        }
         if (e->stopping)
             break;
+        bool told = e->told;
+        e->told = false;
         pthread_mutex_unlock(&e->maint_lock);
         struct store_stats ss;
         store_get_stats(e->store, &ss);
         uint64_t every = MAX(MIN(ss.capacity_blocks / 32, store_evlog_records(e->store) / 2), 1);
-        busy = ss.evictions - last_evictions >= every;
+        busy = told || ss.evictions - last_evictions >= every;
         if (busy) {
             last_evictions = ss.evictions;
             engine_for_each_volume(e, purge_volume, NULL);
@@ -128,6 +146,12 @@ int engine_create(const struct engine_config *cfg, struct engine **out)
                                     : ENGINE_REMEMBER_PER_BLOCK * (cfg->cache_bytes / BLOCK_SIZE));
     /* Nothing to remember: evictions need not hash their victims. */
     store_set_eviction_log(e->store, e->budget.max > 0);
+    /* With a tier, a forgotten key costs a back end read instead of a tier
+     * hit: the purge follows the evictions however fast they come. Without
+     * one the 10 ms tick is enough (a purge per half log cost a fast scan
+     * through an 8 MiB cache 8% of its speed). */
+    if (e->budget.max > 0 && cfg->ntiers)
+        store_set_evict_notify(e->store, maint_tell, e);
     if (cfg->workers) {
         struct workq_config wc = {
             .threads = cfg->workers,

@@ -30,6 +30,7 @@ struct shard {
     uint32_t bucket_mask;
     uint64_t logical; /* sum of references */
     uint64_t evictions, inserts, dedup_hits, insert_failures;
+    uint64_t evictions_told; /* evictions at the last store_set_evict_notify call */
     void *pstate;
     /* The keys of the shard's most recent evictions (evlog_*). */
     struct evrec *ev;
@@ -88,6 +89,8 @@ struct store {
     uint64_t max_blocks;
     bool evlog_on; /* atomic */
     pthread_mutex_t resize_lock;
+    void (*evict_notify)(void *); /* set before the store is shared */
+    void *evict_notify_arg;
 };
 
 /* The entry's 64-bit key picks the shard (top bits) and the bucket (low
@@ -548,11 +551,20 @@ static int get_or_insert(struct store *s, const struct fpkey *keyp, const void *
     struct victims out;
     out.n = 0;
     int r;
+    bool tell = false;
     {
         LOCK_GUARD(&sh->lock);
         r = get_or_insert_locked(s, sh, key, data, heat, ahead, ref, &out);
+        /* Half the shard's log evicted since the reader was last told. */
+        if (s->evict_notify && sh->ev &&
+            sh->evictions - sh->evictions_told >= ((uint64_t)1 << sh->ev_bits) / 2) {
+            sh->evictions_told = sh->evictions;
+            tell = true;
+        }
     }
     victims_log(sh, &out);
+    if (tell)
+        s->evict_notify(s->evict_notify_arg);
     return r;
 }
 
@@ -608,6 +620,12 @@ uint64_t store_evlog_records(struct store *s)
         n += sh->ev ? (uint64_t)1 << sh->ev_bits : (uint64_t)1 << evlog_bits(sh->limit);
     }
     return n;
+}
+
+void store_set_evict_notify(struct store *s, void (*fn)(void *), void *arg)
+{
+    s->evict_notify = fn;
+    s->evict_notify_arg = arg;
 }
 
 bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)

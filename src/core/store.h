@@ -155,6 +155,12 @@ bool store_evicted_key(struct store *s, struct store_ref ref, struct fpkey *key)
 /* How many evictions the log keeps (all shards): a reader of stale cells
  * must ask within about that many evictions (dir_purge, engine.c). */
 uint64_t store_evlog_records(struct store *s);
+/* fn(arg) is called, outside the store's locks, each time a shard has
+ * evicted half of what its log keeps since the last call: the reader of
+ * stale cells is told before the log wraps, however fast blocks go (a
+ * timer alone lost most keys of a fast scan through a small cache). Set
+ * once, before the store is used by other threads. */
+void store_set_evict_notify(struct store *s, void (*fn)(void *), void *arg);
 
 /* Keep the eviction log (default on)? Off, evictions cost no hashing and
  * store_evicted_key always answers false (the engine turns it off when

@@ -70,11 +70,13 @@ assert_eq "$(jq -r '.cache.tier_timeouts' <<<"$s")" 0 "tier lookups that timed o
 assert_eq "$(jq -r '.cache.tier_corrupt' <<<"$s")" 0 "corrupt blocks"
 tier_hits=$(jq -r '.cache.tier_hits' <<<"$s")
 # How many depends on timing: a block evicted in the first pass is asked
-# by key only if the maintenance purge (every 10 ms) turned its cell into
-# a remembered block while the store's eviction log (256 records here,
-# about a millisecond of nbdcopy) still had its key. Quiet runs get several
-# hundred; beside another test on 2 cores, 95 was seen. Enough to spread
-# over the three servers is what the figures below need.
+# by key only if the maintenance purge turned its cell into a remembered
+# block while the store's eviction log (512 records here, a millisecond or
+# two of nbdcopy) still had its key. The store tells the purge each half
+# log (store_set_evict_notify): quiet runs get 2800-4100 of 4096; with
+# only a 10 ms timer they got a few hundred, and 95 beside another test on
+# 2 cores. Enough to spread over the three servers is what the figures
+# below need.
 assert_num "$tier_hits" '>' 30 "blocks the second pass got from memcached"
 # The lookup thread counts per server just after it answered the lookup.
 wait_for 5 bash -c "[ \"\$(curl -s $URL/api/v1/stats | jq '[.memcached.servers[].lookup_hits] | add')\" = $tier_hits ]" ||

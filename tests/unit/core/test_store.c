@@ -328,6 +328,35 @@ static void test_evlog_key_while_hashed(void **state)
     store_destroy(w.s);
 }
 
+/* store_set_evict_notify: told once each time a shard has evicted half of
+ * what its log keeps (a one-shard store of 64 blocks keeps 256 records),
+ * so the purge asks before the log wraps. */
+static void count_tell(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
+static void test_evict_notify(void **state)
+{
+    (void)state;
+    struct store *s;
+    assert_int_equal(store_create(64 * BLOCK_SIZE, 0, &evict_lru_ops, &s), 0);
+    assert_int_equal(store_evlog_records(s), 256);
+    unsigned told = 0;
+    store_set_evict_notify(s, count_tell, &told);
+    for (unsigned i = 0; i < 64 + 127; i++)
+        put(s, 700000 + i);
+    assert_int_equal(told, 0); /* 127 evictions */
+    put(s, 700000 + 191);
+    assert_int_equal(told, 1); /* the 128th */
+    for (unsigned i = 192; i < 64 + 128 * 3 - 1; i++)
+        put(s, 700000 + i);
+    assert_int_equal(told, 2); /* 383 evictions */
+    put(s, 700000 + 64 + 128 * 3 - 1);
+    assert_int_equal(told, 3); /* the 384th */
+    store_destroy(s);
+}
+
 static void test_stale_ref_never_revives(void **state)
 {
     (void)state;
@@ -696,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_evlog_paired_victims),
         cmocka_unit_test(test_evlog_paired_victims_threads),
         cmocka_unit_test(test_evlog_key_while_hashed),
+        cmocka_unit_test(test_evict_notify),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_pins),
         cmocka_unit_test(test_pin_is_not_a_use),
