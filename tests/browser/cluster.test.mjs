@@ -13,6 +13,9 @@
 //   - the Volumes panel's Owner column: n1 for the read-write volume,
 //     "every node" for the read-only one;
 //   - one memcached killed (SIGKILL): the page shows it ejected;
+//   - etcd paused (SIGSTOP) past 3/4 of the node's lease: the read-write
+//     volume is fenced (the API's "fenced", the page's mode cell), the
+//     read-only one is not; etcd resumed: the fence is lifted;
 //   - no console error, nothing fetched but the daemon; shoald stops
 //     cleanly (exit 0, no sanitizer report);
 // and saves screenshots of the panel.
@@ -146,7 +149,7 @@ async function main() {
   // ---- etcd, two memcached servers, one node ----
   const [cport, pport] = [await freePort(), await freePort()];
   const ep = `http://127.0.0.1:${cport}`;
-  start('etcd', 'etcd', ['--name', 'shoal-browser', '--data-dir', path.join(TMP, 'etcd'),
+  const etcd = start('etcd', 'etcd', ['--name', 'shoal-browser', '--data-dir', path.join(TMP, 'etcd'),
     '--listen-client-urls', ep, '--advertise-client-urls', ep,
     '--listen-peer-urls', `http://127.0.0.1:${pport}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${pport}`,
     '--initial-cluster', `shoal-browser=http://127.0.0.1:${pport}`]);
@@ -282,6 +285,35 @@ async function main() {
   await (await page.$('#cluster-panel')).screenshot({ path: path.join(OUT, 'dashboard-cluster-ejected.png') });
 
   check(problems.length === 0, `browser problems:\n  ${problems.join('\n  ')}`);
+  check(d.exitCode === null, 'shoald died');
+
+  // ---- etcd paused: the node fences rw, and lifts it once etcd is back ----
+  const mode = (v) => page.$eval(`tr[data-volume="${v}"] td[data-col="mode"]`,
+    (td) => ({ text: td.textContent, cls: td.className, title: td.title }));
+  const fencedApi = async () => (await api('GET', '/api/v1/volumes')).json.find((v) => v.name === 'rw').fenced;
+  etcd.kill('SIGSTOP');
+  const paused = Date.now();
+  try {
+    await waitFor(async () => (await fencedApi()) === 'lease', 15000, 'rw fenced once etcd stopped answering');
+    log(`etcd paused: rw fenced after ${Date.now() - paused} ms (5 s lease)`);
+    await waitFor(async () => (await mode('rw')).text === 'fenced', 10000, 'the page to show rw fenced');
+    const m = await mode('rw');
+    check(m.cls.includes('fenced') && m.title.includes('lease'), `rw's mode cell: ${JSON.stringify(m)}`);
+    check((await mode('ro')).text === 'ro', `ro's mode while fenced: ${(await mode('ro')).text}`);
+    check((await owner('rw')) === 'n1', `owner of fenced rw: ${await owner('rw')}`);
+    await page.evaluate(() => document.querySelector('#volumes').scrollIntoView());
+    await page.screenshot({ path: path.join(OUT, 'dashboard-fenced.png') });
+  } finally {
+    etcd.kill('SIGCONT');
+  }
+  await waitFor(async () => (await fencedApi()) === undefined, 30000, 'rw unfenced once etcd answered again');
+  await waitFor(async () => (await mode('rw')).text === 'rw', 10000, 'the page to show rw writable again');
+  log(`etcd back: rw unfenced, ${Date.now() - paused} ms after the pause began`);
+  readAll(sock, 'rw', 'read after the fence');
+  // While etcd was paused the page's cluster requests failed (HTTP errors
+  // in the console); nothing else may have.
+  const other = problems.filter((p) => !/Failed to load resource|\/api\/v1\/cluster/.test(p));
+  check(other.length === 0, `browser problems while etcd was paused:\n  ${other.join('\n  ')}`);
   check(d.exitCode === null, 'shoald died');
 
   // A clean stop with a server out of reach: exit 0 on SIGTERM, no
