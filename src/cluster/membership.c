@@ -506,6 +506,18 @@ static bool owned_locked(struct cluster *c, const char *volume)
     return false;
 }
 
+/* The volume is no longer ours; false if it was not. */
+static bool owned_drop_locked(struct cluster *c, const char *volume)
+{
+    for (unsigned i = 0; i < c->nowned; i++)
+        if (!strcmp(c->owned[i], volume)) {
+            free(c->owned[i]);
+            c->owned[i] = c->owned[--c->nowned];
+            return true;
+        }
+    return false;
+}
+
 int cluster_move_check(const char *volume, const char *to, char *err, size_t errlen)
 {
     struct cluster *c = g;
@@ -575,13 +587,7 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
         return -ESTALE;
     }
     LOCK_GUARD(&c->lock);
-    for (unsigned i = 0; i < c->nowned; i++) {
-        if (!strcmp(c->owned[i], volume)) {
-            free(c->owned[i]);
-            c->owned[i] = c->owned[--c->nowned];
-            break;
-        }
-    }
+    owned_drop_locked(c, volume);
     if (c->npending == PENDING_MAX)
         pending_drop_locked(c, 0); /* one goes: it then waits for the lease */
     struct pending *p = &c->pending[c->npending];
@@ -779,12 +785,7 @@ static int reclaim_fenced(struct cluster *c)
                       names[i], json_str(hv, "node") ? json_str(hv, "node") : "?");
             json_decref(hv);
             LOCK_GUARD(&c->lock);
-            for (unsigned k = 0; k < c->nowned; k++)
-                if (!strcmp(c->owned[k], names[i])) {
-                    free(c->owned[k]);
-                    c->owned[k] = c->owned[--c->nowned];
-                    break;
-                }
+            owned_drop_locked(c, names[i]);
         } else if (e < 0) {
             log_error(cluster, "volume %s: cannot claim it again: %s (fenced until it is)",
                       names[i], etcd_error());
@@ -1157,13 +1158,8 @@ void cluster_release(const char *volume)
         return;
     {
         LOCK_GUARD(&c->lock);
-        unsigned i = 0;
-        while (i < c->nowned && strcmp(c->owned[i], volume) != 0)
-            i++;
-        if (i == c->nowned)
+        if (!owned_drop_locked(c, volume))
             return;
-        free(c->owned[i]);
-        c->owned[i] = c->owned[--c->nowned];
     }
     _cleanup_free_ char *key = key_of(OWNERS_PREFIX, volume);
     _cleanup_free_ char *val = owner_value(c, lease_of(c));

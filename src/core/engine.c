@@ -78,7 +78,6 @@ static void maint_tell(void *arg)
  * through a small cache overwrites a log in about a millisecond): a block
  * whose key is forgotten can no longer be asked of a tier (the cluster's
  * memcached) and goes back to the back end. */
-
 static void *maint_main(void *arg)
 {
     struct engine *e = arg;

@@ -66,8 +66,9 @@ static json_t *volume_head(const struct mgmt_vol *v)
         json_decref(obj);
         return NULL;
     }
+    /* Indexed by the bits of core/vol_fence.h (MOVE 1, LEASE 2). */
     static const char *const fence_why[] = {"", "move", "lease", "lease,move"};
-    if (obj && v->fenced > 0 && v->fenced < 4 &&
+    if (obj && v->fenced > 0 && (size_t)v->fenced < ARRAY_SIZE(fence_why) &&
         json_object_set_new(obj, "fenced", json_string(fence_why[v->fenced])) < 0) {
         json_decref(obj);
         return NULL;
