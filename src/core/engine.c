@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "common/bufpool.h"
+#include "common/busy_poll.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -470,6 +471,11 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->remembered_metadata_bytes = m.remembered_bytes;
     out->mrc_bytes = m.mrc_bytes + (e->mrc ? mrc_memory(e->mrc) : 0);
     out->io_buffer_bytes = bufpool_bytes();
+    struct busy_poll_stats bp;
+    busy_poll_stats(&bp);
+    out->busy_poll_caught = bp.caught;
+    out->busy_poll_missed = bp.missed;
+    out->busy_poll_cpu_us = bp.spin_ns / 1000;
     for (unsigned i = 0; i < e->ntiers; i++) {
         const struct tier_counters *c = &e->tiers[i]->c;
         out->tier_lookups += STAT_LOAD(c->lookups);

@@ -78,6 +78,11 @@
       "Memory for the miss-ratio curves, cache and volumes (fixed; not in metadata_bytes)")        \
     X(io_buffer_bytes, STAT_GAUGE, "bytes",                                                        \
       "Request buffers allocated: in use and kept for reuse (at most --io-memory)")                \
+    X(busy_poll_caught, STAT_COUNTER, "requests",                                                  \
+      "Client requests a front end's reader found by busy polling, without sleeping "              \
+      "(--busy-poll)")                                                                             \
+    X(busy_poll_missed, STAT_COUNTER, "polls", "Busy polls that found nothing and slept")          \
+    X(busy_poll_cpu_us, STAT_COUNTER, "us", "CPU time spent busy polling")                         \
     X(tier_lookups, STAT_COUNTER, "lookups", "Batched lookups sent to tiers")                      \
     X(tier_hits, STAT_COUNTER, "blocks", "Blocks tiers returned that matched their key")           \
     X(tier_corrupt, STAT_COUNTER, "blocks", "Blocks tiers returned that did not match their key")  \

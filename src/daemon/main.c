@@ -17,6 +17,7 @@
 #include "daemon/fence.h"
 #include "daemon/move.h"
 #include "common/bufpool.h"
+#include "common/busy_poll.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -261,6 +262,7 @@ int main(int argc, char **argv)
         notify_fd = daemonize();
 
     bufpool_init(o->io_memory);
+    busy_poll_setup(o->busy_poll_us, 0);
     backend_set_connect_timeout((uint32_t)o->connect_timeout_ms);
     /* The cluster's global tier, asked after the local store and before
      * the back end (owned by the engine once it is created). */

@@ -13,6 +13,7 @@
 
 #include "cluster/etcd.h"
 #include "cluster/memcached.h"
+#include "common/busy_poll.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -145,6 +146,8 @@ static void usage(FILE *f)
         "      --threads N                   worker threads for back end I/O, shared by\n"
         "                                    every front end (default %d)\n"
         "      --io-memory SIZE              cap on request buffers (default 512M)\n"
+        "      --busy-poll USEC|off          poll a client's socket up to USEC for its\n"
+        "                                    next request before sleeping (default 50)\n"
         "      --direct                      open file back ends with O_DIRECT\n"
         "      --readahead SIZE|off          on a read miss, also fetch the uncached\n"
         "                                    blocks of its aligned SIZE window (default\n"
@@ -198,6 +201,7 @@ enum {
     OPT_POLICY,
     OPT_THREADS,
     OPT_IO_MEMORY,
+    OPT_BUSY_POLL,
     OPT_DIRECT,
     OPT_PID_FILE,
     OPT_READAHEAD,
@@ -235,6 +239,7 @@ static const struct option daemon_long_opts[] = {
     {"policy", required_argument, NULL, OPT_POLICY},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"io-memory", required_argument, NULL, OPT_IO_MEMORY},
+    {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
     {"direct", no_argument, NULL, OPT_DIRECT},
     {"readahead", required_argument, NULL, OPT_READAHEAD},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
@@ -449,6 +454,12 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
     case OPT_READAHEAD:
         if (parse_readahead(val, &o->readahead) < 0)
             return bad(o, "readahead", val, "want off or a size from 4K to 256K");
+        return 0;
+    case OPT_BUSY_POLL:
+        if (strcmp(val, "off") == 0)
+            o->busy_poll_us = 0;
+        else if (parse_uint(val, 0, BUSY_POLL_MAX_US, &o->busy_poll_us) < 0)
+            return bad(o, "busy poll", val, "want off or microseconds, 0..1000");
         return 0;
     case OPT_THREADS:
         if (parse_uint(val, 1, 1024, &o->threads) < 0)
@@ -981,6 +992,7 @@ static int set_defaults(struct daemon_options *o)
     o->io_memory = DEFAULT_IO_MEMORY;
     o->http = DEFAULT_HTTP;
     o->threads = DEFAULT_THREADS;
+    o->busy_poll_us = BUSY_POLL_DEFAULT_US;
     for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
         const struct frontend_ops *ops = daemon_frontends[fe];
         o->frontend_opts[fe] = calloc(1, ops->opts_size);

@@ -39,6 +39,7 @@ struct daemon_options {
     unsigned nbacking_dirs;
     uint64_t cache_bytes;
     uint64_t io_memory;
+    unsigned busy_poll_us; /* 0: front ends never busy poll */
     const char *policy;
     bool readonly; /* every volume, and every front end exports read-only */
     bool foreground;

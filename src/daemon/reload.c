@@ -219,6 +219,7 @@ static void restart_settings(const struct daemon_options *was, const struct daem
         {"io-memory", was->io_memory == now->io_memory},
         {"policy", str_eq(was->policy, now->policy)},
         {"threads", was->threads == now->threads},
+        {"busy-poll", was->busy_poll_us == now->busy_poll_us},
         {"pid-file", str_eq(was->pid_file, now->pid_file)},
         {"user", str_eq(was->user, now->user)},
         {"group", str_eq(was->group, now->group)},

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/busy_poll.h"
 #include "common/util.h"
 
 /* Per sendmsg() call; larger vectors go out in several calls, so no
@@ -71,6 +72,18 @@ static ssize_t plain_recv(struct conn_io *io, void *buf, size_t len)
         }
         return -errno;
     }
+}
+
+static ssize_t plain_try_recv(struct conn_io *io, void *buf, size_t len)
+{
+    ssize_t n = recv(io->fd, buf, len, MSG_DONTWAIT);
+    if (n >= 0)
+        return n;
+    /* EINTR: ask again; ENOTSOCK (a pipe in a tool): the blocking recv
+     * after the window reads it. */
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTSOCK)
+        return -EAGAIN;
+    return -errno;
 }
 
 /* Never blocks: the sockets stay blocking for recv, so every send says
@@ -198,6 +211,7 @@ static const struct conn_io_ops plain_ops = {
     .recv = plain_recv,
     .sendv = plain_sendv,
     .try_sendv = plain_try_sendv,
+    .try_recv = plain_try_recv,
     .pending = plain_pending,
     .close = plain_close,
 };
@@ -205,6 +219,47 @@ static const struct conn_io_ops plain_ops = {
 void conn_io_init_plain(struct conn_io *io, int fd)
 {
     *io = (struct conn_io){.ops = &plain_ops, .fd = fd};
+}
+
+struct recv_args {
+    struct conn_io *io;
+    void *buf;
+    size_t len;
+};
+
+static ssize_t try_recv_cb(void *arg)
+{
+    struct recv_args *a = arg;
+    return a->io->ops->try_recv(a->io, a->buf, a->len);
+}
+
+static ssize_t timed_recv(int fd, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+    }
+}
+
+ssize_t conn_io_recv_polled(struct conn_io *io, struct busy_poll *bp, void *buf, size_t len,
+                            int timed_fd)
+{
+    bool polled = io->ops->try_recv && len > 0;
+    if (polled) {
+        struct recv_args a = {io, buf, len};
+        ssize_t n = busy_poll_try(bp, try_recv_cb, &a);
+        if (n != -EAGAIN)
+            return n;
+    }
+    uint64_t t0 = now_ns();
+    ssize_t n = timed_fd >= 0 ? timed_recv(timed_fd, buf, len) : io->ops->recv(io, buf, len);
+    if (n > 0 && polled)
+        busy_poll_slept(bp, now_ns() - t0);
+    return n;
 }
 
 int conn_io_read_full(struct conn_io *io, void *buf, size_t len)

@@ -38,6 +38,10 @@ struct conn_io_ops {
      * (possibly 0 or a part), or -errno. Transports that cannot resume a
      * partial send (TLS records) leave it NULL. */
     ssize_t (*try_sendv)(struct conn_io *io, const struct iovec *iov, int iovcnt);
+    /* Optional: recv what is there now, without waiting: >0 bytes, 0 on
+     * EOF, -EAGAIN when nothing is, or -errno. Transports that buffer
+     * records (TLS) leave it NULL, and are not busy polled. */
+    ssize_t (*try_recv)(struct conn_io *io, void *buf, size_t len);
     /* bytes already decrypted/buffered and readable without blocking. */
     size_t (*pending)(struct conn_io *io);
     void (*close)(struct conn_io *io);
@@ -87,6 +91,15 @@ int conn_io_wait_fd(int fd, short events, int ms);
 
 /* Plain socket transport on fd (the io does not own fd until close()). */
 void conn_io_init_plain(struct conn_io *io, int fd);
+
+struct busy_poll;
+/* recv as ops->recv, busy polling first (common/busy_poll.h) where the
+ * transport can: for a reader about to wait for a client's next request.
+ * timed_fd >= 0: io's socket with its receive timeout in SO_RCVTIMEO, so
+ * the wait after the poll is one blocking recv on it (-ETIMEDOUT when the
+ * timeout passes) instead of the transport's poll + recv. */
+ssize_t conn_io_recv_polled(struct conn_io *io, struct busy_poll *bp, void *buf, size_t len,
+                            int timed_fd);
 
 /* Read exactly len bytes: 0, -ECONNRESET on EOF (even mid-message),
  * -ETIMEDOUT after timeout_ms without data, or -errno. */

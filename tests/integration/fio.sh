@@ -7,6 +7,7 @@
 # read io_bytes of each verify job == write io_bytes of the same write job,
 # error 0), and a pass over a deliberately corrupted backing file must fail
 # (the negative control: proof that the verify really compares data).
+# Last, a queue-depth-1 mix with and without busy polling (--busy-poll).
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need fio jq
@@ -76,6 +77,24 @@ assert_num "$reads" '>' 1000 "randread pass did too little I/O"
 hit=$(vstat a hit_ratio)
 assert_num "$hit" '>' 0 "no hits in the read-only pass"
 assert_eq "$(vstat a errors)" 0 "error counter"
+stop_shoald
+
+# Busy polling (--busy-poll, on by default): a queue-depth-1 client's
+# requests are caught by the polling reader instead of waking it, and every
+# byte still verifies; with --busy-poll off none is polled.
+qd1=(--rw=randrw --rwmixread=50 --bs=4k --size=8M --iodepth=1 --verify=crc32c --verify_fatal=1
+    --verify_backlog=64 --randseed=99)
+start_shoald -m 128M "a=$T/a.img"
+fio_json qd1 "${qd1[@]}"
+caught=$(jstat .cache.busy_poll_caught)
+assert_num "$caught" '>' 500 "requests caught by busy polling at queue depth 1"
+assert_eq "$(vstat a errors)" 0 "error counter (busy polling)"
+log "busy polling caught $caught requests"
+stop_shoald
+start_shoald --busy-poll off -m 128M "a=$T/a.img"
+fio_json qd1off "${qd1[@]}"
+assert_eq "$(jstat .cache.busy_poll_caught)" 0 "requests caught with --busy-poll off"
+assert_eq "$(jstat .cache.busy_poll_cpu_us)" 0 "time polled with --busy-poll off"
 stop_shoald
 
 # Negative control: corrupt one 4 KiB block the write pass wrote (job 0's

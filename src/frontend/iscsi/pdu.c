@@ -17,20 +17,6 @@ void iscsi_rx_init(struct iscsi_rx *rx, struct conn_io *io, uint8_t *buf, size_t
     rx->timed_fd = -1;
 }
 
-/* recv on timed_fd: its SO_RCVTIMEO passing is -ETIMEDOUT, as the
- * transport's own timeout would be. */
-static ssize_t timed_recv(struct iscsi_rx *rx, void *buf, size_t len)
-{
-    for (;;) {
-        ssize_t n = recv(rx->timed_fd, buf, len, 0);
-        if (n >= 0)
-            return n;
-        if (errno == EINTR)
-            continue;
-        return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
-    }
-}
-
 /* Read at least need bytes into the buffer. 0, 1 on EOF with nothing
  * buffered, or -errno. */
 static int rx_fill(struct iscsi_rx *rx, size_t need)
@@ -43,9 +29,8 @@ static int rx_fill(struct iscsi_rx *rx, size_t need)
         }
         if (rx->before_wait)
             rx->before_wait(rx->opaque);
-        ssize_t n = rx->timed_fd >= 0
-                        ? timed_recv(rx, rx->buf + rx->end, rx->cap - rx->end)
-                        : rx->io->ops->recv(rx->io, rx->buf + rx->end, rx->cap - rx->end);
+        ssize_t n = conn_io_recv_polled(rx->io, &rx->poll, rx->buf + rx->end, rx->cap - rx->end,
+                                        rx->timed_fd);
         if (n == 0)
             return rx->end == rx->start ? 1 : -ECONNRESET;
         if (n < 0)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "common/busy_poll.h"
 #include "frontend/conn_io.h"
 #include "frontend/iscsi/proto.h"
 
@@ -38,6 +39,7 @@ struct iscsi_rx {
      * blocking recv instead of the transport's poll + recv: a syscall less
      * per command, which is most of the difference at queue depth 1. */
     int timed_fd;
+    struct busy_poll poll; /* for the wait for the next PDU (conn_io.h) */
 };
 
 struct iscsi_pdu {

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "common/bufpool.h"
+#include "common/busy_poll.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -88,7 +89,8 @@ struct nbd_conn {
 
     uint8_t *rbuf;
     size_t rstart, rend;
-    pthread_t reader; /* the thread running nbd_transmit */
+    struct busy_poll poll; /* the reader's, for the wait for the next request */
+    pthread_t reader;      /* the thread running nbd_transmit */
 
     struct nbd_req *batch_head, *batch_tail;
     unsigned batch_n;
@@ -653,7 +655,8 @@ static int fill(struct nbd_conn *c, size_t need)
     while (c->rend - c->rstart < need) {
         compact(c);
         flush_batch(c);
-        ssize_t n = c->io->ops->recv(c->io, c->rbuf + c->rend, RBUF_SIZE - c->rend);
+        ssize_t n =
+            conn_io_recv_polled(c->io, &c->poll, c->rbuf + c->rend, RBUF_SIZE - c->rend, -1);
         if (n == 0)
             return c->rend == c->rstart ? 1 : -ECONNRESET;
         if (n < 0)
