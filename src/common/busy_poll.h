@@ -11,7 +11,8 @@
  * busy machine where the gap between requests is long) halves it, down to
  * no polling at all. Polling burns a CPU, so at most `max_spinners`
  * threads poll at once (half the CPUs, at least one); a waiter that finds
- * them all polling sleeps at once.
+ * them all polling sleeps at once; and a poller yields the CPU between two
+ * asks, so on a busy machine it runs only when no other thread wants it.
  *
  * Lock rules: a struct busy_poll belongs to one thread (the connection's
  * reader). The cap and the counters are process-wide relaxed atomics;
