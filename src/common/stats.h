@@ -12,6 +12,7 @@ enum stat_kind {
     STAT_COUNTER, /* monotonic uint64 */
     STAT_GAUGE,   /* instantaneous uint64 */
     STAT_RATIO,   /* derived double 0..1 (or >= 1 for dedup), computed from other fields */
+    STAT_SECONDS, /* monotonic double: time spent, in seconds (Prometheus' base unit) */
 };
 
 struct stat_desc {

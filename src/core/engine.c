@@ -475,7 +475,7 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     busy_poll_stats(&bp);
     out->busy_poll_caught = bp.caught;
     out->busy_poll_missed = bp.missed;
-    out->busy_poll_cpu_us = bp.spin_ns / 1000;
+    out->busy_poll_cpu_seconds = (double)bp.spin_ns / 1e9;
     for (unsigned i = 0; i < e->ntiers; i++) {
         const struct tier_counters *c = &e->tiers[i]->c;
         out->tier_lookups += STAT_LOAD(c->lookups);

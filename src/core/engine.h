@@ -177,7 +177,7 @@ struct cache_snapshot {
     CACHE_GAUGES(X)
 #undef X
 #define X(name, kind, unit, help) double name;
-    CACHE_RATIOS(X)
+    CACHE_SECONDS(X) CACHE_RATIOS(X)
 #undef X
 };
 

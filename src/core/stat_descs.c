@@ -15,7 +15,7 @@ const unsigned volume_stat_count = ARRAY_SIZE(volume_stat_descs);
 
 const struct stat_desc cache_stat_descs[] = {
 #define X(n, k, u, h) {#n, k, u, h, offsetof(struct cache_snapshot, n)},
-    CACHE_GAUGES(X) CACHE_RATIOS(X)
+    CACHE_GAUGES(X) CACHE_SECONDS(X) CACHE_RATIOS(X)
 #undef X
 };
 const unsigned cache_stat_count = ARRAY_SIZE(cache_stat_descs);

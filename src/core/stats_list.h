@@ -82,7 +82,6 @@
       "Client requests a front end's reader found by busy polling, without sleeping "              \
       "(--busy-poll)")                                                                             \
     X(busy_poll_missed, STAT_COUNTER, "polls", "Busy polls that found nothing and slept")          \
-    X(busy_poll_cpu_us, STAT_COUNTER, "us", "CPU time spent busy polling")                         \
     X(tier_lookups, STAT_COUNTER, "lookups", "Batched lookups sent to tiers")                      \
     X(tier_hits, STAT_COUNTER, "blocks", "Blocks tiers returned that matched their key")           \
     X(tier_corrupt, STAT_COUNTER, "blocks", "Blocks tiers returned that did not match their key")  \
@@ -97,6 +96,10 @@
     X(inserts, STAT_COUNTER, "blocks", "Contents added")                                           \
     X(dedup_hits, STAT_COUNTER, "blocks", "Blocks that found their content already held")          \
     X(insert_failures, STAT_COUNTER, "blocks", "Blocks not cached for lack of room or references")
+
+/* Cache-wide times (doubles). */
+#define CACHE_SECONDS(X)                                                                           \
+    X(busy_poll_cpu_seconds, STAT_SECONDS, "seconds", "CPU time spent busy polling (--busy-poll)")
 
 #define CACHE_RATIOS(X)                                                                            \
     X(dedup_ratio, STAT_RATIO, "ratio", "logical_blocks / unique_blocks")                          \

@@ -1,7 +1,7 @@
 /* Prometheus text exposition format 0.0.4 for GET /metrics, rendered from
  * the same descriptor tables as the JSON:
  *   - one family per stat; counters get the `_total` suffix, gauges and
- *     ratios are gauges;
+ *     ratios are gauges; times (seconds) are counters;
  *   - volume stats are `shoal_volume_<stat>{volume="NAME"}`, cache stats are the
  *     unlabelled `shoal_cache_<stat>`;
  *   - latency is the histogram `shoal_volume_latency_seconds{volume,op}`;
@@ -83,7 +83,8 @@ static bool ends_with(const char *s, const char *suffix)
 /* Family name for a stat: prefix + name, plus "_total" for counters. */
 static void family_name(char *buf, size_t len, const char *prefix, const struct stat_desc *d)
 {
-    const char *suffix = d->kind == STAT_COUNTER && !ends_with(d->name, "_total") ? "_total" : "";
+    bool counter = d->kind == STAT_COUNTER || d->kind == STAT_SECONDS;
+    const char *suffix = counter && !ends_with(d->name, "_total") ? "_total" : "";
     snprintf(buf, len, "%s%s%s", prefix, d->name, suffix);
 }
 
@@ -96,7 +97,7 @@ static void put_header(FILE *f, const char *family, const char *help, const char
 
 static void put_stat_value(FILE *f, const void *snap, const struct stat_desc *d)
 {
-    if (d->kind == STAT_RATIO)
+    if (d->kind == STAT_RATIO || d->kind == STAT_SECONDS)
         put_double(f, stat_f64(snap, d));
     else
         fprintf(f, "%" PRIu64, stat_u64(snap, d));
@@ -104,7 +105,7 @@ static void put_stat_value(FILE *f, const void *snap, const struct stat_desc *d)
 
 static const char *stat_type(const struct stat_desc *d)
 {
-    return d->kind == STAT_COUNTER ? "counter" : "gauge";
+    return d->kind == STAT_COUNTER || d->kind == STAT_SECONDS ? "counter" : "gauge";
 }
 
 /* One unlabelled family per stat of a list: prefix + name, its value in

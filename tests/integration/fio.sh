@@ -94,7 +94,7 @@ stop_shoald
 start_shoald --busy-poll off -m 128M "a=$T/a.img"
 fio_json qd1off "${qd1[@]}"
 assert_eq "$(jstat .cache.busy_poll_caught)" 0 "requests caught with --busy-poll off"
-assert_eq "$(jstat .cache.busy_poll_cpu_us)" 0 "time polled with --busy-poll off"
+assert_eq "$(jstat .cache.busy_poll_cpu_seconds)" 0 "time polled with --busy-poll off"
 stop_shoald
 
 # Negative control: corrupt one 4 KiB block the write pass wrote (job 0's

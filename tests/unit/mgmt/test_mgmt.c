@@ -373,7 +373,7 @@ static void test_stats(void **state)
         json_t *v = json_object_get(cache, cache_stat_descs[i].name);
         if (!v)
             fail_msg("cache.%s missing", cache_stat_descs[i].name);
-        if (cache_stat_descs[i].kind == STAT_RATIO)
+        if (cache_stat_descs[i].kind == STAT_RATIO || cache_stat_descs[i].kind == STAT_SECONDS)
             assert_true(json_is_real(v));
         else
             assert_true(json_is_integer(v));
