@@ -5,6 +5,7 @@
 #ifndef SHOAL_COMMON_STATS_H
 #define SHOAL_COMMON_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,17 @@ struct stat_desc {
     const char *help;
     size_t offset; /* offset of the uint64_t / double field in the snapshot struct */
 };
+
+/* Whether the stat's snapshot field is a double (else a uint64). */
+static inline bool stat_is_f64(const struct stat_desc *d)
+{
+    return d->kind == STAT_RATIO || d->kind == STAT_SECONDS;
+}
+/* Whether it only grows (a Prometheus counter). */
+static inline bool stat_is_monotonic(const struct stat_desc *d)
+{
+    return d->kind == STAT_COUNTER || d->kind == STAT_SECONDS;
+}
 
 static inline uint64_t stat_u64(const void *snap, const struct stat_desc *d)
 {

@@ -15,7 +15,7 @@ static void add_stats(json_t *obj, const struct stat_desc *descs, unsigned n, co
     for (unsigned i = 0; i < n; i++) {
         const struct stat_desc *d = &descs[i];
         json_t *val;
-        if (d->kind == STAT_RATIO || d->kind == STAT_SECONDS)
+        if (stat_is_f64(d))
             val = json_ratio(stat_f64(snap, d));
         else if (strcmp(d->unit, "bool") == 0)
             val = json_boolean(stat_u64(snap, d) != 0);

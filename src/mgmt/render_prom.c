@@ -83,8 +83,7 @@ static bool ends_with(const char *s, const char *suffix)
 /* Family name for a stat: prefix + name, plus "_total" for counters. */
 static void family_name(char *buf, size_t len, const char *prefix, const struct stat_desc *d)
 {
-    bool counter = d->kind == STAT_COUNTER || d->kind == STAT_SECONDS;
-    const char *suffix = counter && !ends_with(d->name, "_total") ? "_total" : "";
+    const char *suffix = stat_is_monotonic(d) && !ends_with(d->name, "_total") ? "_total" : "";
     snprintf(buf, len, "%s%s%s", prefix, d->name, suffix);
 }
 
@@ -97,7 +96,7 @@ static void put_header(FILE *f, const char *family, const char *help, const char
 
 static void put_stat_value(FILE *f, const void *snap, const struct stat_desc *d)
 {
-    if (d->kind == STAT_RATIO || d->kind == STAT_SECONDS)
+    if (stat_is_f64(d))
         put_double(f, stat_f64(snap, d));
     else
         fprintf(f, "%" PRIu64, stat_u64(snap, d));
@@ -105,7 +104,7 @@ static void put_stat_value(FILE *f, const void *snap, const struct stat_desc *d)
 
 static const char *stat_type(const struct stat_desc *d)
 {
-    return d->kind == STAT_COUNTER || d->kind == STAT_SECONDS ? "counter" : "gauge";
+    return stat_is_monotonic(d) ? "counter" : "gauge";
 }
 
 /* One unlabelled family per stat of a list: prefix + name, its value in

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "common/util.h"
 #include "frontend/iscsi/crc32c.h"

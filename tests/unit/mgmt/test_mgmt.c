@@ -373,7 +373,7 @@ static void test_stats(void **state)
         json_t *v = json_object_get(cache, cache_stat_descs[i].name);
         if (!v)
             fail_msg("cache.%s missing", cache_stat_descs[i].name);
-        if (cache_stat_descs[i].kind == STAT_RATIO || cache_stat_descs[i].kind == STAT_SECONDS)
+        if (stat_is_f64(&cache_stat_descs[i]))
             assert_true(json_is_real(v));
         else
             assert_true(json_is_integer(v));
@@ -396,7 +396,7 @@ static void test_stats(void **state)
         json_t *v = json_object_get(vm1, volume_stat_descs[i].name);
         if (!v)
             fail_msg("volume.%s missing", volume_stat_descs[i].name);
-        if (volume_stat_descs[i].kind == STAT_RATIO)
+        if (stat_is_f64(&volume_stat_descs[i]))
             assert_true(json_is_real(v));
         else if (strcmp(volume_stat_descs[i].unit, "bool") == 0)
             assert_true(json_is_boolean(v));
