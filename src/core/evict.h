@@ -46,10 +46,10 @@ struct evict_ops {
     void (*prefetch_locked)(void *st, uint32_t idx);
     /* The entry at idx was read. */
     void (*hit_locked)(void *st, uint32_t idx);
-    /* Optional (NULL: hit_locked for each). The n entries at idx[] (all
-     * of this shard) were read, in this order: the same as n hit_locked
-     * calls, for a policy that can overlap their memory loads. */
-    void (*hits_locked)(void *st, const uint32_t *idx, uint32_t n);
+    /* Optional: do now what the policy put off (W-TinyLFU's sketch counts,
+     * whose memory loads its hits only asked for). store_used calls it on
+     * every shard of a batch after all of the batch's hits. */
+    void (*flush_locked)(void *st);
     /* The entry at idx is being freed for another reason (unreferenced). */
     void (*remove_locked)(void *st, uint32_t idx);
     /* Choose a victim, unlink it and return its index (STORE_NONE if empty). */

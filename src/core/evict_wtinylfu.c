@@ -93,7 +93,9 @@
  * 0.9655 (20% writes; S3-FIFO 0.9605) and 0.9696 (59%); with 256 words
  * (2 KiB a shard: nothing for a cache of any size) 0.9586 and 0.9642, and
  * 0.005 less at 10% (362 blocks). */
-#define BLOCKS_PER_WORD  2u
+#define BLOCKS_PER_WORD 2u
+/* Sketch increments applied together (sketch_note). */
+#define SKETCH_PEND      32u
 #define SKETCH_MIN_WORDS 256u
 #define WIN_STEP         4u
 #define WIN_STEP_MAX     16u
@@ -111,6 +113,9 @@ struct wtlfu {
     uint32_t hand; /* main's SIEVE hand; STORE_NONE: from the oldest */
     uint64_t *sketch;
     uint32_t smask; /* words - 1 */
+    /* Increments not yet applied, oldest first (sketch_note). */
+    uint64_t pend[SKETCH_PEND];
+    uint32_t npend;
     uint32_t samples, sample_max;
     /* Ghost slices of refused candidates (gw) and main victims (gm): a
      * direct-mapped table each; a slot counts while fewer than `slice`
@@ -133,12 +138,18 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
-/* Word and nibble of counter j of the key hashed to h. */
+/* Word and nibble of counter j of the key hashed to h. A key's four
+ * counters share one 64-byte line of SKETCH_LINE words (counter j in word
+ * 2j or 2j + 1 of it, so in four different words): a hit costs one cache
+ * miss on a large sketch, not four (a 1 MiB read hit is 256 keys). Lines
+ * are picked by the low bits, so in a table twice as wide a key's line is
+ * the same one or the one the old width further on (sketch_grow). */
+#define SKETCH_LINE 8u
 static void slot_of(const struct wtlfu *w, uint64_t h, unsigned j, uint32_t *word, unsigned *shift)
 {
-    uint32_t lo = (uint32_t)h, hi = (uint32_t)(h >> 32) | 1;
-    *word = (lo + j * hi) & w->smask;
-    *shift = (unsigned)((h >> (40 + j * 4)) & 15u) * 4u;
+    uint32_t line = (uint32_t)h & (w->smask / SKETCH_LINE);
+    *word = line * SKETCH_LINE + ((uint32_t)(h >> (32 + 3 * j)) & (SKETCH_LINE - 1));
+    *shift = (unsigned)((h >> (44 + j * 4)) & 15u) * 4u;
 }
 
 /* Counter j of the key hashed to h, and where it is. */
@@ -149,10 +160,13 @@ static unsigned counter(const struct wtlfu *w, uint64_t h, unsigned j, uint32_t 
     return (unsigned)(w->sketch[*word] >> *shift) & 15u;
 }
 
-static unsigned sketch_freq(const struct wtlfu *w, uint32_t key)
+static void sketch_flush(struct wtlfu *w);
+
+static unsigned sketch_freq(struct wtlfu *w, uint32_t key)
 {
     if (!w->sketch)
         return 0;
+    sketch_flush(w);
     uint64_t h = mix64(key);
     unsigned f = 15;
     for (unsigned j = 0; j < 4; j++) {
@@ -174,13 +188,9 @@ static void sketch_halve(struct wtlfu *w)
 
 /* Conservative update: only the counters at the minimum grow, which keeps
  * a key's estimate from being inflated by its neighbours' traffic. */
-static void sketch_inc(struct wtlfu *w, uint32_t key)
+static void sketch_inc(struct wtlfu *w, uint64_t h)
 {
-    if (!w->sketch)
-        return;
-    /* One hash and one read of the four counters (a hit of every block
-     * of a read comes here, under the shard lock). */
-    uint64_t h = mix64(key);
+    /* One read of the four counters, in one line (slot_of). */
     uint32_t word[4];
     unsigned sh[4], c[4], f = 15;
     for (unsigned j = 0; j < 4; j++) {
@@ -196,11 +206,42 @@ static void sketch_inc(struct wtlfu *w, uint32_t key)
         sketch_halve(w);
 }
 
+/* Every hit and insert counts, under the shard lock, and on a large
+ * sketch each count is a cache miss: made at once, the misses of a 1 MiB
+ * read's 256 blocks follow one another. So a count only asks for its line
+ * here, and waits in pend[] until the store's batch of hits is over
+ * (flush_locked), SKETCH_PEND are due, or the sketch is read, grown or
+ * replaced; by then the lines are in. Applied in order before any read,
+ * the counts are exactly those of increments made at once (the halving
+ * included: it happens at the same increment). */
+static void sketch_note(struct wtlfu *w, uint32_t key)
+{
+    if (!w->sketch)
+        return;
+    uint64_t h = mix64(key);
+    uint32_t word;
+    unsigned shift;
+    slot_of(w, h, 0, &word, &shift);
+    __builtin_prefetch(&w->sketch[word], 1);
+    w->pend[w->npend++] = h;
+    if (w->npend == SKETCH_PEND)
+        sketch_flush(w);
+}
+
+static void sketch_flush(struct wtlfu *w)
+{
+    uint32_t n = w->npend;
+    w->npend = 0;
+    for (uint32_t i = 0; i < n; i++)
+        sketch_inc(w, w->pend[i]);
+}
+
 /* Raise the key's counters to at least f (a rewritten block's count). */
 static void sketch_raise(struct wtlfu *w, uint32_t key, unsigned f)
 {
     if (!w->sketch)
         return;
+    sketch_flush(w);
     f = f < 15 ? f : 15;
     uint64_t h = mix64(key);
     for (unsigned j = 0; j < 4; j++) {
@@ -219,15 +260,24 @@ static uint32_t sketch_max_words(uint32_t capacity)
     return (uint32_t)(n < SKETCH_MIN_WORDS ? SKETCH_MIN_WORDS : n);
 }
 
+/* Line-aligned (slot_of): n is a power of two of at least SKETCH_MIN_WORDS. */
+static uint64_t *sketch_table(uint32_t n)
+{
+    _Static_assert(SKETCH_MIN_WORDS % SKETCH_LINE == 0, "whole lines");
+    return aligned_alloc(SKETCH_LINE * sizeof(uint64_t), (size_t)n * sizeof(uint64_t));
+}
+
 static int sketch_alloc(struct wtlfu *w, uint32_t n)
 {
-    uint64_t *t = calloc(n, sizeof *t);
+    uint64_t *t = sketch_table(n);
     if (!t)
         return -ENOMEM;
+    memset(t, 0, (size_t)n * sizeof *t);
     free(w->sketch);
     w->sketch = t;
     w->smask = n - 1;
     w->samples = 0;
+    w->npend = 0; /* a new sketch forgets the counts, these too */
     return 0;
 }
 
@@ -239,8 +289,9 @@ static int sketch_alloc(struct wtlfu *w, uint32_t n)
  * without memory the sketch stays as it is. */
 static void sketch_grow(struct wtlfu *w)
 {
+    sketch_flush(w); /* into the old width, copied to both halves */
     uint32_t n = w->smask + 1;
-    uint64_t *t = malloc(2 * (size_t)n * sizeof *t);
+    uint64_t *t = sketch_table(2 * n);
     if (!t)
         return;
     memcpy(t, w->sketch, n * sizeof *t);
@@ -391,7 +442,7 @@ static void to_main(struct wtlfu *w, uint32_t idx)
 
 static uint32_t window_candidate(struct wtlfu *w);
 static uint32_t main_candidate(struct wtlfu *w);
-static bool admits(const struct wtlfu *w, uint32_t c, uint32_t v, unsigned margin);
+static bool admits(struct wtlfu *w, uint32_t c, uint32_t v, unsigned margin);
 
 /* A new entry at the window's tail, with these policy bits. */
 static void win_push(struct wtlfu *w, uint32_t idx, uint32_t pbits)
@@ -420,7 +471,7 @@ static void wt_insert_locked(void *st, uint32_t idx)
 {
     struct wtlfu *w = st;
     uint32_t key = w->e[idx].key;
-    sketch_inc(w, key);
+    sketch_note(w, key);
     if (ghost_take(w, w->gw, w->wseq, key))
         win_grow(w);
     else if (ghost_take(w, w->gm, w->mseq, key))
@@ -444,29 +495,15 @@ static void wt_hit_locked(void *st, uint32_t idx)
 {
     struct wtlfu *w = st;
     struct store_entry *en = &w->e[idx];
-    sketch_inc(w, en->key);
+    sketch_note(w, en->key);
     uint32_t b = entry_pbits(en);
     if (!(b & VISITED))
         entry_set_pbits(en, b | VISITED);
 }
 
-/* A batch of hits: every counter word is asked for first, so the loads
- * (one cache miss a word on a large sketch) overlap instead of following
- * one another; then the hits in order, as wt_hit_locked. */
-static void wt_hits_locked(void *st, const uint32_t *idx, uint32_t n)
+static void wt_flush_locked(void *st)
 {
-    struct wtlfu *w = st;
-    for (uint32_t i = 0; w->sketch && i < n; i++) {
-        uint64_t h = mix64(w->e[idx[i]].key);
-        for (unsigned j = 0; j < 4; j++) {
-            uint32_t word;
-            unsigned shift;
-            slot_of(w, h, j, &word, &shift);
-            __builtin_prefetch(&w->sketch[word], 1);
-        }
-    }
-    for (uint32_t i = 0; i < n; i++)
-        wt_hit_locked(st, idx[i]);
+    sketch_flush(st);
 }
 
 /* A rewrite: the block's old content's count (also of a content evicted
@@ -539,7 +576,7 @@ static uint32_t window_candidate(struct wtlfu *w)
 
 /* An entry's worth: its recent uses, plus one per extra directory
  * reference (each cell mapping it will read it). */
-static unsigned worth(const struct wtlfu *w, uint32_t idx)
+static unsigned worth(struct wtlfu *w, uint32_t idx)
 {
     const struct store_entry *en = &w->e[idx];
     uint32_t refs = entry_refs(en);
@@ -550,7 +587,7 @@ static unsigned worth(const struct wtlfu *w, uint32_t idx)
 /* The duel: candidate c beats main's victim v if it was used more than
  * margin times more often (ADMIT_MARGIN to displace v, 0 for a hole).
  * Without a sketch every count is 0: admit, as plain SIEVE would. */
-static bool admits(const struct wtlfu *w, uint32_t c, uint32_t v, unsigned margin)
+static bool admits(struct wtlfu *w, uint32_t c, uint32_t v, unsigned margin)
 {
     return !w->sketch || worth(w, c) > worth(w, v) + margin;
 }
@@ -603,7 +640,7 @@ const struct evict_ops evict_wtinylfu_ops = {
     .insert_locked = wt_insert_locked,
     .prefetch_locked = wt_prefetch_locked,
     .hit_locked = wt_hit_locked,
-    .hits_locked = wt_hits_locked,
+    .flush_locked = wt_flush_locked,
     .remove_locked = wt_remove_locked,
     .heat_locked = wt_heat_locked,
     .inherit_locked = wt_inherit_locked,

@@ -696,43 +696,97 @@ int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
     return 0;
 }
 
-/* One shard's share of a store_used batch, under its lock. */
-static void used_locked(struct store *s, struct shard *sh, const uint32_t *idx, uint32_t n)
+/* Group m entries by shard, each shard's in their order (a counting sort
+ * of positions 0..m-1, shard_of[i] being entry i's shard): on return
+ * order[] lists the positions shard by shard and start[k] is where shard
+ * k's run ends (it begins where shard k-1's ends, or at 0). */
+static void group_by_shard(const struct store *s, const uint8_t *shard_of, uint32_t m,
+                           uint32_t *order, uint32_t *start)
 {
-    if (s->policy->hits_locked) {
-        s->policy->hits_locked(sh->pstate, idx, n);
-        return;
+    memset(start, 0, (MAX_SHARDS + 1) * sizeof *start);
+    for (uint32_t i = 0; i < m; i++)
+        start[shard_of[i] + 1]++;
+    for (uint32_t k = 0; k < s->nshards; k++)
+        start[k + 1] += start[k];
+    for (uint32_t i = 0; i < m; i++)
+        order[start[shard_of[i]]++] = i;
+}
+
+int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, const uint8_t **data)
+{
+    uint8_t shard_of[STORE_PIN_MANY_MAX];
+    uint32_t order[STORE_PIN_MANY_MAX], start[MAX_SHARDS + 1];
+    if (n > STORE_PIN_MANY_MAX)
+        return -EINVAL;
+    /* Every entry and pin count is asked for before any is needed: on a
+     * large cache each is a cache miss, and one after another they cost
+     * more than the lookups themselves. */
+    for (uint32_t i = 0; i < n; i++) {
+        if (!ref_in_range(s, refs[i]))
+            return -ENOENT;
+        __builtin_prefetch(&s->entries[refs[i].idx]);
+        __builtin_prefetch(&s->pins[refs[i].idx], 1);
+        shard_of[i] = (uint8_t)(refs[i].idx / s->per_shard);
     }
-    for (uint32_t i = 0; i < n; i++)
-        s->policy->hit_locked(sh->pstate, idx[i]);
+    group_by_shard(s, shard_of, n, order, start);
+    int ret = 0;
+    uint32_t pinned = 0; /* order[0..pinned) hold a pin */
+    for (uint32_t k = 0, from = 0; k < s->nshards && ret == 0; from = start[k++]) {
+        if (start[k] == from)
+            continue;
+        LOCK_GUARD(&s->shards[k].lock);
+        for (uint32_t j = from; j < start[k]; j++) {
+            struct store_ref ref = refs[order[j]];
+            if (!ref_live_locked(s, ref)) {
+                ret = -ENOENT;
+                break;
+            }
+            if ((__atomic_load_n(&s->pins[ref.idx], __ATOMIC_ACQUIRE) & PIN_COUNT) == PIN_COUNT) {
+                ret = -EBUSY;
+                break;
+            }
+            __atomic_fetch_add(&s->pins[ref.idx], (uint16_t)1, __ATOMIC_ACQ_REL);
+            data[order[j]] = slot_data(s, ref.idx);
+            pinned++;
+        }
+    }
+    /* Unpinned outside the shard locks: the last pin of an entry that died
+     * meanwhile takes its shard's lock (store_unpin). */
+    for (uint32_t j = 0; ret < 0 && j < pinned; j++)
+        store_unpin(s, refs[order[j]].idx);
+    return ret;
 }
 
 /* The batch grouped by shard, each shard's blocks in their order (a
- * counting sort): one lock per shard touched instead of one per block, and
- * a policy's hits_locked sees a shard's blocks together. Shards are
- * independent, so only the order within one matters. */
+ * counting sort): one lock per shard touched instead of one per block.
+ * Shards are independent, so only the order within one matters. Then the
+ * policy's put-off work, shard by shard again: by then the loads that the
+ * hits of every shard asked for are in, not only those of one shard. */
 void store_used(struct store *s, const uint32_t *idx, uint32_t n)
 {
     enum { CHUNK = 256 };
-    uint32_t sorted[CHUNK];
-    uint32_t start[MAX_SHARDS + 1];
+    uint8_t shard_of[CHUNK];
+    uint32_t order[CHUNK], start[MAX_SHARDS + 1];
     for (uint32_t base = 0; base < n; base += CHUNK) {
         const uint32_t *in = idx + base;
         uint32_t m = MIN(n - base, (uint32_t)CHUNK);
-        memset(start, 0, sizeof start);
         for (uint32_t i = 0; i < m; i++)
-            start[in[i] / s->per_shard + 1]++;
-        for (uint32_t k = 0; k < s->nshards; k++)
-            start[k + 1] += start[k];
-        for (uint32_t i = 0; i < m; i++)
-            sorted[start[in[i] / s->per_shard]++] = in[i];
-        /* start[k] is now where shard k's run ends. */
+            shard_of[i] = (uint8_t)(in[i] / s->per_shard);
+        group_by_shard(s, shard_of, m, order, start);
         for (uint32_t k = 0, from = 0; k < s->nshards; from = start[k++]) {
             if (start[k] == from)
                 continue;
             struct shard *sh = &s->shards[k];
             LOCK_GUARD(&sh->lock);
-            used_locked(s, sh, sorted + from, start[k] - from);
+            for (uint32_t j = from; j < start[k]; j++)
+                s->policy->hit_locked(sh->pstate, in[order[j]]);
+        }
+        for (uint32_t k = 0, from = 0; s->policy->flush_locked && k < s->nshards;
+             from = start[k++]) {
+            if (start[k] == from)
+                continue;
+            LOCK_GUARD(&s->shards[k].lock);
+            s->policy->flush_locked(s->shards[k].pstate);
         }
     }
 }

@@ -197,6 +197,14 @@ int store_read_key(struct store *s, struct store_ref ref, void *dst, uint32_t of
  * (stale) or -EBUSY (pinned too often at once: copy it with store_read
  * instead). */
 int store_pin(struct store *s, struct store_ref ref, const uint8_t **data);
+/* store_pin of n (<= STORE_PIN_MANY_MAX) entries at once, all or none:
+ * data[i] for refs[i]. The entries are fetched from memory together and
+ * each shard's lock is taken once, where n store_pins wait for n cache
+ * misses and n locks one after another (a 1 MiB read hit is 256 blocks).
+ * 0, or store_pin's error (-ENOENT or -EBUSY) for an entry that failed,
+ * with nothing left pinned; -EINVAL if n is too large. */
+#define STORE_PIN_MANY_MAX 256
+int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, const uint8_t **data);
 /* Tell the eviction policy that the n entries idx[], pinned by the caller,
  * were read (once each, in this order within each shard; shards take
  * their share under one lock each). */

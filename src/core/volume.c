@@ -125,26 +125,29 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     uint32_t nb = (uint32_t)(last - first + 1);
     if (nb > VOL_ZC_MAX_BLOCKS)
         return -EAGAIN;
+    _Static_assert(VOL_ZC_MAX_BLOCKS <= STORE_PIN_MANY_MAX, "one store_pin_many a request");
     uint64_t vals[VOL_ZC_MAX_BLOCKS];
+    struct store_ref refs[VOL_ZC_MAX_BLOCKS];
+    const uint8_t *data[VOL_ZC_MAX_BLOCKS];
     dir_lookup_range(v->dir, first, nb, vals);
     uint32_t np = 0, zeros = 0;
     for (uint32_t i = 0; i < nb; i++) {
+        if (vals[i] == DIR_ZERO) {
+            zeros++;
+        } else if (dir_val_is_ref(vals[i])) {
+            pins[np] = (uint32_t)vals[i];
+            refs[np++] = dir_ref(vals[i]);
+        } else {
+            return -EAGAIN; /* a miss (the worker's vol_read may still find it by key) */
+        }
+    }
+    if (np && store_pin_many(v->store, refs, np, data) < 0)
+        return -EAGAIN; /* stale or pinned too often: the same */
+    for (uint32_t i = 0, k = 0; i < nb; i++) {
         uint32_t lo, n;
         block_overlap(first + i, r->offset, r->length, &lo, &n);
-        const uint8_t *p;
-        if (vals[i] == DIR_ZERO) {
-            p = zero_block;
-            zeros++;
-            ra_hit(v, first + i);
-        } else if (dir_val_is_ref(vals[i]) && store_pin(v->store, dir_ref(vals[i]), &p) == 0) {
-            pins[np++] = (uint32_t)vals[i];
-            ra_hit(v, first + i);
-        } else {
-            /* A miss (the worker's vol_read may still find it by key). */
-            for (uint32_t k = 0; k < np; k++)
-                store_unpin(v->store, pins[k]);
-            return -EAGAIN;
-        }
+        const uint8_t *p = vals[i] == DIR_ZERO ? zero_block : data[k++];
+        ra_hit(v, first + i);
         iov[i] = (struct iovec){(void *)(p + lo), n};
     }
     /* Counted once served: a request that falls back to vol_read is

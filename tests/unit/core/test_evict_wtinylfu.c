@@ -266,8 +266,10 @@ static void test_window_steps(void **state)
     for (uint32_t i = 0; i < 3; i++)
         assert_false(access(&p, slot_of, victims[nv - 1 - i])); /* back: shrink */
     for (uint32_t k = 3000; k < 3100; k++)
-        access(&p, slot_of, k); /* the window empties to its size */
-    assert_int_equal(window_len(&p), 10 + 85 - 4 - 8 - 16);
+        access(&p, slot_of, k); /* the window empties to its size ... */
+    /* ... give or take the HOLE_WAIT (4) candidates that may wait there
+     * for main's holes: which do depends on sketch collisions. */
+    assert_in_range(window_len(&p), 10 + 85 - 4 - 8 - 16, 10 + 85 - 4 - 8 - 16 + 4);
     free(slot_of);
     pol_close(&p);
 }

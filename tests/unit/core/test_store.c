@@ -452,6 +452,40 @@ static void test_pins(void **state)
     store_destroy(s);
 }
 
+/* store_pin_many: every block's bytes, or nothing pinned. A batch with
+ * one stale reference fails and must leave no pin behind: a leaked pin
+ * would keep a dead slot out of use, so the store would no longer fill. */
+static void test_pin_many(void **state)
+{
+    (void)state;
+    enum { CAP = 8192, N = STORE_PIN_MANY_MAX };
+    struct store *s;
+    assert_int_equal(store_create((uint64_t)CAP * BLOCK_SIZE, 0, &evict_lru_ops, &s), 0);
+    static struct store_ref refs[N];
+    const uint8_t *data[N];
+    for (uint32_t i = 0; i < N; i++)
+        refs[i] = put(s, 40000 + i);
+    assert_int_equal(store_pin_many(s, refs, N, data), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        uint8_t want[BLOCK_SIZE];
+        make_block(want, 40000 + i);
+        assert_memory_equal(data[i], want, BLOCK_SIZE);
+        store_unpin(s, refs[i].idx);
+    }
+    assert_int_equal(store_pin_many(s, refs, N + 1, data), -EINVAL);
+    store_unref(s, refs[N / 2]);
+    assert_int_equal(store_pin_many(s, refs, N, data), -ENOENT);
+    for (uint32_t i = 0; i < N; i++)
+        if (i != N / 2)
+            store_unref(s, refs[i]);
+    for (uint32_t i = 0; i < 4 * CAP; i++) /* every shard fills (keys pick shards) */
+        put(s, 50000 + i);
+    struct store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.unique_blocks, CAP);
+    store_destroy(s);
+}
+
 /* Zero-copy replies send straight from pinned slots. A shrink that kills
  * their entries must leave the bytes alone until the last unpin (it once
  * returned the pages to the kernel: the client got zeros with status 0),
@@ -495,13 +529,12 @@ static void test_pin_is_not_a_use(void **state)
     store_destroy(s);
 }
 
-/* store_used groups a batch by shard (one lock a shard; W-TinyLFU's
- * hits_locked prefetches the batch's sketch words): the policy must end
- * up exactly as with one store_used per block. Two stores get the same
- * inserts and hits, one in batches of 200 blocks spread over 8 shards,
- * one block at a time; then both take 3000 more inserts, and the same
- * blocks must survive in both (for W-TinyLFU and for LRU, which has no
- * hits_locked). */
+/* store_used groups a batch by shard (one lock a shard): the policy must
+ * end up exactly as with one store_used per block. Two stores get the
+ * same inserts and hits, one in batches of 200 blocks spread over 8
+ * shards, one block at a time; then both take 3000 more inserts, and the
+ * same blocks must survive in both (for W-TinyLFU, whose sketch counts
+ * wait to be applied in groups, and for LRU). */
 static void test_used_batch_same_as_one_by_one(void **state)
 {
     (void)state;
@@ -728,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_evict_notify),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_pins),
+        cmocka_unit_test(test_pin_many),
         cmocka_unit_test(test_pin_is_not_a_use),
         cmocka_unit_test(test_used_batch_same_as_one_by_one),
         cmocka_unit_test(test_pins_survive_resize),
