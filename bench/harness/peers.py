@@ -4,6 +4,7 @@
   nbdkit file                   a page-cached file, no cache of its own
   qemu-nbd                      the same file through QEMU's server
   nbdkit delay (the "array")    a slow array: file + rdelay/wdelay
+  nbdkit nbd (a "proxy")        a bare NBD hop in front of the array
   nbdkit cache + delay          nbdkit's cache filter over the array, its
                                 cache file on tmpfs (RAM) and capped by
                                 cache-max-size
@@ -95,6 +96,13 @@ def nbdkit_cache_nbd(procs, name, array, cache_bytes):
     NBD -> array). What reaches the array is in the array's own log."""
     return nbdkit(procs, name, ["nbd", "socket=" + array.sock], filters=["cache"],
                   params=_cache_params(cache_bytes), env={"TMPDIR": procs.shm})
+
+
+def nbdkit_proxy(procs, name, server):
+    """A bare NBD hop: nbdkit's nbd plugin in front of another server, no
+    filter. What any proxy between a client and an NBD array costs (a
+    process more, two socket hops, two wake-ups a request)."""
+    return nbdkit(procs, name, ["nbd", "socket=" + server.sock])
 
 
 def qemu_nbd(procs, name, path):
