@@ -80,6 +80,7 @@ struct nbd_conn {
     pthread_mutex_t alock;
     struct be_aio *inflight, *inflight_tail; /* submitted, oldest first */
     struct be_aio *finished;                 /* free callback ran, done not yet */
+    atomic_uint busy; /* requests given this connection and not over (pick_conn) */
 };
 
 struct nbd_be {
@@ -90,7 +91,7 @@ struct nbd_be {
     uint32_t chunk; /* largest read/write/trim/zero sent as one command */
     bool readonly;
     bool can_flush, can_fua, can_trim, can_zero, can_fast_zero, can_extents, multi_conn;
-    atomic_uint rr; /* round-robin connection picker */
+    atomic_uint rr; /* round robin of blocking requests (run) */
     unsigned nconns;
     struct nbd_conn *conns;
 };
@@ -167,6 +168,12 @@ static int map_nbd_errno(int e)
     default:
         return -EIO;
     }
+}
+
+/* A request given c by pick_conn is over. */
+static void put_conn(struct nbd_conn *c)
+{
+    atomic_fetch_sub_explicit(&c->busy, 1, memory_order_relaxed);
 }
 
 static void wake_poller(struct nbd_conn *c)
@@ -397,6 +404,7 @@ static int aio_run_finished(struct nbd_conn *c, bool *late)
         /* A command freed without its completion callback (the handle was
          * closed under it) never filled the buffer. */
         int st = a->completed < a->issued ? -EIO : a->err ? map_nbd_errno(a->err) : 0;
+        put_conn(c);
         a->done(a, st);
     }
     {
@@ -634,15 +642,45 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
     return r;
 }
 
+/* For an asynchronous command: the least busy connection, the first of
+ * equals (put_conn above when the request is over). A light load stays on
+ * one connection, so one poller and one server thread are woken and stay
+ * warm, where round robin woke a different pair for every request; a heavy
+ * load spreads over all. The counts are hints read without a lock: a race
+ * only makes a pick less even. A connection that is down refuses the
+ * command (aio_start), which a worker then runs blocking: */
 static struct nbd_conn *pick_conn(struct nbd_be *nb)
 {
+    struct nbd_conn *best = &nb->conns[0];
+    unsigned low = atomic_load_explicit(&best->busy, memory_order_relaxed);
+    for (unsigned i = 1; i < nb->nconns && low > 0; i++) {
+        unsigned b = atomic_load_explicit(&nb->conns[i].busy, memory_order_relaxed);
+        if (b < low) {
+            best = &nb->conns[i];
+            low = b;
+        }
+    }
+    atomic_fetch_add_explicit(&best->busy, 1, memory_order_relaxed);
+    return best;
+}
+
+/* blocking requests take the connections in turn, so each one that is
+ * down is reconnected (run_on_conn) by the next requests, not only the
+ * first (the least busy one's) again and again. */
+static struct nbd_conn *pick_conn_rr(struct nbd_be *nb)
+{
     unsigned i = atomic_fetch_add_explicit(&nb->rr, 1, memory_order_relaxed);
-    return &nb->conns[i % nb->nconns];
+    struct nbd_conn *c = &nb->conns[i % nb->nconns];
+    atomic_fetch_add_explicit(&c->busy, 1, memory_order_relaxed);
+    return c;
 }
 
 static int run(struct nbd_be *nb, const struct nbd_req *rq)
 {
-    return run_on_conn(nb, pick_conn(nb), rq);
+    struct nbd_conn *c = pick_conn_rr(nb);
+    int r = run_on_conn(nb, c, rq);
+    put_conn(c);
+    return r;
 }
 
 /* ---- ops */
@@ -702,8 +740,10 @@ static int aio_start(struct nbd_be *nb, bool write, void *buf, uint32_t count, u
     bool wake;
     {
         LOCK_GUARD(&c->lock);
-        if (!c->h || c->kill || c->connecting)
+        if (!c->h || c->kill || c->connecting) {
+            put_conn(c);
             return -EAGAIN; /* (re)connecting blocks: a worker's job */
+        }
         a->deadline_ns = now_ns() + nb->timeout_ms * 1000000;
         {
             LOCK_GUARD(&c->alock);
@@ -725,6 +765,7 @@ static int aio_start(struct nbd_be *nb, bool write, void *buf, uint32_t count, u
                 LOCK_GUARD(&c->alock);
                 aio_unlink_locked(c, a);
             }
+            put_conn(c);
             return -EAGAIN;
         }
         a->issued = 1;
