@@ -811,6 +811,15 @@ void store_unpin(struct store *s, uint32_t idx)
     slot_release_locked(s, sh, idx);
 }
 
+void store_unpin_many(struct store *s, const uint32_t *idx, uint32_t n)
+{
+    /* The pin counts first, all of them (see store_pin_many). */
+    for (uint32_t i = 0; i < n; i++)
+        __builtin_prefetch(&s->pins[idx[i]], 1);
+    for (uint32_t i = 0; i < n; i++)
+        store_unpin(s, idx[i]);
+}
+
 int store_read(struct store *s, struct store_ref ref, void *dst, uint32_t off, uint32_t len)
 {
     uint32_t key;

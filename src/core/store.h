@@ -210,6 +210,9 @@ int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, co
  * their share under one lock each). */
 void store_used(struct store *s, const uint32_t *idx, uint32_t n);
 void store_unpin(struct store *s, uint32_t idx);
+/* store_unpin of n entries, their pin counts fetched together (a reply
+ * sent from 256 pinned blocks unpins them all). */
+void store_unpin_many(struct store *s, const uint32_t *idx, uint32_t n);
 /* The key (as store_read_key's) of an entry this thread holds pinned: it
  * cannot change while pinned. */
 uint32_t store_pinned_key(const struct store *s, uint32_t idx);

@@ -1039,8 +1039,7 @@ void vol_req_release(struct volume *v, struct vol_req *r)
     uint64_t end = r->reply_ns ? r->reply_ns : now_ns();
     switch (r->op) {
     case VOL_OP_READ:
-        for (uint32_t i = 0; i < r->npins; i++)
-            store_unpin(v->store, r->pins[i]);
+        store_unpin_many(v->store, r->pins, r->npins);
         r->npins = 0;
         if (r->start_ns)
             hist_record(r->hit ? &v->lat_read_hit : &v->lat_read_miss, end - r->start_ns);

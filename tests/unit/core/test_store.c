@@ -453,8 +453,9 @@ static void test_pins(void **state)
 }
 
 /* store_pin_many: every block's bytes, or nothing pinned. A batch with
- * one stale reference fails and must leave no pin behind: a leaked pin
- * would keep a dead slot out of use, so the store would no longer fill. */
+ * one stale reference fails and must leave no pin behind, and
+ * store_unpin_many must drop every pin: a leaked pin would keep a dead
+ * slot out of use, so the store would no longer fill. */
 static void test_pin_many(void **state)
 {
     (void)state;
@@ -466,12 +467,14 @@ static void test_pin_many(void **state)
     for (uint32_t i = 0; i < N; i++)
         refs[i] = put(s, 40000 + i);
     assert_int_equal(store_pin_many(s, refs, N, data), 0);
+    uint32_t idx[N];
     for (uint32_t i = 0; i < N; i++) {
         uint8_t want[BLOCK_SIZE];
         make_block(want, 40000 + i);
         assert_memory_equal(data[i], want, BLOCK_SIZE);
-        store_unpin(s, refs[i].idx);
+        idx[i] = refs[i].idx;
     }
+    store_unpin_many(s, idx, N);
     assert_int_equal(store_pin_many(s, refs, N + 1, data), -EINVAL);
     store_unref(s, refs[N / 2]);
     assert_int_equal(store_pin_many(s, refs, N, data), -ENOENT);
