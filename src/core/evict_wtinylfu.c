@@ -139,9 +139,9 @@ static uint64_t mix64(uint64_t x)
 }
 
 /* Word and nibble of counter j of the key hashed to h. A key's four
- * counters share one 64-byte line of SKETCH_LINE words (counter j in word
- * 2j or 2j + 1 of it, so in four different words): a hit costs one cache
- * miss on a large sketch, not four (a 1 MiB read hit is 256 keys). Lines
+ * counters share one 64-byte line of SKETCH_LINE words (counter j in any
+ * of its words, by 3 bits of h each): a hit costs one cache miss on a
+ * large sketch, not four (a 1 MiB read hit is 256 keys). Lines
  * are picked by the low bits, so in a table twice as wide a key's line is
  * the same one or the one the old width further on (sketch_grow). */
 #define SKETCH_LINE 8u

@@ -681,12 +681,9 @@ unsigned store_unref_heat(struct store *s, struct store_ref ref)
     return store_key_heat(s, &evicted);
 }
 
-int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
+/* store_pin's work, under the lock of ref's shard (ref in range). */
+static int pin_locked(struct store *s, struct store_ref ref, const uint8_t **data)
 {
-    if (!ref_in_range(s, ref))
-        return -ENOENT;
-    struct shard *sh = shard_of_idx(s, ref.idx);
-    LOCK_GUARD(&sh->lock);
     if (!ref_live_locked(s, ref))
         return -ENOENT;
     if ((__atomic_load_n(&s->pins[ref.idx], __ATOMIC_ACQUIRE) & PIN_COUNT) == PIN_COUNT)
@@ -694,6 +691,14 @@ int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
     __atomic_fetch_add(&s->pins[ref.idx], (uint16_t)1, __ATOMIC_ACQ_REL);
     *data = slot_data(s, ref.idx);
     return 0;
+}
+
+int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
+{
+    if (!ref_in_range(s, ref))
+        return -ENOENT;
+    LOCK_GUARD(&shard_of_idx(s, ref.idx)->lock);
+    return pin_locked(s, ref, data);
 }
 
 /* Group m entries by shard, each shard's in their order (a counting sort
@@ -735,19 +740,9 @@ int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, co
         if (start[k] == from)
             continue;
         LOCK_GUARD(&s->shards[k].lock);
-        for (uint32_t j = from; j < start[k]; j++) {
-            struct store_ref ref = refs[order[j]];
-            if (!ref_live_locked(s, ref)) {
-                ret = -ENOENT;
-                break;
-            }
-            if ((__atomic_load_n(&s->pins[ref.idx], __ATOMIC_ACQUIRE) & PIN_COUNT) == PIN_COUNT) {
-                ret = -EBUSY;
-                break;
-            }
-            __atomic_fetch_add(&s->pins[ref.idx], (uint16_t)1, __ATOMIC_ACQ_REL);
-            data[order[j]] = slot_data(s, ref.idx);
-            pinned++;
+        for (uint32_t j = from; j < start[k] && ret == 0; j++) {
+            ret = pin_locked(s, refs[order[j]], &data[order[j]]);
+            pinned += ret == 0;
         }
     }
     /* Unpinned outside the shard locks: the last pin of an entry that died
