@@ -171,6 +171,29 @@ static void print_memcached(json_t *j, bool etcd)
     printf("\n\n");
 }
 
+/* The node's own view, which holds without etcd: fenced or not, the
+ * volumes whose owner keys it holds, etcd's last answer to a renewal. */
+static void print_own_view(json_t *j)
+{
+    const char *e = str(j, "etcd_error", NULL);
+    if (e)
+        printf("etcd cannot be read: %s (nodes, servers and owners unknown; this node's view:)\n",
+               e);
+    char owned[512] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "owned"), i, v)
+    {
+        size_t o = strlen(owned);
+        snprintf(owned + o, sizeof owned - o, "%s%s", o ? "," : "", json_string_value(v));
+    }
+    bool fenced = json_is_true(json_object_get(j, "fenced"));
+    printf("%s: read-write here %s; etcd last renewed the lease %.1f s ago\n\n",
+           fenced ? "FENCED (writes refused, reads past the cache)" : "not fenced",
+           owned[0] ? owned : "(none)",
+           json_number_value(json_object_get(j, "lease_renewed_seconds_ago")));
+}
+
 static void print_status(json_t *j)
 {
     bool etcd = json_is_true(json_object_get(j, "enabled"));
@@ -181,10 +204,11 @@ static void print_status(json_t *j)
         print_memcached(j, false);
         return;
     }
-    printf("node %s, etcd %s, lease %" JSON_INTEGER_FORMAT " s\n\n", str(j, "node", "?"),
+    printf("node %s, etcd %s, lease %" JSON_INTEGER_FORMAT " s\n", str(j, "node", "?"),
            str(j, "etcd", "?"), json_integer_value(json_object_get(j, "lease_ttl")));
+    print_own_view(j);
     print_nodes(j);
-    print_memcached(j, true);
+    print_memcached(j, !json_is_string(json_object_get(j, "etcd_error")));
     static const char *const oh[] = {"VOLUME", "READ-WRITE ON"};
     struct table *t = table_new(2, oh, "ll");
     size_t i;

@@ -1173,21 +1173,34 @@ void cluster_release(const char *volume)
 
 /* ---- status and the memcached list ---- */
 
-int cluster_status(json_t **out, char *err, size_t errlen)
+/* What this node knows without etcd: whether it is fenced, the volumes
+ * whose owner keys it holds, and how long ago etcd last answered a
+ * renewal (the fencer's clock). Shown also when etcd cannot be read,
+ * which is when an admin asks why writes fail. */
+static json_t *own_view(struct cluster *c)
+{
+    json_t *owned = json_array();
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; i < c->nowned; i++)
+        json_array_append_new(owned, json_string(c->owned[i]));
+    uint64_t now = now_ms();
+    double ago = now > c->renewed_ms ? (double)(now - c->renewed_ms) / 1000.0 : 0.0;
+    return json_pack("{s:b, s:o, s:f}", "fenced", c->fenced, "owned", owned,
+                     "lease_renewed_seconds_ago", ago);
+}
+
+int cluster_status(json_t **out)
 {
     struct cluster *c = g;
     if (!c) {
         *out = json_pack("{s:b}", "enabled", 0);
         return *out ? 0 : -ENOMEM;
     }
-    struct etcd_kvs kvs;
-    int r = etcd_range_prefix(c->etcd, CLUSTER_PREFIX, &kvs);
-    if (r < 0) {
-        snprintf(err, errlen, "%s", etcd_error());
-        return r;
-    }
     json_t *nodes = json_array(), *mc = json_array(), *owners = json_array(), *ring = json_array();
-    for (size_t i = 0; i < kvs.n; i++) {
+    struct etcd_kvs kvs = {0};
+    int r = etcd_range_prefix(c->etcd, CLUSTER_PREFIX, &kvs);
+    json_t *etcd_err = r < 0 ? json_string(etcd_error()) : json_null();
+    for (size_t i = 0; r >= 0 && i < kvs.n; i++) {
         const char *k = kvs.kv[i].key;
         json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
         if (!strncmp(k, NODES_PREFIX, strlen(NODES_PREFIX)) && json_is_object(v)) {
@@ -1206,7 +1219,8 @@ int cluster_status(json_t **out, char *err, size_t errlen)
         }
         json_decref(v);
     }
-    etcd_kvs_free(&kvs);
+    if (r >= 0)
+        etcd_kvs_free(&kvs);
     char list[MC_RING_MAX_SERVERS * 280] = "";
     if (c->tier && tier_memcached_servers(c->tier, list, sizeof list) >= 0)
         for (const char *s = list; *s;) {
@@ -1214,9 +1228,13 @@ int cluster_status(json_t **out, char *err, size_t errlen)
             json_array_append_new(ring, json_stringn(s, len));
             s += len + (s[len] == ',');
         }
-    *out = json_pack("{s:b, s:s, s:s, s:i, s:b, s:o, s:o, s:o, s:o}", "enabled", 1, "node", c->name,
-                     "etcd", c->endpoints, "lease_ttl", (int)c->ttl, "fenced", cluster_fenced(),
-                     "ring", ring, "nodes", nodes, "memcached", mc, "owners", owners);
+    /* Without etcd the lists are empty and etcd_error says why: the
+     * node's own view (own_view) and its tier's figures still answer. */
+    *out = json_pack("{s:b, s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "enabled", 1, "node", c->name,
+                     "etcd", c->endpoints, "lease_ttl", (int)c->ttl, "etcd_error", etcd_err, "ring",
+                     ring, "nodes", nodes, "memcached", mc, "owners", owners);
+    if (*out)
+        json_object_update_new(*out, own_view(c));
     return *out ? 0 : -ENOMEM;
 }
 

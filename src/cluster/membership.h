@@ -118,9 +118,13 @@ void cluster_on_fence(cluster_fence_fn fn, void *arg);
 bool cluster_fenced(void);
 
 /* GET /api/v1/cluster: {"enabled", "node", "etcd", "lease_ttl", "ring",
- * "nodes": [...], "memcached": [...], "owners": [...]}. Returns 0 or a
- * negative errno (err: why). */
-int cluster_status(json_t **out, char *err, size_t errlen);
+ * "nodes": [...], "memcached": [...], "owners": [...], "etcd_error",
+ * "fenced", "owned", "lease_renewed_seconds_ago"}. The lists are etcd's;
+ * when etcd cannot be read they are empty and etcd_error says why (null
+ * otherwise), while the rest, this node's own view, still answers (a
+ * node cut off from etcd is fenced: that is when it is asked). Returns 0
+ * or -ENOMEM. */
+int cluster_status(json_t **out);
 /* `shoalctl cluster add|remove HOST:PORT`: a memcached key without a lease.
  * -EINVAL (bad name), -ENOENT (remove: not listed), -ENOTCONN (no cluster),
  * or an etcd error; err says which. *canon: the name as placed. */

@@ -96,11 +96,9 @@ void api_cluster_get(struct mgmt *m, const struct mgmt_req *req, struct mgmt_rep
 {
     (void)req;
     json_t *out = NULL;
-    char err[1024] = "";
-    int r = cluster_status(&out, err, sizeof err);
+    int r = cluster_status(&out);
     if (r < 0) {
-        reply_error(rep, status_of(r), "cannot read the cluster from etcd: %s",
-                    err[0] ? err : strerror(-r));
+        reply_error(rep, 500, "cannot render the cluster: %s", strerror(-r));
         return;
     }
     add_node_details(out);

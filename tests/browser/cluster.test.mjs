@@ -291,6 +291,7 @@ async function main() {
   const mode = (v) => page.$eval(`tr[data-volume="${v}"] td[data-col="mode"]`,
     (td) => ({ text: td.textContent, cls: td.className, title: td.title }));
   const fencedApi = async () => (await api('GET', '/api/v1/volumes')).json.find((v) => v.name === 'rw').fenced;
+  const selfNote = () => page.$eval('#cl-self', (p) => (p.hidden ? '' : p.textContent));
   etcd.kill('SIGSTOP');
   const paused = Date.now();
   try {
@@ -301,6 +302,17 @@ async function main() {
     check(m.cls.includes('fenced') && m.title.includes('lease'), `rw's mode cell: ${JSON.stringify(m)}`);
     check((await mode('ro')).text === 'ro', `ro's mode while fenced: ${(await mode('ro')).text}`);
     check((await owner('rw')) === 'n1', `owner of fenced rw: ${await owner('rw')}`);
+    // The Cluster panel without etcd: the node's own view (fenced, what it
+    // owns) from GET /api/v1/cluster, which answers with etcd_error set.
+    await waitFor(async () => /etcd cannot be read/.test(await selfNote()), 30000,
+      'the Cluster panel to say etcd cannot be read');
+    const note = await selfNote();
+    check(/This node is fenced/.test(note) && /\(rw\)/.test(note), `the Cluster panel's note: ${note}`);
+    const cs = (await api('GET', '/api/v1/cluster')).json;
+    check(cs.fenced === true && cs.etcd_error && cs.owned.join() === 'rw' && cs.nodes.length === 0,
+      `GET /api/v1/cluster while etcd is paused: ${JSON.stringify(cs)}`);
+    await page.evaluate(() => document.querySelector('#cluster-panel').scrollIntoView());
+    await page.screenshot({ path: path.join(OUT, 'dashboard-cluster-fenced.png') });
     await page.evaluate(() => document.querySelector('#volumes').scrollIntoView());
     await page.screenshot({ path: path.join(OUT, 'dashboard-fenced.png') });
   } finally {
@@ -309,9 +321,11 @@ async function main() {
   await waitFor(async () => (await fencedApi()) === undefined, 30000, 'rw unfenced once etcd answered again');
   await waitFor(async () => (await mode('rw')).text === 'rw', 10000, 'the page to show rw writable again');
   log(`etcd back: rw unfenced, ${Date.now() - paused} ms after the pause began`);
+  await waitFor(async () => (await selfNote()) === '', 30000, 'the Cluster panel\'s note to go once etcd answered');
   readAll(sock, 'rw', 'read after the fence');
-  // While etcd was paused the page's cluster requests failed (HTTP errors
-  // in the console); nothing else may have.
+  // While etcd was paused the page's cluster requests were slow (each
+  // waits for etcd's client timeout); none may have failed but those that
+  // were cut short, and nothing else.
   const other = problems.filter((p) => !/Failed to load resource|\/api\/v1\/cluster/.test(p));
   check(other.length === 0, `browser problems while etcd was paused:\n  ${other.join('\n  ')}`);
   check(d.exitCode === null, 'shoald died');

@@ -88,6 +88,19 @@ assert_num "$ms" '<' $((TTL * 1000 * 3 / 4 + 500)) "(1) ms from the cut to A's f
 log "(1) A fenced vol $ms ms after the cut"
 assert_eq "$(vjson 1 | jq -r .readonly)" true "(1) vol's readonly on A while fenced"
 assert_contains "$(nctl 1 volumes)" "fenced (lease)" "(1) shoalctl volumes on A"
+# The cluster's status without etcd: etcd's lists are unknown, the node's
+# own view answers (fenced, what it owns, when etcd last renewed).
+cs=$(nctl 1 cluster status --json) || fail "(1) cluster status on A while cut off"
+assert_eq "$(jq -r .fenced <<<"$cs")" true "(1) A's cluster status: fenced"
+assert_eq "$(jq -r '.owned | join(",")' <<<"$cs")" vol "(1) A's cluster status: owned"
+[ "$(jq -r '.etcd_error // ""' <<<"$cs")" != "" ] || fail "(1) A's cluster status has no etcd_error: $cs"
+assert_eq "$(jq -r '.nodes | length' <<<"$cs")" 0 "(1) A's cluster status: nodes unknown"
+assert_num "$(jq -r .lease_renewed_seconds_ago <<<"$cs")" '>=' "$(awk -v t="$TTL" 'BEGIN { print t * 0.75 }')" \
+    "(1) A's cluster status: seconds since etcd renewed"
+cs=$(nctl 1 cluster status) || fail "(1) cluster status (text) on A while cut off"
+assert_contains "$cs" "etcd cannot be read" "(1) shoalctl cluster status on A"
+assert_contains "$cs" "FENCED" "(1) shoalctl cluster status on A"
+log "(1) A's cluster status while cut off: $(jq -c '{fenced, owned, etcd_error}' <<<"$(nctl 1 cluster status --json)")"
 if pwrite 1 65536 0x22; then
     fail "(1) a write through fenced A succeeded"
 fi
@@ -147,7 +160,7 @@ fill "$T/model" 327680 0x77
 pread 2 "$T/r5"
 assert_same_file "$T/r5" "$T/model" "(2) vol through B"
 assert_same_file "$T/vol.img" "$T/model" "(2) the back end"
-assert_eq "$(nctl 2 cluster status --json | jq -r '.fenced')" false "(2) B's cluster status"
+assert_eq "$(nctl 2 cluster status --json | jq -c '[.fenced, .etcd_error]')" '[false,null]' "(2) B's cluster status"
 log "(2) B's fence lifted, the lease kept; writes land again"
 
 stop_daemon "${NODE_PID[1]}" TERM

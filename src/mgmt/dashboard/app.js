@@ -1444,8 +1444,22 @@
     const etcd = d.enabled === true;
     panel.dataset.etcd = etcd ? '1' : '0';
     setText('cl-summary', etcd ? `node ${d.node} · etcd ${d.etcd}` : 'memcached tier, no etcd (servers from --memcached)');
+    /* The node's own view holds without etcd: said when it matters (etcd
+       out of reach, or this node fenced). */
+    const self = $('cl-self');
+    self.hidden = !(etcd && (d.etcd_error || d.fenced));
+    if (!self.hidden) {
+      const owned = Array.isArray(d.owned) && d.owned.length ? d.owned.join(', ') : 'none';
+      const parts = [];
+      if (d.etcd_error) parts.push(`etcd cannot be read (${d.etcd_error}): nodes and owners below are unknown.`);
+      parts.push(d.fenced ? `This node is fenced: writes to its read-write volumes (${owned}) are refused and their reads go past the cache.`
+        : `This node is not fenced (read-write here: ${owned}).`);
+      parts.push(`etcd last renewed its lease ${fmtNum(d.lease_renewed_seconds_ago, 1)} s ago.`);
+      setText(self, parts.join(' '));
+    }
 
-    $('cl-nodes-wrap').hidden = !etcd;
+    const listed = etcd && !d.etcd_error; /* etcd's lists are known */
+    $('cl-nodes-wrap').hidden = !listed;
     syncRows($('cl-nodes-body'), etcd && Array.isArray(d.nodes) ? d.nodes : [], (n) => n.name, NODE_COLS, (n, c) => {
       setText(c.name, n.self ? `${n.name} (this)` : n.name);
       badge(c.state, n.state || '?', n.state === 'alive' ? 'on' : 'bad', 'its etcd lease lives');
@@ -1463,8 +1477,8 @@
       tr.dataset.state = m.state || 'absent';
       setText(c.server, m.server);
       c.node.hidden = !etcd;
-      setText(c.node, etcd ? m.node || 'added' : '–');
-      c.node.title = etcd && !m.node ? 'added with shoalctl cluster add (no node)' : '';
+      setText(c.node, listed ? m.node || 'added' : '–');
+      c.node.title = listed && !m.node ? 'added with shoalctl cluster add (no node)' : '';
       if (!m.state) {
         badge(c.state, 'not in ring', 'off', 'listed in etcd, not yet in this node\'s ring');
       } else if (m.state === 'ejected') {
