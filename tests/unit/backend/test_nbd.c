@@ -726,6 +726,77 @@ static void test_async(void **state)
     backend_close(be);
 }
 
+/* How many "Read" commands nbdkit's log filter saw at offsets [lo, hi)
+ * on each connection (by nbdkit's connection number, 1-based). */
+static void reads_per_conn(const char *log, uint64_t lo, uint64_t hi, unsigned per[8])
+{
+    memset(per, 0, 8 * sizeof *per);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        const char *c = strstr(line, "connection="), *r = strstr(line, " Read id=");
+        const char *o = r ? strstr(r, "offset=") : NULL;
+        if (!c || !o)
+            continue;
+        unsigned conn = (unsigned)strtoul(c + 11, NULL, 10);
+        uint64_t off = strtoull(o + 7, NULL, 16);
+        if (off >= lo && off < hi && conn < 8)
+            per[conn]++;
+    }
+    fclose(f);
+}
+
+/* Which connection a command takes (pick_conn, pick_conn_rr), seen from
+ * the server's side: asynchronous reads one at a time stay on one
+ * connection (the least busy, the first of equals); 16 in flight at once
+ * spread 8 and 8; blocking reads take the connections in turn. */
+static void test_least_busy(void **state)
+{
+    REQUIRE_NBDKIT();
+    struct fixture *fx = *state;
+    char log[160];
+    snprintf(log, sizeof log, "%s/nbdkit.log", fx->dir);
+    char logarg[180];
+    snprintf(logarg, sizeof logarg, "logfile=%s", log);
+    /* The delay keeps all 16 in flight while they are sent. */
+    const char *args[] = {"--filter=log", "--filter=delay", "memory", "4M",
+                          "rdelay=50ms",  logarg,           NULL};
+    memcpy(fx->args, args, sizeof(args));
+    start_nbdkit(fx);
+    struct backend *be = open_nbd(fx, 2);
+    static uint8_t bufs[16 * 4096];
+    static struct async_set set;
+    unsigned started, per[8];
+
+    for (unsigned i = 0; i < 8; i++) /* [0, 64 KiB): one at a time */
+        assert_int_equal(async_run(be, &set, 1, bufs, false, (uint64_t)i * 8192, 0, 10, &started),
+                         1);
+    assert_int_equal(async_run(be, &set, 16, bufs, false, 1u << 20, 8192, 10, &started), 16);
+    uint8_t b[4096];
+    for (unsigned i = 0; i < 4; i++) /* blocking, [2 MiB, +32 KiB) */
+        assert_int_equal(be->ops->pread(be, b, sizeof b, (2u << 20) + (uint64_t)i * 8192), 0);
+    backend_close(be);
+    stop_nbdkit(fx, SIGTERM); /* the log is complete */
+
+    reads_per_conn(log, 0, 1u << 20, per);
+    unsigned on = 0, most = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        on += per[i] > 0;
+        most = per[i] > most ? per[i] : most;
+    }
+    assert_int_equal(most, 8);
+    assert_int_equal(on, 1);
+    reads_per_conn(log, 1u << 20, 2u << 20, per);
+    assert_int_equal(per[1] + per[2], 16);
+    assert_int_equal(per[1], 8);
+    assert_int_equal(per[2], 8);
+    reads_per_conn(log, 2u << 20, 3u << 20, per);
+    assert_int_equal(per[1], 2);
+    assert_int_equal(per[2], 2);
+    unlink(log);
+}
+
 static void test_fault_over_nbd(void **state)
 {
     REQUIRE_NBDKIT();
@@ -761,6 +832,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_over_nbd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_least_busy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
