@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -110,6 +113,32 @@ static inline struct shard *shard_of_idx(struct store *s, uint32_t idx)
 static inline uint8_t *slot_data(struct store *s, uint32_t idx)
 {
     return s->data + (size_t)idx * BLOCK_SIZE;
+}
+
+/* A new content's bytes into its slot, past the CPU caches: a miss's
+ * block is sent from the I/O buffer it came in, so the slot is next read
+ * by a hit much later (after whole requests' copies flushed the caches),
+ * and a cached write would first fetch the slot's 64 lines from memory
+ * only to overwrite them (on a cold pass the copy was 5% of the daemon's
+ * samples). The fence orders the streamed stores before the entry is
+ * published under the shard lock. */
+static void slot_fill(uint8_t *dst, const uint8_t *src)
+{
+#if defined(__SSE2__)
+    for (size_t i = 0; i < BLOCK_SIZE; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(src + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(src + i + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(src + i + 48));
+        _mm_stream_si128((__m128i *)(dst + i), a);
+        _mm_stream_si128((__m128i *)(dst + i + 16), b);
+        _mm_stream_si128((__m128i *)(dst + i + 32), c);
+        _mm_stream_si128((__m128i *)(dst + i + 48), d);
+    }
+    _mm_sfence();
+#else
+    memcpy(dst, src, BLOCK_SIZE);
+#endif
 }
 
 static inline uint32_t load_gen(const struct store_entry *e)
@@ -524,7 +553,7 @@ static int get_or_insert_locked(struct store *s, struct shard *sh, uint64_t key,
         return -ENOSPC;
     }
     struct store_entry *e = &s->entries[idx];
-    memcpy(slot_data(s, idx), data, BLOCK_SIZE);
+    slot_fill(slot_data(s, idx), data);
     e->key = (uint32_t)key;
     e->refs = 1;
     hash_insert_locked(s, sh, idx);
