@@ -23,10 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* KVM polls a halted vCPU for up to 200 us by default; 50 us here missed
- * most of a QD1 client's requests on a slower VM (its turnaround, reply to
- * next request, often longer: 4 KiB hits 82 us, 37 us with 100 or 200). */
-#define BUSY_POLL_DEFAULT_US 100u
+#define BUSY_POLL_DEFAULT_US 50u
 #define BUSY_POLL_MAX_US     1000u
 
 struct busy_poll {

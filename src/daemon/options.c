@@ -147,7 +147,7 @@ static void usage(FILE *f)
         "                                    every front end (default %d)\n"
         "      --io-memory SIZE              cap on request buffers (default 512M)\n"
         "      --busy-poll USEC|off          poll a client's socket up to USEC for its\n"
-        "                                    next request before sleeping (default 100)\n"
+        "                                    next request before sleeping (default 50)\n"
         "      --direct                      open file back ends with O_DIRECT\n"
         "      --readahead SIZE|off          on a read miss, also fetch the uncached\n"
         "                                    blocks of its aligned SIZE window (default\n"
