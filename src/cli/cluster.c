@@ -37,26 +37,36 @@ static void cell(json_t *o, const char *key, char *buf, size_t len)
         fmt_stat(key, v, buf, len);
 }
 
+/* The strings of a JSON array, comma-separated, into buf ("" if none). */
+static const char *join(json_t *arr, char *buf, size_t len)
+{
+    size_t i;
+    json_t *v;
+    buf[0] = '\0';
+    json_array_foreach(arr, i, v)
+    {
+        size_t o = strlen(buf);
+        snprintf(buf + o, len - o, "%s%s", o ? "," : "", json_string_value(v));
+    }
+    return buf;
+}
+
 static void print_nodes(json_t *j)
 {
     static const char *const nh[] = {"NODE", "STATE", "MEMCACHED", "API", "STARTED", "VOLUMES"};
     struct table *t = table_new(6, nh, "llllll");
-    size_t i, k;
-    json_t *e, *v;
+    size_t i;
+    json_t *e;
     json_array_foreach(json_object_get(j, "nodes"), i, e)
     {
-        char started[32] = "-", name[300], vols[512] = "";
+        char started[32] = "-", name[300], vols[512];
         time_t s = (time_t)json_integer_value(json_object_get(e, "started"));
         struct tm tm;
         if (s && gmtime_r(&s, &tm))
             strftime(started, sizeof started, "%Y-%m-%d %H:%M:%SZ", &tm);
         snprintf(name, sizeof name, "%s%s", str(e, "name", "?"),
                  json_is_true(json_object_get(e, "self")) ? " (this)" : "");
-        json_array_foreach(json_object_get(e, "volumes"), k, v)
-        {
-            size_t o = strlen(vols);
-            snprintf(vols + o, sizeof vols - o, "%s%s", o ? "," : "", json_string_value(v));
-        }
+        join(json_object_get(e, "volumes"), vols, sizeof vols);
         const char *row[] = {
             name,    str(e, "state", "-"), str(e, "memcached", "-"), str(e, "api", "-"),
             started, vols[0] ? vols : "-"};
@@ -179,14 +189,8 @@ static void print_own_view(json_t *j)
     if (e)
         printf("etcd cannot be read: %s (nodes, servers and owners unknown; this node's view:)\n",
                e);
-    char owned[512] = "";
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(j, "owned"), i, v)
-    {
-        size_t o = strlen(owned);
-        snprintf(owned + o, sizeof owned - o, "%s%s", o ? "," : "", json_string_value(v));
-    }
+    char owned[512];
+    join(json_object_get(j, "owned"), owned, sizeof owned);
     bool fenced = json_is_true(json_object_get(j, "fenced"));
     printf("%s: read-write here %s; etcd last renewed the lease %.1f s ago\n\n",
            fenced ? "FENCED (writes refused, reads past the cache)" : "not fenced",

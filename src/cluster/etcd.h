@@ -67,7 +67,8 @@ struct etcd_kvs {
 };
 void etcd_kvs_free(struct etcd_kvs *k);
 
-/* Every key starting with `prefix`, sorted by key. */
+/* Every key starting with `prefix`, sorted by key. On failure *out is
+ * empty (n 0, nothing to free). */
 int etcd_range_prefix(struct etcd *e, const char *prefix, struct etcd_kvs *out);
 /* Put `value` at `key`, under `lease` (0: none). */
 int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease);

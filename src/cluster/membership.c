@@ -489,15 +489,6 @@ void cluster_on_fence(cluster_fence_fn fn, void *arg)
     c->on_fence_arg = arg;
 }
 
-bool cluster_fenced(void)
-{
-    struct cluster *c = g;
-    if (!c)
-        return false;
-    LOCK_GUARD(&c->lock);
-    return c->fenced;
-}
-
 static bool owned_locked(struct cluster *c, const char *volume)
 {
     for (unsigned i = 0; i < c->nowned; i++)
@@ -1197,10 +1188,10 @@ int cluster_status(json_t **out)
         return *out ? 0 : -ENOMEM;
     }
     json_t *nodes = json_array(), *mc = json_array(), *owners = json_array(), *ring = json_array();
-    struct etcd_kvs kvs = {0};
+    struct etcd_kvs kvs; /* empty when etcd cannot be read */
     int r = etcd_range_prefix(c->etcd, CLUSTER_PREFIX, &kvs);
     json_t *etcd_err = r < 0 ? json_string(etcd_error()) : json_null();
-    for (size_t i = 0; r >= 0 && i < kvs.n; i++) {
+    for (size_t i = 0; i < kvs.n; i++) {
         const char *k = kvs.kv[i].key;
         json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
         if (!strncmp(k, NODES_PREFIX, strlen(NODES_PREFIX)) && json_is_object(v)) {
@@ -1219,8 +1210,7 @@ int cluster_status(json_t **out)
         }
         json_decref(v);
     }
-    if (r >= 0)
-        etcd_kvs_free(&kvs);
+    etcd_kvs_free(&kvs);
     char list[MC_RING_MAX_SERVERS * 280] = "";
     if (c->tier && tier_memcached_servers(c->tier, list, sizeof list) >= 0)
         for (const char *s = list; *s;) {

@@ -114,8 +114,6 @@ void cluster_on_hand_over(cluster_hand_over_fn fn, void *arg);
  * lock; calls come in the order of their decisions. fn NULL: none. */
 typedef void (*cluster_fence_fn)(void *arg, const char *volume, bool fenced);
 void cluster_on_fence(cluster_fence_fn fn, void *arg);
-/* Whether this node's volumes are fenced now (false outside a cluster). */
-bool cluster_fenced(void);
 
 /* GET /api/v1/cluster: {"enabled", "node", "etcd", "lease_ttl", "ring",
  * "nodes": [...], "memcached": [...], "owners": [...], "etcd_error",
