@@ -70,12 +70,17 @@ struct cluster {
     char *seen[HANDOVER_SEEN];
     unsigned seen_next;
     /* Hand-overs from this node that their new owner has not claimed yet:
-     * the record as written, and when this node takes the volume back. */
+     * the record as written, and when this node takes the volume back.
+     * One is listed before its record is written (armed once it is), so
+     * the owners' watch, woken by that very write, already sees it
+     * pending and shortens its next wait to the deadline. */
     struct pending {
         char *volume, *record;
-        uint64_t deadline_ms;
+        uint64_t deadline_ms, id;
+        bool armed;
     } pending[PENDING_MAX];
     unsigned npending;
+    uint64_t pending_ids;
 };
 
 static struct cluster *g;
@@ -321,6 +326,45 @@ static void pending_drop_locked(struct cluster *c, unsigned i)
     c->pending[i] = c->pending[--c->npending];
 }
 
+/* List a hand-over about to be written, unarmed. Returns its id for
+ * pending_arm, or 0 when it could not be listed (no memory): the move
+ * still happens, only without a take-back. */
+static uint64_t pending_add(struct cluster *c, const char *volume, const char *record)
+{
+    LOCK_GUARD(&c->lock);
+    if (c->npending == PENDING_MAX)
+        pending_drop_locked(c, 0); /* one goes: it then waits for the lease */
+    struct pending *p = &c->pending[c->npending];
+    *p = (struct pending){
+        .volume = strdup(volume),
+        .record = strdup(record),
+        .deadline_ms = now_ms() + 3000ull * c->ttl,
+        .id = ++c->pending_ids,
+    };
+    if (!p->volume || !p->record) {
+        free(p->volume);
+        free(p->record);
+        return 0;
+    }
+    c->npending++;
+    return p->id;
+}
+
+/* The hand-over listed as `id` was written (armed) or not (dropped). */
+static void pending_arm(struct cluster *c, uint64_t id, bool written)
+{
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; id && i < c->npending; i++) {
+        if (c->pending[i].id != id)
+            continue;
+        if (written)
+            c->pending[i].armed = true;
+        else
+            pending_drop_locked(c, i);
+        return;
+    }
+}
+
 /* One hand-over from this node whose new owner did not claim it in time:
  * the record, if it is still the one written, becomes a hand-over back
  * to this node ("returned"), which adopts it at once. */
@@ -361,6 +405,8 @@ static void take_back_stale(struct cluster *c, const struct etcd_kvs *kvs)
             LOCK_GUARD(&c->lock);
             for (unsigned i = 0; i < c->npending && !volume; i++) {
                 struct pending *p = &c->pending[i];
+                if (!p->armed)
+                    continue; /* its record is being written */
                 const char *cur = NULL;
                 for (size_t k = 0; k < kvs->n && !cur; k++)
                     if (!strncmp(kvs->kv[k].key, OWNERS_PREFIX, strlen(OWNERS_PREFIX)) &&
@@ -567,30 +613,24 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
     json_decref(v);
     if (!key || !old || !val)
         return -ENOMEM;
+    uint64_t pid = pending_add(c, volume, val);
     bool replaced = false;
     int r = etcd_replace_if(c->etcd, key, old, val, lease, &replaced);
-    if (r < 0) {
-        snprintf(err, errlen, "volume %s: cannot hand it over in etcd: %s", volume, etcd_error());
-        return r;
-    }
-    if (!replaced) {
+    if (r < 0 || !replaced) {
+        pending_arm(c, pid, false);
+        if (r < 0) {
+            snprintf(err, errlen, "volume %s: cannot hand it over in etcd: %s", volume,
+                     etcd_error());
+            return r;
+        }
         snprintf(err, errlen, "volume %s: its ownership record changed meanwhile", volume);
         return -ESTALE;
     }
-    LOCK_GUARD(&c->lock);
-    owned_drop_locked(c, volume);
-    if (c->npending == PENDING_MAX)
-        pending_drop_locked(c, 0); /* one goes: it then waits for the lease */
-    struct pending *p = &c->pending[c->npending];
-    p->volume = strdup(volume);
-    p->record = strdup(val);
-    p->deadline_ms = now_ms() + 3000ull * c->ttl;
-    if (p->volume && p->record)
-        c->npending++;
-    else {
-        free(p->volume);
-        free(p->record);
+    {
+        LOCK_GUARD(&c->lock);
+        owned_drop_locked(c, volume);
     }
+    pending_arm(c, pid, true);
     log_info(cluster, "volume %s: handed over to node %s (move %s)", volume, to, gs);
     return 0;
 }
