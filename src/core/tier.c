@@ -29,49 +29,49 @@ void tier_req_destroy(struct tier_req *r)
     pthread_cond_destroy(&r->cond);
 }
 
-static void keep_locked(struct tier_req *r, unsigned i, const void *block, bool ok)
+static void mark_locked(struct tier_req *r, unsigned i, bool ok)
 {
-    if (!ok) {
+    if (ok)
+        bitmap_set(r->found, i);
+    else
         r->corrupt++;
-        return;
-    }
-    memcpy(r->bufs[i], block, BLOCK_SIZE);
-    bitmap_set(r->found, i);
 }
 
 void tier_req_deliver(struct tier_req *r, unsigned i, const void *block)
 {
-    /* Unlocked: the caller leaves keys[] alone until tier_lookup returns,
-     * which is after cancel, and a tier delivers only until cancel
-     * returns (tier.h); held and held_block are the delivering thread's. */
+    /* Unlocked: the caller leaves keys[] and bufs[] alone until tier_lookup
+     * returns, which is after cancel, and a tier delivers only until cancel
+     * returns (tier.h); held is the delivering thread's. A block lands in
+     * its buffer at once, checked or not: only `found` says it is usable,
+     * and a buffer not found is the back end's to fill. */
     if (i >= r->n)
         return;
+    memcpy(r->bufs[i], block, BLOCK_SIZE);
     if (r->held < 0) {
-        memcpy(r->held_block, block, BLOCK_SIZE);
         r->held = (int)i;
         return;
     }
     unsigned h = (unsigned)r->held;
     r->held = -1;
     bool okh, ok;
-    fpkey_verify2(&r->keys[h], r->held_block, &r->keys[i], block, &okh, &ok);
+    fpkey_verify2(&r->keys[h], r->bufs[h], &r->keys[i], r->bufs[i], &okh, &ok);
     LOCK_GUARD(&r->lock);
     if (!r->open)
         return;
-    keep_locked(r, h, r->held_block, okh);
-    keep_locked(r, i, block, ok);
+    mark_locked(r, h, okh);
+    mark_locked(r, i, ok);
 }
 
 void tier_req_done(struct tier_req *r, int status)
 {
     int h = r->held;
-    bool ok = h >= 0 && fpkey_verify(&r->keys[h], r->held_block);
+    bool ok = h >= 0 && fpkey_verify(&r->keys[h], r->bufs[h]);
     r->held = -1;
     LOCK_GUARD(&r->lock);
     if (!r->open)
         return;
     if (h >= 0)
-        keep_locked(r, (unsigned)h, r->held_block, ok);
+        mark_locked(r, (unsigned)h, ok);
     r->open = false;
     r->done = true;
     r->status = status;
@@ -106,8 +106,8 @@ int tier_lookup(struct tier *t, struct tier_req *r)
             r->open = false; /* later deliveries are ignored */
     }
     if (timed_out) {
-        /* After cancel the tier no longer touches r; blocks it delivered
-         * before that are whole (copied under the lock) and still usable. */
+        /* After cancel the tier no longer touches r; blocks it marked
+         * found before that are whole and checked, so still usable. */
         t->ops->cancel(t, r);
         STAT_ADD(t->c.timeouts, 1);
     }

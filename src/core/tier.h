@@ -48,7 +48,7 @@ struct tier;
 struct tier_req {
     /* set by the caller before tier_lookup */
     const struct fpkey *keys;
-    uint8_t *const *bufs; /* n buffers of BLOCK_SIZE */
+    uint8_t *const *bufs; /* n buffers of BLOCK_SIZE: the tier writes them */
     unsigned n;
     /* results: under lock */
     pthread_mutex_t lock;
@@ -58,23 +58,24 @@ struct tier_req {
     bool done;
     bool open;        /* accepting deliveries (false once done or cancelled) */
     unsigned corrupt; /* deliveries that did not match their key */
-    /* the delivering thread's: a block waiting to be checked together
-     * with the next one (index, or -1) */
+    /* the delivering thread's: the index of a block delivered but waiting
+     * to be checked together with the next one, or -1 */
     int held;
-    uint8_t held_block[BLOCK_SIZE];
 };
 
 void tier_req_init(struct tier_req *r);
 void tier_req_destroy(struct tier_req *r);
 
-/* Tier side: key i was found; its BLOCK_SIZE bytes are checked against the
- * key and, if they match, copied into the request. The check (a SHA-256)
- * runs on the delivering thread as blocks arrive, outside the request's
- * lock, so it overlaps the network's delivery of the next ones instead of
- * adding up after the last (a 32-key batch spent ~85 us checking after its
- * multi-get); blocks are checked in pairs (fpkey_verify2: two cost little
- * more than one), so one is held (copied) until the next delivery or done.
- * One request's deliveries and done come from one thread at a time. */
+/* Tier side: key i was found; its BLOCK_SIZE bytes are copied into bufs[i]
+ * and checked there against the key, and i is marked found only if they
+ * match (bufs[i] of a key not found may hold anything). The check (a
+ * SHA-256) runs on the delivering thread as blocks arrive, outside the
+ * request's lock, so it overlaps the network's delivery of the next ones
+ * instead of adding up after the last (a 32-key batch spent ~85 us
+ * checking after its multi-get); blocks are checked in pairs
+ * (fpkey_verify2: two cost little more than one), so one waits in its
+ * buffer for the next delivery or done. One request's deliveries and done
+ * come from one thread at a time. */
 void tier_req_deliver(struct tier_req *r, unsigned i, const void *block);
 /* Tier side: the lookup is over (status 0, or a negative errno). */
 void tier_req_done(struct tier_req *r, int status);

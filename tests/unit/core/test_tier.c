@@ -409,10 +409,10 @@ static void test_paired_checks(void **state)
         for (unsigned i = 0; i < N; i++) {
             bool want = cases[c].want_found >> i & 1;
             assert_int_equal(tier_req_found(&r, i), want);
-            /* Found blocks hold their content; the others were not written. */
-            uint8_t other[BLOCK_SIZE];
-            memset(other, 0x5a, BLOCK_SIZE);
-            assert_memory_equal(out[i], want ? blocks[i] : other, BLOCK_SIZE);
+            /* Found blocks hold their content (the others may hold
+             * anything: the back end fills them). */
+            if (want)
+                assert_memory_equal(out[i], blocks[i], BLOCK_SIZE);
         }
         tier_req_destroy(&r);
     }
