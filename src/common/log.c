@@ -54,7 +54,7 @@ static void detect_journal(void)
 void log_set_all(int level)
 {
     for (int i = 0; i < LOG_C__COUNT; i++)
-        log_levels[i] = level;
+        log_set_level((enum log_component)i, level);
 }
 
 static int parse_level(const char *s)
@@ -82,7 +82,7 @@ int log_set_spec(const char *spec)
     }
     for (int i = 0; i < LOG_C__COUNT; i++) {
         if (strlen(component_names[i]) == n && strncmp(spec, component_names[i], n) == 0) {
-            log_levels[i] = lvl;
+            log_set_level((enum log_component)i, lvl);
             return 0;
         }
     }

@@ -34,9 +34,20 @@ enum log_component {
         LOG_C__COUNT
 };
 
-/* Per-component threshold; read without locking on every call (a racy read
- * of an int only delays a level change by a message or two). */
+/* Per-component threshold, read on every call and changed at run time (a
+ * reload, the API): relaxed atomics, as a level change only has to show
+ * within a message or two. Through log_level / log_set_level only. */
 extern int log_levels[LOG_C__COUNT];
+
+static inline int log_level(enum log_component c)
+{
+    return __atomic_load_n(&log_levels[c], __ATOMIC_RELAXED);
+}
+
+static inline void log_set_level(enum log_component c, int level)
+{
+    __atomic_store_n(&log_levels[c], level, __ATOMIC_RELAXED);
+}
 
 void log_set_all(int level);
 /* "COMPONENT=LEVEL" where LEVEL is error|warn|info|debug or 0..3;
@@ -50,7 +61,7 @@ void log_set_timestamps(bool on);
 void log_msg(enum log_component c, enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define log_enabled(comp, lvl) ((lvl) <= log_levels[LOG_C_##comp])
+#define log_enabled(comp, lvl) ((lvl) <= log_level(LOG_C_##comp))
 #define LOG(comp, lvl, ...)                                                                        \
     do {                                                                                           \
         if (log_enabled(comp, lvl))                                                                \

@@ -1271,8 +1271,9 @@ void options_apply_logging(const struct daemon_options *o)
         log_set_spec(o->debug_specs[i]);
     if (o->verbosity > 0)
         for (int i = 0; i < LOG_C__COUNT; i++)
-            if (log_levels[i] < LOG_LVL_INFO + o->verbosity)
-                log_levels[i] = MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity);
+            if (log_level((enum log_component)i) < LOG_LVL_INFO + o->verbosity)
+                log_set_level((enum log_component)i,
+                              MIN(LOG_LVL_DEBUG, LOG_LVL_INFO + o->verbosity));
 }
 
 int options_resolve_spec(const struct daemon_options *o, const char *spec, char **out)

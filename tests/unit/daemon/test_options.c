@@ -266,11 +266,11 @@ static void test_debug_not_applied(void **state)
     (void)state;
     log_set_all(LOG_LVL_INFO);
     assert_int_equal(parse("[shoald]\ndebug = nbd=debug\nthreads = 0\n"), -1);
-    assert_int_equal(log_levels[LOG_C_nbd], LOG_LVL_INFO);
+    assert_int_equal(log_level(LOG_C_nbd), LOG_LVL_INFO);
     assert_int_equal(parse("[shoald]\ndebug = nbd=debug\n"), 0);
-    assert_int_equal(log_levels[LOG_C_nbd], LOG_LVL_INFO);
+    assert_int_equal(log_level(LOG_C_nbd), LOG_LVL_INFO);
     options_apply_logging(out);
-    assert_int_equal(log_levels[LOG_C_nbd], LOG_LVL_DEBUG);
+    assert_int_equal(log_level(LOG_C_nbd), LOG_LVL_DEBUG);
     log_set_all(LOG_LVL_INFO);
 }
 
