@@ -616,21 +616,19 @@ int cluster_hand_over(const char *volume, const char *to, uint64_t gen, const ch
     uint64_t pid = pending_add(c, volume, val);
     bool replaced = false;
     int r = etcd_replace_if(c->etcd, key, old, val, lease, &replaced);
-    if (r < 0 || !replaced) {
-        pending_arm(c, pid, false);
-        if (r < 0) {
-            snprintf(err, errlen, "volume %s: cannot hand it over in etcd: %s", volume,
-                     etcd_error());
-            return r;
-        }
-        snprintf(err, errlen, "volume %s: its ownership record changed meanwhile", volume);
-        return -ESTALE;
-    }
-    {
+    if (r == 0 && replaced) {
         LOCK_GUARD(&c->lock);
         owned_drop_locked(c, volume);
     }
-    pending_arm(c, pid, true);
+    pending_arm(c, pid, r == 0 && replaced);
+    if (r < 0) {
+        snprintf(err, errlen, "volume %s: cannot hand it over in etcd: %s", volume, etcd_error());
+        return r;
+    }
+    if (!replaced) {
+        snprintf(err, errlen, "volume %s: its ownership record changed meanwhile", volume);
+        return -ESTALE;
+    }
     log_info(cluster, "volume %s: handed over to node %s (move %s)", volume, to, gs);
     return 0;
 }

@@ -84,9 +84,10 @@ stop_shoald
 # Busy polling: a queue-depth-1 client's requests are caught by the
 # polling reader instead of waking it, and every byte still verifies; with
 # --busy-poll off none is polled. On by default: the passes above polled
-# (checked before that daemon stopped). How many the default 50 us window catches depends on the machine (fio's
-# turnaround under TSan on a loaded 2-CPU host: 567-1575 caught), so the
-# count is asserted with a 1 ms window, which nearly every turnaround fits.
+# (checked before that daemon stopped). How many the default 50 us window
+# catches depends on the machine (fio's turnaround under TSan on a loaded
+# 2-CPU host: 567-1575 caught), so the count is asserted with a 1 ms
+# window, which nearly every turnaround fits.
 qd1=(--rw=randrw --rwmixread=50 --bs=4k --size=8M --iodepth=1 --verify=crc32c --verify_fatal=1
     --verify_backlog=64 --randseed=99)
 start_shoald --busy-poll 1000 -m 128M "a=$T/a.img"
