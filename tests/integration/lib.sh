@@ -277,6 +277,8 @@ check_no_sanitizer_report() {
     for f in "$T"/shoald*.log; do
         [ -f "$f" ] || continue
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer' "$f"; then
+            # The report's summary lines, for a CI log that keeps only the tail.
+            grep -E '^SUMMARY: |^(WARNING|ERROR): ' "$f" | head -4 | sed 's/^/  /' >&2
             fail "sanitizer report in $(basename "$f")"
         fi
     done
