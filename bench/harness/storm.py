@@ -130,6 +130,12 @@ class Storm:
             self.clones.append(path)
             self.traces.append(tr)
             self.ops.append(ops)
+        # The clones are a few GB of freshly written page cache: flushed
+        # here, or the kernel writes them back during the first storms
+        # (its CPU and the disk's interrupts on the storms' 2 cores).
+        t = time.time()
+        os.sync()
+        say("s5: images flushed to disk in %.1fs" % (time.time() - t))
         self.ram = int(1.5 * self.gold["size"])
         self.qd = cfg["storm_qd"]
         say("s5: gold image %d MiB (%d MiB used, %d files), %d clones, %d reads / %.1f MiB per boot"
