@@ -730,28 +730,58 @@ int store_pin(struct store *s, struct store_ref ref, const uint8_t **data)
     return pin_locked(s, ref, data);
 }
 
-/* Group m entries by shard, each shard's in their order (a counting sort
- * of positions 0..m-1, shard_of[i] being entry i's shard): on return
- * order[] lists the positions shard by shard and start[k] is where shard
- * k's run ends (it begins where shard k-1's ends, or at 0). */
-static void group_by_shard(const struct store *s, const uint8_t *shard_of, uint32_t m,
-                           uint32_t *order, uint32_t *start)
+/* One shard's part of a batch grouped by shard: positions order[begin..end). */
+struct shard_run {
+    uint32_t shard, begin, end;
+};
+
+/* Below this many entries a batch is grouped by insertion sort: a read of
+ * a few blocks then costs a few steps, not a pass over every shard. */
+#define GROUP_SORT_MAX 16u
+
+/* Group m (>= 1) entries by shard, each shard's in their order (stable),
+ * shard_of[i] being entry i's shard: on return order[] lists the positions
+ * shard by shard, in increasing shard order, and runs[0..return) say where
+ * each shard's begins and ends. Shards in increasing order, always: two
+ * batches lock shards in one order. */
+static uint32_t group_by_shard(const uint8_t *shard_of, uint32_t m, uint32_t *order,
+                               struct shard_run *runs)
 {
-    memset(start, 0, (MAX_SHARDS + 1) * sizeof *start);
-    for (uint32_t i = 0; i < m; i++)
-        start[shard_of[i] + 1]++;
-    for (uint32_t k = 0; k < s->nshards; k++)
-        start[k + 1] += start[k];
-    for (uint32_t i = 0; i < m; i++)
-        order[start[shard_of[i]]++] = i;
+    if (m <= GROUP_SORT_MAX) {
+        for (uint32_t i = 0; i < m; i++) {
+            uint32_t j = i;
+            for (; j > 0 && shard_of[order[j - 1]] > shard_of[i]; j--)
+                order[j] = order[j - 1];
+            order[j] = i;
+        }
+    } else {
+        uint32_t start[MAX_SHARDS + 1] = {0};
+        for (uint32_t i = 0; i < m; i++)
+            start[shard_of[i] + 1]++;
+        for (uint32_t k = 0; k < MAX_SHARDS; k++)
+            start[k + 1] += start[k];
+        for (uint32_t i = 0; i < m; i++)
+            order[start[shard_of[i]]++] = i;
+    }
+    uint32_t nr = 0;
+    for (uint32_t j = 0; j < m; j++) {
+        uint32_t k = shard_of[order[j]];
+        if (nr == 0 || runs[nr - 1].shard != k)
+            runs[nr++] = (struct shard_run){.shard = k, .begin = j};
+        runs[nr - 1].end = j + 1;
+    }
+    return nr;
 }
 
 int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, const uint8_t **data)
 {
     uint8_t shard_of[STORE_PIN_MANY_MAX];
-    uint32_t order[STORE_PIN_MANY_MAX], start[MAX_SHARDS + 1];
+    uint32_t order[STORE_PIN_MANY_MAX];
+    struct shard_run runs[STORE_PIN_MANY_MAX];
     if (n > STORE_PIN_MANY_MAX)
         return -EINVAL;
+    if (n == 0)
+        return 0;
     /* Every entry and pin count is asked for before any is needed: on a
      * large cache each is a cache miss, and one after another they cost
      * more than the lookups themselves. */
@@ -762,14 +792,12 @@ int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, co
         __builtin_prefetch(&s->pins[refs[i].idx], 1);
         shard_of[i] = (uint8_t)(refs[i].idx / s->per_shard);
     }
-    group_by_shard(s, shard_of, n, order, start);
+    uint32_t nr = group_by_shard(shard_of, n, order, runs);
     int ret = 0;
     uint32_t pinned = 0; /* order[0..pinned) hold a pin */
-    for (uint32_t k = 0, from = 0; k < s->nshards && ret == 0; from = start[k++]) {
-        if (start[k] == from)
-            continue;
-        LOCK_GUARD(&s->shards[k].lock);
-        for (uint32_t j = from; j < start[k] && ret == 0; j++) {
+    for (uint32_t r = 0; r < nr && ret == 0; r++) {
+        LOCK_GUARD(&s->shards[runs[r].shard].lock);
+        for (uint32_t j = runs[r].begin; j < runs[r].end && ret == 0; j++) {
             ret = pin_locked(s, refs[order[j]], &data[order[j]]);
             pinned += ret == 0;
         }
@@ -781,36 +809,33 @@ int store_pin_many(struct store *s, const struct store_ref *refs, uint32_t n, co
     return ret;
 }
 
-/* The batch grouped by shard, each shard's blocks in their order (a
- * counting sort): one lock per shard touched instead of one per block.
- * Shards are independent, so only the order within one matters. Then the
- * policy's put-off work, shard by shard again: by then the loads that the
- * hits of every shard asked for are in, not only those of one shard. */
+/* The batch grouped by shard, each shard's blocks in their order: one lock
+ * per shard touched instead of one per block. Shards are independent, so
+ * only the order within one matters. Then the policy's put-off work, shard
+ * by shard again: by then the loads that the hits of every shard asked for
+ * are in, not only those of one shard. */
 void store_used(struct store *s, const uint32_t *idx, uint32_t n)
 {
     enum { CHUNK = 256 };
     uint8_t shard_of[CHUNK];
-    uint32_t order[CHUNK], start[MAX_SHARDS + 1];
+    uint32_t order[CHUNK];
+    struct shard_run runs[CHUNK];
     for (uint32_t base = 0; base < n; base += CHUNK) {
         const uint32_t *in = idx + base;
         uint32_t m = MIN(n - base, (uint32_t)CHUNK);
         for (uint32_t i = 0; i < m; i++)
             shard_of[i] = (uint8_t)(in[i] / s->per_shard);
-        group_by_shard(s, shard_of, m, order, start);
-        for (uint32_t k = 0, from = 0; k < s->nshards; from = start[k++]) {
-            if (start[k] == from)
-                continue;
-            struct shard *sh = &s->shards[k];
+        uint32_t nr = group_by_shard(shard_of, m, order, runs);
+        for (uint32_t r = 0; r < nr; r++) {
+            struct shard *sh = &s->shards[runs[r].shard];
             LOCK_GUARD(&sh->lock);
-            for (uint32_t j = from; j < start[k]; j++)
+            for (uint32_t j = runs[r].begin; j < runs[r].end; j++)
                 s->policy->hit_locked(sh->pstate, in[order[j]]);
         }
-        for (uint32_t k = 0, from = 0; s->policy->flush_locked && k < s->nshards;
-             from = start[k++]) {
-            if (start[k] == from)
-                continue;
-            LOCK_GUARD(&s->shards[k].lock);
-            s->policy->flush_locked(s->shards[k].pstate);
+        for (uint32_t r = 0; s->policy->flush_locked && r < nr; r++) {
+            struct shard *sh = &s->shards[runs[r].shard];
+            LOCK_GUARD(&sh->lock);
+            s->policy->flush_locked(sh->pstate);
         }
     }
 }

@@ -475,6 +475,21 @@ static void test_pin_many(void **state)
         idx[i] = refs[i].idx;
     }
     store_unpin_many(s, idx, N);
+    /* A small batch over several shards, out of order (grouped by
+     * insertion, not counted): each pointer still goes to its own block. */
+    const uint32_t pos[5] = {200, 3, 150, 4, 77};
+    struct store_ref few[5];
+    const uint8_t *fewd[5];
+    for (uint32_t i = 0; i < 5; i++)
+        few[i] = refs[pos[i]];
+    assert_int_equal(store_pin_many(s, few, 5, fewd), 0);
+    for (uint32_t i = 0; i < 5; i++) {
+        uint8_t want[BLOCK_SIZE];
+        make_block(want, 40000 + pos[i]);
+        assert_memory_equal(fewd[i], want, BLOCK_SIZE);
+        idx[i] = few[i].idx;
+    }
+    store_unpin_many(s, idx, 5);
     assert_int_equal(store_pin_many(s, refs, N + 1, data), -EINVAL);
     store_unref(s, refs[N / 2]);
     assert_int_equal(store_pin_many(s, refs, N, data), -ENOENT);
@@ -532,12 +547,47 @@ static void test_pin_is_not_a_use(void **state)
     store_destroy(s);
 }
 
+/* The policy sees a batch's uses in the batch's order within a shard (LRU
+ * and SIEVE order by it): in a one-shard store, exactly the batch, for a
+ * small batch (grouped by insertion) and a large one (counted). */
+static uint32_t use_log[64];
+static unsigned use_n;
+static void logging_hit_locked(void *st, uint32_t idx)
+{
+    if (use_n < 64)
+        use_log[use_n++] = idx;
+    evict_lru_ops.hit_locked(st, idx);
+}
+
+static void test_used_keeps_batch_order(void **state)
+{
+    (void)state;
+    struct evict_ops logging = evict_lru_ops;
+    logging.hit_locked = logging_hit_locked;
+    struct store *s;
+    assert_int_equal(store_create(64 * BLOCK_SIZE, 0, &logging, &s), 0);
+    uint32_t idx[40];
+    for (uint32_t i = 0; i < 40; i++)
+        idx[i] = put(s, 60000 + i).idx;
+    const unsigned sizes[] = {2, 12, 40};
+    for (unsigned t = 0; t < 3; t++) {
+        uint32_t batch[40];
+        for (unsigned j = 0; j < sizes[t]; j++)
+            batch[j] = idx[(j * 7 + t) % 40]; /* scrambled, repeats in the small ones */
+        use_n = 0;
+        store_used(s, batch, sizes[t]);
+        assert_int_equal(use_n, sizes[t]);
+        assert_memory_equal(use_log, batch, sizes[t] * sizeof *batch);
+    }
+    store_destroy(s);
+}
+
 /* store_used groups a batch by shard (one lock a shard): the policy must
  * end up exactly as with one store_used per block. Two stores get the
  * same inserts and hits, one in batches of 200 blocks spread over 8
- * shards, one block at a time; then both take 3000 more inserts, and the
- * same blocks must survive in both (for W-TinyLFU, whose sketch counts
- * wait to be applied in groups, and for LRU). */
+ * shards and of 11 (grouped another way), one block at a time; then both take 3000 more inserts,
+ * and the same blocks must survive in both (for W-TinyLFU, whose sketch counts wait to be applied
+ * in groups, and for LRU). */
 static void test_used_batch_same_as_one_by_one(void **state)
 {
     (void)state;
@@ -562,7 +612,12 @@ static void test_used_batch_same_as_one_by_one(void **state)
                 batch[1][j] = refs[1][i].idx;
                 assert_int_equal(refs[0][i].idx, refs[1][i].idx);
             }
-            store_used(s[0], batch[0], 200);
+            if (round % 2) {
+                store_used(s[0], batch[0], 200);
+            } else { /* small batches (sorted by insertion, not counted) */
+                for (int j = 0; j < 200; j += 11)
+                    store_used(s[0], &batch[0][j], j + 11 <= 200 ? 11 : 200 - j);
+            }
             for (int j = 0; j < 200; j++)
                 store_used(s[1], &batch[1][j], 1);
         }
@@ -767,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_pin_many),
         cmocka_unit_test(test_pin_is_not_a_use),
         cmocka_unit_test(test_used_batch_same_as_one_by_one),
+        cmocka_unit_test(test_used_keeps_batch_order),
         cmocka_unit_test(test_pins_survive_resize),
         cmocka_unit_test(test_pins_vs_resize_threads),
         cmocka_unit_test(test_policies_scan),
