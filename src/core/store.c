@@ -742,8 +742,8 @@ struct shard_run {
 /* Group m (>= 1) entries by shard, each shard's in their order (stable),
  * shard_of[i] being entry i's shard: on return order[] lists the positions
  * shard by shard, in increasing shard order, and runs[0..return) say where
- * each shard's begins and ends. Shards in increasing order, always: two
- * batches lock shards in one order. */
+ * each shard's begins and ends (the callers hold one shard lock at a time,
+ * so the order of the shards does not matter to them). */
 static uint32_t group_by_shard(const uint8_t *shard_of, uint32_t m, uint32_t *order,
                                struct shard_run *runs)
 {
