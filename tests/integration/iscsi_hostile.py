@@ -228,6 +228,31 @@ def main():
         f.seek(8 * 512)
         check(f.read(1024) == data[8 * 512:10 * 512], "the failed write reached the disk")
 
+    c = case("a command reusing the tag of a task in flight: Reject (task in progress)")
+    check(c.login(target, ["ImmediateData=No", "InitialR2T=Yes"]) == 0, "login failed")
+    # Two WRITEs wait for their data (R2T sent), so the tag check has to
+    # look past one task in flight to find the second.
+    ttts = {}
+    for itt, lba in ((0x60, 16), (0x61, 24)):
+        cdb = bytes([0x2a, 0, 0, 0, 0, lba, 0, 0, 2, 0])  # WRITE(10), 2 blocks
+        c.s.sendall(pdu(0x01, 0x80 | 0x20, itt=itt, f20=1024, cmdsn=c.cmdsn, rest=cdb))
+        c.cmdsn += 1
+        bhs, _ = recv_pdu(c.s)
+        check(bhs[0] & 0x3f == 0x31, f"expected an R2T, got opcode 0x{bhs[0]:02x}")
+        ttts[itt] = struct.unpack(">I", bhs[20:24])[0]
+    c.s.sendall(pdu(0x01, 0x80, itt=0x61, cmdsn=c.cmdsn, immediate=True))  # TEST UNIT READY
+    expect_reject(c, 0x07, "a reused task tag")
+    new = {0x60: os.urandom(1024), 0x61: os.urandom(1024)}
+    for itt, lba in ((0x60, 16), (0x61, 24)):
+        c.s.sendall(pdu(0x05, 0x80, data=new[itt], itt=itt, f20=ttts[itt],
+                        rest=struct.pack(">III", 0, 0, 0)))  # DataSN 0, offset 0
+        check(expect_response(c, itt)[3] == 0, f"WRITE 0x{itt:x} failed after the Reject")
+        data = data[:lba * 512] + new[itt] + data[lba * 512 + 1024:]
+    itt = c.tur()
+    check(expect_response(c, itt)[3] == 0, "the session is unusable after a reused task tag")
+    with open(img, "rb") as f:
+        check(f.read() == data, "the two WRITEs did not land as sent")
+
     c = case("discovery: SendTargets=All lists the target")
     keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]
     c.s.sendall(login_pdu(keys))

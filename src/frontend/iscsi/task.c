@@ -338,9 +338,19 @@ static int skip_data(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 static bool itt_busy(struct iscsi_conn *c, uint32_t itt)
 {
     LOCK_GUARD(&c->lock);
-    for (unsigned i = 0; i < ISCSI_TASKS; i++)
-        if (c->tasks[i].state != TASK_FREE && c->tasks[i].itt == itt)
+    /* Every task that is not free is counted in flight (task_alloc and
+     * task_release change both under the lock): the scan ends once it has
+     * seen that many, at once for a client with nothing else in flight,
+     * instead of always walking all ISCSI_TASKS slots. */
+    unsigned left = c->inflight_window + c->inflight_immediate;
+    for (unsigned i = 0; i < ISCSI_TASKS && left > 0; i++) {
+        const struct iscsi_task *t = &c->tasks[i];
+        if (t->state == TASK_FREE)
+            continue;
+        if (t->itt == itt)
             return true;
+        left--;
+    }
     return false;
 }
 

@@ -3,6 +3,7 @@
  * a pending unit attention, the opcode and service action, the CDB (its
  * length, its CONTROL byte), a reservation held by another nexus, a
  * read-only medium. */
+#include <pthread.h>
 #include <stddef.h>
 
 #include "core/engine.h"
@@ -14,10 +15,35 @@ static const struct scsi_op *const tables[] = {
 
 #define NTABLES (sizeof tables / sizeof tables[0])
 
+/* Per opcode, built once from the tables: whether an op of it has a
+ * service action, and its op that takes any (service_action -1). A command
+ * whose opcode has no service actions (READ, WRITE: nearly every command)
+ * finds its op here instead of scanning every table. */
+static struct {
+    bool has_sa;
+    const struct scsi_op *any;
+} by_opcode[256];
+static pthread_once_t by_opcode_once = PTHREAD_ONCE_INIT;
+
+static void by_opcode_build(void)
+{
+    for (size_t t = 0; t < NTABLES; t++) {
+        for (const struct scsi_op *op = tables[t]; op->name; op++) {
+            if (op->service_action >= 0)
+                by_opcode[op->opcode].has_sa = true;
+            else if (!by_opcode[op->opcode].any)
+                by_opcode[op->opcode].any = op;
+        }
+    }
+}
+
 /* An op with service_action -1 takes every service action of its opcode
  * (it decodes them itself); otherwise the exact one. */
 const struct scsi_op *scsi_op_find(uint8_t opcode, int service_action)
 {
+    pthread_once(&by_opcode_once, by_opcode_build);
+    if (!by_opcode[opcode].has_sa)
+        return by_opcode[opcode].any;
     const struct scsi_op *any = NULL;
     for (size_t t = 0; t < NTABLES; t++) {
         for (const struct scsi_op *op = tables[t]; op->name; op++) {
@@ -43,11 +69,8 @@ void scsi_op_for_each(void (*fn)(const struct scsi_op *op, void *opaque), void *
  * significant). */
 static bool has_service_actions(uint8_t opcode)
 {
-    for (size_t t = 0; t < NTABLES; t++)
-        for (const struct scsi_op *op = tables[t]; op->name; op++)
-            if (op->opcode == opcode && op->service_action >= 0)
-                return true;
-    return false;
+    pthread_once(&by_opcode_once, by_opcode_build);
+    return by_opcode[opcode].has_sa;
 }
 
 /* The service action a CDB carries: in byte 1 (bits 4-0) of the 12- and
