@@ -483,7 +483,12 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 
 static struct iscsi_task *find_gathering(struct iscsi_conn *c, uint32_t itt)
 {
-    /* Only the reader moves a task out of TASK_DATA_OUT, and it is us. */
+    /* Under the lock: workers free other tasks meanwhile, and a state read
+     * while one is written is a data race even when neither value is the
+     * one sought (TSan, iscsi_hostile's two WRITEs). Only the reader moves
+     * a task out of TASK_DATA_OUT, and it is us: the task found stays in it
+     * after the lock is dropped. */
+    LOCK_GUARD(&c->lock);
     for (unsigned i = 0; i < ISCSI_TASKS; i++)
         if (c->tasks[i].state == TASK_DATA_OUT && c->tasks[i].itt == itt)
             return &c->tasks[i];
