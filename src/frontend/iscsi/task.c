@@ -335,23 +335,30 @@ static int skip_data(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     return pdu->dlen ? iscsi_pdu_recv_data(&c->rx, false, pdu, NULL) : 0;
 }
 
-static bool itt_busy(struct iscsi_conn *c, uint32_t itt)
+/* The task tagged itt that is not free, or NULL (c->lock held). Tags are
+ * unique among such tasks (a command reusing one is rejected). Every task
+ * that is not free is counted in flight (task_alloc and task_release change
+ * both under the lock): the scan ends once it has seen that many, at once
+ * for a client with nothing else in flight, instead of always walking all
+ * ISCSI_TASKS slots. */
+static struct iscsi_task *task_by_itt_locked(struct iscsi_conn *c, uint32_t itt)
 {
-    LOCK_GUARD(&c->lock);
-    /* Every task that is not free is counted in flight (task_alloc and
-     * task_release change both under the lock): the scan ends once it has
-     * seen that many, at once for a client with nothing else in flight,
-     * instead of always walking all ISCSI_TASKS slots. */
     unsigned left = c->inflight_window + c->inflight_immediate;
     for (unsigned i = 0; i < ISCSI_TASKS && left > 0; i++) {
-        const struct iscsi_task *t = &c->tasks[i];
+        struct iscsi_task *t = &c->tasks[i];
         if (t->state == TASK_FREE)
             continue;
         if (t->itt == itt)
-            return true;
+            return t;
         left--;
     }
-    return false;
+    return NULL;
+}
+
+static bool itt_busy(struct iscsi_conn *c, uint32_t itt)
+{
+    LOCK_GUARD(&c->lock);
+    return task_by_itt_locked(c, itt) != NULL;
 }
 
 /* The LUN field (SAM-5 4.7): single-level peripheral or flat addressing. */
@@ -489,10 +496,8 @@ static struct iscsi_task *find_gathering(struct iscsi_conn *c, uint32_t itt)
      * a task out of TASK_DATA_OUT, and it is us: the task found stays in it
      * after the lock is dropped. */
     LOCK_GUARD(&c->lock);
-    for (unsigned i = 0; i < ISCSI_TASKS; i++)
-        if (c->tasks[i].state == TASK_DATA_OUT && c->tasks[i].itt == itt)
-            return &c->tasks[i];
-    return NULL;
+    struct iscsi_task *t = task_by_itt_locked(c, itt);
+    return t && t->state == TASK_DATA_OUT ? t : NULL;
 }
 
 int iscsi_task_data_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
