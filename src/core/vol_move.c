@@ -18,6 +18,7 @@
  * default) must not overflow and drop them. */
 #define EXPORT_BATCH 1024
 #define EXPORT_RANGE 64
+#define IMPORT_TRIES 3
 
 int vol_move_identity(const char *name, uint64_t gen, struct tier_map_id *out)
 {
@@ -70,6 +71,12 @@ int volume_map_export(struct volume *v, const struct tier_map_id *id, uint32_t t
     *blocks = 0;
     if (!mt)
         return -ENOTSUP;
+    /* What is queued already (a cold pass's puts can fill the queue) goes
+     * first: else the export's own puts find the queue full and are
+     * dropped, and the new owner reads those blocks from the back end. */
+    int fr = flush_tiers(v, timeout_ms);
+    if (fr < 0)
+        return fr;
     uint64_t since = 0;
     for (uint64_t b0 = 0; b0 < v->nblocks; b0 += EXPORT_RANGE) {
         uint32_t n = (uint32_t)MIN((uint64_t)EXPORT_RANGE, v->nblocks - b0);
@@ -118,7 +125,12 @@ int volume_map_import(struct volume *v, const struct tier_map_id *id, uint64_t *
     uint64_t found[TIER_BATCH_MAX / 64];
     for (uint64_t b0 = 0; b0 < v->nblocks; b0 += TIER_BATCH_MAX) {
         unsigned n = (unsigned)MIN((uint64_t)TIER_BATCH_MAX, v->nblocks - b0);
-        if (tier_map_lookup(mt, id, b0, n, keys, found) <= 0)
+        /* A batch that failed (a timeout under load) is asked again before
+         * its blocks are left to the back end. */
+        int r = -EAGAIN;
+        for (int tries = 0; r < 0 && tries < IMPORT_TRIES; tries++)
+            r = tier_map_lookup(mt, id, b0, n, keys, found);
+        if (r <= 0)
             continue;
         for (unsigned i = 0; i < n; i++) {
             if (!bitmap_test(found, i))

@@ -22,6 +22,7 @@
 #include "core/engine.h"
 #include "core/fingerprint.h"
 #include "core/tier.h"
+#include "core/vol_move.h"
 #include "core/volume.h"
 #include "core/volume_io.h"
 #include "fake_be.h"
@@ -60,9 +61,12 @@ static struct volume *add(struct engine *e, const char *name, struct fake *f)
     return engine_get_volume(e, name);
 }
 
-static struct fix *fix_new(bool with_tier, uint32_t timeout_ms)
+static struct fix *fix_new_ctl(bool with_tier, uint32_t timeout_ms, unsigned put_queue,
+                               bool with_map)
 {
     struct fix *x = calloc(1, sizeof *x);
+    x->ctl.put_queue = put_queue;
+    x->ctl.with_map = with_map;
     struct tier *t = with_tier ? tier_fake_new(&x->ctl, timeout_ms) : NULL;
     x->tier = t;
     /* S3-FIFO: new blocks push old ones out (the default, W-TinyLFU,
@@ -77,6 +81,11 @@ static struct fix *fix_new(bool with_tier, uint32_t timeout_ms)
     x->v = add(x->e, "vol", x->f);
     x->s = vol_scratch_new();
     return x;
+}
+
+static struct fix *fix_new(bool with_tier, uint32_t timeout_ms)
+{
+    return fix_new_ctl(with_tier, timeout_ms, 0, false);
 }
 
 static void fix_free(struct fix *x)
@@ -418,6 +427,75 @@ static void test_paired_checks(void **state)
     }
 }
 
+/* A warm move's two halves (vol_move.h) over a tier whose put queue has
+ * fallen behind and whose map lookups time out under load: the export
+ * first waits for what was queued before it, so the content of blocks
+ * only written here (never offered to the tier) still lands, and the
+ * import asks a failed batch again; the new owner then reads every
+ * exported block without the back end. */
+static void test_move_export_import_under_load(void **state)
+{
+    (void)state;
+    enum { QUEUE = 256, WRITTEN = 32, READ_FROM = 100, READ_TO = 164 };
+    struct fix *x = fix_new_ctl(true, SLOW_OK_MS, QUEUE, true);
+    read_blocks(x, READ_FROM, READ_TO); /* their content is queued */
+    static uint8_t wbuf[WRITTEN * BLOCK_SIZE];
+    for (size_t i = 0; i < sizeof wbuf; i++)
+        wbuf[i] = (uint8_t)(i * 7 + i / BLOCK_SIZE);
+    struct vol_req w = {.offset = 0, .length = sizeof wbuf, .buf = wbuf};
+    assert_int_equal(vol_write(x->v, &w, x->s), 0);
+    vol_req_finish(x->v, &w);
+    for (uint64_t b = 0; b < WRITTEN; b++)
+        assert_true(in_ram(x, b));
+    /* Other content fills the queue (another volume's cold pass). */
+    uint8_t junk[BLOCK_SIZE];
+    for (unsigned i = 0; i < QUEUE - (READ_TO - READ_FROM); i++) {
+        memset(junk, 0xa5, sizeof junk);
+        memcpy(junk, &i, sizeof i);
+        struct fp f;
+        assert_int_equal(fp_compute(junk, &f), 0);
+        struct fpkey k = fpkey_of(&f);
+        tier_put(x->tier, &k, junk);
+    }
+    assert_int_equal(x->ctl.put_drops, 0);
+
+    struct tier_map_id id;
+    assert_int_equal(vol_move_identity("vol", 7, &id), 0);
+    uint64_t exported = 0;
+    assert_int_equal(volume_map_export(x->v, &id, SLOW_OK_MS, &exported), 0);
+    assert_int_equal(exported, WRITTEN + (READ_TO - READ_FROM));
+    assert_int_equal(x->ctl.put_drops, 0);
+    for (uint64_t b = 0; b < WRITTEN; b++) {
+        struct fp f;
+        assert_int_equal(fp_compute(wbuf + b * BLOCK_SIZE, &f), 0);
+        struct fpkey k = fpkey_of(&f);
+        assert_true(tier_fake_holds(x->tier, &k));
+    }
+
+    /* The new owner: the same image (one block longer, so its directory is
+     * its own rather than shared with vol's); the first map lookup fails. */
+    struct fake *f2 = fake_new((VOL_BLOCKS + 1) * BLOCK_SIZE, 0);
+    memcpy(f2->data, x->f->data, VOL_BLOCKS * BLOCK_SIZE);
+    struct volume *v2 = add(x->e, "vol2", f2);
+    x->ctl.map_fails = 1;
+    unsigned lookups = x->ctl.map_lookups;
+    uint64_t imported = 0;
+    assert_int_equal(volume_map_import(v2, &id, &imported), 0);
+    assert_int_equal(imported, exported);
+    assert_true(x->ctl.map_lookups > lookups + (VOL_BLOCKS + 1 + TIER_BATCH_MAX - 1) /
+                                                   TIER_BATCH_MAX); /* one asked twice */
+    uint8_t got[BLOCK_SIZE];
+    for (uint64_t b = 0; b < READ_TO; b++) {
+        if (b >= WRITTEN && b < READ_FROM)
+            continue;
+        assert_int_equal(rd(x, v2, b * BLOCK_SIZE, BLOCK_SIZE, got), 0);
+        assert_memory_equal(got, f2->data + b * BLOCK_SIZE, BLOCK_SIZE);
+    }
+    assert_int_equal(f2->preads, 0);
+    volume_put(v2);
+    fix_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_key_hit_in_ram),
         cmocka_unit_test(test_race_tier_read_vs_write),
         cmocka_unit_test(test_paired_checks),
+        cmocka_unit_test(test_move_export_import_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

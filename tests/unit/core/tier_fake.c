@@ -23,12 +23,22 @@ struct pending {
     struct pending *next;
 };
 
+struct map_entry {
+    struct tier_map_id id;
+    uint64_t blk;
+    struct fpkey key;
+    struct map_entry *next;
+};
+
 struct fake {
     struct tier t;
     struct tier_fake_ctl *ctl;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct item *items;
+    struct item *queued; /* puts waiting for a flush (ctl->put_queue) */
+    unsigned nqueued;
+    struct map_entry *map;
     struct pending *queue;
     struct tier_req *answering; /* the request the thread is answering now */
     bool stop;
@@ -146,21 +156,96 @@ static void fk_cancel(struct tier *t, struct tier_req *r)
     pthread_mutex_unlock(&f->lock);
 }
 
+static void land_locked(struct fake *f, struct item *it)
+{
+    if (find_locked(f, &it->key)) {
+        free(it);
+        return;
+    }
+    it->next = f->items;
+    f->items = it;
+}
+
 static void fk_put(struct tier *t, const struct fpkey *key, const void *block)
 {
     struct fake *f = t->priv;
     __atomic_fetch_add(&f->ctl->puts, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&f->lock);
-    if (!find_locked(f, key)) {
-        struct item *it = malloc(sizeof *it);
-        if (it) {
-            it->key = *key;
-            memcpy(it->data, block, BLOCK_SIZE);
-            it->next = f->items;
-            f->items = it;
+    if (f->ctl->put_queue && f->nqueued == f->ctl->put_queue) {
+        f->ctl->put_drops++;
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    struct item *it = malloc(sizeof *it);
+    if (it) {
+        it->key = *key;
+        memcpy(it->data, block, BLOCK_SIZE);
+        if (f->ctl->put_queue) {
+            it->next = f->queued;
+            f->queued = it;
+            f->nqueued++;
+        } else {
+            land_locked(f, it);
         }
     }
     pthread_mutex_unlock(&f->lock);
+}
+
+static int fk_flush(struct tier *t, uint32_t timeout_ms)
+{
+    (void)timeout_ms;
+    struct fake *f = t->priv;
+    pthread_mutex_lock(&f->lock);
+    while (f->queued) {
+        struct item *it = f->queued;
+        f->queued = it->next;
+        land_locked(f, it);
+    }
+    f->nqueued = 0;
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+static void fk_map_put(struct tier *t, const struct tier_map_id *id, uint64_t blk,
+                       const struct fpkey *key)
+{
+    struct fake *f = t->priv;
+    struct map_entry *m = malloc(sizeof *m);
+    if (!m)
+        return;
+    *m = (struct map_entry){.id = *id, .blk = blk, .key = *key};
+    pthread_mutex_lock(&f->lock);
+    m->next = f->map;
+    f->map = m;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static int fk_map_lookup(struct tier *t, const struct tier_map_id *id, uint64_t first, unsigned n,
+                         struct fpkey *keys, uint64_t *found)
+{
+    struct fake *f = t->priv;
+    __atomic_fetch_add(&f->ctl->map_lookups, 1, __ATOMIC_RELAXED);
+    unsigned fails = __atomic_load_n(&f->ctl->map_fails, __ATOMIC_RELAXED);
+    while (fails && !__atomic_compare_exchange_n(&f->ctl->map_fails, &fails, fails - 1, false,
+                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    if (fails)
+        return -ETIMEDOUT;
+    int hits = 0;
+    pthread_mutex_lock(&f->lock);
+    /* Newest first: the latest entry of a block wins. */
+    for (struct map_entry *m = f->map; m; m = m->next) {
+        if (m->blk < first || m->blk >= first + n || memcmp(&m->id, id, sizeof *id) != 0)
+            continue;
+        unsigned i = (unsigned)(m->blk - first);
+        if (found[i / 64] & (1ull << (i % 64)))
+            continue;
+        found[i / 64] |= 1ull << (i % 64);
+        keys[i] = m->key;
+        hits++;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return hits;
 }
 
 static void fk_forget(struct tier *t, const struct fpkey *key)
@@ -196,6 +281,16 @@ static void fk_close(struct tier *t)
         f->items = it->next;
         free(it);
     }
+    while (f->queued) {
+        struct item *it = f->queued;
+        f->queued = it->next;
+        free(it);
+    }
+    while (f->map) {
+        struct map_entry *m = f->map;
+        f->map = m->next;
+        free(m);
+    }
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->cond);
     free(f);
@@ -210,13 +305,26 @@ static const struct tier_ops fake_tier_ops = {
     .close = fk_close,
 };
 
+/* The same with a block -> key map and flush (ctl->with_map). */
+static const struct tier_ops fake_tier_map_ops = {
+    .name = "fake",
+    .lookup = fk_lookup,
+    .cancel = fk_cancel,
+    .put = fk_put,
+    .forget = fk_forget,
+    .close = fk_close,
+    .map_lookup = fk_map_lookup,
+    .map_put = fk_map_put,
+    .flush = fk_flush,
+};
+
 struct tier *tier_fake_new(struct tier_fake_ctl *ctl, uint32_t timeout_ms)
 {
     struct fake *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     f->ctl = ctl;
-    f->t.ops = &fake_tier_ops;
+    f->t.ops = ctl->with_map ? &fake_tier_map_ops : &fake_tier_ops;
     f->t.priv = f;
     f->t.timeout_ms = timeout_ms;
     strcpy(f->t.name, "fake");
@@ -227,4 +335,13 @@ struct tier *tier_fake_new(struct tier_fake_ctl *ctl, uint32_t timeout_ms)
         return NULL;
     }
     return &f->t;
+}
+
+bool tier_fake_holds(struct tier *t, const struct fpkey *key)
+{
+    struct fake *f = t->priv;
+    pthread_mutex_lock(&f->lock);
+    bool held = find_locked(f, key) != NULL;
+    pthread_mutex_unlock(&f->lock);
+    return held;
 }
