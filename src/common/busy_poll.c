@@ -10,6 +10,8 @@
 /* The shortest window worth polling: below it a poll rarely catches
  * anything a sleep would not have, so the window drops to none. */
 #define MIN_WINDOW_NS 8000u
+/* With the window at 0, one wait in this many polls for the maximum. */
+#define BUSY_POLL_PROBE 64u
 
 static uint32_t max_ns;
 static unsigned cap = 1;
@@ -30,8 +32,14 @@ void busy_poll_setup(uint32_t max_us, unsigned max_spinners)
 
 ssize_t busy_poll_try(struct busy_poll *bp, ssize_t (*try_fn)(void *), void *arg)
 {
-    if (bp->window_ns == 0 || max_ns == 0)
+    if (max_ns == 0)
         return -EAGAIN;
+    uint32_t window = bp->window_ns;
+    if (window == 0) {
+        if (bp->unpolled++ % BUSY_POLL_PROBE != 0)
+            return -EAGAIN;
+        window = max_ns; /* the probe (busy_poll.h) */
+    }
     unsigned s = atomic_load_explicit(&spinners, memory_order_relaxed);
     do {
         if (s >= cap)
@@ -43,7 +51,7 @@ ssize_t busy_poll_try(struct busy_poll *bp, ssize_t (*try_fn)(void *), void *arg
     for (;;) {
         r = try_fn(arg);
         t = now_ns();
-        if (r != -EAGAIN || t - t0 >= bp->window_ns)
+        if (r != -EAGAIN || t - t0 >= window)
             break;
         /* Poll with the CPU nobody else wants: on a busy machine the
          * threads waiting for it run first (the client among them). */
@@ -52,6 +60,10 @@ ssize_t busy_poll_try(struct busy_poll *bp, ssize_t (*try_fn)(void *), void *arg
     atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_spin_ns, t - t0, memory_order_relaxed);
     atomic_fetch_add_explicit(r == -EAGAIN ? &n_missed : &n_caught, 1, memory_order_relaxed);
+    if (r != -EAGAIN && bp->window_ns == 0) {
+        bp->window_ns = max_ns; /* the probe caught one: poll again */
+        bp->unpolled = 0;
+    }
     return r;
 }
 

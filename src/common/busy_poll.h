@@ -9,10 +9,15 @@
  * enough that a longer window would have caught it doubles the window (up
  * to the maximum); a sleep longer than the maximum (an idle client, or a
  * busy machine where the gap between requests is long) halves it, down to
- * no polling at all. Polling burns a CPU, so at most `max_spinners`
- * threads poll at once (half the CPUs, at least one); a waiter that finds
- * them all polling sleeps at once; and a poller yields the CPU between two
- * asks, so on a busy machine it runs only when no other thread wants it.
+ * no polling at all. A sleep's length includes the wake-up it ends with,
+ * which alone can exceed the maximum on a VM, so a waiter that no longer
+ * polls might never see a short gap again: with the window at 0, the first
+ * wait (a new connection) and every 64th after poll for the maximum once,
+ * and a catch opens the window again. Polling burns a CPU, so at most
+ * `max_spinners` threads poll at once (half the CPUs, at least one); a
+ * waiter that finds them all polling sleeps at once; and a poller yields
+ * the CPU between two asks, so on a busy machine it runs only when no
+ * other thread wants it.
  *
  * Lock rules: a struct busy_poll belongs to one thread (the connection's
  * reader). The cap and the counters are process-wide relaxed atomics;
@@ -28,6 +33,7 @@
 
 struct busy_poll {
     uint32_t window_ns; /* how long the next wait polls; 0: it sleeps at once */
+    uint32_t unpolled;  /* waits since the window went to 0 */
 };
 
 /* max_us: longest window (0: never poll). max_spinners 0: half the CPUs

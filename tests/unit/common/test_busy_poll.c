@@ -1,5 +1,6 @@
 /* Adaptive busy polling (common/busy_poll.h): the window follows the sleeps,
- * a poll returns what it caught, the spinner cap holds, off is off. */
+ * a poll returns what it caught, a closed window is probed, the spinner cap
+ * holds, off is off. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -88,11 +89,43 @@ static void test_poll_catches(void **state)
     assert_int_equal(a.missed - b.missed, 1);
     assert_true(a.spin_ns - b.spin_ns >= 20 * US);
 
-    /* No window: no poll at all. */
-    bp.window_ns = 0;
+    /* No window, and not a probe's turn: no poll at all. */
+    bp = (struct busy_poll){.window_ns = 0, .unpolled = 1};
     struct src none = {.left = 0};
     assert_int_equal(busy_poll_try(&bp, src_try, &none), -EAGAIN);
     assert_int_equal(none.calls, 0);
+}
+
+/* A window at 0 is probed: the first wait, and every 64th after, polls
+ * for the maximum once (a sleep that ends with a wake-up can look longer
+ * than the maximum by itself, so the sleeps alone might never open it). A
+ * probe that misses leaves the window at 0; one that catches opens it. */
+static void test_probe(void **state)
+{
+    (void)state;
+    busy_poll_setup(20, 1);
+    struct busy_poll bp = {0};
+    struct busy_poll_stats a, b;
+    busy_poll_stats(&a);
+    struct src never = {.left = 1 << 30};
+    assert_int_equal(busy_poll_try(&bp, src_try, &never), -EAGAIN);
+    assert_true(never.calls >= 1);
+    busy_poll_stats(&b);
+    assert_true(b.spin_ns - a.spin_ns >= 20 * US);
+    busy_poll_slept(&bp, 1000 * US);
+    assert_int_equal(bp.window_ns, 0);
+    for (int i = 1; i < 64; i++) {
+        struct src none = {.left = 0};
+        assert_int_equal(busy_poll_try(&bp, src_try, &none), -EAGAIN);
+        assert_int_equal(none.calls, 0);
+    }
+    struct src soon = {.left = 2};
+    assert_int_equal(busy_poll_try(&bp, src_try, &soon), 7);
+    assert_int_equal(soon.calls, 3);
+    assert_int_equal(bp.window_ns, 20 * US);
+    /* Open again, it polls every wait. */
+    struct src next = {.left = 0};
+    assert_int_equal(busy_poll_try(&bp, src_try, &next), 7);
 }
 
 /* With the cap at one, a second poller (here nested in the first) sleeps
@@ -131,9 +164,8 @@ static void test_off(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_adapts),
-        cmocka_unit_test(test_poll_catches),
-        cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_window_adapts), cmocka_unit_test(test_poll_catches),
+        cmocka_unit_test(test_probe),         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
