@@ -263,6 +263,15 @@ static void fk_forget(struct tier *t, const struct fpkey *key)
     pthread_mutex_unlock(&f->lock);
 }
 
+static void free_items(struct item *it)
+{
+    while (it) {
+        struct item *next = it->next;
+        free(it);
+        it = next;
+    }
+}
+
 static void fk_close(struct tier *t)
 {
     struct fake *f = t->priv;
@@ -276,16 +285,8 @@ static void fk_close(struct tier *t)
         f->queue = p->next;
         free(p);
     }
-    while (f->items) {
-        struct item *it = f->items;
-        f->items = it->next;
-        free(it);
-    }
-    while (f->queued) {
-        struct item *it = f->queued;
-        f->queued = it->next;
-        free(it);
-    }
+    free_items(f->items);
+    free_items(f->queued);
     while (f->map) {
         struct map_entry *m = f->map;
         f->map = m->next;
@@ -296,17 +297,13 @@ static void fk_close(struct tier *t)
     free(f);
 }
 
-static const struct tier_ops fake_tier_ops = {
-    .name = "fake",
-    .lookup = fk_lookup,
-    .cancel = fk_cancel,
-    .put = fk_put,
-    .forget = fk_forget,
-    .close = fk_close,
-};
+/* The map is there only for a tier made with ctl->with_map. */
+static bool fk_map_ready(struct tier *t)
+{
+    return ((struct fake *)t->priv)->ctl->with_map;
+}
 
-/* The same with a block -> key map and flush (ctl->with_map). */
-static const struct tier_ops fake_tier_map_ops = {
+static const struct tier_ops fake_tier_ops = {
     .name = "fake",
     .lookup = fk_lookup,
     .cancel = fk_cancel,
@@ -315,6 +312,7 @@ static const struct tier_ops fake_tier_map_ops = {
     .close = fk_close,
     .map_lookup = fk_map_lookup,
     .map_put = fk_map_put,
+    .map_ready = fk_map_ready,
     .flush = fk_flush,
 };
 
@@ -324,7 +322,7 @@ struct tier *tier_fake_new(struct tier_fake_ctl *ctl, uint32_t timeout_ms)
     if (!f)
         return NULL;
     f->ctl = ctl;
-    f->t.ops = ctl->with_map ? &fake_tier_map_ops : &fake_tier_ops;
+    f->t.ops = &fake_tier_ops;
     f->t.priv = f;
     f->t.timeout_ms = timeout_ms;
     strcpy(f->t.name, "fake");

@@ -23,7 +23,7 @@ struct tier_fake_ctl {
     /* Set before tier_fake_new. put_queue 0: a put lands at once; else up
      * to put_queue puts wait for the next flush and more are dropped
      * (put_drops), like a sender that has fallen behind. with_map: the
-     * tier keeps a block -> key map (map_put, map_lookup) and has flush. */
+     * tier's block -> key map is ready (map_put, map_lookup). */
     unsigned put_queue;
     bool with_map;
     unsigned put_drops;   /* under the tier's lock: read after a flush */
