@@ -26,6 +26,7 @@
 #include "core/volume.h"
 #include "core/volume_io.h"
 #include "fake_be.h"
+#include "seeded.h"
 #include "tier_fake.h"
 
 #define CACHE_BLOCKS 256
@@ -449,12 +450,9 @@ static void test_move_export_import_under_load(void **state)
         assert_true(in_ram(x, b));
     /* Other content fills the queue (another volume's cold pass). */
     uint8_t junk[BLOCK_SIZE];
-    for (unsigned i = 0; i < QUEUE - (READ_TO - READ_FROM); i++) {
-        memset(junk, 0xa5, sizeof junk);
-        memcpy(junk, &i, sizeof i);
-        struct fp f;
-        assert_int_equal(fp_compute(junk, &f), 0);
-        struct fpkey k = fpkey_of(&f);
+    for (uint32_t i = 0; i < QUEUE - (READ_TO - READ_FROM); i++) {
+        seeded_block(0xa5000000u + i, junk);
+        struct fpkey k = seeded_key(0xa5000000u + i);
         tier_put(x->tier, &k, junk);
     }
     assert_int_equal(x->ctl.put_drops, 0);
