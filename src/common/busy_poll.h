@@ -33,7 +33,7 @@
 
 struct busy_poll {
     uint32_t window_ns; /* how long the next wait polls; 0: it sleeps at once */
-    uint32_t unpolled;  /* waits since the window went to 0 */
+    uint32_t unpolled;  /* waits at window 0 since its last probe caught one */
 };
 
 /* max_us: longest window (0: never poll). max_spinners 0: half the CPUs
