@@ -51,20 +51,12 @@ import time
 import clients
 import images
 import peers
-from common import MiB, median, rotate, say, share_kept_off
+from common import MiB, machine_cpu_ticks, median, rotate, say, share_kept_off
 from procs import BenchError
 from storm import _parse_array_log
 
 NET = "10.78.0"
 BLOCK = 4096
-
-
-def _cpu_ticks():
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return sum(v) - idle, sum(v)
 
 
 def _why_skip():
@@ -319,13 +311,13 @@ class ClusterStorm:
         before = [nd.stats() for nd in nodes] if nodes else None
         base = time.time() + 0.5 + 0.1 * self.n
         starts = [base + stagger * (self.node_of(k) - 1) for k in range(self.n)]
-        cpu0 = _cpu_ticks()
+        cpu0 = machine_cpu_ticks()
         ps = [clients.replay_start(procs, self.ctx.replay, "%s-replay%02d" % (tag, k),
                                    self.traces[k], uris[k], self.qd,
                                    extra=["--start-at", "%.6f" % starts[k]])
               for k in range(self.n)]
         results = [clients.replay_finish(procs, p) for p in ps]
-        cpu1 = _cpu_ticks()
+        cpu1 = machine_cpu_ticks()
         t1 = max(r["replay"]["end_unix_us"] for r in results) / 1e6
         late = max(r["replay"]["start_unix_us"] / 1e6 - s for r, s in zip(results, starts))
         if late > 0.05:

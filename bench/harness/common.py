@@ -1,5 +1,6 @@
 """Shared bits: the run's configuration, medians, the ratio table."""
 import os
+import resource
 import statistics
 import sys
 import time
@@ -153,3 +154,24 @@ class Ratios:
 
     def targets(self):
         return [r for r in self.items if r["target"] is not None]
+
+
+def machine_cpu_ticks():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
+
+
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    """User + system CPU seconds of the harness's finished children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime

@@ -13,12 +13,13 @@ The rig (all on unix sockets, started once):
 Every measurement is repeated cfg.reps times with the systems interleaved
 (A B C, B C A, C A B ...); results keep every repetition and the median.
 """
+import os
 import shutil
 
 import clients
 import images
 import peers
-from common import MiB, median, rotate, say
+from common import MiB, children_cpu_seconds, machine_cpu_ticks, median, proc_cpu_seconds, rotate, say
 
 
 class Rig:
@@ -95,20 +96,27 @@ def scenario4_miss_path(ctx, rig):
     cfg, procs = ctx.cfg, ctx.procs
     say("s4: miss path, cold passes over the page-cached file")
     systems = ["shoal", "shoal-passthrough", "nbdkit-file", "qemu-nbd"]
+    server = {"shoal": rig.shoal, "shoal-passthrough": rig.shoal, "nbdkit-file": rig.file,
+              "qemu-nbd": rig.qemu}
     raw = {s: [] for s in systems}
+    cpu = {s: [] for s in systems}
     hit = []
     # Read the file once so it is in the page cache for everyone.
     clients.nbdcopy_seconds(procs, rig.file.uri(), name="s4-pagecache")
     for rep in range(cfg["reps"]):
         for s in rotate(systems, rep):
+            pid = server[s].proc.pid
+            c0, k0, m0 = proc_cpu_seconds(pid), children_cpu_seconds(), machine_cpu_ticks()
             if s == "shoal":
                 rig.shoal.invalidate("file")
                 before = _vol_counters(rig.shoal, "file")
+                c0 = proc_cpu_seconds(pid)  # after the invalidate
                 secs = clients.nbdcopy_seconds(procs, rig.shoal.uri("file"), name="s4-shoal")
                 hit.append(_hit(_delta(before, _vol_counters(rig.shoal, "file"))))
             elif s == "shoal-passthrough":
                 rig.shoal.set_enabled("file", False)
                 try:
+                    c0 = proc_cpu_seconds(pid)
                     secs = clients.nbdcopy_seconds(procs, rig.shoal.uri("file"),
                                                    name="s4-passthrough")
                 finally:
@@ -117,11 +125,31 @@ def scenario4_miss_path(ctx, rig):
                 secs = clients.nbdcopy_seconds(procs, rig.file.uri(), name="s4-file")
             else:
                 secs = clients.nbdcopy_seconds(procs, rig.qemu.uri(), name="s4-qemu")
+            c1, k1, m1 = proc_cpu_seconds(pid), children_cpu_seconds(), machine_cpu_ticks()
             raw[s].append(cfg["data_size"] / secs / 1e6)
+            busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
+            cpu[s].append({"server_s": c1 - c0, "client_s": k1 - k0, "wall_s": secs,
+                           "machine_busy": busy})
     med = {s: median(v) for s, v in raw.items()}
+    ncpu = os.cpu_count() or 1
+    gib = cfg["data_size"] / (1 << 30)
+    per_gib = {s: {k: median([x[k] for x in cpu[s]]) / gib for k in ("server_s", "client_s")}
+               for s in systems}
+    # The throughput the machine's cores would allow a system if its server
+    # and client kept every core busy and waited for nothing: when it is
+    # below a target, the target is out of this machine's reach at that
+    # system's CPU per byte.
+    bound = {s: 1e-6 * (1 << 30) * ncpu / (per_gib[s]["server_s"] + per_gib[s]["client_s"])
+             for s in systems}
     ctx.results["s4_miss_path"] = {
         "metric": "MB/s of a whole-image nbdcopy pass, cold cache", "raw": raw, "median": med,
-        "shoal_hit_ratio_cold": hit}
+        "shoal_hit_ratio_cold": hit,
+        "cpu": {"per_pass": cpu, "cpu_seconds_per_gib": per_gib, "cores": ncpu,
+                "cpu_bound_mb_s": bound,
+                "note": "server_s: the server process's CPU (shoald, nbdkit, qemu-nbd) over "
+                        "the pass; client_s: nbdcopy's; machine_busy: share of all cores busy; "
+                        "cpu_bound_mb_s: data / ((server_s + client_s) / cores), the most the "
+                        "cores allow at that CPU per byte"}}
     r = ctx.ratios
     r.add("s4.cold_throughput_vs_nbdkit_file", 4, "cold-cache throughput / nbdkit file",
           med["shoal"] / med["nbdkit-file"], "higher", ">=", 0.7, "nbdkit file")
@@ -134,6 +162,12 @@ def scenario4_miss_path(ctx, rig):
     r.add("s4.passthrough_vs_nbdkit_file", 4, "shoal passthrough throughput / nbdkit file",
           med["shoal-passthrough"] / med["nbdkit-file"], "higher", peer="nbdkit file",
           note="shoal's data path without caching")
+    r.add("s4.cpu_bound_vs_nbdkit_file", 4,
+          "cold-cache throughput the %d cores allow at shoal's CPU per byte / nbdkit file" % ncpu,
+          bound["shoal"] / med["nbdkit-file"], "higher", peer="nbdkit file",
+          note="shoald %.2f + nbdcopy %.2f CPU-s per GiB cold (passthrough: shoald %.2f)"
+               % (per_gib["shoal"]["server_s"], per_gib["shoal"]["client_s"],
+                  per_gib["shoal-passthrough"]["server_s"]))
 
 
 def scenarios12_hit_path(ctx, rig):
