@@ -39,8 +39,8 @@ struct conn_io_ops {
      * partial send (TLS records) leave it NULL. */
     ssize_t (*try_sendv)(struct conn_io *io, const struct iovec *iov, int iovcnt);
     /* Optional: recv what is there now, without waiting: >0 bytes, 0 on
-     * EOF, -EAGAIN when nothing is, or -errno. Transports that buffer
-     * records (TLS) leave it NULL, and are not busy polled. */
+     * EOF, -EAGAIN when nothing is, or -errno. Transports without it are
+     * not busy polled. */
     ssize_t (*try_recv)(struct conn_io *io, void *buf, size_t len);
     /* bytes already decrypted/buffered and readable without blocking. */
     size_t (*pending)(struct conn_io *io);

@@ -30,6 +30,9 @@ struct tls_conn {
      * GnuTLS's generic PULL/PUSH_ERROR. Separate: the threads differ. */
     int rerr, werr;
     bool up; /* handshake completed: bye() is worth sending */
+    /* Set by tls_try_recv around its gnutls_record_recv (reader thread):
+     * the pull takes what the socket holds and never waits. */
+    bool no_wait;
     unsigned char *stage;
 };
 
@@ -61,6 +64,12 @@ static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     struct tls_conn *tc = p;
     int fd = tc->io->fd;
+    if (tc->no_wait) {
+        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return cb_fail(&tc->rerr, errno);
+        return n; /* -1 with EAGAIN/EINTR: GnuTLS keeps a partial record */
+    }
     for (;;) {
         int tmo = conn_io_wait_budget(tc->io);
         if (tmo < 0)
@@ -134,6 +143,27 @@ static int gnutls_to_errno(ssize_t g, int transport_err)
     }
 }
 
+/* What a failed gnutls_record_recv (n < 0, not AGAIN) means to the reader:
+ * 0 (end of stream) or -errno. */
+static ssize_t recv_failed(struct tls_conn *tc, ssize_t n)
+{
+    switch (n) {
+    case GNUTLS_E_PREMATURE_TERMINATION:
+        /* The socket ended without close_notify: many clients just
+         * close, and shutdown(SHUT_RD) at server stop looks the same. */
+        return 0;
+    case GNUTLS_E_REHANDSHAKE:
+        /* Answering would need a send from the reader thread while a
+         * worker may be sending: refuse renegotiation by closing. */
+        log_debug(tls, "TLS: client asked for renegotiation, closing");
+        return -EPROTO;
+    default:
+        if (tc->rerr == 0)
+            log_debug(tls, "TLS receive: %s", gnutls_strerror((int)n));
+        return gnutls_to_errno(n, tc->rerr);
+    }
+}
+
 static ssize_t tls_recv(struct conn_io *io, void *buf, size_t len)
 {
     struct tls_conn *tc = io->tls;
@@ -154,25 +184,33 @@ static ssize_t tls_recv(struct conn_io *io, void *buf, size_t len)
         ssize_t n = gnutls_record_recv(tc->session, buf, len);
         if (n >= 0)
             return n;
-        switch (n) {
-        case GNUTLS_E_AGAIN:
-        case GNUTLS_E_INTERRUPTED:
-            continue;
-        case GNUTLS_E_PREMATURE_TERMINATION:
-            /* The socket ended without close_notify: many clients just
-             * close, and shutdown(SHUT_RD) at server stop looks the same. */
-            return 0;
-        case GNUTLS_E_REHANDSHAKE:
-            /* Answering would need a send from the reader thread while a
-             * worker may be sending: refuse renegotiation by closing. */
-            log_debug(tls, "TLS: client asked for renegotiation, closing");
-            return -EPROTO;
-        default:
-            if (tc->rerr == 0)
-                log_debug(tls, "TLS receive: %s", gnutls_strerror((int)n));
-            return gnutls_to_errno(n, tc->rerr);
-        }
+        if (n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED)
+            return recv_failed(tc, n);
     }
+}
+
+/* For busy polling: the application data that is there now. The pull
+ * does not wait, so a record still arriving, or one that carries no data
+ * (a key update, a ticket), is -EAGAIN: GnuTLS keeps what it read of it
+ * and the next call (this or tls_recv) goes on from there. */
+static ssize_t tls_try_recv(struct conn_io *io, void *buf, size_t len)
+{
+    struct tls_conn *tc = io->tls;
+    if (len == 0)
+        return 0;
+    if (gnutls_record_check_pending(tc->session) == 0) {
+        char c;
+        ssize_t n = recv(io->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return -EAGAIN; /* the common case, without entering GnuTLS */
+    }
+    tc->no_wait = true;
+    tc->rerr = 0;
+    ssize_t n = gnutls_record_recv(tc->session, buf, len);
+    tc->no_wait = false;
+    if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+        return -EAGAIN;
+    return n < 0 ? recv_failed(tc, n) : n;
 }
 
 static int send_all(struct tls_conn *tc, const unsigned char *p, size_t len)
@@ -267,6 +305,7 @@ static const struct conn_io_ops tls_ops = {
     .name = "tls",
     .recv = tls_recv,
     .sendv = tls_sendv,
+    .try_recv = tls_try_recv,
     .pending = tls_pending,
     .close = tls_close,
 };
