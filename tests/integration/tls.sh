@@ -226,7 +226,8 @@ log "--tls=on accepts plain and TLS clients: ok"
 # it at the end; requests of 1 byte to more than two TLS records, so
 # records that arrive over several polls are read whole.
 cp "$T/vol.img" "$T/poll-model.img"
-start_shoald -m 64M --busy-poll 1000 --tls=require --tls-psk "$T/psk/keys.psk" "vol=$T/vol.img"
+start_shoald -m 64M --busy-poll 1000 --tls=require --tls-psk "$T/psk/keys.psk" \
+    --tls-certificates "$PKI" "vol=$T/vol.img"
 "$PY" - "nbds+unix://alice@/vol?socket=$SOCK&tls-psk-file=$T/psk/keys.psk" "$T/poll-model.img" <<'PY' ||
 import nbd, random, sys
 h = nbd.NBD()
@@ -253,6 +254,104 @@ PY
 caught=$(jstat .cache.busy_poll_caught)
 log "busy polling over TLS: caught $caught of 3000 requests"
 assert_num "$caught" '>=' 600 "requests over TLS caught by busy polling"
+# Records as a hostile or unusual client sends them, to the polling reader:
+# a request whose one record arrives in three pieces 20 ms apart (the
+# poll gives up with part of a record read, the sleeping read finishes
+# it); a request in 28 one-byte records; then a forged record (bad MAC):
+# the connection is closed, and the daemon serves the next client.
+"$PY" - "$SOCK" "$PKI/ca-cert.pem" "$T/poll-model.img" <<'PY' || fail "TLS records split and forged"
+import socket, ssl, struct, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+model = open(sys.argv[3], "rb").read()
+
+def recvn(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        assert c, "closed"
+        b += c
+    return b
+
+assert recvn(18)[:16] == b"NBDMAGICIHAVEOPT"
+s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 5, 0))  # STARTTLS
+magic, opt, rtype, ln = struct.unpack(">QIII", recvn(20))
+assert opt == 5 and rtype == 1, rtype
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+t = ctx.wrap_bio(inc, out, server_hostname="localhost")
+
+def flush(pieces=1, gap=0.0):
+    raw = out.read()
+    step = max(1, -(-len(raw) // pieces))
+    for i in range(0, len(raw), step):
+        s.sendall(raw[i:i + step])
+        if gap and i + step < len(raw):
+            time.sleep(gap)
+
+while True:
+    try:
+        t.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        flush()
+        c = s.recv(65536)
+        assert c, "closed during the TLS handshake"
+        inc.write(c)
+flush()
+
+def tread(n):
+    b = b""
+    while len(b) < n:
+        try:
+            c = t.read(n - len(b))
+            if not c:
+                raise EOFError  # close_notify
+            b += c
+        except ssl.SSLWantReadError:
+            c = s.recv(65536)
+            if not c:
+                raise EOFError
+            inc.write(c)
+    return b
+
+# NBD_OPT_GO "vol", then transmission with simple replies.
+t.write(struct.pack(">QII", 0x49484156454F5054, 7, 4 + 3 + 2) + struct.pack(">I", 3) + b"vol" +
+        struct.pack(">H", 0))
+flush()
+while True:
+    magic, opt, rtype, ln = struct.unpack(">QIII", tread(20))
+    tread(ln)
+    assert rtype in (1, 3), f"NBD_OPT_GO reply {rtype:#x}"
+    if rtype == 1:
+        break
+
+def request(handle, off, n):
+    return struct.pack(">IHHQQI", 0x25609513, 0, 0, handle, off, n)
+
+def check(handle, off, n):
+    magic, err, h = struct.unpack(">IIQ", tread(16))
+    assert magic == 0x67446698 and err == 0 and h == handle, (magic, err, h)
+    assert tread(n) == model[off:off + n], f"read {handle} differs"
+
+t.write(request(1, 4096, 4096))
+flush(pieces=3, gap=0.02)
+check(1, 4096, 4096)
+for b in request(2, 12288, 512):
+    t.write(bytes([b]))
+    flush()
+check(2, 12288, 512)
+# A forged application-data record: the MAC check fails.
+s.sendall(b"\x17\x03\x03\x00\x20" + bytes(range(32)))
+try:
+    while tread(1):
+        pass
+except (EOFError, ssl.SSLError, ConnectionResetError):
+    pass
+PY
+nbdinfo --size "nbds+unix://alice@/vol?socket=$SOCK&tls-psk-file=$T/psk/keys.psk" >/dev/null ||
+    fail "TLS client after a forged record"
 stop_shoald
 assert_same_file "$T/vol.img" "$T/poll-model.img" "back end after QD1 I/O over TLS"
 log "busy polling over TLS: ok"
