@@ -62,6 +62,8 @@
     X(put_queued, STAT_GAUGE, "bytes", "Bytes of puts waiting to be sent")                         \
     X(lookup_busy, STAT_COUNTER, "lookups", "Lookups refused: too many waiting")                   \
     X(lookup_inline, STAT_COUNTER, "lookups", "Lookups answered on the reader's own thread")       \
+    X(lookup_failures, STAT_COUNTER, "lookups",                                                    \
+      "Lookups a server failed in (timed out or errored): their keys went to the back end")        \
     X(bad_values, STAT_COUNTER, "blocks", "Values of the wrong size (ignored)")                    \
     X(lookup_allocs, STAT_COUNTER, "allocations",                                                  \
       "Allocations libmemcached made for lookups (handle rebuilds, errors; none per lookup)")      \

@@ -286,7 +286,7 @@ static unsigned answer_one(struct lworker *w, struct tier_req *r)
 }
 
 /* Returns the number of servers that failed in the lookup. */
-static unsigned answer(struct lworker *w, struct tier_req *r)
+static unsigned answer_batch(struct lworker *w, struct tier_req *r)
 {
     struct mct *m = w->m;
     batch_prepare(w);
@@ -332,6 +332,17 @@ static unsigned answer(struct lworker *w, struct tier_req *r)
     unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
     finish(w, r, 0);
     count_servers(w, rtt_ns);
+    return failed;
+}
+
+/* A lookup a server failed in (a timeout within libmemcached's wait, or an
+ * error) still finishes with status 0, its keys left to the back end, so
+ * the core counts neither a timeout nor an error: counted here. */
+static unsigned answer(struct lworker *w, struct tier_req *r)
+{
+    unsigned failed = answer_batch(w, r);
+    if (failed)
+        STAT_ADD(w->m->st.lookup_failures, 1);
     return failed;
 }
 
@@ -549,12 +560,14 @@ int tier_memcached_flush(struct tier *t, uint32_t timeout_ms)
 void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
 {
     struct mct *m = t->priv;
+    *out = (struct tier_memcached_stats){0}; /* a field not copied below reads 0 */
     out->put_sent = STAT_LOAD(m->st.put_sent);
     out->put_drops = STAT_LOAD(m->st.put_drops);
     out->put_errors = STAT_LOAD(m->st.put_errors);
     out->put_queued = STAT_LOAD(m->st.put_queued);
     out->lookup_busy = STAT_LOAD(m->st.lookup_busy);
     out->lookup_inline = STAT_LOAD(m->st.lookup_inline);
+    out->lookup_failures = STAT_LOAD(m->st.lookup_failures);
     out->bad_values = STAT_LOAD(m->st.bad_values);
     out->lookup_allocs = STAT_LOAD(m->st.lookup_allocs);
     out->put_allocs = STAT_LOAD(m->st.put_allocs);

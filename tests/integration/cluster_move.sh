@@ -192,7 +192,7 @@ wait_for 20 on_a || fail "A does not serve vol after the hook's move"
 assert_eq "$(owner)" A "vol's owner in etcd after the hook"
 tier_a() { # A's tier counters, for the log
     nctl 1 stats --json |
-        jq -r '"timeouts \(.cache.tier_timeouts) errors \(.cache.tier_errors) hits \(.cache.tier_hits) corrupt \(.cache.tier_corrupt) lookups \(.cache.tier_lookups) inline \(.memcached.tier.lookup_inline) ejections \(.memcached.tier.ejections) live \(.memcached.tier.live)"'
+        jq -r '"timeouts \(.cache.tier_timeouts) errors \(.cache.tier_errors) hits \(.cache.tier_hits) corrupt \(.cache.tier_corrupt) lookups \(.cache.tier_lookups) inline \(.memcached.tier.lookup_inline) failed \(.memcached.tier.lookup_failures) ejections \(.memcached.tier.ejections) live \(.memcached.tier.live)"'
 }
 be0=$(vstat_n 1 backend_read_bytes) t0=$(tier_a)
 read_pass 1

@@ -68,5 +68,8 @@ assert_eq "$(jstat '.cache.tier_corrupt')" 0 "corrupt blocks from memcached"
 kill -KILL "$MC_PID"
 read_pass 3
 assert_eq "$(stats_json | jq '[.volumes[].errors] | add')" 0 "client errors with memcached dead"
+# The lookups that met the dead server are counted (the core sees them as
+# misses, not as timeouts or errors).
+assert_num "$(jstat '.memcached.tier.lookup_failures')" '>=' 1 "lookups that met the dead server"
 stop_shoald
 log PASS
