@@ -68,8 +68,9 @@ assert_eq "$(jstat '.cache.tier_corrupt')" 0 "corrupt blocks from memcached"
 kill -KILL "$MC_PID"
 read_pass 3
 assert_eq "$(stats_json | jq '[.volumes[].errors] | add')" 0 "client errors with memcached dead"
-# The lookups that met the dead server are counted (the core sees them as
-# misses, not as timeouts or errors).
-assert_num "$(jstat '.memcached.tier.lookup_failures')" '>=' 1 "lookups that met the dead server"
+# Lookups that met the dead server are counted by the tier (the core sees
+# misses); none may have, when a put or the stats poller found it dead
+# first and had it ejected (test_memcached's inline test checks the count).
+log "third pass: $(jstat '.memcached.tier.lookup_failures') lookups met the dead server, $(jstat '.memcached.tier.ejections') ejection(s)"
 stop_shoald
 log PASS

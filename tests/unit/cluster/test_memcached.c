@@ -700,6 +700,9 @@ static void test_inline_lookups(void **state)
     assert_true(lookup_n(t, keys, 1, 1, buf) <= 0);
     tier_memcached_stats(t, &ms);
     assert_int_equal(ms.lookup_inline, NB + 2);
+    /* The first one met the dead server (so the next went to the threads):
+     * the core saw a miss, the tier counts the failure. */
+    assert_true(ms.lookup_failures >= 1);
     tier_close(t);
 
     /* A server that accepts and never answers: the inline lookup returns
@@ -721,6 +724,7 @@ static void test_inline_lookups(void **state)
     assert_int_equal(t->c.timeouts, 0);
     tier_memcached_stats(t, &ms);
     assert_int_equal(ms.lookup_inline, 1);
+    assert_int_equal(ms.lookup_failures, 1); /* counted here, not by the core */
     tier_close(t);
     mc_hang_stop(h);
     free(buf);
