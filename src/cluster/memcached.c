@@ -560,18 +560,11 @@ int tier_memcached_flush(struct tier *t, uint32_t timeout_ms)
 void tier_memcached_stats(struct tier *t, struct tier_memcached_stats *out)
 {
     struct mct *m = t->priv;
-    *out = (struct tier_memcached_stats){0}; /* a field not copied below reads 0 */
-    out->put_sent = STAT_LOAD(m->st.put_sent);
-    out->put_drops = STAT_LOAD(m->st.put_drops);
-    out->put_errors = STAT_LOAD(m->st.put_errors);
-    out->put_queued = STAT_LOAD(m->st.put_queued);
-    out->lookup_busy = STAT_LOAD(m->st.lookup_busy);
-    out->lookup_inline = STAT_LOAD(m->st.lookup_inline);
-    out->lookup_failures = STAT_LOAD(m->st.lookup_failures);
-    out->bad_values = STAT_LOAD(m->st.bad_values);
-    out->lookup_allocs = STAT_LOAD(m->st.lookup_allocs);
-    out->put_allocs = STAT_LOAD(m->st.put_allocs);
-    out->map_allocs = STAT_LOAD(m->st.map_allocs);
+    /* Every field of the list, so a new one is never left out; the ring's
+     * own counts and gauges replace the ones st does not keep. */
+#define X(name, kind, unit, help) out->name = STAT_LOAD(m->st.name);
+    MC_TIER_OWN(X)
+#undef X
     out->ejections = STAT_LOAD(m->ring.ejections);
     out->revivals = STAT_LOAD(m->ring.revivals);
     char names[MC_RING_MAX_SERVERS * 280];
