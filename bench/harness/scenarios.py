@@ -96,8 +96,12 @@ def scenario4_miss_path(ctx, rig):
     cfg, procs = ctx.cfg, ctx.procs
     say("s4: miss path, cold passes over the page-cached file")
     systems = ["shoal", "shoal-passthrough", "nbdkit-file", "qemu-nbd"]
-    server = {"shoal": rig.shoal, "shoal-passthrough": rig.shoal, "nbdkit-file": rig.file,
-              "qemu-nbd": rig.qemu}
+    # Per system: the server process (whose CPU a pass counts), its URI, the
+    # client's name.
+    via = {"shoal": (rig.shoal, rig.shoal.uri("file"), "s4-shoal"),
+           "shoal-passthrough": (rig.shoal, rig.shoal.uri("file"), "s4-passthrough"),
+           "nbdkit-file": (rig.file, rig.file.uri(), "s4-file"),
+           "qemu-nbd": (rig.qemu, rig.qemu.uri(), "s4-qemu")}
     raw = {s: [] for s in systems}
     cpu = {s: [] for s in systems}
     hit = []
@@ -105,27 +109,22 @@ def scenario4_miss_path(ctx, rig):
     clients.nbdcopy_seconds(procs, rig.file.uri(), name="s4-pagecache")
     for rep in range(cfg["reps"]):
         for s in rotate(systems, rep):
-            pid = server[s].proc.pid
-            c0, k0, m0 = proc_cpu_seconds(pid), children_cpu_seconds(), machine_cpu_ticks()
             if s == "shoal":
                 rig.shoal.invalidate("file")
                 before = _vol_counters(rig.shoal, "file")
-                c0 = proc_cpu_seconds(pid)  # after the invalidate
-                secs = clients.nbdcopy_seconds(procs, rig.shoal.uri("file"), name="s4-shoal")
-                hit.append(_hit(_delta(before, _vol_counters(rig.shoal, "file"))))
             elif s == "shoal-passthrough":
                 rig.shoal.set_enabled("file", False)
-                try:
-                    c0 = proc_cpu_seconds(pid)
-                    secs = clients.nbdcopy_seconds(procs, rig.shoal.uri("file"),
-                                                   name="s4-passthrough")
-                finally:
+            srv, uri, client = via[s]
+            pid = srv.proc.pid
+            try:
+                c0, k0, m0 = proc_cpu_seconds(pid), children_cpu_seconds(), machine_cpu_ticks()
+                secs = clients.nbdcopy_seconds(procs, uri, name=client)
+                c1, k1, m1 = proc_cpu_seconds(pid), children_cpu_seconds(), machine_cpu_ticks()
+            finally:
+                if s == "shoal-passthrough":
                     rig.shoal.set_enabled("file", True)
-            elif s == "nbdkit-file":
-                secs = clients.nbdcopy_seconds(procs, rig.file.uri(), name="s4-file")
-            else:
-                secs = clients.nbdcopy_seconds(procs, rig.qemu.uri(), name="s4-qemu")
-            c1, k1, m1 = proc_cpu_seconds(pid), children_cpu_seconds(), machine_cpu_ticks()
+            if s == "shoal":
+                hit.append(_hit(_delta(before, _vol_counters(rig.shoal, "file"))))
             raw[s].append(cfg["data_size"] / secs / 1e6)
             busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
             cpu[s].append({"server_s": c1 - c0, "client_s": k1 - k0, "wall_s": secs,
