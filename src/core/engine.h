@@ -155,6 +155,11 @@ void volume_conn_detach(struct volume *v);
 unsigned volume_connections(const struct volume *v);
 /* True once the volume was removed with force: front ends stop serving it. */
 bool volume_defunct(const struct volume *v);
+/* Whether a move flushed v's back end under its write fence
+ * (volume_settle, core/vol_fence.h) and no write ran since: a client of the
+ * old side (a live migration's source QEMU) may then be told that its
+ * flushes succeeded after the volume is gone. */
+bool volume_settled(const struct volume *v);
 /* Count an error reply against the volume (protocol-level refusals too). */
 void volume_count_error(struct volume *v);
 

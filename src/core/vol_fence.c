@@ -1,13 +1,16 @@
 /* See vol_fence.h. */
 #include "core/vol_fence.h"
 
+#include <errno.h>
 #include <pthread.h>
 
 #include "common/cleanup.h"
 #include "common/gate.h"
 #include "common/log.h"
 #include "core/dir.h"
+#include "core/engine.h"
 #include "core/volume.h"
+#include "core/volume_io.h"
 
 /* Orders the changes of `fenced` and `readonly` (both atomics: writes read
  * readonly under their gate, the read path and management read fenced
@@ -60,6 +63,8 @@ void volume_unfence(struct volume *v, int why)
         was = __atomic_load_n(&v->fenced, __ATOMIC_RELAXED);
         now = was & ~why;
         __atomic_store_n(&v->fenced, now, __ATOMIC_RELEASE);
+        if (why & VOL_FENCE_MOVE) /* writes may come again */
+            __atomic_store_n(&v->settled, false, __ATOMIC_RELEASE);
         if (was && !now)
             __atomic_store_n(&v->readonly, false, __ATOMIC_RELEASE);
     }
@@ -72,4 +77,18 @@ void volume_unfence(struct volume *v, int why)
 int volume_fenced(const struct volume *v)
 {
     return __atomic_load_n(&v->fenced, __ATOMIC_ACQUIRE);
+}
+
+int volume_settle(struct volume *v)
+{
+    if (!(volume_fenced(v) & VOL_FENCE_MOVE))
+        return -EINVAL;
+    int r = vol_flush(v);
+    __atomic_store_n(&v->settled, r == 0, __ATOMIC_RELEASE);
+    return r;
+}
+
+bool volume_settled(const struct volume *v)
+{
+    return __atomic_load_n(&v->settled, __ATOMIC_ACQUIRE) && (volume_fenced(v) & VOL_FENCE_MOVE);
 }

@@ -34,4 +34,11 @@ void volume_unfence(struct volume *v, int why);
 /* The reasons set now (0: none). */
 int volume_fenced(const struct volume *v);
 
+/* For a volume fenced for a move (no write runs or starts): flush its back
+ * end, so every write it acknowledged is on stable storage before another
+ * node opens the storage, and remember that it was. Returns 0, -EINVAL if
+ * the volume is not fenced for a move, or the flush's error. */
+int volume_settle(struct volume *v);
+/* volume_settled (engine.h) says whether it succeeded. */
+
 #endif

@@ -59,6 +59,7 @@ struct volume {
     struct tier *map_tier;
     struct tier_map_id map_id;
     int fenced;          /* atomic: why writes are fenced (core/vol_fence.h), 0: they are not */
+    int settled;         /* atomic: flushed under a move's fence (volume_settle) */
     struct workq *wq;    /* the engine's worker pool, or NULL: run on the caller */
     int enabled;         /* atomic: acceleration on */
     int defunct;         /* atomic: removed with force */

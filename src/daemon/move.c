@@ -104,6 +104,18 @@ static int hook_move(void *opaque, const char *name, const char *to, json_t **re
     }
     uint64_t t0 = now_ns();
     volume_fence(v, VOL_FENCE_MOVE);
+    /* Every write it acknowledged on stable storage before the new owner
+     * opens it; and the old side's last flushes (a live migration's
+     * source) can then be answered. */
+    r = volume_settle(v);
+    if (r < 0) {
+        snprintf(err, errlen, "volume %s: its back end failed to flush (%s): it stays here", name,
+                 strerror(-r));
+        volume_unfence(v, VOL_FENCE_MOVE);
+        json_decref(settings);
+        volume_put(v);
+        return r;
+    }
     uint64_t blocks = 0;
     int er = volume_map_export(v, &id, EXPORT_TIMEOUT_MS, &blocks);
     if (er < 0)

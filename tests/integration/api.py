@@ -14,6 +14,7 @@ metrics`. Effects are checked through the data path
 Exits 77 after everything else passed when promtool (Debian package
 prometheus) or nbdkit (for the slow prefetch) is missing.
 """
+import errno
 import json
 import os
 import shutil
@@ -370,8 +371,9 @@ def test_volume_remove(d):
 
     # A connected client blocks a plain remove; force drops it.
     h = d.open("new-1")
+    idle = d.open("new-1")  # sends nothing across the forced remove
     check(h.pread(4096, 0) == pattern(2 * MiB, "new")[:4096], "new-1 read before remove")
-    wait_until(lambda: get_json(d, "/api/v1/volumes/new-1")["connections"] == 1, 5, "connections == 1")
+    wait_until(lambda: get_json(d, "/api/v1/volumes/new-1")["connections"] == 2, 5, "connections == 2")
     expect(call(d, "DELETE", "/api/v1/volumes/new-1"), 409, "remove with a client connected")
     expect(call(d, "DELETE", "/api/v1/volumes/new-1?force=maybe"), 400, "remove with force=maybe")
     expect(call(d, "DELETE", "/api/v1/volumes/new-1?force=0"), 409, "remove with force=0")
@@ -384,13 +386,28 @@ def test_volume_remove(d):
         raise TestFailure("a client of a force-removed volume is still served")
     except nbd.Error:
         pass
+    # The connection stays, and is answered without the volume: a flush
+    # fails too (a plain removal flushed nothing; a move's does).
+    try:
+        h.flush()
+        raise TestFailure("a flush after a forced remove (no move) succeeded")
+    except nbd.Error as e:
+        check(e.errnum == errno.ESHUTDOWN, f"flush after a forced remove: {e}")
     try:
         h.shutdown()
     except nbd.Error:
         pass
-    # The name is free again.
+    # The name and the image are free again, though the idle client is
+    # still connected: its reader lets the volume go within a second.
     path = os.path.join(TMP, "new.img")
-    expect(call(d, "POST", "/api/v1/volumes", {"name": "new-1", "backing": path}), 201, "re-add new-1")
+    wait_until(lambda: call(d, "POST", "/api/v1/volumes", {"name": "new-1", "backing": path}).status == 201,
+               5, "re-add new-1 with an idle client of the old one connected")
+    try:
+        idle.pread(4096, 0)
+        raise TestFailure("the idle client of a force-removed volume is served")
+    except nbd.Error as e:
+        check(e.errnum == errno.ESHUTDOWN, f"idle client's read after a forced remove: {e}")
+    idle.shutdown()
     expect(call(d, "DELETE", "/api/v1/volumes/new-1?force"), 204, "remove with a bare ?force")
     log("DELETE volumes OK (204, 404, 409 with a client, force)")
 

@@ -20,64 +20,14 @@
 source "$(dirname "$0")/lib.sh"
 
 need qemu-system-x86_64
-for t in mke2fs e2fsck debugfs sha256sum timeout; do
+for t in mke2fs e2fsck debugfs sha256sum; do
     command -v "$t" >/dev/null 2>&1 || fail "$t is missing (run scripts/install-deps)"
 done
 
-VM=$SRCDIR/tests/integration/vm
-SEQ_N=200000          # guest/seq.txt is `seq 1 200000`, 1.3 MB
-BOOT_TIMEOUT=100      # seconds for one boot under TCG on a busy machine
-PROBE_TIMEOUT=8       # seconds for a KVM probe boot (a working KVM takes ~1 s)
-
-# --- kernel and initramfs ---------------------------------------------------
-log "preparing the guest kernel (cached in ${BUILDDIR:-$T}/vm-kernel)"
-KDIR=$("$VM/kernel.sh" "${BUILDDIR:-$T}/vm-kernel") || fail "could not prepare a guest kernel"
-log "kernel: $(cat "$KDIR/package"), modules: $(tr '\n' ' ' <"$KDIR/modules/order")"
-"$VM/initramfs.sh" "$KDIR" "$T/initrd.gz" || fail "could not build the initramfs"
-
-# qemu_boot LOG TIMEOUT ACCEL CMDLINE [QEMU ARGS...]: boot the guest, serial
-# console to LOG; returns QEMU's status (124 when the timeout killed it).
-qemu_boot() {
-    local serial=$1 secs=$2 accel=$3 cmdline=$4
-    shift 4
-    : >"$serial"
-    # -display none -monitor none rather than -nographic: nothing reads
-    # stdin, and the serial console goes to a file for the checks.
-    timeout -k 5 "$secs" qemu-system-x86_64 \
-        -accel "$accel" -m 256 -smp 1 \
-        -nodefaults -no-user-config -display none -monitor none -no-reboot \
-        -serial "file:$serial" \
-        -kernel "$KDIR/vmlinuz" -initrd "$T/initrd.gz" \
-        -append "console=ttyS0 panic=-1 loglevel=4 $cmdline" \
-        "$@" >>"$T/qemu.err" 2>&1
-}
-
-serial_tail() {
-    printf -- '--- %s (last 40 lines) ---\n' "$(basename "$1")" >&2
-    tail -n 40 "$1" >&2
-    if [ -s "$T/qemu.err" ]; then
-        printf -- '--- qemu stderr (last 10 lines) ---\n' >&2
-        tail -n 10 "$T/qemu.err" >&2
-    fi
-}
-
-# --- accelerator --------------------------------------------------------------
-ACCEL=${SHOAL_VM_ACCEL:-}
-if [ -z "$ACCEL" ]; then
-    ACCEL=tcg
-    if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-        # /dev/kvm can exist where guests do not run (nested virtualization
-        # that asserts or hangs): only a guest that reaches its /init counts.
-        rc=0
-        qemu_boot "$T/probe.log" "$PROBE_TIMEOUT" kvm "shoal.mode=probe" || rc=$?
-        if [ "$rc" -eq 0 ] && grep -q 'SHOAL-VM: RESULT ok probe' "$T/probe.log"; then
-            ACCEL=kvm
-        else
-            log "KVM probe failed (status $rc, $(grep -c . "$T/probe.log") console lines): using TCG"
-        fi
-    fi
-fi
-log "accelerator: $ACCEL"
+SEQ_N=200000 # guest/seq.txt is `seq 1 200000`, 1.3 MB
+# shellcheck source-path=SCRIPTDIR source=vm/vm_lib.sh
+source "$(dirname "$0")/vm/vm_lib.sh"
+vm_prepare
 
 # --- the disk: a tree of files with known sha256s ----------------------------
 tree=$T/root
@@ -109,19 +59,19 @@ start_shoald -m 256M root="$img"
 # boot N MODE: one boot with shoald's volume "root" as virtio-blk /dev/vda.
 boot() {
     local n=$1 mode=$2 serial=$T/serial$1.log rc=0 t0=$SECONDS
-    qemu_boot "$serial" "$BOOT_TIMEOUT" "$ACCEL" "shoal.mode=$mode shoal.seq=$SEQ_N" \
+    vm_qemu "$serial" "$VM_BOOT_TIMEOUT" "$ACCEL" "shoal.mode=$mode shoal.seq=$SEQ_N" \
         -blockdev "driver=nbd,server.type=unix,server.path=$SOCK,export=root,node-name=root0" \
         -device virtio-blk-pci,drive=root0 || rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        serial_tail "$serial"
-        fail "boot $n ($mode, $ACCEL) did not power off within $BOOT_TIMEOUT s"
+        vm_serial_tail "$serial"
+        fail "boot $n ($mode, $ACCEL) did not power off within $VM_BOOT_TIMEOUT s"
     fi
     if ! grep -q "SHOAL-VM: RESULT ok $mode\$" <(tr -d '\r' <"$serial"); then
-        serial_tail "$serial"
+        vm_serial_tail "$serial"
         fail "boot $n ($mode): $(tr -d '\r' <"$serial" | grep 'SHOAL-VM: RESULT' || echo 'no result marker on the serial console')"
     fi
     [ "$rc" -eq 0 ] || {
-        serial_tail "$serial"
+        vm_serial_tail "$serial"
         fail "boot $n: qemu exited with status $rc after the guest's result"
     }
     grep -q "SHOAL-VM: tree ok: $nfiles files match" <(tr -d '\r' <"$serial") ||

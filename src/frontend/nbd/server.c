@@ -135,11 +135,9 @@ static void serve(void *opaque, struct listener_conn *lc)
         io->deadline_ns = 0;
         struct nbd_transmit_ctx tctx = s->tctx;
         tctx.stopping = lc->stopping;
-        r = nbd_transmit(&tctx, io, v, hs);
-        volume_conn_detach(v);
+        r = nbd_transmit(&tctx, io, v, hs); /* gives v back */
         if (r < 0 && r != -ECONNRESET && r != -EPIPE)
-            log_debug(nbd, "connection to '%s' ended: %s", volume_name(v), strerror(-r));
-        volume_put(v);
+            log_debug(nbd, "connection to '%s' ended: %s", hs->name, strerror(-r));
     } else if (r != -ECONNABORTED) {
         log_debug(nbd, "handshake failed: %s", strerror(-r));
     }

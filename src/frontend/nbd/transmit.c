@@ -31,6 +31,9 @@
 /* The sender builds and sends replies and gives their requests back to the
  * core (unpinning, freeing buffers); it never hashes. */
 #define SENDER_STACK (256u * 1024)
+/* How often a reader waiting for its client checks that its volume is
+ * still there. */
+#define IDLE_SLICE_MS 1000
 
 struct nbd_conn;
 struct nbd_req;
@@ -649,14 +652,26 @@ static void compact(struct nbd_conn *c)
 }
 
 /* Read at least `need` buffered bytes. 0, 1 on EOF at a message boundary,
- * or -errno. Flushes pending replies before it may block. */
+ * 2 when the volume was removed with force while it waited, or -errno.
+ * Flushes pending replies before it may block. */
 static int fill(struct nbd_conn *c, size_t need)
 {
     while (c->rend - c->rstart < need) {
         compact(c);
         flush_batch(c);
+        /* Idle clients may stay, but the wait is cut in slices: a volume
+         * removed with force meanwhile is let go (its back end and the
+         * image's lock with it) even if the client sends nothing. Only
+         * this thread receives; the sender's waits use send_timeout_ms. */
+        c->io->timeout_ms = c->v ? IDLE_SLICE_MS : 0;
         ssize_t n =
             conn_io_recv_polled(c->io, &c->poll, c->rbuf + c->rend, RBUF_SIZE - c->rend, -1);
+        c->io->timeout_ms = 0;
+        if (n == -ETIMEDOUT) {
+            if (c->v && volume_defunct(c->v))
+                return 2;
+            continue;
+        }
         if (n == 0)
             return c->rend == c->rstart ? 1 : -ECONNRESET;
         if (n < 0)
@@ -726,13 +741,67 @@ static void wait_idle(struct nbd_conn *c)
         pthread_cond_wait(&c->cond, &c->lock);
 }
 
+/* The answer to a request for a volume removed with force: a flush
+ * succeeds when the removal settled the volume (a move flushed its back
+ * end under the write fence, so every write this client was told of is on
+ * stable storage); everything else fails. A live migration's source QEMU
+ * flushes before it hands over, and fails the migration if that flush
+ * fails. */
+static int gone_errno(uint16_t cmd, bool settled)
+{
+    return cmd == NBD_CMD_FLUSH && settled ? 0 : ESHUTDOWN;
+}
+
+/* After the volume went (and was given back): answer each request with
+ * gone_errno, on this thread, until the client disconnects. The client
+ * keeps its connection, so it does not reconnect to an export that is no
+ * longer here (and fail for good). */
+static int serve_gone(struct nbd_conn *c, bool settled)
+{
+    for (;;) {
+        int f = fill(c, NBD_REQUEST_SIZE);
+        if (f != 0)
+            return f > 0 ? 0 : f;
+        const uint8_t *h = c->rbuf + c->rstart;
+        if (get_be32(h) != NBD_REQUEST_MAGIC) {
+            log_warn(nbd, "bad request magic 0x%08x: closing", get_be32(h));
+            return -EPROTO;
+        }
+        struct nbd_req r = {
+            .c = c,
+            .cmd = get_be16(h + 6),
+            .handle = get_be64(h + 8),
+            .offset = get_be64(h + 16),
+            .length = get_be32(h + 24),
+        };
+        c->rstart += NBD_REQUEST_SIZE;
+        if (r.cmd == NBD_CMD_DISC)
+            return 0;
+        if (r.cmd == NBD_CMD_WRITE) {
+            if (r.length > DISCARD_MAX)
+                return -EPROTO;
+            int ret = take_payload(c, NULL, r.length);
+            if (ret < 0)
+                return ret;
+        }
+        r.err = nbd_errno_to_wire(gone_errno(r.cmd, settled));
+        struct iovec iov[2];
+        int n = build_reply(&r, iov);
+        int ret = conn_io_writev_full(c->io, iov, n);
+        if (ret < 0)
+            return ret;
+    }
+}
+
 /* Handle one request whose header was just parsed. Returns 0 to go on, 1 to
  * end the connection cleanly (DISC), or -errno to drop it. */
 static int handle_request(struct nbd_conn *c, struct nbd_req *r)
 {
     int err = validate(c, r);
-    if (!err && volume_defunct(c->v))
-        err = ESHUTDOWN;
+    /* Answered here, never submitted: a volume removed with force. */
+    bool gone = !err && volume_defunct(c->v);
+    if (gone)
+        err = gone_errno(r->cmd, volume_settled(c->v));
     if (!err && c->ctx->stopping && __atomic_load_n(c->ctx->stopping, __ATOMIC_ACQUIRE))
         err = ESHUTDOWN;
 
@@ -757,7 +826,7 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
                 return ret;
         }
     }
-    if (err) {
+    if (err || gone) {
         r->err = nbd_errno_to_wire(err);
         reply_later(r);
         return 0;
@@ -834,12 +903,17 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
         return ret;
     }
 
+    bool gone = false; /* the volume was removed with force */
     for (;;) {
         if (__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE)) {
             ret = -EPIPE;
             break;
         }
         int f = fill(c, NBD_REQUEST_SIZE);
+        if (f == 2) {
+            gone = true;
+            break;
+        }
         if (f != 0) {
             ret = f > 0 ? 0 : f;
             break;
@@ -875,11 +949,13 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
             ret = hr;
             break;
         }
-        /* A volume removed with force (moved to another node, say): end
-         * the connection once what it sent is answered, so the volume and
-         * its back end (the image's lock) go with it. */
-        if (volume_defunct(c->v))
+        /* A volume removed with force (moved to another node, say): let
+         * it go once what was sent is answered, so its back end (the
+         * image's lock) goes with it; the connection stays (serve_gone). */
+        if (volume_defunct(c->v)) {
+            gone = true;
             break;
+        }
         if (c->batch_n >= BATCH_MAX || c->batch_bytes >= BATCH_BYTES)
             flush_batch(c);
     }
@@ -891,6 +967,15 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
         pthread_cond_signal(&c->out_cond);
     }
     pthread_join(c->sender, NULL);
+    bool settled = gone && volume_settled(v);
+    volume_conn_detach(v);
+    volume_put(v);
+    c->v = NULL;
+    if (gone && ret == 0) {
+        log_debug(nbd, "export '%s' is gone: answering its client without it (flushes %s)",
+                  hs->name, settled ? "succeed" : "fail");
+        ret = serve_gone(c, settled);
+    }
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);

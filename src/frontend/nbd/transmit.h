@@ -47,9 +47,13 @@ struct nbd_transmit_ctx {
 };
 
 /* Serve requests until the client disconnects, the connection fails, or
- * the server stops. Waits for this connection's in-flight requests before
- * returning. Returns 0 on a clean end (NBD_CMD_DISC or EOF between
- * requests) or a negative errno. */
+ * the server stops. Takes over the caller's reference to v and its
+ * volume_conn_attach, and gives both back before it returns, or as soon as
+ * v is removed with force (after the requests in flight are answered): the
+ * connection then stays, and its requests are answered without the volume
+ * (a flush succeeds if the removal settled it, core/vol_fence.h; all else
+ * fails with ESHUTDOWN). Returns 0 on a clean end (NBD_CMD_DISC or EOF
+ * between requests) or a negative errno. */
 int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct volume *v,
                  const struct nbd_handshake_result *hs);
 

@@ -8,7 +8,12 @@
 #                      tree/big.bin), sync, unmount
 #   shoal.mode=verify  mount /dev/vda read-only, check the tree and both
 #                      written files
+#   shoal.mode=rounds  no file system: R rounds, each writing 16 chunks of
+#                      64 KiB of round-and-chunk text to the raw /dev/vda
+#                      (fsync'd) and reading them all back past the page
+#                      cache (vm_migrate.sh migrates the guest meanwhile)
 #   shoal.seq=N        the N of seq.txt
+#   shoal.rounds=R     the R of rounds
 # Every step prints a "SHOAL-VM:" line on the serial console; the last one is
 # "SHOAL-VM: RESULT ok MODE" or "SHOAL-VM: RESULT fail MODE: WHY". The guest
 # always powers off (-no-reboot makes QEMU exit), whatever happened.
@@ -23,11 +28,13 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 mode=none
 seqn=1000
+rounds=10
 # shellcheck disable=SC2013 # the command line's words, not its lines
 for arg in $(cat /proc/cmdline); do
     case $arg in
     shoal.mode=*) mode=${arg#shoal.mode=} ;;
     shoal.seq=*) seqn=${arg#shoal.seq=} ;;
+    shoal.rounds=*) rounds=${arg#shoal.rounds=} ;;
     esac
 done
 
@@ -56,6 +63,34 @@ while [ ! -b /dev/vda ]; do
     [ $i -gt 200 ] && finish fail "no /dev/vda after 20 s"
     sleep 0.1
 done
+
+# chunk R C: chunk C's 64 KiB as round R writes it.
+chunk() { yes "round $1 chunk $2 " | head -c 65536; }
+
+if [ "$mode" = rounds ]; then
+    r=1
+    while [ $r -le "$rounds" ]; do
+        c=0
+        while [ $c -lt 16 ]; do
+            # From a file: dd's one read of a pipe may be short.
+            chunk $r $c >/tmp/chunk
+            dd if=/tmp/chunk of=/dev/vda bs=65536 seek=$c count=1 conv=fsync,notrunc 2>/tmp/dd ||
+                finish fail "round $r: writing chunk $c failed: $(cat /tmp/dd)"
+            c=$((c + 1))
+        done
+        echo 3 >/proc/sys/vm/drop_caches
+        c=0
+        while [ $c -lt 16 ]; do
+            chunk $r $c >/tmp/want
+            dd if=/dev/vda bs=65536 skip=$c count=1 2>/dev/null | cmp -s - /tmp/want ||
+                finish fail "round $r: chunk $c reads back wrong"
+            c=$((c + 1))
+        done
+        say "round $r ok"
+        r=$((r + 1))
+    done
+    finish ok
+fi
 
 opts=rw
 [ "$mode" = verify ] && opts=ro
