@@ -22,6 +22,9 @@ Cases:
     (connection closed)
   - a client that sends a WRITE header and part of its payload, then stops:
     other clients keep reading and writing
+  - writers stalled in 32 MiB payloads that together take all of
+    --io-memory: they are dropped after --io-timeout, and other clients'
+    read misses and writes, which waited for the pool, then complete
   - 10,000 idle connections at once: a normal client is served during and
     after; each idle one is closed by --handshake-timeout; memory stays
     bounded (see IDLE_RSS_BOUND); with --max-connections, clients beyond it
@@ -494,6 +497,52 @@ def case_stalled_writer(c):
     c.sanity("stalled writers")
 
 
+def case_stalled_pool(c, image):
+    # Three 32 MiB payloads that never come take all 64 MiB of the buffer
+    # pool (two fill it; a single buffer bigger than what is left waits).
+    # Before --io-timeout covered payloads they held it forever, and every
+    # other client's writes and read misses waited for it with them.
+    big = itlib.make_file(os.path.join(TMP, "big.img"), 40 * MiB, c.data)
+    d = Shoald([f"a={big}"], extra=["-m", "8M", "--io-memory", "64M", "--io-timeout", "2s"])
+    stalled = []
+    for _ in range(3):
+        s = session(d)
+        req(s, CMD_WRITE, 8 * MiB, 32 * MiB, payload=b"\x77" * 1000)
+        stalled.append(s)
+    time.sleep(0.5)
+    done = {}
+
+    def victim(kind):
+        h = nbd.NBD()
+        h.connect_uri(d.uri("a"))
+        t0 = time.time()
+        if kind == "write":
+            h.pwrite(c.data[3 * MiB:3 * MiB + 65536], 3 * MiB)  # same bytes
+        else:
+            done["data"] = h.pread(65536, 2 * MiB)  # not cached: a miss
+        done[kind] = time.time() - t0
+        h.shutdown()
+
+    bound = 10.0 if sanitizer(d.proc.pid) else 6.0
+    threads = [threading.Thread(target=victim, args=(k,), daemon=True) for k in ("read", "write")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(bound)
+    for kind in ("read", "write"):
+        check(kind in done, f"a {kind} waited more than {bound} s behind writers stalled in "
+              "their payloads (the buffer pool was never given back)")
+    check(done["data"] == c.data[2 * MiB:2 * MiB + 65536], "read next to stalled writers")
+    for i, s in enumerate(stalled):
+        took = expect_closed(s, f"writer {i} stalled in its payload", timeout=bound)
+        check(took < bound, f"writer {i} stalled in its payload: still open after {took:.1f} s")
+    log(f"stalled pool: read waited {done['read']:.1f} s, write {done['write']:.1f} s")
+    d.stop()
+    with open(big, "rb") as f:
+        check(f.read() == c.data + bytes(36 * MiB),
+              "a write whose payload never came changed the back end")
+
+
 # ---- many idle connections ----
 
 def vmrss_kib(pid):
@@ -706,6 +755,9 @@ def main():
         fn(c)
         log(f"{fn.__name__[5:]}: ok ({time.time() - t0:.1f} s)")
     d.stop()
+    t0 = time.time()
+    case_stalled_pool(c, image)
+    log(f"stalled_pool: ok ({time.time() - t0:.1f} s)")
     t0 = time.time()
     case_max_connections(c, image)
     log(f"max_connections: ok ({time.time() - t0:.1f} s)")

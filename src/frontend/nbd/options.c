@@ -46,6 +46,14 @@ const struct frontend_option nbd_option_table[] = {
      .want = "want a duration like 10s or 500ms",
      .arg = "DURATION",
      .help = "drop clients that do not finish the\nhandshake in time (default 10s)"},
+    {.name = "io-timeout",
+     .kind = FE_OPT_DURATION,
+     .offset = OPT(io_timeout_ms),
+     .what = "I/O timeout",
+     .want = "want a duration like 60s or 500ms",
+     .arg = "DURATION",
+     .help = "drop clients that take no data for this long\nin the middle of a write's payload or "
+             "of\na reply (default 60s)"},
     {.name = "tls",
      .kind = FE_OPT_ENUM,
      .offset = OPT(tls),
@@ -98,6 +106,7 @@ void nbd_options_init(void *opts)
     struct nbd_options *o = opts;
     memset(o, 0, sizeof *o);
     o->handshake_timeout_ms = NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    o->io_timeout_ms = NBD_DEFAULT_IO_TIMEOUT_MS;
     o->unix_perms =
         (struct netaddr_unix_perms){.mode = NETADDR_UNIX_MODE, .uid = (uid_t)-1, .gid = (gid_t)-1};
 }

@@ -19,6 +19,7 @@
 #define NBD_DEFAULT_PORT_STR             NBD_STR(NBD_DEFAULT_PORT)
 #define NBD_DEFAULT_LISTEN               "127.0.0.1:" NBD_DEFAULT_PORT_STR
 #define NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define NBD_DEFAULT_IO_TIMEOUT_MS        60000
 #define NBD_MAX_LISTEN                   16
 
 struct nbd_options {
@@ -26,6 +27,7 @@ struct nbd_options {
     struct frontend_list allow;    /* --allow: client addresses allowed (allow.h); none: all */
     unsigned max_connections;      /* 0: LISTENER_DEFAULT_MAX_CONNECTIONS */
     uint64_t handshake_timeout_ms; /* 0: NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+    uint64_t io_timeout_ms;        /* 0: NBD_DEFAULT_IO_TIMEOUT_MS */
     enum nbd_tls_mode tls;
     const char *tls_certificates; /* directory with ca-cert.pem, server-cert.pem, server-key.pem */
     const char *tls_psk;          /* PSK file (username:hexkey lines) */

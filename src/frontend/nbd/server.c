@@ -180,6 +180,8 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
     uint64_t hto = s->opts.handshake_timeout_ms;
     s->handshake_timeout_ms =
         hto == 0 ? NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS : (int)MIN(hto, (uint64_t)INT_MAX);
+    uint64_t iot = s->opts.io_timeout_ms;
+    s->tctx.io_timeout_ms = iot == 0 ? NBD_DEFAULT_IO_TIMEOUT_MS : (int)MIN(iot, (uint64_t)INT_MAX);
 
     const char *bad = NULL;
     int r = allow_parse(s->opts.allow.v, s->opts.allow.n, &s->allow, &bad);

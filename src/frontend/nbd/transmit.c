@@ -274,8 +274,8 @@ static void mark_broken(struct nbd_conn *c, int err)
 {
     if (!__atomic_exchange_n(&c->broken, true, __ATOMIC_ACQ_REL)) {
         if (err == -ETIMEDOUT)
-            log_info(nbd, "client took no reply data for %d s: dropping the connection",
-                     c->io->send_timeout_ms / 1000);
+            log_info(nbd, "client took no reply data for %.1f s: dropping the connection",
+                     c->io->send_timeout_ms / 1000.0);
         else
             log_debug(nbd, "connection broken while sending: %s", strerror(-err));
         /* Wake the reader so the connection winds down. */
@@ -693,7 +693,19 @@ static int take_payload(struct nbd_conn *c, uint8_t *dst, size_t len)
     if (len == 0)
         return 0;
     flush_batch(c);
-    return dst ? conn_io_read_full(c->io, dst + have, len) : conn_io_discard(c->io, len);
+    /* A write's buffer comes from the pool every connection shares (and
+     * waits there when it is used up): a client that stops in the middle of
+     * its payload must not hold it forever, or a few such clients would
+     * stall every other client's writes and read misses. Like one that
+     * stops reading its replies, it is dropped after the I/O timeout.
+     * Between requests it may stay idle (timeout_ms is 0 there). */
+    c->io->timeout_ms = c->io->send_timeout_ms;
+    int r = dst ? conn_io_read_full(c->io, dst + have, len) : conn_io_discard(c->io, len);
+    c->io->timeout_ms = 0;
+    if (r == -ETIMEDOUT)
+        log_info(nbd, "client sent no payload data for %.1f s: dropping the connection",
+                 c->io->send_timeout_ms / 1000.0);
+    return r;
 }
 
 /* Bytes a request holds while in flight: its buffers (for a read, the
@@ -877,7 +889,8 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     c->hs = hs;
     c->reader = pthread_self();
     c->budget = conn_budget(ctx);
-    io->send_timeout_ms = ctx->send_timeout_ms > 0 ? ctx->send_timeout_ms : NBD_SEND_TIMEOUT_MS;
+    /* The send wait's limit, and the receive wait's in a payload. */
+    io->send_timeout_ms = ctx->io_timeout_ms > 0 ? ctx->io_timeout_ms : NBD_IO_TIMEOUT_MS;
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);

@@ -14,7 +14,7 @@
  *     and hands the rest, or the whole reply, to the connection's sender
  *     thread;
  *   - the sender thread sends queued replies, blocking while the client
- *     does not read, for at most the send timeout (then the connection is
+ *     does not read, for at most the I/O timeout (then the connection is
  *     dropped);
  *   - conn->send_lock serialises replies on the socket; a reply a worker
  *     left half sent (conn->partial) is finished by the next holder before
@@ -24,6 +24,9 @@
  *     reader waits for both before it reads the next request, which pushes
  *     back on a client that pipelines too deep or stops reading replies:
  *     it stalls itself, never the worker pool or other clients;
+ *   - the reader waits for a write's payload at most the I/O timeout per
+ *     wait (its buffer is the shared pool's); for the next request, as
+ *     long as the client likes;
  *   - conn->out_cond wakes the sender for the queue under conn->lock.
  * Replies may go out in any order (NBD allows it). Once a reply is out,
  * complete() gives the request back to the core (vol_io_put); the core's
@@ -37,12 +40,13 @@
 struct volume;
 
 #define NBD_MAX_INFLIGHT 128
-/* How long a client may take no reply data before it is dropped. */
-#define NBD_SEND_TIMEOUT_MS 60000
+/* How long a client may take no reply data, or send no data in the middle
+ * of a write's payload, before it is dropped. */
+#define NBD_IO_TIMEOUT_MS 60000
 
 struct nbd_transmit_ctx {
     const int *stopping; /* server shutting down; read atomically */
-    int send_timeout_ms; /* 0: NBD_SEND_TIMEOUT_MS */
+    int io_timeout_ms;   /* 0: NBD_IO_TIMEOUT_MS */
     size_t conn_budget;  /* bytes in flight per connection; 0: a share of the buffer pool */
 };
 
