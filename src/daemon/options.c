@@ -1014,8 +1014,11 @@ static int cli_volume(struct daemon_options *o, const char *arg)
         return bad(o, "volume", arg, "want NAME=BACKING");
     char name[VOLUME_NAME_MAX + 1];
     size_t nlen = (size_t)(eq - arg);
-    if (nlen > VOLUME_NAME_MAX)
-        nlen = VOLUME_NAME_MAX; /* too long anyway: new_volume says so */
+    if (nlen > VOLUME_NAME_MAX) {
+        char what[64];
+        snprintf(what, sizeof what, "a volume name is at most %d bytes", VOLUME_NAME_MAX);
+        return bad(o, "volume", arg, what);
+    }
     memcpy(name, arg, nlen);
     name[nlen] = '\0';
     const char *kept = own(o, name);

@@ -139,6 +139,9 @@ printf '[shoald]\nbacking-dir = %s\n[volume a]\nbacking = %s\n' "$T/d" "$T/d/in.
 bad_cmdline "command line --backing-dir replaces the file's" "is not beneath" -c "$T/bd2.ini" \
     --backing-dir "$T/d2"
 
+# A volume name of 256 bytes is refused, not cut to 255 and served.
+bad_cmdline "a 256-byte volume name" "at most 255 bytes" "$(printf 'v%.0s' {1..256})=$T/a.img"
+
 # --help and --version: exit 0 on stdout.
 "$SHOALD" --help >"$T/help" 2>&1 || fail "shoald --help exited $?"
 grep -q -- '--cache-size' "$T/help" || fail "--help does not list --cache-size"
