@@ -2,7 +2,8 @@
 """Hostile iSCSI initiators on raw sockets: garbage headers, a huge data
 segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
-opcodes, Data-Out out of sequence (the command fails). Each gets the answer RFC 7143 asks for
+opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
+MaxBurstLength. Each gets the answer RFC 7143 asks for
 (a login status, a Reject, silence, or a closed connection); the daemon
 stays up and the next client (libiscsi's iscsi-inq) is served."""
 import os
@@ -252,6 +253,26 @@ def main():
     check(expect_response(c, itt)[3] == 0, "the session is unusable after a reused task tag")
     with open(img, "rb") as f:
         check(f.read() == data, "the two WRITEs did not land as sent")
+
+    c = case("FirstBurstLength over MaxBurstLength: both answered as used, unsolicited data to it")
+    check(c.login(target, ["InitialR2T=No", "FirstBurstLength=65536", "MaxBurstLength=1024"]) == 0,
+          f"login failed: 0x{c.status:04x}")
+    check(c.keys.get("FirstBurstLength") == "1024" and c.keys.get("MaxBurstLength") == "1024",
+          f"burst answers {c.keys}: FirstBurstLength must not exceed MaxBurstLength")
+    new = os.urandom(2048)
+    cdb = bytes([0x2a, 0, 0, 0, 0, 40, 0, 0, 4, 0])  # WRITE(10) LBA 40, 4 blocks
+    c.s.sendall(pdu(0x01, 0x20, data=new[:512], itt=0x80, f20=2048, cmdsn=c.cmdsn, rest=cdb))
+    c.cmdsn += 1
+    c.s.sendall(pdu(0x05, 0x80, data=new[512:1024], itt=0x80, f20=0xffffffff,
+                    rest=struct.pack(">III", 0, 0, 512)))  # the rest of the first burst
+    bhs, _ = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x31, f"expected an R2T after the first burst, got 0x{bhs[0]:02x}")
+    r2t_off, r2t_len = struct.unpack(">II", bhs[40:48])
+    check((r2t_off, r2t_len) == (1024, 1024), f"R2T for {r2t_off}+{r2t_len}, expected 1024+1024")
+    c.s.sendall(pdu(0x05, 0x80, data=new[1024:], itt=0x80, f20=struct.unpack(">I", bhs[20:24])[0],
+                    rest=struct.pack(">III", 0, 0, 1024)))
+    check(expect_response(c, 0x80)[3] == 0, "the WRITE with unsolicited data failed")
+    data = data[:40 * 512] + new + data[40 * 512 + 2048:]
 
     c = case("discovery: SendTargets=All lists the target")
     keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]

@@ -463,6 +463,7 @@ int iscsi_login(struct iscsi_conn *c)
         uint8_t nsg = ISCSI_LOGIN_NSG(bhs[1]);
         if (l.status == ISCSI_LOGIN_OK)
             iscsi_kv_each(text, len, on_key, &l);
+        iscsi_params_settle(&c->p, &l.out);
         len = 0;
         if (l.status == ISCSI_LOGIN_OK && !l.have_initiator && !c->initiator[0])
             fail(&l, ISCSI_LOGIN_MISSING_PARAM); /* RFC 7143: in the first request */
@@ -508,7 +509,7 @@ int iscsi_login(struct iscsi_conn *c)
     }
     if (c->p.declared_mrdsl)
         c->p.target_mrdsl = ISCSI_TARGET_MRDSL;
-    iscsi_params_settle(&c->p);
+    iscsi_params_settle(&c->p, NULL);
     log_debug(iscsi, "%s: %s session of '%s'%s%s (TSIH %u, digests %s/%s, burst %u/%u)", c->peer,
               c->discovery ? "discovery" : "normal", c->initiator, c->discovery ? "" : " to ",
               c->discovery ? "" : c->target, c->tsih, c->p.header_digest ? "CRC32C" : "None",
