@@ -3,7 +3,7 @@
 segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
 opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
-MaxBurstLength. Each gets the answer RFC 7143 asks for
+MaxBurstLength, a key offered twice, a login going back a stage. Each gets the answer RFC 7143 asks for
 (a login status, a Reject, silence, or a closed connection); the daemon
 stays up and the next client (libiscsi's iscsi-inq) is served."""
 import os
@@ -273,6 +273,20 @@ def main():
                     rest=struct.pack(">III", 0, 0, 1024)))
     check(expect_response(c, 0x80)[3] == 0, "the WRITE with unsolicited data failed")
     data = data[:40 * 512] + new + data[40 * 512 + 2048:]
+
+    c = case("an operational key offered twice: Login reject (initiator error)")
+    check(c.login(target, ["MaxBurstLength=65536", "MaxBurstLength=1024"]) == 0x0200,
+          f"a key offered twice: status 0x{c.status:04x}")
+    check(closed(c.s), "refused login: connection stays open")
+
+    c = case("a login request back in a stage it left: invalid request")
+    keys = [f"InitiatorName={INITIATOR}", f"TargetName={target}", "AuthMethod=None"]
+    c.s.sendall(login_pdu(keys, csg=0, nsg=1))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0 and bhs[1] == 0x81, "security stage not left")
+    c.s.sendall(login_pdu([], csg=0, nsg=1))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0x020b, f"back to security: status {bhs[36:38].hex()}")
 
     c = case("discovery: SendTargets=All lists the target")
     keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]
