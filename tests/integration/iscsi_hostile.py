@@ -3,7 +3,8 @@
 segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
 opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
-MaxBurstLength, a key offered twice, a login going back a stage. Each gets the answer RFC 7143 asks for
+MaxBurstLength, a key offered twice, a login going back a stage, a command
+beyond a closed CmdSN window. Each gets the answer RFC 7143 asks for
 (a login status, a Reject, silence, or a closed connection); the daemon
 stays up and the next client (libiscsi's iscsi-inq) is served."""
 import os
@@ -287,6 +288,27 @@ def main():
     c.s.sendall(login_pdu([], csg=0, nsg=1))
     bhs, _ = recv_pdu(c.s)
     check((bhs[36] << 8 | bhs[37]) == 0x020b, f"back to security: status {bhs[36:38].hex()}")
+
+    c = case("a full CmdSN window: the next command is ignored, not rejected nor consumed")
+    check(c.login(target, ["ImmediateData=No", "InitialR2T=Yes"]) == 0, "login failed")
+    window = c.maxcmdsn - c.expcmdsn + 1
+    for i in range(window):  # WRITEs that wait for their data hold the window
+        cdb = bytes([0x2a, 0, 0, 0, 0, 64 + i, 0, 0, 1, 0])
+        c.s.sendall(pdu(0x01, 0x80 | 0x20, itt=0x200 + i, f20=512, cmdsn=c.cmdsn, rest=cdb))
+        c.cmdsn += 1
+        bhs, _ = recv_pdu(c.s)
+        check(bhs[0] & 0x3f == 0x31, f"expected an R2T, got opcode 0x{bhs[0]:02x}")
+        ttt = struct.unpack(">I", bhs[20:24])[0]
+    check(struct.unpack(">I", bhs[32:36])[0] == c.cmdsn - 1, "MaxCmdSN does not close the window")
+    c.s.sendall(pdu(0x01, 0x80, itt=0x300, cmdsn=c.cmdsn))  # TEST UNIT READY
+    check(silent(c.s), "a command beyond MaxCmdSN was answered")
+    new = os.urandom(512)
+    c.s.sendall(pdu(0x05, 0x80, data=new, itt=0x200 + window - 1, f20=ttt,
+                    rest=struct.pack(">III", 0, 0, 0)))
+    check(expect_response(c, 0x200 + window - 1)[3] == 0, "the last WRITE failed")
+    data = data[:(63 + window) * 512] + new + data[(64 + window) * 512:]
+    c.s.sendall(pdu(0x01, 0x80, itt=0x300, cmdsn=c.cmdsn))  # the same CmdSN, now in the window
+    check(expect_response(c, 0x300)[3] == 0, "the command at ExpCmdSN failed once the window opened")
 
     c = case("discovery: SendTargets=All lists the target")
     keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]
