@@ -4,10 +4,12 @@ segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
 opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
 MaxBurstLength, a key offered twice, a login going back a stage, a command
-beyond a closed CmdSN window. Each gets the answer RFC 7143 asks for
-(a login status, a Reject, silence, or a closed connection); the daemon
-stays up and the next client (libiscsi's iscsi-inq) is served."""
+beyond a closed CmdSN window, ABORT TASK SET with READs in flight. Each gets
+the answer RFC 7143 asks for (a login status, a Reject, silence, a closed
+connection, or a TMF response after the responses of the tasks it ends);
+the daemon stays up and the next client (libiscsi's iscsi-inq) is served."""
 import os
+import random
 import shutil
 import socket
 import struct
@@ -335,6 +337,7 @@ def main():
         check(f.read() == data, "the backing file changed")
     d.stop()
     idle_pings(img, target)
+    tmf_after_responses(target)
 
 
 def idle_pings(img, target):
@@ -356,6 +359,45 @@ def idle_pings(img, target):
     expect_response(c, c.tur())
     check(closed(c.s, secs=8), "an unanswered ping did not end the connection")
     check(d.alive(), "shoald died after a NOP timeout")
+    d.stop()
+
+
+def tmf_after_responses(target):
+    """READs that miss the cache finish on core workers and their responses
+    go out from the connection's sender thread: an ABORT TASK SET that finds
+    some of them done (not aborted) must let those responses out before its
+    own, which concludes the task set (RFC 7143 4.2.3.3): a response after it
+    could be taken for a new task reusing the tag."""
+    log("ABORT TASK SET with READs in flight: no task's PDU after the TMF response")
+    img = os.path.join(TMP, "tmf.img")
+    with open(img, "wb") as f:
+        f.write(os.urandom(32 * MiB))
+    port = free_port()
+    d = Shoald([f"a={img}"], extra=["--iscsi", f"127.0.0.1:{port}", "-m", "16M"])
+    c = Conn(port)
+    check(c.login(target, ["MaxRecvDataSegmentLength=8192"]) == 0, f"login failed: 0x{c.status:04x}")
+    rng = random.Random(7)
+    late = 0
+    for rnd in range(10):
+        for i in range(16):  # READ(10), 512 blocks (256 KiB) somewhere in 32 MiB
+            lba = rng.randrange(0, 32 * MiB // 512 - 512)
+            cdb = bytes([0x28, 0]) + lba.to_bytes(4, "big") + bytes([0, 2, 0, 0])
+            c.s.sendall(pdu(0x01, 0x80 | 0x40, itt=rnd << 8 | i, f20=256 * 1024, cmdsn=c.cmdsn,
+                            rest=cdb))
+            c.cmdsn += 1
+        c.s.sendall(pdu(0x02, 0x80 | 2, itt=0xf000 + rnd, f20=0xffffffff, cmdsn=c.cmdsn,
+                        immediate=True))  # ABORT TASK SET
+        while True:
+            bhs, _ = recv_pdu(c.s)
+            if bhs[0] & 0x3f == 0x22:
+                check(bhs[2] == 0, f"ABORT TASK SET answered {bhs[2]}")
+                break
+        while not silent(c.s, 0.2):
+            recv_pdu(c.s)
+            late += 1
+    check(late == 0, f"{late} PDUs of the aborted task set came after the TMF response")
+    itt = c.tur()
+    check(expect_response(c, itt)[3] == 0, "the session is unusable after ABORT TASK SET")
     d.stop()
 
 
