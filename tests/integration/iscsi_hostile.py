@@ -4,10 +4,11 @@ segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
 opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
 MaxBurstLength, a key offered twice, a login going back a stage, a command
-beyond a closed CmdSN window, ABORT TASK SET with READs in flight. Each gets
-the answer RFC 7143 asks for (a login status, a Reject, silence, a closed
-connection, or a TMF response after the responses of the tasks it ends);
-the daemon stays up and the next client (libiscsi's iscsi-inq) is served."""
+beyond a closed CmdSN window, a text request in parts, ABORT TASK SET with
+READs in flight. Each gets the answer RFC 7143 asks for (a login status, a
+Reject, silence, a closed connection, or a TMF response after the responses
+of the tasks it ends); the daemon stays up and the next client (libiscsi's
+iscsi-inq) is served."""
 import os
 import random
 import shutil
@@ -322,8 +323,21 @@ def main():
     bhs, reply = recv_pdu(c.s)
     check(bhs[0] & 0x3f == 0x24, "no Text Response")
     check(f"TargetName={target}".encode() in reply, f"SendTargets answer: {reply!r}")
+    log("SendTargets in a text request of many parts (C bit): gathered, then answered")
+    parts = [text[i:i + 3] for i in range(0, len(text), 3)]
+    ttt = 0xffffffff
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        c.s.sendall(pdu(0x04, 0x80 if last else 0x40, data=part, itt=7, f20=ttt, cmdsn=2 + i))
+        bhs, reply = recv_pdu(c.s)
+        check(bhs[0] & 0x3f == 0x24, f"part {i}: no Text Response (opcode 0x{bhs[0]:02x})")
+        if not last:
+            check(not reply and not bhs[1] & 0x80, f"part {i}: not an empty answer asking for more")
+            ttt = struct.unpack(">I", bhs[20:24])[0]
+            check(ttt != 0xffffffff, f"part {i}: no target transfer tag to continue with")
+    check(f"TargetName={target}".encode() in reply, f"SendTargets in parts answered {reply!r}")
     log("a SCSI command in a discovery session: Reject")
-    c.s.sendall(pdu(0x01, 0x80, itt=6, cmdsn=2))
+    c.s.sendall(pdu(0x01, 0x80, itt=6, cmdsn=2 + len(parts)))
     expect_reject(c, 0x05, "SCSI command in discovery")
 
     log("50 half-open connections, then a good initiator")

@@ -267,6 +267,7 @@ static void conn_free(struct iscsi_conn *c)
     pthread_cond_destroy(&c->out_cond);
     iscsi_tasks_free(c);
     free(c->text_buf);
+    free(c->text_req);
     free(c->rxbuf);
     free(c);
 }

@@ -125,6 +125,10 @@ struct iscsi_conn {
     char *text_buf;
     size_t text_len, text_off;
     uint32_t text_ttt, text_itt;
+    /* A text request in parts (C bit), gathered until its last part. */
+    char *text_req;
+    size_t text_req_len;
+    uint32_t text_req_ttt, text_req_itt;
 
     /* The task table: made once a normal session is logged in (a
      * connection still logging in, or a discovery session, has none). */
