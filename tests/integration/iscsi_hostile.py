@@ -2,10 +2,15 @@
 """Hostile iSCSI initiators on raw sockets: garbage headers, a huge data
 segment length, an unknown target, full-feature PDUs before login, bad
 versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
-opcodes, Data-Out out of sequence (the command fails). Each gets the answer RFC 7143 asks for
-(a login status, a Reject, silence, or a closed connection); the daemon
-stays up and the next client (libiscsi's iscsi-inq) is served."""
+opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
+MaxBurstLength, a key offered twice, a login going back a stage, a command
+beyond a closed CmdSN window, a text request in parts, ABORT TASK SET with
+READs in flight. Each gets the answer RFC 7143 asks for (a login status, a
+Reject, silence, a closed connection, or a TMF response after the responses
+of the tasks it ends); the daemon stays up and the next client (libiscsi's
+iscsi-inq) is served."""
 import os
+import random
 import shutil
 import socket
 import struct
@@ -253,6 +258,61 @@ def main():
     with open(img, "rb") as f:
         check(f.read() == data, "the two WRITEs did not land as sent")
 
+    c = case("FirstBurstLength over MaxBurstLength: both answered as used, unsolicited data to it")
+    check(c.login(target, ["InitialR2T=No", "FirstBurstLength=65536", "MaxBurstLength=1024"]) == 0,
+          f"login failed: 0x{c.status:04x}")
+    check(c.keys.get("FirstBurstLength") == "1024" and c.keys.get("MaxBurstLength") == "1024",
+          f"burst answers {c.keys}: FirstBurstLength must not exceed MaxBurstLength")
+    new = os.urandom(2048)
+    cdb = bytes([0x2a, 0, 0, 0, 0, 40, 0, 0, 4, 0])  # WRITE(10) LBA 40, 4 blocks
+    c.s.sendall(pdu(0x01, 0x20, data=new[:512], itt=0x80, f20=2048, cmdsn=c.cmdsn, rest=cdb))
+    c.cmdsn += 1
+    c.s.sendall(pdu(0x05, 0x80, data=new[512:1024], itt=0x80, f20=0xffffffff,
+                    rest=struct.pack(">III", 0, 0, 512)))  # the rest of the first burst
+    bhs, _ = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x31, f"expected an R2T after the first burst, got 0x{bhs[0]:02x}")
+    r2t_off, r2t_len = struct.unpack(">II", bhs[40:48])
+    check((r2t_off, r2t_len) == (1024, 1024), f"R2T for {r2t_off}+{r2t_len}, expected 1024+1024")
+    c.s.sendall(pdu(0x05, 0x80, data=new[1024:], itt=0x80, f20=struct.unpack(">I", bhs[20:24])[0],
+                    rest=struct.pack(">III", 0, 0, 1024)))
+    check(expect_response(c, 0x80)[3] == 0, "the WRITE with unsolicited data failed")
+    data = data[:40 * 512] + new + data[40 * 512 + 2048:]
+
+    c = case("an operational key offered twice: Login reject (initiator error)")
+    check(c.login(target, ["MaxBurstLength=65536", "MaxBurstLength=1024"]) == 0x0200,
+          f"a key offered twice: status 0x{c.status:04x}")
+    check(closed(c.s), "refused login: connection stays open")
+
+    c = case("a login request back in a stage it left: invalid request")
+    keys = [f"InitiatorName={INITIATOR}", f"TargetName={target}", "AuthMethod=None"]
+    c.s.sendall(login_pdu(keys, csg=0, nsg=1))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0 and bhs[1] == 0x81, "security stage not left")
+    c.s.sendall(login_pdu([], csg=0, nsg=1))
+    bhs, _ = recv_pdu(c.s)
+    check((bhs[36] << 8 | bhs[37]) == 0x020b, f"back to security: status {bhs[36:38].hex()}")
+
+    c = case("a full CmdSN window: the next command is ignored, not rejected nor consumed")
+    check(c.login(target, ["ImmediateData=No", "InitialR2T=Yes"]) == 0, "login failed")
+    window = c.maxcmdsn - c.expcmdsn + 1
+    for i in range(window):  # WRITEs that wait for their data hold the window
+        cdb = bytes([0x2a, 0, 0, 0, 0, 64 + i, 0, 0, 1, 0])
+        c.s.sendall(pdu(0x01, 0x80 | 0x20, itt=0x200 + i, f20=512, cmdsn=c.cmdsn, rest=cdb))
+        c.cmdsn += 1
+        bhs, _ = recv_pdu(c.s)
+        check(bhs[0] & 0x3f == 0x31, f"expected an R2T, got opcode 0x{bhs[0]:02x}")
+        ttt = struct.unpack(">I", bhs[20:24])[0]
+    check(struct.unpack(">I", bhs[32:36])[0] == c.cmdsn - 1, "MaxCmdSN does not close the window")
+    c.s.sendall(pdu(0x01, 0x80, itt=0x300, cmdsn=c.cmdsn))  # TEST UNIT READY
+    check(silent(c.s), "a command beyond MaxCmdSN was answered")
+    new = os.urandom(512)
+    c.s.sendall(pdu(0x05, 0x80, data=new, itt=0x200 + window - 1, f20=ttt,
+                    rest=struct.pack(">III", 0, 0, 0)))
+    check(expect_response(c, 0x200 + window - 1)[3] == 0, "the last WRITE failed")
+    data = data[:(63 + window) * 512] + new + data[(64 + window) * 512:]
+    c.s.sendall(pdu(0x01, 0x80, itt=0x300, cmdsn=c.cmdsn))  # the same CmdSN, now in the window
+    check(expect_response(c, 0x300)[3] == 0, "the command at ExpCmdSN failed once the window opened")
+
     c = case("discovery: SendTargets=All lists the target")
     keys = [f"InitiatorName={INITIATOR}", "SessionType=Discovery"]
     c.s.sendall(login_pdu(keys))
@@ -263,8 +323,21 @@ def main():
     bhs, reply = recv_pdu(c.s)
     check(bhs[0] & 0x3f == 0x24, "no Text Response")
     check(f"TargetName={target}".encode() in reply, f"SendTargets answer: {reply!r}")
+    log("SendTargets in a text request of many parts (C bit): gathered, then answered")
+    parts = [text[i:i + 3] for i in range(0, len(text), 3)]
+    ttt = 0xffffffff
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        c.s.sendall(pdu(0x04, 0x80 if last else 0x40, data=part, itt=7, f20=ttt, cmdsn=2 + i))
+        bhs, reply = recv_pdu(c.s)
+        check(bhs[0] & 0x3f == 0x24, f"part {i}: no Text Response (opcode 0x{bhs[0]:02x})")
+        if not last:
+            check(not reply and not bhs[1] & 0x80, f"part {i}: not an empty answer asking for more")
+            ttt = struct.unpack(">I", bhs[20:24])[0]
+            check(ttt != 0xffffffff, f"part {i}: no target transfer tag to continue with")
+    check(f"TargetName={target}".encode() in reply, f"SendTargets in parts answered {reply!r}")
     log("a SCSI command in a discovery session: Reject")
-    c.s.sendall(pdu(0x01, 0x80, itt=6, cmdsn=2))
+    c.s.sendall(pdu(0x01, 0x80, itt=6, cmdsn=2 + len(parts)))
     expect_reject(c, 0x05, "SCSI command in discovery")
 
     log("50 half-open connections, then a good initiator")
@@ -278,6 +351,7 @@ def main():
         check(f.read() == data, "the backing file changed")
     d.stop()
     idle_pings(img, target)
+    tmf_after_responses(target)
 
 
 def idle_pings(img, target):
@@ -299,6 +373,45 @@ def idle_pings(img, target):
     expect_response(c, c.tur())
     check(closed(c.s, secs=8), "an unanswered ping did not end the connection")
     check(d.alive(), "shoald died after a NOP timeout")
+    d.stop()
+
+
+def tmf_after_responses(target):
+    """READs that miss the cache finish on core workers and their responses
+    go out from the connection's sender thread: an ABORT TASK SET that finds
+    some of them done (not aborted) must let those responses out before its
+    own, which concludes the task set (RFC 7143 4.2.3.3): a response after it
+    could be taken for a new task reusing the tag."""
+    log("ABORT TASK SET with READs in flight: no task's PDU after the TMF response")
+    img = os.path.join(TMP, "tmf.img")
+    with open(img, "wb") as f:
+        f.write(os.urandom(32 * MiB))
+    port = free_port()
+    d = Shoald([f"a={img}"], extra=["--iscsi", f"127.0.0.1:{port}", "-m", "16M"])
+    c = Conn(port)
+    check(c.login(target, ["MaxRecvDataSegmentLength=8192"]) == 0, f"login failed: 0x{c.status:04x}")
+    rng = random.Random(7)
+    late = 0
+    for rnd in range(10):
+        for i in range(16):  # READ(10), 512 blocks (256 KiB) somewhere in 32 MiB
+            lba = rng.randrange(0, 32 * MiB // 512 - 512)
+            cdb = bytes([0x28, 0]) + lba.to_bytes(4, "big") + bytes([0, 2, 0, 0])
+            c.s.sendall(pdu(0x01, 0x80 | 0x40, itt=rnd << 8 | i, f20=256 * 1024, cmdsn=c.cmdsn,
+                            rest=cdb))
+            c.cmdsn += 1
+        c.s.sendall(pdu(0x02, 0x80 | 2, itt=0xf000 + rnd, f20=0xffffffff, cmdsn=c.cmdsn,
+                        immediate=True))  # ABORT TASK SET
+        while True:
+            bhs, _ = recv_pdu(c.s)
+            if bhs[0] & 0x3f == 0x22:
+                check(bhs[2] == 0, f"ABORT TASK SET answered {bhs[2]}")
+                break
+        while not silent(c.s, 0.2):
+            recv_pdu(c.s)
+            late += 1
+    check(late == 0, f"{late} PDUs of the aborted task set came after the TMF response")
+    itt = c.tur()
+    check(expect_response(c, itt)[3] == 0, "the session is unusable after ABORT TASK SET")
     d.stop()
 
 

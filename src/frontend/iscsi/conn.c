@@ -137,14 +137,18 @@ static int logout(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 }
 
 /* The CmdSN rules (RFC 7143 4.2.2.1): a non-immediate request must carry
- * ExpCmdSN; anything else outside the window is dropped silently. */
+ * ExpCmdSN; anything else outside the window is dropped silently. With
+ * ISCSI_WINDOW commands in flight the window is closed (MaxCmdSN is
+ * ExpCmdSN - 1): even ExpCmdSN is outside it, and is neither consumed nor
+ * answered (a Reject would also be wrong: only immediate commands get one
+ * for want of a slot). */
 static bool cmdsn_accept(struct iscsi_conn *c, const uint8_t *bhs)
 {
     if (bhs[0] & ISCSI_FLAG_I)
         return true;
     uint32_t sn = get_be32(bhs + ISCSI_BHS_CMDSN);
     LOCK_GUARD(&c->lock);
-    if (sn != c->exp_cmdsn) {
+    if (sn != c->exp_cmdsn || c->inflight_window >= ISCSI_WINDOW) {
         log_info(iscsi, "%s: CmdSN %u outside the window (expected %u, max %u): ignored", c->peer,
                  sn, c->exp_cmdsn, iscsi_conn_max_cmdsn_locked(c));
         return false;
@@ -263,6 +267,7 @@ static void conn_free(struct iscsi_conn *c)
     pthread_cond_destroy(&c->out_cond);
     iscsi_tasks_free(c);
     free(c->text_buf);
+    free(c->text_req);
     free(c->rxbuf);
     free(c);
 }

@@ -62,8 +62,9 @@ struct iscsi_task {
     unsigned index;
     enum iscsi_task_state state; /* under c->lock */
     bool immediate;
-    bool aborted; /* TMF: done sends nothing */
-    bool local;   /* answered by the transport itself, never given to scsi_exec */
+    bool aborted;   /* TMF: done sends nothing */
+    bool local;     /* answered by the transport itself, never given to scsi_exec */
+    bool responded; /* its response is on the wire, or never will be (under c->lock) */
     uint32_t itt, cmdsn, edtl;
     uint64_t lun;
     uint8_t *buf; /* data-out, bufpool */
@@ -114,6 +115,7 @@ struct iscsi_conn {
     pthread_cond_t out_cond; /* work for the sender */
     uint32_t exp_cmdsn;
     unsigned inflight_window, inflight_immediate; /* tasks not free */
+    bool tmf_waiting; /* a task management function waits on cond for responses */
     struct iscsi_task *outq_head, *outq_tail;
     bool sender_stop;
     pthread_t sender;
@@ -123,6 +125,10 @@ struct iscsi_conn {
     char *text_buf;
     size_t text_len, text_off;
     uint32_t text_ttt, text_itt;
+    /* A text request in parts (C bit), gathered until its last part. */
+    char *text_req;
+    size_t text_req_len;
+    uint32_t text_req_ttt, text_req_itt;
 
     /* The task table: made once a normal session is logged in (a
      * connection still logging in, or a discovery session, has none). */

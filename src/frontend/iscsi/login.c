@@ -36,7 +36,33 @@ struct login {
     char chap_a[64];
     uint16_t status; /* refusal decided while reading keys, or OK */
     struct iscsi_kv_out out;
-    uint8_t stage; /* CSG of the request */
+    uint8_t stage;    /* CSG of the request */
+    int agreed_stage; /* the stage our last answer left the login in (-1: none yet) */
+    uint32_t offered; /* once_keys already offered in this login (bit per index) */
+};
+
+/* The operational keys: each is negotiated once per login. RFC 7143 6.1
+ * has a target answer a renegotiation with a Login reject (initiator
+ * error) rather than let the last offer win. */
+static const char *const once_keys[] = {
+    "HeaderDigest",
+    "DataDigest",
+    "MaxConnections",
+    "InitialR2T",
+    "ImmediateData",
+    "DataPDUInOrder",
+    "DataSequenceInOrder",
+    "MaxRecvDataSegmentLength",
+    "MaxBurstLength",
+    "FirstBurstLength",
+    "DefaultTime2Wait",
+    "DefaultTime2Retain",
+    "MaxOutstandingR2T",
+    "ErrorRecoveryLevel",
+    "IFMarker",
+    "OFMarker",
+    "IFMarkInt",
+    "OFMarkInt",
 };
 
 static char *dup_val(const char *v)
@@ -97,6 +123,11 @@ static int on_key(void *opaque, const char *key, const char *val)
     }
     if (!strcmp(key, "InitiatorName")) {
         if (!name_ok(val)) {
+            fail(l, ISCSI_LOGIN_INVALID_REQUEST);
+            return 0;
+        }
+        /* Sent again in a later stage (libiscsi does): the same name. */
+        if (l->have_initiator && strcasecmp(val, c->initiator)) {
             fail(l, ISCSI_LOGIN_INVALID_REQUEST);
             return 0;
         }
@@ -191,6 +222,16 @@ static int on_key(void *opaque, const char *key, const char *val)
     if (!strcmp(key, "SendTargets")) {
         fail(l, ISCSI_LOGIN_INVALID_REQUEST); /* a Text request's key */
         return 0;
+    }
+    for (unsigned i = 0; i < ARRAY_SIZE(once_keys); i++) {
+        if (strcmp(key, once_keys[i]))
+            continue;
+        if (l->offered & (1u << i)) {
+            log_info(iscsi, "%s: login key %s offered twice", c->peer, key);
+            fail(l, ISCSI_LOGIN_INITIATOR_ERROR);
+            return 0;
+        }
+        l->offered |= 1u << i;
     }
     int r = iscsi_params_negotiate(&c->p, key, val, &l->out);
     if (r == 0)
@@ -311,6 +352,8 @@ static void send_response(struct login *l, const uint8_t *req, bool transit, uin
 static const char *status_text(uint16_t st)
 {
     switch (st) {
+    case ISCSI_LOGIN_INITIATOR_ERROR:
+        return "initiator error";
     case ISCSI_LOGIN_AUTH_FAILED:
         return "authentication failure";
     case ISCSI_LOGIN_FORBIDDEN:
@@ -366,6 +409,13 @@ static void check_header(struct login *l, const uint8_t *bhs)
         ((bhs[1] & ISCSI_LOGIN_T) && (nsg == 2 || nsg <= csg)) ||
         ((bhs[1] & ISCSI_LOGIN_T) && (bhs[1] & ISCSI_LOGIN_C)))
         fail(l, ISCSI_LOGIN_INVALID_REQUEST);
+    /* Stages change only where our answer said (T and NSG): never back to
+     * one already left, never ahead without a transit we agreed to. */
+    if (l->agreed_stage >= 0 && csg != l->agreed_stage) {
+        log_info(iscsi, "%s: login request in stage %u, the login is in stage %d", c->peer, csg,
+                 l->agreed_stage);
+        fail(l, ISCSI_LOGIN_INVALID_REQUEST);
+    }
 }
 
 /* Entering full feature phase: the session's target and registry entry. */
@@ -436,7 +486,7 @@ static int read_request(struct iscsi_conn *c, struct iscsi_pdu *pdu, char *text,
 
 int iscsi_login(struct iscsi_conn *c)
 {
-    struct login l = {.c = c, .first = true};
+    struct login l = {.c = c, .first = true, .agreed_stage = -1};
     char *text = malloc(ISCSI_TEXT_MAX);
     char *out = malloc(ISCSI_TEXT_MAX);
     struct iscsi_pdu *pdu = malloc(sizeof *pdu);
@@ -456,6 +506,7 @@ int iscsi_login(struct iscsi_conn *c)
         if (l.status == ISCSI_LOGIN_OK && (bhs[1] & ISCSI_LOGIN_C)) {
             /* More text follows: an empty answer asks for it. */
             send_response(&l, bhs, false, 0);
+            l.agreed_stage = ISCSI_LOGIN_CSG(bhs[1]);
             continue;
         }
         l.stage = ISCSI_LOGIN_CSG(bhs[1]);
@@ -463,6 +514,7 @@ int iscsi_login(struct iscsi_conn *c)
         uint8_t nsg = ISCSI_LOGIN_NSG(bhs[1]);
         if (l.status == ISCSI_LOGIN_OK)
             iscsi_kv_each(text, len, on_key, &l);
+        iscsi_params_settle(&c->p, &l.out);
         len = 0;
         if (l.status == ISCSI_LOGIN_OK && !l.have_initiator && !c->initiator[0])
             fail(&l, ISCSI_LOGIN_MISSING_PARAM); /* RFC 7143: in the first request */
@@ -493,6 +545,7 @@ int iscsi_login(struct iscsi_conn *c)
         if (l.status == ISCSI_LOGIN_OK && transit && nsg == ISCSI_STAGE_FFP)
             finish(&l);
         send_response(&l, bhs, transit, nsg);
+        l.agreed_stage = transit ? nsg : l.stage;
         if (l.status != ISCSI_LOGIN_OK) {
             log_info(iscsi, "%s: login of '%s' refused: %s (0x%04x)", c->peer,
                      c->initiator[0] ? c->initiator : "?", status_text(l.status), l.status);
@@ -508,7 +561,7 @@ int iscsi_login(struct iscsi_conn *c)
     }
     if (c->p.declared_mrdsl)
         c->p.target_mrdsl = ISCSI_TARGET_MRDSL;
-    iscsi_params_settle(&c->p);
+    iscsi_params_settle(&c->p, NULL);
     log_debug(iscsi, "%s: %s session of '%s'%s%s (TSIH %u, digests %s/%s, burst %u/%u)", c->peer,
               c->discovery ? "discovery" : "normal", c->initiator, c->discovery ? "" : " to ",
               c->discovery ? "" : c->target, c->tsih, c->p.header_digest ? "CRC32C" : "None",

@@ -185,7 +185,9 @@ int iscsi_params_negotiate(struct iscsi_params *p, const char *key, const char *
         bool max = key[0] == 'M';
         uint32_t v = (uint32_t)MIN(n, max ? ISCSI_TARGET_MAX_BURST : ISCSI_TARGET_FIRST_BURST);
         *(max ? &p->max_burst : &p->first_burst) = v;
-        answer_num(out, key, v);
+        /* Answered by iscsi_params_settle: FirstBurstLength may not exceed
+         * MaxBurstLength, which may come later in the same request. */
+        *(max ? &p->answer_max_burst : &p->answer_first_burst) = true;
         return 1;
     }
     if (!strcmp(key, "DefaultTime2Wait") || !strcmp(key, "DefaultTime2Retain")) {
@@ -229,8 +231,13 @@ bad:
     return -1;
 }
 
-void iscsi_params_settle(struct iscsi_params *p)
+void iscsi_params_settle(struct iscsi_params *p, struct iscsi_kv_out *out)
 {
     if (p->first_burst > p->max_burst)
         p->first_burst = p->max_burst;
+    if (out && p->answer_max_burst)
+        answer_num(out, "MaxBurstLength", p->max_burst);
+    if (out && p->answer_first_burst)
+        answer_num(out, "FirstBurstLength", p->first_burst);
+    p->answer_max_burst = p->answer_first_burst = false;
 }

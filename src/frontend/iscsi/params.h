@@ -30,6 +30,9 @@ struct iscsi_params {
      * do). */
     uint32_t initiator_mrdsl, target_mrdsl;
     bool declared_mrdsl; /* we told the initiator ours */
+    /* MaxBurstLength / FirstBurstLength offered in this request, answered
+     * by iscsi_params_settle once every key of it is read. */
+    bool answer_max_burst, answer_first_burst;
 };
 
 void iscsi_params_init(struct iscsi_params *p);
@@ -55,8 +58,10 @@ int iscsi_kv_each(const char *data, size_t len,
 int iscsi_params_negotiate(struct iscsi_params *p, const char *key, const char *val,
                            struct iscsi_kv_out *out);
 
-/* After a stage's negotiation: values that depend on each other
- * (FirstBurstLength <= MaxBurstLength). */
-void iscsi_params_settle(struct iscsi_params *p);
+/* After each request's keys: values that depend on each other
+ * (FirstBurstLength <= MaxBurstLength, whichever order the keys came in),
+ * and the answers to the burst keys, which say the settled values so both
+ * sides use the same ones (out may be NULL: nothing to answer). */
+void iscsi_params_settle(struct iscsi_params *p, struct iscsi_kv_out *out);
 
 #endif

@@ -95,6 +95,7 @@
 
 /* Login status (class << 8 | detail). */
 #define ISCSI_LOGIN_OK                0x0000
+#define ISCSI_LOGIN_INITIATOR_ERROR   0x0200
 #define ISCSI_LOGIN_AUTH_FAILED       0x0201
 #define ISCSI_LOGIN_FORBIDDEN         0x0202
 #define ISCSI_LOGIN_NOT_FOUND         0x0203

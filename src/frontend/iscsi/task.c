@@ -50,7 +50,7 @@ static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
             c->inflight_window++;
         t->state = TASK_DATA_OUT;
         t->immediate = immediate;
-        t->aborted = t->local = false;
+        t->aborted = t->local = t->responded = false;
         t->buf = NULL;
         t->buflen = 0;
         t->received = t->unsol_end = t->seq_datasn = t->r2t_next = t->r2tsn = 0;
@@ -216,6 +216,12 @@ void iscsi_task_respond(struct iscsi_task *t)
         LOCK_GUARD(&c->send_lock);
         if (!iscsi_conn_broken(c))
             send_response_locked(t, true);
+    }
+    {
+        LOCK_GUARD(&c->lock);
+        t->responded = true;
+        if (c->tmf_waiting)
+            pthread_cond_broadcast(&c->cond);
     }
     if (t->local)
         task_release(t);
@@ -591,11 +597,16 @@ static void abort_locked(struct iscsi_task *t, bool *wait)
 
 /* Abort every task (all: the reader handles PDUs in order, so each was
  * received before the request), or the one tagged itt; wait until none of
- * them is in the SCSI layer. Returns how many matched. */
+ * them is in the SCSI layer, and until the responses of those that were
+ * already done are on the wire: the TMF response concludes the tasks it
+ * names (RFC 7143 4.2.3.3-4: the initiator receives their responses, then
+ * the TMF's), so none may follow it, where the initiator could take it
+ * for a new task reusing the tag. Returns how many were aborted. */
 static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
 {
     unsigned n = 0;
     bool wait = false;
+    bool sending[ISCSI_TASKS] = {false};
     struct iscsi_task *drop[ISCSI_TASKS];
     unsigned ndrop = 0;
     {
@@ -606,8 +617,12 @@ static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
                 continue;
             if (!all && t->itt != itt)
                 continue;
-            if (t->state == TASK_RESPOND)
-                continue; /* done: its response goes out */
+            if (t->state == TASK_RESPOND) {
+                /* done: its response goes out, before ours */
+                sending[i] = !t->responded;
+                wait |= sending[i];
+                continue;
+            }
             n++;
             abort_locked(t, &wait);
             if (t->state == TASK_DATA_OUT)
@@ -618,14 +633,21 @@ static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
         task_release(drop[i]);
     if (wait) {
         LOCK_GUARD(&c->lock);
+        c->tmf_waiting = true;
         for (;;) {
             bool busy = false;
-            for (unsigned i = 0; i < ISCSI_TASKS; i++)
-                busy |= c->tasks[i].state == TASK_EXEC && c->tasks[i].aborted;
+            for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+                const struct iscsi_task *t = &c->tasks[i];
+                /* Only the reader allocates tasks, and it is here: a slot
+                 * that was sending is free or still that task. */
+                busy |= (t->state == TASK_EXEC && t->aborted) ||
+                        (sending[i] && t->state == TASK_RESPOND && !t->responded);
+            }
             if (!busy)
                 break;
             pthread_cond_wait(&c->cond, &c->lock);
         }
+        c->tmf_waiting = false;
     }
     return n;
 }

@@ -1,6 +1,6 @@
 /* Text requests in full feature phase (RFC 7143 section 11.10-11.11):
- * SendTargets (discovery), answers longer than the initiator takes in one
- * PDU sent in parts. */
+ * SendTargets (discovery), requests in parts (C bit) gathered, answers
+ * longer than the initiator takes in one PDU sent in parts. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -100,6 +100,13 @@ static int on_key(void *opaque, const char *key, const char *val)
     return 0;
 }
 
+/* A fresh tag for our side of a text exchange (never the reserved one). */
+static uint32_t next_ttt(struct iscsi_conn *c)
+{
+    c->text_ttt = (c->text_ttt + 1) & 0x7fffffffu;
+    return c->text_ttt;
+}
+
 /* Send the next part of the pending answer. */
 static int send_part(struct iscsi_conn *c)
 {
@@ -111,9 +118,7 @@ static int send_part(struct iscsi_conn *c)
     bhs[1] = last ? ISCSI_FLAG_F : ISCSI_TEXT_C;
     put_be64(bhs + ISCSI_BHS_LUN, 0);
     put_be32(bhs + ISCSI_BHS_ITT, c->text_itt);
-    if (!last)
-        c->text_ttt = (c->text_ttt + 1) & 0x7fffffffu;
-    put_be32(bhs + ISCSI_BHS_TTT, last ? ISCSI_RESERVED_TAG : c->text_ttt);
+    put_be32(bhs + ISCSI_BHS_TTT, last ? ISCSI_RESERVED_TAG : next_ttt(c));
     struct iovec iov = {c->text_buf + c->text_off, n};
     c->text_off += n;
     int r = iscsi_conn_send(c, bhs, &iov, 1, (uint32_t)n, STATSN_ADVANCE);
@@ -125,28 +130,76 @@ static int send_part(struct iscsi_conn *c)
     return r;
 }
 
+static void drop_request(struct iscsi_conn *c)
+{
+    free(c->text_req);
+    c->text_req = NULL;
+    c->text_req_len = 0;
+}
+
+/* A part of a request in parts: gather it, and ask for the next with an
+ * empty answer whose tag the initiator sends back (RFC 7143 11.10.2). 1
+ * when this was the last part (the whole request is in c->text_req), 0
+ * when more is asked for, or -errno. */
+static int gather(struct iscsi_conn *c, const uint8_t *bhs, const char *data, uint32_t dlen,
+                  bool more)
+{
+    if (!c->text_req) {
+        c->text_req = malloc(ISCSI_TEXT_MAX);
+        if (!c->text_req)
+            return -ENOMEM;
+        c->text_req_len = 0;
+        c->text_req_itt = get_be32(bhs + ISCSI_BHS_ITT);
+    }
+    if (c->text_req_len + dlen > ISCSI_TEXT_MAX) {
+        log_info(iscsi, "%s: text request over %u bytes: rejected", c->peer, ISCSI_TEXT_MAX);
+        drop_request(c);
+        int r = iscsi_conn_reject(c, bhs, ISCSI_REJECT_PROTOCOL);
+        return r < 0 ? r : 0;
+    }
+    memcpy(c->text_req + c->text_req_len, data, dlen);
+    c->text_req_len += dlen;
+    if (!more)
+        return 1;
+    uint8_t out[ISCSI_BHS_SIZE] = {0};
+    out[0] = ISCSI_OP_TEXT_RSP;
+    put_be32(out + ISCSI_BHS_ITT, c->text_req_itt);
+    c->text_req_ttt = next_ttt(c);
+    put_be32(out + ISCSI_BHS_TTT, c->text_req_ttt);
+    return iscsi_conn_send(c, out, NULL, 0, 0, STATSN_ADVANCE);
+}
+
 int iscsi_text(struct iscsi_conn *c, const struct iscsi_pdu *pdu, const char *data)
 {
     const uint8_t *bhs = pdu->bhs;
     uint32_t ttt = get_be32(bhs + ISCSI_BHS_TTT);
     uint32_t itt = get_be32(bhs + ISCSI_BHS_ITT);
-    if (ttt != ISCSI_RESERVED_TAG) {
+    bool more = bhs[1] & ISCSI_TEXT_C;
+    if (ttt != ISCSI_RESERVED_TAG && c->text_req && ttt == c->text_req_ttt &&
+        itt == c->text_req_itt) {
+        /* The next part of a request in parts. */
+    } else if (ttt != ISCSI_RESERVED_TAG) {
         /* The initiator asks for the next part of our answer. */
-        if (!c->text_buf || ttt != c->text_ttt || itt != c->text_itt)
+        if (!c->text_buf || ttt != c->text_ttt || itt != c->text_itt || more)
             return iscsi_conn_reject(c, bhs, ISCSI_REJECT_INVALID_FIELD);
         return send_part(c);
+    } else {
+        /* A new request abandons unfinished ones, ours and theirs. */
+        drop_request(c);
+        free(c->text_buf);
+        c->text_buf = NULL;
     }
-    if (bhs[1] & ISCSI_TEXT_C) {
-        /* Requests in parts are not needed for any key we answer. */
-        return iscsi_conn_reject(c, bhs, ISCSI_REJECT_UNSUPPORTED);
-    }
-    free(c->text_buf); /* a new request abandons an unfinished answer */
+    int r = gather(c, bhs, data, pdu->dlen, more);
+    if (r <= 0)
+        return r;
+    free(c->text_buf);
     c->text_buf = malloc(ISCSI_TEXT_MAX);
     if (!c->text_buf)
         return -ENOMEM;
     struct iscsi_kv_out out = {.buf = c->text_buf, .cap = ISCSI_TEXT_MAX};
     struct text_ctx t = {c, &out};
-    iscsi_kv_each(data, pdu->dlen, on_key, &t);
+    iscsi_kv_each(c->text_req, c->text_req_len, on_key, &t);
+    drop_request(c);
     if (out.overflow)
         log_warn(iscsi, "%s: text answer over %u bytes truncated", c->peer, ISCSI_TEXT_MAX);
     c->text_len = out.len;

@@ -239,8 +239,28 @@ static void test_params(void **state)
     assert_string_equal(nego(&p, "DataDigest", "None,CRC32C", &r), "None");
     assert_string_equal(nego(&p, "HeaderDigest", "MD5", &r), "Reject");
     assert_int_equal(r, -1);
-    assert_string_equal(nego(&p, "MaxBurstLength", "1048576", &r), "1048576");
-    assert_string_equal(nego(&p, "FirstBurstLength", "16777215", &r), "262144");
+    /* The burst keys are answered once the request's keys are all read. */
+    assert_string_equal(nego(&p, "MaxBurstLength", "1048576", &r), "");
+    assert_int_equal(r, 1);
+    assert_string_equal(nego(&p, "FirstBurstLength", "16777215", &r), "");
+    assert_int_equal(r, 1);
+    char ans[128];
+    struct iscsi_kv_out o = {.buf = ans, .cap = sizeof ans};
+    iscsi_params_settle(&p, &o);
+    assert_int_equal(o.len, sizeof "MaxBurstLength=1048576" + sizeof "FirstBurstLength=262144");
+    assert_string_equal(ans, "MaxBurstLength=1048576");
+    assert_string_equal(ans + sizeof "MaxBurstLength=1048576", "FirstBurstLength=262144");
+    /* FirstBurstLength over MaxBurstLength (in either order): the answer
+     * is MaxBurstLength, what both sides then use. */
+    assert_string_equal(nego(&p, "FirstBurstLength", "65536", &r), "");
+    assert_string_equal(nego(&p, "MaxBurstLength", "1024", &r), "");
+    o.len = 0;
+    iscsi_params_settle(&p, &o);
+    assert_string_equal(ans + sizeof "MaxBurstLength=1024", "FirstBurstLength=1024");
+    assert_int_equal(p.first_burst, 1024);
+    o.len = 0;
+    iscsi_params_settle(&p, &o); /* answered once */
+    assert_int_equal(o.len, 0);
     assert_string_equal(nego(&p, "MaxBurstLength", "16777216", &r), "Reject");
     assert_string_equal(nego(&p, "MaxBurstLength", "-1", &r), "Reject");
     assert_string_equal(nego(&p, "MaxConnections", "8", &r), "1");
@@ -257,7 +277,7 @@ static void test_params(void **state)
     assert_int_equal(r, 0); /* not ours: the login answers NotUnderstood */
     p.max_burst = 65536;
     p.first_burst = 262144;
-    iscsi_params_settle(&p);
+    iscsi_params_settle(&p, NULL);
     assert_int_equal(p.first_burst, 65536);
 }
 
