@@ -829,7 +829,9 @@ def test_listen_rules():
                 return None
         vols = wait_until(up, 20, "shoald on 0.0.0.0")
         check(vols[0]["name"] == "a" and "backend" not in vols[0], f"volume a on the 0.0.0.0 server: {vols}")
-        warn = [ln for ln in open(log_path).read().splitlines() if "in clear" in ln]
+        # Logged right after the API starts: it may answer first.
+        warn = wait_until(lambda: [ln for ln in open(log_path).read().splitlines() if "in clear" in ln],
+                          10, "the plain-HTTP warning in the log")
         check(len(warn) == 1 and "0.0.0.0" in warn[0], f"the plain-HTTP warning: {warn}")
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/volumes/a/disable", method="POST")
         try:
