@@ -579,6 +579,15 @@ def test_generic(d):
                                 ("DELETE", "/api/v1/volumes/gold/prefetch", "GET, HEAD, POST")]:
         r = expect(call(d, method, path, raw=b"{}"), 405, f"{method} {path}")
         check(r.headers.get("Allow", "").startswith(allow.split(",")[0]), f"{method} {path}: Allow {r.headers.get('Allow')}")
+    # An encoded NUL must not cut a name short: "gold%00x" is not "gold"
+    # (MHD decodes the path into a C string; it once removed gold).
+    for method, path in [("DELETE", "/api/v1/volumes/gold%00x"), ("GET", "/api/v1/volumes/gold%00"),
+                         ("POST", "/api/v1/volumes/gold%00x/disable"),
+                         ("GET", "/api/v1/stats/volumes/gold%00")]:
+        expect(call(d, method, path), 404, f"{method} {path}")
+    expect(call(d, "DELETE", "/api/v1/volumes/twin?force=1%00"), 400, "force=1%00")
+    check(get_json(d, "/api/v1/volumes/gold")["state"] == "enabled", "gold%00x changed gold")
+    expect(call(d, "GET", "/dashboard/app.js%00.html"), 404, "GET app.js%00.html")
     big = b"{\"name\": \"" + b"x" * (100 * 1024) + b"\", \"backing\": \"/x\"}"
     expect(call(d, "POST", "/api/v1/volumes", raw=big), 413, "100 KiB body")
     # A body of exactly the limit is read, then judged on its content.
