@@ -322,6 +322,9 @@ int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
     return add_opened(e, v);
 }
 
+/* How long a forced remove waits for the connections it ended. */
+#define REMOVE_DRAIN_MS 5000
+
 int engine_remove_volume(struct engine *e, const char *name, bool force)
 {
     pthread_rwlock_wrlock(&e->lock);
@@ -342,6 +345,14 @@ int engine_remove_volume(struct engine *e, const char *name, bool force)
     e->count--;
     __atomic_store_n(&v->defunct, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&e->lock);
+    /* Clients waiting for their next request would otherwise keep the
+     * volume, its back end and the image's lock until they send one. Give
+     * the kicked connections a moment to end, so that the image is free
+     * when this returns (a re-add of the same file must not find it
+     * exported still); one stuck in a slow back end call ends on its own. */
+    volume_conn_kick_all(v);
+    for (unsigned ms = 0; ms < REMOVE_DRAIN_MS && volume_connections(v) > 0; ms++)
+        usleep(1000);
     log_info(core, "volume %s removed%s", v->name, force ? " (forced)" : "");
     volume_put(v); /* the registry's reference; connections hold their own */
     return 0;

@@ -149,9 +149,22 @@ struct prefetch_status {
 int volume_prefetch_start(struct volume *v, uint64_t offset, uint64_t length);
 void volume_prefetch_status(struct volume *v, struct prefetch_status *out);
 
-/* Connection accounting (front ends call these). */
-void volume_conn_attach(struct volume *v);
-void volume_conn_detach(struct volume *v);
+/* Connection accounting (front ends call these). A connection registers
+ * how to end it: when the volume is removed with force, kick(opaque) is
+ * called (on the remover's thread, under the volume's connection lock, so
+ * it must only poke, e.g. shutdown(fd, SHUT_RD)) and the connection ends
+ * once what it was sent is answered, even if its client sends nothing more:
+ * an idle client must not keep a removed volume and its image open. An
+ * attach after the removal is kicked at once. */
+struct volume_conn {
+    void (*kick)(void *opaque);
+    void *opaque;
+    struct volume_conn *next; /* the volume's list */
+};
+void volume_conn_attach(struct volume *v, struct volume_conn *c);
+void volume_conn_detach(struct volume *v, struct volume_conn *c);
+/* Kick every attached connection (engine_remove_volume with force). */
+void volume_conn_kick_all(struct volume *v);
 unsigned volume_connections(const struct volume *v);
 /* True once the volume was removed with force: front ends stop serving it. */
 bool volume_defunct(const struct volume *v);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -102,6 +103,13 @@ static int starttls(struct conn_io *io, void *opaque)
     return tls_server_start(io, opaque);
 }
 
+/* A forced remove of the volume (engine.h): the reader sees the end of
+ * the stream, the replies of what it read still go out. */
+static void kick(void *opaque)
+{
+    shutdown(*(const int *)opaque, SHUT_RD);
+}
+
 /* The listener's handler: handshake, then transmission. */
 static void serve(void *opaque, struct listener_conn *lc)
 {
@@ -130,13 +138,14 @@ static void serve(void *opaque, struct listener_conn *lc)
         struct volume *v = hs->handle;
         log_debug(nbd, "client attached to '%s' (structured=%d, base:allocation=%d)",
                   volume_name(v), hs->structured, hs->base_allocation);
-        volume_conn_attach(v);
+        struct volume_conn vc = {.kick = kick, .opaque = &io->fd};
+        volume_conn_attach(v, &vc);
         io->timeout_ms = 0; /* idle clients may stay connected */
         io->deadline_ns = 0;
         struct nbd_transmit_ctx tctx = s->tctx;
         tctx.stopping = lc->stopping;
         r = nbd_transmit(&tctx, io, v, hs);
-        volume_conn_detach(v);
+        volume_conn_detach(v, &vc);
         if (r < 0 && r != -ECONNRESET && r != -EPIPE)
             log_debug(nbd, "connection to '%s' ended: %s", volume_name(v), strerror(-r));
         volume_put(v);
