@@ -409,6 +409,11 @@ static int resize_volume_mrc(struct volume *v, void *opaque)
     return 0;
 }
 
+uint64_t engine_cache_max_bytes(struct engine *e)
+{
+    return store_max_bytes(e->store);
+}
+
 int engine_resize_cache(struct engine *e, uint64_t bytes)
 {
     int r = store_resize(e->store, bytes);

@@ -90,8 +90,12 @@ int engine_for_each_volume(struct engine *e, int (*fn)(struct volume *v, void *o
                            void *opaque);
 unsigned engine_volume_count(struct engine *e);
 
-/* Live control. */
+/* Live control. A size under one block or over
+ * engine_cache_max_bytes() is -EINVAL. */
 int engine_resize_cache(struct engine *e, uint64_t bytes);
+/* The most the cache can grow to live: the machine's RAM (or the size it
+ * was started with, if larger). */
+uint64_t engine_cache_max_bytes(struct engine *e);
 
 /* Miss-ratio curves (core/mrc.h): the whole cache's and one volume's
  * (zeroed when there is none). */
