@@ -234,6 +234,13 @@ static struct volume *find_locked(struct engine *e, const char *name)
 
 static int add_opened(struct engine *e, struct volume *v)
 {
+    /* The log line is made while v is still ours: once it is in the list
+     * and the lock is dropped, a concurrent remove may free it. */
+    char desc[512], line[1024];
+    volume_describe_backend(v, desc, sizeof desc);
+    snprintf(line, sizeof line, "volume %s: %s, %llu bytes%s%s", v->name, desc,
+             (unsigned long long)v->size, v->readonly ? ", read-only" : "",
+             v->enabled ? "" : ", pass-through");
     pthread_rwlock_wrlock(&e->lock);
     if (find_locked(e, v->name)) {
         pthread_rwlock_unlock(&e->lock);
@@ -255,10 +262,7 @@ static int add_opened(struct engine *e, struct volume *v)
     *pp = v;
     e->count++;
     pthread_rwlock_unlock(&e->lock);
-    char desc[512];
-    volume_describe_backend(v, desc, sizeof desc);
-    log_info(core, "volume %s: %s, %llu bytes%s%s", v->name, desc, (unsigned long long)v->size,
-             v->readonly ? ", read-only" : "", v->enabled ? "" : ", pass-through");
+    log_info(core, "%s", line);
     return 0;
 }
 

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -396,6 +397,49 @@ def test_volume_remove(d):
         pass
     expect(call(d, "DELETE", "/api/v1/volumes/new-1?force"), 204, "remove with a bare ?force")
     log("DELETE volumes OK (204, 404, 409 with a client, force)")
+
+
+def test_add_remove_race(d):
+    """Adds and removes of one name at once: an add logged its new volume
+    after publishing it, when a remove could free it already (a
+    heap-use-after-free under ASan, within seconds). The daemon must live
+    and, at its stop, have no sanitizer report."""
+    path = make_file(os.path.join(TMP, "race.img"), MiB, pattern(MiB, "race"))
+    stop = time.monotonic() + 4
+    seen = set()
+    body = json.dumps({"name": "race", "backing": path})
+    # Raw requests on one kept-alive connection each: urllib's overhead
+    # made the window too rare to hit.
+    reqs = {"add": (f"POST /api/v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {d.token}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n{body}").encode(),
+            "rm": (f"DELETE /api/v1/volumes/race HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {d.token}\r\n\r\n").encode()}
+
+    def loop(kind):
+        try:
+            with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
+                f = s.makefile("rb")
+                while time.monotonic() < stop:
+                    s.sendall(reqs[kind])
+                    status = int(f.readline().split()[1])
+                    length = 0
+                    for line in iter(f.readline, b"\r\n"):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    f.read(length)
+                    seen.add(status)
+        except (OSError, ValueError, IndexError) as e:
+            seen.add(f"{kind}: {e!r}")  # the daemon died: said below
+
+    ts = [threading.Thread(target=loop, args=(k,)) for k in ("add", "rm", "rm")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    check(d.alive(), "shoald died in the add/remove race")
+    check(seen <= {201, 204, 404, 409}, f"statuses in the add/remove race: {seen}")
+    call(d, "DELETE", "/api/v1/volumes/race")
+    log(f"add/remove race OK ({sorted(seen)})")
 
 
 # ---- control -----------------------------------------------------------------
@@ -860,6 +904,7 @@ def main():
     test_volumes_get(d)
     test_volume_add(d)
     test_volume_remove(d)
+    test_add_remove_race(d)
     test_enable_disable(d)
     test_invalidate(d)
     test_prefetch(d)
