@@ -289,7 +289,8 @@ static int cmd_mrc(struct cli *cli)
         json_t *v;
         json_array_foreach(json_object_get(j, "volumes"), i, v)
         {
-            if (!strcmp(json_string_value(json_object_get(v, "name")), cli->args[0]))
+            const char *name = json_string_value(json_object_get(v, "name"));
+            if (name && !strcmp(name, cli->args[0]))
                 curve = json_object_get(v, "mrc");
         }
         if (!curve) {
@@ -583,7 +584,9 @@ static int prefetch_wait(struct cli *cli, const char *path)
             if (json)
                 print_json(st);
             if (err) {
-                fprintf(stderr, "shoalctl: prefetch of %s failed: %s\n", cli->args[0], err);
+                _cleanup_free_ char *line = strdup(err);
+                fprintf(stderr, "shoalctl: prefetch of %s failed: %s\n", cli->args[0],
+                        line ? str_printable(line) : "out of memory");
                 json_decref(st);
                 return EXIT_SERVER;
             }

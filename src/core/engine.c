@@ -234,6 +234,13 @@ static struct volume *find_locked(struct engine *e, const char *name)
 
 static int add_opened(struct engine *e, struct volume *v)
 {
+    /* The log line is made while v is still ours: once it is in the list
+     * and the lock is dropped, a concurrent remove may free it. */
+    char desc[512], line[1024];
+    volume_describe_backend(v, desc, sizeof desc);
+    snprintf(line, sizeof line, "volume %s: %s, %llu bytes%s%s", v->name, desc,
+             (unsigned long long)v->size, v->readonly ? ", read-only" : "",
+             v->enabled ? "" : ", pass-through");
     pthread_rwlock_wrlock(&e->lock);
     if (find_locked(e, v->name)) {
         pthread_rwlock_unlock(&e->lock);
@@ -255,10 +262,7 @@ static int add_opened(struct engine *e, struct volume *v)
     *pp = v;
     e->count++;
     pthread_rwlock_unlock(&e->lock);
-    char desc[512];
-    volume_describe_backend(v, desc, sizeof desc);
-    log_info(core, "volume %s: %s, %llu bytes%s%s", v->name, desc, (unsigned long long)v->size,
-             v->readonly ? ", read-only" : "", v->enabled ? "" : ", pass-through");
+    log_info(core, "%s", line);
     return 0;
 }
 
@@ -322,6 +326,9 @@ int engine_add_volume_backend(struct engine *e, const struct volume_config *cfg,
     return add_opened(e, v);
 }
 
+/* How long a forced remove waits for the connections it ended. */
+#define REMOVE_DRAIN_MS 5000
+
 int engine_remove_volume(struct engine *e, const char *name, bool force)
 {
     pthread_rwlock_wrlock(&e->lock);
@@ -342,6 +349,14 @@ int engine_remove_volume(struct engine *e, const char *name, bool force)
     e->count--;
     __atomic_store_n(&v->defunct, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&e->lock);
+    /* Clients waiting for their next request would otherwise keep the
+     * volume, its back end and the image's lock until they send one. Give
+     * the kicked connections a moment to end, so that the image is free
+     * when this returns (a re-add of the same file must not find it
+     * exported still); one stuck in a slow back end call ends on its own. */
+    volume_conn_kick_all(v);
+    for (unsigned ms = 0; ms < REMOVE_DRAIN_MS && volume_connections(v) > 0; ms++)
+        usleep(1000);
     log_info(core, "volume %s removed%s", v->name, force ? " (forced)" : "");
     volume_put(v); /* the registry's reference; connections hold their own */
     return 0;
@@ -396,6 +411,11 @@ static int resize_volume_mrc(struct volume *v, void *opaque)
     if (v->mrc)
         (void)mrc_resize(v->mrc, *(const uint64_t *)opaque);
     return 0;
+}
+
+uint64_t engine_cache_max_bytes(struct engine *e)
+{
+    return store_max_bytes(e->store);
 }
 
 int engine_resize_cache(struct engine *e, uint64_t bytes)

@@ -90,8 +90,12 @@ int engine_for_each_volume(struct engine *e, int (*fn)(struct volume *v, void *o
                            void *opaque);
 unsigned engine_volume_count(struct engine *e);
 
-/* Live control. */
+/* Live control. A size under one block or over
+ * engine_cache_max_bytes() is -EINVAL. */
 int engine_resize_cache(struct engine *e, uint64_t bytes);
+/* The most the cache can grow to live: the machine's RAM (or the size it
+ * was started with, if larger). */
+uint64_t engine_cache_max_bytes(struct engine *e);
 
 /* Miss-ratio curves (core/mrc.h): the whole cache's and one volume's
  * (zeroed when there is none). */
@@ -149,9 +153,25 @@ struct prefetch_status {
 int volume_prefetch_start(struct volume *v, uint64_t offset, uint64_t length);
 void volume_prefetch_status(struct volume *v, struct prefetch_status *out);
 
-/* Connection accounting (front ends call these). */
-void volume_conn_attach(struct volume *v);
-void volume_conn_detach(struct volume *v);
+/* Connection accounting (front ends call these). A connection registers
+ * how to make it let the volume go: when the volume is removed with force,
+ * kick(opaque) is called (on the remover's thread, under the volume's
+ * connection lock, so it must only poke, e.g. shutdown(fd, SHUT_RD)) and
+ * the connection detaches once what it was sent is answered, even if its
+ * client sends nothing more: an idle client must not keep a removed volume
+ * and its image open. An attach after the removal is kicked at once. kick
+ * may be NULL for a connection that notices the removal by itself soon
+ * enough (the NBD front end's reader checks once a second, and keeps its
+ * client connected, frontend/nbd/transmit.h). */
+struct volume_conn {
+    void (*kick)(void *opaque);
+    void *opaque;
+    struct volume_conn *next; /* the volume's list */
+};
+void volume_conn_attach(struct volume *v, struct volume_conn *c);
+void volume_conn_detach(struct volume *v, struct volume_conn *c);
+/* Kick every attached connection (engine_remove_volume with force). */
+void volume_conn_kick_all(struct volume *v);
 unsigned volume_connections(const struct volume *v);
 /* True once the volume was removed with force: front ends stop serving it. */
 bool volume_defunct(const struct volume *v);

@@ -67,6 +67,10 @@ struct volume {
     unsigned conns;      /* atomic */
     struct volume *next; /* registry list, under engine->lock */
 
+    /* The attached connections, kicked by a forced remove (engine.h). */
+    pthread_mutex_t conn_lock;
+    struct volume_conn *conn_list;
+
     /* The write gate: writes, trims, zeroes and copies hold it shared
      * while they change the back end and the directory (from before the
      * back end call to its answer); a COMPARE AND WRITE holds it exclusive

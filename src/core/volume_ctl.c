@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/block.h"
@@ -53,6 +54,7 @@ int volume_open_backend(const struct vol_env *env, const struct volume_config *c
     v->refs = 1;
     v->enabled = !cfg->disabled;
     pthread_mutex_init(&v->pf_lock, NULL);
+    pthread_mutex_init(&v->conn_lock, NULL);
     gate_init(&v->gate);
     v->be = be;
     v->size = be->size;
@@ -119,6 +121,7 @@ static void volume_free(struct volume *v)
     if (v->be)
         backend_close(v->be);
     pthread_mutex_destroy(&v->pf_lock);
+    pthread_mutex_destroy(&v->conn_lock);
     gate_destroy(&v->gate);
     free(v);
 }
@@ -209,13 +212,35 @@ int volume_invalidate(struct volume *v, uint64_t offset, uint64_t length)
     return 0;
 }
 
-void volume_conn_attach(struct volume *v)
+void volume_conn_attach(struct volume *v, struct volume_conn *c)
 {
     __atomic_fetch_add(&v->conns, 1, __ATOMIC_RELAXED);
+    LOCK_GUARD(&v->conn_lock);
+    c->next = v->conn_list;
+    v->conn_list = c;
+    /* The remover sets defunct before it walks the list under this lock:
+     * a connection attached too late to be walked sees it here. */
+    if (vol_defunct(v) && c->kick)
+        c->kick(c->opaque);
 }
-void volume_conn_detach(struct volume *v)
+void volume_conn_detach(struct volume *v, struct volume_conn *c)
 {
+    {
+        LOCK_GUARD(&v->conn_lock);
+        struct volume_conn **pp = &v->conn_list;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = c->next;
+    }
     __atomic_fetch_sub(&v->conns, 1, __ATOMIC_RELAXED);
+}
+void volume_conn_kick_all(struct volume *v)
+{
+    LOCK_GUARD(&v->conn_lock);
+    for (struct volume_conn *c = v->conn_list; c; c = c->next)
+        if (c->kick)
+            c->kick(c->opaque);
 }
 unsigned volume_connections(const struct volume *v)
 {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -150,9 +152,13 @@ int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line
                    size_t whylen)
 {
     *err_line = 0;
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a named FIFO waits for a writer, and on SIGHUP
+     * that wait was on the thread that also takes SIGTERM: a config file
+     * replaced by a FIFO hung the daemon for good. */
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    struct statfs sf;
+    if (fd < 0 || fstat(fd, &st) < 0 || (S_ISFIFO(st.st_mode) && fstatfs(fd, &sf) < 0)) {
         int e = errno;
         snprintf(why, whylen, "%s", strerror(e));
         return -e;
@@ -160,6 +166,19 @@ int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line
     if (S_ISDIR(st.st_mode)) {
         snprintf(why, whylen, "%s", strerror(EISDIR));
         return -EISDIR;
+    }
+    /* A pipe (-c <(...)) has its writer already; a named FIFO may never
+     * get one, and without one reads as an empty file, which a reload
+     * would apply (every idle volume of the file removed). */
+    if (S_ISFIFO(st.st_mode) && sf.f_type != PIPEFS_MAGIC) {
+        snprintf(why, whylen, "a named FIFO, not a file");
+        return -EINVAL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        snprintf(why, whylen, "%s", strerror(e));
+        return -e;
     }
     /* Read to the end rather than st_size: a pipe (shoald -c <(...)) has
      * none. The cap stops a device that never ends. */

@@ -37,6 +37,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "core/block.h"
 #include "mgmt/api_cluster.h"
 #include "mgmt/mgmt_internal.h"
 #include "mgmt/pending.h"
@@ -258,6 +259,24 @@ static void h_cache_resize(struct mgmt *m, const struct mgmt_req *req, struct mg
     uint64_t size = 0;
     if (!get_size(body, "size", &size, rep))
         return;
+    /* The engine's -EINVAL alone ("Invalid argument") does not say which
+     * way the size is wrong. */
+    uint64_t max = engine_cache_max_bytes(m->engine);
+    char want[32], most[32];
+    format_size(size, want, sizeof want);
+    if (size < BLOCK_SIZE) {
+        reply_error(rep, 400,
+                    "cannot resize the cache to %llu bytes: it needs at least one %u-byte block",
+                    (unsigned long long)size, BLOCK_SIZE);
+        return;
+    }
+    if (size > max) {
+        reply_error(rep, 400,
+                    "cannot resize the cache to %s: more than it can grow to while running (%s, "
+                    "this machine's RAM)",
+                    want, format_size(max, most, sizeof most));
+        return;
+    }
     int r = engine_resize_cache(m->engine, size);
     if (r < 0) {
         reply_error(rep, errno_status(r), "cannot resize the cache to %llu bytes: %s",

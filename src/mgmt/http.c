@@ -222,6 +222,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* MHD decodes %XX in the path and the query in place, and hands us the
+ * path as a C string: a "%00" would cut it there, so DELETE
+ * /api/v1/volumes/a%00b removed volume "a". A string with an encoded NUL
+ * stays undecoded instead: as a name it is invalid (404), as a query value
+ * it is refused (400), never a shorter string that names something else. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    for (const char *p = strchr(s, '%'); p; p = strchr(p + 1, '%'))
+        if (p[1] == '0' && p[2] == '0')
+            return strlen(s);
+    return MHD_http_unescape(s);
+}
+
 /* While starting, MHD's messages explain a failure (bind errors) and are
  * warnings. Once running they are mostly about clients sending nonsense,
  * which any client could use to flood the log: debug level. */
@@ -420,12 +435,12 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
         tls_opts[0].option = MHD_OPTION_END;
     errno = 0;
     /* The logger goes first so MHD routes every message through it. */
-    m->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
-                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, m, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)MGMT_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)MGMT_CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED,
-                                 on_completed, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+    m->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, m,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)MGMT_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)MGMT_CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     __atomic_store_n(&m->running, true, __ATOMIC_RELEASE);
     if (!m->daemon) {
         int err = errno > 0 ? errno : EIO;

@@ -197,4 +197,38 @@ assert_eq "$rc" 3 "exit code when the daemon is unreachable"
 rc=0
 timeout 20 "$SHOALCTL" --url "http://127.0.0.1:1" volumes >/dev/null 2>"$T/err" || rc=$?
 assert_eq "$rc" 3 "exit code for a closed port"
+
+# A hostile server: whatever it answers, shoalctl prints one line and
+# exits 2, never crashes. /api/v1/mrc: a volume without a name (mrc NAME
+# once dereferenced NULL); /big: more than the 64 MiB limit (a realloc per
+# chunk took minutes under ASan); anything else: an error with a newline and
+# a terminal escape (printed as is, over several lines, before).
+hport=$(free_port)
+bg "$PY" -c 'import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/api/v1/mrc":
+            code, body = 200, json.dumps({"cache": {}, "volumes": [{"mrc": {}}, 5]}).encode()
+        elif self.path.startswith("/big"):
+            code, body = 200, b" " * (65 << 20)
+        else:
+            code, body = 500, json.dumps({"error": "one\ntwo\x1b[31m three"}).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_POST = do_DELETE = do_GET
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$hport"
+wait_for 20 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $hport), 1).close()" ||
+    fail "the hostile server did not start"
+for args in "mrc alpha" "stats" "disable alpha" "--url http://127.0.0.1:$hport/big stats"; do
+    rc=0
+    # shellcheck disable=SC2086 # args are words
+    timeout 60 "$SHOALCTL" --url "http://127.0.0.1:$hport" --token-file "$API_TOKEN_FILE" $args \
+        >/dev/null 2>"$T/err" || rc=$?
+    assert_eq "$rc" 2 "exit code of '$args' against a hostile server"
+    assert_eq "$(wc -l <"$T/err")" 1 "lines of the message of '$args' against a hostile server"
+    grep -q $'\e' "$T/err" && fail "'$args': the server's escape reached the terminal"
+done
 log PASS

@@ -285,17 +285,25 @@ static void idle_timeout_in_socket(struct iscsi_conn *c)
         c->rx.timed_fd = c->io->fd;
 }
 
+/* A forced remove of the volume (engine.h): the reader sees the end of
+ * the stream; tasks already received are still answered. */
+static void kick(void *opaque)
+{
+    shutdown(*(const int *)opaque, SHUT_RD);
+}
+
 /* The full feature phase of a logged-in connection. */
 static int run_session(struct iscsi_conn *c)
 {
     struct iscsi_server *s = c->srv;
+    struct volume_conn vc = {.kick = kick, .opaque = &c->io->fd};
     if (!c->discovery) {
         if (iscsi_tasks_init(c) < 0)
             return -ENOMEM;
         c->lu = scsi_lu_get(s->engine, c->v);
         if (!c->lu)
             return -ENOMEM;
-        volume_conn_attach(c->v);
+        volume_conn_attach(c->v, &vc);
     }
     c->io->deadline_ns = 0;
     c->io->timeout_ms = s->nop_interval_ms; /* idle: a ping, not an end */
@@ -313,7 +321,7 @@ static int run_session(struct iscsi_conn *c)
         scsi_lu_nexus_gone(c->lu, &c->nexus);
         scsi_lu_put(c->lu);
         c->lu = NULL;
-        volume_conn_detach(c->v);
+        volume_conn_detach(c->v, &vc);
     }
     return r;
 }

@@ -130,7 +130,6 @@ static void serve(void *opaque, struct listener_conn *lc)
         struct volume *v = hs->handle;
         log_debug(nbd, "client attached to '%s' (structured=%d, base:allocation=%d)",
                   volume_name(v), hs->structured, hs->base_allocation);
-        volume_conn_attach(v);
         io->timeout_ms = 0; /* idle clients may stay connected */
         io->deadline_ns = 0;
         struct nbd_transmit_ctx tctx = s->tctx;

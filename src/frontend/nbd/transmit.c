@@ -67,7 +67,8 @@ struct nbd_req {
 struct nbd_conn {
     const struct nbd_transmit_ctx *ctx;
     struct conn_io *io;
-    struct volume *v;
+    struct volume *v; /* NULL once the volume was given back (let_go) */
+    struct volume_conn vc;
     const struct nbd_handshake_result *hs;
 
     /* Lock order: send_lock before lock. */
@@ -861,6 +862,15 @@ static int handle_request(struct nbd_conn *c, struct nbd_req *r)
     return 0;
 }
 
+/* Give the volume back: its connection count and the caller's reference
+ * (the last one frees it, its back end and the image's lock). */
+static void let_go(struct nbd_conn *c)
+{
+    volume_conn_detach(c->v, &c->vc);
+    volume_put(c->v);
+    c->v = NULL;
+}
+
 /* Budget per connection: a share of the I/O buffer pool, so a few clients
  * that stop reading cannot take all of it; never below one largest
  * request (which may always run alone anyway). */
@@ -876,13 +886,16 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
                  const struct nbd_handshake_result *hs)
 {
     struct nbd_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    c->rbuf = malloc(RBUF_SIZE);
-    if (!c->rbuf) {
+    if (c)
+        c->rbuf = malloc(RBUF_SIZE);
+    if (!c || !c->rbuf) {
         free(c);
+        volume_put(v);
         return -ENOMEM;
     }
+    /* No kick (engine.h): a forced removal does not end the connection;
+     * the reader notices it within IDLE_SLICE_MS and lets the volume go. */
+    volume_conn_attach(v, &c->vc);
     c->ctx = ctx;
     c->io = io;
     c->v = v;
@@ -907,6 +920,7 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     pthread_attr_destroy(&attr);
     if (ret < 0) {
         log_warn(nbd, "cannot start a sender thread: %s", strerror(-ret));
+        let_go(c);
         pthread_cond_destroy(&c->out_cond);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);
@@ -981,9 +995,7 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     }
     pthread_join(c->sender, NULL);
     bool settled = gone && volume_settled(v);
-    volume_conn_detach(v);
-    volume_put(v);
-    c->v = NULL;
+    let_go(c);
     if (gone && ret == 0) {
         log_debug(nbd, "export '%s' is gone: answering its client without it (flushes %s)",
                   hs->name, settled ? "succeed" : "fail");

@@ -1385,6 +1385,28 @@ static void test_readonly(void **state)
     volume_put(v);
 }
 
+/* A connection's kick (engine.h): counts its calls. */
+static void count_kick(void *opaque)
+{
+    __atomic_fetch_add((int *)opaque, 1, __ATOMIC_RELEASE);
+}
+
+/* A connection that ends once kicked, as a front end's does. */
+struct kicked_conn {
+    struct volume *v;
+    struct volume_conn vc;
+    int kicks;
+};
+
+static void *detach_when_kicked(void *opaque)
+{
+    struct kicked_conn *k = opaque;
+    while (!__atomic_load_n(&k->kicks, __ATOMIC_ACQUIRE))
+        sleep_ms(1);
+    volume_conn_detach(k->v, &k->vc);
+    return NULL;
+}
+
 static void test_removed_with_force(void **state)
 {
     struct fix *x = *state;
@@ -1410,10 +1432,26 @@ static void test_removed_with_force(void **state)
         }
         pthread_join(st, NULL);
     }
-    volume_conn_attach(x->v);
+    struct kicked_conn k = {.v = x->v};
+    k.vc = (struct volume_conn){.kick = count_kick, .opaque = &k.kicks};
+    volume_conn_attach(x->v, &k.vc);
+    pthread_t kt;
+    assert_int_equal(pthread_create(&kt, NULL, detach_when_kicked, &k), 0);
     assert_int_equal(engine_remove_volume(x->e, "vol", false), -EBUSY);
+    assert_int_equal(__atomic_load_n(&k.kicks, __ATOMIC_ACQUIRE), 0);
     assert_int_equal(engine_remove_volume(x->e, "vol", true), 0);
     assert_true(volume_defunct(x->v));
+    /* An idle client is told at once, not at its next request, and the
+     * remove returns once it is gone; one that attaches after the remove
+     * (its handshake raced it) is told at once too. */
+    assert_int_equal(__atomic_load_n(&k.kicks, __ATOMIC_ACQUIRE), 1);
+    assert_int_equal(volume_connections(x->v), 0);
+    pthread_join(kt, NULL);
+    int late_kicks = 0;
+    struct volume_conn late = {.kick = count_kick, .opaque = &late_kicks};
+    volume_conn_attach(x->v, &late);
+    assert_int_equal(late_kicks, 1);
+    volume_conn_detach(x->v, &late);
     expect_refused(x->v, VOL_IO_READ, 0, 3 * BLOCK_SIZE, NULL, -ESHUTDOWN); /* even a hit */
     expect_refused(x->v, VOL_IO_READ, 2u << 20, 100, NULL, -ESHUTDOWN);
     expect_refused(x->v, VOL_IO_WRITE, 0, sizeof buf, buf, -ESHUTDOWN);
@@ -1440,7 +1478,7 @@ static void test_removed_with_force(void **state)
         call_free(slow);
     }
     assert_int_equal(fake_pwrites(x->f), 0);
-    volume_conn_detach(x->v);
+    assert_int_equal(k.kicks, 1);
 }
 
 /* ---- 4. ordering and pins ---- */

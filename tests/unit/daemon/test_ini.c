@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/ini.h"
@@ -135,6 +136,29 @@ static void test_ini_file(void **state)
     assert_int_equal(ini_parse_file("/dev/zero", record, &l, &line, why, sizeof why), -EFBIG);
     assert_string_equal(why, "larger than 16 MiB");
     assert_int_equal(ini_parse_file("/tmp", record, &l, &line, why, sizeof why), -EISDIR);
+    /* A pipe is read (its writer is there); a named FIFO without a writer
+     * is refused at once: opening it used to wait for one, forever. */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    const char *ptext = "[shoald]\n";
+    assert_int_equal(write(pfd[1], ptext, strlen(ptext)), (ssize_t)strlen(ptext));
+    close(pfd[1]);
+    char ppath[64];
+    snprintf(ppath, sizeof ppath, "/proc/self/fd/%d", pfd[0]);
+    assert_int_equal(ini_parse_file(ppath, record, &l, &line, why, sizeof why), 0);
+    close(pfd[0]);
+    char fifo[] = "/tmp/test_ini_fifo.XXXXXX";
+    assert_non_null(mkdtemp(fifo));
+    char fpath[64];
+    snprintf(fpath, sizeof fpath, "%s/conf", fifo);
+    assert_int_equal(mkfifo(fpath, 0600), 0);
+    alarm(10); /* the old open blocked: fail rather than hang */
+    assert_int_equal(ini_parse_file(fpath, record, &l, &line, why, sizeof why), -EINVAL);
+    alarm(0);
+    assert_string_equal(why, "a named FIFO, not a file");
+    unlink(fpath);
+    rmdir(fifo);
+    memset(&l, 0, sizeof l);
 
     char path[] = "/tmp/test_ini.XXXXXX";
     int fd = mkstemp(path);

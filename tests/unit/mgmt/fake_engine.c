@@ -312,6 +312,12 @@ unsigned engine_volume_count(struct engine *e)
     return n;
 }
 
+uint64_t engine_cache_max_bytes(struct engine *e)
+{
+    (void)e;
+    return 64ull << 30;
+}
+
 int engine_resize_cache(struct engine *e, uint64_t bytes)
 {
     pthread_mutex_lock(&e->lock);

@@ -1118,6 +1118,23 @@ static void test_resize(void **state)
         assert_error(&r, 400);
         http_resp_free(&r);
     }
+    /* Out of range: the message says which way, not "Invalid argument";
+     * the engine is not asked. */
+    static const struct {
+        const char *body, *says;
+    } range[] = {{"{\"size\": 0}", "at least one 4096-byte block"},
+                 {"{\"size\": 4095}", "at least one 4096-byte block"},
+                 {"{\"size\": \"65G\"}", "more than it can grow to while running (64.0 GiB"}};
+    for (size_t i = 0; i < sizeof range / sizeof range[0]; i++) {
+        unsigned before = calls().resize;
+        req("POST", "/api/v1/cache/resize", range[i].body, TOKEN, &r);
+        assert_error(&r, 400);
+        const char *msg = json_string_value(json_object_get(r.json, "error"));
+        if (!msg || !strstr(msg, range[i].says))
+            fail_msg("%s -> %s", range[i].body, msg ? msg : "(no message)");
+        http_resp_free(&r);
+        assert_int_equal(calls().resize, before);
+    }
 }
 
 /* ---- robustness ---- */

@@ -345,7 +345,7 @@ static void test_control(void **state)
     rc = run(env, false, &out, "cache resize lots");
     expect(rc, 1, out, "bad SIZE");
     rc = run(env, false, &out, "cache resize 1");
-    expect(rc, 2, out, "Invalid argument");
+    expect(rc, 2, out, "at least one 4096-byte block");
 }
 
 static void test_top_version(void **state)
