@@ -477,14 +477,15 @@ fail_reported:
 
 /* Make sure c has a live handle. Caller holds c->lock; it is dropped while
  * connecting (which can take up to the request timeout), and requests that
- * find a reconnect in progress fail at once instead of queueing behind it. */
-static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
+ * find a reconnect in progress do not queue behind it. -ENOTCONN: c has no
+ * usable handle now (nothing was sent; run tries another connection). */
+static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c, bool may_connect)
 {
     if (c->h)
-        return c->kill ? -EIO : 0; /* being torn down: fail, do not queue behind it */
+        return c->kill ? -ENOTCONN : 0; /* being torn down: do not queue behind it */
     uint64_t now = now_ns();
-    if (c->connecting || now - c->last_attempt_ns < NBD_RECONNECT_NS)
-        return -EIO;
+    if (!may_connect || c->connecting || now - c->last_attempt_ns < NBD_RECONNECT_NS)
+        return -ENOTCONN;
     c->last_attempt_ns = now;
     c->connecting = true;
     pthread_mutex_unlock(&c->lock);
@@ -494,13 +495,13 @@ static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
     pthread_mutex_lock(&c->lock);
     c->connecting = false;
     if (r < 0)
-        return -EIO;
+        return -ENOTCONN;
     if (size < 0 || (uint64_t)size != nb->be.size || c->stop || c->h) {
         if (!c->stop && !c->h)
             log_error(backend, "nbd: %s changed size on reconnect (%" PRId64 " != %" PRIu64 ")",
                       nb->be.spec, size, nb->be.size);
         nbd_close(h);
-        return c->h && !c->kill ? 0 : -EIO;
+        return c->h && !c->kill ? 0 : -ENOTCONN;
     }
     log_info(backend, "nbd: %s: connection %u re-established", nb->be.spec, c->idx);
     c->h = h;
@@ -666,9 +667,10 @@ static int64_t issue(struct nbd_handle *h, const struct nbd_req *rq, void *buf, 
 
 /* Queue all commands of rq on c (splitting big ranges); a command that
  * cannot be queued records its error in w and stops the rest. Caller holds
- * c->lock and has a live handle. */
-static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
-                          struct nbd_wait *w)
+ * c->lock and has a handle. -ENOTCONN: the handle died before the first
+ * command went out (nothing was sent: another connection may take it). */
+static int submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
+                         struct nbd_wait *w)
 {
     bool splittable = rq->kind != CMD_FLUSH && rq->kind != CMD_BLOCK_STATUS;
     uint32_t left = rq->count;
@@ -689,12 +691,13 @@ static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nb
              * we looked refuses with EINVAL ("wrong state"): that is the
              * lost connection, not a bad request. */
             int e = nbd_get_errno();
-            if (!nbd_aio_is_ready(c->h) && !nbd_aio_is_processing(c->h))
-                e = EIO;
+            bool dead = !nbd_aio_is_ready(c->h) && !nbd_aio_is_processing(c->h);
             log_debug(backend, "nbd: %s: cannot queue command: %s", nb->be.spec, nbd_get_error());
             LOCK_GUARD(&w->lock);
+            if (dead && w->issued == 0)
+                return -ENOTCONN;
             if (!w->err)
-                w->err = e ? e : EIO;
+                w->err = dead ? EIO : e ? e : EIO;
             break;
         }
         left -= n;
@@ -702,6 +705,7 @@ static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nb
         if (p)
             p += n;
     } while (left > 0);
+    return 0;
 }
 
 /* Ask the poller to drop the handle the request went out on (if it is still
@@ -716,7 +720,8 @@ static void abort_conn(struct nbd_conn *c, uint64_t gen)
     wake_poller(c);
 }
 
-static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq)
+static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
+                       bool may_connect)
 {
     if (rq->count == 0 && rq->kind != CMD_FLUSH)
         return 0; /* libnbd rejects empty commands; there is nothing to do */
@@ -731,10 +736,10 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
     bool wake = true;
     {
         LOCK_GUARD(&c->lock);
-        r = ensure_connected_locked(nb, c);
+        r = ensure_connected_locked(nb, c, may_connect);
         if (r == 0) {
             gen = c->gen;
-            submit_locked(nb, c, rq, &w);
+            r = submit_locked(nb, c, rq, &w);
             wake = c->armed != c->h || c->h == NULL ||
                    (nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE);
         }
@@ -817,9 +822,20 @@ static struct nbd_conn *pick_conn_rr(struct nbd_be *nb)
 static int run(struct nbd_be *nb, const struct nbd_req *rq)
 {
     struct nbd_conn *c = pick_conn_rr(nb);
-    int r = run_on_conn(nb, c, rq);
+    int r = run_on_conn(nb, c, rq, true);
     put_conn(c);
-    return r;
+    /* c is down and could not be brought back just now (a reconnect in
+     * progress or tried less than a second ago): the others that are up
+     * take the request, so one lost connection of several does not fail
+     * requests while the rest work. They are not reconnected here: a dead
+     * upstream would cost a connect timeout per connection. */
+    for (unsigned k = 1; r == -ENOTCONN && k < nb->nconns; k++) {
+        struct nbd_conn *o = &nb->conns[(c->idx + k) % nb->nconns];
+        atomic_fetch_add_explicit(&o->busy, 1, memory_order_relaxed);
+        r = run_on_conn(nb, o, rq, false);
+        put_conn(o);
+    }
+    return r == -ENOTCONN ? -EIO : r;
 }
 
 /* ---- ops */
@@ -835,9 +851,9 @@ static int nbd_be_flush(struct backend *be)
     /* Without multi-conn a flush only covers its own connection's writes. */
     int err = 0;
     for (unsigned i = 0; i < nb->nconns; i++) {
-        int r = run_on_conn(nb, &nb->conns[i], &rq);
+        int r = run_on_conn(nb, &nb->conns[i], &rq, true);
         if (r < 0 && !err)
-            err = r;
+            err = r == -ENOTCONN ? -EIO : r;
     }
     return err;
 }

@@ -3,6 +3,7 @@
  * when the upstream dies, hangs or comes back. Skipped without nbdkit. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -821,12 +822,11 @@ static void test_fault_over_nbd(void **state)
 
 /* ---- a hostile upstream
  *
- * A minimal NBD server (fixed newstyle, structured replies) on fx->sock, in
- * a thread of the test, serving one connection; its replies to reads follow
- * `mode`. Byte o of its export is hostile_byte(o). libnbd checks each
- * chunk's framing and range but not that a read's chunks cover it exactly
- * once; the back end must, or a short reply leaves stale bytes in the buffer
- * and they are served (and cached) as data. */
+ * A minimal NBD server (fixed newstyle, structured replies, multi-conn) on
+ * fx->sock, in threads of the test; its replies to reads follow `mode`. Byte o of its export is
+ * hostile_byte(o). libnbd checks each chunk's framing and range but not that a read's chunks cover
+ * it exactly once; the back end must, or a short reply leaves stale bytes in the buffer and they
+ * are served (and cached) as data. */
 
 enum hostile_mode {
     HM_GOOD,         /* one data chunk */
@@ -835,12 +835,21 @@ enum hostile_mode {
     HM_HALF,         /* only the first half, then done */
     HM_NOTHING,      /* done with no data at all */
     HM_OVERLAP,      /* the first half twice: as many bytes as asked */
+    HM_DROP,         /* the connection is closed instead of a reply */
 };
+
+#define HOSTILE_MAX_CONNS 8
 
 struct hostile {
     int lfd;
     pthread_t thread;
     atomic_int mode;
+    unsigned nconns;
+    struct hostile_conn {
+        struct hostile *hs;
+        int fd;
+        pthread_t thread;
+    } conn[HOSTILE_MAX_CONNS];
 };
 
 static uint8_t hostile_byte(uint64_t o)
@@ -945,12 +954,11 @@ static bool h_read_reply(int fd, int mode, uint64_t cookie, uint64_t off, uint32
     }
 }
 
-static void *hostile_main(void *arg)
+static void *hostile_conn_main(void *arg)
 {
-    struct hostile *hs = arg;
-    int fd = accept(hs->lfd, NULL, NULL);
-    if (fd < 0)
-        return NULL;
+    struct hostile_conn *hc = arg;
+    struct hostile *hs = hc->hs;
+    int fd = hc->fd;
     uint8_t b[4096];
     memcpy(b, "NBDMAGICIHAVEOPT\0\3", 18); /* fixed newstyle, no zeroes */
     if (!h_write(fd, b, 18) || !h_read(fd, b, 4))
@@ -965,7 +973,7 @@ static void *hostile_main(void *arg)
             uint8_t info[12];
             put_be(info, 0, 2);
             put_be(info + 2, 1 << 20, 8);
-            put_be(info + 10, 1 | 4, 2);
+            put_be(info + 10, 1 | 4 | 256, 2); /* flags: flush, multi-conn */
             if (!h_optreply(fd, opt, 3, info, sizeof(info)) || !h_optreply(fd, opt, 1, NULL, 0))
                 goto out;
             break;
@@ -980,7 +988,7 @@ static void *hostile_main(void *arg)
         uint16_t type = (uint16_t)get_be(b + 6, 2);
         uint64_t cookie = get_be(b + 8, 8), off = get_be(b + 16, 8);
         uint32_t len = (uint32_t)get_be(b + 24, 4);
-        if (type == 2) /* DISC */
+        if (type == 2 || (type == 0 && atomic_load(&hs->mode) == HM_DROP)) /* DISC */
             break;
         bool ok = type == 0 ? h_read_reply(fd, atomic_load(&hs->mode), cookie, off, len)
                             : h_chunk(fd, cookie, 0, true, 0, 0);
@@ -992,6 +1000,35 @@ out:
     return NULL;
 }
 
+/* Accept connections (each served by its own thread) until lfd is shut. */
+static void *hostile_main(void *arg)
+{
+    struct hostile *hs = arg;
+    while (hs->nconns < HOSTILE_MAX_CONNS) {
+        struct hostile_conn *hc = &hs->conn[hs->nconns];
+        hc->hs = hs;
+        hc->fd = accept(hs->lfd, NULL, NULL);
+        if (hc->fd < 0)
+            break;
+        if (pthread_create(&hc->thread, NULL, hostile_conn_main, hc) != 0) {
+            close(hc->fd);
+            break;
+        }
+        hs->nconns++;
+    }
+    return NULL;
+}
+
+/* After the back end is closed: stop accepting, wait for every connection. */
+static void hostile_stop(struct hostile *hs)
+{
+    shutdown(hs->lfd, SHUT_RDWR);
+    pthread_join(hs->thread, NULL);
+    for (unsigned i = 0; i < hs->nconns; i++)
+        pthread_join(hs->conn[i].thread, NULL);
+    close(hs->lfd);
+}
+
 static void hostile_start(struct fixture *fx, struct hostile *hs)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1001,6 +1038,7 @@ static void hostile_start(struct fixture *fx, struct hostile *hs)
     assert_int_equal(bind(hs->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(hs->lfd, 4), 0);
     atomic_store(&hs->mode, HM_GOOD);
+    hs->nconns = 0;
     assert_int_equal(pthread_create(&hs->thread, NULL, hostile_main, hs), 0);
 }
 
@@ -1078,8 +1116,33 @@ static void test_hostile_read_replies(void **state)
         }
     }
     backend_close(be);
-    pthread_join(hs.thread, NULL);
-    close(hs.lfd);
+    hostile_stop(&hs);
+}
+
+/* One connection of two is lost (the upstream closed it) less than the
+ * reconnect interval after it was made, so it cannot be reconnected yet:
+ * the requests that round robin would give it go to the other one, which
+ * works, instead of failing with EIO. */
+static void test_lost_conn_failover(void **state)
+{
+    struct fixture *fx = *state;
+    struct hostile hs;
+    hostile_start(fx, &hs);
+    struct backend *be = open_nbd(fx, 2);
+    uint8_t buf[4096], want[4096];
+    atomic_store(&hs.mode, HM_DROP);
+    assert_int_equal(be->ops->pread(be, buf, sizeof(buf), 0), -EIO);
+    atomic_store(&hs.mode, HM_GOOD);
+    for (uint64_t i = 1; i <= 6; i++) {
+        uint64_t off = i * 65536;
+        int r = be->ops->pread(be, buf, sizeof(buf), off);
+        if (r != 0)
+            fail_msg("read %" PRIu64 " after one connection was lost: %d", i, r);
+        hostile_expect(HM_GOOD, want, off, sizeof(buf));
+        assert_memory_equal(buf, want, sizeof(buf));
+    }
+    backend_close(be);
+    hostile_stop(&hs);
 }
 
 int main(void)
@@ -1099,6 +1162,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_read_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_conn_failover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
