@@ -54,6 +54,23 @@ typedef int (*backend_extent_fn)(void *opaque, uint64_t offset, uint64_t length,
 
 struct backend;
 
+/* The parts of a read's buffer a network back end's reply has filled:
+ * sorted, disjoint runs of absolute offsets, merged where they touch. An
+ * NBD server may answer a read in several chunks, in any order, and libnbd
+ * does not check that they cover the request exactly once; a read that
+ * succeeded with a gap would hand out (and cache) whatever the buffer held
+ * before. Two runs inline; more (chunks out of order) go to the heap. */
+struct be_cover {
+    uint64_t off;     /* where the read starts */
+    uint64_t want;    /* bytes the read asked for */
+    uint64_t covered; /* bytes filled, summed over the runs */
+    unsigned n, cap;  /* runs in use; room in heap (0: inline) */
+    bool bad;         /* a chunk overlapped another, or too many runs */
+    struct be_cover_run {
+        uint64_t off, end;
+    } inl[2], *heap;
+};
+
 /* One read or write started with pread_async or pwrite_async. The caller
  * embeds it (no allocation per I/O), sets `done`, and keeps it and the
  * buffer alive until done is called. done runs exactly once, on one of the
@@ -70,6 +87,7 @@ struct be_aio {
     unsigned pending; /* atomic */
     unsigned issued, completed;
     int err;
+    struct be_cover cover; /* a read's: what the reply filled */
 };
 
 /* What a file back end holds. shoal serves raw images only; a qcow2, qed,

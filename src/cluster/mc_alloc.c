@@ -10,6 +10,12 @@
 
 _Static_assert(MC_ALLOC_SPARE >= BLOCK_SIZE + 1, "a block value and its NUL fit the spare");
 
+/* Nothing libmemcached needs is near this (a handle with 64 servers takes
+ * about 1 MiB); a larger request is a value a server claims to be that
+ * big: refused (libmemcached fails the read) rather than allocated and
+ * waited for, 2 GiB at a time. */
+#define MC_ALLOC_MAX (8u << 20)
+
 static void counted(struct mc_alloc *a)
 {
     if (a->allocs)
@@ -32,6 +38,8 @@ static void *hook_malloc(const memcached_st *mc, const size_t n, void *ctx)
     void *p = lend(a, n);
     if (p)
         return p;
+    if (n > MC_ALLOC_MAX)
+        return NULL;
     counted(a);
     return malloc(n);
 }
@@ -39,6 +47,8 @@ static void *hook_malloc(const memcached_st *mc, const size_t n, void *ctx)
 static void *hook_calloc(const memcached_st *mc, size_t nelem, const size_t size, void *ctx)
 {
     (void)mc;
+    if (size && nelem > MC_ALLOC_MAX / size)
+        return NULL;
     counted(ctx);
     return calloc(nelem, size);
 }
@@ -48,6 +58,8 @@ static void *hook_realloc(const memcached_st *mc, void *p, const size_t n, void 
     struct mc_alloc *a = ctx;
     if (!p)
         return hook_malloc(mc, n, ctx);
+    if (n > MC_ALLOC_MAX)
+        return NULL;
     if (p == a->spare) {
         if (n <= MC_ALLOC_SPARE)
             return p;

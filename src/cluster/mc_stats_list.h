@@ -64,6 +64,8 @@
     X(lookup_inline, STAT_COUNTER, "lookups", "Lookups answered on the reader's own thread")       \
     X(lookup_failures, STAT_COUNTER, "lookups",                                                    \
       "Lookups a server failed in (timed out or errored): their keys went to the back end")        \
+    X(lookup_cut, STAT_COUNTER, "lookups",                                                         \
+      "Lookups cut off at their time limit while a server was still sending")                      \
     X(bad_values, STAT_COUNTER, "blocks", "Values of the wrong size (ignored)")                    \
     X(lookup_allocs, STAT_COUNTER, "allocations",                                                  \
       "Allocations libmemcached made for lookups (handle rebuilds, errors; none per lookup)")      \

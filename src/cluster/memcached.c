@@ -53,6 +53,9 @@ struct lworker {
     uint8_t busy;     /* inline slot taken (atomic) */
     pthread_mutex_t lock;
     struct tier_req *cur; /* under lock: the request being answered */
+    /* Under lock: when an inline lookup on conn's handle overruns the
+     * tier's timeout (watch_main); 0 while none is on the network. */
+    uint64_t cut_at_ns;
     struct mc_conn conn;
     /* conn's handles allocate through alloc: a one-key get's value comes
      * in spare and goes back after delivery (mc_alloc.h). Only the thread
@@ -120,6 +123,13 @@ struct mct {
     struct mc_alloc palloc;         /* pconn's handles': counts only (mc_alloc.h) */
     struct tier_memcached_stats st; /* relaxed atomics */
     struct mc_poll *poll;           /* the servers' own stats (memcached_stats.h) */
+    /* the inline lookups' watchdog (watch_main) */
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    bool wstop;
+    unsigned armed; /* inline lookups on the network (atomic) */
+    pthread_t watch_thread;
+    bool watch_started;
 };
 
 void tier_memcached_key(const struct fpkey *k, char out[TIER_MEMCACHED_KEY_LEN + 1])
@@ -248,14 +258,36 @@ static void count_servers(struct lworker *w, uint64_t rtt_ns)
     mc_stats_count(&w->m->ring, &w->conn, keys, hits, rtt_ns);
 }
 
-/* An inline slot's handle waits on the network at most the tier's timeout
- * (set on every use: cheap field stores, and a rebuilt handle starts with
- * the ring's io_timeout_ms). */
-static void bound_inline(struct lworker *w)
+/* A lookup's handle waits on the network at most the tier's timeout
+ * (inline slots) or the ring's io_timeout_ms (threads): set on every use,
+ * cheap field stores, which also undo the watchdog's cut (below) and give
+ * a rebuilt handle the slot's own bound. The poll timeout bounds each
+ * wait, not the lookup: a server that sends a byte now and then (or a
+ * value it says is 2 GiB) would hold the lookup for as long as it likes,
+ * an inline one's caller with it. The watchdog cuts it off then. */
+static void bound_lookup(struct lworker *w)
 {
-    uint64_t ms = w->m->t.timeout_ms;
+    uint64_t ms = w->inline_slot ? w->m->t.timeout_ms : w->m->ring.p.io_timeout_ms;
     memcached_behavior_set(w->conn.mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(w->conn.mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    if (w->inline_slot)
+        memcached_behavior_set(w->conn.mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    LOCK_GUARD(&w->lock);
+    w->cut_at_ns = now_ns() + ms * 1000000u;
+    __atomic_fetch_add(&w->m->armed, 1, __ATOMIC_RELAXED);
+}
+
+/* mc_conn_report, after the watchdog has let go of the handle (report may
+ * rebuild or free it). */
+static unsigned report(struct lworker *w, unsigned n)
+{
+    {
+        LOCK_GUARD(&w->lock);
+        if (w->cut_at_ns) {
+            w->cut_at_ns = 0;
+            __atomic_fetch_sub(&w->m->armed, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return mc_conn_report(&w->m->ring, &w->conn, w->kp, w->kl, n);
 }
 
 /* One key: a plain get (one GETK packet). libmemcached sends a multi-get's
@@ -279,7 +311,7 @@ static unsigned answer_one(struct lworker *w, struct tier_req *r)
         STAT_ADD(m->st.bad_values, 1);
     }
     mc_alloc_release(&w->alloc, v);
-    unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, 1);
+    unsigned failed = report(w, 1);
     finish(w, r, 0);
     count_servers(w, rtt_ns);
     return failed;
@@ -296,15 +328,14 @@ static unsigned answer_batch(struct lworker *w, struct tier_req *r)
         finish(w, r, ret == -ENOENT ? 0 : ret); /* no live server: all misses */
         return 0;
     }
-    if (w->inline_slot)
-        bound_inline(w);
+    bound_lookup(w);
     if (w->nu == 1)
         return answer_one(w, r);
     memcached_st *mc = w->conn.mc;
     uint64_t t0 = now_ns();
     memcached_return_t rc = memcached_mget(mc, w->kp, w->kl, w->nu);
     if (memcached_failed(rc) && rc != MEMCACHED_SOME_ERRORS) {
-        unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
+        unsigned failed = report(w, w->nu);
         finish(w, r, -EIO);
         return failed ? failed : 1;
     }
@@ -329,7 +360,7 @@ static unsigned answer_batch(struct lworker *w, struct tier_req *r)
             bitmap_set(w->got, (unsigned)first);
     }
     uint64_t rtt_ns = now_ns() - t0;
-    unsigned failed = mc_conn_report(&m->ring, &w->conn, w->kp, w->kl, w->nu);
+    unsigned failed = report(w, w->nu);
     finish(w, r, 0);
     count_servers(w, rtt_ns);
     return failed;
@@ -418,6 +449,38 @@ static bool lookup_inline(struct mct *m, struct tier_req *r)
     }
     __atomic_store_n(&w->busy, 0, __ATOMIC_RELEASE);
     return true;
+}
+
+/* The lookups' watchdog: one past its deadline (bound_lookup) gets a poll
+ * timeout of 0, which libmemcached takes as an immediate timeout at its
+ * next wait for the network: the lookup fails there (the server counts a
+ * failure) and an inline lookup's caller goes on to the back end. It ticks
+ * at half the tier's timeout (at least 5 ms) while lookups are on the
+ * network, every 100 ms when none is: a lookup overruns by at most that. */
+static void *watch_main(void *arg)
+{
+    struct mct *m = arg;
+    uint64_t busy_ms = MAX(m->t.timeout_ms / 2, 5u);
+    pthread_mutex_lock(&m->wlock);
+    while (!m->wstop) {
+        uint64_t ms = __atomic_load_n(&m->armed, __ATOMIC_RELAXED) ? busy_ms : 100;
+        struct timespec until;
+        deadline_after_ms(ms, &until);
+        pthread_cond_timedwait(&m->wcond, &m->wlock, &until);
+        uint64_t now = now_ns();
+        for (unsigned i = 0; i < INLINE_SLOTS + m->nworkers; i++) {
+            struct lworker *w = i < INLINE_SLOTS ? &m->inl[i] : &m->workers[i - INLINE_SLOTS];
+            LOCK_GUARD(&w->lock);
+            if (w->cut_at_ns && now >= w->cut_at_ns && w->conn.mc) {
+                memcached_behavior_set(w->conn.mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 0);
+                w->cut_at_ns = 0;
+                __atomic_fetch_sub(&m->armed, 1, __ATOMIC_RELAXED);
+                STAT_ADD(m->st.lookup_cut, 1);
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->wlock);
+    return NULL;
 }
 
 static void mct_lookup(struct tier *t, struct tier_req *r)
@@ -609,7 +672,7 @@ static int worker_init(struct mct *m, struct lworker *w, bool inline_slot)
 {
     w->m = m;
     w->inline_slot = inline_slot;
-    w->conn.short_waits = inline_slot; /* bound_inline cuts its waits */
+    w->conn.short_waits = inline_slot; /* bound_lookup cuts its waits */
     pthread_mutex_init(&w->lock, NULL);
     mc_alloc_init(&w->alloc, w->spare, &m->st.lookup_allocs);
     w->conn.alloc = &w->alloc;
@@ -643,9 +706,18 @@ static void mct_close(struct tier *t)
         m->stop = true;
         pthread_cond_broadcast(&m->qcond);
     }
+    /* The watchdog goes last: it cuts a thread stuck on a server. */
     for (unsigned i = 0; i < m->nworkers; i++)
         if (m->workers[i].started)
             pthread_join(m->workers[i].thread, NULL);
+    if (m->watch_started) {
+        {
+            LOCK_GUARD(&m->wlock);
+            m->wstop = true;
+            pthread_cond_signal(&m->wcond);
+        }
+        pthread_join(m->watch_thread, NULL);
+    }
     /* No one waits any more (the engine closes tiers last); end what is
      * left anyway, so that the contract holds. */
     for (unsigned i = 0; i < m->qcount; i++) {
@@ -676,6 +748,8 @@ static void mct_close(struct tier *t)
     pthread_mutex_destroy(&m->plock);
     pthread_cond_destroy(&m->pcond);
     pthread_cond_destroy(&m->pdone_cond);
+    pthread_mutex_destroy(&m->wlock);
+    pthread_cond_destroy(&m->wcond);
     mc_map_close(m->map);
     mc_ring_destroy(&m->ring);
     free(m);
@@ -796,6 +870,8 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&m->pdone_cond, &ca);
+    pthread_mutex_init(&m->wlock, NULL);
+    pthread_cond_init(&m->wcond, &ca);
     pthread_condattr_destroy(&ca);
     m->pconn.noreply = true; /* puts are fire-and-forget (SETQ) */
     mc_alloc_init(&m->palloc, NULL, &m->st.put_allocs);
@@ -824,6 +900,10 @@ int tier_memcached_open(const struct tier_memcached_config *cfg, struct tier **o
     if (ret == 0) {
         ret = -pthread_create(&m->put_thread, NULL, put_main, m);
         m->put_started = ret == 0;
+    }
+    if (ret == 0) {
+        ret = -pthread_create(&m->watch_thread, NULL, watch_main, m);
+        m->watch_started = ret == 0;
     }
     if (ret == 0)
         ret = mc_poll_start(&m->ring, &m->poll);

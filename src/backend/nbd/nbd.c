@@ -55,6 +55,9 @@
 #define NBD_DEFAULT_TIMEOUT_MS 60000
 #define NBD_RECONNECT_NS       1000000000ull
 #define NBD_EXTENTS_PER_ROUND  128
+/* Runs of a read's reply kept apart (chunks out of order, with gaps
+ * between them) before the read is failed: a real server sends few. */
+#define NBD_COVER_MAX_RUNS 4096
 
 struct nbd_be;
 
@@ -108,9 +111,10 @@ struct nbd_wait {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned pending;
-    unsigned issued;    /* commands handed to libnbd */
-    unsigned completed; /* completion callbacks seen */
-    int err;            /* first error, positive errno */
+    unsigned issued;       /* commands handed to libnbd */
+    unsigned completed;    /* completion callbacks seen */
+    int err;               /* first error, positive errno */
+    struct be_cover cover; /* a read's: the parts of buf its replies filled */
 };
 
 /* Extents of one NBD_CMD_BLOCK_STATUS, clipped to the requested range. */
@@ -170,6 +174,91 @@ static int map_nbd_errno(int e)
     }
 }
 
+/* ---- what a read's reply filled (struct be_cover) */
+
+static void cover_init(struct be_cover *c, uint64_t off, uint64_t want)
+{
+    memset(c, 0, sizeof(*c));
+    c->off = off;
+    c->want = want;
+}
+
+static void cover_free(struct be_cover *c)
+{
+    free(c->heap);
+    c->heap = NULL;
+    c->cap = 0;
+}
+
+/* [off, off + len) of the read's buffer was filled. A piece filled twice
+ * (the protocol forbids overlapping chunks: one of them left a gap, or the
+ * sum below would be wrong) or too many pieces make the read bad. */
+static void cover_add(struct be_cover *c, uint64_t off, uint64_t len)
+{
+    if (len == 0 || c->bad)
+        return;
+    struct be_cover_run *r = c->cap ? c->heap : c->inl;
+    uint64_t end = off + len;
+    unsigned i = c->n; /* replies come in order: the search starts at the end */
+    while (i > 0 && r[i - 1].off > off)
+        i--;
+    if ((i > 0 && r[i - 1].end > off) || (i < c->n && r[i].off < end)) {
+        c->bad = true;
+        return;
+    }
+    bool join_prev = i > 0 && r[i - 1].end == off;
+    bool join_next = i < c->n && r[i].off == end;
+    if (join_prev && join_next) {
+        r[i - 1].end = r[i].end;
+        memmove(&r[i], &r[i + 1], (c->n - i - 1) * sizeof(*r));
+        c->n--;
+    } else if (join_prev) {
+        r[i - 1].end = end;
+    } else if (join_next) {
+        r[i].off = off;
+    } else {
+        unsigned room = c->cap ? c->cap : (unsigned)ARRAY_SIZE(c->inl);
+        if (c->n == room) {
+            struct be_cover_run *nr =
+                room < NBD_COVER_MAX_RUNS ? malloc(4 * room * sizeof(*nr)) : NULL;
+            if (!nr) {
+                c->bad = true;
+                return;
+            }
+            memcpy(nr, r, c->n * sizeof(*r));
+            free(c->heap);
+            c->heap = r = nr;
+            c->cap = 4 * room;
+        }
+        memmove(&r[i + 1], &r[i], (c->n - i) * sizeof(*r));
+        r[i].off = off;
+        r[i].end = end;
+        c->n++;
+    }
+    c->covered += len;
+}
+
+/* Runs are disjoint and lie inside the request (libnbd checks each chunk's
+ * range), so their sum says whether all of it was filled. */
+static bool cover_full(const struct be_cover *c)
+{
+    return !c->bad && c->covered == c->want;
+}
+
+static void log_cover(const struct nbd_be *nb, const struct be_cover *c)
+{
+    if (c->bad)
+        log_error(backend,
+                  "nbd: %s: reply to a read of %" PRIu64 " bytes at %" PRIu64
+                  " filled part of it twice (overlapping chunks): failing the read",
+                  nb->be.spec, c->want, c->off);
+    else
+        log_error(backend,
+                  "nbd: %s: reply to a read of %" PRIu64 " bytes at %" PRIu64
+                  " filled only %" PRIu64 " of them: failing the read",
+                  nb->be.spec, c->want, c->off, c->covered);
+}
+
 /* A request given c by pick_conn is over. */
 static void put_conn(struct nbd_conn *c)
 {
@@ -196,6 +285,23 @@ static int on_complete(void *user_data, int *error)
     return 1; /* retire the command now; nobody calls nbd_aio_command_completed */
 }
 
+/* A chunk of a blocking read's reply (runs under the handle lock, as do
+ * the request's other callbacks: all its commands share one connection). */
+static int on_read_chunk(void *user_data, const void *subbuf, size_t count, uint64_t offset,
+                         unsigned status, int *error)
+{
+    (void)subbuf;
+    struct nbd_wait *w = user_data;
+    if (status != LIBNBD_READ_DATA && status != LIBNBD_READ_HOLE)
+        return 0; /* an error chunk fills nothing and fails the command itself */
+    LOCK_GUARD(&w->lock);
+    cover_add(&w->cover, offset, count);
+    if (!w->cover.bad)
+        return 0;
+    *error = EIO;
+    return -1;
+}
+
 static void on_free(void *user_data)
 {
     struct nbd_wait *w = user_data;
@@ -215,7 +321,28 @@ static int on_async_complete(void *user_data, int *error)
     a->completed++;
     if (*error && !a->err)
         a->err = *error;
+    if (a->cover.want && (a->cover.bad || (!*error && !cover_full(&a->cover)))) {
+        log_cover(((struct nbd_conn *)a->owner)->nb, &a->cover);
+        if (!a->err)
+            a->err = EIO;
+    }
     return 1;
+}
+
+/* A chunk of an asynchronous read's reply (under the handle lock, like
+ * on_async_complete, which runs after it). */
+static int on_async_read_chunk(void *user_data, const void *subbuf, size_t count, uint64_t offset,
+                               unsigned status, int *error)
+{
+    (void)subbuf;
+    struct be_aio *a = user_data;
+    if (status != LIBNBD_READ_DATA && status != LIBNBD_READ_HOLE)
+        return 0;
+    cover_add(&a->cover, offset, count);
+    if (!a->cover.bad)
+        return 0;
+    *error = EIO;
+    return -1;
 }
 
 static void aio_unlink_locked(struct nbd_conn *c, struct be_aio *a)
@@ -350,14 +477,15 @@ fail_reported:
 
 /* Make sure c has a live handle. Caller holds c->lock; it is dropped while
  * connecting (which can take up to the request timeout), and requests that
- * find a reconnect in progress fail at once instead of queueing behind it. */
-static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
+ * find a reconnect in progress do not queue behind it. -ENOTCONN: c has no
+ * usable handle now (nothing was sent; run tries another connection). */
+static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c, bool may_connect)
 {
     if (c->h)
-        return c->kill ? -EIO : 0; /* being torn down: fail, do not queue behind it */
+        return c->kill ? -ENOTCONN : 0; /* being torn down: do not queue behind it */
     uint64_t now = now_ns();
-    if (c->connecting || now - c->last_attempt_ns < NBD_RECONNECT_NS)
-        return -EIO;
+    if (!may_connect || c->connecting || now - c->last_attempt_ns < NBD_RECONNECT_NS)
+        return -ENOTCONN;
     c->last_attempt_ns = now;
     c->connecting = true;
     pthread_mutex_unlock(&c->lock);
@@ -367,13 +495,13 @@ static int ensure_connected_locked(struct nbd_be *nb, struct nbd_conn *c)
     pthread_mutex_lock(&c->lock);
     c->connecting = false;
     if (r < 0)
-        return -EIO;
+        return -ENOTCONN;
     if (size < 0 || (uint64_t)size != nb->be.size || c->stop || c->h) {
         if (!c->stop && !c->h)
             log_error(backend, "nbd: %s changed size on reconnect (%" PRId64 " != %" PRIu64 ")",
                       nb->be.spec, size, nb->be.size);
         nbd_close(h);
-        return c->h && !c->kill ? 0 : -EIO;
+        return c->h && !c->kill ? 0 : -ENOTCONN;
     }
     log_info(backend, "nbd: %s: connection %u re-established", nb->be.spec, c->idx);
     c->h = h;
@@ -404,6 +532,7 @@ static int aio_run_finished(struct nbd_conn *c, bool *late)
         /* A command freed without its completion callback (the handle was
          * closed under it) never filled the buffer. */
         int st = a->completed < a->issued ? -EIO : a->err ? map_nbd_errno(a->err) : 0;
+        cover_free(&a->cover);
         put_conn(c);
         a->done(a, st);
     }
@@ -516,8 +645,10 @@ static int64_t issue(struct nbd_handle *h, const struct nbd_req *rq, void *buf, 
 {
     nbd_completion_callback cb = {.callback = on_complete, .user_data = w, .free = on_free};
     switch (rq->kind) {
-    case CMD_READ:
-        return nbd_aio_pread(h, buf, count, offset, cb, rq->nbd_flags);
+    case CMD_READ: {
+        nbd_chunk_callback ccb = {.callback = on_read_chunk, .user_data = w};
+        return nbd_aio_pread_structured(h, buf, count, offset, ccb, cb, rq->nbd_flags);
+    }
     case CMD_WRITE:
         return nbd_aio_pwrite(h, buf, count, offset, cb, rq->nbd_flags);
     case CMD_FLUSH:
@@ -536,9 +667,10 @@ static int64_t issue(struct nbd_handle *h, const struct nbd_req *rq, void *buf, 
 
 /* Queue all commands of rq on c (splitting big ranges); a command that
  * cannot be queued records its error in w and stops the rest. Caller holds
- * c->lock and has a live handle. */
-static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
-                          struct nbd_wait *w)
+ * c->lock and has a handle. -ENOTCONN: the handle died before the first
+ * command went out (nothing was sent: another connection may take it). */
+static int submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
+                         struct nbd_wait *w)
 {
     bool splittable = rq->kind != CMD_FLUSH && rq->kind != CMD_BLOCK_STATUS;
     uint32_t left = rq->count;
@@ -559,12 +691,13 @@ static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nb
              * we looked refuses with EINVAL ("wrong state"): that is the
              * lost connection, not a bad request. */
             int e = nbd_get_errno();
-            if (!nbd_aio_is_ready(c->h) && !nbd_aio_is_processing(c->h))
-                e = EIO;
+            bool dead = !nbd_aio_is_ready(c->h) && !nbd_aio_is_processing(c->h);
             log_debug(backend, "nbd: %s: cannot queue command: %s", nb->be.spec, nbd_get_error());
             LOCK_GUARD(&w->lock);
+            if (dead && w->issued == 0)
+                return -ENOTCONN;
             if (!w->err)
-                w->err = e ? e : EIO;
+                w->err = dead ? EIO : e ? e : EIO;
             break;
         }
         left -= n;
@@ -572,6 +705,7 @@ static void submit_locked(struct nbd_be *nb, struct nbd_conn *c, const struct nb
         if (p)
             p += n;
     } while (left > 0);
+    return 0;
 }
 
 /* Ask the poller to drop the handle the request went out on (if it is still
@@ -586,11 +720,13 @@ static void abort_conn(struct nbd_conn *c, uint64_t gen)
     wake_poller(c);
 }
 
-static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq)
+static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_req *rq,
+                       bool may_connect)
 {
     if (rq->count == 0 && rq->kind != CMD_FLUSH)
         return 0; /* libnbd rejects empty commands; there is nothing to do */
     struct nbd_wait w = {.pending = 0, .err = 0};
+    cover_init(&w.cover, rq->offset, rq->kind == CMD_READ ? rq->count : 0);
     pthread_once(&condattr_once, condattr_init);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, &condattr_mono);
@@ -600,10 +736,10 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
     bool wake = true;
     {
         LOCK_GUARD(&c->lock);
-        r = ensure_connected_locked(nb, c);
+        r = ensure_connected_locked(nb, c, may_connect);
         if (r == 0) {
             gen = c->gen;
-            submit_locked(nb, c, rq, &w);
+            r = submit_locked(nb, c, rq, &w);
             wake = c->armed != c->h || c->h == NULL ||
                    (nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE);
         }
@@ -636,7 +772,15 @@ static int run_on_conn(struct nbd_be *nb, struct nbd_conn *c, const struct nbd_r
             r = -EIO; /* some command never completed: its data is not there */
         else if (w.err)
             r = map_nbd_errno(w.err);
+        /* A read the server called done must have filled buf exactly once;
+         * else part of it holds whatever was there before. */
+        if (rq->kind == CMD_READ && !timed_out && !incomplete &&
+            (w.cover.bad || (!w.err && !cover_full(&w.cover)))) {
+            log_cover(nb, &w.cover);
+            r = -EIO;
+        }
     }
+    cover_free(&w.cover);
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     return r;
@@ -678,9 +822,20 @@ static struct nbd_conn *pick_conn_rr(struct nbd_be *nb)
 static int run(struct nbd_be *nb, const struct nbd_req *rq)
 {
     struct nbd_conn *c = pick_conn_rr(nb);
-    int r = run_on_conn(nb, c, rq);
+    int r = run_on_conn(nb, c, rq, true);
     put_conn(c);
-    return r;
+    /* c is down and could not be brought back just now (a reconnect in
+     * progress or tried less than a second ago): the others that are up
+     * take the request, so one lost connection of several does not fail
+     * requests while the rest work. They are not reconnected here: a dead
+     * upstream would cost a connect timeout per connection. */
+    for (unsigned k = 1; r == -ENOTCONN && k < nb->nconns; k++) {
+        struct nbd_conn *o = &nb->conns[(c->idx + k) % nb->nconns];
+        atomic_fetch_add_explicit(&o->busy, 1, memory_order_relaxed);
+        r = run_on_conn(nb, o, rq, false);
+        put_conn(o);
+    }
+    return r == -ENOTCONN ? -EIO : r;
 }
 
 /* ---- ops */
@@ -696,9 +851,9 @@ static int nbd_be_flush(struct backend *be)
     /* Without multi-conn a flush only covers its own connection's writes. */
     int err = 0;
     for (unsigned i = 0; i < nb->nconns; i++) {
-        int r = run_on_conn(nb, &nb->conns[i], &rq);
+        int r = run_on_conn(nb, &nb->conns[i], &rq, true);
         if (r < 0 && !err)
-            err = r;
+            err = r == -ENOTCONN ? -EIO : r;
     }
     return err;
 }
@@ -736,6 +891,7 @@ static int aio_start(struct nbd_be *nb, bool write, void *buf, uint32_t count, u
     a->next = a->prev = NULL;
     a->issued = a->completed = 0;
     a->err = 0;
+    cover_init(&a->cover, offset, write ? 0 : count);
     __atomic_store_n(&a->pending, 2, __ATOMIC_RELAXED);
     bool wake;
     {
@@ -756,8 +912,10 @@ static int aio_start(struct nbd_be *nb, bool write, void *buf, uint32_t count, u
         }
         nbd_completion_callback cb = {
             .callback = on_async_complete, .user_data = a, .free = on_async_free};
-        int64_t cookie = write ? nbd_aio_pwrite(c->h, buf, count, offset, cb, nbd_flags)
-                               : nbd_aio_pread(c->h, buf, count, offset, cb, nbd_flags);
+        nbd_chunk_callback ccb = {.callback = on_async_read_chunk, .user_data = a};
+        int64_t cookie =
+            write ? nbd_aio_pwrite(c->h, buf, count, offset, cb, nbd_flags)
+                  : nbd_aio_pread_structured(c->h, buf, count, offset, ccb, cb, nbd_flags);
         if (cookie < 0) {
             /* libnbd ran the free callback already: one reference left. */
             log_debug(backend, "nbd: %s: cannot queue command: %s", nb->be.spec, nbd_get_error());

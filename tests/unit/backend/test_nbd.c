@@ -3,6 +3,7 @@
  * when the upstream dies, hangs or comes back. Skipped without nbdkit. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -817,6 +820,331 @@ static void test_fault_over_nbd(void **state)
     backend_close(be);
 }
 
+/* ---- a hostile upstream
+ *
+ * A minimal NBD server (fixed newstyle, structured replies, multi-conn) on
+ * fx->sock, in threads of the test; its replies to reads follow `mode`. Byte o of its export is
+ * hostile_byte(o). libnbd checks each chunk's framing and range but not that a read's chunks cover
+ * it exactly once; the back end must, or a short reply leaves stale bytes in the buffer and they
+ * are served (and cached) as data. */
+
+enum hostile_mode {
+    HM_GOOD,         /* one data chunk */
+    HM_OUT_OF_ORDER, /* second half, then first half: allowed */
+    HM_HOLE,         /* a hole for the second half, then the data: allowed */
+    HM_HALF,         /* only the first half, then done */
+    HM_NOTHING,      /* done with no data at all */
+    HM_OVERLAP,      /* the first half twice: as many bytes as asked */
+    HM_DROP,         /* the connection is closed instead of a reply */
+};
+
+#define HOSTILE_MAX_CONNS 8
+
+struct hostile {
+    int lfd;
+    pthread_t thread;
+    atomic_int mode;
+    unsigned nconns;
+    struct hostile_conn {
+        struct hostile *hs;
+        int fd;
+        pthread_t thread;
+    } conn[HOSTILE_MAX_CONNS];
+};
+
+static uint8_t hostile_byte(uint64_t o)
+{
+    return (uint8_t)(o * 7 + (o >> 9) + 1);
+}
+
+static bool h_write(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w <= 0)
+            return false;
+        b += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool h_read(int fd, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t r = read(fd, b, n);
+        if (r <= 0)
+            return false;
+        b += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+static void put_be(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t get_be(const uint8_t *p, unsigned bytes)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static bool h_optreply(int fd, uint32_t opt, uint32_t type, const void *data, uint32_t len)
+{
+    uint8_t h[20];
+    put_be(h, 0x3e889045565a9ull, 8);
+    put_be(h + 8, opt, 4);
+    put_be(h + 12, type, 4);
+    put_be(h + 16, len, 4);
+    return h_write(fd, h, sizeof(h)) && h_write(fd, data, len);
+}
+
+/* A structured reply chunk: OFFSET_DATA (type 1) of [off, off + len) or
+ * OFFSET_HOLE (type 2), or NONE (type 0); DONE when last. */
+static bool h_chunk(int fd, uint64_t cookie, uint16_t type, bool last, uint64_t off, uint32_t len)
+{
+    uint8_t h[32];
+    uint32_t plen = type == 0 ? 0 : type == 1 ? 8 + len : 12;
+    put_be(h, 0x668e33ef, 4);
+    put_be(h + 4, last ? 1 : 0, 2);
+    put_be(h + 6, type, 2);
+    put_be(h + 8, cookie, 8);
+    put_be(h + 16, plen, 4);
+    put_be(h + 20, off, 8);
+    put_be(h + 28, len, 4);
+    if (!h_write(fd, h, type == 0 ? 20 : type == 1 ? 28 : 32))
+        return false;
+    if (type != 1)
+        return true;
+    uint8_t *d = malloc(len ? len : 1);
+    for (uint32_t i = 0; i < len; i++)
+        d[i] = hostile_byte(off + i);
+    bool ok = h_write(fd, d, len);
+    free(d);
+    return ok;
+}
+
+static bool h_read_reply(int fd, int mode, uint64_t cookie, uint64_t off, uint32_t len)
+{
+    uint32_t half = len / 2;
+    switch (mode) {
+    case HM_OUT_OF_ORDER:
+        return h_chunk(fd, cookie, 1, false, off + half, len - half) &&
+               h_chunk(fd, cookie, 1, true, off, half);
+    case HM_HOLE:
+        return h_chunk(fd, cookie, 2, false, off + half, len - half) &&
+               h_chunk(fd, cookie, 1, true, off, half);
+    case HM_HALF:
+        return h_chunk(fd, cookie, 1, true, off, half);
+    case HM_NOTHING:
+        return h_chunk(fd, cookie, 0, true, 0, 0);
+    case HM_OVERLAP:
+        return h_chunk(fd, cookie, 1, false, off, half) &&
+               h_chunk(fd, cookie, 1, true, off, len - half);
+    default:
+        return h_chunk(fd, cookie, 1, true, off, len);
+    }
+}
+
+static void *hostile_conn_main(void *arg)
+{
+    struct hostile_conn *hc = arg;
+    struct hostile *hs = hc->hs;
+    int fd = hc->fd;
+    uint8_t b[4096];
+    memcpy(b, "NBDMAGICIHAVEOPT\0\3", 18); /* fixed newstyle, no zeroes */
+    if (!h_write(fd, b, 18) || !h_read(fd, b, 4))
+        goto out;
+    for (;;) { /* options until GO */
+        if (!h_read(fd, b, 16))
+            goto out;
+        uint32_t opt = (uint32_t)get_be(b + 8, 4), len = (uint32_t)get_be(b + 12, 4);
+        if (len > sizeof(b) || !h_read(fd, b, len))
+            goto out;
+        if (opt == 7) { /* GO: export info (1 MiB, flush), then ack */
+            uint8_t info[12];
+            put_be(info, 0, 2);
+            put_be(info + 2, 1 << 20, 8);
+            put_be(info + 10, 1 | 4 | 256, 2); /* flags: flush, multi-conn */
+            if (!h_optreply(fd, opt, 3, info, sizeof(info)) || !h_optreply(fd, opt, 1, NULL, 0))
+                goto out;
+            break;
+        }
+        /* STRUCTURED_REPLY: ack; anything else: unsupported */
+        if (!h_optreply(fd, opt, opt == 8 ? 1 : 0x80000001u, NULL, 0))
+            goto out;
+    }
+    for (;;) {
+        if (!h_read(fd, b, 28))
+            break;
+        uint16_t type = (uint16_t)get_be(b + 6, 2);
+        uint64_t cookie = get_be(b + 8, 8), off = get_be(b + 16, 8);
+        uint32_t len = (uint32_t)get_be(b + 24, 4);
+        if (type == 2 || (type == 0 && atomic_load(&hs->mode) == HM_DROP)) /* DISC */
+            break;
+        bool ok = type == 0 ? h_read_reply(fd, atomic_load(&hs->mode), cookie, off, len)
+                            : h_chunk(fd, cookie, 0, true, 0, 0);
+        if (!ok)
+            break;
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+/* Accept connections (each served by its own thread) until lfd is shut. */
+static void *hostile_main(void *arg)
+{
+    struct hostile *hs = arg;
+    while (hs->nconns < HOSTILE_MAX_CONNS) {
+        struct hostile_conn *hc = &hs->conn[hs->nconns];
+        hc->hs = hs;
+        hc->fd = accept(hs->lfd, NULL, NULL);
+        if (hc->fd < 0)
+            break;
+        if (pthread_create(&hc->thread, NULL, hostile_conn_main, hc) != 0) {
+            close(hc->fd);
+            break;
+        }
+        hs->nconns++;
+    }
+    return NULL;
+}
+
+/* After the back end is closed: stop accepting, wait for every connection. */
+static void hostile_stop(struct hostile *hs)
+{
+    shutdown(hs->lfd, SHUT_RDWR);
+    pthread_join(hs->thread, NULL);
+    for (unsigned i = 0; i < hs->nconns; i++)
+        pthread_join(hs->conn[i].thread, NULL);
+    close(hs->lfd);
+}
+
+static void hostile_start(struct fixture *fx, struct hostile *hs)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fx->sock);
+    hs->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(hs->lfd >= 0);
+    assert_int_equal(bind(hs->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(hs->lfd, 4), 0);
+    atomic_store(&hs->mode, HM_GOOD);
+    hs->nconns = 0;
+    assert_int_equal(pthread_create(&hs->thread, NULL, hostile_main, hs), 0);
+}
+
+/* What a read of [off, off + len) must return under mode (a good one). */
+static void hostile_expect(int mode, uint8_t *want, uint64_t off, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++)
+        want[i] = mode == HM_HOLE && i >= len / 2 ? 0 : hostile_byte(off + i);
+}
+
+static void async_one_done(struct be_aio *a, int status);
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int status;
+    bool done;
+} g_one = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
+
+static void async_one_done(struct be_aio *a, int status)
+{
+    (void)a;
+    pthread_mutex_lock(&g_one.lock);
+    g_one.status = status;
+    g_one.done = true;
+    pthread_cond_signal(&g_one.cond);
+    pthread_mutex_unlock(&g_one.lock);
+}
+
+/* One pread_async, waited for: its status. */
+static int async_read_one(struct backend *be, void *buf, uint32_t len, uint64_t off)
+{
+    struct be_aio a = {.done = async_one_done};
+    g_one.done = false;
+    int r = be->ops->pread_async(be, buf, len, off, &a);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&g_one.lock);
+    while (!g_one.done)
+        pthread_cond_wait(&g_one.cond, &g_one.lock);
+    r = g_one.status;
+    pthread_mutex_unlock(&g_one.lock);
+    return r;
+}
+
+static void test_hostile_read_replies(void **state)
+{
+    struct fixture *fx = *state;
+    struct hostile hs;
+    hostile_start(fx, &hs);
+    struct backend *be = open_nbd(fx, 1);
+    enum { LEN = 12288 };
+    static uint8_t buf[LEN], want[LEN];
+    static const struct {
+        int mode;
+        bool ok;
+    } cases[] = {
+        {HM_GOOD, true},     {HM_OUT_OF_ORDER, true}, {HM_HOLE, true}, {HM_HALF, false},
+        {HM_NOTHING, false}, {HM_OVERLAP, false},     {HM_GOOD, true},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        atomic_store(&hs.mode, cases[i].mode);
+        for (int async = 0; async < 2; async++) {
+            uint64_t off = 4096 * (1 + 8 * i + 4 * (uint64_t)async) + 512;
+            memset(buf, 0xa5, sizeof(buf));
+            int r = async ? async_read_one(be, buf, LEN, off) : be->ops->pread(be, buf, LEN, off);
+            if (!cases[i].ok) {
+                if (r != -EIO)
+                    fail_msg("mode %d (%s): read gave %d, not -EIO", cases[i].mode,
+                             async ? "pread_async" : "pread", r);
+                continue;
+            }
+            assert_int_equal(r, 0);
+            hostile_expect(cases[i].mode, want, off, LEN);
+            assert_memory_equal(buf, want, LEN);
+        }
+    }
+    backend_close(be);
+    hostile_stop(&hs);
+}
+
+/* One connection of two is lost (the upstream closed it) less than the
+ * reconnect interval after it was made, so it cannot be reconnected yet:
+ * the requests that round robin would give it go to the other one, which
+ * works, instead of failing with EIO. */
+static void test_lost_conn_failover(void **state)
+{
+    struct fixture *fx = *state;
+    struct hostile hs;
+    hostile_start(fx, &hs);
+    struct backend *be = open_nbd(fx, 2);
+    uint8_t buf[4096], want[4096];
+    atomic_store(&hs.mode, HM_DROP);
+    assert_int_equal(be->ops->pread(be, buf, sizeof(buf), 0), -EIO);
+    atomic_store(&hs.mode, HM_GOOD);
+    for (uint64_t i = 1; i <= 6; i++) {
+        uint64_t off = i * 65536;
+        int r = be->ops->pread(be, buf, sizeof(buf), off);
+        if (r != 0)
+            fail_msg("read %" PRIu64 " after one connection was lost: %d", i, r);
+        hostile_expect(HM_GOOD, want, off, sizeof(buf));
+        assert_memory_equal(buf, want, sizeof(buf));
+    }
+    backend_close(be);
+    hostile_stop(&hs);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -833,6 +1161,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_over_nbd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_read_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_conn_failover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,16 +192,19 @@ struct mc_hang {
     int lfd;
     pthread_t thread;
     bool partial;
+    bool trickle;      /* the rest of the value follows, a byte per 10 ms */
     unsigned answered; /* atomic */
     int fds[64];
+    unsigned left[64]; /* trickle: bytes of the value still to send */
     unsigned nfds;
 };
 
 /* A whole binary request at the head of fd's queue: answer it as a hit
  * whose value is 4096 bytes, of which only the first 1000 follow. Returns
  * false while the request is still incomplete (peeked, nothing read). */
-static bool answer_partially(struct mc_hang *h, int fd)
+static bool answer_partially(struct mc_hang *h, unsigned i)
 {
+    int fd = h->fds[i];
     uint8_t req[24 + 256];
     ssize_t n = recv(fd, req, sizeof req, MSG_PEEK | MSG_DONTWAIT);
     if (n <= 0 || req[0] != 0x80)
@@ -234,6 +237,8 @@ static bool answer_partially(struct mc_hang *h, int fd)
     size_t len = 28 + (size_t)keylen + 1000;
     if (send(fd, res, len, MSG_NOSIGNAL) == (ssize_t)len)
         __atomic_fetch_add(&h->answered, 1, __ATOMIC_RELAXED);
+    if (h->trickle)
+        h->left[i] = 4096 - 1000;
     return true;
 }
 
@@ -253,10 +258,16 @@ static void *hang_main(void *arg)
                 p[np++] = (struct pollfd){.fd = h->fds[i], .events = POLLIN};
             }
         }
-        if (poll(p, np, -1) < 0 && errno != EINTR)
+        bool trickling = false;
+        for (unsigned i = 0; i < h->nfds; i++)
+            trickling |= h->left[i] > 0;
+        if (poll(p, np, trickling ? 10 : -1) < 0 && errno != EINTR)
             return NULL;
+        for (unsigned i = 0; i < h->nfds; i++)
+            if (h->left[i] > 0 && send(h->fds[i], "v", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+                h->left[i]--;
         for (unsigned k = 1; k < np; k++)
-            if (p[k].revents && answer_partially(h, p[k].fd))
+            if (p[k].revents && answer_partially(h, idx[k - 1]))
                 waiting[idx[k - 1]] = false;
         if (!p[0].revents)
             continue;
@@ -272,11 +283,12 @@ static void *hang_main(void *arg)
     }
 }
 
-static struct mc_hang *hang_start(uint16_t *port, bool partial)
+static struct mc_hang *hang_start(uint16_t *port, bool partial, bool trickle)
 {
     struct mc_hang *h = calloc(1, sizeof *h);
     *port = 0;
     h->partial = partial;
+    h->trickle = trickle;
     h->lfd = listen_any(port);
     if (h->lfd < 0 || pthread_create(&h->thread, NULL, hang_main, h) != 0) {
         free(h);
@@ -287,12 +299,17 @@ static struct mc_hang *hang_start(uint16_t *port, bool partial)
 
 struct mc_hang *mc_hang_start(uint16_t *port)
 {
-    return hang_start(port, false);
+    return hang_start(port, false, false);
 }
 
 struct mc_hang *mc_hang_start_partial(uint16_t *port)
 {
-    return hang_start(port, true);
+    return hang_start(port, true, false);
+}
+
+struct mc_hang *mc_hang_start_trickle(uint16_t *port)
+{
+    return hang_start(port, true, true);
 }
 
 unsigned mc_hang_answered(struct mc_hang *h)

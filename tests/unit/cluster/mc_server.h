@@ -39,6 +39,9 @@ void mc_hang_stop(struct mc_hang *h);
  * answers it with the start of a 4 KiB value: the client has taken a
  * buffer for the value when the rest never comes. */
 struct mc_hang *mc_hang_start_partial(uint16_t *port);
+/* The same, and then the rest of the value a byte every 10 ms: every wait
+ * for the network is short, the whole answer takes 31 s. */
+struct mc_hang *mc_hang_start_trickle(uint16_t *port);
 /* How many gets it answered so. */
 unsigned mc_hang_answered(struct mc_hang *h);
 

@@ -727,6 +727,29 @@ static void test_inline_lookups(void **state)
     assert_int_equal(ms.lookup_failures, 1); /* counted here, not by the core */
     tier_close(t);
     mc_hang_stop(h);
+
+    /* A server that answers with a byte now and then (each wait for the
+     * network is shorter than the timeout): the watchdog cuts the inline
+     * lookup off after about timeout_ms, where it once took the 31 s the
+     * server needed to send the value. */
+    h = mc_hang_start_trickle(&hport);
+    assert_non_null(h);
+    servers_string(&hport, 1, servers, sizeof servers);
+    c = (struct tier_memcached_config){
+        .servers = servers, .timeout_ms = 100, .io_timeout_ms = 5000};
+    assert_int_equal(tier_memcached_open(&c, &t), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_true(lookup_n(t, keys, 0, 1, buf) <= 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms_took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    printf("inline lookup against a trickling server: %ld ms (timeout 100 ms)\n", ms_took);
+    assert_true(ms_took >= 90 && ms_took < 1500);
+    tier_memcached_stats(t, &ms);
+    assert_int_equal(ms.lookup_inline, 1);
+    assert_int_equal(ms.lookup_failures, 1);
+    assert_int_equal(ms.lookup_cut, 1);
+    tier_close(t);
+    mc_hang_stop(h);
     free(buf);
     free(data);
 }
