@@ -151,42 +151,20 @@ cmp "$T/vol.img" "$T/expect.img" || fail "the file after B's write after its res
 # destination of a migration: `qemu DOMAIN migrate begin -`, the domain's
 # XML on stdin; the read-only gold in the overlay's backing chain has no
 # owner and stays.
-cat >"$T/dom.xml" <<XML
-<domain type='kvm'>
-  <name>vm1</name>
-  <memory unit='MiB'>256</memory>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='network' device='disk'>
-      <driver name='qemu' type='raw' cache='none' error_policy='stop' rerror_policy='stop'/>
-      <source protocol='nbd' name='vol'>
-        <host transport='unix' socket='$T/n2.sock'/>
-      </source>
-      <target dev='vda' bus='virtio'/>
-    </disk>
+run_hook 1 "
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
       <source file='$T/overlay.qcow2'/>
       <backingStore type='network'>
         <format type='raw'/>
         <source protocol='nbd' name='gold'>
-          <host transport='unix' socket='$T/n2.sock'/>
+          <host transport='unix' socket='$T/n1.sock'/>
         </source>
         <backingStore/>
       </backingStore>
       <target dev='vdb' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-XML
-if command -v virt-xml-validate >/dev/null 2>&1; then
-    virt-xml-validate "$T/dom.xml" domain >/dev/null 2>&1 || fail "the test's domain XML is not valid"
-fi
-hook_out=$(SHOALCTL="$SHOALCTL" SHOAL_URL=http://10.77.0.11:10810 SHOAL_TOKEN_FILE="$T/token" \
-    in_ns 1 "$SRCDIR/contrib/libvirt/qemu" vm1 migrate begin - <"$T/dom.xml" 2>&1) ||
-    fail "the libvirt hook failed: $hook_out"
-log "hook: $hook_out"
-assert_contains "$hook_out" "volume vol moved to node A"
+    </disk>"
+assert_contains "$HOOK_OUT" "volume vol moved to node A"
 # libvirt starts the destination's QEMU when the hook returns: A must
 # serve vol by then.
 on_a() { nctl 1 volumes --json | jq -e '.[] | select(.name == "vol")' >/dev/null; }

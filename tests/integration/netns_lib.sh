@@ -159,3 +159,35 @@ mc_settle() { # N MIN SECS
         a=$b
     done
 }
+
+# run_hook I [EXTRA_DISKS_XML]: contrib/libvirt/qemu on host I, as libvirt
+# runs it on a migration's destination (`qemu vm1 migrate begin -`, the
+# domain's XML on stdin: vol through host I's socket, error_policy=stop as
+# docs/cluster.md advises, and any more <disk> elements given); its output
+# in HOOK_OUT.
+run_hook() {
+    local i=$1 extra=${2:-}
+    cat >"$T/dom.xml" <<XML
+<domain type='kvm'>
+  <name>vm1</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw' cache='none' error_policy='stop' rerror_policy='stop'/>
+      <source protocol='nbd' name='vol'>
+        <host transport='unix' socket='$T/n$i.sock'/>
+      </source>
+      <target dev='vda' bus='virtio'/>
+    </disk>$extra
+  </devices>
+</domain>
+XML
+    if command -v virt-xml-validate >/dev/null 2>&1; then
+        virt-xml-validate "$T/dom.xml" domain >/dev/null 2>&1 || fail "the test's domain XML is not valid"
+    fi
+    HOOK_OUT=$(SHOALCTL="$SHOALCTL" SHOAL_URL="http://10.77.0.1$i:10810" SHOAL_TOKEN_FILE="$T/token" \
+        in_ns "$i" "$SRCDIR/contrib/libvirt/qemu" vm1 migrate begin - <"$T/dom.xml" 2>&1) ||
+        fail "the libvirt hook failed: $HOOK_OUT"
+    log "hook: $HOOK_OUT"
+}

@@ -92,27 +92,8 @@ log "source: $(rounds_seen "$T/serial1.log") rounds done; moving vol to B"
 
 # libvirt runs its qemu hook on the destination (B) before it starts the
 # destination's QEMU, with the domain's XML on stdin.
-cat >"$T/dom.xml" <<XML
-<domain type='qemu'>
-  <name>vm1</name>
-  <memory unit='MiB'>256</memory>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='network' device='disk'>
-      <driver name='qemu' type='raw' cache='none' error_policy='stop' rerror_policy='stop'/>
-      <source protocol='nbd' name='vol'>
-        <host transport='unix' socket='$T/n2.sock'/>
-      </source>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-XML
-hook_out=$(SHOALCTL="$SHOALCTL" SHOAL_URL=http://10.77.0.12:10810 SHOAL_TOKEN_FILE="$T/token" \
-    in_ns 2 "$SRCDIR/contrib/libvirt/qemu" vm1 migrate begin - <"$T/dom.xml" 2>&1) ||
-    fail "the libvirt hook failed: $hook_out"
-log "hook: $hook_out"
-assert_contains "$hook_out" "volume vol moved to node B"
+run_hook 2
+assert_contains "$HOOK_OUT" "volume vol moved to node B"
 guest 2 -incoming "unix:$T/migrate.sock"
 DST_PID=$VM_PID
 wait_for 20 test -S "$T/qmp2.sock" || fail "the destination QEMU did not start"

@@ -339,16 +339,24 @@ static void test_short_file(void **state)
     backend_close(be);
 }
 
-static void test_direct(void **state)
+/* The fixture's file opened with O_DIRECT; skips where the file system
+ * has none (tmpfs). */
+static struct backend *open_direct(struct fixture *fx)
 {
-    struct fixture *fx = *state;
-    make_file(fx->path, 1 << 20);
     struct backend_params p = {.spec = fx->path, .direct = true};
     struct backend *be = NULL;
     int r = backend_open(&p, &be);
     if (r == -EINVAL)
-        skip(); /* file system without O_DIRECT (tmpfs) */
+        skip();
     assert_int_equal(r, 0);
+    return be;
+}
+
+static void test_direct(void **state)
+{
+    struct fixture *fx = *state;
+    make_file(fx->path, 1 << 20);
+    struct backend *be = open_direct(fx);
     assert_int_equal(be->min_block, 4096);
     uint8_t *buf = aligned_alloc(4096, 64 << 10);
     assert_non_null(buf);
@@ -390,12 +398,7 @@ static void test_direct_odd_tail(void **state)
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, want, size, 0), (ssize_t)size);
     close(fd);
-    struct backend_params p = {.spec = fx->path, .direct = true};
-    struct backend *be = NULL;
-    int r = backend_open(&p, &be);
-    if (r == -EINVAL)
-        skip(); /* file system without O_DIRECT (tmpfs) */
-    assert_int_equal(r, 0);
+    struct backend *be = open_direct(fx);
     assert_int_equal(be->size, size);
     uint8_t *buf = aligned_alloc(4096, 16384);
     assert_non_null(buf);
