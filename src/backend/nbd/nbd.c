@@ -1287,6 +1287,16 @@ static int nbd_be_open(const struct backend_params *p, struct backend **out)
         struct nbd_conn *c = &nb->conns[i];
         if (!c->h)
             r = connect_handle(nb, &c->h);
+        /* Every connection must see the export the first one learnt (as a
+         * reconnect must): a server that answers another size on another
+         * connection is serving something else. */
+        int64_t sz = r == 0 ? nbd_get_size(c->h) : 0;
+        if (r == 0 && (sz < 0 || (uint64_t)sz != nb->be.size)) {
+            backend_set_open_error("%s answered %" PRId64 " bytes on connection %u, %" PRIu64
+                                   " on the first",
+                                   nb->be.spec, sz, i + 1, nb->be.size);
+            r = -EIO;
+        }
         if (r == 0) {
             c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
             if (c->efd < 0)

@@ -836,6 +836,7 @@ enum hostile_mode {
     HM_NOTHING,      /* done with no data at all */
     HM_OVERLAP,      /* the first half twice: as many bytes as asked */
     HM_DROP,         /* the connection is closed instead of a reply */
+    HM_SIZES,        /* connections after the first see a 2 MiB export */
 };
 
 #define HOSTILE_MAX_CONNS 8
@@ -972,7 +973,8 @@ static void *hostile_conn_main(void *arg)
         if (opt == 7) { /* GO: export info (1 MiB, flush), then ack */
             uint8_t info[12];
             put_be(info, 0, 2);
-            put_be(info + 2, 1 << 20, 8);
+            bool later = hc != &hs->conn[0] && atomic_load(&hs->mode) == HM_SIZES;
+            put_be(info + 2, later ? 2 << 20 : 1 << 20, 8);
             put_be(info + 10, 1 | 4 | 256, 2); /* flags: flush, multi-conn */
             if (!h_optreply(fd, opt, 3, info, sizeof(info)) || !h_optreply(fd, opt, 1, NULL, 0))
                 goto out;
@@ -1083,6 +1085,24 @@ static int async_read_one(struct backend *be, void *buf, uint32_t len, uint64_t 
     return r;
 }
 
+/* A server whose second connection answers another export size: the open
+ * fails (every connection must serve what the first one learnt, as a
+ * reconnect must), naming both sizes. */
+static void test_sizes_differ(void **state)
+{
+    struct fixture *fx = *state;
+    struct hostile hs;
+    hostile_start(fx, &hs);
+    atomic_store(&hs.mode, HM_SIZES);
+    struct backend_params p = {.spec = fx->uri, .conns = 2};
+    struct backend *be = NULL;
+    assert_int_equal(backend_open(&p, &be), -EIO);
+    assert_null(be);
+    assert_non_null(
+        strstr(backend_open_error(), "answered 2097152 bytes on connection 2, 1048576"));
+    hostile_stop(&hs);
+}
+
 static void test_hostile_read_replies(void **state)
 {
     struct fixture *fx = *state;
@@ -1162,6 +1182,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_read_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sizes_differ, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_conn_failover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
