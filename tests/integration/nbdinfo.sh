@@ -39,6 +39,12 @@ list=$(nbdinfo --list --json "nbd+unix:///?socket=$SOCK")
 assert_eq "$(jq -r '[.exports[]."export-name"] | sort | join(",")' <<<"$list")" "a,b,c" "export list"
 assert_eq "$(jq -r '.exports[] | select(."export-name"=="b") | ."export-size"' <<<"$list")" \
     $((1048576 + 512)) "listed size of b"
+# The list answers any client that may connect: its descriptions say size
+# and mode, never the host's paths.
+desc=$(jq -r '.exports[] | select(."export-name"=="b") | .description' <<<"$list")
+log "b's description: $desc"
+assert_contains "$desc" "shoal volume"
+case $desc in *"$T"* | */*) fail "the export list names a host path: $desc" ;; esac
 
 # --map (base:allocation): extents cover the whole volume without gaps, and
 # the random regions are data (a ZERO bit there would be a wrong answer).
