@@ -454,7 +454,12 @@ static bool lookup_inline(struct mct *m, struct tier_req *r)
 /* The lookups' watchdog: one past its deadline (bound_lookup) gets a poll
  * timeout of 0, which libmemcached takes as an immediate timeout at its
  * next wait for the network: the lookup fails there (the server counts a
- * failure) and an inline lookup's caller goes on to the back end. It ticks
+ * failure) and an inline lookup's caller goes on to the back end. That
+ * store (one int field of the handle, memcached_behavior_set) races with
+ * the lookup's own reads of it inside libmemcached, on purpose: the lookup
+ * does not hold the slot's lock while on the network, and takes the new
+ * value at its next wait. Everything else about the handle (cut_at_ns, a
+ * rebuild in mc_conn_report) is under the slot's lock. It ticks
  * at half the tier's timeout (at least 5 ms) while lookups are on the
  * network, every 100 ms when none is: a lookup overruns by at most that. */
 static void *watch_main(void *arg)
