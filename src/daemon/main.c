@@ -380,13 +380,19 @@ int main(int argc, char **argv)
     }
 
     if (o->pid_file) {
-        FILE *pf = fopen(o->pid_file, "w");
-        if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0) {
+        /* Not through a symlink: root writing a path another user could
+         * point elsewhere (a pid file in a shared directory) would clobber
+         * the file it points at. */
+        int pfd = open(o->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (pfd < 0 || dprintf(pfd, "%d\n", (int)getpid()) < 0) {
+            int e = errno;
             fprintf(stderr, "shoald: cannot write pid file '%s': %s\n", o->pid_file,
-                    strerror(errno));
+                    e == ELOOP ? "it is a symbolic link" : strerror(e));
+            if (pfd >= 0)
+                close(pfd);
             return 1;
         }
-        fclose(pf);
+        close(pfd);
     }
 
     /* Last: every listener is bound, every volume open, the pid and token

@@ -65,6 +65,19 @@ fi
 grep -qF "$busy_port" "$T/err" || fail "busy API port not reported on stderr: '$(cat "$T/err")'"
 export ASAN_OPTIONS=$asan_saved
 
+# A --pid-file that is a symlink is refused, and what it points at is left
+# alone (root writing through a link another user planted would clobber
+# any file).
+echo "precious" >"$T/precious"
+ln -s "$T/precious" "$T/link.pid"
+rc=0
+timeout 20 "$SHOALD" -f -l "unix:$T/link.sock" --http "127.0.0.1:$(free_port)" \
+    --http-token-file "$T/token" --pid-file "$T/link.pid" -m 16M "a=$T/a.img" \
+    >"$T/out" 2>"$T/err" </dev/null || rc=$?
+assert_eq "$rc" 1 "exit status with a symlinked --pid-file"
+grep -q "it is a symbolic link" "$T/err" || fail "symlinked --pid-file not reported: '$(cat "$T/err")'"
+assert_eq "$(cat "$T/precious")" precious "the file the --pid-file link points at"
+
 # A relative --pid-file, socket and --http-token-file are relative to the
 # directory shoald was started in (as the backing file paths are), even
 # though it chdirs to /.
