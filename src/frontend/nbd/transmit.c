@@ -94,6 +94,7 @@ struct nbd_conn {
     uint8_t *rbuf;
     size_t rstart, rend;
     struct busy_poll poll; /* the reader's, for the wait for the next request */
+    int timed_fd;          /* the socket, when IDLE_SLICE_MS is its SO_RCVTIMEO; else -1 */
     pthread_t reader;      /* the thread running nbd_transmit */
 
     struct nbd_req *batch_head, *batch_tail;
@@ -662,11 +663,14 @@ static int fill(struct nbd_conn *c, size_t need)
         flush_batch(c);
         /* Idle clients may stay, but the wait is cut in slices: a volume
          * removed with force meanwhile is let go (its back end and the
-         * image's lock with it) even if the client sends nothing. Only
-         * this thread receives; the sender's waits use send_timeout_ms. */
-        c->io->timeout_ms = c->v ? IDLE_SLICE_MS : 0;
-        ssize_t n =
-            conn_io_recv_polled(c->io, &c->poll, c->rbuf + c->rend, RBUF_SIZE - c->rend, -1);
+         * image's lock with it) even if the client sends nothing. On a
+         * plain socket the slice is its SO_RCVTIMEO (one recv a wait, no
+         * poll before it); else the transport's timeout, which only this
+         * thread uses (the sender's waits use send_timeout_ms). */
+        if (c->timed_fd < 0)
+            c->io->timeout_ms = IDLE_SLICE_MS;
+        ssize_t n = conn_io_recv_polled(c->io, &c->poll, c->rbuf + c->rend, RBUF_SIZE - c->rend,
+                                        c->timed_fd);
         c->io->timeout_ms = 0;
         if (n == -ETIMEDOUT) {
             if (c->v && volume_defunct(c->v))
@@ -896,6 +900,10 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
     /* No kick (engine.h): a forced removal does not end the connection;
      * the reader notices it within IDLE_SLICE_MS and lets the volume go. */
     volume_conn_attach(v, &c->vc);
+    c->timed_fd = -1;
+    struct timeval tv = {.tv_sec = IDLE_SLICE_MS / 1000, .tv_usec = IDLE_SLICE_MS % 1000 * 1000};
+    if (!io->tls && setsockopt(io->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0)
+        c->timed_fd = io->fd;
     c->ctx = ctx;
     c->io = io;
     c->v = v;
