@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
@@ -310,6 +311,18 @@ def main():
                     rest=struct.pack(">III", 0, 0, 0)))
     check(expect_response(c, 0x200 + window - 1)[3] == 0, "the last WRITE failed")
     data = data[:(63 + window) * 512] + new + data[(64 + window) * 512:]
+    # The WRITE's own response may still count it (its slot goes once the
+    # response is out): an immediate NOP-Out's NOP-In says when the window
+    # is open again, as an initiator would learn it.
+    for k in range(50):
+        c.s.sendall(pdu(0x00, 0x80, itt=0x400 + k, f20=0xffffffff, cmdsn=c.cmdsn, immediate=True))
+        bhs, _ = recv_pdu(c.s)
+        check(bhs[0] & 0x3f == 0x20, f"expected a NOP-In, got opcode 0x{bhs[0]:02x}")
+        if struct.unpack(">I", bhs[32:36])[0] >= c.cmdsn:
+            break
+        time.sleep(0.02)
+    else:
+        check(False, "the window did not open after the WRITE completed")
     c.s.sendall(pdu(0x01, 0x80, itt=0x300, cmdsn=c.cmdsn))  # the same CmdSN, now in the window
     check(expect_response(c, 0x300)[3] == 0, "the command at ExpCmdSN failed once the window opened")
 
