@@ -71,7 +71,10 @@ export ASAN_OPTIONS=$asan_saved
 echo "precious" >"$T/precious"
 ln -s "$T/precious" "$T/link.pid"
 rc=0
-timeout 20 "$SHOALD" -f -l "unix:$T/link.sock" --http "127.0.0.1:$(free_port)" \
+# A start that fails leaks its option memory (README, known gaps): no leak
+# check here, as for the failed starts above.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    timeout 20 "$SHOALD" -f -l "unix:$T/link.sock" --http "127.0.0.1:$(free_port)" \
     --http-token-file "$T/token" --pid-file "$T/link.pid" -m 16M "a=$T/a.img" \
     >"$T/out" 2>"$T/err" </dev/null || rc=$?
 assert_eq "$rc" 1 "exit status with a symlinked --pid-file"
