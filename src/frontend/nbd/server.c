@@ -85,8 +85,7 @@ static int list_one(struct volume *v, void *opaque)
      * connect, before TLS where it is optional, and the back end's own
      * description names host paths and upstream addresses. */
     char desc[64], sz[32];
-    snprintf(desc, sizeof desc, "shoal volume, %s, %s",
-             format_size(volume_size(v), sz, sizeof sz),
+    snprintf(desc, sizeof desc, "shoal volume, %s, %s", format_size(volume_size(v), sz, sizeof sz),
              volume_readonly(v) ? "read-only" : "read-write");
     return l->emit(l->ctx, volume_name(v), desc);
 }
