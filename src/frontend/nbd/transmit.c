@@ -686,6 +686,27 @@ static int fill(struct nbd_conn *c, size_t need)
     return 0;
 }
 
+/* The next request header, parsed into r's header fields and taken from
+ * the buffer: fill's results, or -EPROTO for a bad magic. */
+static int next_header(struct nbd_conn *c, struct nbd_req *r)
+{
+    int f = fill(c, NBD_REQUEST_SIZE);
+    if (f != 0)
+        return f;
+    const uint8_t *h = c->rbuf + c->rstart;
+    if (get_be32(h) != NBD_REQUEST_MAGIC) {
+        log_warn(nbd, "bad request magic 0x%08x: closing", get_be32(h));
+        return -EPROTO;
+    }
+    r->flags = get_be16(h + 4);
+    r->cmd = get_be16(h + 6);
+    r->handle = get_be64(h + 8);
+    r->offset = get_be64(h + 16);
+    r->length = get_be32(h + 24);
+    c->rstart += NBD_REQUEST_SIZE;
+    return 0;
+}
+
 /* Move `len` payload bytes into dst (NULL: discard), using what is buffered
  * first and reading the rest straight from the socket. */
 static int take_payload(struct nbd_conn *c, uint8_t *dst, size_t len)
@@ -776,22 +797,10 @@ static int gone_errno(uint16_t cmd, bool settled)
 static int serve_gone(struct nbd_conn *c, bool settled)
 {
     for (;;) {
-        int f = fill(c, NBD_REQUEST_SIZE);
+        struct nbd_req r = {.c = c};
+        int f = next_header(c, &r);
         if (f != 0)
             return f > 0 ? 0 : f;
-        const uint8_t *h = c->rbuf + c->rstart;
-        if (get_be32(h) != NBD_REQUEST_MAGIC) {
-            log_warn(nbd, "bad request magic 0x%08x: closing", get_be32(h));
-            return -EPROTO;
-        }
-        struct nbd_req r = {
-            .c = c,
-            .cmd = get_be16(h + 6),
-            .handle = get_be64(h + 8),
-            .offset = get_be64(h + 16),
-            .length = get_be32(h + 24),
-        };
-        c->rstart += NBD_REQUEST_SIZE;
         if (r.cmd == NBD_CMD_DISC)
             return 0;
         if (r.cmd == NBD_CMD_WRITE) {
@@ -944,7 +953,8 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
             ret = -EPIPE;
             break;
         }
-        int f = fill(c, NBD_REQUEST_SIZE);
+        struct nbd_req hdr;
+        int f = next_header(c, &hdr);
         if (f == 2) {
             gone = true;
             break;
@@ -953,31 +963,18 @@ int nbd_transmit(const struct nbd_transmit_ctx *ctx, struct conn_io *io, struct 
             ret = f > 0 ? 0 : f;
             break;
         }
-        const uint8_t *h = c->rbuf + c->rstart;
-        if (get_be32(h) != NBD_REQUEST_MAGIC) {
-            log_warn(nbd, "bad request magic 0x%08x: closing", get_be32(h));
-            ret = -EPROTO;
-            break;
-        }
-        uint16_t flags = get_be16(h + 4);
-        uint16_t cmd = get_be16(h + 6);
-        uint64_t handle = get_be64(h + 8);
-        uint64_t offset = get_be64(h + 16);
-        uint32_t length = get_be32(h + 24);
-        c->rstart += NBD_REQUEST_SIZE;
-
-        if (cmd == NBD_CMD_DISC) {
+        if (hdr.cmd == NBD_CMD_DISC) {
             log_debug(nbd, "client disconnect");
             break;
         }
         if (!have_free_slot(c))
             flush_batch(c); /* our own batch may hold the slots we wait for */
         struct nbd_req *r = req_get(c);
-        r->handle = handle;
-        r->cmd = cmd;
-        r->flags = flags;
-        r->offset = offset;
-        r->length = length;
+        r->handle = hdr.handle;
+        r->cmd = hdr.cmd;
+        r->flags = hdr.flags;
+        r->offset = hdr.offset;
+        r->length = hdr.length;
         int hr = handle_request(c, r);
         if (hr < 0) {
             req_release(r);
