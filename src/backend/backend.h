@@ -202,8 +202,20 @@ struct backend {
     uint64_t size;      /* bytes */
     uint32_t caps;      /* BE_CAN_* */
     uint32_t min_block; /* smallest I/O unit the storage accepts (1 = any) */
-    char *spec;         /* as given, for display */
+    /* The unit the storage takes without extra work (an O_DIRECT file's
+     * alignment): a back end that serves smaller or unaligned requests
+     * itself (min_block 1) does it at a cost, so the core fetches and
+     * front ends prefer whole units of it. 0: min_block. */
+    uint32_t io_align;
+    char *spec; /* as given, for display */
 };
+
+/* The unit the core aligns its own fetches to: io_align, at least min_block. */
+static inline uint32_t backend_io_align(const struct backend *be)
+{
+    uint32_t mb = be->min_block > 1 ? be->min_block : 1;
+    return be->io_align > mb ? be->io_align : mb;
+}
 
 /* Registry: pick the back end whose probe() accepts the spec (nbd URIs go to
  * "nbd", iscsi:// to "iscsi", fault: prefix to "fault", everything else to

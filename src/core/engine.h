@@ -110,8 +110,9 @@ bool volume_readonly(const struct volume *v);
 bool volume_enabled(const struct volume *v);
 /* Block size constraints for front ends to advertise and enforce: min is
  * the smallest I/O unit the back end accepts (1: any), preferred the size
- * that spares read-modify-write (the cache block, or min if larger), max the
- * largest read or write (VOL_MAX_IO). */
+ * that spares read-modify-write (the cache block, or the back end's I/O
+ * unit if larger: backend_io_align), max the largest read or write
+ * (VOL_MAX_IO). */
 struct vol_block_limits {
     uint32_t min, preferred, max;
 };

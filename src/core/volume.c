@@ -243,8 +243,9 @@ static int fetch_todo(struct volume *v, struct vol_scratch *s, uint8_t *buf, uin
         int ret;
         bool head = r && i == 0 && s->exact_head, cut = r && j == nb - 1 && s->exact_tail;
         if (head || cut) {
-            /* Exact to the back end's smallest I/O unit (edge_exact: < a block). */
-            uint64_t mb = v->be->min_block > 1 ? v->be->min_block : 1;
+            /* Exact to the unit the back end reads without extra work
+             * (edge_exact: < a block). */
+            uint64_t mb = backend_io_align(v->be);
             uint64_t lo = block_start(first + i), hi = block_start(first + j + 1);
             uint64_t off = head ? r->offset - r->offset % mb : lo;
             uint64_t rend = r->offset + r->length;
@@ -446,16 +447,17 @@ static int ra_unpaid(struct volume *v, struct vol_scratch *s, int ret)
 /* Whether r's edge block i (its first or its last), if the back end must
  * still give it (in s->todo, after the store and the tiers), is read
  * exactly: the read covers it only in part and it was not read that way
- * lately (core/partial.h). Exact to the back end's smallest I/O unit (a
- * client may ignore the block size we advertise); never when that unit is
- * a whole block. */
+ * lately (core/partial.h). Exact to the back end's I/O unit (its smallest,
+ * or the one it reads without extra work, as an O_DIRECT file's 4 KiB:
+ * backend_io_align; a client may ignore the block size we advertise);
+ * never when that unit is a whole block. */
 static bool edge_exact(struct volume *v, const struct vol_req *r, const struct vol_scratch *s,
                        uint64_t first, uint32_t i)
 {
     uint64_t blk = first + i;
     uint32_t lo, n;
     block_overlap(blk, r->offset, r->length, &lo, &n);
-    return v->be->min_block < BLOCK_SIZE && todo_test(s, i) &&
+    return backend_io_align(v->be) < BLOCK_SIZE && todo_test(s, i) &&
            n < MIN((uint64_t)BLOCK_SIZE, v->size - block_start(blk)) &&
            !partial_seen(v->partial_seen, blk);
 }

@@ -158,7 +158,7 @@ bool volume_enabled(const struct volume *v)
 void volume_block_limits(const struct volume *v, struct vol_block_limits *out)
 {
     out->min = v->be->min_block > 1 ? v->be->min_block : 1;
-    out->preferred = MAX(BLOCK_SIZE, out->min);
+    out->preferred = MAX(BLOCK_SIZE, backend_io_align(v->be));
     out->max = VOL_MAX_IO;
 }
 

@@ -516,6 +516,7 @@ static int fault_open(const struct backend_params *p, struct backend **out)
     f->be.size = next->size;
     f->be.caps = next->caps;
     f->be.min_block = next->min_block;
+    f->be.io_align = next->io_align;
     *out = &f->be;
     return 0;
 }

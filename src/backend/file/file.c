@@ -1,6 +1,7 @@
 /* File back end: a volume's data in a regular (raw) file or a block device.
- * All I/O is positional (pread/pwrite/fallocate/ioctl on one shared fd), so
- * any number of worker threads can use it at once without locking.
+ * All I/O is positional (pread/pwrite/fallocate/ioctl on one shared fd, and
+ * with --direct a second one for unaligned pieces: split_direct), so any
+ * number of worker threads can use it at once without locking.
  *
  * With --backing-dir (backend_params.backing_dirs) the path is opened with
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) from a descriptor of the
@@ -42,8 +43,11 @@
 struct file_be {
     struct backend be; /* first: be.priv points back at us */
     int fd;
+    /* --direct: the same file opened without O_DIRECT, for what is not
+     * aligned to be.io_align (see split_direct); -1 otherwise. */
+    int bfd;
     bool blk;      /* block device (ioctls) rather than a regular file */
-    bool direct;   /* O_DIRECT: every transfer aligned to be.min_block */
+    bool direct;   /* fd has O_DIRECT: its transfers aligned to be.io_align */
     bool readonly; /* opened O_RDONLY */
     uint32_t lbs;  /* block device: logical block size (BLKDISCARD/BLKZEROOUT unit) */
     struct image_lock *lock;
@@ -75,53 +79,52 @@ static int map_errno(int e)
     }
 }
 
-static bool misaligned(const struct file_be *f, const void *buf, uint32_t count, uint64_t offset)
+/* With --direct, a request is cut into at most three pieces: the part
+ * aligned to be.io_align (offset, length and memory) goes to fd, with
+ * O_DIRECT; the unaligned head and tail go to bfd, the same file without it.
+ * So any offset and length is served, as without --direct, and the export
+ * needs no minimum block: the last partial block of an image whose size is
+ * not a multiple of io_align can be read and written (O_DIRECT cannot write
+ * it without growing the file), and a 512-byte write is not refused. The
+ * page cache does the read-modify-write of a partial block under its page
+ * lock, so two writes to different bytes of one block never undo each
+ * other, which a read-modify-write here would need a lock for. The kernel
+ * keeps both descriptors coherent: a direct read writes back the dirty
+ * pages of its range first, and a direct write drops them. When the
+ * memory does not line up with the aligned part of the file (a write
+ * payload at an unaligned offset), the whole request goes to bfd. */
+struct piece {
+    int fd;
+    uint32_t skip, len; /* from buf / offset */
+};
+
+static unsigned split_direct(const struct file_be *f, const uint8_t *buf, uint32_t count,
+                             uint64_t offset, struct piece out[3])
 {
-    if (!f->direct)
-        return false;
-    uint64_t mask = f->be.min_block - 1;
-    return (((uintptr_t)buf | count | offset) & mask) != 0;
+    if (!f->direct) {
+        out[0] = (struct piece){f->fd, 0, count};
+        return 1;
+    }
+    uint64_t mask = f->be.io_align - 1, end = offset + count;
+    uint64_t a = (offset + mask) & ~mask, b = end & ~mask;
+    if (a >= b || ((uintptr_t)(buf + (a - offset)) & mask)) {
+        out[0] = (struct piece){f->bfd, 0, count};
+        return 1;
+    }
+    unsigned n = 0;
+    if (a > offset)
+        out[n++] = (struct piece){f->bfd, 0, (uint32_t)(a - offset)};
+    out[n++] = (struct piece){f->fd, (uint32_t)(a - offset), (uint32_t)(b - a)};
+    if (end > b)
+        out[n++] = (struct piece){f->bfd, (uint32_t)(b - offset), (uint32_t)(end - b)};
+    return n;
 }
 
-static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t offset);
-
-/* O_DIRECT on an image whose size is not a multiple of min_block: a read of
- * aligned offset and memory whose length ends exactly at the end of the
- * image. The cache fetches an odd-sized volume's last block that way (a
- * read-ahead or prefetch window that takes it in), and no client can ask
- * for it otherwise; refusing it failed the client read whose window it was.
- * The aligned part is read in place, the last min_block through an aligned
- * bounce buffer (read to EOF: the rest reads as zeros). Rare: at most once
- * per image end, so the allocation stays off the common path. */
-static int pread_direct_tail(struct backend *be, uint8_t *buf, uint32_t count, uint64_t offset)
+static int read_fd(struct file_be *f, int fd, uint8_t *p, uint32_t count, uint64_t offset)
 {
-    uint32_t mb = be->min_block, head = count & ~(mb - 1);
-    if (head) {
-        int r = file_pread(be, buf, head, offset);
-        if (r < 0)
-            return r;
-    }
-    _cleanup_free_ uint8_t *bounce = aligned_alloc(mb, mb);
-    if (!bounce)
-        return -ENOMEM;
-    int r = file_pread(be, bounce, mb, offset + head);
-    if (r < 0)
-        return r;
-    memcpy(buf + head, bounce, count - head);
-    return 0;
-}
-
-static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t offset)
-{
-    struct file_be *f = to_file(be);
-    if (misaligned(f, buf, count, offset)) {
-        uint64_t mask = be->min_block - 1;
-        bool tail = (((uintptr_t)buf | offset) & mask) == 0 && offset + count == be->size;
-        return tail ? pread_direct_tail(be, buf, count, offset) : -EINVAL;
-    }
-    uint8_t *p = buf;
+    bool direct = f->direct && fd == f->fd;
     while (count > 0) {
-        ssize_t n = pread(f->fd, p, count, (off_t)offset);
+        ssize_t n = pread(fd, p, count, (off_t)offset);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -131,7 +134,7 @@ static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t of
          * behind our back): what is not there reads as zeros, like a hole.
          * With O_DIRECT a partial block also means EOF, and asking again at
          * the unaligned offset would fail. */
-        if (n == 0 || (f->direct && ((size_t)n & (be->min_block - 1)))) {
+        if (n == 0 || (direct && ((size_t)n & (f->be.io_align - 1)))) {
             if (n > 0) {
                 p += n;
                 count -= (uint32_t)n;
@@ -142,6 +145,19 @@ static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t of
         p += n;
         count -= (uint32_t)n;
         offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int file_pread(struct backend *be, void *buf, uint32_t count, uint64_t offset)
+{
+    struct file_be *f = to_file(be);
+    struct piece pc[3];
+    unsigned n = split_direct(f, buf, count, offset, pc);
+    for (unsigned i = 0; i < n; i++) {
+        int r = read_fd(f, pc[i].fd, (uint8_t *)buf + pc[i].skip, pc[i].len, offset + pc[i].skip);
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -175,30 +191,24 @@ static int file_pread_nowait(struct backend *be, void *buf, uint32_t count, uint
     return 0;
 }
 
-static int file_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
-                       uint32_t flags)
+static int write_fd(struct file_be *f, int fd, const uint8_t *p, uint32_t count, uint64_t offset,
+                    uint32_t flags)
 {
-    struct file_be *f = to_file(be);
-    if (f->readonly)
-        return -EPERM;
-    if (misaligned(f, buf, count, offset))
-        return -EINVAL;
     bool fua = flags & BE_FUA;
     bool need_sync = false;
-    const uint8_t *p = buf;
     while (count > 0) {
         ssize_t n;
         if (fua && !atomic_load_explicit(&f->no_rwf_dsync, memory_order_relaxed)) {
             /* Per-write O_DSYNC: persists just this write, not the whole
              * file's dirty pages as fdatasync would. */
             struct iovec iov = {.iov_base = (void *)p, .iov_len = count};
-            n = pwritev2(f->fd, &iov, 1, (off_t)offset, RWF_DSYNC);
+            n = pwritev2(fd, &iov, 1, (off_t)offset, RWF_DSYNC);
             if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
                 atomic_store(&f->no_rwf_dsync, true);
                 continue;
             }
         } else {
-            n = pwrite(f->fd, p, count, (off_t)offset);
+            n = pwrite(fd, p, count, (off_t)offset);
             need_sync = fua;
         }
         if (n < 0) {
@@ -212,8 +222,25 @@ static int file_pwrite(struct backend *be, const void *buf, uint32_t count, uint
         count -= (uint32_t)n;
         offset += (uint64_t)n;
     }
-    if (need_sync && fdatasync(f->fd) < 0)
+    if (need_sync && fdatasync(fd) < 0)
         return map_errno(errno);
+    return 0;
+}
+
+static int file_pwrite(struct backend *be, const void *buf, uint32_t count, uint64_t offset,
+                       uint32_t flags)
+{
+    struct file_be *f = to_file(be);
+    if (f->readonly)
+        return -EPERM;
+    struct piece pc[3];
+    unsigned n = split_direct(f, buf, count, offset, pc);
+    for (unsigned i = 0; i < n; i++) {
+        int r = write_fd(f, pc[i].fd, (const uint8_t *)buf + pc[i].skip, pc[i].len,
+                         offset + pc[i].skip, flags);
+        if (r < 0)
+            return r;
+    }
     return 0;
 }
 
@@ -380,6 +407,8 @@ static void file_close(struct backend *be)
     if (!be)
         return;
     struct file_be *f = to_file(be);
+    if (f->bfd >= 0)
+        close(f->bfd); /* holds no lock */
     if (f->fd >= 0)
         close(f->fd); /* drops the OFD locks */
     image_lock_release(f->lock);
@@ -493,6 +522,28 @@ static int open_fd(const struct backend_params *p, bool *readonly)
     return fd;
 }
 
+/* --direct: the file of fd again, without O_DIRECT (split_direct), by the
+ * same path and rules. Refused unless it is the very same file: the path
+ * may have been renamed over in between. An fd or a negative errno (open
+ * error set). */
+static int open_buffered(const struct backend_params *p, bool readonly, const struct stat *st)
+{
+    _cleanup_close_ int fd = open_path(p, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        if (fd != -EPERM || !p->backing_dirs)
+            backend_set_open_error("cannot open it again without O_DIRECT: %s", strerror(-fd));
+        return fd;
+    }
+    struct stat st2;
+    if (fstat(fd, &st2) < 0)
+        return -errno;
+    if (st2.st_dev != st->st_dev || st2.st_ino != st->st_ino) {
+        backend_set_open_error("the path was replaced while it was being opened");
+        return -ESTALE;
+    }
+    return TAKE_FD(fd);
+}
+
 /* Caps that depend on the file system, found with harmless calls. */
 static void probe_file_caps(struct file_be *f, uint64_t size)
 {
@@ -600,12 +651,20 @@ static int file_open(const struct backend_params *p, struct backend **out)
             lbs = (uint32_t)v;
     }
     /* O_DIRECT wants memory, offset and length aligned to the device's
-     * logical block; for files 4 KiB is safe on every common file system. */
-    uint32_t min_block = p->direct ? (blk ? lbs : 4096) : 1;
+     * logical block; for files 4 KiB is safe on every common file system.
+     * What is not aligned goes through a second descriptor (split_direct):
+     * clients may still send any offset and length. */
+    uint32_t io_align = p->direct ? (blk ? lbs : 4096) : 1;
     if (p->format != BACKEND_FORMAT_RAW) {
-        int r = check_raw_image(fd, p, size, min_block);
+        int r = check_raw_image(fd, p, size, io_align);
         if (r < 0)
             return r;
+    }
+    _cleanup_close_ int bfd = -1;
+    if (p->direct) {
+        bfd = open_buffered(p, readonly, &st);
+        if (bfd < 0)
+            return bfd;
     }
 
     _cleanup_free_ struct file_be *f = calloc(1, sizeof(*f));
@@ -624,9 +683,11 @@ static int file_open(const struct backend_params *p, struct backend **out)
     f->be.ops = &backend_file_ops;
     f->be.priv = f;
     f->be.size = size;
-    f->be.min_block = min_block;
+    f->be.min_block = 1;
+    f->be.io_align = io_align;
     f->be.caps = BE_CAN_FLUSH | BE_CAN_MULTI_CONN;
     f->fd = fd;
+    f->bfd = bfd;
     if (readonly) {
         f->be.caps |= BE_READONLY;
     } else {
@@ -641,6 +702,7 @@ static int file_open(const struct backend_params *p, struct backend **out)
 
     f->be.spec = TAKE_PTR(spec);
     TAKE_FD(fd);
+    TAKE_FD(bfd);
     *out = &TAKE_PTR(f)->be;
     return 0;
 }
