@@ -122,9 +122,9 @@ static void test_miss_then_hit(void **state)
 }
 
 /* Exact reads respect the back end's smallest I/O unit (the fake refuses
- * smaller, as an iSCSI LUN or an O_DIRECT file does): 512-byte units are
- * read as such; with 4 KiB units a partial miss is fetched whole and
- * cached at once. */
+ * smaller, as an iSCSI LUN does), or the unit it reads without extra work
+ * (io_align): 512-byte units are read as such; with 4 KiB units a partial
+ * miss is fetched whole and cached at once. */
 static void test_partial_exact_min_block(void **state)
 {
     struct fix *x = *state;
@@ -156,6 +156,24 @@ static void test_partial_exact_min_block(void **state)
     volume_snapshot(v, &vs);
     assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
     assert_int_equal(vs.partial_exact_blocks, 0);
+    volume_put(v);
+
+    /* Any unit accepted, 4 KiB preferred (an O_DIRECT file, io_align):
+     * fetched whole too, not exactly through the back end's slow path. */
+    f = fake_new(1u << 20, 7);
+    f->be.io_align = BLOCK_SIZE;
+    v = add(x->e, "direct", f);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE + 700, 1000);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_true(hit);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
+    assert_int_equal(vs.partial_exact_blocks, 0);
+    struct vol_block_limits lim;
+    volume_block_limits(v, &lim);
+    assert_int_equal(lim.min, 1);
+    assert_int_equal(lim.preferred, BLOCK_SIZE);
     volume_put(v);
 }
 
