@@ -22,12 +22,14 @@ python3-libnbd with its default strict alignment checks:
     image's whole 512-byte blocks and a 512-byte write that is not 4 KiB
     aligned lands in the file (O_DIRECT alone refused it).
 The images live where O_DIRECT works (tmpfs may refuse it)."""
+import atexit
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
@@ -43,29 +45,26 @@ SIZES = [64 * KiB + 1, 64 * KiB + 511, 64 * KiB + 512, 64 * KiB + 513, 64 * KiB 
 
 def direct_dir():
     """A directory whose files O_DIRECT can open: TMP, else /var/tmp, else
-    the build directory (all removed at exit)."""
+    the build directory (removed at exit)."""
     cands = [TMP, "/var/tmp", os.environ.get("BUILDDIR", "")]
     for base in cands:
         if not base or not os.path.isdir(base):
             continue
-        d = TMP if base == TMP else os.path.join(base, os.path.basename(TMP) + ".direct")
-        os.makedirs(d, exist_ok=True)
+        d = TMP if base == TMP else tempfile.mkdtemp(prefix="shoal-it-direct_odd.", dir=base)
         probe = os.path.join(d, "probe")
         try:
-            with open(probe, "wb") as f:
-                f.truncate(BLK)
-            fd = os.open(probe, os.O_RDWR | os.O_DIRECT)
-            os.close(fd)
+            itlib.make_file(probe, BLK)
+            os.close(os.open(probe, os.O_RDWR | os.O_DIRECT))
             os.unlink(probe)
             if d != TMP:
-                import atexit
                 atexit.register(shutil.rmtree, d, True)
             return d
-        except OSError:
-            os.unlink(probe)
+        except OSError as e:
+            log(f"note: no O_DIRECT in {base}: {e}")
             if d != TMP:
                 shutil.rmtree(d, True)
-    raise TestFailure("no directory here supports O_DIRECT (tried %s)" % ", ".join(c for c in cands if c))
+    raise TestFailure("no directory here supports O_DIRECT (tried %s)"
+                      % ", ".join(c for c in cands if c))
 
 
 def file_bytes(path):
