@@ -116,13 +116,16 @@ def exercise(d, vol, path, model, rng, direct):
         h.pwrite(data, off, nbd.CMD_FLAG_FUA if i % 2 else 0)
         model[off:off + n] = data
         same(f"{what}: read back write {n} at {off}", h.pread(n, off), data)
+    h.flush()
+    same(f"{what}: file after writes and flush", file_bytes(path), bytes(model))
+    check_reads(h, model, f"{what} after writes")
     b = size & ~(BLK - 1)
     zo = max(0, b - 100)
     h.zero(size - zo, zo)
     model[zo:size] = bytes(size - zo)
     h.flush()
-    same(f"{what}: file after writes and flush", file_bytes(path), bytes(model))
-    check_reads(h, model, f"{what} after writes")
+    same(f"{what}: file after write zeroes", file_bytes(path), bytes(model))
+    check_reads(h, model, f"{what} after write zeroes")
 
     # From the file again, block by block.
     d.api("POST", f"/api/v1/volumes/{vol}/invalidate", {})
