@@ -522,6 +522,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
                                                   : "--etcd-key";
         if (!val[0])
             return bad(o, name, val, "empty path");
+        o->etcd_tls_at = (struct opt_at){o->at_file, o->at_line};
         *(key == OPT_ETCD_CACERT ? &o->etcd_tls.cacert
           : key == OPT_ETCD_CERT ? &o->etcd_tls.cert
                                  : &o->etcd_tls.key) = val;
@@ -564,6 +565,11 @@ static int set_frontend_option(struct daemon_options *o, unsigned fe, unsigned i
     void *field = (char *)o->frontend_opts[fe] + opt->offset;
     const char *what = opt->what ? opt->what : opt->name;
     struct frontend_list *list = field;
+    char refused[256] = "";
+    if (i < FE_MAX_OPTS)
+        o->fe_at[fe][i] = (struct opt_at){o->at_file, o->at_line};
+    if (opt->check && opt->check(val, refused, sizeof refused) < 0)
+        return bad(o, what, val, refused[0] ? refused : opt->want);
     switch (opt->kind) {
     case FE_OPT_STRING:
     case FE_OPT_PATH:
@@ -1166,8 +1172,12 @@ static int finish(struct daemon_options *o)
     if (resolve_user(o) < 0)
         return -1;
     char why[300];
-    if (etcd_tls_check(o->etcd ? o->etcd : "", &o->etcd_tls, why, sizeof why) < 0)
+    if (etcd_tls_check(o->etcd ? o->etcd : "", &o->etcd_tls, why, sizeof why) < 0) {
+        o->at_file = o->etcd_tls_at.file;
+        o->at_line = o->etcd_tls_at.line;
         return fail(o, "%s", why);
+    }
+    o->at_file = NULL;
     for (unsigned i = 0; i < o->nvolumes; i++) {
         if (o->readonly)
             o->volumes[i].readonly = true;
@@ -1180,8 +1190,19 @@ static int finish(struct daemon_options *o)
     for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
         const struct frontend_ops *ops = daemon_frontends[fe];
         char err[320] = "";
-        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err) < 0)
+        const char *about = NULL;
+        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err, &about) < 0) {
+            /* Named with the line of the file that set the option (none
+             * when the command line did, or nobody). */
+            o->at_file = NULL;
+            for (unsigned i = 0; about && ops->options[i].name && i < FE_MAX_OPTS; i++) {
+                if (!strcmp(ops->options[i].name, about)) {
+                    o->at_file = o->fe_at[fe][i].file;
+                    o->at_line = o->fe_at[fe][i].line;
+                }
+            }
             return fail(o, "%s", err[0] ? err : "invalid front end settings");
+        }
     }
     return 0;
 }

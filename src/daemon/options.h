@@ -106,10 +106,13 @@ struct daemon_options {
     unsigned at_line;
     /* Where the file set what finish() checks against the machine (cache
      * size vs RAM, --user, --group): its errors name the line too. */
-    struct {
+    struct opt_at {
         const char *file;
         unsigned line;
-    } cache_at, user_at, group_at;
+    } cache_at, user_at, group_at, etcd_tls_at;
+    /* Where each front end's option was last set (file NULL: not by a
+     * file), for the errors of the front end's checks across options. */
+    struct opt_at fe_at[MAX_FRONTENDS][FE_MAX_OPTS];
     char *error; /* the one-line error of a reparse, or NULL (printed) */
     size_t error_len;
 };

@@ -242,22 +242,71 @@ static void test_etcd_tls(void **state)
     assert_string_equal(out->etcd_tls.cacert, "ca2.pem");
     assert_null(out->etcd_tls.cert);
 
-    /* Checked once everything is read: no line to point at. */
-    assert_int_equal(parse("[cluster]\netcd = https://127.0.0.1:2379\netcd-cert = /etc/c.pem\n"),
-                     -1);
+    /* Checked once everything is read: named by the line of the last
+     * etcd TLS file set. */
+    assert_error("[cluster]\netcd = https://127.0.0.1:2379\netcd-cert = /etc/c.pem\n",
+                 "3: a client certificate for etcd needs both --etcd-cert and --etcd-key");
+    assert_error("[cluster]\netcd = http://127.0.0.1:2379\netcd-cacert = /etc/ca.pem\n",
+                 "3: etcd TLS files given, but no etcd endpoint is https:// (they would not be "
+                 "used)");
+    assert_error("[cluster]\netcd-key = /etc/k.pem\netcd-cert = /etc/c.pem\n",
+                 "3: etcd TLS files given, but no etcd endpoint is https:// (they would not be "
+                 "used)");
+    /* From the command line: no line to point at. */
+    char *cli[] = {"--etcd-cert", "/etc/c.pem", NULL};
+    assert_int_equal(parse_with("[cluster]\netcd = https://127.0.0.1:2379\n", cli), -1);
     assert_string_equal(err, "a client certificate for etcd needs both --etcd-cert and --etcd-key");
-    assert_int_equal(parse("[cluster]\netcd = http://127.0.0.1:2379\netcd-cacert = /etc/ca.pem\n"),
-                     -1);
-    assert_string_equal(
-        err, "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
-    assert_int_equal(parse("[cluster]\netcd-key = /etc/k.pem\netcd-cert = /etc/c.pem\n"), -1);
-    assert_string_equal(
-        err, "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
     assert_error("[cluster]\netcd = https://127.0.0.1:2379\netcd-cacert =\n",
                  "3: invalid --etcd-cacert '': empty path");
     assert_error("[cluster]\netcd = ftp://127.0.0.1:2379\n",
                  "2: invalid --etcd 'ftp://127.0.0.1:2379': bad etcd endpoint "
                  "\"ftp://127.0.0.1:2379\" (want http://HOST:PORT or https://HOST:PORT)");
+}
+
+/* The front ends' keys: a bad value is refused with the FILE:LINE it was
+ * read at, whichever section it is in, as the daemon's own keys are; a
+ * check across options names the line of the option it is about. */
+static void test_frontend_value_lines(void **state)
+{
+    (void)state;
+    assert_error("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-mode = rw\n",
+                 "3: invalid --socket-mode 'rw': want an octal mode like 0660");
+    assert_error("[shoald]\nlisten = unix:/tmp/s.sock\nsocket-mode = 4770\n",
+                 "3: invalid --socket-mode '4770': want an octal mode like 0660");
+    assert_error("[nbd]\nlisten = unix:/tmp/s.sock\n\nsocket-owner = no-such-user-here\n",
+                 "4: invalid --socket-owner 'no-such-user-here': no such user");
+    assert_error("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-group = no-such-group-here\n",
+                 "3: invalid --socket-group 'no-such-group-here': no such group");
+    /* The bad entry's own line, not the list's last. */
+    assert_error("[nbd]\nallow = 127.0.0.1\nallow = 10.0.0.0/33\nallow = unix\n",
+                 "3: invalid --allow '10.0.0.0/33': want an IPv4/IPv6 address, ADDR/PREFIX, or "
+                 "unix");
+    assert_error("[shoald]\nallow = example.com\n",
+                 "2: invalid --allow 'example.com': want an IPv4/IPv6 address, ADDR/PREFIX, or "
+                 "unix");
+    assert_error("[iscsi]\nallow = 1.2.3.4/x\n",
+                 "2: invalid --iscsi-allow '1.2.3.4/x': want an IPv4/IPv6 address, ADDR/PREFIX, "
+                 "or unix");
+    assert_error("[iscsi]\nlisten = unix:/tmp/i.sock\n",
+                 "2: invalid --iscsi 'unix:/tmp/i.sock': iSCSI listens on TCP (want ADDR:PORT)");
+    /* Across options. */
+    assert_error("[nbd]\nlisten = 127.0.0.1:10809\n\nsocket-group = root\n",
+                 "4: --socket-group applies to unix: listeners, and --listen has none");
+    assert_error("[nbd]\ntls = on\n", "2: --tls=on needs --tls-certificates DIR or --tls-psk FILE");
+    assert_error("[iscsi]\nlisten = off\nlisten = 127.0.0.1:3260\n",
+                 "3: --iscsi off cannot be combined with an address");
+    /* Set on the command line: nothing to point at. */
+    char *args[] = {"--socket-mode", "rw", NULL};
+    assert_int_equal(parse_with("[nbd]\nlisten = unix:/tmp/s.sock\n", args), -1);
+    assert_string_equal(err, "invalid --socket-mode 'rw': want an octal mode like 0660");
+    char *tls[] = {"--tls", "require", NULL};
+    assert_int_equal(parse_with("[nbd]\nlisten = unix:/tmp/s.sock\n", tls), -1);
+    assert_string_equal(err, "--tls=require needs --tls-certificates DIR or --tls-psk FILE");
+    /* Good values still pass. */
+    assert_int_equal(parse("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-mode = 0600\n"
+                           "socket-owner = root\nsocket-group = root\nallow = unix\n"
+                           "allow = 127.0.0.0/8\n[iscsi]\nlisten = 127.0.0.1:3260\n"),
+                     0);
 }
 
 /* A refused -D in the file leaves the log levels as they were. */
@@ -296,7 +345,7 @@ int main(void)
         cmocka_unit_test(test_good_file),  cmocka_unit_test(test_command_line_wins),
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_debug_not_applied),
         cmocka_unit_test(test_unreadable), cmocka_unit_test(test_memcached_put_queue),
-        cmocka_unit_test(test_etcd_tls),
+        cmocka_unit_test(test_etcd_tls),   cmocka_unit_test(test_frontend_value_lines),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
