@@ -12,10 +12,8 @@ port=$(free_port)
 # The token file the bad command lines use exists, so that the line saying
 # it was created does not come before their error.
 (umask 077 && echo "cmdline-test-token" >"$T/token")
-# Under ASan, memory still held when main() returns early on an error is
-# reported as a leak; that is not a bug, and the report would break the
-# one-line rule. Leak checking stays on for the daemons the other tests stop.
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+# Leak checking stays on (under ASan): a refused start frees what it took,
+# and a leak report would break the one-line rule below.
 
 # bad_cmdline NAME NEEDLE ARGS...: shoald ARGS must fail fast with one
 # stderr line containing NEEDLE. Failures are collected, so one run
