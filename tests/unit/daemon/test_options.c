@@ -338,6 +338,63 @@ static void test_unreadable(void **state)
     free(r);
 }
 
+/* The start's text is what the reloader parses (options_reparse_same):
+ * a file changed since reads as it was; a pipe (-c <(...)), empty when
+ * read again, is refused by a reload's options_reparse with one line. */
+static void test_start_text(void **state)
+{
+    (void)state;
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[shoald]\ncache-size = 64M\n[volume a]\nbacking = /tmp/a.img\n", f);
+    fclose(f);
+    struct daemon_options *start = calloc(1, sizeof *start);
+    assert_non_null(start);
+    char *argv[] = {"shoald", "-c", path, NULL};
+    assert_int_equal(options_parse(3, argv, start), 0);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[shoald]\ncache-size = 32M\n", f);
+    fclose(f);
+    options_free(out);
+    assert_int_equal(options_reparse_same(3, argv, start, out, err, sizeof err), 0);
+    assert_int_equal(out->cache_bytes, 64u << 20);
+    assert_int_equal(out->nfile_volumes, 1);
+    assert_string_equal(out->volumes[0].name, "a");
+    options_free(out);
+    assert_int_equal(options_reparse(3, argv, start, out, err, sizeof err), 0);
+    assert_int_equal(out->cache_bytes, 32u << 20);
+    assert_int_equal(out->nfile_volumes, 0);
+    options_free(start);
+
+    /* The same from a pipe. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    const char *text = "[shoald]\ncache-size = 64M\n[volume a]\nbacking = /tmp/a.img\n";
+    assert_int_equal(write(p[1], text, strlen(text)), (ssize_t)strlen(text));
+    close(p[1]);
+    char fd_path[64];
+    snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", p[0]);
+    char *pargv[] = {"shoald", "-c", fd_path, NULL};
+    memset(start, 0, sizeof *start);
+    assert_int_equal(options_parse(3, pargv, start), 0);
+    assert_int_equal(start->nfile_volumes, 1);
+    options_free(out);
+    assert_int_equal(options_reparse_same(3, pargv, start, out, err, sizeof err), 0);
+    assert_int_equal(out->nfile_volumes, 1);
+    assert_int_equal(out->cache_bytes, 64u << 20);
+    options_free(out);
+    assert_int_equal(options_reparse(3, pargv, start, out, err, sizeof err), -1);
+    char want[512];
+    snprintf(want, sizeof want,
+             "config file '%s' is a pipe, not a regular file: it cannot be read again", fd_path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_null(strchr(err, '\n'));
+    close(p[0]);
+    options_free(start);
+    free(start);
+}
+
 int main(void)
 {
     log_set_all(LOG_LVL_ERROR);
@@ -346,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_debug_not_applied),
         cmocka_unit_test(test_unreadable), cmocka_unit_test(test_memcached_put_queue),
         cmocka_unit_test(test_etcd_tls),   cmocka_unit_test(test_frontend_value_lines),
+        cmocka_unit_test(test_start_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
