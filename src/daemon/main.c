@@ -531,10 +531,16 @@ int main(int argc, char **argv)
             char err[1024] = "";
             log_info(main, "SIGHUP: reloading the configuration");
             notify_reloading("reloading the configuration");
-            reloader_run(run.reloader, &report, err, sizeof err);
+            int rr = reloader_run(run.reloader, &report, err, sizeof err);
             json_decref(report);
-            notify_ready("serving %u volume(s), configuration reloaded",
-                         engine_volume_count(run.engine));
+            /* STATUS= is what `systemctl status` shows after `systemctl
+             * reload`: a refused reload must not read as done. */
+            if (rr < 0)
+                notify_ready("serving %u volume(s); reload refused: %s",
+                             engine_volume_count(run.engine), err);
+            else
+                notify_ready("serving %u volume(s), configuration reloaded",
+                             engine_volume_count(run.engine));
             continue;
         }
         log_info(main, "%s: shutting down", strsignal(sig));
