@@ -148,10 +148,26 @@ int ini_parse_buffer(const char *buf, size_t len, ini_fn fn, void *opaque, unsig
     return 0;
 }
 
-int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
-                   size_t whylen)
+/* What a file that is not a regular one is, for the reload's refusal. */
+static const char *file_kind(mode_t mode)
 {
-    *err_line = 0;
+    if (S_ISFIFO(mode))
+        return "a pipe";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+int ini_read_file(const char *path, bool regular_only, char **text, size_t *len, bool *regular,
+                  char *why, size_t whylen)
+{
+    *text = NULL;
+    *len = 0;
+    *regular = false;
     /* O_NONBLOCK: opening a named FIFO waits for a writer, and on SIGHUP
      * that wait was on the thread that also takes SIGTERM: a config file
      * replaced by a FIFO hung the daemon for good. */
@@ -166,6 +182,14 @@ int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line
     if (S_ISDIR(st.st_mode)) {
         snprintf(why, whylen, "%s", strerror(EISDIR));
         return -EISDIR;
+    }
+    *regular = S_ISREG(st.st_mode);
+    /* Checked on the open file, before a byte is read: a pipe read again
+     * is empty (its text was read at start), or blocks while its writer
+     * lives. */
+    if (regular_only && !*regular) {
+        snprintf(why, whylen, "%s, not a regular file", file_kind(st.st_mode));
+        return -EINVAL;
     }
     /* A pipe (-c <(...)) has its writer already; a named FIFO may never
      * get one, and without one reads as an empty file, which a reload
@@ -210,5 +234,26 @@ int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line
             break;
         got += (size_t)r;
     }
-    return ini_parse_buffer(buf ? buf : "", got, fn, opaque, err_line, why, whylen);
+    if (!buf && !(buf = malloc(1)))
+        return -ENOMEM;
+    buf[got] = '\0';
+    *text = buf;
+    buf = NULL;
+    *len = got;
+    return 0;
+}
+
+int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
+                   size_t whylen)
+{
+    *err_line = 0;
+    char *text;
+    size_t len;
+    bool regular;
+    int r = ini_read_file(path, false, &text, &len, &regular, why, whylen);
+    if (r < 0)
+        return r;
+    r = ini_parse_buffer(text, len, fn, opaque, err_line, why, whylen);
+    free(text);
+    return r;
 }

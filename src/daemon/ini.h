@@ -15,6 +15,7 @@
 #ifndef SHOAL_DAEMON_INI_H
 #define SHOAL_DAEMON_INI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Called for each section header (key and value NULL) and each key. Returns
@@ -33,5 +34,13 @@ int ini_parse_buffer(const char *buf, size_t len, ini_fn fn, void *opaque, unsig
 #define INI_MAX_FILE (16u << 20)
 int ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
                    size_t whylen);
+
+/* Read a file whole (at most INI_MAX_FILE bytes) into *text (malloc'ed,
+ * NUL-terminated after its *len bytes), setting *regular when it is a
+ * regular file. regular_only: anything else (a pipe from -c <(...), a
+ * device) is refused with -EINVAL before a byte is read, why saying what
+ * it is. 0, or -errno with why. */
+int ini_read_file(const char *path, bool regular_only, char **text, size_t *len, bool *regular,
+                  char *why, size_t whylen);
 
 #endif

@@ -127,18 +127,21 @@ static int load_token(const char *file, char **out)
 }
 
 /* Fork; the parent waits on a pipe until the child is ready (or failed), so
- * `shoald ... && nbdinfo ...` works. Returns the write end in the child. */
+ * `shoald ... && nbdinfo ...` works. Returns the write end in the child, or
+ * -1 after printing why nothing was forked. */
 static int daemonize(void)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         perror("shoald: pipe");
-        exit(1);
+        return -1;
     }
     pid_t pid = fork();
     if (pid < 0) {
         perror("shoald: fork");
-        exit(1);
+        close(p[0]);
+        close(p[1]);
+        return -1;
     }
     if (pid > 0) {
         close(p[1]);
@@ -189,84 +192,135 @@ static const struct frontend_list *daemon_allow(const struct daemon_options *o)
     return NULL;
 }
 
-int main(int argc, char **argv)
+/* What main has started or allocated so far: a start that fails part way
+ * stops and frees exactly these (teardown), as the orderly stop does, so
+ * no failed start leaves memory, threads, a claimed lease or a pid file
+ * behind. */
+struct daemon_run {
+    struct daemon_options *o;
+    char *abs_specs[MAX_VOLUMES];
+    struct made_paths made;
+    char *token;
+    struct state *state;
+    struct tier *mc_tier; /* the engine's once it exists */
+    struct engine *engine;
+    struct reloader *reloader;
+    void *fe_state[MAX_FRONTENDS];
+    bool hooks_set; /* fence_setup and move_setup ran */
+    struct mgmt *mgmt;
+    bool pid_written;
+};
+
+/* Stop and free what run holds, in the reverse order of the start. With
+ * stopped (an orderly stop of a daemon that served) the global tier gets
+ * a moment to send what it still queues. */
+static void teardown(struct daemon_run *run, bool stopped)
 {
-    struct daemon_options *o = calloc(1, sizeof *o);
-    if (!o)
-        return 1;
-    int pr = options_parse(argc, argv, o);
-    if (pr != 0) {
-        options_free(o);
-        free(o);
-        return pr > 0 ? 0 : 1;
+    struct daemon_options *o = run->o;
+    for (unsigned i = daemon_nfrontends; i-- > 0;)
+        if (run->fe_state[i])
+            daemon_frontends[i]->stop(run->fe_state[i]);
+    mgmt_stop(run->mgmt);
+    if (run->hooks_set) {
+        move_stop();
+        fence_stop();
     }
+    reloader_free(run->reloader);
+    /* Revokes the lease: this node's volumes are free for others at once
+     * (a no-op without a cluster). Before the tier, which it feeds. */
+    cluster_stop();
+    /* Blocks read since the last put was sent are worth keeping for the
+     * other nodes: give the queue a moment. */
+    if (stopped && run->mc_tier && run->engine && tier_memcached_flush(run->mc_tier, 1000) < 0)
+        log_warn(main, "memcached: puts still queued at exit were dropped");
+    if (run->engine)
+        engine_destroy(run->engine); /* closes the tier it owns */
+    else if (run->mc_tier)
+        tier_close(run->mc_tier);
+    state_close(run->state);
+    bufpool_drain();
+    if (run->pid_written && unlink(o->pid_file) < 0 && errno != ENOENT)
+        log_warn(main, "cannot remove the pid file %s: %s", o->pid_file, strerror(errno));
+    for (unsigned i = 0; i < MAX_VOLUMES; i++)
+        free(run->abs_specs[i]);
+    for (size_t i = 0; i < run->made.n; i++)
+        free(run->made.v[i]);
+    free(run->made.v);
+    if (run->token)
+        explicit_bzero(run->token, strlen(run->token));
+    free(run->token);
+    options_free(o);
+    free(o);
+}
+
+/* Everything up to "ready": 0, or 1 after one line on stderr saying why
+ * the start failed (teardown then undoes what was done). *notify_fd: the
+ * daemon's pipe to its parent, once forked. */
+static int start(int argc, char **argv, struct daemon_run *run, sigset_t *sigs, int *notify_fd)
+{
+    struct daemon_options *o = run->o;
     options_apply_logging(o);
 
     /* Absolute paths before a daemon's chdir("/"), and an early check that
      * backing files exist, so a typo gets one line and nothing starts. */
-    char *abs_specs[MAX_VOLUMES] = {0};
     for (unsigned i = 0; i < o->nvolumes; i++) {
         const char *spec = o->volumes[i].backend.spec;
-        int r = options_resolve_spec(o, spec, &abs_specs[i]);
+        int r = options_resolve_spec(o, spec, &run->abs_specs[i]);
         if (r < 0) {
             fprintf(stderr, "shoald: volume %s: cannot open '%s': %s\n", o->volumes[i].name, spec,
                     strerror(-r));
             return 1;
         }
-        o->volumes[i].backend.spec = abs_specs[i];
+        o->volumes[i].backend.spec = run->abs_specs[i];
     }
     /* The pid file, the API's certificates and the token file are used
      * after the daemon's chdir("/"); so are the front ends' paths. */
-    struct made_paths made = {0};
-    make_absolute(&made, &o->pid_file, "");
-    make_absolute(&made, &o->http_tls_certificates, "");
-    make_absolute(&made, &o->http_token_file, "");
-    make_absolute(&made, &o->etcd_tls.cacert, "");
-    make_absolute(&made, &o->etcd_tls.cert, "");
-    make_absolute(&made, &o->etcd_tls.key, "");
-    frontend_paths_absolute(o, &made);
+    struct made_paths *made = &run->made;
+    make_absolute(made, &o->pid_file, "");
+    make_absolute(made, &o->http_tls_certificates, "");
+    make_absolute(made, &o->http_token_file, "");
+    make_absolute(made, &o->etcd_tls.cacert, "");
+    make_absolute(made, &o->etcd_tls.cert, "");
+    make_absolute(made, &o->etcd_tls.key, "");
+    frontend_paths_absolute(o, made);
 
     /* Before anything starts, so a bad token file is the only line. */
-    char *token = NULL;
-    if (strcmp(o->http, "off") != 0 && load_token(o->http_token_file, &token) < 0)
+    if (strcmp(o->http, "off") != 0 && load_token(o->http_token_file, &run->token) < 0)
         return 1;
 
     /* The state file (API changes) is read before any volume is added; a
      * corrupt one stops the start rather than be overwritten later. */
     bool state_implicit;
     const char *state_dir = state_dir_choose(o->state_dir, &state_implicit);
-    make_absolute(&made, &state_dir, "");
-    struct state *state = NULL;
+    make_absolute(made, &state_dir, "");
     char state_err[1024] = "";
-    int serr = state_open(state_dir, &state, state_err, sizeof state_err);
+    int serr = state_open(state_dir, &run->state, state_err, sizeof state_err);
     if (serr < 0 && !(state_implicit && (serr == -EACCES || serr == -EPERM || serr == -EBUSY ||
                                          serr == -EROFS || serr == -EAGAIN || serr == -ENOENT))) {
         fprintf(stderr, "shoald: %s\n", state_err);
         return 1;
     }
+    struct state *state = run->state;
     /* A directory nobody named: unusable is not fatal (a user's shoald, a
      * second daemon beside the system's). Said below. */
     bool state_skipped = serr < 0;
 
     signal(SIGPIPE, SIG_IGN);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGHUP);
     /* Blocked before any thread exists, so only sigwait below sees them. */
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
 
-    int notify_fd = -1;
-    if (!o->foreground)
-        notify_fd = daemonize();
+    if (!o->foreground && (*notify_fd = daemonize()) < 0)
+        return 1;
 
     bufpool_init(o->io_memory);
     busy_poll_setup(o->busy_poll_us, 0);
     backend_set_connect_timeout((uint32_t)o->connect_timeout_ms);
     /* The cluster's global tier, asked after the local store and before
      * the back end (owned by the engine once it is created). */
-    struct tier *mc_tier = NULL;
     if (o->memcached || o->etcd) {
         /* With etcd, the list is the cluster's (membership.h). */
         struct tier_memcached_config mcc = {
@@ -275,12 +329,13 @@ int main(int argc, char **argv)
             .timeout_ms = (uint32_t)o->memcached_timeout_ms,
             .put_queue_bytes = o->memcached_put_queue_bytes,
         };
-        int e = tier_memcached_open(&mcc, &mc_tier);
+        int e = tier_memcached_open(&mcc, &run->mc_tier);
         if (e < 0) {
             fprintf(stderr, "shoald: cannot use memcached '%s': %s\n", o->memcached, strerror(-e));
             return 1;
         }
     }
+    struct tier *mc_tier = run->mc_tier;
     if (o->etcd) {
         struct cluster_config cc = {.etcd = o->etcd,
                                     .node_name = o->node_name,
@@ -295,8 +350,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "shoald: cluster: %s\n", cl_err[0] ? cl_err : strerror(-e));
             return 1;
         }
-        /* A start that fails later leaves the cluster at once, not a lease
-         * later (a no-op after the orderly stop below). */
+        /* A start that ends in exit() rather than through teardown still
+         * leaves the cluster at once, not a lease later (a no-op after
+         * cluster_stop). */
         atexit(cluster_stop);
     }
     /* One worker pool for the back end work of every front end: the
@@ -309,25 +365,21 @@ int main(int argc, char **argv)
         .tiers = mc_tier ? &mc_tier : NULL,
         .ntiers = mc_tier ? 1 : 0,
     };
-    struct engine *engine = NULL;
-    int r = engine_create(&ec, &engine);
+    int r = engine_create(&ec, &run->engine);
     if (r < 0) {
+        run->engine = NULL;
         fprintf(stderr, "shoald: cannot create the cache (%s): %s\n", policy, strerror(-r));
-        cluster_stop(); /* it feeds the tier */
-        if (mc_tier)
-            tier_close(mc_tier);
         return 1;
     }
+    struct engine *engine = run->engine;
     if (persist_start_volumes(engine, o, state) < 0)
         return 1;
-    struct reloader *reloader = NULL;
     char rl_err[1024] = "";
-    if (reloader_new(argc, argv, o, engine, state, &reloader, rl_err, sizeof rl_err) < 0) {
+    if (reloader_new(argc, argv, o, engine, state, &run->reloader, rl_err, sizeof rl_err) < 0) {
         fprintf(stderr, "shoald: %s\n", rl_err);
         return 1;
     }
 
-    void *fe_state[MAX_FRONTENDS] = {0};
     const struct frontend_list *allow = daemon_allow(o);
     for (unsigned i = 0; i < daemon_nfrontends; i++) {
         const struct frontend_ops *fe = daemon_frontends[i];
@@ -339,8 +391,9 @@ int main(int argc, char **argv)
             .err = fe_err,
             .errlen = sizeof fe_err,
         };
-        r = fe->start(engine, &fcfg, &fe_state[i]);
+        r = fe->start(engine, &fcfg, &run->fe_state[i]);
         if (r < 0) {
+            run->fe_state[i] = NULL;
             if (fe_err[0])
                 fprintf(stderr, "shoald: %s\n", fe_err);
             else
@@ -349,22 +402,23 @@ int main(int argc, char **argv)
         }
     }
 
-    struct mgmt *mgmt = NULL;
     /* Warm moves: volumes handed to this node are adopted from now on. */
-    struct mgmt_hooks hooks = persist_hooks(state, reloader);
+    struct mgmt_hooks hooks = persist_hooks(state, run->reloader);
     fence_setup(engine);
     move_setup(engine, &hooks, o->nbacking_dirs ? (const char *const *)o->backing_dirs : NULL);
+    run->hooks_set = true;
     if (strcmp(o->http, "off") != 0) {
         struct mgmt_config mc = {
             .listen = o->http,
-            .token = token,
+            .token = run->token,
             .tls_certificates = o->http_tls_certificates,
             .backing_dirs = o->nbacking_dirs ? o->backing_dirs : NULL,
             .hooks = hooks,
             .memcached = mc_tier,
         };
-        r = mgmt_start(engine, &mc, &mgmt);
+        r = mgmt_start(engine, &mc, &run->mgmt);
         if (r < 0) {
+            run->mgmt = NULL;
             fprintf(stderr, "shoald: cannot start the management API on %s: %s\n", o->http,
                     strerror(-r));
             return 1;
@@ -373,7 +427,7 @@ int main(int argc, char **argv)
         size_t hl = strlen(o->http);
         if (o->etcd && hl > 2 && strcmp(o->http + hl - 2, ":0") == 0) {
             char api[300];
-            snprintf(api, sizeof api, "%.*s:%u", (int)(hl - 2), o->http, mgmt_port(mgmt));
+            snprintf(api, sizeof api, "%.*s:%u", (int)(hl - 2), o->http, mgmt_port(run->mgmt));
             if (cluster_set_api(api) < 0)
                 log_warn(main, "cluster: cannot register the API address %s", api);
         }
@@ -384,6 +438,9 @@ int main(int argc, char **argv)
          * point elsewhere (a pid file in a shared directory) would clobber
          * the file it points at. */
         int pfd = open(o->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        /* Ours from here (a failed write leaves an empty one): teardown
+         * removes it. */
+        run->pid_written = pfd >= 0;
         if (pfd < 0 || dprintf(pfd, "%d\n", (int)getpid()) < 0) {
             int e = errno;
             fprintf(stderr, "shoald: cannot write pid file '%s': %s\n", o->pid_file,
@@ -440,8 +497,29 @@ int main(int argc, char **argv)
              engine_volume_count(engine), format_size(o->cache_bytes, sz, sizeof sz), policy);
     if (!o->foreground)
         log_use_syslog("shoald");
-    ready(notify_fd, o->foreground);
+    ready(*notify_fd, o->foreground);
     notify_ready("serving %u volume(s), cache %s", engine_volume_count(engine), sz);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon_run run; /* MAX_VOLUMES pointers: not on the stack */
+    run.o = calloc(1, sizeof *run.o);
+    if (!run.o)
+        return 1;
+    int pr = options_parse(argc, argv, run.o);
+    if (pr != 0) {
+        teardown(&run, false);
+        return pr > 0 ? 0 : 1;
+    }
+    sigset_t sigs;
+    int notify_fd = -1;
+    if (start(argc, argv, &run, &sigs, &notify_fd) != 0) {
+        /* The parent of a daemon learns it from the pipe's end (exit 1). */
+        teardown(&run, false);
+        return 1;
+    }
 
     for (;;) {
         int sig = 0;
@@ -453,44 +531,23 @@ int main(int argc, char **argv)
             char err[1024] = "";
             log_info(main, "SIGHUP: reloading the configuration");
             notify_reloading("reloading the configuration");
-            reloader_run(reloader, &report, err, sizeof err);
+            int rr = reloader_run(run.reloader, &report, err, sizeof err);
             json_decref(report);
-            notify_ready("serving %u volume(s), configuration reloaded",
-                         engine_volume_count(engine));
+            /* STATUS= is what `systemctl status` shows after `systemctl
+             * reload`: a refused reload must not read as done. */
+            if (rr < 0)
+                notify_ready("serving %u volume(s); reload refused: %s",
+                             engine_volume_count(run.engine), err);
+            else
+                notify_ready("serving %u volume(s), configuration reloaded",
+                             engine_volume_count(run.engine));
             continue;
         }
         log_info(main, "%s: shutting down", strsignal(sig));
         notify_stopping("shutting down (%s)", strsignal(sig));
         break;
     }
-
-    for (unsigned i = daemon_nfrontends; i-- > 0;)
-        daemon_frontends[i]->stop(fe_state[i]);
-    mgmt_stop(mgmt);
-    move_stop();
-    fence_stop();
-    reloader_free(reloader);
-    /* Revokes the lease: this node's volumes are free for others at once. */
-    cluster_stop();
-    /* Blocks read since the last put was sent are worth keeping for the
-     * other nodes: give the queue a moment. */
-    if (mc_tier && tier_memcached_flush(mc_tier, 1000) < 0)
-        log_warn(main, "memcached: puts still queued at exit were dropped");
-    engine_destroy(engine);
-    state_close(state);
-    bufpool_drain();
-    if (o->pid_file && unlink(o->pid_file) < 0 && errno != ENOENT)
-        log_warn(main, "cannot remove the pid file %s: %s", o->pid_file, strerror(errno));
-    for (unsigned i = 0; i < o->nvolumes; i++)
-        free(abs_specs[i]);
-    for (size_t i = 0; i < made.n; i++)
-        free(made.v[i]);
-    free(made.v);
-    if (token)
-        explicit_bzero(token, strlen(token));
-    free(token);
-    options_free(o);
-    free(o);
+    teardown(&run, true);
     log_info(main, "stopped");
     return 0;
 }

@@ -58,6 +58,20 @@ static const char *own(struct daemon_options *o, const char *s)
     return copy;
 }
 
+/* Take over p (malloc'ed) for as long as the options live. 0 or -1 (p
+ * freed). */
+static int own_ptr(struct daemon_options *o, char *p)
+{
+    char **n = realloc(o->owned, (o->nowned + 1) * sizeof *n);
+    if (!n) {
+        free(p);
+        return -1;
+    }
+    o->owned = n;
+    o->owned[o->nowned++] = p;
+    return 0;
+}
+
 void options_free(struct daemon_options *opts)
 {
     for (unsigned i = 0; i < MAX_FRONTENDS; i++) {
@@ -522,6 +536,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
                                                   : "--etcd-key";
         if (!val[0])
             return bad(o, name, val, "empty path");
+        o->etcd_tls_at = (struct opt_at){o->at_file, o->at_line};
         *(key == OPT_ETCD_CACERT ? &o->etcd_tls.cacert
           : key == OPT_ETCD_CERT ? &o->etcd_tls.cert
                                  : &o->etcd_tls.key) = val;
@@ -564,6 +579,11 @@ static int set_frontend_option(struct daemon_options *o, unsigned fe, unsigned i
     void *field = (char *)o->frontend_opts[fe] + opt->offset;
     const char *what = opt->what ? opt->what : opt->name;
     struct frontend_list *list = field;
+    char refused[256] = "";
+    if (i < FE_MAX_OPTS)
+        o->fe_at[fe][i] = (struct opt_at){o->at_file, o->at_line};
+    if (opt->check && opt->check(val, refused, sizeof refused) < 0)
+        return bad(o, what, val, refused[0] ? refused : opt->want);
     switch (opt->kind) {
     case FE_OPT_STRING:
     case FE_OPT_PATH:
@@ -950,15 +970,53 @@ static int config_entry(void *user, unsigned line, const char *section, const ch
     return -1;
 }
 
-static int load_config(struct daemon_options *o, const char *file)
+/* How a parse gets the config files' text. */
+enum config_source {
+    CONFIG_READ,         /* read the files: the start */
+    CONFIG_READ_REGULAR, /* read them again, refusing all but regular files: a reload */
+    CONFIG_SAME_TEXT,    /* the text an earlier parse read (no file is read) */
+};
+
+/* Config file number idx of o->config_files: read (kept in o) or taken
+ * from same, then parsed. */
+static int load_config(struct daemon_options *o, unsigned idx, enum config_source src,
+                       const struct daemon_options *same)
 {
+    const char *file = o->config_files[idx];
     struct ini_ctx c = {.o = o, .file = file};
     unsigned err_line = 0;
     char why[256] = "";
     unsigned first_vol = o->nvolumes;
-    o->at_file = file;
+    o->at_file = NULL;
     o->at_line = 0;
-    int r = ini_parse_file(file, config_entry, &c, &err_line, why, sizeof why);
+    const char *text;
+    size_t len;
+    int r = 0;
+    if (src == CONFIG_SAME_TEXT) {
+        if (idx >= same->nconfig_files || !same->config_text[idx])
+            return fail(o, "config file '%s': the text read at start is not kept", file);
+        text = same->config_text[idx];
+        len = same->config_len[idx];
+    } else {
+        char *buf = NULL;
+        bool regular;
+        r = ini_read_file(file, src == CONFIG_READ_REGULAR, &buf, &len, &regular, why, sizeof why);
+        if (r < 0 && src == CONFIG_READ_REGULAR && r == -EINVAL && !regular && why[0])
+            return fail(o,
+                        "config file '%s' is %s: it cannot be read again (a pipe is empty the "
+                        "second time); the running configuration is kept (restart shoald to "
+                        "change it, or give -c a regular file)",
+                        file, why);
+        if (r < 0)
+            return fail(o, "cannot read config file '%s': %s", file, why[0] ? why : strerror(-r));
+        if (own_ptr(o, buf) < 0)
+            return fail(o, "out of memory");
+        text = buf;
+        o->config_text[idx] = buf;
+        o->config_len[idx] = len;
+    }
+    o->at_file = file;
+    r = ini_parse_buffer(text, len, config_entry, &c, &err_line, why, sizeof why);
     ctx_free(&c);
     if (r == 1)
         return -1; /* a setting was refused: fail() said why */
@@ -1166,8 +1224,12 @@ static int finish(struct daemon_options *o)
     if (resolve_user(o) < 0)
         return -1;
     char why[300];
-    if (etcd_tls_check(o->etcd ? o->etcd : "", &o->etcd_tls, why, sizeof why) < 0)
+    if (etcd_tls_check(o->etcd ? o->etcd : "", &o->etcd_tls, why, sizeof why) < 0) {
+        o->at_file = o->etcd_tls_at.file;
+        o->at_line = o->etcd_tls_at.line;
         return fail(o, "%s", why);
+    }
+    o->at_file = NULL;
     for (unsigned i = 0; i < o->nvolumes; i++) {
         if (o->readonly)
             o->volumes[i].readonly = true;
@@ -1180,8 +1242,19 @@ static int finish(struct daemon_options *o)
     for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
         const struct frontend_ops *ops = daemon_frontends[fe];
         char err[320] = "";
-        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err) < 0)
+        const char *about = NULL;
+        if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err, &about) < 0) {
+            /* Named with the line of the file that set the option (none
+             * when the command line did, or nobody). */
+            o->at_file = NULL;
+            for (unsigned i = 0; about && ops->options[i].name && i < FE_MAX_OPTS; i++) {
+                if (!strcmp(ops->options[i].name, about)) {
+                    o->at_file = o->fe_at[fe][i].file;
+                    o->at_line = o->fe_at[fe][i].line;
+                }
+            }
             return fail(o, "%s", err[0] ? err : "invalid front end settings");
+        }
     }
     return 0;
 }
@@ -1210,7 +1283,8 @@ static int add_config_file(struct daemon_options *o, const char *file)
 /* Both sources into o. configs NULL: take the -c files from argv; else read
  * these (a reload). 0, 1 (--help, --version) or -1 (message given). */
 static int parse_all(int argc, char **argv, struct daemon_options *o, const char *const *configs,
-                     unsigned nconfigs, const char *start_dir, bool quiet)
+                     unsigned nconfigs, const char *start_dir, bool quiet, enum config_source src,
+                     const struct daemon_options *same)
 {
     if (set_defaults(o) < 0)
         return -1;
@@ -1237,7 +1311,7 @@ static int parse_all(int argc, char **argv, struct daemon_options *o, const char
                 return -1;
     }
     for (unsigned i = 0; i < o->nconfig_files; i++)
-        if (load_config(o, o->config_files[i]) < 0)
+        if (load_config(o, i, src, same) < 0)
             return -1;
     int r = parse_command_line(argc, argv, o, quiet);
     if (r != 0)
@@ -1248,23 +1322,35 @@ static int parse_all(int argc, char **argv, struct daemon_options *o, const char
 int options_parse(int argc, char **argv, struct daemon_options *o)
 {
     o->error = NULL;
-    return parse_all(argc, argv, o, NULL, 0, NULL, false);
+    return parse_all(argc, argv, o, NULL, 0, NULL, false, CONFIG_READ, NULL);
 }
 
-int options_reparse(int argc, char **argv, const struct daemon_options *running,
-                    struct daemon_options *out, char *err, size_t errlen)
+static int reparse(int argc, char **argv, const struct daemon_options *running,
+                   struct daemon_options *out, char *err, size_t errlen, enum config_source src)
 {
     out->error = err;
     out->error_len = errlen;
     err[0] = '\0';
     int r = parse_all(argc, argv, out, running->config_files, running->nconfig_files,
-                      running->start_dir, true);
+                      running->start_dir, true, src, running);
     out->error = NULL;
     if (r > 0) {
         snprintf(err, errlen, "--help or --version on the command line");
         return -1;
     }
     return r < 0 ? -1 : 0;
+}
+
+int options_reparse(int argc, char **argv, const struct daemon_options *running,
+                    struct daemon_options *out, char *err, size_t errlen)
+{
+    return reparse(argc, argv, running, out, err, errlen, CONFIG_READ_REGULAR);
+}
+
+int options_reparse_same(int argc, char **argv, const struct daemon_options *running,
+                         struct daemon_options *out, char *err, size_t errlen)
+{
+    return reparse(argc, argv, running, out, err, errlen, CONFIG_SAME_TEXT);
 }
 
 void options_apply_logging(const struct daemon_options *o)

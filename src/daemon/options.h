@@ -95,6 +95,13 @@ struct daemon_options {
     const char *config_files[MAX_CONFIGS];
     unsigned nconfig_files;
     const char *start_dir;
+    /* Each config file's text as this parse read it (owned): the reloader
+     * parses the start's configuration from it (options_reparse_same)
+     * rather than reading the files a second time, which a pipe (-c
+     * <(...)) would give empty and an edit meanwhile would make differ
+     * from what the daemon runs. */
+    const char *config_text[MAX_CONFIGS];
+    size_t config_len[MAX_CONFIGS];
 
     /* ---- the parser's own ---- */
     char **owned; /* strings duplicated while parsing, freed by options_free */
@@ -106,10 +113,13 @@ struct daemon_options {
     unsigned at_line;
     /* Where the file set what finish() checks against the machine (cache
      * size vs RAM, --user, --group): its errors name the line too. */
-    struct {
+    struct opt_at {
         const char *file;
         unsigned line;
-    } cache_at, user_at, group_at;
+    } cache_at, user_at, group_at, etcd_tls_at;
+    /* Where each front end's option was last set (file NULL: not by a
+     * file), for the errors of the front end's checks across options. */
+    struct opt_at fe_at[MAX_FRONTENDS][FE_MAX_OPTS];
     char *error; /* the one-line error of a reparse, or NULL (printed) */
     size_t error_len;
 };
@@ -119,10 +129,16 @@ struct daemon_options {
  * error (exit 1). Strings point into argv or into storage owned by opts. */
 int options_parse(int argc, char **argv, struct daemon_options *opts);
 /* Parse again for a reload: the same command line, the config files and
- * start directory of `running`. Nothing is printed: the one-line error
- * (without "shoald: ") goes to err. Log levels are not touched. 0 or -1. */
+ * start directory of `running`, read again. A config file that is not a
+ * regular file (a pipe: -c <(...)) is refused: it cannot be read again.
+ * Nothing is printed: the one-line error (without "shoald: ") goes to
+ * err. Log levels are not touched. 0 or -1. */
 int options_reparse(int argc, char **argv, const struct daemon_options *running,
                     struct daemon_options *out, char *err, size_t errlen);
+/* As options_reparse, from the text `running` read its config files from
+ * (nothing is read): what the daemon started with, as written. */
+int options_reparse_same(int argc, char **argv, const struct daemon_options *running,
+                         struct daemon_options *out, char *err, size_t errlen);
 /* A volume's backing spec as the daemon opens it, in *out (malloc'ed): a
  * URI or fault: spec as is; a path made absolute against opts->start_dir,
  * spelled as given under --backing-dir (the back end checks the spelling),

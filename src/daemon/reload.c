@@ -116,8 +116,11 @@ int reloader_new(int argc, char **argv, const struct daemon_options *running, st
     r->state = state;
     r->cache_bytes = running->cache_bytes;
     /* The settings as written (main makes paths absolute in its copy), so
-     * a reload compares like with like. */
-    if (options_reparse(argc, argv, running, r->baseline, err, errlen) < 0) {
+     * a reload compares like with like; from the text the daemon started
+     * with, not a second read: a pipe would read empty (every volume
+     * would look new to the first reload, or gone), and a file edited
+     * since the start would not be what runs. */
+    if (options_reparse_same(argc, argv, running, r->baseline, err, errlen) < 0) {
         reloader_free(r);
         return -EINVAL;
     }

@@ -55,6 +55,15 @@ static int parse_one(const char *spec, struct allow_rule *r)
     return 0;
 }
 
+int allow_check_entry(const char *spec, char *why, size_t whylen)
+{
+    struct allow_rule r;
+    if (parse_one(spec, &r) == 0)
+        return 0;
+    snprintf(why, whylen, "want %s", ALLOW_SYNTAX);
+    return -1;
+}
+
 int allow_parse(const char *const *specs, unsigned n, struct allow_list *out, const char **bad)
 {
     *out = (struct allow_list){0};

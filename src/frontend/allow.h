@@ -39,6 +39,9 @@ struct allow_list {
 /* Parse entries. 0; -EINVAL with *bad set to the first invalid entry (the
  * caller says which option it came from); -ENOMEM. */
 int allow_parse(const char *const *specs, unsigned n, struct allow_list *out, const char **bad);
+/* One entry checked as it is read (frontend_option.check): 0, or -1 with
+ * what an entry may be in why. */
+int allow_check_entry(const char *spec, char *why, size_t whylen);
 void allow_free(struct allow_list *a);
 
 /* True when the peer sa may connect (always when the list is empty). */

@@ -56,6 +56,10 @@ struct frontend_option {
     const char *port;         /* LISTEN: the port of an address without one */
     const char *what, *want;  /* errors; what NULL: the name */
     const char *arg, *help;   /* --help: "ARG", lines separated by '\n' */
+    /* Optional (STRING, PATH, LIST): checks one value as it is read, so a
+     * bad one is refused with the FILE:LINE it came from, at start and on
+     * a reload alike. 0, or -1 with why ("want ...", "no such user"). */
+    int (*check)(const char *val, char *why, size_t whylen);
 };
 
 /* ---- a front end ---- */
@@ -86,8 +90,10 @@ struct frontend_ops {
     /* Defaults, before any option is read. */
     void (*opts_init)(void *opts);
     /* After every option was read: defaults that depend on what was given,
-     * and checks across options. 0, or -1 with one line in err. */
-    int (*opts_check)(void *opts, char *err, size_t errlen);
+     * and checks across options. 0, or -1 with one line in err and *about
+     * the name of the option it is about (or left NULL): the daemon names
+     * where in the config file that option was set. */
+    int (*opts_check)(void *opts, char *err, size_t errlen, const char **about);
 
     int (*start)(struct engine *e, const struct frontend_config *cfg, void **state);
     /* Stop accepting, end connections (in-flight requests finish), free.

@@ -21,7 +21,7 @@
  * most 64 arguments. A NUL inside a line ends that argument.
  *
  * Side effects neutralised by the harness (linked with --wrap):
- *   - ini_parse_file opens only the harness's config file: any other -c
+ *   - ini_read_file opens only the harness's config file: any other -c
  *     path fails as a missing file would (ENOENT), so inputs cannot read
  *     the user's files;
  *   - getaddrinfo (listen addresses are resolved while parsing) gets
@@ -36,7 +36,9 @@
  * options.h and main.c rely on (bounds, the memcached put queue's among
  * them, defaults, one listener at least, valid and unique volume names
  * with a backing, a FILE:LINE for each file volume) and aborts otherwise;
- * a reload's parse of the same input must succeed with the same volumes. */
+ * a reload's parse of the same input, and one from the text read at start
+ * (options_reparse_same, the reloader's baseline), must succeed with the
+ * same volumes. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdint.h>
@@ -66,24 +68,26 @@ static struct daemon_options opts, again; /* ~500 KiB each: not on the stack */
 
 /* ---- wrapped library calls (see the -Wl,--wrap flags in meson.build) ---- */
 
-int __real_ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
-                          size_t whylen);
-int __wrap_ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
-                          size_t whylen);
+int __real_ini_read_file(const char *path, bool regular_only, char **text, size_t *len,
+                         bool *regular, char *why, size_t whylen);
+int __wrap_ini_read_file(const char *path, bool regular_only, char **text, size_t *len,
+                         bool *regular, char *why, size_t whylen);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res);
 int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res);
 
-int __wrap_ini_parse_file(const char *path, ini_fn fn, void *opaque, unsigned *err_line, char *why,
-                          size_t whylen)
+int __wrap_ini_read_file(const char *path, bool regular_only, char **text, size_t *len,
+                         bool *regular, char *why, size_t whylen)
 {
     if (strcmp(path, cfg_path) != 0) {
-        *err_line = 0;
+        *text = NULL;
+        *len = 0;
+        *regular = false;
         snprintf(why, whylen, "%s", strerror(ENOENT));
         return -ENOENT; /* what the reader returns for a missing file */
     }
-    return __real_ini_parse_file(path, fn, opaque, err_line, why, whylen);
+    return __real_ini_read_file(path, regular_only, text, len, regular, why, whylen);
 }
 
 int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -264,6 +268,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         stderr = err_stream;
         if (r2 != 0)
             fprintf(stderr, "fuzz_config: reparse failed: %s\n", err);
+        CHECK(r2 == 0);
+        check_options(&again);
+        CHECK(again.nvolumes == opts.nvolumes && again.nfile_volumes == opts.nfile_volumes);
+        for (unsigned i = 0; i < opts.nvolumes; i++)
+            CHECK(strcmp(again.volumes[i].name, opts.volumes[i].name) == 0);
+        options_free(&again);
+        /* The reloader's view of the start, from the text read then. */
+        stdout = devnull;
+        if (quiet)
+            stderr = devnull;
+        r2 = options_reparse_same(argc, argv, &opts, &again, err, sizeof err);
+        stdout = out;
+        stderr = err_stream;
+        if (r2 != 0)
+            fprintf(stderr, "fuzz_config: reparse from the start's text failed: %s\n", err);
         CHECK(r2 == 0);
         check_options(&again);
         CHECK(again.nvolumes == opts.nvolumes && again.nfile_volumes == opts.nfile_volumes);

@@ -160,7 +160,6 @@ assert_same_file "$T/in.out" "$D/in.img" "the command line's volume inside D"
 stop_shoald
 
 # On the command line, shoald refuses to start, with one line.
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # early exits hold memory
 for spec in "$T/out-dir/outside.img" "$D/../out-dir/outside.img" "$D/link-passwd" "$D/link-rel"; do
     rc=0
     timeout 10 "$SHOALD" -f -l "unix:$T/cl.sock" --http "127.0.0.1:$(free_port)" \

@@ -156,9 +156,14 @@ assert_refused "cannot take a lease in etcd" --etcd "https://127.0.0.1:$hport" \
 if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
     chmod 755 "$PKI" "$T"
     chmod 644 "$PKI/main-ca-cert.pem" "$PKI/client-cert.pem"
+    # Refused after the pid file was written: a failed start removes it (a
+    # directory the dropped user may remove it from).
+    mkdir -m 777 "$T/run"
     assert_refused "--etcd-key $PKI/client-key.pem: not readable by user nobody" \
         --user nobody --etcd "$EP" --etcd-cacert "$PKI/main-ca-cert.pem" \
-        --etcd-cert "$PKI/client-cert.pem" --etcd-key "$PKI/client-key.pem" "${common[@]}"
+        --etcd-cert "$PKI/client-cert.pem" --etcd-key "$PKI/client-key.pem" \
+        --pid-file "$T/run/refused.pid" "${common[@]}"
+    [ ! -e "$T/run/refused.pid" ] || fail "a start refused after writing its pid file left it behind"
 fi
 
 stop_daemon "$B_PID" TERM

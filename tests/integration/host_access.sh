@@ -124,8 +124,8 @@ timeout -k 1 10 "$SHOALD" -f --http off -l 127.0.0.1:0 --socket-group nogroup vm
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "--socket-group without a unix listener: exit status $rc"
 assert_contains "$(cat "$T/err")" "shoald: --socket-group applies to unix: listeners, and --listen has none" \
     "--socket-group without a unix listener"
-# The same keys in a config file.
-assert_refused "shoald: invalid --socket-mode 'rw'" -c <(printf '[nbd]\nsocket-mode = rw\n') vm="$T/vm.img"
+# The same keys in a config file: named with its FILE:LINE.
+assert_refused ":2: invalid --socket-mode 'rw'" -c <(printf '[nbd]\nsocket-mode = rw\n') vm="$T/vm.img"
 # Not root: --user cannot be honoured, and shoald does not run on as is.
 mkdir "$T/u"
 chown $CLIENT "$T/u"

@@ -11,7 +11,9 @@
 #   - a bad file changes nothing and its error is FILE:LINE, for shoalctl
 #     (exit 2) and for SIGHUP (the log);
 #   - volumes from the command line and from the API are kept;
-#   - without a config file, reload says so; without the token it is 401.
+#   - without a config file, reload says so; without the token it is 401;
+#   - a config given as a pipe (-c <(...)) is not read again: the reload is
+#     refused, with one line, and the running configuration kept.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need jq curl
@@ -152,5 +154,24 @@ rc=0
 ctl reload 2>"$T/r7.err" || rc=$?
 assert_eq "$rc" 2 "reload without a config file: exit status"
 assert_contains "$(cat "$T/r7.err")" "without a config file"
+stop_shoald
+
+# 6. A config given as a pipe (-c <(...)) cannot be read again (it would
+#    read as empty): a reload is refused with one line, for shoalctl (exit
+#    2) and for SIGHUP (the log), and what runs is kept: its volume serves
+#    the same bytes, its cache size stays.
+start_shoald -c <(printf '[shoald]\ncache-size = 48M\n[volume p]\nbacking = %s\n' "$T/a.img")
+assert_eq "$(names)" p "volumes from a piped config"
+rc=0
+ctl reload >"$T/r8.out" 2>"$T/r8.err" || rc=$?
+assert_eq "$rc" 2 "shoalctl reload of a piped config: exit status"
+assert_eq "$(wc -l <"$T/r8.err")" 1 "lines on stderr for a piped config"
+assert_contains "$(cat "$T/r8.err")" "is a pipe, not a regular file: it cannot be read again"
+kill -HUP "$SHOALD_PID"
+wait_for 10 grep -q "reload refused, nothing changed: config file '/dev/fd/[0-9]*' is a pipe" "$SHOALD_LOG"
+assert_eq "$(names)" p "volumes after refused reloads of a piped config"
+assert_eq "$(capacity)" $((48 << 20)) "cache after refused reloads of a piped config"
+nbdsh -u "$(uri p)" -c 'import sys; sys.stdout.buffer.write(h.pread(h.get_size(), 0))' >"$T/p.read"
+assert_same_file "$T/p.read" "$T/a.img" "volume p after refused reloads"
 stop_shoald
 log PASS

@@ -7,6 +7,8 @@ datagram socket named by $NOTIFY_SOCKET.
 - with $WATCHDOG_USEC, WATCHDOG=1 arrives at about half the interval, and
   keeps arriving; without it, or with $WATCHDOG_PID naming another
   process, none does;
+- SIGHUP brings RELOADING=1, then READY=1 whose STATUS= says whether the
+  reload was refused;
 - SIGTERM brings STOPPING=1 (with a STATUS=) before shoald exits 0;
 - with --user (as root), READY=1 comes from the process that dropped root.
 """
@@ -146,12 +148,28 @@ def main():
         with open(images[-1], "wb") as f:
             f.write(os.urandom(1 << 20))
 
-    # 1. No watchdog asked for: ready, status, stopping, no pings.
+    # 1. No watchdog asked for: ready, status, stopping, no pings. SIGHUP
+    # without a config file: RELOADING=1, then READY=1 whose STATUS= says
+    # the reload was refused (systemctl status shows it), not "reloaded".
     proc, mgr, sock, port, logpath = start(0, {}, images)
     try:
         check_ready(proc, mgr, sock, port)
         mgr.poll(1.0)
         check(not watchdog_times(mgr), "WATCHDOG=1 sent without $WATCHDOG_USEC")
+        first = len(mgr.msgs)
+        proc.send_signal(signal.SIGHUP)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not any("READY" in f for _, f in mgr.msgs[first:]):
+            mgr.poll(0.1)
+        after = [f for _, f in mgr.msgs[first:]]
+        keys = [("RELOADING" if "RELOADING" in f else "READY") for f in after
+                if "RELOADING" in f or "READY" in f]
+        check(keys[:2] == ["RELOADING", "READY"], f"on SIGHUP, want RELOADING=1 then READY=1: {after}")
+        m = next(f for f in after if "READY" in f)
+        check("STATUS" in m, f"READY=1 after SIGHUP without STATUS= ({m})")
+        check("reload refused" in m["STATUS"] and "without a config file" in m["STATUS"],
+              f"STATUS after a refused reload: {m['STATUS']!r}")
+        log(f"after a refused reload: STATUS={m['STATUS']}")
         check_stop(proc, mgr, logpath)
     except BaseException:
         print_log_tail(logpath, 30)

@@ -4,9 +4,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "frontend/allow.h"
 #include "frontend/netaddr.h"
 
 #define OPT(field) offsetof(struct iscsi_options, field)
+
+/* A portal as it is read (frontend_option.check): "off", or a TCP address,
+ * so a bad one in a config file is refused with its FILE:LINE. */
+static int check_portal(const char *val, char *why, size_t whylen)
+{
+    if (!strcmp(val, "off"))
+        return 0;
+    const char *bad = !strncmp(val, "unix:", 5) ? "iSCSI listens on TCP (want ADDR:PORT)"
+                                                : netaddr_check_listen(val, ISCSI_DEFAULT_PORT_STR);
+    if (!bad)
+        return 0;
+    snprintf(why, whylen, "%s", bad);
+    return -1;
+}
 
 const struct frontend_option iscsi_option_table[] = {
     {.name = "iscsi",
@@ -15,6 +30,7 @@ const struct frontend_option iscsi_option_table[] = {
      .offset = OPT(listen),
      .max = ISCSI_MAX_LISTEN,
      .what = "--iscsi",
+     .check = check_portal,
      .arg = "ADDR:PORT|off",
      .help = "iSCSI target portal (default " ISCSI_DEFAULT_LISTEN ";\nrepeatable); off: no "
              "iSCSI"},
@@ -31,6 +47,7 @@ const struct frontend_option iscsi_option_table[] = {
      .offset = OPT(allow),
      .max = FRONTEND_LIST_MAX,
      .what = "--iscsi-allow",
+     .check = allow_check_entry,
      .arg = "ADDR[/PREFIX]",
      .help = "accept iSCSI initiators only from these\naddresses (repeatable; default: --allow's)"},
     {.name = "iscsi-max-connections",
@@ -78,11 +95,13 @@ void iscsi_options_init(void *opts)
     o->nop_interval_ms = ISCSI_DEFAULT_NOP_INTERVAL_MS;
 }
 
-int iscsi_options_check(void *opts, char *err, size_t errlen)
+int iscsi_options_check(void *opts, char *err, size_t errlen, const char **about)
 {
     struct iscsi_options *o = opts;
     o->off = false;
     o->defaulted = false;
+    if (o->listen.n)
+        *about = "iscsi"; /* every error below is about it */
     for (unsigned i = 0; i < o->listen.n; i++) {
         if (!strcmp(o->listen.v[i], "off")) {
             if (o->listen.n > 1) {

@@ -34,6 +34,6 @@ struct iscsi_options {
 
 extern const struct frontend_option iscsi_option_table[];
 void iscsi_options_init(void *opts);
-int iscsi_options_check(void *opts, char *err, size_t errlen);
+int iscsi_options_check(void *opts, char *err, size_t errlen, const char **about);
 
 #endif

@@ -43,6 +43,6 @@ struct nbd_options {
 
 extern const struct frontend_option nbd_option_table[];
 void nbd_options_init(void *opts);
-int nbd_options_check(void *opts, char *err, size_t errlen);
+int nbd_options_check(void *opts, char *err, size_t errlen, const char **about);
 
 #endif

@@ -2,6 +2,7 @@
  * line, and the line and reason of each syntax error. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -168,7 +169,39 @@ static void test_ini_file(void **state)
     close(fd);
     assert_int_equal(ini_parse_file(path, record, &l, &line, why, sizeof why), 0);
     assert_string_equal(l.text, "1 [shoald]|2 [shoald] threads=4|");
+
+    /* ini_read_file: the text whole, and whether the file is regular. */
+    char *got = NULL;
+    size_t len = 0;
+    bool regular = false;
+    assert_int_equal(ini_read_file(path, true, &got, &len, &regular, why, sizeof why), 0);
+    assert_true(regular);
+    assert_int_equal(len, strlen(text));
+    assert_string_equal(got, text);
+    free(got);
     unlink(path);
+    assert_int_equal(ini_read_file("/dev/null", false, &got, &len, &regular, why, sizeof why), 0);
+    assert_false(regular);
+    assert_int_equal(len, 0);
+    assert_string_equal(got, "");
+    free(got);
+    /* regular_only (a reload): refused before a byte is read, so a pipe's
+     * text stays in it and a live writer cannot block the reload. */
+    assert_int_equal(ini_read_file("/dev/null", true, &got, &len, &regular, why, sizeof why),
+                     -EINVAL);
+    assert_null(got);
+    assert_string_equal(why, "a character device, not a regular file");
+    assert_int_equal(pipe(pfd), 0);
+    assert_int_equal(write(pfd[1], ptext, strlen(ptext)), (ssize_t)strlen(ptext));
+    snprintf(ppath, sizeof ppath, "/proc/self/fd/%d", pfd[0]);
+    alarm(10); /* the writer is open: a read would wait for it */
+    assert_int_equal(ini_read_file(ppath, true, &got, &len, &regular, why, sizeof why), -EINVAL);
+    alarm(0);
+    assert_string_equal(why, "a pipe, not a regular file");
+    char left[16] = "";
+    assert_int_equal(read(pfd[0], left, sizeof left), (ssize_t)strlen(ptext));
+    close(pfd[0]);
+    close(pfd[1]);
 }
 
 int main(void)

@@ -242,22 +242,71 @@ static void test_etcd_tls(void **state)
     assert_string_equal(out->etcd_tls.cacert, "ca2.pem");
     assert_null(out->etcd_tls.cert);
 
-    /* Checked once everything is read: no line to point at. */
-    assert_int_equal(parse("[cluster]\netcd = https://127.0.0.1:2379\netcd-cert = /etc/c.pem\n"),
-                     -1);
+    /* Checked once everything is read: named by the line of the last
+     * etcd TLS file set. */
+    assert_error("[cluster]\netcd = https://127.0.0.1:2379\netcd-cert = /etc/c.pem\n",
+                 "3: a client certificate for etcd needs both --etcd-cert and --etcd-key");
+    assert_error("[cluster]\netcd = http://127.0.0.1:2379\netcd-cacert = /etc/ca.pem\n",
+                 "3: etcd TLS files given, but no etcd endpoint is https:// (they would not be "
+                 "used)");
+    assert_error("[cluster]\netcd-key = /etc/k.pem\netcd-cert = /etc/c.pem\n",
+                 "3: etcd TLS files given, but no etcd endpoint is https:// (they would not be "
+                 "used)");
+    /* From the command line: no line to point at. */
+    char *cli[] = {"--etcd-cert", "/etc/c.pem", NULL};
+    assert_int_equal(parse_with("[cluster]\netcd = https://127.0.0.1:2379\n", cli), -1);
     assert_string_equal(err, "a client certificate for etcd needs both --etcd-cert and --etcd-key");
-    assert_int_equal(parse("[cluster]\netcd = http://127.0.0.1:2379\netcd-cacert = /etc/ca.pem\n"),
-                     -1);
-    assert_string_equal(
-        err, "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
-    assert_int_equal(parse("[cluster]\netcd-key = /etc/k.pem\netcd-cert = /etc/c.pem\n"), -1);
-    assert_string_equal(
-        err, "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
     assert_error("[cluster]\netcd = https://127.0.0.1:2379\netcd-cacert =\n",
                  "3: invalid --etcd-cacert '': empty path");
     assert_error("[cluster]\netcd = ftp://127.0.0.1:2379\n",
                  "2: invalid --etcd 'ftp://127.0.0.1:2379': bad etcd endpoint "
                  "\"ftp://127.0.0.1:2379\" (want http://HOST:PORT or https://HOST:PORT)");
+}
+
+/* The front ends' keys: a bad value is refused with the FILE:LINE it was
+ * read at, whichever section it is in, as the daemon's own keys are; a
+ * check across options names the line of the option it is about. */
+static void test_frontend_value_lines(void **state)
+{
+    (void)state;
+    assert_error("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-mode = rw\n",
+                 "3: invalid --socket-mode 'rw': want an octal mode like 0660");
+    assert_error("[shoald]\nlisten = unix:/tmp/s.sock\nsocket-mode = 4770\n",
+                 "3: invalid --socket-mode '4770': want an octal mode like 0660");
+    assert_error("[nbd]\nlisten = unix:/tmp/s.sock\n\nsocket-owner = no-such-user-here\n",
+                 "4: invalid --socket-owner 'no-such-user-here': no such user");
+    assert_error("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-group = no-such-group-here\n",
+                 "3: invalid --socket-group 'no-such-group-here': no such group");
+    /* The bad entry's own line, not the list's last. */
+    assert_error("[nbd]\nallow = 127.0.0.1\nallow = 10.0.0.0/33\nallow = unix\n",
+                 "3: invalid --allow '10.0.0.0/33': want an IPv4/IPv6 address, ADDR/PREFIX, or "
+                 "unix");
+    assert_error("[shoald]\nallow = example.com\n",
+                 "2: invalid --allow 'example.com': want an IPv4/IPv6 address, ADDR/PREFIX, or "
+                 "unix");
+    assert_error("[iscsi]\nallow = 1.2.3.4/x\n",
+                 "2: invalid --iscsi-allow '1.2.3.4/x': want an IPv4/IPv6 address, ADDR/PREFIX, "
+                 "or unix");
+    assert_error("[iscsi]\nlisten = unix:/tmp/i.sock\n",
+                 "2: invalid --iscsi 'unix:/tmp/i.sock': iSCSI listens on TCP (want ADDR:PORT)");
+    /* Across options. */
+    assert_error("[nbd]\nlisten = 127.0.0.1:10809\n\nsocket-group = root\n",
+                 "4: --socket-group applies to unix: listeners, and --listen has none");
+    assert_error("[nbd]\ntls = on\n", "2: --tls=on needs --tls-certificates DIR or --tls-psk FILE");
+    assert_error("[iscsi]\nlisten = off\nlisten = 127.0.0.1:3260\n",
+                 "3: --iscsi off cannot be combined with an address");
+    /* Set on the command line: nothing to point at. */
+    char *args[] = {"--socket-mode", "rw", NULL};
+    assert_int_equal(parse_with("[nbd]\nlisten = unix:/tmp/s.sock\n", args), -1);
+    assert_string_equal(err, "invalid --socket-mode 'rw': want an octal mode like 0660");
+    char *tls[] = {"--tls", "require", NULL};
+    assert_int_equal(parse_with("[nbd]\nlisten = unix:/tmp/s.sock\n", tls), -1);
+    assert_string_equal(err, "--tls=require needs --tls-certificates DIR or --tls-psk FILE");
+    /* Good values still pass. */
+    assert_int_equal(parse("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-mode = 0600\n"
+                           "socket-owner = root\nsocket-group = root\nallow = unix\n"
+                           "allow = 127.0.0.0/8\n[iscsi]\nlisten = 127.0.0.1:3260\n"),
+                     0);
 }
 
 /* A refused -D in the file leaves the log levels as they were. */
@@ -289,6 +338,63 @@ static void test_unreadable(void **state)
     free(r);
 }
 
+/* The start's text is what the reloader parses (options_reparse_same):
+ * a file changed since reads as it was; a pipe (-c <(...)), empty when
+ * read again, is refused by a reload's options_reparse with one line. */
+static void test_start_text(void **state)
+{
+    (void)state;
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[shoald]\ncache-size = 64M\n[volume a]\nbacking = /tmp/a.img\n", f);
+    fclose(f);
+    struct daemon_options *start = calloc(1, sizeof *start);
+    assert_non_null(start);
+    char *argv[] = {"shoald", "-c", path, NULL};
+    assert_int_equal(options_parse(3, argv, start), 0);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[shoald]\ncache-size = 32M\n", f);
+    fclose(f);
+    options_free(out);
+    assert_int_equal(options_reparse_same(3, argv, start, out, err, sizeof err), 0);
+    assert_int_equal(out->cache_bytes, 64u << 20);
+    assert_int_equal(out->nfile_volumes, 1);
+    assert_string_equal(out->volumes[0].name, "a");
+    options_free(out);
+    assert_int_equal(options_reparse(3, argv, start, out, err, sizeof err), 0);
+    assert_int_equal(out->cache_bytes, 32u << 20);
+    assert_int_equal(out->nfile_volumes, 0);
+    options_free(start);
+
+    /* The same from a pipe. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    const char *text = "[shoald]\ncache-size = 64M\n[volume a]\nbacking = /tmp/a.img\n";
+    assert_int_equal(write(p[1], text, strlen(text)), (ssize_t)strlen(text));
+    close(p[1]);
+    char fd_path[64];
+    snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", p[0]);
+    char *pargv[] = {"shoald", "-c", fd_path, NULL};
+    memset(start, 0, sizeof *start);
+    assert_int_equal(options_parse(3, pargv, start), 0);
+    assert_int_equal(start->nfile_volumes, 1);
+    options_free(out);
+    assert_int_equal(options_reparse_same(3, pargv, start, out, err, sizeof err), 0);
+    assert_int_equal(out->nfile_volumes, 1);
+    assert_int_equal(out->cache_bytes, 64u << 20);
+    options_free(out);
+    assert_int_equal(options_reparse(3, pargv, start, out, err, sizeof err), -1);
+    char want[512];
+    snprintf(want, sizeof want,
+             "config file '%s' is a pipe, not a regular file: it cannot be read again", fd_path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_null(strchr(err, '\n'));
+    close(p[0]);
+    options_free(start);
+    free(start);
+}
+
 int main(void)
 {
     log_set_all(LOG_LVL_ERROR);
@@ -296,7 +402,8 @@ int main(void)
         cmocka_unit_test(test_good_file),  cmocka_unit_test(test_command_line_wins),
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_debug_not_applied),
         cmocka_unit_test(test_unreadable), cmocka_unit_test(test_memcached_put_queue),
-        cmocka_unit_test(test_etcd_tls),
+        cmocka_unit_test(test_etcd_tls),   cmocka_unit_test(test_frontend_value_lines),
+        cmocka_unit_test(test_start_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
