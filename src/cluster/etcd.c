@@ -434,9 +434,11 @@ static int range_paged(struct etcd *e, const char *prefix, const char *end, stru
         if (!revision)
             revision = out->revision = page.revision;
         bool more = page.more || alone;
-        r = page.n ? kvs_append(out, &page) : 0;
+        size_t got = page.n;
+        r = got ? kvs_append(out, &page) : 0;
         etcd_kvs_free(&page);
-        if (r < 0 || !more || !out->n) {
+        /* No pair, yet "more": the next page would start here again. */
+        if (r < 0 || !more || !got) {
             if (r < 0)
                 etcd_kvs_free(out);
             return r;
