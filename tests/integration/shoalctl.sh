@@ -231,7 +231,7 @@ assert_contains "$(cat "$T/err")" 'bad --timeout "2x"' "message of a bad --timeo
 rc=0
 SHOAL_TIMEOUT=soon "$SHOALCTL" --url "http://127.0.0.1:$SILENT_PORT" volumes >/dev/null 2>"$T/err" || rc=$?
 assert_eq "$rc" 1 "exit code of a bad \$SHOAL_TIMEOUT"
-assert_contains "$(cat "$T/err")" 'bad $SHOAL_TIMEOUT "soon"' "message of a bad \$SHOAL_TIMEOUT"
+assert_contains "$(cat "$T/err")" "bad \$SHOAL_TIMEOUT \"soon\"" "message of a bad \$SHOAL_TIMEOUT"
 
 # A hostile server: whatever it answers, shoalctl prints one line and
 # exits 2, never crashes. /api/v1/mrc: a volume without a name (mrc NAME
