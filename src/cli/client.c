@@ -2,6 +2,7 @@
 #include "cli/client.h"
 
 #include <curl/curl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ struct client {
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
     char *token_source;
     char *cacert;
+    uint64_t timeout_ms; /* 0: no limit */
 };
 
 struct buf {
@@ -62,6 +64,7 @@ struct client *client_new(const char *base_url, const struct client_options *o)
     c->base = strdup(base_url);
     c->token_source = strdup(o->token_source ? o->token_source : "nowhere");
     c->cacert = o->cacert ? strdup(o->cacert) : NULL;
+    c->timeout_ms = o->timeout_ms;
     if (o->token && asprintf(&c->auth_header, "Authorization: Bearer %s", o->token) < 0)
         c->auth_header = NULL;
     if (!c->curl || !c->base || !c->token_source || (o->cacert && !c->cacert) ||
@@ -86,6 +89,11 @@ void client_free(struct client *c)
     free(c->token_source);
     free(c->cacert);
     free(c);
+}
+
+void client_set_timeout(struct client *c, uint64_t timeout_ms)
+{
+    c->timeout_ms = timeout_ms;
 }
 
 char *client_escape(struct client *c, const char *segment)
@@ -147,9 +155,12 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    /* Adding a volume may wait for an upstream NBD server. */
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
+    /* The overall limit covers connecting too: the connect limit is never
+     * the longer one. libcurl takes a long (ms past LONG_MAX: no limit). */
+    long total = c->timeout_ms > (uint64_t)LONG_MAX ? 0 : (long)c->timeout_ms;
+    long connect = total ? MIN(total, (long)CLIENT_CONNECT_TIMEOUT_MS) : CLIENT_CONNECT_TIMEOUT_MS;
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, total);
     /* A local daemon must not be reached through $http_proxy. */
     curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
     curl_easy_setopt(h, CURLOPT_USERAGENT, "shoalctl");
@@ -169,8 +180,18 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
     CURLcode rc = curl_easy_perform(h);
     curl_slist_free_all(hdrs);
     if (rc != CURLE_OK) {
+        /* Out of time once connected: the server took the connection (a
+         * hung shoald, or something else on that port) but did not answer;
+         * "cannot connect" would send the user looking at the wrong thing. */
+        curl_off_t connected_us = 0;
+        if (rc == CURLE_OPERATION_TIMEDOUT &&
+            curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &connected_us) != CURLE_OK)
+            connected_us = 0;
         if (resp.overflow)
             fprintf(stderr, "shoalctl: response from %s is too large\n", c->base);
+        else if (rc == CURLE_OPERATION_TIMEDOUT && connected_us > 0)
+            fprintf(stderr, "shoalctl: no answer from %s within %g s (see --timeout)\n", c->base,
+                    (double)c->timeout_ms / 1000.0);
         else
             fprintf(stderr, "shoalctl: cannot connect to %s: %s\n", c->base,
                     errbuf[0] ? errbuf : curl_easy_strerror(rc));

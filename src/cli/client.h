@@ -6,6 +6,7 @@
 #define SHOAL_CLI_CLIENT_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 /* shoalctl exit codes (also documented in `shoalctl help`). */
 enum {
@@ -23,7 +24,21 @@ struct client_options {
      * one ("--token-file X", "$SHOAL_TOKEN", ...): the 401 message says it. */
     const char *token_source;
     const char *cacert; /* CA bundle to verify an https:// server, or NULL (system's) */
+    /* The longest a request may take, connecting included, in ms (0: no
+     * limit). A server that accepts and never answers is given up on then. */
+    uint64_t timeout_ms;
 };
+
+/* Request timeouts when neither --timeout nor $SHOAL_TIMEOUT gives one:
+ * most requests, and those that wait on server-side work (volume add
+ * waiting for its back end to open, volume move: flush, publish, hand
+ * over), which shoald bounds by the back end's connect timeout (10 s by
+ * default) and its own steps' limits. */
+#define CLIENT_TIMEOUT_MS      30000
+#define CLIENT_LONG_TIMEOUT_MS 120000
+/* Connecting alone (the TCP handshake, TLS's): a reachable server answers
+ * a SYN in milliseconds. */
+#define CLIENT_CONNECT_TIMEOUT_MS 5000
 
 /* base_url: "http://host:port" or "https://host:port" (a trailing '/' is
  * ignored). NULL on allocation failure. */
@@ -38,6 +53,9 @@ void client_free(struct client *c);
  * Otherwise prints "shoalctl: ..." to stderr and returns EXIT_SERVER or
  * EXIT_CONNECT. */
 int client_call(struct client *c, const char *method, const char *path, json_t *body, json_t **out);
+
+/* Change the request timeout for the calls that follow (0: no limit). */
+void client_set_timeout(struct client *c, uint64_t timeout_ms);
 
 /* "name" escaped for use as one path segment; free() the result. */
 char *client_escape(struct client *c, const char *segment);

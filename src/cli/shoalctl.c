@@ -1,6 +1,7 @@
 /* shoalctl: the command-line client of shoald's management API.
  *
- *   shoalctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND [ARGS] [FLAGS]
+ *   shoalctl [--url URL] [--token-file FILE] [--cacert FILE] [--timeout SECONDS]
+ *            COMMAND [ARGS] [FLAGS]
  *   shoalctl --version
  *
  * The API token comes from --token-file, else $SHOAL_TOKEN, else the first
@@ -15,7 +16,8 @@
  *   0  success
  *   1  usage error (unknown command, bad argument, unreadable token file)
  *   2  the server answered with an error (its message is printed)
- *   3  the server could not be reached
+ *   3  the server could not be reached, or did not answer within the
+ *      request timeout (--timeout, $SHOAL_TIMEOUT)
  * Errors go to stderr as one line starting with "shoalctl: ". */
 #include <curl/curl.h>
 #include <errno.h>
@@ -777,9 +779,11 @@ static const struct command commands[] = {
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "usage: shoalctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND [ARGS]\n"
-               "       shoalctl --version\n"
-               "\nCommands:\n");
+    fprintf(f,
+            "usage: shoalctl [--url URL] [--token-file FILE] [--cacert FILE] [--timeout SECONDS]\n"
+            "                COMMAND [ARGS]\n"
+            "       shoalctl --version\n"
+            "\nCommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].help);
     fprintf(f,
@@ -791,6 +795,10 @@ static void print_help(FILE *f)
             "                     %s); needed for changes and to see\n"
             "                     backing paths\n"
             "  --cacert FILE      CA certificate(s) to verify an https:// server\n"
+            "  --timeout SECONDS  give up on a request after this long, connecting included\n"
+            "                     (also 500ms, 2m; 0: no limit; default: $SHOAL_TIMEOUT,\n"
+            "                     else %u s, and %u s for volume add without --no-wait\n"
+            "                     and volume move, which wait on the server's work)\n"
             "  --json             print the server's answer as JSON, for scripts (every\n"
             "                     command but top and help)\n"
             "  -V, --version      print shoalctl's version and exit (no server needed)\n"
@@ -799,8 +807,9 @@ static void print_help(FILE *f)
             "  0  success\n"
             "  1  usage error\n"
             "  2  the server refused the request (its message is printed)\n"
-            "  3  cannot connect to the server\n",
-            DEFAULT_URL, TOKEN_ROOT_PATH);
+            "  3  cannot connect to the server, or it did not answer in time\n",
+            DEFAULT_URL, TOKEN_ROOT_PATH, (unsigned)(CLIENT_TIMEOUT_MS / 1000),
+            (unsigned)(CLIENT_LONG_TIMEOUT_MS / 1000));
 }
 
 static const struct {
@@ -813,7 +822,7 @@ static const struct {
 };
 
 struct parsed {
-    const char *url, *token_file, *cacert, *to;
+    const char *url, *token_file, *cacert, *to, *timeout;
     unsigned flags;
     const char *pos[CLI_MAX_ARGS + 2];
     int npos;
@@ -866,6 +875,8 @@ static int parse_args(int argc, char **argv, struct parsed *p)
                 r = take_value(argc, argv, &i, "--cacert", &p->cacert);
             if (r == 0)
                 r = take_value(argc, argv, &i, "--to", &p->to);
+            if (r == 0)
+                r = take_value(argc, argv, &i, "--timeout", &p->timeout);
             if (r < 0)
                 return -1;
             if (r > 0)
@@ -888,6 +899,23 @@ static int parse_args(int argc, char **argv, struct parsed *p)
             return -1;
         }
         p->pos[p->npos++] = a;
+    }
+    return 0;
+}
+
+/* The request timeout: --timeout, else $SHOAL_TIMEOUT, else the default,
+ * longer for the commands that wait on server-side work (an explicit one
+ * applies to them too: the user asked for it). 0 with *ms set, or -1
+ * after a usage error. */
+static int request_timeout(const struct parsed *p, bool waits, uint64_t *ms)
+{
+    const char *env = getenv("SHOAL_TIMEOUT");
+    const char *val = p->timeout ? p->timeout : env && *env ? env : NULL;
+    *ms = waits ? CLIENT_LONG_TIMEOUT_MS : CLIENT_TIMEOUT_MS;
+    if (val && parse_duration_ms(val, ms) < 0) {
+        usage_error("bad %s \"%s\" (seconds, or with ms/s/m; 0: no limit)",
+                    p->timeout ? "--timeout" : "$SHOAL_TIMEOUT", val);
+        return -1;
     }
     return 0;
 }
@@ -1025,10 +1053,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "shoalctl: cannot initialise libcurl\n");
         return EXIT_CONNECT;
     }
+    /* volume add waits for the back end to open unless --no-wait; a move
+     * flushes, publishes and hands over before it answers. */
+    bool waits =
+        (cmd->fn == cmd_volume_add && !(p.flags & F_NO_WAIT)) || cmd->fn == cmd_volume_move;
+    uint64_t timeout_ms;
+    if (request_timeout(&p, waits, &timeout_ms) < 0)
+        return EXIT_USAGE;
     struct client_options copts = {
         .token = token,
         .token_source = token_source,
         .cacert = p.cacert,
+        .timeout_ms = timeout_ms,
     };
     cli.client = client_new(cli.url, &copts);
     if (!cli.client) {

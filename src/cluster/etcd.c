@@ -285,7 +285,8 @@ static int post(struct etcd *e, const char *path, const char *body, struct answe
             r = 0;
             break;
         }
-        r = out->too_big ? -EPROTO : cc == CURLE_OK ? -EPROTO : curl_errno(cc);
+        /* Too large: etcd answered; asking another endpoint would not help. */
+        r = out->too_big ? -EMSGSIZE : cc == CURLE_OK ? -EPROTO : curl_errno(cc);
         snprintf(why, sizeof why, "%s: %s", url,
                  out->too_big     ? "answer too large"
                  : cc == CURLE_OK ? "empty answer"
@@ -293,6 +294,8 @@ static int post(struct etcd *e, const char *path, const char *body, struct answe
                                   : curl_easy_strerror(cc));
         free(out->buf);
         memset(out, 0, sizeof *out);
+        if (r == -EMSGSIZE)
+            break;
     }
     curl_slist_free_all(hdr);
     if (r < 0)
@@ -336,6 +339,127 @@ static char *body_of(const char *fmt, ...)
     return s;
 }
 
+/* base64 of n bytes (a key may hold any). */
+static char *b64n(const char *s, size_t n)
+{
+    char *o = malloc(4 * ((n + 2) / 3) + 1);
+    if (o)
+        etcd_b64_encode(s, n, o);
+    return o;
+}
+
+/* One range request from key `from` (n bytes) to `end` (base64), at
+ * `revision` (0: now), at most `limit` pairs (0: all), keys only or not. */
+static int range_once(struct etcd *e, const char *from, size_t n, const char *end, int64_t revision,
+                      unsigned limit, bool keys_only, struct etcd_kvs *out)
+{
+    memset(out, 0, sizeof *out);
+    _cleanup_free_ char *k = b64n(from, n);
+    _cleanup_free_ char *body =
+        k ? body_of("{\"key\":\"%s\",\"range_end\":\"%s\",\"revision\":\"%" PRId64
+                    "\",\"limit\":\"%u\",\"keys_only\":%s}",
+                    k, end, revision, limit, keys_only ? "true" : "false")
+          : NULL;
+    if (!body)
+        return -ENOMEM;
+    struct answer a;
+    int r = post(e, "/v3/kv/range", body, &a);
+    if (r < 0)
+        return r;
+    r = etcd_parse_range(a.buf, a.len, out, last_error, sizeof last_error);
+    free(a.buf);
+    return r;
+}
+
+/* Move the pairs of `page` to the end of `all`. */
+static int kvs_append(struct etcd_kvs *all, struct etcd_kvs *page)
+{
+    struct etcd_kv *kv = realloc(all->kv, (all->n + page->n) * sizeof *kv);
+    if (!kv)
+        return -ENOMEM;
+    memcpy(kv + all->n, page->kv, page->n * sizeof *kv);
+    all->kv = kv;
+    all->n += page->n;
+    free(page->kv);
+    page->kv = NULL;
+    page->n = 0;
+    return 0;
+}
+
+/* The range too large for one answer, in pages: a page too large is
+ * asked again with a quarter of the pairs, down to one, and the pages go
+ * on that small (each failed try has etcd send up to MAX_ANSWER) until a
+ * pair too large alone is listed by its key (too_large) and passed. Every
+ * page at the revision of the first, so the pages are one view of the
+ * store. */
+#define RANGE_PAGE 16
+
+static int range_paged(struct etcd *e, const char *prefix, const char *end, struct etcd_kvs *out)
+{
+    _cleanup_free_ char *from = strdup(prefix);
+    size_t n = strlen(prefix);
+    unsigned limit = RANGE_PAGE;
+    int64_t revision = 0;
+    if (!from)
+        return -ENOMEM;
+    for (;;) {
+        struct etcd_kvs page;
+        int r = range_once(e, from, n, end, revision, limit, false, &page);
+        bool alone = false;
+        if (r == -EMSGSIZE && limit > 1) {
+            limit = limit / 4 ? limit / 4 : 1;
+            continue;
+        }
+        if (r == -EMSGSIZE) {
+            /* This one pair is too large: its key, without its value. */
+            r = range_once(e, from, n, end, revision, 1, true, &page);
+            alone = r == 0 && page.n == 1;
+            if (r == 0 && page.n == 1) {
+                free(page.kv[0].value);
+                page.kv[0].value = strdup("");
+                page.kv[0].value_len = 0;
+                page.kv[0].too_large = true;
+                if (!page.kv[0].value)
+                    r = -ENOMEM;
+            } else if (r == 0) {
+                set_error("etcd: a range answer is too large, yet lists no key");
+                r = -EPROTO;
+            }
+        }
+        if (r < 0) {
+            etcd_kvs_free(&page);
+            etcd_kvs_free(out);
+            return r;
+        }
+        if (!revision)
+            revision = out->revision = page.revision;
+        bool more = page.more || alone;
+        size_t got = page.n;
+        r = got ? kvs_append(out, &page) : 0;
+        etcd_kvs_free(&page);
+        /* No pair, yet "more": the next page would start here again. */
+        if (r < 0 || !more || !got) {
+            if (r < 0)
+                etcd_kvs_free(out);
+            return r;
+        }
+        /* The next page starts just after the last key: key + "\0". */
+        const struct etcd_kv *last = &out->kv[out->n - 1];
+        char *next = malloc(last->key_len + 1);
+        if (!next) {
+            etcd_kvs_free(out);
+            return -ENOMEM;
+        }
+        memcpy(next, last->key, last->key_len);
+        next[last->key_len] = '\0';
+        free(from);
+        from = next;
+        n = last->key_len + 1;
+        if (alone)
+            limit = RANGE_PAGE;
+    }
+}
+
 int etcd_range_prefix(struct etcd *e, const char *prefix, struct etcd_kvs *out)
 {
     memset(out, 0, sizeof *out);
@@ -348,10 +472,12 @@ int etcd_range_prefix(struct etcd *e, const char *prefix, struct etcd_kvs *out)
         return -ENOMEM;
     struct answer a;
     int r = post(e, "/v3/kv/range", body, &a);
-    if (r < 0)
-        return r;
-    r = etcd_parse_range(a.buf, a.len, out, last_error, sizeof last_error);
-    free(a.buf);
+    if (r == -EMSGSIZE)
+        r = range_paged(e, prefix, ke, out);
+    else if (r == 0) {
+        r = etcd_parse_range(a.buf, a.len, out, last_error, sizeof last_error);
+        free(a.buf);
+    }
     if (r == 0)
         last_error[0] = '\0';
     return r;

@@ -52,23 +52,33 @@ const char *etcd_error(void);
  * in err. */
 int etcd_endpoints_check(const char *endpoints, char *err, size_t errlen);
 
-/* One key-value pair; value is NUL-terminated (its length in value_len). */
+/* One key-value pair; key and value are NUL-terminated, their lengths in
+ * key_len and value_len: etcd takes any bytes, so a key or value whose
+ * length is not its strlen() holds a NUL byte (a key "a\0b" is not "a"). */
 struct etcd_kv {
     char *key;
     char *value;
-    size_t value_len;
+    size_t key_len, value_len;
     int64_t create_revision, mod_revision, lease;
+    /* etcd_range_prefix: the pair alone was larger than an answer may be
+     * (16 MiB): its key only, value "" (anybody who can write etcd with a
+     * raised --max-request-bytes can put one there). */
+    bool too_large;
 };
 
 struct etcd_kvs {
     struct etcd_kv *kv;
     size_t n;
     int64_t revision; /* the store's revision when answered */
+    bool more;        /* a range with a limit: pairs beyond it remain */
 };
 void etcd_kvs_free(struct etcd_kvs *k);
 
 /* Every key starting with `prefix`, sorted by key. On failure *out is
- * empty (n 0, nothing to free). */
+ * empty (n 0, nothing to free). One request; when its answer is larger
+ * than an answer may be (large values under the prefix), again in pages
+ * at that revision, and a pair too large alone comes with too_large set,
+ * so records around it are still read. */
 int etcd_range_prefix(struct etcd *e, const char *prefix, struct etcd_kvs *out);
 /* Put `value` at `key`, under `lease` (0: none). */
 int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease);

@@ -156,7 +156,7 @@ static int parse_kv(json_t *j, struct etcd_kv *kv)
 {
     if (!json_is_object(j))
         return -EPROTO;
-    int r = b64_field(j, "key", &kv->key, NULL);
+    int r = b64_field(j, "key", &kv->key, &kv->key_len);
     if (r == 0)
         r = b64_field(j, "value", &kv->value, &kv->value_len);
     if (r == 0)
@@ -211,6 +211,10 @@ int etcd_parse_range(const char *buf, size_t len, struct etcd_kvs *out, char *er
     if (r < 0)
         return r;
     r = header_revision(root, &out->revision);
+    json_t *more = json_object_get(root, "more");
+    if (r == 0 && more && !json_is_boolean(more))
+        r = -EPROTO;
+    out->more = json_is_true(more);
     if (r == 0)
         r = parse_kvs(root, out);
     if (r < 0)

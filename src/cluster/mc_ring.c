@@ -11,6 +11,7 @@
 #include "cluster/mc_alloc.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
 
 static uint64_t now_ms(void)
 {
@@ -42,50 +43,56 @@ static uint64_t score(const struct mc_server *s, uint32_t bucket)
     return mix64(s->name_hash ^ ((uint64_t)bucket + 1) * 0x9e3779b97f4a7c15ull);
 }
 
-static int parse_one(const char *item, size_t len, struct mc_server *s)
+/* Why a server is refused: logged, or (why != NULL) said in why, for a
+ * caller that names where the server came from (an etcd key). */
+#define REFUSE(...)                                                                                \
+    do {                                                                                           \
+        if (why)                                                                                   \
+            snprintf(why, whylen, __VA_ARGS__);                                                    \
+        else                                                                                       \
+            log_error(cluster, "memcached: " __VA_ARGS__);                                         \
+        return -EINVAL;                                                                            \
+    } while (0)
+
+static int parse_one(const char *item, size_t len, struct mc_server *s, char *why, size_t whylen)
 {
     char buf[300];
-    if (len == 0 || len >= sizeof buf) {
-        log_error(cluster, "memcached: bad server \"%.*s\" (want HOST[:PORT])", (int)len, item);
-        return -EINVAL;
-    }
+    if (len == 0 || len >= sizeof buf)
+        REFUSE("bad server \"%.*s\" (want HOST[:PORT])", (int)MIN(len, 200), item);
     memcpy(buf, item, len);
     buf[len] = '\0';
+    /* A name server or getaddrinfo never returns a host with a control
+     * byte or a space; such a name (an etcd key is any bytes) would only
+     * break the log line that shows it. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f)
+            REFUSE("bad server name (a control byte or space in it)");
     char *host = buf, *port = NULL;
     if (buf[0] == '[') {
         char *end = strchr(buf, ']');
-        if (!end || end == buf + 1 || (end[1] != '\0' && end[1] != ':')) {
-            log_error(cluster, "memcached: bad server \"%s\" (want [ADDR]:PORT)", buf);
-            return -EINVAL;
-        }
+        if (!end || end == buf + 1 || (end[1] != '\0' && end[1] != ':'))
+            REFUSE("bad server \"%s\" (want [ADDR]:PORT)", buf);
         *end = '\0';
         host = buf + 1;
         port = end[1] == ':' ? end + 2 : NULL;
     } else {
         char *colon = strchr(buf, ':');
-        if (colon && strchr(colon + 1, ':')) {
-            log_error(cluster,
-                      "memcached: bad server \"%s\" (write an IPv6 address as [ADDR]:PORT)", buf);
-            return -EINVAL;
-        }
+        if (colon && strchr(colon + 1, ':'))
+            REFUSE("bad server \"%s\" (write an IPv6 address as [ADDR]:PORT)", buf);
         if (colon) {
             *colon = '\0';
             port = colon + 1;
         }
     }
-    if (!*host || strlen(host) >= sizeof s->host) {
-        log_error(cluster, "memcached: bad server \"%.*s\" (empty or long host)", (int)len, item);
-        return -EINVAL;
-    }
+    if (!*host || strlen(host) >= sizeof s->host)
+        REFUSE("bad server \"%.*s\" (empty or long host)", (int)len, item);
     unsigned long p = MC_DEFAULT_PORT;
     if (port) {
         char *end;
         errno = 0;
         p = strtoul(port, &end, 10);
-        if (!*port || *end || errno || p == 0 || p > 65535) {
-            log_error(cluster, "memcached: bad port in \"%.*s\" (1..65535)", (int)len, item);
-            return -EINVAL;
-        }
+        if (!*port || *end || errno || p == 0 || p > 65535)
+            REFUSE("bad port in \"%.*s\" (1..65535)", (int)len, item);
     }
     snprintf(s->host, sizeof s->host, "%s", host);
     s->port = (uint16_t)p;
@@ -112,7 +119,7 @@ static int parse_list(const char *servers, struct mc_server *srv, unsigned *n)
         }
         struct mc_server *one = &srv[*n];
         memset(one, 0, sizeof *one);
-        int ret = parse_one(s, len, one);
+        int ret = parse_one(s, len, one, NULL, 0);
         if (ret < 0)
             return ret;
         for (unsigned i = 0; i < *n; i++) {
@@ -152,10 +159,18 @@ int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_pa
 
 int mc_ring_check(const char *server, char *name, size_t namelen)
 {
+    return mc_ring_check_why(server, name, namelen, NULL, 0);
+}
+
+int mc_ring_check_why(const char *server, char *name, size_t namelen, char *why, size_t whylen)
+{
     struct mc_server s = {0};
-    int ret = parse_one(server, strlen(server), &s);
-    if (ret == 0 && strchr(server, ','))
-        ret = -EINVAL;
+    if (strchr(server, ',')) {
+        if (why)
+            snprintf(why, whylen, "a comma in a server's name");
+        return -EINVAL;
+    }
+    int ret = parse_one(server, strlen(server), &s, why, whylen);
     if (ret == 0 && name)
         snprintf(name, namelen, "%s", s.name);
     return ret;

@@ -114,6 +114,8 @@ int mc_ring_names(struct mc_ring *r, char *buf, size_t len);
 /* Check one "HOST[:PORT]" and give its canonical "host:port" name: 0 or
  * -EINVAL (one line logged). */
 int mc_ring_check(const char *server, char *name, size_t namelen);
+/* The same, quiet: why it is refused goes in why (NUL-terminated). */
+int mc_ring_check_why(const char *server, char *name, size_t namelen, char *why, size_t whylen);
 unsigned mc_ring_live(struct mc_ring *r);
 
 /* Make c->mc current (rebuilt if the live set changed, or ejected servers

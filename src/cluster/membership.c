@@ -21,6 +21,8 @@
 #include "cluster/memcached_map.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "core/engine.h"
 
 #define NODES_PREFIX  CLUSTER_PREFIX "nodes/"
 #define MC_PREFIX     CLUSTER_PREFIX "memcached/"
@@ -30,6 +32,7 @@
 #define MAX_OWNED     4096
 #define HANDOVER_SEEN 64 /* hand-overs remembered, so each is adopted once */
 #define PENDING_MAX   64 /* hand-overs from this node not claimed yet */
+#define BAD_SEEN      64 /* bad records logged already, so each is said once */
 
 struct cluster {
     struct etcd *etcd;
@@ -81,6 +84,10 @@ struct cluster {
     } pending[PENDING_MAX];
     unsigned npending;
     uint64_t pending_ids;
+    /* Records under shoal's prefix that are not shoal's (their key and
+     * revision, hashed), logged already: each scan finds them again. */
+    uint64_t bad_seen[BAD_SEEN];
+    unsigned bad_next;
 };
 
 static struct cluster *g;
@@ -166,6 +173,74 @@ static const char *json_str(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* ---- records that are not shoal's ---- */
+
+/* A record's key for a log line: a NUL (etcd takes any bytes in a key)
+ * and control bytes as '?', cut at len - 1 bytes. */
+static void key_text(const struct etcd_kv *kv, char *buf, size_t len)
+{
+    size_t n = MIN(kv->key_len, len - 1);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = kv->key[i] ? kv->key[i] : '?';
+    buf[n] = '\0';
+    str_printable(buf);
+    if (kv->key_len > n && n >= 3)
+        memcpy(buf + n - 3, "...", 3);
+}
+
+/* The key holds a NUL: its C string would name another record. */
+static bool key_has_nul(const struct etcd_kv *kv)
+{
+    return strlen(kv->key) != kv->key_len;
+}
+
+/* Anyone who can write etcd can put anything under shoal's prefix: a
+ * record that is not as shoal writes it is ignored (the good ones around
+ * it still count) and said in one line naming its key, once per version
+ * of it rather than at every scan. */
+static void bad_record(struct cluster *c, const struct etcd_kv *kv, const char *why)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a of the key, then the revision */
+    for (size_t i = 0; i < kv->key_len; i++)
+        h = (h ^ (unsigned char)kv->key[i]) * 0x100000001b3ull;
+    h = (h ^ (uint64_t)kv->mod_revision) * 0x100000001b3ull;
+    {
+        LOCK_GUARD(&c->lock);
+        for (unsigned i = 0; i < BAD_SEEN; i++)
+            if (c->bad_seen[i] == h)
+                return;
+        c->bad_seen[c->bad_next] = h;
+        c->bad_next = (c->bad_next + 1) % BAD_SEEN;
+    }
+    char key[256];
+    key_text(kv, key, sizeof key);
+    log_error(cluster, "etcd: ignoring %s (revision %" PRId64 "): %s", key, kv->mod_revision, why);
+}
+
+/* NULL when rec is an owner record as shoal writes it ({"node", "lease"},
+ * or a hand-over: "gen" of 16 hex digits, "backing", "from"), else why
+ * not. */
+static const char *owner_record_why(json_t *rec)
+{
+    if (!json_is_object(rec))
+        return "not a JSON object";
+    const char *node = json_str(rec, "node");
+    if (!node || !node[0])
+        return "no \"node\" string";
+    json_t *gen = json_object_get(rec, "gen");
+    if (!gen)
+        return NULL;
+    const char *gs = json_string_value(gen), *backing = json_str(rec, "backing");
+    if (!gs || strlen(gs) != 16 || strspn(gs, "0123456789abcdef") != 16)
+        return "a hand-over whose \"gen\" is not 16 hex digits";
+    if (!backing || !backing[0])
+        return "a hand-over without a \"backing\" string";
+    json_t *from = json_object_get(rec, "from");
+    if (from && !json_is_string(from))
+        return "a hand-over whose \"from\" is not a string";
+    return NULL;
+}
+
 /* ---- registration ---- */
 
 static int put_node(struct cluster *c, int64_t lease, bool create)
@@ -213,29 +288,65 @@ static int put_own_memcached(struct cluster *c, int64_t lease)
 
 /* ---- the memcached list ---- */
 
+/* Whether the comma-separated list holds name. */
+static bool listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !memcmp(p, name, n))
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
 static int resync(struct cluster *c, int64_t *revision)
 {
     struct etcd_kvs kvs;
     int r = etcd_range_prefix(c->etcd, MC_PREFIX, &kvs);
     if (r < 0)
         return r;
-    size_t len = 1;
-    for (size_t i = 0; i < kvs.n; i++)
-        len += strlen(kvs.kv[i].key) + 1;
-    _cleanup_free_ char *list = malloc(len);
+    enum { NAME_MAX_LEN = 300 };
+    _cleanup_free_ char *list = malloc((size_t)MC_RING_MAX_SERVERS * (NAME_MAX_LEN + 1) + 1);
     if (!list) {
         etcd_kvs_free(&kvs);
         return -ENOMEM;
     }
     list[0] = '\0';
     unsigned n = 0;
-    for (size_t i = 0; i < kvs.n && n < MC_RING_MAX_SERVERS; i++) {
-        const char *server = kvs.kv[i].key + strlen(MC_PREFIX);
-        if (mc_ring_check(server, NULL, 0) < 0)
-            continue; /* logged; a bad key must not take the good ones with it */
-        if (n++)
-            strcat(list, ",");
-        strcat(list, server);
+    /* A bad key must not take the good ones with it (the tier refuses a
+     * list with a bad or a repeated server whole). Keys spelled as their
+     * canonical name go first, so of two keys for one server ("h:11211",
+     * "h:011211") the one shoal writes is kept and the other is said. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < kvs.n; i++) {
+            const struct etcd_kv *kv = &kvs.kv[i];
+            const char *server = kv->key + strlen(MC_PREFIX);
+            char name[NAME_MAX_LEN], why[200];
+            if (key_has_nul(kv) || kv->too_large ||
+                mc_ring_check_why(server, name, sizeof name, why, sizeof why)) {
+                if (pass == 0)
+                    bad_record(c, kv,
+                               key_has_nul(kv) ? "a NUL byte in the key"
+                               : kv->too_large ? "a value too large to read"
+                                               : why);
+                continue;
+            }
+            if ((pass == 0) != !strcmp(server, name))
+                continue;
+            if (listed(list, name)) {
+                bad_record(c, kv, "another key names the same memcached server");
+                continue;
+            }
+            if (n == MC_RING_MAX_SERVERS) {
+                bad_record(c, kv, "more memcached servers than a ring takes");
+                continue;
+            }
+            if (n++)
+                strcat(list, ",");
+            strcat(list, name);
+        }
     }
     if (revision)
         *revision = kvs.revision;
@@ -409,7 +520,8 @@ static void take_back_stale(struct cluster *c, const struct etcd_kvs *kvs)
                     continue; /* its record is being written */
                 const char *cur = NULL;
                 for (size_t k = 0; k < kvs->n && !cur; k++)
-                    if (!strncmp(kvs->kv[k].key, OWNERS_PREFIX, strlen(OWNERS_PREFIX)) &&
+                    if (!key_has_nul(&kvs->kv[k]) &&
+                        !strncmp(kvs->kv[k].key, OWNERS_PREFIX, strlen(OWNERS_PREFIX)) &&
                         !strcmp(kvs->kv[k].key + strlen(OWNERS_PREFIX), p->volume))
                         cur = kvs->kv[k].value;
                 if (!cur || strcmp(cur, p->record)) {
@@ -442,8 +554,22 @@ static int64_t scan_owners(struct cluster *c)
         return 0;
     int64_t lease = lease_of(c);
     for (size_t i = 0; i < kvs.n; i++) {
-        json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
-        const char *volume = kvs.kv[i].key + strlen(OWNERS_PREFIX);
+        const struct etcd_kv *kv = &kvs.kv[i];
+        const char *volume = kv->key + strlen(OWNERS_PREFIX);
+        if (key_has_nul(kv) || !volume_name_valid(volume) || kv->too_large) {
+            bad_record(c, kv,
+                       kv->too_large ? "a value too large to read"
+                                     : "not a volume's name after " OWNERS_PREFIX);
+            continue;
+        }
+        /* The value's bytes: a NUL in them is no JSON either. */
+        json_t *v = json_loadb(kv->value, kv->value_len, 0, NULL);
+        const char *why = owner_record_why(v);
+        if (why) {
+            bad_record(c, kv, why);
+            json_decref(v);
+            continue;
+        }
         struct cluster_hand_over h;
         const char *node = json_str(v, "node"), *gen = handover_of(v, volume, &h);
         if (!node || strcmp(node, c->name) || !gen || kvs.kv[i].lease == lease) {
@@ -652,7 +778,11 @@ static int map_secret(struct cluster *c)
     int r = etcd_create(c->etcd, SECRET_KEY, hex, 0, &holder);
     if (r == -EEXIST) {
         const char *v = holder.n ? holder.kv[0].value : "";
-        r = strlen(v) == 2 * MC_MAP_SECRET ? 0 : -EPROTO;
+        /* Hex digits only: sscanf's %x would also take a sign or "0x". */
+        r = holder.n && holder.kv[0].value_len == 2 * MC_MAP_SECRET &&
+                    strspn(v, "0123456789abcdefABCDEF") == 2 * MC_MAP_SECRET
+                ? 0
+                : -EPROTO;
         for (unsigned i = 0; r == 0 && i < sizeof s; i++) {
             unsigned b;
             if (sscanf(v + 2 * i, "%2x", &b) != 1)
@@ -1116,7 +1246,7 @@ static int claim(const char *volume, bool readonly, const char *gen, char *err, 
     if (gen) {
         /* The prefix also finds longer names: keep the exact one first. */
         size_t k = 0;
-        while (k < holder.n && strcmp(holder.kv[k].key, key))
+        while (k < holder.n && (strcmp(holder.kv[k].key, key) || key_has_nul(&holder.kv[k])))
             k++;
         if (k == holder.n) {
             etcd_kvs_free(&holder);
@@ -1128,9 +1258,16 @@ static int claim(const char *volume, bool readonly, const char *gen, char *err, 
         holder.kv[k] = t;
     }
     if (r == -EEXIST) {
-        json_t *hv = holder.n ? json_loads(holder.kv[0].value, 0, NULL) : NULL;
-        const char *node = json_str(hv, "node");
-        if (holder.n && holder.kv[0].lease == lease && node && !strcmp(node, c->name)) {
+        json_t *hv =
+            holder.n ? json_loadb(holder.kv[0].value, holder.kv[0].value_len, 0, NULL) : NULL;
+        const char *node = json_str(hv, "node"), *why = holder.n ? owner_record_why(hv) : NULL;
+        if (why) {
+            /* Not shoal's: whose it is cannot be told, so it is not taken. */
+            snprintf(err, errlen,
+                     "volume %s: its ownership record %s in etcd is not shoal's (%s): delete it "
+                     "if no node serves %s",
+                     volume, key, why, volume);
+        } else if (holder.n && holder.kv[0].lease == lease && node && !strcmp(node, c->name)) {
             r = 0; /* ours already (added again after a failed add, say) */
         } else if (holder.n && node && !strcmp(node, c->name) && json_str(hv, "gen") &&
                    (!gen || !strcmp(gen, json_str(hv, "gen")))) {
@@ -1231,9 +1368,14 @@ int cluster_status(json_t **out)
     json_t *etcd_err = r < 0 ? json_string(etcd_error()) : json_null();
     for (size_t i = 0; i < kvs.n; i++) {
         const char *k = kvs.kv[i].key;
-        json_t *v = json_loads(kvs.kv[i].value, 0, NULL);
-        if (!strncmp(k, NODES_PREFIX, strlen(NODES_PREFIX)) && json_is_object(v)) {
-            json_object_set_new(v, "name", json_string(k + strlen(NODES_PREFIX)));
+        /* A key with a NUL would be shown as another one (nodes/A\0x as A). */
+        if (key_has_nul(&kvs.kv[i]) || kvs.kv[i].too_large)
+            continue;
+        json_t *v = json_loadb(kvs.kv[i].value, kvs.kv[i].value_len, 0, NULL);
+        json_t *name = NULL;
+        if (!strncmp(k, NODES_PREFIX, strlen(NODES_PREFIX)) && json_is_object(v) &&
+            (name = json_string(k + strlen(NODES_PREFIX)))) { /* NULL: not UTF-8 */
+            json_object_set_new(v, "name", name);
             json_object_set_new(v, "self",
                                 json_boolean(!strcmp(k + strlen(NODES_PREFIX), c->name)));
             json_array_append(nodes, v);
@@ -1241,7 +1383,9 @@ int cluster_status(json_t **out)
             const char *node = json_str(v, "node");
             json_array_append_new(mc, json_pack("{s:s, s:s?, s:b}", "server", k + strlen(MC_PREFIX),
                                                 "node", node, "leased", kvs.kv[i].lease != 0));
-        } else if (!strncmp(k, OWNERS_PREFIX, strlen(OWNERS_PREFIX))) {
+        } else if (!strncmp(k, OWNERS_PREFIX, strlen(OWNERS_PREFIX)) &&
+                   volume_name_valid(k + strlen(OWNERS_PREFIX)) && !owner_record_why(v)) {
+            /* Only those the nodes honour (scan_owners says the others). */
             const char *node = json_str(v, "node");
             json_array_append_new(owners, json_pack("{s:s, s:s?}", "volume",
                                                     k + strlen(OWNERS_PREFIX), "node", node));

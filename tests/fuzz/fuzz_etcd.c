@@ -7,7 +7,8 @@
  * UBSan, LeakSanitizer: every pair parsed is freed), the harness aborts
  * when a parser breaks what membership.c relies on: a failed parse leaves
  * no pairs; a parsed pair has a NUL-terminated key and value whose
- * value_len matches; base64 that decodes re-encodes to the same text. */
+ * key_len and value_len match (a NUL inside is kept, membership.c tells
+ * such a key from the one its C string spells); base64 that decodes re-encodes to the same text. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@ static void check_kvs(int r, const struct etcd_kvs *k)
         abort();
     for (size_t i = 0; i < k->n; i++) {
         const struct etcd_kv *kv = &k->kv[i];
-        if (!kv->key || !kv->value || kv->value[kv->value_len] != '\0')
+        if (!kv->key || !kv->value || kv->value[kv->value_len] != '\0' ||
+            kv->key[kv->key_len] != '\0' || strlen(kv->key) > kv->key_len || kv->too_large)
             abort();
     }
 }

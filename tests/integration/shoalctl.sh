@@ -5,7 +5,8 @@
 # add by a relative path/remove, cache resize) checked by their effect;
 # prefetch refused while disabled; `enabled` a JSON boolean; the API token (found
 # by --token-file, $SHOAL_TOKEN; refused without: one line, exit 2; backing
-# paths hidden without); exit code 3 when the daemon cannot be reached.
+# paths hidden without); exit code 3 when the daemon cannot be reached, and
+# after --timeout / $SHOAL_TIMEOUT when a server accepts and never answers.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need jq curl
@@ -197,6 +198,40 @@ assert_eq "$rc" 3 "exit code when the daemon is unreachable"
 rc=0
 timeout 20 "$SHOALCTL" --url "http://127.0.0.1:1" volumes >/dev/null 2>"$T/err" || rc=$?
 assert_eq "$rc" 3 "exit code for a closed port"
+assert_contains "$(cat "$T/err")" "shoalctl: cannot connect to http://127.0.0.1:1: " "closed port message"
+assert_eq "$(wc -l <"$T/err")" 1 "lines of the closed port message"
+
+# A server that accepts and never answers: given up on after --timeout
+# (else $SHOAL_TIMEOUT), not the 120 s it took, and said as such rather
+# than "cannot connect". The explicit timeout holds for volume add too.
+silent_listener
+for how in "--timeout 2 volumes" "--timeout=1 volume add x /dev/null" "SHOAL_TIMEOUT=1 stats"; do
+    env=() args=$how
+    case $how in SHOAL_TIMEOUT=*) env=("${how%% *}") args=${how#* } ;; esac
+    secs=${how#*--timeout[ =]}
+    secs=${secs#SHOAL_TIMEOUT=}
+    secs=${secs%% *}
+    rc=0
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2086 # args are words
+    timeout 20 env "${env[@]}" "$SHOALCTL" --url "http://127.0.0.1:$SILENT_PORT" \
+        --token-file "$API_TOKEN_FILE" $args >/dev/null 2>"$T/err" || rc=$?
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    assert_eq "$rc" 3 "exit code of '$how' against a silent server"
+    assert_eq "$(cat "$T/err")" \
+        "shoalctl: no answer from http://127.0.0.1:$SILENT_PORT within $secs s (see --timeout)" \
+        "message of '$how' against a silent server"
+    assert_between "$ms" $((secs * 1000 - 100)) $((secs * 1000 + 1500)) \
+        "ms that '$how' waited for a silent server"
+done
+rc=0
+"$SHOALCTL" --url "http://127.0.0.1:$SILENT_PORT" --timeout 2x volumes >/dev/null 2>"$T/err" || rc=$?
+assert_eq "$rc" 1 "exit code of a bad --timeout"
+assert_contains "$(cat "$T/err")" 'bad --timeout "2x"' "message of a bad --timeout"
+rc=0
+SHOAL_TIMEOUT=soon "$SHOALCTL" --url "http://127.0.0.1:$SILENT_PORT" volumes >/dev/null 2>"$T/err" || rc=$?
+assert_eq "$rc" 1 "exit code of a bad \$SHOAL_TIMEOUT"
+assert_contains "$(cat "$T/err")" "bad \$SHOAL_TIMEOUT \"soon\"" "message of a bad \$SHOAL_TIMEOUT"
 
 # A hostile server: whatever it answers, shoalctl prints one line and
 # exits 2, never crashes. /api/v1/mrc: a volume without a name (mrc NAME
