@@ -81,7 +81,7 @@ for m in "${modes[@]}"; do
     expect "$m" "shoalctl " stats volumes volume enable disable invalidate prefetch cache mrc cluster reload top version help
     expect "$m" "shoalctl vol" volumes volume
     expect "$m" "shoalctl volume " add move remove
-    expect "$m" "shoalctl volume move x --t" --to --token-file
+    expect "$m" "shoalctl volume move x --t" --timeout --to --token-file
     expect "$m" "shoalctl cache " resize
     expect "$m" "shoalctl cluster " status add remove
     expect "$m" "shoalctl stats --j" --json
@@ -90,7 +90,7 @@ for m in "${modes[@]}"; do
     expect "$m" "shoalctl volume add x y --n" --no-wait
     expect "$m" "shoalctl volume remove x --f" --force
     has "$m" "shoalctl prefetch alpha --" --wait --json --url --token-file --cacert
-    has "$m" "shoalctl --" --url --token-file --cacert --version --help
+    has "$m" "shoalctl --" --url --token-file --cacert --timeout --version --help
     # Volume names from the daemon of the line's --url and --token-file.
     expect "$m" "shoalctl $conn enable " alpha beta gamma.1
     expect "$m" "shoalctl $conn volume remove g" gamma.1
