@@ -373,12 +373,11 @@ static int skip_data(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 }
 
 /* The task tagged itt that is not free nor answered, or NULL (c->lock
- * held). Tags are
- * unique among such tasks (a command reusing one is rejected). Every task
- * that is not free is counted in slots_used (task_alloc and task_release
- * change both under the lock): the scan ends once it has seen that many, at once
- * for a client with nothing else in flight, instead of always walking all
- * ISCSI_TASKS slots. */
+ * held). Tags are unique among such tasks (a command reusing one is
+ * rejected). Every task that is not free is counted in slots_used
+ * (task_alloc and task_release change both under the lock): the scan ends
+ * once it has seen that many, at once for a client with nothing else in
+ * flight, instead of always walking all ISCSI_TASKS slots. */
 static struct iscsi_task *task_by_itt_locked(struct iscsi_conn *c, uint32_t itt)
 {
     unsigned left = c->slots_used;
