@@ -42,7 +42,7 @@ struct volume;
  * has room for ISCSI_TAIL such tasks on top of the window. */
 #define ISCSI_WINDOW    64
 #define ISCSI_IMMEDIATE 8
-#define ISCSI_TAIL      32
+#define ISCSI_TAIL      16
 #define ISCSI_TASKS     (ISCSI_WINDOW + ISCSI_IMMEDIATE + ISCSI_TAIL)
 /* Largest data-out one command may bring (COMPARE AND WRITE's two halves
  * of the core's largest I/O). */
