@@ -5,10 +5,12 @@ versions and missing keys, out-of-window CmdSN, a malformed AHS, unknown
 opcodes, Data-Out out of sequence (the command fails), FirstBurstLength over
 MaxBurstLength, a key offered twice, a login going back a stage, a command
 beyond a closed CmdSN window, a text request in parts, ABORT TASK SET with
-READs in flight. Each gets the answer RFC 7143 asks for (a login status, a
-Reject, silence, a closed connection, or a TMF response after the responses
-of the tasks it ends); the daemon stays up and the next client (libiscsi's
-iscsi-inq) is served."""
+READs in flight, a LUN RESET that must reach another session's tasks (and
+a target cold reset its connection). Each gets the answer RFC 7143 asks for
+(a login status, a Reject, silence, a closed connection, or a TMF response
+after the responses of the tasks it ends); a full window is opened again by
+the very response that frees a slot; the daemon stays up and the next
+client (libiscsi's iscsi-inq) is served."""
 import os
 import random
 import shutil
@@ -94,10 +96,10 @@ class Conn:
         self.cmdsn = 1
         self.itt = 0x100
 
-    def login(self, target, extra=()):
+    def login(self, target, extra=(), isid=b"\x80\x00\x00\x00\x00\x01"):
         keys = [f"InitiatorName={INITIATOR}", "SessionType=Normal", f"TargetName={target}",
                 "HeaderDigest=None", "DataDigest=None", *extra]
-        self.s.sendall(login_pdu(keys, cmdsn=self.cmdsn))
+        self.s.sendall(login_pdu(keys, cmdsn=self.cmdsn, isid=isid))
         bhs, data = recv_pdu(self.s)
         check(bhs[0] & 0x3f == 0x23, f"login answer opcode 0x{bhs[0]:02x}")
         self.status = bhs[36] << 8 | bhs[37]
@@ -309,20 +311,15 @@ def main():
     new = os.urandom(512)
     c.s.sendall(pdu(0x05, 0x80, data=new, itt=0x200 + window - 1, f20=ttt,
                     rest=struct.pack(">III", 0, 0, 0)))
-    check(expect_response(c, 0x200 + window - 1)[3] == 0, "the last WRITE failed")
+    bhs = expect_response(c, 0x200 + window - 1)
+    check(bhs[3] == 0, "the last WRITE failed")
     data = data[:(63 + window) * 512] + new + data[(64 + window) * 512:]
-    # The WRITE's own response may still count it (its slot goes once the
-    # response is out): an immediate NOP-Out's NOP-In says when the window
-    # is open again, as an initiator would learn it.
-    for k in range(50):
-        c.s.sendall(pdu(0x00, 0x80, itt=0x400 + k, f20=0xffffffff, cmdsn=c.cmdsn, immediate=True))
-        bhs, _ = recv_pdu(c.s)
-        check(bhs[0] & 0x3f == 0x20, f"expected a NOP-In, got opcode 0x{bhs[0]:02x}")
-        if struct.unpack(">I", bhs[32:36])[0] >= c.cmdsn:
-            break
-        time.sleep(0.02)
-    else:
-        check(False, "the window did not open after the WRITE completed")
+    # The WRITE's own response opens its slot (RFC 7143: MaxCmdSN is the
+    # window when the PDU is sent, and that command has left it): the
+    # initiator sends the held-back CmdSN on the strength of it alone.
+    check(struct.unpack(">I", bhs[32:36])[0] == c.cmdsn,
+          f"the SCSI Response's MaxCmdSN {struct.unpack('>I', bhs[32:36])[0]} still counts the "
+          f"command it answers (expected {c.cmdsn})")
     c.s.sendall(pdu(0x01, 0x80, itt=0x300, cmdsn=c.cmdsn))  # the same CmdSN, now in the window
     check(expect_response(c, 0x300)[3] == 0, "the command at ExpCmdSN failed once the window opened")
 
@@ -365,6 +362,7 @@ def main():
     d.stop()
     idle_pings(img, target)
     tmf_after_responses(target)
+    lun_reset_reaches_other_sessions(target)
 
 
 def idle_pings(img, target):
@@ -425,6 +423,113 @@ def tmf_after_responses(target):
     check(late == 0, f"{late} PDUs of the aborted task set came after the TMF response")
     itt = c.tur()
     check(expect_response(c, itt)[3] == 0, "the session is unusable after ABORT TASK SET")
+    d.stop()
+
+
+def sense_of(data):
+    """(key, asc, ascq) of a SCSI Response's sense data (fixed or descriptor)."""
+    sense = data[2:2 + int.from_bytes(data[:2], "big")]
+    if sense[0] & 0x7f in (0x72, 0x73):
+        return sense[1] & 0x0f, sense[2], sense[3]
+    return sense[2] & 0x0f, sense[12], sense[13]
+
+
+def write_r2t(c, itt, lba, nblocks):
+    """A WRITE(10) without immediate data: returns the R2T's transfer tag."""
+    cdb = bytes([0x2a, 0]) + lba.to_bytes(4, "big") + bytes([0, 0, nblocks, 0])
+    c.s.sendall(pdu(0x01, 0x80 | 0x20, itt=itt, f20=nblocks * 512, cmdsn=c.cmdsn, rest=cdb))
+    c.cmdsn += 1
+    bhs, _ = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x31, f"expected an R2T, got opcode 0x{bhs[0]:02x}")
+    return struct.unpack(">I", bhs[20:24])[0]
+
+
+def data_out(c, itt, ttt, data):
+    c.s.sendall(pdu(0x05, 0x80, data=data, itt=itt, f20=ttt, rest=struct.pack(">III", 0, 0, 0)))
+
+
+def tur_until_good(c):
+    for _ in range(5):
+        bhs, _ = recv_pdu_for(c, c.tur())
+        if bhs[3] == 0:
+            return
+    check(False, "TEST UNIT READY never GOOD")
+
+
+def recv_pdu_for(c, itt):
+    bhs, data = recv_pdu(c.s)
+    check(bhs[0] & 0x3f == 0x21 and struct.unpack(">I", bhs[16:20])[0] == itt,
+          f"expected the response of task 0x{itt:x}, got opcode 0x{bhs[0]:02x} for task "
+          f"0x{struct.unpack('>I', bhs[16:20])[0]:x}")
+    return bhs, data
+
+
+def lun_reset_reaches_other_sessions(target):
+    """SAM-5 6.3.3: a LOGICAL UNIT RESET aborts the tasks of every I_T
+    nexus, not only the sender's. Session B has a WRITE running in a slow
+    back end and another waiting for its data when session A resets the
+    LU. The control mode page says TAS=0, so B's tasks end silently (RFC
+    7143 11.5.1, third-party tasks): B never gets their responses, its next
+    command gets the unit attention (29h/03h BUS DEVICE RESET FUNCTION
+    OCCURRED). The running WRITE cannot be recalled: A's TMF response waits
+    until it is on the disk. The waiting one never lands, even when B sends
+    its data after the reset. Then a TARGET COLD RESET from A ends B's
+    connection too."""
+    log("LUN RESET from session A: session B's tasks aborted silently, B gets the unit attention")
+    img = os.path.join(TMP, "reset.img")
+    orig = os.urandom(1 * MiB)
+    with open(img, "wb") as f:
+        f.write(orig)
+    port = free_port()
+    d = Shoald([f"a=fault:wdelay=1s:{img}"], extra=["--iscsi", f"127.0.0.1:{port}"])
+    b = Conn(port)
+    check(b.login(target, ["ImmediateData=No", "InitialR2T=Yes"], isid=b"\x80\0\0\0\0\x0b") == 0,
+          f"login B failed: 0x{b.status:04x}")
+    a = Conn(port)
+    check(a.login(target, isid=b"\x80\0\0\0\0\x0a") == 0, f"login A failed: 0x{a.status:04x}")
+    tur_until_good(b)
+    tur_until_good(a)
+    running, held = os.urandom(4096), os.urandom(4096)
+    ttt = write_r2t(b, 0x10, 100, 8)
+    data_out(b, 0x10, ttt, running)  # runs: the back end takes 1 s
+    held_ttt = write_r2t(b, 0x11, 200, 8)  # its data stays with the initiator
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    a.s.sendall(pdu(0x02, 0x80 | 5, itt=0x50, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
+    bhs, _ = recv_pdu(a.s)
+    check(bhs[0] & 0x3f == 0x22 and bhs[2] == 0, f"LUN RESET answered opcode 0x{bhs[0]:02x} "
+          f"response {bhs[2]}")
+    with open(img, "rb") as f:
+        f.seek(100 * 512)
+        check(f.read(4096) == running, "the TMF response came before session B's running WRITE "
+              f"was on the disk ({time.monotonic() - t0:.2f} s)")
+    data_out(b, 0x11, held_ttt, held)  # too late: the task is gone, the data dropped
+    itt = b.tur()
+    bhs, data = recv_pdu_for(b, itt)  # and nothing of the aborted tasks before it
+    check(bhs[3] == 0x02 and sense_of(data) == (6, 0x29, 0x03),
+          f"session B after the reset: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
+    tur_until_good(b)
+    itt = a.tur()
+    bhs, data = recv_pdu_for(a, itt)
+    check(bhs[3] == 0x02 and sense_of(data) == (6, 0x29, 0x03),
+          f"session A after its reset: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
+    check(silent(b.s, 1.5), "session B got a PDU of an aborted task")
+    with open(img, "rb") as f:
+        got = f.read()
+    expect = orig[:100 * 512] + running + orig[100 * 512 + 4096:]
+    check(got[200 * 512:200 * 512 + 4096] == orig[200 * 512:200 * 512 + 4096],
+          "the WRITE aborted while it waited for its data reached the disk")
+    check(got == expect, "the disk is not the original with the running WRITE")
+    # B's window is whole again: its two aborted tasks are gone.
+    tur_until_good(b)
+
+    log("TARGET COLD RESET from session A: both connections end")
+    a.s.sendall(pdu(0x02, 0x80 | 7, itt=0x51, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
+    bhs, _ = recv_pdu(a.s)
+    check(bhs[0] & 0x3f == 0x22 and bhs[2] == 0, f"TARGET COLD RESET answered {bhs[2]}")
+    check(closed(a.s), "TARGET COLD RESET: the issuing connection stays open")
+    check(closed(b.s), "TARGET COLD RESET: the other session's connection stays open")
+    check(d.alive(), "shoald died after the resets")
     d.stop()
 
 

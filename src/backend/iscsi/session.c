@@ -128,9 +128,15 @@ static struct scsi_task *submit(struct iscsi_context *ctx, uint32_t lun, const s
                                      SCSI_MODEPAGE_RETURN_ALL_PAGES, 0, (unsigned char)c->alloc,
                                      on_task, w);
     case ISC_READ16:
-        w->iov = (struct scsi_iovec){c->buf, (size_t)c->nblocks * c->block};
-        return iscsi_read16_iov_task(ctx, l, c->lba, c->nblocks * c->block, (int)c->block, 0, 0, 0,
-                                     0, 0, on_task, w, &w->iov, 1);
+        /* Into libiscsi's own buffer, not ours: only there does it say how
+         * many bytes came (datain.size). With a buffer of ours it writes
+         * each Data-In where it says and keeps no count, so a target that
+         * sends less than asked without flagging the underflow would leave
+         * stale bytes we would serve and cache (upstream_iscsi_short's
+         * short-silent target). judge copies the data out: one copy, on a
+         * path the network bounds anyway. */
+        return iscsi_read16_task(ctx, l, c->lba, c->nblocks * c->block, (int)c->block, 0, 0, 0, 0,
+                                 0, on_task, w);
     case ISC_WRITE16:
         w->iov = (struct scsi_iovec){c->buf, (size_t)c->nblocks * c->block};
         return iscsi_write16_iov_task(ctx, l, c->lba, NULL, c->nblocks * c->block, (int)c->block, 0,
@@ -194,11 +200,27 @@ static int judge(const struct isc_login *l, const struct isc_cmd *c, struct scsi
     *busy = false;
     switch (status) {
     case SCSI_STATUS_GOOD:
-        /* A short read would leave stale bytes in the caller's buffer. */
-        if (c->kind == ISC_READ16 && task->residual_status == SCSI_RESIDUAL_UNDERFLOW &&
+        /* A short read would leave stale bytes in the caller's buffer,
+         * whether the target flags the underflow or not. */
+        if (c->kind == ISC_READ16) {
+            size_t want = (size_t)c->nblocks * c->block;
+            if ((task->residual_status == SCSI_RESIDUAL_UNDERFLOW && task->residual > 0) ||
+                task->datain.size < 0 || (size_t)task->datain.size != want || !task->datain.data) {
+                log_error(backend,
+                          "iscsi: %s: READ(16) of %u blocks at %" PRIu64
+                          " came back short (%d of %zu bytes)",
+                          l->spec, c->nblocks, c->lba, task->datain.size, want);
+                return -EIO;
+            }
+            memcpy(c->buf, task->datain.data, want);
+        }
+        /* A write the target took only part of is not on the LUN. */
+        if (c->kind == ISC_WRITE16 && task->residual_status == SCSI_RESIDUAL_UNDERFLOW &&
             task->residual > 0) {
-            log_error(backend, "iscsi: %s: READ(16) of %u blocks at %" PRIu64 " came back short",
-                      l->spec, c->nblocks, c->lba);
+            log_error(backend,
+                      "iscsi: %s: WRITE(16) of %u blocks at %" PRIu64
+                      " taken short (residual %zu bytes)",
+                      l->spec, c->nblocks, c->lba, task->residual);
             return -EIO;
         }
         return 0;

@@ -304,6 +304,7 @@ static int run_session(struct iscsi_conn *c)
         if (!c->lu)
             return -ENOMEM;
         volume_conn_attach(c->v, &vc);
+        iscsi_session_activate(s, c, true);
     }
     c->io->deadline_ns = 0;
     c->io->timeout_ms = s->nop_interval_ms; /* idle: a ping, not an end */
@@ -318,6 +319,7 @@ static int run_session(struct iscsi_conn *c)
         log_warn(iscsi, "cannot start a sender thread: %s", strerror(-r));
     }
     if (c->lu) {
+        iscsi_session_activate(s, c, false);
         scsi_lu_nexus_gone(c->lu, &c->nexus);
         scsi_lu_put(c->lu);
         c->lu = NULL;

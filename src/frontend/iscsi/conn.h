@@ -35,10 +35,15 @@ struct iscsi_session;
 struct volume;
 
 /* Non-immediate commands the CmdSN window admits at once (the queue depth
- * an initiator sees), and immediate ones on top of them. */
+ * an initiator sees), and immediate ones on top of them. A command leaves
+ * the window when its response goes out (that response's MaxCmdSN already
+ * counts the slot free), but keeps its task slot until the core lets go of
+ * it (the cache update after a read runs after the response): the table
+ * has room for ISCSI_TAIL such tasks on top of the window. */
 #define ISCSI_WINDOW    64
 #define ISCSI_IMMEDIATE 8
-#define ISCSI_TASKS     (ISCSI_WINDOW + ISCSI_IMMEDIATE)
+#define ISCSI_TAIL      16
+#define ISCSI_TASKS     (ISCSI_WINDOW + ISCSI_IMMEDIATE + ISCSI_TAIL)
 /* Largest data-out one command may bring (COMPARE AND WRITE's two halves
  * of the core's largest I/O). */
 #define ISCSI_MAX_DATA_OUT (64u << 20)
@@ -62,9 +67,10 @@ struct iscsi_task {
     unsigned index;
     enum iscsi_task_state state; /* under c->lock */
     bool immediate;
-    bool aborted;   /* TMF: done sends nothing */
-    bool local;     /* answered by the transport itself, never given to scsi_exec */
-    bool responded; /* its response is on the wire, or never will be (under c->lock) */
+    bool aborted;     /* TMF: done sends nothing */
+    bool local;       /* answered by the transport itself, never given to scsi_exec */
+    bool responded;   /* its response is on the wire, or never will be (under c->lock) */
+    bool left_window; /* final response sent or going out: out of the window (under c->lock) */
     uint32_t itt, cmdsn, edtl;
     uint64_t lun;
     uint8_t *buf; /* data-out, bufpool */
@@ -114,8 +120,11 @@ struct iscsi_conn {
     pthread_cond_t cond;     /* a task changed state */
     pthread_cond_t out_cond; /* work for the sender */
     uint32_t exp_cmdsn;
-    unsigned inflight_window, inflight_immediate; /* tasks not free */
-    bool tmf_waiting; /* a task management function waits on cond for responses */
+    unsigned inflight_window;    /* non-immediate tasks whose response is not out */
+    unsigned inflight_immediate; /* immediate tasks not free */
+    unsigned slots_used;         /* tasks not free */
+    bool tmf_waiting;            /* a task management function waits on cond for responses */
+    bool abandoned;              /* another session's reset aborted tasks gathering data; atomic */
     struct iscsi_task *outq_head, *outq_tail;
     bool sender_stop;
     pthread_t sender;

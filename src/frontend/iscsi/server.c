@@ -45,6 +45,7 @@ static void server_free(struct iscsi_server *s)
     iscsi_chap_free(s->chap);
     allow_free(&s->allow);
     pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->unpinned);
     free(s);
 }
 
@@ -100,6 +101,7 @@ int iscsi_server_start(struct engine *e, const struct frontend_config *cfg,
     if (!s)
         return -ENOMEM;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->unpinned, NULL);
     s->engine = e;
     if (cfg->opts) {
         s->opts = *(const struct iscsi_options *)cfg->opts;

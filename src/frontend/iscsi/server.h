@@ -40,7 +40,8 @@ struct iscsi_server {
     int nop_interval_ms;     /* idle time before a NOP-In ping; 0: none */
     uint64_t nop_timeout_ms; /* an unanswered ping ends the connection; 0: never */
 
-    pthread_mutex_t lock; /* the session registry */
+    pthread_mutex_t lock;    /* the session registry */
+    pthread_cond_t unpinned; /* a session's last pin went (session.c) */
     struct iscsi_session *sessions;
     uint16_t next_tsih;
     uint64_t next_nexus;

@@ -16,6 +16,8 @@ struct iscsi_session {
     struct iscsi_session *next;
     uint16_t tsih;
     struct iscsi_conn *conn;
+    struct scsi_lu *lu; /* once active: its task table is there too */
+    unsigned pins;      /* resets of other sessions using conn now */
 };
 
 static bool tsih_used_locked(struct iscsi_server *s, uint16_t tsih)
@@ -72,11 +74,44 @@ int iscsi_session_join_status(struct iscsi_server *s, uint16_t tsih)
     return tsih_used_locked(s, tsih) ? ISCSI_LOGIN_TOO_MANY_CONNS : ISCSI_LOGIN_NO_SUCH_SESSION;
 }
 
+void iscsi_session_activate(struct iscsi_server *s, struct iscsi_conn *c, bool active)
+{
+    LOCK_GUARD(&s->lock);
+    if (c->sess)
+        c->sess->lu = active ? c->lu : NULL;
+}
+
+unsigned iscsi_session_pin_peers(struct iscsi_server *s, const struct iscsi_conn *c,
+                                 struct iscsi_conn **out, unsigned max)
+{
+    unsigned n = 0;
+    LOCK_GUARD(&s->lock);
+    for (struct iscsi_session *x = s->sessions; x && n < max; x = x->next) {
+        if (x->conn == c || !x->lu || x->lu != c->lu)
+            continue;
+        x->pins++;
+        out[n++] = x->conn;
+    }
+    return n;
+}
+
+void iscsi_session_unpin(struct iscsi_server *s, struct iscsi_conn **conns, unsigned n)
+{
+    LOCK_GUARD(&s->lock);
+    for (unsigned i = 0; i < n; i++)
+        conns[i]->sess->pins--;
+    pthread_cond_broadcast(&s->unpinned);
+}
+
 void iscsi_session_remove(struct iscsi_server *s, struct iscsi_conn *c)
 {
     if (!c->sess)
         return;
     LOCK_GUARD(&s->lock);
+    /* A reset from another session may be looking at our tasks: it has
+     * waited for them to finish, so it lets go soon. */
+    while (c->sess->pins)
+        pthread_cond_wait(&s->unpinned, &s->lock);
     for (struct iscsi_session **p = &s->sessions; *p; p = &(*p)->next) {
         if (*p == c->sess) {
             *p = c->sess->next;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/bufpool.h"
 #include "common/cleanup.h"
@@ -12,6 +13,7 @@
 #include "common/util.h"
 #include "frontend/iscsi/conn.h"
 #include "frontend/iscsi/server.h"
+#include "frontend/iscsi/session.h"
 
 #define DATAIN_IOV_MAX 60 /* iovecs per Data-In PDU (pdu.c sends at most 64) */
 #define SENSE_FIXED    18
@@ -40,6 +42,11 @@ static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
     LOCK_GUARD(&c->lock);
     if (immediate ? c->inflight_immediate >= ISCSI_IMMEDIATE : c->inflight_window >= ISCSI_WINDOW)
         return NULL;
+    /* Every slot taken: the window and the immediate commands hold fewer
+     * than ISCSI_TASKS, so some are answered tasks the core is about to
+     * let go of (on its workers, never waiting for this reader). */
+    while (c->slots_used >= ISCSI_TASKS)
+        pthread_cond_wait(&c->cond, &c->lock);
     for (unsigned i = 0; i < ISCSI_TASKS; i++) {
         struct iscsi_task *t = &c->tasks[i];
         if (t->state != TASK_FREE)
@@ -48,9 +55,10 @@ static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
             c->inflight_immediate++;
         else
             c->inflight_window++;
+        c->slots_used++;
         t->state = TASK_DATA_OUT;
         t->immediate = immediate;
-        t->aborted = t->local = t->responded = false;
+        t->aborted = t->local = t->responded = t->left_window = false;
         t->buf = NULL;
         t->buflen = 0;
         t->received = t->unsol_end = t->seq_datasn = t->r2t_next = t->r2tsn = 0;
@@ -72,8 +80,9 @@ static void task_release(struct iscsi_task *t)
     LOCK_GUARD(&c->lock);
     if (t->immediate)
         c->inflight_immediate--;
-    else
+    else if (!t->left_window)
         c->inflight_window--;
+    c->slots_used--;
     t->state = TASK_FREE;
     pthread_cond_broadcast(&c->cond);
 }
@@ -149,6 +158,21 @@ static uint32_t datain_piece(const struct scsi_cmd *cmd, uint32_t off, uint32_t 
     return 0;
 }
 
+/* t's final response goes out next: it leaves the CmdSN window now, so
+ * the MaxCmdSN of that very response opens the slot (RFC 7143 11.4.3:
+ * MaxCmdSN reflects the window as it is when the PDU is sent). An
+ * initiator whose window was full can send its next command at once. */
+static void leave_window(struct iscsi_task *t)
+{
+    struct iscsi_conn *c = t->c;
+    LOCK_GUARD(&c->lock);
+    if (!t->left_window) {
+        t->left_window = true; /* its tag is the initiator's again, too */
+        if (!t->immediate)
+            c->inflight_window--;
+    }
+}
+
 static void send_response_locked(struct iscsi_task *t, bool with_data_in)
 {
     struct iscsi_conn *c = t->c;
@@ -184,6 +208,7 @@ static void send_response_locked(struct iscsi_task *t, bool with_data_in)
                 bhs[3] = cmd->status;
                 put_be32(bhs + ISCSI_RSP_RESID, resid);
                 sn = STATSN_ADVANCE;
+                leave_window(t);
             }
             if (iscsi_conn_send_locked(c, bhs, iov, n, len, sn) < 0)
                 return;
@@ -206,6 +231,7 @@ static void send_response_locked(struct iscsi_task *t, bool with_data_in)
         dlen = 2u + cmd->sense_len;
     }
     struct iovec iov = {sense, dlen};
+    leave_window(t);
     iscsi_conn_send_locked(c, bhs, &iov, 1, dlen, STATSN_ADVANCE);
 }
 
@@ -277,20 +303,25 @@ static void exec(struct iscsi_task *t)
     struct scsi_cmd *cmd = &t->cmd;
     cmd->data_out = t->buf;
     cmd->data_out_len = MIN(t->received, t->edtl);
-    if (c->readonly && writes_medium(t)) {
-        local_check(t, 0x7 /* DATA PROTECT */, 0x2700 /* WRITE PROTECTED */);
-        {
-            LOCK_GUARD(&c->lock);
-            t->state = TASK_RESPOND;
-        }
-        iscsi_task_respond(t);
-        return;
-    }
+    bool refuse = c->readonly && writes_medium(t);
+    bool aborted;
     {
+        /* A reset from another session marks our tasks under this lock:
+         * either it finds this one running (and waits for it) or the
+         * command never starts. */
         LOCK_GUARD(&c->lock);
-        t->state = TASK_EXEC;
+        aborted = t->aborted;
+        if (!aborted)
+            t->state = refuse ? TASK_RESPOND : TASK_EXEC;
     }
-    scsi_exec(cmd);
+    if (aborted) {
+        task_release(t);
+    } else if (refuse) {
+        local_check(t, 0x7 /* DATA PROTECT */, 0x2700 /* WRITE PROTECTED */);
+        iscsi_task_respond(t);
+    } else {
+        scsi_exec(cmd);
+    }
 }
 
 /* ---- write data ---- */
@@ -341,20 +372,22 @@ static int skip_data(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     return pdu->dlen ? iscsi_pdu_recv_data(&c->rx, false, pdu, NULL) : 0;
 }
 
-/* The task tagged itt that is not free, or NULL (c->lock held). Tags are
- * unique among such tasks (a command reusing one is rejected). Every task
- * that is not free is counted in flight (task_alloc and task_release change
- * both under the lock): the scan ends once it has seen that many, at once
- * for a client with nothing else in flight, instead of always walking all
- * ISCSI_TASKS slots. */
+/* The task tagged itt that is not free nor answered, or NULL (c->lock
+ * held). Tags are unique among such tasks (a command reusing one is
+ * rejected). Every task that is not free is counted in slots_used
+ * (task_alloc and task_release change both under the lock): the scan ends
+ * once it has seen that many, at once for a client with nothing else in
+ * flight, instead of always walking all ISCSI_TASKS slots. */
 static struct iscsi_task *task_by_itt_locked(struct iscsi_conn *c, uint32_t itt)
 {
-    unsigned left = c->inflight_window + c->inflight_immediate;
+    unsigned left = c->slots_used;
     for (unsigned i = 0; i < ISCSI_TASKS && left > 0; i++) {
         struct iscsi_task *t = &c->tasks[i];
         if (t->state == TASK_FREE)
             continue;
-        if (t->itt == itt)
+        /* An answered task still held by the core: the initiator may
+         * reuse its tag as soon as it has the response. */
+        if (t->itt == itt && !t->left_window)
             return t;
         left--;
     }
@@ -394,6 +427,26 @@ static int answer_now(struct iscsi_conn *c, const struct iscsi_pdu *pdu, struct 
     return 0;
 }
 
+/* Release the tasks gathering data that a reset from another session
+ * aborted (third_party_mark marks them; only this reader may free a task
+ * gathering data, it may be writing into its buffer). Called between
+ * PDUs, when the reader is inside no task. */
+static void reap_abandoned(struct iscsi_conn *c)
+{
+    if (!__atomic_exchange_n(&c->abandoned, false, __ATOMIC_ACQ_REL))
+        return;
+    struct iscsi_task *drop[ISCSI_TASKS];
+    unsigned ndrop = 0;
+    {
+        LOCK_GUARD(&c->lock);
+        for (unsigned i = 0; i < ISCSI_TASKS; i++)
+            if (c->tasks[i].state == TASK_DATA_OUT && c->tasks[i].aborted)
+                drop[ndrop++] = &c->tasks[i];
+    }
+    for (unsigned i = 0; i < ndrop; i++)
+        task_release(drop[i]);
+}
+
 int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
 {
     const uint8_t *bhs = pdu->bhs;
@@ -423,6 +476,7 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
         int r = skip_data(c, pdu);
         return r < 0 ? r : iscsi_conn_reject(c, bhs, reason);
     }
+    reap_abandoned(c);
     struct iscsi_task *t = task_alloc(c, immediate);
     if (!t) {
         /* Only an immediate command can find no slot: the window keeps the
@@ -503,7 +557,8 @@ static struct iscsi_task *find_gathering(struct iscsi_conn *c, uint32_t itt)
      * after the lock is dropped. */
     LOCK_GUARD(&c->lock);
     struct iscsi_task *t = task_by_itt_locked(c, itt);
-    return t && t->state == TASK_DATA_OUT ? t : NULL;
+    /* Aborted by another session's reset: released by reap_abandoned. */
+    return t && t->state == TASK_DATA_OUT && !t->aborted ? t : NULL;
 }
 
 int iscsi_task_data_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
@@ -513,6 +568,8 @@ int iscsi_task_data_out(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     uint32_t datasn = get_be32(bhs + ISCSI_DATA_DATASN);
     uint32_t off = get_be32(bhs + ISCSI_DATA_OFFSET);
     bool final = bhs[1] & ISCSI_FLAG_F;
+    if (c->tasks)
+        reap_abandoned(c);
     struct iscsi_task *t = c->tasks ? find_gathering(c, itt) : NULL;
     if (!t) {
         /* A task we refused or aborted: its data goes nowhere. */
@@ -595,61 +652,153 @@ static void abort_locked(struct iscsi_task *t, bool *wait)
     }
 }
 
-/* Abort every task (all: the reader handles PDUs in order, so each was
- * received before the request), or the one tagged itt; wait until none of
- * them is in the SCSI layer, and until the responses of those that were
- * already done are on the wire: the TMF response concludes the tasks it
- * names (RFC 7143 4.2.3.3-4: the initiator receives their responses, then
- * the TMF's), so none may follow it, where the initiator could take it
- * for a new task reusing the tag. Returns how many were aborted. */
+/* What abort_mark found: tasks to release, and whether to wait (for
+ * tasks in the SCSI layer, or for responses still going out). */
+struct abort_set {
+    unsigned n, ndrop;
+    bool wait;
+    bool sending[ISCSI_TASKS];
+    struct iscsi_task *drop[ISCSI_TASKS];
+};
+
+/* Mark every task of ours (all: the reader handles PDUs in order, so each
+ * was received before the request), or the one tagged itt, as aborted. */
+static void abort_mark(struct iscsi_conn *c, bool all, uint32_t itt, struct abort_set *set)
+{
+    set->n = set->ndrop = 0;
+    set->wait = false;
+    memset(set->sending, 0, sizeof set->sending);
+    LOCK_GUARD(&c->lock);
+    for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+        struct iscsi_task *t = &c->tasks[i];
+        if (t->state == TASK_FREE)
+            continue;
+        if (!all && t->itt != itt)
+            continue;
+        if (t->state == TASK_RESPOND) {
+            /* done: its response goes out, before ours */
+            set->sending[i] = !t->responded;
+            set->wait |= set->sending[i];
+            continue;
+        }
+        set->n++;
+        abort_locked(t, &set->wait);
+        if (t->state == TASK_DATA_OUT)
+            set->drop[set->ndrop++] = t;
+    }
+}
+
+/* Release the marked tasks that gathered data; wait until none of them is
+ * in the SCSI layer, and until the responses of those that were already
+ * done are on the wire: the TMF response concludes the tasks it names
+ * (RFC 7143 4.2.3.3-4: the initiator receives their responses, then the
+ * TMF's), so none may follow it, where the initiator could take it for a
+ * new task reusing the tag. */
+static void abort_finish(struct iscsi_conn *c, const struct abort_set *set)
+{
+    for (unsigned i = 0; i < set->ndrop; i++)
+        task_release(set->drop[i]);
+    if (!set->wait)
+        return;
+    LOCK_GUARD(&c->lock);
+    c->tmf_waiting = true;
+    for (;;) {
+        bool busy = false;
+        for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+            const struct iscsi_task *t = &c->tasks[i];
+            /* Only the reader allocates tasks, and it is here: a slot
+             * that was sending is free or still that task. */
+            busy |= (t->state == TASK_EXEC && t->aborted) ||
+                    (set->sending[i] && t->state == TASK_RESPOND && !t->responded);
+        }
+        if (!busy)
+            break;
+        pthread_cond_wait(&c->cond, &c->lock);
+    }
+    c->tmf_waiting = false;
+}
+
+/* Abort our tasks (all, or the one tagged itt) and wait as abort_finish
+ * says. Returns how many were aborted. */
 static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
 {
-    unsigned n = 0;
-    bool wait = false;
-    bool sending[ISCSI_TASKS] = {false};
-    struct iscsi_task *drop[ISCSI_TASKS];
-    unsigned ndrop = 0;
-    {
-        LOCK_GUARD(&c->lock);
-        for (unsigned i = 0; i < ISCSI_TASKS; i++) {
-            struct iscsi_task *t = &c->tasks[i];
-            if (t->state == TASK_FREE)
-                continue;
-            if (!all && t->itt != itt)
-                continue;
-            if (t->state == TASK_RESPOND) {
-                /* done: its response goes out, before ours */
-                sending[i] = !t->responded;
-                wait |= sending[i];
-                continue;
-            }
-            n++;
-            abort_locked(t, &wait);
-            if (t->state == TASK_DATA_OUT)
-                drop[ndrop++] = t;
+    struct abort_set set;
+    abort_mark(c, all, itt, &set);
+    abort_finish(c, &set);
+    return set.n;
+}
+
+/* Third-party tasks (RFC 7143 4.2.3.3 and 11.5.1, SAM-5 5.6): the tasks
+ * of another session p of the LU, which a reset ends too. The control mode
+ * page says TAS=0 (mode.c), so they end silently: no response, no TASK
+ * ABORTED status; p's initiator learns of the reset from the unit
+ * attention its next command gets. A task still gathering write data is
+ * marked and never runs (p's reader frees it: its Data-Out PDUs are
+ * dropped); one in the SCSI layer cannot be recalled (a write may already
+ * be on its way to the back end): it is marked so its done sends nothing,
+ * and reset_lu waits for it as for ours, so nothing of it lands after the
+ * TMF response. A task already done still gets its response. */
+static void third_party_mark(struct iscsi_conn *p)
+{
+    bool gathering = false;
+    LOCK_GUARD(&p->lock);
+    for (unsigned i = 0; i < ISCSI_TASKS; i++) {
+        struct iscsi_task *t = &p->tasks[i];
+        if (t->state == TASK_DATA_OUT || t->state == TASK_EXEC) {
+            gathering |= t->state == TASK_DATA_OUT;
+            t->aborted = true;
         }
     }
-    for (unsigned i = 0; i < ndrop; i++)
-        task_release(drop[i]);
-    if (wait) {
-        LOCK_GUARD(&c->lock);
-        c->tmf_waiting = true;
-        for (;;) {
-            bool busy = false;
-            for (unsigned i = 0; i < ISCSI_TASKS; i++) {
-                const struct iscsi_task *t = &c->tasks[i];
-                /* Only the reader allocates tasks, and it is here: a slot
-                 * that was sending is free or still that task. */
-                busy |= (t->state == TASK_EXEC && t->aborted) ||
-                        (sending[i] && t->state == TASK_RESPOND && !t->responded);
-            }
-            if (!busy)
-                break;
-            pthread_cond_wait(&c->cond, &c->lock);
-        }
-        c->tmf_waiting = false;
+    if (gathering)
+        __atomic_store_n(&p->abandoned, true, __ATOMIC_RELEASE);
+}
+
+static void third_party_wait(struct iscsi_conn *p)
+{
+    LOCK_GUARD(&p->lock);
+    for (;;) {
+        bool busy = false;
+        for (unsigned i = 0; i < ISCSI_TASKS && !busy; i++)
+            busy = p->tasks[i].state == TASK_EXEC && p->tasks[i].aborted;
+        if (!busy)
+            return;
+        pthread_cond_wait(&p->cond, &p->lock); /* cmd_done broadcasts */
     }
-    return n;
+}
+
+/* Sessions of one LU a reset reaches at once besides ours (the pins are
+ * on the stack); more are unusual enough that the rest of them keep their
+ * tasks, with a warning. */
+#define RESET_PEERS_MAX 64
+
+/* LOGICAL UNIT RESET, and TARGET WARM/COLD RESET (one LU per target):
+ * every task of every session of the LU is aborted (SAM-5 6.3.3), ours as
+ * ABORT TASK SET does, the others' as third-party tasks; the unit
+ * attention goes to every nexus; the TMF response waits until none of
+ * them is still running. A cold reset ends the other sessions'
+ * connections too (ours ends after the response, RFC 7143 11.5.1). */
+static void reset_lu(struct iscsi_conn *c, bool cold)
+{
+    struct iscsi_conn *peers[RESET_PEERS_MAX];
+    unsigned npeers = iscsi_session_pin_peers(c->srv, c, peers, RESET_PEERS_MAX);
+    if (npeers == RESET_PEERS_MAX)
+        log_warn(iscsi, "%s: LU reset: %u other sessions or more; any beyond keep their tasks",
+                 c->peer, RESET_PEERS_MAX);
+    for (unsigned i = 0; i < npeers; i++)
+        third_party_mark(peers[i]);
+    struct abort_set set;
+    abort_mark(c, true, 0, &set);
+    /* After the marks: a command a third-party task set about to start
+     * cannot take the attention and then be silenced. */
+    if (c->lu)
+        scsi_lu_reset(c->lu, &c->nexus);
+    abort_finish(c, &set);
+    for (unsigned i = 0; i < npeers; i++) {
+        third_party_wait(peers[i]);
+        if (cold)
+            shutdown(peers[i]->io->fd, SHUT_RDWR);
+    }
+    iscsi_session_unpin(c->srv, peers, npeers);
 }
 
 int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
@@ -676,22 +825,24 @@ int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     }
     case ISCSI_TMF_ABORT_TASK_SET:
     case ISCSI_TMF_CLEAR_TASK_SET:
-    case ISCSI_TMF_LUN_RESET:
         if (lun != 0) {
             resp = ISCSI_TMF_NO_LUN;
             break;
         }
         abort_tasks(c, true, 0);
-        if (fn == ISCSI_TMF_LUN_RESET && c->lu)
-            scsi_lu_reset(c->lu, &c->nexus); /* a unit attention for every nexus */
+        break;
+    case ISCSI_TMF_LUN_RESET:
+        if (lun != 0) {
+            resp = ISCSI_TMF_NO_LUN;
+            break;
+        }
+        reset_lu(c, false);
         break;
     case ISCSI_TMF_TARGET_WARM_RESET:
     case ISCSI_TMF_TARGET_COLD_RESET:
         /* One LU per target: a target reset is a reset of that LU. A cold
-         * reset also ends the connection (RFC 7143 11.5.1). */
-        abort_tasks(c, true, 0);
-        if (c->lu)
-            scsi_lu_reset(c->lu, &c->nexus); /* a unit attention for every nexus */
+         * reset also ends the connections (RFC 7143 11.5.1). */
+        reset_lu(c, fn == ISCSI_TMF_TARGET_COLD_RESET);
         close = fn == ISCSI_TMF_TARGET_COLD_RESET;
         break;
     case ISCSI_TMF_CLEAR_ACA:
@@ -731,7 +882,7 @@ void iscsi_tasks_drain(struct iscsi_conn *c)
     for (unsigned i = 0; i < ndrop; i++)
         task_release(drop[i]);
     LOCK_GUARD(&c->lock);
-    while (c->inflight_window || c->inflight_immediate)
+    while (c->slots_used)
         pthread_cond_wait(&c->cond, &c->lock);
 }
 

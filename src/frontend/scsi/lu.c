@@ -99,9 +99,12 @@ void scsi_lu_reset(struct scsi_lu *lu, const struct scsi_nexus *by)
     /* Every nexus, the one that asked included: SAM-5 6.3.3 (logical unit
      * reset) names every I_T nexus, and initiators (libiscsi's multipath
      * reset test among them) expect the attention on the resetting path
-     * too. A nexus that asked but never sent a command is made known. */
+     * too. A nexus that asked but never sent a command is made known.
+     * The sense is BUS DEVICE RESET FUNCTION OCCURRED (29h/03h), what
+     * SAM-5 names for a reset task management function (29h/00h is the
+     * power-on one). */
     LOCK_GUARD(&lu->lock);
     if (by)
-        scsi_ua_post_locked(lu, by->id, ASC_POWER_ON_RESET);
-    scsi_ua_post_others_locked(lu, by ? by->id : 0, ASC_POWER_ON_RESET);
+        scsi_ua_post_locked(lu, by->id, ASC_BUS_DEVICE_RESET);
+    scsi_ua_post_others_locked(lu, by ? by->id : 0, ASC_BUS_DEVICE_RESET);
 }

@@ -42,6 +42,7 @@
 #define ASC_WRITE_PROTECTED                  0x2700
 #define ASC_MISCOMPARE_DURING_VERIFY         0x1d00
 #define ASC_POWER_ON_RESET                   0x2900
+#define ASC_BUS_DEVICE_RESET                 0x2903 /* BUS DEVICE RESET FUNCTION OCCURRED */
 #define ASC_RESERVATIONS_PREEMPTED           0x2a03
 #define ASC_RESERVATIONS_RELEASED            0x2a04
 #define ASC_REGISTRATIONS_PREEMPTED          0x2a05

@@ -63,7 +63,7 @@ static void test_unit_attention(void **state)
     scsi_lu_reset(g_env->lu, &nexus_a);
     /* The resetting nexus gets one too (SAM-5: every I_T nexus). */
     run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
-    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
+    assert_sense(SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
     run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
     assert_good();
     /* INQUIRY passes it without clearing it. */
@@ -71,14 +71,14 @@ static void test_unit_attention(void **state)
     run_full(g_env->lu, &nexus_b, inq, 6, NULL, 0, IN_MAX);
     assert_good();
     run_full(g_env->lu, &nexus_b, tur, 6, NULL, 0, IN_MAX);
-    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
+    assert_sense(SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
     run_full(g_env->lu, &nexus_b, tur, 6, NULL, 0, IN_MAX);
     assert_good();
 
     /* REQUEST SENSE reports it as data (fixed and descriptor) and clears. */
     scsi_lu_reset(g_env->lu, &nexus_a);
     run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
-    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
+    assert_sense(SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
     uint8_t rs[6] = {0x03, 0x01, 0, 0, 252};
     run_full(g_env->lu, &nexus_b, rs, 6, NULL, 0, IN_MAX);
     assert_good();
@@ -95,7 +95,7 @@ static void test_unit_attention(void **state)
     /* A vanished nexus's attentions go with it. */
     scsi_lu_reset(g_env->lu, &nexus_a);
     run_full(g_env->lu, &nexus_a, tur, 6, NULL, 0, IN_MAX);
-    assert_sense(SK_UNIT_ATTENTION, ASC_POWER_ON_RESET);
+    assert_sense(SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
     scsi_lu_nexus_gone(g_env->lu, &nexus_b);
     run_full(g_env->lu, &nexus_b, tur, 6, NULL, 0, IN_MAX);
     assert_good();
