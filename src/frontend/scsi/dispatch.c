@@ -139,6 +139,15 @@ enum scsi_exec_result scsi_dispatch(struct scsi_cmd *c)
         return scsi_check_field(c, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, true,
                                 (uint16_t)ctl, (c->cdb[ctl] & 0x04) ? 2 : 0);
 
+    /* A volume under one 512-byte block has no LBA to offer, and READ
+     * CAPACITY cannot say "no blocks" (it returns the last LBA): such a LU
+     * is a drive without a medium, which every initiator understands. The
+     * commands that pass a unit attention (INQUIRY, REPORT LUNS, REQUEST
+     * SENSE), MODE SENSE and REPORT SUPPORTED OPERATION CODES, which are
+     * about the device, still answer. */
+    if (c->lu && !(op->flags & SCSI_OP_UA_PASS) && opcode != 0x1a && opcode != 0x5a &&
+        opcode != 0xa3 && scsi_lu_blocks(c->lu) == 0)
+        return scsi_check(c, SK_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
     if (c->lu && !(op->flags & SCSI_OP_PR_ALLOW) && c->nexus && scsi_pr_blocks(c, op))
         return scsi_conflict(c);
     if (c->lu && (op->flags & SCSI_OP_WRITES) && volume_readonly(c->lu->v))

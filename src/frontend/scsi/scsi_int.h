@@ -58,6 +58,7 @@
 #define ASC_INVALID_FIELD_IN_IU              0x0e03 /* data-out shorter than the CDB needs */
 #define ASC_SAVING_PARAMS_UNSUPPORTED        0x3900
 #define ASC_MODE_PARAMETERS_CHANGED          0x2a01
+#define ASC_MEDIUM_NOT_PRESENT               0x3a00
 #define ASC_NO_ADDITIONAL_SENSE              0x0000
 
 enum scsi_exec_result { SCSI_DONE = 0, SCSI_PENDING = 1 };

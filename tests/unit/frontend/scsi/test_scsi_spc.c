@@ -300,6 +300,42 @@ static void test_read_capacity(void **state)
     assert_int_equal(R.in_len, 12);
 }
 
+/* A volume under one 512-byte block: no LBA to offer, and READ CAPACITY
+ * cannot say "none", so the LU answers as a drive without a medium, while
+ * INQUIRY and REPORT LUNS still work. */
+static void test_no_medium(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/tiny.img", g_env->dir);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 300), 0);
+    close(fd);
+    struct volume_config vc = {.name = "tiny", .backend = {.spec = path}};
+    assert_int_equal(engine_add_volume(g_env->e, &vc), 0);
+    struct volume *v = engine_get_volume(g_env->e, "tiny");
+    struct scsi_lu *lu = scsi_lu_get(g_env->e, v);
+    volume_put(v);
+    assert_non_null(lu);
+    uint8_t tur[6] = {0x00}, rc10[10] = {0x25}, rd10[10] = {0x28, 0, 0, 0, 0, 0, 0, 0, 1};
+    uint8_t rc16[16] = {0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32};
+    const uint8_t *cdbs[] = {tur, rc10, rc16, rd10};
+    const unsigned lens[] = {6, 10, 16, 10};
+    for (unsigned i = 0; i < 4; i++) {
+        run_full(lu, &nexus_a, cdbs[i], lens[i], NULL, 0, IN_MAX);
+        assert_sense(SK_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+    }
+    uint8_t inq[6] = {0x12, 0, 0, 0, 36}, ms6[6] = {0x1a, 0, 0x3f, 0, 255};
+    run_full(lu, &nexus_a, inq, 6, NULL, 0, IN_MAX);
+    assert_good();
+    run_full(lu, &nexus_a, ms6, 6, NULL, 0, IN_MAX);
+    assert_good();
+    scsi_lu_put(lu);
+    assert_int_equal(engine_remove_volume(g_env->e, "tiny", true), 0);
+    unlink(path);
+}
+
 static void test_rsoc(void **state)
 {
     (void)state;
@@ -471,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_inquiry_vpd),
         cmocka_unit_test(test_report_luns),
         cmocka_unit_test(test_read_capacity),
+        cmocka_unit_test(test_no_medium),
         cmocka_unit_test(test_rsoc),
         cmocka_unit_test(test_mode_sense),
         cmocka_unit_test(test_mode_select),
