@@ -451,7 +451,7 @@ int gate_open(const struct sockaddr *addr, socklen_t len, unsigned *port, struct
              pipe2(g->stop_pipe, O_CLOEXEC) < 0)
         err = errno;
     if (err) {
-        gate_close(g);
+        gate_free(g);
         return -err;
     }
     struct sockaddr_storage ss;
@@ -482,20 +482,30 @@ void gate_release(struct gate *g)
         __atomic_sub_fetch(&g->active, 1, __ATOMIC_ACQ_REL);
 }
 
-void gate_close(struct gate *g)
+void gate_stop(struct gate *g)
 {
     if (!g)
         return;
     if (g->started) {
         (void)!write(g->stop_pipe[1], "x", 1);
         pthread_join(g->thread, NULL);
+        g->started = false;
     }
     for (size_t i = 0; i < g->n; i++)
         close(g->w[i].fd);
+    g->n = 0;
     if (g->listen_fd >= 0)
         close(g->listen_fd);
-    for (int i = 0; i < 2; i++)
+    g->listen_fd = -1;
+    for (int i = 0; i < 2; i++) {
         if (g->stop_pipe[i] >= 0)
             close(g->stop_pipe[i]);
+        g->stop_pipe[i] = -1;
+    }
+}
+
+void gate_free(struct gate *g)
+{
+    gate_stop(g);
     free(g);
 }

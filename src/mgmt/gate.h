@@ -51,6 +51,10 @@ void gate_release(struct gate *g);
 
 /* Stop the thread, close the listening socket and waiting connections.
  * Call before MHD_stop_daemon, so nothing is handed over meanwhile. */
-void gate_close(struct gate *g);
+void gate_stop(struct gate *g);
+
+/* Stop, and free: after MHD_stop_daemon, whose threads call gate_release
+ * until then. */
+void gate_free(struct gate *g);
 
 #endif

@@ -389,7 +389,7 @@ static void mgmt_free(struct mgmt *m)
     /* Before what its threads use (the hooks, backing_dirs); MHD is
      * stopped already, so no request adds one meanwhile. */
     pending_free(m->pending);
-    gate_close(m->gate);
+    gate_free(m->gate); /* MHD is stopped: no gate_release any more */
     if (m->token)
         explicit_bzero(m->token, m->token_len);
     free(m->token);
@@ -511,8 +511,7 @@ void mgmt_stop(struct mgmt *m)
     if (!m)
         return;
     /* First the gate, so that nothing is handed over to a stopping MHD. */
-    gate_close(m->gate);
-    m->gate = NULL;
+    gate_stop(m->gate);
     /* Joins MHD's own thread and every connection thread. */
     MHD_stop_daemon(m->daemon);
     mgmt_free(m);
