@@ -10,9 +10,10 @@
  * RFC 9112 section 6.3 says must be refused).
  *
  * So this thread accepts the connections itself and holds each one, in a
- * single poll() loop and without a thread, until the request head (request
+ * single epoll loop and without a thread, until the request head (request
  * line and header fields) is in, reading it with MSG_PEEK so libmicrohttpd
- * later reads the same bytes. A head that is not complete
+ * later reads the same bytes. Peeked bytes stay readable, so the waiting
+ * connections are edge-triggered: a wake-up per arrival, not a spin. A head that is not complete
  * GATE_HEAD_DEADLINE_MS after the accept is answered 408 and closed,
  * however slowly its bytes trickle in; when GATE_MAX_WAITING connections
  * wait, the oldest is dropped for the new one. A complete head is checked
@@ -32,13 +33,13 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +56,7 @@ struct waiting {
 
 struct gate {
     int listen_fd;
+    int epoll_fd;
     int stop_pipe[2];
     pthread_t thread;
     bool started;
@@ -64,7 +66,7 @@ struct gate {
     unsigned active; /* atomic: handed over and not yet closed by MHD */
     size_t n;
     struct waiting w[GATE_MAX_WAITING];
-    struct pollfd pfd[GATE_MAX_WAITING + 2];
+    struct epoll_event ev[GATE_MAX_WAITING + 2];
     char buf[GATE_MAX_HEAD];
 };
 
@@ -339,6 +341,9 @@ static bool examine(struct gate *g, size_t i)
         return false;
     case GATE_PASS: {
         struct waiting copy = *w;
+        /* MHD watches it from now on; this loop must not see it again,
+         * nor a later socket that gets the number. */
+        epoll_ctl(g->epoll_fd, EPOLL_CTL_DEL, copy.fd, NULL);
         drop(g, i);
         hand_over(g, copy.fd, (struct sockaddr *)&copy.addr, copy.addr_len);
         return true;
@@ -380,6 +385,12 @@ static void accept_some(struct gate *g, uint64_t now)
             close(g->w[old].fd);
             drop(g, old);
         }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+        if (epoll_ctl(g->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            log_debug(mgmt, "management API: epoll_ctl: %s", strerror(errno));
+            close(fd);
+            continue;
+        }
         struct waiting *w = &g->w[g->n++];
         w->fd = fd;
         w->deadline_ns = now + (uint64_t)GATE_HEAD_DEADLINE_MS * 1000000u;
@@ -395,28 +406,38 @@ static void *gate_thread(void *arg)
     for (;;) {
         uint64_t now = now_ns();
         int timeout = -1;
-        g->pfd[0] = (struct pollfd){.fd = g->stop_pipe[0], .events = POLLIN};
-        g->pfd[1] = (struct pollfd){.fd = g->listen_fd, .events = POLLIN};
         for (size_t i = 0; i < g->n; i++) {
-            g->pfd[2 + i] = (struct pollfd){.fd = g->w[i].fd, .events = POLLIN};
             uint64_t left = g->w[i].deadline_ns > now ? g->w[i].deadline_ns - now : 0;
             int ms = (int)((left + 999999) / 1000000);
             if (timeout < 0 || ms < timeout)
                 timeout = ms;
         }
-        size_t polled = g->n;
-        if (poll(g->pfd, 2 + polled, timeout) < 0 && errno != EINTR) {
-            log_error(mgmt, "management API: poll: %s", strerror(errno));
-            usleep(100000);
+        int nev = epoll_wait(g->epoll_fd, g->ev, (int)ARRAY_SIZE(g->ev), timeout);
+        if (nev < 0) {
+            if (errno != EINTR) {
+                log_error(mgmt, "management API: epoll_wait: %s", strerror(errno));
+                usleep(100000);
+            }
             continue;
         }
-        if (g->pfd[0].revents)
-            break;
-        now = now_ns();
-        /* Backwards: drop() moves the last entry, already seen, into i. */
-        for (size_t i = polled; i-- > 0;) {
-            if (g->pfd[2 + i].revents && examine(g, i))
+        bool accept_ready = false;
+        for (int k = 0; k < nev; k++) {
+            int fd = g->ev[k].data.fd;
+            if (fd == g->stop_pipe[0])
+                return NULL;
+            if (fd == g->listen_fd) {
+                accept_ready = true;
                 continue;
+            }
+            for (size_t i = 0; i < g->n; i++)
+                if (g->w[i].fd == fd) {
+                    examine(g, i);
+                    break;
+                }
+        }
+        now = now_ns();
+        for (size_t i = g->n; i-- > 0;) {
+            /* Backwards: drop() moves the last entry, already seen, into i. */
             if (now >= g->w[i].deadline_ns) {
                 log_debug(mgmt, "request head not complete after %u ms: closing",
                           GATE_HEAD_DEADLINE_MS);
@@ -424,10 +445,9 @@ static void *gate_thread(void *arg)
                 drop(g, i);
             }
         }
-        if (g->pfd[1].revents)
+        if (accept_ready)
             accept_some(g, now);
     }
-    return NULL;
 }
 
 /* ---- life cycle ------------------------------------------------------ */
@@ -439,6 +459,7 @@ int gate_open(const struct sockaddr *addr, socklen_t len, unsigned *port, struct
     if (!g)
         return -ENOMEM;
     g->stop_pipe[0] = g->stop_pipe[1] = -1;
+    g->epoll_fd = -1;
     g->listen_fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     int err = 0;
@@ -448,7 +469,12 @@ int gate_open(const struct sockaddr *addr, socklen_t len, unsigned *port, struct
              (addr->sa_family == AF_INET6 &&
               setsockopt(g->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
              bind(g->listen_fd, addr, len) < 0 || listen(g->listen_fd, SOMAXCONN) < 0 ||
-             pipe2(g->stop_pipe, O_CLOEXEC) < 0)
+             pipe2(g->stop_pipe, O_CLOEXEC) < 0 || (g->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        err = errno;
+    struct epoll_event ev[2] = {{.events = EPOLLIN, .data.fd = g->listen_fd},
+                                {.events = EPOLLIN, .data.fd = g->stop_pipe[0]}};
+    if (!err && (epoll_ctl(g->epoll_fd, EPOLL_CTL_ADD, g->listen_fd, &ev[0]) < 0 ||
+                 epoll_ctl(g->epoll_fd, EPOLL_CTL_ADD, g->stop_pipe[0], &ev[1]) < 0))
         err = errno;
     if (err) {
         gate_free(g);
@@ -497,6 +523,9 @@ void gate_stop(struct gate *g)
     if (g->listen_fd >= 0)
         close(g->listen_fd);
     g->listen_fd = -1;
+    if (g->epoll_fd >= 0)
+        close(g->epoll_fd);
+    g->epoll_fd = -1;
     for (int i = 0; i < 2; i++) {
         if (g->stop_pipe[i] >= 0)
             close(g->stop_pipe[i]);

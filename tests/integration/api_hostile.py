@@ -107,7 +107,15 @@ def volume_names(d):
 
 # ---- 1. trickling heads ---------------------------------------------------
 
+def cpu_seconds(d):
+    """User + system CPU time of shoald so far."""
+    with open(f"/proc/{d.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_trickle(d):
+    cpu0 = cpu_seconds(d)
     socks = []
     for i in range(TRICKLERS):
         s = connect(d)
@@ -179,7 +187,13 @@ def test_trickle(d):
     check(timed_out >= WAITING - 8, f"only {timed_out} tricklers got a 408")
     for s in socks:
         s.close()
-    log(f"all {TRICKLERS} tricklers closed, {timed_out} with a 408, the last at {late:.1f} s")
+    # Waiting for bytes that are there but not a whole head must not spin:
+    # peeked bytes stay readable, so a level-triggered wait would wake at
+    # once, again and again, for the whole deadline.
+    cpu = cpu_seconds(d) - cpu0
+    check(cpu < 2, f"shoald used {cpu:.1f} s of CPU while the tricklers waited")
+    log(f"all {TRICKLERS} tricklers closed, {timed_out} with a 408, the last at {late:.1f} s; "
+        f"shoald used {cpu:.2f} s of CPU meanwhile")
     st, _, _ = parse(exchange(d, get(d, "/api/v1/stats")))
     check(st == 200, "GET after the tricklers")
 
