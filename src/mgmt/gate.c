@@ -307,7 +307,10 @@ static void hand_over(struct gate *g, int fd, const struct sockaddr *addr, sockl
 {
     if (__atomic_add_fetch(&g->active, 1, __ATOMIC_ACQ_REL) > g->limit) {
         __atomic_sub_fetch(&g->active, 1, __ATOMIC_ACQ_REL);
-        answer_close(fd, 503, "too many management API requests at once; try again");
+        if (g->inspect)
+            answer_close(fd, 503, "too many management API requests at once; try again");
+        else
+            close(fd); /* HTTPS: a plain-text answer would be garbage */
         return;
     }
     /* MHD closes the socket when it cannot take it. */
