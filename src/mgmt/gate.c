@@ -24,8 +24,10 @@
  * head is handed to libmicrohttpd (MHD_add_connection), and every response
  * closes its connection (http.c), so each request passes through here.
  *
- * Over HTTPS the head is encrypted: connections are handed over at once
- * and only libmicrohttpd's own limits apply. */
+ * Over HTTPS the head is encrypted: connections are handed over at once,
+ * and only the deadline applies: a connection whose head has not reached
+ * the handler (gate_head_done) by then is shut down under libmicrohttpd's
+ * thread, which then closes it. */
 #include "mgmt/gate.h"
 
 #include <arpa/inet.h>
@@ -54,6 +56,14 @@ struct waiting {
     socklen_t addr_len;
 };
 
+/* An HTTPS connection handed over, its head not seen yet. */
+struct watched {
+    int fd;
+    uint64_t deadline_ns;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+};
+
 struct gate {
     int listen_fd;
     int epoll_fd;
@@ -67,6 +77,11 @@ struct gate {
     size_t n;
     struct waiting w[GATE_MAX_WAITING];
     struct epoll_event ev[GATE_MAX_WAITING + 2];
+    /* HTTPS only; under lock: gate_head_done and gate_release run on
+     * MHD's threads. */
+    pthread_mutex_t lock;
+    size_t nwatched;
+    struct watched watched[GATE_MAX_WAITING];
     char buf[GATE_MAX_HEAD];
 };
 
@@ -303,6 +318,82 @@ static void answer_close(int fd, unsigned status, const char *message)
     close(fd);
 }
 
+/* ---- HTTPS: the deadline for handed-over connections ------------------ */
+
+static void unwatch_locked(struct gate *g, int fd)
+{
+    for (size_t i = 0; i < g->nwatched; i++)
+        if (g->watched[i].fd == fd) {
+            g->watched[i] = g->watched[--g->nwatched];
+            return;
+        }
+}
+
+static void unwatch(struct gate *g, int fd)
+{
+    pthread_mutex_lock(&g->lock);
+    unwatch_locked(g, fd);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void watch(struct gate *g, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    pthread_mutex_lock(&g->lock);
+    /* An entry that a lost close notification left (see below) goes. */
+    unwatch_locked(g, fd);
+    if (g->nwatched < ARRAY_SIZE(g->watched) && len <= sizeof g->watched[0].addr) {
+        struct watched *w = &g->watched[g->nwatched++];
+        w->fd = fd;
+        w->deadline_ns = now_ns() + (uint64_t)GATE_HEAD_DEADLINE_MS * 1000000u;
+        memcpy(&w->addr, addr, len);
+        w->addr_len = len;
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Still the connection we handed over? MHD removes the entry (through
+ * gate_release) before it closes the socket, so the number cannot have
+ * been reused; this guards the one case it could, a connection MHD failed
+ * to start after taking it, which it closes without a notification. */
+static bool same_peer(const struct watched *w)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    return getpeername(w->fd, (struct sockaddr *)&ss, &len) == 0 && len == w->addr_len &&
+           memcmp(&ss, &w->addr, len) == 0;
+}
+
+/* Shut down the expired ones; returns ms to the next deadline, -1 if none. */
+static int expire_watched(struct gate *g, uint64_t now)
+{
+    int timeout = -1;
+    pthread_mutex_lock(&g->lock);
+    for (size_t i = g->nwatched; i-- > 0;) {
+        struct watched *w = &g->watched[i];
+        if (now >= w->deadline_ns) {
+            if (same_peer(w)) {
+                log_debug(mgmt, "HTTPS request head not complete after %u ms: closing",
+                          GATE_HEAD_DEADLINE_MS);
+                /* MHD's thread sees the end of the stream and closes. */
+                shutdown(w->fd, SHUT_RDWR);
+            }
+            *w = g->watched[--g->nwatched];
+            continue;
+        }
+        int ms = (int)((w->deadline_ns - now + 999999) / 1000000);
+        if (timeout < 0 || ms < timeout)
+            timeout = ms;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return timeout;
+}
+
+void gate_head_done(struct gate *g, int fd)
+{
+    if (g && !g->inspect)
+        unwatch(g, fd);
+}
+
 static void hand_over(struct gate *g, int fd, const struct sockaddr *addr, socklen_t len)
 {
     if (__atomic_add_fetch(&g->active, 1, __ATOMIC_ACQ_REL) > g->limit) {
@@ -313,8 +404,12 @@ static void hand_over(struct gate *g, int fd, const struct sockaddr *addr, sockl
             close(fd); /* HTTPS: a plain-text answer would be garbage */
         return;
     }
+    if (!g->inspect)
+        watch(g, fd, addr, len);
     /* MHD closes the socket when it cannot take it. */
     if (MHD_add_connection(g->mhd, fd, addr, len) != MHD_YES) {
+        if (!g->inspect)
+            unwatch(g, fd);
         __atomic_sub_fetch(&g->active, 1, __ATOMIC_ACQ_REL);
         log_debug(mgmt, "libmicrohttpd refused a connection: %s", strerror(errno));
     }
@@ -408,7 +503,7 @@ static void *gate_thread(void *arg)
     struct gate *g = arg;
     for (;;) {
         uint64_t now = now_ns();
-        int timeout = -1;
+        int timeout = g->inspect ? -1 : expire_watched(g, now);
         for (size_t i = 0; i < g->n; i++) {
             uint64_t left = g->w[i].deadline_ns > now ? g->w[i].deadline_ns - now : 0;
             int ms = (int)((left + 999999) / 1000000);
@@ -463,6 +558,7 @@ int gate_open(const struct sockaddr *addr, socklen_t len, unsigned *port, struct
         return -ENOMEM;
     g->stop_pipe[0] = g->stop_pipe[1] = -1;
     g->epoll_fd = -1;
+    pthread_mutex_init(&g->lock, NULL);
     g->listen_fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     int err = 0;
@@ -505,10 +601,13 @@ int gate_start(struct gate *g, struct MHD_Daemon *mhd, unsigned limit, bool insp
     return 0;
 }
 
-void gate_release(struct gate *g)
+void gate_release(struct gate *g, int fd)
 {
-    if (g)
-        __atomic_sub_fetch(&g->active, 1, __ATOMIC_ACQ_REL);
+    if (!g)
+        return;
+    if (!g->inspect)
+        unwatch(g, fd);
+    __atomic_sub_fetch(&g->active, 1, __ATOMIC_ACQ_REL);
 }
 
 void gate_stop(struct gate *g)
@@ -539,5 +638,7 @@ void gate_stop(struct gate *g)
 void gate_free(struct gate *g)
 {
     gate_stop(g);
+    if (g)
+        pthread_mutex_destroy(&g->lock);
     free(g);
 }

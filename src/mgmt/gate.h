@@ -46,8 +46,13 @@ int gate_open(const struct sockaddr *addr, socklen_t len, unsigned *port, struct
  * is encrypted) hands every connection over as soon as it is accepted. */
 int gate_start(struct gate *g, struct MHD_Daemon *mhd, unsigned limit, bool inspect);
 
-/* libmicrohttpd closed a connection that gate handed over. */
-void gate_release(struct gate *g);
+/* libmicrohttpd is closing a connection that gate handed over (fd: its
+ * socket, still open). */
+void gate_release(struct gate *g, int fd);
+
+/* The request head of the connection on fd reached the handler: over
+ * HTTPS, the end of its deadline. */
+void gate_head_done(struct gate *g, int fd);
 
 /* Stop the thread, close the listening socket and waiting connections.
  * Call before MHD_stop_daemon, so nothing is handed over meanwhile. */

@@ -91,6 +91,13 @@ static const char *query_arg(const struct mgmt_req *req, const char *key)
     return value ? value : "";
 }
 
+static int connection_fd(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info ? info->connect_fd : -1;
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct mgmt_reply *rep)
 {
     struct MHD_Response *resp;
@@ -189,6 +196,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!p) {
         /* First call: headers only. Refuse what we can before reading a
          * body. */
+        gate_head_done(m->gate, connection_fd(conn));
         p = calloc(1, sizeof *p);
         if (!p)
             return MHD_NO;
@@ -231,10 +239,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode code)
 {
     struct mgmt *m = cls;
-    (void)conn;
     (void)socket_context;
     if (code == MHD_CONNECTION_NOTIFY_CLOSED)
-        gate_release(m->gate);
+        gate_release(m->gate, connection_fd(conn));
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

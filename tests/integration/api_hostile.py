@@ -18,16 +18,25 @@
 4. More requests at once than the limit (held open by their unsent
    bodies) get 503 in the JSON shape; the API answers again once they
    close.
+5. Over HTTPS (the head is encrypted, so connections go to libmicrohttpd
+   at once): connections that trickle bytes are shut down at the head
+   deadline, and an HTTPS GET is answered soon after.
+
+Exits 77 after everything else passed when openssl (for the test's
+certificate) is missing.
 """
 import json
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
-from itlib import TMP, Shoald, check, log, make_file  # noqa: E402
+from itlib import SHOALD, TMP, Shoald, check, free_port, log, make_file  # noqa: E402
 
 LIMIT = 64          # MGMT_CONNECTION_LIMIT (src/mgmt/http.c)
 WAITING = 128       # GATE_MAX_WAITING (src/mgmt/gate.h)
@@ -326,16 +335,107 @@ def test_limit(d):
     log("answers again once the held requests closed")
 
 
+# ---- 5. HTTPS -------------------------------------------------------------
+
+class TlsDaemon:
+    """A shoald serving the API over HTTPS (itlib.Shoald polls plain HTTP)."""
+
+    def __init__(self, pki, gold):
+        self.port = free_port()
+        self.logpath = os.path.join(TMP, "shoald-tls.log")
+        self.proc = subprocess.Popen(
+            [SHOALD, "-f", "-l", "unix:" + os.path.join(TMP, "tls.sock"), "-m", "16M",
+             "--http", f"127.0.0.1:{self.port}", "--http-token-file", os.path.join(TMP, "token"),
+             "--http-tls-certificates", pki, f"gold={gold}"],
+            stdout=open(self.logpath, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, STATE_DIRECTORY=os.path.join(TMP, "state-tls")))
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.ctx.check_hostname = False
+        self.ctx.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + 30
+        while self.get(2) is None:
+            check(self.proc.poll() is None, "shoald (HTTPS) exited at start")
+            check(time.monotonic() < deadline, "shoald (HTTPS) did not become ready")
+            time.sleep(0.1)
+
+    def get(self, timeout):
+        """GET /api/v1/stats over HTTPS: the parsed answer, None on failure."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as raw:
+                with self.ctx.wrap_socket(raw) as s:
+                    s.sendall(f"GET /api/v1/stats HTTP/1.1\r\nHost: 127.0.0.1:{self.port}"
+                              "\r\n\r\n".encode())
+                    out = read_all(s)
+        except (OSError, ssl.SSLError):
+            return None
+        return parse(out) if b"\r\n\r\n" in out else None
+
+
+def test_tls(gold):
+    if not shutil.which("openssl"):
+        return "openssl missing: HTTPS part not run"
+    pki = os.path.join(TMP, "pki")
+    os.mkdir(pki)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-keyout", os.path.join(pki, "server-key.pem"),
+                    "-out", os.path.join(pki, "server-cert.pem")],
+                   check=True, capture_output=True)
+    d = TlsDaemon(pki, gold)
+    socks = []
+    for _ in range(LIMIT + 16):
+        s = connect(d)
+        s.setblocking(False)
+        s.send(b"\x16")  # a TLS handshake record begins, and never ends
+        socks.append(s)
+    opened = time.monotonic()
+    log(f"{len(socks)} connections trickle a TLS handshake")
+    closed = set()
+    answered = None
+    while time.monotonic() < opened + DEADLINE + 5 and (len(closed) < len(socks) or not answered):
+        for i, s in enumerate(socks):
+            if i in closed:
+                continue
+            try:
+                s.send(b"\x03")
+                b = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                b = b""
+            if not b:
+                closed.add(i)
+        if answered is None:
+            r = d.get(1)
+            if r and r[0] == 200:
+                answered = time.monotonic() - opened
+        time.sleep(0.3)
+    check(len(closed) == len(socks), f"{len(socks) - len(closed)} trickling HTTPS connections "
+          f"still open {DEADLINE + 5:.0f} s after they connected")
+    check(answered is not None and answered < DEADLINE + 3,
+          f"no HTTPS answer within {DEADLINE + 3:.0f} s while connections trickle")
+    for s in socks:
+        s.close()
+    log(f"HTTPS: all tricklers closed, a GET answered {answered:.1f} s after they connected")
+    itlib.stop_daemon(d.proc, d.logpath)
+
+
 def main():
     gold = make_file(os.path.join(TMP, "gold.img"), 1 << 20)
     d = Shoald([f"gold={gold}"], extra=["-m", "16M"])
-    which = sys.argv[1:] or ["errors", "content-length", "limit", "trickle"]
+    which = sys.argv[1:] or ["errors", "content-length", "limit", "trickle", "tls"]
     tests = {"errors": test_errors, "content-length": test_content_length,
              "limit": test_limit, "trickle": test_trickle}
     for name in which:
-        tests[name](d)
-        check(d.alive(), f"shoald died during {name}")
+        if name in tests:
+            tests[name](d)
+            check(d.alive(), f"shoald died during {name}")
     d.stop()
+    if "tls" in which:
+        skipped = test_tls(gold)
+        if skipped:
+            log(f"SKIPPED: {skipped}")
+            sys.exit(itlib.SKIP)
 
 
 itlib.run(main)
