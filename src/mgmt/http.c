@@ -13,7 +13,13 @@
  * dashboard behind it. Management traffic is a handful of connections, so a
  * thread each is cheap; CONNECTION_LIMIT and CONNECTION_TIMEOUT bound the
  * cost of a misbehaving client. poll() rather than select() so descriptor
- * numbers above FD_SETSIZE (a daemon with many NBD clients) still work. */
+ * numbers above FD_SETSIZE (a daemon with many NBD clients) still work.
+ *
+ * libmicrohttpd does not accept the connections: gate.c does, and hands a
+ * connection over only once its request head is in and well-formed, so a
+ * client that trickles its head never holds one of these threads (gate.c
+ * says why). Every response closes its connection, so the next request
+ * passes the gate again. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,12 +36,15 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "mgmt/gate.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/mgmt_internal.h"
 #include "mgmt/pending.h"
 
+/* Requests being served at once (with a complete head: see gate.c); more
+ * get 503. */
 #define MGMT_CONNECTION_LIMIT   64
-#define MGMT_CONNECTION_TIMEOUT 30 /* seconds of inactivity */
+#define MGMT_CONNECTION_TIMEOUT 30 /* seconds of inactivity (body, response) */
 
 /* Per-request state, kept in MHD's *con_cls between callbacks. */
 struct pending {
@@ -82,6 +91,13 @@ static const char *query_arg(const struct mgmt_req *req, const char *key)
     return value ? value : "";
 }
 
+static int connection_fd(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info ? info->connect_fd : -1;
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct mgmt_reply *rep)
 {
     struct MHD_Response *resp;
@@ -109,6 +125,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct mgmt_reply
      * an upgraded daemon from running next to an old page. */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    /* The next request on this connection would bypass gate.c's checks. */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (rep->page) {
         /* The page loads only its own files and talks only to this
          * server; no inline script, no framing by another site. */
@@ -178,12 +196,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!p) {
         /* First call: headers only. Refuse what we can before reading a
          * body. */
+        gate_head_done(m->gate, connection_fd(conn));
         p = calloc(1, sizeof *p);
         if (!p)
             return MHD_NO;
         *con_cls = p;
         if (mgmt_precheck(m, &req, &rep))
             return answer_early(conn, p, &rep);
+        /* A GET needs no token: were it to carry a body, anyone could
+         * hold a connection by sending that body slowly. */
+        const char *cl = header_value(&req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (req.method == MGMT_GET && ((cl && strtoull(cl, NULL, 10) > 0) ||
+                                       header_value(&req, MHD_HTTP_HEADER_TRANSFER_ENCODING))) {
+            reply_error(&rep, 400, "a GET request takes no body");
+            return answer_early(conn, p, &rep);
+        }
         return MHD_YES;
     }
 
@@ -206,6 +233,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     mgmt_handle(m, &req, &rep);
     log_debug(mgmt, "%s %s -> %u", method, url, rep.status);
     return send_reply(conn, &rep);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct mgmt *m = cls;
+    (void)socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        gate_release(m->gate, connection_fd(conn));
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -360,6 +396,7 @@ static void mgmt_free(struct mgmt *m)
     /* Before what its threads use (the hooks, backing_dirs); MHD is
      * stopped already, so no request adds one meanwhile. */
     pending_free(m->pending);
+    gate_free(m->gate); /* MHD is stopped: no gate_release any more */
     if (m->token)
         explicit_bzero(m->token, m->token_len);
     free(m->token);
@@ -421,8 +458,17 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
         }
     }
 
+    int r = gate_open((struct sockaddr *)&ss,
+                      v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), &m->port,
+                      &m->gate);
+    if (r < 0) {
+        log_error(mgmt, "cannot serve the management API on %s: %s", cfg->listen, strerror(-r));
+        mgmt_free(m);
+        return r;
+    }
+
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC |
                      (m->tls_cert ? MHD_USE_TLS : 0);
     /* Options that only apply over TLS go last: with plain HTTP the list
      * ends before them. */
@@ -435,21 +481,27 @@ int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **ou
         tls_opts[0].option = MHD_OPTION_END;
     errno = 0;
     /* The logger goes first so MHD routes every message through it. */
+    /* gate.c keeps to MGMT_CONNECTION_LIMIT; MHD's own limit is above it,
+     * so MHD never silently closes a connection gate handed over. */
     m->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, m,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)MGMT_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)MGMT_CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, m,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)MGMT_CONNECTION_LIMIT + 16,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)MGMT_CONNECTION_TIMEOUT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, m, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        m, MHD_OPTION_UNESCAPE_CALLBACK, unescape, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     __atomic_store_n(&m->running, true, __ATOMIC_RELEASE);
+    if (m->daemon &&
+        (r = gate_start(m->gate, m->daemon, MGMT_CONNECTION_LIMIT, !m->tls_cert)) < 0) {
+        MHD_stop_daemon(m->daemon);
+        m->daemon = NULL;
+        errno = -r;
+    }
     if (!m->daemon) {
         int err = errno > 0 ? errno : EIO;
         log_error(mgmt, "cannot serve the management API on %s: %s", cfg->listen, strerror(err));
         mgmt_free(m);
         return -err;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    m->port = info && info->port ? info->port : port;
     log_info(mgmt, "management API on %s://%s%s%s:%u/ (token required for changes)",
              m->tls_cert ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", m->port);
     if (!m->tls_cert && !mgmt_listen_is_loopback(cfg->listen))
@@ -465,7 +517,9 @@ void mgmt_stop(struct mgmt *m)
 {
     if (!m)
         return;
-    /* Joins the listening thread and every connection thread. */
+    /* First the gate, so that nothing is handed over to a stopping MHD. */
+    gate_stop(m->gate);
+    /* Joins MHD's own thread and every connection thread. */
     MHD_stop_daemon(m->daemon);
     mgmt_free(m);
 }

@@ -42,6 +42,7 @@ struct mgmt {
     bool running;            /* atomic: MHD_start_daemon returned (see mhd_logger) */
     struct pending *pending; /* "wait": false adds (pending.h) */
     struct tier *memcached;  /* NULL: no memcached tier */
+    struct gate *gate;       /* accepts the connections (gate.h) */
 };
 
 enum mgmt_method {

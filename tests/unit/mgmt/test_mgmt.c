@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "fake_engine.h"
 #include "http_client.h"
+#include "mgmt/gate.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/mgmt_internal.h" /* auth_browser_refusal, struct mgmt */
 
@@ -1307,6 +1308,78 @@ static unsigned handle(struct mgmt *m, enum mgmt_method method, const char *path
     return rep->status;
 }
 
+/* gate.c's check of a request head, byte for byte: what passes to
+ * libmicrohttpd, what waits for more, what is refused with which status. */
+static void test_gate_head(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head;
+        enum gate_result want;
+        unsigned status;
+    } cases[] = {
+        {"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n\r\n", GATE_PASS, 0},
+        {"\r\nGET / HTTP/1.0\r\n\r\n", GATE_PASS, 0},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 005\r\n\r\n",
+         GATE_PASS, 0},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n", GATE_PASS, 0},
+        {"G", GATE_MORE, 0},
+        {"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n", GATE_MORE, 0},
+        {"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\nX-A: 1\r", GATE_MORE, 0},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+         GATE_REFUSE, 400},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", GATE_REFUSE, 400},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", GATE_REFUSE, 400},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+         GATE_REFUSE, 400},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", GATE_REFUSE, 400},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+         GATE_REFUSE, 400},
+        {"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", GATE_REFUSE, 501},
+        {"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\nHost: x\n\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\nHost : x\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\nX: \x7f\r\n\r\n", GATE_REFUSE, 400},
+        {"GET / HTTP/2.0\r\nHost: x\r\n\r\n", GATE_REFUSE, 505},
+        {"GET / HTTX/1.1\r\nHost: x\r\n\r\n", GATE_REFUSE, 400},
+        {"GET /\r\nHost: x\r\n\r\n", GATE_REFUSE, 400},
+        {"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", GATE_REFUSE, 400},
+        {"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", GATE_REFUSE, 400},
+    };
+    struct gate_verdict v;
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        memset(&v, 0, sizeof v);
+        enum gate_result r = gate_check_head(cases[i].head, strlen(cases[i].head), &v);
+        if (r != cases[i].want || (r == GATE_REFUSE && v.status != cases[i].status))
+            fail_msg("case %zu (%s): result %d status %u (%s)", i, cases[i].head, r, v.status,
+                     v.message);
+    }
+
+    /* The limits: a target of GATE_MAX_TARGET passes, one more byte is 414
+     * even before the line ends; a head that fills GATE_MAX_HEAD is 431. */
+    static char buf[GATE_MAX_HEAD + 64];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "GET /");
+    memset(buf + n, 'a', GATE_MAX_TARGET - 1);
+    n += GATE_MAX_TARGET - 1;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(gate_check_head(buf, n, &v), GATE_PASS);
+    n = (size_t)snprintf(buf, sizeof buf, "GET /");
+    memset(buf + n, 'a', GATE_MAX_TARGET + 1);
+    n += GATE_MAX_TARGET + 1;
+    assert_int_equal(gate_check_head(buf, n, &v), GATE_REFUSE);
+    assert_int_equal(v.status, 414);
+    n = (size_t)snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: x\r\nX: ");
+    memset(buf + n, 'b', GATE_MAX_HEAD - n);
+    assert_int_equal(gate_check_head(buf, GATE_MAX_HEAD - 1, &v), GATE_MORE);
+    assert_int_equal(gate_check_head(buf, GATE_MAX_HEAD, &v), GATE_REFUSE);
+    assert_int_equal(v.status, 431);
+}
+
 static void test_handle_entry(void **state)
 {
     (void)state;
@@ -1420,6 +1493,7 @@ int main(void)
         T(test_concurrent),     T(test_dashboard),
         T(test_browser_rules),  T(test_redaction),
         T(test_handle_entry),   T(test_backing_dirs),
+        T(test_gate_head),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
