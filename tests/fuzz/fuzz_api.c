@@ -37,6 +37,9 @@
  * (cache counters and the cache's content carry over, as they do on a live
  * server).
  *
+ * Every input is also given, as raw bytes, to the management API's request
+ * head check (gate_check_head, src/mgmt/gate.c: check_gate below).
+ *
  * Checks on every reply (anything else aborts):
  *   - a status in 100..599; a JSON body that parses when the content type
  *     is application/json; for 4xx/5xx a JSON object with an "error"
@@ -67,6 +70,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine.h"
+#include "mgmt/gate.h"
 #include "mgmt/mgmt_internal.h"
 #include "fuzz_log.h"
 
@@ -495,8 +499,38 @@ static bool token_sent(const struct mgmt_req *req)
     return n == strlen(TOKEN) && memcmp(a, TOKEN, n) == 0;
 }
 
+/* The gate's request head check (src/mgmt/gate.c), which every plain-HTTP
+ * connection passes before libmicrohttpd sees it, on the same bytes: its
+ * verdict is one of the three, a refusal carries an error status and a
+ * message, a head it passes is complete (ends with an empty line within the
+ * bytes looked at), and the verdict is the same for the same bytes. */
+static void check_gate(const uint8_t *data, size_t size)
+{
+    size_t n = size < GATE_MAX_HEAD ? size : GATE_MAX_HEAD;
+    struct gate_verdict v = {0}, v2 = {0};
+    enum gate_result r = gate_check_head((const char *)data, n, &v);
+    switch (r) {
+    case GATE_MORE:
+        break;
+    case GATE_PASS:
+        if (!memmem(data, n, "\r\n\r\n", 4))
+            abort(); /* passed a head that has not ended */
+        break;
+    case GATE_REFUSE:
+        if (v.status < 400 || v.status > 599 || !v.message[0] ||
+            !memchr(v.message, '\0', sizeof v.message))
+            abort();
+        break;
+    default:
+        abort();
+    }
+    if (gate_check_head((const char *)data, n, &v2) != r || v2.status != v.status)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_gate(data, size);
     /* Skip anything that names an NBD back end, wherever it is. */
     if (mentions_nbd((const char *)data, size))
         return 0;
