@@ -523,6 +523,37 @@ def lun_reset_reaches_other_sessions(target):
     # B's window is whole again: its two aborted tasks are gone.
     tur_until_good(b)
 
+    log("CLEAR TASK SET from session A: B's tasks aborted silently, B alone gets 2Fh/00h")
+    running2, held2 = os.urandom(4096), os.urandom(4096)
+    ttt = write_r2t(b, 0x20, 300, 8)
+    data_out(b, 0x20, ttt, running2)
+    held_ttt = write_r2t(b, 0x21, 400, 8)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    a.s.sendall(pdu(0x02, 0x80 | 4, itt=0x52, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
+    bhs, _ = recv_pdu(a.s)
+    check(bhs[0] & 0x3f == 0x22 and bhs[2] == 0, f"CLEAR TASK SET answered opcode "
+          f"0x{bhs[0]:02x} response {bhs[2]}")
+    with open(img, "rb") as f:
+        f.seek(300 * 512)
+        check(f.read(4096) == running2, "the CLEAR TASK SET response came before session B's "
+              f"running WRITE was on the disk ({time.monotonic() - t0:.2f} s)")
+    data_out(b, 0x21, held_ttt, held2)
+    itt = b.tur()
+    bhs, data = recv_pdu_for(b, itt)
+    check(bhs[3] == 0x02 and sense_of(data) == (6, 0x2f, 0x00),
+          f"session B after CLEAR TASK SET: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
+    itt = a.tur()
+    bhs, data = recv_pdu_for(a, itt)
+    check(bhs[3] == 0, f"session A after its own CLEAR TASK SET: status 0x{bhs[3]:02x}, "
+          f"sense {data[2:].hex()}")
+    check(silent(b.s, 1.5), "session B got a PDU of a cleared task")
+    with open(img, "rb") as f:
+        f.seek(400 * 512)
+        check(f.read(4096) == orig[400 * 512:400 * 512 + 4096],
+              "the WRITE cleared while it waited for its data reached the disk")
+    tur_until_good(b)
+
     log("TARGET COLD RESET from session A: both connections end")
     a.s.sendall(pdu(0x02, 0x80 | 7, itt=0x51, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
     bhs, _ = recv_pdu(a.s)

@@ -736,21 +736,24 @@ static unsigned abort_tasks(struct iscsi_conn *c, bool all, uint32_t itt)
  * marked and never runs (p's reader frees it: its Data-Out PDUs are
  * dropped); one in the SCSI layer cannot be recalled (a write may already
  * be on its way to the back end): it is marked so its done sends nothing,
- * and reset_lu waits for it as for ours, so nothing of it lands after the
+ * and clear_lu waits for it as for ours, so nothing of it lands after the
  * TMF response. A task already done still gets its response. */
-static void third_party_mark(struct iscsi_conn *p)
+static unsigned third_party_mark(struct iscsi_conn *p)
 {
     bool gathering = false;
+    unsigned n = 0;
     LOCK_GUARD(&p->lock);
     for (unsigned i = 0; i < ISCSI_TASKS; i++) {
         struct iscsi_task *t = &p->tasks[i];
         if (t->state == TASK_DATA_OUT || t->state == TASK_EXEC) {
             gathering |= t->state == TASK_DATA_OUT;
             t->aborted = true;
+            n++;
         }
     }
     if (gathering)
         __atomic_store_n(&p->abandoned, true, __ATOMIC_RELEASE);
+    return n;
 }
 
 static void third_party_wait(struct iscsi_conn *p)
@@ -771,31 +774,41 @@ static void third_party_wait(struct iscsi_conn *p)
  * tasks, with a warning. */
 #define RESET_PEERS_MAX 64
 
+enum clear_kind { CLEAR_TASKS, RESET_WARM, RESET_COLD };
+
 /* LOGICAL UNIT RESET, and TARGET WARM/COLD RESET (one LU per target):
  * every task of every session of the LU is aborted (SAM-5 6.3.3), ours as
  * ABORT TASK SET does, the others' as third-party tasks; the unit
  * attention goes to every nexus; the TMF response waits until none of
  * them is still running. A cold reset ends the other sessions'
- * connections too (ours ends after the response, RFC 7143 11.5.1). */
-static void reset_lu(struct iscsi_conn *c, bool cold)
+ * connections too (ours ends after the response, RFC 7143 11.5.1).
+ * CLEAR TASK SET (SAM-5 7.4) aborts the same tasks, since the control
+ * mode page says one task set for all initiators (TST=000), but resets
+ * nothing: the sessions whose tasks it aborted get COMMANDS CLEARED BY
+ * ANOTHER INITIATOR, the one that asked nothing. */
+static void clear_lu(struct iscsi_conn *c, enum clear_kind kind)
 {
     struct iscsi_conn *peers[RESET_PEERS_MAX];
     unsigned npeers = iscsi_session_pin_peers(c->srv, c, peers, RESET_PEERS_MAX);
     if (npeers == RESET_PEERS_MAX)
         log_warn(iscsi, "%s: LU reset: %u other sessions or more; any beyond keep their tasks",
                  c->peer, RESET_PEERS_MAX);
+    bool cleared[RESET_PEERS_MAX];
     for (unsigned i = 0; i < npeers; i++)
-        third_party_mark(peers[i]);
+        cleared[i] = third_party_mark(peers[i]) > 0;
     struct abort_set set;
     abort_mark(c, true, 0, &set);
     /* After the marks: a command a third-party task set about to start
      * cannot take the attention and then be silenced. */
-    if (c->lu)
+    if (c->lu && kind != CLEAR_TASKS)
         scsi_lu_reset(c->lu, &c->nexus);
+    for (unsigned i = 0; c->lu && kind == CLEAR_TASKS && i < npeers; i++)
+        if (cleared[i])
+            scsi_lu_tasks_cleared(c->lu, &peers[i]->nexus);
     abort_finish(c, &set);
     for (unsigned i = 0; i < npeers; i++) {
         third_party_wait(peers[i]);
-        if (cold)
+        if (kind == RESET_COLD)
             shutdown(peers[i]->io->fd, SHUT_RDWR);
     }
     iscsi_session_unpin(c->srv, peers, npeers);
@@ -825,24 +838,21 @@ int iscsi_task_tmf(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     }
     case ISCSI_TMF_ABORT_TASK_SET:
     case ISCSI_TMF_CLEAR_TASK_SET:
-        if (lun != 0) {
-            resp = ISCSI_TMF_NO_LUN;
-            break;
-        }
-        abort_tasks(c, true, 0);
-        break;
     case ISCSI_TMF_LUN_RESET:
         if (lun != 0) {
             resp = ISCSI_TMF_NO_LUN;
             break;
         }
-        reset_lu(c, false);
+        if (fn == ISCSI_TMF_ABORT_TASK_SET) /* this nexus's tasks only */
+            abort_tasks(c, true, 0);
+        else
+            clear_lu(c, fn == ISCSI_TMF_CLEAR_TASK_SET ? CLEAR_TASKS : RESET_WARM);
         break;
     case ISCSI_TMF_TARGET_WARM_RESET:
     case ISCSI_TMF_TARGET_COLD_RESET:
         /* One LU per target: a target reset is a reset of that LU. A cold
          * reset also ends the connections (RFC 7143 11.5.1). */
-        reset_lu(c, fn == ISCSI_TMF_TARGET_COLD_RESET);
+        clear_lu(c, fn == ISCSI_TMF_TARGET_COLD_RESET ? RESET_COLD : RESET_WARM);
         close = fn == ISCSI_TMF_TARGET_COLD_RESET;
         break;
     case ISCSI_TMF_CLEAR_ACA:

@@ -108,3 +108,8 @@ void scsi_lu_reset(struct scsi_lu *lu, const struct scsi_nexus *by)
         scsi_ua_post_locked(lu, by->id, ASC_BUS_DEVICE_RESET);
     scsi_ua_post_others_locked(lu, by ? by->id : 0, ASC_BUS_DEVICE_RESET);
 }
+
+void scsi_lu_tasks_cleared(struct scsi_lu *lu, const struct scsi_nexus *n)
+{
+    scsi_ua_post(lu, n->id, ASC_COMMANDS_CLEARED_BY_ANOTHER);
+}

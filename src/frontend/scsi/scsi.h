@@ -156,4 +156,9 @@ void scsi_lu_nexus_gone(struct scsi_lu *lu, const struct scsi_nexus *n);
  * SAM-5 says for a logical unit reset. */
 void scsi_lu_reset(struct scsi_lu *lu, const struct scsi_nexus *by);
 
+/* CLEAR TASK SET from another nexus aborted tasks of n (one task set for
+ * all initiators): a unit attention COMMANDS CLEARED BY ANOTHER INITIATOR
+ * for n (SAM-5 7.4). */
+void scsi_lu_tasks_cleared(struct scsi_lu *lu, const struct scsi_nexus *n);
+
 #endif

@@ -59,6 +59,7 @@
 #define ASC_SAVING_PARAMS_UNSUPPORTED        0x3900
 #define ASC_MODE_PARAMETERS_CHANGED          0x2a01
 #define ASC_MEDIUM_NOT_PRESENT               0x3a00
+#define ASC_COMMANDS_CLEARED_BY_ANOTHER      0x2f00
 #define ASC_NO_ADDITIONAL_SENSE              0x0000
 
 enum scsi_exec_result { SCSI_DONE = 0, SCSI_PENDING = 1 };
