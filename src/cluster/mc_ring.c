@@ -106,36 +106,48 @@ static int parse_one(const char *item, size_t len, struct mc_server *s, char *wh
 
 static void recompute_due_locked(struct mc_ring *r);
 
-/* Parse a list into srv[] (MC_RING_MAX_SERVERS of them); *n: how many. */
-static int parse_list(const char *servers, struct mc_server *srv, unsigned *n)
+/* Parse a list into srv[] (MC_RING_MAX_SERVERS of them); *n: how many.
+ * Why it is refused is logged, or said in why (REFUSE). */
+static int parse_list(const char *servers, struct mc_server *srv, unsigned *n, char *why,
+                      size_t whylen)
 {
     *n = 0;
     for (const char *s = servers; *s;) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        if (*n == MC_RING_MAX_SERVERS) {
-            log_error(cluster, "memcached: more than %d servers", MC_RING_MAX_SERVERS);
-            return -EINVAL;
-        }
+        if (*n == MC_RING_MAX_SERVERS)
+            REFUSE("more than %d servers", MC_RING_MAX_SERVERS);
         struct mc_server *one = &srv[*n];
         memset(one, 0, sizeof *one);
-        int ret = parse_one(s, len, one, NULL, 0);
+        int ret = parse_one(s, len, one, why, whylen);
         if (ret < 0)
             return ret;
-        for (unsigned i = 0; i < *n; i++) {
-            if (strcmp(srv[i].name, one->name) == 0) {
-                log_error(cluster, "memcached: server %s listed twice", one->name);
-                return -EINVAL;
-            }
-        }
+        for (unsigned i = 0; i < *n; i++)
+            if (strcmp(srv[i].name, one->name) == 0)
+                REFUSE("server %s listed twice", one->name);
         (*n)++;
         s += len;
-        if (*s == ',' && !*++s) {
-            log_error(cluster, "memcached: trailing comma in the server list");
-            return -EINVAL;
-        }
+        if (*s == ',' && !*++s)
+            REFUSE("trailing comma in the server list");
     }
     return 0;
+}
+
+int mc_ring_check_list(const char *servers, char *why, size_t whylen)
+{
+    if (!servers[0]) {
+        snprintf(why, whylen, "no servers given (want HOST:PORT[,HOST:PORT...])");
+        return -EINVAL;
+    }
+    struct mc_server *srv = calloc(MC_RING_MAX_SERVERS, sizeof *srv);
+    if (!srv) {
+        snprintf(why, whylen, "out of memory");
+        return -ENOMEM;
+    }
+    unsigned n;
+    int ret = parse_list(servers, srv, &n, why, whylen);
+    free(srv);
+    return ret;
 }
 
 int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_params *p)
@@ -146,7 +158,7 @@ int mc_ring_init(struct mc_ring *r, const char *servers, const struct mc_ring_pa
         log_error(cluster, "memcached: no servers given (want HOST:PORT[,HOST:PORT...])");
         return -EINVAL;
     }
-    int ret = parse_list(servers ? servers : "", r->srv, &r->n);
+    int ret = parse_list(servers ? servers : "", r->srv, &r->n, NULL, 0);
     if (ret < 0)
         return ret;
     for (unsigned i = 0; i < r->n; i++)
@@ -182,7 +194,7 @@ int mc_ring_set(struct mc_ring *r, const char *servers)
     if (!next)
         return -ENOMEM;
     unsigned n;
-    int ret = parse_list(servers ? servers : "", next, &n);
+    int ret = parse_list(servers ? servers : "", next, &n, NULL, 0);
     if (ret < 0)
         return ret;
     LOCK_GUARD(&r->lock);

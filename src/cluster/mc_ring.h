@@ -116,6 +116,11 @@ int mc_ring_names(struct mc_ring *r, char *buf, size_t len);
 int mc_ring_check(const char *server, char *name, size_t namelen);
 /* The same, quiet: why it is refused goes in why (NUL-terminated). */
 int mc_ring_check_why(const char *server, char *name, size_t namelen, char *why, size_t whylen);
+
+/* A whole server list, as mc_ring_init takes it (HOST[:PORT], IPv6 as
+ * [ADDR]:PORT, comma-separated, each once, at most MC_RING_MAX_SERVERS):
+ * 0, or -EINVAL with why (one line) set, for a config checker. */
+int mc_ring_check_list(const char *servers, char *why, size_t whylen);
 unsigned mc_ring_live(struct mc_ring *r);
 
 /* Make c->mc current (rebuilt if the live set changed, or ejected servers

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "cluster/etcd.h"
+#include "cluster/mc_ring.h"
 #include "cluster/memcached.h"
 #include "common/busy_poll.h"
 #include "common/ids.h"
@@ -498,11 +499,16 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
                        "want a duration like 10s or 500ms (at most 1h)");
         o->connect_timeout_ms = u64;
         return 0;
-    case OPT_MEMCACHED:
-        if (!val[0])
-            return bad(o, "--memcached", val, "want HOST:PORT[,HOST:PORT...]");
+    case OPT_MEMCACHED: {
+        /* Checked here, as the start would (mc_ring_init), so a bad list
+         * in a config file names its line, and a reload refuses it rather
+         * than leave it for the next restart to fail on. */
+        char why[300];
+        if (!val[0] || mc_ring_check_list(val, why, sizeof why) < 0)
+            return bad(o, "--memcached", val, val[0] ? why : "want HOST:PORT[,HOST:PORT...]");
         o->memcached = val;
         return 0;
+    }
     case OPT_MEMCACHED_TIMEOUT:
         if (parse_duration_ms(val, &u64) < 0 || u64 == 0 || u64 > 60000)
             return bad(o, "--memcached-timeout", val, "want a duration like 5ms (at most 60s)");

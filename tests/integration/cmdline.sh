@@ -123,6 +123,15 @@ printf '[nbd]\ntls = on\n' >"$T/fe-tls.ini"
 bad_cmdline "config: tls without credentials" \
     "shoald: $T/fe-tls.ini:2: --tls=on needs --tls-certificates DIR or --tls-psk FILE" \
     -c "$T/fe-tls.ini" "a=$T/a.img"
+# A memcached server list is checked as it is read, as the start's ring
+# would: one line, FILE:LINE (a reload refuses it too, not only the next
+# restart).
+printf '[cluster]\nmemcached = 127.0.0.1:11211,127.0.0.1:11211\n' >"$T/mc-dup.ini"
+bad_cmdline "config: memcached server twice" \
+    "shoald: $T/mc-dup.ini:2: invalid --memcached '127.0.0.1:11211,127.0.0.1:11211': server 127.0.0.1:11211 listed twice" \
+    -c "$T/mc-dup.ini" "a=$T/a.img"
+bad_cmdline "memcached trailing comma" "trailing comma" --memcached 127.0.0.1:11211, "a=$T/a.img"
+bad_cmdline "memcached port 0" "bad port" --memcached 127.0.0.1:0 "a=$T/a.img"
 
 # The API token file: refused when others could read or change it, or when
 # its content is no token. Nothing listens afterwards.

@@ -118,6 +118,13 @@ rc=0
 ctl reload >"$T/r4.out" 2>"$T/r4.err" || rc=$?
 assert_eq "$rc" 2 "shoalctl reload of a missing backing: exit status"
 assert_contains "$(cat "$T/r4.err")" "$conf:1: volume q: cannot open '$T/missing.img'"
+# A value only a start used to check (the memcached list) is refused too,
+# not accepted as "applied at the next restart" for that restart to fail.
+write_conf "[shoald]" "cache-size = 16M" "[cluster]" "memcached = 127.0.0.1:1,127.0.0.1:1"
+rc=0
+ctl reload >"$T/r5.out" 2>"$T/r5.err" || rc=$?
+assert_eq "$rc" 2 "shoalctl reload of a bad memcached list: exit status"
+assert_contains "$(cat "$T/r5.err")" "$conf:4: invalid --memcached '127.0.0.1:1,127.0.0.1:1': server 127.0.0.1:1 listed twice"
 assert_eq "$(names)" a,cl,n,x "volumes after bad files"
 assert_eq "$(capacity)" $((32 << 20)) "cache after bad files"
 cp "$T/good.conf" "$conf"
