@@ -25,16 +25,7 @@ source "$(dirname "$0")/lib.sh"
 command -v etcd >/dev/null 2>&1 || skip "etcd not installed (Debian package etcd-server)"
 need memcached nbdkit nbdcopy jq curl cmp
 
-cport=$(free_port)
-pport=$(free_port)
-EP="http://127.0.0.1:$cport"
-bg etcd --name shoal-it --data-dir "$T/etcd" \
-    --listen-client-urls "$EP" --advertise-client-urls "$EP" \
-    --listen-peer-urls "http://127.0.0.1:$pport" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "shoal-it=http://127.0.0.1:$pport" \
-    --max-request-bytes $((20 << 20)) >"$T/etcd.log" 2>&1
-wait_for 30 curl -sf --max-time 1 "$EP/health" || fail "etcd did not start on port $cport"
+start_etcd http --max-request-bytes $((20 << 20))
 start_memcacheds 3
 
 random_file "$T/vol.img" $((4 << 20))

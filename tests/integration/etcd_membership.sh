@@ -23,15 +23,7 @@ command -v etcd >/dev/null 2>&1 || skip "etcd not installed (Debian package etcd
 need memcached etcdctl nbdkit nbdcopy jq curl cmp ss
 
 # ---- etcd -----------------------------------------------------------------
-cport=$(free_port)
-pport=$(free_port)
-EP="http://127.0.0.1:$cport"
-bg etcd --name shoal-it --data-dir "$T/etcd" \
-    --listen-client-urls "$EP" --advertise-client-urls "$EP" \
-    --listen-peer-urls "http://127.0.0.1:$pport" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "shoal-it=http://127.0.0.1:$pport" >"$T/etcd.log" 2>&1
-wait_for 30 curl -sf --max-time 1 "$EP/health" || fail "etcd did not start on port $cport"
+start_etcd http
 export ETCDCTL_API=3
 ectl() { etcdctl --endpoints="$EP" --dial-timeout=3s "$@"; }
 
@@ -89,7 +81,7 @@ done
 # etcd too). A call that opened a connection of its own closed it after,
 # leaving a TIME-WAIT socket towards etcd's port here (21 in a node's
 # first 12 s); kept connections leave none.
-tw() { ss -Htan state time-wait "( dport = :$cport or sport = :$cport )" | wc -l; }
+tw() { ss -Htan state time-wait "( dport = :$ETCD_PORT or sport = :$ETCD_PORT )" | wc -l; }
 before=$(tw)
 sleep 4
 closed=$(($(tw) - before))

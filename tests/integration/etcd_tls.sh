@@ -51,18 +51,11 @@ done
 chmod 600 "$PKI"/*-key.pem
 
 # ---- etcd, https only ------------------------------------------------------
-cport=$(free_port)
-pport=$(free_port)
-EP="https://127.0.0.1:$cport"
-bg etcd --name shoal-it --data-dir "$T/etcd" \
-    --listen-client-urls "$EP" --advertise-client-urls "$EP" \
-    --cert-file "$PKI/server-cert.pem" --key-file "$PKI/server-key.pem" \
-    --client-cert-auth --trusted-ca-file "$PKI/main-ca-cert.pem" \
-    --listen-peer-urls "http://127.0.0.1:$pport" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "shoal-it=http://127.0.0.1:$pport" >"$T/etcd.log" 2>&1
 TLS=(--cacert "$PKI/main-ca-cert.pem" --cert "$PKI/client-cert.pem" --key "$PKI/client-key.pem")
-wait_for 30 curl -sf --max-time 1 "${TLS[@]}" "$EP/health" || fail "etcd did not start on port $cport"
+ETCD_CURL_ARGS=("${TLS[@]}")
+start_etcd https --cert-file "$PKI/server-cert.pem" --key-file "$PKI/server-key.pem" \
+    --client-cert-auth --trusted-ca-file "$PKI/main-ca-cert.pem"
+cport=$ETCD_PORT
 # Plain http to the TLS port, or https without a client certificate, is
 # refused: what the nodes pass below is what etcd demands.
 if curl -sf --max-time 2 --cacert "$PKI/main-ca-cert.pem" "$EP/health" >/dev/null 2>&1; then

@@ -147,6 +147,26 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# start_etcd [SCHEME [EXTRA ETCD ARGS...]]: one etcd member on free
+# 127.0.0.1 ports, its data in $T/etcd and its log in $T/etcd.log, stopped
+# at exit; its client URL in EP, its client port in ETCD_PORT. SCHEME is
+# http (default) or https (the TLS flags then come in EXTRA, and curl's
+# own, to ask etcd's health, in the array ETCD_CURL_ARGS).
+start_etcd() {
+    local scheme=${1:-http} pport
+    [ $# -gt 0 ] && shift
+    ETCD_PORT=$(free_port)
+    pport=$(free_port)
+    EP="$scheme://127.0.0.1:$ETCD_PORT"
+    bg etcd --name shoal-it --data-dir "$T/etcd" \
+        --listen-client-urls "$EP" --advertise-client-urls "$EP" \
+        --listen-peer-urls "http://127.0.0.1:$pport" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+        --initial-cluster "shoal-it=http://127.0.0.1:$pport" "$@" >"$T/etcd.log" 2>&1
+    wait_for 30 curl -sf --max-time 1 ${ETCD_CURL_ARGS[@]+"${ETCD_CURL_ARGS[@]}"} "$EP/health" ||
+        fail "etcd did not start on port $ETCD_PORT"
+}
+
 # start_memcacheds N: N memcached servers on free 127.0.0.1 ports (16 MiB,
 # one thread each), stopped at exit; their HOST:PORT in MC.
 start_memcacheds() {
