@@ -464,6 +464,56 @@ def recv_pdu_for(c, itt):
     return bhs, data
 
 
+def third_party_tmf(a, b, img, fn, name, itt, run_lba, held_lba, b_sense, a_sense):
+    """Session B has a WRITE at run_lba running in the slow back end and one
+    at held_lba waiting for its data when session A sends TMF fn: A's
+    response comes once the running WRITE is on the disk; B never hears of
+    either task, its next command gets b_sense, A's gets a_sense (None:
+    GOOD); the held WRITE's late data never lands."""
+    with open(img, "rb") as f:
+        before = f.read()
+    running, held = os.urandom(4096), os.urandom(4096)
+    ttt = write_r2t(b, itt, run_lba, 8)
+    data_out(b, itt, ttt, running)  # runs: the back end takes 1 s
+    held_ttt = write_r2t(b, itt + 1, held_lba, 8)  # its data stays with the initiator
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    a.s.sendall(pdu(0x02, 0x80 | fn, itt=0x50 + fn, f20=0xffffffff, cmdsn=a.cmdsn,
+                    immediate=True))
+    bhs, _ = recv_pdu(a.s)
+    check(bhs[0] & 0x3f == 0x22 and bhs[2] == 0, f"{name} answered opcode 0x{bhs[0]:02x} "
+          f"response {bhs[2]}")
+    with open(img, "rb") as f:
+        f.seek(run_lba * 512)
+        check(f.read(4096) == running, f"the {name} response came before session B's running "
+              f"WRITE was on the disk ({time.monotonic() - t0:.2f} s)")
+    data_out(b, itt + 1, held_ttt, held)  # too late: the task is gone, the data dropped
+    itt_b = b.tur()
+    bhs, data = recv_pdu_for(b, itt_b)  # and nothing of the aborted tasks before it
+    check(bhs[3] == 0x02 and sense_of(data) == b_sense,
+          f"session B after {name}: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
+    tur_until_good(b)
+    itt_a = a.tur()
+    bhs, data = recv_pdu_for(a, itt_a)
+    if a_sense:
+        check(bhs[3] == 0x02 and sense_of(data) == a_sense,
+              f"session A after its {name}: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
+    else:
+        check(bhs[3] == 0, f"session A after its own {name}: status 0x{bhs[3]:02x}, "
+              f"sense {data[2:].hex()}")
+    check(silent(b.s, 1.5), f"session B got a PDU of a task {name} aborted")
+    with open(img, "rb") as f:
+        got = f.read()
+    off = held_lba * 512
+    check(got[off:off + 4096] == before[off:off + 4096],
+          f"the WRITE {name} aborted while it waited for its data reached the disk")
+    off = run_lba * 512
+    check(got == before[:off] + running + before[off + 4096:],
+          "the disk is not what it was with the running WRITE")
+    # B's window is whole again: its two aborted tasks are gone.
+    tur_until_good(b)
+
+
 def lun_reset_reaches_other_sessions(target):
     """SAM-5 6.3.3: a LOGICAL UNIT RESET aborts the tasks of every I_T
     nexus, not only the sender's. Session B has a WRITE running in a slow
@@ -489,70 +539,10 @@ def lun_reset_reaches_other_sessions(target):
     check(a.login(target, isid=b"\x80\0\0\0\0\x0a") == 0, f"login A failed: 0x{a.status:04x}")
     tur_until_good(b)
     tur_until_good(a)
-    running, held = os.urandom(4096), os.urandom(4096)
-    ttt = write_r2t(b, 0x10, 100, 8)
-    data_out(b, 0x10, ttt, running)  # runs: the back end takes 1 s
-    held_ttt = write_r2t(b, 0x11, 200, 8)  # its data stays with the initiator
-    time.sleep(0.3)
-    t0 = time.monotonic()
-    a.s.sendall(pdu(0x02, 0x80 | 5, itt=0x50, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
-    bhs, _ = recv_pdu(a.s)
-    check(bhs[0] & 0x3f == 0x22 and bhs[2] == 0, f"LUN RESET answered opcode 0x{bhs[0]:02x} "
-          f"response {bhs[2]}")
-    with open(img, "rb") as f:
-        f.seek(100 * 512)
-        check(f.read(4096) == running, "the TMF response came before session B's running WRITE "
-              f"was on the disk ({time.monotonic() - t0:.2f} s)")
-    data_out(b, 0x11, held_ttt, held)  # too late: the task is gone, the data dropped
-    itt = b.tur()
-    bhs, data = recv_pdu_for(b, itt)  # and nothing of the aborted tasks before it
-    check(bhs[3] == 0x02 and sense_of(data) == (6, 0x29, 0x03),
-          f"session B after the reset: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
-    tur_until_good(b)
-    itt = a.tur()
-    bhs, data = recv_pdu_for(a, itt)
-    check(bhs[3] == 0x02 and sense_of(data) == (6, 0x29, 0x03),
-          f"session A after its reset: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
-    check(silent(b.s, 1.5), "session B got a PDU of an aborted task")
-    with open(img, "rb") as f:
-        got = f.read()
-    expect = orig[:100 * 512] + running + orig[100 * 512 + 4096:]
-    check(got[200 * 512:200 * 512 + 4096] == orig[200 * 512:200 * 512 + 4096],
-          "the WRITE aborted while it waited for its data reached the disk")
-    check(got == expect, "the disk is not the original with the running WRITE")
-    # B's window is whole again: its two aborted tasks are gone.
-    tur_until_good(b)
-
+    # LUN RESET: B gets the reset's attention, and so does A.
+    third_party_tmf(a, b, img, 5, "LUN RESET", 0x10, 100, 200, (6, 0x29, 0x03), (6, 0x29, 0x03))
     log("CLEAR TASK SET from session A: B's tasks aborted silently, B alone gets 2Fh/00h")
-    running2, held2 = os.urandom(4096), os.urandom(4096)
-    ttt = write_r2t(b, 0x20, 300, 8)
-    data_out(b, 0x20, ttt, running2)
-    held_ttt = write_r2t(b, 0x21, 400, 8)
-    time.sleep(0.3)
-    t0 = time.monotonic()
-    a.s.sendall(pdu(0x02, 0x80 | 4, itt=0x52, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
-    bhs, _ = recv_pdu(a.s)
-    check(bhs[0] & 0x3f == 0x22 and bhs[2] == 0, f"CLEAR TASK SET answered opcode "
-          f"0x{bhs[0]:02x} response {bhs[2]}")
-    with open(img, "rb") as f:
-        f.seek(300 * 512)
-        check(f.read(4096) == running2, "the CLEAR TASK SET response came before session B's "
-              f"running WRITE was on the disk ({time.monotonic() - t0:.2f} s)")
-    data_out(b, 0x21, held_ttt, held2)
-    itt = b.tur()
-    bhs, data = recv_pdu_for(b, itt)
-    check(bhs[3] == 0x02 and sense_of(data) == (6, 0x2f, 0x00),
-          f"session B after CLEAR TASK SET: status 0x{bhs[3]:02x}, sense {data[2:].hex()}")
-    itt = a.tur()
-    bhs, data = recv_pdu_for(a, itt)
-    check(bhs[3] == 0, f"session A after its own CLEAR TASK SET: status 0x{bhs[3]:02x}, "
-          f"sense {data[2:].hex()}")
-    check(silent(b.s, 1.5), "session B got a PDU of a cleared task")
-    with open(img, "rb") as f:
-        f.seek(400 * 512)
-        check(f.read(4096) == orig[400 * 512:400 * 512 + 4096],
-              "the WRITE cleared while it waited for its data reached the disk")
-    tur_until_good(b)
+    third_party_tmf(a, b, img, 4, "CLEAR TASK SET", 0x20, 300, 400, (6, 0x2f, 0x00), None)
 
     log("TARGET COLD RESET from session A: both connections end")
     a.s.sendall(pdu(0x02, 0x80 | 7, itt=0x51, f20=0xffffffff, cmdsn=a.cmdsn, immediate=True))
