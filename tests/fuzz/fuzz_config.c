@@ -225,6 +225,32 @@ static const uint8_t *find_sep(const uint8_t *data, size_t size, size_t *argv_le
     return NULL;
 }
 
+typedef int (*reparse_fn)(int argc, char **argv, const struct daemon_options *running,
+                          struct daemon_options *out, char *err, size_t errlen);
+
+/* reparse() of the input a start took (its result: start) succeeds and
+ * yields the same volumes (into the static `again`). */
+static void reparse_same_result(reparse_fn reparse, const char *what, int argc, char **argv,
+                                const struct daemon_options *start)
+{
+    char err[1024];
+    FILE *out = stdout, *err_stream = stderr;
+    stdout = devnull;
+    if (quiet)
+        stderr = devnull;
+    int r = reparse(argc, argv, start, &again, err, sizeof err);
+    stdout = out;
+    stderr = err_stream;
+    if (r != 0)
+        fprintf(stderr, "fuzz_config: %s failed: %s\n", what, err);
+    CHECK(r == 0);
+    check_options(&again);
+    CHECK(again.nvolumes == start->nvolumes && again.nfile_volumes == start->nfile_volumes);
+    for (unsigned i = 0; i < start->nvolumes; i++)
+        CHECK(strcmp(again.volumes[i].name, start->volumes[i].name) == 0);
+    options_free(&again);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t argv_len;
@@ -258,37 +284,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(r == 0 || r == 1 || r == -1);
     if (r == 0) {
         check_options(&opts);
-        /* A reload of the same input: same result. */
-        char err[1024];
-        stdout = devnull;
-        if (quiet)
-            stderr = devnull;
-        int r2 = options_reparse(argc, argv, &opts, &again, err, sizeof err);
-        stdout = out;
-        stderr = err_stream;
-        if (r2 != 0)
-            fprintf(stderr, "fuzz_config: reparse failed: %s\n", err);
-        CHECK(r2 == 0);
-        check_options(&again);
-        CHECK(again.nvolumes == opts.nvolumes && again.nfile_volumes == opts.nfile_volumes);
-        for (unsigned i = 0; i < opts.nvolumes; i++)
-            CHECK(strcmp(again.volumes[i].name, opts.volumes[i].name) == 0);
-        options_free(&again);
-        /* The reloader's view of the start, from the text read then. */
-        stdout = devnull;
-        if (quiet)
-            stderr = devnull;
-        r2 = options_reparse_same(argc, argv, &opts, &again, err, sizeof err);
-        stdout = out;
-        stderr = err_stream;
-        if (r2 != 0)
-            fprintf(stderr, "fuzz_config: reparse from the start's text failed: %s\n", err);
-        CHECK(r2 == 0);
-        check_options(&again);
-        CHECK(again.nvolumes == opts.nvolumes && again.nfile_volumes == opts.nfile_volumes);
-        for (unsigned i = 0; i < opts.nvolumes; i++)
-            CHECK(strcmp(again.volumes[i].name, opts.volumes[i].name) == 0);
-        options_free(&again);
+        /* A reload of the same input: same result; so is the reloader's
+         * view of the start, from the text read then. */
+        reparse_same_result(options_reparse, "reparse", argc, argv, &opts);
+        reparse_same_result(options_reparse_same, "reparse from the start's text", argc, argv,
+                            &opts);
     }
     options_free(&opts);
     log_set_all(-1);
