@@ -121,6 +121,22 @@ static void test_miss_then_hit(void **state)
     assert_int_equal(vs.partial_exact_blocks, 0);
 }
 
+/* A read of 1000 bytes inside block 3 fetches the whole block (the back
+ * end's unit is a block), which a second read then hits. */
+static void partial_read_whole(struct fix *x, struct volume *v, struct fake *f)
+{
+    struct volume_snapshot vs;
+    uint8_t buf[BLOCK_SIZE];
+    bool hit;
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE + 700, 1000);
+    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
+    assert_true(hit);
+    volume_snapshot(v, &vs);
+    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
+    assert_int_equal(vs.partial_exact_blocks, 0);
+}
+
 /* Exact reads respect the back end's smallest I/O unit (the fake refuses
  * smaller, as an iSCSI LUN does), or the unit it reads without extra work
  * (io_align): 512-byte units are read as such; with 4 KiB units a partial
@@ -149,13 +165,7 @@ static void test_partial_exact_min_block(void **state)
     f = fake_new(1u << 20, 6);
     f->be.min_block = BLOCK_SIZE;
     v = add(x->e, "blocks", f);
-    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
-    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE + 700, 1000);
-    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
-    assert_true(hit);
-    volume_snapshot(v, &vs);
-    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
-    assert_int_equal(vs.partial_exact_blocks, 0);
+    partial_read_whole(x, v, f);
     volume_put(v);
 
     /* Any unit accepted, 4 KiB preferred (an O_DIRECT file, io_align):
@@ -163,13 +173,7 @@ static void test_partial_exact_min_block(void **state)
     f = fake_new(1u << 20, 7);
     f->be.io_align = BLOCK_SIZE;
     v = add(x->e, "direct", f);
-    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
-    assert_memory_equal(buf, f->data + 3 * BLOCK_SIZE + 700, 1000);
-    assert_int_equal(rd(x, v, 3 * BLOCK_SIZE + 700, 1000, buf, &hit), 0);
-    assert_true(hit);
-    volume_snapshot(v, &vs);
-    assert_int_equal(vs.backend_read_bytes, BLOCK_SIZE);
-    assert_int_equal(vs.partial_exact_blocks, 0);
+    partial_read_whole(x, v, f);
     struct vol_block_limits lim;
     volume_block_limits(v, &lim);
     assert_int_equal(lim.min, 1);
