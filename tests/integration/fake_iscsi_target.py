@@ -16,23 +16,7 @@ import socket
 import struct
 import threading
 
-
-def _recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
-
-
-def _recv_pdu(s):
-    bhs = _recv_exact(s, 48)
-    dlen = int.from_bytes(bhs[5:8], "big")
-    ahs = bhs[4] * 4
-    rest = _recv_exact(s, ahs + dlen + (-dlen % 4))
-    return bhs, rest[ahs:ahs + dlen]
+from itlib import recv_iscsi_pdu as _recv_pdu
 
 
 def _pad(data):

@@ -54,7 +54,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
 import nbd  # noqa: E402
-from itlib import TMP, Shoald, TestFailure, check, log  # noqa: E402
+from itlib import TMP, Shoald, TestFailure, check, log, recv_exact  # noqa: E402
 
 NBDMAGIC = 0x4E42444D41474943
 IHAVEOPT = 0x49484156454F5054
@@ -81,16 +81,6 @@ IDLE = int(os.environ.get("SHOAL_HOSTILE_IDLE", "10000"))
 
 
 # ---- raw protocol helpers ----
-
-def recv_exact(s, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
-            raise EOFError(f"closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
-
 
 def expect_closed(s, what, timeout=5.0, max_bytes=1 << 16):
     """The server must close within timeout, sending at most max_bytes."""

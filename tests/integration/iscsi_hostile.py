@@ -22,29 +22,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
-from itlib import TMP, Shoald, check, free_port, log  # noqa: E402
+from itlib import TMP, Shoald, check, free_port, log, recv_exact  # noqa: E402
+from itlib import recv_iscsi_pdu as recv_pdu  # noqa: E402
 
 IQN = "iqn.2026-12.org.shoal:"
 INITIATOR = "iqn.2026-12.org.shoal.test:hostile"
 MiB = 1 << 20
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError(f"closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
-
-
-def recv_pdu(s):
-    bhs = recv_exact(s, 48)
-    dlen = int.from_bytes(bhs[5:8], "big")
-    ahs = bhs[4] * 4
-    data = recv_exact(s, ahs + dlen + (-dlen % 4))[ahs:ahs + dlen]
-    return bhs, data
 
 
 def closed(s, secs=5):

@@ -147,6 +147,26 @@ class Shoald:
         return h
 
 
+def recv_exact(s, n):
+    """n bytes from socket s; EOFError if it closes first."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError(f"closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_iscsi_pdu(s):
+    """One iSCSI PDU from s (no digests): its 48-byte BHS and its data
+    segment, the AHS and padding skipped."""
+    bhs = recv_exact(s, 48)
+    dlen = int.from_bytes(bhs[5:8], "big")
+    ahs = bhs[4] * 4
+    return bhs, recv_exact(s, ahs + dlen + (-dlen % 4))[ahs:ahs + dlen]
+
+
 def _cleanup():
     for d in _daemons:
         if d.proc.poll() is None:

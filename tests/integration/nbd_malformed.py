@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
-from itlib import TMP, Shoald, check  # noqa: E402
+from itlib import TMP, Shoald, check, recv_exact  # noqa: E402
 
 NBDMAGIC = 0x4E42444D41474943
 IHAVEOPT = 0x49484156454F5054
@@ -30,16 +30,6 @@ CMD_DISC = 2
 
 MiB = 1 << 20
 SIZE = 4 * MiB
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError(f"connection closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
 
 
 def closed_by_server(s, what, timeout=5.0):
