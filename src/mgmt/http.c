@@ -314,29 +314,35 @@ static int make_sockaddr(const char *host, unsigned port, struct sockaddr_storag
     return -EINVAL;
 }
 
-/* A whole PEM file, NUL-terminated as MHD wants it. */
-static int read_pem(const char *dir, const char *name, char **out, size_t *len)
+/* A whole PEM file, dir/name, into *out (malloc'ed, NUL-terminated as MHD
+ * wants it). 0 or -errno with one line in err. */
+static int read_pem(const char *dir, const char *name, char **out, size_t *len, char *err,
+                    size_t errlen)
 {
     _cleanup_free_ char *path = NULL;
-    if (asprintf(&path, "%s/%s", dir, name) < 0)
+    if (asprintf(&path, "%s/%s", dir, name) < 0) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
+    }
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
-        int err = errno;
-        log_error(mgmt, "cannot read %s for the HTTPS management API: %s", path, strerror(err));
-        return -err;
+        int e = errno;
+        snprintf(err, errlen, "cannot read %s for the HTTPS management API: %s", path, strerror(e));
+        return -e;
     }
     if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (1 << 20)) {
-        log_error(mgmt,
-                  "cannot use %s for the HTTPS management API: not a PEM file of 1 MiB or less",
-                  path);
+        snprintf(err, errlen,
+                 "cannot use %s for the HTTPS management API: not a PEM file of 1 MiB or less",
+                 path);
         return -EINVAL;
     }
     size_t n = (size_t)st.st_size;
     char *buf = malloc(n + 1);
-    if (!buf)
+    if (!buf) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
+    }
     size_t got = 0;
     while (got < n) {
         ssize_t k = read(fd, buf + got, n - got);
@@ -348,7 +354,7 @@ static int read_pem(const char *dir, const char *name, char **out, size_t *len)
     }
     buf[got] = '\0';
     if (got != n) {
-        log_error(mgmt, "cannot read %s for the HTTPS management API: short read", path);
+        snprintf(err, errlen, "cannot read %s for the HTTPS management API: short read", path);
         explicit_bzero(buf, n + 1);
         free(buf);
         return -EIO;
@@ -358,17 +364,48 @@ static int read_pem(const char *dir, const char *name, char **out, size_t *len)
     return 0;
 }
 
-static int load_tls(struct mgmt *m, const char *dir)
+/* The certificate and key of dir into *cert and *key (malloc'ed). 0 or
+ * -errno with one line in err. */
+static int read_tls(const char *dir, char **cert, char **key, size_t *key_len, char *err,
+                    size_t errlen)
 {
+    *cert = *key = NULL;
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-        log_error(mgmt, "this libmicrohttpd was built without TLS: cannot serve HTTPS");
+        snprintf(err, errlen, "this libmicrohttpd was built without TLS: cannot serve HTTPS");
         return -ENOTSUP;
     }
     size_t cert_len;
-    int r = read_pem(dir, "server-cert.pem", &m->tls_cert, &cert_len);
+    int r = read_pem(dir, "server-cert.pem", cert, &cert_len, err, errlen);
     if (r == 0)
-        r = read_pem(dir, "server-key.pem", &m->tls_key, &m->tls_key_len);
-    return r < 0 ? -EINVAL : 0;
+        r = read_pem(dir, "server-key.pem", key, key_len, err, errlen);
+    if (r < 0) {
+        free(*cert);
+        *cert = NULL;
+    }
+    return r;
+}
+
+static int load_tls(struct mgmt *m, const char *dir)
+{
+    char err[512];
+    int r = read_tls(dir, &m->tls_cert, &m->tls_key, &m->tls_key_len, err, sizeof err);
+    if (r < 0) {
+        log_error(mgmt, "%s", err);
+        return r == -ENOTSUP ? r : -EINVAL;
+    }
+    return 0;
+}
+
+int mgmt_tls_check(const char *dir, char *err, size_t errlen)
+{
+    char *cert, *key;
+    size_t key_len = 0;
+    int r = read_tls(dir, &cert, &key, &key_len, err, errlen);
+    if (key)
+        explicit_bzero(key, key_len);
+    free(key);
+    free(cert);
+    return r;
 }
 
 static char **copy_dirs(const char *const *dirs)

@@ -78,6 +78,11 @@ bool mgmt_listen_is_loopback(const char *listen);
 /* Start serving. With listen NULL or "off", returns 0 and sets *out to NULL
  * (mgmt_stop(NULL) is a no-op). Port 0 binds an ephemeral port (tests).
  * -EINVAL without a token or with an unusable certificate directory. */
+/* What mgmt_start reads from tls_certificates (server-cert.pem and
+ * server-key.pem), read and dropped: a reload checks a changed directory
+ * before calling it "applied at the next restart". 0 or -errno with one
+ * line in err. */
+int mgmt_tls_check(const char *dir, char *err, size_t errlen);
 int mgmt_start(struct engine *e, const struct mgmt_config *cfg, struct mgmt **out);
 void mgmt_stop(struct mgmt *m);
 /* The TCP port actually bound (differs from the configured one for port 0). */
