@@ -114,6 +114,72 @@ static const char *check_shape(json_t *root)
     return NULL;
 }
 
+/* DIR/state.json (file) as the start loads it: JSON of the shape this
+ * module writes, else refused. 0 or -errno with one line in err. */
+static int load_file(const char *file, json_t **out, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        /* jansson quotes the text near the error: a line break or other
+         * control byte in it would break the one-line message. */
+        str_printable(je.text);
+        if (je.line > 0)
+            snprintf(err, errlen, "%s:%d: %s (fix or remove the file)", file, je.line, je.text);
+        else
+            snprintf(err, errlen, "%s: %s", file, je.text);
+        return -EINVAL;
+    }
+    const char *why = check_shape(root);
+    if (why) {
+        snprintf(err, errlen, "%s: not a shoald state file: %s (fix or remove the file)", file,
+                 why);
+        json_decref(root);
+        return -EINVAL;
+    }
+    *out = root;
+    return 0;
+}
+
+int state_check(const char *dir, char *err, size_t errlen)
+{
+    if (dir[0] != '/') {
+        snprintf(err, errlen, "state dir '%s': not an absolute path", dir);
+        return -EINVAL;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        /* state_open creates the directory itself, not its parents. */
+        int e = errno;
+        _cleanup_free_ char *parent = strdup(dir);
+        char *slash = parent ? strrchr(parent, '/') : NULL;
+        if (slash)
+            slash[slash == parent] = '\0';
+        if (e != ENOENT || !parent || access(parent, W_OK | X_OK) < 0) {
+            e = e != ENOENT || !parent ? e : errno;
+            snprintf(err, errlen, "cannot create state dir '%s': %s", dir, strerror(e));
+            return -e;
+        }
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "state dir '%s': not a directory", dir);
+        return -ENOTDIR;
+    }
+    _cleanup_free_ char *file = NULL;
+    if (asprintf(&file, "%s/state.json", dir) < 0) {
+        file = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (access(file, F_OK) < 0 && errno == ENOENT)
+        return 0;
+    json_t *root = NULL;
+    int r = load_file(file, &root, err, errlen);
+    json_decref(root);
+    return r;
+}
+
 int state_open(const char *dir, struct state **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -171,26 +237,9 @@ int state_open(const char *dir, struct state **out, char *err, size_t errlen)
         *out = s;
         return 0;
     }
-    json_error_t je;
-    s->root = json_load_file(s->file, JSON_REJECT_DUPLICATES, &je);
-    if (!s->root) {
-        r = -EINVAL;
-        /* jansson quotes the text near the error: a line break or other
-         * control byte in it would break the one-line message. */
-        str_printable(je.text);
-        if (je.line > 0)
-            snprintf(err, errlen, "%s:%d: %s (fix or remove the file)", s->file, je.line, je.text);
-        else
-            snprintf(err, errlen, "%s: %s", s->file, je.text);
+    r = load_file(s->file, &s->root, err, errlen);
+    if (r < 0)
         goto fail;
-    }
-    const char *why = check_shape(s->root);
-    if (why) {
-        r = -EINVAL;
-        snprintf(err, errlen, "%s: not a shoald state file: %s (fix or remove the file)", s->file,
-                 why);
-        goto fail;
-    }
     *out = s;
     return 0;
 fail:

@@ -44,6 +44,10 @@ const char *state_dir_choose(const char *given, bool *implicit);
  * starting without it would overwrite it on the next change. 0 or -errno
  * with one line in err (naming the file). */
 int state_open(const char *dir, struct state **out, char *err, size_t errlen);
+/* What state_open would refuse in DIR, found without creating, locking or
+ * keeping anything: a reload checks a changed --state-dir with it. 0 or
+ * -errno with one line in err. */
+int state_check(const char *dir, char *err, size_t errlen);
 void state_close(struct state *s);
 /* Before dropping root to uid:gid (--user): a state dir this start created
  * becomes theirs, so they can write the state file. One that existed is
