@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -103,6 +104,20 @@ int etcd_tls_check(const char *endpoints, const struct etcd_tls *tls, char *err,
         snprintf(err, errlen,
                  "etcd TLS files given, but no etcd endpoint is https:// (they would not be used)");
         return -EINVAL;
+    }
+    return 0;
+}
+
+int etcd_tls_readable(const struct etcd_tls *tls, const char **option, const char **path)
+{
+    const char *const files[][2] = {
+        {"--etcd-cacert", tls->cacert}, {"--etcd-cert", tls->cert}, {"--etcd-key", tls->key}};
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i][1] && access(files[i][1], R_OK) < 0) {
+            *option = files[i][0];
+            *path = files[i][1];
+            return -errno;
+        }
     }
     return 0;
 }

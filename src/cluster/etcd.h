@@ -39,6 +39,10 @@ struct etcd_tls {
 /* Check tls against the endpoints without opening anything: 0, or -EINVAL
  * and a sentence in err (a cert without its key, files and no https). */
 int etcd_tls_check(const char *endpoints, const struct etcd_tls *tls, char *err, size_t errlen);
+/* Whether this process can read each file tls names (they are read again
+ * at each connection, as whoever shoald runs as): 0, or -errno with the
+ * option ("--etcd-key") and path of the first it cannot read. */
+int etcd_tls_readable(const struct etcd_tls *tls, const char **option, const char **path);
 
 /* `endpoints`: comma-separated http:// or https:// URLs (no path); tls may
  * be NULL. Returns 0, or -EINVAL with one line in etcd_error(), or

@@ -468,15 +468,13 @@ static int start(int argc, char **argv, struct daemon_run *run, sigset_t *sigs, 
                  (unsigned)o->gid);
         /* etcd's TLS files are read again at each connection (etcd.c):
          * one this user cannot read would lose the lease a TTL later. */
-        const char *const tls_files[][2] = {{"--etcd-cacert", o->etcd_tls.cacert},
-                                            {"--etcd-cert", o->etcd_tls.cert},
-                                            {"--etcd-key", o->etcd_tls.key}};
-        for (size_t i = 0; i < 3; i++)
-            if (tls_files[i][1] && access(tls_files[i][1], R_OK) < 0) {
-                fprintf(stderr, "shoald: %s %s: not readable by user %s (%s)\n", tls_files[i][0],
-                        tls_files[i][1], o->user, strerror(errno));
-                return 1;
-            }
+        const char *opt, *path;
+        r = etcd_tls_readable(&o->etcd_tls, &opt, &path);
+        if (r < 0) {
+            fprintf(stderr, "shoald: %s %s: not readable by user %s (%s)\n", opt, path, o->user,
+                    strerror(-r));
+            return 1;
+        }
     }
     if (state && access(state_dir, W_OK) < 0)
         log_warn(main, "state dir %s is not writable (%s): API changes will not be saved",
