@@ -94,6 +94,12 @@ struct frontend_ops {
      * the name of the option it is about (or left NULL): the daemon names
      * where in the config file that option was set. */
     int (*opts_check)(void *opts, char *err, size_t errlen, const char **about);
+    /* For a reload (NULL: none): load what start would load from the files
+     * the options name (certificates, secrets) and free it, starting
+     * nothing, so a bad file is refused now rather than by the next
+     * restart. Paths are absolute. 0, or -errno with one line in err and
+     * *about as for opts_check. */
+    int (*files_check)(const void *opts, char *err, size_t errlen, const char **about);
 
     int (*start)(struct engine *e, const struct frontend_config *cfg, void **state);
     /* Stop accepting, end connections (in-flight requests finish), free.

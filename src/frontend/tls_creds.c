@@ -252,8 +252,6 @@ int tls_creds_load(const struct tls_creds_config *cfg, struct tls_creds **out)
                   gnutls_strerror(g));
         return -EINVAL;
     }
-    log_info(tls, "TLS enabled:%s%s%s", t->x509 ? " x509" : "",
-             t->x509 && t->verify_peer ? " (clients verified)" : "", t->psk ? " psk" : "");
     *out = TAKE_PTR(t);
     return 0;
 }

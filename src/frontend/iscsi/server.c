@@ -179,6 +179,21 @@ static unsigned fe_connections(void *state)
     return listener_connections(((struct iscsi_server *)state)->listener);
 }
 
+static int fe_files_check(const void *opts, char *err, size_t errlen, const char **about)
+{
+    const struct iscsi_options *o = opts;
+    if (!o->chap)
+        return 0;
+    struct iscsi_chap *c = NULL;
+    int r = iscsi_chap_load(o->chap, &c, err, errlen);
+    iscsi_chap_free(c);
+    if (r < 0) {
+        *about = "iscsi-chap";
+        return r;
+    }
+    return 0;
+}
+
 const struct frontend_ops frontend_iscsi_ops = {
     .name = "iscsi",
     .title = "iSCSI",
@@ -187,6 +202,7 @@ const struct frontend_ops frontend_iscsi_ops = {
     .opts_size = sizeof(struct iscsi_options),
     .opts_init = iscsi_options_init,
     .opts_check = iscsi_options_check,
+    .files_check = fe_files_check,
     .start = fe_start,
     .stop = fe_stop,
     .connections = fe_connections,

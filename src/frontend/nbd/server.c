@@ -206,6 +206,11 @@ int nbd_server_start(struct engine *e, const struct frontend_config *cfg, struct
             free(s);
             return r;
         }
+        /* Said here, not by tls_creds_load: a reload loads them too, only
+         * to check them. */
+        log_info(tls, "TLS enabled:%s%s%s", tc.certificates_dir ? " x509" : "",
+                 tc.certificates_dir && tc.verify_peer ? " (clients verified)" : "",
+                 tc.psk_file ? " psk" : "");
     }
     /* Last: connections may be served before it returns. */
     struct listener_config lc = {
@@ -270,6 +275,38 @@ static unsigned fe_connections(void *state)
     return nbd_server_connections(state);
 }
 
+static int fe_files_check(const void *opts, char *err, size_t errlen, const char **about)
+{
+    const struct nbd_options *o = opts;
+    if (o->tls == NBD_TLS_OFF)
+        return 0;
+    /* One at a time, so the error names the option whose file is bad. */
+    const struct {
+        const char *name, *path;
+        struct tls_creds_config tc;
+    } parts[] = {
+        {"tls-certificates",
+         o->tls_certificates,
+         {.certificates_dir = o->tls_certificates, .verify_peer = o->tls_verify_peer}},
+        {"tls-psk", o->tls_psk, {.psk_file = o->tls_psk}},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+        if (!parts[i].path)
+            continue;
+        struct tls_creds *c = NULL;
+        int r = tls_creds_load(&parts[i].tc, &c);
+        tls_creds_free(c);
+        if (r < 0) {
+            /* tls_creds_load logged the file and what is wrong in it. */
+            snprintf(err, errlen, "%s: cannot load: %s (the log above says why)", parts[i].path,
+                     strerror(-r));
+            *about = parts[i].name;
+            return r;
+        }
+    }
+    return 0;
+}
+
 const struct frontend_ops frontend_nbd_ops = {
     .name = "nbd",
     .title = "NBD",
@@ -278,6 +315,7 @@ const struct frontend_ops frontend_nbd_ops = {
     .opts_size = sizeof(struct nbd_options),
     .opts_init = nbd_options_init,
     .opts_check = nbd_options_check,
+    .files_check = fe_files_check,
     .start = fe_start,
     .stop = fe_stop,
     .connections = fe_connections,
