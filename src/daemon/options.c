@@ -437,11 +437,13 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (!val[0])
             return bad(o, "--http-token-file", val, "empty path");
         o->http_token_file = val;
+        o->http_token_at = (struct opt_at){o->at_file, o->at_line};
         return 0;
     case OPT_HTTP_TLS_CERTS:
         if (!val[0])
             return bad(o, "--http-tls-certificates", val, "empty path");
         o->http_tls_certificates = val;
+        o->http_tls_at = (struct opt_at){o->at_file, o->at_line};
         return 0;
     case OPT_BACKING_DIR:
         return add_backing_dir(o, val);
@@ -482,6 +484,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         return 0;
     case OPT_PID_FILE:
         o->pid_file = val;
+        o->pid_file_at = (struct opt_at){o->at_file, o->at_line};
         return 0;
     case OPT_USER:
         o->user = val;
@@ -543,6 +546,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (!val[0])
             return bad(o, name, val, "empty path");
         o->etcd_tls_at = (struct opt_at){o->at_file, o->at_line};
+        o->etcd_file_at[key == OPT_ETCD_CACERT ? 0 : key == OPT_ETCD_CERT ? 1 : 2] = o->etcd_tls_at;
         *(key == OPT_ETCD_CACERT ? &o->etcd_tls.cacert
           : key == OPT_ETCD_CERT ? &o->etcd_tls.cert
                                  : &o->etcd_tls.key) = val;
@@ -557,6 +561,7 @@ static int set_option(struct daemon_options *o, int key, const char *val, bool f
         if (!val[0])
             return bad(o, "--state-dir", val, "empty path (off turns it off)");
         o->state_dir = val;
+        o->state_dir_at = (struct opt_at){o->at_file, o->at_line};
         return 0;
     case 'D': {
         /* Only checked here: options_apply_logging sets the levels once
@@ -1211,6 +1216,23 @@ static int resolve_user(struct daemon_options *o)
     return 0;
 }
 
+struct opt_at options_fe_where(const struct daemon_options *o, unsigned fe, const char *name)
+{
+    const struct frontend_option *opts = daemon_frontends[fe]->options;
+    for (unsigned i = 0; name && opts[i].name && i < FE_MAX_OPTS; i++)
+        if (!strcmp(opts[i].name, name))
+            return o->fe_at[fe][i];
+    return (struct opt_at){NULL, 0};
+}
+
+char *options_path(const struct daemon_options *o, const char *path)
+{
+    char *abs = NULL;
+    if (path[0] == '/' || !o->start_dir)
+        return strdup(path);
+    return asprintf(&abs, "%s/%s", o->start_dir, path) < 0 ? NULL : abs;
+}
+
 /* After both sources: daemon-wide settings reach every volume, and each
  * front end completes and checks its own. 0 or -1 (message printed). */
 static int finish(struct daemon_options *o)
@@ -1252,13 +1274,9 @@ static int finish(struct daemon_options *o)
         if (ops->opts_check && ops->opts_check(o->frontend_opts[fe], err, sizeof err, &about) < 0) {
             /* Named with the line of the file that set the option (none
              * when the command line did, or nobody). */
-            o->at_file = NULL;
-            for (unsigned i = 0; about && ops->options[i].name && i < FE_MAX_OPTS; i++) {
-                if (!strcmp(ops->options[i].name, about)) {
-                    o->at_file = o->fe_at[fe][i].file;
-                    o->at_line = o->fe_at[fe][i].line;
-                }
-            }
+            struct opt_at at = options_fe_where(o, fe, about);
+            o->at_file = at.file;
+            o->at_line = at.line;
             return fail(o, "%s", err[0] ? err : "invalid front end settings");
         }
     }
@@ -1273,11 +1291,7 @@ static int add_config_file(struct daemon_options *o, const char *file)
         return bad(o, "--config", file, "more than 4 config files");
     if (!file[0])
         return bad(o, "--config", file, "empty path");
-    char *abs = NULL;
-    if (file[0] == '/' || !o->start_dir)
-        abs = strdup(file);
-    else if (asprintf(&abs, "%s/%s", o->start_dir, file) < 0)
-        abs = NULL;
+    char *abs = options_path(o, file);
     const char *kept = abs ? own(o, abs) : NULL;
     free(abs);
     if (!kept)
@@ -1378,11 +1392,7 @@ int options_resolve_spec(const struct daemon_options *o, const char *spec, char 
         *out = strdup(spec);
         return *out ? 0 : -ENOMEM;
     }
-    char *abs = NULL;
-    if (spec[0] == '/' || !o->start_dir)
-        abs = strdup(spec);
-    else if (asprintf(&abs, "%s/%s", o->start_dir, spec) < 0)
-        abs = NULL;
+    char *abs = options_path(o, spec);
     if (!abs)
         return -ENOMEM;
     if (o->nbacking_dirs) {

@@ -117,6 +117,10 @@ struct daemon_options {
         const char *file;
         unsigned line;
     } cache_at, user_at, group_at, etcd_tls_at;
+    /* Where the file set what only a start opens (a reload checks a
+     * changed one and names this line when it is bad); etcd_file_at: the
+     * cacert, cert and key. */
+    struct opt_at http_token_at, http_tls_at, pid_file_at, state_dir_at, etcd_file_at[3];
     /* Where each front end's option was last set (file NULL: not by a
      * file), for the errors of the front end's checks across options. */
     struct opt_at fe_at[MAX_FRONTENDS][FE_MAX_OPTS];
@@ -139,6 +143,10 @@ int options_reparse(int argc, char **argv, const struct daemon_options *running,
  * (nothing is read): what the daemon started with, as written. */
 int options_reparse_same(int argc, char **argv, const struct daemon_options *running,
                          struct daemon_options *out, char *err, size_t errlen);
+/* path made absolute against opts->start_dir (malloc'ed; NULL: out of
+ * memory): where the daemon, whose own directory is "/" once it runs,
+ * finds a path the file gives relative. */
+char *options_path(const struct daemon_options *opts, const char *path);
 /* A volume's backing spec as the daemon opens it, in *out (malloc'ed): a
  * URI or fault: spec as is; a path made absolute against opts->start_dir,
  * spelled as given under --backing-dir (the back end checks the spelling),
@@ -146,6 +154,9 @@ int options_reparse_same(int argc, char **argv, const struct daemon_options *run
 int options_resolve_spec(const struct daemon_options *opts, const char *spec, char **out);
 /* Set every component's log level from the options: info, then each -D
  * spec in order, then -v. */
+/* Where front end fe's option `name` was last set ({NULL, 0}: not by a
+ * file). */
+struct opt_at options_fe_where(const struct daemon_options *opts, unsigned fe, const char *name);
 void options_apply_logging(const struct daemon_options *opts);
 void options_free(struct daemon_options *opts);
 
