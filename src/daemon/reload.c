@@ -7,12 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "cluster/membership.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "mgmt/mgmt.h"
+#include "mgmt/token.h"
 
 /* A config-file volume as last applied (strings owned). */
 struct applied {
@@ -249,6 +253,188 @@ static void restart_settings(const struct daemon_options *was, const struct daem
             if (!fe_option_eq(was, now, fe, opt))
                 say(rep->restart, LOG_LVL_WARN, "%s changed: applied at the next restart",
                     opt->name);
+}
+
+/* ---- files only a start opens ---- */
+
+/* A changed setting's file is bad: the reload is refused, with the line of
+ * the file that set it. Exception: shoald runs as --user and this process
+ * may not read what the start reads as root (root_reads): said, not
+ * refused. true when refused (err set). */
+static bool file_refused(const struct reloader *r, struct opt_at at, const char *name, int e,
+                         bool root_reads, const char *why, struct report *rep, char *err,
+                         size_t errlen)
+{
+    if (root_reads && e == -EACCES && r->running->uid != (uid_t)-1) {
+        say(rep->restart, LOG_LVL_WARN,
+            "%s: %s: not checked (shoald runs as user %s; the next start reads it as root)", name,
+            why, r->running->user);
+        return false;
+    }
+    if (at.file)
+        snprintf(err, errlen, "%s:%u: %s: %s", at.file, at.line, name, why);
+    else
+        snprintf(err, errlen, "%s: %s", name, why);
+    return true;
+}
+
+/* What the start's open(O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW) of the
+ * pid file would refuse, found without creating or truncating it. */
+static int pid_file_check(const char *path, char *why, size_t len)
+{
+    struct stat st;
+    int e = 0;
+    if (lstat(path, &st) == 0) {
+        if (S_ISLNK(st.st_mode)) {
+            snprintf(why, len, "cannot write pid file '%s': it is a symbolic link", path);
+            return -ELOOP;
+        }
+        if (access(path, W_OK) < 0)
+            e = errno;
+    } else if (errno != ENOENT) {
+        e = errno;
+    } else {
+        char *dir = strdup(path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (!slash)
+            e = ENOMEM; /* absolute: there is a slash */
+        else {
+            slash[slash == dir] = '\0';
+            if (access(dir, W_OK | X_OK) < 0)
+                e = errno;
+        }
+        free(dir);
+    }
+    if (e)
+        snprintf(why, len, "cannot write pid file '%s': %s", path, strerror(e));
+    return -e;
+}
+
+/* A front end's options with every path made absolute, checked with its
+ * files_check. */
+static int frontend_files_check(const struct daemon_options *now, unsigned fe, char *why,
+                                size_t len, const char **about)
+{
+    const struct frontend_ops *ops = daemon_frontends[fe];
+    void *copy = malloc(ops->opts_size);
+    char *made[FE_MAX_OPTS];
+    unsigned nmade = 0;
+    int e = copy ? 0 : -ENOMEM;
+    if (copy)
+        memcpy(copy, now->frontend_opts[fe], ops->opts_size);
+    for (const struct frontend_option *opt = ops->options; e == 0 && opt->name; opt++) {
+        const char **field = (const char **)(void *)((char *)copy + opt->offset);
+        if (opt->kind != FE_OPT_PATH || !*field || nmade == FE_MAX_OPTS)
+            continue;
+        if (!(made[nmade] = options_path(now, *field)))
+            e = -ENOMEM;
+        else
+            *field = made[nmade++];
+    }
+    if (e == 0)
+        e = ops->files_check(copy, why, len, about);
+    else
+        snprintf(why, len, "out of memory");
+    for (unsigned i = 0; i < nmade; i++)
+        free(made[i]);
+    free(copy);
+    return e;
+}
+
+/* Each changed setting naming a file only a start opens (certificates,
+ * secrets, the pid file, the state dir) checked the way the start would,
+ * applying nothing: a bad one refuses the whole reload, so that "applied
+ * at the next restart" is not a restart that fails. 0 or -EINVAL (err). */
+static int check_start_files(const struct reloader *r, const struct daemon_options *now,
+                             struct report *rep, char *err, size_t errlen)
+{
+    const struct daemon_options *was = r->baseline;
+    bool api = strcmp(now->http, "off") != 0;
+    char why[768] = "";
+    const struct {
+        const char *name, *now;
+        bool changed, used;
+        struct opt_at at;
+        enum { HTTP_TLS, TOKEN, PID_FILE, STATE_DIR, ETCD_CACERT, ETCD_CERT, ETCD_KEY } kind;
+    } files[] = {
+        {"http-tls-certificates", now->http_tls_certificates,
+         !str_eq(was->http_tls_certificates, now->http_tls_certificates), api, now->http_tls_at,
+         HTTP_TLS},
+        {"http-token-file", now->http_token_file,
+         !str_eq(was->http_token_file, now->http_token_file), api, now->http_token_at, TOKEN},
+        {"pid-file", now->pid_file, !str_eq(was->pid_file, now->pid_file), true, now->pid_file_at,
+         PID_FILE},
+        {"state-dir", now->state_dir, !str_eq(was->state_dir, now->state_dir),
+         now->state_dir && strcmp(now->state_dir, "off") != 0, now->state_dir_at, STATE_DIR},
+        {"etcd-cacert", now->etcd_tls.cacert, !str_eq(was->etcd_tls.cacert, now->etcd_tls.cacert),
+         true, now->etcd_file_at[0], ETCD_CACERT},
+        {"etcd-cert", now->etcd_tls.cert, !str_eq(was->etcd_tls.cert, now->etcd_tls.cert), true,
+         now->etcd_file_at[1], ETCD_CERT},
+        {"etcd-key", now->etcd_tls.key, !str_eq(was->etcd_tls.key, now->etcd_tls.key), true,
+         now->etcd_file_at[2], ETCD_KEY},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        if (!files[i].now || !files[i].changed || !files[i].used)
+            continue;
+        char *path = options_path(now, files[i].now);
+        if (!path) {
+            snprintf(err, errlen, "out of memory");
+            return -EINVAL;
+        }
+        int e = 0;
+        char *tok = NULL;
+        switch (files[i].kind) {
+        case HTTP_TLS:
+            e = mgmt_tls_check(path, why, sizeof why);
+            break;
+        case TOKEN:
+            /* A missing one is created by the start. */
+            e = token_read(path, TOKEN_STRICT, &tok, why, sizeof why);
+            e = e == -ENOENT ? 0 : e;
+            if (tok)
+                explicit_bzero(tok, strlen(tok));
+            free(tok);
+            break;
+        case PID_FILE:
+            e = pid_file_check(path, why, sizeof why);
+            break;
+        case STATE_DIR:
+            e = state_check(path, why, sizeof why);
+            break;
+        case ETCD_CACERT:
+        case ETCD_CERT:
+        case ETCD_KEY: {
+            /* Read as whoever shoald runs as, at start and at each
+             * connection: what this process cannot read is refused. */
+            struct etcd_tls one = {0};
+            const char *opt, *bad;
+            *(files[i].kind == ETCD_CACERT ? &one.cacert
+              : files[i].kind == ETCD_CERT ? &one.cert
+                                           : &one.key) = path;
+            e = etcd_tls_readable(&one, &opt, &bad);
+            if (e < 0)
+                snprintf(why, sizeof why, "%s: not readable (%s)", bad, strerror(-e));
+        }
+        }
+        free(path);
+        if (e < 0 && file_refused(r, files[i].at, files[i].name, e, files[i].kind < ETCD_CACERT,
+                                  why, rep, err, errlen))
+            return -EINVAL;
+    }
+    for (unsigned fe = 0; fe < daemon_nfrontends; fe++) {
+        const struct frontend_ops *ops = daemon_frontends[fe];
+        bool changed = false;
+        for (const struct frontend_option *opt = ops->options; opt->name && !changed; opt++)
+            changed = !fe_option_eq(was, now, fe, opt);
+        if (!changed || !ops->files_check)
+            continue;
+        const char *about = NULL;
+        int e = frontend_files_check(now, fe, why, sizeof why, &about);
+        if (e < 0 && file_refused(r, options_fe_where(now, fe, about), about ? about : ops->name, e,
+                                  true, why, rep, err, errlen))
+            return -EINVAL;
+    }
+    return 0;
 }
 
 static void live_settings(struct reloader *r, const struct daemon_options *now, struct report *rep)
@@ -515,6 +701,8 @@ int reloader_run(struct reloader *r, json_t **report, char *err, size_t errlen)
         ret = -EINVAL;
     } else {
         ret = resolve_all(now, specs, err, errlen);
+        if (ret == 0)
+            ret = check_start_files(r, now, &rep, err, errlen);
     }
     if (ret == 0) {
         for (unsigned i = 0; i < now->nconfig_files; i++)
