@@ -6,7 +6,8 @@
 # configuration (here the cache size) is unchanged. A good one is still
 # "applied at the next restart". Classes: NBD tls-certificates and tls-psk,
 # [iscsi] chap, http-tls-certificates, etcd-cacert/cert/key, pid-file,
-# state-dir.
+# state-dir. As root, a daemon run as --user nobody: a file only root can
+# read is reported as not checked rather than refused.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need jq curl certtool
@@ -95,3 +96,24 @@ assert_eq "$(capacity)" $((16 << 20)) "cache after the good reload"
 [ ! -e "$T/new.pid" ] || fail "the reload wrote the new pid file"
 assert_eq "$(ls -A "$T/goodstate")" "" "state dir after the reload"
 stop_shoald
+
+# Run as --user nobody (root only): the reload runs as nobody, which cannot
+# read a file the start reads as root (a 0700 certificate directory): that
+# is reported as not checked, not refused. A missing one still is refused.
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    chmod 0711 "$T"
+    mkdir "$T/run"
+    chown nobody "$T/run"
+    chmod 0700 "$PKI"
+    conf=$T/run/shoald.conf
+    write_conf "[shoald]" "cache-size = 32M" "[volume a]" "backing = $T/a.img"
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" NEXT_SOCK=$T/run/nbd.sock \
+        start_shoald --user nobody -c "$conf"
+    write_conf "[shoald]" "cache-size = 32M" "[volume a]" "backing = $T/a.img" \
+        "[nbd]" "tls = require" "tls-certificates = $PKI"
+    ctl reload >"$T/nobody.out" 2>&1 || fail "reload as nobody exited $?: $(cat "$T/nobody.out")"
+    assert_contains "$(cat "$T/nobody.out")" "tls-certificates: $PKI: cannot load: Permission denied"
+    assert_contains "$(cat "$T/nobody.out")" "not checked (shoald runs as user nobody"
+    refused tls-certificates 7 "[nbd]" "tls = require" "tls-certificates = $T/no-such-dir"
+    stop_shoald
+fi
