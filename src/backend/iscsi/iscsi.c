@@ -602,6 +602,12 @@ static int isc_setup(struct isc_be *ib, const struct backend_params *p)
         .isid_rnd = rnd,
         .connect_timeout_ms =
             p->connect_timeout_ms ? p->connect_timeout_ms : backend_connect_timeout(),
+        /* auto: None first (digests cost CPU on every PDU; TCP's checksum
+         * and the LAN's CRC usually suffice), CRC32C if the target insists. */
+        .header_digest =
+            ib->uri.header_digest == ISCSI_URI_DIGEST_CRC32C ? ISCSI_HEADER_DIGEST_CRC32C
+            : ib->uri.header_digest == ISCSI_URI_DIGEST_NONE ? ISCSI_HEADER_DIGEST_NONE
+                                                             : ISCSI_HEADER_DIGEST_NONE_CRC32C,
     };
     ib->timeout_ms = timeout_from_env();
     ib->nsess = p->conns ? MIN(p->conns, ISC_MAX_SESSIONS) : ISC_DEFAULT_SESSIONS;

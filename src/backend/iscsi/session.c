@@ -321,7 +321,7 @@ static int set_up(const struct isc_login *l, struct isc_session *s, struct iscsi
 {
     if (iscsi_set_targetname(ctx, l->target) < 0 ||
         iscsi_set_session_type(ctx, ISCSI_SESSION_NORMAL) < 0 ||
-        iscsi_set_header_digest(ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C) < 0 ||
+        iscsi_set_header_digest(ctx, l->header_digest) < 0 ||
         iscsi_set_isid_random(ctx, l->isid_rnd, s->idx) < 0)
         return -EINVAL;
     if (l->user && iscsi_set_initiator_username_pwd(ctx, l->user, l->password) < 0)

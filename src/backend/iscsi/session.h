@@ -30,6 +30,7 @@ struct isc_login {
     uint32_t lun;
     uint32_t isid_rnd; /* the same for every session of a back end ... */
     uint64_t connect_timeout_ms;
+    enum iscsi_header_digest header_digest; /* what the login offers */
 };
 
 struct isc_session {
