@@ -2,8 +2,9 @@
 # Idle iSCSI back-end sessions answer the target's NOP-In pings. Debian's
 # tgt, told to ping every second and drop a connection after two unanswered
 # pings (nop_interval=1, nop_count=2), must still hold all of shoald's
-# sessions after 5 s of idleness, and the first read after it must need no
-# new login and return the LUN's bytes.
+# sessions after 5 s of idleness, the first read after it must need no new
+# login and return the LUN's bytes, and the sessions must last another idle
+# time after carrying that read.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need tgtd tgtadm nbdcopy cmp
@@ -58,6 +59,13 @@ if grep -E 'logged in again|session [0-9]+ lost' "$SHOALD_LOG"; then
     fail "a session was dropped while idle and logged in again"
 fi
 assert_eq "$(nexus_count)" "$SESSIONS" "sessions after the read"
+# Idle again after the sessions carried requests (the idle service had to
+# let go of them and take them back).
+sleep 4
+assert_eq "$(nexus_count)" "$SESSIONS" "sessions left after the read and 4 s idle"
+if grep -E 'logged in again|session [0-9]+ lost' "$SHOALD_LOG"; then
+    fail "a session was dropped in the second idle time"
+fi
 stop_shoald
 check_no_sanitizer_report "$SHOALD_LOG"
 log "ok"
