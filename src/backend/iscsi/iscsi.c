@@ -17,14 +17,26 @@
  * is tried again no sooner than ISC_RELOGIN_NS later: while the target is
  * down, requests fail at once instead of each paying a login attempt. A
  * command the target does not answer within the timeout (60 s,
- * SHOAL_ISCSI_TIMEOUT_MS) drops its session and fails -EIO. */
+ * SHOAL_ISCSI_TIMEOUT_MS) drops its session and fails -EIO.
+ *
+ * Idle sessions: targets ping them with NOP-In and drop the ones that do
+ * not answer (LIO's nopin_timeout, tgt's nop_interval/nop_count), which
+ * would cost the next request a login. One thread per back end polls the
+ * sockets of the sessions no request holds and, taking each session's lock
+ * with trylock (a request never waits for it long, and the thread never
+ * waits for a request), lets libiscsi read the ping and send its answer.
+ * It sleeps in poll() until a socket has something, a request changed a
+ * session's socket (login, drop: the eventfd), or, while some session was
+ * busy, ISC_IDLE_BUSY_MS passed, after which it looks at that one again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,6 +52,7 @@
 #define ISC_RELOGIN_NS         1000000000ull
 #define ISC_LBA_DESCRIPTORS    64
 #define ISC_SECRET_MAX         255
+#define ISC_IDLE_BUSY_MS       1000
 
 static struct isc_be *to_isc(struct backend *be)
 {
@@ -114,9 +127,19 @@ static int relogin_locked(struct isc_be *ib, struct isc_session *s)
 
 /* Run one command on some session: log in first if it is down, and once
  * more if the connection drops under the command (see the top comment). */
+static void idle_wake(struct isc_be *ib)
+{
+    uint64_t one = 1;
+    /* EAGAIN: the counter is full, so a wake-up is pending anyway. */
+    if (write(ib->idle_efd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_warn(backend, "iscsi: %s: cannot wake the idle service: %s", ib->be.spec,
+                 strerror(errno));
+}
+
 static int run(struct isc_be *ib, const struct isc_cmd *c, struct scsi_task **keep)
 {
     struct isc_session *s = grab(ib);
+    unsigned gen = s->gen;
     int r;
     for (unsigned attempt = 0;; attempt++) {
         if (!s->ctx) {
@@ -132,13 +155,92 @@ static int run(struct isc_be *ib, const struct isc_cmd *c, struct scsi_task **ke
         if (r != -ECONNRESET || attempt > 0)
             break;
     }
+    bool moved = s->gen != gen;
     pthread_mutex_unlock(&s->lock);
+    /* The idle service may be polling the socket this session had. */
+    if (moved)
+        idle_wake(ib);
     /* The transport's troubles are the client's I/O errors; the target's
      * own answers (EROFS, ENOSPC, ...) pass through. */
     if (r == -ECONNRESET || r == -ETIMEDOUT || r == -EACCES || r == -ECONNREFUSED ||
         r == -EHOSTUNREACH || r == -ENXIO || r == -ENOMEM || r == -EPROTO)
         r = -EIO;
     return r;
+}
+
+/* ---- the idle service (see the top comment) */
+
+static void *idle_main(void *arg)
+{
+    struct isc_be *ib = arg;
+    struct pollfd pfd[ISC_MAX_SESSIONS + 1];
+    while (!atomic_load(&ib->idle_stop)) {
+        nfds_t n = 0;
+        bool busy = false;
+        for (unsigned i = 0; i < ib->nsess; i++) {
+            struct isc_session *s = &ib->sess[i];
+            if (pthread_mutex_trylock(&s->lock) != 0) {
+                busy = true; /* its request answers the pings meanwhile */
+                continue;
+            }
+            /* Whatever woke us (or came while the session was busy and its
+             * request did not read it) is served first, without waiting. */
+            if (s->ctx)
+                isc_session_service_idle_locked(&ib->login, s);
+            if (s->ctx) {
+                int fd = iscsi_get_fd(s->ctx), ev = iscsi_which_events(s->ctx);
+                if (fd >= 0 && ev)
+                    pfd[n++] = (struct pollfd){.fd = fd, .events = (short)ev};
+            }
+            pthread_mutex_unlock(&s->lock);
+        }
+        /* Unlocked from here: a request may take a session and even close
+         * its socket; then it wakes us (run()), and a stale descriptor's
+         * event only makes us look again under the lock above. */
+        pfd[n] = (struct pollfd){.fd = ib->idle_efd, .events = POLLIN};
+        int r = poll(pfd, n + 1, busy ? ISC_IDLE_BUSY_MS : -1);
+        if (r < 0 && errno != EINTR) {
+            log_error(backend, "iscsi: %s: idle service: poll: %s", ib->be.spec, strerror(errno));
+            poll(NULL, 0, ISC_IDLE_BUSY_MS); /* not a tight loop on a lasting error */
+        }
+        if (r > 0 && pfd[n].revents) {
+            uint64_t v;
+            if (read(ib->idle_efd, &v, sizeof v) < 0 && errno != EAGAIN)
+                log_warn(backend, "iscsi: %s: idle service: eventfd: %s", ib->be.spec,
+                         strerror(errno));
+        }
+    }
+    return NULL;
+}
+
+static int idle_start(struct isc_be *ib)
+{
+    ib->idle_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ib->idle_efd < 0) {
+        int e = errno;
+        backend_set_open_error("cannot create an eventfd: %s", strerror(e));
+        return -e;
+    }
+    int r = -pthread_create(&ib->idle_thread, NULL, idle_main, ib);
+    if (r < 0) {
+        backend_set_open_error("cannot start the iSCSI idle service thread: %s", strerror(-r));
+        return r;
+    }
+    ib->idle_started = true;
+    return 0;
+}
+
+static void idle_stop(struct isc_be *ib)
+{
+    if (ib->idle_started) {
+        atomic_store(&ib->idle_stop, true);
+        idle_wake(ib);
+        pthread_join(ib->idle_thread, NULL);
+        ib->idle_started = false;
+    }
+    if (ib->idle_efd >= 0)
+        close(ib->idle_efd);
+    ib->idle_efd = -1;
 }
 
 /* ---- ops */
@@ -343,6 +445,7 @@ static void isc_close(struct backend *be)
     if (!be)
         return;
     struct isc_be *ib = to_isc(be);
+    idle_stop(ib);
     for (unsigned i = 0; ib->sess && i < ib->nsess; i++) {
         struct isc_session *s = &ib->sess[i];
         /* No logout: it would wait on a target that may be gone. */
@@ -499,6 +602,12 @@ static int isc_setup(struct isc_be *ib, const struct backend_params *p)
         .isid_rnd = rnd,
         .connect_timeout_ms =
             p->connect_timeout_ms ? p->connect_timeout_ms : backend_connect_timeout(),
+        /* auto: None first (digests cost CPU on every PDU; TCP's checksum
+         * and the LAN's CRC usually suffice), CRC32C if the target insists. */
+        .header_digest =
+            ib->uri.header_digest == ISCSI_URI_DIGEST_CRC32C ? ISCSI_HEADER_DIGEST_CRC32C
+            : ib->uri.header_digest == ISCSI_URI_DIGEST_NONE ? ISCSI_HEADER_DIGEST_NONE
+                                                             : ISCSI_HEADER_DIGEST_NONE_CRC32C,
     };
     ib->timeout_ms = timeout_from_env();
     ib->nsess = p->conns ? MIN(p->conns, ISC_MAX_SESSIONS) : ISC_DEFAULT_SESSIONS;
@@ -519,6 +628,7 @@ static int isc_open(const struct backend_params *p, struct backend **out)
         return -ENOMEM;
     ib->be.ops = &backend_iscsi_ops;
     ib->be.priv = ib;
+    ib->idle_efd = -1;
     ib->be.spec = iscsi_uri_redact(p->spec);
     if (!ib->be.spec) {
         free(ib);
@@ -540,6 +650,8 @@ static int isc_open(const struct backend_params *p, struct backend **out)
         r = isc_session_login_locked(&ib->login, &ib->sess[i], true);
         pthread_mutex_unlock(&ib->sess[i].lock);
     }
+    if (r == 0)
+        r = idle_start(ib);
     if (r < 0) {
         isc_close(&ib->be);
         return r;

@@ -4,6 +4,7 @@
 #ifndef SHOAL_BACKEND_ISCSI_INT_H
 #define SHOAL_BACKEND_ISCSI_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +38,13 @@ struct isc_be {
     unsigned nsess;
     struct isc_session *sess;
     atomic_uint rr; /* where the next request starts looking for a session */
+
+    /* The idle service (iscsi.c): answers the target's NOP-Ins on the
+     * sessions no request is driving. */
+    pthread_t idle_thread;
+    bool idle_started;
+    int idle_efd; /* eventfd: a session's socket changed, or close */
+    atomic_bool idle_stop;
     void *zero_block;
 };
 

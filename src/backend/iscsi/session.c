@@ -183,6 +183,7 @@ void isc_session_drop_locked(struct isc_session *s)
     /* Cancels what is in flight: each callback runs with CANCELLED. */
     iscsi_destroy_context(s->ctx);
     s->ctx = NULL;
+    s->gen++;
     atomic_store(&s->up, false);
 }
 
@@ -320,7 +321,7 @@ static int set_up(const struct isc_login *l, struct isc_session *s, struct iscsi
 {
     if (iscsi_set_targetname(ctx, l->target) < 0 ||
         iscsi_set_session_type(ctx, ISCSI_SESSION_NORMAL) < 0 ||
-        iscsi_set_header_digest(ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C) < 0 ||
+        iscsi_set_header_digest(ctx, l->header_digest) < 0 ||
         iscsi_set_isid_random(ctx, l->isid_rnd, s->idx) < 0)
         return -EINVAL;
     if (l->user && iscsi_set_initiator_username_pwd(ctx, l->user, l->password) < 0)
@@ -419,6 +420,38 @@ int isc_session_login_locked(const struct isc_login *l, struct isc_session *s, b
             log_error(backend, "iscsi: %s: session %u: %s", l->spec, s->idx, backend_open_error());
         return r;
     }
+    s->gen++;
     atomic_store(&s->up, true);
     return 0;
+}
+
+int isc_session_service_idle_locked(const struct isc_login *l, struct isc_session *s)
+{
+    /* A few rounds: reading a NOP-In queues the NOP-Out, which the next
+     * round writes if the socket takes it. */
+    for (int round = 0; s->ctx && round < 4; round++) {
+        int fd = iscsi_get_fd(s->ctx);
+        int ev = iscsi_which_events(s->ctx);
+        if (fd < 0)
+            goto lost; /* logged in, yet no socket: libiscsi gave up on it */
+        if (ev == 0)
+            return 0;
+        struct pollfd pfd = {.fd = fd, .events = (short)ev};
+        int n = poll(&pfd, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto lost;
+        if (n == 0)
+            return 0;
+        if (iscsi_service(s->ctx, pfd.revents) < 0)
+            goto lost;
+    }
+    return 0;
+lost:;
+    char why[160];
+    log_warn(backend, "iscsi: %s: idle session %u lost: %s", l->spec, s->idx,
+             s->ctx ? error_words(s->ctx, why, sizeof why) : "connection closed");
+    isc_session_drop_locked(s);
+    return -ECONNRESET;
 }

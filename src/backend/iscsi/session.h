@@ -30,6 +30,7 @@ struct isc_login {
     uint32_t lun;
     uint32_t isid_rnd; /* the same for every session of a back end ... */
     uint64_t connect_timeout_ms;
+    enum iscsi_header_digest header_digest; /* what the login offers */
 };
 
 struct isc_session {
@@ -38,6 +39,10 @@ struct isc_session {
     atomic_bool up;            /* ctx != NULL, for a look without the lock */
     unsigned idx;              /* ... and this tells them apart (ISID qualifier) */
     uint64_t last_attempt_ns;  /* last login attempt */
+    /* Bumped (under the lock) whenever ctx changes: the idle service
+     * (iscsi.c) polls sockets without the lock and must learn that the
+     * one it watches is gone. */
+    unsigned gen;
     /* The TCP connect callback's result: its private data must outlive the
      * call that starts it, so it lives here rather than on a stack. */
     bool conn_done;
@@ -89,6 +94,15 @@ void isc_session_drop_locked(struct isc_session *s);
  * target did not answer (both drop the session). */
 int isc_session_run_locked(const struct isc_login *l, struct isc_session *s,
                            const struct isc_cmd *c, uint64_t timeout_ms, struct scsi_task **keep);
+
+/* Answer what the target sent an idle session: its NOP-In pings (one with
+ * a Target Transfer Tag wants a NOP-Out echoing it, or the target drops the
+ * session, RFC 7143 11.19) and anything else unsolicited. Services only
+ * what the socket has ready now, never waits; a NOP-Out that could not go
+ * out yet leaves POLLOUT in iscsi_which_events(). 0, or -ECONNRESET when
+ * the connection turned out dead (s is dropped; the next request logs in
+ * again). */
+int isc_session_service_idle_locked(const struct isc_login *l, struct isc_session *s);
 
 /* The errno for a CHECK CONDITION's sense data (exported for the tests). */
 int isc_sense_errno(int key, int ascq);

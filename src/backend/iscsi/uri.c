@@ -201,6 +201,7 @@ static int parse_hostport(const char *s, size_t n, struct iscsi_uri *u, char *er
 /* key=value&key=value */
 static int parse_query(const char *q, struct iscsi_uri *u, char *err, size_t errlen)
 {
+    bool digest_seen = false;
     while (*q) {
         size_t n = strcspn(q, "&");
         const char *eq = memchr(q, '=', n);
@@ -210,13 +211,31 @@ static int parse_query(const char *q, struct iscsi_uri *u, char *err, size_t err
             return fail(err, errlen, "parameter '%.*s' wants key=value", (int)MIN_INT(n, 64), q);
         size_t klen = (size_t)(eq - q);
         char **slot;
+        if (klen == 13 && !strncmp(q, "header-digest", klen)) {
+            if (digest_seen)
+                return fail(err, errlen, "parameter 'header-digest' given twice");
+            digest_seen = true;
+            size_t vlen = n - klen - 1;
+            const char *v = eq + 1;
+            if (vlen == 4 && !strncasecmp(v, "auto", 4))
+                u->header_digest = ISCSI_URI_DIGEST_AUTO;
+            else if (vlen == 4 && !strncasecmp(v, "none", 4))
+                u->header_digest = ISCSI_URI_DIGEST_NONE;
+            else if (vlen == 6 && !strncasecmp(v, "crc32c", 6))
+                u->header_digest = ISCSI_URI_DIGEST_CRC32C;
+            else
+                return fail(err, errlen, "header-digest '%.*s': want crc32c, none or auto",
+                            (int)MIN_INT(vlen, 64), v);
+            goto next;
+        }
         if (klen == 11 && !strncmp(q, "secret-file", klen))
             slot = &u->secret_file;
         else if (klen == 14 && !strncmp(q, "initiator-name", klen))
             slot = &u->initiator;
         else
             return fail(err, errlen,
-                        "unknown parameter '%.*s' (known: secret-file, initiator-name)",
+                        "unknown parameter '%.*s' (known: secret-file, initiator-name, "
+                        "header-digest)",
                         (int)MIN_INT(klen, 64), q);
         if (*slot)
             return fail(err, errlen, "parameter '%.*s' given twice", (int)klen, q);
@@ -227,6 +246,7 @@ static int parse_query(const char *q, struct iscsi_uri *u, char *err, size_t err
                         q);
         if (!*slot)
             return -ENOMEM;
+    next:
         q += n;
         if (*q == '&') {
             q++;

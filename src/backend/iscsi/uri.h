@@ -9,7 +9,11 @@
  *   secret-file=PATH     CHAP secret: the first line of PATH (absolute), so
  *                        the password is in neither ps output nor logs;
  *   initiator-name=IQN   our iSCSI name (default: ISCSI_URI_INITIATOR_PREFIX
- *                        and the host name, what an array's ACL names).
+ *                        and the host name, what an array's ACL names);
+ *   header-digest=D      CRC32C header digests: crc32c requires them (the
+ *                        login fails if the target refuses), none refuses
+ *                        them, auto (default) uses them if the target
+ *                        insists.
  * Values are %XX-decoded. Pure string handling: no libiscsi, no I/O, so the
  * unit tests and the fuzzer run it alone. */
 #ifndef SHOAL_BACKEND_ISCSI_URI_H
@@ -24,6 +28,12 @@
 #define ISCSI_URI_MAX_NAME         223   /* an iSCSI name, RFC 7143 */
 #define ISCSI_URI_INITIATOR_PREFIX "iqn.2026-12.shoal:"
 
+enum iscsi_uri_digest {
+    ISCSI_URI_DIGEST_AUTO, /* offer None, accept CRC32C */
+    ISCSI_URI_DIGEST_NONE,
+    ISCSI_URI_DIGEST_CRC32C,
+};
+
 struct iscsi_uri {
     char *user;        /* CHAP user, or NULL */
     char *password;    /* from the URI, or NULL (see secret_file) */
@@ -31,6 +41,7 @@ struct iscsi_uri {
     char *target;      /* the target's iSCSI name */
     char *secret_file; /* NULL unless given */
     char *initiator;   /* NULL unless given */
+    enum iscsi_uri_digest header_digest;
     uint16_t port;
     uint32_t lun;
 };

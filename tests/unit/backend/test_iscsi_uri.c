@@ -91,6 +91,19 @@ static void test_good(void **state)
     assert_null(u.password);
     assert_string_equal(u.secret_file, "/etc/shoal/a b?c");
     assert_string_equal(u.initiator, "iqn.2026-12.example:node1");
+    assert_int_equal(u.header_digest, ISCSI_URI_DIGEST_AUTO);
+    iscsi_uri_clear(&u);
+
+    /* Header digests: required, refused, or the default. */
+    parse_ok("iscsi://host/" IQN "/1?header-digest=crc32c", &u);
+    assert_int_equal(u.header_digest, ISCSI_URI_DIGEST_CRC32C);
+    iscsi_uri_clear(&u);
+    parse_ok("iscsi://host/" IQN "/1?initiator-name=iqn.2026-12.x:y&header-digest=None", &u);
+    assert_int_equal(u.header_digest, ISCSI_URI_DIGEST_NONE);
+    assert_string_equal(u.initiator, "iqn.2026-12.x:y");
+    iscsi_uri_clear(&u);
+    parse_ok("iscsi://host/" IQN "/1?header-digest=auto", &u);
+    assert_int_equal(u.header_digest, ISCSI_URI_DIGEST_AUTO);
     iscsi_uri_clear(&u);
 }
 
@@ -140,6 +153,8 @@ static void test_bad(void **state)
         {"iscsi://a@host/" IQN "/1?secret-file=/s%zz", "bad %-encoding"},
         {"iscsi://a@host/" IQN "/1?secret-file=/s&secret-file=/t", "given twice"},
         {"iscsi://host/" IQN "/1?foo=bar", "unknown parameter 'foo'"},
+        {"iscsi://host/" IQN "/1?header-digest=crc32", "want crc32c, none or auto"},
+        {"iscsi://host/" IQN "/1?header-digest=crc32c&header-digest=none", "given twice"},
         {"iscsi://host/" IQN "/1?", "empty query"},
         {"iscsi://host/" IQN "/1?&", "empty parameter"},
         {"iscsi://host/" IQN "/1?initiator-name=x&", "empty parameter"},
