@@ -499,18 +499,12 @@ static void test_mode_select(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unknown_opcode),
-        cmocka_unit_test(test_absent_lu),
-        cmocka_unit_test(test_unit_attention),
-        cmocka_unit_test(test_read_only),
-        cmocka_unit_test(test_inquiry_standard),
-        cmocka_unit_test(test_inquiry_vpd),
-        cmocka_unit_test(test_report_luns),
-        cmocka_unit_test(test_read_capacity),
-        cmocka_unit_test(test_no_medium),
-        cmocka_unit_test(test_rsoc),
-        cmocka_unit_test(test_mode_sense),
-        cmocka_unit_test(test_mode_select),
+        cmocka_unit_test(test_unknown_opcode),   cmocka_unit_test(test_absent_lu),
+        cmocka_unit_test(test_unit_attention),   cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_inquiry_standard), cmocka_unit_test(test_inquiry_vpd),
+        cmocka_unit_test(test_report_luns),      cmocka_unit_test(test_read_capacity),
+        cmocka_unit_test(test_no_medium),        cmocka_unit_test(test_rsoc),
+        cmocka_unit_test(test_mode_sense),       cmocka_unit_test(test_mode_select),
     };
     return RUN_BOTH(tests);
 }
