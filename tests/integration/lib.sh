@@ -167,6 +167,29 @@ start_etcd() {
         fail "etcd did not start on port $ETCD_PORT"
 }
 
+# tgtd_control PORT: the tgt array's control for a test that starts tgtd
+# (TGTD_PID, set by the test) for iSCSI port PORT: CTL, a control socket
+# number of its own (/var/run/tgtd/socket.N for -C N, N a short: derived
+# from PORT, moved on while another tgtd has it), tgtctl (tgtadm on it),
+# and stop_tgtd, which also runs at exit. tgtd ignores SIGTERM while
+# sessions are open: a crash is what we want.
+tgtd_control() {
+    TGTD_PID=""
+    CTL=$(($1 % 32000 + 700))
+    while [ -e "/var/run/tgtd/socket.$CTL" ]; do CTL=$((CTL + 1)); done
+    tgtctl() { tgtadm -C "$CTL" --lld iscsi "$@"; }
+    stop_tgtd() {
+        [ -n "$TGTD_PID" ] || return 0
+        kill -KILL "$TGTD_PID" 2>/dev/null || true
+        wait "$TGTD_PID" 2>/dev/null || true
+        TGTD_PID=""
+        rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
+    }
+    # set +e: the (exit) that hands _cleanup the status must not end the trap.
+    # shellcheck disable=SC2154 # _rc is set inside the trap
+    trap '_rc=$?; set +e; stop_tgtd; (exit $_rc); _cleanup' EXIT
+}
+
 # start_memcacheds N: N memcached servers on free 127.0.0.1 ports (16 MiB,
 # one thread each), stopped at exit; their HOST:PORT in MC.
 start_memcacheds() {

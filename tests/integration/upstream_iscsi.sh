@@ -19,25 +19,7 @@ CHAP_IQN=iqn.2026-12.test.shoal:chap
 ACL_IQN=iqn.2026-12.test.shoal:acl
 ACL_INITIATOR=iqn.2026-12.test.shoal:admitted
 PORT=$(free_port)
-TGTD_PID=""
-
-# tgtd's control socket is /var/run/tgtd/socket.N for -C N (N a short):
-# one derived from our free iSCSI port, moved on while another tgtd has it.
-CTL=$((PORT % 32000 + 700))
-while [ -e "/var/run/tgtd/socket.$CTL" ]; do CTL=$((CTL + 1)); done
-tgtctl() { tgtadm -C "$CTL" --lld iscsi "$@"; }
-
-stop_tgtd() {
-    [ -n "$TGTD_PID" ] || return 0
-    # tgtd ignores SIGTERM while sessions are open: a crash is what we want.
-    kill -KILL "$TGTD_PID" 2>/dev/null || true
-    wait "$TGTD_PID" 2>/dev/null || true
-    TGTD_PID=""
-    rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
-}
-# set +e: the (exit) that hands _cleanup the status must not end the trap.
-# shellcheck disable=SC2154 # _rc is set inside the trap
-trap '_rc=$?; set +e; stop_tgtd; (exit $_rc); _cleanup' EXIT
+tgtd_control "$PORT"
 
 # start_tgtd: tgtd in the foreground with the targets and LUNs below.
 start_tgtd() {

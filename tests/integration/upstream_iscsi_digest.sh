@@ -12,23 +12,7 @@ need tgtd tgtadm nbdcopy cmp
 
 IQN=iqn.2026-12.test.shoal:digest
 PORT=$(free_port)
-TGTD_PID=""
-
-# tgtd's control socket is /var/run/tgtd/socket.N for -C N (see
-# upstream_iscsi.sh).
-CTL=$((PORT % 32000 + 700))
-while [ -e "/var/run/tgtd/socket.$CTL" ]; do CTL=$((CTL + 1)); done
-tgtctl() { tgtadm -C "$CTL" --lld iscsi "$@"; }
-
-stop_tgtd() {
-    [ -n "$TGTD_PID" ] || return 0
-    kill -KILL "$TGTD_PID" 2>/dev/null || true
-    wait "$TGTD_PID" 2>/dev/null || true
-    TGTD_PID=""
-    rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
-}
-# shellcheck disable=SC2154 # _rc is set inside the trap
-trap '_rc=$?; set +e; stop_tgtd; (exit $_rc); _cleanup' EXIT
+tgtd_control "$PORT"
 
 random_file "$T/disk.img" $((4 << 20))
 tgtd -f -C "$CTL" --iscsi "portal=127.0.0.1:$PORT" >>"$T/tgtd.log" 2>&1 &

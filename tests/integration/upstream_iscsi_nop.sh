@@ -12,24 +12,8 @@ need tgtd tgtadm nbdcopy cmp
 
 IQN=iqn.2026-12.test.shoal:nop
 PORT=$(free_port)
-TGTD_PID=""
 SESSIONS=4 # the back end's default
-
-# tgtd's control socket is /var/run/tgtd/socket.N for -C N (see
-# upstream_iscsi.sh).
-CTL=$((PORT % 32000 + 700))
-while [ -e "/var/run/tgtd/socket.$CTL" ]; do CTL=$((CTL + 1)); done
-tgtctl() { tgtadm -C "$CTL" --lld iscsi "$@"; }
-
-stop_tgtd() {
-    [ -n "$TGTD_PID" ] || return 0
-    kill -KILL "$TGTD_PID" 2>/dev/null || true
-    wait "$TGTD_PID" 2>/dev/null || true
-    TGTD_PID=""
-    rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
-}
-# shellcheck disable=SC2154 # _rc is set inside the trap
-trap '_rc=$?; set +e; stop_tgtd; (exit $_rc); _cleanup' EXIT
+tgtd_control "$PORT"
 
 # nexus_count: how many sessions (I_T nexuses) target 1 has.
 nexus_count() { tgtctl --mode target --op show | grep -c 'I_T nexus: ' || true; }

@@ -278,8 +278,8 @@ static void test_frontend_value_lines(void **state)
     assert_error("[nbd]\nlisten = unix:/tmp/s.sock\nsocket-group = no-such-group-here\n",
                  "3: invalid --socket-group 'no-such-group-here': no such group");
     /* The bad entry's own line, not the list's last. */
-    assert_error("[nbd]\nallow = 127.0.0.1\nallow = 10.0.0.0/33\nallow = unix\n",
-                 "3: invalid --allow '10.0.0.0/33': want an IPv4/IPv6 address, ADDR/PREFIX, or "
+    assert_error("[nbd]\nallow = 127.0.0.1\nallow = 127.0.0.0/33\nallow = unix\n",
+                 "3: invalid --allow '127.0.0.0/33': want an IPv4/IPv6 address, ADDR/PREFIX, or "
                  "unix");
     assert_error("[shoald]\nallow = example.com\n",
                  "2: invalid --allow 'example.com': want an IPv4/IPv6 address, ADDR/PREFIX, or "
