@@ -141,8 +141,16 @@ static int logout(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
  * ISCSI_WINDOW commands in flight the window is closed (MaxCmdSN is
  * ExpCmdSN - 1): even ExpCmdSN is outside it, and is neither consumed nor
  * answered (a Reject would also be wrong: only immediate commands get one
- * for want of a slot). */
-static bool cmdsn_accept(struct iscsi_conn *c, const uint8_t *bhs)
+ * for want of a slot).
+ *
+ * A SCSI command (window_slot) takes its place in the window with its
+ * CmdSN, under one lock: were the count raised later (task_alloc), a PDU
+ * sent in between would announce MaxCmdSN one too high, the initiator
+ * would send a command the full window then ignores, and every later
+ * CmdSN would be out of order: the session hangs (iscsi-test-cu's
+ * MultipathIO.CompareAndWriteAsync under TSan did). The reader gives the
+ * place back if the command is then rejected (iscsi_task_command). */
+static bool cmdsn_accept(struct iscsi_conn *c, const uint8_t *bhs, bool window_slot)
 {
     if (bhs[0] & ISCSI_FLAG_I)
         return true;
@@ -154,6 +162,8 @@ static bool cmdsn_accept(struct iscsi_conn *c, const uint8_t *bhs)
         return false;
     }
     c->exp_cmdsn++;
+    if (window_slot)
+        c->inflight_window++;
     return true;
 }
 
@@ -165,7 +175,7 @@ static int handle(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
         op == ISCSI_OP_SCSI_CMD || op == ISCSI_OP_TMF_REQ || op == ISCSI_OP_TEXT_REQ ||
         op == ISCSI_OP_LOGOUT ||
         (op == ISCSI_OP_NOP_OUT && get_be32(bhs + ISCSI_BHS_ITT) != ISCSI_RESERVED_TAG);
-    if (sequenced && !cmdsn_accept(c, bhs))
+    if (sequenced && !cmdsn_accept(c, bhs, op == ISCSI_OP_SCSI_CMD))
         return skip_data(c, pdu);
     switch (op) {
     case ISCSI_OP_NOP_OUT:

@@ -37,10 +37,13 @@ void iscsi_tasks_free(struct iscsi_conn *c)
     c->tasks = NULL;
 }
 
+/* A task for a command. A non-immediate one already has its place in the
+ * CmdSN window (cmdsn_accept took it with the CmdSN); an immediate one
+ * takes one of the ISCSI_IMMEDIATE places here, or gets NULL. */
 static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
 {
     LOCK_GUARD(&c->lock);
-    if (immediate ? c->inflight_immediate >= ISCSI_IMMEDIATE : c->inflight_window >= ISCSI_WINDOW)
+    if (immediate && c->inflight_immediate >= ISCSI_IMMEDIATE)
         return NULL;
     /* Every slot taken: the window and the immediate commands hold fewer
      * than ISCSI_TASKS, so some are answered tasks the core is about to
@@ -53,8 +56,6 @@ static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
             continue;
         if (immediate)
             c->inflight_immediate++;
-        else
-            c->inflight_window++;
         c->slots_used++;
         t->state = TASK_DATA_OUT;
         t->immediate = immediate;
@@ -69,6 +70,16 @@ static struct iscsi_task *task_alloc(struct iscsi_conn *c, bool immediate)
         return t;
     }
     return NULL;
+}
+
+/* Give back the window place of a non-immediate command that got no task
+ * (rejected): before the Reject goes out, whose MaxCmdSN then counts it. */
+static void window_return(struct iscsi_conn *c, bool immediate)
+{
+    if (immediate)
+        return;
+    LOCK_GUARD(&c->lock);
+    c->inflight_window--;
 }
 
 static void task_release(struct iscsi_task *t)
@@ -473,6 +484,7 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
     }
     if (why) {
         log_info(iscsi, "%s: SCSI command rejected: %s", c->peer, why);
+        window_return(c, immediate);
         int r = skip_data(c, pdu);
         return r < 0 ? r : iscsi_conn_reject(c, bhs, reason);
     }
@@ -482,6 +494,7 @@ int iscsi_task_command(struct iscsi_conn *c, const struct iscsi_pdu *pdu)
         /* Only an immediate command can find no slot: the window keeps the
          * others within the table. */
         log_debug(iscsi, "%s: no slot for an immediate command", c->peer);
+        window_return(c, immediate);
         int r = skip_data(c, pdu);
         return r < 0 ? r : iscsi_conn_reject(c, bhs, ISCSI_REJECT_IMMEDIATE);
     }
