@@ -9,8 +9,9 @@ READs in flight, a LUN RESET that must reach another session's tasks (and
 a target cold reset its connection). Each gets the answer RFC 7143 asks for
 (a login status, a Reject, silence, a closed connection, or a TMF response
 after the responses of the tasks it ends); a full window is opened again by
-the very response that frees a slot; the daemon stays up and the next
-client (libiscsi's iscsi-inq) is served."""
+the very response that frees a slot, and a window kept full never has its
+room overstated; the daemon stays up and the next client (libiscsi's
+iscsi-inq) is served."""
 import os
 import random
 import shutil
@@ -346,6 +347,69 @@ def main():
     idle_pings(img, target)
     tmf_after_responses(target)
     lun_reset_reaches_other_sessions(target)
+    window_never_overstated()
+
+
+def window_never_overstated():
+    """MaxCmdSN never promises more room than the window has. The window
+    is kept full of 4 KiB READs that miss (their responses go out from the
+    sender thread while the reader takes the next command); every PDU's
+    MaxCmdSN must leave room for the commands below its ExpCmdSN that are
+    still unanswered. A command taken but not yet counted once let a PDU
+    announce one slot too many: the command sent into it was ignored and
+    the session hung (iscsi-test-cu's CompareAndWriteAsync under TSan)."""
+    total = 6000
+    log(f"{total} READs at a full CmdSN window: MaxCmdSN never past the room left, none ignored")
+    img = os.path.join(TMP, "w.img")
+    with open(img, "wb") as f:
+        f.truncate(64 * MiB)
+    port = free_port()
+    # A read delay sends the misses to the workers: their responses go out
+    # from the sender thread while the reader takes the next command.
+    d = Shoald([f"w=fault:rdelay=20us:{img}"], extra=["--iscsi", f"127.0.0.1:{port}"])
+    c = Conn(port)
+    check(c.login(IQN + "w") == 0, f"login failed: 0x{c.status:04x}")
+    window = c.maxcmdsn - c.expcmdsn + 1
+    check(window > 1, f"a window of {window} at login")
+    maxsn = c.maxcmdsn
+    blocks = 64 * MiB // 4096
+    order = random.sample(range(blocks), blocks)  # each 4 KiB once: misses
+    outstanding = {}  # itt -> CmdSN, until the final response
+    sent = done = 0
+    c.s.settimeout(30)
+    while done < total:
+        burst = b""
+        while sent < total and c.cmdsn <= maxsn:
+            cdb = struct.pack(">BBIBHB", 0x28, 0, order[sent % blocks] * 8, 0, 8, 0)
+            itt = 0x10000 + sent
+            burst += pdu(0x01, 0xc0, itt=itt, f20=4096, cmdsn=c.cmdsn, rest=cdb)
+            outstanding[itt] = c.cmdsn
+            c.cmdsn += 1
+            sent += 1
+        if burst:
+            c.s.sendall(burst)
+        try:
+            bhs, data = recv_pdu(c.s)
+        except socket.timeout:
+            check(False, f"no answer in 30 s with {len(outstanding)} READs outstanding "
+                  f"(CmdSN {min(outstanding.values())}..{c.cmdsn - 1}, MaxCmdSN {maxsn}): "
+                  f"a command inside the announced window was ignored")
+        op, itt = bhs[0] & 0x3f, struct.unpack(">I", bhs[16:20])[0]
+        exp, mx = struct.unpack(">II", bhs[28:36])
+        check(op in (0x21, 0x25) and itt in outstanding, f"opcode 0x{op:02x} for tag 0x{itt:08x}")
+        if op == 0x25:
+            check(data == bytes(len(data)), "a READ of the sparse image returned non-zero bytes")
+        if op == 0x21 or bhs[1] & 0x01:
+            check(bhs[3] == 0, f"READ 0x{itt:08x}: status 0x{bhs[3]:02x}")
+            del outstanding[itt]
+            done += 1
+        below = sum(1 for sn in outstanding.values() if sn < exp)
+        check(mx <= exp + window - 1 - below,
+              f"MaxCmdSN {mx} with ExpCmdSN {exp} and {below} commands below it unanswered: "
+              f"{mx - (exp + window - 1 - below)} slot(s) more than a window of {window} has")
+        maxsn = max(maxsn, mx)
+    check(d.alive(), "shoald died")
+    d.stop()
 
 
 def idle_pings(img, target):
