@@ -35,7 +35,7 @@ void vol_install_keyed(struct volume *v, uint64_t blk, const uint8_t *data, cons
     install(v, blk, data, fp, tk, 0, false);
     /* The curves after the install: the next request may want the block. */
     vol_mrc_note(v, (uint32_t)fpkey_hash64(fp), MRC_READ);
-    vol_mrc_reads(v, 1);
+    vol_mrc_reads(v, 1, false);
 }
 
 /* The part after the hash (data is not all zeros). */
@@ -51,7 +51,7 @@ static void install_hashed(struct volume *v, uint64_t blk, const uint8_t *data,
         vol_map_publish(v, blk, &fp);
     vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), flags & INSTALL_READ ? MRC_READ : MRC_WRITE);
     if (flags & INSTALL_READ)
-        vol_mrc_reads(v, 1);
+        vol_mrc_reads(v, 1, false);
     if (flags & INSTALL_TIERS)
         for (unsigned t = 0; t < v->ntiers; t++)
             tier_put(v->tiers[t], &fp, data);

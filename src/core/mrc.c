@@ -42,6 +42,7 @@ struct mrc {
     double rate;
     uint64_t zero_reads; /* atomic */
     uint64_t all_reads;  /* atomic: reads of stored content, sampled or not */
+    uint64_t real_hits;  /* atomic: those of them the real cache served */
     struct mini mini[MRC_POINTS];
     size_t bytes;
 };
@@ -169,6 +170,7 @@ static int minis_build(struct mrc *m, uint64_t cache_blocks)
     }
     __atomic_store_n(&m->zero_reads, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->all_reads, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->real_hits, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->pub.threshold, (uint32_t)(rate * 4294967296.0), __ATOMIC_RELAXED);
     return 0;
 }
@@ -226,9 +228,11 @@ void mrc_zero_reads(struct mrc *m, uint64_t blocks)
     __atomic_fetch_add(&m->zero_reads, blocks, __ATOMIC_RELAXED);
 }
 
-void mrc_reads(struct mrc *m, uint64_t blocks)
+void mrc_reads(struct mrc *m, uint64_t blocks, uint64_t hits)
 {
     __atomic_fetch_add(&m->all_reads, blocks, __ATOMIC_RELAXED);
+    if (hits)
+        __atomic_fetch_add(&m->real_hits, hits, __ATOMIC_RELAXED);
 }
 
 size_t mrc_memory(struct mrc *m)
@@ -251,21 +255,37 @@ void mrc_get(struct mrc *m, struct mrc_curve *out)
      * sampled reads seen (SHARDS-adj): whether a few very hot contents
      * fall in the sample swings the count of sampled reads, and those
      * extra or missing reads are hits at every size. */
-    double stored = (double)__atomic_load_n(&m->all_reads, __ATOMIC_RELAXED);
+    double counted = (double)__atomic_load_n(&m->all_reads, __ATOMIC_RELAXED);
+    double stored = counted;
     if (stored == 0 && m->rate > 0) /* a caller that counts sampled reads only */
         stored = (double)m->mini[0].reads / m->rate;
     double zero = (double)__atomic_load_n(&m->zero_reads, __ATOMIC_RELAXED);
     double zfrac = stored + zero > 0 ? zero / (stored + zero) : 0;
     double expect = stored * m->rate;
+    double miss[MRC_POINTS];
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        const struct mini *c = &m->mini[i];
+        double base = expect >= 1 ? expect : (double)c->reads;
+        miss[i] = base > 0 ? (double)c->misses / base : 1.0;
+    }
+    /* Pinned at the cache's own size: the sample's error (which contents
+     * fell in it, a very hot one or not) moves every point the same way,
+     * while the real cache's miss ratio at that size is known (counted
+     * over the same reads, since the curve started). Each point keeps its
+     * distance from the x1 point. That also carries what the simulation
+     * leaves out (read-ahead's hits, installs lost to races) to the other
+     * sizes. */
+    double real_hits = (double)__atomic_load_n(&m->real_hits, __ATOMIC_RELAXED);
+    double shift = 0;
+    if (counted > 0)
+        shift = (1.0 - real_hits / stored) - miss[MRC_X1];
     for (unsigned i = 0; i < MRC_POINTS; i++) {
         const struct mini *c = &m->mini[i];
         /* The size it really simulates (MINI_MIN may have raised it). */
         out->p[i].cache_blocks = m->rate > 0 ? (uint64_t)((double)c->cap / m->rate + 0.5) : 0;
-        double base = expect >= 1 ? expect : (double)c->reads;
-        double miss = base > 0 ? (double)c->misses / base : 1.0;
-        if (miss > 1.0)
-            miss = 1.0;
-        out->p[i].hit_ratio = c->reads || zero > 0 ? 1.0 - (1.0 - zfrac) * miss : 0.0;
+        double mi = miss[i] + shift;
+        mi = mi < 0 ? 0 : mi > 1.0 ? 1.0 : mi;
+        out->p[i].hit_ratio = c->reads || zero > 0 ? 1.0 - (1.0 - zfrac) * mi : 0.0;
     }
     pthread_mutex_unlock(&m->lock);
 }

@@ -12,6 +12,9 @@
  * What counts: reads of stored content (hits and misses) and inserts by
  * writes (they take room; they are not reads). Zero blocks cost nothing in
  * the cache and always hit; they are counted apart and mixed back in.
+ * The curve is pinned at the cache's own size: the real cache's hits over
+ * the same reads (mrc_reads) set the x1 point, the others keep their
+ * distance from it (mrc_get says why).
  *
  * Cost: one hash test per block accessed; a sampled one (1 in 1/R) takes
  * the curve's mutex and touches each small cache. Memory is fixed at
@@ -33,6 +36,7 @@ struct mrc;
 /* Cache sizes simulated, as multiples of the current cache, in eighths. */
 #define MRC_POINTS 8
 extern const unsigned mrc_eighths[MRC_POINTS]; /* 1/8 1/4 1/2 3/4 1 3/2 2 4 */
+#define MRC_X1 4 /* the point at the cache's own size (mrc_eighths[MRC_X1] == 8) */
 
 enum mrc_access { MRC_READ, MRC_WRITE };
 
@@ -52,9 +56,10 @@ static inline bool mrc_sampled(const struct mrc *m, uint32_t key);
 void mrc_access(struct mrc *m, uint32_t key, enum mrc_access kind);
 /* Reads of all-zero blocks (every one, not sampled): always hits. */
 void mrc_zero_reads(struct mrc *m, uint64_t blocks);
-/* Reads of stored content, every one, sampled or not: what the sampled
- * reads stand for (see mrc_get). */
-void mrc_reads(struct mrc *m, uint64_t blocks);
+/* Reads of stored content, every one, sampled or not, and how many of
+ * them the real cache served (hits): what the sampled reads stand for,
+ * and where the curve is pinned at the cache's own size (see mrc_get). */
+void mrc_reads(struct mrc *m, uint64_t blocks, uint64_t hits);
 
 struct mrc_point {
     uint64_t cache_blocks; /* the size simulated */

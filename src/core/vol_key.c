@@ -151,7 +151,7 @@ static int resolve_batch(struct volume *v, struct vol_scratch *s, uint8_t *buf, 
             if (store_read(v->store, ref, buf + (size_t)i * BLOCK_SIZE, 0, BLOCK_SIZE) == 0) {
                 s->kd[s->nkeyed++] = (struct vol_keyed){.pos = i, .ref = dir_val(ref), .fp = fp};
                 vol_mrc_note(v, (uint32_t)fpkey_hash64(&fp), MRC_READ);
-                vol_mrc_reads(v, 1);
+                vol_mrc_reads(v, 1, true);
                 bitmap_clear(s->todo, todo_pos(s, first, i));
                 (*key_blocks)++;
                 continue;

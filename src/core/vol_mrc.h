@@ -5,20 +5,23 @@
 #ifndef SHOAL_CORE_VOL_MRC_H
 #define SHOAL_CORE_VOL_MRC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/mrc.h"
 #include "core/volume.h"
 
-/* Reads of stored content, every one (hit paths count per request). */
-static inline void vol_mrc_reads(struct volume *v, uint64_t blocks)
+/* Reads of stored content, every one (hit paths count per request), and
+ * whether the cache served them (hits) or they were fetched (misses,
+ * counted as they are installed). */
+static inline void vol_mrc_reads(struct volume *v, uint64_t blocks, bool hit)
 {
     if (!blocks)
         return;
     if (v->mrc)
-        mrc_reads(v->mrc, blocks);
+        mrc_reads(v->mrc, blocks, hit ? blocks : 0);
     if (v->gmrc)
-        mrc_reads(v->gmrc, blocks);
+        mrc_reads(v->gmrc, blocks, hit ? blocks : 0);
 }
 
 /* An access to stored content with this key (mrc.h), for both curves

@@ -156,7 +156,7 @@ int vol_read_zc(struct volume *v, struct vol_req *r, struct iovec *iov, uint32_t
     store_used(v->store, pins, np);
     for (uint32_t k = 0; k < np; k++)
         vol_mrc_note(v, store_pinned_key(v->store, pins[k]), MRC_READ);
-    vol_mrc_reads(v, np);
+    vol_mrc_reads(v, np, true);
     vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);
@@ -671,7 +671,7 @@ int vol_read(struct volume *v, struct vol_req *r, struct vol_scratch *scratch)
     }
     for (uint32_t k = 0; k < nkeys; k++)
         vol_mrc_note(v, keys[k], MRC_READ);
-    vol_mrc_reads(v, stored_hits);
+    vol_mrc_reads(v, stored_hits, true);
     vol_mrc_zero_reads(v, zeros);
     STAT_ADD(v->c.read_ops, 1);
     STAT_ADD(v->c.read_bytes, r->length);

@@ -87,6 +87,43 @@ static void test_uniform_lru(void **state)
     mrc_destroy(m);
 }
 
+/* Pinned at the cache's own size: with the real cache's hits reported
+ * (mrc_reads), the x1 point is the real hit ratio and every other point
+ * keeps its distance from it (the uniform stream above, whose real cache
+ * lost a tenth of its hits, say to install races). */
+static void test_pinned_to_real_hits(void **state)
+{
+    (void)state;
+    const uint32_t n = 40000;
+    const uint64_t cache = 16000;
+    struct mrc *free_run, *m;
+    assert_int_equal(mrc_create(evict_find("lru"), cache, 8192, &free_run), 0);
+    assert_int_equal(mrc_create(evict_find("lru"), cache, 8192, &m), 0);
+    uint64_t s = 88172645463325252ull;
+    for (uint32_t i = 0; i < 60 * n; i++) {
+        uint32_t key = key_of((uint32_t)(rng(&s) % n));
+        feed(free_run, key, MRC_READ);
+        feed(m, key, MRC_READ);
+    }
+    struct mrc_curve c0, c;
+    mrc_get(free_run, &c0);
+    /* The real cache: 60n reads, and hits 0.1 below the simulated x1. */
+    double real = c0.p[MRC_X1].hit_ratio - 0.1;
+    uint64_t reads = 60ull * n;
+    mrc_reads(m, reads, (uint64_t)(real * (double)reads));
+    mrc_get(m, &c);
+    assert_true(c.p[MRC_X1].hit_ratio > real - 0.001 && c.p[MRC_X1].hit_ratio < real + 0.001);
+    for (unsigned i = 0; i < MRC_POINTS; i++) {
+        double want = c0.p[i].hit_ratio - (c0.p[MRC_X1].hit_ratio - real);
+        want = want < 0 ? 0 : want;
+        if (c.p[i].hit_ratio < want - 0.002 || c.p[i].hit_ratio > want + 0.002)
+            fail_msg("point %u: pinned hit ratio %.4f, want %.4f (free %.4f)", i, c.p[i].hit_ratio,
+                     want, c0.p[i].hit_ratio);
+    }
+    mrc_destroy(free_run);
+    mrc_destroy(m);
+}
+
 /* Writes take room without being reads; zero reads always hit. */
 static void test_writes_and_zeros(void **state)
 {
@@ -143,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_lru),
         cmocka_unit_test(test_uniform_lru),
+        cmocka_unit_test(test_pinned_to_real_hits),
         cmocka_unit_test(test_writes_and_zeros),
         cmocka_unit_test(test_resize),
     };
