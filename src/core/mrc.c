@@ -40,9 +40,9 @@ struct mrc {
     uint32_t max_entries;
     uint64_t cache_blocks;
     double rate;
-    uint64_t zero_reads; /* atomic */
-    uint64_t all_reads;  /* atomic: reads of stored content, sampled or not */
-    uint64_t real_hits;  /* atomic: those of them the real cache served */
+    uint64_t zero_reads;  /* atomic */
+    uint64_t all_reads;   /* atomic: reads of stored content, sampled or not */
+    uint64_t real_misses; /* atomic: those of them the real cache fetched */
     struct mini mini[MRC_POINTS];
     size_t bytes;
 };
@@ -170,7 +170,7 @@ static int minis_build(struct mrc *m, uint64_t cache_blocks)
     }
     __atomic_store_n(&m->zero_reads, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->all_reads, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->real_hits, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->real_misses, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->pub.threshold, (uint32_t)(rate * 4294967296.0), __ATOMIC_RELAXED);
     return 0;
 }
@@ -228,11 +228,11 @@ void mrc_zero_reads(struct mrc *m, uint64_t blocks)
     __atomic_fetch_add(&m->zero_reads, blocks, __ATOMIC_RELAXED);
 }
 
-void mrc_reads(struct mrc *m, uint64_t blocks, uint64_t hits)
+void mrc_reads(struct mrc *m, uint64_t blocks, bool hit)
 {
     __atomic_fetch_add(&m->all_reads, blocks, __ATOMIC_RELAXED);
-    if (hits)
-        __atomic_fetch_add(&m->real_hits, hits, __ATOMIC_RELAXED);
+    if (!hit) /* misses, not hits: the hit path pays no second add */
+        __atomic_fetch_add(&m->real_misses, blocks, __ATOMIC_RELAXED);
 }
 
 size_t mrc_memory(struct mrc *m)
@@ -275,10 +275,10 @@ void mrc_get(struct mrc *m, struct mrc_curve *out)
      * distance from the x1 point. That also carries what the simulation
      * leaves out (read-ahead's hits, installs lost to races) to the other
      * sizes. */
-    double real_hits = (double)__atomic_load_n(&m->real_hits, __ATOMIC_RELAXED);
+    double real_misses = (double)__atomic_load_n(&m->real_misses, __ATOMIC_RELAXED);
     double shift = 0;
     if (counted > 0)
-        shift = (1.0 - real_hits / stored) - miss[MRC_X1];
+        shift = real_misses / stored - miss[MRC_X1];
     for (unsigned i = 0; i < MRC_POINTS; i++) {
         const struct mini *c = &m->mini[i];
         /* The size it really simulates (MINI_MIN may have raised it). */

@@ -12,8 +12,8 @@
  * What counts: reads of stored content (hits and misses) and inserts by
  * writes (they take room; they are not reads). Zero blocks cost nothing in
  * the cache and always hit; they are counted apart and mixed back in.
- * The curve is pinned at the cache's own size: the real cache's hits over
- * the same reads (mrc_reads) set the x1 point, the others keep their
+ * The curve is pinned at the cache's own size: the real cache's misses
+ * over the same reads (mrc_reads) set the x1 point, the others keep their
  * distance from it (mrc_get says why).
  *
  * Cost: one hash test per block accessed; a sampled one (1 in 1/R) takes
@@ -56,10 +56,11 @@ static inline bool mrc_sampled(const struct mrc *m, uint32_t key);
 void mrc_access(struct mrc *m, uint32_t key, enum mrc_access kind);
 /* Reads of all-zero blocks (every one, not sampled): always hits. */
 void mrc_zero_reads(struct mrc *m, uint64_t blocks);
-/* Reads of stored content, every one, sampled or not, and how many of
- * them the real cache served (hits): what the sampled reads stand for,
- * and where the curve is pinned at the cache's own size (see mrc_get). */
-void mrc_reads(struct mrc *m, uint64_t blocks, uint64_t hits);
+/* Reads of stored content, every one, sampled or not, and whether the
+ * real cache served them (hit) or fetched them: what the sampled reads
+ * stand for, and where the curve is pinned at the cache's own size (see
+ * mrc_get). */
+void mrc_reads(struct mrc *m, uint64_t blocks, bool hit);
 
 struct mrc_point {
     uint64_t cache_blocks; /* the size simulated */

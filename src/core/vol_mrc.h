@@ -19,9 +19,9 @@ static inline void vol_mrc_reads(struct volume *v, uint64_t blocks, bool hit)
     if (!blocks)
         return;
     if (v->mrc)
-        mrc_reads(v->mrc, blocks, hit ? blocks : 0);
+        mrc_reads(v->mrc, blocks, hit);
     if (v->gmrc)
-        mrc_reads(v->gmrc, blocks, hit ? blocks : 0);
+        mrc_reads(v->gmrc, blocks, hit);
 }
 
 /* An access to stored content with this key (mrc.h), for both curves

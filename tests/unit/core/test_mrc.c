@@ -110,7 +110,9 @@ static void test_pinned_to_real_hits(void **state)
     /* The real cache: 60n reads, and hits 0.1 below the simulated x1. */
     double real = c0.p[MRC_X1].hit_ratio - 0.1;
     uint64_t reads = 60ull * n;
-    mrc_reads(m, reads, (uint64_t)(real * (double)reads));
+    uint64_t hits = (uint64_t)(real * (double)reads);
+    mrc_reads(m, hits, true);
+    mrc_reads(m, reads - hits, false);
     mrc_get(m, &c);
     assert_true(c.p[MRC_X1].hit_ratio > real - 0.001 && c.p[MRC_X1].hit_ratio < real + 0.001);
     for (unsigned i = 0; i < MRC_POINTS; i++) {
