@@ -104,22 +104,19 @@ if command -v tgtd >/dev/null && command -v tgtadm >/dev/null && [ "$(id -u)" -e
     [ "${SHOAL_CU_TGT:-1}" = 1 ] && [ "$sanitized" = 0 ]; then
     truncate -s 128M "$T/tgt.img"
     TPORT=$(free_port)
-    CN=$((20000 + $$ % 10000)) # tgtd's control socket number, ours alone
-    bg tgtd -f -C "$CN" --iscsi "portal=127.0.0.1:$TPORT"
-    TGTD_PID=$BG_PID
-    tgt() { tgtadm -C "$CN" --lld iscsi --op "$@"; }
-    if wait_for 10 tgtadm -C "$CN" --lld iscsi --op show --mode target &&
-        tgt new --mode target --tid 1 -T iqn.2026-12.org.shoal.test:tgt &&
-        tgt new --mode logicalunit --tid 1 --lun 1 -b "$T/tgt.img" &&
-        tgt bind --mode target --tid 1 -I ALL; then
+    tgtd_control "$TPORT"
+    tgtd -f -C "$CTL" --iscsi "portal=127.0.0.1:$TPORT" >>"$T/tgtd.log" 2>&1 &
+    TGTD_PID=$!
+    if wait_for 10 tgtctl --op show --mode target &&
+        tgtctl --op new --mode target --tid 1 -T iqn.2026-12.org.shoal.test:tgt &&
+        tgtctl --op new --mode logicalunit --tid 1 --lun 1 -b "$T/tgt.img" &&
+        tgtctl --op bind --mode target --tid 1 -I ALL; then
         run_suites tgt "iscsi://127.0.0.1:$TPORT/iqn.2026-12.org.shoal.test:tgt/1"
         summary tgt
     else
         log "tgt: tgtd did not start; no reference run"
     fi
-    # tgtd ignores SIGTERM: ask it to exit, then make sure.
-    tgtadm -C "$CN" --op delete --mode system >/dev/null 2>&1 || true
-    _wait_pid_gone "$TGTD_PID" 5 || kill -KILL "$TGTD_PID" 2>/dev/null || true
+    stop_tgtd
 fi
 summary shoal
 
