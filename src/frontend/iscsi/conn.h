@@ -120,8 +120,7 @@ struct iscsi_conn {
     pthread_cond_t cond;     /* a task changed state */
     pthread_cond_t out_cond; /* work for the sender */
     uint32_t exp_cmdsn;
-    unsigned inflight_window; /* non-immediate commands taken (with their CmdSN) whose response is
-                                 not out */
+    unsigned inflight_window;    /* non-immediate commands, from their CmdSN to their response */
     unsigned inflight_immediate; /* immediate tasks not free */
     unsigned slots_used;         /* tasks not free */
     bool tmf_waiting;            /* a task management function waits on cond for responses */
