@@ -111,4 +111,10 @@ char *str_printable(char *s);
 /* Human-readable size into buf ("1.5 GiB"). Returns buf. */
 char *format_size(uint64_t bytes, char *buf, size_t len);
 
+/* Bytes the allocator has handed out and not had back, every arena and
+ * its mmapped chunks (mallinfo2): what a leak raises, while RSS also moves
+ * as the arenas settle. It locks each arena in turn and walks its free
+ * lists: for a stats reply, not for an I/O path. */
+uint64_t heap_in_use_bytes(void);
+
 #endif

@@ -491,6 +491,7 @@ void cache_snapshot(struct engine *e, struct cache_snapshot *out)
     out->remembered_metadata_bytes = m.remembered_bytes;
     out->mrc_bytes = m.mrc_bytes + (e->mrc ? mrc_memory(e->mrc) : 0);
     out->io_buffer_bytes = bufpool_bytes();
+    out->heap_bytes = heap_in_use_bytes();
     struct busy_poll_stats bp;
     busy_poll_stats(&bp);
     out->busy_poll_caught = bp.caught;

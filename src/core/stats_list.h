@@ -78,6 +78,9 @@
       "Memory for the miss-ratio curves, cache and volumes (fixed; not in metadata_bytes)")        \
     X(io_buffer_bytes, STAT_GAUGE, "bytes",                                                        \
       "Request buffers allocated: in use and kept for reuse (at most --io-memory)")                \
+    X(heap_bytes, STAT_GAUGE, "bytes",                                                             \
+      "The process's heap in use (malloc'ed, not freed): request buffers and directories "         \
+      "included, cached content and the store's entry table (mapped apart) not")                   \
     X(busy_poll_caught, STAT_COUNTER, "requests",                                                  \
       "Client requests a front end's reader found by busy polling, without sleeping "              \
       "(--busy-poll)")                                                                             \
