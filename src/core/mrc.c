@@ -45,6 +45,15 @@ struct mrc {
     uint64_t real_misses; /* atomic: those of them the real cache fetched */
     struct mini mini[MRC_POINTS];
     size_t bytes;
+    /* The last hist_cap sampled accesses, a ring (hist_next: the next to
+     * write, hist_len: how many are kept). A resize replays them into the
+     * new small caches: the real cache keeps its contents across a resize,
+     * and small caches started empty counted misses it never had, which
+     * the pinning (mrc_get) turned into a curve too optimistic at every
+     * size until they had filled. */
+    uint32_t *hist_key;
+    uint8_t *hist_kind; /* enum mrc_access */
+    uint32_t hist_cap, hist_len, hist_next;
 };
 
 static void mini_free(const struct evict_ops *policy, struct mini *c)
@@ -147,7 +156,48 @@ static void minis_free(struct mrc *m)
 {
     for (unsigned i = 0; i < MRC_POINTS; i++)
         mini_free(m->policy, &m->mini[i]);
-    m->bytes = sizeof *m;
+    m->bytes = sizeof *m + (size_t)m->hist_cap * (sizeof *m->hist_key + sizeof *m->hist_kind);
+}
+
+static void hist_add(struct mrc *m, uint32_t key, enum mrc_access kind)
+{
+    m->hist_key[m->hist_next] = key;
+    m->hist_kind[m->hist_next] = (uint8_t)kind;
+    m->hist_next = m->hist_next + 1 == m->hist_cap ? 0 : m->hist_next + 1;
+    if (m->hist_len < m->hist_cap)
+        m->hist_len++;
+}
+
+/* After minis_build: the kept accesses still sampled at the new rate go
+ * through the new small caches, oldest first, and stay in the ring (the
+ * others go: later accesses to their contents are no longer recorded);
+ * then the counts start from zero, as the real cache's do. */
+static void hist_replay(struct mrc *m)
+{
+    uint32_t n = m->hist_len, first = (m->hist_next + m->hist_cap - n) % m->hist_cap;
+    uint32_t *keys = malloc((size_t)n * sizeof *keys + 1);
+    uint8_t *kinds = malloc((size_t)n + 1);
+    uint32_t kept = 0;
+    if (keys && kinds) {
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t i = (first + j) % m->hist_cap;
+            if (!mrc_sampled(m, m->hist_key[i]))
+                continue;
+            keys[kept] = m->hist_key[i];
+            kinds[kept++] = m->hist_kind[i];
+        }
+        memcpy(m->hist_key, keys, (size_t)kept * sizeof *keys);
+        memcpy(m->hist_kind, kinds, kept);
+    } /* else: no room to sort them out, so the curve starts cold */
+    free(keys);
+    free(kinds);
+    m->hist_len = kept;
+    m->hist_next = kept % m->hist_cap;
+    for (uint32_t j = 0; j < kept; j++)
+        for (unsigned i = 0; i < MRC_POINTS; i++)
+            mini_access(m->policy, &m->mini[i], m->hist_key[j], (enum mrc_access)m->hist_kind[j]);
+    for (unsigned i = 0; i < MRC_POINTS; i++)
+        m->mini[i].reads = m->mini[i].misses = 0;
 }
 
 /* Sizes and rate for cache_blocks, under the lock (or before sharing). */
@@ -186,8 +236,15 @@ int mrc_create(const struct evict_ops *policy, uint64_t cache_blocks, uint32_t m
     pthread_mutex_init(&m->lock, NULL);
     m->policy = policy;
     m->max_entries = max_entries;
-    int r = minis_build(m, cache_blocks);
+    /* Twice the largest small cache's entries: enough to fill the x1 one
+     * again (a quarter of the largest) several times over. */
+    m->hist_cap = 2 * max_entries;
+    m->hist_key = malloc((size_t)m->hist_cap * sizeof *m->hist_key);
+    m->hist_kind = malloc(m->hist_cap);
+    int r = m->hist_key && m->hist_kind ? minis_build(m, cache_blocks) : -ENOMEM;
     if (r < 0) {
+        free(m->hist_key);
+        free(m->hist_kind);
         pthread_mutex_destroy(&m->lock);
         free(m);
         return r;
@@ -201,6 +258,8 @@ void mrc_destroy(struct mrc *m)
     if (!m)
         return;
     minis_free(m);
+    free(m->hist_key);
+    free(m->hist_kind);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -209,6 +268,8 @@ int mrc_resize(struct mrc *m, uint64_t cache_blocks)
 {
     pthread_mutex_lock(&m->lock);
     int r = minis_build(m, cache_blocks);
+    if (r == 0)
+        hist_replay(m);
     pthread_mutex_unlock(&m->lock);
     return r;
 }
@@ -217,9 +278,11 @@ void mrc_access(struct mrc *m, uint32_t key, enum mrc_access kind)
 {
     pthread_mutex_lock(&m->lock);
     /* A resize may have lowered the threshold since the caller tested. */
-    if (m->mini[0].e && mrc_sampled(m, key))
+    if (m->mini[0].e && mrc_sampled(m, key)) {
         for (unsigned i = 0; i < MRC_POINTS; i++)
             mini_access(m->policy, &m->mini[i], key, kind);
+        hist_add(m, key, kind);
+    }
     pthread_mutex_unlock(&m->lock);
 }
 

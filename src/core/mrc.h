@@ -45,7 +45,9 @@ enum mrc_access { MRC_READ, MRC_WRITE };
 int mrc_create(const struct evict_ops *policy, uint64_t cache_blocks, uint32_t max_entries,
                struct mrc **out);
 void mrc_destroy(struct mrc *m);
-/* The cache was resized: start over with sizes around the new one. */
+/* The cache was resized: new small caches around the new size, warmed by
+ * the last sampled accesses (2 x max_entries of them, kept for this), and
+ * the counts start over. */
 int mrc_resize(struct mrc *m, uint64_t cache_blocks);
 
 /* True when the content with this key (the low 32 bits of fpkey_hash64,

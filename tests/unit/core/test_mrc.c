@@ -177,6 +177,40 @@ static void test_resize(void **state)
     mrc_destroy(m);
 }
 
+/* After a resize the small caches start warm, as the real cache does: a
+ * uniform workload over n contents, then the cache grows past n. Every
+ * content fits, so the new x1 point must say (nearly) every read hits at
+ * once; small caches started empty said about half over the same reads
+ * (each sampled content's first read a miss). */
+static void test_resize_starts_warm(void **state)
+{
+    (void)state;
+    const uint32_t n = 12000;
+    struct mrc *m;
+    assert_int_equal(mrc_create(evict_find("lru"), 8000, 4096, &m), 0);
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (uint32_t i = 0; i < 20 * n; i++)
+        feed(m, key_of((uint32_t)(rng(&s) % n)), MRC_READ);
+    assert_int_equal(mrc_resize(m, 16000), 0);
+    struct mrc_curve c;
+    mrc_get(m, &c);
+    assert_int_equal(c.sampled_reads, 0); /* the counts start over */
+    for (uint32_t i = 0; i < 2 * n; i++)
+        feed(m, key_of((uint32_t)(rng(&s) % n)), MRC_READ);
+    mrc_get(m, &c);
+    assert_true(c.sampled_reads > 500);
+    if (c.p[MRC_X1].hit_ratio < 0.97)
+        fail_msg("x1 (%llu blocks, all %u contents fit) right after the resize: hit ratio %.3f",
+                 (unsigned long long)c.p[MRC_X1].cache_blocks, n, c.p[MRC_X1].hit_ratio);
+    /* Half the cache, 8000 blocks: 2/3 of 12000 uniform contents fit (LRU);
+     * which contents fall in the sample moves it by several hundredths
+     * (started empty: at most 1/2). */
+    double half = c.p[MRC_X1 - 2].hit_ratio;
+    if (half < 0.6 || half > 0.8)
+        fail_msg("x1/2 right after the resize: hit ratio %.3f, want about 0.667", half);
+    mrc_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_pinned_to_real_hits),
         cmocka_unit_test(test_writes_and_zeros),
         cmocka_unit_test(test_resize),
+        cmocka_unit_test(test_resize_starts_warm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
