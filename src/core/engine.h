@@ -99,7 +99,7 @@ uint64_t engine_cache_max_bytes(struct engine *e);
 
 /* Miss-ratio curves (core/mrc.h): the whole cache's and one volume's
  * (zeroed when there is none). */
-#define ENGINE_MRC_ENTRIES 32768 /* the whole cache's curve: about 2 MiB */
+#define ENGINE_MRC_ENTRIES 32768 /* the whole cache's curve: about 2.6 MiB */
 void engine_mrc(struct engine *e, struct mrc_curve *out);
 void volume_mrc(struct volume *v, struct mrc_curve *out);
 
