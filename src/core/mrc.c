@@ -159,6 +159,13 @@ static void minis_free(struct mrc *m)
     m->bytes = sizeof *m + (size_t)m->hist_cap * (sizeof *m->hist_key + sizeof *m->hist_kind);
 }
 
+/* One sampled access through every small cache. */
+static void minis_access(struct mrc *m, uint32_t key, enum mrc_access kind)
+{
+    for (unsigned i = 0; i < MRC_POINTS; i++)
+        mini_access(m->policy, &m->mini[i], key, kind);
+}
+
 static void hist_add(struct mrc *m, uint32_t key, enum mrc_access kind)
 {
     m->hist_key[m->hist_next] = key;
@@ -194,8 +201,7 @@ static void hist_replay(struct mrc *m)
     m->hist_len = kept;
     m->hist_next = kept % m->hist_cap;
     for (uint32_t j = 0; j < kept; j++)
-        for (unsigned i = 0; i < MRC_POINTS; i++)
-            mini_access(m->policy, &m->mini[i], m->hist_key[j], (enum mrc_access)m->hist_kind[j]);
+        minis_access(m, m->hist_key[j], (enum mrc_access)m->hist_kind[j]);
     for (unsigned i = 0; i < MRC_POINTS; i++)
         m->mini[i].reads = m->mini[i].misses = 0;
 }
@@ -279,8 +285,7 @@ void mrc_access(struct mrc *m, uint32_t key, enum mrc_access kind)
     pthread_mutex_lock(&m->lock);
     /* A resize may have lowered the threshold since the caller tested. */
     if (m->mini[0].e && mrc_sampled(m, key)) {
-        for (unsigned i = 0; i < MRC_POINTS; i++)
-            mini_access(m->policy, &m->mini[i], key, kind);
+        minis_access(m, key, kind);
         hist_add(m, key, kind);
     }
     pthread_mutex_unlock(&m->lock);
