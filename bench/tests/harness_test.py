@@ -15,7 +15,10 @@
   - the README's results block is written with and without a chart;
   - scenario 8's byte figures (metadata per block) are marked met / not
     met against their byte targets, printed with their unit, left off the
-    chart's ratio scale, and a figure with no value is "not measured".
+    chart's ratio scale, and a figure with no value is "not measured";
+  - scenario 4's eviction of the image from the page cache (its passes
+    from disk) leaves no page of a file on a disk behind, and says so
+    where it cannot (tmpfs); their row prints in the raw table.
 
 Standard library only.
 """
@@ -35,6 +38,7 @@ sys.path.insert(0, os.path.join(BENCH, "harness"))
 import common  # noqa: E402
 import peers  # noqa: E402
 import report  # noqa: E402
+import scenarios  # noqa: E402
 from procs import BenchError  # noqa: E402
 
 FAILS = []
@@ -242,9 +246,37 @@ def test_bytes():
                            "scale (gnuplot crashed on an empty labels plot): %s" % err)
 
 
+def test_evict():
+    size = 8 * common.MiB
+    for where in ("/var/tmp", "/dev/shm"):
+        if not os.path.isdir(where):
+            continue
+        with tempfile.TemporaryDirectory(dir=where) as t:
+            p = os.path.join(t, "img")
+            with open(p, "wb") as f:
+                f.write(os.urandom(size))
+            with open(p, "rb") as f:
+                f.read()  # in the page cache now
+            fs = (os.popen("findmnt -n -o FSTYPE --target %s" % t).read().split() or [""])[0]
+            left = scenarios._evict_file(p)
+            if fs == "tmpfs":
+                check(left is not None and left > size // 2,
+                      "%s (tmpfs): the file stays in memory and that is seen (%s)" % (where, left))
+            elif fs:
+                check(left is not None and left <= size // 10,
+                      "%s (%s): evicted, %s bytes left" % (where, fs, left))
+    doc = report.upgrade(s8_doc())
+    doc["results"]["s4_miss_path"] = {"median": {"shoal": 1900.0, "nbdkit-file": 5000.0},
+                                      "from_disk": {"median": {"shoal": 1750.0,
+                                                               "nbdkit-file": 2500.0}}}
+    text = report.raw_table(doc)
+    check("from disk" in text and "1750 / 2500 MB/s" in text,
+          "the passes from disk print in the raw table")
+
+
 def main():
     for t in (test_share, test_load, test_upgrade, test_committed, test_delay, test_readme,
-              test_bytes):
+              test_bytes, test_evict):
         t()
     if FAILS:
         print("%d check(s) failed" % len(FAILS))
